@@ -1,0 +1,64 @@
+"""hookwire: event hooks for LLM applications.
+
+Every LLM call, streamed token, tool call, memory operation, retry and error is an event;
+handlers (``hookwire.callbacks``) turn them into console output, logs, metrics, chat history,
+usage accounting, traces, or whatever you write. The runners (``RLM``, ``ConversationAgent``)
+and clients (``hookwire.llms``) emit them; ``CallbackManager`` dispatches them.
+
+Names from the runtime are imported lazily, so ``import hookwire`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .callbacks.base import AsyncBaseCallback, BaseCallback
+from .context import current_context, current_run, new_id, request_context, trace
+from .dispatch import CallbackManager
+from .events import LLMResponse, ToolCall, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RLM",
+    "AsyncBaseCallback",
+    "BaseCallback",
+    "CallbackManager",
+    "ConversationAgent",
+    "LLMResponse",
+    "LocalLLM",
+    "OpenAIClient",
+    "Settings",
+    "ToolCall",
+    "Usage",
+    "__version__",
+    "current_context",
+    "current_run",
+    "new_id",
+    "request_context",
+    "tool",
+    "trace",
+]
+
+_LAZY = {
+    "RLM": ".rlm",
+    "ConversationAgent": ".agents",
+    "OpenAIClient": ".llms",
+    "LocalLLM": ".llms",
+    "Settings": ".config",
+    "tool": ".tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hookwire' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

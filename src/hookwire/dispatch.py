@@ -1,0 +1,742 @@
+"""``CallbackManager``: sends events to handlers, fast, in order, and never into the app.
+
+How the hot path stays cheap: whenever the handler list changes, the manager builds, for every
+hook, a small function specialised to the handlers that actually override that hook, and sets
+it as ``manager.on_<hook>`` / ``manager.aon_<hook>``. A hook no handler overrides is a no-op
+function; nothing is formatted, copied or allocated for it. The typed event record is built
+only when some handler overrides ``on_event``.
+
+Where handlers run:
+
+- sync handlers run inline, in the caller's thread, also when dispatched from asyncio;
+- async handlers are awaited inline by ``aon_*``; from sync code (``on_*``) they run on one
+  shared background event loop and the caller waits for them, so order and errors are kept;
+- handlers with ``run_in_background = True`` (the ones that do I/O) get their own worker
+  thread behind a bounded queue: the caller only enqueues. ``flush()`` / ``close()`` and an
+  ``atexit`` hook drain the queues. A full queue blocks (nothing is lost) unless the handler
+  sets ``drop_when_full = True``, in which case the event is dropped and counted.
+
+A handler's exception never reaches the caller: it is logged through the ``hookwire`` logger
+(with its traceback the first time for each handler and hook, at debug level after that),
+counted in ``stats()``, and dispatch goes on. A handler with ``raise_error = True`` has its
+exception re-raised instead, and a ``CallbackAbort`` (such as ``BudgetExceeded``) always
+reaches the caller of an inline hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import inspect
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Union
+
+from .context import _CONTEXT, new_id
+from .errors import CallbackAbort, ConfigurationError
+from .events import HOOKS, event_from_call
+
+__all__ = ["CallbackManager", "Callbacks"]
+
+logger = logging.getLogger("hookwire")
+
+#: What ``callbacks=`` accepts everywhere: a list of handlers, a manager, or nothing.
+Callbacks = Union["CallbackManager", Sequence[Any], None]
+
+_START_HOOKS = frozenset({"on_run_start", "on_llm_start", "on_tool_start"})
+
+_INLINE = 0
+_AWAIT = 1
+_LANE = 2
+
+_now = time.time
+
+
+def _nop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _nop_start(*args: Any, **kwargs: Any) -> str:
+    run_id = kwargs.get("run_id")
+    return run_id if run_id is not None else new_id()
+
+
+async def _anop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+async def _anop_start(*args: Any, **kwargs: Any) -> str:
+    return _nop_start(*args, **kwargs)
+
+
+def _overrides(handler: Any, hook: str) -> Callable[..., Any] | None:
+    """The handler's method for ``hook`` if it does something (base no-ops are marked)."""
+    fn = getattr(handler, hook, None)
+    if fn is None or not callable(fn):
+        return None
+    if getattr(fn, "__hookwire_noop__", False):
+        return None
+    return fn  # type: ignore[no-any-return]
+
+
+def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` itself if it takes ``**kwargs``; else a wrapper passing only what it declares.
+
+    Resolved once at registration (as pluggy does), so a five-line handler written as
+    ``def on_llm_end(self, response)`` works instead of failing on every call.
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return fn
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn
+    names = frozenset(
+        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+    if inspect.iscoroutinefunction(fn):
+
+        async def afiltered(*args: Any, **kw: Any) -> Any:
+            return await fn(*args, **{k: v for k, v in kw.items() if k in names})
+
+        return afiltered
+
+    def filtered(*args: Any, **kw: Any) -> Any:
+        return fn(*args, **{k: v for k, v in kw.items() if k in names})
+
+    return filtered
+
+
+class _Entry:
+    """One handler's method for one hook, with how to call it."""
+
+    __slots__ = ("fn", "handler", "hook", "is_async", "kind", "lane", "raise_error", "wants_event")
+
+    def __init__(
+        self,
+        handler: Any,
+        hook: str,
+        fn: Callable[..., Any],
+        wants_event: bool,
+        lane: _Lane | None,
+    ) -> None:
+        self.handler = handler
+        self.hook = hook
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.fn = _accepting(fn)
+        self.wants_event = wants_event
+        self.raise_error = bool(getattr(handler, "raise_error", False))
+        self.lane = lane
+        self.kind = _LANE if lane is not None else (_AWAIT if self.is_async else _INLINE)
+
+
+# -- the shared background event loop, for async handlers called from sync code ---------------
+
+
+class _BackgroundLoop:
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        loop = cls._loop
+        if loop is not None and cls._thread is not None and cls._thread.is_alive():
+            return loop
+        with cls._lock:
+            if cls._loop is None or cls._thread is None or not cls._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="hookwire-async-handlers", daemon=True
+                )
+                thread.start()
+                cls._loop, cls._thread = loop, thread
+            return cls._loop
+
+    @classmethod
+    def in_loop_thread(cls) -> bool:
+        return cls._thread is not None and threading.current_thread() is cls._thread
+
+
+def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -> Any:
+    if _BackgroundLoop.in_loop_thread():
+        raise RuntimeError(
+            "an async handler was dispatched synchronously from hookwire's own background loop; "
+            "use the aon_* methods from async handlers"
+        )
+    future = asyncio.run_coroutine_threadsafe(fn(*args, **kw), _BackgroundLoop.get())
+    return future.result()
+
+
+# -- worker lanes for run_in_background handlers --------------------------------------------------
+
+
+class _Lane:
+    """A bounded FIFO with one worker thread, for one background handler.
+
+    The producer side is a ``deque.append`` plus a flag check; the worker sleeps on an
+    ``Event`` only when the queue is empty, so a busy lane costs no wake-ups.
+    """
+
+    def __init__(self, manager: CallbackManager, handler: Any) -> None:
+        self._manager_ref = weakref.ref(manager)
+        self.name = _handler_name(handler)
+        self.maxsize = int(getattr(handler, "queue_size", 10_000))
+        if self.maxsize <= 0:
+            raise ConfigurationError(
+                f"{self.name}.queue_size must be a positive number of events, "
+                f"not {self.maxsize!r}"
+            )
+        self.drop = bool(getattr(handler, "drop_when_full", False))
+        self._dq: collections.deque[tuple[_Entry, tuple[Any, ...], dict[str, Any]]] = (
+            collections.deque()
+        )
+        self._wake = threading.Event()
+        self._idle = True
+        self._submitted = itertools.count(1)
+        self._last_submitted = 0
+        self.done = 0
+        self._dropped = itertools.count(1)
+        self.dropped = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._start_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # producer side
+
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = False
+                self._thread = threading.Thread(
+                    target=self._work, name=f"hookwire-{self.name}", daemon=True
+                )
+                self._thread.start()
+
+    def _full(self) -> bool:
+        return self._last_submitted - self.done >= self.maxsize
+
+    def put(self, entry: _Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._ensure_worker()
+        if self._last_submitted - self.done >= self.maxsize:
+            if self.drop:
+                self.dropped = next(self._dropped)
+                return
+            if threading.current_thread() is not self._thread:
+                while self._full() and self._thread is not None and self._thread.is_alive():
+                    time.sleep(0.0005)
+        self._dq.append((entry, args, kw))
+        self._last_submitted = next(self._submitted)
+        if self._idle:
+            self._wake.set()
+
+    async def aput(self, entry: _Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        if not self.drop:
+            while self._full() and self._thread is not None and self._thread.is_alive():
+                await asyncio.sleep(0.0005)
+        self.put(entry, args, kw)
+
+    # worker side
+
+    def _work(self) -> None:
+        dq = self._dq
+        while True:
+            while dq:
+                entry, args, kw = dq.popleft()
+                self._call(entry, args, kw)
+                self.done += 1
+                if not dq:
+                    with self._cond:
+                        self._cond.notify_all()
+            if self._stop:
+                return
+            self._idle = True
+            self._wake.clear()
+            if dq or self._stop:
+                self._idle = False
+                continue
+            self._wake.wait()
+            self._idle = False
+
+    def _call(self, entry: _Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        try:
+            if entry.is_async:
+                if self._loop is None:
+                    self._loop = asyncio.new_event_loop()
+                self._loop.run_until_complete(entry.fn(*args, **kw))
+            else:
+                entry.fn(*args, **kw)
+        except Exception as exc:
+            manager = self._manager_ref()
+            if manager is not None:
+                manager._report(entry, exc, reraise=False)
+
+    @property
+    def pending(self) -> int:
+        return self._last_submitted - self.done
+
+    def flush(self, timeout: float | None) -> bool:
+        target = self._last_submitted
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self.done < target:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._wake.set()
+                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float | None) -> bool:
+        drained = self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(0.5 if timeout is None else min(timeout, 0.5))
+        self._thread = None
+        if self._loop is not None and (thread is None or not thread.is_alive()):
+            self._loop.close()
+            self._loop = None
+        return drained
+
+
+def _handler_name(handler: Any) -> str:
+    return str(getattr(handler, "name", None) or type(handler).__name__)
+
+
+_MANAGERS: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    for manager in list(_MANAGERS):
+        try:
+            manager.close(timeout=10.0)
+        except Exception:  # pragma: no cover - never let a handler spoil interpreter exit
+            logger.exception("hookwire: draining handlers at exit failed")
+
+
+class CallbackManager:
+    """Dispatches events to a list of handlers.
+
+    ``manager.on_llm_start(prompt, **kw)`` and every other hook of ``BaseCallback`` dispatch
+    synchronously; ``await manager.aon_llm_start(prompt, **kw)`` and so on dispatch from
+    asyncio. Keywords the caller does not give are filled in: ``run_id`` (a new id),
+    ``timestamp`` (``time.time()``), and the run and request context of ``hookwire.trace``.
+    Keywords whose value is ``None`` are left out. Start hooks (``on_run_start``,
+    ``on_llm_start``, ``on_tool_start``) return the run id they used; pass it as ``run_id=`` to
+    the matching end hook.
+    """
+
+    # Declared for type checkers and documentation; each instance replaces them with functions
+    # specialised to its handlers (see the module docstring).
+    def on_run_start(self, input: Any, **kwargs: Any) -> str:
+        """A run began."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        """A run ended."""
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> str:
+        """An LLM call is about to be sent."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        """A streamed token arrived."""
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        """An LLM call returned."""
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        """An LLM call failed."""
+
+    def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
+        """A tool is about to run."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
+        """A tool returned."""
+
+    def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
+        """A tool raised."""
+
+    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+        """Something was stored in memory."""
+
+    def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
+        """Memory was searched."""
+
+    def on_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
+        """A failed call will be retried."""
+
+    def on_error(self, error: BaseException, **kwargs: Any) -> None:
+        """A failure happened."""
+
+    def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
+        """A budget refused an LLM call."""
+
+    async def aon_run_start(self, input: Any, **kwargs: Any) -> str:
+        """A run began (async)."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    async def aon_run_end(self, output: Any, **kwargs: Any) -> None:
+        """A run ended (async)."""
+
+    async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> str:
+        """An LLM call is about to be sent (async)."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    async def aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        """A streamed token arrived (async)."""
+
+    async def aon_llm_end(self, response: Any, **kwargs: Any) -> None:
+        """An LLM call returned (async)."""
+
+    async def aon_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        """An LLM call failed (async)."""
+
+    async def aon_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
+        """A tool is about to run (async)."""
+        raise NotImplementedError  # pragma: no cover - replaced per instance
+
+    async def aon_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
+        """A tool returned (async)."""
+
+    async def aon_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
+        """A tool raised (async)."""
+
+    async def aon_memory_store(self, content: Any, **kwargs: Any) -> None:
+        """Something was stored in memory (async)."""
+
+    async def aon_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
+        """Memory was searched (async)."""
+
+    async def aon_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
+        """A failed call will be retried (async)."""
+
+    async def aon_error(self, error: BaseException, **kwargs: Any) -> None:
+        """A failure happened (async)."""
+
+    async def aon_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
+        """A budget refused an LLM call (async)."""
+
+    # -- construction -----------------------------------------------------------------------
+
+    def __init__(self, handlers: Iterable[Any] = ()) -> None:
+        self._handlers: list[Any] = []
+        self._lanes: dict[int, _Lane] = {}
+        self._lock = threading.RLock()
+        self._errors: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._logged: set[tuple[int, str]] = set()
+        self._listening: frozenset[str] = frozenset()
+        for h in handlers:
+            self._check(h)
+            self._handlers.append(h)
+        self._rebuild()
+        _MANAGERS.add(self)
+
+    @classmethod
+    def ensure(cls, callbacks: Callbacks) -> CallbackManager:
+        """``callbacks`` as a manager: a manager is returned as is, a list is wrapped."""
+        if isinstance(callbacks, CallbackManager):
+            return callbacks
+        if callbacks is None:
+            return cls()
+        if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+            raise ConfigurationError(
+                f"callbacks must be a list of handlers or a CallbackManager, not "
+                f"{type(callbacks).__name__}; wrap a single handler in a list: callbacks=[handler]"
+            )
+        return cls(callbacks)
+
+    @staticmethod
+    def _check(handler: Any) -> None:
+        if isinstance(handler, type):
+            raise ConfigurationError(
+                f"{handler.__name__} is a class; pass an instance: {handler.__name__}()"
+            )
+        if not any(_overrides(handler, h) for h in (*HOOKS, "on_event")) and not hasattr(
+            handler, "on_event"
+        ):
+            raise ConfigurationError(
+                f"{type(handler).__name__} has no hook methods; subclass "
+                "hookwire.BaseCallback and override on_llm_start, on_llm_end, ..."
+            )
+
+    @property
+    def handlers(self) -> tuple[Any, ...]:
+        """The handlers, in dispatch order."""
+        return tuple(self._handlers)
+
+    def add(self, handler: Any) -> Any:
+        """Append ``handler`` (it is called after the others); returns it, so it can decorate."""
+        self._check(handler)
+        with self._lock:
+            self._handlers.append(handler)
+            self._rebuild()
+        return handler
+
+    def remove(self, handler: Any) -> None:
+        """Remove ``handler`` after draining its background queue, if it has one."""
+        with self._lock:
+            try:
+                self._handlers.remove(handler)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{_handler_name(handler)} is not one of this manager's handlers"
+                ) from None
+            lane = self._lanes.pop(id(handler), None)
+            self._rebuild()
+        if lane is not None:
+            lane.close(timeout=10.0)
+
+    def copy(self) -> CallbackManager:
+        """A new manager with the same handlers."""
+        return type(self)(self._handlers)
+
+    def merged(self, other: Callbacks) -> CallbackManager:
+        """A new manager with this one's handlers followed by ``other``'s (no duplicates)."""
+        extra = CallbackManager.ensure(other).handlers
+        seen = {id(h) for h in self._handlers}
+        return type(self)([*self._handlers, *(h for h in extra if id(h) not in seen)])
+
+    def listens(self, hook: str) -> bool:
+        """Whether some handler does something on ``hook`` (for example ``on_llm_new_token``)."""
+        return hook in self._listening
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        names = ", ".join(_handler_name(h) for h in self._handlers)
+        return f"CallbackManager([{names}])"
+
+    # -- building the per-hook functions ----------------------------------------------------
+
+    def _lane_for(self, handler: Any) -> _Lane:
+        lane = self._lanes.get(id(handler))
+        if lane is None:
+            lane = self._lanes[id(handler)] = _Lane(self, handler)
+        return lane
+
+    def _rebuild(self) -> None:
+        listening = set()
+        live = {id(h) for h in self._handlers}
+        for key in [k for k in self._lanes if k not in live]:
+            self._lanes.pop(key).close(timeout=10.0)
+        for hook in HOOKS:
+            entries: list[_Entry] = []
+            for h in self._handlers:
+                background = bool(getattr(h, "run_in_background", False))
+                lane = self._lane_for(h) if background else None
+                fn = _overrides(h, hook)
+                if fn is not None:
+                    entries.append(_Entry(h, hook, fn, False, lane))
+                catch_all = _overrides(h, "on_event")
+                if catch_all is not None:
+                    entries.append(_Entry(h, hook, catch_all, True, lane))
+            if entries:
+                listening.add(hook)
+            self.__dict__[hook] = self._build_sync(hook, tuple(entries))
+            self.__dict__["a" + hook] = self._build_async(hook, tuple(entries))
+        self._listening = frozenset(listening)
+
+    def _build_sync(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
+        is_start = hook in _START_HOOKS
+        if not entries:
+            return _nop_start if is_start else _nop
+        report = self._report
+        ctxvar_get = _CONTEXT.get
+
+        if all(e.kind == _INLINE and not e.wants_event for e in entries):
+            pairs = tuple((e.fn, e) for e in entries)
+
+            def dispatch_inline(*args: Any, **kw: Any) -> Any:
+                if "run_id" not in kw:
+                    kw["run_id"] = new_id()
+                if "timestamp" not in kw:
+                    kw["timestamp"] = _now()
+                ctx = ctxvar_get()
+                if ctx:
+                    kw = {**ctx, **kw}
+                if None in kw.values():
+                    kw = {k: v for k, v in kw.items() if v is not None}
+                for fn, entry in pairs:
+                    try:
+                        fn(*args, **kw)
+                    except Exception as exc:
+                        report(entry, exc)
+                return kw["run_id"]
+
+            dispatch_inline.__name__ = hook
+            return dispatch_inline
+
+        def dispatch(*args: Any, **kw: Any) -> Any:
+            if "run_id" not in kw:
+                kw["run_id"] = new_id()
+            if "timestamp" not in kw:
+                kw["timestamp"] = _now()
+            ctx = ctxvar_get()
+            if ctx:
+                kw = {**ctx, **kw}
+            if None in kw.values():
+                kw = {k: v for k, v in kw.items() if v is not None}
+            event = None
+            for entry in entries:
+                if entry.wants_event:
+                    if event is None:
+                        event = event_from_call(hook, args, kw)
+                    a: tuple[Any, ...] = (event,)
+                    k: dict[str, Any] = {}
+                else:
+                    a, k = args, kw
+                try:
+                    if entry.kind == _INLINE:
+                        entry.fn(*a, **k)
+                    elif entry.kind == _LANE:
+                        entry.lane.put(entry, a, k)  # type: ignore[union-attr]
+                    else:
+                        _run_on_background_loop(entry.fn, a, k)
+                except Exception as exc:
+                    report(entry, exc)
+            return kw["run_id"]
+
+        dispatch.__name__ = hook
+        return dispatch
+
+    def _build_async(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
+        is_start = hook in _START_HOOKS
+        if not entries:
+            return _anop_start if is_start else _anop
+        report = self._report
+        ctxvar_get = _CONTEXT.get
+
+        async def adispatch(*args: Any, **kw: Any) -> Any:
+            if "run_id" not in kw:
+                kw["run_id"] = new_id()
+            if "timestamp" not in kw:
+                kw["timestamp"] = _now()
+            ctx = ctxvar_get()
+            if ctx:
+                kw = {**ctx, **kw}
+            if None in kw.values():
+                kw = {k: v for k, v in kw.items() if v is not None}
+            event = None
+            for entry in entries:
+                if entry.wants_event:
+                    if event is None:
+                        event = event_from_call(hook, args, kw)
+                    a: tuple[Any, ...] = (event,)
+                    k: dict[str, Any] = {}
+                else:
+                    a, k = args, kw
+                try:
+                    if entry.kind == _INLINE:
+                        entry.fn(*a, **k)
+                    elif entry.kind == _AWAIT:
+                        await entry.fn(*a, **k)
+                    else:
+                        await entry.lane.aput(entry, a, k)  # type: ignore[union-attr]
+                except Exception as exc:
+                    report(entry, exc)
+            return kw["run_id"]
+
+        adispatch.__name__ = "a" + hook
+        return adispatch
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _report(self, entry: _Entry, exc: Exception, reraise: bool = True) -> None:
+        """Count and log a handler's failure; re-raise it if the handler or the error asks."""
+        if reraise and isinstance(exc, CallbackAbort):
+            raise exc
+        name = _handler_name(entry.handler)
+        key = (id(entry.handler), entry.hook)
+        with self._lock:
+            self._errors[(name, entry.hook)] += 1
+            first = key not in self._logged
+            self._logged.add(key)
+        if first:
+            logger.error(
+                "hookwire: handler %s failed in %s (further failures of this handler and hook "
+                "are logged at debug level and counted in CallbackManager.stats())",
+                name,
+                entry.hook,
+                exc_info=exc,
+            )
+        else:
+            logger.debug("hookwire: handler %s failed in %s: %r", name, entry.hook, exc)
+        if reraise and entry.raise_error:
+            raise exc
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: handler errors by ``"Handler.hook"``, and per background handler, the
+        events queued now and the events dropped because its queue was full."""
+        with self._lock:
+            errors = {f"{n}.{h}": c for (n, h), c in self._errors.items()}
+            lanes = list(self._lanes.values())
+        return {
+            "handlers": len(self._handlers),
+            "errors": errors,
+            "errors_total": sum(errors.values()),
+            "queued": {lane.name: lane.pending for lane in lanes},
+            "dropped": {lane.name: lane.dropped for lane in lanes},
+        }
+
+    # -- draining ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every background handler has handled what was queued before this call.
+
+        Returns ``False`` if ``timeout`` (seconds) ran out first. Handlers with a ``flush()``
+        method of their own (files, stores) are flushed after their queue is drained.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for lane in list(self._lanes.values()):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = lane.flush(remaining) and ok
+        for h in list(self._handlers):
+            hflush = getattr(h, "flush", None)
+            if callable(hflush) and not getattr(hflush, "__hookwire_noop__", False):
+                try:
+                    hflush()
+                except Exception as exc:
+                    logger.warning("hookwire: %s.flush() failed: %r", _handler_name(h), exc)
+        return ok
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Drain the background queues, stop their workers, and close handlers that have a
+        ``close()``. The manager stays usable: workers restart on the next event."""
+        ok = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for lane in list(self._lanes.values()):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = lane.close(remaining) and ok
+        for h in list(self._handlers):
+            hclose = getattr(h, "close", None)
+            if callable(hclose) and not getattr(hclose, "__hookwire_noop__", False):
+                try:
+                    hclose()
+                except Exception as exc:
+                    logger.warning("hookwire: %s.close() failed: %r", _handler_name(h), exc)
+        return ok

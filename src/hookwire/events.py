@@ -1,0 +1,397 @@
+"""Typed, immutable records of what happens in an LLM application.
+
+Handlers usually receive an event as a hook call (``on_llm_end(response, **kwargs)``); a
+handler that overrides ``on_event`` receives the same event as one of the records below. The
+record is only built when some handler asks for it, so the hook path pays nothing for it.
+
+``HOOKS`` maps each hook name to its record type and positional arguments; it is the single
+table the dispatcher, the base callbacks and the log schema are built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, ClassVar
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "HOOKS",
+    "REQUEST_CONTEXT_KEYS",
+    "BudgetExceededEvent",
+    "ErrorEvent",
+    "Event",
+    "HookSpec",
+    "LLMEndEvent",
+    "LLMErrorEvent",
+    "LLMNewTokenEvent",
+    "LLMResponse",
+    "LLMStartEvent",
+    "MemoryRecallEvent",
+    "MemoryStoreEvent",
+    "RetryEvent",
+    "RunEndEvent",
+    "RunStartEvent",
+    "ToolCall",
+    "ToolEndEvent",
+    "ToolErrorEvent",
+    "ToolStartEvent",
+    "Usage",
+    "event_from_call",
+]
+
+#: Keys of the request context: who and what a call is for. Set with ``hookwire.trace`` or
+#: ``hookwire.request_context``; every hook inside receives those that have a value.
+REQUEST_CONTEXT_KEYS: tuple[str, ...] = (
+    "correlation_id",
+    "request_id",
+    "user_id",
+    "org_id",
+    "conversation_id",
+    "agent",
+)
+
+#: Every keyword a hook may receive besides its own payload, in documentation order.
+CONTEXT_KEYS: tuple[str, ...] = (
+    "run_id",
+    "timestamp",
+    "parent_run_id",
+    "trace_id",
+    "depth",
+    "model",
+    "provider",
+    "tags",
+    "metadata",
+    *REQUEST_CONTEXT_KEYS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one LLM call (or a sum of calls).
+
+    ``total_tokens`` defaults to prompt + completion. ``cached_tokens`` (prompt tokens served
+    from the provider's cache) and ``reasoning_tokens`` (completion tokens spent on hidden
+    reasoning) are ``None`` when the provider did not say.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = -1
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.total_tokens < 0:
+            object.__setattr__(self, "total_tokens", self.prompt_tokens + self.completion_tokens)
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+
+        def _opt(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=_opt(self.cached_tokens, other.cached_tokens),
+            reasoning_tokens=_opt(self.reasoning_tokens, other.reasoning_tokens),
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts as a dict, leaving out the ones that are unknown."""
+        out = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens is not None:
+            out["cached_tokens"] = self.cached_tokens
+        if self.reasoning_tokens is not None:
+            out["reasoning_tokens"] = self.reasoning_tokens
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to call a tool: ``arguments`` is the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    """What an LLM call returned.
+
+    ``created_at`` is a timezone-aware UTC datetime. ``cost`` is the call's price in
+    ``currency`` when hookwire knows the model's price, else ``None`` (never 0 for unknown).
+    """
+
+    content: str
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    created_at: datetime = field(default_factory=_utcnow)
+    finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    provider: str | None = None
+    id: str | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+
+    def __str__(self) -> str:
+        return self.content
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the response."""
+        return {
+            "content": self.content,
+            "usage": self.usage.to_dict(),
+            "model": self.model,
+            "created_at": self.created_at.isoformat(),
+            "finish_reason": self.finish_reason,
+            "tool_calls": [dataclasses.asdict(t) for t in self.tool_calls],
+            "provider": self.provider,
+            "id": self.id,
+            "cost": None if self.cost is None else str(self.cost),
+            "currency": self.currency,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every event carries. ``extra`` holds keywords that have no field of their own."""
+
+    name: ClassVar[str] = "event"
+    hook: ClassVar[str] = "on_event"
+
+    run_id: str
+    timestamp: float
+    parent_run_id: str | None = None
+    trace_id: str | None = None
+    depth: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] | None = None
+    correlation_id: str | None = None
+    request_id: str | None = None
+    user_id: str | None = None
+    org_id: str | None = None
+    conversation_id: str | None = None
+    agent: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields (its hook's arguments), by name."""
+        return {n: getattr(self, n) for n in HOOKS[self.hook].args}
+
+    def context(self) -> dict[str, Any]:
+        """The ids and request context that have a value."""
+        out: dict[str, Any] = {}
+        for k in CONTEXT_KEYS:
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        return out
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keywords its hook received: context, then ``extra``."""
+        return {**self.context(), **self.extra}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStartEvent(Event):
+    """A run (an ``RLM.run``, an agent's turn, a ``hookwire.trace`` block) began."""
+
+    name: ClassVar[str] = "run_start"
+    hook: ClassVar[str] = "on_run_start"
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEndEvent(Event):
+    """A run finished with ``output`` (``None`` if it failed; ``error`` is then in ``extra``)."""
+
+    name: ClassVar[str] = "run_end"
+    hook: ClassVar[str] = "on_run_end"
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMStartEvent(Event):
+    """An LLM call is about to be sent. ``prompt`` is the text, or the list of messages."""
+
+    name: ClassVar[str] = "llm_start"
+    hook: ClassVar[str] = "on_llm_start"
+    prompt: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMNewTokenEvent(Event):
+    """One streamed piece of the answer."""
+
+    name: ClassVar[str] = "llm_new_token"
+    hook: ClassVar[str] = "on_llm_new_token"
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMEndEvent(Event):
+    """An LLM call returned."""
+
+    name: ClassVar[str] = "llm_end"
+    hook: ClassVar[str] = "on_llm_end"
+    response: LLMResponse | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMErrorEvent(Event):
+    """An LLM call failed (it may still be retried; see ``RetryEvent``)."""
+
+    name: ClassVar[str] = "llm_error"
+    hook: ClassVar[str] = "on_llm_error"
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolStartEvent(Event):
+    """A tool is about to run with ``tool_input`` (its arguments)."""
+
+    name: ClassVar[str] = "tool_start"
+    hook: ClassVar[str] = "on_tool_start"
+    tool_name: str = ""
+    tool_input: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolEndEvent(Event):
+    """A tool returned ``tool_output`` (as the text the model will see)."""
+
+    name: ClassVar[str] = "tool_end"
+    hook: ClassVar[str] = "on_tool_end"
+    tool_name: str = ""
+    tool_output: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolErrorEvent(Event):
+    """A tool raised; the model is given the error as the tool's result."""
+
+    name: ClassVar[str] = "tool_error"
+    hook: ClassVar[str] = "on_tool_error"
+    tool_name: str = ""
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryStoreEvent(Event):
+    """Something was stored in a run's memory."""
+
+    name: ClassVar[str] = "memory_store"
+    hook: ClassVar[str] = "on_memory_store"
+    content: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryRecallEvent(Event):
+    """A run's memory was searched for ``query`` and gave ``results``."""
+
+    name: ClassVar[str] = "memory_recall"
+    hook: ClassVar[str] = "on_memory_recall"
+    query: Any = None
+    results: Sequence[Any] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryEvent(Event):
+    """A failed call will be tried again: ``attempt`` of ``max_attempts`` failed with ``error``."""
+
+    name: ClassVar[str] = "retry"
+    hook: ClassVar[str] = "on_retry"
+    attempt: int = 0
+    max_attempts: int = 0
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorEvent(Event):
+    """A failure the application should know about (once per failure)."""
+
+    name: ClassVar[str] = "error"
+    hook: ClassVar[str] = "on_error"
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetExceededEvent(Event):
+    """A usage budget refused an LLM call; ``error`` is the ``BudgetExceeded`` raised."""
+
+    name: ClassVar[str] = "budget_exceeded"
+    hook: ClassVar[str] = "on_budget_exceeded"
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookSpec:
+    """A hook: its name, its record type and the names of its positional arguments."""
+
+    name: str
+    event: type[Event]
+    args: tuple[str, ...]
+
+
+def _spec(event: type[Event], *args: str) -> tuple[str, HookSpec]:
+    return event.hook, HookSpec(event.hook, event, args)
+
+
+#: Every hook hookwire dispatches, in the order a run meets them.
+HOOKS: dict[str, HookSpec] = dict(
+    [
+        _spec(RunStartEvent, "input"),
+        _spec(LLMStartEvent, "prompt"),
+        _spec(LLMNewTokenEvent, "token"),
+        _spec(LLMEndEvent, "response"),
+        _spec(LLMErrorEvent, "error"),
+        _spec(ToolStartEvent, "tool_name", "tool_input"),
+        _spec(ToolEndEvent, "tool_name", "tool_output"),
+        _spec(ToolErrorEvent, "tool_name", "error"),
+        _spec(MemoryStoreEvent, "content"),
+        _spec(MemoryRecallEvent, "query", "results"),
+        _spec(RetryEvent, "attempt", "max_attempts", "error"),
+        _spec(ErrorEvent, "error"),
+        _spec(BudgetExceededEvent, "error"),
+        _spec(RunEndEvent, "output"),
+    ]
+)
+
+_EVENT_FIELDS: dict[type[Event], frozenset[str]] = {
+    spec.event: frozenset(f.name for f in dataclasses.fields(spec.event)) - {"extra"}
+    for spec in HOOKS.values()
+}
+
+
+def event_from_call(hook: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Event:
+    """Build the record of a hook call: positional ``args`` in the hook's order, then keywords."""
+    spec = HOOKS[hook]
+    fields = _EVENT_FIELDS[spec.event]
+    values: dict[str, Any] = dict(zip(spec.args, args))
+    extra: dict[str, Any] = {}
+    for k, v in kwargs.items():
+        if k in fields:
+            values[k] = v
+        else:
+            extra[k] = v
+    if "tags" in values and values["tags"] is not None:
+        values["tags"] = tuple(values["tags"])
+    return spec.event(**values, extra=extra)

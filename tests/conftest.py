@@ -1,0 +1,64 @@
+"""Fixtures shared by every test module.
+
+Services: tests that need PostgreSQL (127.0.0.1:5432, database ``test``) or Redis
+(127.0.0.1:6379) use the ``pg_url`` / ``redis_url`` fixtures. Without the server they skip
+with the reason; with ``CI=true`` they fail instead, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+PG_HOST = os.environ.get("HOOKWIRE_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("HOOKWIRE_TEST_PG_PORT", "5432"))
+PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _need(service: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    reason = f"{service} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{reason}, and CI=true requires it (.ci/run starts it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """SQLAlchemy URL of the test PostgreSQL database (asyncpg driver)."""
+    _need("PostgreSQL", PG_HOST, PG_PORT)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the test Redis server."""
+    _need("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Nothing a test does may read the developer's own settings or write next to the repo.
+    for key in list(os.environ):
+        if key.startswith("HOOKWIRE_") and not key.startswith("HOOKWIRE_TEST_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    yield

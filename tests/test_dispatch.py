@@ -1,0 +1,371 @@
+"""CallbackManager: order, sync/async handlers, error isolation, background lanes, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage
+from hookwire.errors import BudgetExceeded, ConfigurationError
+from hookwire.events import LLMEndEvent, LLMStartEvent
+from hookwire.testing import RecordingCallback, capture_events
+
+
+class Order(BaseCallback):
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.label = name
+        self.log = log
+
+    def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+        self.log.append(f"{self.label}:start:{prompt}")
+
+    def on_llm_end(self, response: Any, **kw: Any) -> None:
+        self.log.append(f"{self.label}:end")
+
+
+class AsyncOrder(AsyncBaseCallback):
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.label = name
+        self.log = log
+
+    async def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+        await asyncio.sleep(0)
+        self.log.append(f"{self.label}:start:{prompt}")
+
+
+class Boom(BaseCallback):
+    def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+        raise RuntimeError("handler bug")
+
+
+def test_handlers_are_called_in_the_order_given_sync_and_async_mixed() -> None:
+    log: list[str] = []
+    m = CallbackManager([Order("a", log), AsyncOrder("b", log), Order("c", log)])
+    m.on_llm_start("p")
+    assert log == ["a:start:p", "b:start:p", "c:start:p"]
+
+
+async def test_async_dispatch_awaits_async_handlers_in_order() -> None:
+    log: list[str] = []
+    m = CallbackManager([AsyncOrder("a", log), Order("b", log), AsyncOrder("c", log)])
+    await m.aon_llm_start("q")
+    assert log == ["a:start:q", "b:start:q", "c:start:q"]
+
+
+async def test_sync_dispatch_from_inside_a_running_loop_still_runs_async_handlers() -> None:
+    log: list[str] = []
+    m = CallbackManager([AsyncOrder("a", log)])
+    m.on_llm_start("x")  # runs on hookwire's background loop, not this one
+    assert log == ["a:start:x"]
+
+
+def test_every_hook_gets_run_id_and_timestamp_and_no_none_values() -> None:
+    rec = RecordingCallback()
+    m = CallbackManager([rec])
+    run_id = m.on_llm_start("hi", model="gpt-4o", provider=None, tags=None)
+    m.on_llm_new_token("t", run_id=run_id)
+    m.on_llm_end(LLMResponse("ok"), run_id=run_id)
+    start, token, end = rec.calls
+    assert start.kwargs["run_id"] == run_id == token.kwargs["run_id"] == end.kwargs["run_id"]
+    assert isinstance(start.kwargs["timestamp"], float)
+    assert start.kwargs["model"] == "gpt-4o"
+    assert "provider" not in start.kwargs and "tags" not in start.kwargs
+    assert abs(start.kwargs["timestamp"] - time.time()) < 5
+
+
+def test_start_hooks_return_a_run_id_even_without_handlers() -> None:
+    m = CallbackManager()
+    rid = m.on_llm_start("x")
+    assert isinstance(rid, str) and len(rid) == 36
+    assert m.on_llm_start("x", run_id="given") == "given"
+    assert m.on_tool_start("t", {}) != m.on_tool_start("t", {})
+    assert m.on_llm_new_token("t") is None
+
+
+def test_a_failing_handler_never_reaches_the_caller_and_the_next_one_still_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log: list[str] = []
+    m = CallbackManager([Boom(), Order("after", log)])
+    with caplog.at_level(logging.DEBUG, logger="hookwire"):
+        for _ in range(3):
+            m.on_llm_start("p")
+    assert log == ["after:start:p"] * 3
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, "logged once per handler and hook"
+    assert "Boom" in errors[0].getMessage() and "on_llm_start" in errors[0].getMessage()
+    stats = m.stats()
+    assert stats["errors"] == {"Boom.on_llm_start": 3}
+    assert stats["errors_total"] == 3
+
+
+async def test_a_failing_async_handler_is_isolated_too() -> None:
+    class ABoom(AsyncBaseCallback):
+        async def on_llm_end(self, response: Any, **kw: Any) -> None:
+            raise ValueError("nope")
+
+    rec = RecordingCallback()
+    m = CallbackManager([ABoom(), rec])
+    await m.aon_llm_end(LLMResponse("x"))
+    m.on_llm_end(LLMResponse("y"))
+    assert [c["response"].content for c in rec.calls] == ["x", "y"]
+    assert m.stats()["errors"] == {"ABoom.on_llm_end": 2}
+
+
+def test_raise_error_handlers_re_raise() -> None:
+    class Strict(Boom):
+        raise_error = True
+
+    m = CallbackManager([Strict()])
+    with pytest.raises(RuntimeError, match="handler bug"):
+        m.on_llm_start("p")
+
+
+def test_callback_abort_always_reaches_the_caller() -> None:
+    class Gate(BaseCallback):
+        def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+            raise BudgetExceeded("over budget", scope="user", key="u1")
+
+    log: list[str] = []
+    m = CallbackManager([Gate(), Order("later", log)])
+    with pytest.raises(BudgetExceeded):
+        m.on_llm_start("p")
+    assert log == [], "nothing after the gate runs"
+    assert m.stats()["errors_total"] == 0
+
+
+async def test_callback_abort_from_an_async_handler_reaches_async_caller() -> None:
+    class AGate(AsyncBaseCallback):
+        async def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+            raise BudgetExceeded("over")
+
+    m = CallbackManager([AGate()])
+    with pytest.raises(BudgetExceeded):
+        await m.aon_llm_start("p")
+    with pytest.raises(BudgetExceeded):
+        m.on_llm_start("p")
+
+
+def test_handlers_without_kwargs_get_only_what_they_declare() -> None:
+    got: list[Any] = []
+
+    class Minimal(BaseCallback):
+        def on_llm_end(self, response):  # type: ignore[no-untyped-def,override]
+            got.append(response.content)
+
+    m = CallbackManager([Minimal()])
+    m.on_llm_end(LLMResponse("fine"), model="m")
+    assert got == ["fine"]
+    assert m.stats()["errors_total"] == 0
+
+
+def test_on_event_receives_typed_records_for_every_hook() -> None:
+    events: list[Any] = []
+
+    class All(BaseCallback):
+        def on_event(self, event: Any) -> None:
+            events.append(event)
+
+    m = CallbackManager([All()])
+    rid = m.on_llm_start("hello", model="m1", user_id="u")
+    m.on_llm_end(LLMResponse("bye", usage=Usage(3, 4)), run_id=rid, latency_ms=12.5)
+    start, end = events
+    assert isinstance(start, LLMStartEvent) and start.prompt == "hello"
+    assert start.model == "m1" and start.user_id == "u" and start.run_id == rid
+    assert isinstance(end, LLMEndEvent) and end.response is not None
+    assert end.response.usage.total_tokens == 7
+    assert end.extra == {"latency_ms": 12.5}
+    with pytest.raises(AttributeError):
+        end.run_id = "x"  # type: ignore[misc]
+
+
+def test_add_and_remove_rebuild_dispatch() -> None:
+    m = CallbackManager()
+    assert not m.listens("on_llm_new_token")
+    rec = m.add(RecordingCallback())
+    assert m.listens("on_llm_new_token")
+    m.on_llm_new_token("a")
+    m.remove(rec)
+    m.on_llm_new_token("b")
+    assert [c["token"] for c in rec.calls] == ["a"]
+    with pytest.raises(ConfigurationError):
+        m.remove(rec)
+
+
+def test_capture_events_helper() -> None:
+    m = CallbackManager()
+    with capture_events(m) as rec:
+        m.on_error(ValueError("x"))
+    m.on_error(ValueError("y"))
+    assert rec.hooks() == ["on_error"]
+    assert len(m) == 0
+
+
+def test_bad_handlers_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="pass an instance"):
+        CallbackManager([RecordingCallback])
+    with pytest.raises(ConfigurationError, match="no hook methods"):
+        CallbackManager([object()])
+    with pytest.raises(ConfigurationError, match="list"):
+        CallbackManager.ensure(RecordingCallback())  # type: ignore[arg-type]
+
+
+def test_ensure_and_merged() -> None:
+    a, b = RecordingCallback(), RecordingCallback()
+    m = CallbackManager.ensure([a])
+    assert CallbackManager.ensure(m) is m
+    assert CallbackManager.ensure(None).handlers == ()
+    assert m.merged([a, b]).handlers == (a, b)
+
+
+# -- background lanes ---------------------------------------------------------------------------
+
+
+class Slow(BaseCallback):
+    run_in_background = True
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.seen: list[str] = []
+        self.threads: set[str] = set()
+
+    def on_llm_new_token(self, token: str, **kw: Any) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        self.threads.add(threading.current_thread().name)
+        self.seen.append(token)
+
+
+def test_background_handlers_run_off_thread_in_order_and_flush_drains() -> None:
+    h = Slow()
+    m = CallbackManager([h])
+    tokens = [str(i) for i in range(2000)]
+    for t in tokens:
+        m.on_llm_new_token(t)
+    assert m.flush(timeout=10)
+    assert h.seen == tokens
+    assert threading.current_thread().name not in h.threads
+    assert m.stats()["queued"] == {"Slow": 0}
+
+
+def test_a_full_queue_blocks_by_default_and_loses_nothing() -> None:
+    class Tiny(Slow):
+        queue_size = 2
+
+    h = Tiny(delay=0.002)
+    m = CallbackManager([h])
+    for i in range(30):
+        m.on_llm_new_token(str(i))
+    assert m.flush(timeout=10)
+    assert h.seen == [str(i) for i in range(30)]
+    assert m.stats()["dropped"] == {"Tiny": 0}
+
+
+def test_a_full_queue_drops_and_counts_when_asked() -> None:
+    class Lossy(Slow):
+        queue_size = 1
+        drop_when_full = True
+
+    h = Lossy(delay=0.02)
+    m = CallbackManager([h])
+    for i in range(20):
+        m.on_llm_new_token(str(i))
+    m.flush(timeout=10)
+    dropped = m.stats()["dropped"]["Lossy"]
+    assert dropped > 0
+    assert len(h.seen) + dropped == 20
+    assert h.seen == sorted(h.seen, key=int), "what is kept stays in order"
+
+
+def test_flush_times_out_on_a_stuck_handler() -> None:
+    release = threading.Event()
+
+    class Stuck(BaseCallback):
+        run_in_background = True
+
+        def on_error(self, error: BaseException, **kw: Any) -> None:
+            release.wait(5)
+
+    m = CallbackManager([Stuck()])
+    m.on_error(ValueError("x"))
+    assert m.flush(timeout=0.1) is False
+    release.set()
+    assert m.flush(timeout=5) is True
+
+
+def test_background_handler_errors_are_counted_not_raised() -> None:
+    class BadBg(BaseCallback):
+        run_in_background = True
+        raise_error = True  # cannot reach the caller from another thread: logged instead
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            raise OSError("disk full")
+
+    m = CallbackManager([BadBg()])
+    m.on_llm_end(LLMResponse("x"))
+    m.on_llm_end(LLMResponse("y"))
+    m.flush(timeout=5)
+    assert m.stats()["errors"] == {"BadBg.on_llm_end": 2}
+
+
+async def test_async_background_handlers_run_on_their_worker() -> None:
+    seen: list[str] = []
+
+    class ABg(AsyncBaseCallback):
+        run_in_background = True
+
+        async def on_llm_new_token(self, token: str, **kw: Any) -> None:
+            await asyncio.sleep(0)
+            seen.append(token)
+
+    m = CallbackManager([ABg()])
+    for t in "abcdef":
+        await m.aon_llm_new_token(t)
+    m.on_llm_new_token("g")
+    assert m.flush(timeout=5)
+    assert seen == list("abcdefg")
+
+
+def test_close_drains_and_calls_handler_close_and_manager_stays_usable() -> None:
+    closed: list[bool] = []
+
+    class Closing(Slow):
+        def close(self) -> None:
+            closed.append(True)
+
+    h = Closing()
+    m = CallbackManager([h])
+    for t in "xyz":
+        m.on_llm_new_token(t)
+    assert m.close(timeout=5)
+    assert h.seen == ["x", "y", "z"] and closed == [True]
+    m.on_llm_new_token("again")
+    assert m.flush(timeout=5)
+    assert h.seen[-1] == "again"
+
+
+def test_pending_events_are_drained_at_interpreter_exit(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.txt"
+    code = f"""
+import time
+from hookwire import BaseCallback, CallbackManager
+class W(BaseCallback):
+    run_in_background = True
+    def on_llm_new_token(self, token, **kw):
+        time.sleep(0.001)
+        with open({str(out)!r}, "a") as f:
+            f.write(token)
+m = CallbackManager([W()])
+for i in range(200):
+    m.on_llm_new_token("x")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert out.read_text() == "x" * 200
