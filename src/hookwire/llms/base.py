@@ -214,6 +214,7 @@ class _Call:
         "kw",
         "managers",
         "request",
+        "retry",
         "stream",
         "t0",
         "token_fns",
@@ -226,8 +227,10 @@ class _Call:
         managers: tuple[CallbackManager, ...],
         stream: bool,
         kw: dict[str, Any],
+        retry: RetryPolicy,
     ) -> None:
         self.request = request
+        self.retry = retry
         self.managers = managers
         self.stream = stream
         self.kw = kw
@@ -290,15 +293,17 @@ class BaseLLM:
         tools: Sequence[Any] | None = None,
         callbacks: Callbacks = None,
         stream: bool | None = None,
+        retry: RetryPolicy | None = None,
         **params: Any,
     ) -> LLMResponse:
         """Call the model and return its answer.
 
         ``messages`` is a text or a list of chat messages; ``tools`` are ``hookwire.tool``
         tools or OpenAI tool schemas; ``stream=None`` streams when a handler listens for
-        tokens. Raises a ``hookwire.errors.LLMError`` (or the ``CallbackAbort`` of a budget).
+        tokens; ``retry`` overrides the client's ``RetryPolicy`` for this call. Raises a
+        ``hookwire.errors.LLMError`` (or the ``CallbackAbort`` of a budget).
         """
-        call = self._prepare(messages, model, tools, callbacks, stream, params)
+        call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
         gen = self._run(call, deliver=False)
         try:
             while True:
@@ -314,10 +319,11 @@ class BaseLLM:
         tools: Sequence[Any] | None = None,
         callbacks: Callbacks = None,
         stream: bool | None = None,
+        retry: RetryPolicy | None = None,
         **params: Any,
     ) -> LLMResponse:
         """``generate`` for asyncio."""
-        call = self._prepare(messages, model, tools, callbacks, stream, params)
+        call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
         result: LLMResponse | None = None
         async for item in self._arun(call, deliver=False):
             if isinstance(item, LLMResponse):
@@ -332,13 +338,15 @@ class BaseLLM:
         model: str | None = None,
         tools: Sequence[Any] | None = None,
         callbacks: Callbacks = None,
+        retry: RetryPolicy | None = None,
         **params: Any,
     ) -> Iterator[str | LLMResponse]:
         """Yield the answer's tokens as they arrive, then the full ``LLMResponse``.
 
-        If a stream breaks and is retried, the text already yielded is not yielded again.
+        If a stream breaks and is retried, the text already yielded is not yielded again
+        (the retried answer's text is taken up from the same position).
         """
-        call = self._prepare(messages, model, tools, callbacks, True, params)
+        call = self._prepare(messages, model, tools, callbacks, True, params, retry)
         gen = self._run(call, deliver=True)
         try:
             while True:
@@ -353,10 +361,11 @@ class BaseLLM:
         model: str | None = None,
         tools: Sequence[Any] | None = None,
         callbacks: Callbacks = None,
+        retry: RetryPolicy | None = None,
         **params: Any,
     ) -> AsyncIterator[str | LLMResponse]:
         """``stream`` for asyncio."""
-        call = self._prepare(messages, model, tools, callbacks, True, params)
+        call = self._prepare(messages, model, tools, callbacks, True, params, retry)
         async for item in self._arun(call, deliver=True):
             yield item
 
@@ -394,6 +403,7 @@ class BaseLLM:
         callbacks: Callbacks,
         stream: bool | None,
         params: dict[str, Any],
+        retry: RetryPolicy | None = None,
     ) -> _Call:
         name = model or self.model
         if not name:
@@ -409,7 +419,7 @@ class BaseLLM:
         if stream is None:
             stream = any(m.listens(_TOKEN_HOOK) for m in managers)
         kw = {"run_id": new_id(), "model": name, "provider": self.provider}
-        return _Call(request, managers, stream, kw)
+        return _Call(request, managers, stream, kw, retry or self.retry)
 
     @staticmethod
     def _invocation_params(request: LLMRequest) -> dict[str, Any]:
@@ -442,10 +452,11 @@ class BaseLLM:
             kw["ttft_ms"] = call.ttft
         return kw
 
-    def _retrying_kw(self) -> dict[str, Any]:
+    @staticmethod
+    def _retrying_kw(call: _Call) -> dict[str, Any]:
         return {
-            "stop": stop_after_attempt(self.retry.max_attempts),
-            "wait": self.retry.wait,
+            "stop": stop_after_attempt(call.retry.max_attempts),
+            "wait": call.retry.wait,
             "retry": retry_if_exception(RetryPolicy.should_retry),
             "reraise": True,
         }
@@ -520,7 +531,7 @@ class BaseLLM:
             m.on_error(error, stage="llm", **call.kw)
 
     def _before_sleep(self, call: _Call) -> Callable[[RetryCallState], None]:
-        max_attempts = self.retry.max_attempts
+        max_attempts = call.retry.max_attempts
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
@@ -536,7 +547,9 @@ class BaseLLM:
         delivered = 0  # characters already yielded to the caller (kept across retries)
         try:
             response: LLMResponse | None = None
-            for attempt in Retrying(before_sleep=self._before_sleep(call), **self._retrying_kw()):
+            for attempt in Retrying(
+                before_sleep=self._before_sleep(call), **self._retrying_kw(call)
+            ):
                 with attempt:
                     call.attempts = n = attempt.retry_state.attempt_number
                     if not call.stream:
@@ -623,7 +636,7 @@ class BaseLLM:
             await m.aon_error(error, stage="llm", **call.kw)
 
     def _abefore_sleep(self, call: _Call) -> Callable[[RetryCallState], Any]:
-        max_attempts = self.retry.max_attempts
+        max_attempts = call.retry.max_attempts
 
         async def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
@@ -640,7 +653,9 @@ class BaseLLM:
         token_fns = tuple(m.aon_llm_new_token for m in call.managers if m.listens(_TOKEN_HOOK))
         try:
             response: LLMResponse | None = None
-            retrying = AsyncRetrying(before_sleep=self._abefore_sleep(call), **self._retrying_kw())
+            retrying = AsyncRetrying(
+                before_sleep=self._abefore_sleep(call), **self._retrying_kw(call)
+            )
             async for attempt in retrying:
                 with attempt:
                     call.attempts = n = attempt.retry_state.attempt_number
