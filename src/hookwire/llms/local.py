@@ -7,12 +7,13 @@ names one, and can be told to fail transiently a number of times, so retries can
 How it answers the last message:
 
 1. after a tool result: ``"<tool name> says: <result>"``;
-2. when it is offered tools and the last user message mentions a tool's name (or one of the
-   words of a ``snake_case`` name longer than three letters), it calls that tool, filling
-   the arguments from the message (see ``LocalLLM.tool_arguments``);
+2. when it is offered tools and the last user message contains a tool's name, or every word
+   of it (``order_status``: "order" and "status"), it calls that tool, filling the arguments
+   from the message (see ``LocalLLM.tool_arguments``);
 3. the first of ``rules`` (``(regex, answer)`` pairs, tried in order, case-insensitive)
    that matches the last user message; ``answer`` may use ``{0}``, ``{1}``... for the
-   regex's groups and ``{memory}`` for what a memory recalled;
+   regex's groups, ``{memory}`` for the most relevant thing memory recalled (the user's
+   words of a stored exchange) and ``{memories}`` for all of it;
 4. a greeting for a greeting; else ``"You said: <message>"`` (with what memory recalled,
    when the run put it in a system message starting ``"Relevant memory:"``).
 """
@@ -150,13 +151,13 @@ class LocalLLM(BaseLLM):
     def _pick_tool(self, request: LLMRequest, message: str) -> ToolCall | None:
         if not request.tools:
             return None
+        said = set(re.findall(r"\w+", message.lower()))
         lowered = message.lower()
         for schema in request.tools:
             fn = schema.get("function") or {}
             name = str(fn.get("name", ""))
-            words = [w for w in name.lower().split("_") if len(w) > 3]
-            spaced = name.lower().replace("_", " ")
-            if name.lower() in lowered or spaced in lowered or any(w in lowered for w in words):
+            words = [w for w in re.split(r"[_\-\s]+", name.lower()) if w]
+            if name.lower() in lowered or (words and all(w in said for w in words)):
                 args = self.tool_arguments(fn, message)
                 return ToolCall(
                     id=f"call_local_{next(self._ids)}", name=name, arguments=json.dumps(args)
@@ -174,18 +175,22 @@ class LocalLLM(BaseLLM):
             (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
         )
         memory = [
-            _text(m.get("content"))[len(MEMORY_PREFIX) :].strip()
+            item.strip()
             for m in messages
             if m.get("role") == "system" and _text(m.get("content")).startswith(MEMORY_PREFIX)
+            for item in _text(m.get("content"))[len(MEMORY_PREFIX) :].split(" | ")
+            if item.strip()
         ]
-        recalled = "; ".join(x for x in memory if x)
+        recalled = "; ".join(memory)
+        # The most relevant memory, as the user said it (runs store "User: ...\nAssistant: ...").
+        first = memory[0].splitlines()[0].removeprefix("User:").strip() if memory else "nothing"
         call = self._pick_tool(request, user)
         if call is not None:
             return "", (call,)
         for pattern, reply in self.rules:
             m = pattern.search(user)
             if m:
-                return reply.format(*m.groups(), memory=recalled or "nothing"), ()
+                return reply.format(*m.groups(), memory=first, memories=recalled or "nothing"), ()
         if _GREETING.search(user):
             return "Hello! How can I help you today?", ()
         if recalled:
