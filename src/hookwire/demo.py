@@ -206,15 +206,19 @@ async def _converse(agent: Any, llm: LLM, out: Any) -> int:
     from .agents import ConversationAgent
 
     assert isinstance(agent, ConversationAgent)
-    for i, text in enumerate(CONVERSATION):
-        if i == 2 and isinstance(llm, LocalLLM):
-            llm.fail(1, "rate_limit")  # the next call meets a 429 and is retried
-        try:
-            result = await agent.process_message(text)
-        except Exception as exc:  # a real endpoint may refuse; the demo reports and goes on
-            out.write(f"\n  (turn failed: {type(exc).__name__}: {exc})\n")
-            continue
-        out.write(f"  assistant: {result}\n")
+    try:
+        for i, text in enumerate(CONVERSATION):
+            if i == 2 and isinstance(llm, LocalLLM):
+                llm.fail(1, "rate_limit")  # the next call meets a 429 and is retried
+            try:
+                result = await agent.process_message(text)
+            except Exception as exc:  # a real endpoint may refuse; report it and go on
+                out.write(f"\n  (turn failed: {type(exc).__name__}: {exc})\n")
+                continue
+            out.write(f"  assistant: {result}\n")
+    finally:
+        if isinstance(llm, OpenAIClient):
+            await llm.aclose()  # in the loop that opened its connections
     return len(agent.turns) // 2
 
 

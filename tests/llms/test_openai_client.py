@@ -460,3 +460,17 @@ async def test_async_truncated_stream_fails(openai_server: OpenAIServer, make: M
         await make(
             openai_server, TokenSink(), retry=RetryPolicy(max_attempts=2, initial=0)
         ).agenerate(MSGS)
+
+
+def test_async_calls_from_two_event_loops(openai_server: OpenAIServer) -> None:
+    import asyncio
+
+    llm = OpenAIClient(api_key="k", base_url=openai_server.base_url, retry=FAST)
+
+    async def once() -> str:
+        try:
+            return (await llm.agenerate(MSGS)).content
+        finally:
+            await llm.aclose()
+
+    assert asyncio.run(once()) == asyncio.run(once())

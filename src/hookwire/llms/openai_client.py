@@ -7,6 +7,7 @@ each retry is an ``on_retry`` event) and maps the SDK's exceptions to ``hookwire
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -177,6 +178,7 @@ class OpenAIClient(BaseLLM):
         self._headers = dict(default_headers) if default_headers else None
         self._sync: openai.OpenAI | None = None
         self._async: openai.AsyncOpenAI | None = None
+        self._async_loop: object = None
 
     def __repr__(self) -> str:
         # Never show the key.
@@ -206,9 +208,18 @@ class OpenAIClient(BaseLLM):
 
     @property
     def async_client(self) -> openai.AsyncOpenAI:
-        """The underlying ``openai.AsyncOpenAI`` client."""
-        if self._async is None:
+        """The underlying ``openai.AsyncOpenAI`` client, for the running event loop.
+
+        Its connections belong to the loop that opened them, so a call from another loop
+        (a second ``asyncio.run``) gets a fresh client instead of a broken pool.
+        """
+        try:
+            loop: object = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._async is None or (loop is not None and loop is not self._async_loop):
             self._async = openai.AsyncOpenAI(**self._sdk_kw())
+            self._async_loop = loop
         return self._async
 
     def close(self) -> None:
