@@ -25,7 +25,6 @@ import openai
 
 from hookwire import RLM
 from hookwire.callbacks import BaseCallback
-from hookwire.events import Event
 from hookwire.llms import OpenAIClient
 
 PROMPT = "What is the capital of France?"
@@ -53,16 +52,26 @@ class Usage(BaseCallback):
             self.tokens += usage.total_tokens
 
 
-class Log(BaseCallback):
-    """In the background: every event as a typed record (what a log or store handler does)."""
+class Store(BaseCallback):
+    """In the background: what a history or accounting handler does (runs and LLM results).
+
+    (A catch-all ``on_event`` handler also listens for tokens, which makes runs stream; the
+    streamed row measures that case.)
+    """
 
     run_in_background = True
 
     def __init__(self) -> None:
-        self.events = 0
+        self.records: list[Any] = []
 
-    def on_event(self, event: Event) -> None:
-        self.events += 1
+    def on_run_start(self, input: Any, **kwargs: Any) -> None:
+        self.records.append(input)
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.records.append(response.usage)
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        self.records.append(output)
 
 
 class Tokens(BaseCallback):
@@ -113,6 +122,57 @@ def measure(
     return Figures(a), Figures(b)
 
 
+def overhead_alone(calls: int) -> dict[str, float]:
+    """hookwire's own cost per call, without network noise: the SDK's HTTP call is replaced by
+    a stub returning an already-parsed answer, so what remains is hookwire (best of 5 batches)."""
+    from openai.types.chat import ChatCompletion
+
+    raw = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Paris."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+        }
+    )
+    client = OpenAIClient(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", model="gpt-4o")
+    sdk_create = client.client.chat.completions
+
+    def stub(**kwargs: Any) -> ChatCompletion:
+        return raw
+
+    sdk_create.create = stub  # type: ignore[method-assign]
+    bare_rlm = RLM(client)
+    rlm3 = RLM(client, callbacks=[Latency(), Usage(), Latency()])
+    cases = {
+        "stub SDK call alone": lambda: sdk_create.create(model="gpt-4o", messages=[]),
+        "OpenAIClient.generate, no handlers": lambda: client.generate(PROMPT),
+        "RLM.run, no handlers": lambda: bare_rlm.run(PROMPT),
+        "RLM.run, 3 inline handlers": lambda: rlm3.run(PROMPT),
+    }
+    out: dict[str, float] = {}
+    n = max(calls * 10, 2000)
+    for name, fn in cases.items():
+        for _ in range(200):
+            fn()
+        best = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best.append((time.perf_counter() - t0) / n * 1e6)
+        out[name] = min(best)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=400)
@@ -154,6 +214,19 @@ def main() -> None:
         )
     print("\n(all times in µs; added % is of the SDK call's median wall-clock time)")
 
+    alone = overhead_alone(args.calls)
+    base = rows[0][1].wall_p50
+    budget = max(0.05 * base, 100.0)
+    print(
+        "\nhookwire alone (the HTTP call replaced by a stub; best of 5 batches, µs per call; "
+        f"budget max(5% of the SDK call's {base:.0f} µs, 100 µs) = {budget:.0f} µs):"
+    )
+    stub = alone.pop("stub SDK call alone")
+    for name, value in alone.items():
+        added = value - stub
+        ok = "yes" if added <= budget else "NO"
+        print(f"  {name:<38} {added:>7.1f} µs  {added / base * 100:>5.1f}%  {ok}")
+
 
 def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures]]:
     """Measure both cases against the server at ``base_url``."""
@@ -174,7 +247,7 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures]]:
 
     client = OpenAIClient(api_key="sk-bench", base_url=base_url, model="gpt-4o")
     rlm_inline = RLM(client, callbacks=[Latency(), Usage(), Latency()])
-    rlm = RLM(client, callbacks=[Latency(), Usage(), Log()])
+    rlm = RLM(client, callbacks=[Latency(), Usage(), Store()])
     rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
 
     rows: list[tuple[str, Figures, Figures]] = []
