@@ -69,6 +69,12 @@ class _RunTrace(trace):
 
     end_extra: dict[str, Any]
 
+    def _get_manager(self) -> CallbackManager | None:
+        # The runner always passes its manager: no per-run import or conversion.
+        if self._manager is None and self._callbacks is not None:
+            self._manager = CallbackManager.ensure(self._callbacks)
+        return self._manager
+
     def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
         kw = super()._end_kw(error)
         kw.update(getattr(self, "end_extra", {}))
