@@ -404,3 +404,29 @@ def test_runs_from_threads_keep_their_ids() -> None:
         ends = [c for c in mine if c.hook == "on_llm_end"]
         assert len(ends) == 1
         assert ends[0]["response"].content == result.content
+
+
+def test_max_steps_does_not_run_tools_it_cannot_report(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ToolCallReply("order_status", {"order_id": "X"}))
+    with pytest.raises(MaxStepsExceeded):
+        rlm_on_server(rec, tools=[order_status], max_steps=1).run("go")
+    assert rec.of("tool_start") == []
+
+
+def test_two_tool_calls_in_one_streamed_answer(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    sink = Tokens()
+    openai_server.script(
+        ToolCallReply(
+            "order_status", {"order_id": "A-1"}, more=[("order_status", {"order_id": "B-2"})]
+        )
+    )
+    result = rlm_on_server(sink, tools=[order_status]).run("both orders")
+    tool_messages = [m for m in result.messages if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ["A-1: shipped", "B-2: shipped"]
+    assert result.content == "The tool returned: B-2: shipped"
+    assert openai_server.requests[0]["stream"] is True
