@@ -370,3 +370,23 @@ for i in range(200):
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert out.read_text() == "x" * 200
+
+
+def test_many_producer_threads_lose_nothing_and_flush_waits_for_all() -> None:
+    h = Slow()
+    m = CallbackManager([h])
+
+    def produce(k: int) -> None:
+        for i in range(500):
+            m.on_llm_new_token(f"{k}-{i}")
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert m.flush(timeout=10)
+    assert len(h.seen) == 4000
+    for k in range(8):
+        mine = [int(s.split("-")[1]) for s in h.seen if s.startswith(f"{k}-")]
+        assert mine == list(range(500)), "each producer's events stay in order"

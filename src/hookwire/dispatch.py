@@ -310,7 +310,7 @@ class _Lane:
         )
         self._wake = threading.Event()
         self._idle = True
-        self._submitted = itertools.count(1)
+        self._put_lock = threading.Lock()
         self._last_submitted = 0
         self.done = 0
         self._dropped = itertools.count(1)
@@ -346,8 +346,10 @@ class _Lane:
             if threading.current_thread() is not self._thread:
                 while self._full() and self._thread is not None and self._thread.is_alive():
                     time.sleep(0.0005)
-        self._dq.append((entry, args, kw))
-        self._last_submitted = next(self._submitted)
+        with self._put_lock:
+            # Appending and counting together, so flush() never waits for less than was queued.
+            self._dq.append((entry, args, kw))
+            self._last_submitted += 1
         if self._idle:
             self._wake.set()
 
