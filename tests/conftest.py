@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from hookwire.testing.openai_server import OpenAIServer
 
 PG_HOST = os.environ.get("HOOKWIRE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HOOKWIRE_TEST_PG_PORT", "5432"))
@@ -49,6 +52,13 @@ def redis_url() -> str:
     """URL of the test Redis server."""
     _need("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A fresh OpenAI-compatible server on 127.0.0.1 (``hookwire.testing.OpenAIServer``)."""
+    with OpenAIServer() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
