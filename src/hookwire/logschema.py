@@ -48,8 +48,8 @@ from .events import HOOKS, Event, LLMResponse, Usage
 
 __all__ = [
     "EVENT_NAMES",
-    "SCHEMA_VERSION",
     "REDACTED",
+    "SCHEMA_VERSION",
     "Redactor",
     "default_redactor",
     "dumps_record",
@@ -88,7 +88,9 @@ _KEY_PREFIXES = (b"api_", b"api-", b"api", b"private_", b"private-", b"x-api-")
 # (literals, kind, pattern matched right after the literal)
 _RULES: Final[tuple[tuple[tuple[str, ...], str, re.Pattern[bytes]], ...]] = (
     (
-        tuple(v + " " for w in ("bearer", "basic", "token") for v in (w, w.capitalize(), w.upper())),
+        tuple(
+            v + " " for w in ("bearer", "basic", "token") for v in (w, w.capitalize(), w.upper())
+        ),
         "credential",
         _CREDENTIAL,
     ),
@@ -119,9 +121,9 @@ _TRIGGER_RULE: Final[tuple[tuple[str, re.Pattern[bytes]], ...]] = tuple(
 )
 
 
-def _secret_span(data: bytes, start: int, end: int, kind: str, pat: re.Pattern[bytes]) -> (
-    tuple[int, int] | None
-):
+def _secret_span(
+    data: bytes, start: int, end: int, kind: str, pat: re.Pattern[bytes]
+) -> tuple[int, int] | None:
     """Where the secret announced by the literal at ``data[start:end]`` lies, if there is one."""
     if kind in ("credential", "whole") and start > 0 and data[start - 1] in _WORD:
         return None  # part of a longer word ("task-...", "subtoken ...")
@@ -379,7 +381,7 @@ def record_from_call(
             return rec
         data = {argnames[0]: value}
     else:
-        data = dict(zip(argnames, args))
+        data = dict(zip(argnames, args, strict=False))
     if not include_prompts:
         for k in _PROMPT_FIELDS.intersection(data):
             del data[k]
@@ -454,9 +456,7 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
         )
     v = rec.get("v")
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise LogFormatError(
-            'the line has no schema version ("v"); is this a hookwire JSONL log?'
-        )
+        raise LogFormatError('the line has no schema version ("v"); is this a hookwire JSONL log?')
     if v > SCHEMA_VERSION:
         raise LogFormatError(
             f"the line has schema version {v}, newer than this hookwire reads "
@@ -467,9 +467,7 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
         raise LogFormatError('the line has no "event" name')
     ts = rec.get("timestamp")
     if not isinstance(ts, (int, float)) or isinstance(ts, bool):
-        raise LogFormatError(
-            f'the line\'s "timestamp" must be a number of seconds, not {ts!r}'
-        )
+        raise LogFormatError(f'the line\'s "timestamp" must be a number of seconds, not {ts!r}')
     if not isinstance(rec.get("run_id"), str):
         raise LogFormatError('the line has no "run_id"')
     data = rec.get("data", {})

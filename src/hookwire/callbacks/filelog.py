@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import errno
 import logging
 import os
@@ -237,7 +238,9 @@ class FileLogCallback(BaseCallback):
         """Log a memory search."""
         self._enqueue(("on_memory_recall", (query, results), kwargs))
 
-    def on_retry(self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any) -> None:
+    def on_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
         """Log a retry."""
         self._enqueue(("on_retry", (attempt, max_attempts, error), kwargs))
 
@@ -251,19 +254,27 @@ class FileLogCallback(BaseCallback):
 
     # -- draining ---------------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
+    def flush(self) -> None:
+        """Wait (up to 10 s) until every event queued before this call is written."""
+        self.drain(10.0)
+
+    def drain(self, timeout: float | None = 10.0) -> bool:
         """Wait until every event queued before this call is written; ``False`` on timeout."""
         done = threading.Event()
         self._dq.append((_FLUSH, (), done))
         self._kick()
         return done.wait(timeout)
 
-    def close(self, timeout: float | None = 10.0) -> bool:
+    def close(self) -> None:
         """Flush, stop the writer and close the file. Events after this reopen it."""
+        self.shutdown(10.0)
+
+    def shutdown(self, timeout: float | None = 10.0) -> bool:
+        """``close()`` with a time limit; ``False`` if the queue was not drained in time."""
         thread = self._thread
         drained = True
         if thread is not None and thread.is_alive():
-            drained = self.flush(timeout)
+            drained = self.drain(timeout)
             self._stop = True
             self._wake.set()
             if thread is not threading.current_thread():
@@ -363,10 +374,8 @@ class FileLogCallback(BaseCallback):
             fd = getattr(self, name)
             if fd >= 0:
                 setattr(self, name, -1)
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:  # pragma: no cover - already closed
-                    pass
 
     def _write(self, buf: bytes, nlines: int) -> None:
         try:
