@@ -80,7 +80,12 @@ _VALUE_AFTER_KEY = re.compile(
     rb'[A-Za-z_\-]*(?:\\?")?[ \t]*[:=][ \t]*(?:\\?")?'
     rb"(?!\[REDACTED\])(?!(?i:bearer|basic|token)[ \t])([^\"\\\s,&;}]+)"
 )
-_CREDENTIAL = re.compile(rb"[ \t]*(?=[A-Za-z._~+/\-]*[0-9])([A-Za-z0-9._~+/\-]{8,}=*)")
+# A credential, unlike a word of prose, has a digit, or "=" padding, or several capitals in a
+# long run of letters (base64).
+_CREDENTIAL = re.compile(
+    rb"[ \t]*(?=[A-Za-z._~+/\-]*[0-9]|[A-Za-z0-9._~+/\-]{8,}=|"
+    rb"(?=[A-Za-z0-9._~+/\-]{12})(?:[a-z._~+/\-]*[A-Z]){2})([A-Za-z0-9._~+/\-]{8,}=*)"
+)
 _URL_PASSWORD = re.compile(rb'[^:/@\s"\\]*:([^@/\s"\\]+)@')
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _KEY_PREFIXES = (b"api_", b"api-", b"api", b"private_", b"private-", b"x-api-")
