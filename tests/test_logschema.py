@@ -177,7 +177,10 @@ SECRETS = [
     ("client_secret: s3cr3tvalue", "s3cr3tvalue"),
     ('{"access_token": "at-123456"}', "at-123456"),
     ("aws AKIAIOSFODNN7EXAMPLE here", "AKIAIOSFODNN7EXAMPLE"),
-    ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+    (
+        "gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    ),
     ("slack xoxb-1234567890-abcdefghij", "xoxb-1234567890-abcdefghij"),
 ]
 
@@ -210,9 +213,7 @@ def test_redaction_keeps_the_scheme_and_user() -> None:
 
 def test_user_patterns_and_functions() -> None:
     r = Redactor([r"\d{3}-\d{2}-\d{4}"])
-    line = to_line(
-        event_from_call("on_llm_start", ("ssn 123-45-6789 ok",), _kw()), redactor=r
-    )
+    line = to_line(event_from_call("on_llm_start", ("ssn 123-45-6789 ok",), _kw()), redactor=r)
     assert b"123-45-6789" not in line and REDACTED.encode() in line
     r2 = Redactor(lambda s: s.replace("Alice", "[NAME]"))
     line = to_line(event_from_call("on_llm_start", ('Alice said "hi"',), _kw()), redactor=r2)
@@ -246,7 +247,11 @@ def test_property_an_openai_key_anywhere_is_redacted(before: str, after: str, bo
 
 
 @settings(max_examples=300, deadline=None)
-@given(user=st.from_regex(r"[a-z]{1,10}", fullmatch=True), pw=st.from_regex(r"[A-Za-z0-9!$%*]{1,20}", fullmatch=True), noise=_TEXT)
+@given(
+    user=st.from_regex(r"[a-z]{1,10}", fullmatch=True),
+    pw=st.from_regex(r"[A-Za-z0-9!$%*]{1,20}", fullmatch=True),
+    noise=_TEXT,
+)
 def test_property_url_passwords_are_redacted(user: str, pw: str, noise: str) -> None:
     url = f"redis://{user}:{pw}@cache:6379/0"
     line = to_line(event_from_call("on_tool_end", ("t", f"{noise} {url}"), _kw()))

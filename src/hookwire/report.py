@@ -379,14 +379,16 @@ def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = Non
         f"{_fmt_int(report.lines)} lines, {_fmt_int(report.events)} events, "
         f"{_fmt_int(report.broken)} broken, from {len(report.files)} file(s)"
     )
-    if report.broken:
-        econsole = Console(file=err or sys.stderr, highlight=False, markup=False, emoji=False)
-        for b in report.broken_lines:
-            econsole.print(f"broken line {b.file}:{b.line}: {b.error}")
-        if report.broken > len(report.broken_lines):
-            econsole.print(
-                f"... and {report.broken - len(report.broken_lines)} more broken line(s)"
-            )
+    _print_broken(report, err or sys.stderr)
+
+
+def _print_broken(report: Report, err: IO[str]) -> None:
+    # One plain line each (no wrapping), so editors and grep can jump to file:line.
+    for b in report.broken_lines:
+        err.write(f"broken line {b.file}:{b.line}: {b.error}\n")
+    more = report.broken - len(report.broken_lines)
+    if more > 0:
+        err.write(f"... and {more} more broken line(s)\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -413,7 +415,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             sys.stdout.write(orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2).decode())
             sys.stdout.write("\n")
-            for b in rep.broken_lines:
-                sys.stderr.write(f"broken line {b.file}:{b.line}: {b.error}\n")
+            _print_broken(rep, sys.stderr)
         else:
             render(rep)

@@ -207,9 +207,7 @@ def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
         callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
         callback.flush()
     callback.close()
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
-        "r.jsonl"
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["r.jsonl"]
     assert _read(path)[-1]["metadata"]["i"] == 49
 
 

@@ -7,6 +7,7 @@ nesting, and a summary line when a run ends. Colours only on a terminal (and nev
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -101,8 +102,8 @@ class ConsoleCallback(BaseCallback):
     ``verbose=False`` shows runs and errors only. ``show_tokens`` adds token counts (prompt
     -> completion, total) to LLM calls and runs; ``show_cost`` adds their cost (``$?`` when
     the price is unknown). Output goes to ``stream`` (stderr by default); colours are used
-    only on a terminal and never when ``NO_COLOR`` is set. ``max_text`` bounds how much of a
-    prompt or answer is shown.
+    only on a terminal and never when ``NO_COLOR`` is set (``color=True``/``False`` forces
+    them on or off). ``max_text`` bounds how much of a prompt or answer is shown.
     """
 
     name = "ConsoleCallback"
@@ -124,6 +125,8 @@ class ConsoleCallback(BaseCallback):
         self.show_cost = show_cost
         self.max_text = max_text
         file = stream if stream is not None else sys.stderr
+        if color is None and os.environ.get("NO_COLOR"):
+            color = False  # https://no-color.org: no escape codes at all, not even bold
         self.console = Console(
             file=file,
             force_terminal=color,
