@@ -46,7 +46,8 @@ def test_llm_end_record_follows_the_documented_schema() -> None:
             _kw(model="gpt-4o", user_id="u1", latency_ms=812.5, attempts=1, depth=1),
         )
     )
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     rec = parse_line(line)
     assert rec["v"] == SCHEMA_VERSION
     assert rec["event"] == "llm_end"
@@ -126,7 +127,8 @@ def test_odd_values_never_fail_serialisation() -> None:
 
 def test_reserved_names_keep_their_meaning() -> None:
     rec = record_from_call("on_error", (RuntimeError("x"),), _kw(event="custom", v=99))
-    assert rec["event"] == "error" and rec["v"] == SCHEMA_VERSION
+    assert rec["event"] == "error"
+    assert rec["v"] == SCHEMA_VERSION
 
 
 def test_include_flags_leave_out_text_but_keep_figures() -> None:
@@ -214,7 +216,8 @@ def test_redaction_keeps_the_scheme_and_user() -> None:
 def test_user_patterns_and_functions() -> None:
     r = Redactor([r"\d{3}-\d{2}-\d{4}"])
     line = to_line(event_from_call("on_llm_start", ("ssn 123-45-6789 ok",), _kw()), redactor=r)
-    assert b"123-45-6789" not in line and REDACTED.encode() in line
+    assert b"123-45-6789" not in line
+    assert REDACTED.encode() in line
     r2 = Redactor(lambda s: s.replace("Alice", "[NAME]"))
     line = to_line(event_from_call("on_llm_start", ('Alice said "hi"',), _kw()), redactor=r2)
     assert parse_line(line)["data"]["prompt"] == '[NAME] said "hi"'
@@ -236,7 +239,7 @@ _TEXT = st.text(
 )  # any Unicode text, without lone surrogates
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(before=_TEXT, after=_TEXT, body=st.from_regex(r"[A-Za-z0-9]{20,40}", fullmatch=True))
 def test_property_an_openai_key_anywhere_is_redacted(before: str, after: str, body: str) -> None:
     secret = "sk-" + body
@@ -246,7 +249,7 @@ def test_property_an_openai_key_anywhere_is_redacted(before: str, after: str, bo
     parse_line(line)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     user=st.from_regex(r"[a-z]{1,10}", fullmatch=True),
     pw=st.from_regex(r"[A-Za-z0-9!$%*]{1,20}", fullmatch=True),
@@ -260,18 +263,19 @@ def test_property_url_passwords_are_redacted(user: str, pw: str, noise: str) -> 
     assert f"redis://{user}:{REDACTED}@cache" in rec["data"]["tool_output"]
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(text=_TEXT, extra=st.dictionaries(st.text(max_size=10), _TEXT, max_size=4))
 def test_property_redacting_never_breaks_a_line(text: str, extra: dict[str, str]) -> None:
     line = to_line(
         event_from_call("on_tool_start", ("t", {"x": text, **extra}), _kw(metadata=extra))
     )
-    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert line.endswith(b"\n")
     rec = parse_line(line)
     assert rec["run_id"] == RUN_ID
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200),
     latency=st.floats(min_value=0, max_value=1e9, allow_nan=False),
@@ -302,3 +306,14 @@ def test_property_round_trip(
     assert (got is None) if cost is None else Decimal(got) == cost
     content = rec["data"]["response"]["content"]
     assert content == text or REDACTED in content
+
+
+def test_secret_keys_with_non_string_values_are_redacted_and_the_line_stays_valid() -> None:
+    line = to_line(
+        event_from_call(
+            "on_tool_start", ("login", {"password": 123456789, "api_key": None, "n": 5}), _kw()
+        )
+    )
+    rec = parse_line(line)
+    assert rec["data"]["tool_input"] == {"password": REDACTED, "api_key": REDACTED, "n": 5}
+    assert b"123456789" not in line

@@ -199,6 +199,10 @@ class _Scanner:
         ]
 
 
+_SECRET_KEY: Final = re.compile(
+    r"(?i)api[_-]?key|apikey|passw|passphrase|secret|authorization|private[_-]?key"
+    r"|(?:access|auth|refresh|id|session)[_-]?token"
+)
 _TRIGGER_INDEX: Final = {t.encode(): i for i, t in enumerate(_TRIGGERS)}
 _TRIGGER_RE: Final = re.compile(b"|".join(re.escape(t.encode()) for t in _TRIGGERS))
 
@@ -254,11 +258,17 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every secret replaced by ``[REDACTED]`` (for the console)."""
+        return self.user(self.builtin_text(value))
+
+    def builtin_text(self, value: str) -> str:
+        """``value`` with the built-in rules applied (not the user's)."""
         data = value.encode("utf-8", "surrogatepass")
         hits = self._scanner.hits(data)
         if hits:
-            value = _redact_spans(data, hits).decode("utf-8", "surrogatepass")
-        return self.user(value)
+            new = _redact_spans(data, hits)
+            if new is not data:
+                value = new.decode("utf-8", "surrogatepass")
+        return value
 
     def user(self, value: str) -> str:
         """``value`` after the user's own patterns or function only."""
@@ -270,11 +280,63 @@ class Redactor:
         return value
 
     def json_bytes(self, data: bytes) -> bytes:
-        """JSON text (one line or many) with the built-in rules applied; stays valid JSON."""
+        """JSON lines with the built-in rules applied; every line stays valid JSON.
+
+        The rules work on the text of a line. In the rare case where that would break the
+        line (a secret-looking key whose value is a number, say), the line is parsed and
+        redacted value by value instead.
+        """
         hits = self._scanner.hits(data)
         if not hits:
             return data
-        return _redact_spans(data, hits)
+        out: list[bytes] = []
+        pos = 0
+        i, n = 0, len(hits)
+        while i < n:
+            start = hits[i][1]
+            line_start = data.rfind(b"\n", 0, start) + 1
+            line_end = data.find(b"\n", start)
+            if line_end < 0:
+                line_end = len(data)
+            local = []
+            while i < n and hits[i][1] < line_end:
+                index, s, e = hits[i]
+                local.append((index, s - line_start, e - line_start))
+                i += 1
+            line = data[line_start:line_end]
+            new = _redact_spans(line, local)
+            if new is not line:
+                try:
+                    orjson.loads(new)
+                except orjson.JSONDecodeError:
+                    new = self._by_value(line)
+            out.append(data[pos:line_start])
+            out.append(new)
+            pos = line_end
+        out.append(data[pos:])
+        return b"".join(out)
+
+    def _by_value(self, line: bytes) -> bytes:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return line  # not JSON: nothing here can be made worse
+        return orjson.dumps(self._walk_builtin(value), option=orjson.OPT_NON_STR_KEYS)
+
+    def _walk_builtin(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.builtin_text(value)
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                if _SECRET_KEY.search(k) and not isinstance(v, (dict, list)):
+                    out[self.builtin_text(k)] = REDACTED
+                else:
+                    out[self.builtin_text(k)] = self._walk_builtin(v)
+            return out
+        if isinstance(value, list):
+            return [self._walk_builtin(v) for v in value]
+        return value
 
     def walk(self, value: Any) -> Any:
         """``value`` (parsed JSON) with the user's rules applied to every string."""

@@ -76,7 +76,8 @@ def test_tokens_and_cost_can_be_hidden_and_unknown_cost_is_a_question_mark() -> 
     _session(ConsoleCallback(stream=buf, show_tokens=False, show_cost=True), cost=None)
     text = buf.getvalue()
     assert "tokens" not in text
-    assert "$?" in text and "$0 " not in text
+    assert "$?" in text
+    assert "$0 " not in text
     buf = io.StringIO()
     _session(ConsoleCallback(stream=buf, show_cost=False))
     assert "$" not in buf.getvalue()
@@ -89,7 +90,8 @@ def test_not_verbose_shows_runs_and_errors_only() -> None:
     assert len(lines) == 3
     assert lines[0].startswith("▶ rlm")
     assert "error [tool]" in lines[1]
-    assert "1 LLM call" in lines[2] and "tokens 46" in lines[2]
+    assert "1 LLM call" in lines[2]
+    assert "tokens 46" in lines[2]
 
 
 def test_colours_only_on_a_terminal_and_never_with_no_color(
@@ -113,19 +115,26 @@ def test_long_text_is_shortened_and_secrets_redacted() -> None:
     m.on_llm_start("[bold red]not markup[/]", model="m")
     lines = buf.getvalue().splitlines()
     assert len(lines) == 3
-    assert len(lines[0]) < 120 and "… (+" in lines[0]
-    assert "sk-abc" not in lines[1] and "[REDACTED]" in lines[1]
+    assert len(lines[0]) < 120
+    assert "… (+" in lines[0]
+    assert "sk-abc" not in lines[1]
+    assert "[REDACTED]" in lines[1]
     assert "[bold red]not markup[/]" in lines[2]
 
 
 def test_failures_and_budgets_are_shown() -> None:
     buf = io.StringIO()
     m = CallbackManager([ConsoleCallback(stream=buf)])
-    with pytest.raises(RuntimeError), trace("agent", callbacks=m):
-        m.on_llm_error(RateLimitError("slow"), model="gpt-4o", attempts=3)
-        m.on_tool_error("search", ValueError("bad input"))
-        m.on_budget_exceeded(BudgetExceeded("user u1 spent $5.00 of $5.00"))
-        raise RuntimeError("run failed")
+
+    def failing_run() -> None:
+        with trace("agent", callbacks=m):
+            m.on_llm_error(RateLimitError("slow"), model="gpt-4o", attempts=3)
+            m.on_tool_error("search", ValueError("bad input"))
+            m.on_budget_exceeded(BudgetExceeded("user u1 spent $5.00 of $5.00"))
+            raise RuntimeError("run failed")
+
+    with pytest.raises(RuntimeError):
+        failing_run()
     text = buf.getvalue()
     assert "✗ gpt-4o failed after 3 attempts: RateLimitError: slow" in text
     assert "✗ search failed: ValueError: bad input" in text

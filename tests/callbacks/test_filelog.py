@@ -197,7 +197,8 @@ def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
     newest = _read(path)[-1]["metadata"]["i"]
     assert newest == 199
     older = [r["metadata"]["i"] for r in _read(tmp_path / "r.jsonl.1")]
-    assert older == sorted(older) and older[-1] < _read(path)[0]["metadata"]["i"]
+    assert older == sorted(older)
+    assert older[-1] < _read(path)[0]["metadata"]["i"]
 
 
 def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:

@@ -155,7 +155,8 @@ async def test_iterator_signals_a_reset() -> None:
     await m.aon_llm_end(LLMResponse("No"), run_id="r")
     tokens = [t async for t in stream]
     assert tokens == ["Yes", STREAM_RESET, "No"]
-    assert tokens[1] is STREAM_RESET and tokens[1] == ""
+    assert tokens[1] is STREAM_RESET
+    assert tokens[1] == ""
     assert stream.text == "No"
 
 
