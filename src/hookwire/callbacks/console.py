@@ -104,6 +104,8 @@ class ConsoleCallback(BaseCallback):
     the price is unknown). Output goes to ``stream`` (stderr by default); colours are used
     only on a terminal and never when ``NO_COLOR`` is set (``color=True``/``False`` forces
     them on or off). ``max_text`` bounds how much of a prompt or answer is shown.
+    ``show_stream=True`` also shows streamed answers live, as they arrive (up to
+    ``max_text`` characters; a retried stream starts a new line marked with its attempt).
     """
 
     name = "ConsoleCallback"
@@ -117,6 +119,7 @@ class ConsoleCallback(BaseCallback):
         stream: IO[str] | None = None,
         max_text: int = 80,
         color: bool | None = None,
+        show_stream: bool = False,
     ) -> None:
         if not isinstance(max_text, int) or max_text < 10:
             raise ConfigurationError(f"max_text must be at least 10 characters, not {max_text!r}")
@@ -141,6 +144,11 @@ class ConsoleCallback(BaseCallback):
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
         self._lock = threading.Lock()
         self._redact = default_redactor().text
+        # The stream being shown live: (run_id, attempt, characters shown).
+        self._live: tuple[str, int, int] | None = None
+        self.show_stream = show_stream and verbose
+        if not self.show_stream:
+            self.on_llm_new_token = BaseCallback.on_llm_new_token.__get__(self)  # type: ignore[method-assign]
         if not verbose:
             for hook in (
                 "on_llm_start",
@@ -172,7 +180,36 @@ class ConsoleCallback(BaseCallback):
         text = Text("  " * depth)
         for chunk, style in parts:
             text.append(chunk, style=style or None)
-        self.console.print(text)
+        with self._lock:
+            if self._live is not None:
+                self._live = None
+                self.console.file.write("\n")
+            self.console.print(text)
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        """Show a streamed token (only with ``show_stream=True``)."""
+        run_id = str(kwargs.get("run_id"))
+        attempt = int(kwargs.get("attempt", 1))
+        indent = "  " * (int(kwargs.get("depth", 0) or 0) + 1)
+        file = self.console.file
+        with self._lock:
+            live = self._live
+            if live is None or live[0] != run_id or live[1] != attempt:
+                if live is not None:
+                    file.write("\n")
+                again = live is not None and live[0] == run_id
+                file.write(indent + (f"(attempt {attempt}) " if again else ""))
+                live = (run_id, attempt, 0)
+            shown = live[2]
+            room = self.max_text - shown
+            if room > 0:
+                piece = self._redact(" ".join(token.splitlines()) if "\n" in token else token)
+                if len(piece) > room:
+                    piece = piece[:room] + self._sym["ellipsis"]
+                file.write(piece)
+                shown += len(piece)
+            self._live = (run_id, attempt, shown)
+            file.flush()
 
     def _usage_text(self, usage: Any) -> str:
         if usage is None:
