@@ -165,3 +165,20 @@ def test_format_cost() -> None:
 def test_bad_options() -> None:
     with pytest.raises(ConfigurationError, match="max_text"):
         ConsoleCallback(max_text=2)
+
+
+def test_show_stream_shows_tokens_live_shortened_and_marks_retries() -> None:
+    buf = io.StringIO()
+    cb = ConsoleCallback(stream=buf, show_stream=True, max_text=20)
+    m = CallbackManager([cb])
+    rid = m.on_llm_start("hi", model="m", stream=True)
+    for i, t in enumerate(["Hel", "lo"]):
+        m.on_llm_new_token(t, run_id=rid, attempt=1, index=i)
+    for i, t in enumerate(["Hello", " there, this is a long answer", " indeed"]):
+        m.on_llm_new_token(t, run_id=rid, attempt=2, index=i)
+    m.on_llm_end(LLMResponse("Hello there"), run_id=rid, model="m")
+    lines = buf.getvalue().splitlines()
+    assert lines[1] == "  Hello"
+    assert lines[2] == "  (attempt 2) Hello there, this is…"
+    assert lines[3].startswith("← m")
+    assert not CallbackManager([ConsoleCallback(stream=buf)]).listens("on_llm_new_token")
