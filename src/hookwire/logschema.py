@@ -55,6 +55,7 @@ __all__ = [
     "dumps_record",
     "error_to_dict",
     "json_default",
+    "line_from_call",
     "parse_line",
     "record_from_call",
     "response_to_dict",
@@ -459,6 +460,64 @@ def record_from_call(
     return rec
 
 
+_HEADS: Final[dict[str, bytes]] = {
+    hook: b'{"v":%d,"event":"%s",' % (SCHEMA_VERSION, name.encode())
+    for hook, (name, _) in _SPECS.items()
+}
+
+
+def line_from_call(
+    hook: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    include_prompts: bool = True,
+    include_responses: bool = True,
+) -> bytes:
+    """One log line (JSON and ``\\n``, not yet redacted) for a hook call, fast.
+
+    ``kwargs`` is used up: the line is serialised from it directly (it gains ``data``), which
+    is what makes this path cheap; pass a dict you own (a hook's ``**kwargs`` is one).
+    """
+    argnames = _SPECS[hook][1]
+    if len(args) == 1:
+        value = args[0]
+        if type(value) is LLMResponse:
+            value = response_to_dict(value, include_responses)
+        data = {argnames[0]: value}
+    else:
+        data = dict(zip(argnames, args, strict=False))
+    if not include_prompts:
+        for k in _PROMPT_FIELDS.intersection(data):
+            del data[k]
+    if not include_responses:
+        for k in _RESPONSE_FIELDS.intersection(data):
+            if k != "response" or type(data[k]) is not dict:
+                del data[k]
+    if "usage" in kwargs and type(kwargs["usage"]) is Usage:
+        kwargs["usage"] = _usage(kwargs["usage"])
+    if "v" in kwargs or "event" in kwargs:  # reserved: the line's own
+        kwargs.pop("v", None)
+        kwargs.pop("event", None)
+    kwargs["data"] = data
+    try:
+        body = orjson.dumps(kwargs, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # keys that are not strings, integers too big for JSON, ...
+        body = orjson.dumps(_plain(kwargs), default=json_default, option=_DUMPS_OPTIONS)
+    # Splice the fixed head in front of the serialised keywords: no new dict per event.
+    return _HEADS[hook] + body[1:]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return str(value)
+    return value
+
+
 def dumps_record(record: Mapping[str, Any]) -> bytes:
     """A record as one JSON line (with its newline); secrets are not yet redacted."""
     return orjson.dumps(record, default=json_default, option=_DUMPS_OPTIONS)
@@ -499,8 +558,14 @@ def to_line(
 ) -> bytes:
     """One log line for ``event``: UTF-8 JSON ending in ``\\n``, secrets redacted."""
     red = redactor or default_redactor()
-    rec = to_record(event, include_prompts=include_prompts, include_responses=include_responses)
-    line = dumps_record(rec)
+    payload = event.payload()
+    line = line_from_call(
+        event.hook,
+        tuple(payload[n] for n in HOOKS[event.hook].args),
+        event.kwargs(),
+        include_prompts=include_prompts,
+        include_responses=include_responses,
+    )
     if red.walks_values:
         line = dumps_record(red.walk(orjson.loads(line)))
     return red.json_bytes(line)

@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from ..errors import ConfigurationError
-from ..logschema import Redactor, dumps_record, record_from_call
+from ..logschema import Redactor, dumps_record, line_from_call
 from .base import BaseCallback
 
 try:  # POSIX only; without it rotation is still correct within one process.
@@ -338,10 +338,9 @@ class FileLogCallback(BaseCallback):
                 waiters.append(kw)
                 continue
             try:
-                rec = record_from_call(
+                line = line_from_call(
                     hook, args, kw, include_prompts=inc_p, include_responses=inc_r
                 )
-                line = dumps_record(rec)
                 if walk:
                     line = dumps_record(red.walk(orjson.loads(line)))
                 lines.append(line)
