@@ -130,7 +130,7 @@ def bench_filelog(tmp: Path) -> list[Row]:
     null_lc = _timed(lambda: langchain_events(_Null(), N_EVENTS))[2] / N_EVENTS
 
     def hw_direct() -> None:
-        cb = FileLogCallback(tmp / "hw.jsonl", queue_size=N_EVENTS)
+        cb = FileLogCallback(tmp / "hw.jsonl")
         hookwire_events(cb, N_EVENTS)
         cb.close()
         assert cb.written == N_EVENTS, cb.written
@@ -144,7 +144,7 @@ def bench_filelog(tmp: Path) -> list[Row]:
     rows.append(("hookwire FileLogCallback", N_EVENTS / wall, N_EVENTS / cpu, app_us))
 
     def hw_manager() -> None:
-        cb = FileLogCallback(tmp / "hw2.jsonl", queue_size=N_EVENTS)
+        cb = FileLogCallback(tmp / "hw2.jsonl")
         manager = CallbackManager([cb])
         hookwire_events(manager, N_EVENTS)
         manager.close()

@@ -35,6 +35,7 @@ _GROUPINGS: tuple[str, ...] = ("model", "agent", "user", "day")
 _MAX_BROKEN_KEPT = 20
 _MAX_IN_FLIGHT = 100_000
 _NONE = "(none)"
+_COUNTED = frozenset({"llm_end", "llm_error", "retry", "llm_start"})
 
 
 @dataclass
@@ -210,37 +211,47 @@ class _Summarizer:
         report = self.report
         report.files.append(name)
         loads = orjson.loads
-        for lineno, line in enumerate(lines, 1):
-            report.lines += 1
-            if not line.strip():
-                continue
-            try:
-                rec = loads(line)
-                event = rec["event"]
-                v = rec["v"]
-                ts = rec["timestamp"]
-                if type(v) is not int or v < 1 or v > SCHEMA_VERSION:
-                    raise LogFormatError(
-                        f"schema version {v!r} is not one this hookwire reads (1..{SCHEMA_VERSION})"
-                        + (
-                            "; upgrade hookwire"
-                            if isinstance(v, int) and v > SCHEMA_VERSION
-                            else ""
-                        )
-                    )
-                if not isinstance(ts, (int, float)):
-                    raise LogFormatError(f'"timestamp" must be a number, not {ts!r}')
-                self._event(event, rec)
-            except orjson.JSONDecodeError as exc:
-                self._broken(name, lineno, f"not valid JSON: {exc}")
-                continue
-            except (KeyError, TypeError, AttributeError) as exc:
-                self._broken(name, lineno, f"not a hookwire log line (missing or bad {exc})")
-                continue
-            except (LogFormatError, ValueError, InvalidOperation) as exc:
-                self._broken(name, lineno, str(exc))
-                continue
-            report.events += 1
+        counted = _COUNTED
+        handle = self._event
+        n_lines = n_events = 0
+        try:
+            for n_lines, line in enumerate(lines, 1):
+                if len(line) < 3 and not line.strip():
+                    continue
+                try:
+                    rec = loads(line)
+                    event = rec["event"]
+                    ts = rec["timestamp"]
+                    if rec["v"] != 1 or type(ts) is not float:
+                        self._check(rec)
+                    if event in counted:
+                        handle(event, rec)
+                except orjson.JSONDecodeError as exc:
+                    self._broken(name, n_lines, f"not valid JSON: {exc}")
+                    continue
+                except (KeyError, TypeError, AttributeError) as exc:
+                    self._broken(name, n_lines, f"not a hookwire log line (missing or bad {exc})")
+                    continue
+                except (LogFormatError, ValueError, InvalidOperation) as exc:
+                    self._broken(name, n_lines, str(exc))
+                    continue
+                n_events += 1
+        finally:
+            report.lines += n_lines
+            report.events += n_events
+
+    @staticmethod
+    def _check(rec: dict[str, Any]) -> None:
+        """The slow path of the schema checks, for lines that are not plainly version 1."""
+        v = rec["v"]
+        if type(v) is not int or v < 1 or v > SCHEMA_VERSION:
+            hint = "; upgrade hookwire" if type(v) is int and v > SCHEMA_VERSION else ""
+            raise LogFormatError(
+                f"schema version {v!r} is not one this hookwire reads (1..{SCHEMA_VERSION}){hint}"
+            )
+        ts = rec["timestamp"]
+        if type(ts) not in (int, float):
+            raise LogFormatError(f'"timestamp" must be a number, not {ts!r}')
 
     def _event(self, event: str, rec: dict[str, Any]) -> None:
         if event == "llm_end":

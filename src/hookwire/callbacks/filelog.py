@@ -46,6 +46,7 @@ logger = logging.getLogger("hookwire")
 
 _FLUSH: Final = "__flush__"
 _BATCH: Final = 8192
+_LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 _Item = tuple[str, tuple[Any, ...], Any]
@@ -147,6 +148,7 @@ class FileLogCallback(BaseCallback):
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._warned = False
+        self._flushing = 0  # flush() calls waiting: the writer does not linger then
         if not include_tokens:
             # Leave the token hook un-overridden so the dispatcher never calls it.
             self.on_llm_new_token = BaseCallback.on_llm_new_token.__get__(self)  # type: ignore[method-assign]
@@ -261,9 +263,13 @@ class FileLogCallback(BaseCallback):
     def drain(self, timeout: float | None = 10.0) -> bool:
         """Wait until every event queued before this call is written; ``False`` on timeout."""
         done = threading.Event()
-        self._dq.append((_FLUSH, (), done))
-        self._kick()
-        return done.wait(timeout)
+        self._flushing += 1
+        try:
+            self._dq.append((_FLUSH, (), done))
+            self._kick()
+            return done.wait(timeout)
+        finally:
+            self._flushing -= 1
 
     def close(self) -> None:
         """Flush, stop the writer and close the file. Events after this reopen it."""
@@ -292,6 +298,7 @@ class FileLogCallback(BaseCallback):
         self._idle = True
         self._thread = None
         self._stop = False
+        self._flushing = 0
 
     # -- the writer thread --------------------------------------------------------------------
 
@@ -309,6 +316,7 @@ class FileLogCallback(BaseCallback):
 
     def _work(self) -> None:
         dq = self._dq
+        lingered = False
         while True:
             if dq:
                 items = self._drain()
@@ -316,9 +324,17 @@ class FileLogCallback(BaseCallback):
                     self._write_items(items)
                 except Exception:  # pragma: no cover - _write_items reports its own errors
                     logger.exception("hookwire: FileLogCallback writer failed")
+                lingered = False
                 continue
             if self._stop:
                 return
+            if not lingered and not self._flushing:
+                # Wait a moment before going idle: events arriving meanwhile make one batch
+                # (one write) and the app thread does not pay for waking the writer up.
+                lingered = True
+                time.sleep(_LINGER)
+                continue
+            lingered = False
             self._idle = True
             self._wake.clear()
             if dq or self._stop:
