@@ -310,3 +310,29 @@ def test_errors_and_retries_are_logged(tmp_path: Path) -> None:
     assert recs[2]["attempts"] == 3
     assert recs[3]["stage"] == "llm"
     callback.close()
+
+
+def test_an_unusable_path_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        FileLogCallback(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot create the directory"):
+        FileLogCallback(blocker / "sub" / "log.jsonl")
+
+
+def test_a_failed_rotation_keeps_logging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.jsonl"
+    callback = FileLogCallback(path, max_bytes=300, backup_count=2)
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    for i in range(5):
+        callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
+        callback.flush()
+    monkeypatch.undo()
+    callback.close()
+    assert [r["metadata"]["i"] for r in _read(path)] == [0, 1, 2, 3, 4]
+    assert callback.written == 5

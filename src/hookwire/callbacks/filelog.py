@@ -122,6 +122,11 @@ class FileLogCallback(BaseCallback):
                 f"queue_size must be a positive number of events, not {queue_size!r}"
             )
         self.log_path = Path(log_path)
+        if self.log_path.is_dir():
+            raise ConfigurationError(
+                f"log_path {self.log_path} is a directory; give a file name, like "
+                f"{self.log_path / 'hookwire.jsonl'}"
+            )
         self.include_prompts = include_prompts
         self.include_responses = include_responses
         self.include_tokens = include_tokens
@@ -137,10 +142,21 @@ class FileLogCallback(BaseCallback):
         self.failed = 0
         #: Lines written since this handler was created.
         self.written = 0
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the directory of log file {self.log_path}: {exc.strerror or exc}"
+            ) from exc
         self._fd = -1
         self._lock_fd = -1
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
+                "choose a log_path in a writable directory"
+            ) from exc
         self._dq: collections.deque[_Item] = collections.deque()
         self._wake = threading.Event()
         self._idle = True
@@ -285,8 +301,9 @@ class FileLogCallback(BaseCallback):
             self._wake.set()
             if thread is not threading.current_thread():
                 thread.join(timeout)
-        elif self._dq:
-            self._write_items(self._drain())
+        else:
+            while self._dq:
+                self._write_items(self._drain())
         self._thread = None
         self._close_fds()
         return drained
@@ -384,6 +401,12 @@ class FileLogCallback(BaseCallback):
     def _open(self) -> None:
         self._fd = os.open(self.log_path, _OPEN_FLAGS, 0o600)
 
+    def _reopen(self) -> None:
+        fd, self._fd = self._fd, -1
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self._open()
+
     def _close_fds(self) -> None:
         for name in ("_fd", "_lock_fd"):
             fd = getattr(self, name)
@@ -397,7 +420,13 @@ class FileLogCallback(BaseCallback):
             if self._fd < 0:
                 self._open()
             if self.max_bytes:
-                self._maybe_rotate(len(buf))
+                try:
+                    self._maybe_rotate(len(buf))
+                except OSError as exc:
+                    # Rotation failed (permissions, a full disk): keep writing where we are.
+                    self._warn_once(f"rotating {self.log_path} failed: {exc}")
+                    if self._fd < 0:
+                        self._open()
             view = memoryview(buf)
             while view:
                 # One write(2) per batch: applied whole under the file's lock. Only a full
@@ -419,13 +448,11 @@ class FileLogCallback(BaseCallback):
             current = os.stat(self.log_path)
         except FileNotFoundError:
             # Someone removed or renamed the file without recreating it: start a new one.
-            os.close(self._fd)
-            self._open()
+            self._reopen()
             return
         if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
             # Another process rotated: follow the path to the new file.
-            os.close(self._fd)
-            self._open()
+            self._reopen()
             mine = os.fstat(self._fd)
         if mine.st_size == 0 or mine.st_size + incoming <= self.max_bytes:
             return
@@ -458,8 +485,7 @@ class FileLogCallback(BaseCallback):
                         if os.path.exists(src):
                             os.replace(src, f"{base}.{i + 1}")
                     os.replace(base, f"{base}.1")
-            os.close(self._fd)
-            self._open()
+            self._reopen()
         finally:
             if fcntl is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
