@@ -470,7 +470,6 @@ def line_from_call(
     hook: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     include_prompts: bool = True,
     include_responses: bool = True,
 ) -> bytes:

@@ -44,12 +44,10 @@ __all__ = ["FileLogCallback"]
 
 logger = logging.getLogger("hookwire")
 
-_FLUSH: Final = "__flush__"
 _BATCH: Final = 8192
 _LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
-_Item = tuple[str, tuple[Any, ...], Any]
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
 
@@ -157,7 +155,8 @@ class FileLogCallback(BaseCallback):
                 f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
                 "choose a log_path in a writable directory"
             ) from exc
-        self._dq: collections.deque[_Item] = collections.deque()
+        # Lines ready to write (bytes), and flush markers (threading.Event).
+        self._dq: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
         self._idle = True
         self._stop = False
@@ -175,14 +174,23 @@ class FileLogCallback(BaseCallback):
 
     # -- the app thread's side: one append per event ----------------------------------------
 
-    def _enqueue(self, item: _Item) -> None:
+    def _enqueue(self, hook: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        try:
+            # Serialised here, on the caller's thread: only bytes cross to the writer, which
+            # is cheaper in CPython than handing it the objects (no shared reference counts
+            # bouncing between cores), and the line shows the event as it was when emitted.
+            line = line_from_call(hook, args, kw, self.include_prompts, self.include_responses)
+        except Exception as exc:
+            self.failed += 1
+            self._warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
+            return
         dq = self._dq
         if len(dq) >= self._maxsize:
             if self._drop:
                 self.dropped += 1
                 return
             self._wait_for_room()
-        dq.append(item)
+        dq.append(line)
         if self._idle:
             self._kick()
 
@@ -210,65 +218,61 @@ class FileLogCallback(BaseCallback):
 
     def on_run_start(self, input: Any, **kwargs: Any) -> None:
         """Log a run's start."""
-        self._enqueue(("on_run_start", (input,), kwargs))
+        self._enqueue("on_run_start", (input,), kwargs)
 
     def on_run_end(self, output: Any, **kwargs: Any) -> None:
         """Log a run's end."""
-        self._enqueue(("on_run_end", (output,), kwargs))
+        self._enqueue("on_run_end", (output,), kwargs)
 
     def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         """Log an LLM call's start (the prompt unless ``include_prompts=False``)."""
-        if type(prompt) is list:
-            # The caller may append the answer to its message list after the call; log the
-            # prompt as it was sent.
-            prompt = prompt.copy()
-        self._enqueue(("on_llm_start", (prompt,), kwargs))
+        self._enqueue("on_llm_start", (prompt,), kwargs)
 
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         """Log a streamed token (only with ``include_tokens=True``)."""
-        self._enqueue(("on_llm_new_token", (token,), kwargs))
+        self._enqueue("on_llm_new_token", (token,), kwargs)
 
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         """Log an LLM call's response, usage, cost and timings."""
-        self._enqueue(("on_llm_end", (response,), kwargs))
+        self._enqueue("on_llm_end", (response,), kwargs)
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """Log a failed LLM call."""
-        self._enqueue(("on_llm_error", (error,), kwargs))
+        self._enqueue("on_llm_error", (error,), kwargs)
 
     def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
         """Log a tool call's start."""
-        self._enqueue(("on_tool_start", (tool_name, tool_input), kwargs))
+        self._enqueue("on_tool_start", (tool_name, tool_input), kwargs)
 
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
         """Log a tool's result."""
-        self._enqueue(("on_tool_end", (tool_name, tool_output), kwargs))
+        self._enqueue("on_tool_end", (tool_name, tool_output), kwargs)
 
     def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
         """Log a tool's failure."""
-        self._enqueue(("on_tool_error", (tool_name, error), kwargs))
+        self._enqueue("on_tool_error", (tool_name, error), kwargs)
 
     def on_memory_store(self, content: Any, **kwargs: Any) -> None:
         """Log a memory write."""
-        self._enqueue(("on_memory_store", (content,), kwargs))
+        self._enqueue("on_memory_store", (content,), kwargs)
 
     def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
         """Log a memory search."""
-        self._enqueue(("on_memory_recall", (query, results), kwargs))
+        self._enqueue("on_memory_recall", (query, results), kwargs)
 
     def on_retry(
         self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
     ) -> None:
         """Log a retry."""
-        self._enqueue(("on_retry", (attempt, max_attempts, error), kwargs))
+        self._enqueue("on_retry", (attempt, max_attempts, error), kwargs)
 
     def on_error(self, error: BaseException, **kwargs: Any) -> None:
         """Log an error."""
-        self._enqueue(("on_error", (error,), kwargs))
+        self._enqueue("on_error", (error,), kwargs)
 
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
         """Log a refused LLM call."""
-        self._enqueue(("on_budget_exceeded", (error,), kwargs))
+        self._enqueue("on_budget_exceeded", (error,), kwargs)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -281,7 +285,7 @@ class FileLogCallback(BaseCallback):
         done = threading.Event()
         self._flushing += 1
         try:
-            self._dq.append((_FLUSH, (), done))
+            self._dq.append(done)
             self._kick()
             return done.wait(timeout)
         finally:
@@ -319,10 +323,10 @@ class FileLogCallback(BaseCallback):
 
     # -- the writer thread --------------------------------------------------------------------
 
-    def _drain(self) -> list[_Item]:
+    def _drain(self) -> list[Any]:
         dq = self._dq
         popleft = dq.popleft
-        items: list[_Item] = []
+        items: list[Any] = []
         append = items.append
         try:
             for _ in range(_BATCH):
@@ -360,30 +364,29 @@ class FileLogCallback(BaseCallback):
             self._wake.wait()
             self._idle = False
 
-    def _write_items(self, items: list[_Item]) -> None:
+    def _write_items(self, items: list[Any]) -> None:
         lines: list[bytes] = []
         waiters: list[threading.Event] = []
         red = self._redactor
-        walk = red.walks_values
-        inc_p, inc_r = self.include_prompts, self.include_responses
-        for hook, args, kw in items:
-            if hook is _FLUSH:
-                waiters.append(kw)
-                continue
-            try:
-                line = line_from_call(
-                    hook, args, kw, include_prompts=inc_p, include_responses=inc_r
-                )
-                if walk:
-                    line = dumps_record(red.walk(orjson.loads(line)))
-                lines.append(line)
-            except Exception as exc:
-                self.failed += 1
-                self._warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
+        for item in items:
+            if type(item) is bytes:
+                lines.append(item)
+            else:
+                waiters.append(item)
         if lines:
+            if red.walks_values:
+                lines = [self._user_redact(line) for line in lines]
             self._write(red.json_bytes(b"".join(lines)), len(lines))
         for w in waiters:
             w.set()
+
+    def _user_redact(self, line: bytes) -> bytes:
+        try:
+            return dumps_record(self._redactor.walk(orjson.loads(line)))
+        except Exception as exc:  # a user's redact function failed: drop, never leak
+            self.failed += 1
+            self._warn_once(f"the redact function failed: {exc!r}; the line was dropped")
+            return b""
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:
