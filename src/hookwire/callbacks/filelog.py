@@ -1,8 +1,8 @@
 """``FileLogCallback``: every event as one JSON line in a file, written off the app thread.
 
-The app thread only appends the hook's arguments to a queue (a ``deque``); a writer thread
-turns them into lines (``hookwire.logschema``), redacts secrets, and appends whole batches
-with one ``write(2)`` each on a file opened with ``O_APPEND``. On Linux and the BSDs a
+The app thread turns the event into its JSON line (``hookwire.logschema``, orjson) and appends
+it to a queue (a ``deque``); a writer thread redacts secrets and appends whole batches with
+one ``write(2)`` each on a file opened with ``O_APPEND``. On Linux and the BSDs a
 ``write`` to a regular file is applied whole, at the end of the file, under the file's lock,
 so lines from several threads, several handlers and several processes never interleave.
 
