@@ -44,6 +44,7 @@ from ..errors import (
     BudgetExceeded,
     CallbackAbort,
     ConfigurationError,
+    HookwireError,
     LLMError,
     StreamInterrupted,
     TransientLLMError,
@@ -503,6 +504,14 @@ class BaseLLM:
             id=end.id,
         )
 
+    def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:
+        return LLMError(
+            f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc} "
+            "(a bug in the client; please report it)",
+            provider=self.provider,
+            model=call.request.model,
+        )
+
     def _cut(self, call: _Call, error: TransientLLMError, parts: list[str]) -> TransientLLMError:
         if parts and not isinstance(error, StreamInterrupted):
             cut = StreamInterrupted(
@@ -560,14 +569,30 @@ class BaseLLM:
         """One attempt: the provider's answer, with its tokens emitted (and yielded)."""
         call.attempts = n
         if not call.stream:
-            return self._complete(call.request)
+            try:
+                return self._complete(call.request)
+            except HookwireError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(call, exc) from exc
         parts: list[str] = []
         end: StreamEnd | None = None
         fns = call.token_fns
         kw = call.kw
         seen = 0
+        pieces = iter(self._stream(call.request))
         try:
-            for piece in self._stream(call.request):
+            while True:
+                # Only the provider's own failures are wrapped: a handler that asks to raise
+                # (raise_error=True) has its exception reach the caller unchanged.
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    break
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
                 if isinstance(piece, StreamEnd):
                     end = piece
                     continue
@@ -628,17 +653,6 @@ class BaseLLM:
         except LLMError as error:
             self._failed(call, error)
             raise
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            wrapped = LLMError(
-                f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc}",
-                provider=self.provider,
-                model=call.request.model,
-            )
-            wrapped.__cause__ = exc
-            self._failed(call, wrapped)
-            raise wrapped from exc
         response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
@@ -694,15 +708,30 @@ class BaseLLM:
         """One attempt (async): yields the new text, then the response."""
         call.attempts = n
         if not call.stream:
-            yield await self._acomplete(call.request)
+            try:
+                response = await self._acomplete(call.request)
+            except HookwireError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(call, exc) from exc
+            yield response
             return
         parts: list[str] = []
         end: StreamEnd | None = None
         kw = call.kw
         seen = 0
         fns = call.atoken_fns
+        pieces = self._astream(call.request).__aiter__()
         try:
-            async for piece in self._astream(call.request):
+            while True:
+                try:
+                    piece = await pieces.__anext__()
+                except StopAsyncIteration:
+                    break
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
                 if isinstance(piece, StreamEnd):
                     end = piece
                     continue
@@ -765,17 +794,6 @@ class BaseLLM:
         except LLMError as error:
             await self._afailed(call, error)
             raise
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            wrapped = LLMError(
-                f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc}",
-                provider=self.provider,
-                model=call.request.model,
-            )
-            wrapped.__cause__ = exc
-            await self._afailed(call, wrapped)
-            raise wrapped from exc
         response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:

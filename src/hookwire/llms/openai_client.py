@@ -18,6 +18,7 @@ from typing import Any
 
 import openai
 
+from ..dispatch import Callbacks
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -31,6 +32,7 @@ from ..errors import (
 )
 from ..events import LLMResponse, ToolCall, Usage
 from .base import BaseLLM, LLMRequest, StreamEnd
+from .retry import RetryPolicy
 
 __all__ = ["OpenAIClient", "map_openai_error"]
 
@@ -168,9 +170,9 @@ class OpenAIClient(BaseLLM):
         model: str | None = "gpt-4o-mini",
         provider: str = "openai",
         timeout: float = 60.0,
-        callbacks: Any = None,
+        callbacks: Callbacks = None,
         max_retries: int = 2,
-        retry: Any = None,
+        retry: RetryPolicy | None = None,
         stream_usage: bool = True,
         default_headers: Mapping[str, str] | None = None,
         **defaults: Any,
