@@ -6,6 +6,8 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hookwire import CallbackManager, LLMResponse, trace
 from hookwire.callbacks import StreamingCallback
@@ -218,3 +220,49 @@ def test_bad_arguments() -> None:
         StreamingCallback(on_reset=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="until"):
         StreamingCallback().stream(until="forever")  # type: ignore[arg-type]
+
+
+def _split(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if text[a:b]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    answer=st.text(min_size=1, max_size=60),
+    cut=st.integers(min_value=0, max_value=60),
+    cuts1=st.lists(st.integers(min_value=0, max_value=60), max_size=8),
+    cuts2=st.lists(st.integers(min_value=0, max_value=60), max_size=8),
+    other=st.one_of(st.none(), st.text(min_size=1, max_size=60)),
+)
+def test_property_retries_deliver_the_final_answer_once(
+    answer: str, cut: int, cuts1: list[int], cuts2: list[int], other: str | None
+) -> None:
+    got: list[str] = []
+    resets: list[int] = []
+    m = CallbackManager([StreamingCallback(on_token=got.append, on_reset=resets.append)])
+    first = answer[: cut % (len(answer) + 1)]  # attempt 1 breaks somewhere
+    final = answer if other is None else other
+    _stream(m, "r", _split(first, cuts1), attempt=1)
+    _stream(m, "r", _split(final, cuts2), attempt=2)
+    m.on_llm_end(LLMResponse(final), run_id="r", attempts=2)
+    delivered = "".join(got)
+    if final.startswith(first):
+        assert resets == []
+        assert delivered == final  # seamless: nothing repeated, nothing missing
+    else:
+        assert resets == [2]
+        assert delivered.endswith(final)  # after the reset: exactly the final answer
+        assert delivered == first[: len(delivered) - len(final)] + final
+
+
+def test_a_shorter_retry_is_settled_when_the_call_ends() -> None:
+    got: list[str] = []
+    resets: list[int] = []
+    m = CallbackManager([StreamingCallback(on_token=got.append, on_reset=resets.append)])
+    _stream(m, "r", ["Hello", " world"], attempt=1)
+    _stream(m, "r", ["Hello"], attempt=2)  # a prefix of what was shown: not caught per token
+    assert resets == []
+    m.on_llm_end(LLMResponse("Hello"), run_id="r", attempts=2)
+    assert resets == [2]
+    assert got == ["Hello", " world", "Hello"]

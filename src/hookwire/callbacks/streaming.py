@@ -7,7 +7,9 @@ silent while they agree, then delivers only what is new. So when the retried ans
 what was shown (the usual case), the caller sees one seamless stream: nothing repeated and
 nothing missing. If the new attempt differs from what was delivered, the text cannot be
 patched in place: ``on_reset(attempt)`` is called (and iterators yield ``STREAM_RESET``), then
-the new attempt is delivered from its beginning, so the caller can clear what it showed.
+the new attempt is delivered from its beginning, so the caller can clear what it showed. (A
+last attempt that only turns out different at its end, by being shorter, is settled when the
+call ends: reset, then the final answer.) After a reset, what follows is the final answer.
 """
 
 from __future__ import annotations
@@ -44,12 +46,32 @@ _END: Final = object()
 class _CallState:
     """Delivery state of one LLM call (one ``run_id``)."""
 
-    __slots__ = ("attempt", "cursor", "delivered")
+    __slots__ = ("attempt", "cursor", "parts", "size", "text")
 
     def __init__(self) -> None:
         self.attempt = 1
         self.cursor = 0  # characters of the current attempt seen so far
-        self.delivered = ""  # the text delivered to the caller for this call
+        # The text delivered to the caller, as pieces (appending stays O(1) per token);
+        # joined into ``text`` only while a retried attempt is compared with it.
+        self.parts: list[str] = []
+        self.size = 0
+        self.text: str | None = None
+
+    def delivered(self) -> str:
+        if self.text is None:
+            self.text = "".join(self.parts)
+            self.parts = [self.text]
+        return self.text
+
+    def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        self.size += len(piece)
+        self.text = None
+
+    def replace(self, text: str) -> None:
+        self.parts = [text]
+        self.size = len(text)
+        self.text = text
 
 
 class TokenStream:
@@ -183,6 +205,7 @@ class StreamingCallback(BaseCallback):
             # The dispatcher awaits it from async code, and runs it on hookwire's background
             # loop (waiting for it, so order holds) from sync code.
             self.on_llm_new_token = self._aon_llm_new_token  # type: ignore[method-assign,assignment]
+            self.on_llm_end = self._aon_llm_end  # type: ignore[method-assign,assignment]
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -239,20 +262,21 @@ class StreamingCallback(BaseCallback):
                 st.cursor = 0
             elif attempt < st.attempt:
                 return False, ""  # a late token of an abandoned attempt
-            delivered = st.delivered
             cursor = st.cursor
             st.cursor = cursor + len(token)
-            if cursor >= len(delivered):
-                st.delivered = delivered + token
+            if cursor >= st.size:  # past what was delivered (always, on a first attempt)
+                st.add(token)
                 return False, token
+            delivered = st.delivered()
             overlap = delivered[cursor : cursor + len(token)]
             if token.startswith(overlap):
                 rest = token[len(overlap) :]
-                st.delivered = delivered + rest
+                if rest:
+                    st.add(rest)
                 return False, rest
             # The retried attempt says something else: restart the caller's text.
             text = delivered[:cursor] + token
-            st.delivered = text
+            st.replace(text)
             return True, text
 
     def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
@@ -297,8 +321,45 @@ class StreamingCallback(BaseCallback):
         for s in ending:
             s._finish(error)
 
+    def _reconcile(self, response: Any, kwargs: dict[str, Any]) -> str | None:
+        """The final answer, if a retried stream delivered something else (else ``None``).
+
+        A last attempt that is shorter than what an earlier attempt delivered cannot be
+        caught token by token; the end of the call settles it.
+        """
+        content = getattr(response, "content", None)
+        with self._lock:
+            st = self._calls.get(kwargs.get("run_id", ""))
+            if st is None or st.attempt == 1 or not isinstance(content, str):
+                return None
+            if st.size == len(content) and st.delivered() == content:
+                return None
+            st.replace(content)
+            return content
+
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        """End the iterators following this call."""
+        """End the iterators following this call (after settling a retried stream)."""
+        final = self._reconcile(response, kwargs)
+        if final is not None:
+            if self.on_reset is not None:
+                self.on_reset(int(kwargs.get("attempts", 0)) or 2)
+            if final and self.on_token is not None:
+                self.on_token(final)
+            self._feed(True, final, kwargs)
+        self._end_call(kwargs, None)
+
+    async def _aon_llm_end(self, response: Any, **kwargs: Any) -> None:
+        final = self._reconcile(response, kwargs)
+        if final is not None:
+            if self.on_reset is not None:
+                r = self.on_reset(int(kwargs.get("attempts", 0)) or 2)
+                if inspect.isawaitable(r):
+                    await r
+            if final and self.on_token is not None:
+                r = self.on_token(final)
+                if inspect.isawaitable(r):
+                    await r
+            self._feed(True, final, kwargs)
         self._end_call(kwargs, None)
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
