@@ -1,10 +1,10 @@
 """``hookwire report``: summarise JSONL logs written by ``FileLogCallback``.
 
 One streaming pass over any number of logs (rotated backups and gzip files too, ``-`` for
-stdin), in memory that depends on the number of groups, not of lines: per group (model, agent, user or day) it counts LLM calls,
-tokens, cost, errors and retries, and keeps latency in a DDSketch for p50/p95. A line that is
-not valid JSON or does not follow the schema is counted and reported with its file and line
-number; it never stops the report.
+stdin), in memory that depends on the number of groups, not of lines: per group (model,
+agent, user or day) it counts LLM calls, tokens, cost, errors and retries, and keeps latency
+in a DDSketch for p50/p95. A line that is not valid JSON or does not follow the schema is
+counted and reported with its file and line number; it never stops the report.
 """
 
 from __future__ import annotations
