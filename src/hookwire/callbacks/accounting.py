@@ -40,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from .. import pricing
-from ..context import new_id
+from ..context import current_context, new_id
 from ..errors import BudgetExceeded, ConfigurationError, HookwireError, InvalidUsageError
 from ..events import LLMResponse, Usage
 from ..stores import runner
@@ -455,7 +455,9 @@ class AccountingCallbackHandler(BaseCallback):
     ) -> UsageRecord:
         """Record one call's usage by hand and wait until it is in the ledger.
 
-        The model is ``model`` or ``self.model_name``. The run is ``run_id`` if given, else the
+        The model is ``model`` or ``self.model_name``. User, org and agent are the arguments,
+        else the caller's request context (``hookwire.request_context``), else the handler's.
+        The run is ``run_id`` if given, else the
         last LLM call this handler recorded automatically (if not already paired), else a new
         one; a run already in the ledger is not counted again. Returns the record (its
         ``cost`` is ``None`` if the model's price is unknown). Negative or non-integer token
@@ -475,7 +477,11 @@ class AccountingCallbackHandler(BaseCallback):
             cached_tokens=cached_tokens,
             reasoning_tokens=reasoning_tokens,
         )
-        context = {"user_id": user_id, "org_id": org_id, "agent": agent_slug}
+        # The request context of the caller (hookwire.trace / request_context) fills in what the
+        # arguments do not say; the handler's own ids come last.
+        context = current_context()
+        explicit = {"user_id": user_id, "org_id": org_id, "agent": agent_slug}
+        context.update({k: v for k, v in explicit.items() if v is not None})
         record = self._record(
             self._pair(run_id),
             usage,
@@ -483,7 +489,7 @@ class AccountingCallbackHandler(BaseCallback):
             provider=provider or self.provider,
             cost=cost,
             currency="USD",
-            kwargs={k: v for k, v in context.items() if v is not None},
+            kwargs=context,
             source="manual",
         )
         await runner.run(self.store.record([record]))

@@ -191,7 +191,10 @@ class UsageLedger:
         return f"UsageLedger({_engine.redact(self.url)!r})"
 
     async def _ready(self) -> None:
-        await _engine.ensure_schema(self.url)
+        try:
+            await _engine.ensure_schema(self.url)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("opening the database", exc) from exc
 
     def _fail(self, doing: str, exc: Exception) -> StoreError:
         return StoreError(f"{doing} in {_engine.redact(self.url)} failed: {exc}")
@@ -219,7 +222,7 @@ class UsageLedger:
                 done = [r.run_id for r in records] + release
                 for i in range(0, len(done), _BATCH):
                     await conn.execute(self._stmts.settle, {"run_ids": done[i : i + _BATCH]})
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("writing usage", exc) from exc
         return written
 
@@ -378,7 +381,7 @@ class UsageLedger:
                         r.key == keyed[0][0].key,
                     )
                 )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("checking a budget", exc) from exc
 
     async def release(self, run_ids: Iterable[str]) -> None:
@@ -413,7 +416,7 @@ class UsageLedger:
                         )
                     )
                 ).scalar()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("reading a total", exc) from exc
         return value if value is not None else Decimal(0)
 
@@ -429,7 +432,7 @@ class UsageLedger:
                         self._committed(scope, key, period, period_start(period, now), "USD", now)
                     )
                 ).one()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("reading reservations", exc) from exc
         return self._money(row.reserved)
 
@@ -515,7 +518,7 @@ class UsageLedger:
             async with _engine.get_engine(self.url).connect() as conn:
                 result = await conn.execute(stmt)
                 rows = [{str(k): v for k, v in row._mapping.items()} for row in result]
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("summarising usage", exc) from exc
         for row in rows:
             for k in ("calls", "prompt_tokens", "completion_tokens", "total_tokens"):
@@ -543,5 +546,5 @@ class UsageLedger:
                     UsageRecord(**{k: v for k, v in row._mapping.items() if k != "seq"})
                     for row in result
                 ]
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise self._fail("reading usage", exc) from exc
