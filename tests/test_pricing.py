@@ -171,6 +171,16 @@ def test_unknown_provider_is_unknown_not_guessed(caplog: pytest.LogCaptureFixtur
     assert "vllm" in caplog.text
 
 
+def test_the_offline_local_model_is_free_and_can_be_priced() -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=1000)
+    assert pricing.cost("local-echo", usage, "local") == 0
+    prices = pricing.price_of("local-echo", "local")
+    assert prices is not None
+    assert prices.source == "local"
+    pricing.set_price("local-echo", input_mtok=1, output_mtok=1)
+    assert pricing.cost("local-echo", usage, "local") == Decimal("0.002")
+
+
 def test_empty_model_is_unknown() -> None:
     assert pricing.cost("", Usage(prompt_tokens=1)) is None
     assert pricing.price_of("") is None

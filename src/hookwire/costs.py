@@ -77,9 +77,9 @@ def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
 
     table = Table(title="LLM usage and cost", title_justify="left")
     for key in by:
-        table.add_column(key)
+        table.add_column(key, no_wrap=True)
     for name in ("calls", "prompt tokens", "completion tokens", "cost"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("currency")
     totals: dict[str, list[Any]] = {}
     for row in rows:

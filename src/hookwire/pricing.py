@@ -16,6 +16,8 @@ How tokens are priced (``hookwire.Usage`` follows OpenAI's conventions):
 - tiered prices (a higher rate for every token once a prompt passes a threshold) and per-request
   fees are applied as ``genai-prices`` defines them.
 
+Calls to hookwire's own offline model (``hookwire.LocalLLM``, provider ``"local"``) cost 0.
+
 Prices can be overridden or added, for fine-tuned or self-hosted models, with ``set_price``,
 ``load_prices`` (a dict or a TOML file), or the ``HOOKWIRE_PRICES`` environment variable naming
 a TOML file::
@@ -66,6 +68,9 @@ __all__ = [
 
 logger = logging.getLogger("hookwire.pricing")
 
+#: The provider name of hookwire's offline ``LocalLLM``, whose calls cost nothing.
+LOCAL_PROVIDER: Final = "local"
+
 #: Every price key an override may set (the names ``genai-prices`` uses).
 PRICE_KEYS: Final = (
     "input_mtok",
@@ -108,8 +113,8 @@ class ModelPrices:
     then cost the input price, reasoning tokens the output price.
 
     A price is a ``Decimal``, or ``(base, tiers)`` for tiered prices. ``source`` is
-    ``"genai-prices"`` or ``"override"``; ``model_id`` and ``provider_id`` say which entry of
-    the source matched.
+    ``"genai-prices"``, ``"override"`` or ``"local"``; ``model_id`` and ``provider_id`` say
+    which entry of the source matched.
     """
 
     input_mtok: _Price | None = None
@@ -295,6 +300,16 @@ def _lookup(model: str, provider: str | None) -> ModelPrices | _Dynamic | None:
         found = by_provider.get(provider.lower() if provider else None) or by_provider.get(None)
         if found is not None:
             return found
+    if provider is not None and provider.lower() == LOCAL_PROVIDER:
+        # hookwire's own offline model (hookwire.LocalLLM) runs in the process: it is free,
+        # which is a known price, not an unknown one.
+        return ModelPrices(
+            input_mtok=_ZERO,
+            output_mtok=_ZERO,
+            source="local",
+            model_id=model,
+            provider_id=LOCAL_PROVIDER,
+        )
     return _lookup_genai(model, provider)
 
 

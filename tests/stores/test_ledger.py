@@ -153,9 +153,7 @@ def test_summary_groups_and_ranges(db_url: str) -> None:
         ledger.summary(["org"], since=date(2026, 11, 24), where={"org": org})
     )
     assert only_day2[0]["calls"] == 2
-    only_day1 = runner.run_sync(
-        ledger.summary(["month"], until="2026-11-24", where={"org": org})
-    )
+    only_day1 = runner.run_sync(ledger.summary(["month"], until="2026-11-24", where={"org": org}))
     assert only_day1 == [
         {
             "month": "2026-11",
@@ -181,9 +179,7 @@ def test_summary_groups_and_ranges(db_url: str) -> None:
         ({"where": {"colour": "red"}}, "cannot filter"),
     ],
 )
-def test_summary_rejects_bad_arguments(
-    tmp_path: Any, kwargs: dict[str, Any], message: str
-) -> None:
+def test_summary_rejects_bad_arguments(tmp_path: Any, kwargs: dict[str, Any], message: str) -> None:
     ledger = UsageLedger(f"sqlite:///{tmp_path}/l.db")
     with pytest.raises(ConfigurationError, match=message):
         runner.run_sync(ledger.summary(**kwargs))
