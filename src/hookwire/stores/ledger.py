@@ -16,6 +16,7 @@ All its methods are coroutines meant to run on the store loop (``hookwire.stores
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +28,9 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, and_, bindparam, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BudgetExceeded, ConfigurationError, StoreError
 from . import engine as _engine
@@ -40,6 +43,7 @@ __all__ = [
     "Claim",
     "UsageLedger",
     "UsageRecord",
+    "dispose_budget_pools",
     "period_start",
 ]
 
@@ -175,6 +179,87 @@ def _statements(dialect: str) -> _Statements:
     if found is None:
         found = _STATEMENTS[dialect] = _Statements(dialect)
     return found
+
+
+def _exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
+    what = {"day": "daily ", "month": "monthly "}.get(c.period or "", "")
+    return BudgetExceeded(
+        f"the {what}budget of {c.scope} {c.key!r} is spent: {committed.normalize():f} of "
+        f"{c.limit} {c.currency} used or reserved by calls in flight; the LLM call was not "
+        "made (raise the Budget's limit, or wait for the next period)",
+        scope=c.scope,
+        key=c.key,
+        limit=c.limit,
+        spent=committed,
+        period=c.period,
+    )
+
+
+_RESERVE_CALL = (
+    "SELECT refused, committed FROM hookwire_reserve"
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+_RESERVE_CALL_PYFORMAT = (
+    "SELECT refused, committed FROM hookwire_reserve"
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+_budget_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+_budget_pools: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+
+
+def _budget_engine(url: str) -> AsyncEngine:
+    """A small pool for budget checks through a driver other than asyncpg: autocommit (the
+    server-side function is the whole transaction), no ping or reset per checkout."""
+    loop = asyncio.get_running_loop()
+    key = (url, id(loop))
+    found = _budget_engines.get(key)
+    if found is not None and found[0] is loop:
+        return found[1]
+    engine = create_async_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=4,
+        max_overflow=16,
+        pool_pre_ping=False,
+        pool_reset_on_return=None,
+    )
+    _budget_engines[key] = (loop, engine)
+    return engine
+
+
+async def _budget_pool(url: str) -> Any:
+    """asyncpg's own pool for budget checks (one prepared call per check, no ORM layer), one
+    per database and event loop."""
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    key = (url, id(loop))
+    found = _budget_pools.get(key)
+    if found is None or found[0] is not loop:
+        future: asyncio.Future[Any] = loop.create_future()
+        _budget_pools[key] = (loop, future)
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            future.set_result(await asyncpg.create_pool(dsn, min_size=1, max_size=8))
+        except BaseException as exc:
+            del _budget_pools[key]
+            future.set_exception(exc)
+            future.exception()  # retrieved: the caller gets it below
+            raise
+        return future.result()
+    return await asyncio.shield(found[1])
+
+
+async def dispose_budget_pools() -> None:
+    """Close the budget-check pools opened on the running loop (for tests and shutdown)."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k, (lp, _) in _budget_pools.items() if lp is loop]:
+        _, future = _budget_pools.pop(key)
+        if future.done() and future.exception() is None:
+            await future.result().close()
+    for key in [k for k, (lp, _) in _budget_engines.items() if lp is loop]:
+        await _budget_engines.pop(key)[1].dispose()
 
 
 class UsageLedger:
@@ -322,16 +407,18 @@ class UsageLedger:
         await self._ready()
         now = now or datetime.now(_UTC)
         expires = now + timedelta(seconds=ttl)
+        # One order for everyone, so that two checks never wait for each other's locks.
         keyed = sorted(
             ((c, period_start(c.period, now)) for c in claims),
             key=lambda cs: (cs[0].scope, cs[0].key, _period_name(cs[0].period), cs[1]),
         )
+        if not self._sqlite:
+            await self._reserve_pg(run_id, keyed, now, expires)
+            return
         try:
+            # BEGIN IMMEDIATE: the check and the reservation hold SQLite's write lock, which
+            # serialises them against every other writer of the file, in any process.
             async with _engine.get_write_engine(self.url).begin() as conn:
-                if not self._sqlite:
-                    for c, start in keyed:
-                        lock = _lock_id(c.scope, c.key, _period_name(c.period), start, c.currency)
-                        await conn.execute(select(func.pg_advisory_xact_lock(lock)))
                 for c, start in keyed:
                     row = (
                         await conn.execute(
@@ -340,18 +427,7 @@ class UsageLedger:
                     ).one()
                     committed = self._money(row.spent) + self._money(row.reserved)
                     if committed >= c.limit:
-                        what = {"day": "daily ", "month": "monthly "}.get(c.period or "", "")
-                        raise BudgetExceeded(
-                            f"the {what}budget of {c.scope} {c.key!r} is spent: "
-                            f"{committed} of {c.limit} {c.currency} used or reserved by calls "
-                            "in flight; the LLM call was not made (raise the Budget's limit, "
-                            "or wait for the next period)",
-                            scope=c.scope,
-                            key=c.key,
-                            limit=c.limit,
-                            spent=committed,
-                            period=c.period,
-                        )
+                        raise _exceeded(c, committed)
                 await conn.execute(
                     self._insert(budget_reservations)
                     .values(
@@ -383,6 +459,50 @@ class UsageLedger:
                 )
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("checking a budget", exc) from exc
+
+    async def _reserve_pg(
+        self,
+        run_id: str,
+        keyed: list[tuple[Claim, str]],
+        now: datetime,
+        expires: datetime,
+    ) -> None:
+        locks = sorted(
+            {_lock_id(c.scope, c.key, _period_name(c.period), s, c.currency) for c, s in keyed}
+        )
+        args = (
+            run_id,
+            locks,
+            [c.scope for c, _ in keyed],
+            [c.key for c, _ in keyed],
+            [_period_name(c.period) for c, _ in keyed],
+            [s for _, s in keyed],
+            [c.currency for c, _ in keyed],
+            [c.limit for c, _ in keyed],
+            [c.amount for c, _ in keyed],
+            now,
+            expires,
+        )
+        try:
+            if self.url.startswith("postgresql+asyncpg"):
+                pool = await _budget_pool(self.url)
+                async with pool.acquire() as conn:
+                    row = await conn.fetchrow(_RESERVE_CALL, *args)
+            else:
+                async with _budget_engine(self.url).connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
+                        _RESERVE_CALL_PYFORMAT, args
+                    )
+                    fetched = await cursor.fetchone()
+                    row = {"refused": fetched[0], "committed": fetched[1]}
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("checking a budget", exc) from exc
+        except Exception as exc:  # the driver's own errors (a missing function, a lost server)
+            raise self._fail("checking a budget", exc) from exc
+        refused = int(row["refused"])
+        if refused:
+            raise _exceeded(keyed[refused - 1][0], Decimal(row["committed"]))
 
     async def release(self, run_ids: Iterable[str]) -> None:
         """Remove the reservations of runs that ended without a ledger row (failed calls)."""
