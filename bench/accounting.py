@@ -67,10 +67,13 @@ def bench_cost() -> None:
         genai_prices.calc_price(gusage, "gpt-4o", provider_id="openai").total_price
     )
     ours = per_op(lambda: pricing.cost("gpt-4o", usage, "openai"), 50_000)
-    peer = per_op(
-        lambda: genai_prices.calc_price(gusage, "gpt-4o", provider_id="openai"), 2_000, 3
+    peer = per_op(lambda: genai_prices.calc_price(gusage, "gpt-4o", provider_id="openai"), 2_000, 3)
+    row(
+        "cost of a call (gpt-4o, cached tokens)",
+        us(ours),
+        f"{us(peer)} genai-prices",
+        f"{peer / ours:.0f}x",
     )
-    row("cost of a call (gpt-4o, cached tokens)", us(ours), f"{us(peer)} genai-prices", f"{peer / ours:.0f}x")
     try:
         import warnings
 
@@ -172,7 +175,10 @@ def bench_ledger_sqlite() -> None:
     t = time.perf_counter()
     for i in range(0, n, 1000):
         runner.run_sync(ledger.record(batch[i : i + 1000]))
-    row("ledger rows/s, SQLite (UsageLedger.record, 1000/batch)", f"{n / (time.perf_counter() - t):,.0f} rows/s")
+    row(
+        "ledger rows/s, SQLite (UsageLedger.record, 1000/batch)",
+        f"{n / (time.perf_counter() - t):,.0f} rows/s",
+    )
 
 
 def _pg_up() -> bool:
@@ -205,6 +211,9 @@ def bench_budget_pg() -> None:
     try:
         _bench_budget_pg(f"{PG_SERVER}/{name}".replace("postgresql://", "postgresql+asyncpg://"))
     finally:
+        from hookwire.stores.ledger import dispose_budget_pools
+
+        runner.run_sync(dispose_budget_pools())
         runner.run_sync(engine.dispose_engines())
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -259,6 +268,26 @@ def _bench_budget_pg(PG_URL: str) -> None:  # noqa: N803 - reads as the constant
         return out
 
     asamples = asyncio.run(async_checks())
+
+    async def raw_calls() -> list[float]:
+        # The check's one round trip alone (no thread hop, no handler): what the server costs.
+        from hookwire.stores.ledger import Claim
+
+        ledger = budgeted_handler.store
+        claims = [Claim("user", user + "-raw", "day", Decimal(10**6), Decimal("0.001"))]
+        out = []
+        for i in range(n):
+            t = time.perf_counter()
+            await ledger.reserve(f"raw-{i}", claims)
+            out.append(time.perf_counter() - t)
+            await ledger.release([f"raw-{i}"])
+        return out
+
+    raw = runner.run_sync(raw_calls())
+    row(
+        "  UsageLedger.reserve on the store loop (median / p99)",
+        f"{statistics.median(raw) * 1e3:.3f} / {sorted(raw)[int(n * 0.99)] * 1e3:.3f} ms",
+    )
     budgeted_handler.flush()
     row(
         "budget check, PostgreSQL, async (median / p99)",
@@ -271,7 +300,9 @@ def main() -> None:
     bench_cost()
     bench_ledger_sqlite()
     bench_budget_pg()
-    widths = [max(len(r[i]) for r in [("what", "hookwire", "peer", "ratio"), *ROWS]) for i in range(4)]
+    widths = [
+        max(len(r[i]) for r in [("what", "hookwire", "peer", "ratio"), *ROWS]) for i in range(4)
+    ]
     line = "  ".join("{:<%d}" % w for w in widths)
     print(line.format("what", "hookwire", "peer", "ratio"))
     print(line.format(*("-" * w for w in widths)))

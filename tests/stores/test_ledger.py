@@ -276,3 +276,16 @@ def test_bad_database_is_a_store_error(tmp_path: Any) -> None:
     ledger = UsageLedger("postgresql://postgres@127.0.0.1:1/nothing")
     with pytest.raises(StoreError):
         runner.run_sync(ledger.summary(), timeout=30)
+
+
+def test_budget_check_through_psycopg(pg_database_url: str) -> None:
+    # postgresql+psycopg:// URLs check budgets through psycopg instead of asyncpg.
+    url = pg_database_url.replace("postgresql+asyncpg", "postgresql+psycopg")
+    ledger = UsageLedger(url)
+    user = uid()
+    claims = [Claim("user", user, "day", Decimal(1), Decimal("0.7"))]
+    runner.run_sync(ledger.reserve("a-" + user, claims))
+    runner.run_sync(ledger.reserve("b-" + user, claims))  # 0.7 used: still under 1
+    with pytest.raises(BudgetExceeded):
+        runner.run_sync(ledger.reserve("c-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("1.4")

@@ -200,8 +200,9 @@ _RESERVE_CALL = (
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
 _RESERVE_CALL_PYFORMAT = (
-    "SELECT refused, committed FROM hookwire_reserve"
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::bigint[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::numeric[], "
+    "%s::timestamptz, %s::timestamptz)"
 )
 
 _budget_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
@@ -241,7 +242,7 @@ async def _budget_pool(url: str) -> Any:
         _budget_pools[key] = (loop, future)
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            future.set_result(await asyncpg.create_pool(dsn, min_size=1, max_size=8))
+            future.set_result(await asyncpg.create_pool(dsn, min_size=0, max_size=8))
         except BaseException as exc:
             del _budget_pools[key]
             future.set_exception(exc)
