@@ -218,17 +218,17 @@ def bench_budget_pg() -> None:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _bench_budget_pg(PG_URL: str) -> None:  # noqa: N803 - reads as the constant it replaces
+def _bench_budget_pg(pg_url: str) -> None:
     from hookwire.stores import engine
 
-    runner.run_sync(engine.upgrade(PG_URL))
+    runner.run_sync(engine.upgrade(pg_url))
     user = f"bench-{uuid.uuid4().hex[:8]}"
     prompt = [{"role": "user", "content": "What is the capital of France?"}]
     params = {"model": "gpt-4o", "max_tokens": 200}
     resp = LLMResponse("Paris", usage=Usage(20, 5), model="gpt-4o", provider="openai")
-    plain = CallbackManager([AccountingCallbackHandler(user_id=user, database_url=PG_URL)])
+    plain = CallbackManager([AccountingCallbackHandler(user_id=user, database_url=pg_url)])
     budgeted_handler = AccountingCallbackHandler(
-        user_id=user, database_url=PG_URL, budgets=[Budget(1_000_000, period="day")]
+        user_id=user, database_url=pg_url, budgets=[Budget(1_000_000, period="day")]
     )
     budgeted = CallbackManager([budgeted_handler])
 
@@ -303,7 +303,7 @@ def main() -> None:
     widths = [
         max(len(r[i]) for r in [("what", "hookwire", "peer", "ratio"), *ROWS]) for i in range(4)
     ]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format("what", "hookwire", "peer", "ratio"))
     print(line.format(*("-" * w for w in widths)))
     for r in ROWS:
