@@ -486,3 +486,26 @@ def test_stored_text_and_metadata_read_back_unchanged(db_url: str, value: Any, t
     message = run_sync(go())
     assert message["text"] == text
     assert message["metadata"] == value
+
+
+async def test_in_memory_sqlite_goes_through_sqlalchemy_core() -> None:
+    # no file for a writer thread to open: every statement goes through SQLAlchemy Core
+    store = ConversationStore("sqlite:///:memory:")
+    assert store._writer is None
+    me = owner()
+    cid = await store.create_conversation(me)
+    ids = await asyncio.gather(
+        *(store.add_message(me, cid, f"m{i}", "end_user") for i in range(20))
+    )
+    await store.add_message(me, cid, "reply", "assistant", parent_message_id=ids[0])
+    with pytest.raises(ParentMessageError):
+        await store.add_message(me, cid, "x", "assistant", parent_message_id="missing")
+    with pytest.raises(ConversationNotFound):
+        await store.add_message(owner(), cid, "x", "end_user")
+    await store.set_conversation_state(me, cid, "human-intervention")
+    details = await store.get_conversation_details(me, cid)
+    assert details["message_count"] == 21
+    assert details["state"] == "human-intervention"
+    assert details["messages"][-1]["parent_message_id"] == ids[0]
+    assert [m["text"] for m in await store.get_messages(me, cid, limit=2)] == ["m0", "m1"]
+    assert await store.delete_conversation(me, cid) == 21

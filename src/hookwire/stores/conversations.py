@@ -317,7 +317,8 @@ def _owner_clause(owner: Owner | None) -> Any:
 
 
 def _conv_dict(row: Any) -> dict[str, Any]:
-    d = dict(row._mapping)
+    # plain str keys (SQLAlchemy's are a str subclass, which JSON encoders refuse)
+    d = dict(zip((*_CONV_FIELDS, "message_count"), row, strict=True))
     d["is_anonymous"] = bool(d["is_anonymous"])
     return d
 
@@ -639,8 +640,9 @@ class ConversationStore:
                     .where(messages.c.conversation_id == conversation_id)
                     .order_by(messages.c.seq)
                 )
-                keys = tuple(result.keys())
-                details["messages"] = [dict(zip(keys, r, strict=True)) for r in result.all()]
+                details["messages"] = [
+                    dict(zip(_INSERT_COLUMNS, r, strict=True)) for r in result.all()
+                ]
                 details["message_count"] = len(details["messages"])
                 return details
 
@@ -730,7 +732,7 @@ class ConversationStore:
                 if after is not None:
                     stmt = stmt.where(messages.c.seq > after)
                 result = await conn.execute(stmt.order_by(messages.c.seq).limit(limit + 1))
-                keys = tuple(result.keys())
+                keys = ("seq", *_INSERT_COLUMNS)
                 rows = result.all()
             items = [dict(zip(keys, r, strict=True)) for r in rows[:limit]]
             next_cursor = None
