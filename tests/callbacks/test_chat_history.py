@@ -116,8 +116,12 @@ async def test_seed_example(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert second["parent_message_id"] == user_message_id
     assert first["message_time"] == dt.datetime(2023, 5, 15, 14, 30, tzinfo=UTC)
     assert second["message_time"] == dt.datetime(2023, 5, 15, 14, 30, 5, tzinfo=UTC)
-    assert first["correlation_id"] == "correlation-id"
-    assert first["request_id"] == "request-id"
+    # every field of the messages, a page at a time
+    [full, _] = await chat_history.get_messages(conversation_id)
+    assert full["correlation_id"] == "correlation-id"
+    assert full["request_id"] == "request-id"
+    assert full["conversation_id"] == conversation_id
+    assert full["created_at"].tzinfo is not None
 
 
 async def test_seed_llm_integration_example(db_url: str) -> None:

@@ -83,7 +83,7 @@ async def test_four_processes_and_twenty_tasks(db_url: str) -> None:
     stored = {}
     for cid in convs:
         for m in (await store.get_conversation_details(me, cid))["messages"]:
-            stored[m["id"]] = m
+            stored[m["id"]] = {**m, "conversation_id": cid}
     assert set(stored) == acked  # none lost, none extra
     texts = [m["text"] for m in stored.values()]
     assert len(texts) == len(set(texts))  # none duplicated

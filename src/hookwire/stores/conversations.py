@@ -19,10 +19,13 @@ conversation
     ``id``, ``name``, ``state``, ``realm``, ``org_id``, ``user_id``, ``is_anonymous``,
     ``agent_title``, ``model``, ``created_at``, ``updated_at`` (aware UTC datetimes),
     ``metadata``, ``correlation_id``, ``request_id``, ``message_count``
-message
+message (``get_messages``)
     ``id``, ``conversation_id``, ``parent_message_id``, ``sender``, ``text``,
     ``message_time``, ``created_at``, ``metadata``, ``correlation_id``, ``request_id``,
     ``run_id``, ``model``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens``
+message (``get_conversation_details``)
+    the fields in :data:`DETAIL_FIELDS`: ``id``, ``parent_message_id``, ``sender``,
+    ``text``, ``message_time``, ``metadata``, ``run_id``, ``model`` and the token counts
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from .engine import ensure_schema, get_engine, get_write_engine, redact, resolve
 from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
 
 __all__ = [
+    "DETAIL_FIELDS",
     "MAX_NAME_LENGTH",
     "ConversationStore",
     "Owner",
@@ -636,12 +640,12 @@ class ConversationStore:
             async with get_engine(self.url).begin() as conn:
                 details = await self._conversation(conn, owner, conversation_id)
                 result = await conn.execute(
-                    select(*_MSG_COLUMNS)
+                    select(*(messages.c[k] for k in DETAIL_FIELDS))
                     .where(messages.c.conversation_id == conversation_id)
                     .order_by(messages.c.seq)
                 )
                 details["messages"] = [
-                    dict(zip(_INSERT_COLUMNS, r, strict=True)) for r in result.all()
+                    dict(zip(DETAIL_FIELDS, r, strict=True)) for r in result.all()
                 ]
                 details["message_count"] = len(details["messages"])
                 return details
@@ -660,7 +664,8 @@ class ConversationStore:
                 if head is None or (owner is not None and not owner.sees(_owner_of(head))):
                     raise _not_found(conversation_id)
                 rows = await raw.fetch(
-                    f"SELECT {_MSG_SELECT} FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                    f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = $1 "
+                    "ORDER BY seq",
                     conversation_id,
                 )
         details = _conv_from_tuple(tuple(head), sqlite=False)
@@ -1065,6 +1070,23 @@ _INSERT_COLUMNS = (
     "total_tokens",
 )
 _MSG_SELECT = ", ".join(_INSERT_COLUMNS)
+#: What get_conversation_details gives for each message (get_messages gives every column):
+#: the fields a conversation view needs, since reading a long conversation is mostly the cost
+#: of making Python objects of its values.
+DETAIL_FIELDS = (
+    "id",
+    "parent_message_id",
+    "sender",
+    "text",
+    "message_time",
+    "metadata",
+    "run_id",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
+_DETAIL_SELECT = ", ".join(DETAIL_FIELDS)
 _OWNER_SELECT = "id, realm, org_id, user_id, is_anonymous"
 
 
@@ -1280,7 +1302,7 @@ class _SQLiteReader:
             if head is None or (owner is not None and not owner.sees(_owner_of(head))):
                 raise _not_found(conversation_id)
             rows = conn.execute(
-                f"SELECT {_MSG_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",
+                f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
         finally:
@@ -1288,15 +1310,15 @@ class _SQLiteReader:
         details = _conv_from_tuple(head, sqlite=True)
         fromiso = _dt.datetime.fromisoformat
         loads = orjson.loads
-        keys = _INSERT_COLUMNS
+        keys = DETAIL_FIELDS
         out = []
+        append = out.append
         for r in rows:
             d = dict(zip(keys, r, strict=True))
-            d["message_time"] = fromiso(r[5])
-            d["created_at"] = fromiso(r[6])
-            if r[7] is not None:
-                d["metadata"] = loads(r[7])
-            out.append(d)
+            d["message_time"] = fromiso(r[4])
+            if r[5] is not None:
+                d["metadata"] = loads(r[5])
+            append(d)
         details["messages"] = out
         details["message_count"] = len(out)
         return details
