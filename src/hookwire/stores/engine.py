@@ -144,6 +144,9 @@ def is_sqlite(url: str) -> bool:
 
 _engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
 _engines_lock = threading.Lock()
+# the same engines, by the URL as given (resolving a URL costs more than the query it serves)
+_fast: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+_write: dict[int, AsyncEngine] = {}
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -187,7 +190,6 @@ def _create(url: str) -> AsyncEngine:
         json_deserializer=orjson.loads,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
     )
 
 
@@ -197,7 +199,6 @@ def get_engine(url: str | None = None) -> AsyncEngine:
     Created on first use and kept; call it from the store loop (``hookwire.stores.runner``)
     to share one pool across the process.
     """
-    url = resolve_url(url)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -205,19 +206,30 @@ def get_engine(url: str | None = None) -> AsyncEngine:
             "get_engine() needs a running event loop; run the store code through "
             "hookwire.stores.runner.run_sync(...) from sync code"
         ) from None
+    if url is not None:
+        fast = _fast.get((url, id(loop)))
+        if fast is not None and fast[0] is loop:
+            return fast[1]
+    given = url
+    url = resolve_url(url)
     key = (url, id(loop))
     with _engines_lock:
         found = _engines.get(key)
-        if found is not None and found[0] is loop:
-            return found[1]
-        engine = _create(url)
-        _engines[key] = (loop, engine)
-        return engine
+        if found is None or found[0] is not loop:
+            found = (loop, _create(url))
+            _engines[key] = found
+        if given is not None:
+            _fast[(given, id(loop))] = found
+        return found[1]
 
 
 def get_write_engine(url: str | None = None) -> AsyncEngine:
     """The same engine, with write transactions that take SQLite's write lock at ``BEGIN``."""
-    return get_engine(url).execution_options(hookwire_write=True)
+    base = get_engine(url)
+    write = _write.get(id(base))
+    if write is None:
+        write = _write[id(base)] = base.execution_options(hookwire_write=True)
+    return write
 
 
 async def dispose_engines() -> None:
@@ -226,6 +238,10 @@ async def dispose_engines() -> None:
     with _engines_lock:
         mine = [k for k, (lp, _) in _engines.items() if lp is loop]
         engines = [_engines.pop(k)[1] for k in mine]
+        for k in [k for k, (lp, _) in _fast.items() if lp is loop]:
+            del _fast[k]
+        for e in engines:
+            _write.pop(id(e), None)
     _ready.difference_update(k for k in list(_ready) if k[1] == id(loop))
     for engine in engines:
         await engine.dispose()
@@ -347,3 +363,18 @@ async def ensure_schema(url: str | None = None) -> None:
                 )
             await upgrade(url)
         _ready.add(key)
+
+
+def _after_fork_in_child() -> None:
+    # Connections and the loop they belong to stay with the parent process.
+    global _engines_lock
+    _engines.clear()
+    _fast.clear()
+    _write.clear()
+    _ready.clear()
+    _ready_lock.clear()
+    _engines_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,476 @@
+"""OpenAIClient through the real openai SDK against the local test server, sync and async."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+import hookwire.llms.base as llm_base
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks import BaseCallback
+from hookwire.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceeded,
+    CallbackAbort,
+    ConfigurationError,
+    LLMConnectionError,
+    LLMTimeoutError,
+    MalformedResponseError,
+    RateLimitError,
+    ServerError,
+    StreamInterrupted,
+)
+from hookwire.llms import OpenAIClient, RetryPolicy
+from hookwire.testing import RecordingCallback
+from hookwire.testing.openai_server import (
+    Drop,
+    ErrorReply,
+    Malformed,
+    OpenAIServer,
+    Reply,
+    ToolCallReply,
+    Truncated,
+)
+
+FAST = RetryPolicy(max_attempts=3, initial=0.0, jitter=0.0)
+MSGS = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+Make = Callable[..., OpenAIClient]
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Make]:
+    """Builds clients on the test server, and closes their connections afterwards."""
+    made: list[OpenAIClient] = []
+
+    def build(server: OpenAIServer, *handlers: Any, **kw: Any) -> OpenAIClient:
+        kw.setdefault("retry", FAST)
+        client = OpenAIClient(
+            api_key="sk-test", base_url=server.base_url, callbacks=list(handlers), **kw
+        )
+        made.append(client)
+        return client
+
+    yield build
+    for client in made:
+        await client.aclose()
+
+
+class TokenSink(BaseCallback):
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.tokens.append(token)
+
+
+# -- plain calls ----------------------------------------------------------------------------------
+
+
+def test_generate_json_emits_start_and_end(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(Reply("Paris.", usage={"prompt_tokens": 11, "completion_tokens": 2}))
+    response = make(openai_server, rec, temperature=0.2).generate(
+        MSGS, model="gpt-4", max_tokens=50, stream=False
+    )
+    assert isinstance(response, LLMResponse)
+    assert response.content == "Paris."
+    assert response.usage == Usage(11, 2, 13, cached_tokens=0, reasoning_tokens=0)
+    assert response.model == "gpt-4"
+    assert response.provider == "openai"
+    assert response.finish_reason == "stop"
+    assert response.created_at.tzinfo is not None
+    assert rec.hooks() == ["on_llm_start", "on_llm_end"]
+    start, end = rec.calls
+    assert start["prompt"] == MSGS
+    assert start["invocation_params"] == {"model": "gpt-4", "temperature": 0.2, "max_tokens": 50}
+    assert start["stream"] is False
+    assert start["model"] == "gpt-4"
+    assert start["provider"] == "openai"
+    assert end["response"] is response
+    assert end["run_id"] == start["run_id"]
+    assert end["attempts"] == 1
+    assert end["stream"] is False
+    assert end["latency_ms"] > 0
+    assert "ttft_ms" not in end.kwargs
+    sent = openai_server.requests[0]
+    assert sent["temperature"] == 0.2
+    assert sent["max_tokens"] == 50
+    assert "stream" not in sent
+
+
+def test_text_prompt_becomes_a_user_message(openai_server: OpenAIServer, make: Make) -> None:
+    response = make(openai_server).generate("hello there")
+    assert response.content == "You said: hello there"
+    assert openai_server.requests[0]["messages"] == [{"role": "user", "content": "hello there"}]
+    assert openai_server.requests[0]["model"] == "gpt-4o-mini"
+
+
+def test_streams_when_a_handler_listens_for_tokens(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script("Paris is the capital.")
+    response = make(openai_server, rec).generate(MSGS)
+    assert response.content == "Paris is the capital."
+    assert response.usage.completion_tokens == 4
+    sent = openai_server.requests[0]
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    tokens = rec.of("llm_new_token")
+    assert [t["token"] for t in tokens] == ["Paris ", "is ", "the ", "capital."]
+    assert [t["index"] for t in tokens] == [0, 1, 2, 3]
+    assert {t["attempt"] for t in tokens} == {1}
+    assert {t["run_id"] for t in rec.calls} == {rec.calls[0]["run_id"]}
+    end = rec.of("llm_end")[0]
+    assert end["stream"] is True
+    assert 0 <= end["ttft_ms"] <= end["latency_ms"]
+
+
+def test_same_answer_streamed_or_not(openai_server: OpenAIServer, make: Make) -> None:
+    plain = make(openai_server).generate(MSGS, stream=False)
+    streamed = make(openai_server, TokenSink()).generate(MSGS)
+    assert plain.content == streamed.content
+    assert plain.usage.total_tokens == streamed.usage.total_tokens
+
+
+def test_stream_method_yields_tokens_then_response(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script("one two three")
+    items = list(make(openai_server).stream(MSGS))
+    assert items[:-1] == ["one ", "two ", "three"]
+    assert isinstance(items[-1], LLMResponse)
+    assert items[-1].content == "one two three"
+
+
+def test_stream_usage_can_be_switched_off(openai_server: OpenAIServer, make: Make) -> None:
+    response = make(openai_server, TokenSink(), stream_usage=False).generate("a b c")
+    assert "stream_options" not in openai_server.requests[0]
+    # Without a usage chunk the completion is counted from the tokens seen.
+    assert response.usage.completion_tokens == len(response.content.split())
+
+
+def test_seed_openai_client_example(
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    llm = OpenAIClient(api_key="your-api-key", organization="your-org-id")
+    response = llm.generate(
+        messages=[{"role": "user", "content": "What is the capital of France?"}], model="gpt-4"
+    )
+    assert response.content == "You said: What is the capital of France?"
+    assert response.usage.completion_tokens > 0
+    assert response.usage.prompt_tokens > 0
+    assert response.created_at is not None
+    headers = openai_server.headers[0]
+    assert headers["authorization"] == "Bearer your-api-key"
+    assert headers["openai-organization"] == "your-org-id"
+    assert "your-api-key" not in repr(llm)
+    llm.close()
+
+
+def test_tool_calls_json_and_streamed(openai_server: OpenAIServer, make: Make) -> None:
+    tools = [
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ]
+    openai_server.script(
+        ToolCallReply("weather", {"city": "Paris"}, id="c1"),
+        ToolCallReply("weather", {"city": "Lyon, a long name"}, id="c2"),
+    )
+    rec = RecordingCallback()
+    first = make(openai_server).generate(MSGS, tools=tools)
+    second = make(openai_server, TokenSink(), rec).generate(MSGS, tools=tools)
+    for response, city, cid in ((first, "Paris", "c1"), (second, "Lyon, a long name", "c2")):
+        assert response.finish_reason == "tool_calls"
+        assert response.content == ""
+        assert len(response.tool_calls) == 1
+        assert response.tool_calls[0].id == cid
+        assert response.tool_calls[0].name == "weather"
+        assert json.loads(response.tool_calls[0].arguments) == {"city": city}
+    assert rec.of("llm_start")[0]["invocation_params"]["tools"] == ["weather"]
+    assert openai_server.requests[1]["tools"] == tools
+
+
+def test_bad_arguments_are_configuration_errors(openai_server: OpenAIServer, make: Make) -> None:
+    llm = make(openai_server)
+    with pytest.raises(ConfigurationError, match="role"):
+        llm.generate([{"content": "no role"}])
+    with pytest.raises(ConfigurationError, match="empty"):
+        llm.generate([])
+    with pytest.raises(ConfigurationError, match="list"):
+        llm.generate({"role": "user", "content": "x"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="tools"):
+        llm.generate(MSGS, tools=["not a tool"])
+    with pytest.raises(ConfigurationError, match="model"):
+        OpenAIClient(api_key="k", base_url=openai_server.base_url, model=None).generate(MSGS)
+    assert openai_server.requests == []
+
+
+def test_missing_api_key_says_what_to_do() -> None:
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        OpenAIClient()
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_retried_honouring_retry_after(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ErrorReply(429, retry_after=0.05), "done")
+    response = make(openai_server, rec).generate(MSGS, stream=False)
+    assert response.content == "done"
+    assert rec.hooks() == ["on_llm_start", "on_retry", "on_llm_end"]
+    retry = rec.of("retry")[0]
+    assert retry["attempt"] == 1
+    assert retry["max_attempts"] == 3
+    assert isinstance(retry["error"], RateLimitError)
+    assert retry["error"].retry_after == 0.05
+    assert retry["delay"] == 0.05
+    assert retry["run_id"] == rec.calls[0]["run_id"]
+    assert rec.of("llm_end")[0]["attempts"] == 2
+    assert len(openai_server.requests) == 2
+
+
+def test_retry_after_is_capped(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ErrorReply(503, retry_after=3600), "ok")
+    policy = RetryPolicy(max_attempts=2, initial=0, jitter=0, max_retry_after=0.01)
+    assert make(openai_server, rec, retry=policy).generate(MSGS).content == "ok"
+    assert rec.of("retry")[0]["delay"] == 0.01
+
+
+def test_server_errors_exhaust_attempts(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(*(ErrorReply(500, "boom") for _ in range(3)))
+    with pytest.raises(ServerError) as info:
+        make(openai_server, rec).generate(MSGS)
+    assert info.value.status_code == 500
+    assert "boom" in str(info.value)
+    assert info.value.__cause__ is not None
+    assert rec.hooks() == ["on_llm_start", "on_retry", "on_retry", "on_llm_error", "on_error"]
+    assert rec.of("llm_error")[0]["attempts"] == 3
+    assert rec.of("error")[0]["stage"] == "llm"
+    assert len(openai_server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, AuthenticationError),
+        (403, AuthenticationError),
+        (400, BadRequestError),
+        (404, BadRequestError),
+    ],
+)
+def test_client_errors_are_not_retried(
+    openai_server: OpenAIServer, status: int, error: type[Exception], make: Make
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ErrorReply(status))
+    with pytest.raises(error) as info:
+        make(openai_server, rec).generate(MSGS)
+    assert len(openai_server.requests) == 1
+    assert "on_retry" not in rec.hooks()
+    assert rec.hooks()[-2:] == ["on_llm_error", "on_error"]
+    assert "sk-test" not in str(info.value)
+
+
+def test_authentication_message_says_check_the_key(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(ErrorReply(401))
+    with pytest.raises(AuthenticationError, match="check the API key"):
+        make(openai_server).generate(MSGS)
+
+
+def test_malformed_json_is_not_retried(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(Malformed())
+    with pytest.raises(MalformedResponseError):
+        make(openai_server).generate(MSGS)
+    assert len(openai_server.requests) == 1
+
+
+def test_malformed_stream_line(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(Malformed())
+    with pytest.raises(MalformedResponseError):
+        make(openai_server, TokenSink()).generate(MSGS)
+
+
+def test_mid_stream_drop_is_retried_from_the_start(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(Drop(after=3), "Paris is the capital.")
+    response = make(openai_server, rec).generate(MSGS)
+    assert response.content == "Paris is the capital."
+    tokens = rec.of("llm_new_token")
+    assert [(t["attempt"], t["index"]) for t in tokens[:3]] == [(1, 0), (1, 1), (1, 2)]
+    assert [(t["attempt"], t["index"]) for t in tokens[3:]] == [(2, 0), (2, 1), (2, 2), (2, 3)]
+    retry = rec.of("retry")[0]
+    assert isinstance(retry["error"], StreamInterrupted)
+    assert retry["error"].partial == "This answer will "
+    assert rec.of("llm_end")[0]["attempts"] == 2
+    # The stream method does not yield the restarted text twice.
+    openai_server.script(Drop(after=2, text="same words here"), "same words here")
+    items = list(make(openai_server).stream(MSGS))
+    assert "".join(i for i in items if isinstance(i, str)) == "same words here"
+
+
+def test_truncated_stream_is_never_a_success(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(Truncated(), Truncated(), Truncated())
+    with pytest.raises(StreamInterrupted) as info:
+        make(openai_server, rec).generate(MSGS)
+    assert info.value.partial == "This answer "
+    assert "on_llm_end" not in rec.hooks()
+    assert rec.hooks().count("on_llm_error") == 1
+    assert rec.hooks().count("on_error") == 1
+
+
+def test_timeout_is_mapped_and_retried(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(Reply("late", delay=1.0), "in time")
+    rec = RecordingCallback()
+    llm = make(openai_server, rec, timeout=0.2)
+    assert llm.generate(MSGS).content == "in time"
+    assert isinstance(rec.of("retry")[0]["error"], LLMTimeoutError)
+
+
+def test_connection_refused_is_a_connection_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(LLMConnectionError, match="base_url"):
+        llm.generate(MSGS)
+    llm.close()
+
+
+# -- budgets and handlers -------------------------------------------------------------------------
+
+
+class Budget(BaseCallback):
+    def __init__(self, error: CallbackAbort) -> None:
+        self.error = error
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        raise self.error
+
+
+def test_budget_abort_stops_the_call_before_it_is_sent(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    error = BudgetExceeded("user u1 spent $5 of $5 today", scope="user", key="u1")
+    with pytest.raises(BudgetExceeded) as info:
+        make(openai_server, Budget(error), rec).generate(MSGS)
+    assert info.value is error
+    assert openai_server.requests == []
+    assert rec.hooks() == ["on_llm_error", "on_budget_exceeded", "on_error"]
+    assert rec.of("error")[0]["stage"] == "budget"
+    assert rec.of("budget_exceeded")[0]["error"] is error
+
+
+def test_plain_callback_abort_has_no_budget_event(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    with pytest.raises(CallbackAbort):
+        make(openai_server, rec, Budget(CallbackAbort("stop"))).generate(MSGS)
+    assert "on_budget_exceeded" not in rec.hooks()
+    assert rec.of("error")[0]["stage"] == "budget"
+
+
+def test_failing_handler_never_breaks_the_call(openai_server: OpenAIServer, make: Make) -> None:
+    class Broken(BaseCallback):
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            raise RuntimeError("handler bug")
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            raise RuntimeError("handler bug")
+
+    assert make(openai_server, Broken()).generate(MSGS).content.startswith("You said")
+
+
+def test_handler_in_client_and_call_gets_each_event_once(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    shared = RecordingCallback()
+    own_only = RecordingCallback()
+    runner = CallbackManager([shared])
+    llm = make(openai_server, shared, own_only)
+    llm.generate(MSGS, callbacks=runner, stream=False)
+    assert shared.hooks() == ["on_llm_start", "on_llm_end"]
+    assert own_only.hooks() == ["on_llm_start", "on_llm_end"]
+    call_only = RecordingCallback()
+    llm.generate(MSGS, callbacks=[call_only], stream=False)
+    assert call_only.hooks() == ["on_llm_start", "on_llm_end"]
+    assert own_only.hooks().count("on_llm_end") == 2
+
+
+def test_cost_is_filled_through_pricing(
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, make: Make
+) -> None:
+    def fake_cost(model: str, usage: Usage, provider: str | None = None) -> Decimal | None:
+        return Decimal("0.001") * usage.total_tokens if model == "priced" else None
+
+    monkeypatch.setattr(llm_base, "_pricing", [fake_cost])
+    openai_server.script(Reply("x", usage={"prompt_tokens": 3, "completion_tokens": 1}))
+    assert make(openai_server).generate(MSGS, model="priced").cost == Decimal("0.004")
+    assert make(openai_server).generate(MSGS, model="unpriced").cost is None
+
+
+# -- async ----------------------------------------------------------------------------------------
+
+
+async def test_async_generate_and_stream(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script("async json", "async streamed answer")
+    llm = make(openai_server)
+    assert (await llm.agenerate(MSGS, callbacks=[rec], stream=False)).content == "async json"
+    items = [i async for i in llm.astream(MSGS, callbacks=[rec])]
+    assert items[:-1] == ["async ", "streamed ", "answer"]
+    assert isinstance(items[-1], LLMResponse)
+    assert rec.hooks().count("on_llm_end") == 2
+    await llm.aclose()
+
+
+async def test_async_retries_and_drop(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ErrorReply(429, retry_after=0), Drop(after=1), "finally")
+    response = await make(openai_server, rec).agenerate(MSGS)
+    assert response.content == "finally"
+    assert [type(r["error"]) for r in rec.of("retry")] == [RateLimitError, StreamInterrupted]
+    assert rec.of("llm_end")[0]["attempts"] == 3
+
+
+async def test_async_budget_and_auth(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    with pytest.raises(BudgetExceeded):
+        await make(openai_server, Budget(BudgetExceeded("spent")), rec).agenerate(MSGS)
+    assert rec.hooks() == ["on_llm_error", "on_budget_exceeded", "on_error"]
+    openai_server.script(ErrorReply(401))
+    with pytest.raises(AuthenticationError):
+        await make(openai_server).agenerate(MSGS)
+    assert len(openai_server.requests) == 1
+
+
+async def test_async_truncated_stream_fails(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(Truncated(), Truncated())
+    with pytest.raises(StreamInterrupted):
+        await make(
+            openai_server, TokenSink(), retry=RetryPolicy(max_attempts=2, initial=0)
+        ).agenerate(MSGS)
+
+
+def test_async_calls_from_two_event_loops(openai_server: OpenAIServer) -> None:
+    import asyncio
+
+    llm = OpenAIClient(api_key="k", base_url=openai_server.base_url, retry=FAST)
+
+    async def once() -> str:
+        try:
+            return (await llm.agenerate(MSGS)).content
+        finally:
+            await llm.aclose()
+
+    assert asyncio.run(once()) == asyncio.run(once())

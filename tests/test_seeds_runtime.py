@@ -1,0 +1,181 @@
+"""The seeds' runner examples with only their imports changed to hookwire.
+
+Each runs offline (``LocalLLM`` through ``RLM.from_local``) and through the real ``openai`` SDK
+against the local test server (``OPENAI_BASE_URL``). The built-in handlers come from other
+modules of hookwire; an example whose handler is not in this build is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hookwire.callbacks
+from hookwire import RLM
+from hookwire.callbacks import BaseCallback
+from hookwire.testing.openai_server import OpenAIServer
+
+
+def builtin(name: str) -> Any:
+    try:
+        return getattr(hookwire.callbacks, name)
+    except (ImportError, AttributeError):
+        pytest.skip(f"{name} is not part of this build")
+
+
+class DetailedCallback(BaseCallback):
+    def __init__(self):  # type: ignore[no-untyped-def]
+        self.call_count = 0
+        self.total_tokens = 0
+        self.errors = []
+        self.start_time = None
+
+    def on_llm_start(self, prompt, **kwargs):  # type: ignore[no-untyped-def]
+        self.start_time = time.time()
+        self.call_count += 1
+        print(f"[{self.call_count}] Запуск LLM вызова...")
+
+    def on_llm_end(self, response, **kwargs):  # type: ignore[no-untyped-def]
+        duration = time.time() - self.start_time
+        tokens = response.usage.total_tokens
+        self.total_tokens += tokens
+        print(f"[{self.call_count}] Завершено за {duration:.2f}s ({tokens} токенов)")
+
+    def on_tool_start(self, tool_name, tool_input, **kwargs):  # type: ignore[no-untyped-def]
+        print(f"🔧 Tool: {tool_name}({tool_input})")
+
+    def on_tool_end(self, tool_name, tool_output, **kwargs):  # type: ignore[no-untyped-def]
+        print(f"✅ Результат tool: {tool_output[:100]}...")
+
+    def on_memory_store(self, content, **kwargs):  # type: ignore[no-untyped-def]
+        print(f"💾 Сохранено: {content[:50]}...")
+
+    def on_memory_recall(self, query, results, **kwargs):  # type: ignore[no-untyped-def]
+        print(f"🔍 Извлечено {len(results)} элементов для: {query}")
+
+    def on_error(self, error, **kwargs):  # type: ignore[no-untyped-def]
+        self.errors.append(str(error))
+        print(f"❌ Ошибка: {error}")
+
+    def on_retry(self, attempt, max_attempts, error, **kwargs):  # type: ignore[no-untyped-def]
+        print(f"🔄 Ретрай {attempt}/{max_attempts}: {error}")
+
+    def summary(self):  # type: ignore[no-untyped-def]
+        return {"calls": self.call_count, "tokens": self.total_tokens, "errors": len(self.errors)}
+
+
+@pytest.fixture(params=["local", "server"])
+def make_rlm(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., RLM]]:
+    """``RLM.from_openai`` exactly as the seed writes it, or the same on LocalLLM."""
+    made: list[RLM] = []
+    if request.param == "server":
+        server = OpenAIServer().start()
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    def build(callbacks: list[Any], **kw: Any) -> RLM:
+        if request.param == "server":
+            rlm = RLM.from_openai("gpt-4o", callbacks=callbacks, **kw)
+        else:
+            rlm = RLM.from_local("gpt-4o", callbacks=callbacks, **kw)
+        made.append(rlm)
+        return rlm
+
+    yield build
+    for rlm in made:
+        close = getattr(rlm.llm, "close", None)
+        if close is not None:
+            close()
+        rlm.callbacks.close()
+    if request.param == "server":
+        server.close()
+
+
+def test_detailed_callback(
+    make_rlm: Callable[..., RLM], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cb = DetailedCallback()
+    rlm = make_rlm([cb])
+    rlm.run("Запрос 1")
+    rlm.run("Запрос 2")
+    assert cb.summary()["calls"] == 2
+    assert cb.summary()["tokens"] > 0
+    assert cb.summary()["errors"] == 0
+    assert "Запуск LLM вызова" in capsys.readouterr().out
+
+
+def test_detailed_callback_with_tools_memory_and_retry(capsys: pytest.CaptureFixture[str]) -> None:
+    from hookwire import tool
+    from hookwire.memory import InMemoryMemory
+
+    @tool
+    def weather_report(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    cb = DetailedCallback()
+    rlm = RLM.from_local(
+        callbacks=[cb], tools=[weather_report], memory=InMemoryMemory(), fail_times=1
+    )
+    rlm.llm.retry = rlm.llm.retry.from_retries(2, initial=0, jitter=0)  # type: ignore[attr-defined]
+    rlm.run('weather report for "Oslo"')
+    out = capsys.readouterr().out
+    assert "🔧 Tool: weather_report({'city': 'Oslo'})" in out
+    assert "✅ Результат tool: sunny in Oslo..." in out
+    assert "💾 Сохранено:" in out
+    assert "🔍 Извлечено 0 элементов для:" in out
+    assert "🔄 Ретрай 1/3:" in out
+
+
+def test_console_callback(make_rlm: Callable[..., RLM]) -> None:
+    ConsoleCallback = builtin("ConsoleCallback")
+    callback = ConsoleCallback(verbose=True, show_tokens=True, show_cost=True)
+    rlm = make_rlm([callback])
+    assert str(rlm.run("Привет!"))
+
+
+def test_streaming_callback(make_rlm: Callable[..., RLM]) -> None:
+    StreamingCallback = builtin("StreamingCallback")
+    seen: list[str] = []
+
+    def print_token(token):  # type: ignore[no-untyped-def]
+        seen.append(token)
+        print(token, end="", flush=True)
+
+    callback = StreamingCallback(on_token=print_token)
+    rlm = make_rlm([callback])
+    result = rlm.run("Привет!")
+    assert "".join(seen) == str(result)
+
+
+def test_metrics_callback(make_rlm: Callable[..., RLM]) -> None:
+    MetricsCallback = builtin("MetricsCallback")
+    callback = MetricsCallback()
+    rlm = make_rlm([callback])
+    rlm.run("Запрос 1")
+    rlm.run("Запрос 2")
+    metrics = callback.get_metrics()
+    assert metrics["total_calls"] == 2
+    assert metrics["total_tokens"] > 0
+    assert metrics["avg_latency_ms"] >= 0
+
+
+def test_file_log_and_combined(make_rlm: Callable[..., RLM], tmp_path: Path) -> None:
+    ConsoleCallback = builtin("ConsoleCallback")
+    MetricsCallback = builtin("MetricsCallback")
+    FileLogCallback = builtin("FileLogCallback")
+    callbacks = [
+        ConsoleCallback(verbose=True),
+        MetricsCallback(),
+        FileLogCallback(log_path=str(tmp_path / "session.jsonl")),
+    ]
+    rlm = make_rlm(callbacks)
+    rlm.run("Привет!")
+    rlm.callbacks.flush()
+    assert (tmp_path / "session.jsonl").read_text(encoding="utf-8").strip()
