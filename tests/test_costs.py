@@ -85,10 +85,10 @@ def test_table(tmp_path: Path) -> None:
     out = result.output
     assert "alice" in out
     assert "gpt-4o-mini" in out
-    assert "0.00021" in out
-    assert "1 unpriced" in out
+    assert "0.00021 USD" in out
+    assert "unpriced calls" in out
     assert "total" in out
-    assert "0.00721" in out  # the grand total of the priced calls
+    assert "0.00721 USD" in out  # the grand total of the priced calls
 
 
 def test_time_range(tmp_path: Path) -> None:

@@ -171,12 +171,13 @@ def test_unknown_provider_is_unknown_not_guessed(caplog: pytest.LogCaptureFixtur
     assert "vllm" in caplog.text
 
 
-def test_the_offline_local_model_is_free_and_can_be_priced() -> None:
+def test_the_offline_local_model_is_unpriced_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     usage = Usage(prompt_tokens=1000, completion_tokens=1000)
-    assert pricing.cost("local-echo", usage, "local") == 0
-    prices = pricing.price_of("local-echo", "local")
-    assert prices is not None
-    assert prices.source == "local"
+    with caplog.at_level(logging.WARNING, logger="hookwire.pricing"):
+        assert pricing.cost("local-echo", usage, "local") is None
+    assert caplog.records == []
     pricing.set_price("local-echo", input_mtok=1, output_mtok=1)
     assert pricing.cost("local-echo", usage, "local") == Decimal("0.002")
 

@@ -72,47 +72,59 @@ def render_json(rows: list[dict[str, Any]]) -> str:
 
 
 def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
-    """The rows as a ``rich`` table, with a total line per currency when there are groups."""
+    """The rows as a ``rich`` table (token counts, cost with its currency, and the calls whose
+    price is unknown), with a total line per currency when there are groups."""
     from rich.table import Table
 
+    unpriced = any(row["unknown_cost_calls"] for row in rows)
     table = Table(title="LLM usage and cost", title_justify="left")
     for key in by:
-        table.add_column(key, no_wrap=True)
+        table.add_column(key, no_wrap=True, overflow="fold")
     for name in ("calls", "prompt tokens", "completion tokens", "cost"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("currency")
+        table.add_column(name, justify="right", overflow="fold")
+    if unpriced:
+        table.add_column("unpriced calls", justify="right", overflow="fold")
+
+    def cells(
+        calls: int, prompt: int, completion: int, cost: Any, cur: str, unknown: int
+    ) -> list[str]:
+        out = [
+            f"{calls:,}",
+            f"{prompt:,}",
+            f"{completion:,}",
+            "-" if cost is None else f"{_money_text(cost)} {cur}",
+        ]
+        if unpriced:
+            out.append(f"{unknown:,}" if unknown else "")
+        return out
+
     totals: dict[str, list[Any]] = {}
     for row in rows:
-        cost = row["cost"]
-        unknown = row["unknown_cost_calls"]
-        cost_text = _money_text(cost)
-        if unknown:
-            cost_text += f" (+{unknown} unpriced)"
         table.add_row(
             *[str(row.get(k) if row.get(k) is not None else "-") for k in by],
-            f"{row['calls']:,}",
-            f"{row['prompt_tokens']:,}",
-            f"{row['completion_tokens']:,}",
-            cost_text,
-            row["currency"],
+            *cells(
+                row["calls"],
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                row["cost"],
+                row["currency"],
+                row["unknown_cost_calls"],
+            ),
         )
-        t = totals.setdefault(row["currency"], [0, 0, 0, None])
+        t = totals.setdefault(row["currency"], [0, 0, 0, None, 0])
         t[0] += row["calls"]
         t[1] += row["prompt_tokens"]
         t[2] += row["completion_tokens"]
-        if cost is not None:
-            t[3] = cost if t[3] is None else t[3] + cost
+        if row["cost"] is not None:
+            t[3] = row["cost"] if t[3] is None else t[3] + row["cost"]
+        t[4] += row["unknown_cost_calls"]
     if by and len(rows) > 1:
         table.add_section()
-        for currency, (calls, prompt, completion, cost) in sorted(totals.items()):
+        for currency, (calls, prompt, completion, cost, unknown) in sorted(totals.items()):
             table.add_row(
                 "total",
                 *([""] * (len(by) - 1)),
-                f"{calls:,}",
-                f"{prompt:,}",
-                f"{completion:,}",
-                _money_text(cost),
-                currency,
+                *cells(calls, prompt, completion, cost, currency, unknown),
             )
     return table
 

@@ -16,7 +16,8 @@ How tokens are priced (``hookwire.Usage`` follows OpenAI's conventions):
 - tiered prices (a higher rate for every token once a prompt passes a threshold) and per-request
   fees are applied as ``genai-prices`` defines them.
 
-Calls to hookwire's own offline model (``hookwire.LocalLLM``, provider ``"local"``) cost 0.
+Calls to hookwire's own offline model (``hookwire.LocalLLM``, provider ``"local"``) have an
+unknown cost too, without the warning (give them a price with ``set_price`` if you like).
 
 Prices can be overridden or added, for fine-tuned or self-hosted models, with ``set_price``,
 ``load_prices`` (a dict or a TOML file), or the ``HOOKWIRE_PRICES`` environment variable naming
@@ -68,7 +69,7 @@ __all__ = [
 
 logger = logging.getLogger("hookwire.pricing")
 
-#: The provider name of hookwire's offline ``LocalLLM``, whose calls cost nothing.
+#: The provider name of hookwire's offline ``LocalLLM``: unpriced, without a warning.
 LOCAL_PROVIDER: Final = "local"
 
 #: Every price key an override may set (the names ``genai-prices`` uses).
@@ -113,8 +114,8 @@ class ModelPrices:
     then cost the input price, reasoning tokens the output price.
 
     A price is a ``Decimal``, or ``(base, tiers)`` for tiered prices. ``source`` is
-    ``"genai-prices"``, ``"override"`` or ``"local"``; ``model_id`` and ``provider_id`` say
-    which entry of the source matched.
+    ``"genai-prices"`` or ``"override"``; ``model_id`` and ``provider_id`` say which entry of
+    the source matched.
     """
 
     input_mtok: _Price | None = None
@@ -301,15 +302,9 @@ def _lookup(model: str, provider: str | None) -> ModelPrices | _Dynamic | None:
         if found is not None:
             return found
     if provider is not None and provider.lower() == LOCAL_PROVIDER:
-        # hookwire's own offline model (hookwire.LocalLLM) runs in the process: it is free,
-        # which is a known price, not an unknown one.
-        return ModelPrices(
-            input_mtok=_ZERO,
-            output_mtok=_ZERO,
-            source="local",
-            model_id=model,
-            provider_id=LOCAL_PROVIDER,
-        )
+        # hookwire's own offline model (hookwire.LocalLLM) has no price: unknown, as any
+        # unpriced model, but expected, so no warning either.
+        return None
     return _lookup_genai(model, provider)
 
 
@@ -372,7 +367,8 @@ def cost(model: str, usage: Usage, provider: str | None = None) -> Decimal | Non
         return entry._cost(usage)
     prices = price_of(model, provider)
     if prices is None:
-        _warn_unknown(str(model), provider)
+        if provider != LOCAL_PROVIDER:
+            _warn_unknown(str(model), provider)
         return None
     return prices._cost(usage)
 

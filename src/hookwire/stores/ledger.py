@@ -196,8 +196,7 @@ def _exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
 
 
 _RESERVE_CALL = (
-    "SELECT refused, committed FROM hookwire_reserve"
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    "SELECT refused, committed FROM hookwire_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
 _RESERVE_CALL_PYFORMAT = (
     "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::bigint[], %s::text[], "
@@ -232,7 +231,7 @@ def _budget_engine(url: str) -> AsyncEngine:
 async def _budget_pool(url: str) -> Any:
     """asyncpg's own pool for budget checks (one prepared call per check, no ORM layer), one
     per database and event loop."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     loop = asyncio.get_running_loop()
     key = (url, id(loop))
