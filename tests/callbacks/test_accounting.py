@@ -96,6 +96,41 @@ async def test_seed_integration_with_an_llm_response() -> None:
     assert record.agent == "qa-agent"
 
 
+async def test_seed_with_llms_against_an_openai_compatible_server(
+    openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hookwire import OpenAIClient
+    from hookwire.callbacks.accounting import AccountingCallbackHandler
+
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    # Create callback handlers
+    accounting = AccountingCallbackHandler(
+        correlation_id="correlation-id", request_id="request-id", user_id="user-123"
+    )
+    # Create LLM client (here it also reports to the handler by itself)
+    llm = OpenAIClient(api_key="your-api-key", organization="your-org-id", callbacks=[accounting])
+    # Execute LLM request and update accounting
+    response = await asyncio.to_thread(
+        llm.generate,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        model="gpt-4",
+    )
+    # Record usage in accounting
+    await accounting.call_accounting(
+        output_tokens=response.usage.completion_tokens,
+        prompt_tokens=response.usage.prompt_tokens,
+        agent_slug="qa-agent",
+    )
+    await asyncio.to_thread(accounting.flush, 30)
+    await asyncio.to_thread(llm.close)
+    # Recorded automatically and by hand: counted once.
+    (row,) = await accounting.asummary(by="user")
+    assert row["calls"] == 1
+    assert row["prompt_tokens"] == response.usage.prompt_tokens
+    assert row["completion_tokens"] == response.usage.completion_tokens
+    assert row["cost"] == pricing.cost(response.model or "gpt-4", response.usage, "openai")
+
+
 def test_the_handler_is_exported_lazily() -> None:
     import hookwire.callbacks as cb
 
