@@ -214,6 +214,29 @@ def test_bad_usage_from_a_client_is_logged_not_recorded(
     assert h.summary() == []
 
 
+def test_long_values_are_cut_to_fit_and_refused_rows_do_not_block_others(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = uid()
+    h = AccountingCallbackHandler(database_url=db_url, user_id=user)
+    h.on_llm_end(response(model="m" * 1000), run_id=user + "-long", agent="a" * 1000)
+    # A row the database itself refuses (a run id longer than its column) is dropped and
+    # logged; the rows queued with it are still written.
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        h.on_llm_end(response(), run_id="r" * 500)
+        h.on_llm_end(response(), run_id=user + "-after")
+        assert h.flush(timeout=30)
+    rows = runner.run_sync(h.store.records(user_id=user))
+    assert rows[0].agent == "a" * 255
+    assert rows[0].model == "m" * 255
+    if "sqlite" in db_url:  # SQLite does not enforce VARCHAR lengths: all three are kept
+        assert [r.run_id for r in rows] == [user + "-long", "r" * 500, user + "-after"]
+    else:
+        assert [r.run_id for r in rows] == [user + "-long", user + "-after"]
+        assert "refuses" in caplog.text
+        assert h._writer.dropped == 1
+
+
 # -- never counted twice ----------------------------------------------------------------------
 
 

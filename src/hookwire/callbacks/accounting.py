@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import dataclasses
 import logging
 import threading
 import weakref
@@ -99,6 +100,30 @@ class Budget:
         object.__setattr__(self, "currency", self.currency.upper())
 
 
+#: The ledger's column sizes: longer values are cut to fit rather than refused.
+_SIZES: Final = {
+    "user_id": 255,
+    "org_id": 255,
+    "agent": 255,
+    "conversation_id": 64,
+    "model": 255,
+    "provider": 64,
+    "correlation_id": 255,
+    "request_id": 255,
+    "trace_id": 64,
+}
+
+
+def _fit(record: UsageRecord) -> UsageRecord:
+    long: dict[str, Any] = {
+        k: str(getattr(record, k))[:n]
+        for k, n in _SIZES.items()
+        if getattr(record, k) is not None
+        and (not isinstance(getattr(record, k), str) or len(getattr(record, k)) > n)
+    }
+    return dataclasses.replace(record, **long) if long else record
+
+
 def estimate_prompt_tokens(prompt: Any) -> int:
     """An upper bound of the tokens a prompt can use: its UTF-8 bytes (a byte-level BPE token
     is at least one byte) plus a few per message for roles and separators."""
@@ -155,6 +180,14 @@ class _Writer:
             try:
                 await self.ledger.record(records, release=releases)
             except Exception as exc:
+                if _is_data_error(exc):
+                    # The database refuses some row itself (retrying cannot help): write the
+                    # batch row by row and drop only the rows it refuses.
+                    await self._one_by_one(batch)
+                    with self._lock:
+                        self._written += len(batch)
+                        self._done.notify_all()
+                    continue
                 # Keep the rows and try again: the database may be restarting or locked.
                 self._failures += 1
                 with self._lock:
@@ -178,6 +211,24 @@ class _Writer:
                 self._written += len(batch)
                 self._done.notify_all()
 
+    async def _one_by_one(self, batch: list[UsageRecord | str]) -> None:
+        for item in batch:
+            try:
+                if isinstance(item, UsageRecord):
+                    await self.ledger.record([item])
+                else:
+                    await self.ledger.release([item])
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                self.dropped += 1
+                logger.error(
+                    "hookwire: %s dropped a usage row the database refuses (%s): %r",
+                    self.name,
+                    exc,
+                    item,
+                )
+
     @property
     def pending(self) -> int:
         return self._submitted - self._written
@@ -188,6 +239,24 @@ class _Writer:
         with self._lock:
             target = self._submitted
             return self._done.wait_for(lambda: self._written >= target, timeout)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Whether the database refused the data itself (too long, out of range, a constraint),
+    as opposed to failing to take it now (a lost connection, a lock)."""
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (DataError, IntegrityError)):
+            return True
+        # PostgreSQL drivers say it with the SQLSTATE: class 22 is "data exception", class 23
+        # "integrity constraint violation".
+        sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23"):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 _HANDLERS: weakref.WeakSet[AccountingCallbackHandler] = weakref.WeakSet()
@@ -368,28 +437,30 @@ class AccountingCallbackHandler(BaseCallback):
                 currency = prices.currency
         else:
             pricing._check_usage(usage)
-        return UsageRecord(
-            run_id=run_id,
-            created_at=created_at or datetime.now(_UTC),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens
-            if usage.total_tokens >= usage.prompt_tokens + usage.completion_tokens
-            else usage.prompt_tokens + usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost=cost,
-            currency=currency,
-            user_id=kwargs.get("user_id") or self.user_id,
-            org_id=kwargs.get("org_id") or self.org_id,
-            agent=kwargs.get("agent") or self.agent,
-            conversation_id=kwargs.get("conversation_id"),
-            model=model,
-            provider=provider,
-            correlation_id=kwargs.get("correlation_id") or self.correlation_id,
-            request_id=kwargs.get("request_id") or self.request_id,
-            trace_id=kwargs.get("trace_id"),
-            source=source,
+        return _fit(
+            UsageRecord(
+                run_id=run_id,
+                created_at=created_at or datetime.now(_UTC),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens
+                if usage.total_tokens >= usage.prompt_tokens + usage.completion_tokens
+                else usage.prompt_tokens + usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost=cost,
+                currency=currency,
+                user_id=kwargs.get("user_id") or self.user_id,
+                org_id=kwargs.get("org_id") or self.org_id,
+                agent=kwargs.get("agent") or self.agent,
+                conversation_id=kwargs.get("conversation_id"),
+                model=model,
+                provider=provider,
+                correlation_id=kwargs.get("correlation_id") or self.correlation_id,
+                request_id=kwargs.get("request_id") or self.request_id,
+                trace_id=kwargs.get("trace_id"),
+                source=source,
+            )
         )
 
     def on_llm_end(self, response: LLMResponse, **kwargs: Any) -> None:
