@@ -61,7 +61,7 @@ from ..errors import (
     StoreError,
 )
 from . import runner
-from .engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
+from .engine import ensure_schema, get_engine, get_write_engine, json_loads, redact, resolve_url
 from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
 
 __all__ = [
@@ -394,6 +394,7 @@ class ConversationStore:
         self._pending: list[_Pending] = []
         self._drainer: asyncio.Task[None] | None = None
         self._cache = _Cache()
+        self._messages = _MessageCache()
         self._schema_ok = False
         self._start()
 
@@ -563,6 +564,7 @@ class ConversationStore:
 
         async def go() -> int:
             self._cache.forget(conversation_id)
+            self._messages.drop(conversation_id)
             async with get_write_engine(self.url).begin() as conn:
                 await self._visible(conn, owner, conversation_id)
                 count = (
@@ -629,7 +631,7 @@ class ConversationStore:
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
-                    reader.pool, reader.details, owner, conversation_id
+                    reader.pool, reader.details, owner, conversation_id, self._messages
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
@@ -653,6 +655,9 @@ class ConversationStore:
         return await self._on_loop(go())
 
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
+        cache = self._messages
+        entry = cache.get(conversation_id)
+        select = f"SELECT {_SEQ_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             async with raw.transaction(isolation="repeatable_read", readonly=True):
@@ -662,15 +667,29 @@ class ConversationStore:
                     conversation_id,
                 )
                 if head is None or (owner is not None and not owner.sees(_owner_of(head))):
+                    cache.drop(conversation_id)
                     raise _not_found(conversation_id)
-                rows = await raw.fetch(
-                    f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = $1 "
-                    "ORDER BY seq",
-                    conversation_id,
-                )
+                created, count = head[9], head[len(_CONV_FIELDS)]
+                base: list[dict[str, Any]] = []
+                last = 0
+                if entry is not None and entry[0] == created:
+                    base, last = entry[2], entry[1]
+                rows = await raw.fetch(select + " AND seq > $2 ORDER BY seq", conversation_id, last)
+                if len(base) + len(rows) != count:
+                    base, last = [], 0
+                    rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
         details = _conv_from_tuple(tuple(head), sqlite=False)
-        details["messages"] = [dict(r) for r in rows]
-        details["message_count"] = len(rows)
+        keys = ("seq", *DETAIL_FIELDS)
+        new: list[dict[str, Any]] = []
+        append = new.append
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            del d["seq"]
+            append(d)
+        msgs = base + new if base else new
+        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
+        details["messages"] = _fresh(msgs)
+        details["message_count"] = len(msgs)
         return details
 
     async def list_conversations(
@@ -1276,6 +1295,87 @@ class _SQLiteWriter:
             p.settle(outcome)
 
 
+class _MessageCache:
+    """The messages of recently read conversations, so that reading one again fetches only
+    what is new.
+
+    Messages never change once stored (only a whole conversation is deleted), so a cached
+    list stays true; it is keyed by the conversation's id and creation time, and each read
+    checks the conversation's message count in the same transaction: anything unexpected (a
+    message committed out of order by another process, a conversation deleted and created
+    again) makes it read the whole conversation again. Metadata is kept as JSON text and
+    decoded for every read, so callers get objects of their own.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[str, tuple[Any, int, list[dict[str, Any]]]] = (
+            collections.OrderedDict()
+        )
+        self._size = 0
+
+    def get(self, conversation_id: str) -> tuple[Any, int, list[dict[str, Any]]] | None:
+        with self._lock:
+            entry = self._entries.get(conversation_id)
+            if entry is not None:
+                self._entries.move_to_end(conversation_id)
+            return entry
+
+    def put(
+        self, conversation_id: str, created: Any, last_seq: int, msgs: list[dict[str, Any]]
+    ) -> None:
+        with self._lock:
+            old = self._entries.pop(conversation_id, None)
+            if old is not None:
+                self._size -= len(old[2])
+            if len(msgs) > self.limit:
+                return
+            self._entries[conversation_id] = (created, last_seq, msgs)
+            self._size += len(msgs)
+            while self._size > self.limit and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= len(dropped[2])
+
+    def drop(self, conversation_id: str) -> None:
+        with self._lock:
+            old = self._entries.pop(conversation_id, None)
+            if old is not None:
+                self._size -= len(old[2])
+
+
+def _fresh(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of cached messages, each with its own decoded metadata."""
+    loads = json_loads
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for m in msgs:
+        d = m.copy()
+        raw = d["metadata"]
+        if raw is not None:
+            d["metadata"] = loads(raw)
+        append(d)
+    return out
+
+
+_SEQ_DETAIL_SELECT = "seq, " + ", ".join(
+    "metadata::text" if f == "metadata" else f
+    for f in (
+        "id",
+        "parent_message_id",
+        "sender",
+        "text",
+        "message_time",
+        "metadata",
+        "run_id",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+    )
+)
+
+
 class _SQLiteReader:
     """Reads of whole conversations on plain ``sqlite3`` connections in worker threads."""
 
@@ -1290,8 +1390,12 @@ class _SQLiteReader:
             conn = self._local.conn = _sqlite_connect(self.path)
         return conn
 
-    def details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
+    def details(
+        self, owner: Owner | None, conversation_id: str, cache: _MessageCache
+    ) -> dict[str, Any]:
         conn = self.conn()
+        entry = cache.get(conversation_id)
+        select = f"SELECT seq, {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1300,27 +1404,35 @@ class _SQLiteReader:
                 (conversation_id,),
             ).fetchone()
             if head is None or (owner is not None and not owner.sees(_owner_of(head))):
+                cache.drop(conversation_id)
                 raise _not_found(conversation_id)
+            created, count = head[9], head[len(_CONV_FIELDS)]
+            base: list[dict[str, Any]] = []
+            last = 0
+            if entry is not None and entry[0] == created:
+                base, last = entry[2], entry[1]
             rows = conn.execute(
-                f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",
-                (conversation_id,),
+                select + " AND seq > ? ORDER BY seq", (conversation_id, last)
             ).fetchall()
+            if len(base) + len(rows) != count:
+                base, last = [], 0
+                rows = conn.execute(select + " ORDER BY seq", (conversation_id,)).fetchall()
         finally:
             conn.execute("COMMIT")
         details = _conv_from_tuple(head, sqlite=True)
         fromiso = _dt.datetime.fromisoformat
-        loads = orjson.loads
-        keys = DETAIL_FIELDS
-        out = []
-        append = out.append
+        keys = ("seq", *DETAIL_FIELDS)
+        new: list[dict[str, Any]] = []
+        append = new.append
         for r in rows:
             d = dict(zip(keys, r, strict=True))
-            d["message_time"] = fromiso(r[4])
-            if r[5] is not None:
-                d["metadata"] = loads(r[5])
+            del d["seq"]
+            d["message_time"] = fromiso(r[5])
             append(d)
-        details["messages"] = out
-        details["message_count"] = len(out)
+        msgs = base + new if base else new
+        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
+        details["messages"] = _fresh(msgs)
+        details["message_count"] = len(msgs)
         return details
 
 
@@ -1354,7 +1466,7 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
         d["created_at"] = _dt.datetime.fromisoformat(d["created_at"])
         d["updated_at"] = _dt.datetime.fromisoformat(d["updated_at"])
         if d["metadata"] is not None:
-            d["metadata"] = orjson.loads(d["metadata"])
+            d["metadata"] = json_loads(d["metadata"])
     d["message_count"] = int(row[len(_CONV_FIELDS)])
     return d
 
