@@ -509,3 +509,51 @@ async def test_in_memory_sqlite_goes_through_sqlalchemy_core() -> None:
     assert details["messages"][-1]["parent_message_id"] == ids[0]
     assert [m["text"] for m in await store.get_messages(me, cid, limit=2)] == ["m0", "m1"]
     assert await store.delete_conversation(me, cid) == 21
+
+
+async def test_rereading_a_conversation_sees_every_change(db_url: str) -> None:
+    # a re-read fetches only new messages (see _MessageCache); it must never be stale
+    store = ConversationStore.for_url(db_url)
+    elsewhere = ConversationStore(db_url)  # another writer, as another process would be
+    me = owner()
+    cid = f"conv-{uuid.uuid4()}"
+    await store.create_conversation(me, conversation_id=cid)
+    await store.add_message(me, cid, "one", "end_user", metadata={"n": [1]})
+    first = await store.get_conversation_details(me, cid)
+    first["messages"][0]["metadata"]["n"].append("mutated by the caller")
+    first["messages"][0]["text"] = "changed"
+    await elsewhere.add_message(me, cid, "two", "assistant")
+    await store.add_message(me, cid, "three", "end_user")
+    again = await store.get_conversation_details(me, cid)
+    assert [m["text"] for m in again["messages"]] == ["one", "two", "three"]
+    assert again["messages"][0]["metadata"] == {"n": [1]}
+    # deleted elsewhere and created again under the same id, with other messages
+    await elsewhere.delete_conversation(me, cid)
+    with pytest.raises(ConversationNotFound):
+        await store.get_conversation_details(me, cid)
+    await elsewhere.create_conversation(me, conversation_id=cid)
+    await elsewhere.add_message(me, cid, "new life", "end_user")
+    assert [m["text"] for m in (await store.get_conversation_details(me, cid))["messages"]] == [
+        "new life"
+    ]
+    # a cached list that no longer adds up (a message committed out of order elsewhere) is
+    # read again in full
+    entry = store._messages.get(cid)
+    assert entry is not None
+    store._messages.put(cid, entry[0], entry[1], [])
+    assert [m["text"] for m in (await store.get_conversation_details(me, cid))["messages"]] == [
+        "new life"
+    ]
+
+
+@pytest.mark.parametrize("value", [5, -3, 1.5, 0, "5", "1e3", True, None, [], {}, [1, "2"]])
+async def test_bare_json_values_read_back_as_given(store: ConversationStore, value: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me, metadata=value)
+    await store.add_message(me, cid, "x", "system", metadata=value)
+    details = await store.get_conversation_details(me, cid)
+    assert details["metadata"] == value
+    assert type(details["metadata"]) is type(value)
+    assert details["messages"][0]["metadata"] == value
+    [message] = await store.get_messages(me, cid)
+    assert message["metadata"] == value

@@ -61,7 +61,7 @@ from ..errors import (
     StoreError,
 )
 from . import runner
-from .engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
+from .engine import ensure_schema, get_engine, get_write_engine, json_loads, redact, resolve_url
 from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
 
 __all__ = [
@@ -392,8 +392,12 @@ class ConversationStore:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._pending: list[_Pending] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
+        self._max_inflight = 4 if self.url.startswith("postgresql+asyncpg") else 1
         self._cache = _Cache()
+        self._messages = _MessageCache()
         self._schema_ok = False
         self._start()
 
@@ -563,6 +567,7 @@ class ConversationStore:
 
         async def go() -> int:
             self._cache.forget(conversation_id)
+            self._messages.drop(conversation_id)
             async with get_write_engine(self.url).begin() as conn:
                 await self._visible(conn, owner, conversation_id)
                 count = (
@@ -629,7 +634,7 @@ class ConversationStore:
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
-                    reader.pool, reader.details, owner, conversation_id
+                    reader.pool, reader.details, owner, conversation_id, self._messages
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
@@ -653,6 +658,9 @@ class ConversationStore:
         return await self._on_loop(go())
 
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
+        cache = self._messages
+        entry = cache.get(conversation_id)
+        select = f"SELECT {_SEQ_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             async with raw.transaction(isolation="repeatable_read", readonly=True):
@@ -662,15 +670,29 @@ class ConversationStore:
                     conversation_id,
                 )
                 if head is None or (owner is not None and not owner.sees(_owner_of(head))):
+                    cache.drop(conversation_id)
                     raise _not_found(conversation_id)
-                rows = await raw.fetch(
-                    f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = $1 "
-                    "ORDER BY seq",
-                    conversation_id,
-                )
+                created, count = head[9], head[len(_CONV_FIELDS)]
+                base: list[dict[str, Any]] = []
+                last = 0
+                if entry is not None and entry[0] == created:
+                    base, last = entry[2], entry[1]
+                rows = await raw.fetch(select + " AND seq > $2 ORDER BY seq", conversation_id, last)
+                if len(base) + len(rows) != count:
+                    base, last = [], 0
+                    rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
         details = _conv_from_tuple(tuple(head), sqlite=False)
-        details["messages"] = [dict(r) for r in rows]
-        details["message_count"] = len(rows)
+        keys = ("seq", *DETAIL_FIELDS)
+        new: list[dict[str, Any]] = []
+        append = new.append
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            del d["seq"]
+            append(d)
+        msgs = base + new if base else new
+        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
+        details["messages"] = _fresh(msgs)
+        details["message_count"] = len(msgs)
         return details
 
     async def list_conversations(
@@ -847,26 +869,57 @@ class ConversationStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         self._pending.append(_Pending(owner, row, explicit, state, _settler(future, None)))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
+        if self._drainers < self._max_inflight:
+            self._drainers += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(future)
 
+    def _take(self) -> list[_Pending]:
+        # A message whose parent is in a group not committed yet waits for that group.
+        batch: list[_Pending] = []
+        keep: list[_Pending] = []
+        inflight = self._inflight
+        for p in self._pending:
+            if len(batch) < MAX_BATCH and p.row["parent_message_id"] not in inflight:
+                batch.append(p)
+            else:
+                keep.append(p)
+        self._pending = keep
+        for p in batch:
+            inflight.add(p.row["id"])
+        return batch
+
     async def _drain(self) -> None:
-        # Group commit: everything queued while a transaction runs goes into the next one.
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                await self._write_batch(batch)
-            except Exception as exc:
-                if len(batch) > 1:
-                    # One bad message must not fail its neighbours: retry them one by one.
-                    for item in batch:
-                        try:
-                            await self._write_batch([item], trust_cache=False)
-                        except Exception as one:
-                            _fail(item, one, self.url)
-                else:
-                    _fail(batch[0], exc, self.url)
+        # Group commit: everything queued while transactions run goes into the next one; on
+        # PostgreSQL a few groups are in flight at once, so their commits overlap.
+        try:
+            while self._pending:
+                batch = self._take()
+                if not batch:
+                    return
+                try:
+                    await self._drain_one(batch)
+                finally:
+                    for p in batch:
+                        self._inflight.discard(p.row["id"])
+        finally:
+            self._drainers -= 1
+
+    async def _drain_one(self, batch: list[_Pending]) -> None:
+        try:
+            await self._write_batch(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch[0], exc, self.url)
+                return
+            # One bad message must not fail its neighbours: retry them one by one.
+            for item in batch:
+                try:
+                    await self._write_batch([item], trust_cache=False)
+                except Exception as one:
+                    _fail(item, one, self.url)
 
     async def _write_batch(self, batch: Sequence[_Pending], trust_cache: bool = True) -> None:
         try:
@@ -890,12 +943,10 @@ class ConversationStore:
                 parents.update(await tx.parents(missing_p))
             taken = await tx.taken(explicit) if explicit else set()
             results, rows, items = _plan(batch, owners, parents, taken, now)
-            if rows:
-                await tx.insert(rows)
-                # The update also checks that each conversation still has the owner it was
-                # checked against (a cached owner may be stale if another process deleted it).
-                if await tx.touch(items, now) != len(items):
-                    raise _StaleCacheError
+            # The write also checks that each conversation still has the owner it was checked
+            # against (a cached owner may be stale if another process deleted it).
+            if rows and not await tx.write(rows, items, now):
+                raise _StaleCacheError
         # Only now is the transaction committed: acknowledge.
         cache.learn(owners, results)
         for p, outcome in results:
@@ -1276,6 +1327,87 @@ class _SQLiteWriter:
             p.settle(outcome)
 
 
+class _MessageCache:
+    """The messages of recently read conversations, so that reading one again fetches only
+    what is new.
+
+    Messages never change once stored (only a whole conversation is deleted), so a cached
+    list stays true; it is keyed by the conversation's id and creation time, and each read
+    checks the conversation's message count in the same transaction: anything unexpected (a
+    message committed out of order by another process, a conversation deleted and created
+    again) makes it read the whole conversation again. Metadata is kept as JSON text and
+    decoded for every read, so callers get objects of their own.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[str, tuple[Any, int, list[dict[str, Any]]]] = (
+            collections.OrderedDict()
+        )
+        self._size = 0
+
+    def get(self, conversation_id: str) -> tuple[Any, int, list[dict[str, Any]]] | None:
+        with self._lock:
+            entry = self._entries.get(conversation_id)
+            if entry is not None:
+                self._entries.move_to_end(conversation_id)
+            return entry
+
+    def put(
+        self, conversation_id: str, created: Any, last_seq: int, msgs: list[dict[str, Any]]
+    ) -> None:
+        with self._lock:
+            old = self._entries.pop(conversation_id, None)
+            if old is not None:
+                self._size -= len(old[2])
+            if len(msgs) > self.limit:
+                return
+            self._entries[conversation_id] = (created, last_seq, msgs)
+            self._size += len(msgs)
+            while self._size > self.limit and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= len(dropped[2])
+
+    def drop(self, conversation_id: str) -> None:
+        with self._lock:
+            old = self._entries.pop(conversation_id, None)
+            if old is not None:
+                self._size -= len(old[2])
+
+
+def _fresh(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of cached messages, each with its own decoded metadata."""
+    loads = json_loads
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for m in msgs:
+        d = m.copy()
+        raw = d["metadata"]
+        if raw is not None:
+            d["metadata"] = loads(raw)
+        append(d)
+    return out
+
+
+_SEQ_DETAIL_SELECT = "seq, " + ", ".join(
+    "metadata::text" if f == "metadata" else f
+    for f in (
+        "id",
+        "parent_message_id",
+        "sender",
+        "text",
+        "message_time",
+        "metadata",
+        "run_id",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+    )
+)
+
+
 class _SQLiteReader:
     """Reads of whole conversations on plain ``sqlite3`` connections in worker threads."""
 
@@ -1290,8 +1422,12 @@ class _SQLiteReader:
             conn = self._local.conn = _sqlite_connect(self.path)
         return conn
 
-    def details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
+    def details(
+        self, owner: Owner | None, conversation_id: str, cache: _MessageCache
+    ) -> dict[str, Any]:
         conn = self.conn()
+        entry = cache.get(conversation_id)
+        select = f"SELECT seq, {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1300,27 +1436,35 @@ class _SQLiteReader:
                 (conversation_id,),
             ).fetchone()
             if head is None or (owner is not None and not owner.sees(_owner_of(head))):
+                cache.drop(conversation_id)
                 raise _not_found(conversation_id)
+            created, count = head[9], head[len(_CONV_FIELDS)]
+            base: list[dict[str, Any]] = []
+            last = 0
+            if entry is not None and entry[0] == created:
+                base, last = entry[2], entry[1]
             rows = conn.execute(
-                f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",
-                (conversation_id,),
+                select + " AND seq > ? ORDER BY seq", (conversation_id, last)
             ).fetchall()
+            if len(base) + len(rows) != count:
+                base, last = [], 0
+                rows = conn.execute(select + " ORDER BY seq", (conversation_id,)).fetchall()
         finally:
             conn.execute("COMMIT")
         details = _conv_from_tuple(head, sqlite=True)
         fromiso = _dt.datetime.fromisoformat
-        loads = orjson.loads
-        keys = DETAIL_FIELDS
-        out = []
-        append = out.append
+        keys = ("seq", *DETAIL_FIELDS)
+        new: list[dict[str, Any]] = []
+        append = new.append
         for r in rows:
             d = dict(zip(keys, r, strict=True))
-            d["message_time"] = fromiso(r[4])
-            if r[5] is not None:
-                d["metadata"] = loads(r[5])
+            del d["seq"]
+            d["message_time"] = fromiso(r[5])
             append(d)
-        details["messages"] = out
-        details["message_count"] = len(out)
+        msgs = base + new if base else new
+        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
+        details["messages"] = _fresh(msgs)
+        details["message_count"] = len(msgs)
         return details
 
 
@@ -1354,14 +1498,100 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
         d["created_at"] = _dt.datetime.fromisoformat(d["created_at"])
         d["updated_at"] = _dt.datetime.fromisoformat(d["updated_at"])
         if d["metadata"] is not None:
-            d["metadata"] = orjson.loads(d["metadata"])
+            d["metadata"] = json_loads(d["metadata"])
     d["message_count"] = int(row[len(_CONV_FIELDS)])
     return d
+
+
+_PG_INSERT = (
+    f"INSERT INTO messages ({_MSG_SELECT}) "
+    "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
+    "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
+    "v.prompt_tokens, v.completion_tokens, v.total_tokens "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::text[], $9::varchar[], $10::varchar[], "
+    "$11::varchar[], $12::varchar[], $13::int[], $14::int[], $15::int[], $16::varchar[], "
+    "$17::varchar[], $18::varchar[], $19::bool[]) WITH ORDINALITY AS v(id, conversation_id, "
+    "parent_message_id, sender, text, message_time, created_at, metadata, correlation_id, "
+    "request_id, run_id, model, prompt_tokens, completion_tokens, total_tokens, o_user, o_org, "
+    "o_realm, o_anon, n) "
+    "JOIN conversations c ON c.id = v.conversation_id AND c.user_id = v.o_user "
+    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon "
+    "ORDER BY v.n"
+)
+
+# The conversation's state changes inside the message transaction, when it changes. Its
+# updated_at is moved forward right after the commit, in a transaction of its own that does not
+# wait for the disk: a row lock held until a synchronous commit would make every writer of a
+# conversation wait for the previous writer's fsync, and a lost updated_at (a server crash in
+# that instant) is harmless, unlike a lost message.
+_PG_STATE = (
+    "UPDATE conversations AS c SET state = v.state "
+    "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
+    "WHERE c.id = v.id AND v.state IS NOT NULL AND v.state <> c.state"
+)
+_PG_TOUCH = (
+    "UPDATE conversations SET updated_at = GREATEST(updated_at, $1::timestamptz) "
+    "WHERE id = ANY($2::varchar[])"
+)
 
 
 class _PGTx:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.touch_later: tuple[list[str], _dt.datetime] | None = None
+
+    async def write(
+        self,
+        rows: list[dict[str, Any]],
+        items: list[tuple[str, str | None, Any]],
+        now: _dt.datetime,
+    ) -> bool:
+        owners = {cid: o for cid, _, o in items}
+        cols: list[list[Any]] = [[] for _ in range(19)]
+        for r in rows:
+            o = owners[r["conversation_id"]]
+            values = (
+                r["id"],
+                r["conversation_id"],
+                r["parent_message_id"],
+                r["sender"],
+                r["text"],
+                r["message_time"],
+                r["created_at"],
+                _dumps(r["metadata"]),
+                r["correlation_id"],
+                r["request_id"],
+                r["run_id"],
+                r["model"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                r["total_tokens"],
+                o.user_id,
+                o.org_id,
+                o.realm,
+                bool(o.is_anonymous),
+            )
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+        status = await self.raw.execute(_PG_INSERT, *cols)
+        if int(status.rsplit(" ", 1)[-1]) != len(rows):
+            return False
+        if any(i[1] is not None for i in items):
+            await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
+        self.touch_later = ([i[0] for i in items], now)
+        return True
+
+    async def touch(self) -> None:
+        if self.touch_later is None:
+            return
+        ids, now = self.touch_later
+        try:
+            async with self.raw.transaction():
+                await self.raw.execute("SET LOCAL synchronous_commit TO OFF")
+                await self.raw.execute(_PG_TOUCH, now, ids)
+        except Exception as exc:  # the messages are committed; only the list order lags
+            logger.debug("hookwire: refreshing conversations.updated_at failed: %r", exc)
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
         rows = await self.raw.fetch(
@@ -1405,28 +1635,19 @@ class _PGTx:
             ],
         )
 
-    async def touch(self, items: list[tuple[str, str | None, Any]], now: _dt.datetime) -> int:
-        # ids come sorted: concurrent writers lock conversation rows in one order, no deadlock
-        rows = await self.raw.fetch(
-            "UPDATE conversations AS c SET updated_at = $1, state = COALESCE(v.state, c.state) "
-            "FROM unnest($2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], "
-            "$6::varchar[], $7::bool[]) AS v(id, state, user_id, org_id, realm, anon) "
-            "WHERE c.id = v.id AND c.user_id = v.user_id AND c.org_id = v.org_id "
-            "AND c.realm = v.realm AND c.is_anonymous = v.anon RETURNING c.id",
-            now,
-            [i[0] for i in items],
-            [i[1] for i in items],
-            [i[2].user_id for i in items],
-            [i[2].org_id for i in items],
-            [i[2].realm for i in items],
-            [bool(i[2].is_anonymous) for i in items],
-        )
-        return len(rows)
-
 
 class _CoreTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def write(
+        self,
+        rows: list[dict[str, Any]],
+        items: list[tuple[str, str | None, Any]],
+        now: _dt.datetime,
+    ) -> bool:
+        await self.insert(rows)
+        return await self.touch(items, now) == len(items)
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
         c = conversations.c
@@ -1472,8 +1693,10 @@ async def _open_tx(url: str) -> AsyncIterator[Any]:
     if url.startswith("postgresql+asyncpg"):
         async with get_engine(url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
+            tx = _PGTx(raw)
             async with raw.transaction():
-                yield _PGTx(raw)
+                yield tx
+            await tx.touch()
     else:
         async with get_write_engine(url).begin() as conn:
             yield _CoreTx(conn)

@@ -45,6 +45,7 @@ __all__ = [
     "get_write_engine",
     "head_revision",
     "is_sqlite",
+    "json_loads",
     "resolve_url",
     "schema_revision",
     "upgrade",
@@ -65,6 +66,14 @@ _BUSY_TIMEOUT_MS = 30_000
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def json_loads(value: Any) -> Any:
+    """Decode a stored JSON value. SQLite gives a column declared ``JSON`` numeric affinity,
+    so a bare JSON number comes back as a number already."""
+    if isinstance(value, (int, float)):
+        return value
+    return orjson.loads(value)
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -178,7 +187,7 @@ def _create(url: str) -> AsyncEngine:
         engine = create_async_engine(
             url,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=json_loads,
             connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -187,7 +196,7 @@ def _create(url: str) -> AsyncEngine:
     return create_async_engine(
         url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=json_loads,
         pool_size=10,
         max_overflow=10,
     )
