@@ -275,6 +275,21 @@ async def test_call_accounting_rejects_bad_tokens(
     assert await h.asummary() == []
 
 
+def test_call_accounting_sync_reads_the_callers_context(tmp_path: Path) -> None:
+    h = AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/a.db", model_name="gpt-4")
+    with request_context(user_id="ctx-user", org_id="ctx-org", request_id="req-9"):
+        record = h.call_accounting_sync(output_tokens=10, prompt_tokens=20, agent_slug="bot")
+    assert record.user_id == "ctx-user"
+    assert record.org_id == "ctx-org"
+    assert record.request_id == "req-9"
+    (row,) = h.summary(by=("user", "agent"))
+    assert row["user"] == "ctx-user"
+    assert row["agent"] == "bot"
+    assert row["cost"] == pricing.cost("gpt-4", Usage(20, 10))
+    with pytest.raises(InvalidUsageError):
+        h.call_accounting_sync(output_tokens=-1, prompt_tokens=0)
+
+
 # -- budgets in one process -------------------------------------------------------------------
 
 
@@ -436,6 +451,9 @@ def test_prompt_estimate_is_an_upper_bound() -> None:
     many = [{"role": "user", "content": "x" * 100}] * 3
     assert estimate_prompt_tokens(many) >= 300
     assert estimate_prompt_tokens(object()) > 0
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}}
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}]
+    assert 1600 < estimate_prompt_tokens(with_image) < 1700
 
 
 # -- across processes -------------------------------------------------------------------------

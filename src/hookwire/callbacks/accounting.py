@@ -124,14 +124,23 @@ def _fit(record: UsageRecord) -> UsageRecord:
     return dataclasses.replace(record, **long) if long else record
 
 
+#: Tokens reserved per image in a prompt: OpenAI's high-detail 2048x2048 tile count (1,105)
+#: with a margin. An image's bytes say nothing about its tokens.
+IMAGE_TOKENS: Final = 1_600
+_IMAGE_PARTS: Final = frozenset({"image_url", "input_image", "image"})
+
+
 def estimate_prompt_tokens(prompt: Any) -> int:
     """An upper bound of the tokens a prompt can use: its UTF-8 bytes (a byte-level BPE token
-    is at least one byte) plus a few per message for roles and separators."""
+    is at least one byte) plus a few per message for roles and separators; an image part
+    (``{"type": "image_url", ...}``) counts ``IMAGE_TOKENS``."""
     if prompt is None:
         return 0
     if isinstance(prompt, str):
         return len(prompt.encode("utf-8", "replace")) + 8
     if isinstance(prompt, Mapping):
+        if prompt.get("type") in _IMAGE_PARTS:
+            return IMAGE_TOKENS
         total = 8
         for v in prompt.values():
             total += estimate_prompt_tokens(v) if not isinstance(v, str) else len(v.encode()) + 1
@@ -528,12 +537,56 @@ class AccountingCallbackHandler(BaseCallback):
 
         The model is ``model`` or ``self.model_name``. User, org and agent are the arguments,
         else the caller's request context (``hookwire.request_context``), else the handler's.
-        The run is ``run_id`` if given, else the
-        last LLM call this handler recorded automatically (if not already paired), else a new
-        one; a run already in the ledger is not counted again. Returns the record (its
-        ``cost`` is ``None`` if the model's price is unknown). Negative or non-integer token
-        counts raise ``InvalidUsageError``.
+        The run is ``run_id`` if given, else the last LLM call this handler recorded
+        automatically (if not already paired), else a new one; a run already in the ledger is
+        not counted again. Returns the record (its ``cost`` is ``None`` if the model's price is
+        unknown). Negative or non-integer token counts raise ``InvalidUsageError``.
         """
+        record = self._manual(
+            output_tokens, prompt_tokens, agent_slug, run_id, cached_tokens, reasoning_tokens,
+            model, provider, user_id, org_id, cost,
+        )  # fmt: skip
+        await runner.run(self.store.record([record]))
+        return record
+
+    def call_accounting_sync(
+        self,
+        output_tokens: int,
+        prompt_tokens: int,
+        agent_slug: str | None = None,
+        *,
+        run_id: str | None = None,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        user_id: str | None = None,
+        org_id: str | None = None,
+        cost: Decimal | None = None,
+    ) -> UsageRecord:
+        """``call_accounting`` for sync code (the same arguments; waits for the write)."""
+        record = self._manual(
+            output_tokens, prompt_tokens, agent_slug, run_id, cached_tokens, reasoning_tokens,
+            model, provider, user_id, org_id, cost,
+        )  # fmt: skip
+        runner.run_sync(self.store.record([record]))
+        return record
+
+    def _manual(
+        self,
+        output_tokens: int,
+        prompt_tokens: int,
+        agent_slug: str | None,
+        run_id: str | None,
+        cached_tokens: int | None,
+        reasoning_tokens: int | None,
+        model: str | None,
+        provider: str | None,
+        user_id: str | None,
+        org_id: str | None,
+        cost: Decimal | None,
+    ) -> UsageRecord:
+        # Built in the caller's thread, so that its request context is the one read.
         usage = Usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=output_tokens,
@@ -553,7 +606,7 @@ class AccountingCallbackHandler(BaseCallback):
         context = current_context()
         explicit = {"user_id": user_id, "org_id": org_id, "agent": agent_slug}
         context.update({k: v for k, v in explicit.items() if v is not None})
-        record = self._record(
+        return self._record(
             self._pair(run_id),
             usage,
             model=model or self.model_name,
@@ -563,8 +616,6 @@ class AccountingCallbackHandler(BaseCallback):
             kwargs=context,
             source="manual",
         )
-        await runner.run(self.store.record([record]))
-        return record
 
     # -- queries ------------------------------------------------------------------------------
 
