@@ -347,6 +347,41 @@ async def test_budget_stops_async_calls_and_releases_failed_ones(db_url: str) ->
             await m.aon_llm_start(PROMPT, model="gpt-4o")
 
 
+async def test_a_client_stops_at_the_budget_and_tells_the_other_handlers(
+    tmp_path: Path,
+) -> None:
+    from hookwire import LocalLLM
+    from hookwire.testing import RecordingCallback
+
+    pricing.set_price("local-echo", input_mtok=1000, output_mtok=1000)  # make it cost
+    try:
+        accounting = AccountingCallbackHandler(
+            database_url=f"sqlite:///{tmp_path}/a.db",
+            user_id="u",
+            budgets=Budget("0.05", period="day"),
+        )
+        seen = RecordingCallback()
+        llm = LocalLLM(callbacks=[accounting, seen], max_tokens=10)
+        answers = 0
+        stopped = False
+        for _ in range(50):
+            try:
+                await llm.agenerate([{"role": "user", "content": "hi there"}])
+            except BudgetExceeded:
+                stopped = True
+                break
+            answers += 1
+        assert stopped
+        assert answers >= 1
+        assert "on_budget_exceeded" in seen.hooks()
+        await asyncio.to_thread(accounting.flush, 30)
+        (row,) = await accounting.asummary()
+        assert row["calls"] == answers
+        assert Decimal("0.05") <= row["cost"]
+    finally:
+        pricing.clear_prices()
+
+
 def test_budget_applies_per_key_from_the_context(tmp_path: Path) -> None:
     h = AccountingCallbackHandler(
         database_url=f"sqlite:///{tmp_path}/a.db", budgets=Budget(0, period=None, scope="agent")
