@@ -377,7 +377,9 @@ async def test_a_client_stops_at_the_budget_and_tells_the_other_handlers(
         await asyncio.to_thread(accounting.flush, 30)
         (row,) = await accounting.asummary()
         assert row["calls"] == answers
-        assert Decimal("0.05") <= row["cost"]
+        one_call = pricing.estimate("local-echo", 40, 10, "local")
+        assert one_call is not None
+        assert Decimal("0.05") <= row["cost"] < Decimal("0.05") + one_call
     finally:
         pricing.clear_prices()
 

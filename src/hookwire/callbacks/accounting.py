@@ -242,6 +242,17 @@ class _Writer:
     def pending(self) -> int:
         return self._submitted - self._written
 
+    async def settle(self, timeout: float) -> None:
+        """Wait (without blocking the event loop) until what was queued before is written,
+        or ``timeout`` seconds pass."""
+        target = self._submitted
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Polled: the writer runs on the store loop, which may be another thread's loop than
+        # the caller's, and an asyncio.Event serves one loop only.
+        while self._written < target and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+
     def flush(self, timeout: float | None = None) -> bool:
         if runner.in_store_loop():
             return self.pending == 0  # waiting here would block the writer itself
@@ -299,6 +310,8 @@ class AccountingCallbackHandler(BaseCallback):
     ``reservation_ttl`` (seconds) is how long a reservation counts if its call never reports
     back; with ``fail_open=True`` (the default) a budget that cannot be checked because the
     database is unreachable lets the call through (logged), with ``False`` it stops it.
+    ``settle_wait`` (seconds) is how long a budget check waits for this handler's queued rows
+    to be written first, so that calls that already ended count at their real cost.
     """
 
     name = "AccountingCallbackHandler"
@@ -319,6 +332,7 @@ class AccountingCallbackHandler(BaseCallback):
         default_max_tokens: int = 4096,
         reservation_ttl: float = 600.0,
         fail_open: bool = True,
+        settle_wait: float = 2.0,
     ) -> None:
         if store is not None and database_url is not None:
             raise ConfigurationError("pass store= or database_url=, not both")
@@ -352,6 +366,7 @@ class AccountingCallbackHandler(BaseCallback):
         self.default_max_tokens = default_max_tokens
         self.reservation_ttl = float(reservation_ttl)
         self.fail_open = fail_open
+        self.settle_wait = float(settle_wait)
         self.store = store if store is not None else UsageLedger(database_url)
         self._writer = _Writer(self.store, self.name)
         self._last_run: str | None = None
@@ -403,6 +418,10 @@ class AccountingCallbackHandler(BaseCallback):
         claims = self._claims(prompt, kwargs)
         if not claims:
             return
+        if self._writer.pending:
+            # Calls that ended here are still counted at their worst case until their rows
+            # are written; wait for those rows so the check sees what they really cost.
+            await self._writer.settle(self.settle_wait)
         run_id = kwargs.get("run_id") or new_id()
         try:
             await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
