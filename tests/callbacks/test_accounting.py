@@ -447,6 +447,27 @@ def test_unreachable_database_fails_open_or_closed(caplog: pytest.LogCaptureFixt
         CallbackManager([closed]).on_llm_start(PROMPT, model="gpt-4o")
 
 
+@pytest.mark.timeout(20)
+def test_a_database_that_refuses_writes_does_not_slow_budget_checks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = AccountingCallbackHandler(
+        database_url="postgresql://postgres@127.0.0.1:1/none",
+        user_id="u",
+        budgets=Budget(1),
+        settle_wait=60,  # were it waited for, the test's timeout would stop it
+    )
+    m = CallbackManager([h])
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        m.on_llm_end(response(), run_id="queued")
+        while not h._writer.failing:
+            assert h.flush(timeout=0.05) is False
+        m.on_llm_start(PROMPT, model="gpt-4o")  # fails open at once
+        h.close(timeout=0.1)
+    assert h.pending == 0
+    assert "lost" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -164,6 +164,9 @@ class _Writer:
         self._written = 0
         self._failures = 0
         self.dropped = 0
+        #: Whether the last write failed (the rows are kept and retried).
+        self.failing = False
+        self._stopped = False
 
     def submit(self, item: UsageRecord | str) -> None:
         with self._lock:
@@ -199,8 +202,12 @@ class _Writer:
                     continue
                 # Keep the rows and try again: the database may be restarting or locked.
                 self._failures += 1
+                if self._stopped:
+                    self._give_up(batch)
+                    continue
                 with self._lock:
                     self._pending.extendleft(reversed(batch))
+                self.failing = True
                 if self._failures == 1:
                     logger.error(
                         "hookwire: %s could not write %d usage row(s) to %s; retrying "
@@ -216,6 +223,7 @@ class _Writer:
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
+            self.failing = False
             with self._lock:
                 self._written += len(batch)
                 self._done.notify_all()
@@ -237,6 +245,30 @@ class _Writer:
                     exc,
                     item,
                 )
+
+    def stop(self) -> None:
+        """Stop retrying: rows that cannot be written from now on are dropped (logged)."""
+        self._stopped = True
+        if self.failing:
+            # The writer is waiting to retry, with its rows back in the queue: drop them now.
+            self._give_up([])
+
+    def _give_up(self, batch: list[UsageRecord | str]) -> None:
+        with self._lock:
+            rest = list(self._pending)
+            self._pending.clear()
+            lost = len(batch) + len(rest)
+            if not lost:
+                return
+            self._written += lost
+            self.dropped += sum(1 for b in [*batch, *rest] if isinstance(b, UsageRecord))
+            self._done.notify_all()
+        logger.error(
+            "hookwire: %s was closed while %s refused writes; %d queued usage row(s) lost",
+            self.name,
+            self.ledger,
+            lost,
+        )
 
     @property
     def pending(self) -> int:
@@ -418,9 +450,10 @@ class AccountingCallbackHandler(BaseCallback):
         claims = self._claims(prompt, kwargs)
         if not claims:
             return
-        if self._writer.pending:
+        if self._writer.pending and not self._writer.failing:
             # Calls that ended here are still counted at their worst case until their rows
-            # are written; wait for those rows so the check sees what they really cost.
+            # are written; wait for those rows so the check sees what they really cost (not
+            # while the database refuses writes: the call would only be slowed down).
             await self._writer.settle(self.settle_wait)
         run_id = kwargs.get("run_id") or new_id()
         try:
@@ -674,11 +707,14 @@ class AccountingCallbackHandler(BaseCallback):
         """Wait until every queued row is written; ``False`` if ``timeout`` ran out first."""
         return self._writer.flush(timeout)
 
-    def close(self) -> None:
-        """Write what is queued (waits up to 10 s)."""
-        if not self._writer.flush(10.0):
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting up to ``timeout`` seconds). Rows the database still
+        refuses after that are dropped and logged, and the writer stops retrying."""
+        if not self._writer.flush(timeout):
             logger.warning(
                 "hookwire: %s closed with %d usage row(s) not yet written",
                 self.name,
                 self._writer.pending,
             )
+            self._writer.stop()
+            self._writer.flush(1.0)  # a write in progress fails, and gives its rows up
