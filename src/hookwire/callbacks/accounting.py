@@ -342,8 +342,9 @@ class AccountingCallbackHandler(BaseCallback):
     ``reservation_ttl`` (seconds) is how long a reservation counts if its call never reports
     back; with ``fail_open=True`` (the default) a budget that cannot be checked because the
     database is unreachable lets the call through (logged), with ``False`` it stops it.
-    ``settle_wait`` (seconds) is how long a budget check waits for this handler's queued rows
-    to be written first, so that calls that already ended count at their real cost.
+    ``settle_wait`` (seconds) is how long a refused budget check waits for this handler's
+    queued rows to be written before it checks again, so that calls that already ended count
+    at their real cost rather than their worst case.
     """
 
     name = "AccountingCallbackHandler"
@@ -450,14 +451,17 @@ class AccountingCallbackHandler(BaseCallback):
         claims = self._claims(prompt, kwargs)
         if not claims:
             return
-        if self._writer.pending and not self._writer.failing:
-            # Calls that ended here are still counted at their worst case until their rows
-            # are written; wait for those rows so the check sees what they really cost (not
-            # while the database refuses writes: the call would only be slowed down).
-            await self._writer.settle(self.settle_wait)
         run_id = kwargs.get("run_id") or new_id()
         try:
-            await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
+            try:
+                await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
+            except BudgetExceeded:
+                if not self._writer.pending or self._writer.failing:
+                    raise
+                # Calls that ended here still count at their worst case until their rows are
+                # written: wait for those rows, then check again with what they really cost.
+                await self._writer.settle(self.settle_wait)
+                await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
         except BudgetExceeded:
             raise
         except HookwireError as exc:
