@@ -935,7 +935,8 @@ class ConversationStore:
     async def _write_batch_once(self, batch: Sequence[_Pending], trust_cache: bool) -> None:
         now = _dt.datetime.now(_UTC)
         cache = self._cache
-        async with _open_tx(self.url) as tx:
+        committed: list[Callable[[], None]] = []
+        async with _open_tx(self.url, committed) as tx:
             owners, missing_c, parents, missing_p, explicit = cache.known(batch, trust_cache)
             if missing_c:
                 owners.update(await tx.owners(missing_c))
@@ -947,10 +948,14 @@ class ConversationStore:
             # against (a cached owner may be stale if another process deleted it).
             if rows and not await tx.write(rows, items, now):
                 raise _StaleCacheError
-        # Only now is the transaction committed: acknowledge.
-        cache.learn(owners, results)
-        for p, outcome in results:
-            p.settle(outcome)
+
+            def acknowledge() -> None:
+                # runs once the transaction is committed, and only then
+                cache.learn(owners, results)
+                for p, outcome in results:
+                    p.settle(outcome)
+
+            committed.append(acknowledge)
 
 
 def _settler(
@@ -1688,18 +1693,23 @@ class _CoreTx:
 
 
 @asynccontextmanager
-async def _open_tx(url: str) -> AsyncIterator[Any]:
-    """A write transaction on ``url``: ``BEGIN IMMEDIATE`` on SQLite, committed on exit."""
+async def _open_tx(url: str, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:
+    """A write transaction on ``url``; once it is committed, the functions the body put in
+    ``committed`` are called."""
     if url.startswith("postgresql+asyncpg"):
         async with get_engine(url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             tx = _PGTx(raw)
             async with raw.transaction():
                 yield tx
+            for fn in committed:
+                fn()
             await tx.touch()
     else:
         async with get_write_engine(url).begin() as conn:
             yield _CoreTx(conn)
+        for fn in committed:
+            fn()
 
 
 def _fail(item: _Pending, exc: BaseException, url: str) -> None:
