@@ -1236,6 +1236,9 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+_IDLE_SECONDS = 30.0
+
+
 class _SQLiteWriter:
     """One thread that writes a SQLite database's messages, a group per transaction.
 
@@ -1257,21 +1260,26 @@ class _SQLiteWriter:
 
     def submit(self, item: _Pending) -> None:
         self._items.append(item)
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            with self._start_lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="hookwire-sqlite-writer", daemon=True
-                    )
-                    self._thread.start()
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="hookwire-sqlite-writer", daemon=True
+                )
+                self._thread.start()
         self._wake.set()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         items = self._items
         while True:
-            self._wake.wait()
+            if not self._wake.wait(_IDLE_SECONDS):
+                # idle: let the thread go (submit starts another), unless work just came
+                with self._start_lock:
+                    if not items:
+                        self._thread = None
+                        if conn is not None:
+                            conn.close()
+                        return
             self._wake.clear()
             while items:
                 batch = [items.popleft() for _ in range(min(len(items), MAX_BATCH))]
