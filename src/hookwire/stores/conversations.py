@@ -1636,32 +1636,6 @@ class _PGTx:
         rows = await self.raw.fetch("SELECT id FROM messages WHERE id = ANY($1::varchar[])", ids)
         return {r[0] for r in rows}
 
-    async def insert(self, rows: list[dict[str, Any]]) -> None:
-        marks = ",".join(f"${i}" for i in range(1, len(_INSERT_COLUMNS) + 1))
-        await self.raw.executemany(
-            f"INSERT INTO messages ({_MSG_SELECT}) VALUES ({marks})",
-            [
-                (
-                    r["id"],
-                    r["conversation_id"],
-                    r["parent_message_id"],
-                    r["sender"],
-                    r["text"],
-                    r["message_time"],
-                    r["created_at"],
-                    _dumps(r["metadata"]),
-                    r["correlation_id"],
-                    r["request_id"],
-                    r["run_id"],
-                    r["model"],
-                    r["prompt_tokens"],
-                    r["completion_tokens"],
-                    r["total_tokens"],
-                )
-                for r in rows
-            ],
-        )
-
 
 class _CoreTx:
     def __init__(self, conn: AsyncConnection) -> None:
