@@ -394,3 +394,39 @@ def test_background_recording_does_not_block_dispatch(db_url: str) -> None:
             parent = by_id[m["parent_message_id"]]
             assert parent["run_id"] == m["run_id"]
             assert parent["text"] == "q" + m["text"][1:]
+
+
+def test_recording_is_drained_when_the_process_exits(db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    user = f"exit-{uuid.uuid4().hex[:6]}"
+    script = textwrap.dedent(
+        f"""
+        from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
+        from hookwire.dispatch import CallbackManager
+
+        chat = ChatHistoryCallbackHandler(
+            user_data={{"user_id": {user!r}}}, conversation_id={user!r},
+            database_url={db_url!r},
+        )
+        manager = CallbackManager([chat])
+        for i in range(20):
+            run_id = manager.on_run_start(f"question {{i}}")
+            manager.on_run_end(f"answer {{i}}", run_id=run_id)
+        # no flush(): the process exits with the turns still queued
+        """
+    )
+    src = str(Path(hookwire.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, timeout=120, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    reader = ChatHistoryCallbackHandler(user_data={"user_id": user}, database_url=db_url)
+    details = reader.get_conversation_details_sync(user)
+    assert details["message_count"] == 40
+    assert [m["text"] for m in details["messages"]][-2:] == ["question 19", "answer 19"]
