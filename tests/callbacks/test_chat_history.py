@@ -430,3 +430,40 @@ def test_recording_is_drained_when_the_process_exits(db_url: str) -> None:
     details = reader.get_conversation_details_sync(user)
     assert details["message_count"] == 40
     assert [m["text"] for m in details["messages"]][-2:] == ["question 19", "answer 19"]
+
+
+async def test_seed_configuration_example(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hookwire.config import Settings
+
+    conversation = f"conv-{uuid.uuid4()}"
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", db_url)
+    monkeypatch.setenv("HOOKWIRE_CONVERSATION_ID", conversation)
+    monkeypatch.setenv("HOOKWIRE_USER_ID", "user-from-env")
+    monkeypatch.setenv("HOOKWIRE_ORG_ID", "org-from-env")
+    monkeypatch.setenv("HOOKWIRE_AGENT_TITLE", "Configured Agent")
+
+    # Get settings
+    settings = Settings()
+
+    # Create chat history with configuration based on settings
+    chat_history = ChatHistoryCallbackHandler(
+        conversation_id=settings.conversation_id,
+        correlation_id=settings.correlation_id,
+        request_id=settings.request_id,
+        user_data=settings.get_user_data(),
+        realm=settings.realm,
+        agent_title=settings.agent_title,
+        is_anonymous=settings.is_anonymous,
+    )
+
+    assert chat_history.conversation_id == conversation
+    cid = await chat_history.create_conversation(conversation_id=conversation)
+    await chat_history.send_message(cid, "configured", "end_user")
+    details = await chat_history.get_conversation_details()
+    assert (details["user_id"], details["org_id"], details["realm"]) == (
+        "user-from-env",
+        "org-from-env",
+        "main",
+    )
+    assert details["agent_title"] == "Configured Agent"
+    assert details["message_count"] == 1
