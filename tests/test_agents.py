@@ -99,3 +99,16 @@ def test_bad_arguments() -> None:
         ConversationAgent("", LocalLLM())
     with pytest.raises(ConfigurationError):
         ConversationAgent("A", LocalLLM(), max_turns=-1)
+
+
+def test_agent_serves_several_event_loops() -> None:
+    import asyncio
+
+    agent = ConversationAgent("A", LocalLLM())
+    asyncio.run(agent.process_message("one"))
+
+    async def two_at_once() -> None:
+        await asyncio.gather(agent.process_message("two"), agent.process_message("three"))
+
+    asyncio.run(two_at_once())
+    assert [t["content"] for t in agent.turns if t["role"] == "user"] == ["one", "two", "three"]

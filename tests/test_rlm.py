@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -367,3 +369,64 @@ def test_stream_can_be_abandoned() -> None:
     assert next(stream) == "You "
     stream.close()  # type: ignore[attr-defined]
     assert hookwire.current_run() is None
+
+
+async def test_async_handlers_and_concurrent_runs_keep_their_ids() -> None:
+    from hookwire.callbacks import AsyncBaseCallback
+
+    class AsyncTokens(AsyncBaseCallback):
+        def __init__(self) -> None:
+            self.by_parent: dict[str, list[str]] = {}
+
+        async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            await asyncio.sleep(0)  # let the other run interleave
+            self.by_parent.setdefault(kwargs["parent_run_id"], []).append(token)
+
+    handler = AsyncTokens()
+    rlm = RLM.from_local(callbacks=[handler])
+    first, second = await asyncio.gather(rlm.arun("alpha beta"), rlm.arun("gamma delta"))
+    assert "".join(handler.by_parent[first.run_id]) == first.content == "You said: alpha beta"
+    assert "".join(handler.by_parent[second.run_id]) == second.content
+    assert first.trace_id != second.trace_id
+
+
+def test_runs_from_threads_keep_their_ids() -> None:
+    rec = RecordingCallback()
+    rlm = RLM.from_local(callbacks=[rec])
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: rlm.run(f"message {i}"), range(8)))
+    for result in results:
+        mine = [
+            c
+            for c in rec.calls
+            if c.get("trace_id") == result.run_id or c.get("run_id") == result.run_id
+        ]
+        ends = [c for c in mine if c.hook == "on_llm_end"]
+        assert len(ends) == 1
+        assert ends[0]["response"].content == result.content
+
+
+def test_max_steps_does_not_run_tools_it_cannot_report(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script(ToolCallReply("order_status", {"order_id": "X"}))
+    with pytest.raises(MaxStepsExceeded):
+        rlm_on_server(rec, tools=[order_status], max_steps=1).run("go")
+    assert rec.of("tool_start") == []
+
+
+def test_two_tool_calls_in_one_streamed_answer(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    sink = Tokens()
+    openai_server.script(
+        ToolCallReply(
+            "order_status", {"order_id": "A-1"}, more=[("order_status", {"order_id": "B-2"})]
+        )
+    )
+    result = rlm_on_server(sink, tools=[order_status]).run("both orders")
+    tool_messages = [m for m in result.messages if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ["A-1: shipped", "B-2: shipped"]
+    assert result.content == "The tool returned: B-2: shipped"
+    assert openai_server.requests[0]["stream"] is True

@@ -90,6 +90,7 @@ class ConversationAgent:
         #: The conversation so far: ``{"role": "user"|"assistant", "content": ...}`` dicts.
         self.turns: list[dict[str, Any]] = []
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def llm(self) -> LLM:
@@ -119,8 +120,10 @@ class ConversationAgent:
         ``context`` adds request context for this turn (``request_id=...``). Turns of one
         agent are processed one at a time, in order.
         """
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            # A lock belongs to one event loop; an agent may serve several asyncio.run calls.
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             result: RunResult | None = None
             async for item in self.runner._aexecute(

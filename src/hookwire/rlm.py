@@ -69,6 +69,12 @@ class _RunTrace(trace):
 
     end_extra: dict[str, Any]
 
+    def _get_manager(self) -> CallbackManager | None:
+        # The runner always passes its manager: no per-run import or conversion.
+        if self._manager is None and self._callbacks is not None:
+            self._manager = CallbackManager.ensure(self._callbacks)
+        return self._manager
+
     def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
         kw = super()._end_kw(error)
         kw.update(getattr(self, "end_extra", {}))
@@ -447,7 +453,7 @@ class RLM:
                 recalled = self._recall(prompt) if self.memory is not None else []
                 messages = self._begin(history, prompt, recalled)
                 kw = self._call_kw(self.tools)
-                for _step in range(self.max_steps):
+                for step in range(1, self.max_steps + 1):
                     if deliver:
                         response: LLMResponse | None = None
                         for item in self.llm.stream(messages, **kw):
@@ -462,6 +468,11 @@ class RLM:
                     messages.append(self._assistant_message(response))
                     if not response.tool_calls:
                         break
+                    if step == self.max_steps:
+                        # No step is left to give the model the tools' results: don't run them.
+                        error = self._too_many_steps()
+                        self.callbacks.on_error(error, stage="run")
+                        raise error
                     for call in response.tool_calls:
                         output = run_tool(self.tools, call, self.callbacks)
                         messages.append(
@@ -472,10 +483,7 @@ class RLM:
                                 "content": output,
                             }
                         )
-                else:
-                    error = self._too_many_steps()
-                    self.callbacks.on_error(error, stage="run")
-                    raise error
+                assert response is not None  # max_steps >= 1, so the loop ran
                 answer = response.content
                 if self.memory is not None:
                     self._store(self._exchange(prompt, answer))
@@ -513,7 +521,7 @@ class RLM:
                 recalled = await self._arecall(prompt) if self.memory is not None else []
                 messages = self._begin(history, prompt, recalled)
                 kw = self._call_kw(self.tools)
-                for _step in range(self.max_steps):
+                for step in range(1, self.max_steps + 1):
                     if deliver:
                         response: LLMResponse | None = None
                         async for item in self.llm.astream(messages, **kw):
@@ -528,6 +536,10 @@ class RLM:
                     messages.append(self._assistant_message(response))
                     if not response.tool_calls:
                         break
+                    if step == self.max_steps:
+                        error = self._too_many_steps()
+                        await self.callbacks.aon_error(error, stage="run")
+                        raise error
                     for call in response.tool_calls:
                         output = await arun_tool(self.tools, call, self.callbacks)
                         messages.append(
@@ -538,10 +550,7 @@ class RLM:
                                 "content": output,
                             }
                         )
-                else:
-                    error = self._too_many_steps()
-                    await self.callbacks.aon_error(error, stage="run")
-                    raise error
+                assert response is not None  # max_steps >= 1, so the loop ran
                 answer = response.content
                 if self.memory is not None:
                     await self._astore(self._exchange(prompt, answer))

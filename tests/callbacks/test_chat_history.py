@@ -394,3 +394,76 @@ def test_background_recording_does_not_block_dispatch(db_url: str) -> None:
             parent = by_id[m["parent_message_id"]]
             assert parent["run_id"] == m["run_id"]
             assert parent["text"] == "q" + m["text"][1:]
+
+
+def test_recording_is_drained_when_the_process_exits(db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    user = f"exit-{uuid.uuid4().hex[:6]}"
+    script = textwrap.dedent(
+        f"""
+        from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
+        from hookwire.dispatch import CallbackManager
+
+        chat = ChatHistoryCallbackHandler(
+            user_data={{"user_id": {user!r}}}, conversation_id={user!r},
+            database_url={db_url!r},
+        )
+        manager = CallbackManager([chat])
+        for i in range(20):
+            run_id = manager.on_run_start(f"question {{i}}")
+            manager.on_run_end(f"answer {{i}}", run_id=run_id)
+        # no flush(): the process exits with the turns still queued
+        """
+    )
+    src = str(Path(hookwire.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, timeout=120, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    reader = ChatHistoryCallbackHandler(user_data={"user_id": user}, database_url=db_url)
+    details = reader.get_conversation_details_sync(user)
+    assert details["message_count"] == 40
+    assert [m["text"] for m in details["messages"]][-2:] == ["question 19", "answer 19"]
+
+
+async def test_seed_configuration_example(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hookwire.config import Settings
+
+    conversation = f"conv-{uuid.uuid4()}"
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", db_url)
+    monkeypatch.setenv("HOOKWIRE_CONVERSATION_ID", conversation)
+    monkeypatch.setenv("HOOKWIRE_USER_ID", "user-from-env")
+    monkeypatch.setenv("HOOKWIRE_ORG_ID", "org-from-env")
+    monkeypatch.setenv("HOOKWIRE_AGENT_TITLE", "Configured Agent")
+
+    # Get settings
+    settings = Settings()
+
+    # Create chat history with configuration based on settings
+    chat_history = ChatHistoryCallbackHandler(
+        conversation_id=settings.conversation_id,
+        correlation_id=settings.correlation_id,
+        request_id=settings.request_id,
+        user_data=settings.get_user_data(),
+        realm=settings.realm,
+        agent_title=settings.agent_title,
+        is_anonymous=settings.is_anonymous,
+    )
+
+    assert chat_history.conversation_id == conversation
+    cid = await chat_history.create_conversation(conversation_id=conversation)
+    await chat_history.send_message(cid, "configured", "end_user")
+    details = await chat_history.get_conversation_details()
+    assert (details["user_id"], details["org_id"], details["realm"]) == (
+        "user-from-env",
+        "org-from-env",
+        "main",
+    )
+    assert details["agent_title"] == "Configured Agent"
+    assert details["message_count"] == 1

@@ -146,3 +146,34 @@ def test_bad_failure_settings() -> None:
         LocalLLM().fail(1, "meteor")
     with pytest.raises(ConfigurationError):
         LocalLLM().fail(-1)
+
+
+def test_a_buggy_client_becomes_an_llm_error() -> None:
+    from hookwire.errors import LLMError
+
+    class Buggy(LocalLLM):
+        def _complete(self, request: Any) -> Any:
+            raise ZeroDivisionError("oops")
+
+        def _stream(self, request: Any) -> Any:
+            yield "partial "
+            raise ZeroDivisionError("oops")
+
+    rec = RecordingCallback()
+    with pytest.raises(LLMError, match="failed unexpectedly") as info:
+        Buggy(callbacks=[rec]).generate("x", stream=False)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert rec.hooks() == ["on_llm_start", "on_llm_error", "on_error"]
+    with pytest.raises(LLMError, match="ZeroDivisionError"):
+        Buggy().generate("x", stream=True)
+
+
+async def test_a_buggy_async_client_becomes_an_llm_error() -> None:
+    from hookwire.errors import LLMError
+
+    class Buggy(LocalLLM):
+        async def _acomplete(self, request: Any) -> Any:
+            raise ZeroDivisionError("oops")
+
+    with pytest.raises(LLMError, match="ZeroDivisionError"):
+        await Buggy().agenerate("x")

@@ -474,3 +474,31 @@ def test_async_calls_from_two_event_loops(openai_server: OpenAIServer) -> None:
             await llm.aclose()
 
     assert asyncio.run(once()) == asyncio.run(once())
+
+
+def test_sdk_retries_are_off(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(ErrorReply(500), "unused")
+    with pytest.raises(ServerError):
+        make(openai_server, retry=RetryPolicy(max_attempts=1)).generate(MSGS)
+    assert len(openai_server.requests) == 1
+
+
+def test_handler_that_asks_to_raise_is_not_rewrapped(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+
+    class Strict(BaseCallback):
+        raise_error = True
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            raise KeyError("strict handler")
+
+    with pytest.raises(KeyError, match="strict handler"):
+        make(openai_server, Strict()).generate(MSGS)
+
+
+def test_provider_name_in_events(openai_server: OpenAIServer, make: Make) -> None:
+    rec = RecordingCallback()
+    response = make(openai_server, rec, provider="vllm").generate(MSGS, stream=False)
+    assert response.provider == "vllm"
+    assert {c["provider"] for c in rec.calls} == {"vllm"}

@@ -557,3 +557,15 @@ async def test_bare_json_values_read_back_as_given(store: ConversationStore, val
     assert details["messages"][0]["metadata"] == value
     [message] = await store.get_messages(me, cid)
     assert message["metadata"] == value
+
+
+@pytest.mark.parametrize("odd", ["it's", "back\\slash", "semi;colon -- x", "ünïcode"])
+async def test_ids_with_any_characters(store: ConversationStore, odd: str) -> None:
+    me = owner()
+    first = await store.create_conversation(me, conversation_id=f"{odd}-{uuid.uuid4().hex[:6]}")
+    second = await store.create_conversation(me)
+    await store.add_message(me, first, "bump", "end_user", message_id=f"{odd}-m")
+    listed = [c["id"] for c in (await store.list_conversations(me)).items]
+    assert listed == [first, second]
+    details = await store.get_conversation_details(me, first)
+    assert [m["id"] for m in details["messages"]] == [f"{odd}-m"]

@@ -181,3 +181,25 @@ def test_forked_child_gets_its_own_writer(kind: str, tmp_path: Path) -> None:
         m["text"] for m in runner.run_sync(store.get_conversation_details(me, cid))["messages"]
     ]
     assert texts == ["parent", "before fork", "child", "parent after"]
+
+
+def test_idle_writer_thread_stops_and_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from hookwire.stores import conversations
+
+    monkeypatch.setattr(conversations, "_IDLE_SECONDS", 0.05)
+    store = ConversationStore(f"sqlite:///{tmp_path}/idle.db")
+    me = Owner("u", "", "")
+    cid = runner.run_sync(store.create_conversation(me))
+    store.add_message_sync(me, cid, "first", "end_user")
+    assert store._writer is not None
+    deadline = time.monotonic() + 10
+    while store._writer._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store._writer._thread is None  # gone while idle
+    store.add_message_sync(me, cid, "second", "end_user")  # and back when needed
+    details = runner.run_sync(store.get_conversation_details(me, cid))
+    assert [m["text"] for m in details["messages"]] == ["first", "second"]

@@ -22,6 +22,7 @@ manager); a handler present in both receives each event once.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from ..errors import (
     BudgetExceeded,
     CallbackAbort,
     ConfigurationError,
+    HookwireError,
     LLMError,
     StreamInterrupted,
     TransientLLMError,
@@ -210,7 +212,9 @@ class _Call:
     """The state of one logical call (all its attempts)."""
 
     __slots__ = (
+        "atoken_fns",
         "attempts",
+        "delivered",
         "kw",
         "managers",
         "request",
@@ -237,7 +241,11 @@ class _Call:
         self.attempts = 0
         self.t0 = 0.0
         self.ttft: float | None = None
-        self.token_fns = tuple(m.on_llm_new_token for m in managers if m.listens(_TOKEN_HOOK))
+        listening = [m for m in managers if m.listens(_TOKEN_HOOK)]
+        self.token_fns = tuple(m.on_llm_new_token for m in listening)
+        self.atoken_fns = tuple(m.aon_llm_new_token for m in listening)
+        #: Characters of the answer already yielded to a streaming caller (across retries).
+        self.delivered = 0
 
     def elapsed_ms(self) -> float:
         return (_perf() - self.t0) * 1000.0
@@ -454,9 +462,16 @@ class BaseLLM:
 
     @staticmethod
     def _retrying_kw(call: _Call) -> dict[str, Any]:
+        # Tenacity runs attempts 2..max_attempts (see _retry), so its numbers are one behind.
+        policy = call.retry
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            return policy.delay(state.attempt_number + 1, error)
+
         return {
-            "stop": stop_after_attempt(call.retry.max_attempts),
-            "wait": call.retry.wait,
+            "stop": stop_after_attempt(policy.max_attempts - 1),
+            "wait": wait,
             "retry": retry_if_exception(RetryPolicy.should_retry),
             "reraise": True,
         }
@@ -487,6 +502,14 @@ class BaseLLM:
             tool_calls=end.tool_calls,
             provider=self.provider,
             id=end.id,
+        )
+
+    def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:
+        return LLMError(
+            f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc} "
+            "(a bug in the client; please report it)",
+            provider=self.provider,
+            model=call.request.model,
         )
 
     def _cut(self, call: _Call, error: TransientLLMError, parts: list[str]) -> TransientLLMError:
@@ -538,68 +561,98 @@ class BaseLLM:
             assert error is not None  # tenacity only sleeps after a failed attempt
             delay = state.next_action.sleep if state.next_action is not None else 0.0
             for m in call.managers:
-                m.on_retry(state.attempt_number, max_attempts, error, delay=delay, **call.kw)
+                m.on_retry(state.attempt_number + 1, max_attempts, error, delay=delay, **call.kw)
 
         return before_sleep
 
+    def _attempt(self, call: _Call, n: int, deliver: bool) -> Generator[str, None, LLMResponse]:
+        """One attempt: the provider's answer, with its tokens emitted (and yielded)."""
+        call.attempts = n
+        if not call.stream:
+            try:
+                return self._complete(call.request)
+            except HookwireError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(call, exc) from exc
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        fns = call.token_fns
+        kw = call.kw
+        seen = 0
+        pieces = iter(self._stream(call.request))
+        try:
+            while True:
+                # Only the provider's own failures are wrapped: a handler that asks to raise
+                # (raise_error=True) has its exception reach the caller unchanged.
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    break
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
+                if isinstance(piece, StreamEnd):
+                    end = piece
+                    continue
+                if not piece:
+                    continue
+                if call.ttft is None:
+                    call.ttft = call.elapsed_ms()
+                index = len(parts)
+                parts.append(piece)
+                for fn in fns:
+                    fn(piece, attempt=n, index=index, **kw)
+                if deliver:
+                    # A retried stream starts again from the beginning: only text past what
+                    # the caller already has is yielded.
+                    seen += len(piece)
+                    if seen > call.delivered:
+                        new = piece[len(piece) - (seen - call.delivered) :]
+                        call.delivered = seen
+                        yield new
+        except TransientLLMError as error:
+            raise self._cut(call, error, parts) from error
+        return self._assemble(call, parts, end, n)
+
+    def _retry(
+        self, call: _Call, first: TransientLLMError, deliver: bool
+    ) -> Generator[str, None, LLMResponse]:
+        """Attempts 2.. after a first transient failure, on tenacity.
+
+        The first attempt runs without tenacity, so a call that succeeds at once pays nothing
+        for retries; tenacity's attempt numbers are therefore one behind the call's.
+        """
+        policy = call.retry
+        delay = policy.delay(1, first)
+        for m in call.managers:
+            m.on_retry(1, policy.max_attempts, first, delay=delay, **call.kw)
+        if delay:
+            time.sleep(delay)
+        response: LLMResponse | None = None
+        for attempt in Retrying(before_sleep=self._before_sleep(call), **self._retrying_kw(call)):
+            with attempt:
+                n = attempt.retry_state.attempt_number + 1
+                response = yield from self._attempt(call, n, deliver)
+        assert response is not None
+        return response
+
     def _run(self, call: _Call, deliver: bool) -> Generator[str, None, LLMResponse]:
         self._start(call)
-        delivered = 0  # characters already yielded to the caller (kept across retries)
         try:
-            response: LLMResponse | None = None
-            for attempt in Retrying(
-                before_sleep=self._before_sleep(call), **self._retrying_kw(call)
-            ):
-                with attempt:
-                    call.attempts = n = attempt.retry_state.attempt_number
-                    if not call.stream:
-                        response = self._complete(call.request)
-                        continue
-                    parts: list[str] = []
-                    end: StreamEnd | None = None
-                    fns = call.token_fns
-                    kw = call.kw
-                    seen = 0
-                    try:
-                        for piece in self._stream(call.request):
-                            if isinstance(piece, StreamEnd):
-                                end = piece
-                                continue
-                            if not piece:
-                                continue
-                            if call.ttft is None:
-                                call.ttft = call.elapsed_ms()
-                            index = len(parts)
-                            parts.append(piece)
-                            for fn in fns:
-                                fn(piece, attempt=n, index=index, **kw)
-                            if deliver:
-                                seen += len(piece)
-                                if seen > delivered:
-                                    new = piece[len(piece) - (seen - delivered) :]
-                                    delivered = seen
-                                    yield new
-                    except TransientLLMError as error:
-                        raise self._cut(call, error, parts) from error
-                    response = self._assemble(call, parts, end, n)
-            assert response is not None
+            try:
+                response = yield from self._attempt(call, 1, deliver)
+            except TransientLLMError as first:
+                if call.retry.max_attempts <= 1:
+                    raise
+                response = yield from self._retry(call, first, deliver)
         except CallbackAbort as abort:
             self._aborted(call, abort)
             raise
         except LLMError as error:
             self._failed(call, error)
             raise
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            wrapped = LLMError(
-                f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc}",
-                provider=self.provider,
-                model=call.request.model,
-            )
-            wrapped.__cause__ = exc
-            self._failed(call, wrapped)
-            raise wrapped from exc
         response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
@@ -643,51 +696,97 @@ class BaseLLM:
             assert error is not None  # tenacity only sleeps after a failed attempt
             delay = state.next_action.sleep if state.next_action is not None else 0.0
             for m in call.managers:
-                await m.aon_retry(state.attempt_number, max_attempts, error, delay=delay, **call.kw)
+                await m.aon_retry(
+                    state.attempt_number + 1, max_attempts, error, delay=delay, **call.kw
+                )
 
         return before_sleep
 
+    async def _aattempt(
+        self, call: _Call, n: int, deliver: bool
+    ) -> AsyncIterator[str | LLMResponse]:
+        """One attempt (async): yields the new text, then the response."""
+        call.attempts = n
+        if not call.stream:
+            try:
+                response = await self._acomplete(call.request)
+            except HookwireError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(call, exc) from exc
+            yield response
+            return
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        kw = call.kw
+        seen = 0
+        fns = call.atoken_fns
+        pieces = self._astream(call.request).__aiter__()
+        try:
+            while True:
+                try:
+                    piece = await pieces.__anext__()
+                except StopAsyncIteration:
+                    break
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
+                if isinstance(piece, StreamEnd):
+                    end = piece
+                    continue
+                if not piece:
+                    continue
+                if call.ttft is None:
+                    call.ttft = call.elapsed_ms()
+                index = len(parts)
+                parts.append(piece)
+                for fn in fns:
+                    await fn(piece, attempt=n, index=index, **kw)
+                if deliver:
+                    seen += len(piece)
+                    if seen > call.delivered:
+                        new = piece[len(piece) - (seen - call.delivered) :]
+                        call.delivered = seen
+                        yield new
+        except TransientLLMError as error:
+            raise self._cut(call, error, parts) from error
+        yield self._assemble(call, parts, end, n)
+
+    async def _aretry(
+        self, call: _Call, first: TransientLLMError, deliver: bool
+    ) -> AsyncIterator[str | LLMResponse]:
+        policy = call.retry
+        delay = policy.delay(1, first)
+        for m in call.managers:
+            await m.aon_retry(1, policy.max_attempts, first, delay=delay, **call.kw)
+        if delay:
+            await asyncio.sleep(delay)
+        retrying = AsyncRetrying(before_sleep=self._abefore_sleep(call), **self._retrying_kw(call))
+        async for attempt in retrying:
+            with attempt:
+                n = attempt.retry_state.attempt_number + 1
+                async for item in self._aattempt(call, n, deliver):
+                    yield item
+
     async def _arun(self, call: _Call, deliver: bool) -> AsyncIterator[str | LLMResponse]:
         await self._astart(call)
-        delivered = 0
-        token_fns = tuple(m.aon_llm_new_token for m in call.managers if m.listens(_TOKEN_HOOK))
+        response: LLMResponse | None = None
         try:
-            response: LLMResponse | None = None
-            retrying = AsyncRetrying(
-                before_sleep=self._abefore_sleep(call), **self._retrying_kw(call)
-            )
-            async for attempt in retrying:
-                with attempt:
-                    call.attempts = n = attempt.retry_state.attempt_number
-                    if not call.stream:
-                        response = await self._acomplete(call.request)
-                        continue
-                    parts: list[str] = []
-                    end: StreamEnd | None = None
-                    kw = call.kw
-                    seen = 0
-                    try:
-                        async for piece in self._astream(call.request):
-                            if isinstance(piece, StreamEnd):
-                                end = piece
-                                continue
-                            if not piece:
-                                continue
-                            if call.ttft is None:
-                                call.ttft = call.elapsed_ms()
-                            index = len(parts)
-                            parts.append(piece)
-                            for fn in token_fns:
-                                await fn(piece, attempt=n, index=index, **kw)
-                            if deliver:
-                                seen += len(piece)
-                                if seen > delivered:
-                                    new = piece[len(piece) - (seen - delivered) :]
-                                    delivered = seen
-                                    yield new
-                    except TransientLLMError as error:
-                        raise self._cut(call, error, parts) from error
-                    response = self._assemble(call, parts, end, n)
+            try:
+                async for item in self._aattempt(call, 1, deliver):
+                    if isinstance(item, LLMResponse):
+                        response = item
+                    else:
+                        yield item
+            except TransientLLMError as first:
+                if call.retry.max_attempts <= 1:
+                    raise
+                async for item in self._aretry(call, first, deliver):
+                    if isinstance(item, LLMResponse):
+                        response = item
+                    else:
+                        yield item
             assert response is not None
         except CallbackAbort as abort:
             await self._aaborted(call, abort)
@@ -695,17 +794,6 @@ class BaseLLM:
         except LLMError as error:
             await self._afailed(call, error)
             raise
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            wrapped = LLMError(
-                f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc}",
-                provider=self.provider,
-                model=call.request.model,
-            )
-            wrapped.__cause__ = exc
-            await self._afailed(call, wrapped)
-            raise wrapped from exc
         response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:

@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ..dispatch import Callbacks
 from ..errors import (
     ConfigurationError,
     LLMConnectionError,
@@ -39,6 +40,7 @@ from ..errors import (
 )
 from ..events import LLMResponse, ToolCall, Usage
 from .base import BaseLLM, LLMRequest, StreamEnd
+from .retry import RetryPolicy
 
 __all__ = ["LocalLLM"]
 
@@ -91,9 +93,9 @@ class LocalLLM(BaseLLM):
         fail_times: int = 0,
         failure: str = "rate_limit",
         token_delay: float = 0.0,
-        callbacks: Any = None,
+        callbacks: Callbacks = None,
         max_retries: int = 2,
-        retry: Any = None,
+        retry: RetryPolicy | None = None,
         **defaults: Any,
     ) -> None:
         super().__init__(

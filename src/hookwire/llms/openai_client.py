@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import openai
 
+from ..dispatch import Callbacks
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -30,30 +32,44 @@ from ..errors import (
 )
 from ..events import LLMResponse, ToolCall, Usage
 from .base import BaseLLM, LLMRequest, StreamEnd
+from .retry import RetryPolicy
 
 __all__ = ["OpenAIClient", "map_openai_error"]
 
 
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    try:
+        value = float(text) / scale
+    except ValueError:
+        return None
+    return max(value, 0.0) if math.isfinite(value) else None
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     if not headers:
         return None
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
+        value = _seconds(ms, 1000.0)
+        if value is not None:
+            return value
+    text = headers.get("retry-after")
+    if not text:
         return None
+    value = _seconds(text)
+    if value is not None:
+        return value
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(value)
+        parsed = email.utils.parsedate_tz(text)
+    except (TypeError, ValueError, IndexError):
+        return None
     if parsed is None:
         return None
-    return max(float(email.utils.mktime_tz(parsed)) - time.time(), 0.0)
+    try:
+        return max(float(email.utils.mktime_tz(parsed)) - time.time(), 0.0)
+    except (OverflowError, ValueError):
+        return None
 
 
 def map_openai_error(
@@ -154,9 +170,9 @@ class OpenAIClient(BaseLLM):
         model: str | None = "gpt-4o-mini",
         provider: str = "openai",
         timeout: float = 60.0,
-        callbacks: Any = None,
+        callbacks: Callbacks = None,
         max_retries: int = 2,
-        retry: Any = None,
+        retry: RetryPolicy | None = None,
         stream_usage: bool = True,
         default_headers: Mapping[str, str] | None = None,
         **defaults: Any,

@@ -37,6 +37,7 @@ import contextlib
 import datetime as _dt
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -935,7 +936,8 @@ class ConversationStore:
     async def _write_batch_once(self, batch: Sequence[_Pending], trust_cache: bool) -> None:
         now = _dt.datetime.now(_UTC)
         cache = self._cache
-        async with _open_tx(self.url) as tx:
+        committed: list[Callable[[], None]] = []
+        async with _open_tx(self.url, committed) as tx:
             owners, missing_c, parents, missing_p, explicit = cache.known(batch, trust_cache)
             if missing_c:
                 owners.update(await tx.owners(missing_c))
@@ -947,10 +949,14 @@ class ConversationStore:
             # against (a cached owner may be stale if another process deleted it).
             if rows and not await tx.write(rows, items, now):
                 raise _StaleCacheError
-        # Only now is the transaction committed: acknowledge.
-        cache.learn(owners, results)
-        for p, outcome in results:
-            p.settle(outcome)
+
+            def acknowledge() -> None:
+                # runs once the transaction is committed, and only then
+                cache.learn(owners, results)
+                for p, outcome in results:
+                    p.settle(outcome)
+
+            committed.append(acknowledge)
 
 
 def _settler(
@@ -1231,6 +1237,9 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+_IDLE_SECONDS = 30.0
+
+
 class _SQLiteWriter:
     """One thread that writes a SQLite database's messages, a group per transaction.
 
@@ -1252,21 +1261,26 @@ class _SQLiteWriter:
 
     def submit(self, item: _Pending) -> None:
         self._items.append(item)
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            with self._start_lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="hookwire-sqlite-writer", daemon=True
-                    )
-                    self._thread.start()
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="hookwire-sqlite-writer", daemon=True
+                )
+                self._thread.start()
         self._wake.set()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         items = self._items
         while True:
-            self._wake.wait()
+            if not self._wake.wait(_IDLE_SECONDS):
+                # idle: let the thread go (submit starts another), unless work just came
+                with self._start_lock:
+                    if not items:
+                        self._thread = None
+                        if conn is not None:
+                            conn.close()
+                        return
             self._wake.clear()
             while items:
                 batch = [items.popleft() for _ in range(min(len(items), MAX_BATCH))]
@@ -1530,6 +1544,7 @@ _PG_STATE = (
     "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
     "WHERE c.id = v.id AND v.state IS NOT NULL AND v.state <> c.state"
 )
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:@+=/-]{1,64}").fullmatch
 _PG_TOUCH = (
     "UPDATE conversations SET updated_at = GREATEST(updated_at, $1::timestamptz) "
     "WHERE id = ANY($2::varchar[])"
@@ -1587,11 +1602,23 @@ class _PGTx:
             return
         ids, now = self.touch_later
         try:
-            async with self.raw.transaction():
-                await self.raw.execute("SET LOCAL synchronous_commit TO OFF")
-                await self.raw.execute(_PG_TOUCH, now, ids)
+            if all(_PLAIN_ID(i) for i in ids):
+                # one round trip: the values are our own time and ids made only of
+                # characters that need no escaping (checked above)
+                listed = ", ".join(f"'{i}'" for i in ids)
+                await self.raw.execute(
+                    "BEGIN; SET LOCAL synchronous_commit TO OFF; "
+                    "UPDATE conversations SET updated_at = GREATEST(updated_at, "
+                    f"'{now.isoformat()}'::timestamptz) WHERE id IN ({listed}); COMMIT"
+                )
+            else:
+                async with self.raw.transaction():
+                    await self.raw.execute("SET LOCAL synchronous_commit TO OFF")
+                    await self.raw.execute(_PG_TOUCH, now, ids)
         except Exception as exc:  # the messages are committed; only the list order lags
             logger.debug("hookwire: refreshing conversations.updated_at failed: %r", exc)
+            with contextlib.suppress(Exception):
+                await self.raw.execute("ROLLBACK")
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
         rows = await self.raw.fetch(
@@ -1608,32 +1635,6 @@ class _PGTx:
     async def taken(self, ids: list[str]) -> set[str]:
         rows = await self.raw.fetch("SELECT id FROM messages WHERE id = ANY($1::varchar[])", ids)
         return {r[0] for r in rows}
-
-    async def insert(self, rows: list[dict[str, Any]]) -> None:
-        marks = ",".join(f"${i}" for i in range(1, len(_INSERT_COLUMNS) + 1))
-        await self.raw.executemany(
-            f"INSERT INTO messages ({_MSG_SELECT}) VALUES ({marks})",
-            [
-                (
-                    r["id"],
-                    r["conversation_id"],
-                    r["parent_message_id"],
-                    r["sender"],
-                    r["text"],
-                    r["message_time"],
-                    r["created_at"],
-                    _dumps(r["metadata"]),
-                    r["correlation_id"],
-                    r["request_id"],
-                    r["run_id"],
-                    r["model"],
-                    r["prompt_tokens"],
-                    r["completion_tokens"],
-                    r["total_tokens"],
-                )
-                for r in rows
-            ],
-        )
 
 
 class _CoreTx:
@@ -1688,18 +1689,24 @@ class _CoreTx:
 
 
 @asynccontextmanager
-async def _open_tx(url: str) -> AsyncIterator[Any]:
-    """A write transaction on ``url``: ``BEGIN IMMEDIATE`` on SQLite, committed on exit."""
+async def _open_tx(url: str, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:
+    """A write transaction on ``url``; once it is committed, the functions the body put in
+    ``committed`` are called."""
     if url.startswith("postgresql+asyncpg"):
         async with get_engine(url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             tx = _PGTx(raw)
             async with raw.transaction():
                 yield tx
+            # before acknowledging, so that a caller who lists conversations next sees it
             await tx.touch()
+            for fn in committed:
+                fn()
     else:
         async with get_write_engine(url).begin() as conn:
             yield _CoreTx(conn)
+        for fn in committed:
+            fn()
 
 
 def _fail(item: _Pending, exc: BaseException, url: str) -> None:

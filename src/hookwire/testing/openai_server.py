@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -201,6 +202,12 @@ def _default_answer(body: Mapping[str, Any]) -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as separate writes; without this, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         return None  # keep test output clean
@@ -516,6 +523,14 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: OpenAIServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing its pooled connection is normal; anything else is a server bug
+        # worth seeing.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class OpenAIServer:
     """An OpenAI-compatible HTTP server on 127.0.0.1, for tests (see the module docstring).
@@ -650,3 +665,28 @@ class OpenAIServer:
     def __repr__(self) -> str:
         state = f"{self.base_url}" if self._httpd is not None else "stopped"
         return f"OpenAIServer({state}, {len(self.requests)} requests, {self.pending} scripted)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until interrupted: ``python -m hookwire.testing.openai_server``.
+
+    Prints the base URL on the first line of stdout, so another process can point
+    ``OPENAI_BASE_URL`` at it.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="An OpenAI-compatible server for tests.")
+    parser.add_argument("--model", default="gpt-4o-mini")
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    with OpenAIServer(model=args.model, api_key=args.api_key) as server:
+        print(server.base_url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""SDK exceptions to hookwire.errors, and the Retry-After parser."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx2
+import openai
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hookwire import errors
+from hookwire.llms.openai_client import _retry_after, map_openai_error
+
+REQUEST = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+
+
+def status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+    response = httpx2.Response(status, headers=headers or {}, request=REQUEST)
+    classes = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        409: openai.ConflictError,
+        422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError,
+    }
+    cls = classes.get(
+        status, openai.InternalServerError if status >= 500 else openai.APIStatusError
+    )
+    return cls("scripted", response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, errors.BadRequestError),
+        (401, errors.AuthenticationError),
+        (403, errors.AuthenticationError),
+        (404, errors.BadRequestError),
+        (408, errors.LLMTimeoutError),
+        (409, errors.ServerError),
+        (422, errors.BadRequestError),
+        (429, errors.RateLimitError),
+        (500, errors.ServerError),
+        (502, errors.ServerError),
+        (503, errors.ServerError),
+        (418, errors.BadRequestError),
+    ],
+)
+def test_status_codes(status: int, expected: type[errors.LLMError]) -> None:
+    mapped = map_openai_error(status_error(status), provider="vllm", model="m")
+    assert type(mapped) is expected
+    assert mapped.status_code == status
+    assert mapped.provider == "vllm"
+    assert mapped.model == "m"
+    assert "vllm (m)" in str(mapped)
+    assert isinstance(mapped, errors.TransientLLMError) == (
+        status in (408, 409, 429) or status >= 500
+    )
+
+
+def test_retry_after_headers() -> None:
+    assert map_openai_error(status_error(429, {"retry-after": "7"})).retry_after == 7.0  # type: ignore[attr-defined]
+    assert map_openai_error(status_error(503, {"retry-after-ms": "250"})).retry_after == 0.25  # type: ignore[attr-defined]
+
+
+def test_connection_timeout_and_other_errors() -> None:
+    assert type(map_openai_error(openai.APITimeoutError(request=REQUEST))) is errors.LLMTimeoutError
+    conn = map_openai_error(openai.APIConnectionError(request=REQUEST))
+    assert type(conn) is errors.LLMConnectionError
+    assert "127.0.0.1:1" in str(conn)
+    assert type(map_openai_error(ValueError("bad json"))) is errors.MalformedResponseError
+    assert type(map_openai_error(openai.OpenAIError("odd"))) is errors.LLMError
+
+
+def test_retry_after_http_date() -> None:
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    value = _retry_after({"retry-after": future})
+    assert value is not None
+    assert 25 <= value <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert _retry_after({"retry-after": past}) == 0.0
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_retry_after_seconds(value: float) -> None:
+    assert _retry_after({"retry-after": repr(value)}) == pytest.approx(value)
+
+
+@given(st.text(max_size=30))
+def test_retry_after_never_raises_or_goes_negative(text: str) -> None:
+    value = _retry_after({"retry-after": text, "retry-after-ms": text})
+    assert value is None or value >= 0
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "", "soon", "Wed, 99 Foo 2024"])
+def test_retry_after_refuses_nonsense(text: str) -> None:
+    assert _retry_after({"retry-after": text}) is None
