@@ -72,3 +72,57 @@ def _isolated_home(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+# -- databases for store tests (hookwire.stores) -----------------------------------------------
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_url: str) -> Iterator[str]:
+    """A FRESH PostgreSQL database for this test session, at hookwire's schema head.
+
+    Other test sessions (other branches, other engineers) use the same server at the same
+    time, so each session creates its own ``hookwire_t_<random>`` database and drops it at the
+    end. The URL uses the asyncpg driver.
+    """
+    import uuid
+
+    from hookwire.stores import engine, runner
+
+    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        runner.run_sync(engine.upgrade(url), timeout=120)
+        yield url
+    finally:
+        try:
+            runner.run_sync(engine.dispose_engines(), timeout=30)
+        finally:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database URL for store tests, once for SQLite (a new file) and once for PostgreSQL
+    (the session's fresh database, see ``pg_database_url``). Both are at the schema head."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "hookwire.db"
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database_url")
+    return url

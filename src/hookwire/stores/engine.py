@@ -1,0 +1,389 @@
+"""Which database, one engine for it, and its schema.
+
+- :func:`resolve_url` ``(url=None)``: the explicit URL, else ``HOOKWIRE_DATABASE_URL``, else
+  the SQLite file ``./hookwire.db`` (made absolute). ``sqlite://`` gets the ``aiosqlite``
+  driver and ``postgresql://`` / ``postgres://`` get ``asyncpg``; anything else is a
+  ``ConfigurationError`` that lists what is accepted.
+- :func:`get_engine` ``(url)``: the ``AsyncEngine`` for that URL on the running event loop
+  (connections belong to a loop; stores run on the loop of ``hookwire.stores.runner``, so in
+  practice there is one per database per process). SQLite connections get WAL mode,
+  ``busy_timeout`` and foreign keys; write transactions there start with ``BEGIN IMMEDIATE``
+  (:func:`get_write_engine`) so concurrent writers queue instead of failing.
+- :func:`ensure_schema` ``(url)``: checks once per process that the schema is at the code's
+  Alembic head. A SQLite database is created or upgraded automatically (a local file the
+  app owns). Any other database older than the code raises ``MigrationError`` telling to run
+  ``hookwire db upgrade --db URL`` (or set ``HOOKWIRE_AUTO_MIGRATE=1`` to upgrade it
+  automatically too); a database newer than the code raises ``MigrationError`` too.
+- :func:`upgrade` ``(url, revision="head")``: applies the migrations (what ``hookwire db
+  upgrade`` runs); concurrent upgrades of one database are serialised.
+
+Migrations live in ``hookwire/stores/migrations/versions`` and run programmatically (no
+``alembic.ini``); every revision's ``down_revision`` chains to the previous one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import ConfigurationError, MigrationError, StoreError
+
+__all__ = [
+    "DEFAULT_SQLITE_FILE",
+    "dispose_engines",
+    "ensure_schema",
+    "get_engine",
+    "get_write_engine",
+    "head_revision",
+    "is_sqlite",
+    "json_loads",
+    "resolve_url",
+    "schema_revision",
+    "upgrade",
+]
+
+#: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
+DEFAULT_SQLITE_FILE = "hookwire.db"
+
+_ACCEPTED = (
+    "sqlite:///path/to/file.db (or sqlite+aiosqlite://...), "
+    "postgresql://user:password@host:5432/dbname (or postgres://, postgresql+asyncpg://, "
+    "postgresql+psycopg://)"
+)
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_loads(value: Any) -> Any:
+    """Decode a stored JSON value. SQLite gives a column declared ``JSON`` numeric affinity,
+    so a bare JSON number comes back as a number already."""
+    if isinstance(value, (int, float)):
+        return value
+    return orjson.loads(value)
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The SQLAlchemy async URL to use: ``url``, else ``HOOKWIRE_DATABASE_URL``, else
+    ``sqlite+aiosqlite:///<cwd>/hookwire.db``."""
+    raw = url if url is not None else os.environ.get("HOOKWIRE_DATABASE_URL")
+    if raw is None or not str(raw).strip():
+        path = Path(DEFAULT_SQLITE_FILE).resolve()
+        return f"sqlite+aiosqlite:///{path}"
+    if not isinstance(raw, str):
+        raise ConfigurationError(
+            f"the database URL must be a string, not {type(raw).__name__}; accepted: {_ACCEPTED}"
+        )
+    raw = raw.strip()
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://") :]
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{_redact(raw)!r} is not a database URL; accepted: {_ACCEPTED}"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite":
+        if driver not in ("", "aiosqlite", "pysqlite"):
+            raise ConfigurationError(
+                f"SQLite through the {driver!r} driver is not supported; use sqlite:/// "
+                "(hookwire uses aiosqlite)"
+            )
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            database = str(Path(database).expanduser().resolve())
+        if not database:
+            raise ConfigurationError(
+                "an SQLite URL needs a file: sqlite:///hookwire.db (relative) or "
+                "sqlite:////abs/path/hookwire.db"
+            )
+        return parsed.set(drivername="sqlite+aiosqlite", database=database).render_as_string(
+            hide_password=False
+        )
+    if backend == "postgresql":
+        if driver in ("", "asyncpg"):
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        elif driver not in ("psycopg", "psycopg_async"):
+            raise ConfigurationError(
+                f"PostgreSQL through the {driver!r} driver is not async; use postgresql:// "
+                "(asyncpg) or postgresql+psycopg://"
+            )
+        if not parsed.database:
+            raise ConfigurationError(
+                f"{_redact(raw)!r} names no database; add it: postgresql://host:5432/dbname"
+            )
+        return parsed.render_as_string(hide_password=False)
+    raise ConfigurationError(
+        f"unsupported database {backend!r} in {_redact(raw)!r}; accepted: {_ACCEPTED}"
+    )
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    return _redact(url)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` (as resolved) is an SQLite database."""
+    return url.startswith("sqlite")
+
+
+# -- engines ----------------------------------------------------------------------------------
+
+_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+_engines_lock = threading.Lock()
+# the same engines, by the URL as given (resolving a URL costs more than the query it serves)
+_fast: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+_write: dict[int, AsyncEngine] = {}
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit transactions are turned off so that hookwire decides how each
+    # transaction begins (BEGIN, or BEGIN IMMEDIATE for writes).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # NORMAL in WAL mode survives a crash of the process (SIGKILL) with every commit; only an
+    # OS crash or power loss may lose the last transactions.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("hookwire_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _create(url: str) -> AsyncEngine:
+    if is_sqlite(url):
+        database = make_url(url).database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            json_serializer=_json_dumps,
+            json_deserializer=json_loads,
+            connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_async_engine(
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=json_loads,
+        pool_size=10,
+        max_overflow=10,
+    )
+
+
+def get_engine(url: str | None = None) -> AsyncEngine:
+    """The engine for ``url`` (resolved with :func:`resolve_url`) on the running event loop.
+
+    Created on first use and kept; call it from the store loop (``hookwire.stores.runner``)
+    to share one pool across the process.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise ConfigurationError(
+            "get_engine() needs a running event loop; run the store code through "
+            "hookwire.stores.runner.run_sync(...) from sync code"
+        ) from None
+    if url is not None:
+        fast = _fast.get((url, id(loop)))
+        if fast is not None and fast[0] is loop:
+            return fast[1]
+    given = url
+    url = resolve_url(url)
+    key = (url, id(loop))
+    with _engines_lock:
+        found = _engines.get(key)
+        if found is None or found[0] is not loop:
+            found = (loop, _create(url))
+            _engines[key] = found
+        if given is not None:
+            _fast[(given, id(loop))] = found
+        return found[1]
+
+
+def get_write_engine(url: str | None = None) -> AsyncEngine:
+    """The same engine, with write transactions that take SQLite's write lock at ``BEGIN``."""
+    base = get_engine(url)
+    write = _write.get(id(base))
+    if write is None:
+        write = _write[id(base)] = base.execution_options(hookwire_write=True)
+    return write
+
+
+async def dispose_engines() -> None:
+    """Close the pools of the engines created on the running loop (for tests and shutdown)."""
+    loop = asyncio.get_running_loop()
+    with _engines_lock:
+        mine = [k for k, (lp, _) in _engines.items() if lp is loop]
+        engines = [_engines.pop(k)[1] for k in mine]
+        for k in [k for k, (lp, _) in _fast.items() if lp is loop]:
+            del _fast[k]
+        for e in engines:
+            _write.pop(id(e), None)
+    _ready.difference_update(k for k in list(_ready) if k[1] == id(loop))
+    for engine in engines:
+        await engine.dispose()
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+_ready: set[tuple[str, int]] = set()
+_ready_lock: dict[tuple[str, int], asyncio.Lock] = {}
+_script: Any = None
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The Alembic revision this code needs (the head of its migrations)."""
+    global _script
+    if _script is None:
+        from alembic.script import ScriptDirectory
+
+        _script = ScriptDirectory.from_config(_alembic_config())
+    heads = _script.get_heads()
+    if len(heads) != 1:  # pragma: no cover - a packaging mistake, caught by the tests
+        raise MigrationError(f"hookwire's migrations have {len(heads)} heads: {heads}")
+    return str(heads[0])
+
+
+def _known_revisions() -> set[str]:
+    head_revision()
+    return {str(rev.revision) for rev in _script.walk_revisions()}
+
+
+def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return str(heads[0]) if heads else None
+
+
+async def schema_revision(url: str | None = None) -> str | None:
+    """The revision the database is at (``None``: no hookwire schema yet)."""
+    engine = get_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot read the schema version of {redact(resolve_url(url))}: {exc}"
+        ) from exc
+
+
+def _upgrade_sync(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    if connection.dialect.name == "postgresql":
+        # Two processes upgrading the same database at once: the second waits, then finds
+        # nothing left to do.
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7411024693180001)")
+    command.upgrade(_alembic_config(connection), revision)
+
+
+async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
+    """Apply the migrations up to ``revision``; returns the revision the database is now at."""
+    url = resolve_url(url)
+    engine = get_write_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_sync, revision)
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"upgrading {redact(url)} failed: {exc}") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot open {redact(url)}: {exc}") from exc
+    return await schema_revision(url)
+
+
+def _auto_migrate(url: str) -> bool:
+    flag = os.environ.get("HOOKWIRE_AUTO_MIGRATE", "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return is_sqlite(url)
+
+
+async def ensure_schema(url: str | None = None) -> None:
+    """Make sure the database's schema is the one this code needs (see the module docs)."""
+    url = resolve_url(url)
+    key = (url, id(asyncio.get_running_loop()))
+    if key in _ready:
+        return
+    lock = _ready_lock.setdefault(key, asyncio.Lock())
+    async with lock:
+        if key in _ready:
+            return
+        head = head_revision()
+        try:
+            current = await schema_revision(url)
+        except StoreError:
+            raise
+        if current != head:
+            if current is not None and current not in _known_revisions():
+                raise MigrationError(
+                    f"the database {redact(url)} is at schema revision {current!r}, newer than "
+                    f"this hookwire ({head!r}); upgrade hookwire"
+                )
+            if not _auto_migrate(url):
+                raise MigrationError(
+                    f"the database {redact(url)} is at schema revision {current or 'none'}, "
+                    f"this hookwire needs {head!r}; run `hookwire db upgrade --db URL` "
+                    "(or set HOOKWIRE_AUTO_MIGRATE=1)"
+                )
+            await upgrade(url)
+        _ready.add(key)
+
+
+def _after_fork_in_child() -> None:
+    # Connections and the loop they belong to stay with the parent process.
+    global _engines_lock
+    _engines.clear()
+    _fast.clear()
+    _write.clear()
+    _ready.clear()
+    _ready_lock.clear()
+    _engines_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

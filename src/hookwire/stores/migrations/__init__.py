@@ -1,0 +1,1 @@
+"""Alembic migrations of hookwire's schema (run programmatically by ``hookwire.stores.engine``)."""

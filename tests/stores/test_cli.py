@@ -1,0 +1,124 @@
+"""``hookwire db ...`` and ``hookwire history ...``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
+from hookwire.cli import app
+from hookwire.stores import engine
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def recorded(db_url: str) -> tuple[str, str, str]:
+    user = f"alice-{uuid.uuid4().hex[:6]}"
+    chat = ChatHistoryCallbackHandler(
+        user_data={"user_id": user, "org_id": "acme"},
+        realm="main",
+        agent_title="Support Agent",
+        database_url=db_url,
+    )
+    cid = chat.create_conversation_sync(name="Password [help]")
+    first = chat.send_message_sync(cid, "How can I reset my password?", "end_user")
+    chat.send_message_sync(
+        cid,
+        "Use [bold]Account Settings[/bold].",
+        "assistant",
+        parent_message_id=first,
+        model="gpt-4o-mini",
+        total_tokens=42,
+    )
+    other = ChatHistoryCallbackHandler(
+        user_data={"user_id": f"bob-{uuid.uuid4().hex[:6]}"}, database_url=db_url
+    )
+    other.create_conversation_sync(name="Bob's")
+    return db_url, user, cid
+
+
+def test_history_list_table_and_user_filter(recorded: tuple[str, str, str]) -> None:
+    url, user, cid = recorded
+    result = runner.invoke(app, ["history", "list", "--user", user, "--db", url])
+    assert result.exit_code == 0, result.output
+    assert cid in result.output
+    assert "Password [help]" in result.output
+    assert "Bob's" not in result.output
+    everyone = runner.invoke(app, ["history", "list", "--db", url, "--limit", "1000"])
+    assert "Bob's" in everyone.output
+
+
+def test_history_list_json(recorded: tuple[str, str, str]) -> None:
+    url, user, cid = recorded
+    result = runner.invoke(app, ["history", "list", "--user", user, "--json", "--db", url])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    [conv] = data["conversations"]
+    assert conv["id"] == cid
+    assert conv["message_count"] == 2
+    assert conv["user_id"] == user
+    assert data["next_cursor"] is None
+
+
+def test_history_show(recorded: tuple[str, str, str]) -> None:
+    url, _user, cid = recorded
+    result = runner.invoke(app, ["history", "show", cid, "--db", url])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.index("How can I reset my password?") < out.index("Account Settings")
+    assert "[bold]Account Settings[/bold]" in out  # text is shown as is, not as markup
+    assert "gpt-4o-mini" in out
+    assert "42 tokens" in out
+    as_json = json.loads(runner.invoke(app, ["history", "show", cid, "--json", "--db", url]).output)
+    question, answer = as_json["messages"]
+    assert answer["parent_message_id"] == question["id"]
+    assert as_json["agent_title"] == "Support Agent"
+
+
+def test_history_show_unknown_id(recorded: tuple[str, str, str]) -> None:
+    url, _user, _cid = recorded
+    result = runner.invoke(app, ["history", "show", "no-such-id", "--db", url])
+    assert result.exit_code == 1
+    assert "not found" in result.output
+
+
+def test_default_database_is_the_file_in_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = runner.invoke(app, ["history", "list"])
+    assert missing.exit_code == 1
+    assert "no database" in missing.output
+    chat = ChatHistoryCallbackHandler(user_data={"user_id": "carol"})
+    cid = chat.create_conversation_sync(name="Local")
+    listed = runner.invoke(app, ["history", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert cid in listed.output
+    assert (tmp_path / "hookwire.db").exists()
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/up.db"
+    result = runner.invoke(app, ["db", "upgrade", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert engine.head_revision() in result.output
+    current = runner.invoke(app, ["db", "current", "--db", url])
+    assert current.exit_code == 0
+    assert current.output.count(engine.head_revision()) == 2
+
+
+def test_db_upgrade_postgres_is_idempotent(pg_database_url: str) -> None:
+    result = runner.invoke(app, ["db", "upgrade", "--db", pg_database_url])
+    assert result.exit_code == 0, result.output
+    assert engine.head_revision() in result.output
+
+
+def test_bad_url_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["history", "list", "--db", "mysql://x/y"])
+    assert result.exit_code == 1
+    assert "accepted" in result.output

@@ -1,0 +1,571 @@
+"""hookwire.stores.conversations on SQLite and PostgreSQL: records, order, pages, access,
+bad input, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hookwire.errors import (
+    ConversationNotFound,
+    InvalidInputError,
+    InvalidMessageTimeError,
+    InvalidMetadataError,
+    InvalidNameError,
+    InvalidSenderError,
+    NotFoundError,
+    ParentMessageError,
+    StoreError,
+)
+from hookwire.stores.conversations import (
+    MAX_NAME_LENGTH,
+    ConversationStore,
+    Owner,
+    check_metadata,
+    parse_message_time,
+)
+
+UTC = dt.timezone.utc
+
+
+def owner(**kw: Any) -> Owner:
+    base = {"user_id": f"u-{uuid.uuid4().hex[:8]}", "org_id": "org-1", "realm": "main"}
+    base.update(kw)
+    return Owner(**base)
+
+
+@pytest.fixture
+def store(db_url: str) -> ConversationStore:
+    return ConversationStore.for_url(db_url)
+
+
+async def test_round_trip(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me, agent_title="Support", metadata={"k": [1, 2]})
+    first = await store.add_message(
+        me,
+        cid,
+        "How can I reset my password?",
+        "end_user",
+        message_time="2023-05-15T14:30:00Z",
+        metadata=[],
+    )
+    second = await store.add_message(
+        me,
+        cid,
+        "Account Settings -> Reset Password.",
+        "assistant",
+        parent_message_id=first,
+        message_time=dt.datetime(2023, 5, 15, 14, 30, 5, tzinfo=UTC),
+        metadata={"source": "faq"},
+        run_id="run-1",
+        model="gpt-4o-mini",
+        prompt_tokens=10,
+        completion_tokens=5,
+        total_tokens=15,
+    )
+    await store.rename_conversation(me, cid, "  Password Reset Help  ")
+    details = await store.get_conversation_details(me, cid)
+    assert details["id"] == cid
+    assert details["name"] == "Password Reset Help"
+    assert details["state"] == "normal"
+    assert (details["realm"], details["org_id"], details["user_id"]) == (
+        "main",
+        "org-1",
+        me.user_id,
+    )
+    assert details["agent_title"] == "Support"
+    assert details["metadata"] == {"k": [1, 2]}
+    assert details["message_count"] == 2
+    assert details["created_at"].tzinfo is not None
+    assert details["updated_at"] >= details["created_at"]
+    m1, m2 = details["messages"]
+    assert (m1["id"], m2["id"]) == (first, second)
+    assert m1["parent_message_id"] is None
+    assert m2["parent_message_id"] == first
+    assert m1["message_time"] == dt.datetime(2023, 5, 15, 14, 30, tzinfo=UTC)
+    assert m1["metadata"] == []
+    assert m2["metadata"] == {"source": "faq"}
+    assert (m2["model"], m2["prompt_tokens"], m2["completion_tokens"], m2["total_tokens"]) == (
+        "gpt-4o-mini",
+        10,
+        5,
+        15,
+    )
+    assert m2["run_id"] == "run-1"
+    assert m1["sender"] == "end_user"
+    assert m2["sender"] == "assistant"
+
+
+async def test_explicit_ids_and_taken_ids(store: ConversationStore) -> None:
+    me = owner()
+    cid = f"conv-{uuid.uuid4()}"
+    assert await store.create_conversation(me, conversation_id=cid) == cid
+    assert await store.create_conversation(me, conversation_id=cid, exist_ok=True) == cid
+    with pytest.raises(InvalidInputError, match="taken"):
+        await store.create_conversation(me, conversation_id=cid)
+    with pytest.raises(ConversationNotFound):
+        await store.create_conversation(owner(), conversation_id=cid, exist_ok=True)
+    mid = f"msg-{uuid.uuid4()}"
+    assert await store.add_message(me, cid, "hi", "end_user", message_id=mid) == mid
+    with pytest.raises(InvalidInputError, match="already exists"):
+        await store.add_message(me, cid, "again", "end_user", message_id=mid)
+    assert (await store.get_conversation(me, cid))["message_count"] == 1
+
+
+async def test_state(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me, state="human-intervention")
+    assert (await store.get_conversation(me, cid))["state"] == "human-intervention"
+    await store.set_conversation_state(me, cid, "normal")
+    assert (await store.get_conversation(me, cid))["state"] == "normal"
+    await store.add_message(me, cid, "help!", "end_user", conversation_state="human-intervention")
+    assert (await store.get_conversation(me, cid))["state"] == "human-intervention"
+
+
+async def test_delete(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    parent = None
+    for i in range(5):
+        parent = await store.add_message(me, cid, f"m{i}", "end_user", parent_message_id=parent)
+    other = await store.create_conversation(me)
+    await store.add_message(me, other, "kept", "end_user")
+    assert await store.delete_conversation(me, cid) == 5
+    with pytest.raises(ConversationNotFound):
+        await store.get_conversation_details(me, cid)
+    with pytest.raises(ConversationNotFound):
+        await store.add_message(me, cid, "late", "end_user")
+    assert (await store.get_conversation_details(me, other))["message_count"] == 1
+
+
+async def test_list_newest_first_and_paginated(store: ConversationStore) -> None:
+    me = owner()
+    ids = [await store.create_conversation(me, name=f"c{i}") for i in range(7)]
+    await store.add_message(me, ids[2], "bump", "end_user")  # now the most recent
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_conversations(me, limit=3, cursor=cursor)
+        seen += [c["id"] for c in page]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
+    assert seen[0] == ids[2]
+    first = (await store.list_conversations(me, limit=50)).items
+    assert [c["updated_at"] for c in first] == sorted(
+        (c["updated_at"] for c in first), reverse=True
+    )
+    assert {c["message_count"] for c in first if c["id"] == ids[2]} == {1}
+    # operator access, filtered by user
+    assert {
+        c["id"] for c in (await store.list_conversations(None, user_id=me.user_id)).items
+    } == set(ids)
+
+
+async def test_get_messages_pages(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    sent = [await store.add_message(me, cid, f"m{i}", "end_user") for i in range(11)]
+    got: list[str] = []
+    cursor = None
+    while True:
+        page = await store.get_messages(me, cid, limit=4, cursor=cursor)
+        got += [m["id"] for m in page]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert got == sent
+    assert all("seq" not in m for m in page)
+
+
+@pytest.mark.parametrize(
+    "intruder",
+    [
+        {"user_id": "someone-else"},
+        {"org_id": "org-2"},
+        {"realm": "other-realm"},
+        {"is_anonymous": True},
+    ],
+)
+async def test_other_owners_see_nothing(store: ConversationStore, intruder: dict[str, Any]) -> None:
+    me = owner()
+    them = (
+        Owner(**{**me.__dict__, **intruder})
+        if False
+        else Owner(
+            user_id=intruder.get("user_id", me.user_id),
+            org_id=intruder.get("org_id", me.org_id),
+            realm=intruder.get("realm", me.realm),
+            is_anonymous=intruder.get("is_anonymous", me.is_anonymous),
+        )
+    )
+    cid = await store.create_conversation(me, name="mine")
+    mid = await store.add_message(me, cid, "secret", "end_user")
+    missing = str(uuid.uuid4())
+
+    async def attempts(conversation_id: str) -> list[str]:
+        messages = []
+        calls = [
+            store.get_conversation_details(them, conversation_id),
+            store.get_conversation(them, conversation_id),
+            store.get_messages(them, conversation_id),
+            store.rename_conversation(them, conversation_id, "stolen"),
+            store.set_conversation_state(them, conversation_id, "human-intervention"),
+            store.add_message(them, conversation_id, "hi", "end_user"),
+            store.add_message(them, conversation_id, "hi", "end_user", parent_message_id=mid),
+            store.delete_conversation(them, conversation_id),
+            store.create_conversation(them, conversation_id=conversation_id, exist_ok=True)
+            if conversation_id == cid
+            else store.get_conversation(them, conversation_id),
+        ]
+        for call in calls:
+            with pytest.raises(ConversationNotFound) as info:
+                await call
+            messages.append(str(info.value).replace(conversation_id, "<id>"))
+        return messages
+
+    # the same error, word for word, as for a conversation that does not exist
+    assert await attempts(cid) == await attempts(missing)
+    assert cid not in {c["id"] for c in (await store.list_conversations(them)).items}
+    details = await store.get_conversation_details(me, cid)
+    assert details["name"] == "mine"
+    assert details["state"] == "normal"
+    assert [m["text"] for m in details["messages"]] == ["secret"]
+
+
+async def test_not_found_is_a_lookup_error(store: ConversationStore) -> None:
+    with pytest.raises(LookupError):
+        await store.get_conversation_details(owner(), "nope")
+    with pytest.raises(NotFoundError):
+        await store.get_messages(owner(), "nope")
+
+
+async def test_parent_rules(store: ConversationStore) -> None:
+    me = owner()
+    a = await store.create_conversation(me)
+    b = await store.create_conversation(me)
+    in_a = await store.add_message(me, a, "in a", "end_user")
+    with pytest.raises(ParentMessageError, match="not a message of conversation"):
+        await store.add_message(me, b, "reply", "assistant", parent_message_id=in_a)
+    with pytest.raises(ParentMessageError):
+        await store.add_message(me, b, "reply", "assistant", parent_message_id=str(uuid.uuid4()))
+    assert (await store.get_conversation(me, b))["message_count"] == 0
+
+
+@pytest.mark.parametrize("sender", ["user", "END_USER", "", None, 3, "bot"])
+async def test_bad_sender(store: ConversationStore, sender: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    with pytest.raises(InvalidSenderError, match="end_user, assistant, system, tool"):
+        await store.add_message(me, cid, "x", sender)
+
+
+@pytest.mark.parametrize(
+    "when", ["yesterday", "2023-13-01T00:00:00Z", "", 1684161000, 3.5, [2023], "2023-05-15 25:00"]
+)
+async def test_bad_message_time(store: ConversationStore, when: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    with pytest.raises(InvalidMessageTimeError):
+        await store.add_message(me, cid, "x", "end_user", message_time=when)
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * (MAX_NAME_LENGTH + 1), None, 42, "a\x00b"])
+async def test_bad_name(store: ConversationStore, name: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me, name="ok")
+    with pytest.raises(InvalidNameError):
+        await store.rename_conversation(me, cid, name)
+    if name is not None:
+        with pytest.raises(InvalidNameError):
+            await store.create_conversation(me, name=name)
+    assert (await store.get_conversation(me, cid))["name"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "metadata", [{1: "int key"}, {"x": object()}, {"s": {1, 2}}, {"b": b"bytes"}, "nul\x00", 2**70]
+)
+async def test_bad_metadata(store: ConversationStore, metadata: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    with pytest.raises(InvalidMetadataError):
+        await store.add_message(me, cid, "x", "end_user", metadata=metadata)
+    with pytest.raises(InvalidMetadataError):
+        await store.create_conversation(me, metadata=metadata)
+
+
+async def test_other_bad_inputs(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    for call in [
+        store.add_message(me, cid, None, "end_user"),  # type: ignore[arg-type]
+        store.add_message(me, cid, "nul\x00", "end_user"),
+        store.add_message(me, cid, "x", "end_user", prompt_tokens=-1),
+        store.add_message(me, cid, "x", "end_user", total_tokens=True),
+        store.add_message(me, cid, "x", "end_user", message_id=""),
+        store.add_message(me, cid, "x", "end_user", conversation_state="closed"),
+        store.add_message(me, "", "x", "end_user"),
+        store.create_conversation(me, state="archived"),
+        store.create_conversation(me, conversation_id="x" * 65),
+        store.set_conversation_state(me, cid, "paused"),
+        store.get_messages(me, cid, cursor="bogus"),
+        store.get_messages(me, cid, limit=0),
+        store.list_conversations(me, cursor="!!!"),
+        store.list_conversations(me, limit=10**6),
+    ]:
+        with pytest.raises(InvalidInputError):
+            await call
+    assert (await store.get_conversation(me, cid))["message_count"] == 0
+
+
+def test_bad_inputs_are_value_errors_and_store_errors() -> None:
+    with pytest.raises(ValueError):
+        parse_message_time("nope")
+    with pytest.raises(StoreError):
+        check_metadata({1: 2})
+
+
+async def test_twenty_tasks_on_shared_conversations(store: ConversationStore) -> None:
+    me = owner()
+    convs = [await store.create_conversation(me) for _ in range(3)]
+
+    async def writer(k: int) -> list[tuple[str, str | None, str]]:
+        cid = convs[k % 3]
+        parent: str | None = None
+        written = []
+        for i in range(15):
+            mid = await store.add_message(
+                me, cid, f"w{k}-{i}", "end_user", parent_message_id=parent
+            )
+            written.append((mid, parent, cid))
+            parent = mid
+        return written
+
+    results = await asyncio.gather(*(writer(k) for k in range(20)))
+    expected = {mid: (parent, cid) for chain in results for mid, parent, cid in chain}
+    assert len(expected) == 300
+    stored: dict[str, tuple[str | None, str]] = {}
+    for cid in convs:
+        details = await store.get_conversation_details(me, cid)
+        texts = [m["text"] for m in details["messages"]]
+        writers = len([k for k in range(20) if convs[k % 3] == cid])
+        assert len(texts) == len(set(texts)) == 15 * writers
+        for m in details["messages"]:
+            stored[m["id"]] = (m["parent_message_id"], cid)
+        # each writer's messages keep their order
+        for k in range(20):
+            if convs[k % 3] != cid:
+                continue
+            mine = [t for t in texts if t.startswith(f"w{k}-")]
+            assert mine == sorted(mine, key=lambda t: int(t.split("-")[1]))
+    assert stored == expected
+
+
+async def test_one_bad_message_does_not_fail_its_group(store: ConversationStore) -> None:
+    me = owner()
+    cid = await store.create_conversation(me)
+    other = await store.create_conversation(owner())
+    calls = [store.add_message(me, cid, f"ok{i}", "end_user") for i in range(10)]
+    calls.insert(5, store.add_message(me, other, "not mine", "end_user"))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert sum(isinstance(r, ConversationNotFound) for r in results) == 1
+    assert (await store.get_conversation(me, cid))["message_count"] == 10
+
+
+def test_sync_twin(db_url: str) -> None:
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+    from hookwire.stores.runner import run_sync
+
+    cid = run_sync(store.create_conversation(me))
+    first = store.add_message_sync(me, cid, "sync hello", "end_user")
+    store.add_message_sync(me, cid, "sync reply", "assistant", parent_message_id=first)
+    with pytest.raises(ParentMessageError):
+        store.add_message_sync(me, cid, "x", "assistant", parent_message_id="missing")
+    with pytest.raises(InvalidSenderError):
+        store.add_message_sync(me, cid, "x", "robot")
+    details = run_sync(store.get_conversation_details(me, cid))
+    assert [m["text"] for m in details["messages"]] == ["sync hello", "sync reply"]
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(count=st.integers(0, 30), limit=st.integers(1, 12))
+def test_pages_cover_every_message_once(db_url: str, count: int, limit: int) -> None:
+    from hookwire.stores.runner import run_sync
+
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+
+    async def go() -> tuple[list[str], list[str]]:
+        cid = await store.create_conversation(me)
+        sent = list(
+            await asyncio.gather(
+                *(store.add_message(me, cid, f"m{i}", "end_user") for i in range(count))
+            )
+        )
+        got: list[str] = []
+        cursor = None
+        while True:
+            page = await store.get_messages(me, cid, limit=limit, cursor=cursor)
+            assert len(page) <= limit
+            got += [m["id"] for m in page]
+            if page.next_cursor is None:
+                return sent, got
+            cursor = page.next_cursor
+
+    sent, got = run_sync(go())
+    assert sorted(got) == sorted(sent)
+    assert len(got) == len(set(got))
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1, 1, 2),
+        max_value=dt.datetime(9999, 12, 30),
+        timezones=st.timezones(),
+    )
+)
+def test_message_time_round_trips_as_the_same_instant(when: dt.datetime) -> None:
+    parsed = parse_message_time(when.isoformat())
+    assert parsed.tzinfo is not None
+    assert parsed.utcoffset() == dt.timedelta(0)
+    if when.tzinfo is not None and when.utcoffset() is not None:
+        assert parsed == when.astimezone(UTC)
+    assert parse_message_time(when) == parsed
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.text().filter(lambda s: "\x00" not in s),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8).filter(lambda s: "\x00" not in s), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_any_json_value_is_accepted_unchanged(value: Any) -> None:
+    assert check_metadata(value) == value
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=json_values, text=st.text(max_size=200).filter(lambda s: "\x00" not in s))
+def test_stored_text_and_metadata_read_back_unchanged(db_url: str, value: Any, text: str) -> None:
+    from hookwire.stores.runner import run_sync
+
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+
+    async def go() -> dict[str, Any]:
+        cid = await store.create_conversation(me)
+        await store.add_message(me, cid, text, "tool", metadata=value)
+        return (await store.get_conversation_details(me, cid))["messages"][0]
+
+    message = run_sync(go())
+    assert message["text"] == text
+    assert message["metadata"] == value
+
+
+async def test_in_memory_sqlite_goes_through_sqlalchemy_core() -> None:
+    # no file for a writer thread to open: every statement goes through SQLAlchemy Core
+    store = ConversationStore("sqlite:///:memory:")
+    assert store._writer is None
+    me = owner()
+    cid = await store.create_conversation(me)
+    ids = await asyncio.gather(
+        *(store.add_message(me, cid, f"m{i}", "end_user") for i in range(20))
+    )
+    await store.add_message(me, cid, "reply", "assistant", parent_message_id=ids[0])
+    with pytest.raises(ParentMessageError):
+        await store.add_message(me, cid, "x", "assistant", parent_message_id="missing")
+    with pytest.raises(ConversationNotFound):
+        await store.add_message(owner(), cid, "x", "end_user")
+    await store.set_conversation_state(me, cid, "human-intervention")
+    details = await store.get_conversation_details(me, cid)
+    assert details["message_count"] == 21
+    assert details["state"] == "human-intervention"
+    assert details["messages"][-1]["parent_message_id"] == ids[0]
+    assert [m["text"] for m in await store.get_messages(me, cid, limit=2)] == ["m0", "m1"]
+    assert await store.delete_conversation(me, cid) == 21
+
+
+async def test_rereading_a_conversation_sees_every_change(db_url: str) -> None:
+    # a re-read fetches only new messages (see _MessageCache); it must never be stale
+    store = ConversationStore.for_url(db_url)
+    elsewhere = ConversationStore(db_url)  # another writer, as another process would be
+    me = owner()
+    cid = f"conv-{uuid.uuid4()}"
+    await store.create_conversation(me, conversation_id=cid)
+    await store.add_message(me, cid, "one", "end_user", metadata={"n": [1]})
+    first = await store.get_conversation_details(me, cid)
+    first["messages"][0]["metadata"]["n"].append("mutated by the caller")
+    first["messages"][0]["text"] = "changed"
+    await elsewhere.add_message(me, cid, "two", "assistant")
+    await store.add_message(me, cid, "three", "end_user")
+    again = await store.get_conversation_details(me, cid)
+    assert [m["text"] for m in again["messages"]] == ["one", "two", "three"]
+    assert again["messages"][0]["metadata"] == {"n": [1]}
+    # deleted elsewhere and created again under the same id, with other messages
+    await elsewhere.delete_conversation(me, cid)
+    with pytest.raises(ConversationNotFound):
+        await store.get_conversation_details(me, cid)
+    await elsewhere.create_conversation(me, conversation_id=cid)
+    await elsewhere.add_message(me, cid, "new life", "end_user")
+    assert [m["text"] for m in (await store.get_conversation_details(me, cid))["messages"]] == [
+        "new life"
+    ]
+    # a cached list that no longer adds up (a message committed out of order elsewhere) is
+    # read again in full
+    entry = store._messages.get(cid)
+    assert entry is not None
+    store._messages.put(cid, entry[0], entry[1], [])
+    assert [m["text"] for m in (await store.get_conversation_details(me, cid))["messages"]] == [
+        "new life"
+    ]
+
+
+@pytest.mark.parametrize("value", [5, -3, 1.5, 0, "5", "1e3", True, None, [], {}, [1, "2"]])
+async def test_bare_json_values_read_back_as_given(store: ConversationStore, value: Any) -> None:
+    me = owner()
+    cid = await store.create_conversation(me, metadata=value)
+    await store.add_message(me, cid, "x", "system", metadata=value)
+    details = await store.get_conversation_details(me, cid)
+    assert details["metadata"] == value
+    assert type(details["metadata"]) is type(value)
+    assert details["messages"][0]["metadata"] == value
+    [message] = await store.get_messages(me, cid)
+    assert message["metadata"] == value
+
+
+@pytest.mark.parametrize("odd", ["it's", "back\\slash", "semi;colon -- x", "ünïcode"])
+async def test_ids_with_any_characters(store: ConversationStore, odd: str) -> None:
+    me = owner()
+    first = await store.create_conversation(me, conversation_id=f"{odd}-{uuid.uuid4().hex[:6]}")
+    second = await store.create_conversation(me)
+    await store.add_message(me, first, "bump", "end_user", message_id=f"{odd}-m")
+    listed = [c["id"] for c in (await store.list_conversations(me)).items]
+    assert listed == [first, second]
+    details = await store.get_conversation_details(me, first)
+    assert [m["id"] for m in details["messages"]] == [f"{odd}-m"]

@@ -1,0 +1,174 @@
+"""hookwire.stores.engine: URLs, engines, schema versions and migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from hookwire.errors import ConfigurationError, MigrationError
+from hookwire.stores import engine, runner
+
+
+def test_default_is_sqlite_file_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert engine.resolve_url() == f"sqlite+aiosqlite:///{tmp_path / 'hookwire.db'}"
+
+
+def test_env_var_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", "postgres://u:p@db:5432/app")
+    assert engine.resolve_url() == "postgresql+asyncpg://u:p@db:5432/app"
+
+
+def test_explicit_url_wins_over_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", "postgres://u:p@db:5432/app")
+    assert engine.resolve_url(f"sqlite:///{tmp_path}/a.db") == (
+        f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://h/db", "postgresql+asyncpg://h/db"),
+        ("postgresql+asyncpg://h:1/db", "postgresql+asyncpg://h:1/db"),
+        ("postgresql+psycopg://h/db", "postgresql+psycopg://h/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+    ],
+)
+def test_postgres_urls_get_an_async_driver(given: str, expected: str) -> None:
+    assert engine.resolve_url(given) == expected
+
+
+def test_relative_sqlite_path_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert engine.resolve_url("sqlite:///chat.db") == f"sqlite+aiosqlite:///{tmp_path}/chat.db"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not a url",
+        "mysql://h/db",
+        "postgresql+psycopg2://h/db",
+        "postgresql://h",
+        "sqlite+pysqlcipher:///x.db",
+        "sqlite://",
+    ],
+)
+def test_bad_urls_say_what_is_accepted(bad: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        engine.resolve_url(bad)
+    assert "sqlite" in str(info.value) or "postgresql" in str(info.value)
+
+
+def test_password_is_not_in_error_messages() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        engine.resolve_url("mysql://u:s3cret@h/db")
+    assert "s3cret" not in str(info.value)
+
+
+def test_get_engine_needs_a_loop() -> None:
+    with pytest.raises(ConfigurationError, match="run_sync"):
+        engine.get_engine("sqlite:///x.db")
+
+
+def test_new_sqlite_file_gets_the_schema_and_pragmas(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/new.db"
+
+    async def go() -> tuple[str | None, str, int, int]:
+        await engine.ensure_schema(url)
+        async with engine.get_engine(url).connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+            busy = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
+        return await engine.schema_revision(url), mode, fks, busy
+
+    revision, mode, fks, busy = runner.run_sync(go())
+    assert revision == engine.head_revision()
+    assert (mode, fks) == ("wal", 1)
+    assert busy > 0
+    assert (tmp_path / "new.db").exists()
+
+
+def test_head_is_the_chat_history_revision_or_later() -> None:
+    assert engine.head_revision() >= "0001_chat_history"
+
+
+def _set_revision(url: str, revision: str | None) -> None:
+    async def go() -> None:
+        async with engine.get_engine(url).begin() as conn:
+            await conn.execute(text("DELETE FROM alembic_version"))
+            if revision is not None:
+                await conn.execute(
+                    text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": revision}
+                )
+        await engine.dispose_engines()
+
+    runner.run_sync(go())
+
+
+def test_newer_schema_than_the_code_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/newer.db"
+    runner.run_sync(engine.upgrade(url))
+    _set_revision(url, "9999_from_the_future")
+    with pytest.raises(MigrationError, match="upgrade hookwire"):
+        runner.run_sync(engine.ensure_schema(url))
+
+
+def test_older_schema_without_auto_migrate_says_run_db_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    monkeypatch.setenv("HOOKWIRE_AUTO_MIGRATE", "0")
+    with pytest.raises(MigrationError, match="hookwire db upgrade"):
+        runner.run_sync(engine.ensure_schema(url))
+    runner.run_sync(engine.upgrade(url))
+    runner.run_sync(engine.ensure_schema(url))
+
+
+def test_upgrade_and_downgrade_round_trip(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/rt.db"
+
+    async def go() -> tuple[str | None, str | None]:
+        await engine.upgrade(url)
+        head = await engine.schema_revision(url)
+        from alembic import command
+
+        def down(conn: object) -> None:
+            command.downgrade(engine._alembic_config(conn), "base")  # type: ignore[arg-type]
+
+        async with engine.get_write_engine(url).begin() as conn:
+            await conn.run_sync(down)
+        base = await engine.schema_revision(url)
+        await engine.upgrade(url)
+        return head, base
+
+    head, base = runner.run_sync(go())
+    assert head == engine.head_revision()
+    assert base is None
+
+
+@pytest.mark.postgres
+def test_postgres_database_is_at_head(pg_database_url: str) -> None:
+    assert runner.run_sync(engine.schema_revision(pg_database_url)) == engine.head_revision()
+    # a second upgrade is a no-op
+    assert runner.run_sync(engine.upgrade(pg_database_url)) == engine.head_revision()
+
+
+def test_run_sync_from_the_store_loop_is_refused() -> None:
+    async def inner() -> None:
+        runner.run_sync(engine.schema_revision(f"sqlite:///{os.getcwd()}/x.db"))
+
+    with pytest.raises(ConfigurationError, match="await"):
+        runner.run_sync(inner())
+
+
+async def test_run_from_another_loop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/loop.db"
+    await runner.run(engine.ensure_schema(url))
+    assert await runner.run(engine.schema_revision(url)) == engine.head_revision()
