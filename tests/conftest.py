@@ -12,8 +12,14 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from hookwire.testing.openai_server import OpenAIServer
+
+# Speed is measured in bench/, never asserted in tests: hypothesis' per-example deadline would
+# be a timed assertion that fails on a loaded machine, so it is off for the whole suite.
+settings.register_profile("hookwire", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hookwire")
 
 PG_HOST = os.environ.get("HOOKWIRE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HOOKWIRE_TEST_PG_PORT", "5432"))
