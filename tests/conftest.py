@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from hookwire.testing.openai_server import OpenAIServer
+
 PG_HOST = os.environ.get("HOOKWIRE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HOOKWIRE_TEST_PG_PORT", "5432"))
 PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
@@ -52,8 +54,17 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A fresh OpenAI-compatible server on 127.0.0.1 (``hookwire.testing.OpenAIServer``)."""
+    with OpenAIServer() as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     # Nothing a test does may read the developer's own settings or write next to the repo.
     for key in list(os.environ):
         if key.startswith("HOOKWIRE_") and not key.startswith("HOOKWIRE_TEST_"):

@@ -1,0 +1,357 @@
+"""``OpenAIClient``: any OpenAI-compatible server, through the official ``openai`` SDK.
+
+OpenAI itself, Azure-style proxies, vLLM, Ollama, llama.cpp's server, LM Studio: anything that
+serves ``/v1/chat/completions``. The SDK's own retries are switched off; hookwire retries (so
+each retry is an ``on_retry`` event) and maps the SDK's exceptions to ``hookwire.errors``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import openai
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    MalformedResponseError,
+    RateLimitError,
+    ServerError,
+)
+from ..events import LLMResponse, ToolCall, Usage
+from .base import BaseLLM, LLMRequest, StreamEnd
+
+__all__ = ["OpenAIClient", "map_openai_error"]
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(float(email.utils.mktime_tz(parsed)) - time.time(), 0.0)
+
+
+def map_openai_error(
+    exc: BaseException, *, provider: str = "openai", model: str | None = None
+) -> LLMError:
+    """The ``hookwire.errors`` exception for an ``openai`` SDK exception (set ``__cause__``)."""
+    where = f"{provider} ({model})" if model else provider
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeoutError(
+            f"{where} did not answer in time; raise the client's timeout= if answers are long",
+            **kw,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMConnectionError(
+            f"could not reach {where} at {exc.request.url}: check base_url and that the "
+            f"server is up ({exc})",
+            **kw,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        kw["status_code"] = status
+        detail = exc.message
+        headers = exc.response.headers if exc.response is not None else None
+        if status == 429:
+            return RateLimitError(
+                f"{where} is rate limiting this key (HTTP 429): {detail}",
+                retry_after=_retry_after(headers),
+                **kw,
+            )
+        if status in (401, 403):
+            return AuthenticationError(
+                f"{where} refused the credentials (HTTP {status}): check the API key "
+                f"(api_key= or OPENAI_API_KEY) and the organization. {detail}",
+                **kw,
+            )
+        if status == 408:
+            return LLMTimeoutError(f"{where} timed out the request (HTTP 408): {detail}", **kw)
+        if status >= 500 or status == 409:
+            return ServerError(
+                f"{where} failed (HTTP {status}): {detail}", retry_after=_retry_after(headers), **kw
+            )
+        return BadRequestError(
+            f"{where} refused the request (HTTP {status}): {detail}; fix the request "
+            "(model name, messages, parameters), retrying will not help",
+            **kw,
+        )
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
+        return MalformedResponseError(
+            f"{where} answered something that is not the OpenAI protocol: {exc}", **kw
+        )
+    return LLMError(f"the call to {where} failed: {type(exc).__name__}: {exc}", **kw)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
+    completion = int(getattr(raw, "completion_tokens", 0) or 0)
+    total = getattr(raw, "total_tokens", None)
+    pdet = getattr(raw, "prompt_tokens_details", None)
+    cdet = getattr(raw, "completion_tokens_details", None)
+    cached = getattr(pdet, "cached_tokens", None) if pdet is not None else None
+    reasoning = getattr(cdet, "reasoning_tokens", None) if cdet is not None else None
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(total) if total is not None else -1,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+    )
+
+
+class OpenAIClient(BaseLLM):
+    """An OpenAI-compatible chat model, sync and async.
+
+    ``OpenAIClient(api_key=None, organization=None, *, base_url=None, model="gpt-4o-mini",
+    provider="openai", timeout=60.0, callbacks=None, max_retries=2, retry=None,
+    stream_usage=True, **defaults)``. ``api_key``/``base_url`` default to the SDK's
+    environment variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``); a local server that needs
+    no key works with ``base_url`` alone. ``provider`` names the server in events (``"ollama"``,
+    ``"vllm"``, ...). ``stream_usage=False`` stops asking for the usage chunk, for servers
+    that refuse ``stream_options``. ``defaults`` are request parameters sent with every call
+    (``temperature=0``, ``max_tokens=...``).
+
+    ``generate(messages=[...], model="gpt-4")`` returns an ``LLMResponse`` (``.content``,
+    ``.usage``, ``.created_at``, ``.tool_calls``, ``.cost``).
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        organization: str | None = None,
+        *,
+        base_url: str | None = None,
+        model: str | None = "gpt-4o-mini",
+        provider: str = "openai",
+        timeout: float = 60.0,
+        callbacks: Any = None,
+        max_retries: int = 2,
+        retry: Any = None,
+        stream_usage: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        **defaults: Any,
+    ) -> None:
+        super().__init__(
+            model=model, callbacks=callbacks, max_retries=max_retries, retry=retry, **defaults
+        )
+        self.provider = provider
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.organization = organization
+        self.timeout = timeout
+        self.stream_usage = stream_usage
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not self._api_key and not self.base_url:
+            raise ConfigurationError(
+                "OpenAIClient needs an API key: pass api_key=... or set OPENAI_API_KEY "
+                "(for a local server that needs none, pass base_url=... instead)"
+            )
+        self._headers = dict(default_headers) if default_headers else None
+        self._sync: openai.OpenAI | None = None
+        self._async: openai.AsyncOpenAI | None = None
+
+    def __repr__(self) -> str:
+        # Never show the key.
+        return (
+            f"OpenAIClient(model={self.model!r}, provider={self.provider!r}, "
+            f"base_url={self.base_url!r})"
+        )
+
+    # -- SDK clients, made on first use -------------------------------------------------------
+
+    def _sdk_kw(self) -> dict[str, Any]:
+        return {
+            "api_key": self._api_key or "not-needed",
+            "organization": self.organization,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": 0,  # hookwire retries, so each retry is an event
+            "default_headers": self._headers,
+        }
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The underlying ``openai.OpenAI`` client."""
+        if self._sync is None:
+            self._sync = openai.OpenAI(**self._sdk_kw())
+        return self._sync
+
+    @property
+    def async_client(self) -> openai.AsyncOpenAI:
+        """The underlying ``openai.AsyncOpenAI`` client."""
+        if self._async is None:
+            self._async = openai.AsyncOpenAI(**self._sdk_kw())
+        return self._async
+
+    def close(self) -> None:
+        """Close the sync SDK client's connections."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close both SDK clients' connections."""
+        self.close()
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+
+    # -- one attempt ----------------------------------------------------------------------------
+
+    def _kwargs(self, request: LLMRequest, stream: bool) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        kw.update(request.params)
+        if request.tools:
+            kw["tools"] = request.tools
+        if stream:
+            kw["stream"] = True
+            if self.stream_usage:
+                kw["stream_options"] = {"include_usage": True}
+        return kw
+
+    def _error(self, exc: BaseException, request: LLMRequest) -> LLMError:
+        return map_openai_error(exc, provider=self.provider, model=request.model)
+
+    def _response(self, raw: Any, request: LLMRequest) -> LLMResponse:
+        choices = getattr(raw, "choices", None)
+        if not choices:
+            raise MalformedResponseError(
+                f"{self.provider} answered without choices: {str(raw)[:200]}",
+                provider=self.provider,
+                model=request.model,
+            )
+        choice = choices[0]
+        message = choice.message
+        calls = tuple(
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+            for c in (message.tool_calls or ())
+            if getattr(c, "function", None) is not None
+        )
+        return LLMResponse(
+            content=message.content or "",
+            usage=_usage(raw.usage) or Usage(),
+            model=raw.model or request.model,
+            finish_reason=choice.finish_reason,
+            tool_calls=calls,
+            provider=self.provider,
+            id=raw.id,
+        )
+
+    def _complete(self, request: LLMRequest) -> LLMResponse:
+        try:
+            raw = self.client.chat.completions.create(**self._kwargs(request, False))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, request) from exc
+        return self._response(raw, request)
+
+    async def _acomplete(self, request: LLMRequest) -> LLMResponse:
+        try:
+            raw = await self.async_client.chat.completions.create(**self._kwargs(request, False))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, request) from exc
+        return self._response(raw, request)
+
+    def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
+        acc = _StreamState()
+        try:
+            stream = self.client.chat.completions.create(**self._kwargs(request, True))
+            with stream:
+                for chunk in stream:
+                    token = acc.feed(chunk)
+                    if token:
+                        yield token
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, request) from exc
+        yield acc.end()
+
+    async def _astream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
+        acc = _StreamState()
+        try:
+            stream = await self.async_client.chat.completions.create(**self._kwargs(request, True))
+            async with stream:
+                async for chunk in stream:
+                    token = acc.feed(chunk)
+                    if token:
+                        yield token
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, request) from exc
+        yield acc.end()
+
+
+class _StreamState:
+    """Collects what a stream's chunks say besides the text: finish, usage, tool calls."""
+
+    __slots__ = ("calls", "finish_reason", "id", "model", "usage")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.calls: dict[int, list[str]] = {}
+
+    def feed(self, chunk: Any) -> str | None:
+        if self.id is None:
+            self.id = getattr(chunk, "id", None)
+            self.model = getattr(chunk, "model", None)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = _usage(usage)
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
+        delta = choice.delta
+        if delta is None:
+            return None
+        for d in delta.tool_calls or ():
+            slot = self.calls.setdefault(d.index, ["", "", ""])
+            if d.id:
+                slot[0] = d.id
+            if d.function is not None:
+                slot[1] += d.function.name or ""
+                slot[2] += d.function.arguments or ""
+        content: str | None = delta.content
+        return content
+
+    def end(self) -> StreamEnd:
+        calls = tuple(
+            ToolCall(id=i or f"call_{n}", name=name, arguments=args or "{}")
+            for n, (i, name, args) in sorted(self.calls.items())
+        )
+        for call in calls:
+            try:
+                json.loads(call.arguments)
+            except ValueError:
+                # Arguments cut short: the stream ended before the model finished them.
+                self.finish_reason = None
+        return StreamEnd(self.finish_reason, self.usage, self.model, self.id, calls)
