@@ -383,7 +383,7 @@ def test_budget_stops_the_langchain_call(rec: RecordingCallback) -> None:
     handler = HookwireCallbackHandler([Budget(), rec])
     with pytest.raises(BudgetExceeded, match="over 1 USD"):
         fake(answer()).invoke("hi", config={"callbacks": [handler]})
-    assert rec.hooks() == ["on_budget_exceeded", "on_error"]
+    assert rec.hooks() == ["on_llm_error", "on_budget_exceeded", "on_error"]
     assert rec.of("on_error")[0]["stage"] == "budget"
     assert handler._bridge.runs == {}
 
@@ -471,7 +471,7 @@ async def test_async_handler_budget() -> None:
     handler = AsyncHookwireCallbackHandler([Budget(), rec])
     with pytest.raises(BudgetExceeded):
         await fake(answer()).ainvoke("hi", config={"callbacks": [handler]})
-    assert rec.hooks() == ["on_budget_exceeded", "on_error"]
+    assert rec.hooks() == ["on_llm_error", "on_budget_exceeded", "on_error"]
 
 
 def test_feeds_the_opentelemetry_handler() -> None:

@@ -48,7 +48,7 @@ def price(model: str | None, usage: Usage, provider: str | None) -> Decimal | No
     if fn is None:
         return None
     try:
-        value = fn(model, usage, provider)
+        value = fn(model, usage, provider=provider)
     except Exception as exc:
         logger.debug("hookwire: no price for %s (%s): %r", model, provider, exc)
         return None
@@ -90,6 +90,13 @@ def to_hookwire_error(
     """
     if isinstance(exc, HookwireError) or not isinstance(exc, Exception):
         return exc
+    if type(exc).__module__.startswith("openai."):
+        # The openai SDK's errors (also under LangChain's ChatOpenAI): the runtime's mapping.
+        from ..llms.openai_client import map_openai_error
+
+        mapped = map_openai_error(exc, provider=provider or "openai", model=model)
+        mapped.__cause__ = exc
+        return mapped
     name = type(exc).__name__
     status = _status(exc)
     message = f"{name}: {exc}"

@@ -604,7 +604,8 @@ class _Bridge:
         """A start hook refused to go on: forget the run and say why, as runners do."""
         self.runs.pop(kw.get("run_id", ""), None)
         base = {k: v for k, v in kw.items() if k != "invocation_params"}
-        emits: list[Emit] = []
+        # As hookwire's own clients do: the call ends as failed, then the refusal is reported.
+        emits: list[Emit] = [("on_llm_error", (abort,), {**base, "attempts": 0})]
         if isinstance(abort, BudgetExceeded):
             emits.append(("on_budget_exceeded", (abort,), base))
         emits.append(("on_error", (abort,), {**base, "stage": "budget"}))
