@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -64,7 +63,7 @@ def openai_server() -> Iterator[OpenAIServer]:
 @pytest.fixture(autouse=True)
 def _isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+) -> None:
     # Nothing a test does may read the developer's own settings or write next to the repo.
     for key in list(os.environ):
         if key.startswith("HOOKWIRE_") and not key.startswith("HOOKWIRE_TEST_"):
@@ -72,4 +71,3 @@ def _isolated_home(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
-    yield

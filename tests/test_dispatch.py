@@ -64,17 +64,18 @@ async def test_sync_dispatch_from_inside_a_running_loop_still_runs_async_handler
     assert log == ["a:start:x"]
 
 
-def test_every_hook_gets_run_id_and_timestamp_and_no_none_values() -> None:
+def test_every_hook_gets_run_id_and_timestamp_and_only_context_that_has_a_value() -> None:
     rec = RecordingCallback()
     m = CallbackManager([rec])
-    run_id = m.on_llm_start("hi", model="gpt-4o", provider=None, tags=None)
+    run_id = m.on_llm_start("hi", model="gpt-4o")
     m.on_llm_new_token("t", run_id=run_id)
     m.on_llm_end(LLMResponse("ok"), run_id=run_id)
     start, token, end = rec.calls
     assert start.kwargs["run_id"] == run_id == token.kwargs["run_id"] == end.kwargs["run_id"]
     assert isinstance(start.kwargs["timestamp"], float)
     assert start.kwargs["model"] == "gpt-4o"
-    assert "provider" not in start.kwargs and "tags" not in start.kwargs
+    assert "parent_run_id" not in start.kwargs and "trace_id" not in start.kwargs
+    assert "user_id" not in start.kwargs
     assert abs(start.kwargs["timestamp"] - time.time()) < 5
 
 
@@ -369,3 +370,23 @@ for i in range(200):
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert out.read_text() == "x" * 200
+
+
+def test_many_producer_threads_lose_nothing_and_flush_waits_for_all() -> None:
+    h = Slow()
+    m = CallbackManager([h])
+
+    def produce(k: int) -> None:
+        for i in range(500):
+            m.on_llm_new_token(f"{k}-{i}")
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert m.flush(timeout=10)
+    assert len(h.seen) == 4000
+    for k in range(8):
+        mine = [int(s.split("-")[1]) for s in h.seen if s.startswith(f"{k}-")]
+        assert mine == list(range(500)), "each producer's events stay in order"

@@ -57,9 +57,7 @@ def test_usage_sums_are_fieldwise(parts: list[tuple[int, int, int | None]]) -> N
 
 
 def test_llm_response_as_the_seeds_use_it() -> None:
-    r = LLMResponse(
-        "Paris", usage=Usage(100, 150), model="gpt-4", tool_calls=(ToolCall("1", "f"),)
-    )
+    r = LLMResponse("Paris", usage=Usage(100, 150), model="gpt-4", tool_calls=(ToolCall("1", "f"),))
     assert r.content == "Paris" and str(r) == "Paris"
     assert r.usage.total_tokens == 250
     assert r.usage.prompt_tokens == 100 and r.usage.completion_tokens == 150

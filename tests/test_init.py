@@ -28,6 +28,7 @@ EAGER = [
 @pytest.mark.parametrize("module", [hookwire, hookwire.callbacks, hookwire.errors])
 def test_all_is_sorted_and_unique(module: object) -> None:
     names = list(module.__all__)  # type: ignore[attr-defined]
+
     # isort-style, as ruff's RUF022 keeps it: CONSTANTS, then Classes, then functions.
     def group(n: str) -> tuple[int, str]:
         return (0 if n.isupper() else 1 if n[0].isupper() else 2, n)

@@ -121,7 +121,11 @@ async def test_seed_async_callback_from_async_and_sync_code() -> None:
     rid = await m.aon_llm_start("Привет!")
     await m.aon_llm_end(LLMResponse("Здравствуйте!"), run_id=rid)
     m.on_llm_start("sync caller")
-    assert cb.messages == ["Запуск: Привет!...", "Завершено: Здравствуйте!...", "Запуск: sync caller..."]
+    assert cb.messages == [
+        "Запуск: Привет!...",
+        "Завершено: Здравствуйте!...",
+        "Запуск: sync caller...",
+    ]
 
 
 def test_seed_async_callback_failure_is_isolated() -> None:

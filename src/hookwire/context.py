@@ -95,7 +95,7 @@ class Run:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, depth={self.depth})"
 
 
-class request_context:  # noqa: N801 - used like a function, as contextlib's helpers are
+class request_context:
     """Set request context (``user_id``, ``correlation_id``, ...) for the code inside.
 
     ``with hookwire.request_context(user_id="u1", request_id=req.id): ...``; also usable as
@@ -125,7 +125,7 @@ class request_context:  # noqa: N801 - used like a function, as contextlib's hel
         self.__exit__()
 
 
-class trace:  # noqa: N801 - a context manager and decorator, named as a verb like contextlib's
+class trace:
     """Open a run around a block or a function.
 
     ``name`` names the run. ``callbacks`` (a list of handlers or a ``CallbackManager``) receive

@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
-from .context import _CONTEXT, new_id
+from .context import _CONTEXT, _uuid7, new_id
 from .errors import CallbackAbort, ConfigurationError
 from .events import HOOKS, event_from_call
 
@@ -55,23 +55,6 @@ _AWAIT = 1
 _LANE = 2
 
 _now = time.time
-
-
-def _nop(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
-def _nop_start(*args: Any, **kwargs: Any) -> str:
-    run_id = kwargs.get("run_id")
-    return run_id if run_id is not None else new_id()
-
-
-async def _anop(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
-async def _anop_start(*args: Any, **kwargs: Any) -> str:
-    return _nop_start(*args, **kwargs)
 
 
 def _overrides(handler: Any, hook: str) -> Callable[..., Any] | None:
@@ -96,9 +79,7 @@ def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return fn
-    names = frozenset(
-        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     if inspect.iscoroutinefunction(fn):
 
         async def afiltered(*args: Any, **kw: Any) -> Any:
@@ -173,6 +154,138 @@ def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: A
     return future.result()
 
 
+def _optional_keywords(hook: str) -> tuple[str, ...]:
+    # Keywords nearly every call of these hooks carries: taking them as named parameters lets
+    # the common call reach handlers without building a keyword dict (see _generate).
+    return ("model", "provider") if hook.startswith("on_llm_") else ()
+
+
+def _generate_nop(hook: str, *, is_async: bool) -> Callable[..., Any]:
+    """A do-nothing hook with the hook's own signature: calling it packs no tuple or dict for
+    the usual arguments, so a hook no handler listens to costs about one plain call."""
+    params = "".join(f"{a}, " for a in HOOKS[hook].args)
+    ret = "run_id if run_id is not None else new_id()" if hook in _START_HOOKS else "None"
+    source = (
+        f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
+        f"({params}run_id=None, timestamp=None, **kw):\n    return {ret}\n"
+    )
+    ns: dict[str, Any] = {"new_id": new_id}
+    exec(compile(source, f"<hookwire no-op {hook}>", "exec"), ns)
+    return ns[("a" if is_async else "") + hook]  # type: ignore[no-any-return]
+
+
+def _generate(
+    hook: str,
+    entries: tuple[_Entry, ...],
+    report: Callable[..., None],
+    *,
+    is_async: bool,
+) -> Callable[..., Any]:
+    """Write the dispatch function of one hook for these handlers, and compile it.
+
+    The generated function takes the hook's payload by name, ``run_id``, ``timestamp`` (and on
+    LLM hooks ``model`` and ``provider``) as named parameters and anything else as ``**kw``.
+    Handlers are called one after another, unrolled. When there is no run context and no
+    other keyword, each handler is called with plain keyword arguments, without building a
+    dict: that is what keeps a token well under a microsecond.
+    """
+    args = HOOKS[hook].args
+    params = "".join(f"{a}, " for a in args)
+    payload = "(" + params + ")"
+    optional = _optional_keywords(hook)
+    ns: dict[str, Any] = {
+        "uuid7": _uuid7,
+        "now": _now,
+        "get": _CONTEXT.get,
+        "report": report,
+        "make_event": event_from_call,
+        "bg": _run_on_background_loop,
+        "hook": hook,
+    }
+    for i, e in enumerate(entries):
+        ns[f"fn{i}"] = e.fn
+        ns[f"e{i}"] = e
+        ns[f"lane{i}"] = e.lane
+    need_full = any(
+        e.kind == _LANE or e.wants_event or (e.kind == _AWAIT and not is_async) for e in entries
+    )
+    need_event = any(e.wants_event for e in entries)
+    aw = "await " if is_async else ""
+
+    def calls(kwpart: str, indent: str) -> list[str]:
+        out: list[str] = []
+        for i, e in enumerate(entries):
+            if e.kind == _LANE:
+                a, k = ("(event,)", "{}") if e.wants_event else (payload, "full")
+                call = f"{aw}lane{i}.{'aput' if is_async else 'put'}(e{i}, {a}, {k})"
+            elif e.kind == _AWAIT and not is_async:
+                a, k = ("(event,)", "{}") if e.wants_event else (payload, "full")
+                call = f"bg(fn{i}, {a}, {k})"
+            elif e.wants_event:
+                call = f"{aw if e.kind == _AWAIT else ''}fn{i}(event)"
+            else:
+                call = f"{aw if e.kind == _AWAIT else ''}fn{i}({params}{kwpart})"
+            out += [
+                f"{indent}try:",
+                f"{indent}    {call}",
+                f"{indent}except Exception as exc:",
+                f"{indent}    report(e{i}, exc)",
+            ]
+        return out
+
+    opt_params = "".join(f"{o}=None, " for o in optional)
+    lines = [
+        f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
+        f"({params}run_id=None, timestamp=None, {opt_params}**kw):",
+        "    if run_id is None:",
+        "        run_id = str(uuid7())",
+        "    if timestamp is None:",
+        "        timestamp = now()",
+        "    ctx = get()",
+    ]
+    # General path: run context and/or extra keywords, merged into one dict (caller wins).
+    general = ["        kw = {**ctx, **kw}"]
+    general += [f"        if {o} is not None:\n            kw[{o!r}] = {o}" for o in optional]
+    if need_full:
+        general.append("        full = {'run_id': run_id, 'timestamp': timestamp, **kw}")
+    if need_event:
+        general.append(f"        event = make_event(hook, {payload}, full)")
+    general += calls("run_id=run_id, timestamp=timestamp, **kw", "        ")
+    lines.append("    if ctx or kw:")
+    lines += general
+
+    # Fast paths, chosen by nested tests on which optional keywords were given.
+    def fast(remaining: tuple[str, ...], given: tuple[str, ...], indent: str) -> list[str]:
+        if remaining:
+            o, rest = remaining[0], remaining[1:]
+            return [
+                f"{indent}if {o} is None:",
+                *fast(rest, given, indent + "    "),
+                f"{indent}else:",
+                *fast(rest, (*given, o), indent + "    "),
+            ]
+        out: list[str] = []
+        if need_full:
+            out.append(
+                f"{indent}full = {{'run_id': run_id, 'timestamp': timestamp"
+                + "".join(f", {o!r}: {o}" for o in given)
+                + "}"
+            )
+        if need_event:
+            out.append(f"{indent}event = make_event(hook, {payload}, full)")
+        kwpart = "run_id=run_id, timestamp=timestamp" + "".join(f", {o}={o}" for o in given)
+        return out + calls(kwpart, indent)
+
+    lines.append("    else:")
+    lines += fast(optional, (), "        ")
+    lines.append("    return run_id" if hook in _START_HOOKS else "    return None")
+    source = "\n".join(lines)
+    exec(compile(source, f"<hookwire dispatch {hook}>", "exec"), ns)
+    fn: Callable[..., Any] = ns[("a" if is_async else "") + hook]
+    fn.__hookwire_source__ = source  # type: ignore[attr-defined]
+    return fn
+
+
 # -- worker lanes for run_in_background handlers --------------------------------------------------
 
 
@@ -189,8 +302,7 @@ class _Lane:
         self.maxsize = int(getattr(handler, "queue_size", 10_000))
         if self.maxsize <= 0:
             raise ConfigurationError(
-                f"{self.name}.queue_size must be a positive number of events, "
-                f"not {self.maxsize!r}"
+                f"{self.name}.queue_size must be a positive number of events, not {self.maxsize!r}"
             )
         self.drop = bool(getattr(handler, "drop_when_full", False))
         self._dq: collections.deque[tuple[_Entry, tuple[Any, ...], dict[str, Any]]] = (
@@ -198,7 +310,7 @@ class _Lane:
         )
         self._wake = threading.Event()
         self._idle = True
-        self._submitted = itertools.count(1)
+        self._put_lock = threading.Lock()
         self._last_submitted = 0
         self.done = 0
         self._dropped = itertools.count(1)
@@ -234,14 +346,17 @@ class _Lane:
             if threading.current_thread() is not self._thread:
                 while self._full() and self._thread is not None and self._thread.is_alive():
                     time.sleep(0.0005)
-        self._dq.append((entry, args, kw))
-        self._last_submitted = next(self._submitted)
+        with self._put_lock:
+            # Appending and counting together, so flush() never waits for less than was queued.
+            self._dq.append((entry, args, kw))
+            self._last_submitted += 1
         if self._idle:
             self._wake.set()
 
     async def aput(self, entry: _Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         if not self.drop:
-            while self._full() and self._thread is not None and self._thread.is_alive():
+            # Polling, not an Event: the worker is a thread, and a full queue is the rare case.
+            while self._full() and self._thread is not None and self._thread.is_alive():  # noqa: ASYNC110
                 await asyncio.sleep(0.0005)
         self.put(entry, args, kw)
 
@@ -316,6 +431,9 @@ def _handler_name(handler: Any) -> str:
     return str(getattr(handler, "name", None) or type(handler).__name__)
 
 
+_NOPS: dict[str, Callable[..., Any]] = {h: _generate_nop(h, is_async=False) for h in HOOKS}
+_ANOPS: dict[str, Callable[..., Any]] = {h: _generate_nop(h, is_async=True) for h in HOOKS}
+
 _MANAGERS: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
 
 
@@ -334,8 +452,9 @@ class CallbackManager:
     ``manager.on_llm_start(prompt, **kw)`` and every other hook of ``BaseCallback`` dispatch
     synchronously; ``await manager.aon_llm_start(prompt, **kw)`` and so on dispatch from
     asyncio. Keywords the caller does not give are filled in: ``run_id`` (a new id),
-    ``timestamp`` (``time.time()``), and the run and request context of ``hookwire.trace``.
-    Keywords whose value is ``None`` are left out. Start hooks (``on_run_start``,
+    ``timestamp`` (``time.time()``), and the run and request context of ``hookwire.trace``
+    (only the keys that have a value); keywords the caller gives win over the context and are
+    passed on as given. Start hooks (``on_run_start``,
     ``on_llm_start``, ``on_tool_start``) return the run id they used; pass it as ``run_id=`` to
     the matching end hook.
     """
@@ -561,107 +680,14 @@ class CallbackManager:
         self._listening = frozenset(listening)
 
     def _build_sync(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
-        is_start = hook in _START_HOOKS
         if not entries:
-            return _nop_start if is_start else _nop
-        report = self._report
-        ctxvar_get = _CONTEXT.get
-
-        if all(e.kind == _INLINE and not e.wants_event for e in entries):
-            pairs = tuple((e.fn, e) for e in entries)
-
-            def dispatch_inline(*args: Any, **kw: Any) -> Any:
-                if "run_id" not in kw:
-                    kw["run_id"] = new_id()
-                if "timestamp" not in kw:
-                    kw["timestamp"] = _now()
-                ctx = ctxvar_get()
-                if ctx:
-                    kw = {**ctx, **kw}
-                if None in kw.values():
-                    kw = {k: v for k, v in kw.items() if v is not None}
-                for fn, entry in pairs:
-                    try:
-                        fn(*args, **kw)
-                    except Exception as exc:
-                        report(entry, exc)
-                return kw["run_id"]
-
-            dispatch_inline.__name__ = hook
-            return dispatch_inline
-
-        def dispatch(*args: Any, **kw: Any) -> Any:
-            if "run_id" not in kw:
-                kw["run_id"] = new_id()
-            if "timestamp" not in kw:
-                kw["timestamp"] = _now()
-            ctx = ctxvar_get()
-            if ctx:
-                kw = {**ctx, **kw}
-            if None in kw.values():
-                kw = {k: v for k, v in kw.items() if v is not None}
-            event = None
-            for entry in entries:
-                if entry.wants_event:
-                    if event is None:
-                        event = event_from_call(hook, args, kw)
-                    a: tuple[Any, ...] = (event,)
-                    k: dict[str, Any] = {}
-                else:
-                    a, k = args, kw
-                try:
-                    if entry.kind == _INLINE:
-                        entry.fn(*a, **k)
-                    elif entry.kind == _LANE:
-                        entry.lane.put(entry, a, k)  # type: ignore[union-attr]
-                    else:
-                        _run_on_background_loop(entry.fn, a, k)
-                except Exception as exc:
-                    report(entry, exc)
-            return kw["run_id"]
-
-        dispatch.__name__ = hook
-        return dispatch
+            return _NOPS[hook]
+        return _generate(hook, entries, self._report, is_async=False)
 
     def _build_async(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
-        is_start = hook in _START_HOOKS
         if not entries:
-            return _anop_start if is_start else _anop
-        report = self._report
-        ctxvar_get = _CONTEXT.get
-
-        async def adispatch(*args: Any, **kw: Any) -> Any:
-            if "run_id" not in kw:
-                kw["run_id"] = new_id()
-            if "timestamp" not in kw:
-                kw["timestamp"] = _now()
-            ctx = ctxvar_get()
-            if ctx:
-                kw = {**ctx, **kw}
-            if None in kw.values():
-                kw = {k: v for k, v in kw.items() if v is not None}
-            event = None
-            for entry in entries:
-                if entry.wants_event:
-                    if event is None:
-                        event = event_from_call(hook, args, kw)
-                    a: tuple[Any, ...] = (event,)
-                    k: dict[str, Any] = {}
-                else:
-                    a, k = args, kw
-                try:
-                    if entry.kind == _INLINE:
-                        entry.fn(*a, **k)
-                    elif entry.kind == _AWAIT:
-                        await entry.fn(*a, **k)
-                    else:
-                        await entry.lane.aput(entry, a, k)  # type: ignore[union-attr]
-                except Exception as exc:
-                    report(entry, exc)
-            return kw["run_id"]
-
-        adispatch.__name__ = "a" + hook
-        return adispatch
+            return _ANOPS[hook]
+        return _generate(hook, entries, self._report, is_async=True)
 
     # -- errors -----------------------------------------------------------------------------
 

@@ -231,7 +231,7 @@ class InvalidInputError(StoreError, ValueError):
 
 
 class InvalidSenderError(InvalidInputError):
-    """A message sender outside the allowed set (``end_user``, ``assistant``, ``system``, ``tool``)."""
+    """A sender outside the allowed set: ``end_user``, ``assistant``, ``system``, ``tool``."""
 
 
 class InvalidMessageTimeError(InvalidInputError):

@@ -385,7 +385,7 @@ def event_from_call(hook: str, args: tuple[Any, ...], kwargs: Mapping[str, Any])
     """Build the record of a hook call: positional ``args`` in the hook's order, then keywords."""
     spec = HOOKS[hook]
     fields = _EVENT_FIELDS[spec.event]
-    values: dict[str, Any] = dict(zip(spec.args, args))
+    values: dict[str, Any] = dict(zip(spec.args, args, strict=False))
     extra: dict[str, Any] = {}
     for k, v in kwargs.items():
         if k in fields:

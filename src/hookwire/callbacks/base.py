@@ -93,7 +93,9 @@ class BaseCallback:
         """Memory was searched for ``query`` and gave ``results``."""
 
     @_noop
-    def on_retry(self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any) -> None:
+    def on_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
         """Attempt ``attempt`` of ``max_attempts`` failed with ``error`` and will be retried."""
 
     @_noop

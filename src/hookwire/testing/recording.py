@@ -39,7 +39,7 @@ def _recorder(hook: str) -> Any:
     names = HOOKS[hook].args
 
     def record(self: RecordingCallback, *args: Any, **kwargs: Any) -> None:
-        payload = dict(zip(names, args))
+        payload = dict(zip(names, args, strict=False))
         for n in names[len(args) :]:
             if n in kwargs:
                 payload[n] = kwargs.pop(n)
