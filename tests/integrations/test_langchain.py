@@ -13,7 +13,15 @@ from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerFo
 from langchain_core.documents import Document
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_openai_messages,
+)
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.prompts import ChatPromptTemplate
@@ -28,6 +36,7 @@ from hookwire.errors import BudgetExceeded, ConfigurationError, RateLimitError
 from hookwire.integrations.langchain import (
     AsyncHookwireCallbackHandler,
     HookwireCallbackHandler,
+    openai_messages,
 )
 from hookwire.testing import RecordingCallback
 
@@ -495,3 +504,28 @@ def test_feeds_the_opentelemetry_handler() -> None:
     assert (chat.attributes or {})["gen_ai.usage.input_tokens"] == 11
     assert otel.open_spans == 0
     provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [SystemMessage("Be brief."), HumanMessage("Capital?")],
+        [HumanMessage("hi", name="bob")],
+        [
+            HumanMessage("2+3?"),
+            AIMessage(
+                content="",
+                tool_calls=[
+                    {"name": "add", "args": {"a": 2, "b": 3}, "id": "c1", "type": "tool_call"}
+                ],
+            ),
+            ToolMessage("5", tool_call_id="c1"),
+            AIMessage("It is 5."),
+        ],
+        # not on the fast path: content blocks, extra kwargs
+        [HumanMessage([{"type": "text", "text": "look"}])],
+        [AIMessage("x", additional_kwargs={"refusal": None})],
+    ],
+)
+def test_fast_message_conversion_matches_langchains(batch: list[BaseMessage]) -> None:
+    assert openai_messages(batch) == convert_to_openai_messages(batch)

@@ -345,10 +345,10 @@ class OpenTelemetryCallback(BaseCallback):
         operation = "text_completion" if isinstance(prompt, str) else "chat"
         provider = kwargs.get("provider") or "unknown"
         attrs: dict[str, Any] = {OPERATION: operation, PROVIDER: provider}
-        metric_attrs: dict[str, Any] = {OPERATION: operation, PROVIDER: provider}
         if model:
             attrs[REQUEST_MODEL] = model
-            metric_attrs[REQUEST_MODEL] = model
+        # The metrics' attributes: a copy taken before the request parameters go in.
+        metric_attrs = dict(attrs) if self._duration is not None else None
         for key, value in params.items():
             attr = REQUEST_PARAMS.get(key)
             if attr is not None and value is not None:

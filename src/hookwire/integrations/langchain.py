@@ -40,6 +40,7 @@ never reaches the app. Needs the ``hookwire[langchain]`` extra.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -64,7 +65,7 @@ from ..errors import BudgetExceeded, CallbackAbort
 from ..events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
 from ._common import check_context, price, to_hookwire_error
 
-__all__ = ["AsyncHookwireCallbackHandler", "HookwireCallbackHandler"]
+__all__ = ["AsyncHookwireCallbackHandler", "HookwireCallbackHandler", "openai_messages"]
 
 logger = logging.getLogger("hookwire")
 
@@ -106,6 +107,7 @@ class _Run:
         "provider",
         "query",
         "start",
+        "token_kw",
         "tokens",
         "trace_id",
         "usage",
@@ -118,7 +120,7 @@ class _Run:
         base: dict[str, Any],
         trace_id: str,
         depth: int,
-        parent: str | None,
+        parent: Any,
     ) -> None:
         self.kind = kind
         self.name = name
@@ -129,6 +131,7 @@ class _Run:
         self.start = _perf()
         self.first_token: float | None = None
         self.tokens = 0
+        self.token_kw: dict[str, Any] = {}
         self.usage: Usage | None = None
         self.cost: Decimal | None = None
         self.model: str | None = None
@@ -209,6 +212,41 @@ def _output(value: Any) -> Any:
     return value
 
 
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def openai_messages(batch: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages as OpenAI-style dicts, as ``convert_to_openai_messages`` gives them.
+
+    The common messages (text content, tool calls, tool results) are converted here, ten times
+    faster; anything else goes through LangChain's own converter.
+    """
+    out: list[dict[str, Any]] = []
+    for m in batch:
+        role = _ROLES.get(m.type)
+        content = m.content
+        if role is None or not isinstance(content, str) or m.additional_kwargs:
+            return convert_to_openai_messages(batch)
+        d: dict[str, Any] = {"role": role, "content": content}
+        if m.name:
+            d["name"] = m.name
+        if role == "assistant":
+            calls = getattr(m, "tool_calls", None)
+            if calls:
+                d["tool_calls"] = [
+                    {
+                        "type": "function",
+                        "id": tc["id"],
+                        "function": {"name": tc["name"], "arguments": json.dumps(tc["args"])},
+                    }
+                    for tc in calls
+                ]
+        elif role == "tool":
+            d["tool_call_id"] = getattr(m, "tool_call_id", None)
+        out.append(d)
+    return out
+
+
 class _Bridge:
     """Turns LangChain callbacks into hookwire hook calls (shared by the sync and async
     handlers, which differ only in how they dispatch)."""
@@ -218,8 +256,13 @@ class _Bridge:
     def __init__(self, callbacks: Callbacks, context: Mapping[str, Any]) -> None:
         self.manager = CallbackManager.ensure(callbacks)
         self.context = check_context(context)
-        self.runs: dict[str, _Run] = {}
+        # Keyed by LangChain's run ids as given (UUIDs): cheaper than their text each time.
+        self.runs: dict[Any, _Run] = {}
         self._failed_once: set[str] = set()
+
+    @property
+    def listens_tokens(self) -> bool:
+        return self.manager.listens("on_llm_new_token")
 
     # -- ids and context --------------------------------------------------------------------
 
@@ -236,11 +279,10 @@ class _Bridge:
         base: dict[str, Any] = {"run_id": rid}
         if self.context:
             base.update(self.context)
-        pid: str | None = None
         if parent_run_id is not None:
             pid = str(parent_run_id)
             base["parent_run_id"] = pid
-            parent = self.runs.get(pid)
+            parent = self.runs.get(parent_run_id)
             if parent is not None:
                 trace_id, depth = parent.trace_id, parent.depth + 1
             else:
@@ -267,16 +309,16 @@ class _Bridge:
             if own:
                 inherited = _CONTEXT.get().get("metadata")
                 base["metadata"] = {**inherited, **own} if inherited else own
-        run = _Run(kind, name, base, trace_id, depth, pid)
+        run = _Run(kind, name, base, trace_id, depth, parent_run_id)
         if len(self.runs) >= self.max_runs:
             # A run whose end never came (a framework bug or a dropped event): forget the
             # oldest rather than grow without bound.
             self.runs.pop(next(iter(self.runs)), None)
-        self.runs[rid] = run
+        self.runs[run_id] = run
         return run
 
     def close(self, run_id: UUID) -> _Run | None:
-        return self.runs.pop(str(run_id), None)
+        return self.runs.pop(run_id, None)
 
     def failed(self, where: str, exc: BaseException) -> None:
         """Log a failure of the bridge itself, with its traceback the first time."""
@@ -417,23 +459,29 @@ class _Bridge:
     ) -> list[Emit]:
         batch = messages[0] if messages else []
         # Converting the messages is the costly part of a start: skip it when nobody reads them.
-        prompt = (
-            convert_to_openai_messages(batch) if self.manager.listens("on_llm_start") else batch
-        )
+        prompt = openai_messages(batch) if self.manager.listens("on_llm_start") else batch
         return self.llm_start(serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
 
-    def new_token(self, token: Any, run_id: UUID) -> list[Emit]:
-        run = self.runs.get(str(run_id))
+    def token(self, token: Any, run_id: UUID) -> tuple[str, dict[str, Any]] | None:
+        """The text and keywords of a token event, or ``None`` when there is nothing to send.
+
+        Tokens are the hot path of a stream: no list of emits, and the keywords every token
+        of a call shares are built once, at its first token.
+        """
+        run = self.runs.get(run_id)
         if run is None:
-            return []
-        text = token if isinstance(token, str) else _text(token)
+            return None
+        text = token if type(token) is str else _text(token)
         if not text:
-            return []
-        if run.first_token is None:
-            run.first_token = _perf()
+            return None
         index = run.tokens
         run.tokens = index + 1
-        return [("on_llm_new_token", (text,), {**run.base, "attempt": 1, "index": index})]
+        if index == 0:
+            run.first_token = _perf()
+            run.token_kw = {**run.base, "attempt": 1}
+        if not self.listens_tokens:
+            return None
+        return text, {**run.token_kw, "index": index}
 
     def llm_end(self, response: Any, run_id: UUID) -> list[Emit]:
         run = self.close(run_id)
@@ -498,7 +546,7 @@ class _Bridge:
         return emits
 
     def retry(self, retry_state: Any, run_id: UUID) -> list[Emit]:
-        run = self.runs.get(str(run_id))
+        run = self.runs.get(run_id)
         base = run.base if run is not None else {"run_id": str(run_id)}
         attempt = int(getattr(retry_state, "attempt_number", 0) or 0)
         outcome = getattr(retry_state, "outcome", None)
@@ -602,7 +650,9 @@ class _Bridge:
 
     def aborted(self, abort: CallbackAbort, kw: Mapping[str, Any]) -> list[Emit]:
         """A start hook refused to go on: forget the run and say why, as runners do."""
-        self.runs.pop(kw.get("run_id", ""), None)
+        for key, run in list(self.runs.items()):
+            if run.base.get("run_id") == kw.get("run_id"):
+                del self.runs[key]
         base = {k: v for k, v in kw.items() if k != "invocation_params"}
         # As hookwire's own clients do: the call ends as failed, then the refusal is reported.
         emits: list[Emit] = [("on_llm_error", (abort,), {**base, "attempts": 0})]
@@ -641,9 +691,9 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
-    def _emit(self, where: str, make: Callable[[], list[Emit]]) -> None:
+    def _emit(self, where: str, make: Callable[..., list[Emit]], *args: Any) -> None:
         try:
-            emits = make()
+            emits = make(*args)
         except Exception as exc:
             self._bridge.failed(where, exc)
             return
@@ -672,18 +722,23 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """A chain began: ``on_run_start``."""
         self._emit(
             "on_chain_start",
-            lambda: self._bridge.chain_start(
-                serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.chain_start,
+            serialized,
+            inputs,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        self._emit("on_chain_end", lambda: self._bridge.chain_end(outputs, run_id))
+        self._emit("on_chain_end", self._bridge.chain_end, outputs, run_id)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised: ``on_run_end(None, error=...)``, and ``on_error`` if outermost."""
-        self._emit("on_chain_error", lambda: self._bridge.chain_error(error, run_id))
+        self._emit("on_chain_error", self._bridge.chain_error, error, run_id)
 
     def on_chat_model_start(
         self,
@@ -699,9 +754,14 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """A chat model call began: ``on_llm_start`` with the messages as dicts."""
         self._emit(
             "on_chat_model_start",
-            lambda: self._bridge.chat_model_start(
-                serialized, messages, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.chat_model_start,
+            serialized,
+            messages,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     def on_llm_start(
@@ -718,32 +778,37 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """A text LLM call began: ``on_llm_start`` with the prompt text."""
         self._emit(
             "on_llm_start",
-            lambda: self._bridge.llm_start(
-                serialized,
-                prompts[0] if prompts else "",
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs,
-            ),
+            self._bridge.llm_start,
+            serialized,
+            prompts[0] if prompts else "",
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A streamed token: ``on_llm_new_token``."""
-        self._emit("on_llm_new_token", lambda: self._bridge.new_token(token, run_id))
+        try:
+            event = self._bridge.token(token, run_id)
+        except Exception as exc:
+            self._bridge.failed("on_llm_new_token", exc)
+            return
+        if event is not None:
+            self._bridge.manager.on_llm_new_token(event[0], **event[1])
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned: ``on_llm_end`` with an ``LLMResponse``."""
-        self._emit("on_llm_end", lambda: self._bridge.llm_end(response, run_id))
+        self._emit("on_llm_end", self._bridge.llm_end, response, run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed: ``on_llm_error``."""
-        self._emit("on_llm_error", lambda: self._bridge.llm_error(error, run_id))
+        self._emit("on_llm_error", self._bridge.llm_error, error, run_id)
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A call will be retried: ``on_retry``."""
-        self._emit("on_retry", lambda: self._bridge.retry(retry_state, run_id))
+        self._emit("on_retry", self._bridge.retry, retry_state, run_id)
 
     def on_tool_start(
         self,
@@ -761,18 +826,23 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         kwargs["inputs"] = inputs
         self._emit(
             "on_tool_start",
-            lambda: self._bridge.tool_start(
-                serialized, input_str, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.tool_start,
+            serialized,
+            input_str,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A tool returned: ``on_tool_end``."""
-        self._emit("on_tool_end", lambda: self._bridge.tool_end(output, run_id))
+        self._emit("on_tool_end", self._bridge.tool_end, output, run_id)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A tool raised: ``on_tool_error`` and ``on_error(stage="tool")``."""
-        self._emit("on_tool_error", lambda: self._bridge.tool_error(error, run_id))
+        self._emit("on_tool_error", self._bridge.tool_error, error, run_id)
 
     def on_retriever_start(
         self,
@@ -788,18 +858,23 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """A retriever began (remembered until it returns)."""
         self._emit(
             "on_retriever_start",
-            lambda: self._bridge.retriever_start(
-                serialized, query, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.retriever_start,
+            serialized,
+            query,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
         """A retriever returned: ``on_memory_recall(query, [page contents])``."""
-        self._emit("on_retriever_end", lambda: self._bridge.retriever_end(documents, run_id))
+        self._emit("on_retriever_end", self._bridge.retriever_end, documents, run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A retriever raised: ``on_error(stage="memory")`` (once, by the outermost run)."""
-        self._emit("on_retriever_error", lambda: self._bridge.retriever_error(error, run_id))
+        self._emit("on_retriever_error", self._bridge.retriever_error, error, run_id)
 
 
 class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
@@ -818,9 +893,9 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
-    async def _emit(self, where: str, make: Callable[[], list[Emit]]) -> None:
+    async def _emit(self, where: str, make: Callable[..., list[Emit]], *args: Any) -> None:
         try:
-            emits = make()
+            emits = make(*args)
         except Exception as exc:
             self._bridge.failed(where, exc)
             return
@@ -848,18 +923,23 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """A chain began: ``on_run_start``."""
         await self._emit(
             "on_chain_start",
-            lambda: self._bridge.chain_start(
-                serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.chain_start,
+            serialized,
+            inputs,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        await self._emit("on_chain_end", lambda: self._bridge.chain_end(outputs, run_id))
+        await self._emit("on_chain_end", self._bridge.chain_end, outputs, run_id)
 
     async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised."""
-        await self._emit("on_chain_error", lambda: self._bridge.chain_error(error, run_id))
+        await self._emit("on_chain_error", self._bridge.chain_error, error, run_id)
 
     async def on_chat_model_start(
         self,
@@ -875,9 +955,14 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """A chat model call began."""
         await self._emit(
             "on_chat_model_start",
-            lambda: self._bridge.chat_model_start(
-                serialized, messages, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.chat_model_start,
+            serialized,
+            messages,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     async def on_llm_start(
@@ -894,32 +979,37 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """A text LLM call began."""
         await self._emit(
             "on_llm_start",
-            lambda: self._bridge.llm_start(
-                serialized,
-                prompts[0] if prompts else "",
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs,
-            ),
+            self._bridge.llm_start,
+            serialized,
+            prompts[0] if prompts else "",
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A streamed token."""
-        await self._emit("on_llm_new_token", lambda: self._bridge.new_token(token, run_id))
+        try:
+            event = self._bridge.token(token, run_id)
+        except Exception as exc:
+            self._bridge.failed("on_llm_new_token", exc)
+            return
+        if event is not None:
+            await self._bridge.manager.aon_llm_new_token(event[0], **event[1])
 
     async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned."""
-        await self._emit("on_llm_end", lambda: self._bridge.llm_end(response, run_id))
+        await self._emit("on_llm_end", self._bridge.llm_end, response, run_id)
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed."""
-        await self._emit("on_llm_error", lambda: self._bridge.llm_error(error, run_id))
+        await self._emit("on_llm_error", self._bridge.llm_error, error, run_id)
 
     async def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A call will be retried."""
-        await self._emit("on_retry", lambda: self._bridge.retry(retry_state, run_id))
+        await self._emit("on_retry", self._bridge.retry, retry_state, run_id)
 
     async def on_tool_start(
         self,
@@ -937,18 +1027,23 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         kwargs["inputs"] = inputs
         await self._emit(
             "on_tool_start",
-            lambda: self._bridge.tool_start(
-                serialized, input_str, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.tool_start,
+            serialized,
+            input_str,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     async def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A tool returned."""
-        await self._emit("on_tool_end", lambda: self._bridge.tool_end(output, run_id))
+        await self._emit("on_tool_end", self._bridge.tool_end, output, run_id)
 
     async def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A tool raised."""
-        await self._emit("on_tool_error", lambda: self._bridge.tool_error(error, run_id))
+        await self._emit("on_tool_error", self._bridge.tool_error, error, run_id)
 
     async def on_retriever_start(
         self,
@@ -964,19 +1059,24 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """A retriever began."""
         await self._emit(
             "on_retriever_start",
-            lambda: self._bridge.retriever_start(
-                serialized, query, run_id, parent_run_id, tags, metadata, kwargs
-            ),
+            self._bridge.retriever_start,
+            serialized,
+            query,
+            run_id,
+            parent_run_id,
+            tags,
+            metadata,
+            kwargs,
         )
 
     async def on_retriever_end(
         self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any
     ) -> None:
         """A retriever returned: ``on_memory_recall``."""
-        await self._emit("on_retriever_end", lambda: self._bridge.retriever_end(documents, run_id))
+        await self._emit("on_retriever_end", self._bridge.retriever_end, documents, run_id)
 
     async def on_retriever_error(
         self, error: BaseException, *, run_id: UUID, **kwargs: Any
     ) -> None:
         """A retriever raised."""
-        await self._emit("on_retriever_error", lambda: self._bridge.retriever_error(error, run_id))
+        await self._emit("on_retriever_error", self._bridge.retriever_error, error, run_id)
