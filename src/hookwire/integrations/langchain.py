@@ -73,18 +73,20 @@ _perf = time.perf_counter
 _REQUEST_KEYS = frozenset(REQUEST_CONTEXT_KEYS)
 
 #: ``invocation_params`` keys passed on as they are (the ones the event contract names).
-_PARAM_KEYS = (
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "n",
-    "stop",
-    "response_format",
+_PARAM_KEYS = frozenset(
+    (
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "n",
+        "stop",
+        "response_format",
+    )
 )
 
 #: One hook call: the hook's name, its positional arguments, its keywords.
@@ -260,10 +262,6 @@ class _Bridge:
         self.runs: dict[Any, _Run] = {}
         self._failed_once: set[str] = set()
 
-    @property
-    def listens_tokens(self) -> bool:
-        return self.manager.listens("on_llm_new_token")
-
     # -- ids and context --------------------------------------------------------------------
 
     def open(
@@ -280,12 +278,12 @@ class _Bridge:
         if self.context:
             base.update(self.context)
         if parent_run_id is not None:
-            pid = str(parent_run_id)
-            base["parent_run_id"] = pid
             parent = self.runs.get(parent_run_id)
             if parent is not None:
+                base["parent_run_id"] = parent.base["run_id"]
                 trace_id, depth = parent.trace_id, parent.depth + 1
             else:
+                pid = base["parent_run_id"] = str(parent_run_id)
                 ctx = _CONTEXT.get()
                 trace_id, depth = ctx.get("trace_id") or pid, ctx.get("depth", 0) + 1
         else:
@@ -352,10 +350,13 @@ class _Bridge:
         tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
-    ) -> list[Emit]:
-        name = _name(serialized, kwargs, "chain")
+    ) -> tuple[Any, dict[str, Any]]:
+        """The payload and keywords of ``on_run_start`` (chains are the most frequent event:
+        one emit, no list)."""
+        name = kwargs.get("name") or _name(serialized, kwargs, "chain")
         run = self.open("chain", name, run_id, parent_run_id, tags, metadata)
-        return [("on_run_start", (inputs,), {**run.base, "name": name})]
+        run.base["name"] = name
+        return inputs, run.base
 
     def _roll_up(self, run: _Run) -> None:
         parent = self.runs.get(run.parent) if run.parent is not None else None
@@ -365,25 +366,24 @@ class _Bridge:
         if run.cost is not None:
             parent.cost = run.cost if parent.cost is None else parent.cost + run.cost
 
-    def chain_end(self, outputs: Any, run_id: UUID) -> list[Emit]:
-        run = self.close(run_id)
+    def chain_end(self, outputs: Any, run_id: UUID) -> tuple[Any, dict[str, Any]] | None:
+        """The payload and keywords of ``on_run_end``, or ``None`` for an unknown run."""
+        run = self.runs.pop(run_id, None)
         if run is None:
-            return []
-        kw = {**run.base, "name": run.name}
+            return None
+        kw = run.base
         if run.usage is not None:
-            kw["usage"] = run.usage
-        if run.cost is not None:
-            kw["cost"] = run.cost
-        self._roll_up(run)
-        return [("on_run_end", (_output(outputs),), kw)]
+            kw = {**kw, "usage": run.usage}
+            if run.cost is not None:
+                kw["cost"] = run.cost
+            self._roll_up(run)
+        return _output(outputs), kw
 
     def chain_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
         run = self.close(run_id)
         if run is None:
             return []
-        emits: list[Emit] = [
-            ("on_run_end", (None,), {**run.base, "name": run.name, "error": error})
-        ]
+        emits: list[Emit] = [("on_run_end", (None,), {**run.base, "error": error})]
         self._roll_up(run)
         pending = run.pending
         if pending is not None and pending[0] is error:
@@ -427,9 +427,8 @@ class _Bridge:
         params: dict[str, Any] = {}
         if run.model:
             params["model"] = run.model
-        for key in _PARAM_KEYS:
-            value = ip.get(key)
-            if value is not None:
+        for key, value in ip.items():
+            if value is not None and key in _PARAM_KEYS:
                 params[key] = value
         options = kwargs.get("options")
         if isinstance(options, Mapping) and options.get("stop") and "stop" not in params:
@@ -462,8 +461,9 @@ class _Bridge:
         prompt = openai_messages(batch) if self.manager.listens("on_llm_start") else batch
         return self.llm_start(serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
 
-    def token(self, token: Any, run_id: UUID) -> tuple[str, dict[str, Any]] | None:
-        """The text and keywords of a token event, or ``None`` when there is nothing to send.
+    def token(self, token: Any, run_id: UUID) -> tuple[str, int, dict[str, Any]] | None:
+        """The text, index and other keywords of a token event, or ``None`` when there is
+        nothing to send.
 
         Tokens are the hot path of a stream: no list of emits, and the keywords every token
         of a call shares are built once, at its first token.
@@ -479,9 +479,9 @@ class _Bridge:
         if index == 0:
             run.first_token = _perf()
             run.token_kw = {**run.base, "attempt": 1}
-        if not self.listens_tokens:
+        if not self.manager.listens("on_llm_new_token"):
             return None
-        return text, {**run.token_kw, "index": index}
+        return text, index, run.token_kw
 
     def llm_end(self, response: Any, run_id: UUID) -> list[Emit]:
         run = self.close(run_id)
@@ -508,6 +508,11 @@ class _Bridge:
             if isinstance(mid, str) and not mid.startswith(("run-", "lc_run-")):
                 rid = mid
         cost = price(str(model) if model else None, usage, run.provider) if usage else None
+        run.usage = usage
+        run.cost = cost
+        self._roll_up(run)
+        if not self.manager.listens("on_llm_end"):
+            return []  # the usage still counts for the runs around it
         result = LLMResponse(
             content=getattr(gen, "text", "") or "",
             usage=usage or Usage(),
@@ -518,9 +523,6 @@ class _Bridge:
             id=str(rid) if rid else None,
             cost=cost,
         )
-        run.usage = usage
-        run.cost = cost
-        self._roll_up(run)
         kw = {
             **run.base,
             "latency_ms": (now - run.start) * 1000.0,
@@ -650,12 +652,16 @@ class _Bridge:
 
     def aborted(self, abort: CallbackAbort, kw: Mapping[str, Any]) -> list[Emit]:
         """A start hook refused to go on: forget the run and say why, as runners do."""
+        kind = None
         for key, run in list(self.runs.items()):
             if run.base.get("run_id") == kw.get("run_id"):
+                kind = run.kind
                 del self.runs[key]
-        base = {k: v for k, v in kw.items() if k != "invocation_params"}
-        # As hookwire's own clients do: the call ends as failed, then the refusal is reported.
-        emits: list[Emit] = [("on_llm_error", (abort,), {**base, "attempts": 0})]
+        base = {k: v for k, v in kw.items() if k not in ("invocation_params", "name")}
+        emits: list[Emit] = []
+        if kind == "llm":
+            # As hookwire's own clients do: the call ends as failed, then the refusal is told.
+            emits.append(("on_llm_error", (abort,), {**base, "attempts": 0}))
         if isinstance(abort, BudgetExceeded):
             emits.append(("on_budget_exceeded", (abort,), base))
         emits.append(("on_error", (abort,), {**base, "stage": "budget"}))
@@ -691,6 +697,11 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
+    def _send(self, emits: list[Emit]) -> None:
+        manager = self._bridge.manager
+        for hook, args, kw in emits:
+            getattr(manager, hook)(*args, **kw)
+
     def _emit(self, where: str, make: Callable[..., list[Emit]], *args: Any) -> None:
         try:
             emits = make(*args)
@@ -720,21 +731,30 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A chain began: ``on_run_start``."""
-        self._emit(
-            "on_chain_start",
-            self._bridge.chain_start,
-            serialized,
-            inputs,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            payload, kw = bridge.chain_start(
+                serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs
+            )
+        except Exception as exc:
+            bridge.failed("on_chain_start", exc)
+            return
+        try:
+            bridge.manager.on_run_start(payload, **kw)
+        except CallbackAbort as abort:
+            self._send(bridge.aborted(abort, kw))
+            raise
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        self._emit("on_chain_end", self._bridge.chain_end, outputs, run_id)
+        bridge = self._bridge
+        try:
+            event = bridge.chain_end(outputs, run_id)
+        except Exception as exc:
+            bridge.failed("on_chain_end", exc)
+            return
+        if event is not None:
+            bridge.manager.on_run_end(event[0], **event[1])
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised: ``on_run_end(None, error=...)``, and ``on_error`` if outermost."""
@@ -790,13 +810,27 @@ class HookwireCallbackHandler(BaseCallbackHandler):
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A streamed token: ``on_llm_new_token``."""
+        # The bridge's token() inlined: this runs once per token of every stream.
+        bridge = self._bridge
         try:
-            event = self._bridge.token(token, run_id)
+            run = bridge.runs.get(run_id)
+            if run is None:
+                return
+            text = token if type(token) is str else _text(token)
+            if not text:
+                return
+            index = run.tokens
+            run.tokens = index + 1
+            if index == 0:
+                run.first_token = _perf()
+                run.token_kw = {**run.base, "attempt": 1}
+            manager = bridge.manager
+            if not manager.listens("on_llm_new_token"):
+                return
         except Exception as exc:
-            self._bridge.failed("on_llm_new_token", exc)
+            bridge.failed("on_llm_new_token", exc)
             return
-        if event is not None:
-            self._bridge.manager.on_llm_new_token(event[0], **event[1])
+        manager.on_llm_new_token(text, index=index, **run.token_kw)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned: ``on_llm_end`` with an ``LLMResponse``."""
@@ -893,6 +927,11 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
+    async def _send(self, emits: list[Emit]) -> None:
+        manager = self._bridge.manager
+        for hook, args, kw in emits:
+            await getattr(manager, "a" + hook)(*args, **kw)
+
     async def _emit(self, where: str, make: Callable[..., list[Emit]], *args: Any) -> None:
         try:
             emits = make(*args)
@@ -921,21 +960,30 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A chain began: ``on_run_start``."""
-        await self._emit(
-            "on_chain_start",
-            self._bridge.chain_start,
-            serialized,
-            inputs,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            payload, kw = bridge.chain_start(
+                serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs
+            )
+        except Exception as exc:
+            bridge.failed("on_chain_start", exc)
+            return
+        try:
+            await bridge.manager.aon_run_start(payload, **kw)
+        except CallbackAbort as abort:
+            await self._send(bridge.aborted(abort, kw))
+            raise
 
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        await self._emit("on_chain_end", self._bridge.chain_end, outputs, run_id)
+        bridge = self._bridge
+        try:
+            event = bridge.chain_end(outputs, run_id)
+        except Exception as exc:
+            bridge.failed("on_chain_end", exc)
+            return
+        if event is not None:
+            await bridge.manager.aon_run_end(event[0], **event[1])
 
     async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised."""
@@ -997,7 +1045,7 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
             self._bridge.failed("on_llm_new_token", exc)
             return
         if event is not None:
-            await self._bridge.manager.aon_llm_new_token(event[0], **event[1])
+            await self._bridge.manager.aon_llm_new_token(event[0], index=event[1], **event[2])
 
     async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned."""
