@@ -71,6 +71,20 @@ logger = logging.getLogger("hookwire")
 
 _perf = time.perf_counter
 _REQUEST_KEYS = frozenset(REQUEST_CONTEXT_KEYS)
+#: Metadata LangChain adds for its own tracing; set aside in one set difference per run.
+_LC_KEYS = frozenset(
+    {
+        "ls_provider",
+        "ls_model_name",
+        "ls_model_type",
+        "ls_temperature",
+        "ls_max_tokens",
+        "ls_stop",
+        "ls_integration",
+        "ls_structured_output_format",
+        "lc_versions",
+    }
+)
 
 #: ``invocation_params`` keys passed on as they are (the ones the event contract names).
 _PARAM_KEYS = frozenset(
@@ -94,26 +108,23 @@ Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 class _Run:
-    """What the bridge remembers about an open LangChain run until it ends."""
+    """What the bridge remembers about an open LangChain run until it ends.
 
-    __slots__ = (
-        "base",
-        "cost",
-        "depth",
-        "first_token",
-        "kind",
-        "model",
-        "name",
-        "parent",
-        "pending",
-        "provider",
-        "query",
-        "start",
-        "token_kw",
-        "tokens",
-        "trace_id",
-        "usage",
-    )
+    No ``__slots__``: the fields most runs never set (tokens, usage, a pending error, ...) are
+    class-level defaults, so opening a run sets only six.
+    """
+
+    first_token: float | None = None
+    tokens: int = 0
+    token_kw: dict[str, Any]
+    usage: Usage | None = None
+    cost: Decimal | None = None
+    model: str | None = None
+    provider: str | None = None
+    query: str = ""
+    # The error a child reported, and at which stage, so that the outermost run reports the
+    # failure once with the stage where it began.
+    pending: tuple[BaseException, str] | None = None
 
     def __init__(
         self,
@@ -131,17 +142,6 @@ class _Run:
         self.depth = depth
         self.parent = parent
         self.start = _perf()
-        self.first_token: float | None = None
-        self.tokens = 0
-        self.token_kw: dict[str, Any] = {}
-        self.usage: Usage | None = None
-        self.cost: Decimal | None = None
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.query: str = ""
-        # The error a child reported, and at which stage, so that the outermost run reports
-        # the failure once with the stage where it began.
-        self.pending: tuple[BaseException, str] | None = None
 
 
 def _text(content: Any) -> str:
@@ -296,9 +296,11 @@ class _Bridge:
             base["depth"] = depth
         if tags:
             base["tags"] = tuple(tags)
-        if metadata:
+        rest = metadata.keys() - _LC_KEYS if metadata else None
+        if rest:
             own: dict[str, Any] = {}
-            for k, v in metadata.items():
+            for k in rest:
+                v = metadata[k]  # type: ignore[index]
                 if k in _REQUEST_KEYS:
                     if v is not None:
                         base[k] = v
@@ -406,7 +408,8 @@ class _Bridge:
         tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
-    ) -> list[Emit]:
+    ) -> tuple[Any, dict[str, Any]]:
+        """The payload and keywords of ``on_llm_start``."""
         ip: Mapping[str, Any] = kwargs.get("invocation_params") or {}
         meta = metadata or {}
         model = (
@@ -444,7 +447,7 @@ class _Bridge:
         kw = {**run.base, "invocation_params": params}
         if ip.get("stream") is not None:
             kw["stream"] = bool(ip["stream"])
-        return [("on_llm_start", (prompt,), kw)]
+        return prompt, kw
 
     def chat_model_start(
         self,
@@ -455,7 +458,7 @@ class _Bridge:
         tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
-    ) -> list[Emit]:
+    ) -> tuple[Any, dict[str, Any]]:
         batch = messages[0] if messages else []
         # Converting the messages is the costly part of a start: skip it when nobody reads them.
         prompt = openai_messages(batch) if self.manager.listens("on_llm_start") else batch
@@ -483,10 +486,11 @@ class _Bridge:
             return None
         return text, index, run.token_kw
 
-    def llm_end(self, response: Any, run_id: UUID) -> list[Emit]:
-        run = self.close(run_id)
+    def llm_end(self, response: Any, run_id: UUID) -> tuple[LLMResponse, dict[str, Any]] | None:
+        """The payload and keywords of ``on_llm_end``, or ``None`` when there is none to send."""
+        run = self.runs.pop(run_id, None)
         if run is None:
-            return []
+            return None
         now = _perf()
         generations = getattr(response, "generations", None) or [[]]
         gen = generations[0][0] if generations and generations[0] else None
@@ -512,7 +516,7 @@ class _Bridge:
         run.cost = cost
         self._roll_up(run)
         if not self.manager.listens("on_llm_end"):
-            return []  # the usage still counts for the runs around it
+            return None  # the usage still counts for the runs around it
         result = LLMResponse(
             content=getattr(gen, "text", "") or "",
             usage=usage or Usage(),
@@ -531,7 +535,7 @@ class _Bridge:
         }
         if run.first_token is not None:
             kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
-        return [("on_llm_end", (result,), kw)]
+        return result, kw
 
     def llm_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
         run = self.close(run_id)
@@ -772,17 +776,19 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A chat model call began: ``on_llm_start`` with the messages as dicts."""
-        self._emit(
-            "on_chat_model_start",
-            self._bridge.chat_model_start,
-            serialized,
-            messages,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            prompt, kw = bridge.chat_model_start(
+                serialized, messages, run_id, parent_run_id, tags, metadata, kwargs
+            )
+        except Exception as exc:
+            bridge.failed("on_chat_model_start", exc)
+            return
+        try:
+            bridge.manager.on_llm_start(prompt, **kw)
+        except CallbackAbort as abort:
+            self._send(bridge.aborted(abort, kw))
+            raise
 
     def on_llm_start(
         self,
@@ -796,17 +802,25 @@ class HookwireCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A text LLM call began: ``on_llm_start`` with the prompt text."""
-        self._emit(
-            "on_llm_start",
-            self._bridge.llm_start,
-            serialized,
-            prompts[0] if prompts else "",
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            prompt, kw = bridge.llm_start(
+                serialized,
+                prompts[0] if prompts else "",
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs,
+            )
+        except Exception as exc:
+            bridge.failed("on_llm_start", exc)
+            return
+        try:
+            bridge.manager.on_llm_start(prompt, **kw)
+        except CallbackAbort as abort:
+            self._send(bridge.aborted(abort, kw))
+            raise
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A streamed token: ``on_llm_new_token``."""
@@ -834,7 +848,14 @@ class HookwireCallbackHandler(BaseCallbackHandler):
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned: ``on_llm_end`` with an ``LLMResponse``."""
-        self._emit("on_llm_end", self._bridge.llm_end, response, run_id)
+        bridge = self._bridge
+        try:
+            event = bridge.llm_end(response, run_id)
+        except Exception as exc:
+            bridge.failed("on_llm_end", exc)
+            return
+        if event is not None:
+            bridge.manager.on_llm_end(event[0], **event[1])
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed: ``on_llm_error``."""
@@ -1001,17 +1022,19 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A chat model call began."""
-        await self._emit(
-            "on_chat_model_start",
-            self._bridge.chat_model_start,
-            serialized,
-            messages,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            prompt, kw = bridge.chat_model_start(
+                serialized, messages, run_id, parent_run_id, tags, metadata, kwargs
+            )
+        except Exception as exc:
+            bridge.failed("on_chat_model_start", exc)
+            return
+        try:
+            await bridge.manager.aon_llm_start(prompt, **kw)
+        except CallbackAbort as abort:
+            await self._send(bridge.aborted(abort, kw))
+            raise
 
     async def on_llm_start(
         self,
@@ -1025,17 +1048,25 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """A text LLM call began."""
-        await self._emit(
-            "on_llm_start",
-            self._bridge.llm_start,
-            serialized,
-            prompts[0] if prompts else "",
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
-            kwargs,
-        )
+        bridge = self._bridge
+        try:
+            prompt, kw = bridge.llm_start(
+                serialized,
+                prompts[0] if prompts else "",
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs,
+            )
+        except Exception as exc:
+            bridge.failed("on_llm_start", exc)
+            return
+        try:
+            await bridge.manager.aon_llm_start(prompt, **kw)
+        except CallbackAbort as abort:
+            await self._send(bridge.aborted(abort, kw))
+            raise
 
     async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A streamed token."""
@@ -1049,7 +1080,14 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
 
     async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """The call returned."""
-        await self._emit("on_llm_end", self._bridge.llm_end, response, run_id)
+        bridge = self._bridge
+        try:
+            event = bridge.llm_end(response, run_id)
+        except Exception as exc:
+            bridge.failed("on_llm_end", exc)
+            return
+        if event is not None:
+            await bridge.manager.aon_llm_end(event[0], **event[1])
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed."""
