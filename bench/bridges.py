@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
-    number, repeat = (20, 10) if args.quick else (25, 120)
+    number, repeat = (10, 20) if args.quick else (10, 400)
 
     rows = []
     for mode in ("invoke", "stream"):

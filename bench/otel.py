@@ -159,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
-    number, repeat = (500, 5) if args.quick else (500, 200)
+    number, repeat = (100, 20) if args.quick else (100, 600)
 
     rows = []
     for label, with_metrics in (("span only", False), ("span + metrics", True)):
