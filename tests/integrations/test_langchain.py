@@ -221,7 +221,7 @@ def test_lcel_chain_is_a_run_with_nested_calls(rec: RecordingCallback) -> None:
         "StrOutputParser",
     ]
     seq = runs[0]
-    assert runs[0]["input"] == {"q": "Capital?"}
+    assert runs[0]["input"] == "Capital?"  # a single text value is passed as that text
     assert "parent_run_id" not in seq.kwargs
     assert "depth" not in seq.kwargs
     for c in rec.calls:
@@ -235,7 +235,9 @@ def test_lcel_chain_is_a_run_with_nested_calls(rec: RecordingCallback) -> None:
     assert ends["RunnableSequence"]["usage"] == Usage(
         11, 5, 16, cached_tokens=3, reasoning_tokens=1
     )
+    assert ends["RunnableSequence"]["model"] == "gpt-4o-2024-08-06"
     assert "usage" not in ends["StrOutputParser"].kwargs
+    assert "model" not in ends["StrOutputParser"].kwargs
     assert rec.hooks()[-1] == "on_run_end"
 
 
@@ -529,3 +531,21 @@ def test_feeds_the_opentelemetry_handler() -> None:
 )
 def test_fast_message_conversion_matches_langchains(batch: list[BaseMessage]) -> None:
     assert openai_messages(batch) == convert_to_openai_messages(batch)
+
+
+def test_chain_inputs_as_hookwire_runs_carry_them(rec: RecordingCallback) -> None:
+    handler = HookwireCallbackHandler([rec])
+    echo = RunnableLambda(lambda x: x)
+    echo.invoke({"question": "hi"}, config={"callbacks": [handler]})
+    echo.invoke({"a": 1, "b": "x"}, config={"callbacks": [handler]})
+    echo.invoke({"n": 1}, config={"callbacks": [handler]})
+    echo.invoke(HumanMessage("as a message"), config={"callbacks": [handler]})
+    echo.invoke([SystemMessage("s"), HumanMessage("u")], config={"callbacks": [handler]})
+    assert [c["input"] for c in rec.of("on_run_start")] == [
+        "hi",
+        {"a": 1, "b": "x"},
+        {"n": 1},
+        "as a message",
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+    ]
+    assert [c["output"] for c in rec.of("on_run_end")][3] == "as a message"

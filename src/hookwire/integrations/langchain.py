@@ -214,6 +214,22 @@ def _output(value: Any) -> Any:
     return value
 
 
+def _input(value: Any) -> Any:
+    """A chain's input as hookwire's runs carry it: a single text value as that text
+    (``{"question": "..."}`` gives ``"..."``), a message as its text, messages as dicts, anything
+    else as it is."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        for only in value.values():
+            if isinstance(only, str):
+                return only
+        return value
+    if isinstance(value, BaseMessage):
+        return _text(value.content)
+    if isinstance(value, list) and value and isinstance(value[0], BaseMessage):
+        return openai_messages(value)
+    return value
+
+
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
@@ -358,15 +374,19 @@ class _Bridge:
         name = kwargs.get("name") or _name(serialized, kwargs, "chain")
         run = self.open("chain", name, run_id, parent_run_id, tags, metadata)
         run.base["name"] = name
-        return inputs, run.base
+        return _input(inputs), run.base
 
     def _roll_up(self, run: _Run) -> None:
+        """Add a finished run's usage and cost to its parent's, and name its model there."""
         parent = self.runs.get(run.parent) if run.parent is not None else None
-        if parent is None or run.usage is None:
+        if parent is None:
             return
-        parent.usage = run.usage if parent.usage is None else parent.usage + run.usage
+        if run.usage is not None:
+            parent.usage = run.usage if parent.usage is None else parent.usage + run.usage
         if run.cost is not None:
             parent.cost = run.cost if parent.cost is None else parent.cost + run.cost
+        if run.model is not None:
+            parent.model = run.model
 
     def chain_end(self, outputs: Any, run_id: UUID) -> tuple[Any, dict[str, Any]] | None:
         """The payload and keywords of ``on_run_end``, or ``None`` for an unknown run."""
@@ -374,8 +394,10 @@ class _Bridge:
         if run is None:
             return None
         kw = run.base
-        if run.usage is not None:
-            kw = {**kw, "usage": run.usage}
+        if run.model is not None or run.usage is not None:  # an LLM call ended inside it
+            kw = {**kw, "model": run.model}
+            if run.usage is not None:
+                kw["usage"] = run.usage
             if run.cost is not None:
                 kw["cost"] = run.cost
             self._roll_up(run)
@@ -514,6 +536,7 @@ class _Bridge:
         cost = price(str(model) if model else None, usage, run.provider) if usage else None
         run.usage = usage
         run.cost = cost
+        run.model = str(model) if model else run.model
         self._roll_up(run)
         if not self.manager.listens("on_llm_end"):
             return None  # the usage still counts for the runs around it
