@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
@@ -567,3 +569,35 @@ def test_traces_arrive_nested_in_an_otlp_receiver(
         "stop"
     ]
     assert chat.kind == chat.SPAN_KIND_CLIENT
+
+
+# -- invariants --------------------------------------------------------------------------------
+
+_content = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), _content), max_size=6))
+def test_input_messages_keep_roles_and_text(msgs: list[tuple[str, str]]) -> None:
+    out = json.loads(input_messages([{"role": r, "content": c} for r, c in msgs]))
+    assert [m["role"] for m in out] == [r for r, _ in msgs]
+    assert [m["parts"][0]["content"] if m["parts"] else "" for m in out] == [c for _, c in msgs]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(list(range(6))), st.integers(min_value=1, max_value=8))
+def test_the_span_map_never_leaks(order: list[int], bound: int) -> None:
+    # Six LLM calls inside a run, ended in any order, with any bound on open spans: every span
+    # ends exactly once and nothing stays in the map.
+    o = OTel(max_open_spans=bound, metrics=False)
+    try:
+        m = o.manager
+        run = m.on_run_start("q", name="agent")
+        ids = [m.on_llm_start("p", model=f"m{i}", parent_run_id=run) for i in range(6)]
+        for i in order:
+            m.on_llm_end(LLMResponse(content="x"), run_id=ids[i])
+        m.on_run_end("a", run_id=run, name="agent")
+        assert o.handler.open_spans == 0
+        names = sorted(s.name for s in o.spans())
+        assert names == sorted([*(f"text_completion m{i}" for i in range(6)), "invoke_agent agent"])
+    finally:
+        o.shutdown()

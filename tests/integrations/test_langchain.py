@@ -9,6 +9,8 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models.fake import FakeListLLM
@@ -549,3 +551,28 @@ def test_chain_inputs_as_hookwire_runs_carry_them(rec: RecordingCallback) -> Non
         [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
     ]
     assert [c["output"] for c in rec.of("on_run_end")][3] == "as a message"
+
+
+_text_st = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["system", "human", "ai", "tool"]), _text_st, _text_st),
+        max_size=6,
+    )
+)
+def test_fast_conversion_matches_langchains_for_any_text_messages(
+    spec: list[tuple[str, str, str]],
+) -> None:
+    batch: list[BaseMessage] = []
+    for kind, text, extra in spec:
+        if kind == "system":
+            batch.append(SystemMessage(text))
+        elif kind == "human":
+            batch.append(HumanMessage(text))
+        elif kind == "ai":
+            batch.append(AIMessage(text))
+        else:
+            batch.append(ToolMessage(text, tool_call_id=extra or "c"))
+    assert openai_messages(batch) == convert_to_openai_messages(batch)

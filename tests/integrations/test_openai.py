@@ -399,3 +399,17 @@ def test_feeds_the_opentelemetry_handler(openai_server: OpenAIServer) -> None:
     assert attrs["gen_ai.usage.output_tokens"] > 0
     assert attrs["gen_ai.request.stream"] is True
     provider.shutdown()
+
+
+def test_cost_is_filled_when_prices_are_known(
+    openai_server: OpenAIServer, rec: RecordingCallback
+) -> None:
+    pytest.importorskip(
+        "hookwire.pricing", reason="hookwire.pricing comes with the accounting work"
+    )
+    client = instrument(client_for(openai_server), callbacks=[rec])
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    for end in rec.of("on_llm_end"):
+        assert end["response"].cost is not None
+        assert end["response"].cost > 0
