@@ -75,10 +75,14 @@ def bare_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None
     if mp is not None:
         meter = mp.get_meter("bench")
         tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", explicit_bucket_boundaries_advisory=TOKEN_BUCKETS
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
         duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+            "gen_ai.client.operation.duration",
+            unit="s",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
     kind = SpanKind.CLIENT
     r = RESPONSE
@@ -124,9 +128,7 @@ def bare_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None
 
 
 def hookwire_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None]:
-    handler = OpenTelemetryCallback(
-        tracer_provider=tp, meter_provider=mp, metrics=mp is not None
-    )
+    handler = OpenTelemetryCallback(tracer_provider=tp, meter_provider=mp, metrics=mp is not None)
     manager = CallbackManager([handler])
     start, end = manager.on_llm_start, manager.on_llm_end
     r = RESPONSE
