@@ -85,7 +85,6 @@ class StreamingUsageModel(GenericFakeChatModel):
                 content="",
                 usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10},
                 response_metadata={"finish_reason": "stop", "model_name": "gpt-4o-mini"},
-                chunk_position="last",
             )
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from typing import Any
@@ -413,3 +414,21 @@ def test_cost_is_filled_when_prices_are_known(
     for end in rec.of("on_llm_end"):
         assert end["response"].cost is not None
         assert end["response"].cost > 0
+
+
+async def test_async_for_broken_out_of_is_closed(openai_server: OpenAIServer) -> None:
+    openai_server.script(Reply("a b c d e"))
+    rec = RecordingCallback()
+    client = instrument(aclient_for(openai_server), callbacks=[rec])
+    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    # The loop's async generator is finalised by the event loop (asyncio's asyncgen hooks).
+    for _ in range(50):
+        if rec.of("on_llm_end"):
+            break
+        await asyncio.sleep(0.01)
+    assert stream.response.is_closed
+    assert rec.of("on_llm_end")[0]["cancelled"] is True
+    await client.close()
