@@ -601,3 +601,29 @@ def test_the_span_map_never_leaks(order: list[int], bound: int) -> None:
         assert names == sorted([*(f"text_completion m{i}" for i in range(6)), "invoke_agent agent"])
     finally:
         o.shutdown()
+
+
+def test_hookwire_client_with_retries_through_the_local_server(otel: OTel) -> None:
+    from hookwire.llms import OpenAIClient
+    from hookwire.testing.openai_server import ErrorReply, OpenAIServer, Reply
+
+    with OpenAIServer() as server:
+        server.script(ErrorReply(503, retry_after=0), Reply("Four."))
+        client = OpenAIClient(
+            base_url=server.base_url, model="gpt-4o", callbacks=otel.manager, temperature=0
+        )
+        with hookwire.trace("agent", callbacks=otel.manager, conversation_id="c1"):
+            answer = client.generate([{"role": "user", "content": "2+2?"}])
+        client.close()
+    assert answer.content == "Four."
+    run = otel.span("invoke_agent agent")
+    chat = otel.span("chat gpt-4o")
+    assert parent_id(chat) == run.context.span_id
+    a = dict(chat.attributes or {})
+    assert a["gen_ai.provider.name"] == "openai"
+    assert a["gen_ai.request.temperature"] == 0
+    assert a["gen_ai.conversation.id"] == "c1"
+    assert a["gen_ai.usage.output_tokens"] == 1
+    assert a["hookwire.attempts"] == 2
+    assert [e.name for e in chat.events] == ["hookwire.retry"]
+    assert chat.status.status_code is StatusCode.UNSET
