@@ -432,3 +432,30 @@ async def test_async_for_broken_out_of_is_closed(openai_server: OpenAIServer) ->
     assert stream.response.is_closed
     assert rec.of("on_llm_end")[0]["cancelled"] is True
     await client.close()
+
+
+def test_an_instrumentation_failure_never_reaches_the_app(
+    openai_server: OpenAIServer,
+    rec: RecordingCallback,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hookwire.integrations import openai as hw_openai
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    client = instrument(client_for(openai_server), callbacks=[rec])
+    monkeypatch.setattr(hw_openai._Call, "from_completion", broken)
+    monkeypatch.setattr(hw_openai._StreamState, "feed", broken)
+    monkeypatch.setattr(hw_openai, "_failed_once", set())
+    out = client.chat.completions.create(model="m", messages=MESSAGES)
+    assert out.choices[0].message.content
+    chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    monkeypatch.setattr(hw_openai._Call, "start_args", broken)
+    assert client.chat.completions.create(model="m", messages=MESSAGES).choices
+    assert "openai instrumentation failed in create" in caplog.text
+    assert "openai instrumentation failed in a stream chunk" in caplog.text
+    # what could be told was: the calls started, and the stream's end came with what it had
+    assert rec.hooks().count("on_llm_start") == 2

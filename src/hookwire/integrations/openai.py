@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -55,6 +56,7 @@ __all__ = ["instrument", "is_instrumented", "uninstrument"]
 C = TypeVar("C", openai.OpenAI, openai.AsyncOpenAI)
 
 _perf = time.perf_counter
+logger = logging.getLogger("hookwire")
 _RAW_HEADER = "X-Stainless-Raw-Response"
 _ATTR = "_hookwire_instrumentation"
 
@@ -73,6 +75,23 @@ _PARAM_KEYS = (
     "tool_choice",
     "reasoning_effort",
 )
+
+
+_failed_once: set[str] = set()
+
+
+def _failed(where: str, exc: BaseException) -> None:
+    """Log a failure of the instrumentation itself (never the app's call): with its traceback
+    the first time for each place, at debug level after that."""
+    if where not in _failed_once:
+        _failed_once.add(where)
+        logger.error(
+            "hookwire: the openai instrumentation failed in %s (the call goes on unreported)",
+            where,
+            exc_info=exc,
+        )
+    else:
+        logger.debug("hookwire: the openai instrumentation failed in %s: %r", where, exc)
 
 
 def _given(value: Any) -> bool:
@@ -355,7 +374,11 @@ class InstrumentedStream(_StreamBase):
 
     def _observe(self, chunk: Any) -> None:
         state = self._state
-        token = state.feed(chunk)
+        try:
+            token = state.feed(chunk)
+        except Exception as exc:
+            _failed("a stream chunk", exc)
+            return
         if token:
             if state.ttft is None:
                 state.ttft = _perf()
@@ -383,8 +406,12 @@ class InstrumentedStream(_StreamBase):
         finally:
             if not call.ended:
                 call.ended = True
-                response, kw = self._end_args(cancelled=not finished)
-                call.inst.manager.on_llm_end(response, **kw)
+                try:
+                    response, kw = self._end_args(cancelled=not finished)
+                except Exception as exc:
+                    _failed("the end of a stream", exc)
+                else:
+                    call.inst.manager.on_llm_end(response, **kw)
 
     def __enter__(self) -> InstrumentedStream:
         return self
@@ -436,7 +463,11 @@ class AsyncInstrumentedStream(_StreamBase):
 
     async def _observe(self, chunk: Any) -> None:
         state = self._state
-        token = state.feed(chunk)
+        try:
+            token = state.feed(chunk)
+        except Exception as exc:
+            _failed("a stream chunk", exc)
+            return
         if token:
             if state.ttft is None:
                 state.ttft = _perf()
@@ -464,8 +495,12 @@ class AsyncInstrumentedStream(_StreamBase):
         finally:
             if not call.ended:
                 call.ended = True
-                response, kw = self._end_args(cancelled=not finished)
-                await call.inst.manager.aon_llm_end(response, **kw)
+                try:
+                    response, kw = self._end_args(cancelled=not finished)
+                except Exception as exc:
+                    _failed("the end of a stream", exc)
+                else:
+                    await call.inst.manager.aon_llm_end(response, **kw)
 
     def __del__(self) -> None:
         # A stream dropped half-read: close it on the loop it was read on, if it still runs.
@@ -506,11 +541,17 @@ def _sync_create(inst: _Instrumentation) -> Any:
     original = inst.original
 
     def create(*args: Any, **kwargs: Any) -> Any:
-        call, hide = _prepare(inst, args, kwargs)
+        call: _Call | None
+        try:
+            call, hide = _prepare(inst, args, kwargs)
+            if call is not None:
+                prompt, start_kw = call.start_args(kwargs)
+        except Exception as exc:
+            _failed("create", exc)
+            call = None
         if call is None:
             return original(*args, **kwargs)
         manager = inst.manager
-        prompt, start_kw = call.start_args(kwargs)
         try:
             manager.on_llm_start(prompt, **start_kw)
         except CallbackAbort as abort:
@@ -526,11 +567,16 @@ def _sync_create(inst: _Instrumentation) -> Any:
             manager.on_llm_error(err, **call.end_kw())
             manager.on_error(err, stage="llm", **call.kw)
             raise
-        if call.stream and isinstance(result, openai.Stream):
-            return InstrumentedStream(result, call, hide)
-        completion = result.parse() if not isinstance(result, ChatCompletion) else result
+        try:
+            if call.stream and isinstance(result, openai.Stream):
+                return InstrumentedStream(result, call, hide)
+            completion = result if isinstance(result, ChatCompletion) else result.parse()
+            response = call.from_completion(completion)
+        except Exception as exc:
+            _failed("create", exc)
+            return result
         call.ended = True
-        manager.on_llm_end(call.from_completion(completion), **call.end_kw())
+        manager.on_llm_end(response, **call.end_kw())
         return result
 
     create.__wrapped__ = original  # type: ignore[attr-defined]
@@ -542,11 +588,17 @@ def _async_create(inst: _Instrumentation) -> Any:
     original = inst.original
 
     async def create(*args: Any, **kwargs: Any) -> Any:
-        call, hide = _prepare(inst, args, kwargs)
+        call: _Call | None
+        try:
+            call, hide = _prepare(inst, args, kwargs)
+            if call is not None:
+                prompt, start_kw = call.start_args(kwargs)
+        except Exception as exc:
+            _failed("create", exc)
+            call = None
         if call is None:
             return await original(*args, **kwargs)
         manager = inst.manager
-        prompt, start_kw = call.start_args(kwargs)
         try:
             await manager.aon_llm_start(prompt, **start_kw)
         except CallbackAbort as abort:
@@ -562,15 +614,20 @@ def _async_create(inst: _Instrumentation) -> Any:
             await manager.aon_llm_error(err, **call.end_kw())
             await manager.aon_error(err, stage="llm", **call.kw)
             raise
-        if call.stream and isinstance(result, openai.AsyncStream):
-            return AsyncInstrumentedStream(result, call, hide)
-        completion = result
-        if not isinstance(result, ChatCompletion):
-            completion = result.parse()  # a with_raw_response call: parse() is cached
-            if inspect.isawaitable(completion):
-                completion = await completion
+        try:
+            if call.stream and isinstance(result, openai.AsyncStream):
+                return AsyncInstrumentedStream(result, call, hide)
+            completion = result
+            if not isinstance(result, ChatCompletion):
+                completion = result.parse()  # a with_raw_response call: parse() is cached
+                if inspect.isawaitable(completion):
+                    completion = await completion
+            response = call.from_completion(completion)
+        except Exception as exc:
+            _failed("create", exc)
+            return result
         call.ended = True
-        await manager.aon_llm_end(call.from_completion(completion), **call.end_kw())
+        await manager.aon_llm_end(response, **call.end_kw())
         return result
 
     create.__wrapped__ = original  # type: ignore[attr-defined]
