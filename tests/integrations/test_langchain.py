@@ -575,3 +575,21 @@ def test_fast_conversion_matches_langchains_for_any_text_messages(
         else:
             batch.append(ToolMessage(text, tool_call_id=extra or "c"))
     assert openai_messages(batch) == convert_to_openai_messages(batch)
+
+
+def test_a_stream_stopped_early_ends_with_what_came(rec: RecordingCallback) -> None:
+    model = fake("one two three four five")
+    handler = HookwireCallbackHandler([rec])
+    stream = model.stream("hi", config={"callbacks": [handler]})
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()  # what the garbage collector would do: LangChain sees GeneratorExit
+    assert rec.hooks()[-1] == "on_llm_end"
+    assert "on_llm_error" not in rec.hooks()
+    assert "on_error" not in rec.hooks()
+    end = rec.of("on_llm_end")[0]
+    assert end["cancelled"] is True
+    assert end["response"].content == "one two"
+    assert end["response"].finish_reason is None
+    assert handler._bridge.runs == {}

@@ -40,6 +40,8 @@ never reaches the app. Needs the ``hookwire[langchain]`` extra.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -560,7 +562,16 @@ class _Bridge:
             kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
         return result, kw
 
-    def llm_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
+    def llm_error(self, error: BaseException, run_id: UUID, partial: Any = None) -> list[Emit]:
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            # The caller stopped reading the stream (or was cancelled): not a failure. Report
+            # the answer so far, as the openai instrumentation does for a stream cut short.
+            ended = self.llm_end(partial, run_id)
+            if ended is None:
+                return []
+            response, kw = ended
+            kw["cancelled"] = True
+            return [("on_llm_end", (dataclasses.replace(response, finish_reason=None),), kw)]
         run = self.close(run_id)
         if run is None:
             return []
@@ -882,7 +893,7 @@ class HookwireCallbackHandler(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed: ``on_llm_error``."""
-        self._emit("on_llm_error", self._bridge.llm_error, error, run_id)
+        self._emit("on_llm_error", self._bridge.llm_error, error, run_id, kwargs.get("response"))
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A call will be retried: ``on_retry``."""
@@ -1114,7 +1125,9 @@ class AsyncHookwireCallbackHandler(AsyncCallbackHandler):
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """The call failed."""
-        await self._emit("on_llm_error", self._bridge.llm_error, error, run_id)
+        await self._emit(
+            "on_llm_error", self._bridge.llm_error, error, run_id, kwargs.get("response")
+        )
 
     async def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A call will be retried."""
