@@ -116,6 +116,7 @@ class _Run:
     class-level defaults, so opening a run sets only six.
     """
 
+    start: float = 0.0  # set for LLM calls and tools, whose latency is reported
     first_token: float | None = None
     tokens: int = 0
     token_kw: dict[str, Any]
@@ -143,7 +144,6 @@ class _Run:
         self.trace_id = trace_id
         self.depth = depth
         self.parent = parent
-        self.start = _perf()
 
 
 def _text(content: Any) -> str:
@@ -220,7 +220,7 @@ def _input(value: Any) -> Any:
     """A chain's input as hookwire's runs carry it: a single text value as that text
     (``{"question": "..."}`` gives ``"..."``), a message as its text, messages as dicts, anything
     else as it is."""
-    if isinstance(value, Mapping) and len(value) == 1:
+    if (type(value) is dict or isinstance(value, Mapping)) and len(value) == 1:
         for only in value.values():
             if isinstance(only, str):
                 return only
@@ -445,6 +445,7 @@ class _Bridge:
         provider = meta.get("ls_provider") or ip.get("_type")
         name = _name(serialized, kwargs, "llm")
         run = self.open("llm", name, run_id, parent_run_id, tags, metadata)
+        run.start = _perf()
         run.model = str(model) if model else None
         run.provider = str(provider) if provider else None
         if run.model:
@@ -616,6 +617,7 @@ class _Bridge:
     ) -> list[Emit]:
         name = _name(serialized, kwargs, "tool")
         run = self.open("tool", name, run_id, parent_run_id, tags, metadata)
+        run.start = _perf()
         inputs = kwargs.get("inputs")
         if not isinstance(inputs, Mapping):
             try:
