@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -39,8 +40,21 @@ TOOLS = [
 ]
 
 
+_sync_clients: list[openai.OpenAI] = []
+
+
 def client_for(server: OpenAIServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    _sync_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    # Close every client a test made, so no socket is left for the garbage collector.
+    yield
+    while _sync_clients:
+        _sync_clients.pop().close()
 
 
 def aclient_for(server: OpenAIServer) -> openai.AsyncOpenAI:
