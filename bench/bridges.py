@@ -1,0 +1,144 @@
+"""The LangChain bridge's cost: a chain with hookwire's handler next to a plain LangChain one.
+
+Run from the repository root::
+
+    PYTHONPATH=src .venv/bin/python bench/bridges.py            # full run
+    PYTHONPATH=src .venv/bin/python bench/bridges.py --quick    # fewer iterations
+
+The same LCEL chain (``ChatPromptTemplate | GenericFakeChatModel | StrOutputParser``) runs
+with, as its only callback:
+
+- ``LangChain no-op``: a ``BaseCallbackHandler`` whose chain, chat-model and token hooks do
+  nothing;
+- ``hookwire bridge``: ``HookwireCallbackHandler([noop])``, where ``noop`` is a hookwire
+  handler whose run, LLM and token hooks do nothing; every LangChain event is turned into a
+  hookwire event (ids, parents, messages as dicts, ``LLMResponse`` with usage) and dispatched.
+
+``invoke`` is one chain run (4 runs, 1 LLM call); ``stream`` adds 9 streamed tokens. The
+cases take turns, round after round, and each figure is a case's best round, in microseconds
+per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import sys
+import time
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+except ImportError:  # pragma: no cover - the bench extra installs it
+    sys.exit("bench/bridges.py needs langchain-core: pip install -e '.[bench]'")
+
+from hookwire import BaseCallback
+from hookwire.integrations.langchain import HookwireCallbackHandler
+
+ANSWER = AIMessage(
+    content="Paris is the capital and largest city of France.",
+    usage_metadata={"input_tokens": 20, "output_tokens": 9, "total_tokens": 29},
+    response_metadata={"model_name": "gpt-4o", "finish_reason": "stop"},
+)
+
+
+class LCNoop(BaseCallbackHandler):
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+class HWNoop(BaseCallback):
+    def on_run_start(self, input: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+def chain() -> Any:
+    prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{q}")])
+    model = GenericFakeChatModel(messages=itertools.repeat(ANSWER))
+    return prompt | model | StrOutputParser()
+
+
+def case(mode: str, handler: Any) -> Callable[[], None]:
+    c = chain()
+    config = {"callbacks": [handler]}
+    inputs = {"q": "Capital of France?"}
+    if mode == "invoke":
+        return lambda: c.invoke(inputs, config=config)  # type: ignore[no-any-return]
+
+    def stream() -> None:
+        for _ in c.stream(inputs, config=config):
+            pass
+
+    return stream
+
+
+def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
+    for fn in cases.values():
+        for _ in range(number):
+            fn()  # warm up
+    gc.collect()
+    out = {name: float("inf") for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            t = timeit.Timer(fn, timer=time.thread_time).timeit(number) / number * 1e6
+            out[name] = min(out[name], t)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    number, repeat = (10, 20) if args.quick else (10, 400)
+
+    rows = []
+    for mode in ("invoke", "stream"):
+        t = best_of(
+            {
+                "langchain": case(mode, LCNoop()),
+                "hookwire": case(mode, HookwireCallbackHandler([HWNoop()])),
+            },
+            number,
+            repeat,
+        )
+        rows.append((mode, t["langchain"], t["hookwire"]))
+
+    print(f"LangChain chain per call, best of {repeat} rounds of {number} (µs per call)")
+    print(f"{'chain':<8} {'LangChain no-op':>16} {'hookwire bridge':>16} {'ratio':>7}  target")
+    for mode, lc, hw in rows:
+        print(f"{mode:<8} {lc:>16.1f} {hw:>16.1f} {hw / lc:>6.2f}x  <= 1.2x")
+
+
+if __name__ == "__main__":
+    main()

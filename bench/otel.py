@@ -1,0 +1,186 @@
+"""What OpenTelemetryCallback adds per LLM call, next to the OpenTelemetry SDK's own span.
+
+Run from the repository root::
+
+    PYTHONPATH=src .venv/bin/python bench/otel.py            # full run
+    PYTHONPATH=src .venv/bin/python bench/otel.py --quick    # fewer iterations
+
+Every case produces the same telemetry for one LLM call, through the same SDK tracer provider
+(a ``BatchSpanProcessor`` in front of an exporter that drops everything, so export costs the
+same in every case and does not block):
+
+- ``bare span``: the SDK used by hand: ``start_span("chat gpt-4o", kind=CLIENT, attributes=...)``
+  with the request attributes, ``set_attributes`` with the response attributes, ``end()``;
+- ``bare span + metrics``: the same, plus the three histogram records the GenAI conventions
+  ask for (input tokens, output tokens, duration);
+- ``hookwire``: ``manager.on_llm_start(...)`` and ``manager.on_llm_end(...)`` with an
+  ``OpenTelemetryCallback`` (``metrics=False``, then with metrics): dispatch, attribute mapping,
+  the run-id -> span map and the span itself.
+
+The cases take turns, round after round, and each figure is a case's best round, in
+microseconds per LLM call. The target (issue 7)
+is hookwire <= 1.5x the SDK doing the same by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import timeit
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks.otel import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryCallback
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+PARAMS = {"model": "gpt-4o", "temperature": 0.2, "max_tokens": 256, "top_p": 0.9}
+RESPONSE = LLMResponse(
+    content="Paris.",
+    usage=Usage(prompt_tokens=24, completion_tokens=3),
+    model="gpt-4o-2024-08-06",
+    finish_reason="stop",
+    id="chatcmpl-1",
+    provider="openai",
+    cost=Decimal("0.00009"),
+)
+
+
+class DropExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def providers() -> tuple[TracerProvider, MeterProvider]:
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=1_000_000))
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return tp, mp
+
+
+def bare_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None]:
+    tracer = tp.get_tracer("bench")
+    tokens = duration = None
+    if mp is not None:
+        meter = mp.get_meter("bench")
+        tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+    kind = SpanKind.CLIENT
+    r = RESPONSE
+
+    def call() -> None:
+        span = tracer.start_span(
+            "chat gpt-4o",
+            kind=kind,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 256,
+                "gen_ai.request.top_p": 0.9,
+                "gen_ai.request.stream": False,
+            },
+        )
+        span.set_attributes(
+            {
+                "gen_ai.response.model": r.model,
+                "gen_ai.response.id": r.id,
+                "gen_ai.response.finish_reasons": (r.finish_reason,),
+                "gen_ai.usage.input_tokens": r.usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": r.usage.completion_tokens,
+                "hookwire.cost": float(r.cost),  # type: ignore[arg-type]
+                "hookwire.cost.currency": r.currency,
+            }
+        )
+        span.end()
+        if tokens is not None and duration is not None:
+            attrs = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.model": r.model,
+            }
+            duration.record(0.25, attrs)
+            tokens.record(r.usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"})
+            tokens.record(r.usage.completion_tokens, {**attrs, "gen_ai.token.type": "output"})
+
+    return call
+
+
+def hookwire_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None]:
+    handler = OpenTelemetryCallback(tracer_provider=tp, meter_provider=mp, metrics=mp is not None)
+    manager = CallbackManager([handler])
+    start, end = manager.on_llm_start, manager.on_llm_end
+    r = RESPONSE
+
+    def call() -> None:
+        rid = start(
+            MESSAGES, model="gpt-4o", provider="openai", invocation_params=PARAMS, stream=False
+        )
+        end(r, run_id=rid, model="gpt-4o", provider="openai", latency_ms=250.0)
+
+    return call
+
+
+def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
+    """Per-call µs of each case: the cases take turns, ``repeat`` rounds of ``number`` calls,
+    and each keeps its best round, so a burst of load on a shared machine hits them alike."""
+    for fn in cases.values():
+        for _ in range(number):
+            fn()  # warm up
+    gc.collect()
+    out = {name: float("inf") for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            t = timeit.Timer(fn, timer=time.thread_time).timeit(number) / number * 1e6
+            out[name] = min(out[name], t)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    number, repeat = (100, 20) if args.quick else (100, 600)
+
+    rows = []
+    for label, with_metrics in (("span only", False), ("span + metrics", True)):
+        tp, mp = providers()
+        metrics = mp if with_metrics else None
+        t = best_of(
+            {"bare": bare_case(tp, metrics), "hookwire": hookwire_case(tp, metrics)},
+            number,
+            repeat,
+        )
+        rows.append((label, t["bare"], t["hookwire"]))
+        tp.shutdown()
+        mp.shutdown()
+
+    print(f"OpenTelemetry per LLM call, best of {repeat} rounds of {number} (µs per call)")
+    print(f"{'telemetry':<16} {'SDK by hand':>12} {'hookwire':>10} {'ratio':>7}  target")
+    for label, bare, hw in rows:
+        print(f"{label:<16} {bare:>12.2f} {hw:>10.2f} {hw / bare:>6.2f}x  <= 1.5x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,589 @@
+"""``OpenTelemetryCallback``: hookwire events as OpenTelemetry spans and metrics.
+
+Spans and metrics follow the OpenTelemetry semantic conventions for generative AI:
+
+- an LLM call is a ``CLIENT`` span named ``"{operation} {model}"`` (``chat gpt-4o``; the
+  operation is ``chat`` for a list of messages, ``text_completion`` for a plain prompt) with
+  ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``, the request
+  parameters that were set (``gen_ai.request.temperature``, ``.max_tokens``, ``.top_p``, ...),
+  ``gen_ai.response.model``, ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``,
+  ``gen_ai.usage.input_tokens`` / ``output_tokens``, and ``error.type`` with an error status
+  when it fails; retries are span events;
+- a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run (``hookwire.trace``,
+  an ``RLM.run``, an agent's turn) is an ``INTERNAL`` span ``"invoke_agent {name}"``;
+- memory operations are events on the enclosing span;
+- the ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` histograms, with
+  the bucket boundaries the conventions advise.
+
+Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
+hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
+traces sit inside the app's own. Prompts and answers are recorded only with
+``capture_content=True``. Needs the ``hookwire[otel]`` extra.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+try:
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.metrics import Histogram, MeterProvider, get_meter
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
+    raise ModuleNotFoundError(
+        "OpenTelemetryCallback needs OpenTelemetry: pip install 'hookwire[otel]'",
+        name=exc.name,
+    ) from exc
+
+import orjson
+
+from .. import __version__
+from ..errors import ConfigurationError
+from ..events import LLMResponse, Usage
+from .base import BaseCallback
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "TOKEN_BUCKETS",
+    "OpenTelemetryCallback",
+]
+
+#: Bucket boundaries the GenAI conventions advise for ``gen_ai.client.token.usage``.
+TOKEN_BUCKETS: Final[tuple[float, ...]] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+#: Bucket boundaries (seconds) the conventions advise for ``gen_ai.client.operation.duration``.
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+
+# Attribute names, from the GenAI semantic conventions (kept here as literals so the hot path
+# does not depend on the incubating module's layout, which moves between releases).
+OPERATION: Final = "gen_ai.operation.name"
+PROVIDER: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+TTFC: Final = "gen_ai.response.time_to_first_chunk"
+CONVERSATION_ID: Final = "gen_ai.conversation.id"
+AGENT_NAME: Final = "gen_ai.agent.name"
+TOOL_NAME: Final = "gen_ai.tool.name"
+TOOL_TYPE: Final = "gen_ai.tool.type"
+TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+TOOL_ARGS: Final = "gen_ai.tool.call.arguments"
+TOOL_RESULT: Final = "gen_ai.tool.call.result"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+ERROR_TYPE: Final = "error.type"
+
+#: ``invocation_params`` key -> span attribute, for the request parameters the conventions name.
+REQUEST_PARAMS: Final[Mapping[str, str]] = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+    "n": "gen_ai.request.choice.count",
+    "stop": "gen_ai.request.stop_sequences",
+}
+
+#: Request context keys recorded as ``hookwire.<key>`` span attributes.
+_CONTEXT_ATTRS: Final = (
+    ("user_id", "hookwire.user_id"),
+    ("org_id", "hookwire.org_id"),
+    ("correlation_id", "hookwire.correlation_id"),
+    ("request_id", "hookwire.request_id"),
+)
+
+_perf = time.perf_counter
+_CLIENT = SpanKind.CLIENT
+_INTERNAL = SpanKind.INTERNAL
+_ABANDONED = "hookwire.abandoned"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if content is None or content == "":
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    if isinstance(content, list):
+        parts: list[dict[str, Any]] = []
+        for item in content:
+            if isinstance(item, Mapping) and item.get("type") == "text":
+                parts.append({"type": "text", "content": item.get("text", "")})
+            else:
+                parts.append(
+                    {"type": "text", "content": item if isinstance(item, str) else str(item)}
+                )
+        return parts
+    return [{"type": "text", "content": str(content)}]
+
+
+def input_messages(prompt: Any) -> str:
+    """``prompt`` (a text or a list of chat messages) as ``gen_ai.input.messages`` JSON."""
+    if not isinstance(prompt, (list, tuple)):
+        return _json([{"role": "user", "parts": _parts(prompt)}])
+    out: list[dict[str, Any]] = []
+    for m in prompt:
+        if not isinstance(m, Mapping):
+            out.append({"role": "user", "parts": _parts(str(m))})
+            continue
+        role = m.get("role", "user")
+        if role == "tool":
+            parts = [
+                {
+                    "type": "tool_call_response",
+                    "id": m.get("tool_call_id"),
+                    "response": m.get("content"),
+                }
+            ]
+        else:
+            parts = _parts(m.get("content"))
+            for tc in m.get("tool_calls") or ():
+                fn = tc.get("function", tc) if isinstance(tc, Mapping) else {}
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": tc.get("id") if isinstance(tc, Mapping) else None,
+                        "name": fn.get("name"),
+                        "arguments": fn.get("arguments"),
+                    }
+                )
+        out.append({"role": role, "parts": parts})
+    return _json(out)
+
+
+def output_messages(response: LLMResponse) -> str:
+    """``response`` as ``gen_ai.output.messages`` JSON."""
+    parts = _parts(response.content)
+    for tc in response.tool_calls:
+        parts.append({"type": "tool_call", "id": tc.id, "name": tc.name, "arguments": tc.arguments})
+    return _json(
+        [{"role": "assistant", "parts": parts, "finish_reason": response.finish_reason or "stop"}]
+    )
+
+
+def _error_type(error: Any) -> str:
+    return type(error).__qualname__ if isinstance(error, BaseException) else str(error)
+
+
+class _Open:
+    """An open span and what its end needs: the metric attributes and the children."""
+
+    __slots__ = ("children", "is_run", "metric_attrs", "span", "start")
+
+    def __init__(self, span: Span, metric_attrs: dict[str, Any] | None, is_run: bool) -> None:
+        self.span = span
+        self.start = _perf()
+        self.metric_attrs = metric_attrs
+        self.is_run = is_run
+        self.children: list[str] | None = None
+
+
+class OpenTelemetryCallback(BaseCallback):
+    """Send hookwire's events to OpenTelemetry as GenAI spans and metrics.
+
+    ``tracer_provider`` / ``meter_provider``: the providers to use; by default the app's global
+    ones (``opentelemetry.trace.set_tracer_provider``), so spans go wherever the app's other
+    spans go. ``capture_content=True`` records prompts, answers, tool arguments and results
+    (``gen_ai.input.messages``, ``gen_ai.output.messages``, ...); off by default, as the
+    conventions ask, because they may hold personal data. ``metrics=False`` turns the two
+    histograms off. ``max_open_spans`` bounds how many spans may be open at once: beyond it the
+    oldest is ended with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never
+    came), so a lost event can never grow memory without end.
+
+    The handler runs inline (span bookkeeping is in-memory; exporting is the span processor's
+    job, normally a ``BatchSpanProcessor`` with its own thread).
+    """
+
+    name = "OpenTelemetryCallback"
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        capture_content: bool = False,
+        metrics: bool = True,
+        max_open_spans: int = 10_000,
+    ) -> None:
+        if max_open_spans <= 0:
+            raise ConfigurationError(
+                f"max_open_spans must be a positive number of spans, not {max_open_spans!r}"
+            )
+        self._tracer = otel_trace.get_tracer(
+            "hookwire", __version__, tracer_provider=tracer_provider
+        )
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self.capture_content = capture_content
+        self.max_open_spans = max_open_spans
+        self._open: dict[str, _Open] = {}
+        self._tokens: Histogram | None = None
+        self._duration: Histogram | None = None
+        if metrics:
+            meter = get_meter("hookwire", __version__, meter_provider=meter_provider)
+            self._tokens = meter.create_histogram(
+                "gen_ai.client.token.usage",
+                unit="{token}",
+                description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            )
+            self._duration = meter.create_histogram(
+                "gen_ai.client.operation.duration",
+                unit="s",
+                description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    @property
+    def open_spans(self) -> int:
+        """How many spans are open now (LLM calls, tools and runs that have not ended)."""
+        return len(self._open)
+
+    def _start(
+        self,
+        name: str,
+        kind: SpanKind,
+        attrs: dict[str, Any],
+        kw: Mapping[str, Any],
+        metric_attrs: dict[str, Any] | None = None,
+        is_run: bool = False,
+    ) -> _Open:
+        parent_id = kw.get("parent_run_id")
+        parent = self._open.get(parent_id) if parent_id is not None else None
+        ctx = otel_trace.set_span_in_context(parent.span) if parent is not None else None
+        for key, attr in _CONTEXT_ATTRS:
+            value = kw.get(key)
+            if value is not None:
+                attrs[attr] = value
+        span = self._tracer.start_span(name, ctx, kind, attrs)
+        entry = _Open(span, metric_attrs, is_run)
+        run_id = kw["run_id"]
+        if len(self._open) >= self.max_open_spans:
+            self._evict()
+        self._open[run_id] = entry
+        if parent is not None:
+            if parent.children is None:
+                parent.children = [run_id]
+            else:
+                parent.children.append(run_id)
+        return entry
+
+    def _evict(self) -> None:
+        try:
+            oldest = next(iter(self._open))
+        except (StopIteration, RuntimeError):
+            return
+        self._abandon(oldest)
+
+    def _abandon(self, run_id: str) -> None:
+        entry = self._open.pop(run_id, None)
+        if entry is None:
+            return
+        entry.span.set_attribute(ERROR_TYPE, _ABANDONED)
+        entry.span.set_status(Status(StatusCode.ERROR, "hookwire saw no end event for this span"))
+        self._end_children(entry)
+        entry.span.end()
+
+    def _end_children(self, entry: _Open) -> None:
+        if entry.children:
+            for child in entry.children:
+                if child in self._open:
+                    self._abandon(child)
+
+    def _fail(self, entry: _Open, error: Any, kw: Mapping[str, Any]) -> str:
+        etype = _error_type(error)
+        span = entry.span
+        span.set_attribute(ERROR_TYPE, etype)
+        span.set_status(Status(StatusCode.ERROR, str(error)))
+        if isinstance(error, BaseException):
+            span.record_exception(error)
+        return etype
+
+    def _record_duration(self, entry: _Open, kw: Mapping[str, Any], etype: str | None) -> None:
+        if self._duration is None or entry.metric_attrs is None:
+            return
+        latency = kw.get("latency_ms")
+        seconds = latency / 1000.0 if latency is not None else _perf() - entry.start
+        attrs = entry.metric_attrs
+        if etype is not None:
+            attrs = {**attrs, ERROR_TYPE: etype}
+        self._duration.record(seconds, attrs)
+
+    def _parent_span(self, kw: Mapping[str, Any]) -> Span:
+        parent_id = kw.get("parent_run_id")
+        entry = self._open.get(parent_id) if parent_id is not None else None
+        if entry is None:
+            entry = self._open.get(kw.get("run_id", ""))
+        return entry.span if entry is not None else otel_trace.get_current_span()
+
+    # -- LLM calls --------------------------------------------------------------------------
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        """Open the LLM call's ``CLIENT`` span."""
+        params = kwargs.get("invocation_params") or {}
+        model = kwargs.get("model") or params.get("model")
+        operation = "text_completion" if isinstance(prompt, str) else "chat"
+        provider = kwargs.get("provider") or "unknown"
+        attrs: dict[str, Any] = {OPERATION: operation, PROVIDER: provider}
+        if model:
+            attrs[REQUEST_MODEL] = model
+        # The metrics' attributes: a copy taken before the request parameters go in.
+        metric_attrs = dict(attrs) if self._duration is not None else None
+        for key, value in params.items():
+            attr = REQUEST_PARAMS.get(key)
+            if attr is not None and value is not None:
+                if key == "stop" and isinstance(value, str):
+                    value = (value,)
+                attrs[attr] = value
+        conversation = kwargs.get("conversation_id")
+        if conversation is not None:
+            attrs[CONVERSATION_ID] = conversation
+        stream = kwargs.get("stream")
+        if stream is not None:
+            attrs["gen_ai.request.stream"] = bool(stream)
+        if self.capture_content:
+            attrs[INPUT_MESSAGES] = input_messages(prompt)
+        name = f"{operation} {model}" if model else operation
+        self._start(name, _CLIENT, attrs, kwargs, metric_attrs)
+
+    def on_llm_end(self, response: LLMResponse, **kwargs: Any) -> None:
+        """Close the LLM call's span with the response's model, id, finish reason and usage."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            return
+        span = entry.span
+        usage: Usage | None = getattr(response, "usage", None)
+        attrs: dict[str, Any] = {}
+        model = getattr(response, "model", None)
+        if model:
+            attrs[RESPONSE_MODEL] = model
+            if entry.metric_attrs is not None:
+                entry.metric_attrs[RESPONSE_MODEL] = model
+        rid = getattr(response, "id", None)
+        if rid:
+            attrs[RESPONSE_ID] = rid
+        reason = getattr(response, "finish_reason", None)
+        if reason:
+            attrs[FINISH_REASONS] = (reason,)
+        if usage is not None:
+            attrs[INPUT_TOKENS] = usage.prompt_tokens
+            attrs[OUTPUT_TOKENS] = usage.completion_tokens
+            if usage.cached_tokens is not None:
+                attrs[CACHE_READ_TOKENS] = usage.cached_tokens
+            if usage.reasoning_tokens is not None:
+                attrs[REASONING_TOKENS] = usage.reasoning_tokens
+        cost = getattr(response, "cost", None)
+        if cost is not None:
+            attrs["hookwire.cost"] = float(cost)
+            attrs["hookwire.cost.currency"] = getattr(response, "currency", "USD")
+        ttft = kwargs.get("ttft_ms")
+        if ttft is not None:
+            attrs[TTFC] = ttft / 1000.0
+        attempts = kwargs.get("attempts")
+        if attempts is not None and attempts > 1:
+            attrs["hookwire.attempts"] = attempts
+        if self.capture_content and isinstance(response, LLMResponse):
+            attrs[OUTPUT_MESSAGES] = output_messages(response)
+        span.set_attributes(attrs)
+        self._end_children(entry)
+        span.end()
+        if entry.metric_attrs is not None:
+            self._record_duration(entry, kwargs, None)
+            tokens = self._tokens
+            if tokens is not None and usage is not None:
+                mattrs = entry.metric_attrs
+                tokens.record(usage.prompt_tokens, {**mattrs, TOKEN_TYPE: "input"})
+                tokens.record(usage.completion_tokens, {**mattrs, TOKEN_TYPE: "output"})
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Close the LLM call's span with an error status and ``error.type``."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            return
+        etype = self._fail(entry, error, kwargs)
+        attempts = kwargs.get("attempts")
+        if attempts is not None and attempts > 1:
+            entry.span.set_attribute("hookwire.attempts", attempts)
+        self._end_children(entry)
+        entry.span.end()
+        self._record_duration(entry, kwargs, etype)
+
+    def on_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
+        """Add a ``hookwire.retry`` event to the call's span."""
+        entry = self._open.get(kwargs.get("run_id", ""))
+        span = entry.span if entry is not None else self._parent_span(kwargs)
+        attrs: dict[str, Any] = {
+            "hookwire.attempt": attempt,
+            "hookwire.max_attempts": max_attempts,
+            ERROR_TYPE: _error_type(error),
+        }
+        delay = kwargs.get("delay")
+        if delay is not None:
+            attrs["hookwire.retry.delay"] = float(delay)
+        span.add_event("hookwire.retry", attrs)
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
+        """Open an ``execute_tool {name}`` span."""
+        attrs: dict[str, Any] = {
+            OPERATION: "execute_tool",
+            TOOL_NAME: tool_name,
+            TOOL_TYPE: "function",
+        }
+        call_id = kwargs.get("tool_call_id")
+        if call_id is not None:
+            attrs[TOOL_CALL_ID] = call_id
+        if self.capture_content:
+            attrs[TOOL_ARGS] = tool_input if isinstance(tool_input, str) else _json(tool_input)
+        self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs)
+
+    def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
+        """Close the tool's span."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            return
+        if self.capture_content:
+            out = tool_output if isinstance(tool_output, str) else _json(tool_output)
+            entry.span.set_attribute(TOOL_RESULT, out)
+        self._end_children(entry)
+        entry.span.end()
+
+    def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
+        """Close the tool's span with an error status."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            return
+        self._fail(entry, error, kwargs)
+        self._end_children(entry)
+        entry.span.end()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def on_run_start(self, input: Any, **kwargs: Any) -> None:
+        """Open an ``invoke_agent {name}`` span."""
+        name = kwargs.get("name") or "run"
+        attrs: dict[str, Any] = {OPERATION: "invoke_agent", AGENT_NAME: name}
+        conversation = kwargs.get("conversation_id")
+        if conversation is not None:
+            attrs[CONVERSATION_ID] = conversation
+        tags = kwargs.get("tags")
+        if tags:
+            attrs["hookwire.tags"] = tuple(str(t) for t in tags)
+        if self.capture_content and input is not None:
+            attrs[INPUT_MESSAGES] = input_messages(
+                input if isinstance(input, str) else _json(input)
+            )
+        self._start(f"invoke_agent {name}", _INTERNAL, attrs, kwargs, is_run=True)
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        """Close the run's span, with its summed usage and cost when given."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            return
+        span = entry.span
+        usage = kwargs.get("usage")
+        if isinstance(usage, Usage):
+            span.set_attribute(INPUT_TOKENS, usage.prompt_tokens)
+            span.set_attribute(OUTPUT_TOKENS, usage.completion_tokens)
+        cost = kwargs.get("cost")
+        if isinstance(cost, (Decimal, int, float)):
+            span.set_attribute("hookwire.cost", float(cost))
+        error = kwargs.get("error")
+        if error is not None:
+            self._fail(entry, error, kwargs)
+        elif self.capture_content and output is not None:
+            text = output if isinstance(output, str) else _json(output)
+            span.set_attribute(
+                OUTPUT_MESSAGES,
+                _json([{"role": "assistant", "parts": _parts(text), "finish_reason": "stop"}]),
+            )
+        self._end_children(entry)
+        span.end()
+
+    # -- memory, errors, budgets ------------------------------------------------------------
+
+    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+        """Add a ``hookwire.memory.store`` event to the enclosing span."""
+        attrs: dict[str, Any] = {}
+        memory = kwargs.get("memory")
+        if memory is not None:
+            attrs["hookwire.memory"] = str(memory)
+        if self.capture_content:
+            attrs["hookwire.memory.content"] = (
+                content if isinstance(content, str) else _json(content)
+            )
+        self._parent_span(kwargs).add_event("hookwire.memory.store", attrs)
+
+    def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
+        """Add a ``hookwire.memory.recall`` event to the enclosing span."""
+        attrs: dict[str, Any] = {}
+        memory = kwargs.get("memory")
+        if memory is not None:
+            attrs["hookwire.memory"] = str(memory)
+        if isinstance(results, Sequence):
+            attrs["hookwire.memory.results"] = len(results)
+        if self.capture_content:
+            attrs["gen_ai.retrieval.query.text"] = str(query)
+            attrs["gen_ai.retrieval.documents"] = _json(list(results or ()))
+        self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
+
+    def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
+        """End the refused call's span (no ``on_llm_end`` follows a refusal) as an error."""
+        entry = self._open.pop(kwargs.get("run_id", ""), None)
+        if entry is None:
+            self._parent_span(kwargs).add_event(
+                "hookwire.budget_exceeded", {ERROR_TYPE: _error_type(error)}
+            )
+            return
+        self._fail(entry, error, kwargs)
+        entry.span.end()
+
+    def on_error(self, error: BaseException, **kwargs: Any) -> None:
+        """End an LLM or tool span left open by a failure whose own end event never came.
+
+        A run's span is left to ``on_run_end``, which carries the run's usage and cost.
+        """
+        run_id = kwargs.get("run_id", "")
+        entry = self._open.get(run_id)
+        if entry is None or entry.is_run:
+            return
+        if self._open.pop(run_id, None) is None:
+            return
+        self._fail(entry, error, kwargs)
+        self._end_children(entry)
+        entry.span.end()
+
+    def flush(self) -> None:
+        """Ask the tracer and meter providers given to this handler to export what they hold."""
+        for provider in (self._tracer_provider, self._meter_provider):
+            force_flush = getattr(provider, "force_flush", None)
+            if callable(force_flush):
+                force_flush()
+
+    def close(self) -> None:
+        """End every span still open, as abandoned (called by ``CallbackManager.close()``)."""
+        for run_id in list(self._open):
+            self._abandon(run_id)

@@ -1,0 +1,15 @@
+"""Bridges that make other ecosystems emit hookwire events.
+
+- ``hookwire.integrations.langchain``: ``HookwireCallbackHandler`` (and
+  ``AsyncHookwireCallbackHandler``), LangChain callback handlers that feed hookwire handlers
+  (``hookwire[langchain]``);
+- ``hookwire.integrations.openai``: ``instrument(client, callbacks=[...])`` /
+  ``uninstrument(client)`` for an existing ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client.
+
+Each bridge imports its framework, so import the submodule you use; this package imports
+nothing.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
