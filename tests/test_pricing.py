@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -363,3 +364,19 @@ def test_model_prices_cost_checks_usage() -> None:
     assert prices.cost(Usage(prompt_tokens=1_000_000)) == Decimal("2.5")
     with pytest.raises(InvalidUsageError):
         prices.cost(Usage(prompt_tokens=-1))
+
+
+def test_without_genai_prices_only_the_users_prices_are_known(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # genai-prices needs Python 3.11; on 3.10 hookwire installs without it.
+    monkeypatch.setitem(sys.modules, "genai_prices.data_snapshot", None)
+    monkeypatch.setattr(pricing, "_no_database_warned", False)
+    with caplog.at_level(logging.WARNING, logger="hookwire"):
+        assert pricing.cost("gpt-4o", Usage(1000, 1000)) is None
+        assert pricing.cost("gpt-4o-mini", Usage(1000, 1000)) is None
+    assert (
+        sum("genai-prices package is not installed" in r.getMessage() for r in caplog.records) == 1
+    )
+    pricing.set_price("gpt-4o", input_mtok=2, output_mtok=8)
+    assert pricing.cost("gpt-4o", Usage(1_000_000, 1_000_000)) == Decimal(10)

@@ -281,8 +281,13 @@ def _from_genai(mp: Any, model: Any, provider: Any) -> ModelPrices | None:
 
 
 def _lookup_genai(model: str, provider: str | None) -> ModelPrices | _Dynamic | None:
-    from genai_prices.data_snapshot import get_snapshot
-    from genai_prices.types import ModelPrice
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+        from genai_prices.types import ModelPrice
+    except ImportError:
+        # genai-prices needs Python 3.11+; without it only the user's own prices are known.
+        _warn_no_database()
+        return None
 
     try:
         gp_provider, gp_model = get_snapshot().find_provider_model(model, None, provider, None)
@@ -306,6 +311,20 @@ def _lookup(model: str, provider: str | None) -> ModelPrices | _Dynamic | None:
         # unpriced model, but expected, so no warning either.
         return None
     return _lookup_genai(model, provider)
+
+
+_no_database_warned = False
+
+
+def _warn_no_database() -> None:
+    global _no_database_warned
+    if not _no_database_warned:
+        _no_database_warned = True
+        logger.warning(
+            "hookwire: the genai-prices package is not installed (it needs Python 3.11 or "
+            "newer), so only prices given with hookwire.pricing.set_price() or a "
+            "HOOKWIRE_PRICES file are known; install genai-prices for the maintained prices"
+        )
 
 
 def _warn_unknown(model: str, provider: str | None) -> None:
