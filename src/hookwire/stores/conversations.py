@@ -40,19 +40,20 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..context import new_id
 from ..errors import (
     ConversationNotFound,
+    HookwireError,
     InvalidInputError,
     InvalidMessageTimeError,
     InvalidMetadataError,
@@ -124,7 +125,7 @@ class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -369,6 +370,10 @@ def _message_row(
     return row, state
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _sqlite_file(url: str) -> str | None:
     """The file of an SQLite URL (``None`` for in-memory databases and other backends)."""
     if not url.startswith("sqlite"):
@@ -415,7 +420,7 @@ class ConversationStore:
         if self._pid != os.getpid():
             self._start()  # forked: the parent's threads are not here
         if not self._schema_ok:
-            await runner.run(ensure_schema(self.url))
+            await runner.run(self._guard(_nothing()))
             self._schema_ok = True
 
     @classmethod
@@ -439,12 +444,13 @@ class ConversationStore:
         try:
             await ensure_schema(self.url)
             return await coro
-        except (StoreError, ValueError):
+        except (HookwireError, ValueError):
             raise
-        except SQLAlchemyError as exc:
-            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"cannot reach the database {redact(self.url)}: {exc}") from exc
+        except Exception as exc:
+            # SQLAlchemy's errors, and the driver's own on the fast paths (asyncpg, sqlite3)
+            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         finally:
             coro.close()
 
@@ -637,7 +643,9 @@ class ConversationStore:
                 return await loop.run_in_executor(
                     reader.pool, reader.details, owner, conversation_id, self._messages
                 )
-            except sqlite3.Error as exc:
+            except (HookwireError, ValueError):
+                raise
+            except Exception as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         if self.url.startswith("postgresql+asyncpg"):
             return await self._on_loop(self._pg_details(owner, conversation_id))
@@ -845,7 +853,7 @@ class ConversationStore:
             )
         row, state = _message_row(conversation_id, text, sender, **fields)
         if not self._schema_ok:
-            runner.run_sync(ensure_schema(self.url), timeout)
+            runner.run_sync(self._guard(_nothing()), timeout)
             self._schema_ok = True
         done: concurrent.futures.Future[str] = concurrent.futures.Future()
 
