@@ -138,7 +138,11 @@ class _Printer(BaseCallback):
 
 
 def build_observers(
-    directory: Path, *, user_id: str = "demo-user", org_id: str = "demo-org"
+    directory: Path,
+    *,
+    user_id: str = "demo-user",
+    org_id: str = "demo-org",
+    out: Any = None,
 ) -> tuple[list[Any], list[str]]:
     """The built-in observers that are installed, configured for the demo, and notes on the
     ones that are not (looked up lazily: each is built on its own branch of hookwire)."""
@@ -146,7 +150,17 @@ def build_observers(
 
     database_url = f"sqlite+aiosqlite:///{directory / 'hookwire.db'}"
     specs: list[tuple[str, dict[str, Any]]] = [
-        ("ConsoleCallback", {"verbose": True, "show_tokens": True, "show_cost": True}),
+        (
+            "ConsoleCallback",
+            # The demo's whole story goes to one stream (the console's default is stderr).
+            {
+                "verbose": True,
+                "show_tokens": True,
+                "show_cost": True,
+                "show_stream": True,
+                "stream": out,
+            },
+        ),
         ("MetricsCallback", {}),
         (
             "FileLogCallback",
@@ -236,7 +250,7 @@ def run_demo(
     out = out or sys.stdout
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    observers, notes = build_observers(path)
+    observers, notes = build_observers(path, out=out)
     if not any(type(o).__name__ == "ConsoleCallback" for o in observers):
         observers.insert(0, _Printer(out))
     manager = CallbackManager(observers)

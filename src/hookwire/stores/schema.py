@@ -14,12 +14,29 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     message_time, created_at, metadata (JSON), correlation_id, request_id, run_id, model,
     prompt_tokens, completion_tokens, total_tokens.
 
-Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`).
+``usage_ledger``
+    one row per LLM call (``hookwire.callbacks.accounting``): seq, run_id (unique: a call is
+    counted once), created_at, user_id, org_id, agent, conversation_id, model, provider, token
+    counts (prompt, completion, cached, reasoning, total), cost (``None``: price unknown),
+    currency, correlation_id, request_id, trace_id, source (``auto`` or ``manual``).
+
+``usage_totals``
+    running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
+    (``day`` ``2026-11-23``, ``month`` ``2026-11``, ``all``), kept in the ledger's transaction;
+    budgets read them instead of summing the ledger.
+
+``budget_reservations``
+    the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
+    reservation is removed when its ledger row is written (or it fails, or it expires).
+
+Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`). Money is
+exact on both (:class:`Money`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import decimal as _decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +51,8 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -43,11 +62,16 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "CONVERSATION_STATES",
+    "MONEY_SCALE",
     "SENDERS",
+    "Money",
     "UTCDateTime",
+    "budget_reservations",
     "conversations",
     "messages",
     "metadata",
+    "usage_ledger",
+    "usage_totals",
 ]
 
 #: Who may send a message.
@@ -182,4 +206,124 @@ messages = Table(
     # the replies of a message (parent links), and ON DELETE SET NULL without a scan
     Index("ix_messages_parent", "parent_message_id"),
     Index("ix_messages_run", "run_id"),
+)
+
+
+# -- usage accounting -------------------------------------------------------------------------
+
+#: Decimal places kept of every amount of money (a millionth of a millionth of the currency).
+MONEY_SCALE = 12
+_MONEY_QUANTUM = _decimal.Decimal(1).scaleb(-MONEY_SCALE)
+_MONEY_UNITS = 10**MONEY_SCALE
+_MONEY_CTX = _decimal.Context(prec=60, rounding=_decimal.ROUND_HALF_EVEN)
+
+
+class Money(TypeDecorator[_decimal.Decimal]):
+    """An exact amount of money, as ``Decimal``, rounded to :data:`MONEY_SCALE` places.
+
+    PostgreSQL keeps ``numeric(38, 12)``. SQLite has no exact decimal type (its ``NUMERIC``
+    turns values into floats), so there it is an integer count of 10^-12 units, which ``SUM``
+    adds exactly (up to 9.2 million currency units in one sum).
+    """
+
+    impl = Numeric(38, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(38, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = _MONEY_CTX.quantize(_decimal.Decimal(value), _MONEY_QUANTUM)
+        if dialect.name == "sqlite":
+            return int(amount.scaleb(MONEY_SCALE, _MONEY_CTX))
+        return amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> _decimal.Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            amount = _decimal.Decimal(int(value)).scaleb(-MONEY_SCALE, _MONEY_CTX)
+        else:
+            amount = _decimal.Decimal(value)
+        return _tidy(amount)
+
+
+def _tidy(amount: _decimal.Decimal) -> _decimal.Decimal:
+    """``amount`` without the storage's trailing zeros (``0.012``, not ``0.012000000000``),
+    and never in exponent form (``10``, not ``1E+1``)."""
+    if amount == amount.to_integral_value():
+        return amount.quantize(_decimal.Decimal(1), context=_MONEY_CTX)
+    return amount.normalize(_MONEY_CTX)
+
+
+def _count() -> TypeEngine[int]:
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+usage_ledger = Table(
+    "usage_ledger",
+    metadata,
+    Column("seq", _count(), primary_key=True, autoincrement=True),
+    Column("run_id", String(_ID), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("user_id", String(255), nullable=True),
+    Column("org_id", String(255), nullable=True),
+    Column("agent", String(255), nullable=True),
+    Column("conversation_id", String(_ID), nullable=True),
+    Column("model", String(255), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("prompt_tokens", BigInteger(), nullable=False),
+    Column("completion_tokens", BigInteger(), nullable=False),
+    Column("cached_tokens", BigInteger(), nullable=True),
+    Column("reasoning_tokens", BigInteger(), nullable=True),
+    Column("total_tokens", BigInteger(), nullable=False),
+    Column("cost", Money(), nullable=True),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("correlation_id", String(255), nullable=True),
+    Column("request_id", String(255), nullable=True),
+    Column("trace_id", String(_ID), nullable=True),
+    Column("source", String(16), nullable=False, server_default="auto"),
+    CheckConstraint(
+        "prompt_tokens >= 0 AND completion_tokens >= 0 AND total_tokens >= 0",
+        name="tokens",
+    ),
+    # summaries over a time range, per user / org / agent / model
+    Index("ix_usage_ledger_created", "created_at"),
+    Index("ix_usage_ledger_user_created", "user_id", "created_at"),
+    Index("ix_usage_ledger_org_created", "org_id", "created_at"),
+    Index("ix_usage_ledger_agent_created", "agent", "created_at"),
+)
+
+usage_totals = Table(
+    "usage_totals",
+    metadata,
+    Column("scope", String(16), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("calls", BigInteger(), nullable=False),
+    Column("prompt_tokens", BigInteger(), nullable=False),
+    Column("completion_tokens", BigInteger(), nullable=False),
+    Column("cost", Money(), nullable=False),
+    PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
+)
+
+budget_reservations = Table(
+    "budget_reservations",
+    metadata,
+    Column("run_id", String(_ID), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("run_id", "scope", "key", "period"),
+    Index("ix_budget_reservations_scope", "scope", "key", "period", "period_start"),
 )

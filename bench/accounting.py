@@ -1,0 +1,314 @@
+"""Usage accounting: pricing a call, writing the ledger, checking a budget.
+
+Run from the repository root (PostgreSQL on 127.0.0.1:5432 for the budget figures):
+
+    PYTHONPATH=src python bench/accounting.py
+
+Side by side in one process:
+
+- the cost of one call: ``hookwire.pricing.cost`` (cached lookups, exact Decimal) against
+  ``genai_prices.calc_price`` (the database hookwire prices from) and LangChain's
+  ``get_openai_token_cost_for_model`` (a float table, OpenAI models only);
+- the ledger on SQLite: rows per second through ``AccountingCallbackHandler`` (the app thread
+  enqueues, rows are written in batches) against one SQLAlchemy transaction per row;
+- the budget check on PostgreSQL: the time a budget adds to an LLM call (check and reserve
+  before it, settle after it) from sync and from async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from hookwire import CallbackManager, LLMResponse, Usage, pricing
+from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
+from hookwire.stores import runner
+from hookwire.stores.ledger import UsageLedger, UsageRecord
+
+PG_SERVER = os.environ.get("HOOKWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def row(name: str, ours: str, peer: str = "-", ratio: str = "-") -> None:
+    ROWS.append((name, ours, peer, ratio))
+
+
+def per_op(fn: Callable[[], Any], n: int, repeat: int = 5) -> float:
+    """Best-of-``repeat`` seconds per call."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f} µs"
+
+
+def bench_cost() -> None:
+    import genai_prices
+
+    usage = Usage(prompt_tokens=1200, completion_tokens=350, cached_tokens=400)
+    gusage = genai_prices.Usage(input_tokens=1200, output_tokens=350, cache_read_tokens=400)
+    assert pricing.cost("gpt-4o", usage, "openai") == (
+        genai_prices.calc_price(gusage, "gpt-4o", provider_id="openai").total_price
+    )
+    ours = per_op(lambda: pricing.cost("gpt-4o", usage, "openai"), 50_000)
+    peer = per_op(lambda: genai_prices.calc_price(gusage, "gpt-4o", provider_id="openai"), 2_000, 3)
+    row(
+        "cost of a call (gpt-4o, cached tokens)",
+        us(ours),
+        f"{us(peer)} genai-prices",
+        f"{peer / ours:.0f}x",
+    )
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "langchain-community is sunset"
+            from langchain_community.callbacks.openai_info import (  # type: ignore[import-untyped]
+                TokenType,
+                get_openai_token_cost_for_model,
+            )
+    except ImportError:
+        return
+
+    def lc() -> float:
+        return get_openai_token_cost_for_model("gpt-4o", 1200) + get_openai_token_cost_for_model(
+            "gpt-4o", 350, token_type=TokenType.COMPLETION
+        )
+
+    plain = Usage(prompt_tokens=1200, completion_tokens=350)
+    ours_plain = per_op(lambda: pricing.cost("gpt-4o", plain, "openai"), 50_000)
+    peer_lc = per_op(lc, 20_000)
+    row(
+        "cost of a call (gpt-4o, no cache)",
+        us(ours_plain),
+        f"{us(peer_lc)} LangChain (float)",
+        f"{peer_lc / ours_plain:.1f}x",
+    )
+
+
+def bench_ledger_sqlite() -> None:
+    from sqlalchemy import insert
+
+    from hookwire.stores import engine
+    from hookwire.stores.schema import usage_ledger
+
+    tmp = tempfile.mkdtemp()
+    url = f"sqlite:///{tmp}/bench.db"
+    n = 20_000
+    handler = AccountingCallbackHandler(user_id="bench", database_url=url)
+    manager = CallbackManager([handler])
+    resp = LLMResponse("ok", usage=Usage(1000, 200), model="gpt-4o-mini", provider="openai")
+    manager.on_llm_end(resp)
+    handler.flush()
+    t = time.perf_counter()
+    for _ in range(n):
+        manager.on_llm_end(resp)
+    enqueued = time.perf_counter() - t
+    handler.flush()
+    total = time.perf_counter() - t
+
+    # The peer: the obvious way, one transaction per row.
+    peer_url = f"sqlite:///{tmp}/peer.db"
+    runner.run_sync(engine.ensure_schema(peer_url))
+    m = 1_000
+
+    async def one_by_one() -> float:
+        eng = engine.get_write_engine(peer_url)
+        start = time.perf_counter()
+        for _ in range(m):
+            async with eng.begin() as conn:
+                await conn.execute(
+                    insert(usage_ledger),
+                    {
+                        "run_id": uuid.uuid4().hex,
+                        "created_at": datetime.now(timezone.utc),
+                        "prompt_tokens": 1000,
+                        "completion_tokens": 200,
+                        "total_tokens": 1200,
+                        "cost": Decimal("0.00027"),
+                        "user_id": "bench",
+                    },
+                )
+        return time.perf_counter() - start
+
+    peer = runner.run_sync(one_by_one())
+    ours_rate = n / total
+    peer_rate = m / peer
+    row(
+        "ledger rows/s, SQLite (handler, incl. totals)",
+        f"{ours_rate:,.0f} rows/s",
+        f"{peer_rate:,.0f} rows/s (1 tx per row)",
+        f"{ours_rate / peer_rate:.0f}x",
+    )
+    row("  app thread per on_llm_end (enqueue only)", us(enqueued / n))
+
+    ledger = UsageLedger(url)
+    now = datetime.now(timezone.utc)
+    batch = [
+        UsageRecord(
+            run_id=uuid.uuid4().hex,
+            created_at=now,
+            prompt_tokens=1000,
+            completion_tokens=200,
+            total_tokens=1200,
+            cost=Decimal("0.00027"),
+            user_id=f"u{i % 50}",
+        )
+        for i in range(n)
+    ]
+    t = time.perf_counter()
+    for i in range(0, n, 1000):
+        runner.run_sync(ledger.record(batch[i : i + 1000]))
+    row(
+        "ledger rows/s, SQLite (UsageLedger.record, 1000/batch)",
+        f"{n / (time.perf_counter() - t):,.0f} rows/s",
+    )
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def bench_budget_pg() -> None:
+    if not _pg_up():
+        row("budget check, PostgreSQL", "skipped: no server on 127.0.0.1:5432")
+        return
+    import asyncpg
+
+    from hookwire.stores import engine
+
+    # A database of its own, dropped at the end: the server is shared.
+    name = f"hookwire_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        _bench_budget_pg(f"{PG_SERVER}/{name}".replace("postgresql://", "postgresql+asyncpg://"))
+    finally:
+        from hookwire.stores.ledger import dispose_budget_pools
+
+        runner.run_sync(dispose_budget_pools())
+        runner.run_sync(engine.dispose_engines())
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _bench_budget_pg(pg_url: str) -> None:
+    from hookwire.stores import engine
+
+    runner.run_sync(engine.upgrade(pg_url))
+    user = f"bench-{uuid.uuid4().hex[:8]}"
+    prompt = [{"role": "user", "content": "What is the capital of France?"}]
+    params = {"model": "gpt-4o", "max_tokens": 200}
+    resp = LLMResponse("Paris", usage=Usage(20, 5), model="gpt-4o", provider="openai")
+    plain = CallbackManager([AccountingCallbackHandler(user_id=user, database_url=pg_url)])
+    budgeted_handler = AccountingCallbackHandler(
+        user_id=user, database_url=pg_url, budgets=[Budget(1_000_000, period="day")]
+    )
+    budgeted = CallbackManager([budgeted_handler])
+
+    def call(m: CallbackManager) -> None:
+        rid = m.on_llm_start(prompt, invocation_params=params, model="gpt-4o")
+        m.on_llm_end(resp, run_id=rid)
+
+    for _ in range(200):
+        call(budgeted)
+    n = 1000
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        budgeted.on_llm_start(prompt, invocation_params=params, model="gpt-4o")
+        samples.append(time.perf_counter() - t)
+    budgeted_handler.flush()
+    with_budget = per_op(lambda: call(budgeted), 500, 3)
+    without = per_op(lambda: call(plain), 500, 3)
+    row(
+        "budget check, PostgreSQL, sync (median / p99)",
+        f"{statistics.median(samples) * 1e3:.3f} / {sorted(samples)[int(n * 0.99)] * 1e3:.3f} ms",
+    )
+    row(
+        "  LLM call bookkeeping with / without a budget",
+        f"{with_budget * 1e3:.3f} ms",
+        f"{without * 1e3:.3f} ms",
+        f"+{(with_budget - without) * 1e3:.3f} ms",
+    )
+
+    async def async_checks() -> list[float]:
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            rid = await budgeted.aon_llm_start(prompt, invocation_params=params, model="gpt-4o")
+            out.append(time.perf_counter() - t)
+            await budgeted.aon_llm_end(resp, run_id=rid)
+        return out
+
+    asamples = asyncio.run(async_checks())
+
+    async def raw_calls() -> list[float]:
+        # The check's one round trip alone (no thread hop, no handler): what the server costs.
+        from hookwire.stores.ledger import Claim
+
+        ledger = budgeted_handler.store
+        claims = [Claim("user", user + "-raw", "day", Decimal(10**6), Decimal("0.001"))]
+        out = []
+        for i in range(n):
+            t = time.perf_counter()
+            await ledger.reserve(f"raw-{i}", claims)
+            out.append(time.perf_counter() - t)
+            await ledger.release([f"raw-{i}"])
+        return out
+
+    raw = runner.run_sync(raw_calls())
+    row(
+        "  UsageLedger.reserve on the store loop (median / p99)",
+        f"{statistics.median(raw) * 1e3:.3f} / {sorted(raw)[int(n * 0.99)] * 1e3:.3f} ms",
+    )
+    budgeted_handler.flush()
+    row(
+        "budget check, PostgreSQL, async (median / p99)",
+        f"{statistics.median(asamples) * 1e3:.3f} / {sorted(asamples)[int(n * 0.99)] * 1e3:.3f} ms",
+    )
+
+
+def main() -> None:
+    print(f"hookwire accounting benchmark: Python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    bench_cost()
+    bench_ledger_sqlite()
+    bench_budget_pg()
+    widths = [
+        max(len(r[i]) for r in [("what", "hookwire", "peer", "ratio"), *ROWS]) for i in range(4)
+    ]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format("what", "hookwire", "peer", "ratio"))
+    print(line.format(*("-" * w for w in widths)))
+    for r in ROWS:
+        print(line.format(*r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Observers benchmark: FileLogCallback vs langchain-core's FileCallbackHandler, MetricsCallback's
+memory over 1,000,000 LLM calls, and `hookwire report`'s reading speed. One process, one run.
+
+    PYTHONPATH=src python bench/observers.py [--quick]
+
+Targets (issue 4): FileLogCallback >= 250,000 events/s to disk, <= 3 us per event on the app
+thread, >= 2x FileCallbackHandler's events/s; MetricsCallback grows < 1 MB over 1,000,000
+calls; `hookwire report` >= 300,000 lines/s.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks import FileLogCallback, MetricsCallback
+from hookwire.report import summarize
+
+QUICK = "--quick" in sys.argv
+N_EVENTS = 100_000 if QUICK else 500_000
+N_BURST = 50_000
+N_CALLS = 100_000 if QUICK else 1_000_000
+
+PROMPT = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France, and why is it famous?"},
+]
+RESPONSE = LLMResponse(
+    "Paris is the capital of France; it is famous for art, food and the Eiffel Tower.",
+    Usage(24, 19),
+    model="gpt-4o-2024-08-06",
+    cost=Decimal("0.000250"),
+    finish_reason="stop",
+    provider="openai",
+)
+RUN_ID = "01936f1e-0000-7000-8000-000000000001"
+TRACE_ID = "01936f1e-0000-7000-8000-000000000000"
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def hookwire_events(cb: Any, n: int) -> None:
+    """n events as one LLM application emits them: run, LLM call, tool, run end."""
+    ctx = {"parent_run_id": TRACE_ID, "trace_id": TRACE_ID, "depth": 1, "user_id": "u1"}
+    now = time.time
+    for _i in range(n // 5):
+        cb.on_run_start(
+            "What is the capital of France?", run_id=TRACE_ID, timestamp=now(), name="rlm"
+        )
+        cb.on_llm_start(
+            PROMPT, run_id=RUN_ID, timestamp=now(), model="gpt-4o", provider="openai", **ctx
+        )
+        cb.on_llm_end(
+            RESPONSE,
+            run_id=RUN_ID,
+            timestamp=now(),
+            model="gpt-4o",
+            provider="openai",
+            latency_ms=812.5,
+            **ctx,
+        )
+        cb.on_tool_end(
+            "search",
+            "Paris: 2.1 million people",
+            run_id=RUN_ID,
+            timestamp=now(),
+            latency_ms=3.2,
+            **ctx,
+        )
+        cb.on_run_end(
+            RESPONSE.content, run_id=TRACE_ID, timestamp=now(), name="rlm", usage=RESPONSE.usage
+        )
+
+
+def langchain_events(cb: Any, n: int) -> None:
+    """The same five events, through the hooks FileCallbackHandler implements."""
+    from uuid import UUID
+
+    run_id = UUID(RUN_ID)
+    for _ in range(n // 5):
+        cb.on_chain_start(
+            {"name": "rlm"}, {"input": "What is the capital of France?"}, run_id=run_id
+        )
+        cb.on_text(json.dumps(PROMPT), run_id=run_id)
+        cb.on_text(RESPONSE.content, run_id=run_id)
+        cb.on_tool_end("Paris: 2.1 million people", run_id=run_id)
+        cb.on_chain_end({"output": RESPONSE.content}, run_id=run_id)
+
+
+class _Null:
+    """A handler that does nothing: the cost of the benchmark's own loop."""
+
+    def on_run_start(self, *a: Any, **k: Any) -> None:
+        pass
+
+    on_llm_start = on_llm_end = on_tool_end = on_run_end = on_run_start
+
+    def on_chain_start(self, *a: Any, **k: Any) -> None:
+        pass
+
+    on_text = on_chain_end = on_chain_start
+
+
+def _timed(fn: Any) -> tuple[float, float, float]:
+    """(wall s, process CPU s, this thread's CPU s) of fn()."""
+    gc.collect()
+    w, p, t = time.perf_counter(), time.process_time(), time.thread_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - p, time.thread_time() - t
+
+
+Row = tuple[str, float, float, float]
+
+
+def bench_filelog(tmp: Path) -> list[Row]:
+    """Rows: name, events/s (wall), events/s per CPU (process CPU), app-thread CPU us/event."""
+    rows: list[Row] = []
+    null_hw = _timed(lambda: hookwire_events(_Null(), N_EVENTS))[2] / N_EVENTS
+    null_lc = _timed(lambda: langchain_events(_Null(), N_EVENTS))[2] / N_EVENTS
+
+    def hw_direct() -> None:
+        cb = FileLogCallback(tmp / "hw.jsonl")
+        hookwire_events(cb, N_EVENTS)
+        cb.close()
+        assert cb.written == N_EVENTS, cb.written
+
+    wall, cpu, _ = _timed(hw_direct)
+    # App-thread cost: a burst the queue absorbs, CPU of this thread only, minus the loop.
+    cb = FileLogCallback(tmp / "burst.jsonl", queue_size=N_BURST * 2)
+    _, _, app = _timed(lambda: hookwire_events(cb, N_BURST))
+    cb.close()
+    app_us = (app / N_BURST - null_hw) * 1e6
+    rows.append(("hookwire FileLogCallback", N_EVENTS / wall, N_EVENTS / cpu, app_us))
+
+    def hw_manager() -> None:
+        cb = FileLogCallback(tmp / "hw2.jsonl")
+        manager = CallbackManager([cb])
+        hookwire_events(manager, N_EVENTS)
+        manager.close()
+
+    wall, cpu, _ = _timed(hw_manager)
+    cb = FileLogCallback(tmp / "burst2.jsonl", queue_size=N_BURST * 2)
+    manager = CallbackManager([cb])
+    _, _, app = _timed(lambda: hookwire_events(manager, N_BURST))
+    manager.close()
+    rows.append(
+        (
+            "hookwire FileLogCallback via CallbackManager",
+            N_EVENTS / wall,
+            N_EVENTS / cpu,
+            (app / N_BURST - null_hw) * 1e6,
+        )
+    )
+
+    import warnings
+
+    from langchain_core.callbacks import FileCallbackHandler
+
+    def lc_direct() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with FileCallbackHandler(str(tmp / "lc.log")) as lc:
+                langchain_events(lc, N_EVENTS)
+
+    wall, cpu, thread = _timed(lc_direct)
+    rows.append(("(benchmark loop alone, hookwire's events)", 1 / null_hw, 1 / null_hw, 0.0))
+    rows.append(("(benchmark loop alone, langchain's events)", 1 / null_lc, 1 / null_lc, 0.0))
+    rows.append(
+        (
+            "langchain-core FileCallbackHandler",
+            N_EVENTS / wall,
+            N_EVENTS / cpu,
+            (thread / N_EVENTS - null_lc) * 1e6,
+        )
+    )
+    return rows
+
+
+def bench_metrics() -> list[tuple[str, float, float]]:
+    """Rows: name, RSS growth in KB, CPU us per call."""
+    rows = []
+    cb = MetricsCallback()
+    manager = CallbackManager([cb])
+    kw = {"model": "gpt-4o", "agent": "support", "run_id": RUN_ID, "timestamp": 1.0}
+    for i in range(10_000):  # warm up: every sketch bin the latencies will need exists
+        cb.on_llm_end(RESPONSE, latency_ms=1.0 + (i * 7919) % 30_000, ttft_ms=50.0 + i % 400, **kw)
+    gc.collect()
+    before = _rss_kb()
+    t0 = time.thread_time()
+    for i in range(N_CALLS):
+        cb.on_llm_end(RESPONSE, latency_ms=1.0 + (i * 7919) % 30_000, ttft_ms=50.0 + i % 400, **kw)
+    t1 = time.thread_time()
+    gc.collect()
+    growth = _rss_kb() - before
+    assert cb.get_metrics()["total_calls"] == N_CALLS + 10_000
+    rows.append(("hookwire MetricsCallback", growth, (t1 - t0) / N_CALLS * 1e6))
+
+    # The same through the dispatcher, as an app would call it.
+    t0 = time.thread_time()
+    for i in range(N_CALLS // 10):
+        manager.on_llm_end(RESPONSE, latency_ms=1.0 + i % 3000, **kw)
+    t1 = time.thread_time()
+    rows.append(
+        (
+            "hookwire MetricsCallback (CallbackManager)",
+            float("nan"),
+            (t1 - t0) / (N_CALLS // 10) * 1e6,
+        )
+    )
+
+    # What keeping every latency in a list (the naive way) costs.
+    gc.collect()
+    before = _rss_kb()
+    latencies: list[float] = []
+    t0 = time.thread_time()
+    for i in range(N_CALLS):
+        latencies.append(1.0 + (i * 7919) % 30_000 + 0.5)
+    t1 = time.thread_time()
+    growth = _rss_kb() - before
+    rows.append(("naive list of latencies", growth, (t1 - t0) / N_CALLS * 1e6))
+    del latencies
+    return rows
+
+
+def bench_report(tmp: Path) -> list[tuple[str, float, float]]:
+    """Rows: name, lines/s (wall), lines/s per CPU."""
+    path = tmp / "hw.jsonl"  # written by bench_filelog
+    lines = sum(1 for _ in path.open("rb"))
+    holder: list[Any] = []
+    wall, cpu, _ = _timed(lambda: holder.append(summarize([path])))
+    assert holder[0].events == lines
+    assert holder[0].broken == 0
+    rows = [("hookwire report (summarize)", lines / wall, lines / cpu)]
+
+    def stdlib() -> None:  # reference: only parsing each line with the standard library
+        with path.open("rb") as f:
+            for line in f:
+                json.loads(line)
+
+    wall, cpu, _ = _timed(stdlib)
+    rows.append(("stdlib json.loads per line (parse only)", lines / wall, lines / cpu))
+    return rows
+
+
+def main() -> None:
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} (other work on the machine slows wall-clock figures)"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        fl = bench_filelog(tmp)
+        print(
+            f"\nFile logging, {N_EVENTS:,} events (run start, LLM start, LLM end, tool end, run end)"
+        )
+        print(f"{'':46} {'events/s wall':>14} {'events/CPU-s':>13} {'app-thread us/event':>20}")
+        for name, wall, cpu, app in fl:
+            print(f"{name:46} {wall:>14,.0f} {cpu:>13,.0f} {app:>20.2f}")
+        print(
+            f"ratio FileLogCallback / FileCallbackHandler: {fl[0][1] / fl[4][1]:.2f}x wall, "
+            f"{fl[0][2] / fl[4][2]:.2f}x per CPU-second"
+        )
+        rp = bench_report(tmp)
+        print(f"\nReading the {N_EVENTS:,}-line log")
+        print(f"{'':46} {'lines/s wall':>14} {'lines/CPU-s':>13}")
+        for name, wall, cpu in rp:
+            print(f"{name:46} {wall:>14,.0f} {cpu:>13,.0f}")
+
+    mt = bench_metrics()
+    print(f"\nMetricsCallback, {N_CALLS:,} LLM calls")
+    print(f"{'':46} {'RSS growth KB':>14} {'CPU us/call':>13}")
+    for name, growth, us in mt:
+        g = "-" if growth != growth else f"{growth:,.0f}"
+        print(f"{name:46} {g:>14} {us:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""``FileLogCallback``: every event as one JSON line in a file, written off the app thread.
+
+The app thread turns the event into its JSON line (``hookwire.logschema``, orjson) and appends
+it to a queue (a ``deque``); a writer thread redacts secrets and appends whole batches with
+one ``write(2)`` each on a file opened with ``O_APPEND``. On Linux and the BSDs a
+``write`` to a regular file is applied whole, at the end of the file, under the file's lock,
+so lines from several threads, several handlers and several processes never interleave.
+
+Rotation by size (``max_bytes``, ``backup_count``) works across processes: the process that
+finds the file full renames ``log -> log.1 -> log.2 ...`` while holding an ``flock`` on
+``log.lock``, and every writer checks, before each batch, whether the path still names the
+file it has open (and reopens it if not). A batch that races with a rotation lands whole in
+the just-renamed file, so no line is cut or lost (except files shifted past ``backup_count``),
+and a file can exceed ``max_bytes`` by at most one batch per writing process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import errno
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from ..errors import ConfigurationError
+from ..logschema import Redactor, dumps_record, line_from_call
+from .base import BaseCallback
+
+try:  # POSIX only; without it rotation is still correct within one process.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FileLogCallback"]
+
+logger = logging.getLogger("hookwire")
+
+_BATCH: Final = 8192
+_LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+_LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for handler in list(_LIVE):
+        try:
+            handler.close()
+        except Exception:  # pragma: no cover - never spoil interpreter exit
+            logger.exception("hookwire: closing %r at exit failed", handler)
+
+
+def _after_fork_in_child() -> None:
+    # The writer thread does not survive fork(), and the parent's queued events are the
+    # parent's to write: the child starts with an empty queue and a fresh writer.
+    for handler in list(_LIVE):
+        handler._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class FileLogCallback(BaseCallback):
+    """Writes every event to ``log_path`` as JSON Lines (schema: ``hookwire.logschema``).
+
+    ``include_prompts=False`` leaves out prompts, tool inputs and memory contents;
+    ``include_responses=False`` leaves out answers, tool outputs and memory results (usage,
+    cost and timings are always kept). ``include_tokens=True`` also logs every streamed token
+    (off by default: the whole answer is in ``llm_end``).
+
+    ``max_bytes`` > 0 rotates the file when the next batch would take it past that size,
+    keeping ``backup_count`` older files (``log.1`` is the newest). ``redact`` adds your own
+    secret patterns (regular expressions) or a function ``(str) -> str`` to the built-in
+    redaction of API keys, bearer tokens and passwords in URLs, which always applies.
+
+    The queue holds at most ``queue_size`` events; when it is full the app waits (nothing is
+    lost), or with ``drop_when_full=True`` the event is dropped and counted in ``dropped``.
+    ``flush()`` waits until everything queued is on disk (in the OS); ``close()`` also stops
+    the writer and closes the file; both happen at exit.
+    """
+
+    name = "FileLogCallback"
+
+    def __init__(
+        self,
+        log_path: str | os.PathLike[str],
+        include_prompts: bool = True,
+        include_responses: bool = True,
+        *,
+        include_tokens: bool = False,
+        max_bytes: int = 0,
+        backup_count: int = 5,
+        redact: Iterable[Any] | Callable[[str], str] | None = None,
+        queue_size: int = 100_000,
+        drop_when_full: bool = False,
+        fsync: bool = False,
+    ) -> None:
+        if not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ConfigurationError(
+                f"max_bytes must be a size in bytes (0 turns rotation off), not {max_bytes!r}"
+            )
+        if not isinstance(backup_count, int) or backup_count < 0:
+            raise ConfigurationError(
+                f"backup_count must be a number of old files to keep (>= 0), not {backup_count!r}"
+            )
+        if not isinstance(queue_size, int) or queue_size <= 0:
+            raise ConfigurationError(
+                f"queue_size must be a positive number of events, not {queue_size!r}"
+            )
+        self.log_path = Path(log_path)
+        if self.log_path.is_dir():
+            raise ConfigurationError(
+                f"log_path {self.log_path} is a directory; give a file name, like "
+                f"{self.log_path / 'hookwire.jsonl'}"
+            )
+        self.include_prompts = include_prompts
+        self.include_responses = include_responses
+        self.include_tokens = include_tokens
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self.fsync = fsync
+        self._redactor = Redactor(redact)
+        self._maxsize = queue_size
+        self._drop = drop_when_full
+        #: Events dropped because the queue was full (only with ``drop_when_full=True``).
+        self.dropped = 0
+        #: Events that could not be written (serialisation or I/O errors); they are logged.
+        self.failed = 0
+        #: Lines written since this handler was created.
+        self.written = 0
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the directory of log file {self.log_path}: {exc.strerror or exc}"
+            ) from exc
+        self._fd = -1
+        self._lock_fd = -1
+        try:
+            self._open()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
+                "choose a log_path in a writable directory"
+            ) from exc
+        # Lines ready to write (bytes), and flush markers (threading.Event).
+        self._dq: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = True
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._warned = False
+        self._flushing = 0  # flush() calls waiting: the writer does not linger then
+        if not include_tokens:
+            # Leave the token hook un-overridden so the dispatcher never calls it.
+            self.on_llm_new_token = BaseCallback.on_llm_new_token.__get__(self)  # type: ignore[method-assign]
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"FileLogCallback({str(self.log_path)!r})"
+
+    # -- the app thread's side: one append per event ----------------------------------------
+
+    def _enqueue(self, hook: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        try:
+            # Serialised here, on the caller's thread: only bytes cross to the writer, which
+            # is cheaper in CPython than handing it the objects (no shared reference counts
+            # bouncing between cores), and the line shows the event as it was when emitted.
+            line = line_from_call(hook, args, kw, self.include_prompts, self.include_responses)
+        except Exception as exc:
+            self.failed += 1
+            self._warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
+            return
+        dq = self._dq
+        if len(dq) >= self._maxsize:
+            if self._drop:
+                self.dropped += 1
+                return
+            self._wait_for_room()
+        dq.append(line)
+        if self._idle:
+            self._kick()
+
+    def _kick(self) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            with self._start_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._stop = False
+                    self._thread = threading.Thread(
+                        target=self._work, name="hookwire-filelog", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def _wait_for_room(self) -> None:
+        if threading.current_thread() is self._thread:
+            return
+        self._kick()
+        while len(self._dq) >= self._maxsize:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return
+            time.sleep(0.0005)
+
+    def on_run_start(self, input: Any, **kwargs: Any) -> None:
+        """Log a run's start."""
+        self._enqueue("on_run_start", (input,), kwargs)
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        """Log a run's end."""
+        self._enqueue("on_run_end", (output,), kwargs)
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        """Log an LLM call's start (the prompt unless ``include_prompts=False``)."""
+        self._enqueue("on_llm_start", (prompt,), kwargs)
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        """Log a streamed token (only with ``include_tokens=True``)."""
+        self._enqueue("on_llm_new_token", (token,), kwargs)
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        """Log an LLM call's response, usage, cost and timings."""
+        self._enqueue("on_llm_end", (response,), kwargs)
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Log a failed LLM call."""
+        self._enqueue("on_llm_error", (error,), kwargs)
+
+    def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
+        """Log a tool call's start."""
+        self._enqueue("on_tool_start", (tool_name, tool_input), kwargs)
+
+    def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
+        """Log a tool's result."""
+        self._enqueue("on_tool_end", (tool_name, tool_output), kwargs)
+
+    def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
+        """Log a tool's failure."""
+        self._enqueue("on_tool_error", (tool_name, error), kwargs)
+
+    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+        """Log a memory write."""
+        self._enqueue("on_memory_store", (content,), kwargs)
+
+    def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
+        """Log a memory search."""
+        self._enqueue("on_memory_recall", (query, results), kwargs)
+
+    def on_retry(
+        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
+    ) -> None:
+        """Log a retry."""
+        self._enqueue("on_retry", (attempt, max_attempts, error), kwargs)
+
+    def on_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Log an error."""
+        self._enqueue("on_error", (error,), kwargs)
+
+    def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
+        """Log a refused LLM call."""
+        self._enqueue("on_budget_exceeded", (error,), kwargs)
+
+    # -- draining ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait (up to 10 s) until every event queued before this call is written."""
+        self.drain(10.0)
+
+    def drain(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every event queued before this call is written; ``False`` on timeout."""
+        done = threading.Event()
+        self._flushing += 1
+        try:
+            self._dq.append(done)
+            self._kick()
+            return done.wait(timeout)
+        finally:
+            self._flushing -= 1
+
+    def close(self) -> None:
+        """Flush, stop the writer and close the file. Events after this reopen it."""
+        self.shutdown(10.0)
+
+    def shutdown(self, timeout: float | None = 10.0) -> bool:
+        """``close()`` with a time limit; ``False`` if the queue was not drained in time."""
+        thread = self._thread
+        drained = True
+        if thread is not None and thread.is_alive():
+            drained = self.drain(timeout)
+            self._stop = True
+            self._wake.set()
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        else:
+            while self._dq:
+                self._write_items(self._drain())
+        self._thread = None
+        self._close_fds()
+        return drained
+
+    def _reset_after_fork(self) -> None:
+        self._dq = collections.deque()
+        self._wake = threading.Event()
+        self._start_lock = threading.Lock()
+        self._idle = True
+        self._thread = None
+        self._stop = False
+        self._flushing = 0
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _drain(self) -> list[Any]:
+        dq = self._dq
+        popleft = dq.popleft
+        items: list[Any] = []
+        append = items.append
+        try:
+            for _ in range(_BATCH):
+                append(popleft())
+        except IndexError:
+            pass
+        return items
+
+    def _work(self) -> None:
+        dq = self._dq
+        lingered = False
+        while True:
+            if dq:
+                items = self._drain()
+                try:
+                    self._write_items(items)
+                except Exception:  # pragma: no cover - _write_items reports its own errors
+                    logger.exception("hookwire: FileLogCallback writer failed")
+                lingered = False
+                continue
+            if self._stop:
+                return
+            if not lingered and not self._flushing:
+                # Wait a moment before going idle: events arriving meanwhile make one batch
+                # (one write) and the app thread does not pay for waking the writer up.
+                lingered = True
+                time.sleep(_LINGER)
+                continue
+            lingered = False
+            self._idle = True
+            self._wake.clear()
+            if dq or self._stop:
+                self._idle = False
+                continue
+            self._wake.wait()
+            self._idle = False
+
+    def _write_items(self, items: list[Any]) -> None:
+        lines: list[bytes] = []
+        waiters: list[threading.Event] = []
+        red = self._redactor
+        for item in items:
+            if type(item) is bytes:
+                lines.append(item)
+            else:
+                waiters.append(item)
+        if lines:
+            if red.walks_values:
+                lines = [self._user_redact(line) for line in lines]
+            self._write(red.json_bytes(b"".join(lines)), len(lines))
+        for w in waiters:
+            w.set()
+
+    def _user_redact(self, line: bytes) -> bytes:
+        try:
+            return dumps_record(self._redactor.walk(orjson.loads(line)))
+        except Exception as exc:  # a user's redact function failed: drop, never leak
+            self.failed += 1
+            self._warn_once(f"the redact function failed: {exc!r}; the line was dropped")
+            return b""
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.error(
+                "hookwire: FileLogCallback(%s): %s (further failures are counted in .failed)",
+                self.log_path,
+                message,
+            )
+        else:
+            logger.debug("hookwire: FileLogCallback(%s): %s", self.log_path, message)
+
+    # -- the file -----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._fd = os.open(self.log_path, _OPEN_FLAGS, 0o600)
+
+    def _reopen(self) -> None:
+        fd, self._fd = self._fd, -1
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self._open()
+
+    def _close_fds(self) -> None:
+        for name in ("_fd", "_lock_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _write(self, buf: bytes, nlines: int) -> None:
+        try:
+            if self._fd < 0:
+                self._open()
+            if self.max_bytes:
+                try:
+                    self._maybe_rotate(len(buf))
+                except OSError as exc:
+                    # Rotation failed (permissions, a full disk): keep writing where we are.
+                    self._warn_once(f"rotating {self.log_path} failed: {exc}")
+                    if self._fd < 0:
+                        self._open()
+            view = memoryview(buf)
+            while view:
+                # One write(2) per batch: applied whole under the file's lock. Only a full
+                # disk or a signal can cut it short; then the rest follows in another write.
+                n = os.write(self._fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(self._fd)
+            self.written += nlines
+        except OSError as exc:
+            self.failed += nlines
+            if exc.errno == errno.EBADF:
+                self._fd = -1
+            self._warn_once(f"writing {nlines} line(s) failed: {exc}")
+
+    def _maybe_rotate(self, incoming: int) -> None:
+        try:
+            mine = os.fstat(self._fd)
+            current = os.stat(self.log_path)
+        except FileNotFoundError:
+            # Someone removed or renamed the file without recreating it: start a new one.
+            self._reopen()
+            return
+        if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
+            # Another process rotated: follow the path to the new file.
+            self._reopen()
+            mine = os.fstat(self._fd)
+        if mine.st_size == 0 or mine.st_size + incoming <= self.max_bytes:
+            return
+        self._rotate(incoming)
+
+    def _rotate(self, incoming: int) -> None:
+        if fcntl is not None and self._lock_fd < 0:
+            lock_path = str(self.log_path) + ".lock"
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if fcntl is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            # Re-check under the lock: another process may have rotated meanwhile.
+            try:
+                current = os.stat(self.log_path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(self._fd)
+            same = current is not None and (current.st_ino, current.st_dev) == (
+                mine.st_ino,
+                mine.st_dev,
+            )
+            if same and mine.st_size > 0 and mine.st_size + incoming > self.max_bytes:
+                base = str(self.log_path)
+                if self.backup_count == 0:
+                    os.unlink(base)
+                else:
+                    for i in range(self.backup_count - 1, 0, -1):
+                        src = f"{base}.{i}"
+                        if os.path.exists(src):
+                            os.replace(src, f"{base}.{i + 1}")
+                    os.replace(base, f"{base}.1")
+            self._reopen()
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

@@ -1,0 +1,431 @@
+"""``hookwire report``: summarise JSONL logs written by ``FileLogCallback``.
+
+One streaming pass over any number of logs (rotated backups and gzip files too, ``-`` for
+stdin), in memory that depends on the number of groups, not of lines: per group (model,
+agent, user or day) it counts LLM calls, tokens, cost, errors and retries, and keeps latency
+in a DDSketch for p50/p95. A line that is not valid JSON or does not follow the schema is
+counted and reported with its file and line number; it never stops the report.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
+
+import orjson
+from ddsketch import DDSketch
+
+from .errors import ConfigurationError, LogFormatError
+from .logschema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import typer
+
+__all__ = ["BrokenLine", "GroupStats", "Report", "register", "summarize"]
+
+GroupBy = Literal["model", "agent", "user", "day"]
+_GROUPINGS: tuple[str, ...] = ("model", "agent", "user", "day")
+_MAX_BROKEN_KEPT = 20
+_MAX_IN_FLIGHT = 100_000
+_NONE = "(none)"
+_COUNTED = frozenset({"llm_end", "llm_error", "retry", "llm_start"})
+
+
+@dataclass
+class GroupStats:
+    """The figures of one group."""
+
+    key: str
+    calls: int = 0
+    errors: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: Decimal = field(default_factory=lambda: Decimal(0))
+    priced_calls: int = 0
+    latency: DDSketch = field(default_factory=lambda: DDSketch(0.01))
+
+    def quantile(self, q: float) -> float | None:
+        """Latency quantile ``q`` in ms (``None`` without timed calls)."""
+        if self.latency.count == 0:
+            return None
+        v = self.latency.get_quantile_value(q)
+        return None if v is None else round(float(v), 1)
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        """The summed cost, ``None`` when no call had a known price."""
+        return self.cost if self.priced_calls else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values (cost as an exact decimal string or null)."""
+        cost = self.total_cost
+        return {
+            "key": self.key,
+            "calls": self.calls,
+            "errors": self.errors,
+            "retries": self.retries,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": None if cost is None else str(cost),
+            "unpriced_calls": self.calls - self.errors - self.priced_calls,
+            "p50_latency_ms": self.quantile(0.5),
+            "p95_latency_ms": self.quantile(0.95),
+        }
+
+
+@dataclass(frozen=True)
+class BrokenLine:
+    """A line that could not be read: where, and why."""
+
+    file: str
+    line: int
+    error: str
+
+
+@dataclass
+class Report:
+    """The result of ``summarize``."""
+
+    by: str
+    files: list[str] = field(default_factory=list)
+    lines: int = 0
+    events: int = 0
+    broken: int = 0
+    broken_lines: list[BrokenLine] = field(default_factory=list)
+    groups: dict[str, GroupStats] = field(default_factory=dict)
+
+    @property
+    def total(self) -> GroupStats:
+        """All groups added up."""
+        t = GroupStats("total")
+        for g in self.groups.values():
+            t.calls += g.calls
+            t.errors += g.errors
+            t.retries += g.retries
+            t.prompt_tokens += g.prompt_tokens
+            t.completion_tokens += g.completion_tokens
+            t.total_tokens += g.total_tokens
+            t.cost += g.cost
+            t.priced_calls += g.priced_calls
+            t.latency.merge(g.latency)
+        return t
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values."""
+        return {
+            "by": self.by,
+            "files": self.files,
+            "lines": self.lines,
+            "events": self.events,
+            "broken": {
+                "count": self.broken,
+                "lines": [b.__dict__ for b in self.broken_lines],
+            },
+            "groups": [g.to_dict() for g in sorted(self.groups.values(), key=lambda g: g.key)],
+            "total": self.total.to_dict(),
+        }
+
+
+def _with_rotated(path: str) -> list[str]:
+    if path == "-":
+        return [path]
+    backups = []
+    i = 1
+    while Path(f"{path}.{i}").exists():
+        backups.append(f"{path}.{i}")
+        i += 1
+    # Oldest first, so the report reads events in the order they were written.
+    return [*reversed(backups), path]
+
+
+def _open(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    if path.endswith(".gz"):
+        return cast("IO[bytes]", gzip.open(path, "rb"))
+    return open(path, "rb", buffering=1 << 20)
+
+
+_EPOCH_DAY_CACHE: dict[int, str] = {}
+
+
+def _day(ts: float) -> str:
+    n = int(ts // 86400)
+    day = _EPOCH_DAY_CACHE.get(n)
+    if day is None:
+        day = datetime.fromtimestamp(n * 86400, timezone.utc).date().isoformat()
+        if len(_EPOCH_DAY_CACHE) < 100_000:
+            _EPOCH_DAY_CACHE[n] = day
+    return day
+
+
+class _Summarizer:
+    def __init__(self, by: str) -> None:
+        if by not in _GROUPINGS:
+            raise ConfigurationError(f"cannot group by {by!r}; use one of: {', '.join(_GROUPINGS)}")
+        self.report = Report(by=by)
+        self.by = by
+        # run_id -> group of LLM calls in flight, for events that do not name their model.
+        self.in_flight: OrderedDict[str, str] = OrderedDict()
+
+    def _broken(self, file: str, lineno: int, error: str) -> None:
+        r = self.report
+        r.broken += 1
+        if len(r.broken_lines) < _MAX_BROKEN_KEPT:
+            r.broken_lines.append(BrokenLine(file, lineno, error))
+
+    def _key(self, rec: dict[str, Any]) -> str:
+        by = self.by
+        if by == "model":
+            model = rec.get("model")
+            if model is None:
+                data = rec.get("data")
+                resp = data.get("response") if isinstance(data, dict) else None
+                model = resp.get("model") if isinstance(resp, dict) else None
+                if model is None:
+                    model = self.in_flight.get(rec.get("run_id", ""), _NONE)
+            return str(model)
+        if by == "agent":
+            return str(rec.get("agent") or _NONE)
+        if by == "user":
+            return str(rec.get("user_id") or _NONE)
+        return _day(rec["timestamp"])
+
+    def _group(self, key: str) -> GroupStats:
+        g = self.report.groups.get(key)
+        if g is None:
+            g = self.report.groups[key] = GroupStats(key)
+        return g
+
+    def feed(self, lines: Iterable[bytes], name: str) -> None:
+        report = self.report
+        report.files.append(name)
+        loads = orjson.loads
+        counted = _COUNTED
+        handle = self._event
+        n_lines = n_events = 0
+        try:
+            for n_lines, line in enumerate(lines, 1):
+                if len(line) < 3 and not line.strip():
+                    continue
+                try:
+                    rec = loads(line)
+                    event = rec["event"]
+                    ts = rec["timestamp"]
+                    if rec["v"] != 1 or type(ts) is not float:
+                        self._check(rec)
+                    if event in counted:
+                        handle(event, rec)
+                except orjson.JSONDecodeError as exc:
+                    self._broken(name, n_lines, f"not valid JSON: {exc}")
+                    continue
+                except (KeyError, TypeError, AttributeError) as exc:
+                    self._broken(name, n_lines, f"not a hookwire log line (missing or bad {exc})")
+                    continue
+                except (LogFormatError, ValueError, InvalidOperation) as exc:
+                    self._broken(name, n_lines, str(exc))
+                    continue
+                n_events += 1
+        finally:
+            report.lines += n_lines
+            report.events += n_events
+
+    @staticmethod
+    def _check(rec: dict[str, Any]) -> None:
+        """The slow path of the schema checks, for lines that are not plainly version 1."""
+        v = rec["v"]
+        if type(v) is not int or v < 1 or v > SCHEMA_VERSION:
+            hint = "; upgrade hookwire" if type(v) is int and v > SCHEMA_VERSION else ""
+            raise LogFormatError(
+                f"schema version {v!r} is not one this hookwire reads (1..{SCHEMA_VERSION}){hint}"
+            )
+        ts = rec["timestamp"]
+        if type(ts) not in (int, float):
+            raise LogFormatError(f'"timestamp" must be a number, not {ts!r}')
+
+    def _event(self, event: str, rec: dict[str, Any]) -> None:
+        if event == "llm_end":
+            g = self._group(self._key(rec))
+            self.in_flight.pop(rec.get("run_id", ""), None)
+            g.calls += 1
+            resp = rec["data"].get("response") or {}
+            usage = resp.get("usage") or {}
+            g.prompt_tokens += int(usage.get("prompt_tokens", 0))
+            g.completion_tokens += int(usage.get("completion_tokens", 0))
+            g.total_tokens += int(usage.get("total_tokens", 0))
+            cost = resp.get("cost")
+            if cost is not None:
+                g.cost += Decimal(str(cost))
+                g.priced_calls += 1
+            latency = rec.get("latency_ms")
+            if isinstance(latency, (int, float)) and latency >= 0:
+                g.latency.add(latency)
+        elif event == "llm_error":
+            g = self._group(self._key(rec))
+            self.in_flight.pop(rec.get("run_id", ""), None)
+            g.calls += 1
+            g.errors += 1
+        elif event == "retry":
+            self._group(self._key(rec)).retries += 1
+        elif event == "llm_start" and self.by == "model":
+            run_id = rec.get("run_id")
+            model = rec.get("model")
+            if run_id is not None and model is not None:
+                self.in_flight[run_id] = str(model)
+                if len(self.in_flight) > _MAX_IN_FLIGHT:
+                    self.in_flight.popitem(last=False)
+
+
+def summarize(
+    paths: Iterable[str | Path],
+    *,
+    by: GroupBy = "model",
+    rotated: bool = False,
+    stdin: IO[bytes] | None = None,
+) -> Report:
+    """Read the logs at ``paths`` (``"-"`` is stdin) and return a ``Report``.
+
+    ``rotated=True`` also reads each log's rotated backups (``LOG.1``, ``LOG.2``, ...).
+    Files that cannot be opened raise ``ConfigurationError`` naming them.
+    """
+    s = _Summarizer(by)
+    names: list[str] = []
+    seen: set[str] = set()
+    for p in paths:
+        for name in _with_rotated(str(p)) if rotated else [str(p)]:
+            key = name if name == "-" else str(Path(name).resolve())
+            if key not in seen:
+                seen.add(key)
+                names.append(name)
+    for name in names:
+        if name == "-" and stdin is not None:
+            s.feed(stdin, "<stdin>")
+            continue
+        try:
+            f = _open(name)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read log {name}: {exc.strerror or exc}") from exc
+        try:
+            s.feed(_lines(f), "<stdin>" if name == "-" else name)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            s._broken(name, 0, f"reading stopped: {exc}")
+        finally:
+            if name != "-":
+                f.close()
+    return s.report
+
+
+def _lines(f: IO[bytes]) -> Iterator[bytes]:
+    yield from f
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_cost(g: GroupStats) -> str:
+    from .callbacks.console import format_cost
+
+    unpriced = g.calls - g.errors - g.priced_calls
+    text = format_cost(g.total_cost)
+    if g.priced_calls and unpriced > 0:
+        text += " +?"
+    return text
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+    """Print the report as a table (and broken lines to ``err``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    file = out or sys.stdout
+    # Off a terminal rich would squeeze the table into 80 columns; give it room instead.
+    width = None if getattr(file, "isatty", lambda: False)() else 200
+    console = Console(file=file, highlight=False, markup=False, emoji=False, width=width)
+    table = Table(title=f"hookwire report by {report.by}", title_justify="left")
+    table.add_column(report.by)
+    for col in ("calls", "prompt tok", "compl. tok", "total tok", "cost", "errors", "retries"):
+        table.add_column(col, justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p95 ms", justify="right")
+
+    def row(g: GroupStats) -> list[str]:
+        return [
+            g.key,
+            _fmt_int(g.calls),
+            _fmt_int(g.prompt_tokens),
+            _fmt_int(g.completion_tokens),
+            _fmt_int(g.total_tokens),
+            _fmt_cost(g),
+            _fmt_int(g.errors),
+            _fmt_int(g.retries),
+            _fmt_ms(g.quantile(0.5)),
+            _fmt_ms(g.quantile(0.95)),
+        ]
+
+    for g in sorted(report.groups.values(), key=lambda g: g.key):
+        table.add_row(*row(g))
+    if len(report.groups) > 1:
+        table.add_section()
+        table.add_row(*row(report.total))
+    console.print(table)
+    console.print(
+        f"{_fmt_int(report.lines)} lines, {_fmt_int(report.events)} events, "
+        f"{_fmt_int(report.broken)} broken, from {len(report.files)} file(s)"
+    )
+    _print_broken(report, err or sys.stderr)
+
+
+def _print_broken(report: Report, err: IO[str]) -> None:
+    # One plain line each (no wrapping), so editors and grep can jump to file:line.
+    for b in report.broken_lines:
+        err.write(f"broken line {b.file}:{b.line}: {b.error}\n")
+    more = report.broken - len(report.broken_lines)
+    if more > 0:
+        err.write(f"... and {more} more broken line(s)\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``hookwire report`` to the CLI."""
+    import typer
+
+    @app.command("report")
+    def report_command(
+        logs: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
+            ..., help="JSONL log files written by FileLogCallback ('-' reads stdin)."
+        ),
+        by: str = typer.Option("model", "--by", help="Group by: model, agent, user or day."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        rotated: bool = typer.Option(
+            False, "--rotated", "-r", help="Also read each log's rotated backups (LOG.1, ...)."
+        ),
+    ) -> None:
+        """Summarise JSONL logs: calls, tokens, cost, errors, retries, latency per group."""
+        try:
+            rep = summarize(logs, by=by, rotated=rotated)  # type: ignore[arg-type]
+        except ConfigurationError as exc:
+            typer.echo(f"hookwire report: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if as_json:
+            sys.stdout.write(orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2).decode())
+            sys.stdout.write("\n")
+            _print_broken(rep, sys.stderr)
+        else:
+            render(rep)

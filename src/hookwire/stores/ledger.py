@@ -1,0 +1,670 @@
+"""The usage ledger: one row per LLM call, running totals, and budget reservations.
+
+:class:`UsageLedger` is the store behind ``AccountingCallbackHandler`` and ``hookwire costs``.
+All its methods are coroutines meant to run on the store loop (``hookwire.stores.runner``).
+
+- :meth:`UsageLedger.record` writes rows in one transaction. It is idempotent by ``run_id``: a
+  row whose run is already in the ledger is skipped, so a call is never counted twice. In the
+  same transaction it adds the new rows to ``usage_totals`` and removes the budget
+  reservations of their runs (the reservation is *settled* into the real cost).
+- :meth:`UsageLedger.reserve` checks budgets and reserves a call's worst-case cost, atomically
+  across processes: PostgreSQL serialises the check per budget key with a transaction-level
+  advisory lock; SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file.
+- :meth:`UsageLedger.summary` groups the ledger by user, org, agent, model, provider, day or
+  month over a time range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import BudgetExceeded, ConfigurationError, StoreError
+from . import engine as _engine
+from .schema import budget_reservations, usage_ledger, usage_totals
+
+__all__ = [
+    "GROUP_KEYS",
+    "PERIODS",
+    "SCOPES",
+    "Claim",
+    "UsageLedger",
+    "UsageRecord",
+    "dispose_budget_pools",
+    "period_start",
+]
+
+#: What a budget or a total can be kept for, and the ledger column holding its key.
+SCOPES: Final[dict[str, str]] = {"user": "user_id", "org": "org_id", "agent": "agent"}
+#: Budget periods: a calendar day or month in UTC, or ``None`` for all time.
+PERIODS: Final = ("day", "month", None)
+#: What ``summary(by=...)`` can group by.
+GROUP_KEYS: Final = ("user", "org", "agent", "model", "provider", "day", "month")
+
+_UTC = timezone.utc
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One LLM call as the ledger keeps it. ``cost`` is ``None`` when the price is unknown."""
+
+    run_id: str
+    created_at: datetime
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+    user_id: str | None = None
+    org_id: str | None = None
+    agent: str | None = None
+    conversation_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    correlation_id: str | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+    source: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a dict (``cost`` stays a ``Decimal``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One budget to check for one call: the scope's key, its limit, and what to reserve."""
+
+    scope: str
+    key: str
+    period: str | None
+    limit: Decimal
+    amount: Decimal
+    currency: str = "USD"
+
+
+def period_start(period: str | None, at: datetime) -> str:
+    """The key of the period containing ``at`` (UTC): ``2026-11-23``, ``2026-11``, or ``""``."""
+    at = at.astimezone(_UTC)
+    if period == "day":
+        return at.strftime("%Y-%m-%d")
+    if period == "month":
+        return at.strftime("%Y-%m")
+    return ""
+
+
+def _period_name(period: str | None) -> str:
+    return period or "all"
+
+
+def _lock_id(*parts: str) -> int:
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _as_utc(value: datetime | date | str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                f"{what} must be an ISO 8601 date or datetime such as 2026-11-23 or "
+                f"2026-11-23T08:00:00Z, not {value!r}"
+            ) from None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=_UTC)
+    raise ConfigurationError(f"{what} must be a datetime, a date or an ISO 8601 string")
+
+
+_FIELDS: tuple[str, ...] = tuple(UsageRecord.__slots__)
+
+
+def _row(r: UsageRecord) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies every value; the ledger's values are all immutable.
+    return {f: getattr(r, f) for f in _FIELDS}
+
+
+class _Statements:
+    """The statements every write runs, built once per dialect so SQLAlchemy compiles each
+    only once (a fresh ``insert().on_conflict...`` per batch costs a millisecond to build)."""
+
+    def __init__(self, dialect: str) -> None:
+        ins = sqlite_insert if dialect == "sqlite" else pg_insert
+        self.insert_ledger = (
+            ins(usage_ledger)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(usage_ledger.c.run_id)
+        )
+        upsert = ins(usage_totals)
+        t = usage_totals.c
+        self.upsert_totals = upsert.on_conflict_do_update(
+            index_elements=["scope", "key", "period", "period_start", "currency"],
+            set_={
+                "calls": t.calls + upsert.excluded.calls,
+                "prompt_tokens": t.prompt_tokens + upsert.excluded.prompt_tokens,
+                "completion_tokens": t.completion_tokens + upsert.excluded.completion_tokens,
+                "cost": t.cost + upsert.excluded.cost,
+            },
+        )
+        self.settle = delete(budget_reservations).where(
+            budget_reservations.c.run_id.in_(bindparam("run_ids", expanding=True))
+        )
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: str) -> _Statements:
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _Statements(dialect)
+    return found
+
+
+def _exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
+    what = {"day": "daily ", "month": "monthly "}.get(c.period or "", "")
+    return BudgetExceeded(
+        f"the {what}budget of {c.scope} {c.key!r} is spent: {committed.normalize():f} of "
+        f"{c.limit} {c.currency} used or reserved by calls in flight; the LLM call was not "
+        "made (raise the Budget's limit, or wait for the next period)",
+        scope=c.scope,
+        key=c.key,
+        limit=c.limit,
+        spent=committed,
+        period=c.period,
+    )
+
+
+_RESERVE_CALL = (
+    "SELECT refused, committed FROM hookwire_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+_RESERVE_CALL_PYFORMAT = (
+    "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::bigint[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::numeric[], "
+    "%s::timestamptz, %s::timestamptz)"
+)
+
+_budget_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+_budget_pools: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+
+
+def _budget_engine(url: str) -> AsyncEngine:
+    """A small pool for budget checks through a driver other than asyncpg: autocommit (the
+    server-side function is the whole transaction), no ping or reset per checkout."""
+    loop = asyncio.get_running_loop()
+    key = (url, id(loop))
+    found = _budget_engines.get(key)
+    if found is not None and found[0] is loop:
+        return found[1]
+    engine = create_async_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=4,
+        max_overflow=16,
+        pool_pre_ping=False,
+        pool_reset_on_return=None,
+    )
+    _budget_engines[key] = (loop, engine)
+    return engine
+
+
+async def _budget_pool(url: str) -> Any:
+    """asyncpg's own pool for budget checks (one prepared call per check, no ORM layer), one
+    per database and event loop."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    loop = asyncio.get_running_loop()
+    key = (url, id(loop))
+    found = _budget_pools.get(key)
+    if found is None or found[0] is not loop:
+        future: asyncio.Future[Any] = loop.create_future()
+        _budget_pools[key] = (loop, future)
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            future.set_result(await asyncpg.create_pool(dsn, min_size=0, max_size=8))
+        except BaseException as exc:
+            del _budget_pools[key]
+            future.set_exception(exc)
+            future.exception()  # retrieved: the caller gets it below
+            raise
+        return future.result()
+    return await asyncio.shield(found[1])
+
+
+async def dispose_budget_pools() -> None:
+    """Close the budget-check pools opened on the running loop (for tests and shutdown)."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k, (lp, _) in _budget_pools.items() if lp is loop]:
+        _, future = _budget_pools.pop(key)
+        if future.done() and future.exception() is None:
+            await future.result().close()
+    for key in [k for k, (lp, _) in _budget_engines.items() if lp is loop]:
+        await _budget_engines.pop(key)[1].dispose()
+
+
+class UsageLedger:
+    """The ledger in the database at ``url`` (``hookwire.stores.engine.resolve_url`` rules:
+    SQLite ``./hookwire.db`` by default, PostgreSQL by URL)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = _engine.resolve_url(url)
+        self._sqlite = _engine.is_sqlite(self.url)
+        self._insert = sqlite_insert if self._sqlite else pg_insert
+        self._stmts = _statements("sqlite" if self._sqlite else "postgresql")
+
+    def __repr__(self) -> str:
+        return f"UsageLedger({_engine.redact(self.url)!r})"
+
+    async def _ready(self) -> None:
+        try:
+            await _engine.ensure_schema(self.url)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("opening the database", exc) from exc
+
+    def _fail(self, doing: str, exc: Exception) -> StoreError:
+        return StoreError(f"{doing} in {_engine.redact(self.url)} failed: {exc}")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def record(
+        self, records: Sequence[UsageRecord], release: Iterable[str] = ()
+    ) -> list[UsageRecord]:
+        """Write ``records`` (skipping runs already in the ledger) and remove the budget
+        reservations of their runs and of the runs in ``release``, in one transaction.
+        Returns the records that were new."""
+        release = list(release)
+        if not records and not release:
+            return []
+        await self._ready()
+        written: list[UsageRecord] = []
+        try:
+            async with _engine.get_write_engine(self.url).begin() as conn:
+                for i in range(0, len(records), _BATCH):
+                    chunk = records[i : i + _BATCH]
+                    written.extend(await self._insert_rows(conn, chunk))
+                if written:
+                    await self._add_totals(conn, written)
+                done = [r.run_id for r in records] + release
+                for i in range(0, len(done), _BATCH):
+                    await conn.execute(self._stmts.settle, {"run_ids": done[i : i + _BATCH]})
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("writing usage", exc) from exc
+        return written
+
+    async def _insert_rows(self, conn: Any, chunk: Sequence[UsageRecord]) -> list[UsageRecord]:
+        # One row per run even within the batch: the first record of a run wins.
+        by_run: dict[str, UsageRecord] = {}
+        for r in chunk:
+            by_run.setdefault(r.run_id, r)
+        result = await conn.execute(self._stmts.insert_ledger, [_row(r) for r in by_run.values()])
+        inserted = {row[0] for row in result}
+        return [r for r in by_run.values() if r.run_id in inserted]
+
+    async def _add_totals(self, conn: Any, rows: Sequence[UsageRecord]) -> None:
+        sums: dict[tuple[str, str, str, str, str], list[Any]] = defaultdict(
+            lambda: [0, 0, 0, Decimal(0)]
+        )
+        for r in rows:
+            for scope, column in SCOPES.items():
+                key = getattr(r, column)
+                if key is None:
+                    continue
+                for period in PERIODS:
+                    start = period_start(period, r.created_at)
+                    s = sums[(scope, key, _period_name(period), start, r.currency)]
+                    s[0] += 1
+                    s[1] += r.prompt_tokens
+                    s[2] += r.completion_tokens
+                    if r.cost is not None:
+                        s[3] += r.cost
+        if not sums:
+            return
+        values = [
+            {
+                "scope": scope,
+                "key": key,
+                "period": period,
+                "period_start": start,
+                "currency": currency,
+                "calls": s[0],
+                "prompt_tokens": s[1],
+                "completion_tokens": s[2],
+                "cost": s[3],
+            }
+            # Sorted, so that concurrent writers take the rows' locks in the same order.
+            for (scope, key, period, start, currency), s in sorted(sums.items())
+        ]
+        await conn.execute(self._stmts.upsert_totals, values)
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    def _committed(
+        self, scope: str, key: str, period: str | None, start: str, currency: str, now: datetime
+    ) -> Any:
+        """One statement (so one snapshot) summing the spent and the reserved of a key."""
+        t, r = usage_totals.c, budget_reservations.c
+        spent = (
+            select(func.coalesce(func.sum(t.cost), 0))
+            .where(
+                t.scope == scope,
+                t.key == key,
+                t.period == _period_name(period),
+                t.period_start == start,
+                t.currency == currency,
+            )
+            .scalar_subquery()
+        )
+        reserved = (
+            select(func.coalesce(func.sum(r.amount), 0))
+            .where(
+                r.scope == scope,
+                r.key == key,
+                r.period == _period_name(period),
+                r.period_start == start,
+                r.currency == currency,
+                r.expires_at > now,
+            )
+            .scalar_subquery()
+        )
+        return select(spent.label("spent"), reserved.label("reserved"))
+
+    @staticmethod
+    def _money(value: Any) -> Decimal:
+        # The sums are typed Money, so both databases hand back a Decimal.
+        return Decimal(0) if value is None else Decimal(value)
+
+    async def reserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """Check every claim's budget and reserve its amount for ``run_id``, atomically.
+
+        Raises ``BudgetExceeded`` (and reserves nothing) if some scope's spent plus reserved
+        cost is at or over its limit. A reservation counts until its run is recorded or
+        released, or for ``ttl`` seconds at most (a process that died mid-call).
+        """
+        if not claims:
+            return
+        await self._ready()
+        now = now or datetime.now(_UTC)
+        expires = now + timedelta(seconds=ttl)
+        # One order for everyone, so that two checks never wait for each other's locks.
+        keyed = sorted(
+            ((c, period_start(c.period, now)) for c in claims),
+            key=lambda cs: (cs[0].scope, cs[0].key, _period_name(cs[0].period), cs[1]),
+        )
+        if not self._sqlite:
+            await self._reserve_pg(run_id, keyed, now, expires)
+            return
+        try:
+            # BEGIN IMMEDIATE: the check and the reservation hold SQLite's write lock, which
+            # serialises them against every other writer of the file, in any process.
+            async with _engine.get_write_engine(self.url).begin() as conn:
+                for c, start in keyed:
+                    row = (
+                        await conn.execute(
+                            self._committed(c.scope, c.key, c.period, start, c.currency, now)
+                        )
+                    ).one()
+                    committed = self._money(row.spent) + self._money(row.reserved)
+                    if committed >= c.limit:
+                        raise _exceeded(c, committed)
+                await conn.execute(
+                    self._insert(budget_reservations)
+                    .values(
+                        [
+                            {
+                                "run_id": run_id,
+                                "scope": c.scope,
+                                "key": c.key,
+                                "period": _period_name(c.period),
+                                "period_start": start,
+                                "currency": c.currency,
+                                "amount": c.amount,
+                                "expires_at": expires,
+                            }
+                            for c, start in keyed
+                        ]
+                    )
+                    .on_conflict_do_nothing()
+                )
+                # Reservations of runs that never came back stop counting at expiry; remove
+                # those of these keys now and then, so the table stays small.
+                r = budget_reservations.c
+                await conn.execute(
+                    delete(budget_reservations).where(
+                        r.expires_at <= now,
+                        r.scope == keyed[0][0].scope,
+                        r.key == keyed[0][0].key,
+                    )
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("checking a budget", exc) from exc
+
+    async def _reserve_pg(
+        self,
+        run_id: str,
+        keyed: list[tuple[Claim, str]],
+        now: datetime,
+        expires: datetime,
+    ) -> None:
+        locks = sorted(
+            {_lock_id(c.scope, c.key, _period_name(c.period), s, c.currency) for c, s in keyed}
+        )
+        args = (
+            run_id,
+            locks,
+            [c.scope for c, _ in keyed],
+            [c.key for c, _ in keyed],
+            [_period_name(c.period) for c, _ in keyed],
+            [s for _, s in keyed],
+            [c.currency for c, _ in keyed],
+            [c.limit for c, _ in keyed],
+            [c.amount for c, _ in keyed],
+            now,
+            expires,
+        )
+        try:
+            if self.url.startswith("postgresql+asyncpg"):
+                pool = await _budget_pool(self.url)
+                async with pool.acquire() as conn:
+                    row = await conn.fetchrow(_RESERVE_CALL, *args)
+            else:
+                async with _budget_engine(self.url).connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
+                        _RESERVE_CALL_PYFORMAT, args
+                    )
+                    fetched = await cursor.fetchone()
+                    row = {"refused": fetched[0], "committed": fetched[1]}
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("checking a budget", exc) from exc
+        except Exception as exc:  # the driver's own errors (a missing function, a lost server)
+            raise self._fail("checking a budget", exc) from exc
+        refused = int(row["refused"])
+        if refused:
+            raise _exceeded(keyed[refused - 1][0], Decimal(row["committed"]))
+
+    async def release(self, run_ids: Iterable[str]) -> None:
+        """Remove the reservations of runs that ended without a ledger row (failed calls)."""
+        await self.record([], release=run_ids)
+
+    async def spent(
+        self,
+        scope: str,
+        key: str,
+        period: str | None = None,
+        *,
+        currency: str = "USD",
+        at: datetime | None = None,
+    ) -> Decimal:
+        """The recorded cost of ``scope`` ``key`` in the period containing ``at`` (now)."""
+        if scope not in SCOPES:
+            raise ConfigurationError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        await self._ready()
+        start = period_start(period, at or datetime.now(_UTC))
+        t = usage_totals.c
+        try:
+            async with _engine.get_engine(self.url).connect() as conn:
+                value = (
+                    await conn.execute(
+                        select(t.cost).where(
+                            t.scope == scope,
+                            t.key == key,
+                            t.period == _period_name(period),
+                            t.period_start == start,
+                            t.currency == currency,
+                        )
+                    )
+                ).scalar()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading a total", exc) from exc
+        return value if value is not None else Decimal(0)
+
+    async def reserved(self, scope: str, key: str, period: str | None = None) -> Decimal:
+        """The cost reserved now by calls in flight for ``scope`` ``key`` (for tests and
+        monitoring)."""
+        await self._ready()
+        now = datetime.now(_UTC)
+        try:
+            async with _engine.get_engine(self.url).connect() as conn:
+                row = (
+                    await conn.execute(
+                        self._committed(scope, key, period, period_start(period, now), "USD", now)
+                    )
+                ).one()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading reservations", exc) from exc
+        return self._money(row.reserved)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _group_column(self, name: str) -> ColumnElement[Any]:
+        c = usage_ledger.c
+        if name in SCOPES:
+            return c[SCOPES[name]].label(name)
+        if name in ("model", "provider"):
+            return c[name].label(name)
+        length = 10 if name == "day" else 7
+        if self._sqlite:
+            # created_at is fixed-width ISO 8601 text in UTC on SQLite.
+            return func.substr(c.created_at, 1, length).label(name)
+        fmt = "YYYY-MM-DD" if name == "day" else "YYYY-MM"
+        return func.to_char(func.timezone("UTC", c.created_at), fmt).label(name)
+
+    async def summary(
+        self,
+        by: Sequence[str] | str = (),
+        *,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls, tokens and cost, grouped by ``by`` (any of ``user``, ``org``, ``agent``,
+        ``model``, ``provider``, ``day``, ``month``) and currency, over ``since <= time <
+        until``; ``where`` keeps only rows whose ``user``/``org``/``agent``/``model``/
+        ``provider`` has the given value.
+
+        Each row: the group's keys, ``currency``, ``calls``, ``prompt_tokens``,
+        ``completion_tokens``, ``cached_tokens``, ``reasoning_tokens``, ``total_tokens``,
+        ``cost`` (the sum of the known costs, ``None`` if none is known) and
+        ``unknown_cost_calls`` (calls whose price was unknown).
+        """
+        groups = [by] if isinstance(by, str) else list(by)
+        for g in groups:
+            if g not in GROUP_KEYS:
+                raise ConfigurationError(
+                    f"cannot group usage by {g!r}; choose from {', '.join(GROUP_KEYS)}"
+                )
+        if len(set(groups)) != len(groups):
+            raise ConfigurationError(f"by={groups!r} names a group twice")
+        start = _as_utc(since, "since")
+        end = _as_utc(until, "until")
+        c = usage_ledger.c
+        cols = [self._group_column(g) for g in groups]
+        conditions: list[ColumnElement[bool]] = []
+        if start is not None:
+            conditions.append(c.created_at >= start)
+        if end is not None:
+            conditions.append(c.created_at < end)
+        for name, value in (where or {}).items():
+            if name in SCOPES:
+                conditions.append(c[SCOPES[name]] == value)
+            elif name in ("model", "provider"):
+                conditions.append(c[name] == value)
+            else:
+                raise ConfigurationError(
+                    f"cannot filter usage by {name!r}; choose from user, org, agent, model, "
+                    "provider"
+                )
+        stmt = (
+            select(
+                *cols,
+                c.currency,
+                func.count().label("calls"),
+                func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
+                func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
+                func.sum(c.cached_tokens).label("cached_tokens"),
+                func.sum(c.reasoning_tokens).label("reasoning_tokens"),
+                func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
+                func.sum(c.cost).label("cost"),
+                (func.count() - func.count(c.cost)).label("unknown_cost_calls"),
+            )
+            .where(and_(literal(True), *conditions))
+            .group_by(*cols, c.currency)
+            .order_by(*cols, c.currency)
+        )
+        await self._ready()
+        try:
+            async with _engine.get_engine(self.url).connect() as conn:
+                result = await conn.execute(stmt)
+                rows = [{str(k): v for k, v in row._mapping.items()} for row in result]
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("summarising usage", exc) from exc
+        for row in rows:
+            for k in ("calls", "prompt_tokens", "completion_tokens", "total_tokens"):
+                row[k] = int(row[k])
+            for k in ("cached_tokens", "reasoning_tokens"):
+                row[k] = None if row[k] is None else int(row[k])
+            row["unknown_cost_calls"] = int(row["unknown_cost_calls"])
+        return rows
+
+    async def records(
+        self, *, run_id: str | None = None, user_id: str | None = None, limit: int = 1000
+    ) -> list[UsageRecord]:
+        """Ledger rows, oldest first (optionally of one run or one user)."""
+        c = usage_ledger.c
+        stmt = select(usage_ledger).order_by(c.seq).limit(limit)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        if user_id is not None:
+            stmt = stmt.where(c.user_id == user_id)
+        await self._ready()
+        try:
+            async with _engine.get_engine(self.url).connect() as conn:
+                result = await conn.execute(stmt)
+                return [
+                    UsageRecord(**{k: v for k, v in row._mapping.items() if k != "seq"})
+                    for row in result
+                ]
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading usage", exc) from exc

@@ -1,0 +1,338 @@
+"""FileLogCallback: JSON lines on a background writer, whole lines, rotation, redaction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hookwire import CallbackManager, LLMResponse, Usage, trace
+from hookwire.callbacks import FileLogCallback
+from hookwire.errors import ConfigurationError, RateLimitError
+from hookwire.logschema import parse_line
+
+
+def _read(path: Path) -> list[dict]:
+    return [parse_line(line) for line in path.read_bytes().splitlines()]
+
+
+def _one_call(manager: CallbackManager, prompt: str = "What is 2+2?", answer: str = "4") -> None:
+    with trace("rlm", callbacks=manager, user_id="u1"):
+        rid = manager.on_llm_start([{"role": "user", "content": prompt}], model="gpt-4o")
+        manager.on_llm_end(
+            LLMResponse(answer, Usage(7, 1), model="gpt-4o", cost=Decimal("0.0001")),
+            run_id=rid,
+            model="gpt-4o",
+            latency_ms=12.5,
+        )
+
+
+def test_seed_example_writes_jsonl_with_private_mode() -> None:
+    callback = FileLogCallback(
+        log_path="./logs/rlm.jsonl", include_prompts=True, include_responses=True
+    )
+    manager = CallbackManager([callback])
+    _one_call(manager)
+    manager.flush()
+    path = Path("logs/rlm.jsonl")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    recs = _read(path)
+    assert [r["event"] for r in recs] == ["run_start", "llm_start", "llm_end", "run_end"]
+    start, end = recs[1], recs[2]
+    assert start["data"]["prompt"] == [{"role": "user", "content": "What is 2+2?"}]
+    assert end["data"]["response"]["content"] == "4"
+    assert end["data"]["response"]["cost"] == "0.0001"
+    assert end["latency_ms"] == 12.5
+    assert start["run_id"] == end["run_id"]
+    assert end["parent_run_id"] == recs[0]["run_id"] == end["trace_id"]
+    assert all(r["user_id"] == "u1" for r in recs)
+    callback.close()
+
+
+def test_prompts_and_responses_can_be_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    callback = FileLogCallback(path, include_prompts=False, include_responses=False)
+    manager = CallbackManager([callback])
+    _one_call(manager, prompt="PRIVATE-PROMPT", answer="PRIVATE-ANSWER")
+    manager.on_tool_start("search", {"q": "PRIVATE-PROMPT"})
+    manager.on_tool_end("search", "PRIVATE-ANSWER")
+    manager.flush()
+    text = path.read_text()
+    assert "PRIVATE" not in text
+    end = next(r for r in _read(path) if r["event"] == "llm_end")
+    assert end["data"]["response"]["usage"]["total_tokens"] == 8
+    callback.close()
+
+
+def test_tokens_are_only_logged_when_asked(tmp_path: Path) -> None:
+    quiet = FileLogCallback(tmp_path / "a.jsonl")
+    assert not CallbackManager([quiet]).listens("on_llm_new_token")
+    loud = FileLogCallback(tmp_path / "b.jsonl", include_tokens=True)
+    manager = CallbackManager([loud])
+    manager.on_llm_new_token("Hel", attempt=1, index=0)
+    manager.on_llm_new_token("lo", attempt=1, index=1)
+    manager.flush()
+    recs = _read(tmp_path / "b.jsonl")
+    assert [(r["data"]["token"], r["index"]) for r in recs] == [("Hel", 0), ("lo", 1)]
+    quiet.close()
+    loud.close()
+
+
+def test_the_prompt_is_logged_as_sent(tmp_path: Path) -> None:
+    callback = FileLogCallback(tmp_path / "a.jsonl")
+    messages = [{"role": "user", "content": "hi"}]
+    callback.on_llm_start(messages, run_id="r", timestamp=1.0)
+    messages.append({"role": "assistant", "content": "later"})
+    callback.flush()
+    assert _read(tmp_path / "a.jsonl")[0]["data"]["prompt"] == [{"role": "user", "content": "hi"}]
+    callback.close()
+
+
+def test_secrets_are_redacted_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    callback = FileLogCallback(path, redact=[r"ACME-\d+"])
+    manager = CallbackManager([callback])
+    manager.on_llm_start("use sk-abcdefghijklmnopqrstuvwxyz123 and ACME-42", model="m")
+    manager.on_tool_start("http", {"headers": {"Authorization": "Bearer abc.def.123456"}})
+    manager.on_error(RuntimeError("cannot connect to postgres://app:s3cret@db/x"), stage="tool")
+    manager.flush()
+    text = path.read_text()
+    for secret in ("sk-abcdefghijklmnopqrstuvwxyz123", "ACME-42", "abc.def.123456", "s3cret"):
+        assert secret not in text
+    assert text.count("[REDACTED]") == 4
+    assert len(_read(path)) == 3
+    callback.close()
+
+
+def test_many_threads_lines_stay_whole_and_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    n_threads, per_thread = 8, 1500
+    text = "x" * 300  # long lines make torn writes visible
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            manager.on_memory_store(text, metadata={"t": t, "i": i})
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    manager.flush()
+    recs = _read(path)
+    assert len(recs) == n_threads * per_thread
+    seen: dict[int, list[int]] = {}
+    for r in recs:
+        seen.setdefault(r["metadata"]["t"], []).append(r["metadata"]["i"])
+    assert all(v == list(range(per_thread)) for v in seen.values())
+    assert callback.written == n_threads * per_thread
+    callback.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from hookwire.callbacks import FileLogCallback
+    path, n, max_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    cb = FileLogCallback(path, max_bytes=max_bytes, backup_count=1000)
+    for i in range(n):
+        cb.on_memory_store("y" * 200, run_id="r", timestamp=1.0,
+                           metadata={"pid": os.getpid(), "i": i})
+        if i % 50 == 0:
+            cb.flush()   # many small batches: many chances to race with a rotation
+    # no close(): exit must drain the queue
+    """
+)
+
+
+def _spawn(path: Path, n: int, max_bytes: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(n), str(max_bytes)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+@pytest.mark.parametrize("max_bytes", [0, 60_000])
+def test_several_processes_append_whole_lines_and_rotate(tmp_path: Path, max_bytes: int) -> None:
+    path = tmp_path / "shared.jsonl"
+    n_procs, per_proc = 4, 1500
+    procs = [_spawn(path, per_proc, max_bytes) for _ in range(n_procs)]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    files = sorted(tmp_path.glob("shared.jsonl*"))
+    files = [f for f in files if not f.name.endswith(".lock")]
+    if max_bytes:
+        assert len(files) > 3  # it did rotate, several times
+    else:
+        assert files == [path]
+    recs = [r for f in files for r in _read(f)]  # every line of every file parses
+    keys = {(r["metadata"]["pid"], r["metadata"]["i"]) for r in recs}
+    assert len(recs) == len(keys) == n_procs * per_proc  # nothing lost, nothing twice
+    if max_bytes:
+        # Each file stays near its bound: at most one batch per writer beyond it.
+        assert all(f.stat().st_size < max_bytes + n_procs * 51 * 400 for f in files)
+
+
+def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    callback = FileLogCallback(path, max_bytes=2_000, backup_count=2)
+    for i in range(200):
+        callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
+        callback.flush()
+    callback.close()
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert names == ["r.jsonl", "r.jsonl.1", "r.jsonl.2"]
+    for name in names:
+        assert (tmp_path / name).stat().st_size <= 2_000
+    newest = _read(path)[-1]["metadata"]["i"]
+    assert newest == 199
+    older = [r["metadata"]["i"] for r in _read(tmp_path / "r.jsonl.1")]
+    assert older == sorted(older)
+    assert older[-1] < _read(path)[0]["metadata"]["i"]
+
+
+def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    callback = FileLogCallback(path, max_bytes=1_000, backup_count=0)
+    for i in range(50):
+        callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
+        callback.flush()
+    callback.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["r.jsonl"]
+    assert _read(path)[-1]["metadata"]["i"] == 49
+
+
+def test_a_file_removed_under_the_writer_is_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    callback = FileLogCallback(path, max_bytes=10_000_000)
+    callback.on_memory_store("a", run_id="r", timestamp=1.0)
+    callback.flush()
+    path.unlink()
+    callback.on_memory_store("b", run_id="r", timestamp=1.0)
+    callback.flush()
+    assert [r["data"]["content"] for r in _read(path)] == ["b"]
+    callback.close()
+
+
+def test_close_then_more_events_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    manager.on_memory_store("one")
+    manager.close()
+    manager.on_memory_store("two")
+    manager.close()
+    assert [r["data"]["content"] for r in _read(path)] == ["one", "two"]
+
+
+def test_exit_drains_the_queue(tmp_path: Path) -> None:
+    path = tmp_path / "exit.jsonl"
+    proc = _spawn(path, 3000, 0)
+    assert proc.wait(timeout=60) == 0
+    assert len(_read(path)) == 3000
+
+
+def test_write_failures_never_reach_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = FileLogCallback(tmp_path / "f.jsonl")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        for _ in range(3):
+            callback.on_memory_store("x", run_id="r", timestamp=1.0)
+            callback.flush()
+    monkeypatch.undo()
+    assert callback.failed == 3
+    assert sum("No space left" in r.getMessage() for r in caplog.records) == 1  # logged once
+    callback.on_memory_store("ok", run_id="r", timestamp=1.0)
+    callback.close()
+    assert [r["data"]["content"] for r in _read(tmp_path / "f.jsonl")] == ["ok"]
+
+
+def test_full_queue_waits_or_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    callback = FileLogCallback(tmp_path / "q.jsonl", queue_size=3, drop_when_full=True)
+    real = callback._write_items
+
+    def slow(items: list) -> None:
+        gate.wait(10)
+        real(items)
+
+    monkeypatch.setattr(callback, "_write_items", slow)
+    for i in range(50):
+        callback.on_memory_store(str(i), run_id="r", timestamp=1.0)
+    assert callback.dropped > 0
+    gate.set()
+    callback.close()
+    assert callback.written + callback.dropped == 50
+
+
+def test_bad_options_are_named() -> None:
+    with pytest.raises(ConfigurationError, match="max_bytes"):
+        FileLogCallback("x.jsonl", max_bytes=-1)
+    with pytest.raises(ConfigurationError, match="backup_count"):
+        FileLogCallback("x.jsonl", backup_count=-2)
+    with pytest.raises(ConfigurationError, match="queue_size"):
+        FileLogCallback("x.jsonl", queue_size=0)
+
+
+def test_errors_and_retries_are_logged(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    rid = manager.on_llm_start("hi", model="gpt-4o")
+    err = RateLimitError("slow down", status_code=429, retry_after=1.0)
+    manager.on_retry(1, 3, err, run_id=rid, model="gpt-4o", delay=1.0)
+    manager.on_llm_error(err, run_id=rid, model="gpt-4o", attempts=3, latency_ms=50.0)
+    manager.on_error(err, stage="llm")
+    manager.flush()
+    recs = _read(path)
+    assert [r["event"] for r in recs] == ["llm_start", "retry", "llm_error", "error"]
+    assert recs[1]["data"] == {
+        "attempt": 1,
+        "max_attempts": 3,
+        "error": {"type": "RateLimitError", "message": "slow down", "status_code": 429},
+    }
+    assert recs[2]["attempts"] == 3
+    assert recs[3]["stage"] == "llm"
+    callback.close()
+
+
+def test_an_unusable_path_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        FileLogCallback(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot create the directory"):
+        FileLogCallback(blocker / "sub" / "log.jsonl")
+
+
+def test_a_failed_rotation_keeps_logging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.jsonl"
+    callback = FileLogCallback(path, max_bytes=300, backup_count=2)
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    for i in range(5):
+        callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
+        callback.flush()
+    monkeypatch.undo()
+    callback.close()
+    assert [r["metadata"]["i"] for r in _read(path)] == [0, 1, 2, 3, 4]
+    assert callback.written == 5

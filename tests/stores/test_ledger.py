@@ -1,0 +1,291 @@
+"""hookwire.stores.ledger on SQLite and PostgreSQL: idempotent rows, exact money, totals,
+summaries, and budget reservations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hookwire.errors import BudgetExceeded, ConfigurationError
+from hookwire.stores import runner
+from hookwire.stores.ledger import Claim, UsageLedger, UsageRecord, period_start
+
+UTC = timezone.utc
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def uid() -> str:
+    # The PostgreSQL database is shared by the session's tests: keep each test's keys apart.
+    return f"u-{uuid.uuid4().hex[:10]}"
+
+
+def rec(run_id: str | None = None, **kw: Any) -> UsageRecord:
+    base: dict[str, Any] = {
+        "run_id": run_id or uuid.uuid4().hex,
+        "created_at": T0,
+        "prompt_tokens": 100,
+        "completion_tokens": 50,
+        "total_tokens": 150,
+        "cost": Decimal("0.001"),
+    }
+    base.update(kw)
+    return UsageRecord(**base)
+
+
+def test_record_is_idempotent_by_run_id(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    first = rec("r1-" + user, user_id=user)
+    again = rec("r1-" + user, user_id=user, prompt_tokens=999, total_tokens=1049)
+    written = runner.run_sync(ledger.record([first, again]))
+    assert written == [first]
+    assert runner.run_sync(ledger.record([again])) == []
+    rows = runner.run_sync(ledger.records(user_id=user))
+    assert len(rows) == 1
+    assert rows[0].prompt_tokens == 100
+    # The totals count the run once too.
+    assert runner.run_sync(ledger.spent("user", user, None)) == Decimal("0.001")
+
+
+def test_row_round_trips(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    r = rec(
+        user_id=user,
+        org_id="o",
+        agent="a",
+        conversation_id="c",
+        model="gpt-4o",
+        provider="openai",
+        cached_tokens=20,
+        reasoning_tokens=10,
+        correlation_id="corr",
+        request_id="req",
+        trace_id="t",
+        source="manual",
+        cost=Decimal("0.123456789012"),
+    )
+    runner.run_sync(ledger.record([r]))
+    (back,) = runner.run_sync(ledger.records(run_id=r.run_id))
+    assert back == r
+
+
+def test_unknown_cost_is_null_not_zero(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    runner.run_sync(ledger.record([rec(user_id=user, cost=None, model="mystery")]))
+    (row,) = runner.run_sync(ledger.summary(["user"], where={"user": user}))
+    assert row["cost"] is None
+    assert row["unknown_cost_calls"] == 1
+    assert row["calls"] == 1
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.decimals(min_value=0, max_value=1000, places=12, allow_nan=False),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_money_sums_are_exact(db_url: str, costs: list[Decimal]) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    runner.run_sync(ledger.record([rec(user_id=user, cost=c) for c in costs]))
+    (row,) = runner.run_sync(ledger.summary(["user"], where={"user": user}))
+    assert row["cost"] == sum(costs)
+    assert runner.run_sync(ledger.spent("user", user, None)) == sum(costs)
+    assert runner.run_sync(ledger.spent("user", user, "day", at=T0)) == sum(costs)
+
+
+def test_money_is_rounded_to_twelve_places(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    runner.run_sync(ledger.record([rec(user_id=user, cost=Decimal("0.0000000000015"))]))
+    (back,) = runner.run_sync(ledger.records(user_id=user))
+    assert back.cost == Decimal("0.000000000002")  # half-even at the 12th place
+
+
+def test_summary_groups_and_ranges(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    org = uid()
+    a, b = uid(), uid()
+    day1 = T0
+    day2 = T0 + timedelta(days=1)
+    runner.run_sync(
+        ledger.record(
+            [
+                rec(user_id=a, org_id=org, model="m1", created_at=day1, cost=Decimal("1")),
+                rec(user_id=a, org_id=org, model="m2", created_at=day1, cost=Decimal("2")),
+                rec(user_id=b, org_id=org, model="m1", created_at=day2, cost=Decimal("4")),
+                rec(user_id=b, org_id=org, model="m1", created_at=day2, cost=None),
+            ]
+        )
+    )
+    by_user = runner.run_sync(ledger.summary(["user"], where={"org": org}))
+    assert [(r["user"], r["calls"], r["cost"]) for r in by_user] == sorted(
+        [(a, 2, Decimal(3)), (b, 2, Decimal(4))]
+    )
+    by_day_model = runner.run_sync(ledger.summary(("day", "model"), where={"org": org}))
+    assert [(r["day"], r["model"], r["calls"]) for r in by_day_model] == [
+        ("2026-11-23", "m1", 1),
+        ("2026-11-23", "m2", 1),
+        ("2026-11-24", "m1", 2),
+    ]
+    total = runner.run_sync(ledger.summary(where={"org": org}))
+    assert len(total) == 1
+    assert total[0]["calls"] == 4
+    assert total[0]["prompt_tokens"] == 400
+    assert total[0]["completion_tokens"] == 200
+    assert total[0]["cost"] == Decimal(7)
+    assert total[0]["unknown_cost_calls"] == 1
+    only_day2 = runner.run_sync(
+        ledger.summary(["org"], since=date(2026, 11, 24), where={"org": org})
+    )
+    assert only_day2[0]["calls"] == 2
+    only_day1 = runner.run_sync(ledger.summary(["month"], until="2026-11-24", where={"org": org}))
+    assert only_day1 == [
+        {
+            "month": "2026-11",
+            "currency": "USD",
+            "calls": 2,
+            "prompt_tokens": 200,
+            "completion_tokens": 100,
+            "cached_tokens": None,
+            "reasoning_tokens": None,
+            "total_tokens": 300,
+            "cost": Decimal(3),
+            "unknown_cost_calls": 0,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"by": ["weather"]}, "cannot group usage by 'weather'"),
+        ({"by": ["user", "user"]}, "twice"),
+        ({"since": "yesterday-ish"}, "ISO 8601"),
+        ({"where": {"colour": "red"}}, "cannot filter"),
+    ],
+)
+def test_summary_rejects_bad_arguments(tmp_path: Any, kwargs: dict[str, Any], message: str) -> None:
+    ledger = UsageLedger(f"sqlite:///{tmp_path}/l.db")
+    with pytest.raises(ConfigurationError, match=message):
+        runner.run_sync(ledger.summary(**kwargs))
+
+
+def test_totals_are_kept_per_period(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    runner.run_sync(
+        ledger.record(
+            [
+                rec(user_id=user, created_at=T0, cost=Decimal("1")),
+                rec(user_id=user, created_at=T0 + timedelta(days=1), cost=Decimal("2")),
+                rec(user_id=user, created_at=T0 + timedelta(days=5), cost=Decimal("4")),
+            ]
+        )
+    )
+    spent = lambda period, at: runner.run_sync(ledger.spent("user", user, period, at=at))  # noqa: E731
+    assert spent("day", T0) == 1
+    assert spent("day", T0 + timedelta(days=1)) == 2
+    assert spent("month", T0) == 7
+    assert spent("month", T0 + timedelta(days=30)) == 0
+    assert spent(None, T0) == 7
+
+
+def test_reserve_refuses_at_the_limit_and_reservations_count(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    now = datetime.now(UTC)
+
+    def claim(amount: str, limit: str = "1") -> list[Claim]:
+        return [Claim("user", user, "day", Decimal(limit), Decimal(amount))]
+
+    runner.run_sync(ledger.reserve("a-" + user, claim("0.6"), now=now))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("0.6")
+    runner.run_sync(ledger.reserve("b-" + user, claim("0.6"), now=now))  # 0.6 < 1: admitted
+    with pytest.raises(BudgetExceeded) as info:
+        runner.run_sync(ledger.reserve("c-" + user, claim("0.1"), now=now))
+    err = info.value
+    assert err.scope == "user"
+    assert err.key == user
+    assert err.limit == Decimal(1)
+    assert err.spent == Decimal("1.2")
+    assert "daily budget" in str(err)
+    # Settling run a with its real cost frees the rest of its reservation.
+    runner.run_sync(ledger.record([rec("a-" + user, user_id=user, cost=Decimal("0.1"))]))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("0.6")
+    runner.run_sync(ledger.release(["b-" + user]))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == 0
+    runner.run_sync(ledger.reserve("c-" + user, claim("0.1"), now=now))
+
+
+def test_expired_reservations_stop_counting(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user = uid()
+    past = datetime.now(UTC) - timedelta(hours=1)
+    claims = [Claim("user", user, None, Decimal(1), Decimal(5))]
+    runner.run_sync(ledger.reserve("old-" + user, claims, ttl=60, now=past))
+    # An hour later the dead call's reservation no longer blocks the budget.
+    runner.run_sync(ledger.reserve("new-" + user, claims, ttl=60))
+
+
+def test_a_refused_check_reserves_nothing(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user, org = uid(), uid()
+    runner.run_sync(ledger.record([rec(org_id=org, cost=Decimal(5))]))
+    claims = [
+        Claim("user", user, "month", Decimal(100), Decimal(1)),
+        Claim("org", org, None, Decimal(5), Decimal(1)),
+    ]
+    with pytest.raises(BudgetExceeded, match="budget of org"):
+        runner.run_sync(ledger.reserve("x-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, "month")) == 0
+
+
+def test_period_start_keys() -> None:
+    assert period_start("day", T0) == "2026-11-23"
+    assert period_start("month", T0) == "2026-11"
+    assert period_start(None, T0) == ""
+    # Calendar periods are in UTC.
+    late = datetime(2026, 11, 30, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    assert period_start("month", late) == "2026-12"
+
+
+def test_spent_rejects_unknown_scope(tmp_path: Any) -> None:
+    ledger = UsageLedger(f"sqlite:///{tmp_path}/l.db")
+    with pytest.raises(ConfigurationError, match="scope"):
+        runner.run_sync(ledger.spent("planet", "x"))
+
+
+def test_bad_database_is_a_store_error(tmp_path: Any) -> None:
+    from hookwire.errors import StoreError
+
+    ledger = UsageLedger("postgresql://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(StoreError):
+        runner.run_sync(ledger.summary(), timeout=30)
+
+
+def test_budget_check_through_psycopg(pg_database_url: str) -> None:
+    # postgresql+psycopg:// URLs check budgets through psycopg instead of asyncpg.
+    url = pg_database_url.replace("postgresql+asyncpg", "postgresql+psycopg")
+    ledger = UsageLedger(url)
+    user = uid()
+    claims = [Claim("user", user, "day", Decimal(1), Decimal("0.7"))]
+    runner.run_sync(ledger.reserve("a-" + user, claims))
+    runner.run_sync(ledger.reserve("b-" + user, claims))  # 0.7 used: still under 1
+    with pytest.raises(BudgetExceeded):
+        runner.run_sync(ledger.reserve("c-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("1.4")
