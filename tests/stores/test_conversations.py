@@ -569,3 +569,29 @@ async def test_ids_with_any_characters(store: ConversationStore, odd: str) -> No
     assert listed == [first, second]
     details = await store.get_conversation_details(me, first)
     assert [m["id"] for m in details["messages"]] == [f"{odd}-m"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/unreachable",
+        "sqlite:////proc/hookwire-cannot-write-here/x.db",
+    ],
+)
+async def test_unreachable_database_is_a_store_error(url: str) -> None:
+    from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
+
+    store = ConversationStore(url)
+    me = owner()
+    with pytest.raises(StoreError) as info:
+        await store.create_conversation(me)
+    assert "password" not in str(info.value)
+    with pytest.raises(StoreError):
+        await store.add_message(me, "c", "x", "end_user")
+    with pytest.raises(StoreError):
+        await store.get_conversation_details(me, "c")
+    with pytest.raises(StoreError):
+        store.add_message_sync(me, "c", "x", "end_user")
+    chat = ChatHistoryCallbackHandler(user_data={"user_id": "u"}, store=store)
+    with pytest.raises(StoreError):
+        chat.list_conversations_sync()

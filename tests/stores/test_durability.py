@@ -58,7 +58,7 @@ async def test_four_processes_and_twenty_tasks(db_url: str) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     me = Owner(user, "org", "main")
     convs = [await store.create_conversation(me) for _ in range(2)]
-    procs = [_spawn(db_url, user, f"p{k}", 40, convs) for k in range(4)]
+    procs = [_spawn(db_url, user, f"p{k}", 25, convs) for k in range(4)]
 
     async def task(k: int) -> list[str]:
         parent = None
@@ -78,7 +78,7 @@ async def test_four_processes_and_twenty_tasks(db_url: str) -> None:
         outputs.append(out)
     acked = {line.split()[0] for out in outputs for line in out.splitlines()}
     acked |= {mid for chain in mine for mid in chain}
-    assert len(acked) == 4 * 40 + 20 * 15
+    assert len(acked) == 4 * 25 + 20 * 15
 
     stored = {}
     for cid in convs:

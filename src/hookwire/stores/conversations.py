@@ -40,19 +40,20 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..context import new_id
 from ..errors import (
     ConversationNotFound,
+    HookwireError,
     InvalidInputError,
     InvalidMessageTimeError,
     InvalidMetadataError,
@@ -124,7 +125,7 @@ class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -369,6 +370,10 @@ def _message_row(
     return row, state
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _sqlite_file(url: str) -> str | None:
     """The file of an SQLite URL (``None`` for in-memory databases and other backends)."""
     if not url.startswith("sqlite"):
@@ -415,7 +420,7 @@ class ConversationStore:
         if self._pid != os.getpid():
             self._start()  # forked: the parent's threads are not here
         if not self._schema_ok:
-            await runner.run(ensure_schema(self.url))
+            await runner.run(self._guard(_nothing()))
             self._schema_ok = True
 
     @classmethod
@@ -439,12 +444,13 @@ class ConversationStore:
         try:
             await ensure_schema(self.url)
             return await coro
-        except (StoreError, ValueError):
+        except (HookwireError, ValueError):
             raise
-        except SQLAlchemyError as exc:
-            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"cannot reach the database {redact(self.url)}: {exc}") from exc
+        except Exception as exc:
+            # SQLAlchemy's errors, and the driver's own on the fast paths (asyncpg, sqlite3)
+            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         finally:
             coro.close()
 
@@ -637,7 +643,9 @@ class ConversationStore:
                 return await loop.run_in_executor(
                     reader.pool, reader.details, owner, conversation_id, self._messages
                 )
-            except sqlite3.Error as exc:
+            except (HookwireError, ValueError):
+                raise
+            except Exception as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
         if self.url.startswith("postgresql+asyncpg"):
             return await self._on_loop(self._pg_details(owner, conversation_id))
@@ -661,7 +669,7 @@ class ConversationStore:
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
         cache = self._messages
         entry = cache.get(conversation_id)
-        select = f"SELECT {_SEQ_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
+        select = f"SELECT {_PG_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = $1"
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             async with raw.transaction(isolation="repeatable_read", readonly=True):
@@ -674,7 +682,7 @@ class ConversationStore:
                     cache.drop(conversation_id)
                     raise _not_found(conversation_id)
                 created, count = head[9], head[len(_CONV_FIELDS)]
-                base: list[dict[str, Any]] = []
+                base: list[Any] = []
                 last = 0
                 if entry is not None and entry[0] == created:
                     base, last = entry[2], entry[1]
@@ -683,16 +691,9 @@ class ConversationStore:
                     base, last = [], 0
                     rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
         details = _conv_from_tuple(tuple(head), sqlite=False)
-        keys = ("seq", *DETAIL_FIELDS)
-        new: list[dict[str, Any]] = []
-        append = new.append
-        for r in rows:
-            d = dict(zip(keys, r, strict=True))
-            del d["seq"]
-            append(d)
-        msgs = base + new if base else new
-        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
-        details["messages"] = _fresh(msgs)
+        msgs = base + rows if base else list(rows)
+        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        details["messages"] = _fresh(msgs, parse_time=False)
         details["message_count"] = len(msgs)
         return details
 
@@ -845,7 +846,7 @@ class ConversationStore:
             )
         row, state = _message_row(conversation_id, text, sender, **fields)
         if not self._schema_ok:
-            runner.run_sync(ensure_schema(self.url), timeout)
+            runner.run_sync(self._guard(_nothing()), timeout)
             self._schema_ok = True
         done: concurrent.futures.Future[str] = concurrent.futures.Future()
 
@@ -1350,27 +1351,26 @@ class _MessageCache:
     checks the conversation's message count in the same transaction: anything unexpected (a
     message committed out of order by another process, a conversation deleted and created
     again) makes it read the whole conversation again. Metadata is kept as JSON text and
-    decoded for every read, so callers get objects of their own.
+    decoded for every read, so callers get objects of their own: the cache keeps the rows as
+    the driver returned them (immutable tuples and records).
     """
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        self._entries: collections.OrderedDict[str, tuple[Any, int, list[dict[str, Any]]]] = (
+        self._entries: collections.OrderedDict[str, tuple[Any, int, list[Any]]] = (
             collections.OrderedDict()
         )
         self._size = 0
 
-    def get(self, conversation_id: str) -> tuple[Any, int, list[dict[str, Any]]] | None:
+    def get(self, conversation_id: str) -> tuple[Any, int, list[Any]] | None:
         with self._lock:
             entry = self._entries.get(conversation_id)
             if entry is not None:
                 self._entries.move_to_end(conversation_id)
             return entry
 
-    def put(
-        self, conversation_id: str, created: Any, last_seq: int, msgs: list[dict[str, Any]]
-    ) -> None:
+    def put(self, conversation_id: str, created: Any, last_seq: int, msgs: list[Any]) -> None:
         with self._lock:
             old = self._entries.pop(conversation_id, None)
             if old is not None:
@@ -1390,21 +1390,25 @@ class _MessageCache:
                 self._size -= len(old[2])
 
 
-def _fresh(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of cached messages, each with its own decoded metadata."""
+def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
+    """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS`` then ``seq``;
+    metadata as JSON text, times as text on SQLite)."""
     loads = json_loads
+    fromiso = _dt.datetime.fromisoformat
+    keys = DETAIL_FIELDS
     out: list[dict[str, Any]] = []
     append = out.append
-    for m in msgs:
-        d = m.copy()
-        raw = d["metadata"]
-        if raw is not None:
-            d["metadata"] = loads(raw)
+    for r in rows:
+        d = dict(zip(keys, r, strict=False))  # the trailing seq is left out
+        if parse_time:
+            d["message_time"] = fromiso(d["message_time"])
+        if d["metadata"] is not None:
+            d["metadata"] = loads(d["metadata"])
         append(d)
     return out
 
 
-_SEQ_DETAIL_SELECT = "seq, " + ", ".join(
+_PG_DETAIL_SELECT = ", ".join(
     "metadata::text" if f == "metadata" else f
     for f in (
         "id",
@@ -1441,7 +1445,7 @@ class _SQLiteReader:
     ) -> dict[str, Any]:
         conn = self.conn()
         entry = cache.get(conversation_id)
-        select = f"SELECT seq, {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
+        select = f"SELECT {_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1453,7 +1457,7 @@ class _SQLiteReader:
                 cache.drop(conversation_id)
                 raise _not_found(conversation_id)
             created, count = head[9], head[len(_CONV_FIELDS)]
-            base: list[dict[str, Any]] = []
+            base: list[Any] = []
             last = 0
             if entry is not None and entry[0] == created:
                 base, last = entry[2], entry[1]
@@ -1466,18 +1470,9 @@ class _SQLiteReader:
         finally:
             conn.execute("COMMIT")
         details = _conv_from_tuple(head, sqlite=True)
-        fromiso = _dt.datetime.fromisoformat
-        keys = ("seq", *DETAIL_FIELDS)
-        new: list[dict[str, Any]] = []
-        append = new.append
-        for r in rows:
-            d = dict(zip(keys, r, strict=True))
-            del d["seq"]
-            d["message_time"] = fromiso(r[5])
-            append(d)
-        msgs = base + new if base else new
-        cache.put(conversation_id, created, rows[-1][0] if rows else last, msgs)
-        details["messages"] = _fresh(msgs)
+        msgs = base + rows if base else rows
+        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        details["messages"] = _fresh(msgs, parse_time=True)
         details["message_count"] = len(msgs)
         return details
 
