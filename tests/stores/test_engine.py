@@ -172,3 +172,36 @@ async def test_run_from_another_loop(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/loop.db"
     await runner.run(engine.ensure_schema(url))
     assert await runner.run(engine.schema_revision(url)) == engine.head_revision()
+
+
+def test_concurrent_first_use_from_several_loops_migrates_once(tmp_path: Path) -> None:
+    # History and accounting handlers each set up the database on their own event loop; on a
+    # fresh file they do it at the same moment. Alembic's script loading is not thread-safe,
+    # so this used to fail with KeyError('script') and lose the first write.
+    import asyncio
+    import threading
+
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path}/fresh{round_}.db"
+        engine._script = None  # load the migration scripts again, from all threads at once
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def first_use(
+            url: str = url,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                barrier.wait()
+                asyncio.run(engine.ensure_schema(url))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first_use) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert runner.run_sync(engine.schema_revision(url)) == engine.head_revision()

@@ -261,6 +261,10 @@ async def dispose_engines() -> None:
 _ready: set[tuple[str, int]] = set()
 _ready_lock: dict[tuple[str, int], asyncio.Lock] = {}
 _script: Any = None
+# Alembic loads its scripts as modules, which is not safe from two threads at once; handlers on
+# different event loops (history, accounting) may set up the same database together. Taken
+# before any transaction begins, so it never waits while holding SQLite's write lock.
+_migration_lock = threading.Lock()
 
 
 def _alembic_config(connection: Connection | None = None) -> Any:
@@ -277,9 +281,11 @@ def head_revision() -> str:
     """The Alembic revision this code needs (the head of its migrations)."""
     global _script
     if _script is None:
-        from alembic.script import ScriptDirectory
+        with _migration_lock:
+            if _script is None:
+                from alembic.script import ScriptDirectory
 
-        _script = ScriptDirectory.from_config(_alembic_config())
+                _script = ScriptDirectory.from_config(_alembic_config())
     heads = _script.get_heads()
     if len(heads) != 1:  # pragma: no cover - a packaging mistake, caught by the tests
         raise MigrationError(f"hookwire's migrations have {len(heads)} heads: {heads}")
@@ -323,7 +329,9 @@ def _upgrade_sync(connection: Connection, revision: str) -> None:
 async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     """Apply the migrations up to ``revision``; returns the revision the database is now at."""
     url = resolve_url(url)
+    head_revision()  # load the scripts first: that takes the same lock
     engine = get_write_engine(url)
+    await asyncio.to_thread(_migration_lock.acquire)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade_sync, revision)
@@ -331,6 +339,8 @@ async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
         raise MigrationError(f"upgrading {redact(url)} failed: {exc}") from exc
     except OSError as exc:
         raise StoreError(f"cannot open {redact(url)}: {exc}") from exc
+    finally:
+        _migration_lock.release()
     return await schema_revision(url)
 
 
@@ -376,13 +386,14 @@ async def ensure_schema(url: str | None = None) -> None:
 
 def _after_fork_in_child() -> None:
     # Connections and the loop they belong to stay with the parent process.
-    global _engines_lock
+    global _engines_lock, _migration_lock
     _engines.clear()
     _fast.clear()
     _write.clear()
     _ready.clear()
     _ready_lock.clear()
     _engines_lock = threading.Lock()
+    _migration_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
