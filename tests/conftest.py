@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from hookwire import pricing
 from hookwire.testing.openai_server import OpenAIServer
 
 # Speed is measured in bench/, never asserted in tests: hypothesis' per-example deadline would
@@ -70,7 +71,7 @@ def openai_server() -> Iterator[OpenAIServer]:
 @pytest.fixture(autouse=True)
 def _isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[None]:
     # Nothing a test does may read the developer's own settings or write next to the repo.
     for key in list(os.environ):
         if key.startswith("HOOKWIRE_") and not key.startswith("HOOKWIRE_TEST_"):
@@ -78,6 +79,9 @@ def _isolated_home(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    # Prices set by a test (or by the demo it runs) are process-wide: none outlives its test.
+    pricing.clear_prices()
 
 
 # -- databases for store tests (hookwire.stores) -----------------------------------------------

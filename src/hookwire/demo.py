@@ -213,6 +213,11 @@ def _make_llm(model: str | None, base_url: str | None, api_key: str | None) -> L
         return OpenAIClient(
             api_key=api_key, base_url=base_url, model=model or "gpt-4o-mini", max_retries=2
         )
+    # The offline model costs nothing; a demo price (gpt-4o-mini's order of magnitude) is set
+    # for it, so the demo shows costs flowing to the console, the metrics and the ledger.
+    from .pricing import set_price
+
+    set_price("local-support", provider="local", input_mtok="0.15", output_mtok="0.60")
     return LocalLLM("local-support", rules=_RULES, token_delay=0.01)
 
 
