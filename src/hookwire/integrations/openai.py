@@ -48,7 +48,7 @@ from ..context import new_id
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
-from ..llms.openai_client import map_openai_error
+from ..llms.openai_client import ChunkState, map_openai_error
 from ._common import check_context, price
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -242,54 +242,26 @@ class _Call:
         return emits
 
 
-class _StreamState:
-    """Collects a stream's text, tool calls, finish reason and usage as chunks go by."""
+class _StreamState(ChunkState):
+    """The client's chunk bookkeeping, plus the text itself and the first token's time."""
 
-    __slots__ = ("calls", "finish", "id", "index", "model", "parts", "ttft", "usage")
+    __slots__ = ("index", "parts", "ttft")
 
     def __init__(self) -> None:
+        super().__init__()
         self.parts: list[str] = []
-        self.calls: dict[int, list[str]] = {}
-        self.finish: str | None = None
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.id: str | None = None
         self.index = 0
         self.ttft: float | None = None
 
+    @property
+    def finish(self) -> str | None:
+        return self.finish_reason
+
     def feed(self, chunk: Any) -> str | None:
-        if self.id is None:
-            self.id = getattr(chunk, "id", None)
-            self.model = getattr(chunk, "model", None)
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            self.usage = _usage(usage)
-        choices = getattr(chunk, "choices", None)
-        if not choices:
-            return None
-        choice = choices[0]
-        if choice.finish_reason:
-            self.finish = choice.finish_reason
-        delta = choice.delta
-        if delta is None:
-            return None
-        for d in delta.tool_calls or ():
-            slot = self.calls.setdefault(d.index, ["", "", ""])
-            if d.id:
-                slot[0] = d.id
-            if d.function is not None:
-                slot[1] += d.function.name or ""
-                slot[2] += d.function.arguments or ""
-        content: str | None = delta.content
+        content = super().feed(chunk)
         if content:
             self.parts.append(content)
         return content
-
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        return tuple(
-            ToolCall(id=i or f"call_{n}", name=name, arguments=args or "{}")
-            for n, (i, name, args) in sorted(self.calls.items())
-        )
 
 
 _OWN = frozenset({"_stream", "_call", "_hide", "_state", "_tokens"})

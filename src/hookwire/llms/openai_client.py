@@ -307,7 +307,7 @@ class OpenAIClient(BaseLLM):
         return self._response(raw, request)
 
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
-        acc = _StreamState()
+        acc = ChunkState()
         try:
             stream = self.client.chat.completions.create(**self._kwargs(request, True))
             with stream:
@@ -320,7 +320,7 @@ class OpenAIClient(BaseLLM):
         yield acc.end()
 
     async def _astream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
-        acc = _StreamState()
+        acc = ChunkState()
         try:
             stream = await self.async_client.chat.completions.create(**self._kwargs(request, True))
             async with stream:
@@ -333,8 +333,11 @@ class OpenAIClient(BaseLLM):
         yield acc.end()
 
 
-class _StreamState:
-    """Collects what a stream's chunks say besides the text: finish, usage, tool calls."""
+class ChunkState:
+    """Collects what a stream's chunks say besides the text: finish, usage, tool calls.
+
+    Shared with ``hookwire.integrations.openai``, which reads the same SDK chunks.
+    """
 
     __slots__ = ("calls", "finish_reason", "id", "model", "usage")
 
@@ -352,9 +355,10 @@ class _StreamState:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = _usage(usage)
-        if not chunk.choices:
+        choices = getattr(chunk, "choices", None)
+        if not choices:
             return None
-        choice = chunk.choices[0]
+        choice = choices[0]
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
         delta = choice.delta
@@ -370,11 +374,15 @@ class _StreamState:
         content: str | None = delta.content
         return content
 
-    def end(self) -> StreamEnd:
-        calls = tuple(
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls assembled from the deltas so far, in the model's order."""
+        return tuple(
             ToolCall(id=i or f"call_{n}", name=name, arguments=args or "{}")
             for n, (i, name, args) in sorted(self.calls.items())
         )
+
+    def end(self) -> StreamEnd:
+        calls = self.tool_calls()
         for call in calls:
             try:
                 json.loads(call.arguments)
