@@ -7,7 +7,6 @@ modules of hookwire; an example whose handler is not in this build is skipped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import pytest
 
 import hookwire.callbacks
 from hookwire import RLM
-from hookwire.callbacks import BaseCallback
 from hookwire.testing.openai_server import OpenAIServer
+from seed_examples import DetailedCallback
 
 
 def builtin(name: str) -> Any:
@@ -25,47 +24,6 @@ def builtin(name: str) -> Any:
         return getattr(hookwire.callbacks, name)
     except (ImportError, AttributeError):
         pytest.skip(f"{name} is not part of this build")
-
-
-class DetailedCallback(BaseCallback):
-    def __init__(self):  # type: ignore[no-untyped-def]
-        self.call_count = 0
-        self.total_tokens = 0
-        self.errors = []
-        self.start_time = None
-
-    def on_llm_start(self, prompt, **kwargs):  # type: ignore[no-untyped-def]
-        self.start_time = time.time()
-        self.call_count += 1
-        print(f"[{self.call_count}] Запуск LLM вызова...")
-
-    def on_llm_end(self, response, **kwargs):  # type: ignore[no-untyped-def]
-        duration = time.time() - self.start_time
-        tokens = response.usage.total_tokens
-        self.total_tokens += tokens
-        print(f"[{self.call_count}] Завершено за {duration:.2f}s ({tokens} токенов)")
-
-    def on_tool_start(self, tool_name, tool_input, **kwargs):  # type: ignore[no-untyped-def]
-        print(f"🔧 Tool: {tool_name}({tool_input})")
-
-    def on_tool_end(self, tool_name, tool_output, **kwargs):  # type: ignore[no-untyped-def]
-        print(f"✅ Результат tool: {tool_output[:100]}...")
-
-    def on_memory_store(self, content, **kwargs):  # type: ignore[no-untyped-def]
-        print(f"💾 Сохранено: {content[:50]}...")
-
-    def on_memory_recall(self, query, results, **kwargs):  # type: ignore[no-untyped-def]
-        print(f"🔍 Извлечено {len(results)} элементов для: {query}")
-
-    def on_error(self, error, **kwargs):  # type: ignore[no-untyped-def]
-        self.errors.append(str(error))
-        print(f"❌ Ошибка: {error}")
-
-    def on_retry(self, attempt, max_attempts, error, **kwargs):  # type: ignore[no-untyped-def]
-        print(f"🔄 Ретрай {attempt}/{max_attempts}: {error}")
-
-    def summary(self):  # type: ignore[no-untyped-def]
-        return {"calls": self.call_count, "tokens": self.total_tokens, "errors": len(self.errors)}
 
 
 @pytest.fixture(params=["local", "server"])
