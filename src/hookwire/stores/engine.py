@@ -267,6 +267,13 @@ _script: Any = None
 _migration_lock = threading.Lock()
 
 
+async def _take_migration_lock() -> None:
+    # Polled rather than waited for in a thread: this also runs while the interpreter exits
+    # (background writers drain then), when no new thread can be started.
+    while not _migration_lock.acquire(blocking=False):  # noqa: ASYNC110 - a thread lock
+        await asyncio.sleep(0.002)
+
+
 def _alembic_config(connection: Connection | None = None) -> Any:
     from alembic.config import Config
 
@@ -330,8 +337,16 @@ async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     """Apply the migrations up to ``revision``; returns the revision the database is now at."""
     url = resolve_url(url)
     head_revision()  # load the scripts first: that takes the same lock
+    await _take_migration_lock()
+    try:
+        await _upgrade_locked(url, revision)
+    finally:
+        _migration_lock.release()
+    return await schema_revision(url)
+
+
+async def _upgrade_locked(url: str, revision: str) -> None:
     engine = get_write_engine(url)
-    await asyncio.to_thread(_migration_lock.acquire)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade_sync, revision)
@@ -339,9 +354,6 @@ async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
         raise MigrationError(f"upgrading {redact(url)} failed: {exc}") from exc
     except OSError as exc:
         raise StoreError(f"cannot open {redact(url)}: {exc}") from exc
-    finally:
-        _migration_lock.release()
-    return await schema_revision(url)
 
 
 def _auto_migrate(url: str) -> bool:
@@ -364,24 +376,30 @@ async def ensure_schema(url: str | None = None) -> None:
         if key in _ready:
             return
         head = head_revision()
+        await _take_migration_lock()
         try:
-            current = await schema_revision(url)
-        except StoreError:
-            raise
-        if current != head:
-            if current is not None and current not in _known_revisions():
-                raise MigrationError(
-                    f"the database {redact(url)} is at schema revision {current!r}, newer than "
-                    f"this hookwire ({head!r}); upgrade hookwire"
-                )
-            if not _auto_migrate(url):
-                raise MigrationError(
-                    f"the database {redact(url)} is at schema revision {current or 'none'}, "
-                    f"this hookwire needs {head!r}; run `hookwire db upgrade --db URL` "
-                    "(or set HOOKWIRE_AUTO_MIGRATE=1)"
-                )
-            await upgrade(url)
+            await _check_or_upgrade(url, head)
+        finally:
+            _migration_lock.release()
         _ready.add(key)
+
+
+async def _check_or_upgrade(url: str, head: str) -> None:
+    current = await schema_revision(url)
+    if current == head:
+        return
+    if current is not None and current not in _known_revisions():
+        raise MigrationError(
+            f"the database {redact(url)} is at schema revision {current!r}, newer than "
+            f"this hookwire ({head!r}); upgrade hookwire"
+        )
+    if not _auto_migrate(url):
+        raise MigrationError(
+            f"the database {redact(url)} is at schema revision {current or 'none'}, "
+            f"this hookwire needs {head!r}; run `hookwire db upgrade --db URL` "
+            "(or set HOOKWIRE_AUTO_MIGRATE=1)"
+        )
+    await _upgrade_locked(url, "head")
 
 
 def _after_fork_in_child() -> None:
