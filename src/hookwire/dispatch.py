@@ -48,6 +48,8 @@ logger = logging.getLogger("hookwire")
 #: What ``callbacks=`` accepts everywhere: a list of handlers, a manager, or nothing.
 Callbacks = Union["CallbackManager", Sequence[Any], None]
 
+_LINGER = 0.002  # seconds a background worker waits for more events before it sleeps
+
 _START_HOOKS = frozenset({"on_run_start", "on_llm_start", "on_tool_start"})
 
 _INLINE = 0
@@ -364,6 +366,7 @@ class _Lane:
 
     def _work(self) -> None:
         dq = self._dq
+        lingered = False
         while True:
             while dq:
                 entry, args, kw = dq.popleft()
@@ -372,8 +375,17 @@ class _Lane:
                 if not dq:
                     with self._cond:
                         self._cond.notify_all()
+                lingered = False
             if self._stop:
                 return
+            if not lingered:
+                # Wait a moment before sleeping: the other events of the same call (its end,
+                # the run's end) are handled in this wake-up, and the app thread does not
+                # pay for waking the worker once per event.
+                lingered = True
+                time.sleep(_LINGER)
+                continue
+            lingered = False
             self._idle = True
             self._wake.clear()
             if dq or self._stop:
