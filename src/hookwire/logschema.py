@@ -185,8 +185,14 @@ class _Scanner:
         except ImportError:  # pragma: no cover - a declared dependency
             self._find: Callable[[bytes], list[tuple[int, int, int]]] | None = None
             return
+        # Leftmost-first, not the default "standard" semantics: it lets the library skip
+        # ahead with its prefilter, which makes the usual no-secret scan about ten times
+        # faster (several GB/s). Because no trigger contains another (a test checks this),
+        # both semantics report exactly the same non-overlapping hits.
         ac = ahocorasick_rs.BytesAhoCorasick(
-            [t.encode() for t in _TRIGGERS], implementation=ahocorasick_rs.Implementation.DFA
+            [t.encode() for t in _TRIGGERS],
+            matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
+            implementation=ahocorasick_rs.Implementation.DFA,
         )
         self._find = ac.find_matches_as_indexes
 
