@@ -317,3 +317,34 @@ def test_secret_keys_with_non_string_values_are_redacted_and_the_line_stays_vali
     rec = parse_line(line)
     assert rec["data"]["tool_input"] == {"password": REDACTED, "api_key": REDACTED, "n": 5}
     assert b"123456789" not in line
+
+
+def test_no_trigger_contains_another() -> None:
+    # The scanner uses leftmost-first matching for speed; it finds the same hits as standard
+    # Aho-Corasick matching only while no trigger literal contains another one.
+    from hookwire.logschema import _TRIGGERS
+
+    for a in _TRIGGERS:
+        for b in _TRIGGERS:
+            assert a == b or b not in a, (a, b)
+
+
+_SCAN_PARTS = (
+    *("sk-", "key", "KEY", "_token=", "-token:", "Bearer ", "://", "ghp_", "hf_", "AKIA"),
+    *("AIza", "passw", "secret", "xox", "a", "_", "-", ":", "=", " ", '"', "A"),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(_SCAN_PARTS),
+        max_size=40,
+    )
+)
+def test_property_scanner_finds_every_trigger_occurrence(parts: list[str]) -> None:
+    from hookwire.logschema import _TRIGGER_RE, _Scanner
+
+    data = "".join(parts).encode()
+    expected = [(m.start(), m.end()) for m in _TRIGGER_RE.finditer(data)]
+    assert [(s, e) for _, s, e in _Scanner().hits(data)] == expected

@@ -245,14 +245,16 @@ def _generate(
         "        timestamp = now()",
         "    ctx = get()",
     ]
-    # General path: run context and/or extra keywords, merged into one dict (caller wins).
-    general = ["        kw = {**ctx, **kw}"]
+    # General path: run context and/or extra keywords, merged with the ids into one dict
+    # (caller wins over the context) that every handler gets as its keywords: one dict built
+    # per event, not one for the merge and another for the ids at each call.
+    general = ["        kw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}"]
     general += [f"        if {o} is not None:\n            kw[{o!r}] = {o}" for o in optional]
     if need_full:
-        general.append("        full = {'run_id': run_id, 'timestamp': timestamp, **kw}")
+        general.append("        full = kw")
     if need_event:
         general.append(f"        event = make_event(hook, {payload}, full)")
-    general += calls("run_id=run_id, timestamp=timestamp, **kw", "        ")
+    general += calls("**kw", "        ")
     lines.append("    if ctx or kw:")
     lines += general
 

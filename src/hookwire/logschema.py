@@ -185,8 +185,14 @@ class _Scanner:
         except ImportError:  # pragma: no cover - a declared dependency
             self._find: Callable[[bytes], list[tuple[int, int, int]]] | None = None
             return
+        # Leftmost-first, not the default "standard" semantics: it lets the library skip
+        # ahead with its prefilter, which makes the usual no-secret scan about ten times
+        # faster (several GB/s). Because no trigger contains another (a test checks this),
+        # both semantics report exactly the same non-overlapping hits.
         ac = ahocorasick_rs.BytesAhoCorasick(
-            [t.encode() for t in _TRIGGERS], implementation=ahocorasick_rs.Implementation.DFA
+            [t.encode() for t in _TRIGGERS],
+            matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
+            implementation=ahocorasick_rs.Implementation.DFA,
         )
         self._find = ac.find_matches_as_indexes
 
@@ -397,18 +403,34 @@ def _usage(u: Usage) -> dict[str, int]:
 
 def response_to_dict(r: LLMResponse, content: bool = True) -> dict[str, Any]:
     """An ``LLMResponse`` as written in the log (``LLMResponse.to_dict()``, built faster)."""
+    # Built inline (no helper calls, no comprehension frame for the usual empty tool_calls):
+    # this runs on the app thread for every LLM call. orjson's own dataclass support was
+    # measured slower (``Decimal`` goes through ``default``) and would write unknown token
+    # counts as null, which the schema leaves out.
+    u = r.usage
+    usage = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+    if u.cached_tokens is not None:
+        usage["cached_tokens"] = u.cached_tokens
+    if u.reasoning_tokens is not None:
+        usage["reasoning_tokens"] = u.reasoning_tokens
+    cost = r.cost
+    calls = r.tool_calls
     out: dict[str, Any] = {
         "content": r.content,
-        "usage": _usage(r.usage),
+        "usage": usage,
         "model": r.model,
         "created_at": r.created_at,
         "finish_reason": r.finish_reason,
-        "tool_calls": [
-            {"id": t.id, "name": t.name, "arguments": t.arguments} for t in r.tool_calls
-        ],
+        "tool_calls": [{"id": t.id, "name": t.name, "arguments": t.arguments} for t in calls]
+        if calls
+        else [],
         "provider": r.provider,
         "id": r.id,
-        "cost": None if r.cost is None else str(r.cost),
+        "cost": None if cost is None else str(cost),
         "currency": r.currency,
     }
     if not content:
@@ -460,6 +482,7 @@ def record_from_call(
     return rec
 
 
+_ARGNAMES: Final[dict[str, tuple[str, ...]]] = {hook: spec[1] for hook, spec in _SPECS.items()}
 _HEADS: Final[dict[str, bytes]] = {
     hook: b'{"v":%d,"event":"%s",' % (SCHEMA_VERSION, name.encode())
     for hook, (name, _) in _SPECS.items()
@@ -478,12 +501,15 @@ def line_from_call(
     ``kwargs`` is used up: the line is serialised from it directly (it gains ``data``), which
     is what makes this path cheap; pass a dict you own (a hook's ``**kwargs`` is one).
     """
-    argnames = _SPECS[hook][1]
-    if len(args) == 1:
+    argnames = _ARGNAMES[hook]
+    n = len(args)
+    if n == 1:
         value = args[0]
         if type(value) is LLMResponse:
             value = response_to_dict(value, include_responses)
         data = {argnames[0]: value}
+    elif n == 2 and len(argnames) >= 2:  # a literal: dict(zip(...)) costs four times more
+        data = {argnames[0]: args[0], argnames[1]: args[1]}
     else:
         data = dict(zip(argnames, args, strict=False))
     if not include_prompts:
