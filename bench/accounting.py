@@ -292,10 +292,10 @@ def _bench_budget_pg(pg_url: str) -> None:
             trips.append(time.perf_counter() - t)
     row("  a bare SELECT 1 round trip, psycopg (median / p99)", ms(trips))
 
-    # 2. What a budget adds to an LLM call: start, the model's answer (a 10 ms sleep, in which
+    # 2. What a budget adds to an LLM call: start, the model's answer (a 50 ms sleep, in which
     # the previous call's row is written, as in real use), end; timed without the sleep.
-    llm = 0.01
-    k = 200
+    llm = 0.05
+    k = 100
 
     def paced(m: CallbackManager) -> list[float]:
         out = []
@@ -336,6 +336,15 @@ def _bench_budget_pg(pg_url: str) -> None:
             f"{wo * 1e3:.3f} ms",
             f"+{(w - wo) * 1e3:.3f} ms",
         )
+
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+        trips = []
+        for _ in range(k):
+            time.sleep(llm)
+            t = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            trips.append(time.perf_counter() - t)
+    row("  a bare SELECT 1 round trip after the same 50 ms idle (median / p99)", ms(trips))
 
     # 3. Back to back (no time between calls): the next check meets the previous call's
     # ledger write on the server, so this is the worst case, not the usual one.
