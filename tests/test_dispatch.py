@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage
-from hookwire.errors import BudgetExceeded, ConfigurationError
+from hookwire.errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from hookwire.events import LLMEndEvent, LLMStartEvent
 from hookwire.testing import RecordingCallback, capture_events
 
@@ -390,3 +390,77 @@ def test_many_producer_threads_lose_nothing_and_flush_waits_for_all() -> None:
     for k in range(8):
         mine = [int(s.split("-")[1]) for s in h.seen if s.startswith(f"{k}-")]
         assert mine == list(range(500)), "each producer's events stay in order"
+
+
+class Twin(BaseCallback):
+    """Offers both a sync and an async implementation of the same hooks."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        self.calls.append(("sync", threading.current_thread().name))
+
+    async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        self.calls.append(("async", threading.current_thread().name))
+
+    def on_event(self, event: Any) -> None:
+        self.calls.append(("sync-event", event.hook))
+
+    async def aon_event(self, event: Any) -> None:
+        self.calls.append(("async-event", event.hook))
+
+
+def test_sync_dispatch_calls_the_sync_twin_in_the_callers_thread() -> None:
+    h = Twin()
+    CallbackManager([h]).on_llm_start("p")
+    me = threading.current_thread().name
+    assert h.calls == [("sync", me), ("sync-event", "on_llm_start")]
+
+
+async def test_async_dispatch_awaits_the_async_twin_on_the_callers_loop() -> None:
+    h = Twin()
+    await CallbackManager([h]).aon_llm_start("p")
+    me = threading.current_thread().name
+    assert h.calls == [("async", me), ("async-event", "on_llm_start")]
+
+
+async def test_a_handler_with_only_an_async_twin_serves_both_dispatches() -> None:
+    class OnlyAsync(BaseCallback):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        async def aon_llm_end(self, response: Any, **kwargs: Any) -> None:
+            self.seen.append(threading.current_thread().name)
+
+    h = OnlyAsync()
+    m = CallbackManager([h])
+    assert m.listens("on_llm_end")
+    await m.aon_llm_end("r")
+    await asyncio.to_thread(m.on_llm_end, "r")  # sync dispatch: on the background loop
+    assert h.seen == [threading.current_thread().name, "hookwire-async-handlers"]
+
+
+def test_a_sync_async_twin_is_refused_with_a_named_error() -> None:
+    class Wrong(BaseCallback):
+        def on_llm_start(self, prompt: Any, **kwargs: Any) -> None: ...
+
+        def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"aon_llm_start must be a coroutine function"):
+        CallbackManager([Wrong()])
+
+
+async def test_callback_abort_from_an_async_twin_reaches_the_async_caller() -> None:
+    class Gate(BaseCallback):
+        def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+            raise CallbackAbort("sync stop")
+
+        async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+            raise CallbackAbort("async stop")
+
+    m = CallbackManager([Gate()])
+    with pytest.raises(CallbackAbort, match="async stop"):
+        await m.aon_llm_start("p")
+    with pytest.raises(CallbackAbort, match="sync stop"):
+        m.on_llm_start("p")

@@ -11,6 +11,9 @@ Where handlers run:
 - sync handlers run inline, in the caller's thread, also when dispatched from asyncio;
 - async handlers are awaited inline by ``aon_*``; from sync code (``on_*``) they run on one
   shared background event loop and the caller waits for them, so order and errors are kept;
+- a handler may offer both: a sync ``on_<hook>`` for ``on_*`` dispatch and an
+  ``async def aon_<hook>`` that ``aon_*`` dispatch awaits instead (no hop to the background
+  loop from sync code, no blocking call on the caller's loop from async code);
 - handlers with ``run_in_background = True`` (the ones that do I/O) get their own worker
   thread behind a bounded queue: the caller only enqueues. ``flush()`` / ``close()`` and an
   ``atexit`` hook drain the queues. A full queue blocks (nothing is lost) unless the handler
@@ -67,6 +70,19 @@ def _overrides(handler: Any, hook: str) -> Callable[..., Any] | None:
     if getattr(fn, "__hookwire_noop__", False):
         return None
     return fn  # type: ignore[no-any-return]
+
+
+def _async_twin(handler: Any, hook: str) -> Callable[..., Any] | None:
+    """The handler's ``aon_<hook>`` coroutine method, if it offers one for async dispatch.
+
+    A handler may implement a hook twice: ``on_<hook>`` for sync dispatch (run in the caller's
+    thread) and ``async def aon_<hook>`` for ``aon_*`` dispatch (awaited on the caller's loop),
+    so that neither path pays a hop between threads or event loops.
+    """
+    fn = _overrides(handler, "a" + hook)
+    if fn is None or not inspect.iscoroutinefunction(fn):
+        return None
+    return fn
 
 
 def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -604,8 +620,16 @@ class CallbackManager:
             raise ConfigurationError(
                 f"{handler.__name__} is a class; pass an instance: {handler.__name__}()"
             )
-        if not any(_overrides(handler, h) for h in (*HOOKS, "on_event")) and not hasattr(
-            handler, "on_event"
+        for h in (*HOOKS, "on_event"):
+            twin = _overrides(handler, "a" + h)
+            if twin is not None and not inspect.iscoroutinefunction(twin):
+                raise ConfigurationError(
+                    f"{type(handler).__name__}.a{h} must be a coroutine function (async def): "
+                    f"it is what aon_* dispatch awaits; put a sync implementation in {h}"
+                )
+        hooks = (*HOOKS, "on_event")
+        if not any(_overrides(handler, h) or _async_twin(handler, h) for h in hooks) and not (
+            hasattr(handler, "on_event")
         ):
             raise ConfigurationError(
                 f"{type(handler).__name__} has no hook methods; subclass "
@@ -677,20 +701,32 @@ class CallbackManager:
         for key in [k for k in self._lanes if k not in live]:
             self._lanes.pop(key).close(timeout=10.0)
         for hook in HOOKS:
+            # Sync dispatch calls on_<hook> (else the handler's aon_<hook>); async dispatch
+            # prefers aon_<hook> when the handler offers one (see _async_twin).
             entries: list[_Entry] = []
+            aentries: list[_Entry] = []
             for h in self._handlers:
                 background = bool(getattr(h, "run_in_background", False))
                 lane = self._lane_for(h) if background else None
-                fn = _overrides(h, hook)
-                if fn is not None:
-                    entries.append(_Entry(h, hook, fn, False, lane))
-                catch_all = _overrides(h, "on_event")
-                if catch_all is not None:
-                    entries.append(_Entry(h, hook, catch_all, True, lane))
+                for name, wants_event in ((hook, False), ("on_event", True)):
+                    fn = _overrides(h, name)
+                    afn = _async_twin(h, name)
+                    if fn is None and afn is None:
+                        continue
+                    sync_fn = fn if fn is not None else afn
+                    async_fn = afn if afn is not None else fn
+                    assert sync_fn is not None and async_fn is not None
+                    entry = _Entry(h, hook, sync_fn, wants_event, lane)
+                    entries.append(entry)
+                    aentries.append(
+                        entry
+                        if async_fn is sync_fn
+                        else _Entry(h, hook, async_fn, wants_event, lane)
+                    )
             if entries:
                 listening.add(hook)
             self.__dict__[hook] = self._build_sync(hook, tuple(entries))
-            self.__dict__["a" + hook] = self._build_async(hook, tuple(entries))
+            self.__dict__["a" + hook] = self._build_async(hook, tuple(aentries))
         self._listening = frozenset(listening)
 
     def _build_sync(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:

@@ -447,6 +447,34 @@ def test_unreachable_database_fails_open_or_closed(caplog: pytest.LogCaptureFixt
         CallbackManager([closed]).on_llm_start(PROMPT, model="gpt-4o")
 
 
+async def test_unreachable_database_fails_open_or_closed_from_async_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
+    open_ = AccountingCallbackHandler(database_url=url, user_id="u", budgets=Budget(1))
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        await CallbackManager([open_]).aon_llm_start(PROMPT, model="gpt-4o")
+    assert "fail_open=True" in caplog.text
+    closed = AccountingCallbackHandler(
+        database_url=url, user_id="u", budgets=Budget(1), fail_open=False
+    )
+    with pytest.raises(BudgetExceeded, match="could not be checked"):
+        await CallbackManager([closed]).aon_llm_start(PROMPT, model="gpt-4o")
+
+
+def test_the_budget_check_runs_where_the_caller_is(tmp_path: Path) -> None:
+    # Sync dispatch calls the sync check in the caller's thread (no wait on hookwire's
+    # background loop); async dispatch awaits the async one on the caller's loop.
+    h = AccountingCallbackHandler(
+        database_url=f"sqlite:///{tmp_path}/a.db", user_id="u", budgets=Budget(1)
+    )
+    m = CallbackManager([h])
+    assert "bg(" not in m.on_llm_start.__hookwire_source__
+    assert "await fn0(" in m.aon_llm_start.__hookwire_source__
+    assert asyncio.iscoroutinefunction(h.aon_llm_start)
+    assert not asyncio.iscoroutinefunction(h.on_llm_start)
+
+
 @pytest.mark.timeout(20)
 def test_a_database_that_refuses_writes_does_not_slow_budget_checks(
     caplog: pytest.LogCaptureFixture,

@@ -3,6 +3,7 @@ summaries, and budget reservations."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookwire.errors import BudgetExceeded, ConfigurationError
+from hookwire.errors import BudgetExceeded, ConfigurationError, StoreError
+from hookwire.stores import ledger as ledger_module
 from hookwire.stores import runner
 from hookwire.stores.ledger import Claim, UsageLedger, UsageRecord, period_start
 
@@ -253,6 +255,107 @@ def test_a_refused_check_reserves_nothing(db_url: str) -> None:
     with pytest.raises(BudgetExceeded, match="budget of org"):
         runner.run_sync(ledger.reserve("x-" + user, claims))
     assert runner.run_sync(ledger.reserved("user", user, "month")) == 0
+
+
+def test_the_sync_and_async_checks_hold_the_same_budget_as_reserve(db_url: str) -> None:
+    # reserve_sync (sync code, no event loop on PostgreSQL) and areserve (the caller's own
+    # loop) share the reservations of reserve: one budget, whichever path checks it.
+    ledger = UsageLedger(db_url)
+    user = uid()
+    claims = [Claim("user", user, "day", Decimal(1), Decimal("0.4"))]
+    ledger.reserve_sync("a-" + user, claims)
+    asyncio.run(ledger.areserve("b-" + user, claims))
+    runner.run_sync(ledger.reserve("c-" + user, claims))  # 0.8 < 1: admitted
+    with pytest.raises(BudgetExceeded) as info:
+        ledger.reserve_sync("d-" + user, claims)
+    assert info.value.spent == Decimal("1.2")
+    assert info.value.key == user
+    with pytest.raises(BudgetExceeded, match="daily budget of user"):
+        asyncio.run(ledger.areserve("e-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("1.2")
+    # Nothing to check, nothing done (and no connection opened).
+    ledger.reserve_sync("f-" + user, [])
+    asyncio.run(ledger.areserve("f-" + user, []))
+    runner.run_sync(ledger.release(["a-" + user, "b-" + user, "c-" + user]))
+    ledger.reserve_sync("d-" + user, claims)
+    assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("0.4")
+
+
+def test_a_refused_sync_check_reserves_nothing(db_url: str) -> None:
+    ledger = UsageLedger(db_url)
+    user, org = uid(), uid()
+    runner.run_sync(ledger.record([rec(org_id=org, cost=Decimal(5))]))
+    claims = [
+        Claim("user", user, "month", Decimal(100), Decimal(1)),
+        Claim("org", org, None, Decimal(5), Decimal(1)),
+    ]
+    with pytest.raises(BudgetExceeded, match="budget of org"):
+        ledger.reserve_sync("x-" + user, claims)
+    with pytest.raises(BudgetExceeded, match="budget of org"):
+        asyncio.run(ledger.areserve("y-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, "month")) == 0
+
+
+def test_the_callers_loop_pool_is_closed_when_that_loop_ends(pg_database_url: str) -> None:
+    ledger = UsageLedger(pg_database_url)
+    user = uid()
+    claims = [Claim("user", user, None, Decimal(10), Decimal("0.1"))]
+    pools: list[Any] = []
+
+    async def check() -> None:
+        await ledger.areserve("a-" + user, claims)
+        await ledger.areserve("b-" + user, claims)  # the same pool again
+        key = (pg_database_url, id(asyncio.get_running_loop()))
+        pools.append(await ledger_module._budget_pools[key][1])
+        assert key in ledger_module._pool_closers
+
+    asyncio.run(check())
+    assert pools[0].is_closing()
+    assert not [k for k in ledger_module._pool_closers if k[0] == pg_database_url]
+    # A new loop gets a new pool, and the store loop's checks are untouched.
+    asyncio.run(ledger.areserve("c-" + user, claims))
+    runner.run_sync(ledger.reserve("d-" + user, claims))
+    assert runner.run_sync(ledger.reserved("user", user, None)) == Decimal("0.4")
+
+
+def test_dispose_budget_pools_closes_the_callers_loop_pool(pg_database_url: str) -> None:
+    ledger = UsageLedger(pg_database_url)
+    claims = [Claim("user", uid(), None, Decimal(10), Decimal("0.1"))]
+
+    async def check() -> Any:
+        await ledger.areserve(uuid.uuid4().hex, claims)
+        key = (pg_database_url, id(asyncio.get_running_loop()))
+        pool = await ledger_module._budget_pools[key][1]
+        await ledger_module.dispose_budget_pools()
+        assert key not in ledger_module._budget_pools
+        assert key not in ledger_module._pool_closers
+        return pool
+
+    assert asyncio.run(check()).is_closing()
+
+
+def test_a_sync_check_against_an_unreachable_server_is_a_store_error() -> None:
+    ledger = UsageLedger("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    claims = [Claim("user", uid(), None, Decimal(10), Decimal("0.1"))]
+    with pytest.raises(StoreError):
+        ledger.reserve_sync("a", claims)
+    with pytest.raises(StoreError):
+        asyncio.run(ledger.areserve("a", claims))
+
+
+def test_sync_check_connections_are_reused_and_closed(pg_database_url: str) -> None:
+    ledger = UsageLedger(pg_database_url)
+    claims = [Claim("user", uid(), None, Decimal(10), Decimal("0.1"))]
+    ledger_module.close_sync_budget_connections()
+    for _ in range(3):
+        ledger.reserve_sync(uuid.uuid4().hex, claims)
+    idle = ledger_module._sync_idle[pg_database_url]
+    assert len(idle) == 1  # one thread, one connection, taken and given back each time
+    conn = idle[0]
+    ledger_module.close_sync_budget_connections()
+    assert conn.closed
+    assert not ledger_module._sync_idle
+    ledger.reserve_sync(uuid.uuid4().hex, claims)  # reopens on demand
 
 
 def test_period_start_keys() -> None:

@@ -327,7 +327,12 @@ def _noop_start(prompt: Any, **kwargs: Any) -> None:
     return None
 
 
+async def _anoop_start(prompt: Any, **kwargs: Any) -> None:
+    return None
+
+
 _noop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
+_anoop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
 
 
 class AccountingCallbackHandler(BaseCallback):
@@ -407,7 +412,8 @@ class AccountingCallbackHandler(BaseCallback):
         if not self.budgets:
             # Without budgets the handler has nothing to do before a call: leave on_llm_start
             # out of dispatch entirely.
-            self.on_llm_start = _noop_start  # type: ignore[method-assign,assignment]
+            self.on_llm_start = _noop_start  # type: ignore[method-assign]
+            self.aon_llm_start = _anoop_start  # type: ignore[method-assign]
         _HANDLERS.add(self)
 
     def __repr__(self) -> str:
@@ -446,7 +452,11 @@ class AccountingCallbackHandler(BaseCallback):
     def _own(self, scope: str) -> str | None:
         return {"user": self.user_id, "org": self.org_id, "agent": self.agent}[scope]
 
-    async def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    # Two implementations of one check, so that neither dispatch path hops between threads or
+    # event loops: sync dispatch calls on_llm_start in the caller's thread (a psycopg call on
+    # PostgreSQL), async dispatch awaits aon_llm_start on the caller's loop (asyncpg there).
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         """Check the budgets and reserve the call's worst-case cost; raises ``BudgetExceeded``."""
         claims = self._claims(prompt, kwargs)
         if not claims:
@@ -454,31 +464,53 @@ class AccountingCallbackHandler(BaseCallback):
         run_id = kwargs.get("run_id") or new_id()
         try:
             try:
-                await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
+                self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
             except BudgetExceeded:
                 if not self._writer.pending or self._writer.failing:
                     raise
                 # Calls that ended here still count at their worst case until their rows are
                 # written: wait for those rows, then check again with what they really cost.
-                await self._writer.settle(self.settle_wait)
-                await runner.run(self.store.reserve(run_id, claims, ttl=self.reservation_ttl))
+                self._writer.flush(self.settle_wait)
+                self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
         except BudgetExceeded:
             raise
         except HookwireError as exc:
-            if self.fail_open:
-                logger.error(
-                    "hookwire: budget check failed (%s); the call goes ahead because "
-                    "fail_open=True",
-                    exc,
-                )
-                return
-            raise BudgetExceeded(
-                f"the budget could not be checked ({exc}); the call was stopped because "
-                "fail_open=False",
-                scope=claims[0].scope,
-                key=claims[0].key,
-                limit=claims[0].limit,
-            ) from exc
+            self._unchecked(claims, exc)
+
+    async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        """``on_llm_start`` for async dispatch: the same check, awaited on the caller's loop."""
+        claims = self._claims(prompt, kwargs)
+        if not claims:
+            return
+        run_id = kwargs.get("run_id") or new_id()
+        try:
+            try:
+                await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
+            except BudgetExceeded:
+                if not self._writer.pending or self._writer.failing:
+                    raise
+                await self._writer.settle(self.settle_wait)
+                await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
+        except BudgetExceeded:
+            raise
+        except HookwireError as exc:
+            self._unchecked(claims, exc)
+
+    def _unchecked(self, claims: Sequence[Claim], exc: HookwireError) -> None:
+        """A budget that could not be checked: let the call through (``fail_open``) or stop it."""
+        if self.fail_open:
+            logger.error(
+                "hookwire: budget check failed (%s); the call goes ahead because fail_open=True",
+                exc,
+            )
+            return
+        raise BudgetExceeded(
+            f"the budget could not be checked ({exc}); the call was stopped because "
+            "fail_open=False",
+            scope=claims[0].scope,
+            key=claims[0].key,
+            limit=claims[0].limit,
+        ) from exc
 
     # -- recording, after the call (background) -----------------------------------------------
 

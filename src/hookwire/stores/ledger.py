@@ -10,6 +10,11 @@ All its methods are coroutines meant to run on the store loop (``hookwire.stores
 - :meth:`UsageLedger.reserve` checks budgets and reserves a call's worst-case cost, atomically
   across processes: PostgreSQL serialises the check per budget key with a transaction-level
   advisory lock; SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file.
+  :meth:`UsageLedger.reserve_sync` and :meth:`UsageLedger.areserve` do the same from where
+  the caller is, for the inline budget check: on PostgreSQL, the sync one calls the
+  server-side function on a pooled psycopg connection (no event loop involved) and the async
+  one on an asyncpg pool of the caller's own event loop (closed when that loop shuts down);
+  on SQLite both run ``reserve`` on the store loop.
 - :meth:`UsageLedger.summary` groups the ledger by user, org, agent, model, provider, day or
   month over a time range.
 """
@@ -17,9 +22,12 @@ All its methods are coroutines meant to run on the store loop (``hookwire.stores
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
+import os
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -34,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BudgetExceeded, ConfigurationError, StoreError
 from . import engine as _engine
+from . import runner
 from .schema import budget_reservations, usage_ledger, usage_totals
 
 __all__ = [
@@ -43,6 +52,7 @@ __all__ = [
     "Claim",
     "UsageLedger",
     "UsageRecord",
+    "close_sync_budget_connections",
     "dispose_budget_pools",
     "period_start",
 ]
@@ -206,6 +216,28 @@ _RESERVE_CALL_PYFORMAT = (
 
 _budget_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
 _budget_pools: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+_pool_closers: dict[tuple[str, int], AsyncIterator[None]] = {}
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _close_with_loop(key: tuple[str, int], pool: Any) -> AsyncIterator[None]:
+    """Closes ``pool`` when its event loop shuts down: ``asyncio.run`` (and ``Runner.close``)
+    finalise the loop's live async generators, which runs this one's ``finally``."""
+    try:
+        yield
+    finally:
+        found = _budget_pools.get(key)
+        f = found[1] if found is not None else None
+        if f is not None and f.done() and f.exception() is None and f.result() is pool:
+            del _budget_pools[key]
+        _pool_closers.pop(key, None)
+        try:
+            await asyncio.wait_for(pool.close(), 5.0)
+        except Exception:  # a lost server or a stuck connection: drop the sockets instead
+            pool.terminate()
 
 
 def _budget_engine(url: str) -> AsyncEngine:
@@ -228,6 +260,12 @@ def _budget_engine(url: str) -> AsyncEngine:
     return engine
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: none. A check leaves nothing in its session (one
+    autocommit statement; its advisory locks and settings are transaction-scoped), and
+    asyncpg's default reset is one more round trip per check."""
+
+
 async def _budget_pool(url: str) -> Any:
     """asyncpg's own pool for budget checks (one prepared call per check, no ORM layer), one
     per database and event loop."""
@@ -239,15 +277,21 @@ async def _budget_pool(url: str) -> Any:
     if found is None or found[0] is not loop:
         future: asyncio.Future[Any] = loop.create_future()
         _budget_pools[key] = (loop, future)
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            future.set_result(await asyncpg.create_pool(dsn, min_size=0, max_size=8))
+            pool = await asyncpg.create_pool(_dsn(url), min_size=0, max_size=8, reset=_keep_session)
         except BaseException as exc:
             del _budget_pools[key]
             future.set_exception(exc)
             future.exception()  # retrieved: the caller gets it below
             raise
-        return future.result()
+        if not runner.in_store_loop():
+            # An app's loop ends (asyncio.run returns) without telling us: tie the pool's
+            # life to the loop's, so that it is closed there, on its own loop.
+            closer = _close_with_loop(key, pool)
+            await closer.__anext__()
+            _pool_closers[key] = closer
+        future.set_result(pool)
+        return pool
     return await asyncio.shield(found[1])
 
 
@@ -255,11 +299,87 @@ async def dispose_budget_pools() -> None:
     """Close the budget-check pools opened on the running loop (for tests and shutdown)."""
     loop = asyncio.get_running_loop()
     for key in [k for k, (lp, _) in _budget_pools.items() if lp is loop]:
+        closer = _pool_closers.pop(key, None)
+        if closer is not None:
+            await closer.aclose()  # type: ignore[attr-defined]
+            continue
         _, future = _budget_pools.pop(key)
         if future.done() and future.exception() is None:
             await future.result().close()
     for key in [k for k, (lp, _) in _budget_engines.items() if lp is loop]:
         await _budget_engines.pop(key)[1].dispose()
+
+
+# Sync budget checks: idle psycopg connections per database, shared by all threads (a check
+# takes one for its single statement and gives it back).
+_MAX_IDLE = 8
+_sync_lock = threading.Lock()
+_sync_idle: dict[str, list[Any]] = {}
+_sync_open: list[Any] = []
+_sync_pid = os.getpid()
+_sync_inherited: list[Any] = []
+
+
+def _sync_take(url: str) -> Any:
+    global _sync_pid
+    with _sync_lock:
+        if os.getpid() != _sync_pid:
+            # A forked child shares its parent's sockets: it must neither use nor close them
+            # (closing would end the parent's sessions). Keep them referenced, never touched.
+            _sync_inherited.extend(_sync_open)
+            _sync_open.clear()
+            _sync_idle.clear()
+            _sync_pid = os.getpid()
+        idle = _sync_idle.get(url)
+        if idle:
+            return idle.pop()
+    import psycopg
+
+    # autocommit: the server-side function is the whole transaction; prepare_threshold=0:
+    # the one statement is prepared on first use and reused by every later check.
+    conn = psycopg.connect(_dsn(url), autocommit=True, prepare_threshold=0, connect_timeout=10)
+    with _sync_lock:
+        _sync_open.append(conn)
+    return conn
+
+
+def _sync_give_back(url: str, conn: Any) -> None:
+    from psycopg.pq import TransactionStatus
+
+    ok = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+    with _sync_lock:
+        idle = _sync_idle.setdefault(url, [])
+        if ok and len(idle) < _MAX_IDLE and os.getpid() == _sync_pid:
+            idle.append(conn)
+            return
+        if conn in _sync_open:
+            _sync_open.remove(conn)
+    conn.close()
+
+
+def close_sync_budget_connections() -> None:
+    """Close the idle connections of sync budget checks (also done at interpreter exit)."""
+    with _sync_lock:
+        if os.getpid() != _sync_pid:
+            return
+        conns = [c for idle in _sync_idle.values() for c in idle]
+        _sync_idle.clear()
+        for c in conns:
+            if c in _sync_open:
+                _sync_open.remove(c)
+    for c in conns:
+        c.close()
+
+
+atexit.register(close_sync_budget_connections)
+
+
+def _psycopg_available() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class UsageLedger:
@@ -271,6 +391,9 @@ class UsageLedger:
         self._sqlite = _engine.is_sqlite(self.url)
         self._insert = sqlite_insert if self._sqlite else pg_insert
         self._stmts = _statements("sqlite" if self._sqlite else "postgresql")
+        self._schema_checked = False
+        self._direct_sync = not self._sqlite and _psycopg_available()
+        self._direct_async = self.url.startswith("postgresql+asyncpg")
 
     def __repr__(self) -> str:
         return f"UsageLedger({_engine.redact(self.url)!r})"
@@ -405,13 +528,7 @@ class UsageLedger:
         if not claims:
             return
         await self._ready()
-        now = now or datetime.now(_UTC)
-        expires = now + timedelta(seconds=ttl)
-        # One order for everyone, so that two checks never wait for each other's locks.
-        keyed = sorted(
-            ((c, period_start(c.period, now)) for c in claims),
-            key=lambda cs: (cs[0].scope, cs[0].key, _period_name(cs[0].period), cs[1]),
-        )
+        keyed, now, expires = self._keyed(claims, ttl, now)
         if not self._sqlite:
             await self._reserve_pg(run_id, keyed, now, expires)
             return
@@ -460,17 +577,76 @@ class UsageLedger:
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("checking a budget", exc) from exc
 
-    async def _reserve_pg(
-        self,
-        run_id: str,
-        keyed: list[tuple[Claim, str]],
-        now: datetime,
-        expires: datetime,
+    @staticmethod
+    def _keyed(
+        claims: Sequence[Claim], ttl: float, now: datetime | None
+    ) -> tuple[list[tuple[Claim, str]], datetime, datetime]:
+        now = now or datetime.now(_UTC)
+        expires = now + timedelta(seconds=ttl)
+        # One order for everyone, so that two checks never wait for each other's locks.
+        keyed = sorted(
+            ((c, period_start(c.period, now)) for c in claims),
+            key=lambda cs: (cs[0].scope, cs[0].key, _period_name(cs[0].period), cs[1]),
+        )
+        return keyed, now, expires
+
+    def reserve_sync(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
     ) -> None:
+        """:meth:`reserve` from sync code, without an event loop on PostgreSQL.
+
+        Same checks, same atomicity (the same server-side function and advisory locks), same
+        ``BudgetExceeded``; the call runs in the caller's thread on a pooled psycopg
+        connection. On SQLite (or without psycopg) it runs ``reserve`` on the store loop.
+        """
+        if not claims:
+            return
+        if not self._direct_sync:
+            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+            return
+        if not self._schema_checked:
+            runner.run_sync(self._ready())
+            self._schema_checked = True
+        keyed, now, expires = self._keyed(claims, ttl, now)
+        args = self._reserve_args(run_id, keyed, now, expires)
+        try:
+            conn = _sync_take(self.url)
+            try:
+                fetched = conn.execute(_RESERVE_CALL_PYFORMAT, args).fetchone()
+            finally:
+                _sync_give_back(self.url, conn)
+        except Exception as exc:  # psycopg's errors (a missing function, a lost server)
+            raise self._fail("checking a budget", exc) from exc
+        refused = int(fetched[0])
+        if refused:
+            raise _exceeded(keyed[refused - 1][0], Decimal(fetched[1]))
+
+    async def areserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """:meth:`reserve` from any event loop, without a hop to the store loop on PostgreSQL
+        (asyncpg): the server-side function is called on an asyncpg pool of the caller's loop,
+        closed when that loop shuts down. Elsewhere it awaits ``reserve`` on the store loop.
+        """
+        if not claims:
+            return
+        if not self._direct_async or runner.in_store_loop():
+            await runner.run(self.reserve(run_id, claims, ttl, now))
+            return
+        if not self._schema_checked:
+            await runner.run(self._ready())
+            self._schema_checked = True
+        keyed, now, expires = self._keyed(claims, ttl, now)
+        await self._reserve_pg(run_id, keyed, now, expires)
+
+    @staticmethod
+    def _reserve_args(
+        run_id: str, keyed: list[tuple[Claim, str]], now: datetime, expires: datetime
+    ) -> tuple[Any, ...]:
         locks = sorted(
             {_lock_id(c.scope, c.key, _period_name(c.period), s, c.currency) for c, s in keyed}
         )
-        args = (
+        return (
             run_id,
             locks,
             [c.scope for c, _ in keyed],
@@ -483,6 +659,15 @@ class UsageLedger:
             now,
             expires,
         )
+
+    async def _reserve_pg(
+        self,
+        run_id: str,
+        keyed: list[tuple[Claim, str]],
+        now: datetime,
+        expires: datetime,
+    ) -> None:
+        args = self._reserve_args(run_id, keyed, now, expires)
         try:
             if self.url.startswith("postgresql+asyncpg"):
                 pool = await _budget_pool(self.url)
