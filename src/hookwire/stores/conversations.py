@@ -1512,11 +1512,11 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
     return d
 
 
+# One statement, so that without a state change it is its own transaction (one round trip,
+# committed synchronously). All or nothing: each row must join its conversation with the
+# owner it was checked against, and if any does not (a stale cached owner) no row is inserted.
 _PG_INSERT = (
-    f"INSERT INTO messages ({_MSG_SELECT}) "
-    "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
-    "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
-    "v.prompt_tokens, v.completion_tokens, v.total_tokens "
+    "WITH v AS MATERIALIZED (SELECT v.* "
     "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], "
     "$6::timestamptz[], $7::timestamptz[], $8::text[], $9::varchar[], $10::varchar[], "
     "$11::varchar[], $12::varchar[], $13::int[], $14::int[], $15::int[], $16::varchar[], "
@@ -1525,8 +1525,12 @@ _PG_INSERT = (
     "request_id, run_id, model, prompt_tokens, completion_tokens, total_tokens, o_user, o_org, "
     "o_realm, o_anon, n) "
     "JOIN conversations c ON c.id = v.conversation_id AND c.user_id = v.o_user "
-    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon "
-    "ORDER BY v.n"
+    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon) "
+    f"INSERT INTO messages ({_MSG_SELECT}) "
+    "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
+    "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
+    "v.prompt_tokens, v.completion_tokens, v.total_tokens "
+    "FROM v WHERE (SELECT count(*) FROM v) = $20 ORDER BY v.n"
 )
 
 # The conversation's state changes inside the message transaction, when it changes. Its
@@ -1584,11 +1588,17 @@ class _PGTx:
             )
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
-        status = await self.raw.execute(_PG_INSERT, *cols)
-        if int(status.rsplit(" ", 1)[-1]) != len(rows):
-            return False
         if any(i[1] is not None for i in items):
-            await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
+            # a state change goes into the same transaction as the messages
+            async with self.raw.transaction():
+                status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+                if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                    return False
+                await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
+        else:
+            status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+            if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                return False
         self.touch_later = ([i[0] for i in items], now)
         return True
 
@@ -1691,8 +1701,10 @@ async def _open_tx(url: str, committed: list[Callable[[], None]]) -> AsyncIterat
         async with get_engine(url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             tx = _PGTx(raw)
-            async with raw.transaction():
-                yield tx
+            # No transaction around the group: the lookups are reads whose answers the insert
+            # re-checks (owner join, foreign keys, primary key), and the write is one
+            # all-or-nothing statement (or a transaction of its own, with a state change).
+            yield tx
             # before acknowledging, so that a caller who lists conversations next sees it
             await tx.touch()
             for fn in committed:
