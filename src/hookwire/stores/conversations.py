@@ -273,6 +273,9 @@ class _Pending:
     explicit_id: bool
     state: str | None
     settle: Callable[[str | BaseException], None] = field(repr=False)
+    #: the caller's event loop when it is another thread's, and ``settle`` run on it
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    settle_local: Callable[[str | BaseException], None] | None = field(default=None, repr=False)
 
 
 _CONV_COLUMNS = (
@@ -400,6 +403,8 @@ class ConversationStore:
         self._pending: list[_Pending] = []
         self._drainers = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # messages waiting on a caller's loop to be handed to the store loop together
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._inflight: set[str] = set()
         self._max_inflight = 4 if self.url.startswith("postgresql+asyncpg") else 1
         self._cache = _Cache()
@@ -820,7 +825,14 @@ class ConversationStore:
         await self._ready()
         writer = self._writer
         if writer is None:
-            return await self._on_loop(self._enqueue(owner, row, message_id is not None, state))
+            if runner.in_store_loop():
+                return await self._enqueue(owner, row, message_id is not None, state)
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[str] = loop.create_future()
+            item = _Pending(owner, row, message_id is not None, state, _settler(waiter, loop))
+            item.loop, item.settle_local = loop, _settler(waiter, None)
+            self._hand_over(loop, item)
+            return await asyncio.shield(waiter)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         writer.submit(_Pending(owner, row, message_id is not None, state, _settler(future, loop)))
@@ -870,13 +882,38 @@ class ConversationStore:
     ) -> str:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        self._pending.append(_Pending(owner, row, explicit, state, _settler(future, None)))
+        self._accept([_Pending(owner, row, explicit, state, _settler(future, None))])
+        return await asyncio.shield(future)
+
+    # Messages sent from another event loop reach the store loop in one hop per loop
+    # iteration, not one each: the writers a committed group wakes up send their next
+    # messages in the same iteration, and those then go into one group again. One hop per
+    # message would let the first of them start a group of its own, and split the rest.
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, item: _Pending) -> None:
+        box = self._outbox.get(loop)
+        if box is None:
+            box = self._outbox[loop] = []
+            loop.call_soon(self._ship, loop)
+        box.append(item)
+
+    def _ship(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._outbox.pop(loop, None)
+        if not items:
+            return
+        try:
+            runner.get_loop().call_soon_threadsafe(self._accept, items)
+        except RuntimeError as exc:  # the store loop is gone (the interpreter is exiting)
+            for item in items:
+                _fail(item, exc, self.url)
+
+    def _accept(self, items: list[_Pending]) -> None:
+        """Queue messages for the next group (on the store loop)."""
+        self._pending.extend(items)
         if self._drainers < self._max_inflight:
             self._drainers += 1
-            task = loop.create_task(self._drain())
+            task = asyncio.get_running_loop().create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(future)
 
     def _take(self) -> list[_Pending]:
         # A message whose parent is in a group not committed yet waits for that group.
@@ -954,10 +991,28 @@ class ConversationStore:
             def acknowledge() -> None:
                 # runs once the transaction is committed, and only then
                 cache.learn(owners, results)
-                for p, outcome in results:
-                    p.settle(outcome)
+                _settle_all(results)
 
             committed.append(acknowledge)
+
+
+def _settle_all(results: list[tuple[_Pending, str | BaseException]]) -> None:
+    """Give each caller its outcome; callers on the same other loop are woken once."""
+    elsewhere: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for p, outcome in results:
+        if p.loop is None or p.settle_local is None:
+            p.settle(outcome)
+        else:
+            elsewhere.setdefault(p.loop, []).append((p.settle_local, outcome))
+    for loop, calls in elsewhere.items():
+        # a closed loop (RuntimeError) has nobody waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_run_settles, calls)
+
+
+def _run_settles(calls: list[tuple[Callable[[str | BaseException], None], Any]]) -> None:
+    for settle, outcome in calls:
+        settle(outcome)
 
 
 def _settler(
