@@ -404,8 +404,6 @@ class ConversationStore:
         self._pending: list[_Pending] = []
         self._drainers = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        # messages waiting on a caller's loop to be handed to the store loop together
-        self._outbox: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._inflight: set[str] = set()
         self._max_inflight = 4 if self.url.startswith("postgresql+asyncpg") else 1
         self._cache = _Cache()
@@ -415,6 +413,9 @@ class ConversationStore:
 
     def _start(self) -> None:
         self._pid = os.getpid()
+        # messages waiting on a caller's loop to be handed to the store loop together (a
+        # forked child starts without the parent's)
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._writer: _SQLiteWriter | None = None
         self._reader: _SQLiteReader | None = None
         path = _sqlite_file(self.url)
