@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from hookwire.errors import (
     ParentMessageError,
     StoreError,
 )
+from hookwire.stores import runner
 from hookwire.stores.conversations import (
     MAX_NAME_LENGTH,
     ConversationStore,
@@ -595,3 +597,69 @@ async def test_unreachable_database_is_a_store_error(url: str) -> None:
     chat = ChatHistoryCallbackHandler(user_data={"user_id": "u"}, store=store)
     with pytest.raises(StoreError):
         chat.list_conversations_sync()
+
+
+async def test_a_stale_cached_owner_stores_nothing_for_the_new_owner(db_url: str) -> None:
+    # A store caches the owners it has written for; another process may delete the
+    # conversation and create one with the same id for someone else. A group with a message
+    # for it must store nothing there (the write is all or nothing), and its neighbours in the
+    # same group must still be stored.
+    store = ConversationStore(db_url)
+    elsewhere = ConversationStore(db_url)
+    me, them = owner(), owner()
+    stale = f"conv-{uuid.uuid4()}"
+    fine = await store.create_conversation(me)
+    await store.create_conversation(me, conversation_id=stale)
+    await store.add_message(me, stale, "cached owner", "end_user")
+    await store.add_message(me, fine, "cached owner", "end_user")
+    await elsewhere.delete_conversation(me, stale)
+    await elsewhere.create_conversation(them, conversation_id=stale)
+    results = await asyncio.gather(
+        store.add_message(me, stale, "must not land", "end_user"),
+        store.add_message(me, fine, "must land", "end_user"),
+        store.add_message(me, stale, "must not land either", "assistant"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ConversationNotFound)
+    assert isinstance(results[2], ConversationNotFound)
+    assert isinstance(results[1], str)
+    theirs = await elsewhere.get_conversation_details(them, stale)
+    assert theirs["messages"] == [] and theirs["message_count"] == 0
+    mine = await elsewhere.get_conversation_details(me, fine)
+    assert [m["text"] for m in mine["messages"]] == ["cached owner", "must land"]
+
+
+def test_writers_on_another_threads_loop(db_url: str) -> None:
+    # messages from a loop of another thread are handed to the store loop together; each
+    # writer still gets its own id, in its own order, with its parent links
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+
+    async def main() -> tuple[str, dict[int, list[str]]]:
+        cid = await store.create_conversation(me)
+        ids: dict[int, list[str]] = {k: [] for k in range(8)}
+
+        async def writer(k: int) -> None:
+            parent = None
+            for i in range(15):
+                parent = await store.add_message(
+                    me, cid, f"{k}:{i}", "end_user", parent_message_id=parent
+                )
+                ids[k].append(parent)
+
+        await asyncio.gather(*(writer(k) for k in range(8)))
+        return cid, ids
+
+    out: list[tuple[str, dict[int, list[str]]]] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(main())))
+    thread.start()
+    thread.join(60)
+    assert out, "the writers did not finish"
+    cid, ids = out[0]
+    details = runner.run_sync(store.get_conversation_details(me, cid), 60)
+    assert details["message_count"] == 120
+    by_id = {m["id"]: m for m in details["messages"]}
+    for k, mine in ids.items():
+        assert len(set(mine)) == 15
+        assert [by_id[i]["text"] for i in mine] == [f"{k}:{i}" for i in range(15)]
+        assert [by_id[i]["parent_message_id"] for i in mine] == [None, *mine[:-1]]
