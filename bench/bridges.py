@@ -22,11 +22,8 @@ per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op h
 from __future__ import annotations
 
 import argparse
-import gc
 import itertools
 import sys
-import time
-import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +36,7 @@ try:
 except ImportError:  # pragma: no cover - the bench extra installs it
     sys.exit("bench/bridges.py needs langchain-core: pip install -e '.[bench]'")
 
+from _timing import best_of
 from hookwire import BaseCallback
 from hookwire.integrations.langchain import HookwireCallbackHandler
 
@@ -101,19 +99,6 @@ def case(mode: str, handler: Any) -> Callable[[], None]:
             pass
 
     return stream
-
-
-def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
-    for fn in cases.values():
-        for _ in range(number):
-            fn()  # warm up
-    gc.collect()
-    out = {name: float("inf") for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            t = timeit.Timer(fn, timer=time.thread_time).timeit(number) / number * 1e6
-            out[name] = min(out[name], t)
-    return out
 
 
 def main() -> None:

@@ -25,12 +25,8 @@ is hookwire <= 1.5x the SDK doing the same by hand.
 from __future__ import annotations
 
 import argparse
-import gc
-import time
-import timeit
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -38,6 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
+from _timing import best_of
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks.otel import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryCallback
 
@@ -140,21 +137,6 @@ def hookwire_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], 
         end(r, run_id=rid, model="gpt-4o", provider="openai", latency_ms=250.0)
 
     return call
-
-
-def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
-    """Per-call µs of each case: the cases take turns, ``repeat`` rounds of ``number`` calls,
-    and each keeps its best round, so a burst of load on a shared machine hits them alike."""
-    for fn in cases.values():
-        for _ in range(number):
-            fn()  # warm up
-    gc.collect()
-    out = {name: float("inf") for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            t = timeit.Timer(fn, timer=time.thread_time).timeit(number) / number * 1e6
-            out[name] = min(out[name], t)
-    return out
 
 
 def main() -> None:

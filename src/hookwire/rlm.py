@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .context import trace
+from .context import Run, trace
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
@@ -104,6 +104,20 @@ class _Tally:
 
     def total_cost(self) -> Decimal | None:
         return None if self.unknown_cost else self.cost
+
+    def result(self, answer: str, run: Run, messages: list[dict[str, Any]]) -> RunResult:
+        """The run's result, from what the tally has summed."""
+        return RunResult(
+            content=answer,
+            usage=self.usage,
+            cost=self.total_cost(),
+            run_id=run.run_id,
+            trace_id=run.trace_id,
+            model=self.model,
+            messages=messages,
+            responses=self.responses,
+            steps=len(self.responses),
+        )
 
     def end_kw(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"usage": self.usage}
@@ -490,17 +504,7 @@ class RLM:
                 run.output = answer
             finally:
                 tr.end_extra = tally.end_kw()
-        result = RunResult(
-            content=answer,
-            usage=tally.usage,
-            cost=tally.total_cost(),
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            model=tally.model,
-            messages=messages,
-            responses=tally.responses,
-            steps=len(tally.responses),
-        )
+        result = tally.result(answer, run, messages)
         self.last_result = result
         return result
 
@@ -557,17 +561,7 @@ class RLM:
                 run.output = answer
             finally:
                 tr.end_extra = tally.end_kw()
-        result = RunResult(
-            content=answer,
-            usage=tally.usage,
-            cost=tally.total_cost(),
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            model=tally.model,
-            messages=messages,
-            responses=tally.responses,
-            steps=len(tally.responses),
-        )
+        result = tally.result(answer, run, messages)
         self.last_result = result
         yield result
 

@@ -1516,22 +1516,7 @@ def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
     ]
 
 
-_PG_DETAIL_SELECT = ", ".join(
-    "metadata::text" if f == "metadata" else f
-    for f in (
-        "id",
-        "parent_message_id",
-        "sender",
-        "text",
-        "message_time",
-        "metadata",
-        "run_id",
-        "model",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-    )
-)
+_PG_DETAIL_SELECT = ", ".join("metadata::text" if f == "metadata" else f for f in DETAIL_FIELDS)
 
 
 class _SQLiteReader:
