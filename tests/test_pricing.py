@@ -380,3 +380,21 @@ def test_without_genai_prices_only_the_users_prices_are_known(
     )
     pricing.set_price("gpt-4o", input_mtok=2, output_mtok=8)
     assert pricing.cost("gpt-4o", Usage(1_000_000, 1_000_000)) == Decimal(10)
+
+
+def test_a_genai_prices_release_without_the_lookup_gives_unknown_costs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # hookwire reads genai-prices' snapshot API; a release that changed it must not make
+    # every call fail, only leave the costs it would have priced unknown.
+    import genai_prices.data_snapshot as snapshot_module
+
+    class ChangedSnapshot:
+        pass
+
+    monkeypatch.setattr(snapshot_module, "get_snapshot", lambda: ChangedSnapshot())
+    monkeypatch.setattr(pricing, "_incompatible_warned", False)
+    with caplog.at_level(logging.WARNING, logger="hookwire"):
+        assert pricing.cost("gpt-4o", Usage(1000, 1000)) is None
+        assert pricing.cost("gpt-4o-mini", Usage(1000, 1000)) is None
+    assert sum("does not have the lookup" in r.getMessage() for r in caplog.records) == 1

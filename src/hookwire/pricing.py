@@ -293,6 +293,11 @@ def _lookup_genai(model: str, provider: str | None) -> ModelPrices | _Dynamic | 
         gp_provider, gp_model = get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
+    except (AttributeError, TypeError) as exc:
+        # The snapshot API is genai-prices' own, not a promise: if a release changes it, the
+        # cost becomes unknown (with one warning) instead of every call failing.
+        _warn_incompatible_database(exc)
+        return None
     if not isinstance(gp_model.prices, ModelPrice):
         return _Dynamic(gp_model, gp_provider)
     return _from_genai(gp_model.prices, gp_model, gp_provider)
@@ -314,6 +319,19 @@ def _lookup(model: str, provider: str | None) -> ModelPrices | _Dynamic | None:
 
 
 _no_database_warned = False
+_incompatible_warned = False
+
+
+def _warn_incompatible_database(exc: Exception) -> None:
+    global _incompatible_warned
+    if not _incompatible_warned:
+        _incompatible_warned = True
+        logger.warning(
+            "hookwire: this genai-prices release does not have the lookup hookwire uses (%s); "
+            "costs of models without a price from set_price() or HOOKWIRE_PRICES are unknown. "
+            "Install a genai-prices release that hookwire supports (see its pyproject.toml).",
+            exc,
+        )
 
 
 def _warn_no_database() -> None:
