@@ -351,7 +351,7 @@ def test_sync_check_connections_are_reused_and_closed(pg_database_url: str) -> N
         ledger.reserve_sync(uuid.uuid4().hex, claims)
     idle = ledger_module._sync_idle[pg_database_url]
     assert len(idle) == 1  # one thread, one connection, taken and given back each time
-    conn = idle[0]
+    conn = idle[0].connection  # kept as the cursor every check reuses
     ledger_module.close_sync_budget_connections()
     assert conn.closed
     assert not ledger_module._sync_idle

@@ -23,7 +23,9 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
 ``usage_totals``
     running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
     (``day`` ``2026-11-23``, ``month`` ``2026-11``, ``all``), kept in the ledger's transaction;
-    budgets read them instead of summing the ledger.
+    budgets read them instead of summing the ledger. On PostgreSQL ``reserved`` is the sum of
+    the key's ``budget_reservations``, kept with them, so that a budget check reads and
+    updates one row (SQLite sums the reservations in its check; the column stays zero).
 
 ``budget_reservations``
     the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
@@ -310,6 +312,7 @@ usage_totals = Table(
     Column("prompt_tokens", BigInteger(), nullable=False),
     Column("completion_tokens", BigInteger(), nullable=False),
     Column("cost", Money(), nullable=False),
+    Column("reserved", Money(), nullable=False, server_default="0"),
     PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
 )
 
