@@ -45,8 +45,8 @@ DECLARE
     u record;
     n integer := 0;
     j integer;
-    inserted boolean[] := '{}';
-    added numeric[] := '{}';
+    fresh_amount numeric;
+    kept integer[] := '{}';
     swept numeric;
 BEGIN
     -- A reservation lost in a server crash only frees budget early: the commit need not
@@ -65,9 +65,11 @@ BEGIN
                 p_expires)
         ON CONFLICT DO NOTHING;
         -- A run checked twice keeps its first reservation, counted once.
-        inserted := inserted || FOUND;
-        added := added || CASE WHEN inserted[n] THEN c.amount ELSE 0 END;
-        UPDATE usage_totals t SET reserved = t.reserved + added[n]
+        fresh_amount := CASE WHEN FOUND THEN c.amount ELSE 0 END;
+        IF NOT FOUND THEN
+            kept := kept || n;
+        END IF;
+        UPDATE usage_totals t SET reserved = t.reserved + fresh_amount
          WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
            AND t.period_start = c.period_start AND t.currency = c.currency
            AND t.cost + t.reserved < c.lim;
@@ -87,13 +89,13 @@ BEGIN
                       AND e.expires_at <= p_now AND e.run_id <> p_run_id
                       FOR UPDATE SKIP LOCKED)
             RETURNING r.amount)
-        SELECT COALESCE(sum(amount), 0) INTO swept FROM gone;
+        SELECT COALESCE(sum(gone.amount), 0) INTO swept FROM gone;
         UPDATE usage_totals t SET reserved = t.reserved - swept
          WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
            AND t.period_start = c.period_start AND t.currency = c.currency
         RETURNING t.cost + t.reserved INTO committed;
         IF committed < c.lim THEN
-            UPDATE usage_totals t SET reserved = t.reserved + added[n]
+            UPDATE usage_totals t SET reserved = t.reserved + fresh_amount
              WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
                AND t.period_start = c.period_start AND t.currency = c.currency;
             CONTINUE;
@@ -107,12 +109,12 @@ BEGIN
         LOOP
             j := j + 1;
             EXIT WHEN j > n;
-            CONTINUE WHEN NOT inserted[j];
+            CONTINUE WHEN j = ANY(kept);
             DELETE FROM budget_reservations r
              WHERE r.run_id = p_run_id AND r.scope = u.scope AND r.key = u.key
                AND r.period = u.period;
             CONTINUE WHEN j = n;
-            UPDATE usage_totals t SET reserved = t.reserved - added[j]
+            UPDATE usage_totals t SET reserved = t.reserved - u.amount
              WHERE t.scope = u.scope AND t.key = u.key AND t.period = u.period
                AND t.period_start = u.period_start AND t.currency = u.currency;
         END LOOP;
