@@ -398,7 +398,7 @@ def test_budget_check_through_psycopg(pg_database_url: str) -> None:
 
 
 def _reserved_columns(url: str, key: str) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """Per (period, period_start) of ``key``: ``usage_totals.reserved`` and the sum of the
+    """Per (period, period_start) of ``key``: ``budget_totals.reserved`` and the sum of the
     reservation rows it stands for."""
     from sqlalchemy import text
 
@@ -412,7 +412,7 @@ def _reserved_columns(url: str, key: str) -> dict[tuple[str, str], tuple[Decimal
                     "COALESCE((SELECT sum(r.amount) FROM budget_reservations r "
                     "WHERE r.scope = t.scope AND r.key = t.key AND r.period = t.period "
                     "AND r.period_start = t.period_start AND r.currency = t.currency), 0) "
-                    "FROM usage_totals t WHERE t.key = :key"
+                    "FROM budget_totals t WHERE t.key = :key"
                 ),
                 {"key": key},
             )
@@ -491,6 +491,35 @@ def test_record_drops_expired_reservations_from_the_totals(pg_database_url: str)
     totals = _reserved_columns(pg_database_url, user)
     assert sorted(totals.values()) == [(0, 0), (2, 2)] or list(totals.values()) == [(2, 2)]
     assert runner.run_sync(ledger.reserved("user", user, "month")) == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_budget_check_does_not_wait_for_a_ledger_write(pg_database_url: str) -> None:
+    # A ledger write holds its usage_totals rows until its (synchronous) commit; the check
+    # only reads them, so an LLM call that follows another does not wait for that commit.
+    import threading
+
+    import psycopg
+
+    ledger = UsageLedger(pg_database_url)
+    user = uid()
+    claims = [Claim("user", user, "day", Decimal(10), Decimal("0.1"))]
+    runner.run_sync(ledger.record([rec(user_id=user, created_at=datetime.now(UTC))]))
+    ledger.reserve_sync(uuid.uuid4().hex, claims)
+    with psycopg.connect(ledger_module._dsn(pg_database_url)) as writer:
+        writer.execute("UPDATE usage_totals SET calls = calls + 1 WHERE key = %s", (user,))
+        done = threading.Event()
+
+        def check() -> None:
+            ledger.reserve_sync(uuid.uuid4().hex, claims)
+            done.set()
+
+        thread = threading.Thread(target=check, daemon=True)
+        thread.start()
+        finished = done.wait(10)
+        writer.rollback()
+        thread.join(10)
+    assert finished
 
 
 @pytest.mark.timeout(120)

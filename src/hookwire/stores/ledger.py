@@ -5,14 +5,19 @@ All its methods are coroutines meant to run on the store loop (``hookwire.stores
 
 - :meth:`UsageLedger.record` writes rows in one transaction. It is idempotent by ``run_id``: a
   row whose run is already in the ledger is skipped, so a call is never counted twice. In the
-  same transaction it adds the new rows to ``usage_totals`` and removes the budget
-  reservations of their runs (the reservation is *settled* into the real cost).
+  same transaction it adds the new rows to ``usage_totals``, and removes the budget
+  reservations of their runs (the reservation is *settled* into the real cost): on SQLite in
+  that transaction, on PostgreSQL in a second one right after it (see below).
 - :meth:`UsageLedger.reserve` checks budgets and reserves a call's worst-case cost, atomically
   across processes. On PostgreSQL it is one call of the server-side ``hookwire_reserve``
-  (migration ``0003_budget_totals``), which adds the reservation to the key's running total
-  (``usage_totals.reserved``) only if spent plus reserved is under the limit: one row update,
-  serialised per key by that row's lock. SQLite's ``BEGIN IMMEDIATE`` serialises every writer
-  of the file, and the check sums the key's reservations.
+  (migration ``0003_budget_totals``): it adds the reservation to the key's running total in
+  ``budget_totals`` (one row update, serialised per key by that row's lock), reads the key's
+  spent cost, and undoes it all if spent plus reserved was at the limit. Settling takes the
+  reservations off that total in a transaction of its own, committed after the ledger rows'
+  (so a call always counts, at its reservation or its cost) and without waiting for the WAL
+  flush: a check waits at most for a settlement's row update, never for the ledger's commit.
+  SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file, and the check sums the
+  key's reservations.
   :meth:`UsageLedger.reserve_sync` and :meth:`UsageLedger.areserve` do the same from where
   the caller is, for the inline budget check: on PostgreSQL, the sync one calls the
   server-side function on a pooled psycopg connection (no event loop involved) and the async
@@ -37,7 +42,18 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -48,7 +64,7 @@ from sqlalchemy.sql import Executable
 from ..errors import BudgetExceeded, ConfigurationError, StoreError
 from . import engine as _engine
 from . import runner
-from .schema import budget_reservations, usage_ledger, usage_totals
+from .schema import Money, budget_reservations, budget_totals, usage_ledger, usage_totals
 
 __all__ = [
     "GROUP_KEYS",
@@ -174,7 +190,6 @@ class _Statements:
                 "prompt_tokens": t.prompt_tokens + upsert.excluded.prompt_tokens,
                 "completion_tokens": t.completion_tokens + upsert.excluded.completion_tokens,
                 "cost": t.cost + upsert.excluded.cost,
-                "reserved": t.reserved + upsert.excluded.reserved,
             },
         )
         r = budget_reservations.c
@@ -182,8 +197,20 @@ class _Statements:
             r.run_id.in_(bindparam("run_ids", expanding=True))
         )
         removed = (r.scope, r.key, r.period, r.period_start, r.currency, r.amount)
-        # PostgreSQL keeps usage_totals.reserved: what is removed is taken off it.
+        # PostgreSQL keeps budget_totals: what is removed is taken off it.
         self.settle: Executable = settle if dialect == "sqlite" else settle.returning(*removed)
+        b = budget_totals.c
+        self.unreserve = (
+            update(budget_totals)
+            .where(
+                b.scope == bindparam("s"),
+                b.key == bindparam("k"),
+                b.period == bindparam("p"),
+                b.period_start == bindparam("st"),
+                b.currency == bindparam("c"),
+            )
+            .values(reserved=b.reserved - bindparam("amount", type_=Money()))
+        )
         # Expired reservations (PostgreSQL's record only). SKIP LOCKED: a reservation another
         # writer holds is being settled by it.
         expired = (
@@ -444,31 +471,19 @@ class UsageLedger:
             return []
         await self._ready()
         written: list[UsageRecord] = []
-        settled: list[Any] = []
-        sweep = not self._sqlite and time.monotonic() - self._swept_at >= _SWEEP_EVERY
+        done = [r.run_id for r in records] + release
         try:
             async with _engine.get_write_engine(self.url).begin() as conn:
                 for i in range(0, len(records), _BATCH):
                     chunk = records[i : i + _BATCH]
                     written.extend(await self._insert_rows(conn, chunk))
-                # The reservations first, the totals after: a budget check takes the same
-                # order (its own new reservation, then the totals), so neither waits for
-                # the other in a cycle.
-                done = [r.run_id for r in records] + release
-                for i in range(0, len(done), _BATCH):
-                    result = await conn.execute(
-                        self._stmts.settle, {"run_ids": done[i : i + _BATCH]}
-                    )
-                    if not self._sqlite:
-                        settled.extend(result)
-                if sweep:
-                    settled.extend(
-                        await conn.execute(self._stmts.sweep, {"now": datetime.now(_UTC)})
-                    )
-                if written or settled:
-                    await self._add_totals(conn, written, settled)
-            if sweep:
-                self._swept_at = time.monotonic()
+                if written:
+                    await self._add_totals(conn, written)
+                if self._sqlite:
+                    for i in range(0, len(done), _BATCH):
+                        await conn.execute(self._stmts.settle, {"run_ids": done[i : i + _BATCH]})
+            if not self._sqlite:
+                await self._settle_pg(done)
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("writing usage", exc) from exc
         return written
@@ -482,13 +497,44 @@ class UsageLedger:
         inserted = {row[0] for row in result}
         return [r for r in by_run.values() if r.run_id in inserted]
 
-    async def _add_totals(
-        self, conn: Any, rows: Sequence[UsageRecord], settled: Sequence[Any] = ()
-    ) -> None:
-        """Add ``rows`` to the running totals, and take the ``settled`` reservations (rows of
-        scope, key, period, period_start, currency, amount) off the keys' ``reserved``."""
+    async def _settle_pg(self, run_ids: list[str]) -> None:
+        """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
+        take them off ``budget_totals``: after the ledger rows' transaction, so that a check
+        in between counts a call twice (reserved and spent) rather than not at all.
+
+        A transaction that does not wait for the WAL flush: the rows it locks are the ones
+        budget checks wait for. Lost in a crash, it leaves reservations that count until they
+        expire (budget held back, never overspent)."""
+        sweep = time.monotonic() - self._swept_at >= _SWEEP_EVERY
+        if not run_ids and not sweep:
+            return
+        removed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
+        async with _engine.get_write_engine(self.url).begin() as conn:
+            await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            results = [
+                await conn.execute(self._stmts.settle, {"run_ids": run_ids[i : i + _BATCH]})
+                for i in range(0, len(run_ids), _BATCH)
+            ]
+            if sweep:
+                results.append(await conn.execute(self._stmts.sweep, {"now": datetime.now(_UTC)}))
+            for result in results:
+                for scope, key, period, start, currency, amount in result:
+                    removed[(scope, key, period, start, currency)] += amount
+            if removed:
+                # Sorted, so that settlements and checks take the rows' locks in one order.
+                await conn.execute(
+                    self._stmts.unreserve,
+                    [
+                        {"s": s, "k": k, "p": p, "st": st, "c": c, "amount": amount}
+                        for (s, k, p, st, c), amount in sorted(removed.items())
+                    ],
+                )
+        if sweep:
+            self._swept_at = time.monotonic()
+
+    async def _add_totals(self, conn: Any, rows: Sequence[UsageRecord]) -> None:
         sums: dict[tuple[str, str, str, str, str], list[Any]] = defaultdict(
-            lambda: [0, 0, 0, Decimal(0), Decimal(0)]
+            lambda: [0, 0, 0, Decimal(0)]
         )
         for r in rows:
             for scope, column in SCOPES.items():
@@ -503,8 +549,6 @@ class UsageLedger:
                     s[2] += r.completion_tokens
                     if r.cost is not None:
                         s[3] += r.cost
-        for scope, key, period, start, currency, amount in settled:
-            sums[(scope, key, period, start, currency)][4] -= amount
         if not sums:
             return
         values = [
@@ -518,7 +562,6 @@ class UsageLedger:
                 "prompt_tokens": s[1],
                 "completion_tokens": s[2],
                 "cost": s[3],
-                "reserved": s[4],
             }
             # Sorted, so that concurrent writers take the rows' locks in the same order.
             for (scope, key, period, start, currency), s in sorted(sums.items())

@@ -1,8 +1,9 @@
-"""Budget checks in O(1): the reserved cost kept per budget key next to the spent cost.
+"""Budget checks in O(1): the cost reserved by calls in flight, kept per budget key.
 
-``usage_totals.reserved`` is the sum of the ``budget_reservations`` rows of the row's key (on
-PostgreSQL; SQLite sums the reservations in its check and leaves the column at zero). The
-check becomes one row update under that row's lock instead of advisory locks and two sums.
+``budget_totals`` holds, per scope, key, period and currency, the sum of the key's
+``budget_reservations`` (on PostgreSQL; SQLite sums the reservations in its check and leaves
+the table empty). The check becomes one row update under that row's lock plus one read of the
+key's spent cost, instead of advisory locks and two sums.
 
 Revision ID: 0003_budget_totals
 Revises: 0002_ledger
@@ -24,16 +25,20 @@ down_revision = "0002_ledger"
 branch_labels = None
 depends_on = None
 
-#: The budget check on PostgreSQL, one call per check: for each claim (in the order given,
-#: which callers sort, so two checks never wait for each other's rows in opposite orders),
-#: insert the run's reservation and add it to the key's ``reserved`` if spent plus reserved
-#: is under the limit. The row update takes the row's lock and re-reads the row after any
-#: wait, so checks (and ledger writes) of one key are serialised by that lock alone.
+#: The budget check on PostgreSQL, one call per check. For each claim, in the order given
+#: (callers sort them, so two checks never wait for each other's rows in opposite orders):
+#: insert the run's reservation, add it to the key's ``budget_totals`` row (which takes the
+#: row's lock: checks and settlements of one key queue there), then read the key's spent cost
+#: in a new statement, so in a snapshot taken after the lock was granted. A ledger write
+#: commits its costs before it settles its reservations (see ``UsageLedger.record``), so a
+#: call is counted at its reserved amount, its real cost, or both, never neither. The ledger
+#: write's own transaction locks ``usage_totals`` rows, which the check only reads: a check
+#: never waits for a ledger write's commit.
 #:
-#: The first check of a key in a period creates its row. A refused claim first drops the
-#: key's expired reservations (of calls that never came back) and tries again; if it is still
-#: refused, the claims before it are undone (the function returns normally, so the undo and
-#: the refusal commit together) and ``refused`` is the claim's position (1-based).
+#: The first check of a key in a period creates its row. A claim over the limit first drops
+#: the key's expired reservations (of calls that never came back) and looks again; if it is
+#: still over, the run's fresh reservations are undone (the function returns normally, so the
+#: undo and the refusal commit together) and ``refused`` is the claim's position (1-based).
 RESERVE_FUNCTION = """
 CREATE OR REPLACE FUNCTION hookwire_reserve(
     p_run_id text, p_claims jsonb, p_now timestamptz, p_expires timestamptz,
@@ -47,6 +52,8 @@ DECLARE
     j integer;
     fresh_amount numeric;
     kept integer[] := '{}';
+    others numeric;
+    spent numeric;
     swept numeric;
 BEGIN
     -- A reservation lost in a server crash only frees budget early: the commit need not
@@ -69,17 +76,25 @@ BEGIN
         IF NOT FOUND THEN
             kept := kept || n;
         END IF;
-        UPDATE usage_totals t SET reserved = t.reserved + fresh_amount
+        UPDATE budget_totals b SET reserved = b.reserved + fresh_amount
+         WHERE b.scope = c.scope AND b.key = c.key AND b.period = c.period
+           AND b.period_start = c.period_start AND b.currency = c.currency
+        RETURNING b.reserved - fresh_amount INTO others;
+        IF NOT FOUND THEN
+            INSERT INTO budget_totals (scope, key, period, period_start, currency, reserved)
+            VALUES (c.scope, c.key, c.period, c.period_start, c.currency, 0)
+            ON CONFLICT DO NOTHING;
+            UPDATE budget_totals b SET reserved = b.reserved + fresh_amount
+             WHERE b.scope = c.scope AND b.key = c.key AND b.period = c.period
+               AND b.period_start = c.period_start AND b.currency = c.currency
+            RETURNING b.reserved - fresh_amount INTO others;
+        END IF;
+        SELECT t.cost INTO spent FROM usage_totals t
          WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
-           AND t.period_start = c.period_start AND t.currency = c.currency
-           AND t.cost + t.reserved < c.lim;
-        CONTINUE WHEN FOUND;
-        -- The slow path: no row yet, or at the limit.
-        INSERT INTO usage_totals AS t
-            (scope, key, period, period_start, currency, calls, prompt_tokens,
-             completion_tokens, cost, reserved)
-        VALUES (c.scope, c.key, c.period, c.period_start, c.currency, 0, 0, 0, 0, 0)
-        ON CONFLICT DO NOTHING;
+           AND t.period_start = c.period_start AND t.currency = c.currency;
+        committed := COALESCE(spent, 0) + others;
+        CONTINUE WHEN committed < c.lim;
+        -- Over the limit: without the reservations that have expired, is it still?
         WITH gone AS (
             DELETE FROM budget_reservations r
              WHERE (r.run_id, r.scope, r.key, r.period) IN (
@@ -90,18 +105,15 @@ BEGIN
                       FOR UPDATE SKIP LOCKED)
             RETURNING r.amount)
         SELECT COALESCE(sum(gone.amount), 0) INTO swept FROM gone;
-        UPDATE usage_totals t SET reserved = t.reserved - swept
-         WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
-           AND t.period_start = c.period_start AND t.currency = c.currency
-        RETURNING t.cost + t.reserved INTO committed;
-        IF committed < c.lim THEN
-            UPDATE usage_totals t SET reserved = t.reserved + fresh_amount
-             WHERE t.scope = c.scope AND t.key = c.key AND t.period = c.period
-               AND t.period_start = c.period_start AND t.currency = c.currency;
-            CONTINUE;
+        IF swept > 0 THEN
+            UPDATE budget_totals b SET reserved = b.reserved - swept
+             WHERE b.scope = c.scope AND b.key = c.key AND b.period = c.period
+               AND b.period_start = c.period_start AND b.currency = c.currency;
+            committed := committed - swept;
+            CONTINUE WHEN committed < c.lim;
         END IF;
         refused := n;
-        -- Undo this run's fresh reservations: this claim's, and those of the claims before it.
+        -- Undo the run's fresh reservations: this claim's and those of the claims before it.
         j := 0;
         FOR u IN SELECT * FROM jsonb_to_recordset(p_claims) AS x(
                      scope text, key text, period text, period_start text, currency text,
@@ -113,13 +125,13 @@ BEGIN
             DELETE FROM budget_reservations r
              WHERE r.run_id = p_run_id AND r.scope = u.scope AND r.key = u.key
                AND r.period = u.period;
-            CONTINUE WHEN j = n;
-            UPDATE usage_totals t SET reserved = t.reserved - u.amount
-             WHERE t.scope = u.scope AND t.key = u.key AND t.period = u.period
-               AND t.period_start = u.period_start AND t.currency = u.currency;
+            UPDATE budget_totals b SET reserved = b.reserved - u.amount
+             WHERE b.scope = u.scope AND b.key = u.key AND b.period = u.period
+               AND b.period_start = u.period_start AND b.currency = u.currency;
         END LOOP;
         RETURN;
     END LOOP;
+    committed := 0;
 END
 $$;
 """
@@ -142,25 +154,31 @@ def _previous_function() -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("usage_totals") as batch:
-        batch.add_column(sa.Column("reserved", Money(), nullable=False, server_default="0"))
+    op.create_table(
+        "budget_totals",
+        sa.Column("scope", sa.String(16), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("period", sa.String(8), nullable=False),
+        sa.Column("period_start", sa.String(10), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("reserved", Money(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "scope", "key", "period", "period_start", "currency", name="pk_budget_totals"
+        ),
+    )
     if op.get_bind().dialect.name != "postgresql":
         return
     # Processes still running the previous code reserve through the old function: drop it
     # (their checks fail, and fail open or closed as configured, until they are upgraded)
-    # and hold their writes back while the sums of the reservations in flight are taken.
+    # and hold their writes back while the reservations in flight are summed.
     op.execute("LOCK TABLE budget_reservations IN EXCLUSIVE MODE")
     op.execute(f"DROP FUNCTION IF EXISTS {_OLD_SIGNATURE}")
     op.execute(
         """
-        INSERT INTO usage_totals AS t
-            (scope, key, period, period_start, currency, calls, prompt_tokens,
-             completion_tokens, cost, reserved)
-        SELECT scope, key, period, period_start, currency, 0, 0, 0, 0, sum(amount)
+        INSERT INTO budget_totals (scope, key, period, period_start, currency, reserved)
+        SELECT scope, key, period, period_start, currency, sum(amount)
           FROM budget_reservations
          GROUP BY scope, key, period, period_start, currency
-        ON CONFLICT (scope, key, period, period_start, currency)
-        DO UPDATE SET reserved = excluded.reserved
         """
     )
     op.execute(RESERVE_FUNCTION)
@@ -170,5 +188,4 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS {_SIGNATURE}")
         op.execute(_previous_function())
-    with op.batch_alter_table("usage_totals") as batch:
-        batch.drop_column("reserved")
+    op.drop_table("budget_totals")
