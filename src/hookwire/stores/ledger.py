@@ -308,7 +308,7 @@ def _budget_engine(url: str) -> AsyncEngine:
 
 async def _keep_session(conn: Any) -> None:
     """The pool's reset on release: none. A check leaves nothing in its session (one
-    autocommit statement; its advisory locks and settings are transaction-scoped), and
+    autocommit statement; its locks and settings are transaction-scoped), and
     asyncpg's default reset is one more round trip per check."""
 
 
