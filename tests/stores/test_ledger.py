@@ -351,7 +351,7 @@ def test_sync_check_connections_are_reused_and_closed(pg_database_url: str) -> N
         ledger.reserve_sync(uuid.uuid4().hex, claims)
     idle = ledger_module._sync_idle[pg_database_url]
     assert len(idle) == 1  # one thread, one connection, taken and given back each time
-    conn = idle[0]
+    conn = idle[0].connection  # kept as the cursor every check reuses
     ledger_module.close_sync_budget_connections()
     assert conn.closed
     assert not ledger_module._sync_idle
@@ -392,3 +392,253 @@ def test_budget_check_through_psycopg(pg_database_url: str) -> None:
     with pytest.raises(BudgetExceeded):
         runner.run_sync(ledger.reserve("c-" + user, claims))
     assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("1.4")
+
+
+# -- PostgreSQL's running total of reservations (migration 0003_budget_totals) ----------------
+
+
+def _reserved_columns(url: str, key: str) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    """Per (period, period_start) of ``key``: ``budget_totals.reserved`` and the sum of the
+    reservation rows it stands for."""
+    from sqlalchemy import text
+
+    from hookwire.stores import engine
+
+    async def go() -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+        async with engine.get_engine(url).connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT t.period, t.period_start, t.reserved, "
+                    "COALESCE((SELECT sum(r.amount) FROM budget_reservations r "
+                    "WHERE r.scope = t.scope AND r.key = t.key AND r.period = t.period "
+                    "AND r.period_start = t.period_start AND r.currency = t.currency), 0) "
+                    "FROM budget_totals t WHERE t.key = :key"
+                ),
+                {"key": key},
+            )
+            return {(p, s): (Decimal(a), Decimal(b)) for p, s, a, b in rows}
+
+    return runner.run_sync(go())
+
+
+def _assert_total_matches_rows(url: str, key: str) -> None:
+    for where, (column, rows) in _reserved_columns(url, key).items():
+        assert column == rows, where
+
+
+def test_the_reserved_total_follows_the_reservations(pg_database_url: str) -> None:
+    url = pg_database_url
+    ledger = UsageLedger(url)
+    user, org = uid(), uid()
+    now = datetime.now(UTC)
+
+    def claims(amount: str, org_limit: str = "10") -> list[Claim]:
+        # Given out of order: the ledger sorts them, so every check takes rows in one order.
+        return [
+            Claim("org", org, None, Decimal(org_limit), Decimal(amount)),
+            Claim("user", user, "day", Decimal(1), Decimal(amount)),
+        ]
+
+    def check() -> None:
+        _assert_total_matches_rows(url, user)
+        _assert_total_matches_rows(url, org)
+
+    ledger.reserve_sync("a-" + user, claims("0.3"))  # the first check creates the rows
+    check()
+    ledger.reserve_sync("a-" + user, claims("0.3"))  # the same run again: counted once
+    asyncio.run(ledger.areserve("b-" + user, claims("0.3")))
+    check()
+    assert _reserved_columns(url, user)[("day", period_start("day", now))][0] == Decimal("0.6")
+    # Refused by the user's daily budget (the second claim once sorted): the org's claim,
+    # admitted first, is undone with it.
+    runner.run_sync(ledger.reserve("c-" + user, claims("0.4")))  # 1.0: at the limit
+    with pytest.raises(BudgetExceeded, match="daily budget of user") as info:
+        ledger.reserve_sync("d-" + user, claims("0.2"))
+    assert info.value.spent == 1
+    check()
+    assert _reserved_columns(url, org)[("all", "")][0] == 1
+    # Refused by the org's budget (the first claim): nothing is reserved for the user.
+    with pytest.raises(BudgetExceeded, match="budget of org"):
+        ledger.reserve_sync("e-" + user, claims("0.05", org_limit="0.5"))
+    check()
+    runner.run_sync(ledger.record([rec("a-" + user, user_id=user, org_id=org, created_at=now)]))
+    runner.run_sync(ledger.release(["b-" + user, "c-" + user, "never-reserved"]))
+    check()
+    assert {v[0] for v in _reserved_columns(url, user).values()} == {Decimal(0)}
+    assert {v[0] for v in _reserved_columns(url, org).values()} == {Decimal(0)}
+
+
+def test_a_refused_check_drops_its_keys_expired_reservations(pg_database_url: str) -> None:
+    ledger = UsageLedger(pg_database_url)
+    user = uid()
+    past = datetime.now(UTC) - timedelta(hours=1)
+    claims = [Claim("user", user, None, Decimal(1), Decimal(5))]
+    ledger.reserve_sync("dead-" + user, claims, ttl=60, now=past)
+    assert _reserved_columns(pg_database_url, user)[("all", "")][0] == 5
+    ledger.reserve_sync("live-" + user, claims)  # over the limit only with the dead call's 5
+    assert _reserved_columns(pg_database_url, user)[("all", "")] == (5, 5)
+    assert runner.run_sync(ledger.reserved("user", user)) == 5
+
+
+def test_record_drops_expired_reservations_from_the_totals(pg_database_url: str) -> None:
+    ledger = UsageLedger(pg_database_url)
+    user = uid()
+    past = datetime.now(UTC) - timedelta(hours=1)
+    claims = [Claim("user", user, "month", Decimal(100), Decimal(2))]
+    ledger.reserve_sync("dead-" + user, claims, ttl=60, now=past)
+    ledger.reserve_sync("live-" + user, claims)
+    runner.run_sync(UsageLedger(pg_database_url).record([rec(user_id=uid())]))
+    totals = _reserved_columns(pg_database_url, user)
+    assert sorted(totals.values()) == [(0, 0), (2, 2)] or list(totals.values()) == [(2, 2)]
+    assert runner.run_sync(ledger.reserved("user", user, "month")) == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_budget_check_does_not_wait_for_a_ledger_write(pg_database_url: str) -> None:
+    # A ledger write holds its usage_totals rows until its (synchronous) commit; the check
+    # only reads them, so an LLM call that follows another does not wait for that commit.
+    import threading
+
+    import psycopg
+
+    ledger = UsageLedger(pg_database_url)
+    user = uid()
+    claims = [Claim("user", user, "day", Decimal(10), Decimal("0.1"))]
+    runner.run_sync(ledger.record([rec(user_id=user, created_at=datetime.now(UTC))]))
+    ledger.reserve_sync(uuid.uuid4().hex, claims)
+    with psycopg.connect(ledger_module._dsn(pg_database_url)) as writer:
+        writer.execute("UPDATE usage_totals SET calls = calls + 1 WHERE key = %s", (user,))
+        done = threading.Event()
+
+        def check() -> None:
+            ledger.reserve_sync(uuid.uuid4().hex, claims)
+            done.set()
+
+        thread = threading.Thread(target=check, daemon=True)
+        thread.start()
+        finished = done.wait(10)
+        writer.rollback()
+        thread.join(10)
+    assert finished
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_checks_of_overlapping_budgets_neither_deadlock_nor_overspend(
+    pg_database_url: str,
+) -> None:
+    import random
+    import threading
+
+    ledger = UsageLedger(pg_database_url)
+    org = uid()
+    users = [uid(), uid()]
+    limit, amount = Decimal("0.5"), Decimal("0.02")
+    errors: list[BaseException] = []
+    made: list[str] = []
+
+    def worker(user: str) -> None:
+        for _ in range(25):
+            run = uuid.uuid4().hex
+            claims = [
+                Claim("user", user, "day", Decimal(1), amount),
+                Claim("org", org, "day", limit, amount),
+            ]
+            random.shuffle(claims)
+            try:
+                ledger.reserve_sync(run, claims)
+            except BudgetExceeded:
+                continue
+            except BaseException as exc:  # a deadlock would surface here
+                errors.append(exc)
+                return
+            made.append(run)
+            done = rec(run, user_id=user, org_id=org, cost=amount, created_at=datetime.now(UTC))
+            runner.run_sync(ledger.record([done]))
+
+    threads = [threading.Thread(target=worker, args=(u,)) for u in users for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(made) < 100  # the org's budget stopped some
+    assert runner.run_sync(ledger.spent("org", org, "day")) <= limit + amount
+    assert runner.run_sync(ledger.spent("org", org, "day")) == amount * len(made)
+    _assert_total_matches_rows(pg_database_url, org)
+    assert (
+        _reserved_columns(pg_database_url, org)[("day", period_start("day", datetime.now(UTC)))][0]
+        == 0
+    )
+
+
+def test_the_migration_counts_reservations_already_in_flight(pg_url: str) -> None:
+    # A database at 0002 with calls in flight: 0003 starts the running totals from them, and
+    # the downgrade puts 0002's check back.
+    from sqlalchemy import text
+
+    from hookwire.stores import engine
+
+    def admin(sql: str) -> None:
+        import asyncpg  # type: ignore[import-untyped]
+
+        async def go() -> None:
+            conn = await asyncpg.connect(ledger_module._dsn(pg_url))
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(go())
+
+    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    admin(f'CREATE DATABASE "{name}"')
+    user = uid()
+    try:
+        runner.run_sync(engine.upgrade(url, "0002_ledger"), timeout=120)
+
+        async def in_flight() -> None:
+            async with engine.get_write_engine(url).begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO budget_reservations VALUES "
+                        "('r1', 'user', :u, 'all', '', 'USD', 0.25, now() + interval '1 hour'),"
+                        "('r2', 'user', :u, 'all', '', 'USD', 0.5, now() + interval '1 hour')"
+                    ),
+                    {"u": user},
+                )
+
+        runner.run_sync(in_flight())
+        assert runner.run_sync(engine.upgrade(url), timeout=120) == engine.head_revision()
+        assert _reserved_columns(url, user) == {("all", ""): (Decimal("0.75"), Decimal("0.75"))}
+        ledger = UsageLedger(url)
+        claims = [Claim("user", user, None, Decimal(1), Decimal("0.25"))]
+        ledger.reserve_sync("r3", claims)
+        with pytest.raises(BudgetExceeded):
+            ledger.reserve_sync("r4", claims)
+        runner.run_sync(ledger.release(["r1", "r2", "r3"]))
+        assert _reserved_columns(url, user) == {("all", ""): (0, 0)}
+
+        from alembic import command
+
+        def down(conn: Any) -> None:
+            command.downgrade(engine._alembic_config(conn), "0002_ledger")
+
+        async def downgrade() -> list[str]:
+            async with engine.get_write_engine(url).begin() as conn:
+                await conn.run_sync(down)
+                rows = await conn.execute(
+                    text(
+                        "SELECT pg_get_function_identity_arguments(oid) FROM pg_proc "
+                        "WHERE proname = 'hookwire_reserve'"
+                    )
+                )
+                return [r[0] for r in rows]
+
+        (arguments,) = runner.run_sync(downgrade())
+        assert arguments.startswith("p_run_id text, p_locks bigint[]")
+        assert runner.run_sync(engine.upgrade(url), timeout=120) == engine.head_revision()
+    finally:
+        ledger_module.close_sync_budget_connections()
+        runner.run_sync(engine.dispose_engines(), timeout=30)
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

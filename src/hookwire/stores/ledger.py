@@ -5,11 +5,19 @@ All its methods are coroutines meant to run on the store loop (``hookwire.stores
 
 - :meth:`UsageLedger.record` writes rows in one transaction. It is idempotent by ``run_id``: a
   row whose run is already in the ledger is skipped, so a call is never counted twice. In the
-  same transaction it adds the new rows to ``usage_totals`` and removes the budget
-  reservations of their runs (the reservation is *settled* into the real cost).
+  same transaction it adds the new rows to ``usage_totals``, and removes the budget
+  reservations of their runs (the reservation is *settled* into the real cost): on SQLite in
+  that transaction, on PostgreSQL in a second one right after it (see below).
 - :meth:`UsageLedger.reserve` checks budgets and reserves a call's worst-case cost, atomically
-  across processes: PostgreSQL serialises the check per budget key with a transaction-level
-  advisory lock; SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file.
+  across processes. On PostgreSQL it is one call of the server-side ``hookwire_reserve``
+  (migration ``0003_budget_totals``): it adds the reservation to the key's running total in
+  ``budget_totals`` (one row update, serialised per key by that row's lock), reads the key's
+  spent cost, and undoes it all if spent plus reserved was at the limit. Settling takes the
+  reservations off that total in a transaction of its own, committed after the ledger rows'
+  (so a call always counts, at its reservation or its cost) and without waiting for the WAL
+  flush: a check waits at most for a settlement's row update, never for the ledger's commit.
+  SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file, and the check sums the
+  key's reservations.
   :meth:`UsageLedger.reserve_sync` and :meth:`UsageLedger.areserve` do the same from where
   the caller is, for the inline budget check: on PostgreSQL, the sync one calls the
   server-side function on a pooled psycopg connection (no event loop involved) and the async
@@ -23,9 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import hashlib
+import json
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,17 +42,29 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 from ..errors import BudgetExceeded, ConfigurationError, StoreError
 from . import engine as _engine
 from . import runner
-from .schema import budget_reservations, usage_ledger, usage_totals
+from .schema import Money, budget_reservations, budget_totals, usage_ledger, usage_totals
 
 __all__ = [
     "GROUP_KEYS",
@@ -123,11 +144,6 @@ def _period_name(period: str | None) -> str:
     return period or "all"
 
 
-def _lock_id(*parts: str) -> int:
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def _as_utc(value: datetime | date | str | None, what: str) -> datetime | None:
     if value is None:
         return None
@@ -176,8 +192,36 @@ class _Statements:
                 "cost": t.cost + upsert.excluded.cost,
             },
         )
-        self.settle = delete(budget_reservations).where(
-            budget_reservations.c.run_id.in_(bindparam("run_ids", expanding=True))
+        r = budget_reservations.c
+        settle = delete(budget_reservations).where(
+            r.run_id.in_(bindparam("run_ids", expanding=True))
+        )
+        removed = (r.scope, r.key, r.period, r.period_start, r.currency, r.amount)
+        # PostgreSQL keeps budget_totals: what is removed is taken off it.
+        self.settle: Executable = settle if dialect == "sqlite" else settle.returning(*removed)
+        b = budget_totals.c
+        self.unreserve = (
+            update(budget_totals)
+            .where(
+                b.scope == bindparam("s"),
+                b.key == bindparam("k"),
+                b.period == bindparam("p"),
+                b.period_start == bindparam("st"),
+                b.currency == bindparam("c"),
+            )
+            .values(reserved=b.reserved - bindparam("amount", type_=Money()))
+        )
+        # Expired reservations (PostgreSQL's record only). SKIP LOCKED: a reservation another
+        # writer holds is being settled by it.
+        expired = (
+            select(r.run_id, r.scope, r.key, r.period)
+            .where(r.expires_at <= bindparam("now"))
+            .with_for_update(skip_locked=True)
+        )
+        self.sweep = (
+            delete(budget_reservations)
+            .where(tuple_(r.run_id, r.scope, r.key, r.period).in_(expired))
+            .returning(*removed)
         )
 
 
@@ -205,14 +249,16 @@ def _exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
     )
 
 
-_RESERVE_CALL = (
-    "SELECT refused, committed FROM hookwire_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-)
+# The claims go as one JSON text: psycopg adapts a str in C, where its array adaptation is
+# Python code that cost more than the rest of the check on the client.
+_RESERVE_CALL = "SELECT refused, committed FROM hookwire_reserve($1, $2::jsonb, $3, $4)"
 _RESERVE_CALL_PYFORMAT = (
-    "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::bigint[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::numeric[], "
-    "%s::timestamptz, %s::timestamptz)"
+    "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::jsonb, %s::timestamptz, "
+    "%s::timestamptz)"
 )
+#: How often (seconds) ``record`` also removes expired reservations (of calls that never came
+#: back); a refused check removes those of its own key at once.
+_SWEEP_EVERY = 60.0
 
 _budget_engines: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
 _budget_pools: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
@@ -262,7 +308,7 @@ def _budget_engine(url: str) -> AsyncEngine:
 
 async def _keep_session(conn: Any) -> None:
     """The pool's reset on release: none. A check leaves nothing in its session (one
-    autocommit statement; its advisory locks and settings are transaction-scoped), and
+    autocommit statement; its locks and settings are transaction-scoped), and
     asyncpg's default reset is one more round trip per check."""
 
 
@@ -311,7 +357,8 @@ async def dispose_budget_pools() -> None:
 
 
 # Sync budget checks: idle psycopg connections per database, shared by all threads (a check
-# takes one for its single statement and gives it back).
+# takes one for its single statement and gives it back). Each is kept as a cursor on it, reused
+# by every check (a cursor per statement is a fifth of the check's client time).
 _MAX_IDLE = 8
 _sync_lock = threading.Lock()
 _sync_idle: dict[str, list[Any]] = {}
@@ -338,22 +385,25 @@ def _sync_take(url: str) -> Any:
     # autocommit: the server-side function is the whole transaction; prepare_threshold=0:
     # the one statement is prepared on first use and reused by every later check.
     conn = psycopg.connect(_dsn(url), autocommit=True, prepare_threshold=0, connect_timeout=10)
+    cursor = conn.cursor()
     with _sync_lock:
-        _sync_open.append(conn)
-    return conn
+        _sync_open.append(cursor)
+    return cursor
 
 
-def _sync_give_back(url: str, conn: Any) -> None:
-    from psycopg.pq import TransactionStatus
+_IDLE_IN_SESSION = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction left open
 
-    ok = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+
+def _sync_give_back(url: str, cursor: Any) -> None:
+    conn = cursor.connection
+    ok = not conn.closed and conn.pgconn.transaction_status == _IDLE_IN_SESSION
     with _sync_lock:
         idle = _sync_idle.setdefault(url, [])
         if ok and len(idle) < _MAX_IDLE and os.getpid() == _sync_pid:
-            idle.append(conn)
+            idle.append(cursor)
             return
-        if conn in _sync_open:
-            _sync_open.remove(conn)
+        if cursor in _sync_open:
+            _sync_open.remove(cursor)
     conn.close()
 
 
@@ -362,13 +412,13 @@ def close_sync_budget_connections() -> None:
     with _sync_lock:
         if os.getpid() != _sync_pid:
             return
-        conns = [c for idle in _sync_idle.values() for c in idle]
+        cursors = [c for idle in _sync_idle.values() for c in idle]
         _sync_idle.clear()
-        for c in conns:
+        for c in cursors:
             if c in _sync_open:
                 _sync_open.remove(c)
-    for c in conns:
-        c.close()
+    for c in cursors:
+        c.connection.close()
 
 
 atexit.register(close_sync_budget_connections)
@@ -392,6 +442,7 @@ class UsageLedger:
         self._insert = sqlite_insert if self._sqlite else pg_insert
         self._stmts = _statements("sqlite" if self._sqlite else "postgresql")
         self._schema_checked = False
+        self._swept_at = -_SWEEP_EVERY
         self._direct_sync = not self._sqlite and _psycopg_available()
         self._direct_async = self.url.startswith("postgresql+asyncpg")
 
@@ -420,6 +471,7 @@ class UsageLedger:
             return []
         await self._ready()
         written: list[UsageRecord] = []
+        done = [r.run_id for r in records] + release
         try:
             async with _engine.get_write_engine(self.url).begin() as conn:
                 for i in range(0, len(records), _BATCH):
@@ -427,9 +479,11 @@ class UsageLedger:
                     written.extend(await self._insert_rows(conn, chunk))
                 if written:
                     await self._add_totals(conn, written)
-                done = [r.run_id for r in records] + release
-                for i in range(0, len(done), _BATCH):
-                    await conn.execute(self._stmts.settle, {"run_ids": done[i : i + _BATCH]})
+                if self._sqlite:
+                    for i in range(0, len(done), _BATCH):
+                        await conn.execute(self._stmts.settle, {"run_ids": done[i : i + _BATCH]})
+            if not self._sqlite:
+                await self._settle_pg(done)
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("writing usage", exc) from exc
         return written
@@ -442,6 +496,41 @@ class UsageLedger:
         result = await conn.execute(self._stmts.insert_ledger, [_row(r) for r in by_run.values()])
         inserted = {row[0] for row in result}
         return [r for r in by_run.values() if r.run_id in inserted]
+
+    async def _settle_pg(self, run_ids: list[str]) -> None:
+        """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
+        take them off ``budget_totals``: after the ledger rows' transaction, so that a check
+        in between counts a call twice (reserved and spent) rather than not at all.
+
+        A transaction that does not wait for the WAL flush: the rows it locks are the ones
+        budget checks wait for. Lost in a crash, it leaves reservations that count until they
+        expire (budget held back, never overspent)."""
+        sweep = time.monotonic() - self._swept_at >= _SWEEP_EVERY
+        if not run_ids and not sweep:
+            return
+        removed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
+        async with _engine.get_write_engine(self.url).begin() as conn:
+            await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            results = [
+                await conn.execute(self._stmts.settle, {"run_ids": run_ids[i : i + _BATCH]})
+                for i in range(0, len(run_ids), _BATCH)
+            ]
+            if sweep:
+                results.append(await conn.execute(self._stmts.sweep, {"now": datetime.now(_UTC)}))
+            for result in results:
+                for scope, key, period, start, currency, amount in result:
+                    removed[(scope, key, period, start, currency)] += amount
+            if removed:
+                # Sorted, so that settlements and checks take the rows' locks in one order.
+                await conn.execute(
+                    self._stmts.unreserve,
+                    [
+                        {"s": s, "k": k, "p": p, "st": st, "c": c, "amount": amount}
+                        for (s, k, p, st, c), amount in sorted(removed.items())
+                    ],
+                )
+        if sweep:
+            self._swept_at = time.monotonic()
 
     async def _add_totals(self, conn: Any, rows: Sequence[UsageRecord]) -> None:
         sums: dict[tuple[str, str, str, str, str], list[Any]] = defaultdict(
@@ -583,10 +672,17 @@ class UsageLedger:
     ) -> tuple[list[tuple[Claim, str]], datetime, datetime]:
         now = now or datetime.now(_UTC)
         expires = now + timedelta(seconds=ttl)
-        # One order for everyone, so that two checks never wait for each other's locks.
+        # One order for everyone (the order of the totals' primary key, which ``record``
+        # follows too), so that two checks never wait for each other's rows.
         keyed = sorted(
             ((c, period_start(c.period, now)) for c in claims),
-            key=lambda cs: (cs[0].scope, cs[0].key, _period_name(cs[0].period), cs[1]),
+            key=lambda cs: (
+                cs[0].scope,
+                cs[0].key,
+                _period_name(cs[0].period),
+                cs[1],
+                cs[0].currency,
+            ),
         )
         return keyed, now, expires
 
@@ -595,7 +691,7 @@ class UsageLedger:
     ) -> None:
         """:meth:`reserve` from sync code, without an event loop on PostgreSQL.
 
-        Same checks, same atomicity (the same server-side function and advisory locks), same
+        Same checks, same atomicity (the same server-side function and row locks), same
         ``BudgetExceeded``; the call runs in the caller's thread on a pooled psycopg
         connection. On SQLite (or without psycopg) it runs ``reserve`` on the store loop.
         """
@@ -610,11 +706,11 @@ class UsageLedger:
         keyed, now, expires = self._keyed(claims, ttl, now)
         args = self._reserve_args(run_id, keyed, now, expires)
         try:
-            conn = _sync_take(self.url)
+            cursor = _sync_take(self.url)
             try:
-                fetched = conn.execute(_RESERVE_CALL_PYFORMAT, args).fetchone()
+                fetched = cursor.execute(_RESERVE_CALL_PYFORMAT, args).fetchone()
             finally:
-                _sync_give_back(self.url, conn)
+                _sync_give_back(self.url, cursor)
         except Exception as exc:  # psycopg's errors (a missing function, a lost server)
             raise self._fail("checking a budget", exc) from exc
         refused = int(fetched[0])
@@ -643,22 +739,22 @@ class UsageLedger:
     def _reserve_args(
         run_id: str, keyed: list[tuple[Claim, str]], now: datetime, expires: datetime
     ) -> tuple[Any, ...]:
-        locks = sorted(
-            {_lock_id(c.scope, c.key, _period_name(c.period), s, c.currency) for c, s in keyed}
+        claims = json.dumps(
+            [
+                {
+                    "scope": c.scope,
+                    "key": c.key,
+                    "period": _period_name(c.period),
+                    "period_start": s,
+                    "currency": c.currency,
+                    # Decimal as its exact text: PostgreSQL reads it back as numeric.
+                    "lim": str(c.limit),
+                    "amount": str(c.amount),
+                }
+                for c, s in keyed
+            ]
         )
-        return (
-            run_id,
-            locks,
-            [c.scope for c, _ in keyed],
-            [c.key for c, _ in keyed],
-            [_period_name(c.period) for c, _ in keyed],
-            [s for _, s in keyed],
-            [c.currency for c, _ in keyed],
-            [c.limit for c, _ in keyed],
-            [c.amount for c, _ in keyed],
-            now,
-            expires,
-        )
+        return (run_id, claims, now, expires)
 
     async def _reserve_pg(
         self,

@@ -29,6 +29,11 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
     reservation is removed when its ledger row is written (or it fails, or it expires).
 
+``budget_totals``
+    on PostgreSQL, the sum of ``budget_reservations`` per scope, key, period and currency,
+    kept with them, so that a budget check updates one row instead of summing the
+    reservations (SQLite's check sums them; the table stays empty there).
+
 Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`). Money is
 exact on both (:class:`Money`).
 """
@@ -67,6 +72,7 @@ __all__ = [
     "Money",
     "UTCDateTime",
     "budget_reservations",
+    "budget_totals",
     "conversations",
     "messages",
     "metadata",
@@ -326,4 +332,16 @@ budget_reservations = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("run_id", "scope", "key", "period"),
     Index("ix_budget_reservations_scope", "scope", "key", "period", "period_start"),
+)
+
+budget_totals = Table(
+    "budget_totals",
+    metadata,
+    Column("scope", String(16), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reserved", Money(), nullable=False),
+    PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
 )
