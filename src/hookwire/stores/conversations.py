@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -64,7 +65,15 @@ from ..errors import (
     StoreError,
 )
 from . import runner
-from .engine import ensure_schema, get_engine, get_write_engine, json_loads, redact, resolve_url
+from .engine import (
+    ensure_schema,
+    get_engine,
+    get_write_engine,
+    json_loads,
+    redact,
+    resolve_url,
+    schema_ready,
+)
 from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
 
 __all__ = [
@@ -427,7 +436,11 @@ class ConversationStore:
         if self._pid != os.getpid():
             self._start()  # forked: the parent's threads are not here
         if not self._schema_ok:
-            await runner.run(self._guard(_nothing()))
+            # A new store of a database this process already checked need not hop to the
+            # store loop and back for it: under load, those two thread switches cost more
+            # than some reads.
+            if not schema_ready(self.url, runner.get_loop()):
+                await runner.run(self._guard(_nothing()))
             self._schema_ok = True
 
     @classmethod
@@ -642,9 +655,11 @@ class ConversationStore:
         """The conversation (as :meth:`get_conversation`) with ``messages``: every message in
         the order it was stored, each with its ``parent_message_id``. One consistent snapshot."""
         conversation_id = _check_lookup_id(conversation_id)
-        await self._ready()
+        if self._pid != os.getpid():
+            self._start()  # forked: the parent's threads are not here
         reader = self._reader
         if reader is not None:
+            await self._ready()
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
@@ -654,6 +669,7 @@ class ConversationStore:
                 raise
             except Exception as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
+        # (the other paths check the schema on the store loop, in _on_loop)
         if self.url.startswith("postgresql+asyncpg"):
             return await self._on_loop(self._pg_details(owner, conversation_id))
 
@@ -682,11 +698,9 @@ class ConversationStore:
             # One snapshot for the conversation and its messages. The messages are read in
             # the order of the (conversation_id, seq) index: with the statistics of a table
             # that just grew, the planner may otherwise pick a bitmap scan and a sort, which
-            # for 10,000 messages costs the server twice as long.
-            await raw.execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                "SET LOCAL enable_bitmapscan TO off"
-            )
+            # for 10,000 messages costs the server twice as long. Times come as ISO text in
+            # UTC (see _PG_DETAIL_SELECT).
+            await raw.execute(_PG_READ_BEGIN)
             try:
                 head = await raw.fetchrow(_pg_head(counted=entry is not None), conversation_id)
                 if head is None or (owner is not None and not owner.sees(_owner_of(head))):
@@ -697,10 +711,15 @@ class ConversationStore:
                 last = 0
                 if entry is not None and entry[0] == created:
                     base, last = entry[2], entry[1]
-                rows = await raw.fetch(select + " AND seq > $2 ORDER BY seq", conversation_id, last)
-                if count is not None and len(base) + len(rows) != count:
-                    base, last = [], 0
-                    rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
+                # The collector is paused while the rows arrive too: tens of thousands of
+                # new objects would trigger collections that scan them over and over.
+                with _gc_paused():
+                    rows = await raw.fetch(
+                        select + " AND seq > $2 ORDER BY seq", conversation_id, last
+                    )
+                    if count is not None and len(base) + len(rows) != count:
+                        base, last = [], 0
+                        rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await raw.execute("ROLLBACK")
@@ -710,7 +729,7 @@ class ConversationStore:
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=False)
         cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
         with _gc_paused():
-            details["messages"] = _fresh(msgs, parse_time=False)
+            details["messages"] = _fresh(msgs, parse_time=_PG_TIME_AS_TEXT)
         return details
 
     async def list_conversations(
@@ -1456,21 +1475,32 @@ class _MessageCache:
                 self._size -= len(old[2])
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a conversation's rows become objects (a few
-    tens of milliseconds for 10,000 messages, no await inside). The rows and dicts hold no
-    cycles, and the collections that tens of thousands of new objects trigger would scan them
-    over and over: about a fifth of the time of reading a long conversation. The collector is
-    left alone if something else has turned it off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
+    tens of milliseconds for 10,000 messages). The rows and dicts hold no cycles, and the
+    collections that tens of thousands of new objects trigger would scan them over and over:
+    about a fifth of the time of reading a long conversation. Reads that overlap (threads, or
+    tasks awaiting the database) share one pause, which ends with the last of them. The
+    collector is left alone if something else has turned it off."""
+    global _gc_pausers
+    with _gc_lock:
+        paused = _gc_pausers > 0 or gc.isenabled()
+        if paused:
+            _gc_pausers += 1
+            gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if paused:
+            with _gc_lock:
+                _gc_pausers -= 1
+                if not _gc_pausers:
+                    gc.enable()
 
 
 def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
@@ -1516,7 +1546,23 @@ def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
     ]
 
 
-_PG_DETAIL_SELECT = ", ".join("metadata::text" if f == "metadata" else f for f in DETAIL_FIELDS)
+# Decoding a timestamptz makes asyncpg build a timedelta and add it to a datetime, about
+# three times the cost of parsing the same time from ISO text with fromisoformat (which on
+# Python 3.10 does not take PostgreSQL's "+00" offset). The text is in UTC and ISO form: the
+# read sets TimeZone and DateStyle for its own transaction.
+_PG_TIME_AS_TEXT = sys.version_info >= (3, 11)
+_PG_DETAIL_SELECT = ", ".join(
+    "metadata::text"
+    if f == "metadata"
+    else "message_time::text"
+    if f == "message_time" and _PG_TIME_AS_TEXT
+    else f
+    for f in DETAIL_FIELDS
+)
+_PG_READ_BEGIN = (
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan TO off; "
+    "SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'"
+)
 
 
 class _SQLiteReader:
@@ -1888,9 +1934,15 @@ def _decode_msg_cursor(cursor: Any) -> int | None:
 
 def _after_fork_in_child() -> None:
     # Threads do not survive fork: the child starts with fresh stores (new writer threads,
-    # new reader pools) instead of waiting forever on the parent's.
+    # new reader pools) instead of waiting forever on the parent's, and without the pauses of
+    # the collector that the parent's reads had in progress.
+    global _gc_lock, _gc_pausers
     ConversationStore._shared = {}
     ConversationStore._shared_lock = threading.Lock()
+    _gc_lock = threading.Lock()
+    if _gc_pausers:
+        _gc_pausers = 0
+        gc.enable()
 
 
 if hasattr(os, "register_at_fork"):
