@@ -1505,36 +1505,61 @@ def _gc_paused() -> Iterator[None]:
 
 def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
     """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS`` then ``seq``;
-    metadata as JSON text, times as text on SQLite)."""
-    # Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which
-    # is most of the cost of reading a long conversation. The keys are DETAIL_FIELDS.
-    # Metadata is JSON text, or on SQLite a bare number already (numeric affinity), or None.
+    metadata as JSON text, times as ISO text when ``parse_time``, else asyncpg's datetimes)."""
+    if not parse_time:
+        return _build(rows)
+    try:
+        return _build_parsing(rows, _dt.datetime.fromisoformat)
+    except ValueError:
+        # PostgreSQL's infinite times, which asyncpg writes for the first and last datetimes
+        return _build_parsing(rows, _time_from_text)
+
+
+_MAX_TIME = _dt.datetime.max.replace(tzinfo=_UTC)
+_MIN_TIME = _dt.datetime.min.replace(tzinfo=_UTC)
+
+
+def _time_from_text(text: str) -> _dt.datetime:
+    if text == "infinity":
+        return _MAX_TIME
+    if text == "-infinity":
+        return _MIN_TIME
+    return _dt.datetime.fromisoformat(text)
+
+
+# Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which is
+# most of the cost of reading a long conversation. The keys are DETAIL_FIELDS. Metadata is
+# JSON text, or on SQLite a bare number already (numeric affinity), or None.
+def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> list[dict[str, Any]]:
     loads = orjson.loads
-    if parse_time:
-        fromiso = _dt.datetime.fromisoformat
-        return [
-            {
-                "id": i,
-                "parent_message_id": parent,
-                "sender": sender,
-                "text": text,
-                "message_time": fromiso(at),
-                "metadata": loads(meta) if meta.__class__ is str else meta,
-                "run_id": run,
-                "model": model,
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": total,
-            }
-            for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
-        ]
     return [
         {
             "id": i,
             "parent_message_id": parent,
             "sender": sender,
             "text": text,
-            "message_time": at,
+            "message_time": parse(at),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": run,
+            "model": model,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+        }
+        for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
+    ]
+
+
+def _build(rows: list[Any]) -> list[dict[str, Any]]:
+    loads = orjson.loads
+    return [
+        {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text,
+            # asyncpg gives PostgreSQL's infinite times as naive datetimes
+            "message_time": at if at.tzinfo is not None else at.replace(tzinfo=_UTC),
             "metadata": loads(meta) if meta.__class__ is str else meta,
             "run_id": run,
             "model": model,
