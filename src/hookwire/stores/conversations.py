@@ -692,7 +692,7 @@ class ConversationStore:
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
         cache = self._messages
         entry = cache.get(conversation_id)
-        select = f"SELECT {_PG_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = $1"
+        select = f"SELECT {_PG_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             # One snapshot for the conversation and its messages. The messages are read in
@@ -727,7 +727,7 @@ class ConversationStore:
             await raw.execute("COMMIT")
         msgs = base + rows if base else list(rows)
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=False)
-        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        cache.put(conversation_id, created, _last_seq(head, last), msgs)
         with _gc_paused():
             details["messages"] = _fresh(msgs, parse_time=_PG_TIME_AS_TEXT)
         return details
@@ -1504,7 +1504,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
-    """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS`` then ``seq``;
+    """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS``;
     metadata as JSON text, times as ISO text when ``parse_time``, else asyncpg's datetimes)."""
     if not parse_time:
         return _build(rows)
@@ -1546,7 +1546,7 @@ def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> lis
             "completion_tokens": completion,
             "total_tokens": total,
         }
-        for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
+        for i, parent, sender, text, at, meta, run, model, prompt, completion, total in rows
     ]
 
 
@@ -1567,7 +1567,7 @@ def _build(rows: list[Any]) -> list[dict[str, Any]]:
             "completion_tokens": completion,
             "total_tokens": total,
         }
-        for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
+        for i, parent, sender, text, at, meta, run, model, prompt, completion, total in rows
     ]
 
 
@@ -1615,7 +1615,7 @@ class _SQLiteReader:
     ) -> dict[str, Any]:
         conn = self.conn()
         entry = cache.get(conversation_id)
-        select = f"SELECT {_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = ?"
+        select = f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1639,7 +1639,7 @@ class _SQLiteReader:
             conn.execute("COMMIT")
         msgs = base + rows if base else rows
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=True)
-        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        cache.put(conversation_id, created, _last_seq(head, last), msgs)
         details["messages"] = _fresh(msgs, parse_time=True)
         return details
 
@@ -1663,13 +1663,22 @@ _CONV_FIELDS = (
 _CONV_SELECT = ", ".join(f"c.{f}" for f in _CONV_FIELDS)
 
 
-# The head of a whole-conversation read. The message count only checks cached messages (the
-# count of a snapshot's messages is the number it reads), so a read without them skips it.
+# The head of a whole-conversation read: the conversation, the count of its messages (only
+# to check cached messages: the count of a snapshot's messages is the number it reads, so a
+# read without them skips it) and its last message's seq, which the cache keeps (selected
+# with each message, it would cost a column more per row).
 def _sqlite_head(counted: bool) -> str:
     count = (
         "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)" if counted else "NULL"
     )
-    return f"SELECT {_CONV_SELECT}, {count} FROM conversations c WHERE c.id = ?"
+    last = "(SELECT max(seq) FROM messages m WHERE m.conversation_id = c.id)"
+    return f"SELECT {_CONV_SELECT}, {count}, {last} FROM conversations c WHERE c.id = ?"
+
+
+def _last_seq(head: Sequence[Any], cached: int) -> int:
+    """The seq of the last message a read saw: the head's, or the cached one's."""
+    last = head[len(_CONV_FIELDS) + 1]
+    return cached if last is None else int(last)
 
 
 def _pg_head(counted: bool) -> str:
