@@ -663,3 +663,116 @@ def test_writers_on_another_threads_loop(db_url: str) -> None:
         assert len(set(mine)) == 15
         assert [by_id[i]["text"] for i in mine] == [f"{k}:{i}" for i in range(15)]
         assert [by_id[i]["parent_message_id"] for i in mine] == [None, *mine[:-1]]
+
+
+_EDGE_TIMES = [
+    dt.datetime(2023, 5, 15, 14, 30, tzinfo=UTC),  # no fraction
+    dt.datetime(2023, 5, 15, 14, 30, 0, 1, tzinfo=UTC),
+    dt.datetime(2023, 5, 15, 14, 30, 0, 120000, tzinfo=UTC),  # trailing zeros
+    dt.datetime(2023, 5, 15, 14, 30, 59, 999999, tzinfo=UTC),
+    dt.datetime(1, 1, 1, tzinfo=UTC),
+    dt.datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    dt.datetime(2024, 2, 29, 12, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+]
+
+
+async def test_message_times_read_back_as_the_same_instant_in_utc(db_url: str) -> None:
+    # PostgreSQL reads of whole conversations get times as text (cheaper than asyncpg's
+    # datetimes): they must come back as the same aware UTC datetimes as every other read.
+    store = ConversationStore(db_url)
+    me = owner()
+    cid = await store.create_conversation(me)
+    for when in _EDGE_TIMES:
+        await store.add_message(me, cid, "x", "end_user", message_time=when)
+    for fresh in (ConversationStore(db_url), ConversationStore(db_url), store, store):
+        got = [
+            m["message_time"] for m in (await fresh.get_conversation_details(me, cid))["messages"]
+        ]
+        assert got == _EDGE_TIMES
+        assert all(type(t) is dt.datetime and t.tzinfo is UTC for t in got)
+    paged = [m["message_time"] for m in await store.get_messages(me, cid)]
+    assert paged == got
+
+
+@pytest.mark.postgres
+async def test_postgres_message_times_do_not_depend_on_the_session_time_zone(
+    pg_database_url: str,
+) -> None:
+    from sqlalchemy import text
+
+    from hookwire.stores import engine
+
+    store = ConversationStore(pg_database_url)
+    me = owner()
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "x", "end_user", message_time=_EDGE_TIMES[3])
+    name = pg_database_url.rsplit("/", 1)[1]
+
+    async def default_time_zone(tz: str | None) -> None:
+        async with engine.get_engine(pg_database_url).connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            setting = "RESET timezone" if tz is None else f"SET timezone TO '{tz}'"
+            await conn.execute(text(f'ALTER DATABASE "{name}" {setting}'))
+        await engine.dispose_engines()  # new connections take the database's default
+
+    await runner.run(default_time_zone("Asia/Kathmandu"))  # +05:45
+    try:
+        details = await ConversationStore(pg_database_url).get_conversation_details(me, cid)
+    finally:
+        await runner.run(default_time_zone(None))
+    [message] = details["messages"]
+    assert message["message_time"] == _EDGE_TIMES[3]
+    assert message["message_time"].tzinfo is UTC
+
+
+def test_collector_pauses_overlap_and_respect_a_disabled_collector() -> None:
+    import gc
+
+    from hookwire.stores.conversations import _gc_paused
+
+    assert gc.isenabled()
+    try:
+        with _gc_paused():
+            assert not gc.isenabled()
+            with _gc_paused():  # an overlapping read (nested here, as it would interleave)
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the first read is still building its messages
+        assert gc.isenabled()
+        first, second = _gc_paused(), _gc_paused()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the one that paused ends first
+        assert not gc.isenabled()
+        second.__exit__(None, None, None)
+        assert gc.isenabled()
+        gc.disable()  # turned off by the application: left off
+        with _gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the schema check crosses to the store loop and back; a database this process already
+    # checked is not checked again by each new store (SQLite reads then never hop at all,
+    # PostgreSQL reads once, to run on the store loop)
+    me = owner()
+    store = ConversationStore(db_url)
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "x", "end_user")
+    hops: list[object] = []
+    real_run = runner.run
+
+    def counted(coro: Any) -> Any:
+        hops.append(coro)
+        return real_run(coro)
+
+    monkeypatch.setattr(runner, "run", counted)
+    details = await ConversationStore(db_url).get_conversation_details(me, cid)
+    assert [m["text"] for m in details["messages"]] == ["x"]
+    expected = 0 if ConversationStore(db_url)._reader is not None else 1
+    assert len(hops) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -174,11 +175,21 @@ async def test_run_from_another_loop(tmp_path: Path) -> None:
     assert await runner.run(engine.schema_revision(url)) == engine.head_revision()
 
 
+async def test_schema_ready_once_checked_on_that_loop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ready.db"
+    store_loop = runner.get_loop()
+    assert not engine.schema_ready(url, store_loop)
+    await runner.run(engine.ensure_schema(url))
+    assert engine.schema_ready(url, store_loop)
+    # the same database by another spelling of its URL, and not on another loop
+    assert engine.schema_ready(f"sqlite+aiosqlite:///{tmp_path}/ready.db", store_loop)
+    assert not engine.schema_ready(url, asyncio.get_running_loop())
+
+
 def test_concurrent_first_use_from_several_loops_migrates_once(tmp_path: Path) -> None:
     # History and accounting handlers each set up the database on their own event loop; on a
     # fresh file they do it at the same moment. Alembic's script loading is not thread-safe,
     # so this used to fail with KeyError('script') and lose the first write.
-    import asyncio
     import threading
 
     for round_ in range(3):

@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -64,7 +65,15 @@ from ..errors import (
     StoreError,
 )
 from . import runner
-from .engine import ensure_schema, get_engine, get_write_engine, json_loads, redact, resolve_url
+from .engine import (
+    ensure_schema,
+    get_engine,
+    get_write_engine,
+    json_loads,
+    redact,
+    resolve_url,
+    schema_ready,
+)
 from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
 
 __all__ = [
@@ -427,7 +436,11 @@ class ConversationStore:
         if self._pid != os.getpid():
             self._start()  # forked: the parent's threads are not here
         if not self._schema_ok:
-            await runner.run(self._guard(_nothing()))
+            # A new store of a database this process already checked need not hop to the
+            # store loop and back for it: under load, those two thread switches cost more
+            # than some reads.
+            if not schema_ready(self.url, runner.get_loop()):
+                await runner.run(self._guard(_nothing()))
             self._schema_ok = True
 
     @classmethod
@@ -642,9 +655,11 @@ class ConversationStore:
         """The conversation (as :meth:`get_conversation`) with ``messages``: every message in
         the order it was stored, each with its ``parent_message_id``. One consistent snapshot."""
         conversation_id = _check_lookup_id(conversation_id)
-        await self._ready()
+        if self._pid != os.getpid():
+            self._start()  # forked: the parent's threads are not here
         reader = self._reader
         if reader is not None:
+            await self._ready()
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
@@ -654,6 +669,7 @@ class ConversationStore:
                 raise
             except Exception as exc:
                 raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
+        # (the other paths check the schema on the store loop, in _on_loop)
         if self.url.startswith("postgresql+asyncpg"):
             return await self._on_loop(self._pg_details(owner, conversation_id))
 
@@ -676,17 +692,15 @@ class ConversationStore:
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
         cache = self._messages
         entry = cache.get(conversation_id)
-        select = f"SELECT {_PG_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = $1"
+        select = f"SELECT {_PG_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
             # One snapshot for the conversation and its messages. The messages are read in
             # the order of the (conversation_id, seq) index: with the statistics of a table
             # that just grew, the planner may otherwise pick a bitmap scan and a sort, which
-            # for 10,000 messages costs the server twice as long.
-            await raw.execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                "SET LOCAL enable_bitmapscan TO off"
-            )
+            # for 10,000 messages costs the server twice as long. Times come as ISO text in
+            # UTC (see _PG_DETAIL_SELECT).
+            await raw.execute(_PG_READ_BEGIN)
             try:
                 head = await raw.fetchrow(_pg_head(counted=entry is not None), conversation_id)
                 if head is None or (owner is not None and not owner.sees(_owner_of(head))):
@@ -697,10 +711,15 @@ class ConversationStore:
                 last = 0
                 if entry is not None and entry[0] == created:
                     base, last = entry[2], entry[1]
-                rows = await raw.fetch(select + " AND seq > $2 ORDER BY seq", conversation_id, last)
-                if count is not None and len(base) + len(rows) != count:
-                    base, last = [], 0
-                    rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
+                # The collector is paused while the rows arrive too: tens of thousands of
+                # new objects would trigger collections that scan them over and over.
+                with _gc_paused():
+                    rows = await raw.fetch(
+                        select + " AND seq > $2 ORDER BY seq", conversation_id, last
+                    )
+                    if count is not None and len(base) + len(rows) != count:
+                        base, last = [], 0
+                        rows = await raw.fetch(select + " ORDER BY seq", conversation_id)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await raw.execute("ROLLBACK")
@@ -708,9 +727,9 @@ class ConversationStore:
             await raw.execute("COMMIT")
         msgs = base + rows if base else list(rows)
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=False)
-        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        cache.put(conversation_id, created, _last_seq(head, last), msgs)
         with _gc_paused():
-            details["messages"] = _fresh(msgs, parse_time=False)
+            details["messages"] = _fresh(msgs, parse_time=_PG_TIME_AS_TEXT)
         return details
 
     async def list_conversations(
@@ -1456,55 +1475,70 @@ class _MessageCache:
                 self._size -= len(old[2])
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a conversation's rows become objects (a few
-    tens of milliseconds for 10,000 messages, no await inside). The rows and dicts hold no
-    cycles, and the collections that tens of thousands of new objects trigger would scan them
-    over and over: about a fifth of the time of reading a long conversation. The collector is
-    left alone if something else has turned it off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
+    tens of milliseconds for 10,000 messages). The rows and dicts hold no cycles, and the
+    collections that tens of thousands of new objects trigger would scan them over and over:
+    about a fifth of the time of reading a long conversation. Reads that overlap (threads, or
+    tasks awaiting the database) share one pause, which ends with the last of them. The
+    collector is left alone if something else has turned it off."""
+    global _gc_pausers
+    with _gc_lock:
+        paused = _gc_pausers > 0 or gc.isenabled()
+        if paused:
+            _gc_pausers += 1
+            gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if paused:
+            with _gc_lock:
+                _gc_pausers -= 1
+                if not _gc_pausers:
+                    gc.enable()
 
 
 def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
-    """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS`` then ``seq``;
-    metadata as JSON text, times as text on SQLite)."""
-    # Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which
-    # is most of the cost of reading a long conversation. The keys are DETAIL_FIELDS.
-    # Metadata is JSON text, or on SQLite a bare number already (numeric affinity), or None.
+    """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS``;
+    metadata as JSON text, times as ISO text when ``parse_time``, else asyncpg's datetimes)."""
+    if not parse_time:
+        return _build(rows)
+    try:
+        return _build_parsing(rows, _dt.datetime.fromisoformat)
+    except ValueError:
+        # PostgreSQL's infinite times, which asyncpg writes for the first and last datetimes
+        return _build_parsing(rows, _time_from_text)
+
+
+_MAX_TIME = _dt.datetime.max.replace(tzinfo=_UTC)
+_MIN_TIME = _dt.datetime.min.replace(tzinfo=_UTC)
+
+
+def _time_from_text(text: str) -> _dt.datetime:
+    if text == "infinity":
+        return _MAX_TIME
+    if text == "-infinity":
+        return _MIN_TIME
+    return _dt.datetime.fromisoformat(text)
+
+
+# Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which is
+# most of the cost of reading a long conversation. The keys are DETAIL_FIELDS. Metadata is
+# JSON text, or on SQLite a bare number already (numeric affinity), or None.
+def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> list[dict[str, Any]]:
     loads = orjson.loads
-    if parse_time:
-        fromiso = _dt.datetime.fromisoformat
-        return [
-            {
-                "id": i,
-                "parent_message_id": parent,
-                "sender": sender,
-                "text": text,
-                "message_time": fromiso(at),
-                "metadata": loads(meta) if meta.__class__ is str else meta,
-                "run_id": run,
-                "model": model,
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": total,
-            }
-            for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
-        ]
     return [
         {
             "id": i,
             "parent_message_id": parent,
             "sender": sender,
             "text": text,
-            "message_time": at,
+            "message_time": parse(at),
             "metadata": loads(meta) if meta.__class__ is str else meta,
             "run_id": run,
             "model": model,
@@ -1512,11 +1546,48 @@ def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
             "completion_tokens": completion,
             "total_tokens": total,
         }
-        for i, parent, sender, text, at, meta, run, model, prompt, completion, total, _ in rows
+        for i, parent, sender, text, at, meta, run, model, prompt, completion, total in rows
     ]
 
 
-_PG_DETAIL_SELECT = ", ".join("metadata::text" if f == "metadata" else f for f in DETAIL_FIELDS)
+def _build(rows: list[Any]) -> list[dict[str, Any]]:
+    loads = orjson.loads
+    return [
+        {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text,
+            # asyncpg gives PostgreSQL's infinite times as naive datetimes
+            "message_time": at if at.tzinfo is not None else at.replace(tzinfo=_UTC),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": run,
+            "model": model,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+        }
+        for i, parent, sender, text, at, meta, run, model, prompt, completion, total in rows
+    ]
+
+
+# Decoding a timestamptz makes asyncpg build a timedelta and add it to a datetime, about
+# three times the cost of parsing the same time from ISO text with fromisoformat (which on
+# Python 3.10 does not take PostgreSQL's "+00" offset). The text is in UTC and ISO form: the
+# read sets TimeZone and DateStyle for its own transaction.
+_PG_TIME_AS_TEXT = sys.version_info >= (3, 11)
+_PG_DETAIL_SELECT = ", ".join(
+    "metadata::text"
+    if f == "metadata"
+    else "message_time::text"
+    if f == "message_time" and _PG_TIME_AS_TEXT
+    else f
+    for f in DETAIL_FIELDS
+)
+_PG_READ_BEGIN = (
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan TO off; "
+    "SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'"
+)
 
 
 class _SQLiteReader:
@@ -1544,7 +1615,7 @@ class _SQLiteReader:
     ) -> dict[str, Any]:
         conn = self.conn()
         entry = cache.get(conversation_id)
-        select = f"SELECT {_DETAIL_SELECT}, seq FROM messages WHERE conversation_id = ?"
+        select = f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1568,7 +1639,7 @@ class _SQLiteReader:
             conn.execute("COMMIT")
         msgs = base + rows if base else rows
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=True)
-        cache.put(conversation_id, created, rows[-1][-1] if rows else last, msgs)
+        cache.put(conversation_id, created, _last_seq(head, last), msgs)
         details["messages"] = _fresh(msgs, parse_time=True)
         return details
 
@@ -1592,13 +1663,22 @@ _CONV_FIELDS = (
 _CONV_SELECT = ", ".join(f"c.{f}" for f in _CONV_FIELDS)
 
 
-# The head of a whole-conversation read. The message count only checks cached messages (the
-# count of a snapshot's messages is the number it reads), so a read without them skips it.
+# The head of a whole-conversation read: the conversation, the count of its messages (only
+# to check cached messages: the count of a snapshot's messages is the number it reads, so a
+# read without them skips it) and its last message's seq, which the cache keeps (selected
+# with each message, it would cost a column more per row).
 def _sqlite_head(counted: bool) -> str:
     count = (
         "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)" if counted else "NULL"
     )
-    return f"SELECT {_CONV_SELECT}, {count} FROM conversations c WHERE c.id = ?"
+    last = "(SELECT max(seq) FROM messages m WHERE m.conversation_id = c.id)"
+    return f"SELECT {_CONV_SELECT}, {count}, {last} FROM conversations c WHERE c.id = ?"
+
+
+def _last_seq(head: Sequence[Any], cached: int) -> int:
+    """The seq of the last message a read saw: the head's, or the cached one's."""
+    last = head[len(_CONV_FIELDS) + 1]
+    return cached if last is None else int(last)
 
 
 def _pg_head(counted: bool) -> str:
@@ -1888,9 +1968,15 @@ def _decode_msg_cursor(cursor: Any) -> int | None:
 
 def _after_fork_in_child() -> None:
     # Threads do not survive fork: the child starts with fresh stores (new writer threads,
-    # new reader pools) instead of waiting forever on the parent's.
+    # new reader pools) instead of waiting forever on the parent's, and without the pauses of
+    # the collector that the parent's reads had in progress.
+    global _gc_lock, _gc_pausers
     ConversationStore._shared = {}
     ConversationStore._shared_lock = threading.Lock()
+    _gc_lock = threading.Lock()
+    if _gc_pausers:
+        _gc_pausers = 0
+        gc.enable()
 
 
 if hasattr(os, "register_at_fork"):

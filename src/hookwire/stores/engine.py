@@ -47,6 +47,7 @@ __all__ = [
     "is_sqlite",
     "json_loads",
     "resolve_url",
+    "schema_ready",
     "schema_revision",
     "upgrade",
 ]
@@ -363,6 +364,12 @@ def _auto_migrate(url: str) -> bool:
     if flag in ("0", "false", "no", "off"):
         return False
     return is_sqlite(url)
+
+
+def schema_ready(url: str | None, loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether :func:`ensure_schema` has already succeeded for ``url`` on ``loop``: code on
+    another thread can then skip the hop to ``loop`` that checking again would cost."""
+    return (resolve_url(url), id(loop)) in _ready
 
 
 async def ensure_schema(url: str | None = None) -> None:
