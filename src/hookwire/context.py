@@ -159,7 +159,7 @@ class trace:
         self._tags = tuple(tags) if tags else ()
         self._metadata = dict(metadata) if metadata else None
         self._run_id = run_id
-        self._context = _check_context(context)
+        self._context = _check_context(context) if context else _EMPTY
         self._token: contextvars.Token[dict[str, Any]] | None = None
         self._run_token: contextvars.Token[Run | None] | None = None
         self.run: Run | None = None
