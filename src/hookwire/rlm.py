@@ -511,21 +511,32 @@ class RLM:
         context: Mapping[str, Any],
         name: str,
     ) -> RunResult:
-        """``_execute`` without delivering tokens, as a plain call: the same run and events,
-        without a generator to create and drive on every run."""
-        prompt = self._check_prompt(prompt)
-        tr = self._trace(prompt, context, name)
+        """``_execute`` without delivering tokens, as a plain call: the same run and events.
+
+        This is the path of every ``run()``, so it is written flat: no generator to drive,
+        and the helpers ``_execute`` calls are inlined for the common case (no memory, no
+        system prompt, no history; an answer without tool calls).
+        """
+        if not isinstance(prompt, str):
+            self._check_prompt(prompt)  # raises
+        tr = _RunTrace(name, callbacks=self.callbacks, input=prompt, **context)
         tally = _Tally()
         with tr as run:
             try:
-                recalled = self._recall(prompt) if self.memory is not None else []
-                messages = self._begin(history, prompt, recalled)
+                if self.memory is None and not history and not self.system_prompt:
+                    messages = [{"role": "user", "content": prompt}]
+                else:
+                    recalled = self._recall(prompt) if self.memory is not None else []
+                    messages = self._begin(history, prompt, recalled)
                 kw = self._call_kw(self.tools)
                 generate = self.llm.generate
                 for step in range(1, self.max_steps + 1):
                     response = generate(messages, **kw)
-                    if self._answered(step, response, messages, tally):
+                    if not response.tool_calls:
+                        tally.add(response)
+                        messages.append({"role": "assistant", "content": response.content or None})
                         break
+                    self._answered(step, response, messages, tally)
                 answer = response.content
                 if self.memory is not None:
                     self._store(self._exchange(prompt, answer))

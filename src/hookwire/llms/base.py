@@ -566,13 +566,18 @@ class BaseLLM:
     # -- sync engine ----------------------------------------------------------------------------
 
     def _start(self, call: _Call) -> None:
-        prompt = call.request.messages
-        params = self._invocation_params(call.request)
+        params: dict[str, Any] | None = None
         try:
             for m in call.managers:
-                if m.listens("on_llm_start"):  # else no copy of the prompt for a no-op
+                # A hook nobody listens to is skipped: no prompt copy, no parameters.
+                if m.listens("on_llm_start"):
+                    if params is None:
+                        params = self._invocation_params(call.request)
                     m.on_llm_start(
-                        list(prompt), invocation_params=params, stream=call.stream, **call.kw
+                        list(call.request.messages),
+                        invocation_params=params,
+                        stream=call.stream,
+                        **call.kw,
                     )
         except CallbackAbort as abort:
             self._aborted(call, abort)
@@ -721,7 +726,8 @@ class BaseLLM:
         return self._end(call, response)
 
     def _end(self, call: _Call, response: LLMResponse) -> LLMResponse:
-        response = self._finish(call, response)
+        if response.cost is None or response.model is None or response.provider is None:
+            response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
             m.on_llm_end(response, **end_kw)
@@ -730,13 +736,17 @@ class BaseLLM:
     # -- async engine ---------------------------------------------------------------------------
 
     async def _astart(self, call: _Call) -> None:
-        prompt = call.request.messages
-        params = self._invocation_params(call.request)
+        params: dict[str, Any] | None = None
         try:
             for m in call.managers:
                 if m.listens("on_llm_start"):
+                    if params is None:
+                        params = self._invocation_params(call.request)
                     await m.aon_llm_start(
-                        list(prompt), invocation_params=params, stream=call.stream, **call.kw
+                        list(call.request.messages),
+                        invocation_params=params,
+                        stream=call.stream,
+                        **call.kw,
                     )
         except CallbackAbort as abort:
             await self._aaborted(call, abort)
@@ -895,7 +905,8 @@ class BaseLLM:
         return await self._aend(call, response)
 
     async def _aend(self, call: _Call, response: LLMResponse) -> LLMResponse:
-        response = self._finish(call, response)
+        if response.cost is None or response.model is None or response.provider is None:
+            response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
             await m.aon_llm_end(response, **end_kw)
