@@ -517,12 +517,12 @@ class RLM:
         and the helpers ``_execute`` calls are inlined for the common case (no memory, no
         system prompt, no history; an answer without tool calls).
         """
-        if not isinstance(prompt, str):
-            self._check_prompt(prompt)  # raises
+        prompt = self._check_prompt(prompt)
         tr = _RunTrace(name, callbacks=self.callbacks, input=prompt, **context)
         tally = _Tally()
         with tr as run:
             try:
+                messages: list[dict[str, Any]]
                 if self.memory is None and not history and not self.system_prompt:
                     messages = [{"role": "user", "content": prompt}]
                 else:
@@ -533,6 +533,8 @@ class RLM:
                 for step in range(1, self.max_steps + 1):
                     response = generate(messages, **kw)
                     if not response.tool_calls:
+                        # _answered's first lines, for an answer (_assistant_message without
+                        # tool calls)
                         tally.add(response)
                         messages.append({"role": "assistant", "content": response.content or None})
                         break
