@@ -533,14 +533,18 @@ class BaseLLM:
         if usage is None:
             # The server sent no usage chunk (stream_options unsupported): count what we saw.
             usage = Usage(prompt_tokens=0, completion_tokens=len(parts))
+        model = end.model or call.request.model
+        provider = self.provider
+        # Priced here, so _finish finds the record complete and need not copy it.
         return LLMResponse(
             content=text,
             usage=usage,
-            model=end.model or call.request.model,
+            model=model,
             finish_reason=end.finish_reason,
             tool_calls=end.tool_calls,
-            provider=self.provider,
+            provider=provider,
             id=end.id,
+            cost=price(model, usage, provider),
         )
 
     def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:

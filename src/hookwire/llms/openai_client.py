@@ -366,25 +366,34 @@ class ChunkState:
         if self.id is None:
             self.id = getattr(chunk, "id", None)
             self.model = getattr(chunk, "model", None)
-        usage = getattr(chunk, "usage", None)
+        try:
+            # Plain attribute reads (this runs once per token); the SDK's chunk models have
+            # both fields, a server's odd chunk may lack them.
+            usage = chunk.usage
+            choices = chunk.choices
+        except AttributeError:
+            usage = getattr(chunk, "usage", None)
+            choices = getattr(chunk, "choices", None)
         if usage is not None:
             self.usage = _usage(usage)
-        choices = getattr(chunk, "choices", None)
         if not choices:
             return None
         choice = choices[0]
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
+        finish = choice.finish_reason
+        if finish:
+            self.finish_reason = finish
         delta = choice.delta
         if delta is None:
             return None
-        for d in delta.tool_calls or ():
-            slot = self.calls.setdefault(d.index, ["", "", ""])
-            if d.id:
-                slot[0] = d.id
-            if d.function is not None:
-                slot[1] += d.function.name or ""
-                slot[2] += d.function.arguments or ""
+        tool_calls = delta.tool_calls
+        if tool_calls:
+            for d in tool_calls:
+                slot = self.calls.setdefault(d.index, ["", "", ""])
+                if d.id:
+                    slot[0] = d.id
+                if d.function is not None:
+                    slot[1] += d.function.name or ""
+                    slot[2] += d.function.arguments or ""
         content: str | None = delta.content
         return content
 
