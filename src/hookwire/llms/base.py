@@ -244,9 +244,14 @@ class _Call:
         self.t0 = 0.0
         self.ttft: float | None = None
         if stream:
-            listening = [m for m in managers if m.listens(_TOKEN_HOOK)]
-            self.token_fns = tuple(m.on_llm_new_token for m in listening)
-            self.atoken_fns = tuple(m.aon_llm_new_token for m in listening)
+            token_fns: list[Callable[..., Any]] = []
+            atoken_fns: list[Callable[..., Any]] = []
+            for m in managers:
+                if m.listens(_TOKEN_HOOK):
+                    token_fns.append(m.on_llm_new_token)
+                    atoken_fns.append(m.aon_llm_new_token)
+            self.token_fns = tuple(token_fns)
+            self.atoken_fns = tuple(atoken_fns)
         else:
             # Only streamed attempts dispatch tokens.
             self.token_fns = self.atoken_fns = ()
