@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage
+from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage, dispatch
 from hookwire.errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from hookwire.events import LLMEndEvent, LLMStartEvent
 from hookwire.testing import RecordingCallback, capture_events
@@ -265,6 +265,47 @@ def test_a_full_queue_blocks_by_default_and_loses_nothing() -> None:
     assert m.flush(timeout=10)
     assert h.seen == [str(i) for i in range(30)]
     assert m.stats()["dropped"] == {"Tiny": 0}
+
+
+def test_a_lingering_worker_is_not_woken_per_event_and_flush_cuts_the_linger_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatch, "_LINGER", 30.0)
+    h = Slow()
+    m = CallbackManager([h])
+    lane = m._lanes[id(h)]
+    m.on_llm_new_token("first")  # wakes the idle worker, which then lingers
+    deadline = time.monotonic() + 10
+    while h.seen != ["first"] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert h.seen == ["first"]
+    for t in "abc":
+        m.on_llm_new_token(t)
+    assert not lane._wake.is_set(), "events for a lingering worker do not wake it"
+    assert m.flush(timeout=5), "flush() wakes a lingering worker"
+    assert h.seen == ["first", "a", "b", "c"]
+    assert m.close(timeout=5)
+
+
+def test_a_full_queue_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "_LINGER", 30.0)
+
+    class One(Slow):
+        queue_size = 1
+
+    h = One()
+    m = CallbackManager([h])
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(5):
+            m.on_llm_new_token(str(i))
+        done.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    assert done.wait(10), "the producer waits for the worker, not for its linger"
+    assert m.close(timeout=5)
+    assert h.seen == [str(i) for i in range(5)]
 
 
 def test_a_full_queue_drops_and_counts_when_asked() -> None:

@@ -137,14 +137,7 @@ class ConversationAgent:
 
     def process_message_sync(self, text: str, **context: Any) -> RunResult:
         """``process_message`` for code without an event loop."""
-        gen = self.runner._execute(
-            text, self._history(), self._context(context), self.name, deliver=False
-        )
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            result: RunResult = stop.value
+        result = self.runner._run_sync(text, self._history(), self._context(context), self.name)
         self._remember(text, result)
         return result
 

@@ -159,7 +159,7 @@ class trace:
         self._tags = tuple(tags) if tags else ()
         self._metadata = dict(metadata) if metadata else None
         self._run_id = run_id
-        self._context = _check_context(context)
+        self._context = _check_context(context) if context else _EMPTY
         self._token: contextvars.Token[dict[str, Any]] | None = None
         self._run_token: contextvars.Token[Run | None] | None = None
         self.run: Run | None = None
@@ -178,6 +178,13 @@ class trace:
     def _open(self) -> Run:
         parent = _CONTEXT.get()
         run_id = self._run_id or new_id()
+        if not parent and not self._context and not self._tags and not self._metadata:
+            # An outermost run with nothing to inherit: the dicts below, built directly.
+            name = self.name
+            self._start_kw = {"trace_id": run_id, "run_id": run_id, "name": name}
+            self._child = {"trace_id": run_id, "parent_run_id": run_id, "depth": 1}
+            run = self.run = Run(name, run_id, run_id, None, 0)
+            return run
         trace_id = parent.get("trace_id") or run_id
         depth = parent.get("depth", 0)
         own = {**parent, **self._context}
@@ -223,7 +230,9 @@ class trace:
         run = self._open()
         if manager is not None:
             manager.on_run_start(self.input, **self._start_kw)
-        self._activate(run)
+        # _activate, inline (this runs around every RLM call)
+        self._token = _CONTEXT.set(self._child)
+        self._run_token = _RUN.set(run)
         return run
 
     def __exit__(
@@ -232,7 +241,13 @@ class trace:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close()
+        # _close, inline
+        if self._token is not None:
+            _CONTEXT.reset(self._token)
+            self._token = None
+        if self._run_token is not None:
+            _RUN.reset(self._run_token)
+            self._run_token = None
         manager = self._manager
         if manager is not None and self.run is not None:
             manager.on_run_end(self.run.output, **self._end_kw(exc))

@@ -67,7 +67,8 @@ class RunResult:
 class _RunTrace(trace):
     """A ``trace`` whose ``on_run_end`` also carries the run's usage, cost and model."""
 
-    end_extra: dict[str, Any]
+    #: Set by the runner before the run ends (never mutated in place).
+    end_extra: Mapping[str, Any] = {}
 
     def _get_manager(self) -> CallbackManager | None:
         # The runner always passes its manager: no per-run import or conversion.
@@ -76,9 +77,14 @@ class _RunTrace(trace):
         return self._manager
 
     def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
+        if error is None:
+            return {**self._start_kw, **self.end_extra}
         kw = super()._end_kw(error)
-        kw.update(getattr(self, "end_extra", {}))
+        kw.update(self.end_extra)
         return kw
+
+
+_NO_USAGE = Usage()
 
 
 class _Tally:
@@ -87,20 +93,32 @@ class _Tally:
     __slots__ = ("cost", "model", "responses", "unknown_cost", "usage")
 
     def __init__(self) -> None:
-        self.usage = Usage()
+        self.usage = _NO_USAGE
         self.cost: Decimal | None = None
         self.unknown_cost = False
         self.model: str | None = None
         self.responses: list[LLMResponse] = []
 
     def add(self, response: LLMResponse) -> None:
-        self.responses.append(response)
+        responses = self.responses
+        responses.append(response)
+        cost = response.cost
+        if len(responses) == 1:
+            # The first call's figures are the sums so far (Usage is immutable: shared, not
+            # copied).
+            self.usage = response.usage
+            self.model = response.model or None
+            if cost is None:
+                self.unknown_cost = True
+            else:
+                self.cost = Decimal(0) + cost  # as a sum, rounded in the same context
+            return
         self.usage = self.usage + response.usage
         self.model = response.model or self.model
-        if response.cost is None:
+        if cost is None:
             self.unknown_cost = True
         else:
-            self.cost = (self.cost or Decimal(0)) + response.cost
+            self.cost = (self.cost or Decimal(0)) + cost
 
     def total_cost(self) -> Decimal | None:
         return None if self.unknown_cost else self.cost
@@ -110,7 +128,7 @@ class _Tally:
         return RunResult(
             content=answer,
             usage=self.usage,
-            cost=self.total_cost(),
+            cost=None if self.unknown_cost else self.cost,
             run_id=run.run_id,
             trace_id=run.trace_id,
             model=self.model,
@@ -121,7 +139,7 @@ class _Tally:
 
     def end_kw(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"usage": self.usage}
-        cost = self.total_cost()
+        cost = None if self.unknown_cost else self.cost
         if cost is not None:
             kw["cost"] = cost
         if self.model is not None:
@@ -264,12 +282,7 @@ class RLM:
 
     def run(self, prompt: str, **context: Any) -> RunResult:
         """Answer ``prompt``; ``context`` sets request context (``user_id=...``, ...)."""
-        gen = self._execute(prompt, (), context, self.name, deliver=False)
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return self._run_sync(prompt, (), context, self.name)
 
     async def arun(self, prompt: str, **context: Any) -> RunResult:
         """``run`` for asyncio."""
@@ -424,7 +437,8 @@ class RLM:
         self, history: Sequence[Mapping[str, Any]], prompt: str, recalled: list[str]
     ) -> list[dict[str, Any]]:
         messages = self._opening()
-        messages.extend(dict(m) for m in history)
+        if history:
+            messages.extend(dict(m) for m in history)
         if recalled:
             messages.append(
                 {"role": "system", "content": f"{MEMORY_PREFIX} " + " | ".join(recalled)}
@@ -461,7 +475,6 @@ class RLM:
         prompt = self._check_prompt(prompt)
         tr = self._trace(prompt, context, name)
         tally = _Tally()
-        tr.end_extra = {}
         with tr as run:
             try:
                 recalled = self._recall(prompt) if self.memory is not None else []
@@ -478,25 +491,8 @@ class RLM:
                         assert response is not None
                     else:
                         response = self.llm.generate(messages, **kw)
-                    tally.add(response)
-                    messages.append(self._assistant_message(response))
-                    if not response.tool_calls:
+                    if self._answered(step, response, messages, tally):
                         break
-                    if step == self.max_steps:
-                        # No step is left to give the model the tools' results: don't run them.
-                        error = self._too_many_steps()
-                        self.callbacks.on_error(error, stage="run")
-                        raise error
-                    for call in response.tool_calls:
-                        output = run_tool(self.tools, call, self.callbacks)
-                        messages.append(
-                            {
-                                "role": "tool",
-                                "tool_call_id": call.id,
-                                "name": call.name,
-                                "content": output,
-                            }
-                        )
                 assert response is not None  # max_steps >= 1, so the loop ran
                 answer = response.content
                 if self.memory is not None:
@@ -507,6 +503,71 @@ class RLM:
         result = tally.result(answer, run, messages)
         self.last_result = result
         return result
+
+    def _run_sync(
+        self,
+        prompt: str,
+        history: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any],
+        name: str,
+    ) -> RunResult:
+        """``_execute`` without delivering tokens, as a plain call: the same run and events.
+
+        This is the path of every ``run()``, so it is written flat: no generator to drive,
+        and the helpers ``_execute`` calls are inlined for the common case (no memory, no
+        system prompt, no history; an answer without tool calls).
+        """
+        prompt = self._check_prompt(prompt)
+        tr = _RunTrace(name, callbacks=self.callbacks, input=prompt, **context)
+        tally = _Tally()
+        with tr as run:
+            try:
+                messages: list[dict[str, Any]]
+                if self.memory is None and not history and not self.system_prompt:
+                    messages = [{"role": "user", "content": prompt}]
+                else:
+                    recalled = self._recall(prompt) if self.memory is not None else []
+                    messages = self._begin(history, prompt, recalled)
+                kw = self._call_kw(self.tools)
+                generate = self.llm.generate
+                for step in range(1, self.max_steps + 1):
+                    response = generate(messages, **kw)
+                    if not response.tool_calls:
+                        # _answered's first lines, for an answer (_assistant_message without
+                        # tool calls)
+                        tally.add(response)
+                        messages.append({"role": "assistant", "content": response.content or None})
+                        break
+                    self._answered(step, response, messages, tally)
+                answer = response.content
+                if self.memory is not None:
+                    self._store(self._exchange(prompt, answer))
+                run.output = answer
+            finally:
+                tr.end_extra = tally.end_kw()
+        result = tally.result(answer, run, messages)
+        self.last_result = result
+        return result
+
+    def _answered(
+        self, step: int, response: LLMResponse, messages: list[dict[str, Any]], tally: _Tally
+    ) -> bool:
+        """Record one model answer; run the tools it asks for. True when it is the answer."""
+        tally.add(response)
+        messages.append(self._assistant_message(response))
+        if not response.tool_calls:
+            return True
+        if step == self.max_steps:
+            # No step is left to give the model the tools' results: don't run them.
+            error = self._too_many_steps()
+            self.callbacks.on_error(error, stage="run")
+            raise error
+        for call in response.tool_calls:
+            output = run_tool(self.tools, call, self.callbacks)
+            messages.append(
+                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": output}
+            )
+        return False
 
     async def _aexecute(
         self,
@@ -519,7 +580,6 @@ class RLM:
         prompt = self._check_prompt(prompt)
         tr = self._trace(prompt, context, name)
         tally = _Tally()
-        tr.end_extra = {}
         async with tr as run:
             try:
                 recalled = await self._arecall(prompt) if self.memory is not None else []

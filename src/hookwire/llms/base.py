@@ -169,13 +169,15 @@ def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
     """``messages`` as a new list of message dicts (a text becomes one user message)."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    if isinstance(messages, Mapping):
+    # ``type(...) is`` first: an isinstance test against the Mapping ABC is a Python-level
+    # call, and lists of dicts are what nearly every caller passes.
+    if type(messages) is not list and isinstance(messages, Mapping):
         raise ConfigurationError(
             "messages must be a list of message dicts, not one dict: wrap it in a list"
         )
     out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) or "role" not in m:
+        if (type(m) is not dict and not isinstance(m, Mapping)) or "role" not in m:
             raise ConfigurationError(
                 f"messages[{i}] must be a dict with a 'role' (and usually 'content'), "
                 f"e.g. {{'role': 'user', 'content': 'Hello'}}; got {m!r}"
@@ -241,9 +243,18 @@ class _Call:
         self.attempts = 0
         self.t0 = 0.0
         self.ttft: float | None = None
-        listening = [m for m in managers if m.listens(_TOKEN_HOOK)]
-        self.token_fns = tuple(m.on_llm_new_token for m in listening)
-        self.atoken_fns = tuple(m.aon_llm_new_token for m in listening)
+        if stream:
+            token_fns: list[Callable[..., Any]] = []
+            atoken_fns: list[Callable[..., Any]] = []
+            for m in managers:
+                if m.listens(_TOKEN_HOOK):
+                    token_fns.append(m.on_llm_new_token)
+                    atoken_fns.append(m.aon_llm_new_token)
+            self.token_fns = tuple(token_fns)
+            self.atoken_fns = tuple(atoken_fns)
+        else:
+            # Only streamed attempts dispatch tokens.
+            self.token_fns = self.atoken_fns = ()
         #: Characters of the answer already yielded to a streaming caller (across retries).
         self.delivered = 0
 
@@ -312,12 +323,9 @@ class BaseLLM:
         ``hookwire.errors.LLMError`` (or the ``CallbackAbort`` of a budget).
         """
         call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
-        gen = self._run(call, deliver=False)
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        if not call.stream:
+            return self._generate(call)
+        return _drain(self._run(call, deliver=False))
 
     async def agenerate(
         self,
@@ -332,6 +340,8 @@ class BaseLLM:
     ) -> LLMResponse:
         """``generate`` for asyncio."""
         call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
+        if not call.stream:
+            return await self._agenerate(call)
         result: LLMResponse | None = None
         async for item in self._arun(call, deliver=False):
             if isinstance(item, LLMResponse):
@@ -381,7 +391,12 @@ class BaseLLM:
 
     def _managers(self, callbacks: Callbacks) -> tuple[CallbackManager, ...]:
         own = self.callbacks
-        other = CallbackManager.ensure(callbacks) if callbacks is not None else None
+        if callbacks is None:
+            other = None
+        elif isinstance(callbacks, CallbackManager):
+            other = callbacks
+        else:
+            other = CallbackManager.ensure(callbacks)
         if other is None or other is own:
             return (own,) if own is not None else ()
         if own is None or not len(own):
@@ -419,41 +434,70 @@ class BaseLLM:
                 f"{type(self).__name__} has no model: pass model=... to the call or the client"
             )
         msgs = normalize_messages(messages)
-        merged = {**self.defaults, **params} if self.defaults else dict(params)
-        merged = {k: v for k, v in merged.items() if v is not None}
-        schemas = _tool_schemas(tools)
-        request = LLMRequest(msgs, name, merged, schemas)
+        defaults = self.defaults
+        if defaults or params:
+            merged = {**defaults, **params} if defaults else params
+            merged = {k: v for k, v in merged.items() if v is not None}
+        else:
+            merged = {}
+        request = LLMRequest(msgs, name, merged, _tool_schemas(tools) if tools else None)
         managers = self._managers(callbacks)
         if stream is None:
-            stream = any(m.listens(_TOKEN_HOOK) for m in managers)
+            stream = False
+            for m in managers:
+                if m.listens(_TOKEN_HOOK):
+                    stream = True
+                    break
         kw = {"run_id": new_id(), "model": name, "provider": self.provider}
         return _Call(request, managers, stream, kw, retry or self.retry)
 
     @staticmethod
     def _invocation_params(request: LLMRequest) -> dict[str, Any]:
         out: dict[str, Any] = {"model": request.model}
-        for k in _PARAM_NAMES:
-            if k in request.params:
-                out[k] = request.params[k]
+        params = request.params
+        if params:
+            for k in _PARAM_NAMES:
+                if k in params:
+                    out[k] = params[k]
         if request.tools:
             out["tools"] = [t["function"]["name"] for t in request.tools]
         return out
 
     def _finish(self, call: _Call, response: LLMResponse) -> LLMResponse:
-        changes: dict[str, Any] = {}
-        if response.provider is None:
-            changes["provider"] = self.provider
-        if response.model is None:
-            changes["model"] = call.request.model
-        if response.cost is None:
-            cost = price(response.model or call.request.model, response.usage, self.provider)
-            if cost is not None:
-                changes["cost"] = cost
-        return dataclasses.replace(response, **changes) if changes else response
+        provider = response.provider
+        model = response.model
+        cost = response.cost
+        if provider is not None and model is not None and cost is not None:
+            return response
+        if cost is None:
+            cost = price(model or call.request.model, response.usage, self.provider)
+        if provider is not None and model is not None and cost is None:
+            return response
+        if type(response) is not LLMResponse:
+            return dataclasses.replace(
+                response,
+                provider=provider if provider is not None else self.provider,
+                model=model if model is not None else call.request.model,
+                cost=cost,
+            )
+        # The same record with the blanks filled in, built directly (dataclasses.replace
+        # looks the fields up on every call).
+        return LLMResponse(
+            content=response.content,
+            usage=response.usage,
+            model=model if model is not None else call.request.model,
+            created_at=response.created_at,
+            finish_reason=response.finish_reason,
+            tool_calls=response.tool_calls,
+            provider=provider if provider is not None else self.provider,
+            id=response.id,
+            cost=cost,
+            currency=response.currency,
+        )
 
     def _end_kw(self, call: _Call) -> dict[str, Any]:
         kw = dict(call.kw)
-        kw["latency_ms"] = call.elapsed_ms()
+        kw["latency_ms"] = (_perf() - call.t0) * 1000.0
         kw["attempts"] = call.attempts
         kw["stream"] = call.stream
         if call.ttft is not None:
@@ -494,14 +538,18 @@ class BaseLLM:
         if usage is None:
             # The server sent no usage chunk (stream_options unsupported): count what we saw.
             usage = Usage(prompt_tokens=0, completion_tokens=len(parts))
+        model = end.model or call.request.model
+        provider = self.provider
+        # Priced here, so _finish finds the record complete and need not copy it.
         return LLMResponse(
             content=text,
             usage=usage,
-            model=end.model or call.request.model,
+            model=model,
             finish_reason=end.finish_reason,
             tool_calls=end.tool_calls,
-            provider=self.provider,
+            provider=provider,
             id=end.id,
+            cost=price(model, usage, provider),
         )
 
     def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:
@@ -527,13 +575,19 @@ class BaseLLM:
     # -- sync engine ----------------------------------------------------------------------------
 
     def _start(self, call: _Call) -> None:
-        prompt = call.request.messages
-        params = self._invocation_params(call.request)
+        params: dict[str, Any] | None = None
         try:
             for m in call.managers:
-                m.on_llm_start(
-                    list(prompt), invocation_params=params, stream=call.stream, **call.kw
-                )
+                # A hook nobody listens to is skipped: no prompt copy, no parameters.
+                if m.listens("on_llm_start"):
+                    if params is None:
+                        params = self._invocation_params(call.request)
+                    m.on_llm_start(
+                        list(call.request.messages),
+                        invocation_params=params,
+                        stream=call.stream,
+                        **call.kw,
+                    )
         except CallbackAbort as abort:
             self._aborted(call, abort)
             raise
@@ -653,7 +707,36 @@ class BaseLLM:
         except LLMError as error:
             self._failed(call, error)
             raise
-        response = self._finish(call, response)
+        return self._end(call, response)
+
+    def _generate(self, call: _Call) -> LLMResponse:
+        """``_run`` for a call that does not stream, as a plain call: the same events and
+        errors, without a generator to create and drive on every call."""
+        self._start(call)
+        try:
+            try:
+                call.attempts = 1
+                try:
+                    response = self._complete(call.request)
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
+            except TransientLLMError as first:
+                if call.retry.max_attempts <= 1:
+                    raise
+                response = _drain(self._retry(call, first, False))
+        except CallbackAbort as abort:
+            self._aborted(call, abort)
+            raise
+        except LLMError as error:
+            self._failed(call, error)
+            raise
+        return self._end(call, response)
+
+    def _end(self, call: _Call, response: LLMResponse) -> LLMResponse:
+        if response.cost is None or response.model is None or response.provider is None:
+            response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
             m.on_llm_end(response, **end_kw)
@@ -662,13 +745,18 @@ class BaseLLM:
     # -- async engine ---------------------------------------------------------------------------
 
     async def _astart(self, call: _Call) -> None:
-        prompt = call.request.messages
-        params = self._invocation_params(call.request)
+        params: dict[str, Any] | None = None
         try:
             for m in call.managers:
-                await m.aon_llm_start(
-                    list(prompt), invocation_params=params, stream=call.stream, **call.kw
-                )
+                if m.listens("on_llm_start"):
+                    if params is None:
+                        params = self._invocation_params(call.request)
+                    await m.aon_llm_start(
+                        list(call.request.messages),
+                        invocation_params=params,
+                        stream=call.stream,
+                        **call.kw,
+                    )
         except CallbackAbort as abort:
             await self._aaborted(call, abort)
             raise
@@ -794,14 +882,56 @@ class BaseLLM:
         except LLMError as error:
             await self._afailed(call, error)
             raise
-        response = self._finish(call, response)
+        yield await self._aend(call, response)
+
+    async def _agenerate(self, call: _Call) -> LLMResponse:
+        """``_arun`` for a call that does not stream, as a plain coroutine (see _generate)."""
+        await self._astart(call)
+        try:
+            try:
+                call.attempts = 1
+                try:
+                    response = await self._acomplete(call.request)
+                except HookwireError:
+                    raise
+                except Exception as exc:
+                    raise self._unexpected(call, exc) from exc
+            except TransientLLMError as first:
+                if call.retry.max_attempts <= 1:
+                    raise
+                retried: LLMResponse | None = None
+                async for item in self._aretry(call, first, False):
+                    if isinstance(item, LLMResponse):
+                        retried = item
+                assert retried is not None
+                response = retried
+        except CallbackAbort as abort:
+            await self._aaborted(call, abort)
+            raise
+        except LLMError as error:
+            await self._afailed(call, error)
+            raise
+        return await self._aend(call, response)
+
+    async def _aend(self, call: _Call, response: LLMResponse) -> LLMResponse:
+        if response.cost is None or response.model is None or response.provider is None:
+            response = self._finish(call, response)
         end_kw = self._end_kw(call)
         for m in call.managers:
             await m.aon_llm_end(response, **end_kw)
-        yield response
+        return response
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, provider={self.provider!r})"
+
+
+def _drain(gen: Generator[Any, None, LLMResponse]) -> LLMResponse:
+    """Run ``gen`` to its end (dropping what it yields) and return what it returns."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _tool_schemas(tools: Sequence[Any] | None) -> list[dict[str, Any]] | None:

@@ -31,7 +31,7 @@ from ..errors import (
     ServerError,
 )
 from ..events import LLMResponse, ToolCall, Usage
-from .base import BaseLLM, LLMRequest, StreamEnd
+from .base import BaseLLM, LLMRequest, StreamEnd, price
 from .retry import RetryPolicy
 
 __all__ = ["OpenAIClient", "map_openai_error"]
@@ -277,24 +277,36 @@ class OpenAIClient(BaseLLM):
             )
         choice = choices[0]
         message = choice.message
-        calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
-            for c in (message.tool_calls or ())
-            if getattr(c, "function", None) is not None
+        tool_calls = message.tool_calls
+        calls = (
+            tuple(
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+                for c in tool_calls
+                if getattr(c, "function", None) is not None
+            )
+            if tool_calls
+            else ()
         )
+        model = raw.model or request.model
+        usage = _usage(raw.usage) or Usage()
+        provider = self.provider
+        # Priced here, so BaseLLM._finish finds the record complete and need not copy it.
         return LLMResponse(
             content=message.content or "",
-            usage=_usage(raw.usage) or Usage(),
-            model=raw.model or request.model,
+            usage=usage,
+            model=model,
             finish_reason=choice.finish_reason,
             tool_calls=calls,
-            provider=self.provider,
+            provider=provider,
             id=raw.id,
+            cost=price(model, usage, provider),
         )
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         try:
-            raw = self.client.chat.completions.create(**self._kwargs(request, False))
+            raw = (self._sync or self.client).chat.completions.create(
+                **self._kwargs(request, False)
+            )
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         return self._response(raw, request)
@@ -309,7 +321,9 @@ class OpenAIClient(BaseLLM):
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
         acc = ChunkState()
         try:
-            stream = self.client.chat.completions.create(**self._kwargs(request, True))
+            stream = (self._sync or self.client).chat.completions.create(
+                **self._kwargs(request, True)
+            )
             with stream:
                 for chunk in stream:
                     token = acc.feed(chunk)
@@ -352,25 +366,34 @@ class ChunkState:
         if self.id is None:
             self.id = getattr(chunk, "id", None)
             self.model = getattr(chunk, "model", None)
-        usage = getattr(chunk, "usage", None)
+        try:
+            # Plain attribute reads (this runs once per token); the SDK's chunk models have
+            # both fields, a server's odd chunk may lack them.
+            usage = chunk.usage
+            choices = chunk.choices
+        except AttributeError:
+            usage = getattr(chunk, "usage", None)
+            choices = getattr(chunk, "choices", None)
         if usage is not None:
             self.usage = _usage(usage)
-        choices = getattr(chunk, "choices", None)
         if not choices:
             return None
         choice = choices[0]
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
+        finish = choice.finish_reason
+        if finish:
+            self.finish_reason = finish
         delta = choice.delta
         if delta is None:
             return None
-        for d in delta.tool_calls or ():
-            slot = self.calls.setdefault(d.index, ["", "", ""])
-            if d.id:
-                slot[0] = d.id
-            if d.function is not None:
-                slot[1] += d.function.name or ""
-                slot[2] += d.function.arguments or ""
+        tool_calls = delta.tool_calls
+        if tool_calls:
+            for d in tool_calls:
+                slot = self.calls.setdefault(d.index, ["", "", ""])
+                if d.id:
+                    slot[0] = d.id
+                if d.function is not None:
+                    slot[1] += d.function.name or ""
+                    slot[2] += d.function.arguments or ""
         content: str | None = delta.content
         return content
 
