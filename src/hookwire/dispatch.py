@@ -4,7 +4,9 @@ How the hot path stays cheap: whenever the handler list changes, the manager bui
 hook, a small function specialised to the handlers that actually override that hook, and sets
 it as ``manager.on_<hook>`` / ``manager.aon_<hook>``. A hook no handler overrides is a no-op
 function; nothing is formatted, copied or allocated for it. The typed event record is built
-only when some handler overrides ``on_event``.
+only when some handler overrides ``on_event``. A built-in handler whose hook only queues the event
+(``FileLogCallback``) is called through its ``_hookwire_raw`` entry point with the ids, the
+context and the keywords as they are, so no keyword dict is built for it.
 
 Where handlers run:
 
