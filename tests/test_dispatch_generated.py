@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, request_context
+from hookwire.callbacks.filelog import _raw
 from hookwire.events import HOOKS
 
 CTX = st.dictionaries(
@@ -65,6 +66,40 @@ class CatchAll(BaseCallback):
         self.got.append((tuple(event.payload().values()), event.kwargs()))
 
 
+class Raw(BaseCallback):
+    """A handler with the dispatcher's raw entry point (as FileLogCallback has)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.hook_calls = 0
+
+    def _hookwire_raw(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        run_id: Any,
+        timestamp: Any,
+        ctx: Any,
+        kw: dict[str, Any],
+        model: Any,
+        provider: Any,
+    ) -> None:
+        full = {"run_id": run_id, "timestamp": timestamp, **ctx, **kw}
+        if model is not None:
+            full["model"] = model
+        if provider is not None:
+            full["provider"] = provider
+        self.got.append((args, full))
+
+    @_raw
+    def on_llm_end(self, *args: Any, **kw: Any) -> None:
+        self.hook_calls += 1
+
+    @_raw
+    def on_tool_end(self, *args: Any, **kw: Any) -> None:
+        self.hook_calls += 1
+
+
 def _expected(ctx: dict[str, Any], extra: dict[str, Any], opt: dict[str, Any]) -> dict[str, Any]:
     return {**ctx, **extra, **opt, "run_id": "r1", "timestamp": 5.0}
 
@@ -80,7 +115,8 @@ def _expected(ctx: dict[str, Any], extra: dict[str, Any], opt: dict[str, Any]) -
 def test_all_handler_kinds_receive_the_same_keywords(
     ctx: dict[str, Any], extra: dict[str, Any], opt: dict[str, Any], use_async: bool, hook: str
 ) -> None:
-    handlers = [Inline(), Async(), Background(), CatchAll()]
+    raw = Raw()
+    handlers = [Inline(), raw, Async(), Background(), CatchAll(), Raw()]
     m = CallbackManager(handlers)
     payload: tuple[Any, ...] = ("resp",) if hook == "on_llm_end" else ("tool", "out")
     kwargs = {**extra, **opt, "run_id": "r1", "timestamp": 5.0}
@@ -96,8 +132,34 @@ def test_all_handler_kinds_receive_the_same_keywords(
         args, kw = h.got[0]
         assert args == payload, type(h).__name__
         assert kw == want, type(h).__name__
+    assert raw.hook_calls == 0  # the raw entry point replaced the hook
     assert m.stats()["errors_total"] == 0
     m.close()
+
+
+def test_a_hook_overridden_without_the_raw_mark_is_called_normally() -> None:
+    class Overriding(Raw):
+        def on_llm_end(self, *args: Any, **kw: Any) -> None:
+            self.hook_calls += 1
+
+    h = Overriding()
+    m = CallbackManager([h])
+    m.on_llm_end("resp", run_id="r1", timestamp=5.0)
+    m.on_tool_end("tool", "out", run_id="r1", timestamp=5.0)
+    assert h.hook_calls == 1
+    assert h.got == [(("tool", "out"), {"run_id": "r1", "timestamp": 5.0})]
+
+
+def test_raw_handlers_share_the_keywords_but_never_see_other_handlers_changes() -> None:
+    class Mutating(BaseCallback):
+        def on_tool_end(self, *args: Any, **kw: Any) -> None:
+            kw["latency_ms"] = -1
+            kw["added"] = True
+
+    raw = Raw()
+    m = CallbackManager([Mutating(), raw])
+    m.on_tool_end("tool", "out", run_id="r1", timestamp=5.0, latency_ms=3.0)
+    assert raw.got == [(("tool", "out"), {"run_id": "r1", "timestamp": 5.0, "latency_ms": 3.0})]
 
 
 def test_every_hook_dispatches_with_its_payload_by_position_and_by_name() -> None:

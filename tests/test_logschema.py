@@ -18,6 +18,8 @@ from hookwire.logschema import (
     SCHEMA_VERSION,
     Redactor,
     dumps_record,
+    line_from_call,
+    line_from_parts,
     parse_line,
     record_from_call,
     to_line,
@@ -348,3 +350,15 @@ def test_property_scanner_finds_every_trigger_occurrence(parts: list[str]) -> No
     data = "".join(parts).encode()
     expected = [(m.start(), m.end()) for m in _TRIGGER_RE.finditer(data)]
     assert [(s, e) for _, s, e in _Scanner().hits(data)] == expected
+
+
+def test_line_from_parts_is_the_line_of_the_merged_keywords() -> None:
+    resp = LLMResponse("4", Usage(7, 1), model="m", cost=Decimal("0.5"))
+    ctx = {"trace_id": "t", "user_id": "u1", "agent": "a"}
+    kw = {"latency_ms": 2.5, "user_id": "caller wins", "event": "reserved"}
+    line = line_from_parts("on_llm_end", (resp,), "r", 1.5, ctx, kw, "m", "openai")
+    merged = {"run_id": "r", "timestamp": 1.5, **ctx, **kw, "model": "m", "provider": "openai"}
+    assert line == line_from_call("on_llm_end", (resp,), merged)
+    rec = parse_line(line)
+    assert rec["user_id"] == "caller wins" and rec["event"] == "llm_end"
+    assert kw == {"latency_ms": 2.5, "user_id": "caller wins", "event": "reserved"}  # unchanged

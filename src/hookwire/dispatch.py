@@ -4,7 +4,9 @@ How the hot path stays cheap: whenever the handler list changes, the manager bui
 hook, a small function specialised to the handlers that actually override that hook, and sets
 it as ``manager.on_<hook>`` / ``manager.aon_<hook>``. A hook no handler overrides is a no-op
 function; nothing is formatted, copied or allocated for it. The typed event record is built
-only when some handler overrides ``on_event``.
+only when some handler overrides ``on_event``. A built-in handler whose hook only queues the event
+(``FileLogCallback``) is called through its ``_hookwire_raw`` entry point with the ids, the
+context and the keywords as they are, so no keyword dict is built for it.
 
 Where handlers run:
 
@@ -119,7 +121,17 @@ def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
 class _Entry:
     """One handler's method for one hook, with how to call it."""
 
-    __slots__ = ("fn", "handler", "hook", "is_async", "kind", "lane", "raise_error", "wants_event")
+    __slots__ = (
+        "fn",
+        "handler",
+        "hook",
+        "is_async",
+        "kind",
+        "lane",
+        "raise_error",
+        "raw",
+        "wants_event",
+    )
 
     def __init__(
         self,
@@ -137,6 +149,24 @@ class _Entry:
         self.raise_error = bool(getattr(handler, "raise_error", False))
         self.lane = lane
         self.kind = _LANE if lane is not None else (_AWAIT if self.is_async else _INLINE)
+        # A built-in handler whose hook only queues the event (FileLogCallback) is handed the
+        # parts the dispatcher already has instead (see _raw_entry).
+        self.raw = _raw_entry(handler, fn) if self.kind == _INLINE and not wants_event else None
+
+
+def _raw_entry(handler: Any, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The handler's ``_hookwire_raw`` if ``fn`` is a hook that only forwards to it.
+
+    ``_hookwire_raw(hook, args, run_id, timestamp, ctx, kw, model, provider)`` takes the
+    payload tuple, the ids, the run context and the extra keywords as they are (``ctx`` and
+    ``kw`` to be read, never changed): the handler gets the same information as through its
+    hook, without the dispatcher building a keyword dict for it. Only hooks marked
+    ``__hookwire_raw__`` qualify, so a subclass that overrides one is called normally.
+    """
+    if not getattr(fn, "__hookwire_raw__", False):
+        return None
+    raw = getattr(handler, "_hookwire_raw", None)
+    return raw if callable(raw) else None
 
 
 # -- the shared background event loop, for async handlers called from sync code ---------------
@@ -229,6 +259,10 @@ def _generate(
         ns[f"fn{i}"] = e.fn
         ns[f"e{i}"] = e
         ns[f"lane{i}"] = e.lane
+        ns[f"raw{i}"] = e.raw
+    # The merged keyword dict is only needed by handlers that are not called raw.
+    need_kw = any(e.raw is None for e in entries)
+    raw_opt = ", ".join(o if o in optional else "None" for o in ("model", "provider"))
     need_full = any(
         e.kind == _LANE or e.wants_event or (e.kind == _AWAIT and not is_async) for e in entries
     )
@@ -238,7 +272,9 @@ def _generate(
     def calls(kwpart: str, indent: str) -> list[str]:
         out: list[str] = []
         for i, e in enumerate(entries):
-            if e.kind == _LANE:
+            if e.raw is not None:
+                call = f"raw{i}(hook, {payload}, run_id, timestamp, ctx, kw, {raw_opt})"
+            elif e.kind == _LANE:
                 a, k = ("(event,)", "{}") if e.wants_event else (payload, "full")
                 call = f"{aw}lane{i}.{'aput' if is_async else 'put'}(e{i}, {a}, {k})"
             elif e.kind == _AWAIT and not is_async:
@@ -268,14 +304,17 @@ def _generate(
     ]
     # General path: run context and/or extra keywords, merged with the ids into one dict
     # (caller wins over the context) that every handler gets as its keywords: one dict built
-    # per event, not one for the merge and another for the ids at each call.
-    general = ["        kw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}"]
-    general += [f"        if {o} is not None:\n            kw[{o!r}] = {o}" for o in optional]
+    # per event, not one for the merge and another for the ids at each call. Raw handlers get
+    # ``ctx`` and ``kw`` as they are instead.
+    general: list[str] = []
+    if need_kw:
+        general.append("        mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}")
+        general += [f"        if {o} is not None:\n            mkw[{o!r}] = {o}" for o in optional]
     if need_full:
-        general.append("        full = kw")
+        general.append("        full = mkw")
     if need_event:
         general.append(f"        event = make_event(hook, {payload}, full)")
-    general += calls("**kw", "        ")
+    general += calls("**mkw", "        ")
     lines.append("    if ctx or kw:")
     lines += general
 

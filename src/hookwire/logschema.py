@@ -56,6 +56,7 @@ __all__ = [
     "error_to_dict",
     "json_default",
     "line_from_call",
+    "line_from_parts",
     "parse_line",
     "record_from_call",
     "response_to_dict",
@@ -483,23 +484,33 @@ def record_from_call(
 
 
 _ARGNAMES: Final[dict[str, tuple[str, ...]]] = {hook: spec[1] for hook, spec in _SPECS.items()}
+_NAMES: Final[dict[str, str]] = {hook: spec[0] for hook, spec in _SPECS.items()}
+_EMPTY: Final[dict[str, Any]] = {}
 _HEADS: Final[dict[str, bytes]] = {
     hook: b'{"v":%d,"event":"%s",' % (SCHEMA_VERSION, name.encode())
     for hook, (name, _) in _SPECS.items()
 }
 
 
-def line_from_call(
+def line_from_parts(
     hook: str,
     args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    run_id: Any,
+    timestamp: Any,
+    ctx: Mapping[str, Any],
+    kw: dict[str, Any],
+    model: Any = None,
+    provider: Any = None,
     include_prompts: bool = True,
     include_responses: bool = True,
 ) -> bytes:
-    """One log line (JSON and ``\\n``, not yet redacted) for a hook call, fast.
+    """One log line (JSON and ``\\n``, not yet redacted) from what ``CallbackManager`` has.
 
-    ``kwargs`` is used up: the line is serialised from it directly (it gains ``data``), which
-    is what makes this path cheap; pass a dict you own (a hook's ``**kwargs`` is one).
+    The record is ``v``, ``event``, ``run_id``, ``timestamp``, the run context ``ctx``, the
+    keywords ``kw`` (which win over the context), ``model``, ``provider`` (when not None) and
+    ``data``: what a handler's hook receives, in the same order. ``ctx`` and ``kw`` are only
+    read. With ``run_id`` None, ``kw`` is the whole record (a hook called directly, with the
+    ids among its keywords) and is used up: the line is serialised from it.
     """
     argnames = _ARGNAMES[hook]
     n = len(args)
@@ -519,18 +530,59 @@ def line_from_call(
         for k in _RESPONSE_FIELDS.intersection(data):
             if k != "response" or type(data[k]) is not dict:
                 del data[k]
-    if "usage" in kwargs and type(kwargs["usage"]) is Usage:
-        kwargs["usage"] = _usage(kwargs["usage"])
-    if "v" in kwargs or "event" in kwargs:  # reserved: the line's own
-        kwargs.pop("v", None)
-        kwargs.pop("event", None)
-    kwargs["data"] = data
+    if run_id is None:
+        rec = kw
+        head = _HEADS[hook]
+        if "v" in rec or "event" in rec:  # reserved: the line's own
+            rec.pop("v", None)
+            rec.pop("event", None)
+    else:
+        # One new dict for the whole record, "v" and "event" first: no bytes to splice.
+        name = _NAMES[hook]
+        rec = {
+            "v": SCHEMA_VERSION,
+            "event": name,
+            "run_id": run_id,
+            "timestamp": timestamp,
+            **ctx,
+            **kw,
+        }
+        if kw and ("v" in kw or "event" in kw):  # reserved: the line's own
+            rec["v"] = SCHEMA_VERSION
+            rec["event"] = name
+        head = b""
+        if model is not None:
+            rec["model"] = model
+        if provider is not None:
+            rec["provider"] = provider
+    if "usage" in rec and type(rec["usage"]) is Usage:
+        rec["usage"] = _usage(rec["usage"])
+    rec["data"] = data
     try:
-        body = orjson.dumps(kwargs, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+        body = orjson.dumps(rec, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # keys that are not strings, integers too big for JSON, ...
-        body = orjson.dumps(_plain(kwargs), default=json_default, option=_DUMPS_OPTIONS)
-    # Splice the fixed head in front of the serialised keywords: no new dict per event.
-    return _HEADS[hook] + body[1:]
+        body = orjson.dumps(_plain(rec), default=json_default, option=_DUMPS_OPTIONS)
+    if head:
+        # Splice the fixed head in front of the serialised keywords: no new dict per event.
+        return head + body[1:]
+    return body
+
+
+def line_from_call(
+    hook: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    include_prompts: bool = True,
+    include_responses: bool = True,
+) -> bytes:
+    """One log line (JSON and ``\\n``, not yet redacted) for a hook call, fast.
+
+    ``kwargs`` is used up: the line is serialised from it directly (it gains ``data``), which
+    is what makes this path cheap; pass a dict you own (a hook's ``**kwargs`` is one).
+    """
+    return line_from_parts(
+        hook, args, None, None, _EMPTY, kwargs, None, None, include_prompts, include_responses
+    )
 
 
 def _plain(value: Any) -> Any:

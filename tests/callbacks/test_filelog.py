@@ -336,3 +336,54 @@ def test_a_failed_rotation_keeps_logging(tmp_path: Path, monkeypatch: pytest.Mon
     callback.close()
     assert [r["metadata"]["i"] for r in _read(path)] == [0, 1, 2, 3, 4]
     assert callback.written == 5
+
+
+def test_lines_through_the_manager_match_direct_calls(tmp_path: Path) -> None:
+    # CallbackManager hands FileLogCallback the ids, context and keywords as they are
+    # (_hookwire_raw); the line must be what the hook, called directly, writes.
+    resp = LLMResponse("4", Usage(7, 1), model="gpt-4o", cost=Decimal("0.0001"))
+    ctx = {"parent_run_id": "p", "trace_id": "t", "depth": 1, "user_id": "u1"}
+    direct = FileLogCallback(tmp_path / "direct.jsonl")
+    via = FileLogCallback(tmp_path / "via.jsonl")
+    manager = CallbackManager([via])
+    kw = {"run_id": "r", "timestamp": 1.5, "model": "gpt-4o", "latency_ms": 3.0, "v": 9}
+    manager.on_llm_end(resp, **kw, **ctx, event="x", usage=Usage(1, 2))
+    direct.on_llm_end(resp, **kw, **ctx, event="x", usage=Usage(1, 2))
+    manager.on_tool_end("search", {"q": "x"}, run_id="r", timestamp=2.0, **ctx)
+    direct.on_tool_end("search", {"q": "x"}, run_id="r", timestamp=2.0, **ctx)
+    manager.flush()
+    direct.flush()
+    got, want = _read(tmp_path / "via.jsonl"), _read(tmp_path / "direct.jsonl")
+    assert got == want
+    assert got[0]["v"] == 1 and got[0]["event"] == "llm_end"
+    assert got[0]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    direct.close()
+    via.close()
+
+
+def test_a_subclass_overriding_a_hook_is_called_through_the_manager(tmp_path: Path) -> None:
+    class Tagged(FileLogCallback):
+        def on_tool_end(self, tool_name: str, tool_output: object, **kwargs: object) -> None:
+            super().on_tool_end(tool_name, f"tagged {tool_output}", **kwargs)
+
+    callback = Tagged(tmp_path / "a.jsonl")
+    manager = CallbackManager([callback])
+    manager.on_tool_end("search", "out")
+    manager.on_run_end("done")
+    manager.flush()
+    recs = _read(tmp_path / "a.jsonl")
+    assert recs[0]["data"]["tool_output"] == "tagged out"
+    assert recs[1]["data"]["output"] == "done"
+    callback.close()
+
+
+def test_the_prompt_is_logged_as_sent_through_the_manager(tmp_path: Path) -> None:
+    callback = FileLogCallback(tmp_path / "a.jsonl")
+    manager = CallbackManager([callback])
+    messages = [{"role": "user", "content": "hi"}]
+    manager.on_llm_start(messages, metadata={"k": 1})
+    messages.append({"role": "assistant", "content": "later"})
+    manager.flush()
+    rec = _read(tmp_path / "a.jsonl")[0]
+    assert rec["data"]["prompt"] == [{"role": "user", "content": "hi"}]
+    callback.close()

@@ -25,14 +25,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from ..errors import ConfigurationError
-from ..logschema import Redactor, dumps_record, line_from_call
+from ..logschema import Redactor, dumps_record, line_from_parts
 from .base import BaseCallback
 
 try:  # POSIX only; without it rotation is still correct within one process.
@@ -50,6 +50,16 @@ _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLO
 
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
+_EMPTY: Final[dict[str, Any]] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _raw(fn: F) -> F:
+    # Tells CallbackManager that this hook only queues the event, so it may call
+    # ``_hookwire_raw`` instead (a subclass overriding the hook loses the mark, and is called).
+    fn.__hookwire_raw__ = True  # type: ignore[attr-defined]
+    return fn
 
 
 @atexit.register
@@ -173,13 +183,42 @@ class FileLogCallback(BaseCallback):
         return f"FileLogCallback({str(self.log_path)!r})"
 
     # -- the app thread's side: one append per event ----------------------------------------
+    # The hooks, called directly, pass their keywords as the whole record (run_id None).
 
-    def _enqueue(self, hook: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    def _hookwire_raw(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        run_id: Any,
+        timestamp: Any,
+        ctx: Mapping[str, Any],
+        kw: dict[str, Any],
+        model: Any,
+        provider: Any,
+    ) -> None:
+        """Queue one event: what ``CallbackManager`` has at hand, without keyword dicts.
+
+        ``CallbackManager`` calls this instead of the ``on_*`` hooks marked ``_raw``; the
+        record is what those hooks would have received (see ``line_from_parts``). ``ctx`` and
+        ``kw`` are read, never changed: they may be shared with other handlers.
+        """
         try:
-            # Serialised here, on the caller's thread: only bytes cross to the writer, which
-            # is cheaper in CPython than handing it the objects (no shared reference counts
-            # bouncing between cores), and the line shows the event as it was when emitted.
-            line = line_from_call(hook, args, kw, self.include_prompts, self.include_responses)
+            # Serialised here, on the caller's thread: only bytes cross to the writer. Handing
+            # it the objects instead was measured slower: the queued tuples and dicts are
+            # containers the cyclic GC keeps walking while they wait (see bench/README.md),
+            # and the line shows the event as it was when emitted.
+            line = line_from_parts(
+                hook,
+                args,
+                run_id,
+                timestamp,
+                ctx,
+                kw,
+                model,
+                provider,
+                self.include_prompts,
+                self.include_responses,
+            )
         except Exception as exc:
             self.failed += 1
             self._warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
@@ -216,63 +255,87 @@ class FileLogCallback(BaseCallback):
                 return
             time.sleep(0.0005)
 
+    @_raw
     def on_run_start(self, input: Any, **kwargs: Any) -> None:
         """Log a run's start."""
-        self._enqueue("on_run_start", (input,), kwargs)
+        self._hookwire_raw("on_run_start", (input,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_run_end(self, output: Any, **kwargs: Any) -> None:
         """Log a run's end."""
-        self._enqueue("on_run_end", (output,), kwargs)
+        self._hookwire_raw("on_run_end", (output,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         """Log an LLM call's start (the prompt unless ``include_prompts=False``)."""
-        self._enqueue("on_llm_start", (prompt,), kwargs)
+        self._hookwire_raw("on_llm_start", (prompt,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         """Log a streamed token (only with ``include_tokens=True``)."""
-        self._enqueue("on_llm_new_token", (token,), kwargs)
+        self._hookwire_raw("on_llm_new_token", (token,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         """Log an LLM call's response, usage, cost and timings."""
-        self._enqueue("on_llm_end", (response,), kwargs)
+        self._hookwire_raw("on_llm_end", (response,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """Log a failed LLM call."""
-        self._enqueue("on_llm_error", (error,), kwargs)
+        self._hookwire_raw("on_llm_error", (error,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
         """Log a tool call's start."""
-        self._enqueue("on_tool_start", (tool_name, tool_input), kwargs)
+        self._hookwire_raw(
+            "on_tool_start", (tool_name, tool_input), None, None, _EMPTY, kwargs, None, None
+        )
 
+    @_raw
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
         """Log a tool's result."""
-        self._enqueue("on_tool_end", (tool_name, tool_output), kwargs)
+        self._hookwire_raw(
+            "on_tool_end", (tool_name, tool_output), None, None, _EMPTY, kwargs, None, None
+        )
 
+    @_raw
     def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
         """Log a tool's failure."""
-        self._enqueue("on_tool_error", (tool_name, error), kwargs)
+        self._hookwire_raw(
+            "on_tool_error", (tool_name, error), None, None, _EMPTY, kwargs, None, None
+        )
 
+    @_raw
     def on_memory_store(self, content: Any, **kwargs: Any) -> None:
         """Log a memory write."""
-        self._enqueue("on_memory_store", (content,), kwargs)
+        self._hookwire_raw("on_memory_store", (content,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
         """Log a memory search."""
-        self._enqueue("on_memory_recall", (query, results), kwargs)
+        self._hookwire_raw(
+            "on_memory_recall", (query, results), None, None, _EMPTY, kwargs, None, None
+        )
 
+    @_raw
     def on_retry(
         self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
     ) -> None:
         """Log a retry."""
-        self._enqueue("on_retry", (attempt, max_attempts, error), kwargs)
+        self._hookwire_raw(
+            "on_retry", (attempt, max_attempts, error), None, None, _EMPTY, kwargs, None, None
+        )
 
+    @_raw
     def on_error(self, error: BaseException, **kwargs: Any) -> None:
         """Log an error."""
-        self._enqueue("on_error", (error,), kwargs)
+        self._hookwire_raw("on_error", (error,), None, None, _EMPTY, kwargs, None, None)
 
+    @_raw
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
         """Log a refused LLM call."""
-        self._enqueue("on_budget_exceeded", (error,), kwargs)
+        self._hookwire_raw("on_budget_exceeded", (error,), None, None, _EMPTY, kwargs, None, None)
 
     # -- draining ---------------------------------------------------------------------------
 
