@@ -230,9 +230,7 @@ class trace:
         run = self._open()
         if manager is not None:
             manager.on_run_start(self.input, **self._start_kw)
-        # _activate, inline (this runs around every RLM call)
-        self._token = _CONTEXT.set(self._child)
-        self._run_token = _RUN.set(run)
+        self._activate(run)
         return run
 
     def __exit__(
@@ -241,13 +239,7 @@ class trace:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # _close, inline
-        if self._token is not None:
-            _CONTEXT.reset(self._token)
-            self._token = None
-        if self._run_token is not None:
-            _RUN.reset(self._run_token)
-            self._run_token = None
+        self._close()
         manager = self._manager
         if manager is not None and self.run is not None:
             manager.on_run_end(self.run.output, **self._end_kw(exc))

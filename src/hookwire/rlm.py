@@ -513,32 +513,21 @@ class RLM:
     ) -> RunResult:
         """``_execute`` without delivering tokens, as a plain call: the same run and events.
 
-        This is the path of every ``run()``, so it is written flat: no generator to drive,
-        and the helpers ``_execute`` calls are inlined for the common case (no memory, no
-        system prompt, no history; an answer without tool calls).
+        This is the path of every ``run()``: no generator to create and drive.
         """
         prompt = self._check_prompt(prompt)
-        tr = _RunTrace(name, callbacks=self.callbacks, input=prompt, **context)
+        tr = self._trace(prompt, context, name)
         tally = _Tally()
         with tr as run:
             try:
-                messages: list[dict[str, Any]]
-                if self.memory is None and not history and not self.system_prompt:
-                    messages = [{"role": "user", "content": prompt}]
-                else:
-                    recalled = self._recall(prompt) if self.memory is not None else []
-                    messages = self._begin(history, prompt, recalled)
+                recalled = self._recall(prompt) if self.memory is not None else []
+                messages = self._begin(history, prompt, recalled)
                 kw = self._call_kw(self.tools)
                 generate = self.llm.generate
                 for step in range(1, self.max_steps + 1):
                     response = generate(messages, **kw)
-                    if not response.tool_calls:
-                        # _answered's first lines, for an answer (_assistant_message without
-                        # tool calls)
-                        tally.add(response)
-                        messages.append({"role": "assistant", "content": response.content or None})
+                    if self._answered(step, response, messages, tally):
                         break
-                    self._answered(step, response, messages, tally)
                 answer = response.content
                 if self.memory is not None:
                     self._store(self._exchange(prompt, answer))

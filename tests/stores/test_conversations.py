@@ -776,3 +776,19 @@ async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(
     assert [m["text"] for m in details["messages"]] == ["x"]
     expected = 0 if ConversationStore(db_url)._reader is not None else 1
     assert len(hops) == expected
+
+
+def test_rows_with_datetimes_become_messages_with_aware_times() -> None:
+    # The path of PostgreSQL reads on Python 3.10 (asyncpg's datetimes, not ISO text): an
+    # infinite time comes as a naive datetime and is returned as the aware UTC value.
+    from hookwire.stores import conversations
+
+    aware = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    rows = [
+        ("m1", None, "end_user", "hi", aware, '{"k": 1}', None, None, None, None, None),
+        ("m2", "m1", "assistant", "yo", dt.datetime.max, None, "r", "gpt", 1, 2, 3),
+    ]
+    first, second = conversations._fresh(rows, parse_time=False)
+    assert first["message_time"] == aware and first["metadata"] == {"k": 1}
+    assert second["message_time"] == dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    assert second["parent_message_id"] == "m1" and second["total_tokens"] == 3

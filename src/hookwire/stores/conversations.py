@@ -1507,12 +1507,12 @@ def _fresh(rows: list[Any], parse_time: bool) -> list[dict[str, Any]]:
     """Message dicts, new for each read, from cached rows (``DETAIL_FIELDS``;
     metadata as JSON text, times as ISO text when ``parse_time``, else asyncpg's datetimes)."""
     if not parse_time:
-        return _build(rows)
+        return _build(rows, _aware)
     try:
-        return _build_parsing(rows, _dt.datetime.fromisoformat)
+        return _build(rows, _dt.datetime.fromisoformat)
     except ValueError:
         # PostgreSQL's infinite times, which asyncpg writes for the first and last datetimes
-        return _build_parsing(rows, _time_from_text)
+        return _build(rows, _time_from_text)
 
 
 _MAX_TIME = _dt.datetime.max.replace(tzinfo=_UTC)
@@ -1529,8 +1529,9 @@ def _time_from_text(text: str) -> _dt.datetime:
 
 # Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which is
 # most of the cost of reading a long conversation. The keys are DETAIL_FIELDS. Metadata is
-# JSON text, or on SQLite a bare number already (numeric affinity), or None.
-def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> list[dict[str, Any]]:
+# JSON text, or on SQLite a bare number already (numeric affinity), or None. ``time_of``
+# makes the message time from the stored one (ISO text, or asyncpg's datetime).
+def _build(rows: list[Any], time_of: Callable[[Any], _dt.datetime]) -> list[dict[str, Any]]:
     loads = orjson.loads
     return [
         {
@@ -1538,7 +1539,7 @@ def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> lis
             "parent_message_id": parent,
             "sender": sender,
             "text": text,
-            "message_time": parse(at),
+            "message_time": time_of(at),
             "metadata": loads(meta) if meta.__class__ is str else meta,
             "run_id": run,
             "model": model,
@@ -1550,25 +1551,9 @@ def _build_parsing(rows: list[Any], parse: Callable[[str], _dt.datetime]) -> lis
     ]
 
 
-def _build(rows: list[Any]) -> list[dict[str, Any]]:
-    loads = orjson.loads
-    return [
-        {
-            "id": i,
-            "parent_message_id": parent,
-            "sender": sender,
-            "text": text,
-            # asyncpg gives PostgreSQL's infinite times as naive datetimes
-            "message_time": at if at.tzinfo is not None else at.replace(tzinfo=_UTC),
-            "metadata": loads(meta) if meta.__class__ is str else meta,
-            "run_id": run,
-            "model": model,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": total,
-        }
-        for i, parent, sender, text, at, meta, run, model, prompt, completion, total in rows
-    ]
+def _aware(at: _dt.datetime) -> _dt.datetime:
+    # asyncpg gives PostgreSQL's infinite times as naive datetimes
+    return at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
 
 
 # Decoding a timestamptz makes asyncpg build a timedelta and add it to a datetime, about
