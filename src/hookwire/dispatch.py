@@ -42,7 +42,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
-from .context import _CONTEXT, _uuid7, new_id
+from .context import _CONTEXT, _ID_CELL, _TAILS, _fresh_id, _next_n, new_id
 from .errors import CallbackAbort, ConfigurationError
 from .events import HOOKS, event_from_call
 
@@ -247,7 +247,11 @@ def _generate(
     payload = "(" + params + ")"
     optional = _optional_keywords(hook)
     ns: dict[str, Any] = {
-        "uuid7": _uuid7,
+        "new_id": new_id,
+        "next_n": _next_n,
+        "id_cell": _ID_CELL,
+        "tails": _TAILS,
+        "fresh_id": _fresh_id,
         "now": _now,
         "get": _CONTEXT.get,
         "report": report,
@@ -296,10 +300,18 @@ def _generate(
     lines = [
         f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
         f"({params}run_id=None, timestamp=None, {opt_params}**kw):",
-        "    if run_id is None:",
-        "        run_id = str(uuid7())",
         "    if timestamp is None:",
         "        timestamp = now()",
+        "        if run_id is None:",
+        # context._id_at, inlined: the id is made from the timestamp just taken.
+        "            n = next_n()",
+        "            end, hi, prefix = id_cell[0]",
+        "            if timestamp < end and n >> 12 == hi:",
+        "                run_id = prefix + tails[n & 4095]",
+        "            else:",
+        "                run_id = fresh_id(n, timestamp)",
+        "    elif run_id is None:",
+        "        run_id = new_id()",
         "    ctx = get()",
     ]
     # General path: run context and/or extra keywords, merged with the ids into one dict
