@@ -100,6 +100,67 @@ def test_head_is_the_chat_history_revision_or_later() -> None:
     assert engine.head_revision() >= "0001_chat_history"
 
 
+def test_head_read_from_the_files_is_alembics() -> None:
+    # the schema check reads the migration files as text instead of loading them with Alembic
+    script = engine._script_directory()
+    assert engine._file_heads() == [str(h) for h in script.get_heads()]
+    assert engine.head_revision() == str(script.get_heads()[0])
+    known = {str(r.revision) for r in script.walk_revisions()}
+    assert engine._file_heads_cache is not None and set(engine._file_heads_cache) <= known
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "revision = compute()\ndown_revision = None\n",  # not a plain literal
+        'revision = "a"\nrevision = "b"\ndown_revision = None\n',  # twice
+        'revision = "a"\n',  # no down_revision
+        'revision = "a"\ndown_revision = "missing"\n',  # a parent no file has
+    ],
+)
+def test_files_alembic_must_read_make_the_check_fall_back_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "0001_x.py").write_text(body)
+    monkeypatch.setattr(engine, "_MIGRATIONS", tmp_path)
+    monkeypatch.setattr(engine, "_file_heads_cache", None)
+    assert engine._file_heads() is None
+
+
+def test_heads_of_plain_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "1.py").write_text("revision = '1'\ndown_revision = None\n")
+    (tmp_path / "versions" / "2.py").write_text(
+        'revision: str = "2"\ndown_revision: str | None = "1"\n'
+    )
+    monkeypatch.setattr(engine, "_MIGRATIONS", tmp_path)
+    monkeypatch.setattr(engine, "_file_heads_cache", None)
+    assert engine._file_heads() == ["2"]
+
+
+def test_schema_check_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    # importing Alembic was most of a process's first read; it is only needed to migrate
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    runner.run_sync(engine.upgrade(url))
+    code = (
+        "import sys; from hookwire.stores import engine, runner; "
+        f"runner.run_sync(engine.ensure_schema({url!r})); "
+        "print(engine.head_revision(), 'alembic' in sys.modules)"
+    )
+    import hookwire
+
+    # this checkout's code, whatever the working directory
+    env = {**os.environ, "PYTHONPATH": str(Path(hookwire.__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == [engine.head_revision(), "False"]
+
+
 def _set_revision(url: str, revision: str | None) -> None:
     async def go() -> None:
         async with engine.get_engine(url).begin() as conn:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -287,29 +288,81 @@ def _alembic_config(connection: Connection | None = None) -> Any:
 
 def head_revision() -> str:
     """The Alembic revision this code needs (the head of its migrations)."""
-    global _script
-    if _script is None:
-        with _migration_lock:
-            if _script is None:
-                from alembic.script import ScriptDirectory
-
-                _script = ScriptDirectory.from_config(_alembic_config())
-    heads = _script.get_heads()
+    heads = _file_heads()
+    if heads is None:
+        heads = _script_directory().get_heads()
     if len(heads) != 1:  # pragma: no cover - a packaging mistake, caught by the tests
         raise MigrationError(f"hookwire's migrations have {len(heads)} heads: {heads}")
     return str(heads[0])
 
 
+def _script_directory(lock_held: bool = False) -> Any:
+    global _script
+    if _script is None:
+        if lock_held:
+            _load_script()
+        else:
+            with _migration_lock:
+                _load_script()
+    return _script
+
+
+def _load_script() -> None:
+    global _script
+    if _script is None:
+        from alembic.script import ScriptDirectory
+
+        _script = ScriptDirectory.from_config(_alembic_config())
+
+
+# ``revision = "..."`` and ``down_revision = "..." | None`` as the migration template writes
+# them. Importing Alembic and loading its scripts takes 100 to 250 ms, most of the first store
+# operation of a process when the database is already at the head; these two lines of each
+# file are all that check needs (tests compare the result with Alembic's).
+_REVISION_LINE = re.compile(
+    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"\n]+)"|'([^'\n]+)'|(None))\s*$""",
+    re.MULTILINE,
+)
+_file_heads_cache: list[str] | None = None
+
+
+def _file_heads() -> list[str] | None:
+    """The heads of the migration files read as text, or ``None`` if a file does not have
+    exactly one plain ``revision`` and ``down_revision`` line (Alembic then decides)."""
+    global _file_heads_cache
+    if _file_heads_cache is not None:
+        return _file_heads_cache
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found: dict[str, list[str | None]] = {"revision": [], "down_revision": []}
+        for name, double, single, none in _REVISION_LINE.findall(path.read_text("utf-8")):
+            found[name].append(None if none else double or single)
+        if len(found["revision"]) != 1 or len(found["down_revision"]) != 1:
+            return None
+        revision, parent = found["revision"][0], found["down_revision"][0]
+        if revision is None:
+            return None
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    if not revisions or not parents <= revisions:
+        return None
+    _file_heads_cache = sorted(revisions - parents)
+    return _file_heads_cache
+
+
 def _known_revisions() -> set[str]:
-    head_revision()
-    return {str(rev.revision) for rev in _script.walk_revisions()}
+    # called with the migration lock held
+    return {str(rev.revision) for rev in _script_directory(lock_held=True).walk_revisions()}
 
 
 def _current(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    heads = MigrationContext.configure(connection).get_current_heads()
-    return str(heads[0]) if heads else None
+    # What Alembic's MigrationContext.get_current_heads reads, without importing Alembic.
+    if not connection.dialect.has_table(connection, "alembic_version"):
+        return None
+    row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return None if row is None else str(row[0])
 
 
 async def schema_revision(url: str | None = None) -> str | None:
@@ -337,7 +390,7 @@ def _upgrade_sync(connection: Connection, revision: str) -> None:
 async def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     """Apply the migrations up to ``revision``; returns the revision the database is now at."""
     url = resolve_url(url)
-    head_revision()  # load the scripts first: that takes the same lock
+    _script_directory()  # loaded before the lock is taken: loading takes it too
     await _take_migration_lock()
     try:
         await _upgrade_locked(url, revision)
