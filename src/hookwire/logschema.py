@@ -387,6 +387,8 @@ _SPECS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
 _PROMPT_FIELDS: Final = frozenset({"prompt", "tool_input", "content", "query", "input"})
 _RESPONSE_FIELDS: Final = frozenset({"response", "token", "tool_output", "results", "output"})
 _DUMPS_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+_dumps: Final = orjson.dumps  # a global, not an attribute lookup, per line
 
 
 def _usage(u: Usage) -> dict[str, int]:
@@ -559,7 +561,7 @@ def line_from_parts(
         rec["usage"] = _usage(rec["usage"])
     rec["data"] = data
     try:
-        body = orjson.dumps(rec, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+        body = _dumps(rec, default=json_default, option=_NEWLINE)
     except TypeError:  # keys that are not strings, integers too big for JSON, ...
         body = orjson.dumps(_plain(rec), default=json_default, option=_DUMPS_OPTIONS)
     if head:

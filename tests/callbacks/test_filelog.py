@@ -263,6 +263,34 @@ def test_write_failures_never_reach_the_app(
     assert [r["data"]["content"] for r in _read(tmp_path / "f.jsonl")] == ["ok"]
 
 
+def test_flush_from_many_threads_waits_for_each_threads_own_events(tmp_path: Path) -> None:
+    # Every flush() returns only once the events its thread queued before it are in the file,
+    # also when flushes from several threads cross in the queue.
+    path = tmp_path / "f.jsonl"
+    callback = FileLogCallback(path)
+    missing: list[str] = []
+
+    def worker(t: int) -> None:
+        for round_ in range(20):
+            for i in range(25):
+                callback.on_memory_store(f"{t}-{round_}-{i}", run_id="r", timestamp=1.0)
+            callback.flush()
+            logged = {r["data"]["content"] for r in _read(path)}
+            missing.extend(
+                f"{t}-{round_}-{i}" for i in range(25) if f"{t}-{round_}-{i}" not in logged
+            )
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    callback.close()
+    assert missing == []
+    assert callback.written == 6 * 20 * 25  # flush markers are not lines
+    assert len(_read(path)) == 6 * 20 * 25
+
+
 def test_full_queue_waits_or_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate = threading.Event()
     callback = FileLogCallback(tmp_path / "q.jsonl", queue_size=3, drop_when_full=True)

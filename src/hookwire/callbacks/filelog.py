@@ -20,6 +20,7 @@ import atexit
 import collections
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import threading
@@ -47,6 +48,9 @@ logger = logging.getLogger("hookwire")
 _BATCH: Final = 8192
 _LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# A flush marker in the queue: the empty line (a real line always ends with a newline), so the
+# writer finds markers with one ``list.count`` and joins a batch without looking at its items.
+_MARK: Final = b""
 
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
@@ -165,8 +169,11 @@ class FileLogCallback(BaseCallback):
                 f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
                 "choose a log_path in a writable directory"
             ) from exc
-        # Lines ready to write (bytes), and flush markers (threading.Event).
-        self._dq: collections.deque[Any] = collections.deque()
+        # Lines ready to write, and flush markers (_MARK): the n-th marker written releases
+        # the n-th waiter in _waiters.
+        self._dq: collections.deque[bytes] = collections.deque()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+        self._mark_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = True
         self._stop = False
@@ -348,7 +355,9 @@ class FileLogCallback(BaseCallback):
         done = threading.Event()
         self._flushing += 1
         try:
-            self._dq.append(done)
+            with self._mark_lock:  # a waiter and its marker in the same order
+                self._waiters.append(done)
+                self._dq.append(_MARK)
             self._kick()
             return done.wait(timeout)
         finally:
@@ -377,6 +386,8 @@ class FileLogCallback(BaseCallback):
 
     def _reset_after_fork(self) -> None:
         self._dq = collections.deque()
+        self._waiters = collections.deque()
+        self._mark_lock = threading.Lock()
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._idle = True
@@ -386,17 +397,11 @@ class FileLogCallback(BaseCallback):
 
     # -- the writer thread --------------------------------------------------------------------
 
-    def _drain(self) -> list[Any]:
+    def _drain(self) -> list[bytes]:
+        # Only this thread takes items off, so the first ``n`` are there: they are popped by
+        # C code (``iter(popleft, ...)``), with no Python loop per line.
         dq = self._dq
-        popleft = dq.popleft
-        items: list[Any] = []
-        append = items.append
-        try:
-            for _ in range(_BATCH):
-                append(popleft())
-        except IndexError:
-            pass
-        return items
+        return list(itertools.islice(iter(dq.popleft, None), min(len(dq), _BATCH)))
 
     def _work(self) -> None:
         dq = self._dq
@@ -427,21 +432,17 @@ class FileLogCallback(BaseCallback):
             self._wake.wait()
             self._idle = False
 
-    def _write_items(self, items: list[Any]) -> None:
-        lines: list[bytes] = []
-        waiters: list[threading.Event] = []
-        red = self._redactor
-        for item in items:
-            if type(item) is bytes:
-                lines.append(item)
-            else:
-                waiters.append(item)
-        if lines:
+    def _write_items(self, items: list[bytes]) -> None:
+        marks = items.count(_MARK)
+        nlines = len(items) - marks
+        if nlines:
+            red = self._redactor
             if red.walks_values:
-                lines = [self._user_redact(line) for line in lines]
-            self._write(red.json_bytes(b"".join(lines)), len(lines))
-        for w in waiters:
-            w.set()
+                items = [self._user_redact(line) for line in items if line]
+            self._write(red.json_bytes(b"".join(items)), nlines)
+        waiters = self._waiters
+        for _ in range(marks):
+            waiters.popleft().set()
 
     def _user_redact(self, line: bytes) -> bytes:
         try:
