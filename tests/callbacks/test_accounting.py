@@ -331,6 +331,7 @@ async def test_budget_stops_async_calls_and_releases_failed_ones(db_url: str) ->
         database_url=db_url,
         budgets=[Budget("1", period="month", scope="org")],
         default_max_tokens=1000,
+        budget_lease=0,  # the call's own reservation, not a lease's
     )
     m = CallbackManager([h])
     with request_context(user_id=user, org_id=user + "-org"):
@@ -551,13 +552,18 @@ from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
 from hookwire.errors import BudgetExceeded
 
 url, user, limit, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+lease, stagger = int(sys.argv[5]), float(sys.argv[6])
 h = AccountingCallbackHandler(
-    user_id=user, database_url=url, budgets=[Budget(limit, period=None, scope="user")]
+    user_id=user,
+    database_url=url,
+    budgets=[Budget(limit, period=None, scope="user")],
+    budget_lease=lease,
 )
 m = CallbackManager([h])
 prompt = [{"role": "user", "content": "hello there"}]
 
 async def call(i):
+    await asyncio.sleep(random.uniform(0, stagger))
     try:
         rid = await m.aon_llm_start(
             prompt, invocation_params={"model": "gpt-4o", "max_tokens": 200},
@@ -565,14 +571,16 @@ async def call(i):
         )
     except BudgetExceeded:
         return "refused"
+    leased = rid in h._covered
     await asyncio.sleep(random.uniform(0, 0.05))
     usage = Usage(20, random.randint(100, 200))
     await m.aon_llm_end(
         LLMResponse("x", usage=usage, model="gpt-4o", provider="openai"), run_id=rid
     )
-    return "made"
+    return "made (leased)" if leased else "made"
 
 async def main():
+    await h.asummary()  # the database opened before the start
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # all processes start together
     return await asyncio.gather(*(call(i) for i in range(n)))
@@ -596,11 +604,26 @@ def _python(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.timeout(120)
-def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str) -> None:
+@pytest.mark.parametrize(
+    ("limit", "lease", "stagger"),
+    [
+        # All at once, and too close to the limit for leases: every call checked one by one.
+        (Decimal("0.03"), 16, 0.0),
+        # Spread over two seconds, with leases of two calls while there is room for them.
+        (Decimal("0.07"), 2, 2.0),
+    ],
+)
+def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(
+    db_url: str, limit: Decimal, lease: int, stagger: float
+) -> None:
     user = uid()
-    limit = Decimal("0.03")
     per_process = 13  # 52 calls in all
-    procs = [_python(_BUDGET_WORKER, db_url, user, str(limit), str(per_process)) for _ in range(4)]
+    procs = [
+        _python(
+            _BUDGET_WORKER, db_url, user, str(limit), str(per_process), str(lease), str(stagger)
+        )
+        for _ in range(4)
+    ]
     try:
         for p in procs:
             assert p.stdout is not None
@@ -623,6 +646,11 @@ def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str)
     assert len(outcomes) == 52
     assert "refused" in outcomes
     assert "made" in outcomes
+    if stagger:
+        assert "made (leased)" in outcomes
+    else:
+        assert "made (leased)" not in outcomes
+    made = len(outcomes) - outcomes.count("refused")
     ledger = UsageLedger(db_url)
     (row,) = runner.run_sync(ledger.summary(where={"user": user}))
     one_call = pricing.estimate(
@@ -632,7 +660,7 @@ def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str)
         "openai",
     )
     assert one_call is not None
-    assert row["calls"] == outcomes.count("made")
+    assert row["calls"] == made
     assert row["cost"] <= limit + one_call
     # Nothing stays reserved once every call has ended.
     assert runner.run_sync(ledger.reserved("user", user, None)) == 0
