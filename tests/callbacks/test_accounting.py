@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -424,6 +425,114 @@ def test_unpriced_models_reserve_nothing_but_are_still_stopped(tmp_path: Path) -
     )
     with pytest.raises(BudgetExceeded):
         m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
+
+
+def _start(m: CallbackManager, **kwargs: Any) -> str:
+    return m.on_llm_start(
+        PROMPT, invocation_params={"model": "gpt-4o", "max_tokens": 100}, model="gpt-4o", **kwargs
+    )
+
+
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait for something done in the background (a poll, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+ONE_CALL = pricing.estimate("gpt-4o", estimate_prompt_tokens(PROMPT), 100)
+
+
+def test_a_lease_serves_calls_and_is_given_back(db_url: str) -> None:
+    user = uid()
+    h = AccountingCallbackHandler(
+        database_url=db_url, user_id=user, budgets=Budget("10", period="day"), budget_lease=4
+    )
+    m = CallbackManager([h])
+    assert ONE_CALL is not None
+
+    def reserved() -> Decimal:
+        return runner.run_sync(h.store.reserved("user", user, "day"))
+
+    first = _start(m)  # checked against the database; a lease is taken in the background
+    _until(lambda: reserved() == ONE_CALL * 5)
+    served = [_start(m) for _ in range(3)]
+    # Served from the lease: nothing reserved call by call (a second lease may have been taken
+    # once the first was half used).
+    assert reserved() in (ONE_CALL * 5, ONE_CALL * 9)
+    for rid in [first, *served]:
+        m.on_llm_end(response(20, 100), run_id=rid)
+    assert h.flush(30)
+    # The lease is given back at flush, and every call is spent once.
+    assert reserved() == 0
+    assert runner.run_sync(h.store.spent("user", user, "day")) == 4 * cost_of(20, 100)
+    # Left alone, a lease is given back after its life.
+    rid = _start(m)
+    m.on_llm_end(response(20, 100), run_id=rid)
+    _until(lambda: reserved() == ONE_CALL * 4)
+    _until(lambda: reserved() == 0)
+
+
+def test_no_lease_near_the_limit_or_for_unpriced_calls(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/a.db"
+    assert ONE_CALL is not None
+    # Room for the lease and three more, not four: every call is checked one by one.
+    near = AccountingCallbackHandler(
+        database_url=url, user_id="near", budgets=Budget(ONE_CALL * Decimal("19.5"), period=None),
+        budget_lease=4,
+    )  # fmt: skip
+    m = CallbackManager([near])
+    for _ in range(3):
+        _start(m)
+        time.sleep(0.05)
+    assert runner.run_sync(near.store.reserved("user", "near", None)) == ONE_CALL * 3
+    free = AccountingCallbackHandler(
+        database_url=url, user_id="free", budgets=Budget("10", period=None), budget_lease=4
+    )
+    m = CallbackManager([free])
+    for _ in range(3):
+        m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
+        time.sleep(0.05)
+    assert not free._leases
+
+
+def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
+    user = uid()
+    assert ONE_CALL is not None
+    limit = ONE_CALL * 100
+    h = AccountingCallbackHandler(
+        database_url=db_url, user_id=user, budgets=Budget(limit, period=None), budget_lease=10
+    )
+    m = CallbackManager([h])
+    rid = _start(m)
+    m.on_llm_end(response(20, 100), run_id=rid)
+    _until(lambda: bool(h._leases))
+    # Spent elsewhere: what is left fits the lease's ten calls and two more, but the eleventh
+    # is refused while the lease is still counted.
+    h.call_accounting_sync(
+        output_tokens=0, prompt_tokens=0, cost=limit - cost_of(20, 100) - ONE_CALL * 12,
+        run_id="elsewhere",
+    )  # fmt: skip
+    made = 0
+    for _ in range(30):
+        try:
+            rid = _start(m)
+        except BudgetExceeded:
+            break
+        m.on_llm_end(response(20, 100), run_id=rid)
+        made += 1
+    assert made > 10
+    assert h.flush(30)
+    spent = runner.run_sync(h.store.spent("user", user, None))
+    assert limit <= spent < limit + ONE_CALL
+    assert runner.run_sync(h.store.reserved("user", user, None)) == 0
+
+
+def test_bad_budget_lease(tmp_path: Path) -> None:
+    for bad in (-1, 1.5, True, "4"):
+        with pytest.raises(ConfigurationError, match="budget_lease"):
+            AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/a.db", budget_lease=bad)  # type: ignore[arg-type]
 
 
 def test_no_budgets_means_no_work_before_calls(tmp_path: Path) -> None:

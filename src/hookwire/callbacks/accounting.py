@@ -573,7 +573,7 @@ class AccountingCallbackHandler(BaseCallback):
     # -- budget leases ------------------------------------------------------------------------
     #
     # A lease is a reservation made under a run id of its own, with the claims' limits lowered
-    # so that it is granted only if the lease and LEASE_HEADROOM more fit under the limit: a
+    # so that it is granted only if it and LEASE_HEADROOM more leases fit under the limit: a
     # lease never takes a budget over its limit, and the one-call overrun bound of the
     # call-by-call checks is unchanged. The calls it serves have no reservation of their own:
     # their worst case is part of the lease, which the database counts until its release,
@@ -623,16 +623,14 @@ class AccountingCallbackHandler(BaseCallback):
     ) -> None:
         """Reserve a lease on the store loop (never on the caller's path)."""
         lease_claims = [
-            dataclasses.replace(c, amount=size, limit=c.limit - size * LEASE_HEADROOM)
+            dataclasses.replace(c, amount=size, limit=c.limit - size * (LEASE_HEADROOM + 1))
             for c in claims
         ]
         lease_id = "lease-" + new_id()
         granted = False
         try:
             if all(c.limit > 0 for c in lease_claims):
-                await self.store.reserve(
-                    lease_id, lease_claims, ttl=self.reservation_ttl, now=now
-                )
+                await self.store.reserve(lease_id, lease_claims, ttl=self.reservation_ttl, now=now)
                 granted = True
         except BudgetExceeded:
             pass  # too close to the limit: calls are checked one by one
@@ -644,9 +642,7 @@ class AccountingCallbackHandler(BaseCallback):
             if not granted:
                 self._lease_pause[sig] = t + LEASE_LIFE
                 return
-            lease = _Lease(
-                lease_id, size, size, t + LEASE_LIFE, t + LEASE_LIFE / 2, os.getpid()
-            )
+            lease = _Lease(lease_id, size, size, t + LEASE_LIFE, t + LEASE_LIFE / 2, os.getpid())
             old = self._leases.get(sig)
             self._leases[sig] = lease
             if old is not None:
