@@ -531,6 +531,9 @@ class AccountingCallbackHandler(BaseCallback):
             raise
         except HookwireError as exc:
             self._unchecked(claims, exc)
+            return
+        if self.budget_lease:
+            self._take(run_id, claims, serve=False)
 
     async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         """``on_llm_start`` for async dispatch: the same check, awaited on the caller's loop."""
@@ -553,6 +556,9 @@ class AccountingCallbackHandler(BaseCallback):
             raise
         except HookwireError as exc:
             self._unchecked(claims, exc)
+            return
+        if self.budget_lease:
+            self._take(run_id, claims, serve=False)
 
     def _unchecked(self, claims: Sequence[Claim], exc: HookwireError) -> None:
         """A budget that could not be checked: let the call through (``fail_open``) or stop it."""
@@ -580,8 +586,11 @@ class AccountingCallbackHandler(BaseCallback):
     # queued after the rows of all its calls (the writer keeps the order, and settles after it
     # has committed the rows).
 
-    def _take(self, run_id: str, claims: Sequence[Claim]) -> bool:
-        """Serve the call from this process's lease on its budgets, if one has room."""
+    def _take(self, run_id: str, claims: Sequence[Claim], serve: bool = True) -> bool:
+        """Serve the call from this process's lease on its budgets, if one has room, and
+        renew the lease in the background when it is half used or half way through its life.
+        ``serve=False``: only take a lease, for a call checked one by one (after its check, so
+        that the two do not queue for the same rows)."""
         amount = claims[0].amount
         if amount <= 0:
             return False  # an unpriced call: only the database can tell if the budget is spent
@@ -592,11 +601,12 @@ class AccountingCallbackHandler(BaseCallback):
         )
         t = time.monotonic()
         with self._lease_lock:
-            if run_id in self._covered:
+            if serve and run_id in self._covered:
                 return True  # the same run checked twice: served once
             lease = self._leases.get(sig)
             served = (
-                lease is not None
+                serve
+                and lease is not None
                 and t < lease.until
                 and lease.left >= amount
                 and lease.pid == os.getpid()
@@ -608,7 +618,7 @@ class AccountingCallbackHandler(BaseCallback):
                 self._covered[run_id] = lease
                 renew = t >= lease.renew_at or lease.left < lease.size / 2
             else:
-                renew = True
+                renew = not serve  # the call is checked first, then a lease taken
             renew = renew and sig not in self._acquiring and t >= self._lease_pause.get(sig, 0.0)
             if renew:
                 future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
