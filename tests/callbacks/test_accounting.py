@@ -529,6 +529,53 @@ def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
     assert runner.run_sync(h.store.reserved("user", user, None)) == 0
 
 
+_FORK_WORKER = """
+import os, sys, time
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks import accounting
+from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
+
+accounting.LEASE_LIFE = 60.0  # no lease runs out during the test
+h = AccountingCallbackHandler(
+    user_id="f", database_url=sys.argv[1], budgets=Budget("10", period=None), budget_lease=4
+)
+m = CallbackManager([h])
+prompt = [{"role": "user", "content": "What is the capital of France?"}]
+end = LLMResponse("x", usage=Usage(20, 100), model="gpt-4o", provider="openai")
+
+def call():
+    rid = m.on_llm_start(prompt, invocation_params={"max_tokens": 100}, model="gpt-4o")
+    leased = rid in h._covered
+    m.on_llm_end(end, run_id=rid)
+    return leased
+
+call()
+while not h._leases:
+    time.sleep(0.01)
+pid = os.fork()
+if pid == 0:
+    # The parent's lease is the parent's: not used here, not given back from here.
+    leased = call()
+    assert h.flush(30)
+    os._exit(3 if leased else 0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert call()  # still the parent's to use
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_leaves_its_parents_lease_alone(tmp_path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    url = f"sqlite:///{tmp_path}/fork.db"
+    p = _python(_FORK_WORKER, url)
+    out, err = p.communicate(timeout=50)
+    assert p.returncode == 0, err
+    assert out.strip() == "ok"
+
+
 def test_bad_budget_lease(tmp_path: Path) -> None:
     for bad in (-1, 1.5, True, "4"):
         with pytest.raises(ConfigurationError, match="budget_lease"):

@@ -461,6 +461,7 @@ class AccountingCallbackHandler(BaseCallback):
         self._covered: dict[str, _Lease] = {}
         self._acquiring: dict[_Signature, concurrent.futures.Future[None]] = {}
         self._lease_pause: dict[_Signature, float] = {}
+        self._lease_pid = os.getpid()
         if not self.budgets:
             # Without budgets the handler has nothing to do before a call: leave on_llm_start
             # out of dispatch entirely.
@@ -600,6 +601,8 @@ class AccountingCallbackHandler(BaseCallback):
             for c in claims
         )
         t = time.monotonic()
+        if self._lease_pid != os.getpid():
+            self._forget_leases()
         with self._lease_lock:
             if serve and run_id in self._covered:
                 return True  # the same run checked twice: served once
@@ -680,6 +683,8 @@ class AccountingCallbackHandler(BaseCallback):
         taken, so that none is installed after this."""
         if not self.budget_lease:
             return
+        if self._lease_pid != os.getpid():
+            self._forget_leases()
         with self._lease_lock:
             pending = list(self._acquiring.values())
         if pending and wait > 0 and not runner.in_store_loop():
@@ -689,6 +694,18 @@ class AccountingCallbackHandler(BaseCallback):
             self._leases.clear()
             for lease in leases:
                 self._retire(lease)
+
+    def _forget_leases(self) -> None:
+        """In a forked child: the parent's leases (and leases being taken) are the parent's
+        to use and give back."""
+        # The child has only this thread: a lock another thread of the parent held is lost.
+        self._lease_lock = threading.Lock()
+        with self._lease_lock:
+            self._leases.clear()
+            self._covered.clear()
+            self._acquiring.clear()
+            self._lease_pause.clear()
+            self._lease_pid = os.getpid()
 
     def _ended(self, run_id: str) -> bool:
         """A run has ended (its row or release queued): whether a lease had served it."""
