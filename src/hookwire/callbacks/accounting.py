@@ -653,7 +653,12 @@ class AccountingCallbackHandler(BaseCallback):
         with self._lease_lock:
             self._acquiring.pop(sig, None)
             if not granted:
-                self._lease_pause[sig] = t + LEASE_LIFE
+                pause = self._lease_pause
+                if len(pause) >= 1024:
+                    # One per budget key (user, org, agent) refused a lease: keep the live ones.
+                    for k in [k for k, until in pause.items() if until <= t]:
+                        del pause[k]
+                pause[sig] = t + LEASE_LIFE
                 return
             lease = _Lease(lease_id, size, size, t + LEASE_LIFE, t + LEASE_LIFE / 2, os.getpid())
             old = self._leases.get(sig)
