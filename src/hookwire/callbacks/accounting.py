@@ -57,6 +57,8 @@ logger = logging.getLogger("hookwire")
 
 _UTC = timezone.utc
 _BATCH: Final = 1000
+#: Seconds between a row's end of call and the start of its write (``flush`` waits for it).
+_WRITE_DELAY: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,9 @@ class _Writer:
             asyncio.run_coroutine_threadsafe(self._drain(), runner.get_loop())
 
     async def _drain(self) -> None:
+        # Start a little later: the caller's next budget check, often right after a call's
+        # end, then meets neither this write on the server nor its Python for the GIL.
+        await asyncio.sleep(_WRITE_DELAY)
         delay = 0.05
         while True:
             with self._lock:
