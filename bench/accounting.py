@@ -12,8 +12,10 @@ Side by side in one process:
 - the ledger on SQLite: rows per second through ``AccountingCallbackHandler`` (the app thread
   enqueues, rows are written in batches) against one SQLAlchemy transaction per row;
 - the budget check on PostgreSQL, from sync and from async code: the check alone (what
-  ``on_llm_start`` / ``aon_llm_start`` cost the caller), and what a budget adds to an LLM
-  call's bookkeeping (check and reserve before it, settle after it).
+  ``on_llm_start`` / ``aon_llm_start`` cost the caller when it goes to the database), and
+  what a budget adds to an LLM call's bookkeeping (check and reserve before it, settle after
+  it), with budget leases (the default) and without (``budget_lease=0``, every call checked
+  against the database).
 """
 
 from __future__ import annotations
@@ -233,6 +235,13 @@ def _bench_budget_pg(pg_url: str) -> None:
         user_id=user, database_url=pg_url, budgets=[Budget(1_000_000, period="day")]
     )
     budgeted = CallbackManager([budgeted_handler])
+    one_by_one_handler = AccountingCallbackHandler(
+        user_id=user + "-1by1",
+        database_url=pg_url,
+        budgets=[Budget(1_000_000, period="day")],
+        budget_lease=0,
+    )
+    one_by_one = CallbackManager([one_by_one_handler])
 
     def call(m: CallbackManager) -> None:
         rid = m.on_llm_start(prompt, invocation_params=params, model="gpt-4o")
@@ -244,35 +253,38 @@ def _bench_budget_pg(pg_url: str) -> None:
 
     for _ in range(200):
         call(budgeted)
+        call(one_by_one)
     budgeted_handler.flush()
+    one_by_one_handler.flush()
 
-    # 1. The check alone, as the caller's on_llm_start / aon_llm_start pays it. Each call is
-    # then ended and its row written (untimed), so every check sees a settled ledger.
+    # 1. The check alone, as the caller's on_llm_start / aon_llm_start pays it when it goes to
+    # the database (budget_lease=0: every call). Each call is then ended and its row written
+    # (untimed), so every check sees a settled ledger.
     n = 500
 
     def sync_checks() -> list[float]:
         out = []
         for _ in range(n):
             t = time.perf_counter()
-            rid = budgeted.on_llm_start(prompt, invocation_params=params, model="gpt-4o")
+            rid = one_by_one.on_llm_start(prompt, invocation_params=params, model="gpt-4o")
             out.append(time.perf_counter() - t)
-            budgeted.on_llm_end(resp, run_id=rid)
-            budgeted_handler.flush()
+            one_by_one.on_llm_end(resp, run_id=rid)
+            one_by_one_handler.flush()
         return out
 
     row("budget check, PostgreSQL, sync on_llm_start (median / p99)", ms(sync_checks()))
 
     async def async_checks() -> list[float]:
         for _ in range(50):  # opens this loop's pool
-            await budgeted.aon_llm_start(prompt, invocation_params=params, model="gpt-4o")
-        budgeted_handler.flush()
+            await one_by_one.aon_llm_start(prompt, invocation_params=params, model="gpt-4o")
+        one_by_one_handler.flush()
         out = []
         for _ in range(n):
             t = time.perf_counter()
-            rid = await budgeted.aon_llm_start(prompt, invocation_params=params, model="gpt-4o")
+            rid = await one_by_one.aon_llm_start(prompt, invocation_params=params, model="gpt-4o")
             out.append(time.perf_counter() - t)
-            await budgeted.aon_llm_end(resp, run_id=rid)
-            budgeted_handler.flush()
+            await one_by_one.aon_llm_end(resp, run_id=rid)
+            one_by_one_handler.flush()
         return out
 
     row(
@@ -295,7 +307,7 @@ def _bench_budget_pg(pg_url: str) -> None:
     # 2. What a budget adds to an LLM call: start, the model's answer (a 50 ms sleep, in which
     # the previous call's row is written, as in real use), end; timed without the sleep.
     llm = 0.05
-    k = 100
+    k = 25
 
     def paced(m: CallbackManager) -> list[float]:
         out = []
@@ -324,22 +336,28 @@ def _bench_budget_pg(pg_url: str) -> None:
             out.append(t1 - t0 + time.perf_counter() - t2)
         return out
 
-    for label, with_b, without in (
-        ("sync", paced(budgeted), paced(plain)),
-        ("async", asyncio.run(apaced(budgeted)), asyncio.run(apaced(plain))),
-    ):
-        budgeted_handler.flush()
-        w, wo = statistics.median(with_b), statistics.median(without)
-        row(
-            f"  {label} call bookkeeping with / without a budget (median)",
-            f"{w * 1e3:.3f} ms",
-            f"{wo * 1e3:.3f} ms",
-            f"+{(w - wo) * 1e3:.3f} ms",
-        )
+    # Interleaved in blocks, so that the machine's swings fall on all three alike.
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(4):
+        for label, run in (("sync", paced), ("async", lambda m: asyncio.run(apaced(m)))):
+            for name, m in (("lease", budgeted), ("1by1", one_by_one), ("plain", plain)):
+                samples.setdefault((label, name), []).extend(run(m))
+    budgeted_handler.flush()
+    one_by_one_handler.flush()
+    for label in ("sync", "async"):
+        wo = statistics.median(samples[(label, "plain")])
+        for name, what in (("lease", "with a budget (leases)"), ("1by1", "call by call")):
+            w = statistics.median(samples[(label, name)])
+            row(
+                f"  {label} call bookkeeping {what} / without a budget (median)",
+                f"{w * 1e3:.3f} ms",
+                f"{wo * 1e3:.3f} ms",
+                f"+{(w - wo) * 1e3:.3f} ms",
+            )
 
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
         trips = []
-        for _ in range(k):
+        for _ in range(4 * k):
             time.sleep(llm)
             t = time.perf_counter()
             conn.execute("SELECT 1").fetchone()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -331,6 +332,7 @@ async def test_budget_stops_async_calls_and_releases_failed_ones(db_url: str) ->
         database_url=db_url,
         budgets=[Budget("1", period="month", scope="org")],
         default_max_tokens=1000,
+        budget_lease=0,  # the call's own reservation, not a lease's
     )
     m = CallbackManager([h])
     with request_context(user_id=user, org_id=user + "-org"):
@@ -423,6 +425,165 @@ def test_unpriced_models_reserve_nothing_but_are_still_stopped(tmp_path: Path) -
     )
     with pytest.raises(BudgetExceeded):
         m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
+
+
+def _start(m: CallbackManager, **kwargs: Any) -> str:
+    return m.on_llm_start(
+        PROMPT, invocation_params={"model": "gpt-4o", "max_tokens": 100}, model="gpt-4o", **kwargs
+    )
+
+
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait for something done in the background (a poll, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+ONE_CALL = pricing.estimate("gpt-4o", estimate_prompt_tokens(PROMPT), 100)
+
+
+def test_a_lease_serves_calls_and_is_given_back(db_url: str) -> None:
+    user = uid()
+    h = AccountingCallbackHandler(
+        database_url=db_url, user_id=user, budgets=Budget("10", period="day"), budget_lease=4
+    )
+    m = CallbackManager([h])
+    assert ONE_CALL is not None
+
+    def reserved() -> Decimal:
+        return runner.run_sync(h.store.reserved("user", user, "day"))
+
+    first = _start(m)  # checked against the database; a lease is taken in the background
+    _until(lambda: reserved() == ONE_CALL * 5)
+    served = [_start(m) for _ in range(3)]
+    # Served from the lease: nothing reserved call by call (a second lease may have been taken
+    # once the first was half used).
+    assert reserved() in (ONE_CALL * 5, ONE_CALL * 9)
+    for rid in [first, *served]:
+        m.on_llm_end(response(20, 100), run_id=rid)
+    assert h.flush(30)
+    # The lease is given back at flush, and every call is spent once.
+    assert reserved() == 0
+    assert runner.run_sync(h.store.spent("user", user, "day")) == 4 * cost_of(20, 100)
+    # Left alone, a lease is given back after its life.
+    rid = _start(m)
+    m.on_llm_end(response(20, 100), run_id=rid)
+    _until(lambda: reserved() == ONE_CALL * 4)
+    _until(lambda: reserved() == 0)
+
+
+def test_no_lease_near_the_limit_or_for_unpriced_calls(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/a.db"
+    assert ONE_CALL is not None
+    # Room for the lease and three more, not four: every call is checked one by one.
+    near = AccountingCallbackHandler(
+        database_url=url, user_id="near", budgets=Budget(ONE_CALL * Decimal("19.5"), period=None),
+        budget_lease=4,
+    )  # fmt: skip
+    m = CallbackManager([near])
+    for _ in range(3):
+        _start(m)
+        time.sleep(0.05)
+    assert runner.run_sync(near.store.reserved("user", "near", None)) == ONE_CALL * 3
+    free = AccountingCallbackHandler(
+        database_url=url, user_id="free", budgets=Budget("10", period=None), budget_lease=4
+    )
+    m = CallbackManager([free])
+    for _ in range(3):
+        m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
+        time.sleep(0.05)
+    assert not free._leases
+
+
+def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
+    user = uid()
+    assert ONE_CALL is not None
+    limit = ONE_CALL * 100
+    h = AccountingCallbackHandler(
+        database_url=db_url, user_id=user, budgets=Budget(limit, period=None), budget_lease=10
+    )
+    m = CallbackManager([h])
+    rid = _start(m)
+    m.on_llm_end(response(20, 100), run_id=rid)
+    _until(lambda: bool(h._leases))
+    # Spent elsewhere: what is left fits the lease's ten calls and two more, but the eleventh
+    # is refused while the lease is still counted.
+    h.call_accounting_sync(
+        output_tokens=0, prompt_tokens=0, cost=limit - cost_of(20, 100) - ONE_CALL * 12,
+        run_id="elsewhere",
+    )  # fmt: skip
+    made = 0
+    for _ in range(30):
+        try:
+            rid = _start(m)
+        except BudgetExceeded:
+            break
+        m.on_llm_end(response(20, 100), run_id=rid)
+        made += 1
+    assert made > 10
+    assert h.flush(30)
+    spent = runner.run_sync(h.store.spent("user", user, None))
+    assert limit <= spent < limit + ONE_CALL
+    assert runner.run_sync(h.store.reserved("user", user, None)) == 0
+
+
+_FORK_WORKER = """
+import os, sys, time
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks import accounting
+from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
+
+accounting.LEASE_LIFE = 60.0  # no lease runs out during the test
+h = AccountingCallbackHandler(
+    user_id="f", database_url=sys.argv[1], budgets=Budget("10", period=None), budget_lease=4
+)
+m = CallbackManager([h])
+prompt = [{"role": "user", "content": "What is the capital of France?"}]
+end = LLMResponse("x", usage=Usage(20, 100), model="gpt-4o", provider="openai")
+
+def call():
+    rid = m.on_llm_start(prompt, invocation_params={"max_tokens": 100}, model="gpt-4o")
+    leased = rid in h._covered
+    m.on_llm_end(end, run_id=rid)
+    return leased
+
+call()
+# A lease, and the ledger writer idle (a fork in the middle of a write is another matter).
+while not h._leases or h.pending:
+    time.sleep(0.01)
+time.sleep(0.2)
+pid = os.fork()
+if pid == 0:
+    # The parent's lease is the parent's: not used here, not given back from here.
+    try:
+        leased = call()
+        code = 0 if h.flush(20) and not leased else 3
+    finally:
+        os._exit(locals().get("code", 4))
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert call()  # still the parent's to use
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_leaves_its_parents_lease_alone(tmp_path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    url = f"sqlite:///{tmp_path}/fork.db"
+    p = _python(_FORK_WORKER, url)
+    out, err = p.communicate(timeout=50)
+    assert p.returncode == 0, err
+    assert out.strip() == "ok"
+
+
+def test_bad_budget_lease(tmp_path: Path) -> None:
+    for bad in (-1, 1.5, True, "4"):
+        with pytest.raises(ConfigurationError, match="budget_lease"):
+            AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/a.db", budget_lease=bad)  # type: ignore[arg-type]
 
 
 def test_no_budgets_means_no_work_before_calls(tmp_path: Path) -> None:
@@ -551,13 +712,18 @@ from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
 from hookwire.errors import BudgetExceeded
 
 url, user, limit, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+lease, stagger = int(sys.argv[5]), float(sys.argv[6])
 h = AccountingCallbackHandler(
-    user_id=user, database_url=url, budgets=[Budget(limit, period=None, scope="user")]
+    user_id=user,
+    database_url=url,
+    budgets=[Budget(limit, period=None, scope="user")],
+    budget_lease=lease,
 )
 m = CallbackManager([h])
 prompt = [{"role": "user", "content": "hello there"}]
 
 async def call(i):
+    await asyncio.sleep(random.uniform(0, stagger))
     try:
         rid = await m.aon_llm_start(
             prompt, invocation_params={"model": "gpt-4o", "max_tokens": 200},
@@ -565,14 +731,16 @@ async def call(i):
         )
     except BudgetExceeded:
         return "refused"
+    leased = rid in h._covered
     await asyncio.sleep(random.uniform(0, 0.05))
     usage = Usage(20, random.randint(100, 200))
     await m.aon_llm_end(
         LLMResponse("x", usage=usage, model="gpt-4o", provider="openai"), run_id=rid
     )
-    return "made"
+    return "made (leased)" if leased else "made"
 
 async def main():
+    await h.asummary()  # the database opened before the start
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # all processes start together
     return await asyncio.gather(*(call(i) for i in range(n)))
@@ -596,11 +764,26 @@ def _python(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.timeout(120)
-def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str) -> None:
+@pytest.mark.parametrize(
+    ("limit", "lease", "stagger"),
+    [
+        # All at once, and too close to the limit for leases: every call checked one by one.
+        (Decimal("0.03"), 16, 0.0),
+        # Spread over two seconds, with leases of two calls while there is room for them.
+        (Decimal("0.07"), 2, 2.0),
+    ],
+)
+def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(
+    db_url: str, limit: Decimal, lease: int, stagger: float
+) -> None:
     user = uid()
-    limit = Decimal("0.03")
     per_process = 13  # 52 calls in all
-    procs = [_python(_BUDGET_WORKER, db_url, user, str(limit), str(per_process)) for _ in range(4)]
+    procs = [
+        _python(
+            _BUDGET_WORKER, db_url, user, str(limit), str(per_process), str(lease), str(stagger)
+        )
+        for _ in range(4)
+    ]
     try:
         for p in procs:
             assert p.stdout is not None
@@ -623,6 +806,11 @@ def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str)
     assert len(outcomes) == 52
     assert "refused" in outcomes
     assert "made" in outcomes
+    if stagger:
+        assert "made (leased)" in outcomes
+    else:
+        assert "made (leased)" not in outcomes
+    made = len(outcomes) - outcomes.count("refused")
     ledger = UsageLedger(db_url)
     (row,) = runner.run_sync(ledger.summary(where={"user": user}))
     one_call = pricing.estimate(
@@ -632,7 +820,7 @@ def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(db_url: str)
         "openai",
     )
     assert one_call is not None
-    assert row["calls"] == outcomes.count("made")
+    assert row["calls"] == made
     assert row["cost"] <= limit + one_call
     # Nothing stays reserved once every call has ended.
     assert runner.run_sync(ledger.reserved("user", user, None)) == 0

@@ -30,9 +30,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import concurrent.futures
 import dataclasses
 import logging
+import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +48,7 @@ from ..context import current_context, new_id
 from ..errors import BudgetExceeded, ConfigurationError, HookwireError, InvalidUsageError
 from ..events import LLMResponse, Usage
 from ..stores import runner
-from ..stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord
+from ..stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord, period_start
 from .base import BaseCallback
 
 __all__ = ["AccountingCallbackHandler", "Budget", "UsageRecord", "estimate_prompt_tokens"]
@@ -54,6 +57,8 @@ logger = logging.getLogger("hookwire")
 
 _UTC = timezone.utc
 _BATCH: Final = 1000
+#: Seconds between a row's end of call and the start of its write (``flush`` waits for it).
+_WRITE_DELAY: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,34 @@ def estimate_prompt_tokens(prompt: Any) -> int:
     return len(str(prompt).encode("utf-8", "replace")) + 8
 
 
+#: How long (seconds) a budget lease serves calls; renewed in the background from half-way on.
+LEASE_LIFE: Final = 1.0
+#: A lease is granted only while the budget has room for this many leases on top of it, so
+#: that near the limit every call is checked against the database, one by one.
+LEASE_HEADROOM: Final = 4
+
+_Signature = tuple[tuple[str, str, str | None, str, str, Decimal], ...]
+
+
+@dataclass(slots=True, eq=False)
+class _Lease:
+    """Budget reserved ahead in one database round trip, handed out to calls in this process.
+
+    The database counts ``size`` as reserved (under the run id ``id``) until the lease is
+    released, and it is released only once it serves no more calls and every call it served
+    has ended (its row queued before the release, so written first)."""
+
+    id: str
+    size: Decimal
+    left: Decimal
+    until: float  # time.monotonic(): serves calls until then
+    renew_at: float
+    pid: int
+    in_flight: int = 0
+    retired: bool = False
+    released: bool = False
+
+
 class _Writer:
     """Batches ledger writes on the store loop; the caller's thread only appends."""
 
@@ -178,6 +211,9 @@ class _Writer:
             asyncio.run_coroutine_threadsafe(self._drain(), runner.get_loop())
 
     async def _drain(self) -> None:
+        # Start a little later: the caller's next budget check, often right after a call's
+        # end, then meets neither this write on the server nor its Python for the GIL.
+        await asyncio.sleep(_WRITE_DELAY)
         delay = 0.05
         while True:
             with self._lock:
@@ -350,6 +386,15 @@ class AccountingCallbackHandler(BaseCallback):
     ``settle_wait`` (seconds) is how long a refused budget check waits for this handler's
     queued rows to be written before it checks again, so that calls that already ended count
     at their real cost rather than their worst case.
+
+    ``budget_lease`` (calls; ``0`` turns it off) lets a process reserve that many calls' worst
+    case ahead, in one background round trip, and check its next calls against it without
+    going to the database: a budget then costs a call no round trip. The lease is counted by
+    every process's check as reserved, is granted only while the budget has room for
+    ``LEASE_HEADROOM`` more leases (so near the limit every call is checked one by one, as
+    without leases), serves calls for ``LEASE_LIFE`` second, and is given back once its calls
+    have ended (or at ``flush``, ``close`` and exit). A process can so hold back up to one
+    lease of a budget from other processes for about a second.
     """
 
     name = "AccountingCallbackHandler"
@@ -371,6 +416,7 @@ class AccountingCallbackHandler(BaseCallback):
         reservation_ttl: float = 600.0,
         fail_open: bool = True,
         settle_wait: float = 2.0,
+        budget_lease: int = 16,
     ) -> None:
         if store is not None and database_url is not None:
             raise ConfigurationError("pass store= or database_url=, not both")
@@ -401,6 +447,11 @@ class AccountingCallbackHandler(BaseCallback):
             raise ConfigurationError("default_max_tokens must be a positive integer")
         if reservation_ttl <= 0:
             raise ConfigurationError("reservation_ttl must be a positive number of seconds")
+        if isinstance(budget_lease, bool) or not isinstance(budget_lease, int) or budget_lease < 0:
+            raise ConfigurationError(
+                f"budget_lease must be a number of calls (0 for none), not {budget_lease!r}"
+            )
+        self.budget_lease = budget_lease
         self.default_max_tokens = default_max_tokens
         self.reservation_ttl = float(reservation_ttl)
         self.fail_open = fail_open
@@ -409,6 +460,13 @@ class AccountingCallbackHandler(BaseCallback):
         self._writer = _Writer(self.store, self.name)
         self._last_run: str | None = None
         self._claimed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lease_lock = threading.Lock()
+        self._leases: dict[_Signature, _Lease] = {}
+        # Runs served by a lease, until they end.
+        self._covered: dict[str, _Lease] = {}
+        self._acquiring: dict[_Signature, concurrent.futures.Future[None]] = {}
+        self._lease_pause: dict[_Signature, float] = {}
+        self._lease_pid = os.getpid()
         if not self.budgets:
             # Without budgets the handler has nothing to do before a call: leave on_llm_start
             # out of dispatch entirely.
@@ -462,10 +520,13 @@ class AccountingCallbackHandler(BaseCallback):
         if not claims:
             return
         run_id = kwargs.get("run_id") or new_id()
+        if self.budget_lease and self._take(run_id, claims):
+            return
         try:
             try:
                 self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
             except BudgetExceeded:
+                self._retire_leases()
                 if not self._writer.pending or self._writer.failing:
                     raise
                 # Calls that ended here still count at their worst case until their rows are
@@ -476,6 +537,9 @@ class AccountingCallbackHandler(BaseCallback):
             raise
         except HookwireError as exc:
             self._unchecked(claims, exc)
+            return
+        if self.budget_lease:
+            self._take(run_id, claims, serve=False)
 
     async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         """``on_llm_start`` for async dispatch: the same check, awaited on the caller's loop."""
@@ -483,10 +547,13 @@ class AccountingCallbackHandler(BaseCallback):
         if not claims:
             return
         run_id = kwargs.get("run_id") or new_id()
+        if self.budget_lease and self._take(run_id, claims):
+            return
         try:
             try:
                 await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
             except BudgetExceeded:
+                self._retire_leases()
                 if not self._writer.pending or self._writer.failing:
                     raise
                 await self._writer.settle(self.settle_wait)
@@ -495,6 +562,9 @@ class AccountingCallbackHandler(BaseCallback):
             raise
         except HookwireError as exc:
             self._unchecked(claims, exc)
+            return
+        if self.budget_lease:
+            self._take(run_id, claims, serve=False)
 
     def _unchecked(self, claims: Sequence[Claim], exc: HookwireError) -> None:
         """A budget that could not be checked: let the call through (``fail_open``) or stop it."""
@@ -511,6 +581,152 @@ class AccountingCallbackHandler(BaseCallback):
             key=claims[0].key,
             limit=claims[0].limit,
         ) from exc
+
+    # -- budget leases ------------------------------------------------------------------------
+    #
+    # A lease is a reservation made under a run id of its own, with the claims' limits lowered
+    # so that it is granted only if it and LEASE_HEADROOM more leases fit under the limit: a
+    # lease never takes a budget over its limit, and the one-call overrun bound of the
+    # call-by-call checks is unchanged. The calls it serves have no reservation of their own:
+    # their worst case is part of the lease, which the database counts until its release,
+    # queued after the rows of all its calls (the writer keeps the order, and settles after it
+    # has committed the rows).
+
+    def _take(self, run_id: str, claims: Sequence[Claim], serve: bool = True) -> bool:
+        """Serve the call from this process's lease on its budgets, if one has room, and
+        renew the lease in the background when it is half used or half way through its life.
+        ``serve=False``: only take a lease, for a call checked one by one (after its check, so
+        that the two do not queue for the same rows)."""
+        amount = claims[0].amount
+        if amount <= 0:
+            return False  # an unpriced call: only the database can tell if the budget is spent
+        now = datetime.now(_UTC)
+        sig: _Signature = tuple(
+            (c.scope, c.key, c.period, period_start(c.period, now), c.currency, c.limit)
+            for c in claims
+        )
+        t = time.monotonic()
+        if self._lease_pid != os.getpid():
+            self._forget_leases()
+        with self._lease_lock:
+            if serve and run_id in self._covered:
+                return True  # the same run checked twice: served once
+            lease = self._leases.get(sig)
+            served = (
+                serve
+                and lease is not None
+                and t < lease.until
+                and lease.left >= amount
+                and lease.pid == os.getpid()
+            )
+            if served:
+                assert lease is not None
+                lease.left -= amount
+                lease.in_flight += 1
+                self._covered[run_id] = lease
+                renew = t >= lease.renew_at or lease.left < lease.size / 2
+            else:
+                renew = not serve  # the call is checked first, then a lease taken
+            renew = renew and sig not in self._acquiring and t >= self._lease_pause.get(sig, 0.0)
+            if renew:
+                future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
+                    self._acquire(sig, claims, amount * self.budget_lease, now),
+                    runner.get_loop(),
+                )
+                self._acquiring[sig] = future
+        return served
+
+    async def _acquire(
+        self, sig: _Signature, claims: Sequence[Claim], size: Decimal, now: datetime
+    ) -> None:
+        """Reserve a lease on the store loop (never on the caller's path)."""
+        lease_claims = [
+            dataclasses.replace(c, amount=size, limit=c.limit - size * (LEASE_HEADROOM + 1))
+            for c in claims
+        ]
+        lease_id = "lease-" + new_id()
+        granted = False
+        try:
+            if all(c.limit > 0 for c in lease_claims):
+                await self.store.reserve(lease_id, lease_claims, ttl=self.reservation_ttl, now=now)
+                granted = True
+        except BudgetExceeded:
+            pass  # too close to the limit: calls are checked one by one
+        except Exception as exc:
+            logger.debug("hookwire: %s could not take a budget lease: %r", self.name, exc)
+        t = time.monotonic()
+        with self._lease_lock:
+            self._acquiring.pop(sig, None)
+            if not granted:
+                pause = self._lease_pause
+                if len(pause) >= 1024:
+                    # One per budget key (user, org, agent) refused a lease: keep the live ones.
+                    for k in [k for k, until in pause.items() if until <= t]:
+                        del pause[k]
+                pause[sig] = t + LEASE_LIFE
+                return
+            lease = _Lease(lease_id, size, size, t + LEASE_LIFE, t + LEASE_LIFE / 2, os.getpid())
+            old = self._leases.get(sig)
+            self._leases[sig] = lease
+            if old is not None:
+                self._retire(old)
+        # Given back when its life ends even if no call comes to notice.
+        asyncio.get_running_loop().call_later(LEASE_LIFE, self._expire, sig, lease)
+
+    def _expire(self, sig: _Signature, lease: _Lease) -> None:
+        with self._lease_lock:
+            if self._leases.get(sig) is lease:
+                del self._leases[sig]
+            self._retire(lease)
+
+    def _retire(self, lease: _Lease) -> None:
+        """No more calls for ``lease``; release it once its calls have ended (lock held)."""
+        lease.retired = True
+        if lease.in_flight == 0 and not lease.released and lease.pid == os.getpid():
+            # (A forked child leaves its parent's leases to the parent.)
+            lease.released = True
+            self._writer.submit(lease.id)
+
+    def _retire_leases(self, wait: float = 0.0) -> None:
+        """Give back every lease (after a refused check, so that this process's own leases
+        do not refuse its calls; at ``flush``). ``wait``: seconds to wait for leases being
+        taken, so that none is installed after this."""
+        if not self.budget_lease:
+            return
+        if self._lease_pid != os.getpid():
+            self._forget_leases()
+        with self._lease_lock:
+            pending = list(self._acquiring.values())
+        if pending and wait > 0 and not runner.in_store_loop():
+            concurrent.futures.wait(pending, timeout=wait)
+        with self._lease_lock:
+            leases = list(self._leases.values())
+            self._leases.clear()
+            for lease in leases:
+                self._retire(lease)
+
+    def _forget_leases(self) -> None:
+        """In a forked child: the parent's leases (and leases being taken) are the parent's
+        to use and give back."""
+        # The child has only this thread: a lock another thread of the parent held is lost.
+        self._lease_lock = threading.Lock()
+        with self._lease_lock:
+            self._leases.clear()
+            self._covered.clear()
+            self._acquiring.clear()
+            self._lease_pause.clear()
+            self._lease_pid = os.getpid()
+
+    def _ended(self, run_id: str) -> bool:
+        """A run has ended (its row or release queued): whether a lease had served it."""
+        with self._lease_lock:
+            lease = self._covered.pop(run_id, None)
+            if lease is None:
+                return False
+            lease.in_flight -= 1
+            if lease.retired:
+                self._retire(lease)
+        return True
 
     # -- recording, after the call (background) -----------------------------------------------
 
@@ -578,10 +794,12 @@ class AccountingCallbackHandler(BaseCallback):
                 source="auto",
             )
         except InvalidUsageError:
-            if self.budgets:
+            if self.budgets and not (self._covered and self._ended(run_id)):
                 self._writer.submit(run_id)
             raise
         self._writer.submit(record)
+        if self._covered:
+            self._ended(run_id)
         if model:
             self.model_name = model
         if provider:
@@ -591,7 +809,9 @@ class AccountingCallbackHandler(BaseCallback):
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """The call failed: release its budget reservation (in the background)."""
         if self.budgets and kwargs.get("run_id"):
-            self._writer.submit(str(kwargs["run_id"]))
+            run_id = str(kwargs["run_id"])
+            if not (self._covered and self._ended(run_id)):
+                self._writer.submit(run_id)
 
     # -- by hand (the seed's API) -------------------------------------------------------------
 
@@ -740,12 +960,15 @@ class AccountingCallbackHandler(BaseCallback):
         return self._writer.pending
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Wait until every queued row is written; ``False`` if ``timeout`` ran out first."""
+        """Wait until every queued row is written (and the budget leases no call uses are
+        given back); ``False`` if ``timeout`` ran out first."""
+        self._retire_leases(10.0 if timeout is None else timeout)
         return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (waiting up to ``timeout`` seconds). Rows the database still
         refuses after that are dropped and logged, and the writer stops retrying."""
+        self._retire_leases(timeout)
         if not self._writer.flush(timeout):
             logger.warning(
                 "hookwire: %s closed with %d usage row(s) not yet written",
