@@ -580,6 +580,55 @@ def test_a_forked_child_leaves_its_parents_lease_alone(tmp_path: Path) -> None:
     assert out.strip() == "ok"
 
 
+_FORK_MID_WRITE = """
+import asyncio, os, sys, time
+from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire.callbacks.accounting import AccountingCallbackHandler
+
+h = AccountingCallbackHandler(user_id="f", database_url=sys.argv[1])
+m = CallbackManager([h])
+end = LLMResponse("x", usage=Usage(20, 100), model="gpt-4o", provider="openai")
+record = h.store.record
+
+async def slow_record(*a, **k):
+    await asyncio.sleep(1.0)
+    return await record(*a, **k)
+
+h.store.record = slow_record
+m.on_llm_end(end, run_id=m.on_llm_start("p", model="gpt-4o"))
+time.sleep(0.3)  # the writer has taken the parent's row and is in the middle of writing it
+assert h.pending == 1
+pid = os.fork()
+if pid == 0:
+    code = 4
+    try:
+        h.store.record = record
+        rid = m.on_llm_start("p", model="gpt-4o")
+        m.on_llm_end(end, run_id=rid)
+        # The child's own row is written, by the child: not stuck behind the parent's write.
+        code = 0 if h.flush(10) and h.pending == 0 else 3
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert h.flush(10)
+h.store.record = record
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_child_forked_in_the_middle_of_a_write_writes_its_own_rows(tmp_path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    p = _python(_FORK_MID_WRITE, f"sqlite:///{tmp_path}/fork.db")
+    out, err = p.communicate(timeout=50)
+    assert p.returncode == 0, err
+    assert out.strip() == "ok"
+    h = AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/fork.db")
+    assert h.summary(by="user")[0]["calls"] == 2  # the parent's row and the child's
+
+
 def test_bad_budget_lease(tmp_path: Path) -> None:
     for bad in (-1, 1.5, True, "4"):
         with pytest.raises(ConfigurationError, match="budget_lease"):

@@ -183,12 +183,31 @@ class _Lease:
     released: bool = False
 
 
+_WRITERS: weakref.WeakSet[_Writer] = weakref.WeakSet()
+
+
+def _writers_after_fork() -> None:
+    for writer in list(_WRITERS):
+        writer._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_writers_after_fork)
+
+
 class _Writer:
     """Batches ledger writes on the store loop; the caller's thread only appends."""
 
     def __init__(self, ledger: UsageLedger, name: str) -> None:
         self.ledger = ledger
         self.name = name
+        self._reset_after_fork()
+        _WRITERS.add(self)
+
+    def _reset_after_fork(self) -> None:
+        # Also the initial state. In a forked child the parent's queued rows are the parent's
+        # to write (it goes on), its drain was scheduled on a loop the child does not have, and
+        # its lock may have been held by a thread the child does not have: start empty.
         self._pending: collections.deque[UsageRecord | str] = collections.deque()
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
