@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -505,3 +506,43 @@ async def test_callback_abort_from_an_async_twin_reaches_the_async_caller() -> N
         await m.aon_llm_start("p")
     with pytest.raises(CallbackAbort, match="sync stop"):
         m.on_llm_start("p")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_forked_child_handles_its_own_background_events_not_its_parents() -> None:
+    gate = threading.Event()
+    seen: list[str] = []
+
+    class Slow(BaseCallback):
+        run_in_background = True
+
+        def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+            gate.wait(5)
+            seen.append(prompt)
+
+    m = CallbackManager([Slow()])
+    m.on_llm_start("parent-1")
+    m.on_llm_start("parent-2")  # queued behind parent-1, which the worker is holding
+    time.sleep(0.1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            gate.set()
+            m.on_llm_start("child")
+            ok = m.flush(5)
+            os.write(write, f"{ok} {','.join(seen)}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        report = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report == "True child"
+    gate.set()
+    assert m.flush(5)
+    assert seen == ["parent-1", "parent-2"]

@@ -36,6 +36,7 @@ import collections
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -365,6 +366,9 @@ def _generate(
 # -- worker lanes for run_in_background handlers --------------------------------------------------
 
 
+_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
+
+
 class _Lane:
     """A bounded FIFO with one worker thread, for one background handler.
 
@@ -396,6 +400,22 @@ class _Lane:
         self._stop = False
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        _LANES.add(self)
+
+    def _reset_in_child(self) -> None:
+        """In a forked child: the events queued in the parent are the parent's to handle (it
+        goes on), the worker thread is not here, and a lock its threads held stays held."""
+        self._dq = collections.deque()
+        self._wake = threading.Event()
+        self._idle = True
+        self._put_lock = threading.Lock()
+        self._last_submitted = 0
+        self.done = 0
+        self._cond = threading.Condition()
+        self._thread = None
+        self._stop = False
+        self._start_lock = threading.Lock()
+        self._loop = None  # the parent's; its worker's loop cannot run here
 
     # producer side
 
@@ -533,6 +553,17 @@ _NOPS: dict[str, Callable[..., Any]] = {h: _generate_nop(h, is_async=False) for 
 _ANOPS: dict[str, Callable[..., Any]] = {h: _generate_nop(h, is_async=True) for h in HOOKS}
 
 _MANAGERS: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _BackgroundLoop._lock = threading.Lock()
+    _BackgroundLoop._loop = _BackgroundLoop._thread = None
+    for lane in list(_LANES):
+        lane._reset_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
