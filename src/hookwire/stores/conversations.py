@@ -51,6 +51,7 @@ import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import greenlet_spawn
 
 from ..context import new_id
 from ..errors import (
@@ -1015,7 +1016,7 @@ class ConversationStore:
             results, rows, items = _plan(batch, owners, parents, taken, now)
             # The write also checks that each conversation still has the owner it was checked
             # against (a cached owner may be stale if another process deleted it).
-            if rows and not await tx.write(rows, items, now):
+            if rows and not await tx.write(rows, items, now, self._drainers <= 1):
                 raise _StaleCacheError
 
             def acknowledge() -> None:
@@ -1686,10 +1687,10 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
     return d
 
 
-# One statement, so that without a state change it is its own transaction (one round trip,
-# committed synchronously). All or nothing: each row must join its conversation with the
-# owner it was checked against, and if any does not (a stale cached owner) no row is inserted.
-_PG_INSERT = (
+# The rows of a group, each with the owner its conversation was checked against ($16 to $19),
+# and the check that every row joins its conversation with that owner: all or nothing, so a
+# stale cached owner inserts no row.
+_PG_ROWS = (
     "WITH v AS MATERIALIZED (SELECT v.* "
     "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], "
     "$6::timestamptz[], $7::timestamptz[], $8::text[], $9::varchar[], $10::varchar[], "
@@ -1699,19 +1700,35 @@ _PG_INSERT = (
     "request_id, run_id, model, prompt_tokens, completion_tokens, total_tokens, o_user, o_org, "
     "o_realm, o_anon, n) "
     "JOIN conversations c ON c.id = v.conversation_id AND c.user_id = v.o_user "
-    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon) "
+    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon)"
+)
+_PG_INSERT_ROWS = (
     f"INSERT INTO messages ({_MSG_SELECT}) "
     "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
     "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
     "v.prompt_tokens, v.completion_tokens, v.total_tokens "
     "FROM v WHERE (SELECT count(*) FROM v) = $20 ORDER BY v.n"
 )
+# One statement, so that it is its own transaction (one round trip, committed synchronously).
+_PG_INSERT = f"{_PG_ROWS} {_PG_INSERT_ROWS}"
+# The same, and the conversation's state and updated_at set in the same statement: one round
+# trip for the whole group. It holds the conversation's row lock until the commit has reached
+# the disk, so it is used only when nothing else of this store waits for that lock (see
+# _PGTx.write); its value is the number of rows inserted.
+_PG_INSERT_TOUCH = (
+    f"{_PG_ROWS}, ins AS ({_PG_INSERT_ROWS} RETURNING 1), "
+    "upd AS (UPDATE conversations AS c SET state = COALESCE(u.state, c.state), "
+    "updated_at = GREATEST(c.updated_at, $21::timestamptz) "
+    "FROM unnest($22::varchar[], $23::varchar[]) AS u(id, state) "
+    "WHERE c.id = u.id AND (SELECT count(*) FROM v) = $20 RETURNING 1) "
+    "SELECT count(*) FROM ins"
+)
 
-# The conversation's state changes inside the message transaction, when it changes. Its
-# updated_at is moved forward right after the commit, in a transaction of its own that does not
-# wait for the disk: a row lock held until a synchronous commit would make every writer of a
-# conversation wait for the previous writer's fsync, and a lost updated_at (a server crash in
-# that instant) is harmless, unlike a lost message.
+# A state change goes into the message transaction. Otherwise, when other groups of this store
+# are in flight, the conversation's updated_at is moved forward right after the commit, in a
+# transaction of its own that does not wait for the disk: a row lock held until a synchronous
+# commit would make every writer of a conversation wait for the previous writer's fsync, and a
+# lost updated_at (a server crash in that instant) is harmless, unlike a lost message.
 _PG_STATE = (
     "UPDATE conversations AS c SET state = v.state "
     "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
@@ -1734,7 +1751,12 @@ class _PGTx:
         rows: list[dict[str, Any]],
         items: list[tuple[str, str | None, Any]],
         now: _dt.datetime,
+        alone: bool,
     ) -> bool:
+        """Insert the rows and update their conversations; ``False`` (nothing written) if a
+        conversation's owner is not the one it was checked against. ``alone``: no other group
+        of this store is being written, so this one may hold its conversation's row lock
+        until its commit is durable (one round trip instead of two)."""
         owners = {cid: o for cid, _, o in items}
         cols: list[list[Any]] = [[] for _ in range(19)]
         for r in rows:
@@ -1762,6 +1784,12 @@ class _PGTx:
             )
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
+        if len(items) == 1 and (alone or items[0][1] is not None):
+            # A state change holds the row lock over the commit in any case.
+            inserted = await self.raw.fetchval(
+                _PG_INSERT_TOUCH, *cols, len(rows), now, [items[0][0]], [items[0][1]]
+            )
+            return bool(inserted == len(rows))
         if any(i[1] is not None for i in items):
             # a state change goes into the same transaction as the messages
             async with self.raw.transaction():
@@ -1825,6 +1853,7 @@ class _CoreTx:
         rows: list[dict[str, Any]],
         items: list[tuple[str, str | None, Any]],
         now: _dt.datetime,
+        alone: bool,
     ) -> bool:
         await self.insert(rows)
         return await self.touch(items, now) == len(items)
@@ -1867,13 +1896,48 @@ class _CoreTx:
         return count
 
 
+_LEND_TRIES = 32
+
+
+def _lend(pool: Any) -> Any:
+    """A live connection of ``pool`` (in SQLAlchemy's greenlet context, where the pool may
+    open, close or reopen connections)."""
+    for _ in range(_LEND_TRIES):
+        fairy = pool.connect()
+        if not fairy.driver_connection.is_closed():
+            break
+        # closed by the server while it waited in the pool (a restart, an admin): a new one
+        fairy.invalidate()
+        fairy.close()
+    return fairy
+
+
+def _give_back(fairy: Any) -> None:
+    if fairy.driver_connection.is_closed():  # lost: the pool must not lend it again
+        fairy.invalidate()
+    fairy.close()
+
+
+@asynccontextmanager
+async def _pg_connection(url: str) -> AsyncIterator[Any]:
+    """An asyncpg connection of the engine's pool, lent for one group.
+
+    Straight from the pool, not through ``AsyncEngine.connect()``, whose connection objects,
+    events and extra greenlet switches cost more CPU than a one-row group's statement.
+    """
+    fairy = await greenlet_spawn(_lend, get_engine(url).sync_engine.pool)
+    try:
+        yield fairy.driver_connection
+    finally:
+        await greenlet_spawn(_give_back, fairy)
+
+
 @asynccontextmanager
 async def _open_tx(url: str, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:
     """A write transaction on ``url``; once it is committed, the functions the body put in
     ``committed`` are called."""
     if url.startswith("postgresql+asyncpg"):
-        async with get_engine(url).connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
+        async with _pg_connection(url) as raw:
             tx = _PGTx(raw)
             # No transaction around the group: the lookups are reads whose answers the insert
             # re-checks (owner join, foreign keys, primary key), and the write is one
