@@ -1687,41 +1687,50 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
     return d
 
 
-# The rows of a group, each with the owner its conversation was checked against ($16 to $19),
-# and the check that every row joins its conversation with that owner: all or nothing, so a
-# stale cached owner inserts no row.
-_PG_ROWS = (
-    "WITH v AS MATERIALIZED (SELECT v.* "
-    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::text[], $9::varchar[], $10::varchar[], "
-    "$11::varchar[], $12::varchar[], $13::int[], $14::int[], $15::int[], $16::varchar[], "
-    "$17::varchar[], $18::varchar[], $19::bool[]) WITH ORDINALITY AS v(id, conversation_id, "
-    "parent_message_id, sender, text, message_time, created_at, metadata, correlation_id, "
-    "request_id, run_id, model, prompt_tokens, completion_tokens, total_tokens, o_user, o_org, "
-    "o_realm, o_anon, n) "
-    "JOIN conversations c ON c.id = v.conversation_id AND c.user_id = v.o_user "
-    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon)"
+# A group's rows go to the server as one JSON text ($1: an array of the rows, one object each,
+# in the order the callers queued them): asyncpg's encoding of an array per column cost the
+# store loop more CPU than the rest of a group's Python work.
+_PG_RECORDS = (
+    "ROWS FROM (json_to_recordset($1::json) AS ("
+    "id varchar, conversation_id varchar, parent_message_id varchar, sender varchar, "
+    "text text, message_time timestamptz, created_at timestamptz, metadata jsonb, "
+    "correlation_id varchar, request_id varchar, run_id varchar, model varchar, "
+    "prompt_tokens int, completion_tokens int, total_tokens int)) "
+    f"WITH ORDINALITY AS v({_MSG_SELECT}, n)"
 )
-_PG_INSERT_ROWS = (
-    f"INSERT INTO messages ({_MSG_SELECT}) "
-    "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
-    "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
-    "v.prompt_tokens, v.completion_tokens, v.total_tokens "
-    "FROM v WHERE (SELECT count(*) FROM v) = $20 ORDER BY v.n"
+# Messages of one conversation ($2), stored only if it still has the owner it was checked
+# against ($3 to $6): all or nothing, so a stale cached owner inserts no row. Each statement is
+# its own transaction: one round trip, committed synchronously.
+_PG_OWNED = (
+    "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3 "
+    "AND org_id = $4 AND realm = $5 AND is_anonymous = $6)"
 )
-# One statement, so that it is its own transaction (one round trip, committed synchronously).
-_PG_INSERT = f"{_PG_ROWS} {_PG_INSERT_ROWS}"
-# The same, and the conversation's state and updated_at set in the same statement: one round
-# trip for the whole group. It holds the conversation's row lock until the commit has reached
-# the disk, so it is used only when nothing else of this store waits for that lock (see
-# _PGTx.write); its value is the number of rows inserted.
-_PG_INSERT_TOUCH = (
-    f"{_PG_ROWS}, ins AS ({_PG_INSERT_ROWS} RETURNING 1), "
-    "upd AS (UPDATE conversations AS c SET state = COALESCE(u.state, c.state), "
-    "updated_at = GREATEST(c.updated_at, $21::timestamptz) "
-    "FROM unnest($22::varchar[], $23::varchar[]) AS u(id, state) "
-    "WHERE c.id = u.id AND (SELECT count(*) FROM v) = $20 RETURNING 1) "
+_PG_INSERT_ONE = (
+    f"INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} FROM {_PG_RECORDS} "
+    f"WHERE v.conversation_id = $2 AND ({_PG_OWNED}) ORDER BY v.n"
+)
+# The same, with the conversation's state ($8, or NULL) and updated_at ($7) set in the same
+# statement: one round trip for the whole group. It holds the conversation's row lock until
+# the commit has reached the disk, so it is used only when nothing else of this store waits
+# for that lock (see _PGTx.write); its value is the number of rows inserted.
+_PG_INSERT_ONE_TOUCH = (
+    f"WITH ok AS ({_PG_OWNED} AS ok), "
+    f"ins AS (INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} FROM {_PG_RECORDS} "
+    "WHERE v.conversation_id = $2 AND (SELECT ok FROM ok) ORDER BY v.n RETURNING 1), "
+    "upd AS (UPDATE conversations SET state = COALESCE($8, state), "
+    "updated_at = GREATEST(updated_at, $7::timestamptz) WHERE id = $2 AND (SELECT ok FROM ok)) "
     "SELECT count(*) FROM ins"
+)
+# Messages of several conversations, each row joined with its conversation's owner ($3 to
+# $7, one per conversation), and stored only if every row joins ($2: how many there are).
+_PG_INSERT = (
+    f"WITH v AS MATERIALIZED (SELECT v.* FROM {_PG_RECORDS} "
+    "JOIN unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bool[]) "
+    "AS o(id, user_id, org_id, realm, is_anonymous) ON o.id = v.conversation_id "
+    "JOIN conversations c ON c.id = o.id AND c.user_id = o.user_id AND c.org_id = o.org_id "
+    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous) "
+    f"INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} "
+    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n"
 )
 
 # A state change goes into the message transaction. Otherwise, when other groups of this store
@@ -1757,48 +1766,37 @@ class _PGTx:
         conversation's owner is not the one it was checked against. ``alone``: no other group
         of this store is being written, so this one may hold its conversation's row lock
         until its commit is durable (one round trip instead of two)."""
-        owners = {cid: o for cid, _, o in items}
-        cols: list[list[Any]] = [[] for _ in range(19)]
-        for r in rows:
-            o = owners[r["conversation_id"]]
-            values = (
-                r["id"],
-                r["conversation_id"],
-                r["parent_message_id"],
-                r["sender"],
-                r["text"],
-                r["message_time"],
-                r["created_at"],
-                _dumps(r["metadata"]),
-                r["correlation_id"],
-                r["request_id"],
-                r["run_id"],
-                r["model"],
-                r["prompt_tokens"],
-                r["completion_tokens"],
-                r["total_tokens"],
-                o.user_id,
-                o.org_id,
-                o.realm,
-                bool(o.is_anonymous),
-            )
-            for col, value in zip(cols, values, strict=True):
-                col.append(value)
-        if len(items) == 1 and (alone or items[0][1] is not None):
-            # A state change holds the row lock over the commit in any case.
-            inserted = await self.raw.fetchval(
-                _PG_INSERT_TOUCH, *cols, len(rows), now, [items[0][0]], [items[0][1]]
-            )
-            return bool(inserted == len(rows))
+        data = orjson.dumps(rows).decode()
+        if len(items) == 1:
+            cid, state, o = items[0]
+            owner = (cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
+            if alone or state is not None:
+                # A state change holds the row lock over the commit in any case.
+                inserted = await self.raw.fetchval(_PG_INSERT_ONE_TOUCH, data, *owner, now, state)
+                return bool(inserted == len(rows))
+            status = await self.raw.execute(_PG_INSERT_ONE, data, *owner)
+            if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                return False
+            self.touch_later = ([cid], now)
+            return True
+        args = (
+            data,
+            len(rows),
+            [i[0] for i in items],
+            [i[2].user_id for i in items],
+            [i[2].org_id for i in items],
+            [i[2].realm for i in items],
+            [bool(i[2].is_anonymous) for i in items],
+        )
         if any(i[1] is not None for i in items):
             # a state change goes into the same transaction as the messages
             async with self.raw.transaction():
-                status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+                status = await self.raw.execute(_PG_INSERT, *args)
                 if int(status.rsplit(" ", 1)[-1]) != len(rows):
                     return False
                 await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
         else:
-            status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+            status = await self.raw.execute(_PG_INSERT, *args)
             if int(status.rsplit(" ", 1)[-1]) != len(rows):
                 return False
         self.touch_later = ([i[0] for i in items], now)
