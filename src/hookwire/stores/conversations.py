@@ -67,6 +67,7 @@ from ..errors import (
 )
 from . import runner
 from .engine import (
+    before_dispose,
     ensure_schema,
     get_engine,
     get_write_engine,
@@ -1916,6 +1917,17 @@ def _give_back(fairy: Any) -> None:
     fairy.close()
 
 
+# While groups keep coming, the writer keeps its connections checked out between them (at
+# most _PARK_MAX per engine, shared by the stores of a URL): a checkout and return through the
+# pool each group cost the store loop about a fifth of its CPU per message. A connection not
+# used for _PARK_SECONDS goes back to the pool (and dispose_engines takes them back first).
+_PARK_SECONDS = 0.2
+_PARK_MAX = 4
+_parked: dict[Any, list[Any]] = {}  # engine -> idle lent connections (store loop only)
+_parked_used: set[int] = set()
+_park_timer: list[asyncio.TimerHandle] = []
+
+
 @asynccontextmanager
 async def _pg_connection(url: str) -> AsyncIterator[Any]:
     """An asyncpg connection of the engine's pool, lent for one group.
@@ -1923,11 +1935,54 @@ async def _pg_connection(url: str) -> AsyncIterator[Any]:
     Straight from the pool, not through ``AsyncEngine.connect()``, whose connection objects,
     events and extra greenlet switches cost more CPU than a one-row group's statement.
     """
-    fairy = await greenlet_spawn(_lend, get_engine(url).sync_engine.pool)
+    engine = get_engine(url)
+    spare = _parked.get(engine)
+    fairy: Any = spare.pop() if spare else None
+    if fairy is not None and fairy.driver_connection.is_closed():
+        await greenlet_spawn(_give_back, fairy)
+        fairy = None
+    if fairy is None:
+        fairy = await greenlet_spawn(_lend, engine.sync_engine.pool)
+    _parked_used.add(id(engine))
     try:
         yield fairy.driver_connection
-    finally:
+    except BaseException:
         await greenlet_spawn(_give_back, fairy)
+        raise
+    spare = _parked.setdefault(engine, [])
+    if len(spare) >= _PARK_MAX or fairy.driver_connection.is_closed():
+        await greenlet_spawn(_give_back, fairy)
+        return
+    spare.append(fairy)
+    if not _park_timer:
+        loop = asyncio.get_running_loop()
+        _park_timer.append(loop.call_later(_PARK_SECONDS, _sweep_parked, loop))
+
+
+def _sweep_parked(loop: asyncio.AbstractEventLoop) -> None:
+    _park_timer.clear()
+    for engine in list(_parked):
+        if id(engine) in _parked_used:
+            continue
+        task = loop.create_task(_unpark(engine))
+        _sweeps.add(task)
+        task.add_done_callback(_sweeps.discard)
+    _parked_used.clear()
+    if any(_parked.values()):
+        _park_timer.append(loop.call_later(_PARK_SECONDS, _sweep_parked, loop))
+
+
+_sweeps: set[asyncio.Task[None]] = set()
+
+
+async def _unpark(engine: Any) -> None:
+    """Give ``engine``'s parked connections back to its pool."""
+    for fairy in _parked.pop(engine, []):
+        with contextlib.suppress(Exception):
+            await greenlet_spawn(_give_back, fairy)
+
+
+before_dispose(_unpark)
 
 
 @asynccontextmanager
@@ -2019,6 +2074,9 @@ def _after_fork_in_child() -> None:
     # the collector that the parent's reads had in progress.
     global _gc_lock, _gc_pausers
     ConversationStore._shared = {}
+    _parked.clear()  # the parent's connections
+    _parked_used.clear()
+    _park_timer.clear()
     ConversationStore._shared_lock = threading.Lock()
     _gc_lock = threading.Lock()
     if _gc_pausers:
