@@ -1930,11 +1930,9 @@ _park_timer: list[asyncio.TimerHandle] = []
 
 @asynccontextmanager
 async def _pg_connection(url: str) -> AsyncIterator[Any]:
-    """An asyncpg connection of the engine's pool, lent for one group.
-
-    Straight from the pool, not through ``AsyncEngine.connect()``, whose connection objects,
-    events and extra greenlet switches cost more CPU than a one-row group's statement.
-    """
+    """An asyncpg connection of the engine's pool for one group: a parked one, or one
+    straight from the pool, not through ``AsyncEngine.connect()``, whose connection objects,
+    events and extra greenlet switches cost more CPU than a one-row group's statement."""
     engine = get_engine(url)
     spare = _parked.get(engine)
     fairy: Any = spare.pop() if spare else None
