@@ -4,9 +4,11 @@ bad input, concurrency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -627,6 +629,150 @@ async def test_a_stale_cached_owner_stores_nothing_for_the_new_owner(db_url: str
     assert theirs["messages"] == [] and theirs["message_count"] == 0
     mine = await elsewhere.get_conversation_details(me, fine)
     assert [m["text"] for m in mine["messages"]] == ["cached owner", "must land"]
+
+
+async def test_a_stale_cached_owner_alone_in_its_group_changes_nothing(db_url: str) -> None:
+    # A group of one conversation's messages inserts them and moves the conversation's
+    # updated_at (and state) in one statement on PostgreSQL: with a stale cached owner, it must
+    # neither insert nor change the new owner's conversation.
+    store = ConversationStore(db_url)
+    elsewhere = ConversationStore(db_url)
+    me, them = owner(), owner()
+    stale = await store.create_conversation(me)
+    await store.add_message(me, stale, "cached owner", "end_user")
+    await elsewhere.delete_conversation(me, stale)
+    await elsewhere.create_conversation(them, conversation_id=stale)
+    before = await elsewhere.get_conversation(them, stale)
+    with pytest.raises(ConversationNotFound):
+        await store.add_message(me, stale, "must not land", "end_user")
+    with pytest.raises(ConversationNotFound):
+        await store.add_message(
+            me, stale, "must not land", "end_user", conversation_state="human-intervention"
+        )
+    after = await elsewhere.get_conversation(them, stale)
+    assert after == before
+    assert after["message_count"] == 0 and after["state"] == "normal"
+
+
+async def test_updated_at_follows_the_newest_message(db_url: str) -> None:
+    # once add_message returns, the conversation lists as updated at least when its newest
+    # message was stored: for a lone writer and for writers whose groups overlap
+    store = ConversationStore(db_url)
+    me = owner()
+    a, b = await store.create_conversation(me), await store.create_conversation(me)
+
+    async def newest_first() -> list[str]:
+        return [c["id"] for c in await store.list_conversations(me)]
+
+    async def check(cid: str) -> None:
+        conv = await store.get_conversation(me, cid)
+        newest = max(m["created_at"] for m in await store.get_messages(me, cid, limit=500))
+        assert conv["updated_at"] >= newest
+
+    for i in range(3):
+        await store.add_message(me, a, f"a{i}", "end_user")
+        await check(a)
+        assert (await newest_first())[0] == a
+        await store.add_message(me, b, f"b{i}", "end_user", conversation_state="human-intervention")
+        await check(b)
+        assert (await newest_first())[0] == b
+        assert (await store.get_conversation(me, b))["state"] == "human-intervention"
+
+    async def writer(k: int) -> None:
+        for i in range(10):
+            await store.add_message(me, a if k % 2 else b, f"{k}:{i}", "assistant")
+
+    await asyncio.gather(*(writer(k) for k in range(8)))
+    await check(a)
+    await check(b)
+    await store.add_message(me, a, "last", "end_user")
+    assert (await newest_first())[0] == a
+
+
+@contextlib.asynccontextmanager
+async def _database_of_its_own(pg_database_url: str) -> AsyncIterator[tuple[str, Any]]:
+    """A new database at the schema head (its URL), and an admin connection to the server:
+    what a test does to its connections must not touch other tests'."""
+    import asyncpg
+
+    from hookwire.stores import engine
+
+    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
+    url = pg_database_url.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(pg_database_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            await runner.run(engine.upgrade(url))
+            yield url, admin
+        finally:
+            await runner.run(engine.dispose_engines())
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _sessions(admin: Any, url: str) -> int:
+    """How many connections the database of ``url`` has (ended ones take a moment to go)."""
+    count = 0
+    for _ in range(100):
+        count = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", url.rsplit("/", 1)[1]
+        )
+        if not count:
+            break
+        await asyncio.sleep(0.05)
+    return int(count)
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_closed_is_not_lent_again(
+    pg_database_url: str,
+) -> None:
+    async with _database_of_its_own(pg_database_url) as (url, admin):
+        store = ConversationStore(url)
+        me = owner()
+        cid = await store.create_conversation(me)
+        await asyncio.gather(*(store.add_message(me, cid, f"{i}", "end_user") for i in range(20)))
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            url.rsplit("/", 1)[1],
+        )
+        await runner.run(asyncio.sleep(0.5))  # the store loop sees the connections end
+        for i in range(5):
+            await store.add_message(me, cid, f"after {i}", "end_user")
+        assert (await store.get_conversation(me, cid))["message_count"] == 25
+
+
+@pytest.mark.postgres
+async def test_the_writer_gives_its_connections_back(pg_database_url: str) -> None:
+    # it keeps them between groups while writing goes on; once writing stops, or when the
+    # engines are disposed, none stays checked out of the pool
+    from hookwire.stores import engine
+
+    async with _database_of_its_own(pg_database_url) as (url, admin):
+        store = ConversationStore(url)
+        me = owner()
+        cid = await store.create_conversation(me)
+
+        async def write(dispose: bool) -> int:
+            await asyncio.gather(
+                *(store.add_message(me, cid, f"{i}", "end_user") for i in range(20))
+            )
+            pool = engine.get_engine(url).sync_engine.pool
+            if dispose:
+                await engine.dispose_engines()
+                return -1
+            for _ in range(100):  # writing has stopped: back within a few tenths of a second
+                if not pool.checkedout():
+                    break
+                await asyncio.sleep(0.05)
+            return int(pool.checkedout())
+
+        assert await runner.run(write(dispose=False)) == 0
+        await runner.run(write(dispose=True))
+        assert await _sessions(admin, url) == 0  # a connection still held would be open
+        assert (await store.get_conversation(me, cid))["message_count"] == 40
 
 
 def test_writers_on_another_threads_loop(db_url: str) -> None:

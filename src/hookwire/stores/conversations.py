@@ -51,6 +51,7 @@ import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import greenlet_spawn
 
 from ..context import new_id
 from ..errors import (
@@ -66,6 +67,7 @@ from ..errors import (
 )
 from . import runner
 from .engine import (
+    before_dispose,
     ensure_schema,
     get_engine,
     get_write_engine,
@@ -1015,7 +1017,7 @@ class ConversationStore:
             results, rows, items = _plan(batch, owners, parents, taken, now)
             # The write also checks that each conversation still has the owner it was checked
             # against (a cached owner may be stale if another process deleted it).
-            if rows and not await tx.write(rows, items, now):
+            if rows and not await tx.write(rows, items, now, self._drainers <= 1):
                 raise _StaleCacheError
 
             def acknowledge() -> None:
@@ -1686,32 +1688,57 @@ def _conv_from_tuple(row: Sequence[Any], sqlite: bool) -> dict[str, Any]:
     return d
 
 
-# One statement, so that without a state change it is its own transaction (one round trip,
-# committed synchronously). All or nothing: each row must join its conversation with the
-# owner it was checked against, and if any does not (a stale cached owner) no row is inserted.
+# A group's rows go to the server as one JSON text ($1: an array of the rows, one object each,
+# in the order the callers queued them): asyncpg's encoding of an array per column cost the
+# store loop more CPU than the rest of a group's Python work.
+_PG_RECORDS = (
+    "ROWS FROM (json_to_recordset($1::json) AS ("
+    "id varchar, conversation_id varchar, parent_message_id varchar, sender varchar, "
+    "text text, message_time timestamptz, created_at timestamptz, metadata jsonb, "
+    "correlation_id varchar, request_id varchar, run_id varchar, model varchar, "
+    "prompt_tokens int, completion_tokens int, total_tokens int)) "
+    f"WITH ORDINALITY AS v({_MSG_SELECT}, n)"
+)
+# Messages of one conversation ($2), stored only if it still has the owner it was checked
+# against ($3 to $6): all or nothing, so a stale cached owner inserts no row. Each statement is
+# its own transaction: one round trip, committed synchronously.
+_PG_OWNED = (
+    "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3 "
+    "AND org_id = $4 AND realm = $5 AND is_anonymous = $6)"
+)
+_PG_INSERT_ONE = (
+    f"INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} FROM {_PG_RECORDS} "
+    f"WHERE v.conversation_id = $2 AND ({_PG_OWNED}) ORDER BY v.n"
+)
+# The same, with the conversation's state ($8, or NULL) and updated_at ($7) set in the same
+# statement: one round trip for the whole group. It holds the conversation's row lock until
+# the commit has reached the disk, so it is used only when nothing else of this store waits
+# for that lock (see _PGTx.write); its value is the number of rows inserted.
+_PG_INSERT_ONE_TOUCH = (
+    f"WITH ok AS ({_PG_OWNED} AS ok), "
+    f"ins AS (INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} FROM {_PG_RECORDS} "
+    "WHERE v.conversation_id = $2 AND (SELECT ok FROM ok) ORDER BY v.n RETURNING 1), "
+    "upd AS (UPDATE conversations SET state = COALESCE($8, state), "
+    "updated_at = GREATEST(updated_at, $7::timestamptz) WHERE id = $2 AND (SELECT ok FROM ok)) "
+    "SELECT count(*) FROM ins"
+)
+# Messages of several conversations, each row joined with its conversation's owner ($3 to
+# $7, one per conversation), and stored only if every row joins ($2: how many there are).
 _PG_INSERT = (
-    "WITH v AS MATERIALIZED (SELECT v.* "
-    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::text[], $9::varchar[], $10::varchar[], "
-    "$11::varchar[], $12::varchar[], $13::int[], $14::int[], $15::int[], $16::varchar[], "
-    "$17::varchar[], $18::varchar[], $19::bool[]) WITH ORDINALITY AS v(id, conversation_id, "
-    "parent_message_id, sender, text, message_time, created_at, metadata, correlation_id, "
-    "request_id, run_id, model, prompt_tokens, completion_tokens, total_tokens, o_user, o_org, "
-    "o_realm, o_anon, n) "
-    "JOIN conversations c ON c.id = v.conversation_id AND c.user_id = v.o_user "
-    "AND c.org_id = v.o_org AND c.realm = v.o_realm AND c.is_anonymous = v.o_anon) "
-    f"INSERT INTO messages ({_MSG_SELECT}) "
-    "SELECT v.id, v.conversation_id, v.parent_message_id, v.sender, v.text, v.message_time, "
-    "v.created_at, v.metadata::jsonb, v.correlation_id, v.request_id, v.run_id, v.model, "
-    "v.prompt_tokens, v.completion_tokens, v.total_tokens "
-    "FROM v WHERE (SELECT count(*) FROM v) = $20 ORDER BY v.n"
+    f"WITH v AS MATERIALIZED (SELECT v.* FROM {_PG_RECORDS} "
+    "JOIN unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bool[]) "
+    "AS o(id, user_id, org_id, realm, is_anonymous) ON o.id = v.conversation_id "
+    "JOIN conversations c ON c.id = o.id AND c.user_id = o.user_id AND c.org_id = o.org_id "
+    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous) "
+    f"INSERT INTO messages ({_MSG_SELECT}) SELECT {_MSG_SELECT} "
+    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n"
 )
 
-# The conversation's state changes inside the message transaction, when it changes. Its
-# updated_at is moved forward right after the commit, in a transaction of its own that does not
-# wait for the disk: a row lock held until a synchronous commit would make every writer of a
-# conversation wait for the previous writer's fsync, and a lost updated_at (a server crash in
-# that instant) is harmless, unlike a lost message.
+# A state change goes into the message transaction. Otherwise, when other groups of this store
+# are in flight, the conversation's updated_at is moved forward right after the commit, in a
+# transaction of its own that does not wait for the disk: a row lock held until a synchronous
+# commit would make every writer of a conversation wait for the previous writer's fsync, and a
+# lost updated_at (a server crash in that instant) is harmless, unlike a lost message.
 _PG_STATE = (
     "UPDATE conversations AS c SET state = v.state "
     "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
@@ -1734,43 +1761,43 @@ class _PGTx:
         rows: list[dict[str, Any]],
         items: list[tuple[str, str | None, Any]],
         now: _dt.datetime,
+        alone: bool,
     ) -> bool:
-        owners = {cid: o for cid, _, o in items}
-        cols: list[list[Any]] = [[] for _ in range(19)]
-        for r in rows:
-            o = owners[r["conversation_id"]]
-            values = (
-                r["id"],
-                r["conversation_id"],
-                r["parent_message_id"],
-                r["sender"],
-                r["text"],
-                r["message_time"],
-                r["created_at"],
-                _dumps(r["metadata"]),
-                r["correlation_id"],
-                r["request_id"],
-                r["run_id"],
-                r["model"],
-                r["prompt_tokens"],
-                r["completion_tokens"],
-                r["total_tokens"],
-                o.user_id,
-                o.org_id,
-                o.realm,
-                bool(o.is_anonymous),
-            )
-            for col, value in zip(cols, values, strict=True):
-                col.append(value)
+        """Insert the rows and update their conversations; ``False`` (nothing written) if a
+        conversation's owner is not the one it was checked against. ``alone``: no other group
+        of this store is being written, so this one may hold its conversation's row lock
+        until its commit is durable (one round trip instead of two)."""
+        data = orjson.dumps(rows).decode()
+        if len(items) == 1:
+            cid, state, o = items[0]
+            owner = (cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
+            if alone or state is not None:
+                # A state change holds the row lock over the commit in any case.
+                inserted = await self.raw.fetchval(_PG_INSERT_ONE_TOUCH, data, *owner, now, state)
+                return bool(inserted == len(rows))
+            status = await self.raw.execute(_PG_INSERT_ONE, data, *owner)
+            if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                return False
+            self.touch_later = ([cid], now)
+            return True
+        args = (
+            data,
+            len(rows),
+            [i[0] for i in items],
+            [i[2].user_id for i in items],
+            [i[2].org_id for i in items],
+            [i[2].realm for i in items],
+            [bool(i[2].is_anonymous) for i in items],
+        )
         if any(i[1] is not None for i in items):
             # a state change goes into the same transaction as the messages
             async with self.raw.transaction():
-                status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+                status = await self.raw.execute(_PG_INSERT, *args)
                 if int(status.rsplit(" ", 1)[-1]) != len(rows):
                     return False
                 await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
         else:
-            status = await self.raw.execute(_PG_INSERT, *cols, len(rows))
+            status = await self.raw.execute(_PG_INSERT, *args)
             if int(status.rsplit(" ", 1)[-1]) != len(rows):
                 return False
         self.touch_later = ([i[0] for i in items], now)
@@ -1825,6 +1852,7 @@ class _CoreTx:
         rows: list[dict[str, Any]],
         items: list[tuple[str, str | None, Any]],
         now: _dt.datetime,
+        alone: bool,
     ) -> bool:
         await self.insert(rows)
         return await self.touch(items, now) == len(items)
@@ -1867,13 +1895,100 @@ class _CoreTx:
         return count
 
 
+_LEND_TRIES = 32
+
+
+def _lend(pool: Any) -> Any:
+    """A live connection of ``pool`` (in SQLAlchemy's greenlet context, where the pool may
+    open, close or reopen connections)."""
+    for _ in range(_LEND_TRIES):
+        fairy = pool.connect()
+        if not fairy.driver_connection.is_closed():
+            break
+        # closed by the server while it waited in the pool (a restart, an admin): a new one
+        fairy.invalidate()
+        fairy.close()
+    return fairy
+
+
+def _give_back(fairy: Any) -> None:
+    if fairy.driver_connection.is_closed():  # lost: the pool must not lend it again
+        fairy.invalidate()
+    fairy.close()
+
+
+# While groups keep coming, the writer keeps its connections checked out between them (at
+# most _PARK_MAX per engine, shared by the stores of a URL): a checkout and return through the
+# pool each group cost the store loop about a fifth of its CPU per message. A connection not
+# used for _PARK_SECONDS goes back to the pool (and dispose_engines takes them back first).
+_PARK_SECONDS = 0.2
+_PARK_MAX = 4
+_parked: dict[Any, list[Any]] = {}  # engine -> idle lent connections (store loop only)
+_parked_used: set[int] = set()
+_park_timer: list[asyncio.TimerHandle] = []
+
+
+@asynccontextmanager
+async def _pg_connection(url: str) -> AsyncIterator[Any]:
+    """An asyncpg connection of the engine's pool for one group: a parked one, or one
+    straight from the pool, not through ``AsyncEngine.connect()``, whose connection objects,
+    events and extra greenlet switches cost more CPU than a one-row group's statement."""
+    engine = get_engine(url)
+    spare = _parked.get(engine)
+    fairy: Any = spare.pop() if spare else None
+    if fairy is not None and fairy.driver_connection.is_closed():
+        await greenlet_spawn(_give_back, fairy)
+        fairy = None
+    if fairy is None:
+        fairy = await greenlet_spawn(_lend, engine.sync_engine.pool)
+    _parked_used.add(id(engine))
+    try:
+        yield fairy.driver_connection
+    except BaseException:
+        await greenlet_spawn(_give_back, fairy)
+        raise
+    spare = _parked.setdefault(engine, [])
+    if len(spare) >= _PARK_MAX or fairy.driver_connection.is_closed():
+        await greenlet_spawn(_give_back, fairy)
+        return
+    spare.append(fairy)
+    if not _park_timer:
+        loop = asyncio.get_running_loop()
+        _park_timer.append(loop.call_later(_PARK_SECONDS, _sweep_parked, loop))
+
+
+def _sweep_parked(loop: asyncio.AbstractEventLoop) -> None:
+    _park_timer.clear()
+    for engine in list(_parked):
+        if id(engine) in _parked_used:
+            continue
+        task = loop.create_task(_unpark(engine))
+        _sweeps.add(task)
+        task.add_done_callback(_sweeps.discard)
+    _parked_used.clear()
+    if any(_parked.values()):
+        _park_timer.append(loop.call_later(_PARK_SECONDS, _sweep_parked, loop))
+
+
+_sweeps: set[asyncio.Task[None]] = set()
+
+
+async def _unpark(engine: Any) -> None:
+    """Give ``engine``'s parked connections back to its pool."""
+    for fairy in _parked.pop(engine, []):
+        with contextlib.suppress(Exception):
+            await greenlet_spawn(_give_back, fairy)
+
+
+before_dispose(_unpark)
+
+
 @asynccontextmanager
 async def _open_tx(url: str, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:
     """A write transaction on ``url``; once it is committed, the functions the body put in
     ``committed`` are called."""
     if url.startswith("postgresql+asyncpg"):
-        async with get_engine(url).connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
+        async with _pg_connection(url) as raw:
             tx = _PGTx(raw)
             # No transaction around the group: the lookups are reads whose answers the insert
             # re-checks (owner join, foreign keys, primary key), and the write is one
@@ -1957,6 +2072,9 @@ def _after_fork_in_child() -> None:
     # the collector that the parent's reads had in progress.
     global _gc_lock, _gc_pausers
     ConversationStore._shared = {}
+    _parked.clear()  # the parent's connections
+    _parked_used.clear()
+    _park_timer.clear()
     ConversationStore._shared_lock = threading.Lock()
     _gc_lock = threading.Lock()
     if _gc_pausers:

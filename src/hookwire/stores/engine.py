@@ -27,6 +27,7 @@ import asyncio
 import os
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,16 @@ def get_write_engine(url: str | None = None) -> AsyncEngine:
     return write
 
 
+#: Called with each engine ``dispose_engines`` is about to dispose, so that code holding its
+#: connections (the conversation writer keeps one between groups) gives them back first.
+_before_dispose: list[Callable[[AsyncEngine], Awaitable[None]]] = []
+
+
+def before_dispose(hook: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+    """Have ``hook(engine)`` awaited before :func:`dispose_engines` disposes ``engine``."""
+    _before_dispose.append(hook)
+
+
 async def dispose_engines() -> None:
     """Close the pools of the engines created on the running loop (for tests and shutdown)."""
     loop = asyncio.get_running_loop()
@@ -255,6 +266,8 @@ async def dispose_engines() -> None:
             _write.pop(id(e), None)
     _ready.difference_update(k for k in list(_ready) if k[1] == id(loop))
     for engine in engines:
+        for hook in _before_dispose:
+            await hook(engine)
         await engine.dispose()
 
 
