@@ -244,7 +244,40 @@ async def test_schema_ready_once_checked_on_that_loop(tmp_path: Path) -> None:
     assert engine.schema_ready(url, store_loop)
     # the same database by another spelling of its URL, and not on another loop
     assert engine.schema_ready(f"sqlite+aiosqlite:///{tmp_path}/ready.db", store_loop)
-    assert not engine.schema_ready(url, asyncio.get_running_loop())
+
+
+def test_sqlite_file_at_head_is_ready_without_making_an_engine(tmp_path: Path) -> None:
+    # a process's first read skips the async engine when the file is already at head
+    url = f"sqlite:///{tmp_path}/head.db"
+    runner.run_sync(engine.upgrade(url))
+    loop = asyncio.new_event_loop()  # never run: the check cannot have used it
+    try:
+        assert engine.schema_ready(url, loop)
+        assert (engine.resolve_url(url), id(loop)) in engine._ready
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("state", ["missing", "older", "empty", "not a database"])
+def test_sqlite_file_not_at_head_is_left_to_ensure_schema(tmp_path: Path, state: str) -> None:
+    path = tmp_path / "db.sqlite"
+    url = f"sqlite:///{path}"
+    if state == "older":
+        runner.run_sync(engine.upgrade(url, "0001_chat_history"))
+        runner.run_sync(engine.dispose_engines())
+    elif state == "empty":
+        path.write_bytes(b"")
+    elif state == "not a database":
+        path.write_bytes(b"this is not an SQLite file, " * 100)
+    loop = asyncio.new_event_loop()
+    try:
+        assert not engine.schema_ready(url, loop)
+    finally:
+        loop.close()
+    assert path.exists() == (state != "missing")  # the check creates nothing
+    if state != "not a database":
+        runner.run_sync(engine.ensure_schema(url))
+        assert runner.run_sync(engine.schema_revision(url)) == engine.head_revision()
 
 
 def test_concurrent_first_use_from_several_loops_migrates_once(tmp_path: Path) -> None:

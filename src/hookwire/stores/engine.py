@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -434,8 +435,44 @@ def _auto_migrate(url: str) -> bool:
 
 def schema_ready(url: str | None, loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`ensure_schema` has already succeeded for ``url`` on ``loop``: code on
-    another thread can then skip the hop to ``loop`` that checking again would cost."""
-    return (resolve_url(url), id(loop)) in _ready
+    another thread can then skip the hop to ``loop`` that checking again would cost.
+
+    An SQLite file already at the head revision counts as checked: its revision is read with
+    a plain read-only ``sqlite3`` connection, here, instead of making the async engine on the
+    loop (importing the dialect, starting aiosqlite's thread), which cost a process's first
+    read about 20 ms. Anything else (no file yet, another revision, no single head in the
+    migration files) is left to :func:`ensure_schema`, which upgrades or names the error.
+    """
+    key = (resolve_url(url), id(loop))
+    if key in _ready:
+        return True
+    if _sqlite_file_at_head(key[0]):
+        _ready.add(key)
+        return True
+    return False
+
+
+def _sqlite_file_at_head(url: str) -> bool:
+    if not is_sqlite(url):
+        return False
+    database = make_url(url).database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    heads = _file_heads()
+    if heads is None or len(heads) != 1:
+        return False
+    try:
+        # mode=ro: a file that is not there stays not there (ensure_schema creates it)
+        conn = sqlite3.connect(Path(database).as_uri() + "?mode=ro", uri=True, timeout=30.0)
+    except (sqlite3.Error, ValueError):
+        return False
+    try:
+        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return rows == [(heads[0],)]
 
 
 async def ensure_schema(url: str | None = None) -> None:
