@@ -283,7 +283,9 @@ async def test_bad_message_time(store: ConversationStore, when: Any) -> None:
         await store.add_message(me, cid, "x", "end_user", message_time=when)
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * (MAX_NAME_LENGTH + 1), None, 42, "a\x00b"])
+@pytest.mark.parametrize(
+    "name", ["", "   ", "x" * (MAX_NAME_LENGTH + 1), None, 42, "a\x00b", "lone \ud800 surrogate"]
+)
 async def test_bad_name(store: ConversationStore, name: Any) -> None:
     me = owner()
     cid = await store.create_conversation(me, name="ok")
@@ -313,6 +315,10 @@ async def test_other_bad_inputs(store: ConversationStore) -> None:
     for call in [
         store.add_message(me, cid, None, "end_user"),  # type: ignore[arg-type]
         store.add_message(me, cid, "nul\x00", "end_user"),
+        store.add_message(me, cid, "lone \udc80 surrogate", "end_user"),
+        store.add_message(me, cid, "x", "end_user", model="gpt-\ud800"),
+        store.add_message(me, cid, "x", "end_user", message_id="id-\ud800"),
+        store.create_conversation(me, agent_title="agent \ud800"),
         store.add_message(me, cid, "x", "end_user", prompt_tokens=-1),
         store.add_message(me, cid, "x", "end_user", total_tokens=True),
         store.add_message(me, cid, "x", "end_user", message_id=""),
@@ -938,3 +944,31 @@ def test_rows_with_datetimes_become_messages_with_aware_times() -> None:
     assert first["message_time"] == aware and first["metadata"] == {"k": 1}
     assert second["message_time"] == dt.datetime.max.replace(tzinfo=dt.timezone.utc)
     assert second["parent_message_id"] == "m1" and second["total_tokens"] == 3
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=()), max_size=40))
+def test_any_text_is_stored_unchanged_or_refused_by_name(db_url: str, text: str) -> None:
+    # Lone surrogates and NUL cannot be stored as UTF-8 text: a named error, never the
+    # database driver's own exception, and the conversation is left as it was.
+    from hookwire.stores.runner import run_sync
+
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+
+    async def go() -> tuple[str | None, int]:
+        cid = await store.create_conversation(me)
+        try:
+            await store.add_message(me, cid, text, "end_user")
+        except InvalidInputError:
+            return None, (await store.get_conversation(me, cid))["message_count"]
+        return (await store.get_conversation_details(me, cid))["messages"][0]["text"], 1
+
+    stored, count = run_sync(go())
+    if stored is None:
+        assert count == 0
+        assert "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text)
+    else:
+        assert stored == text

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..stores.conversations import ConversationStore, Owner, Page
+from ..stores.conversations import ConversationStore, Owner, Page, _not_utf8
 from ..stores.runner import run_sync
 from .base import BaseCallback
 
@@ -93,6 +93,11 @@ class ChatHistoryCallbackHandler(BaseCallback):
         for key, value in (("user_id", user_id), ("org_id", org_id), ("realm", realm)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigurationError(f"{key} must be a non-empty string, not {value!r}")
+            if value is not None and ("\x00" in value or _not_utf8(value)):
+                raise ConfigurationError(
+                    f"{key} {value!r} cannot be stored: it holds a NUL character or a lone "
+                    "surrogate; pass valid Unicode text"
+                )
         anonymous = bool(is_anonymous) or user_id is None
         if user_id is None:
             user_id = f"anonymous-{uuid.uuid4()}"
