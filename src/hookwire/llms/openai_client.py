@@ -206,11 +206,16 @@ class OpenAIClient(BaseLLM):
     # -- SDK clients, made on first use -------------------------------------------------------
 
     def _sdk_kw(self) -> dict[str, Any]:
+        timeout: Any = self.timeout
+        if type(timeout) in (int, float):
+            # The SDK turns a number into an ``httpx.Timeout`` on every request; given one
+            # (the same limits), it only copies it, as for its own default.
+            timeout = openai.Timeout(timeout)
         return {
             "api_key": self._api_key or "not-needed",
             "organization": self.organization,
             "base_url": self.base_url,
-            "timeout": self.timeout,
+            "timeout": timeout,
             "max_retries": 0,  # hookwire retries, so each retry is an event
             "default_headers": self._headers,
         }
@@ -324,11 +329,17 @@ class OpenAIClient(BaseLLM):
             stream = (self._sync or self.client).chat.completions.create(
                 **self._kwargs(request, True)
             )
-            with stream:
+            # A stream read to its end closes its response itself (the SDK's documented
+            # behaviour); only a stream left early (an error, the caller stopping) is closed
+            # here, which spares a second close per call.
+            try:
                 for chunk in stream:
                     token = acc.feed(chunk)
                     if token:
                         yield token
+            except BaseException:
+                stream.close()
+                raise
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
@@ -337,11 +348,14 @@ class OpenAIClient(BaseLLM):
         acc = ChunkState()
         try:
             stream = await self.async_client.chat.completions.create(**self._kwargs(request, True))
-            async with stream:
+            try:
                 async for chunk in stream:
                     token = acc.feed(chunk)
                     if token:
                         yield token
+            except BaseException:
+                await stream.close()
+                raise
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
