@@ -49,7 +49,7 @@ from ..errors import (
     StreamInterrupted,
     TransientLLMError,
 )
-from ..events import LLMResponse, ToolCall, Usage
+from ..events import LLMResponse, ToolCall, Usage, _slot_setters, _utcnow
 from .retry import RetryPolicy
 
 __all__ = [
@@ -150,6 +150,24 @@ class LLMRequest:
     params: dict[str, Any]
     tools: list[dict[str, Any]] | None = None
 
+    # Written out, as Usage's (see hookwire.events): one is built per call.
+    def __init__(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        params: dict[str, Any],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> None:
+        _req_messages(self, messages)
+        _req_model(self, model)
+        _req_params(self, params)
+        _req_tools(self, tools)
+
+
+_req_messages, _req_model, _req_params, _req_tools = _slot_setters(
+    LLMRequest, "messages", "model", "params", "tools"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
@@ -163,6 +181,26 @@ class StreamEnd:
     model: str | None = None
     id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+
+    # Written out, as Usage's (see hookwire.events): one ends every streamed call.
+    def __init__(
+        self,
+        finish_reason: str | None,
+        usage: Usage | None = None,
+        model: str | None = None,
+        id: str | None = None,
+        tool_calls: tuple[ToolCall, ...] = (),
+    ) -> None:
+        _end_finish_reason(self, finish_reason)
+        _end_usage(self, usage)
+        _end_model(self, model)
+        _end_id(self, id)
+        _end_tool_calls(self, tool_calls)
+
+
+_end_finish_reason, _end_usage, _end_model, _end_id, _end_tool_calls = _slot_setters(
+    StreamEnd, "finish_reason", "usage", "model", "id", "tool_calls"
+)
 
 
 def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
@@ -537,19 +575,22 @@ class BaseLLM:
         usage = end.usage
         if usage is None:
             # The server sent no usage chunk (stream_options unsupported): count what we saw.
-            usage = Usage(prompt_tokens=0, completion_tokens=len(parts))
+            usage = Usage(0, len(parts))
         model = end.model or call.request.model
         provider = self.provider
-        # Priced here, so _finish finds the record complete and need not copy it.
+        # Priced here, so _finish finds the record complete and need not copy it. Positional
+        # (content, usage, model, created_at, finish_reason, tool_calls, provider, id, cost):
+        # keywords to a class cost a dict per call.
         return LLMResponse(
-            content=text,
-            usage=usage,
-            model=model,
-            finish_reason=end.finish_reason,
-            tool_calls=end.tool_calls,
-            provider=provider,
-            id=end.id,
-            cost=price(model, usage, provider),
+            text,
+            usage,
+            model,
+            _utcnow(),
+            end.finish_reason,
+            end.tool_calls,
+            provider,
+            end.id,
+            price(model, usage, provider),
         )
 
     def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:

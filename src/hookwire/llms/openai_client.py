@@ -30,7 +30,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..events import LLMResponse, ToolCall, Usage
+from ..events import LLMResponse, ToolCall, Usage, _utcnow
 from .base import BaseLLM, LLMRequest, StreamEnd, price
 from .retry import RetryPolicy
 
@@ -134,13 +134,9 @@ def _usage(raw: Any) -> Usage | None:
     cdet = getattr(raw, "completion_tokens_details", None)
     cached = getattr(pdet, "cached_tokens", None) if pdet is not None else None
     reasoning = getattr(cdet, "reasoning_tokens", None) if cdet is not None else None
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(total) if total is not None else -1,
-        cached_tokens=cached,
-        reasoning_tokens=reasoning,
-    )
+    # Positional (prompt, completion, total, cached, reasoning): keywords to a class cost a
+    # dict per call.
+    return Usage(prompt, completion, int(total) if total is not None else -1, cached, reasoning)
 
 
 class OpenAIClient(BaseLLM):
@@ -296,15 +292,18 @@ class OpenAIClient(BaseLLM):
         usage = _usage(raw.usage) or Usage()
         provider = self.provider
         # Priced here, so BaseLLM._finish finds the record complete and need not copy it.
+        # Positional (content, usage, model, created_at, finish_reason, tool_calls, provider,
+        # id, cost): keywords to a class cost a dict per call.
         return LLMResponse(
-            content=message.content or "",
-            usage=usage,
-            model=model,
-            finish_reason=choice.finish_reason,
-            tool_calls=calls,
-            provider=provider,
-            id=raw.id,
-            cost=price(model, usage, provider),
+            message.content or "",
+            usage,
+            model,
+            _utcnow(),
+            choice.finish_reason,
+            calls,
+            provider,
+            raw.id,
+            price(model, usage, provider),
         )
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
