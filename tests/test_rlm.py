@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -430,3 +431,102 @@ def test_two_tool_calls_in_one_streamed_answer(
     assert [m["content"] for m in tool_messages] == ["A-1: shipped", "B-2: shipped"]
     assert result.content == "The tool returned: B-2: shipped"
     assert openai_server.requests[0]["stream"] is True
+
+
+# -- the outermost run's own path (RLM._run_sync) against the general one (_run_traced) -----------
+
+
+def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, Any]]]]:
+    """The calls with ids numbered by first appearance and times left out."""
+    ids: dict[str, str] = {}
+
+    def norm(key: str, value: Any) -> Any:
+        if key in ("run_id", "parent_run_id", "trace_id"):
+            return ids.setdefault(value, f"id{len(ids)}")
+        if isinstance(value, hookwire.LLMResponse):
+            return dataclasses.replace(value, created_at=None)
+        if isinstance(value, BaseException):
+            return type(value), str(value)
+        return value
+
+    timed = {"timestamp", "latency_ms", "ttft_ms"}
+    return [
+        (
+            c.hook,
+            {k: norm(k, v) for k, v in c.args.items()},
+            # As a list: the keywords' order is what a handler iterating them sees.
+            [(k, norm(k, v)) for k, v in c.kwargs.items() if k not in timed],
+        )
+        for c in calls
+    ]
+
+
+def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
+    """The events of ``prompt`` run on the outermost run's path and on the general one."""
+    shapes = []
+    for traced in (False, True):
+        rec = RecordingCallback()
+        rlm = make(rec)
+        outcome: Any
+        try:
+            outcome = rlm._run_traced(prompt, (), {}, rlm.name) if traced else rlm.run(prompt)
+        except Exception as exc:
+            outcome = type(exc)
+        assert hookwire.current_run() is None
+        assert hookwire.current_context() == {}
+        shapes.append(
+            [outcome if isinstance(outcome, type) else outcome.content, *_shape(rec.calls)]
+        )
+    return shapes[0], shapes[1]
+
+
+def test_outermost_run_path_sends_what_the_trace_sends() -> None:
+    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]))
+    assert fast == traced
+    hooks = [c[0] for c in fast[1:]]
+    assert hooks[:2] == ["on_run_start", "on_llm_start"]
+    assert hooks[-2:] == ["on_llm_end", "on_run_end"]
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(
+            callbacks=[rec, Tokens()], system_prompt="Be brief.", rules=[("hi", "Hello there")]
+        )
+    )
+    assert fast == traced
+    assert fast[2][1]["prompt"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_outermost_run_path_failures_match_the_trace() -> None:
+    # The model fails: on_run_end carries the error, usage so far, and no output.
+    fast, traced = _both_paths(
+        lambda rec: RLM(LocalLLM(fail_times=5, retry=FAST), callbacks=[rec], max_retries=0)
+    )
+    assert fast == traced
+    assert fast[0] is hookwire.errors.RateLimitError
+    assert fast[-1][0] == "on_run_end" and "error" in dict(fast[-1][2])
+
+    # A handler aborts the run at its start: no run end, and the context is left clean.
+    class Refuse(BaseCallback):
+        raise_error = True
+
+        def on_run_start(self, input: Any, **kwargs: Any) -> None:
+            raise BudgetExceeded("no", scope="user")
+
+    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec, Refuse()]))
+    assert fast == traced
+    assert fast[0] is BudgetExceeded
+    assert [c[0] for c in fast[1:]] == ["on_run_start"]
+
+
+def test_outermost_run_path_with_tools_and_max_steps() -> None:
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), "order status of A1?"
+    )
+    assert fast == traced
+    assert "on_tool_end" in [c[0] for c in fast[1:]]
+    assert fast[0].startswith("order_status says:")
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status], max_steps=1),
+        "order status of A1?",
+    )
+    assert fast == traced
+    assert fast[0] is MaxStepsExceeded

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .context import Run, trace
+from .context import _CONTEXT, _RUN, Run, new_id, trace
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
@@ -85,6 +85,7 @@ class _RunTrace(trace):
 
 
 _NO_USAGE = Usage()
+_ZERO = Decimal(0)
 
 
 class _Tally:
@@ -111,7 +112,7 @@ class _Tally:
             if cost is None:
                 self.unknown_cost = True
             else:
-                self.cost = Decimal(0) + cost  # as a sum, rounded in the same context
+                self.cost = _ZERO + cost  # as a sum, rounded in the same context
             return
         self.usage = self.usage + response.usage
         self.model = response.model or self.model
@@ -125,16 +126,18 @@ class _Tally:
 
     def result(self, answer: str, run: Run, messages: list[dict[str, Any]]) -> RunResult:
         """The run's result, from what the tally has summed."""
+        # Positional (content, usage, cost, run_id, trace_id, model, messages, responses,
+        # steps): keywords to a class cost a dict per call.
         return RunResult(
-            content=answer,
-            usage=self.usage,
-            cost=None if self.unknown_cost else self.cost,
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            model=self.model,
-            messages=messages,
-            responses=self.responses,
-            steps=len(self.responses),
+            answer,
+            self.usage,
+            None if self.unknown_cost else self.cost,
+            run.run_id,
+            run.trace_id,
+            self.model,
+            messages,
+            self.responses,
+            len(self.responses),
         )
 
     def end_kw(self) -> dict[str, Any]:
@@ -513,8 +516,58 @@ class RLM:
     ) -> RunResult:
         """``_execute`` without delivering tokens, as a plain call: the same run and events.
 
-        This is the path of every ``run()``: no generator to create and drive.
+        This is the path of every ``run()``: no generator to create and drive. An outermost
+        run with nothing to inherit or merge (no enclosing run or request context, no
+        history, no memory: the common ``rlm.run(prompt)``) opens and closes its run itself,
+        as ``_RunTrace`` would, without the trace object and its calls; everything else goes
+        through ``_run_traced``. Both send the same events with the same keywords
+        (tests/test_rlm.py compares them).
         """
+        if type(prompt) is not str:
+            prompt = self._check_prompt(prompt)
+        if (
+            context
+            or history
+            or self.memory is not None
+            or _CONTEXT.get()
+            or type(name) is not str
+            or not name
+        ):
+            return self._run_traced(prompt, history, context, name)
+        # What trace._open, __enter__ and __exit__ do for an outermost run, written out.
+        manager = self.callbacks
+        run_id = new_id()
+        start_kw = {"trace_id": run_id, "run_id": run_id, "name": name}
+        run = Run(name, run_id, run_id, None, 0)
+        manager.on_run_start(prompt, **start_kw)
+        token = _CONTEXT.set({"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
+        run_token = _RUN.set(run)
+        tally = _Tally()
+        try:
+            messages = self._opening()
+            messages.append({"role": "user", "content": prompt})
+            answer = self._steps(messages, tally).content
+            run.output = answer
+        except BaseException as exc:
+            _CONTEXT.reset(token)
+            _RUN.reset(run_token)
+            manager.on_run_end(run.output, **start_kw, error=exc, **tally.end_kw())
+            raise
+        _CONTEXT.reset(token)
+        _RUN.reset(run_token)
+        manager.on_run_end(answer, **start_kw, **tally.end_kw())
+        result = tally.result(answer, run, messages)
+        self.last_result = result
+        return result
+
+    def _run_traced(
+        self,
+        prompt: str,
+        history: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any],
+        name: str,
+    ) -> RunResult:
+        """``_run_sync`` for any run: through ``_RunTrace``, with memory, history, context."""
         prompt = self._check_prompt(prompt)
         tr = self._trace(prompt, context, name)
         tally = _Tally()
@@ -522,13 +575,7 @@ class RLM:
             try:
                 recalled = self._recall(prompt) if self.memory is not None else []
                 messages = self._begin(history, prompt, recalled)
-                kw = self._call_kw(self.tools)
-                generate = self.llm.generate
-                for step in range(1, self.max_steps + 1):
-                    response = generate(messages, **kw)
-                    if self._answered(step, response, messages, tally):
-                        break
-                answer = response.content
+                answer = self._steps(messages, tally).content
                 if self.memory is not None:
                     self._store(self._exchange(prompt, answer))
                 run.output = answer
@@ -537,6 +584,18 @@ class RLM:
         result = tally.result(answer, run, messages)
         self.last_result = result
         return result
+
+    def _steps(self, messages: list[dict[str, Any]], tally: _Tally) -> LLMResponse:
+        """The model calls and tool rounds of a run (not streamed to the caller): the answer."""
+        kw = self._call_kw(self.tools)
+        generate = self.llm.generate
+        step = 1
+        while True:
+            response = generate(messages, **kw)
+            # _answered raises on the last step if the model still asks for tools.
+            if self._answered(step, response, messages, tally):
+                return response
+            step += 1
 
     def _answered(
         self, step: int, response: LLMResponse, messages: list[dict[str, Any]], tally: _Tally
