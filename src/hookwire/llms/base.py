@@ -243,7 +243,7 @@ def price(model: str | None, usage: Usage, provider: str | None) -> Decimal | No
     if fn is None or not model:
         return None
     try:
-        return fn(model, usage, provider=provider)
+        return fn(model, usage, provider)
     except Exception:  # an unknown or unpriceable model is "unknown", never a failed call
         return None
 
@@ -534,10 +534,12 @@ class BaseLLM:
         )
 
     def _end_kw(self, call: _Call) -> dict[str, Any]:
-        kw = dict(call.kw)
-        kw["latency_ms"] = (_perf() - call.t0) * 1000.0
-        kw["attempts"] = call.attempts
-        kw["stream"] = call.stream
+        kw = {
+            **call.kw,
+            "latency_ms": (_perf() - call.t0) * 1000.0,
+            "attempts": call.attempts,
+            "stream": call.stream,
+        }
         if call.ttft is not None:
             kw["ttft_ms"] = call.ttft
         return kw

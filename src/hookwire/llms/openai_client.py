@@ -127,11 +127,24 @@ def map_openai_error(
 def _usage(raw: Any) -> Usage | None:
     if raw is None:
         return None
-    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
-    completion = int(getattr(raw, "completion_tokens", 0) or 0)
-    total = getattr(raw, "total_tokens", None)
-    pdet = getattr(raw, "prompt_tokens_details", None)
-    cdet = getattr(raw, "completion_tokens_details", None)
+    try:
+        # Plain attribute reads (once per call): the SDK's usage model has every field; an
+        # odd server's object may lack some, read below with defaults.
+        prompt = raw.prompt_tokens
+        completion = raw.completion_tokens
+        total = raw.total_tokens
+        pdet = raw.prompt_tokens_details
+        cdet = raw.completion_tokens_details
+    except AttributeError:
+        prompt = getattr(raw, "prompt_tokens", 0)
+        completion = getattr(raw, "completion_tokens", 0)
+        total = getattr(raw, "total_tokens", None)
+        pdet = getattr(raw, "prompt_tokens_details", None)
+        cdet = getattr(raw, "completion_tokens_details", None)
+    if type(prompt) is not int:
+        prompt = int(prompt or 0)
+    if type(completion) is not int:
+        completion = int(completion or 0)
     cached = getattr(pdet, "cached_tokens", None) if pdet is not None else None
     reasoning = getattr(cdet, "reasoning_tokens", None) if cdet is not None else None
     # Positional (prompt, completion, total, cached, reasoning): keywords to a class cost a
