@@ -444,7 +444,7 @@ def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, 
         if key in ("run_id", "parent_run_id", "trace_id"):
             return ids.setdefault(value, f"id{len(ids)}")
         if isinstance(value, hookwire.LLMResponse):
-            return dataclasses.replace(value, created_at=None)
+            return dataclasses.replace(value, created_at=None, id=None)
         if isinstance(value, BaseException):
             return type(value), str(value)
         return value
@@ -530,3 +530,14 @@ def test_outermost_run_path_with_tools_and_max_steps() -> None:
     )
     assert fast == traced
     assert fast[0] is MaxStepsExceeded
+
+
+def test_outermost_run_path_with_a_priced_model(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    # A known price: on_run_end carries usage, cost and model (the keywords sent by name).
+    fast, traced = _both_paths(lambda rec: rlm_on_server(rec))
+    assert fast == traced
+    end = dict(fast[-1][2])
+    assert end["cost"] > 0 and end["model"] == "gpt-4o" and end["usage"].total_tokens > 0
+    assert list(end) == ["run_id", "trace_id", "name", "usage", "cost", "model"]

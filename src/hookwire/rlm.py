@@ -536,10 +536,11 @@ class RLM:
             return self._run_traced(prompt, history, context, name)
         # What trace._open, __enter__ and __exit__ do for an outermost run, written out.
         manager = self.callbacks
+        # The keywords go by name where they are known (the dispatchers take run_id as a
+        # parameter): a dict built and unpacked per call costs more.
         run_id = new_id()
-        start_kw = {"trace_id": run_id, "run_id": run_id, "name": name}
         run = Run(name, run_id, run_id, None, 0)
-        manager.on_run_start(prompt, **start_kw)
+        manager.on_run_start(prompt, trace_id=run_id, run_id=run_id, name=name)
         token = _CONTEXT.set({"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
         run_token = _RUN.set(run)
         tally = _Tally()
@@ -551,11 +552,27 @@ class RLM:
         except BaseException as exc:
             _CONTEXT.reset(token)
             _RUN.reset(run_token)
-            manager.on_run_end(run.output, **start_kw, error=exc, **tally.end_kw())
+            manager.on_run_end(
+                run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **tally.end_kw()
+            )
             raise
         _CONTEXT.reset(token)
         _RUN.reset(run_token)
-        manager.on_run_end(answer, **start_kw, **tally.end_kw())
+        cost = None if tally.unknown_cost else tally.cost
+        model = tally.model
+        if cost is not None and model is not None:
+            # tally.end_kw(), when it has all three.
+            manager.on_run_end(
+                answer,
+                trace_id=run_id,
+                run_id=run_id,
+                name=name,
+                usage=tally.usage,
+                cost=cost,
+                model=model,
+            )
+        else:
+            manager.on_run_end(answer, trace_id=run_id, run_id=run_id, name=name, **tally.end_kw())
         result = tally.result(answer, run, messages)
         self.last_result = result
         return result
@@ -589,9 +606,15 @@ class RLM:
         """The model calls and tool rounds of a run (not streamed to the caller): the answer."""
         kw = self._call_kw(self.tools)
         generate = self.llm.generate
+        # Nothing but the callbacks to pass (no tools, model, retry or parameters): by name,
+        # which costs less than a dict unpacked per call.
+        callbacks = kw["callbacks"] if len(kw) == 1 else None
         step = 1
         while True:
-            response = generate(messages, **kw)
+            if callbacks is not None:
+                response = generate(messages, callbacks=callbacks)
+            else:
+                response = generate(messages, **kw)
             # _answered raises on the last step if the model still asks for tools.
             if self._answered(step, response, messages, tally):
                 return response

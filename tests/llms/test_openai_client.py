@@ -112,6 +112,8 @@ def test_text_prompt_becomes_a_user_message(openai_server: OpenAIServer, make: M
     assert response.content == "You said: hello there"
     assert openai_server.requests[0]["messages"] == [{"role": "user", "content": "hello there"}]
     assert openai_server.requests[0]["model"] == "gpt-4o-mini"
+    # A call without parameters or tools sends the model and the messages, nothing else.
+    assert set(openai_server.requests[0]) == {"model", "messages"}
 
 
 def test_streams_when_a_handler_listens_for_tokens(openai_server: OpenAIServer, make: Make) -> None:

@@ -675,7 +675,10 @@ class BaseLLM:
         parts: list[str] = []
         end: StreamEnd | None = None
         fns = call.token_fns
+        # The call's keywords (run_id, model, provider) passed by name to the token
+        # dispatchers, which take them as parameters: no merged dict per token.
         kw = call.kw
+        run_id, model, provider = kw["run_id"], kw["model"], kw["provider"]
         seen = 0
         pieces = iter(self._stream(call.request))
         try:
@@ -700,7 +703,14 @@ class BaseLLM:
                 index = len(parts)
                 parts.append(piece)
                 for fn in fns:
-                    fn(piece, attempt=n, index=index, **kw)
+                    fn(
+                        piece,
+                        run_id=run_id,
+                        model=model,
+                        provider=provider,
+                        attempt=n,
+                        index=index,
+                    )
                 if deliver:
                     # A retried stream starts again from the beginning: only text past what
                     # the caller already has is yielded.
@@ -780,9 +790,36 @@ class BaseLLM:
     def _end(self, call: _Call, response: LLMResponse) -> LLMResponse:
         if response.cost is None or response.model is None or response.provider is None:
             response = self._finish(call, response)
-        end_kw = self._end_kw(call)
+        # _end_kw's keywords, in its order, passed by name: the dispatchers take run_id, model
+        # and provider as parameters, so no dict is built for them and unpacked again.
+        kw = call.kw
+        run_id, model, provider = kw["run_id"], kw["model"], kw["provider"]
+        latency = (_perf() - call.t0) * 1000.0
+        attempts = call.attempts
+        stream = call.stream
+        ttft = call.ttft
         for m in call.managers:
-            m.on_llm_end(response, **end_kw)
+            if ttft is None:
+                m.on_llm_end(
+                    response,
+                    run_id=run_id,
+                    model=model,
+                    provider=provider,
+                    latency_ms=latency,
+                    attempts=attempts,
+                    stream=stream,
+                )
+            else:
+                m.on_llm_end(
+                    response,
+                    run_id=run_id,
+                    model=model,
+                    provider=provider,
+                    latency_ms=latency,
+                    attempts=attempts,
+                    stream=stream,
+                    ttft_ms=ttft,
+                )
         return response
 
     # -- async engine ---------------------------------------------------------------------------
