@@ -464,6 +464,7 @@ def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, 
 def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
     """The events of ``prompt`` run on the outermost run's path and on the general one."""
     shapes = []
+    results: list[Any] = []
     for traced in (False, True):
         rec = RecordingCallback()
         rlm = make(rec)
@@ -474,9 +475,25 @@ def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
             outcome = type(exc)
         assert hookwire.current_run() is None
         assert hookwire.current_context() == {}
+        if not isinstance(outcome, type):
+            assert outcome is rlm.last_result
+            assert outcome.run_id == outcome.trace_id == rec.calls[0]["run_id"]
+            # The result's own fields, besides the content compared below.
+            results.append(
+                (
+                    outcome.usage,
+                    outcome.cost,
+                    outcome.model,
+                    outcome.steps,
+                    outcome.messages,
+                    [dataclasses.replace(r, created_at=None, id=None) for r in outcome.responses],
+                )
+            )
         shapes.append(
             [outcome if isinstance(outcome, type) else outcome.content, *_shape(rec.calls)]
         )
+    if results:
+        assert len(results) == 2 and results[0] == results[1]
     return shapes[0], shapes[1]
 
 
@@ -541,3 +558,15 @@ def test_outermost_run_path_with_a_priced_model(
     end = dict(fast[-1][2])
     assert end["cost"] > 0 and end["model"] == "gpt-4o" and end["usage"].total_tokens > 0
     assert list(end) == ["run_id", "trace_id", "name", "usage", "cost", "model"]
+
+
+def test_outermost_run_path_sums_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+    for prompt in ("order status of Z-1", "hello"):
+        fast, traced = _both_paths(
+            lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), prompt
+        )
+        assert fast == traced
+        end = dict(fast[-1][2])
+        assert end["cost"] == (Decimal("1.0") if "order" in prompt else Decimal("0.5"))
+        assert end["model"] == "local-echo"

@@ -543,37 +543,70 @@ class RLM:
         manager.on_run_start(prompt, trace_id=run_id, run_id=run_id, name=name)
         token = _CONTEXT.set({"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
         run_token = _RUN.set(run)
-        tally = _Tally()
+        # Made only when the model asks for tools: one answer (the common run) is summed
+        # below, as _Tally would sum it.
+        tally: _Tally | None = None
         try:
             messages = self._opening()
             messages.append({"role": "user", "content": prompt})
-            answer = self._steps(messages, tally).content
+            kw = self._call_kw(self.tools)
+            if len(kw) == 1:
+                # Only the callbacks to pass: by name (a dict unpacked per call costs more).
+                response = self.llm.generate(messages, callbacks=kw["callbacks"])
+            else:
+                response = self.llm.generate(messages, **kw)
+            if response.tool_calls:
+                tally = _Tally()
+                response = self._steps(messages, tally, kw, response)
+            else:
+                # _answered for an answer without tool calls.
+                messages.append(self._assistant_message(response))
+            answer = response.content
             run.output = answer
         except BaseException as exc:
             _CONTEXT.reset(token)
             _RUN.reset(run_token)
+            # Without a tally nothing was summed yet (the first call failed): _Tally().end_kw().
+            failed_kw = {"usage": _NO_USAGE} if tally is None else tally.end_kw()
             manager.on_run_end(
-                run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **tally.end_kw()
+                run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **failed_kw
             )
             raise
         _CONTEXT.reset(token)
         _RUN.reset(run_token)
-        cost = None if tally.unknown_cost else tally.cost
-        model = tally.model
+        if tally is None:
+            # _Tally.add of a first response, then its end_kw() and result().
+            usage = response.usage
+            cost = response.cost
+            if cost is not None:
+                cost = _ZERO + cost  # as a sum, rounded in the same context
+            model = response.model or None
+            responses = [response]
+        else:
+            usage = tally.usage
+            cost = tally.total_cost()
+            model = tally.model
+            responses = tally.responses
         if cost is not None and model is not None:
-            # tally.end_kw(), when it has all three.
             manager.on_run_end(
                 answer,
                 trace_id=run_id,
                 run_id=run_id,
                 name=name,
-                usage=tally.usage,
+                usage=usage,
                 cost=cost,
                 model=model,
             )
         else:
-            manager.on_run_end(answer, trace_id=run_id, run_id=run_id, name=name, **tally.end_kw())
-        result = tally.result(answer, run, messages)
+            end: dict[str, Any] = {"usage": usage}
+            if cost is not None:
+                end["cost"] = cost
+            if model is not None:
+                end["model"] = model
+            manager.on_run_end(answer, trace_id=run_id, run_id=run_id, name=name, **end)
+        result = RunResult(
+            answer, usage, cost, run_id, run_id, model, messages, responses, len(responses)
+        )
         self.last_result = result
         return result
 
@@ -602,22 +635,36 @@ class RLM:
         self.last_result = result
         return result
 
-    def _steps(self, messages: list[dict[str, Any]], tally: _Tally) -> LLMResponse:
-        """The model calls and tool rounds of a run (not streamed to the caller): the answer."""
-        kw = self._call_kw(self.tools)
+    def _steps(
+        self,
+        messages: list[dict[str, Any]],
+        tally: _Tally,
+        kw: dict[str, Any] | None = None,
+        first: LLMResponse | None = None,
+    ) -> LLMResponse:
+        """The model calls and tool rounds of a run (not streamed to the caller): the answer.
+
+        ``kw`` are the calls' keywords (``_call_kw``) and ``first`` the first call's answer
+        when the caller already made it.
+        """
+        if kw is None:
+            kw = self._call_kw(self.tools)
         generate = self.llm.generate
         # Nothing but the callbacks to pass (no tools, model, retry or parameters): by name,
         # which costs less than a dict unpacked per call.
         callbacks = kw["callbacks"] if len(kw) == 1 else None
+        response = first
         step = 1
         while True:
-            if callbacks is not None:
-                response = generate(messages, callbacks=callbacks)
-            else:
-                response = generate(messages, **kw)
+            if response is None:
+                if callbacks is not None:
+                    response = generate(messages, callbacks=callbacks)
+                else:
+                    response = generate(messages, **kw)
             # _answered raises on the last step if the model still asks for tools.
             if self._answered(step, response, messages, tally):
                 return response
+            response = None
             step += 1
 
     def _answered(
