@@ -125,6 +125,7 @@ def test_streams_when_a_handler_listens_for_tokens(openai_server: OpenAIServer, 
     sent = openai_server.requests[0]
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
+    assert set(sent) == {"model", "messages", "stream", "stream_options"}
     tokens = rec.of("llm_new_token")
     assert [t["token"] for t in tokens] == ["Paris ", "is ", "the ", "capital."]
     assert [t["index"] for t in tokens] == [0, 1, 2, 3]

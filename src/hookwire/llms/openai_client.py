@@ -345,16 +345,26 @@ class OpenAIClient(BaseLLM):
 
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
         acc = ChunkState()
+        feed = acc.feed
         try:
-            stream = (self._sync or self.client).chat.completions.create(
-                **self._kwargs(request, True)
-            )
+            completions = (self._sync or self.client).chat.completions
+            if request.params or request.tools or not self.stream_usage:
+                stream = completions.create(**self._kwargs(request, True))
+            else:
+                # The common request (what _kwargs would build), by name, as in _complete
+                # (plain message dicts, which the SDK's TypedDicts describe).
+                stream = completions.create(  # type: ignore[call-overload]
+                    model=request.model,
+                    messages=request.messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
             # A stream read to its end closes its response itself (the SDK's documented
             # behaviour); only a stream left early (an error, the caller stopping) is closed
             # here, which spares a second close per call.
             try:
                 for chunk in stream:
-                    token = acc.feed(chunk)
+                    token = feed(chunk)
                     if token:
                         yield token
             except BaseException:
