@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from datetime import datetime
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from hookwire.events import (
     Usage,
     event_from_call,
 )
+from hookwire.llms.base import LLMRequest, StreamEnd
 
 
 def test_usage_total_defaults_to_prompt_plus_completion() -> None:
@@ -90,3 +92,79 @@ def test_event_from_call_splits_payload_context_and_extra() -> None:
     assert ev.context() == {"run_id": "r", "timestamp": 1.0, "tags": ("a",), "user_id": "u"}
     assert ev.extra == {"delay": 0.5}
     assert ev.kwargs()["delay"] == 0.5
+
+
+@pytest.mark.parametrize("cls", [Usage, LLMResponse, LLMRequest, StreamEnd])
+def test_hand_written_inits_match_the_fields(cls: type) -> None:
+    # These records write their __init__ out (it is on every LLM call's path); it must take
+    # exactly the dataclass's fields, in order, with the same defaults.
+    assert cls.__init__.__qualname__ == f"{cls.__name__}.__init__"
+    params = list(inspect.signature(cls).parameters.values())
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        assert p.kind is p.POSITIONAL_OR_KEYWORD
+        if f.default is not dataclasses.MISSING:
+            assert p.default == f.default, f.name
+        elif f.default_factory is not dataclasses.MISSING:
+            assert repr(p.default) == "<factory>", f.name
+        else:
+            assert p.default is p.empty, f.name
+
+
+def test_records_built_by_the_hand_written_inits() -> None:
+    u = Usage(3, 4, -1, 1, 2)
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (3, 4, 7)
+    assert (u.cached_tokens, u.reasoning_tokens) == (1, 2)
+    assert Usage(completion_tokens=2) == Usage(0, 2, 2, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        u.total_tokens = 1  # type: ignore[misc]
+    a, b = LLMResponse("a"), LLMResponse("b")
+    # Factory defaults are made per instance.
+    assert a.usage == Usage() and a.created_at.tzinfo is not None
+    assert (a.model, a.finish_reason, a.tool_calls, a.provider, a.id, a.cost, a.currency) == (
+        None,
+        None,
+        (),
+        None,
+        None,
+        None,
+        "USD",
+    )
+    assert b.created_at >= a.created_at
+    when = datetime(2026, 1, 1)
+    r = LLMResponse("x", u, "m", when, "stop", (), "p", "id", Decimal("0.1"), "EUR")
+    assert r == LLMResponse(
+        content="x",
+        usage=u,
+        model="m",
+        created_at=when,
+        finish_reason="stop",
+        tool_calls=(),
+        provider="p",
+        id="id",
+        cost=Decimal("0.1"),
+        currency="EUR",
+    )
+    assert dataclasses.replace(r, content="y").content == "y"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.content = "z"  # type: ignore[misc]
+    req = LLMRequest([], "m", {})
+    assert (req.messages, req.model, req.params, req.tools) == ([], "m", {}, None)
+    end = StreamEnd("stop")
+    assert (end.finish_reason, end.usage, end.model, end.id, end.tool_calls) == (
+        "stop",
+        None,
+        None,
+        None,
+        (),
+    )
+
+
+def test_a_dataclass_subclass_of_usage_still_defaults_its_total() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Counted(Usage):
+        calls: int = 1
+
+    assert Counted(2, 3).total_tokens == 5
+    assert Counted(2, 3).calls == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -430,3 +431,142 @@ def test_two_tool_calls_in_one_streamed_answer(
     assert [m["content"] for m in tool_messages] == ["A-1: shipped", "B-2: shipped"]
     assert result.content == "The tool returned: B-2: shipped"
     assert openai_server.requests[0]["stream"] is True
+
+
+# -- the outermost run's own path (RLM._run_sync) against the general one (_run_traced) -----------
+
+
+def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, Any]]]]:
+    """The calls with ids numbered by first appearance and times left out."""
+    ids: dict[str, str] = {}
+
+    def norm(key: str, value: Any) -> Any:
+        if key in ("run_id", "parent_run_id", "trace_id"):
+            return ids.setdefault(value, f"id{len(ids)}")
+        if isinstance(value, hookwire.LLMResponse):
+            return dataclasses.replace(value, created_at=None, id=None)
+        if isinstance(value, BaseException):
+            return type(value), str(value)
+        return value
+
+    timed = {"timestamp", "latency_ms", "ttft_ms"}
+    return [
+        (
+            c.hook,
+            {k: norm(k, v) for k, v in c.args.items()},
+            # As a list: the keywords' order is what a handler iterating them sees.
+            [(k, norm(k, v)) for k, v in c.kwargs.items() if k not in timed],
+        )
+        for c in calls
+    ]
+
+
+def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
+    """The events of ``prompt`` run on the outermost run's path and on the general one."""
+    shapes = []
+    results: list[Any] = []
+    for traced in (False, True):
+        rec = RecordingCallback()
+        rlm = make(rec)
+        outcome: Any
+        try:
+            outcome = rlm._run_traced(prompt, (), {}, rlm.name) if traced else rlm.run(prompt)
+        except Exception as exc:
+            outcome = type(exc)
+        assert hookwire.current_run() is None
+        assert hookwire.current_context() == {}
+        if not isinstance(outcome, type):
+            assert outcome is rlm.last_result
+            assert outcome.run_id == outcome.trace_id == rec.calls[0]["run_id"]
+            # The result's own fields, besides the content compared below.
+            results.append(
+                (
+                    outcome.usage,
+                    outcome.cost,
+                    outcome.model,
+                    outcome.steps,
+                    outcome.messages,
+                    [dataclasses.replace(r, created_at=None, id=None) for r in outcome.responses],
+                )
+            )
+        shapes.append(
+            [outcome if isinstance(outcome, type) else outcome.content, *_shape(rec.calls)]
+        )
+    if results:
+        assert len(results) == 2 and results[0] == results[1]
+    return shapes[0], shapes[1]
+
+
+def test_outermost_run_path_sends_what_the_trace_sends() -> None:
+    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]))
+    assert fast == traced
+    hooks = [c[0] for c in fast[1:]]
+    assert hooks[:2] == ["on_run_start", "on_llm_start"]
+    assert hooks[-2:] == ["on_llm_end", "on_run_end"]
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(
+            callbacks=[rec, Tokens()], system_prompt="Be brief.", rules=[("hi", "Hello there")]
+        )
+    )
+    assert fast == traced
+    assert fast[2][1]["prompt"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_outermost_run_path_failures_match_the_trace() -> None:
+    # The model fails: on_run_end carries the error, usage so far, and no output.
+    fast, traced = _both_paths(
+        lambda rec: RLM(LocalLLM(fail_times=5, retry=FAST), callbacks=[rec], max_retries=0)
+    )
+    assert fast == traced
+    assert fast[0] is hookwire.errors.RateLimitError
+    assert fast[-1][0] == "on_run_end" and "error" in dict(fast[-1][2])
+
+    # A handler aborts the run at its start: no run end, and the context is left clean.
+    class Refuse(BaseCallback):
+        raise_error = True
+
+        def on_run_start(self, input: Any, **kwargs: Any) -> None:
+            raise BudgetExceeded("no", scope="user")
+
+    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec, Refuse()]))
+    assert fast == traced
+    assert fast[0] is BudgetExceeded
+    assert [c[0] for c in fast[1:]] == ["on_run_start"]
+
+
+def test_outermost_run_path_with_tools_and_max_steps() -> None:
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), "order status of A1?"
+    )
+    assert fast == traced
+    assert "on_tool_end" in [c[0] for c in fast[1:]]
+    assert fast[0].startswith("order_status says:")
+    fast, traced = _both_paths(
+        lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status], max_steps=1),
+        "order status of A1?",
+    )
+    assert fast == traced
+    assert fast[0] is MaxStepsExceeded
+
+
+def test_outermost_run_path_with_a_priced_model(
+    openai_server: OpenAIServer, rlm_on_server: Any
+) -> None:
+    # A known price: on_run_end carries usage, cost and model (the keywords sent by name).
+    fast, traced = _both_paths(lambda rec: rlm_on_server(rec))
+    assert fast == traced
+    end = dict(fast[-1][2])
+    assert end["cost"] > 0 and end["model"] == "gpt-4o" and end["usage"].total_tokens > 0
+    assert list(end) == ["run_id", "trace_id", "name", "usage", "cost", "model"]
+
+
+def test_outermost_run_path_sums_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+    for prompt in ("order status of Z-1", "hello"):
+        fast, traced = _both_paths(
+            lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), prompt
+        )
+        assert fast == traced
+        end = dict(fast[-1][2])
+        assert end["cost"] == (Decimal("1.0") if "order" in prompt else Decimal("0.5"))
+        assert end["model"] == "local-echo"

@@ -11,7 +11,7 @@ table the dispatcher, the base callbacks and the log schema are built from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -84,7 +84,28 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
 
+    # Written out (a dataclass keeps the ``__init__`` its class defines) because the one
+    # generated for a frozen class looks ``object.__setattr__`` up for every field: about three
+    # times the cost of setting the slots through their descriptors, on every LLM call. The
+    # same parameters, defaults and result; tests/test_events.py checks them against the fields.
+    def __init__(
+        self,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        total_tokens: int = -1,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> None:
+        _usage_prompt(self, prompt_tokens)
+        _usage_completion(self, completion_tokens)
+        _usage_total(self, total_tokens)
+        _usage_cached(self, cached_tokens)
+        _usage_reasoning(self, reasoning_tokens)
+        if total_tokens < 0:
+            _usage_total(self, prompt_tokens + completion_tokens)
+
     def __post_init__(self) -> None:
+        # Run by the generated __init__ of a dataclass subclass (this class's own does the same).
         if self.total_tokens < 0:
             object.__setattr__(self, "total_tokens", self.prompt_tokens + self.completion_tokens)
 
@@ -126,6 +147,29 @@ class ToolCall:
     arguments: str = "{}"
 
 
+def _slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of ``cls``'s slot descriptors: what its hand-written ``__init__`` uses
+    to fill a frozen record (checked against the fields by tests/test_events.py)."""
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
+(_usage_prompt, _usage_completion, _usage_total, _usage_cached, _usage_reasoning) = _slot_setters(
+    Usage, "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"
+)
+
+
+class _Factory:
+    """The default of a field whose value is made per instance (shown as dataclasses do)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY: Any = _Factory()
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -149,6 +193,31 @@ class LLMResponse:
     cost: Decimal | None = None
     currency: str = "USD"
 
+    # Written out for the same reason as Usage's (built once per LLM call).
+    def __init__(
+        self,
+        content: str,
+        usage: Usage = _FACTORY,
+        model: str | None = None,
+        created_at: datetime = _FACTORY,
+        finish_reason: str | None = None,
+        tool_calls: tuple[ToolCall, ...] = (),
+        provider: str | None = None,
+        id: str | None = None,
+        cost: Decimal | None = None,
+        currency: str = "USD",
+    ) -> None:
+        _resp_content(self, content)
+        _resp_usage(self, Usage() if usage is _FACTORY else usage)
+        _resp_model(self, model)
+        _resp_created_at(self, _utcnow() if created_at is _FACTORY else created_at)
+        _resp_finish_reason(self, finish_reason)
+        _resp_tool_calls(self, tool_calls)
+        _resp_provider(self, provider)
+        _resp_id(self, id)
+        _resp_cost(self, cost)
+        _resp_currency(self, currency)
+
     def __str__(self) -> str:
         return self.content
 
@@ -166,6 +235,32 @@ class LLMResponse:
             "cost": None if self.cost is None else str(self.cost),
             "currency": self.currency,
         }
+
+
+(
+    _resp_content,
+    _resp_usage,
+    _resp_model,
+    _resp_created_at,
+    _resp_finish_reason,
+    _resp_tool_calls,
+    _resp_provider,
+    _resp_id,
+    _resp_cost,
+    _resp_currency,
+) = _slot_setters(
+    LLMResponse,
+    "content",
+    "usage",
+    "model",
+    "created_at",
+    "finish_reason",
+    "tool_calls",
+    "provider",
+    "id",
+    "cost",
+    "currency",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .context import Run, trace
+from .context import _CONTEXT, _RUN, Run, new_id, trace
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
@@ -85,6 +85,7 @@ class _RunTrace(trace):
 
 
 _NO_USAGE = Usage()
+_ZERO = Decimal(0)
 
 
 class _Tally:
@@ -111,7 +112,7 @@ class _Tally:
             if cost is None:
                 self.unknown_cost = True
             else:
-                self.cost = Decimal(0) + cost  # as a sum, rounded in the same context
+                self.cost = _ZERO + cost  # as a sum, rounded in the same context
             return
         self.usage = self.usage + response.usage
         self.model = response.model or self.model
@@ -125,16 +126,18 @@ class _Tally:
 
     def result(self, answer: str, run: Run, messages: list[dict[str, Any]]) -> RunResult:
         """The run's result, from what the tally has summed."""
+        # Positional (content, usage, cost, run_id, trace_id, model, messages, responses,
+        # steps): keywords to a class cost a dict per call.
         return RunResult(
-            content=answer,
-            usage=self.usage,
-            cost=None if self.unknown_cost else self.cost,
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            model=self.model,
-            messages=messages,
-            responses=self.responses,
-            steps=len(self.responses),
+            answer,
+            self.usage,
+            None if self.unknown_cost else self.cost,
+            run.run_id,
+            run.trace_id,
+            self.model,
+            messages,
+            self.responses,
+            len(self.responses),
         )
 
     def end_kw(self) -> dict[str, Any]:
@@ -513,8 +516,108 @@ class RLM:
     ) -> RunResult:
         """``_execute`` without delivering tokens, as a plain call: the same run and events.
 
-        This is the path of every ``run()``: no generator to create and drive.
+        This is the path of every ``run()``: no generator to create and drive. An outermost
+        run with nothing to inherit or merge (no enclosing run or request context, no
+        history, no memory: the common ``rlm.run(prompt)``) opens and closes its run itself,
+        as ``_RunTrace`` would, without the trace object and its calls; everything else goes
+        through ``_run_traced``. Both send the same events with the same keywords
+        (tests/test_rlm.py compares them).
         """
+        if type(prompt) is not str:
+            prompt = self._check_prompt(prompt)
+        if (
+            context
+            or history
+            or self.memory is not None
+            or _CONTEXT.get()
+            or type(name) is not str
+            or not name
+        ):
+            return self._run_traced(prompt, history, context, name)
+        # What trace._open, __enter__ and __exit__ do for an outermost run, written out.
+        manager = self.callbacks
+        # The keywords go by name where they are known (the dispatchers take run_id as a
+        # parameter): a dict built and unpacked per call costs more.
+        run_id = new_id()
+        run = Run(name, run_id, run_id, None, 0)
+        manager.on_run_start(prompt, trace_id=run_id, run_id=run_id, name=name)
+        token = _CONTEXT.set({"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
+        run_token = _RUN.set(run)
+        # Made only when the model asks for tools: one answer (the common run) is summed
+        # below, as _Tally would sum it.
+        tally: _Tally | None = None
+        try:
+            messages = self._opening()
+            messages.append({"role": "user", "content": prompt})
+            kw = self._call_kw(self.tools)
+            if len(kw) == 1:
+                # Only the callbacks to pass: by name (a dict unpacked per call costs more).
+                response = self.llm.generate(messages, callbacks=kw["callbacks"])
+            else:
+                response = self.llm.generate(messages, **kw)
+            if response.tool_calls:
+                tally = _Tally()
+                response = self._steps(messages, tally, kw, response)
+            else:
+                # _answered for an answer without tool calls.
+                messages.append(self._assistant_message(response))
+            answer = response.content
+            run.output = answer
+        except BaseException as exc:
+            _CONTEXT.reset(token)
+            _RUN.reset(run_token)
+            # Without a tally nothing was summed yet (the first call failed): _Tally().end_kw().
+            failed_kw = {"usage": _NO_USAGE} if tally is None else tally.end_kw()
+            manager.on_run_end(
+                run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **failed_kw
+            )
+            raise
+        _CONTEXT.reset(token)
+        _RUN.reset(run_token)
+        if tally is None:
+            # _Tally.add of a first response, then its end_kw() and result().
+            usage = response.usage
+            cost = response.cost
+            if cost is not None:
+                cost = _ZERO + cost  # as a sum, rounded in the same context
+            model = response.model or None
+            responses = [response]
+        else:
+            usage = tally.usage
+            cost = tally.total_cost()
+            model = tally.model
+            responses = tally.responses
+        if cost is not None and model is not None:
+            manager.on_run_end(
+                answer,
+                trace_id=run_id,
+                run_id=run_id,
+                name=name,
+                usage=usage,
+                cost=cost,
+                model=model,
+            )
+        else:
+            end: dict[str, Any] = {"usage": usage}
+            if cost is not None:
+                end["cost"] = cost
+            if model is not None:
+                end["model"] = model
+            manager.on_run_end(answer, trace_id=run_id, run_id=run_id, name=name, **end)
+        result = RunResult(
+            answer, usage, cost, run_id, run_id, model, messages, responses, len(responses)
+        )
+        self.last_result = result
+        return result
+
+    def _run_traced(
+        self,
+        prompt: str,
+        history: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any],
+        name: str,
+    ) -> RunResult:
+        """``_run_sync`` for any run: through ``_RunTrace``, with memory, history, context."""
         prompt = self._check_prompt(prompt)
         tr = self._trace(prompt, context, name)
         tally = _Tally()
@@ -522,13 +625,7 @@ class RLM:
             try:
                 recalled = self._recall(prompt) if self.memory is not None else []
                 messages = self._begin(history, prompt, recalled)
-                kw = self._call_kw(self.tools)
-                generate = self.llm.generate
-                for step in range(1, self.max_steps + 1):
-                    response = generate(messages, **kw)
-                    if self._answered(step, response, messages, tally):
-                        break
-                answer = response.content
+                answer = self._steps(messages, tally).content
                 if self.memory is not None:
                     self._store(self._exchange(prompt, answer))
                 run.output = answer
@@ -537,6 +634,38 @@ class RLM:
         result = tally.result(answer, run, messages)
         self.last_result = result
         return result
+
+    def _steps(
+        self,
+        messages: list[dict[str, Any]],
+        tally: _Tally,
+        kw: dict[str, Any] | None = None,
+        first: LLMResponse | None = None,
+    ) -> LLMResponse:
+        """The model calls and tool rounds of a run (not streamed to the caller): the answer.
+
+        ``kw`` are the calls' keywords (``_call_kw``) and ``first`` the first call's answer
+        when the caller already made it.
+        """
+        if kw is None:
+            kw = self._call_kw(self.tools)
+        generate = self.llm.generate
+        # Nothing but the callbacks to pass (no tools, model, retry or parameters): by name,
+        # which costs less than a dict unpacked per call.
+        callbacks = kw["callbacks"] if len(kw) == 1 else None
+        response = first
+        step = 1
+        while True:
+            if response is None:
+                if callbacks is not None:
+                    response = generate(messages, callbacks=callbacks)
+                else:
+                    response = generate(messages, **kw)
+            # _answered raises on the last step if the model still asks for tools.
+            if self._answered(step, response, messages, tally):
+                return response
+            response = None
+            step += 1
 
     def _answered(
         self, step: int, response: LLMResponse, messages: list[dict[str, Any]], tally: _Tally

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -111,6 +112,8 @@ def test_text_prompt_becomes_a_user_message(openai_server: OpenAIServer, make: M
     assert response.content == "You said: hello there"
     assert openai_server.requests[0]["messages"] == [{"role": "user", "content": "hello there"}]
     assert openai_server.requests[0]["model"] == "gpt-4o-mini"
+    # A call without parameters or tools sends the model and the messages, nothing else.
+    assert set(openai_server.requests[0]) == {"model", "messages"}
 
 
 def test_streams_when_a_handler_listens_for_tokens(openai_server: OpenAIServer, make: Make) -> None:
@@ -122,6 +125,7 @@ def test_streams_when_a_handler_listens_for_tokens(openai_server: OpenAIServer, 
     sent = openai_server.requests[0]
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
+    assert set(sent) == {"model", "messages", "stream", "stream_options"}
     tokens = rec.of("llm_new_token")
     assert [t["token"] for t in tokens] == ["Paris ", "is ", "the ", "capital."]
     assert [t["index"] for t in tokens] == [0, 1, 2, 3]
@@ -463,8 +467,6 @@ async def test_async_truncated_stream_fails(openai_server: OpenAIServer, make: M
 
 
 def test_async_calls_from_two_event_loops(openai_server: OpenAIServer) -> None:
-    import asyncio
-
     llm = OpenAIClient(api_key="k", base_url=openai_server.base_url, retry=FAST)
 
     async def once() -> str:
@@ -502,3 +504,76 @@ def test_provider_name_in_events(openai_server: OpenAIServer, make: Make) -> Non
     response = make(openai_server, rec, provider="vllm").generate(MSGS, stream=False)
     assert response.provider == "vllm"
     assert {c["provider"] for c in rec.calls} == {"vllm"}
+
+
+def test_timeout_reaches_the_sdk_as_one_timeout(openai_server: OpenAIServer, make: Make) -> None:
+    import openai
+
+    llm = make(openai_server, timeout=7.5)
+    timeout = llm.client.timeout
+    # Given as the SDK's own type, so it is not converted again on every request.
+    assert isinstance(timeout, openai.Timeout)
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (7.5, 7.5, 7.5, 7.5)
+    llm.generate(MSGS, stream=False)
+    assert openai_server.headers[0]["x-stainless-read-timeout"] == "7.5"
+    assert make(openai_server, timeout=None).client.timeout is None
+    given = openai.Timeout(3.0, connect=1.0)
+    assert make(openai_server, timeout=given).client.timeout is given
+
+
+def _spy_streams(llm: OpenAIClient) -> list[Any]:
+    """The SDK streams ``llm`` opens, in order."""
+    streams: list[Any] = []
+    completions = llm.client.chat.completions
+    create = completions.create
+
+    def spy(**kw: Any) -> Any:
+        result = create(**kw)
+        streams.append(result)
+        return result
+
+    completions.create = spy  # type: ignore[method-assign]
+    return streams
+
+
+def test_stream_read_to_its_end_is_closed(openai_server: OpenAIServer, make: Make) -> None:
+    llm = make(openai_server, TokenSink())
+    streams = _spy_streams(llm)
+    assert llm.generate("a b c").content == "You said: a b c"
+    assert len(streams) == 1
+    assert streams[0].response.is_closed
+
+
+def test_stream_left_early_is_closed(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script("one two three four")
+    llm = make(openai_server)
+    streams = _spy_streams(llm)
+    items = llm.stream(MSGS)
+    assert next(items) == "one "
+    assert not streams[0].response.is_closed
+    items.close()  # the caller stops reading
+    assert streams[0].response.is_closed
+
+
+async def test_async_stream_left_early_is_closed(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script("one two three four")
+    llm = make(openai_server)
+    streams: list[Any] = []
+    completions = llm.async_client.chat.completions
+    create = completions.create
+
+    async def spy(**kw: Any) -> Any:
+        result = await create(**kw)
+        streams.append(result)
+        return result
+
+    completions.create = spy  # type: ignore[method-assign]
+    items = llm.astream(MSGS)
+    assert await items.__anext__() == "one "
+    await items.aclose()
+    # The inner async generators are closed by the event loop's finalizer, a few steps later.
+    for _ in range(10):
+        if streams[0].response.is_closed:
+            break
+        await asyncio.sleep(0.01)
+    assert streams[0].response.is_closed

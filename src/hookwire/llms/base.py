@@ -49,7 +49,7 @@ from ..errors import (
     StreamInterrupted,
     TransientLLMError,
 )
-from ..events import LLMResponse, ToolCall, Usage
+from ..events import LLMResponse, ToolCall, Usage, _slot_setters, _utcnow
 from .retry import RetryPolicy
 
 __all__ = [
@@ -150,6 +150,24 @@ class LLMRequest:
     params: dict[str, Any]
     tools: list[dict[str, Any]] | None = None
 
+    # Written out, as Usage's (see hookwire.events): one is built per call.
+    def __init__(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        params: dict[str, Any],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> None:
+        _req_messages(self, messages)
+        _req_model(self, model)
+        _req_params(self, params)
+        _req_tools(self, tools)
+
+
+_req_messages, _req_model, _req_params, _req_tools = _slot_setters(
+    LLMRequest, "messages", "model", "params", "tools"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
@@ -163,6 +181,26 @@ class StreamEnd:
     model: str | None = None
     id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+
+    # Written out, as Usage's (see hookwire.events): one ends every streamed call.
+    def __init__(
+        self,
+        finish_reason: str | None,
+        usage: Usage | None = None,
+        model: str | None = None,
+        id: str | None = None,
+        tool_calls: tuple[ToolCall, ...] = (),
+    ) -> None:
+        _end_finish_reason(self, finish_reason)
+        _end_usage(self, usage)
+        _end_model(self, model)
+        _end_id(self, id)
+        _end_tool_calls(self, tool_calls)
+
+
+_end_finish_reason, _end_usage, _end_model, _end_id, _end_tool_calls = _slot_setters(
+    StreamEnd, "finish_reason", "usage", "model", "id", "tool_calls"
+)
 
 
 def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
@@ -205,7 +243,7 @@ def price(model: str | None, usage: Usage, provider: str | None) -> Decimal | No
     if fn is None or not model:
         return None
     try:
-        return fn(model, usage, provider=provider)
+        return fn(model, usage, provider)
     except Exception:  # an unknown or unpriceable model is "unknown", never a failed call
         return None
 
@@ -496,10 +534,12 @@ class BaseLLM:
         )
 
     def _end_kw(self, call: _Call) -> dict[str, Any]:
-        kw = dict(call.kw)
-        kw["latency_ms"] = (_perf() - call.t0) * 1000.0
-        kw["attempts"] = call.attempts
-        kw["stream"] = call.stream
+        kw = {
+            **call.kw,
+            "latency_ms": (_perf() - call.t0) * 1000.0,
+            "attempts": call.attempts,
+            "stream": call.stream,
+        }
         if call.ttft is not None:
             kw["ttft_ms"] = call.ttft
         return kw
@@ -537,19 +577,22 @@ class BaseLLM:
         usage = end.usage
         if usage is None:
             # The server sent no usage chunk (stream_options unsupported): count what we saw.
-            usage = Usage(prompt_tokens=0, completion_tokens=len(parts))
+            usage = Usage(0, len(parts))
         model = end.model or call.request.model
         provider = self.provider
-        # Priced here, so _finish finds the record complete and need not copy it.
+        # Priced here, so _finish finds the record complete and need not copy it. Positional
+        # (content, usage, model, created_at, finish_reason, tool_calls, provider, id, cost):
+        # keywords to a class cost a dict per call.
         return LLMResponse(
-            content=text,
-            usage=usage,
-            model=model,
-            finish_reason=end.finish_reason,
-            tool_calls=end.tool_calls,
-            provider=provider,
-            id=end.id,
-            cost=price(model, usage, provider),
+            text,
+            usage,
+            model,
+            _utcnow(),
+            end.finish_reason,
+            end.tool_calls,
+            provider,
+            end.id,
+            price(model, usage, provider),
         )
 
     def _unexpected(self, call: _Call, exc: BaseException) -> LLMError:
@@ -632,7 +675,10 @@ class BaseLLM:
         parts: list[str] = []
         end: StreamEnd | None = None
         fns = call.token_fns
+        # The call's keywords (run_id, model, provider) passed by name to the token
+        # dispatchers, which take them as parameters: no merged dict per token.
         kw = call.kw
+        run_id, model, provider = kw["run_id"], kw["model"], kw["provider"]
         seen = 0
         pieces = iter(self._stream(call.request))
         try:
@@ -657,7 +703,14 @@ class BaseLLM:
                 index = len(parts)
                 parts.append(piece)
                 for fn in fns:
-                    fn(piece, attempt=n, index=index, **kw)
+                    fn(
+                        piece,
+                        run_id=run_id,
+                        model=model,
+                        provider=provider,
+                        attempt=n,
+                        index=index,
+                    )
                 if deliver:
                     # A retried stream starts again from the beginning: only text past what
                     # the caller already has is yielded.
@@ -737,9 +790,36 @@ class BaseLLM:
     def _end(self, call: _Call, response: LLMResponse) -> LLMResponse:
         if response.cost is None or response.model is None or response.provider is None:
             response = self._finish(call, response)
-        end_kw = self._end_kw(call)
+        # _end_kw's keywords, in its order, passed by name: the dispatchers take run_id, model
+        # and provider as parameters, so no dict is built for them and unpacked again.
+        kw = call.kw
+        run_id, model, provider = kw["run_id"], kw["model"], kw["provider"]
+        latency = (_perf() - call.t0) * 1000.0
+        attempts = call.attempts
+        stream = call.stream
+        ttft = call.ttft
         for m in call.managers:
-            m.on_llm_end(response, **end_kw)
+            if ttft is None:
+                m.on_llm_end(
+                    response,
+                    run_id=run_id,
+                    model=model,
+                    provider=provider,
+                    latency_ms=latency,
+                    attempts=attempts,
+                    stream=stream,
+                )
+            else:
+                m.on_llm_end(
+                    response,
+                    run_id=run_id,
+                    model=model,
+                    provider=provider,
+                    latency_ms=latency,
+                    attempts=attempts,
+                    stream=stream,
+                    ttft_ms=ttft,
+                )
         return response
 
     # -- async engine ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..events import LLMResponse, ToolCall, Usage
+from ..events import LLMResponse, ToolCall, Usage, _utcnow
 from .base import BaseLLM, LLMRequest, StreamEnd, price
 from .retry import RetryPolicy
 
@@ -127,20 +127,29 @@ def map_openai_error(
 def _usage(raw: Any) -> Usage | None:
     if raw is None:
         return None
-    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
-    completion = int(getattr(raw, "completion_tokens", 0) or 0)
-    total = getattr(raw, "total_tokens", None)
-    pdet = getattr(raw, "prompt_tokens_details", None)
-    cdet = getattr(raw, "completion_tokens_details", None)
+    try:
+        # Plain attribute reads (once per call): the SDK's usage model has every field; an
+        # odd server's object may lack some, read below with defaults.
+        prompt = raw.prompt_tokens
+        completion = raw.completion_tokens
+        total = raw.total_tokens
+        pdet = raw.prompt_tokens_details
+        cdet = raw.completion_tokens_details
+    except AttributeError:
+        prompt = getattr(raw, "prompt_tokens", 0)
+        completion = getattr(raw, "completion_tokens", 0)
+        total = getattr(raw, "total_tokens", None)
+        pdet = getattr(raw, "prompt_tokens_details", None)
+        cdet = getattr(raw, "completion_tokens_details", None)
+    if type(prompt) is not int:
+        prompt = int(prompt or 0)
+    if type(completion) is not int:
+        completion = int(completion or 0)
     cached = getattr(pdet, "cached_tokens", None) if pdet is not None else None
     reasoning = getattr(cdet, "reasoning_tokens", None) if cdet is not None else None
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(total) if total is not None else -1,
-        cached_tokens=cached,
-        reasoning_tokens=reasoning,
-    )
+    # Positional (prompt, completion, total, cached, reasoning): keywords to a class cost a
+    # dict per call.
+    return Usage(prompt, completion, int(total) if total is not None else -1, cached, reasoning)
 
 
 class OpenAIClient(BaseLLM):
@@ -206,11 +215,16 @@ class OpenAIClient(BaseLLM):
     # -- SDK clients, made on first use -------------------------------------------------------
 
     def _sdk_kw(self) -> dict[str, Any]:
+        timeout: Any = self.timeout
+        if type(timeout) in (int, float):
+            # The SDK turns a number into an ``httpx.Timeout`` on every request; given one
+            # (the same limits), it only copies it, as for its own default.
+            timeout = openai.Timeout(timeout)
         return {
             "api_key": self._api_key or "not-needed",
             "organization": self.organization,
             "base_url": self.base_url,
-            "timeout": self.timeout,
+            "timeout": timeout,
             "max_retries": 0,  # hookwire retries, so each retry is an event
             "default_headers": self._headers,
         }
@@ -291,22 +305,33 @@ class OpenAIClient(BaseLLM):
         usage = _usage(raw.usage) or Usage()
         provider = self.provider
         # Priced here, so BaseLLM._finish finds the record complete and need not copy it.
+        # Positional (content, usage, model, created_at, finish_reason, tool_calls, provider,
+        # id, cost): keywords to a class cost a dict per call.
         return LLMResponse(
-            content=message.content or "",
-            usage=usage,
-            model=model,
-            finish_reason=choice.finish_reason,
-            tool_calls=calls,
-            provider=provider,
-            id=raw.id,
-            cost=price(model, usage, provider),
+            message.content or "",
+            usage,
+            model,
+            _utcnow(),
+            choice.finish_reason,
+            calls,
+            provider,
+            raw.id,
+            price(model, usage, provider),
         )
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         try:
-            raw = (self._sync or self.client).chat.completions.create(
-                **self._kwargs(request, False)
-            )
+            completions = (self._sync or self.client).chat.completions
+            if request.params or request.tools:
+                raw = completions.create(**self._kwargs(request, False))
+            else:
+                # The common request (what _kwargs would build), by name: a dict built and
+                # unpacked per call costs more than the keywords.
+                raw = completions.create(
+                    model=request.model,
+                    # Plain message dicts, which the SDK's TypedDicts describe.
+                    messages=request.messages,  # type: ignore[arg-type]
+                )
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         return self._response(raw, request)
@@ -320,15 +345,31 @@ class OpenAIClient(BaseLLM):
 
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
         acc = ChunkState()
+        feed = acc.feed
         try:
-            stream = (self._sync or self.client).chat.completions.create(
-                **self._kwargs(request, True)
-            )
-            with stream:
+            completions = (self._sync or self.client).chat.completions
+            if request.params or request.tools or not self.stream_usage:
+                stream = completions.create(**self._kwargs(request, True))
+            else:
+                # The common request (what _kwargs would build), by name, as in _complete
+                # (plain message dicts, which the SDK's TypedDicts describe).
+                stream = completions.create(  # type: ignore[call-overload]
+                    model=request.model,
+                    messages=request.messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            # A stream read to its end closes its response itself (the SDK's documented
+            # behaviour); only a stream left early (an error, the caller stopping) is closed
+            # here, which spares a second close per call.
+            try:
                 for chunk in stream:
-                    token = acc.feed(chunk)
+                    token = feed(chunk)
                     if token:
                         yield token
+            except BaseException:
+                stream.close()
+                raise
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
@@ -337,11 +378,14 @@ class OpenAIClient(BaseLLM):
         acc = ChunkState()
         try:
             stream = await self.async_client.chat.completions.create(**self._kwargs(request, True))
-            async with stream:
+            try:
                 async for chunk in stream:
                     token = acc.feed(chunk)
                     if token:
                         yield token
+            except BaseException:
+                await stream.close()
+                raise
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
