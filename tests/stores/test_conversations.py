@@ -563,6 +563,59 @@ async def test_bare_json_values_read_back_as_given(store: ConversationStore, val
     assert message["metadata"] == value
 
 
+async def _odd_messages(store: ConversationStore, me: Owner) -> str:
+    # every kind of value a message's fields can hold, in one conversation
+    cid = await store.create_conversation(me)
+    first = await store.add_message(me, cid, "", "end_user", metadata={})
+    await store.add_message(
+        me,
+        cid,
+        'ünïcode ✓ "quoted" \\ \n',
+        "assistant",
+        parent_message_id=first,
+        run_id="",
+        model="",
+        prompt_tokens=0,
+        completion_tokens=0,
+        total_tokens=0,
+        metadata=1.0000000000000002,
+    )
+    await store.add_message(me, cid, "a", "tool", run_id="r-1", metadata=[None, "x"])
+    await store.add_message(me, cid, "b", "system", model='gpt-4o \u00e9"', total_tokens=7)
+    await store.add_message(me, cid, "c", "assistant", prompt_tokens=2**31 - 1, metadata="s")
+    await store.add_message(me, cid, "d", "end_user", run_id="r-2", model="m")
+    return cid
+
+
+@pytest.mark.parametrize("json_functions", [True, False])
+async def test_details_give_each_message_as_stored(
+    db_url: str, json_functions: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # get_conversation_details reads its own way (on SQLite: converters, and a run's columns
+    # as one JSON cell, or one by one where SQLite has no JSON functions); get_messages reads
+    # every column as the database gives it. They must agree on every field and its type.
+    from hookwire.stores import conversations
+
+    if not json_functions:
+        if not db_url.startswith("sqlite"):
+            pytest.skip("SQLite's select without JSON functions")
+        monkeypatch.setattr(conversations, "_sqlite_has_json", lambda conn: False)
+    store = ConversationStore(db_url)
+    me = owner()
+    cid = await _odd_messages(store, me)
+    expected = [
+        {k: m[k] for k in conversations.DETAIL_FIELDS}
+        for m in await store.get_messages(me, cid, limit=100)
+    ]
+    for reader in (store, ConversationStore(db_url)):  # cached, then not
+        for _ in range(2):
+            got = (await reader.get_conversation_details(me, cid))["messages"]
+            assert got == expected
+            for mine, theirs in zip(got, expected, strict=True):
+                assert list(mine) == list(theirs)
+                assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
+
+
 @pytest.mark.parametrize("odd", ["it's", "back\\slash", "semi;colon -- x", "ünïcode"])
 async def test_ids_with_any_characters(store: ConversationStore, odd: str) -> None:
     me = owner()

@@ -1231,7 +1231,6 @@ DETAIL_FIELDS = (
     "completion_tokens",
     "total_tokens",
 )
-_DETAIL_SELECT = ", ".join(DETAIL_FIELDS)
 _OWNER_SELECT = "id, realm, org_id, user_id, is_anonymous"
 
 
@@ -1316,8 +1315,14 @@ class _SQLiteTx:
         return int(cursor.rowcount)
 
 
-def _sqlite_connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+def _sqlite_connect(path: str, detect_types: int = 0) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30.0,
+        detect_types=detect_types,
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -1439,7 +1444,8 @@ class _MessageCache:
     message committed out of order by another process, a conversation deleted and created
     again) makes it read the whole conversation again. Metadata is kept as JSON text and
     decoded for every read, so callers get objects of their own: the cache keeps the rows as
-    the driver returned them (immutable tuples and records).
+    the driver returned them (tuples and records; on SQLite a run's values as a list, which
+    nothing changes).
     """
 
     def __init__(self, limit: int = 200_000) -> None:
@@ -1577,6 +1583,90 @@ _PG_READ_BEGIN = (
 )
 
 
+# How an SQLite read fetches a conversation's messages. Python's sqlite3 (3.11) releases and
+# retakes the GIL around sqlite3_column_type for every cell it fetches, about 700
+# instructions a cell and a third of a long read's time. A column with a converter
+# (detect_types=PARSE_COLNAMES, named "name [type]") is fetched as bytes with the GIL held
+# instead: half the cost for a NULL, a little less for text (but an empty text comes as None,
+# so only columns that are never empty, and the message text, which the build mends, come
+# through converters; the sender as one shared string of the four it can be), and the
+# columns of a run (run_id, model, token counts), NULL for most messages that are not a
+# model's answer, come as one cell: NULL, or a JSON array of the five. Metadata stays as
+# SQLite gives it: a number stored with numeric affinity is a real whose text form would
+# round it. Converters are registered process-wide, under names of hookwire's own.
+class _SharedSenders(dict[bytes, str]):
+    def __missing__(self, key: bytes) -> str:
+        return key.decode()  # not one of SENDERS (a database written by other code)
+
+
+sqlite3.register_converter("hookwire_text", bytes.decode)
+sqlite3.register_converter("hookwire_json", orjson.loads)
+sqlite3.register_converter(
+    "hookwire_sender", _SharedSenders({s.encode(): s for s in SENDERS}).__getitem__
+)
+_SQLITE_DETAIL_SELECT = (
+    'id AS "id [hookwire_text]", parent_message_id AS "p [hookwire_text]", '
+    'sender AS "s [hookwire_sender]", text AS "t [hookwire_text]", '
+    'message_time AS "at [hookwire_text]", metadata, '
+    "CASE WHEN run_id IS NULL AND model IS NULL AND prompt_tokens IS NULL "
+    "AND completion_tokens IS NULL AND total_tokens IS NULL THEN NULL "
+    "ELSE json_array(run_id, model, prompt_tokens, completion_tokens, total_tokens) "
+    'END AS "run [hookwire_json]"'
+)
+# Without SQLite's JSON functions (built in since 3.38, an option before), the run's
+# columns come one by one, as SQLite gives them, and so does the text (any may be empty).
+_SQLITE_DETAIL_SELECT_NO_JSON = (
+    'id AS "id [hookwire_text]", parent_message_id AS "p [hookwire_text]", '
+    'sender AS "s [hookwire_sender]", text, message_time AS "at [hookwire_text]", '
+    "metadata, run_id, model, prompt_tokens, completion_tokens, total_tokens"
+)
+
+
+def _sqlite_has_json(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT json_array(1)").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
+    """Message dicts from rows of ``_SQLITE_DETAIL_SELECT`` (as :func:`_build`; an empty
+    text came through its converter as None)."""
+    loads = orjson.loads
+    parse = _dt.datetime.fromisoformat
+    return [
+        {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text or "",
+            "message_time": parse(at),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": None,
+            "model": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+        }
+        if run is None
+        else {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text or "",
+            "message_time": parse(at),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": run[0],
+            "model": run[1],
+            "prompt_tokens": run[2],
+            "completion_tokens": run[3],
+            "total_tokens": run[4],
+        }
+        for i, parent, sender, text, at, meta, run in rows
+    ]
+
+
 class _SQLiteReader:
     """Reads of whole conversations on plain ``sqlite3`` connections in worker threads."""
 
@@ -1584,11 +1674,13 @@ class _SQLiteReader:
         self.path = path
         self._local = threading.local()
         self.pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hookwire-sqlite")
+        self.json = True
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _sqlite_connect(self.path)
+            conn = self._local.conn = _sqlite_connect(self.path, sqlite3.PARSE_COLNAMES)
+            self.json = _sqlite_has_json(conn)
         return conn
 
     def details(
@@ -1602,7 +1694,8 @@ class _SQLiteReader:
     ) -> dict[str, Any]:
         conn = self.conn()
         entry = cache.get(conversation_id)
-        select = f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
+        columns = _SQLITE_DETAIL_SELECT if self.json else _SQLITE_DETAIL_SELECT_NO_JSON
+        select = f"SELECT {columns} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1627,7 +1720,7 @@ class _SQLiteReader:
         msgs = base + rows if base else rows
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=True)
         cache.put(conversation_id, created, _last_seq(head, last), msgs)
-        details["messages"] = _fresh(msgs, parse_time=True)
+        details["messages"] = _build_sqlite(msgs) if self.json else _fresh(msgs, parse_time=True)
         return details
 
 
