@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hookwire
 from hookwire.errors import (
     ConversationNotFound,
     InvalidInputError,
@@ -36,6 +41,7 @@ from hookwire.stores.conversations import (
 )
 
 UTC = dt.timezone.utc
+SRC = str(Path(hookwire.__file__).resolve().parents[1])
 
 
 def owner(**kw: Any) -> Owner:
@@ -951,6 +957,95 @@ def test_collector_pauses_overlap_and_respect_a_disabled_collector() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_sqlite_stores_of_a_file_share_one_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a new store of a file reads on the process's reader of that file: no thread to start,
+    # no connection to open (at most one per reader thread, of which there are two)
+    from hookwire.stores import conversations
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    me = owner()
+    store = ConversationStore(url)
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "x", "end_user")
+    await store.get_conversation_details(me, cid)
+    opened: list[str] = []
+    real_connect = conversations._sqlite_connect
+
+    def counted(path: str, detect_types: int = 0) -> Any:
+        opened.append(path)
+        return real_connect(path, detect_types)
+
+    monkeypatch.setattr(conversations, "_sqlite_connect", counted)
+    for _ in range(6):
+        fresh = ConversationStore(url)
+        assert fresh._reader is store._reader
+        details = await fresh.get_conversation_details(me, cid)
+        assert [m["text"] for m in details["messages"]] == ["x"]
+    assert len(opened) <= 1
+
+
+async def test_a_kept_sqlite_connection_sees_another_process_commits(tmp_path: Path) -> None:
+    # the reader keeps its connections; each read is a transaction of its own, so a commit
+    # made elsewhere before it (another process, another connection) is always seen
+    url = f"sqlite:///{tmp_path}/other.db"
+    store = ConversationStore(url)
+    me = Owner("u-other", "org", "main")
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "mine", "end_user")
+    assert len((await store.get_conversation_details(me, cid))["messages"]) == 1
+    for k in range(2):
+        script = (
+            "import sys\n"
+            "from hookwire.stores.conversations import ConversationStore, Owner\n"
+            "store = ConversationStore.for_url(sys.argv[1])\n"
+            "store.add_message_sync(Owner('u-other', 'org', 'main'), sys.argv[2], "
+            "sys.argv[3], 'assistant')\n"
+        )
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-W", "ignore", "-c", script, url, cid, f"theirs {k}"],
+            env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")},
+            timeout=60,
+            capture_output=True,
+        )
+        assert done.returncode == 0, done.stderr
+        expected = ["mine"] + [f"theirs {i}" for i in range(k + 1)]
+        for reader in (store, ConversationStore(url)):  # cached messages, then none
+            details = await reader.get_conversation_details(me, cid)
+            assert [m["text"] for m in details["messages"]] == expected
+            assert details["message_count"] == len(expected)
+
+
+async def test_sqlite_reads_follow_a_file_replaced_under_them(tmp_path: Path) -> None:
+    # a kept connection reads the file it opened; once another file is moved to its path
+    # (a restored backup), reads are of the new file, not of the one that was there
+    import sqlite3
+
+    old, new = tmp_path / "db.sqlite", tmp_path / "restored.sqlite"
+    me = owner()
+    before = ConversationStore(f"sqlite:///{old}")
+    gone = await before.create_conversation(me)
+    await before.add_message(me, gone, "old file", "end_user")
+    assert len((await before.get_conversation_details(me, gone))["messages"]) == 1
+    other = ConversationStore(f"sqlite:///{new}")
+    kept = await other.create_conversation(me)
+    await other.add_message(me, kept, "new file", "end_user")
+    for path in (old, new):  # everything in the main files, nothing left in their WALs
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.replace(new, old)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{new}{suffix}")
+    for reader in (before, ConversationStore(f"sqlite:///{old}")):
+        with pytest.raises(ConversationNotFound):
+            await reader.get_conversation_details(me, gone)
+        details = await reader.get_conversation_details(me, kept)
+        assert [m["text"] for m in details["messages"]] == ["new file"]
 
 
 async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(
