@@ -1048,6 +1048,48 @@ async def test_sqlite_reads_follow_a_file_replaced_under_them(tmp_path: Path) ->
         assert [m["text"] for m in details["messages"]] == ["new file"]
 
 
+def test_a_sync_read_of_sqlite_runs_in_the_calling_thread(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no hop to the store loop and a reader thread and back (PostgreSQL reads on the loop)
+    from hookwire.stores import conversations
+
+    store = ConversationStore(db_url)
+    me = owner()
+    cid = runner.run_sync(store.create_conversation(me))
+    store.add_message_sync(me, cid, "x", "end_user")
+    hops: list[object] = []
+    real_run_sync = runner.run_sync
+
+    def counted(coro: Any, timeout: float | None = None) -> Any:
+        hops.append(coro)
+        return real_run_sync(coro, timeout)
+
+    monkeypatch.setattr(runner, "run_sync", counted)
+    threads: list[threading.Thread] = []
+    real_details = conversations._SQLiteReader.details
+
+    def details(self: Any, *args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real_details(self, *args)
+
+    monkeypatch.setattr(conversations._SQLiteReader, "details", details)
+    got = store.get_conversation_details_sync(me, cid)
+    assert [m["text"] for m in got["messages"]] == ["x"]
+    assert got == runner.run_sync(store.get_conversation_details(me, cid))
+    store.add_message_sync(me, cid, "y", "assistant")
+    assert [m["text"] for m in store.get_conversation_details_sync(me, cid)["messages"]] == [
+        "x",
+        "y",
+    ]
+    with pytest.raises(ConversationNotFound):
+        store.get_conversation_details_sync(owner(), cid)
+    sqlite = store._reader is not None
+    assert len(hops) == (1 if sqlite else 5)  # the async read above; else every read
+    here = threading.current_thread()
+    assert [t is here for t in threads] == ([True, False, True, True] if sqlite else [])
+
+
 async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
