@@ -1020,6 +1020,59 @@ async def test_a_kept_sqlite_connection_sees_another_process_commits(tmp_path: P
             assert details["message_count"] == len(expected)
 
 
+async def test_reads_during_writes_are_whole_snapshots_never_stale(db_url: str) -> None:
+    # reads on kept connections (new stores, the same store, sync reads in another thread)
+    # while another writer commits: each read is an ordered prefix of what is written, with
+    # every message acknowledged before the read started
+    writer = ConversationStore(db_url)
+    me = owner()
+    cid = await writer.create_conversation(me)
+    total = 120
+    acked = 0
+    done = threading.Event()
+
+    async def write() -> None:
+        nonlocal acked
+        for i in range(total):
+            await writer.add_message(me, cid, f"m{i}", "end_user")
+            acked = i + 1
+        done.set()
+
+    def check(details: dict[str, Any], before: int) -> None:
+        texts = [m["text"] for m in details["messages"]]
+        assert texts == [f"m{i}" for i in range(len(texts))]
+        assert details["message_count"] == len(texts) >= before
+
+    async def read(fresh: bool) -> int:
+        reads = 0
+        shared = ConversationStore(db_url)
+        while not done.is_set():
+            before = acked
+            store = ConversationStore(db_url) if fresh else shared
+            check(await store.get_conversation_details(me, cid), before)
+            reads += 1
+            await asyncio.sleep(0)
+        return reads
+
+    def read_sync() -> int:
+        reads = 0
+        store = ConversationStore(db_url)
+        while not done.is_set():
+            before = acked
+            check(store.get_conversation_details_sync(me, cid), before)
+            reads += 1
+        return reads
+
+    try:
+        counts = await asyncio.gather(
+            write(), read(True), read(False), asyncio.to_thread(read_sync)
+        )
+    finally:
+        done.set()  # a failed check stops the other readers too
+    assert all(n > 0 for n in counts[1:])
+    check(await ConversationStore(db_url).get_conversation_details(me, cid), total)
+
+
 async def test_sqlite_reads_follow_a_file_replaced_under_them(tmp_path: Path) -> None:
     # a kept connection reads the file it opened; once another file is moved to its path
     # (a restored backup), reads are of the new file, not of the one that was there
