@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hookwire
 from hookwire.errors import (
     ConversationNotFound,
     InvalidInputError,
@@ -36,6 +41,7 @@ from hookwire.stores.conversations import (
 )
 
 UTC = dt.timezone.utc
+SRC = str(Path(hookwire.__file__).resolve().parents[1])
 
 
 def owner(**kw: Any) -> Owner:
@@ -569,6 +575,59 @@ async def test_bare_json_values_read_back_as_given(store: ConversationStore, val
     assert message["metadata"] == value
 
 
+async def _odd_messages(store: ConversationStore, me: Owner) -> str:
+    # every kind of value a message's fields can hold, in one conversation
+    cid = await store.create_conversation(me)
+    first = await store.add_message(me, cid, "", "end_user", metadata={})
+    await store.add_message(
+        me,
+        cid,
+        'ünïcode ✓ "quoted" \\ \n',
+        "assistant",
+        parent_message_id=first,
+        run_id="",
+        model="",
+        prompt_tokens=0,
+        completion_tokens=0,
+        total_tokens=0,
+        metadata=1.0000000000000002,
+    )
+    await store.add_message(me, cid, "a", "tool", run_id="r-1", metadata=[None, "x"])
+    await store.add_message(me, cid, "b", "system", model='gpt-4o \u00e9"', total_tokens=7)
+    await store.add_message(me, cid, "c", "assistant", prompt_tokens=2**31 - 1, metadata="s")
+    await store.add_message(me, cid, "d", "end_user", run_id="r-2", model="m")
+    return cid
+
+
+@pytest.mark.parametrize("json_functions", [True, False])
+async def test_details_give_each_message_as_stored(
+    db_url: str, json_functions: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # get_conversation_details reads its own way (on SQLite: converters, and a run's columns
+    # as one JSON cell, or one by one where SQLite has no JSON functions); get_messages reads
+    # every column as the database gives it. They must agree on every field and its type.
+    from hookwire.stores import conversations
+
+    if not json_functions:
+        if not db_url.startswith("sqlite"):
+            pytest.skip("SQLite's select without JSON functions")
+        monkeypatch.setattr(conversations, "_sqlite_has_json", lambda conn: False)
+    store = ConversationStore(db_url)
+    me = owner()
+    cid = await _odd_messages(store, me)
+    expected = [
+        {k: m[k] for k in conversations.DETAIL_FIELDS}
+        for m in await store.get_messages(me, cid, limit=100)
+    ]
+    for reader in (store, ConversationStore(db_url)):  # cached, then not
+        for _ in range(2):
+            got = (await reader.get_conversation_details(me, cid))["messages"]
+            assert got == expected
+            for mine, theirs in zip(got, expected, strict=True):
+                assert list(mine) == list(theirs)
+                assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
+
+
 @pytest.mark.parametrize("odd", ["it's", "back\\slash", "semi;colon -- x", "ünïcode"])
 async def test_ids_with_any_characters(store: ConversationStore, odd: str) -> None:
     me = owner()
@@ -904,6 +963,190 @@ def test_collector_pauses_overlap_and_respect_a_disabled_collector() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_sqlite_stores_of_a_file_share_one_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a new store of a file reads on the process's reader of that file: no thread to start,
+    # no connection to open (at most one per reader thread, of which there are two)
+    from hookwire.stores import conversations
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    me = owner()
+    store = ConversationStore(url)
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "x", "end_user")
+    await store.get_conversation_details(me, cid)
+    opened: list[str] = []
+    real_connect = conversations._sqlite_connect
+
+    def counted(path: str, detect_types: int = 0) -> Any:
+        opened.append(path)
+        return real_connect(path, detect_types)
+
+    monkeypatch.setattr(conversations, "_sqlite_connect", counted)
+    for _ in range(6):
+        fresh = ConversationStore(url)
+        assert fresh._reader is store._reader
+        details = await fresh.get_conversation_details(me, cid)
+        assert [m["text"] for m in details["messages"]] == ["x"]
+    assert len(opened) <= 1
+
+
+async def test_a_kept_sqlite_connection_sees_another_process_commits(tmp_path: Path) -> None:
+    # the reader keeps its connections; each read is a transaction of its own, so a commit
+    # made elsewhere before it (another process, another connection) is always seen
+    url = f"sqlite:///{tmp_path}/other.db"
+    store = ConversationStore(url)
+    me = Owner("u-other", "org", "main")
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "mine", "end_user")
+    assert len((await store.get_conversation_details(me, cid))["messages"]) == 1
+    for k in range(2):
+        script = (
+            "import sys\n"
+            "from hookwire.stores.conversations import ConversationStore, Owner\n"
+            "store = ConversationStore.for_url(sys.argv[1])\n"
+            "store.add_message_sync(Owner('u-other', 'org', 'main'), sys.argv[2], "
+            "sys.argv[3], 'assistant')\n"
+        )
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-W", "ignore", "-c", script, url, cid, f"theirs {k}"],
+            env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")},
+            timeout=60,
+            capture_output=True,
+        )
+        assert done.returncode == 0, done.stderr
+        expected = ["mine"] + [f"theirs {i}" for i in range(k + 1)]
+        for reader in (store, ConversationStore(url)):  # cached messages, then none
+            details = await reader.get_conversation_details(me, cid)
+            assert [m["text"] for m in details["messages"]] == expected
+            assert details["message_count"] == len(expected)
+
+
+async def test_reads_during_writes_are_whole_snapshots_never_stale(db_url: str) -> None:
+    # reads on kept connections (new stores, the same store, sync reads in another thread)
+    # while another writer commits: each read is an ordered prefix of what is written, with
+    # every message acknowledged before the read started
+    writer = ConversationStore(db_url)
+    me = owner()
+    cid = await writer.create_conversation(me)
+    total = 120
+    acked = 0
+    done = threading.Event()
+
+    async def write() -> None:
+        nonlocal acked
+        for i in range(total):
+            await writer.add_message(me, cid, f"m{i}", "end_user")
+            acked = i + 1
+        done.set()
+
+    def check(details: dict[str, Any], before: int) -> None:
+        texts = [m["text"] for m in details["messages"]]
+        assert texts == [f"m{i}" for i in range(len(texts))]
+        assert details["message_count"] == len(texts) >= before
+
+    async def read(fresh: bool) -> int:
+        reads = 0
+        shared = ConversationStore(db_url)
+        while not done.is_set():
+            before = acked
+            store = ConversationStore(db_url) if fresh else shared
+            check(await store.get_conversation_details(me, cid), before)
+            reads += 1
+            await asyncio.sleep(0)
+        return reads
+
+    def read_sync() -> int:
+        reads = 0
+        store = ConversationStore(db_url)
+        while not done.is_set():
+            before = acked
+            check(store.get_conversation_details_sync(me, cid), before)
+            reads += 1
+        return reads
+
+    try:
+        counts = await asyncio.gather(
+            write(), read(True), read(False), asyncio.to_thread(read_sync)
+        )
+    finally:
+        done.set()  # a failed check stops the other readers too
+    assert all(n > 0 for n in counts[1:])
+    check(await ConversationStore(db_url).get_conversation_details(me, cid), total)
+
+
+async def test_sqlite_reads_follow_a_file_replaced_under_them(tmp_path: Path) -> None:
+    # a kept connection reads the file it opened; once another file is moved to its path
+    # (a restored backup), reads are of the new file, not of the one that was there
+    import sqlite3
+
+    old, new = tmp_path / "db.sqlite", tmp_path / "restored.sqlite"
+    me = owner()
+    before = ConversationStore(f"sqlite:///{old}")
+    gone = await before.create_conversation(me)
+    await before.add_message(me, gone, "old file", "end_user")
+    assert len((await before.get_conversation_details(me, gone))["messages"]) == 1
+    other = ConversationStore(f"sqlite:///{new}")
+    kept = await other.create_conversation(me)
+    await other.add_message(me, kept, "new file", "end_user")
+    for path in (old, new):  # everything in the main files, nothing left in their WALs
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.replace(new, old)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{new}{suffix}")
+    for reader in (before, ConversationStore(f"sqlite:///{old}")):
+        with pytest.raises(ConversationNotFound):
+            await reader.get_conversation_details(me, gone)
+        details = await reader.get_conversation_details(me, kept)
+        assert [m["text"] for m in details["messages"]] == ["new file"]
+
+
+def test_a_sync_read_of_sqlite_runs_in_the_calling_thread(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no hop to the store loop and a reader thread and back (PostgreSQL reads on the loop)
+    from hookwire.stores import conversations
+
+    store = ConversationStore(db_url)
+    me = owner()
+    cid = runner.run_sync(store.create_conversation(me))
+    store.add_message_sync(me, cid, "x", "end_user")
+    hops: list[object] = []
+    real_run_sync = runner.run_sync
+
+    def counted(coro: Any, timeout: float | None = None) -> Any:
+        hops.append(coro)
+        return real_run_sync(coro, timeout)
+
+    monkeypatch.setattr(runner, "run_sync", counted)
+    threads: list[threading.Thread] = []
+    real_details = conversations._SQLiteReader.details
+
+    def details(self: Any, *args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real_details(self, *args)
+
+    monkeypatch.setattr(conversations._SQLiteReader, "details", details)
+    got = store.get_conversation_details_sync(me, cid)
+    assert [m["text"] for m in got["messages"]] == ["x"]
+    assert got == runner.run_sync(store.get_conversation_details(me, cid))
+    store.add_message_sync(me, cid, "y", "assistant")
+    assert [m["text"] for m in store.get_conversation_details_sync(me, cid)["messages"]] == [
+        "x",
+        "y",
+    ]
+    with pytest.raises(ConversationNotFound):
+        store.get_conversation_details_sync(owner(), cid)
+    sqlite = store._reader is not None
+    assert len(hops) == (1 if sqlite else 5)  # the async read above; else every read
+    here = threading.current_thread()
+    assert [t is here for t in threads] == ([True, False, True, True] if sqlite else [])
 
 
 async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(

@@ -306,7 +306,9 @@ class ChatHistoryCallbackHandler(BaseCallback):
 
     def get_conversation_details_sync(self, conversation_id: str | None = None) -> dict[str, Any]:
         """:meth:`get_conversation_details` for sync code."""
-        return run_sync(self.get_conversation_details(conversation_id), SYNC_TIMEOUT)
+        return self.store.get_conversation_details_sync(
+            self.owner, self._cid(conversation_id), SYNC_TIMEOUT
+        )
 
     def list_conversations_sync(self, limit: int = 50, cursor: str | None = None) -> Page:
         """:meth:`list_conversations` for sync code."""

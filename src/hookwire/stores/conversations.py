@@ -463,7 +463,7 @@ class ConversationStore:
         path = _sqlite_file(self.url)
         if path is not None:
             self._writer = _SQLiteWriter(path, self.url, self._cache)
-            self._reader = _SQLiteReader(path)
+            self._reader = _sqlite_reader(path)
 
     async def _ready(self) -> None:
         if self._pid != os.getpid():
@@ -721,6 +721,30 @@ class ConversationStore:
                 return details
 
         return await self._on_loop(go())
+
+    def get_conversation_details_sync(
+        self, owner: Owner | None, conversation_id: str, timeout: float | None = 60.0
+    ) -> dict[str, Any]:
+        """:meth:`get_conversation_details` for sync code. An SQLite file whose schema this
+        process has checked is read in the calling thread: the hops to the store loop and a
+        reader thread and back cost about 0.17 ms, more than reading a short conversation."""
+        conversation_id = _check_lookup_id(conversation_id)
+        if self._pid != os.getpid():
+            self._start()  # forked: the parent's threads are not here
+        reader = self._reader
+        if (
+            reader is None
+            or runner.in_store_loop()  # run_sync names the mistake
+            or not (self._schema_ok or schema_ready(self.url, runner.get_loop()))
+        ):
+            return runner.run_sync(self.get_conversation_details(owner, conversation_id), timeout)
+        self._schema_ok = True
+        try:
+            return reader.details(owner, conversation_id, self._messages)
+        except (HookwireError, ValueError):
+            raise
+        except Exception as exc:
+            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
 
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
         cache = self._messages
@@ -1262,7 +1286,6 @@ DETAIL_FIELDS = (
     "completion_tokens",
     "total_tokens",
 )
-_DETAIL_SELECT = ", ".join(DETAIL_FIELDS)
 _OWNER_SELECT = "id, realm, org_id, user_id, is_anonymous"
 
 
@@ -1347,8 +1370,14 @@ class _SQLiteTx:
         return int(cursor.rowcount)
 
 
-def _sqlite_connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+def _sqlite_connect(path: str, detect_types: int = 0) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30.0,
+        detect_types=detect_types,
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -1470,7 +1499,8 @@ class _MessageCache:
     message committed out of order by another process, a conversation deleted and created
     again) makes it read the whole conversation again. Metadata is kept as JSON text and
     decoded for every read, so callers get objects of their own: the cache keeps the rows as
-    the driver returned them (immutable tuples and records).
+    the driver returned them (tuples and records; on SQLite a run's values as a list, which
+    nothing changes).
     """
 
     def __init__(self, limit: int = 200_000) -> None:
@@ -1608,18 +1638,127 @@ _PG_READ_BEGIN = (
 )
 
 
+# How an SQLite read fetches a conversation's messages. Python's sqlite3 (3.11) releases and
+# retakes the GIL around sqlite3_column_type for every cell it fetches, about 700
+# instructions a cell and a third of a long read's time. A column with a converter
+# (detect_types=PARSE_COLNAMES, named "name [type]") is fetched as bytes with the GIL held
+# instead: half the cost for a NULL, a little less for text (but an empty text comes as None,
+# so only columns that are never empty, and the message text, which the build mends, come
+# through converters; the sender as one shared string of the four it can be), and the
+# columns of a run (run_id, model, token counts), NULL for most messages that are not a
+# model's answer, come as one cell: NULL, or a JSON array of the five. Metadata stays as
+# SQLite gives it: a number stored with numeric affinity is a real whose text form would
+# round it. Converters are registered process-wide, under names of hookwire's own.
+class _SharedSenders(dict[bytes, str]):
+    def __missing__(self, key: bytes) -> str:
+        return key.decode()  # not one of SENDERS (a database written by other code)
+
+
+sqlite3.register_converter("hookwire_text", bytes.decode)
+sqlite3.register_converter("hookwire_json", orjson.loads)
+sqlite3.register_converter(
+    "hookwire_sender", _SharedSenders({s.encode(): s for s in SENDERS}).__getitem__
+)
+_SQLITE_DETAIL_SELECT = (
+    'id AS "id [hookwire_text]", parent_message_id AS "p [hookwire_text]", '
+    'sender AS "s [hookwire_sender]", text AS "t [hookwire_text]", '
+    'message_time AS "at [hookwire_text]", metadata, '
+    "CASE WHEN run_id IS NULL AND model IS NULL AND prompt_tokens IS NULL "
+    "AND completion_tokens IS NULL AND total_tokens IS NULL THEN NULL "
+    "ELSE json_array(run_id, model, prompt_tokens, completion_tokens, total_tokens) "
+    'END AS "run [hookwire_json]"'
+)
+# Without SQLite's JSON functions (built in since 3.38, an option before), the run's
+# columns come one by one, as SQLite gives them, and so does the text (any may be empty).
+_SQLITE_DETAIL_SELECT_NO_JSON = (
+    'id AS "id [hookwire_text]", parent_message_id AS "p [hookwire_text]", '
+    'sender AS "s [hookwire_sender]", text, message_time AS "at [hookwire_text]", '
+    "metadata, run_id, model, prompt_tokens, completion_tokens, total_tokens"
+)
+
+
+def _sqlite_has_json(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT json_array(1)").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
+    """Message dicts from rows of ``_SQLITE_DETAIL_SELECT`` (as :func:`_build`; an empty
+    text came through its converter as None)."""
+    loads = orjson.loads
+    parse = _dt.datetime.fromisoformat
+    return [
+        {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text or "",
+            "message_time": parse(at),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": None,
+            "model": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+        }
+        if run is None
+        else {
+            "id": i,
+            "parent_message_id": parent,
+            "sender": sender,
+            "text": text or "",
+            "message_time": parse(at),
+            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "run_id": run[0],
+            "model": run[1],
+            "prompt_tokens": run[2],
+            "completion_tokens": run[3],
+            "total_tokens": run[4],
+        }
+        for i, parent, sender, text, at, meta, run in rows
+    ]
+
+
 class _SQLiteReader:
-    """Reads of whole conversations on plain ``sqlite3`` connections in worker threads."""
+    """Reads of whole conversations on plain ``sqlite3`` connections in worker threads.
+
+    One per database file and process (:func:`_sqlite_reader`), shared by its stores: a new
+    store then starts no thread and opens no connection (with SQLite's schema and page
+    cache to load again), about 1.5 ms of a cold read. A kept connection is as fresh as a
+    new one: each read is its own transaction, so it sees every commit made before it (WAL
+    mode: one snapshot per read, whoever the writer). A connection is opened again when the
+    file at the path is no longer the one it opened (deleted, or replaced by another).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
         self.pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hookwire-sqlite")
+        self.json = True
 
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        try:
+            st = os.stat(self.path)
+            file: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            file = None  # gone: a connection opens (or fails) as a new store's would
+        if conn is not None and (file is None or file != local.file):
+            local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            conn = None
         if conn is None:
-            conn = self._local.conn = _sqlite_connect(self.path)
+            conn = _sqlite_connect(self.path, sqlite3.PARSE_COLNAMES)
+            self.json = _sqlite_has_json(conn)
+            if file is None:
+                st = os.stat(self.path)
+                file = (st.st_dev, st.st_ino)
+            local.conn, local.file = conn, file
         return conn
 
     def details(
@@ -1633,7 +1772,8 @@ class _SQLiteReader:
     ) -> dict[str, Any]:
         conn = self.conn()
         entry = cache.get(conversation_id)
-        select = f"SELECT {_DETAIL_SELECT} FROM messages WHERE conversation_id = ?"
+        columns = _SQLITE_DETAIL_SELECT if self.json else _SQLITE_DETAIL_SELECT_NO_JSON
+        select = f"SELECT {columns} FROM messages WHERE conversation_id = ?"
         conn.execute("BEGIN")
         try:
             head = conn.execute(
@@ -1658,8 +1798,21 @@ class _SQLiteReader:
         msgs = base + rows if base else rows
         details = _conv_from_tuple((*head[: len(_CONV_FIELDS)], len(msgs)), sqlite=True)
         cache.put(conversation_id, created, _last_seq(head, last), msgs)
-        details["messages"] = _fresh(msgs, parse_time=True)
+        details["messages"] = _build_sqlite(msgs) if self.json else _fresh(msgs, parse_time=True)
         return details
+
+
+_readers: dict[str, _SQLiteReader] = {}
+_readers_lock = threading.Lock()
+
+
+def _sqlite_reader(path: str) -> _SQLiteReader:
+    """The process's reader of the SQLite file ``path``."""
+    with _readers_lock:
+        reader = _readers.get(path)
+        if reader is None:
+            reader = _readers[path] = _SQLiteReader(path)
+        return reader
 
 
 _CONV_FIELDS = (
@@ -2101,8 +2254,10 @@ def _after_fork_in_child() -> None:
     # Threads do not survive fork: the child starts with fresh stores (new writer threads,
     # new reader pools) instead of waiting forever on the parent's, and without the pauses of
     # the collector that the parent's reads had in progress.
-    global _gc_lock, _gc_pausers
+    global _gc_lock, _gc_pausers, _readers_lock
     ConversationStore._shared = {}
+    _readers.clear()  # their threads and connections are the parent's
+    _readers_lock = threading.Lock()
     _parked.clear()  # the parent's connections
     _parked_used.clear()
     _park_timer.clear()
