@@ -198,6 +198,8 @@ def run_ops(fns: dict[str, Callable[[], Any]], calls: int, top: int) -> None:
         ("bare JSON", "RLM.run JSON, 3 inline handlers"),
         ("bare streamed", "RLM.run streamed, 3 inline handlers"),
     ):
+        if bare not in counted or hooked not in counted:  # left out by --only
+            continue
         a, b = sdk_part(counted[bare]), sdk_part(counted[hooked])
         print(
             f"\nSDK/httpx/pydantic bytecodes per call, {bare}: {sum(a.values()) / calls:,.0f}; "
