@@ -238,6 +238,22 @@ def test_long_values_are_cut_to_fit_and_refused_rows_do_not_block_others(
         assert h._writer.dropped == 1
 
 
+def test_values_no_column_can_store_are_escaped_not_lost(db_url: str) -> None:
+    # NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8) in the context's strings:
+    # the row is kept, with those characters written as escapes.
+    user = uid()
+    h = AccountingCallbackHandler(database_url=db_url, user_id=user, org_id="org\x00")
+    h.on_llm_end(response(), run_id=user + "-1", agent="agent \ud800")
+    record = h.call_accounting_sync(5, 7, "slug \udfff", run_id=user + "-2")
+    assert h.flush(timeout=30)
+    rows = runner.run_sync(h.store.records(user_id=user))
+    assert sorted((r.run_id, r.agent, r.org_id) for r in rows) == [
+        (user + "-1", "agent \\ud800", "org\\x00"),
+        (user + "-2", "slug \\udfff", "org\\x00"),
+    ]
+    assert record.prompt_tokens == 7
+
+
 # -- never counted twice ----------------------------------------------------------------------
 
 

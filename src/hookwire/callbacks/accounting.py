@@ -119,13 +119,34 @@ _SIZES: Final = {
 }
 
 
+def _storable(text: str) -> bool:
+    """Whether a database text column can take ``text``: no NUL (PostgreSQL refuses it) and
+    no lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fit(record: UsageRecord) -> UsageRecord:
+    # Usage is money: a value the columns cannot take is made to fit (cut, NUL and lone
+    # surrogates written as escapes) rather than losing the row.
     long: dict[str, Any] = {
         k: str(getattr(record, k))[:n]
         for k, n in _SIZES.items()
         if getattr(record, k) is not None
         and (not isinstance(getattr(record, k), str) or len(getattr(record, k)) > n)
     }
+    for k in _SIZES:
+        value = long.get(k, getattr(record, k))
+        if isinstance(value, str) and not _storable(value):
+            value = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
+            long[k] = value.decode("utf-8")[: _SIZES[k]]
     return dataclasses.replace(record, **long) if long else record
 
 
