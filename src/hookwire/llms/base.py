@@ -2,8 +2,9 @@
 
 A client (``OpenAIClient``, ``LocalLLM``, or your own) only says how to make one attempt:
 ``_complete`` (one JSON answer) and ``_stream`` (the answer's tokens, then a ``StreamEnd``),
-plus their async twins, raising ``hookwire.errors.LLMError`` subclasses. ``BaseLLM`` wraps
-that in what every call needs, as ``docs/events.md`` specifies:
+plus their async twins, raising ``hookwire.errors.LLMError`` subclasses (and, optionally,
+``_stream_into``: ``_stream`` as a plain loop, for streamed calls whose tokens the caller does
+not read). ``BaseLLM`` wraps that in what every call needs, as ``docs/events.md`` specifies:
 
 - ``on_llm_start`` once (``invocation_params``, ``stream``), then ``on_llm_new_token`` per
   token (``attempt``, ``index``), then ``on_llm_end`` (``latency_ms``, ``ttft_ms``,
