@@ -604,3 +604,22 @@ def test_a_handlers_error_passes_the_sdk_error_mapping_unchanged(
     assert info.value is error and info.value.__context__ is None
     assert streams[0].response.is_closed
     assert rec.hooks() == ["on_llm_start", "on_llm_new_token"]
+
+
+def test_a_subclass_changing_stream_is_read_through_it(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # The plain streamed path (generate with a token listener) must not bypass a subclass's
+    # own _stream.
+    class Shouting(OpenAIClient):
+        def _stream(self, request: Any) -> Any:
+            for piece in super()._stream(request):
+                yield piece.upper() if isinstance(piece, str) else piece
+
+    sink = TokenSink()
+    llm = Shouting(api_key="sk-test", base_url=openai_server.base_url, callbacks=[sink])
+    try:
+        assert llm.generate("a b").content == "YOU SAID: A B"
+        assert "".join(sink.tokens) == "YOU SAID: A B"
+    finally:
+        llm.close()

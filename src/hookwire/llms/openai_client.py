@@ -377,9 +377,14 @@ class OpenAIClient(BaseLLM):
             raise self._error(exc, request) from exc
         yield acc.end()
 
-    def _stream_into(self, request: LLMRequest, on_token: Callable[[str], None]) -> StreamEnd:
+    def _stream_into(
+        self, request: LLMRequest, on_token: Callable[[str], None]
+    ) -> StreamEnd | None:
         """``_stream`` as one plain loop calling ``on_token`` (see ``BaseLLM._stream_into``):
         the same request, errors and end, without a generator resumed per token."""
+        if type(self)._stream is not OpenAIClient._stream:
+            # A subclass that changes _stream (and not this) is read through its _stream.
+            return super()._stream_into(request, on_token)
         acc = ChunkState()
         feed = acc.feed
         try:
