@@ -546,3 +546,48 @@ def test_a_forked_child_handles_its_own_background_events_not_its_parents() -> N
     gate.set()
     assert m.flush(5)
     assert seen == ["parent-1", "parent-2"]
+
+
+@pytest.mark.parametrize("in_run", [False, True])
+def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
+    in_run: bool, tmp_path: Any
+) -> None:
+    # The token dispatcher takes model, provider, attempt and index as parameters: plain
+    # handlers still get them as keywords, a raw handler (FileLogCallback) in its ``kw``, in
+    # the order a client passes them, and a keyword left out stays out.
+    import json
+
+    import hookwire
+    from hookwire.callbacks import FileLogCallback
+
+    path = tmp_path / "log.jsonl"
+    log = FileLogCallback(path, include_tokens=True)
+    rec = RecordingCallback()
+    m = CallbackManager([log, rec])
+
+    def emit() -> None:
+        m.on_llm_new_token("a", run_id="r1", model="m", provider="p", attempt=1, index=0)
+        m.on_llm_new_token("b", run_id="r1", attempt=2)
+
+    if in_run:
+        with hookwire.trace("outer", callbacks=m):
+            emit()
+    else:
+        emit()
+    log.close()
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    tokens = [x for x in lines if x["event"] == "llm_new_token"]
+    expected = [
+        {"model": "m", "provider": "p", "attempt": 1, "index": 0},
+        {"attempt": 2},
+    ]
+    for line, want in zip(tokens, expected, strict=True):
+        assert {k: line[k] for k in line if k in ("model", "provider", "attempt", "index")} == want
+        assert [k for k in line if k in want] == list(want)
+    for call, want in zip(rec.of("llm_new_token"), expected, strict=True):
+        extra = {
+            k: v for k, v in call.kwargs.items() if k in ("model", "provider", "attempt", "index")
+        }
+        assert extra == want and list(extra) == list(want)
+        assert call.kwargs["run_id"] == "r1"
+        assert ("trace_id" in call.kwargs) is in_run

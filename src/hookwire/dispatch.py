@@ -210,10 +210,12 @@ def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: A
 
 def _optional_keywords(hook: str) -> tuple[str, ...]:
     # Keywords nearly every call of these hooks carries: taking them as named parameters lets
-    # the common call reach handlers without building a keyword dict (see _generate). Not for
-    # tokens: a client sends a token's keywords in one dict (the general path), and the two
-    # parameters and their tests cost a bare token dispatch about 9 ns of its 200.
-    if hook.startswith("on_llm_") and hook != "on_llm_new_token":
+    # the common call reach handlers without building a keyword dict (see _generate).
+    if hook == "on_llm_new_token":
+        # A client passes all four per token: as parameters they spare the dispatcher's own
+        # **kw dict and its by-value compare of each key with every parameter name.
+        return ("model", "provider", "attempt", "index")
+    if hook.startswith("on_llm_"):
         return ("model", "provider")
     return ()
 
@@ -271,7 +273,14 @@ def _generate(
         ns[f"raw{i}"] = e.raw
     # The merged keyword dict is only needed by handlers that are not called raw.
     need_kw = any(e.raw is None for e in entries)
-    raw_opt = ", ".join(o if o in optional else "None" for o in ("model", "provider"))
+    # Raw handlers take model and provider by name and the rest in ``kw``; a hook with other
+    # named optional keywords (tokens) gives them all back to raw handlers in one dict, in
+    # the order a client passes them (the order of a log line's fields).
+    fold = any(o not in ("model", "provider") for o in optional) and any(
+        e.raw is not None for e in entries
+    )
+    raw_opt = ", ".join(o if o in optional and not fold else "None" for o in ("model", "provider"))
+    raw_kw = "rkw" if fold else "kw"
     need_full = any(
         e.kind == _LANE or e.wants_event or (e.kind == _AWAIT and not is_async) for e in entries
     )
@@ -282,7 +291,7 @@ def _generate(
         out: list[str] = []
         for i, e in enumerate(entries):
             if e.raw is not None:
-                call = f"raw{i}(hook, {payload}, run_id, timestamp, ctx, kw, {raw_opt})"
+                call = f"raw{i}(hook, {payload}, run_id, timestamp, ctx, {raw_kw}, {raw_opt})"
             elif e.kind == _LANE:
                 a, k = ("(event,)", "{}") if e.wants_event else (payload, "full")
                 call = f"{aw}lane{i}.{'aput' if is_async else 'put'}(e{i}, {a}, {k})"
@@ -327,6 +336,9 @@ def _generate(
     if need_kw:
         general.append("        mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}")
         general += [f"        if {o} is not None:\n            mkw[{o!r}] = {o}" for o in optional]
+    if fold:
+        general.append("        rkw = {**kw}")
+        general += [f"        if {o} is not None:\n            rkw[{o!r}] = {o}" for o in optional]
     if need_full:
         general.append("        full = mkw")
     if need_event:
@@ -346,6 +358,8 @@ def _generate(
                 *fast(rest, (*given, o), indent + "    "),
             ]
         out: list[str] = []
+        if fold:
+            out.append(f"{indent}rkw = {{" + ", ".join(f"{o!r}: {o}" for o in given) + "}")
         if need_full:
             out.append(
                 f"{indent}full = {{'run_id': run_id, 'timestamp': timestamp"

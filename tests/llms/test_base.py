@@ -1,8 +1,10 @@
-"""BaseLLM: the plain (generator-free) path of a call that does not stream, and _finish."""
+"""BaseLLM: the plain (generator-free) paths of a call that does not stream and of a streamed
+call whose tokens are not delivered, and _finish."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -10,10 +12,11 @@ from typing import Any
 import pytest
 
 from hookwire import LLMResponse, Usage
-from hookwire.errors import RateLimitError
+from hookwire.callbacks import BaseCallback
+from hookwire.errors import CallbackAbort, LLMConnectionError, RateLimitError, StreamInterrupted
 from hookwire.events import ToolCall
 from hookwire.llms import base as llm_base
-from hookwire.llms.base import BaseLLM, LLMRequest
+from hookwire.llms.base import BaseLLM, LLMRequest, StreamEnd
 from hookwire.llms.retry import RetryPolicy
 from hookwire.testing import RecordingCallback
 
@@ -103,3 +106,143 @@ async def test_the_async_plain_path_matches(priced: None) -> None:
     got = await Bare(_answer()).agenerate("x", callbacks=[rec], stream=False)
     assert got.cost == Decimal("0.25") and got.provider == "bare"
     assert rec.hooks() == ["on_llm_start", "on_llm_end"]
+
+
+# -- the plain path of a streamed call whose tokens are not delivered ------------------------------
+
+_VOLATILE = {"run_id", "timestamp", "latency_ms", "ttft_ms"}
+
+
+class Scripted(BaseLLM):
+    """A streaming client whose attempts are scripted: tokens, a StreamEnd, or an exception."""
+
+    provider = "scripted"
+
+    def __init__(self, *attempts: list[Any], **kw: Any) -> None:
+        super().__init__(model="m-1", **kw)
+        self.attempts = list(attempts)
+
+    def _stream(self, request: LLMRequest) -> Any:
+        for item in self.attempts.pop(0):
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class Raises(BaseCallback):
+    """Raises ``error`` on the token numbered ``at`` (asking for it to reach the caller)."""
+
+    raise_error = True
+
+    def __init__(self, error: BaseException, at: int = 1) -> None:
+        self.error = error
+        self.at = at
+        self.seen = 0
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.seen += 1
+        if self.seen == self.at + 1:
+            raise self.error
+
+
+def _events(rec: RecordingCallback) -> list[tuple[Any, ...]]:
+    """The recorded events without what differs between two calls (ids, times, objects'
+    identity): hook, payload (responses and errors by their content) and keywords."""
+    out: list[tuple[Any, ...]] = []
+    for c in rec.calls:
+        args = {}
+        for k, v in c.args.items():
+            if isinstance(v, LLMResponse):
+                v = (v.content, v.usage, v.model, v.finish_reason, v.provider, v.cost)
+            elif isinstance(v, BaseException):
+                v = (type(v), str(v), getattr(v, "partial", None))
+            args[k] = v
+        kw = {k: v for k, v in c.kwargs.items() if k not in _VOLATILE}
+        if isinstance(kw.get("error"), BaseException):
+            kw["error"] = (type(kw["error"]), str(kw["error"]))
+        out.append((c.hook, args, kw))
+    return out
+
+
+def _both(
+    make: Callable[[], BaseLLM], *handlers: Callable[[], Any]
+) -> tuple[tuple[Any, list[tuple[Any, ...]]], tuple[Any, list[tuple[Any, ...]]]]:
+    """``generate`` (the plain path) and ``stream`` (the generator path) on fresh clients and
+    handlers: each one's outcome (the response's fields, or the exception) and its events."""
+    results = []
+    for plain in (True, False):
+        rec = RecordingCallback()
+        llm = make()
+        callbacks = [rec, *(h() for h in handlers)]
+        outcome: Any
+        try:
+            if plain:
+                got = llm.generate("x", callbacks=callbacks, stream=True)
+            else:
+                got = list(llm.stream("x", callbacks=callbacks))[-1]
+            outcome = (got.content, got.usage, got.model, got.finish_reason, got.cost)
+        except BaseException as exc:  # compared below
+            outcome = (type(exc), str(exc), getattr(exc, "partial", None))
+        results.append((outcome, _events(rec)))
+    return results[0], results[1]
+
+
+FAST = RetryPolicy(max_attempts=3, initial=0, jitter=0)
+END = StreamEnd("stop", Usage(3, 2))
+
+
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        [["He", "", "llo", END]],
+        [["He", "llo"]],  # no StreamEnd: interrupted
+        [["He", StreamEnd(None)]],  # no finish_reason: interrupted
+        [["He", LLMConnectionError("reset")], ["Hel", "lo", END]],
+        [[RateLimitError("slow", retry_after=0)], ["Hi", END]],
+        [["He", RuntimeError("bug")]],  # a provider's own bug: an unexpected LLMError
+        [["a", LLMConnectionError("x")], ["b", LLMConnectionError("y")], ["c", END]],
+        [["a", LLMConnectionError("x")]] * 3,
+    ],
+)
+def test_plain_streamed_path_matches_the_generator_path(
+    attempts: list[list[Any]], priced: None
+) -> None:
+    plain, generator = _both(lambda: Scripted(*attempts, retry=FAST))
+    assert plain == generator
+    assert plain[1][0][0] == "on_llm_start"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("handler"), CallbackAbort("stop"), LLMConnectionError("from a handler")],
+)
+def test_plain_streamed_path_passes_handler_errors_unchanged(error: BaseException) -> None:
+    attempts = [["a", "b", "c", END]] * 3
+    plain, generator = _both(lambda: Scripted(*attempts, retry=FAST), lambda: Raises(error))
+    assert plain == generator
+    # The very exception the handler raised reaches the caller, not chained to a carrier.
+    llm = Scripted(*attempts, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises((type(error), StreamInterrupted)) as info:
+        llm.generate("x", callbacks=[Raises(error)], stream=True)
+    got = info.value
+    if not isinstance(error, LLMConnectionError):
+        assert got is error
+        assert got.__context__ is None and got.__cause__ is None
+    else:  # a transient error cut mid-stream is a StreamInterrupted, as in the generator path
+        assert isinstance(got, StreamInterrupted) and got.__cause__ is error
+
+
+def test_plain_streamed_path_is_taken_and_reads_the_providers_stream_into() -> None:
+    seen: list[str] = []
+
+    class Into(Scripted):
+        def _stream_into(self, request: LLMRequest, on_token: Any) -> StreamEnd | None:
+            seen.append("into")
+            return super()._stream_into(request, on_token)
+
+    rec = RecordingCallback()
+    got = Into(["a", "b", END]).generate("x", callbacks=[rec], stream=True)
+    assert got.content == "ab" and seen == ["into"]
+    tokens = rec.of("llm_new_token")
+    assert [(t["token"], t["attempt"], t["index"]) for t in tokens] == [("a", 1, 0), ("b", 1, 1)]
+    assert rec.of("llm_end")[0]["stream"] is True

@@ -577,3 +577,49 @@ async def test_async_stream_left_early_is_closed(openai_server: OpenAIServer, ma
             break
         await asyncio.sleep(0.01)
     assert streams[0].response.is_closed
+
+
+class RaisesOnToken(BaseCallback):
+    raise_error = True
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        raise self.error
+
+
+def test_a_handlers_error_passes_the_sdk_error_mapping_unchanged(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # _stream_into runs handlers inside the loop over the SDK's stream, under the except
+    # clause that maps the SDK's errors (ValueError among them): a handler's ValueError must
+    # still reach the caller as itself, and the stream left early be closed.
+    error = ValueError("from the handler")
+    rec = RecordingCallback()
+    llm = make(openai_server, rec, RaisesOnToken(error))
+    streams = _spy_streams(llm)
+    with pytest.raises(ValueError) as info:
+        llm.generate(MSGS)
+    assert info.value is error and info.value.__context__ is None
+    assert streams[0].response.is_closed
+    assert rec.hooks() == ["on_llm_start", "on_llm_new_token"]
+
+
+def test_a_subclass_changing_stream_is_read_through_it(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # The plain streamed path (generate with a token listener) must not bypass a subclass's
+    # own _stream.
+    class Shouting(OpenAIClient):
+        def _stream(self, request: Any) -> Any:
+            for piece in super()._stream(request):
+                yield piece.upper() if isinstance(piece, str) else piece
+
+    sink = TokenSink()
+    llm = Shouting(api_key="sk-test", base_url=openai_server.base_url, callbacks=[sink])
+    try:
+        assert llm.generate("a b").content == "YOU SAID: A B"
+        assert "".join(sink.tokens) == "YOU SAID: A B"
+    finally:
+        llm.close()

@@ -2,8 +2,9 @@
 
 A client (``OpenAIClient``, ``LocalLLM``, or your own) only says how to make one attempt:
 ``_complete`` (one JSON answer) and ``_stream`` (the answer's tokens, then a ``StreamEnd``),
-plus their async twins, raising ``hookwire.errors.LLMError`` subclasses. ``BaseLLM`` wraps
-that in what every call needs, as ``docs/events.md`` specifies:
+plus their async twins, raising ``hookwire.errors.LLMError`` subclasses (and, optionally,
+``_stream_into``: ``_stream`` as a plain loop, for streamed calls whose tokens the caller does
+not read). ``BaseLLM`` wraps that in what every call needs, as ``docs/events.md`` specifies:
 
 - ``on_llm_start`` once (``invocation_params``, ``stream``), then ``on_llm_new_token`` per
   token (``attempt``, ``index``), then ``on_llm_end`` (``latency_ms``, ``ttft_ms``,
@@ -340,6 +341,26 @@ class BaseLLM:
     def _astream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
         raise NotImplementedError(f"{type(self).__name__} does not implement _astream")
 
+    def _stream_into(
+        self, request: LLMRequest, on_token: Callable[[str], None]
+    ) -> StreamEnd | None:
+        """One streamed attempt as a plain call: ``on_token`` for each non-empty token, then
+        the ``StreamEnd`` (``None`` if the stream had none).
+
+        Used for streamed calls whose tokens are not handed to the caller (``generate`` with
+        token listeners). This default reads ``_stream``; a client may override it to run its
+        own loop over the provider's stream, which spares a generator resumed per token (and
+        walked by every exception raised under it). It must raise what ``_stream`` raises and
+        let whatever ``on_token`` raises pass unchanged.
+        """
+        end: StreamEnd | None = None
+        for piece in self._stream(request):
+            if isinstance(piece, StreamEnd):
+                end = piece
+            elif piece:
+                on_token(piece)
+        return end
+
     # -- public API -------------------------------------------------------------------------------
 
     def generate(
@@ -363,7 +384,7 @@ class BaseLLM:
         call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
         if not call.stream:
             return self._generate(call)
-        return _drain(self._run(call, deliver=False))
+        return self._generate_streamed(call)
 
     async def agenerate(
         self,
@@ -672,6 +693,8 @@ class BaseLLM:
                 raise
             except Exception as exc:
                 raise self._unexpected(call, exc) from exc
+        if not deliver:
+            return self._stream_attempt(call, n)
         parts: list[str] = []
         end: StreamEnd | None = None
         fns = call.token_fns
@@ -719,6 +742,59 @@ class BaseLLM:
                         new = piece[len(piece) - (seen - call.delivered) :]
                         call.delivered = seen
                         yield new
+        except TransientLLMError as error:
+            raise self._cut(call, error, parts) from error
+        return self._assemble(call, parts, end, n)
+
+    def _stream_attempt(self, call: _Call, n: int) -> LLMResponse:
+        """One streamed attempt whose tokens are not delivered to the caller, as a plain call:
+        the provider's ``_stream_into`` calls back per token, which dispatches it inline (the
+        same events, keywords and errors as ``_attempt``, without generators per token)."""
+        call.attempts = n
+        parts: list[str] = []
+        fns = call.token_fns
+        kw = call.kw
+        run_id, model, provider = kw["run_id"], kw["model"], kw["provider"]
+        append = parts.append
+
+        def on_token(piece: str) -> None:
+            if call.ttft is None:
+                call.ttft = call.elapsed_ms()
+            index = len(parts)
+            append(piece)
+            try:
+                for fn in fns:
+                    fn(
+                        piece,
+                        run_id=run_id,
+                        model=model,
+                        provider=provider,
+                        attempt=n,
+                        index=index,
+                    )
+            except BaseException as exc:
+                # Carried past the provider's own error handling (which would take a
+                # handler's ValueError for the SDK's) and raised again below, unchanged.
+                raise _HandlerRaised(exc) from None
+
+        raised: BaseException | None = None
+        try:
+            # Only the provider's own failures are wrapped: a handler that asks to raise
+            # (raise_error=True) has its exception reach the caller unchanged.
+            try:
+                end = self._stream_into(call.request, on_token)
+            except _HandlerRaised as carried:
+                raised = carried.error
+            except HookwireError:
+                raise
+            except Exception as exc:
+                raise self._unexpected(call, exc) from exc
+            if raised is not None:
+                # Outside the except clause, so the carrier is not chained to it.
+                try:
+                    raise raised
+                finally:
+                    raised = None
         except TransientLLMError as error:
             raise self._cut(call, error, parts) from error
         return self._assemble(call, parts, end, n)
@@ -775,6 +851,26 @@ class BaseLLM:
                     raise
                 except Exception as exc:
                     raise self._unexpected(call, exc) from exc
+            except TransientLLMError as first:
+                if call.retry.max_attempts <= 1:
+                    raise
+                response = _drain(self._retry(call, first, False))
+        except CallbackAbort as abort:
+            self._aborted(call, abort)
+            raise
+        except LLMError as error:
+            self._failed(call, error)
+            raise
+        return self._end(call, response)
+
+    def _generate_streamed(self, call: _Call) -> LLMResponse:
+        """``_run`` for a streamed call whose tokens are not delivered (``generate`` with token
+        listeners) as a plain call: the same events and errors, the first attempt without a
+        generator (retries, rare, take ``_retry``, whose attempts are plain calls too)."""
+        self._start(call)
+        try:
+            try:
+                response = self._stream_attempt(call, 1)
             except TransientLLMError as first:
                 if call.retry.max_attempts <= 1:
                     raise
@@ -1003,6 +1099,15 @@ class BaseLLM:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, provider={self.provider!r})"
+
+
+class _HandlerRaised(BaseException):
+    """What a token handler raised, carried through a provider's ``_stream_into`` (a
+    ``BaseException``, so no ``except Exception`` of the provider's takes it)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
 
 
 def _drain(gen: Generator[Any, None, LLMResponse]) -> LLMResponse:

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import openai
@@ -343,22 +343,25 @@ class OpenAIClient(BaseLLM):
             raise self._error(exc, request) from exc
         return self._response(raw, request)
 
+    def _open_stream(self, request: LLMRequest) -> Any:
+        """The SDK's stream for ``request`` (its errors unmapped: the caller maps them)."""
+        completions = (self._sync or self.client).chat.completions
+        if request.params or request.tools or not self.stream_usage:
+            return completions.create(**self._kwargs(request, True))
+        # The common request (what _kwargs would build), by name, as in _complete (plain
+        # message dicts, which the SDK's TypedDicts describe).
+        return completions.create(  # type: ignore[call-overload]
+            model=request.model,
+            messages=request.messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
         acc = ChunkState()
         feed = acc.feed
         try:
-            completions = (self._sync or self.client).chat.completions
-            if request.params or request.tools or not self.stream_usage:
-                stream = completions.create(**self._kwargs(request, True))
-            else:
-                # The common request (what _kwargs would build), by name, as in _complete
-                # (plain message dicts, which the SDK's TypedDicts describe).
-                stream = completions.create(  # type: ignore[call-overload]
-                    model=request.model,
-                    messages=request.messages,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
+            stream = self._open_stream(request)
             # A stream read to its end closes its response itself (the SDK's documented
             # behaviour); only a stream left early (an error, the caller stopping) is closed
             # here, which spares a second close per call.
@@ -373,6 +376,32 @@ class OpenAIClient(BaseLLM):
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
+
+    def _stream_into(
+        self, request: LLMRequest, on_token: Callable[[str], None]
+    ) -> StreamEnd | None:
+        """``_stream`` as one plain loop calling ``on_token`` (see ``BaseLLM._stream_into``):
+        the same request, errors and end, without a generator resumed per token."""
+        if type(self)._stream is not OpenAIClient._stream:
+            # A subclass that changes _stream (and not this) is read through its _stream.
+            return super()._stream_into(request, on_token)
+        acc = ChunkState()
+        feed = acc.feed
+        try:
+            stream = self._open_stream(request)
+            # As in _stream: a stream read to its end has closed itself; one left early
+            # (an error, a handler raising) is closed here.
+            try:
+                for chunk in stream:
+                    token = feed(chunk)
+                    if token:
+                        on_token(token)
+            except BaseException:
+                stream.close()
+                raise
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, request) from exc
+        return acc.end()
 
     async def _astream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
         acc = ChunkState()
