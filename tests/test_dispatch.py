@@ -548,13 +548,15 @@ def test_a_forked_child_handles_its_own_background_events_not_its_parents() -> N
     assert seen == ["parent-1", "parent-2"]
 
 
+@pytest.mark.parametrize("dispatcher", ["on_llm_new_token", "_client_on_llm_new_token"])
 @pytest.mark.parametrize("in_run", [False, True])
 def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
-    in_run: bool, tmp_path: Any
+    in_run: bool, dispatcher: str, tmp_path: Any
 ) -> None:
-    # The token dispatcher takes model, provider, attempt and index as parameters: plain
-    # handlers still get them as keywords, a raw handler (FileLogCallback) in its ``kw``, in
-    # the order a client passes them, and a keyword left out stays out.
+    # The clients' token dispatcher takes model, provider, attempt and index as parameters,
+    # the public one in **kw: either way plain handlers get them as keywords, a raw handler
+    # (FileLogCallback) in its ``kw``, in the order a client passes them, and a keyword left
+    # out stays out.
     import json
 
     import hookwire
@@ -566,8 +568,9 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
     m = CallbackManager([log, rec])
 
     def emit() -> None:
-        m.on_llm_new_token("a", run_id="r1", model="m", provider="p", attempt=1, index=0)
-        m.on_llm_new_token("b", run_id="r1", attempt=2)
+        token = getattr(m, dispatcher)
+        token("a", run_id="r1", model="m", provider="p", attempt=1, index=0)
+        token("b", run_id="r1", attempt=2)
 
     if in_run:
         with hookwire.trace("outer", callbacks=m):
@@ -591,3 +594,19 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
         assert extra == want and list(extra) == list(want)
         assert call.kwargs["run_id"] == "r1"
         assert ("trace_id" in call.kwargs) is in_run
+
+
+def test_the_clients_token_dispatchers_follow_the_handler_list() -> None:
+    # Built with the public ones: nothing to call without a listener, the same handlers
+    # after add() and remove(), sync and async.
+    m = CallbackManager()
+    assert m._client_on_llm_new_token("t", run_id="r", model="m", attempt=1, index=0) is None
+    rec = RecordingCallback()
+    m.add(rec)
+    m._client_on_llm_new_token("t", run_id="r", model="m", provider="p", attempt=1, index=0)
+    asyncio.run(m._client_aon_llm_new_token("u", run_id="r", attempt=1, index=1))
+    assert [c["token"] for c in rec.of("llm_new_token")] == ["t", "u"]
+    assert rec.of("llm_new_token")[0].kwargs["model"] == "m"
+    m.remove(rec)
+    m._client_on_llm_new_token("v", run_id="r", attempt=1, index=2)
+    assert len(rec.of("llm_new_token")) == 2

@@ -210,14 +210,18 @@ def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: A
 
 def _optional_keywords(hook: str) -> tuple[str, ...]:
     # Keywords nearly every call of these hooks carries: taking them as named parameters lets
-    # the common call reach handlers without building a keyword dict (see _generate).
-    if hook == "on_llm_new_token":
-        # A client passes all four per token: as parameters they spare the dispatcher's own
-        # **kw dict and its by-value compare of each key with every parameter name.
-        return ("model", "provider", "attempt", "index")
-    if hook.startswith("on_llm_"):
+    # the common call reach handlers without building a keyword dict (see _generate). Not for
+    # the public token hook: each named parameter costs a bare token dispatch a test per call
+    # (four cost it 4 %); clients get a dispatcher of their own (_CLIENT_TOKEN_KEYWORDS).
+    if hook.startswith("on_llm_") and hook != "on_llm_new_token":
         return ("model", "provider")
     return ()
+
+
+#: What a client passes with every token. ``CallbackManager`` builds a second token dispatcher
+#: taking them as parameters (``_client_on_llm_new_token``): that spares the dispatcher's own
+#: ``**kw`` dict and CPython's by-value compare of each of its keys with every parameter name.
+_CLIENT_TOKEN_KEYWORDS = ("model", "provider", "attempt", "index")
 
 
 def _generate_nop(hook: str, *, is_async: bool) -> Callable[..., Any]:
@@ -240,6 +244,7 @@ def _generate(
     report: Callable[..., None],
     *,
     is_async: bool,
+    optional: tuple[str, ...] | None = None,
 ) -> Callable[..., Any]:
     """Write the dispatch function of one hook for these handlers, and compile it.
 
@@ -252,7 +257,8 @@ def _generate(
     args = HOOKS[hook].args
     params = "".join(f"{a}, " for a in args)
     payload = "(" + params + ")"
-    optional = _optional_keywords(hook)
+    if optional is None:
+        optional = _optional_keywords(hook)
     ns: dict[str, Any] = {
         "new_id": new_id,
         "next_n": _next_n,
@@ -844,6 +850,31 @@ class CallbackManager:
                 listening.add(hook)
             self.__dict__[hook] = self._build_sync(hook, tuple(entries))
             self.__dict__["a" + hook] = self._build_async(hook, tuple(aentries))
+            if hook == "on_llm_new_token":
+                # The clients' own token dispatchers (see _CLIENT_TOKEN_KEYWORDS): the same
+                # handlers, keywords and order as on_llm_new_token / aon_llm_new_token.
+                self._client_on_llm_new_token = (
+                    _generate(
+                        hook,
+                        tuple(entries),
+                        self._report,
+                        is_async=False,
+                        optional=_CLIENT_TOKEN_KEYWORDS,
+                    )
+                    if entries
+                    else _NOPS[hook]
+                )
+                self._client_aon_llm_new_token = (
+                    _generate(
+                        hook,
+                        tuple(aentries),
+                        self._report,
+                        is_async=True,
+                        optional=_CLIENT_TOKEN_KEYWORDS,
+                    )
+                    if aentries
+                    else _ANOPS[hook]
+                )
         self._listening = frozenset(listening)
 
     def _build_sync(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:

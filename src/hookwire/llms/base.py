@@ -287,8 +287,9 @@ class _Call:
             atoken_fns: list[Callable[..., Any]] = []
             for m in managers:
                 if m.listens(_TOKEN_HOOK):
-                    token_fns.append(m.on_llm_new_token)
-                    atoken_fns.append(m.aon_llm_new_token)
+                    # The dispatchers that take the call's keywords as parameters.
+                    token_fns.append(m._client_on_llm_new_token)
+                    atoken_fns.append(m._client_aon_llm_new_token)
             self.token_fns = tuple(token_fns)
             self.atoken_fns = tuple(atoken_fns)
         else:
