@@ -49,6 +49,7 @@ from ..errors import BudgetExceeded, ConfigurationError, HookwireError, InvalidU
 from ..events import LLMResponse, Usage
 from ..stores import runner
 from ..stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord, period_start
+from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
 __all__ = ["AccountingCallbackHandler", "Budget", "UsageRecord", "estimate_prompt_tokens"]
@@ -119,20 +120,6 @@ _SIZES: Final = {
 }
 
 
-def _storable(text: str) -> bool:
-    """Whether a database text column can take ``text``: no NUL (PostgreSQL refuses it) and
-    no lone surrogate (not UTF-8)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _fit(record: UsageRecord) -> UsageRecord:
     # Usage is money: a value the columns cannot take is made to fit (cut, NUL and lone
     # surrogates written as escapes) rather than losing the row.
@@ -144,7 +131,8 @@ def _fit(record: UsageRecord) -> UsageRecord:
     }
     for k in _SIZES:
         value = long.get(k, getattr(record, k))
-        if isinstance(value, str) and not _storable(value):
+        # NUL: PostgreSQL refuses it; a lone surrogate: not UTF-8.
+        if isinstance(value, str) and ("\x00" in value or has_lone_surrogate(value)):
             value = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
             long[k] = value.decode("utf-8")[: _SIZES[k]]
     return dataclasses.replace(record, **long) if long else record

@@ -37,8 +37,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..stores.conversations import ConversationStore, Owner, Page, _not_utf8
+from ..stores.conversations import ConversationStore, Owner, Page
 from ..stores.runner import run_sync
+from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
 __all__ = ["ChatHistoryCallbackHandler"]
@@ -93,7 +94,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
         for key, value in (("user_id", user_id), ("org_id", org_id), ("realm", realm)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigurationError(f"{key} must be a non-empty string, not {value!r}")
-            if value is not None and ("\x00" in value or _not_utf8(value)):
+            if value is not None and ("\x00" in value or has_lone_surrogate(value)):
                 raise ConfigurationError(
                     f"{key} {value!r} cannot be stored: it holds a NUL character or a lone "
                     "surrogate; pass valid Unicode text"

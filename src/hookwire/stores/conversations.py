@@ -76,7 +76,7 @@ from .engine import (
     resolve_url,
     schema_ready,
 )
-from .schema import CONVERSATION_STATES, SENDERS, conversations, messages
+from .schema import CONVERSATION_STATES, SENDERS, conversations, has_lone_surrogate, messages
 
 __all__ = [
     "DETAIL_FIELDS",
@@ -166,17 +166,6 @@ def check_state(state: Any) -> str:
     return state
 
 
-def _not_utf8(value: str) -> bool:
-    """Whether ``value`` holds a lone surrogate (which no UTF-8 database column can store)."""
-    if value.isascii():  # the common case, without copying the text
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def check_name(name: Any) -> str:
     """``name`` stripped, if it is a non-empty string of at most ``MAX_NAME_LENGTH``."""
     if not isinstance(name, str):
@@ -191,7 +180,7 @@ def check_name(name: Any) -> str:
         )
     if "\x00" in stripped:
         raise InvalidNameError("a conversation name cannot contain NUL characters")
-    if _not_utf8(stripped):
+    if has_lone_surrogate(stripped):
         raise InvalidNameError(
             "a conversation name cannot contain lone surrogates (text that is not valid "
             "Unicode, such as '\\ud800'); decode the text with errors='replace' first"
@@ -256,7 +245,7 @@ def _check_text(text: Any) -> str:
         raise InvalidInputError(
             "message_text cannot contain NUL characters (PostgreSQL cannot store them)"
         )
-    if _not_utf8(text):
+    if has_lone_surrogate(text):
         raise InvalidInputError(
             "message_text cannot contain lone surrogates (text that is not valid Unicode, "
             "such as '\\ud800', which no database can store as UTF-8); decode the text "
@@ -271,7 +260,7 @@ def _check_id(value: Any, what: str) -> str:
         or not value
         or len(value) > MAX_ID_LENGTH
         or "\x00" in value
-        or _not_utf8(value)
+        or has_lone_surrogate(value)
     ):
         raise InvalidInputError(
             f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters, "
@@ -291,7 +280,12 @@ def _check_tokens(value: Any, what: str) -> int | None:
 def _opt_str(value: Any, what: str, limit: int = 255) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > limit or "\x00" in value or _not_utf8(value):
+    if (
+        not isinstance(value, str)
+        or len(value) > limit
+        or "\x00" in value
+        or has_lone_surrogate(value)
+    ):
         raise InvalidInputError(
             f"{what} must be a string of at most {limit} characters, without NUL characters "
             "or lone surrogates"

@@ -74,6 +74,7 @@ __all__ = [
     "budget_reservations",
     "budget_totals",
     "conversations",
+    "has_lone_surrogate",
     "messages",
     "metadata",
     "usage_ledger",
@@ -86,6 +87,19 @@ SENDERS: tuple[str, ...] = ("end_user", "assistant", "system", "tool")
 CONVERSATION_STATES: tuple[str, ...] = ("normal", "human-intervention")
 
 _UTC = _dt.timezone.utc
+
+
+def has_lone_surrogate(value: str) -> bool:
+    """Whether ``value`` holds a lone surrogate (such as ``'\\ud800'``): not valid Unicode,
+    so no text column of either database (UTF-8) can store it."""
+    if value.isascii():  # the common case, without copying the text
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
 
 #: Constraint names are explicit so migrations can refer to them on every database.
 metadata = MetaData(
