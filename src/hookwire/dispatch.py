@@ -252,7 +252,8 @@ def _generate(
     LLM hooks ``model`` and ``provider``) as named parameters and anything else as ``**kw``.
     Handlers are called one after another, unrolled. When there is no run context and no
     other keyword, each handler is called with plain keyword arguments, without building a
-    dict: that is what keeps a token well under a microsecond.
+    dict: that is what keeps a token well under a microsecond. ``optional`` replaces the
+    hook's usual named keywords (the clients' token dispatcher takes four).
     """
     args = HOOKS[hook].args
     params = "".join(f"{a}, " for a in args)
@@ -848,44 +849,33 @@ class CallbackManager:
                     )
             if entries:
                 listening.add(hook)
-            self.__dict__[hook] = self._build_sync(hook, tuple(entries))
-            self.__dict__["a" + hook] = self._build_async(hook, tuple(aentries))
+            sync_entries, async_entries = tuple(entries), tuple(aentries)
+            self.__dict__[hook] = self._build_sync(hook, sync_entries)
+            self.__dict__["a" + hook] = self._build_async(hook, async_entries)
             if hook == "on_llm_new_token":
                 # The clients' own token dispatchers (see _CLIENT_TOKEN_KEYWORDS): the same
                 # handlers, keywords and order as on_llm_new_token / aon_llm_new_token.
-                self._client_on_llm_new_token = (
-                    _generate(
-                        hook,
-                        tuple(entries),
-                        self._report,
-                        is_async=False,
-                        optional=_CLIENT_TOKEN_KEYWORDS,
-                    )
-                    if entries
-                    else _NOPS[hook]
+                self._client_on_llm_new_token = self._build_sync(
+                    hook, sync_entries, _CLIENT_TOKEN_KEYWORDS
                 )
-                self._client_aon_llm_new_token = (
-                    _generate(
-                        hook,
-                        tuple(aentries),
-                        self._report,
-                        is_async=True,
-                        optional=_CLIENT_TOKEN_KEYWORDS,
-                    )
-                    if aentries
-                    else _ANOPS[hook]
+                self._client_aon_llm_new_token = self._build_async(
+                    hook, async_entries, _CLIENT_TOKEN_KEYWORDS
                 )
         self._listening = frozenset(listening)
 
-    def _build_sync(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
+    def _build_sync(
+        self, hook: str, entries: tuple[_Entry, ...], optional: tuple[str, ...] | None = None
+    ) -> Callable[..., Any]:
         if not entries:
             return _NOPS[hook]
-        return _generate(hook, entries, self._report, is_async=False)
+        return _generate(hook, entries, self._report, is_async=False, optional=optional)
 
-    def _build_async(self, hook: str, entries: tuple[_Entry, ...]) -> Callable[..., Any]:
+    def _build_async(
+        self, hook: str, entries: tuple[_Entry, ...], optional: tuple[str, ...] | None = None
+    ) -> Callable[..., Any]:
         if not entries:
             return _ANOPS[hook]
-        return _generate(hook, entries, self._report, is_async=True)
+        return _generate(hook, entries, self._report, is_async=True, optional=optional)
 
     # -- errors -----------------------------------------------------------------------------
 
