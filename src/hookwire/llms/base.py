@@ -383,9 +383,7 @@ class BaseLLM:
         ``hookwire.errors.LLMError`` (or the ``CallbackAbort`` of a budget).
         """
         call = self._prepare(messages, model, tools, callbacks, stream, params, retry)
-        if not call.stream:
-            return self._generate(call)
-        return self._generate_streamed(call)
+        return self._generate(call)
 
     async def agenerate(
         self,
@@ -686,16 +684,11 @@ class BaseLLM:
 
     def _attempt(self, call: _Call, n: int, deliver: bool) -> Generator[str, None, LLMResponse]:
         """One attempt: the provider's answer, with its tokens emitted (and yielded)."""
-        call.attempts = n
         if not call.stream:
-            try:
-                return self._complete(call.request)
-            except HookwireError:
-                raise
-            except Exception as exc:
-                raise self._unexpected(call, exc) from exc
+            return self._complete_attempt(call, n)
         if not deliver:
             return self._stream_attempt(call, n)
+        call.attempts = n
         parts: list[str] = []
         end: StreamEnd | None = None
         fns = call.token_fns
@@ -746,6 +739,16 @@ class BaseLLM:
         except TransientLLMError as error:
             raise self._cut(call, error, parts) from error
         return self._assemble(call, parts, end, n)
+
+    def _complete_attempt(self, call: _Call, n: int) -> LLMResponse:
+        """One attempt of a call that does not stream, as a plain call."""
+        call.attempts = n
+        try:
+            return self._complete(call.request)
+        except HookwireError:
+            raise
+        except Exception as exc:
+            raise self._unexpected(call, exc) from exc
 
     def _stream_attempt(self, call: _Call, n: int) -> LLMResponse:
         """One streamed attempt whose tokens are not delivered to the caller, as a plain call:
@@ -840,38 +843,17 @@ class BaseLLM:
         return self._end(call, response)
 
     def _generate(self, call: _Call) -> LLMResponse:
-        """``_run`` for a call that does not stream, as a plain call: the same events and
-        errors, without a generator to create and drive on every call."""
+        """``_run`` for a call whose tokens are not delivered (``generate``), as a plain call:
+        the same events and errors, without a generator to create and drive. The first
+        attempt is a plain call (streamed or not); retries, rare, take ``_retry``, whose
+        attempts are plain calls too."""
         self._start(call)
         try:
             try:
-                call.attempts = 1
-                try:
-                    response = self._complete(call.request)
-                except HookwireError:
-                    raise
-                except Exception as exc:
-                    raise self._unexpected(call, exc) from exc
-            except TransientLLMError as first:
-                if call.retry.max_attempts <= 1:
-                    raise
-                response = _drain(self._retry(call, first, False))
-        except CallbackAbort as abort:
-            self._aborted(call, abort)
-            raise
-        except LLMError as error:
-            self._failed(call, error)
-            raise
-        return self._end(call, response)
-
-    def _generate_streamed(self, call: _Call) -> LLMResponse:
-        """``_run`` for a streamed call whose tokens are not delivered (``generate`` with token
-        listeners) as a plain call: the same events and errors, the first attempt without a
-        generator (retries, rare, take ``_retry``, whose attempts are plain calls too)."""
-        self._start(call)
-        try:
-            try:
-                response = self._stream_attempt(call, 1)
+                if call.stream:
+                    response = self._stream_attempt(call, 1)
+                else:
+                    response = self._complete_attempt(call, 1)
             except TransientLLMError as first:
                 if call.retry.max_attempts <= 1:
                     raise
