@@ -147,20 +147,10 @@ class ModelPrices:
                 total, _mul(_rate(self.output_reasoning_mtok, usage.prompt_tokens), reasoning)
             )
             completion -= reasoning
-        # The input and output rates of nearly every model are plain prices: read directly,
-        # without a call to _rate (this runs on every priced LLM call).
-        if prompt:
-            rate = self.input_mtok
-            if rate is not None:
-                if rate.__class__ is not Decimal:
-                    rate = _rate(rate, usage.prompt_tokens)
-                total = _add(total, _mul(rate, prompt))
-        if completion:
-            rate = self.output_mtok
-            if rate is not None:
-                if rate.__class__ is not Decimal:
-                    rate = _rate(rate, usage.prompt_tokens)
-                total = _add(total, _mul(rate, completion))
+        if prompt and self.input_mtok is not None:
+            total = _add(total, _mul(_rate(self.input_mtok, usage.prompt_tokens), prompt))
+        if completion and self.output_mtok is not None:
+            total = _add(total, _mul(_rate(self.output_mtok, usage.prompt_tokens), completion))
         total = _div(total, _MILLION)
         if self.requests_kcount is not None:
             total = _add(total, _div(self.requests_kcount, _THOUSAND))
