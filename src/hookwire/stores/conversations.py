@@ -45,7 +45,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -1679,6 +1679,10 @@ def _sqlite_has_json(conn: sqlite3.Connection) -> bool:
     return True
 
 
+#: A message's run columns when it came from no run.
+_NO_RUN: Final = (None, None, None, None, None)
+
+
 def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
     """Message dicts from rows of ``_SQLITE_DETAIL_SELECT`` (as :func:`_build`; an empty
     text came through its converter as None)."""
@@ -1692,27 +1696,15 @@ def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
             "text": text or "",
             "message_time": parse(at),
             "metadata": loads(meta) if meta.__class__ is str else meta,
-            "run_id": None,
-            "model": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "total_tokens": None,
-        }
-        if run is None
-        else {
-            "id": i,
-            "parent_message_id": parent,
-            "sender": sender,
-            "text": text or "",
-            "message_time": parse(at),
-            "metadata": loads(meta) if meta.__class__ is str else meta,
-            "run_id": run[0],
-            "model": run[1],
-            "prompt_tokens": run[2],
-            "completion_tokens": run[3],
-            "total_tokens": run[4],
+            "run_id": r[0],
+            "model": r[1],
+            "prompt_tokens": r[2],
+            "completion_tokens": r[3],
+            "total_tokens": r[4],
         }
         for i, parent, sender, text, at, meta, run in rows
+        # A one-item loop is an assignment in a comprehension (CPython compiles it as one).
+        for r in (run or _NO_RUN,)
     ]
 
 
