@@ -35,42 +35,14 @@ from typing import Any
 import openai
 
 from hookwire import RLM
-from hookwire.callbacks import BaseCallback
 from hookwire.llms import OpenAIClient
-
-PROMPT = "What is the capital of France?"
+from runtime import PROMPT, Latency, Tokens, Usage  # bench/runtime.py's handlers
 
 _C_HELPER = r"""
 #include <valgrind/callgrind.h>
 void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void cg_stop(const char *label) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT(label); }
 """
-
-
-class Latency(BaseCallback):
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.latencies.append(kwargs["latency_ms"])
-
-
-class UsageSum(BaseCallback):
-    def __init__(self) -> None:
-        self.tokens = 0
-
-    def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        usage = kwargs.get("usage")
-        if usage is not None:
-            self.tokens += usage.total_tokens
-
-
-class Tokens(BaseCallback):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        self.count += 1
 
 
 def cases(base_url: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
@@ -91,8 +63,8 @@ def cases(base_url: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], Non
         return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
     client = OpenAIClient(api_key="sk-bench", base_url=base_url, model="gpt-4o")
-    rlm_json = RLM(client, callbacks=[Latency(), UsageSum(), Latency()])
-    rlm_stream = RLM(client, callbacks=[Latency(), UsageSum(), Tokens()])
+    rlm_json = RLM(client, callbacks=[Latency(), Usage(), Latency()])
+    rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
 
     def close() -> None:
         client.close()
