@@ -487,6 +487,10 @@ class ConversationStore:
     async def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         return await runner.run(self._guard(coro))
 
+    def _failed(self, exc: Exception) -> StoreError:
+        """A database's own error (SQLAlchemy's, or a driver's on the fast paths), named."""
+        return StoreError(f"the database {redact(self.url)} failed: {exc}")
+
     async def _guard(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             await ensure_schema(self.url)
@@ -497,7 +501,7 @@ class ConversationStore:
             raise StoreError(f"cannot reach the database {redact(self.url)}: {exc}") from exc
         except Exception as exc:
             # SQLAlchemy's errors, and the driver's own on the fast paths (asyncpg, sqlite3)
-            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
+            raise self._failed(exc) from exc
         finally:
             coro.close()
 
@@ -695,7 +699,7 @@ class ConversationStore:
             except (HookwireError, ValueError):
                 raise
             except Exception as exc:
-                raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
+                raise self._failed(exc) from exc
         # (the other paths check the schema on the store loop, in _on_loop)
         if self.url.startswith("postgresql+asyncpg"):
             return await self._on_loop(self._pg_details(owner, conversation_id))
@@ -738,7 +742,7 @@ class ConversationStore:
         except (HookwireError, ValueError):
             raise
         except Exception as exc:
-            raise StoreError(f"the database {redact(self.url)} failed: {exc}") from exc
+            raise self._failed(exc) from exc
 
     async def _pg_details(self, owner: Owner | None, conversation_id: str) -> dict[str, Any]:
         cache = self._messages
