@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+import orjson
 
 from hookwire import RLM
 from hookwire.callbacks import BaseCallback
@@ -102,32 +103,29 @@ class Figures:
         self.cpu = statistics.median(c for _, c in samples)
 
 
-def measure(
-    calls: int, bare: Callable[[], Any], hooked: Callable[[], Any]
-) -> tuple[Figures, Figures]:
+def measure(calls: int, *fns: Callable[[], Any]) -> list[Figures]:
+    """Figures of each function, called in turn ``calls`` times, the order rotated each round
+    so that none always follows another's GC or I/O."""
     for _ in range(max(20, calls // 10)):  # warm up connections, caches, the server
-        bare()
-        hooked()
-    a: list[tuple[float, float]] = []
-    b: list[tuple[float, float]] = []
+        for fn in fns:
+            fn()
+    samples: list[list[tuple[float, float]]] = [[] for _ in fns]
     gc.collect()
+    k = len(fns)
     for i in range(calls):
-        # Alternate which goes first, so neither always follows the other's GC or I/O.
-        if i % 2:
-            a.append(_time(bare))
-            b.append(_time(hooked))
-        else:
-            b.append(_time(hooked))
-            a.append(_time(bare))
-    return Figures(a), Figures(b)
+        for j in range(k):
+            n = (i + j) % k
+            samples[n].append(_time(fns[n]))
+    return [Figures(s) for s in samples]
 
 
 def overhead_alone(calls: int) -> dict[str, float]:
     """hookwire's own cost per call, without network noise: the SDK's HTTP call is replaced by
-    a stub returning an already-parsed answer, so what remains is hookwire (best of 5 batches)."""
-    from openai.types.chat import ChatCompletion
+    a stub returning the answer's bytes, so what remains is hookwire (best of 5 batches)."""
+    import json
+    from types import SimpleNamespace
 
-    raw = ChatCompletion.model_validate(
+    body = json.dumps(
         {
             "id": "chatcmpl-bench",
             "object": "chat.completion",
@@ -142,11 +140,13 @@ def overhead_alone(calls: int) -> dict[str, float]:
             ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
         }
-    )
+    ).encode()
+    # What the SDK's with_raw_response.create returns, as much of it as OpenAIClient reads.
+    raw = SimpleNamespace(http_response=SimpleNamespace(content=body))
     client = OpenAIClient(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", model="gpt-4o")
-    sdk_create = client.client.chat.completions
+    sdk_create = client.client.chat.completions.with_raw_response
 
-    def stub(**kwargs: Any) -> ChatCompletion:
+    def stub(**kwargs: Any) -> Any:
         return raw
 
     sdk_create.create = stub  # type: ignore[method-assign]
@@ -201,18 +201,23 @@ def main() -> None:
     )
     print(
         f"{'case':<40} {'SDK wall p10/p50':>17} {'hookwire wall':>15} {'SDK cpu':>8} "
-        f"{'hw cpu':>8} {'added':>7} {'added %':>8} {'budget':>7}  ok"
+        f"{'hw cpu':>8} {'added':>7} {'added %':>8} {'budget':>7}  ok {'raw cpu':>8} {'hw-raw':>7}"
     )
-    for label, base, hook in rows:
+    for label, base, hook, raw in rows:
         added = hook.cpu - base.cpu
         budget = max(0.05 * base.wall_p50, 100.0)
         ok = "yes" if added <= budget else "NO"
         print(
             f"{label:<40} {base.wall_p10:>7.0f} /{base.wall_p50:>7.0f} "
             f"{hook.wall_p10:>6.0f} /{hook.wall_p50:>6.0f} {base.cpu:>8.0f} {hook.cpu:>8.0f} "
-            f"{added:>7.0f} {added / base.wall_p50 * 100:>7.1f}% {budget:>7.0f}  {ok}"
+            f"{added:>7.0f} {added / base.wall_p50 * 100:>7.1f}% {budget:>7.0f}  {ok:<3}"
+            f"{raw.cpu:>8.0f} {hook.cpu - raw.cpu:>7.0f}"
         )
-    print("\n(all times in µs; added % is of the SDK call's median wall-clock time)")
+    print(
+        "\n(all times in µs; added % is of the SDK call's median wall-clock time. raw cpu: the\n"
+        "SDK's call read as hookwire reads it, its raw response decoded with orjson and a stream\n"
+        "read to its end; hw-raw: what hookwire adds to that, the events, run and records.)"
+    )
 
     alone = overhead_alone(args.calls)
     base = rows[0][1].wall_p50
@@ -228,7 +233,7 @@ def main() -> None:
         print(f"  {name:<38} {added:>7.1f} µs  {added / base * 100:>5.1f}%  {ok}")
 
 
-def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures]]:
+def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]]:
     """Measure both cases against the server at ``base_url``."""
     sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
     messages: Any = [{"role": "user", "content": PROMPT}]
@@ -245,19 +250,53 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures]]:
         )
         return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
+    def raw_json() -> Any:
+        # The same call, its raw response decoded as OpenAIClient decodes it.
+        r = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
+        return orjson.loads(r.http_response.content)["choices"][0]["message"]["content"]
+
+    def raw_stream() -> Any:
+        r = sdk.chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        http = r.http_response
+        out = []
+        done = False
+        try:
+            for line in http.iter_lines():  # read to its end: the connection is kept
+                if done or not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    continue
+                choices = orjson.loads(line[6:])["choices"]
+                if choices:
+                    out.append(choices[0]["delta"].get("content") or "")
+        finally:
+            http.close()
+        return "".join(out)
+
     client = OpenAIClient(api_key="sk-bench", base_url=base_url, model="gpt-4o")
     rlm_inline = RLM(client, callbacks=[Latency(), Usage(), Latency()])
     rlm = RLM(client, callbacks=[Latency(), Usage(), Store()])
     rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
 
-    rows: list[tuple[str, Figures, Figures]] = []
-    for label, bare, hooked in (
-        ("JSON call, 3 inline handlers", bare_json, lambda: rlm_inline.run(PROMPT)),
-        ("JSON call, 3 handlers (1 in background)", bare_json, lambda: rlm.run(PROMPT)),
-        ("streamed call, 3 handlers (1 per token)", bare_stream, lambda: rlm_stream.run(PROMPT)),
+    rows: list[tuple[str, Figures, Figures, Figures]] = []
+    for label, bare, hooked, raw in (
+        ("JSON call, 3 inline handlers", bare_json, lambda: rlm_inline.run(PROMPT), raw_json),
+        ("JSON call, 3 handlers (1 in background)", bare_json, lambda: rlm.run(PROMPT), raw_json),
+        (
+            "streamed call, 3 handlers (1 per token)",
+            bare_stream,
+            lambda: rlm_stream.run(PROMPT),
+            raw_stream,
+        ),
     ):
-        base, hook = measure(calls, bare, hooked)
-        rows.append((label, base, hook))
+        base, hook, plain = measure(calls, bare, hooked, raw)
+        rows.append((label, base, hook, plain))
     rlm_inline.callbacks.close()
     rlm.callbacks.close()
     rlm_stream.callbacks.close()

@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import hookwire.llms.base as llm_base
 from hookwire import CallbackManager, LLMResponse, Usage
@@ -21,6 +23,7 @@ from hookwire.errors import (
     CallbackAbort,
     ConfigurationError,
     LLMConnectionError,
+    LLMError,
     LLMTimeoutError,
     MalformedResponseError,
     RateLimitError,
@@ -34,6 +37,7 @@ from hookwire.testing.openai_server import (
     ErrorReply,
     Malformed,
     OpenAIServer,
+    Raw,
     Reply,
     ToolCallReply,
     Truncated,
@@ -522,17 +526,17 @@ def test_timeout_reaches_the_sdk_as_one_timeout(openai_server: OpenAIServer, mak
 
 
 def _spy_streams(llm: OpenAIClient) -> list[Any]:
-    """The SDK streams ``llm`` opens, in order."""
+    """The HTTP responses of the SDK requests ``llm`` makes, in order."""
     streams: list[Any] = []
-    completions = llm.client.chat.completions
-    create = completions.create
+    raw = llm.client.chat.completions.with_raw_response
+    create = raw.create
 
     def spy(**kw: Any) -> Any:
         result = create(**kw)
-        streams.append(result)
+        streams.append(result.http_response)
         return result
 
-    completions.create = spy  # type: ignore[method-assign]
+    raw.create = spy  # type: ignore[method-assign]
     return streams
 
 
@@ -541,7 +545,7 @@ def test_stream_read_to_its_end_is_closed(openai_server: OpenAIServer, make: Mak
     streams = _spy_streams(llm)
     assert llm.generate("a b c").content == "You said: a b c"
     assert len(streams) == 1
-    assert streams[0].response.is_closed
+    assert streams[0].is_closed
 
 
 def test_stream_left_early_is_closed(openai_server: OpenAIServer, make: Make) -> None:
@@ -550,33 +554,33 @@ def test_stream_left_early_is_closed(openai_server: OpenAIServer, make: Make) ->
     streams = _spy_streams(llm)
     items = llm.stream(MSGS)
     assert next(items) == "one "
-    assert not streams[0].response.is_closed
+    assert not streams[0].is_closed
     items.close()  # the caller stops reading
-    assert streams[0].response.is_closed
+    assert streams[0].is_closed
 
 
 async def test_async_stream_left_early_is_closed(openai_server: OpenAIServer, make: Make) -> None:
     openai_server.script("one two three four")
     llm = make(openai_server)
     streams: list[Any] = []
-    completions = llm.async_client.chat.completions
-    create = completions.create
+    raw = llm.async_client.chat.completions.with_raw_response
+    create = raw.create
 
     async def spy(**kw: Any) -> Any:
         result = await create(**kw)
-        streams.append(result)
+        streams.append(result.http_response)
         return result
 
-    completions.create = spy  # type: ignore[method-assign]
+    raw.create = spy  # type: ignore[method-assign]
     items = llm.astream(MSGS)
     assert await items.__anext__() == "one "
     await items.aclose()
     # The inner async generators are closed by the event loop's finalizer, a few steps later.
     for _ in range(10):
-        if streams[0].response.is_closed:
+        if streams[0].is_closed:
             break
         await asyncio.sleep(0.01)
-    assert streams[0].response.is_closed
+    assert streams[0].is_closed
 
 
 class RaisesOnToken(BaseCallback):
@@ -602,7 +606,7 @@ def test_a_handlers_error_passes_the_sdk_error_mapping_unchanged(
     with pytest.raises(ValueError) as info:
         llm.generate(MSGS)
     assert info.value is error and info.value.__context__ is None
-    assert streams[0].response.is_closed
+    assert streams[0].is_closed
     assert rec.hooks() == ["on_llm_start", "on_llm_new_token"]
 
 
@@ -623,3 +627,251 @@ def test_a_subclass_changing_stream_is_read_through_it(
         assert "".join(sink.tokens) == "YOU SAID: A B"
     finally:
         llm.close()
+
+
+# -- the answer read from the SDK's raw response ------------------------------------------------
+
+
+def _sse(*events: str) -> str:
+    return "".join(f"data: {e}\n\n" for e in events)
+
+
+def _chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> str:
+    delta = {} if content is None else {"content": content}
+    frame: dict[str, Any] = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    frame.update(extra)
+    return json.dumps(frame)
+
+
+def test_sse_comments_fields_crlf_and_multiline_data(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # What the SSE format allows besides one "data:" line per event: comments (keep-alives),
+    # event/id/retry fields, CRLF line ends, an event's data over several lines, "data:"
+    # without the space. Usage with the details the SDK's model has.
+    first = _chunk("Par").replace(", ", ",\r\ndata: ", 1)
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 2,
+        "total_tokens": 11,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
+    body = (
+        ": keep-alive\r\n\r\n"
+        f"event: message\r\nid: 7\r\nretry: 100\r\ndata: {first}\r\n\r\n"
+        f"data:{_chunk('is')}\n\n"
+        "\n\n"
+        + _sse(
+            _chunk(None, "stop"),
+            json.dumps({"id": "chatcmpl-raw", "choices": [], "usage": usage}),
+            "[DONE]",
+        )
+    )
+    openai_server.script(Raw(body))
+    sink = TokenSink()
+    response = make(openai_server, sink).generate(MSGS)
+    assert sink.tokens == ["Par", "is"]
+    assert response.content == "Paris"
+    assert response.finish_reason == "stop"
+    assert response.id == "chatcmpl-raw"
+    assert response.usage == Usage(9, 2, 11, cached_tokens=4, reasoning_tokens=1)
+
+
+def test_json_answer_fields(openai_server: OpenAIServer, make: Make) -> None:
+    body = {
+        "id": "chatcmpl-j",
+        "object": "chat.completion",
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_a",
+                            "type": "function",
+                            "function": {"name": "add", "arguments": '{"a": 1}'},
+                        },
+                        {"type": "function", "function": {"name": "noargs"}},
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 5,
+            "completion_tokens": 3,
+            "total_tokens": 8,
+            "prompt_tokens_details": None,
+        },
+    }
+    openai_server.script(Raw(json.dumps(body)))
+    response = make(openai_server).generate(MSGS)
+    assert response.content == ""
+    assert response.model == "gpt-4o-2024-08-06"
+    assert response.id == "chatcmpl-j"
+    assert response.finish_reason == "tool_calls"
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("call_a", "add", '{"a": 1}'),
+        ("call_1", "noargs", "{}"),
+    ]
+    assert response.usage == Usage(5, 3, 8)
+
+
+def test_an_error_event_in_a_stream_is_an_error_not_an_answer(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    error = json.dumps({"error": {"message": "the model is overloaded", "type": "server_error"}})
+    openai_server.script(Raw(_sse(_chunk("Hal"), error)))
+    with pytest.raises(LLMError, match="the model is overloaded"):
+        make(openai_server, rec, TokenSink()).generate(MSGS)
+    assert "on_llm_end" not in rec.hooks()
+    assert rec.hooks().count("on_llm_error") == 1
+    assert len(openai_server.requests) == 1  # as the SDK's stream raises it: not retried
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "[1, 2]",
+        '"text"',
+        json.dumps({"choices": "abc"}),
+        json.dumps({"choices": [7]}),
+        json.dumps({"choices": [{"index": 0, "delta": {"content": 5}}]}),
+        json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "x"}]}}]}),
+        json.dumps({"choices": [], "usage": {"prompt_tokens": "many"}}),
+        json.dumps({"choices": [], "usage": [1]}),
+    ],
+)
+def test_a_stream_event_of_the_wrong_shape_is_malformed(
+    openai_server: OpenAIServer, make: Make, event: str
+) -> None:
+    openai_server.script(Raw(_sse(_chunk("a"), event, "[DONE]")))
+    with pytest.raises(MalformedResponseError, match="not the OpenAI protocol"):
+        make(openai_server, TokenSink()).generate(MSGS)
+    assert len(openai_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[1]",
+        "null",
+        json.dumps({"choices": [1]}),
+        json.dumps({"choices": [{"message": {"content": 5}}]}),
+        json.dumps({"choices": [{"message": {"content": "x"}}], "usage": {"total_tokens": {}}}),
+        json.dumps({"choices": [{"message": {"tool_calls": 3}}]}),
+    ],
+)
+def test_a_json_answer_of_the_wrong_shape_is_malformed(
+    openai_server: OpenAIServer, make: Make, body: str
+) -> None:
+    openai_server.script(Raw(body))
+    with pytest.raises(MalformedResponseError):
+        make(openai_server).generate(MSGS)
+    assert len(openai_server.requests) == 1
+
+
+def test_streamed_calls_keep_their_connection(openai_server: OpenAIServer, make: Make) -> None:
+    # The body is read to its end after [DONE], so the connection goes back to the pool (the
+    # SDK's own sync stream closes it after [DONE], and connects again for the next call).
+    llm = make(openai_server, TokenSink())
+    for _ in range(4):
+        assert llm.generate(MSGS).content == "You said: What is the capital of France?"
+    assert len(set(openai_server.peers)) == 1
+    for _ in range(2):
+        items = list(llm.stream(MSGS))
+        assert isinstance(items[-1], LLMResponse)
+    assert len(set(openai_server.peers)) == 1
+
+
+async def test_async_streamed_calls_keep_their_connection(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    llm = make(openai_server, TokenSink())
+    for _ in range(3):
+        assert (await llm.agenerate(MSGS)).content.startswith("You said:")
+    assert len(set(openai_server.peers)) == 1
+
+
+def test_data_after_done_is_not_read_as_an_answer(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(Raw(_sse(_chunk("ok"), _chunk(None, "stop"), "[DONE]", _chunk("late"))))
+    sink = TokenSink()
+    assert make(openai_server, sink).generate(MSGS).content == "ok"
+    assert sink.tokens == ["ok"]
+    assert make(openai_server).generate(MSGS).content.startswith("You said:")
+
+
+def test_a_stall_mid_stream_is_a_timeout_and_retried(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    openai_server.chunk_delay = 0.5
+    llm = make(openai_server, rec, TokenSink(), timeout=0.15, retry=RetryPolicy(2, initial=0.0))
+    with pytest.raises(LLMTimeoutError):
+        llm.generate(MSGS)
+    assert [type(r["error"]) for r in rec.of("retry")] == [LLMTimeoutError]
+    assert len(openai_server.requests) == 2
+
+
+async def test_async_stream_errors_are_mapped(openai_server: OpenAIServer, make: Make) -> None:
+    openai_server.script(
+        Raw(_sse(_chunk("a"), "[1]")),
+        Raw(_sse(_chunk("a"), json.dumps({"error": {"message": "gone"}}))),
+    )
+    llm = make(openai_server)
+    with pytest.raises(MalformedResponseError):
+        [t async for t in llm.astream(MSGS)]
+    with pytest.raises(LLMError, match="gone"):
+        [t async for t in llm.astream(MSGS)]
+    openai_server.script(Raw("[1]"))
+    with pytest.raises(MalformedResponseError):
+        await llm.agenerate(MSGS, stream=False)
+
+
+def test_transport_errors_follow_the_http_library_of_the_response() -> None:
+    import httpx
+
+    from hookwire.llms.openai_client import _transport_errors
+
+    timeouts, failures = _transport_errors(httpx.Response(200))
+    assert timeouts == (httpx.TimeoutException,)
+    assert httpx.RequestError in failures
+    assert issubclass(httpx.ReadTimeout, timeouts)
+    assert issubclass(httpx.RemoteProtocolError, failures)
+    assert not issubclass(ValueError, failures)
+
+
+_FIELD_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+)
+
+
+@given(
+    events=st.lists(st.lists(_FIELD_TEXT, min_size=1, max_size=3), max_size=6),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    noise=st.lists(st.sampled_from([": ping", "event: x", "id: 1", "retry: 5", ""]), max_size=3),
+)
+def test_sse_data_gives_each_events_data(
+    events: list[list[str]], newline: str, noise: list[str]
+) -> None:
+    # Any events (data over one or more lines), with fields, comments and blank lines around:
+    # each event's data lines come back joined by "\n", in order, up to [DONE].
+    from hookwire.llms.openai_client import _sse_data
+
+    events = [e for e in events if not "\n".join(e).startswith("[DONE]")]
+    text = ""
+    for lines in events:
+        text += newline.join([*noise, *(f"data: {line}" for line in lines)]) + newline + newline
+    text += f"data: [DONE]{newline}{newline}data: after{newline}{newline}"
+    got = list(_sse_data(text.split(newline), http2=False))
+    assert got == ["\n".join(lines) for lines in events]

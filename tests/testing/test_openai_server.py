@@ -17,6 +17,7 @@ from hookwire.testing.openai_server import (
     ErrorReply,
     Malformed,
     OpenAIServer,
+    Raw,
     Reply,
     ToolCallReply,
     Truncated,
@@ -284,6 +285,51 @@ def test_timeout_with_delay(openai_server: OpenAIServer) -> None:
 def test_bad_script_item_is_refused(openai_server: OpenAIServer) -> None:
     with pytest.raises(TypeError, match="script item"):
         openai_server.script(42)  # type: ignore[arg-type]
+
+
+def test_raw_sends_the_body_as_given(openai_server: OpenAIServer) -> None:
+    event = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+    }
+    answer = {
+        "id": "j",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "raw"},
+            }
+        ],
+    }
+    openai_server.script(
+        Raw(f": ping\n\ndata: {json.dumps(event)}\n\ndata: [DONE]\n\n"), Raw(json.dumps(answer))
+    )
+    c = client(openai_server)
+    chunks = list(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    assert [ch.choices[0].delta.content for ch in chunks] == ["hi"]
+    assert (
+        c.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == "raw"
+    )
+
+
+def test_peers_tell_connections_apart(openai_server: OpenAIServer) -> None:
+    c = client(openai_server)
+    for _ in range(3):
+        c.chat.completions.create(model="m", messages=MESSAGES)
+    other = client(openai_server)
+    other.chat.completions.create(model="m", messages=MESSAGES)
+    peers = openai_server.peers
+    assert len(peers) == 4 and peers[0] == peers[1] == peers[2] != peers[3]
+    assert peers[0][0] == "127.0.0.1"
+    openai_server.reset()
+    assert openai_server.peers == []
 
 
 def test_reset_forgets_requests_and_script(openai_server: OpenAIServer) -> None:

@@ -36,15 +36,19 @@ or ``OpenAIServer(script=[...])``), in order, whatever thread or client sends it
 - ``Drop(after=N)``: the connection is closed without finishing: after ``N`` content chunks
   of a stream, or before any response for a non-streamed call;
 - ``Truncated(after=N)``: a stream that ends cleanly (HTTP-wise) after ``N`` content chunks,
-  without a ``finish_reason`` or ``[DONE]``.
+  without a ``finish_reason`` or ``[DONE]``;
+- ``Raw(body)``: HTTP 200 with exactly ``body``: the SSE text of a streamed answer (write the
+  events yourself, ``data: {...}`` and a blank line each), the JSON of a plain one. For
+  servers that answer oddly: comments, multi-line data, error events, wrong shapes.
 
 With the script empty it answers deterministically from the conversation: ``"You said: "``
 and the last user message's text, or, right after a tool result, ``"The tool returned: "``
 and the result.
 
 What it records: ``server.requests`` is the list of the JSON bodies it received, in order;
-``server.headers`` the matching request headers (lower-case names). ``server.reset()``
-forgets both and empties the script.
+``server.headers`` the matching request headers (lower-case names); ``server.peers`` the
+client address (host, port) of each, so requests sent over one kept-alive connection share
+one. ``server.reset()`` forgets them and empties the script.
 
 Token counts are words: prompt tokens are the words of every message's content (at least
 1), completion tokens the chunks of the answer. The server runs in a daemon thread on an
@@ -71,6 +75,7 @@ __all__ = [
     "ErrorReply",
     "Malformed",
     "OpenAIServer",
+    "Raw",
     "Reply",
     "ScriptItem",
     "ToolCallReply",
@@ -151,8 +156,18 @@ class Truncated:
     delay: float = 0.0
 
 
+@dataclass(frozen=True)
+class Raw:
+    """HTTP 200 with exactly ``body``: the SSE text when the request streams, else the JSON."""
+
+    body: str
+    delay: float = 0.0
+
+
 #: Anything ``OpenAIServer.script`` accepts.
-ScriptItem: TypeAlias = str | Reply | ToolCallReply | ErrorReply | Malformed | Drop | Truncated
+ScriptItem: TypeAlias = (
+    str | Reply | ToolCallReply | ErrorReply | Malformed | Drop | Truncated | Raw
+)
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", None),
@@ -293,7 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error_body(400, f"the request body is not JSON: {exc}"))
             return
         owner = self.server.owner
-        item = owner._record(body, {k.lower(): v for k, v in self.headers.items()})
+        item = owner._record(
+            body, {k.lower(): v for k, v in self.headers.items()}, self.client_address
+        )
         if owner.api_key is not None and self.headers.get("Authorization") != (
             f"Bearer {owner.api_key}"
         ):
@@ -319,6 +336,14 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Retry-After"] = _fmt_seconds(item.retry_after)
             message = item.message or _ERROR_MESSAGES.get(item.status, "Error.")
             self._send_json(item.status, _error_body(item.status, message), headers)
+            return
+        if isinstance(item, Raw):
+            if stream:
+                self._start_stream()
+                self._chunk(item.body.encode())
+                self._end_stream()
+            else:
+                self._send_raw(200, item.body.encode(), "application/json")
             return
         if isinstance(item, Malformed):
             if stream:
@@ -557,6 +582,7 @@ class OpenAIServer:
         self.chunk_delay = chunk_delay
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.peers: list[tuple[str, int]] = []
         self._script: deque[ScriptItem] = deque(script or ())
         self._lock = threading.Lock()
         self._ids = 0
@@ -628,11 +654,11 @@ class OpenAIServer:
         """Add replies or failures, answered in order by the next requests; returns the server."""
         for item in items:
             if not isinstance(
-                item, (str, Reply, ToolCallReply, ErrorReply, Malformed, Drop, Truncated)
+                item, (str, Reply, ToolCallReply, ErrorReply, Malformed, Drop, Truncated, Raw)
             ):
                 raise TypeError(
                     f"a script item must be a str, Reply, ToolCallReply, ErrorReply, Malformed, "
-                    f"Drop or Truncated, not {type(item).__name__}"
+                    f"Drop, Truncated or Raw, not {type(item).__name__}"
                 )
         with self._lock:
             self._script.extend(items)
@@ -649,12 +675,16 @@ class OpenAIServer:
         with self._lock:
             self.requests.clear()
             self.headers.clear()
+            self.peers.clear()
             self._script.clear()
 
-    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> ScriptItem | None:
+    def _record(
+        self, body: dict[str, Any], headers: dict[str, str], peer: Any = None
+    ) -> ScriptItem | None:
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.peers.append(tuple(peer[:2]) if peer else ("", 0))
             return self._script.popleft() if self._script else None
 
     def _next_id(self) -> str:
