@@ -89,6 +89,46 @@ def test_start_hooks_return_a_run_id_even_without_handlers() -> None:
     assert m.on_llm_new_token("t") is None
 
 
+async def test_hooks_nobody_listens_to_are_the_class_no_ops() -> None:
+    # Every hook of a manager without listeners takes any keyword, does nothing, and start
+    # hooks still give a run id; sync and async. Adding a listener gives the instance its own
+    # dispatcher, removing it brings the class's no-op back.
+    import inspect
+
+    from hookwire.events import HOOKS
+
+    m = CallbackManager()
+    for hook, spec in HOOKS.items():
+        assert hook not in vars(m) and "a" + hook not in vars(m)
+        args = ["x"] * len(spec.args)
+        result = getattr(m, hook)(*args, run_id="r1", anything=1, user_id="u")
+        aresult = await getattr(m, "a" + hook)(*args, run_id="r1", anything=1)
+        if hook in ("on_run_start", "on_llm_start", "on_tool_start"):
+            assert result == aresult == "r1"
+            assert len(getattr(m, hook)(*args)) == 36
+        else:
+            assert result is None and aresult is None
+        assert getattr(type(m), hook).__doc__ == getattr(CallbackManager, hook).__doc__
+        assert inspect.iscoroutinefunction(getattr(type(m), "a" + hook))
+    assert isinstance(m, CallbackManager) and type(m).__name__ == "CallbackManager"
+    rec = m.add(RecordingCallback())
+    assert type(m) is CallbackManager
+    assert "on_llm_new_token" in vars(m)
+    m.on_llm_new_token("a", run_id="r")
+    m.remove(rec)
+    assert "on_llm_new_token" not in vars(m) and "aon_llm_new_token" not in vars(m)
+    assert m.on_llm_new_token("b") is None
+    assert [c["token"] for c in rec.calls] == ["a"]
+
+    class Mine(CallbackManager):
+        pass
+
+    mine = Mine()
+    mine.add(RecordingCallback())
+    assert type(mine) is Mine and type(Mine([])) is Mine
+    assert type(CallbackManager([RecordingCallback()])) is CallbackManager
+
+
 def test_a_failing_handler_never_reaches_the_caller_and_the_next_one_still_runs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -224,10 +224,11 @@ def _optional_keywords(hook: str) -> tuple[str, ...]:
 _CLIENT_TOKEN_KEYWORDS = ("model", "provider", "attempt", "index")
 
 
-def _generate_nop(hook: str, *, is_async: bool) -> Callable[..., Any]:
+def _generate_nop(hook: str, *, is_async: bool, method: bool = False) -> Callable[..., Any]:
     """A do-nothing hook with the hook's own signature: calling it packs no tuple or dict for
-    the usual arguments, so a hook no handler listens to costs about one plain call."""
-    params = "".join(f"{a}, " for a in HOOKS[hook].args)
+    the usual arguments, so a hook no handler listens to costs about one plain call. With
+    ``method``, it takes ``self`` first (``CallbackManager``'s own no-op methods)."""
+    params = ("self, " if method else "") + "".join(f"{a}, " for a in HOOKS[hook].args)
     ret = "run_id if run_id is not None else new_id()" if hook in _START_HOOKS else "None"
     source = (
         f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
@@ -711,6 +712,11 @@ class CallbackManager:
 
     # -- construction -----------------------------------------------------------------------
 
+    def __new__(cls, handlers: Iterable[Any] = ()) -> CallbackManager:
+        if cls is CallbackManager and type(handlers) in (tuple, list) and not handlers:
+            cls = _Silent  # see _Silent
+        return object.__new__(cls)
+
     def __init__(self, handlers: Iterable[Any] = ()) -> None:
         self._handlers: list[Any] = []
         self._lanes: dict[int, _Lane] = {}
@@ -820,6 +826,10 @@ class CallbackManager:
         return lane
 
     def _rebuild(self) -> None:
+        if self._handlers and type(self) is _Silent:
+            # Given a handler, a manager made without any becomes a plain CallbackManager
+            # before any hook is stored: _Silent's instances never hold one (see there).
+            self.__class__ = CallbackManager  # type: ignore[assignment]
         listening = set()
         live = {id(h) for h in self._handlers}
         for key in [k for k in self._lanes if k not in live]:
@@ -850,8 +860,16 @@ class CallbackManager:
             if entries:
                 listening.add(hook)
             sync_entries, async_entries = tuple(entries), tuple(aentries)
-            self.__dict__[hook] = self._build_sync(hook, sync_entries)
-            self.__dict__["a" + hook] = self._build_async(hook, async_entries)
+            if entries:
+                self.__dict__[hook] = self._build_sync(hook, sync_entries)
+                self.__dict__["a" + hook] = self._build_async(hook, async_entries)
+            else:
+                # Nobody listens: the class's no-op method answers. Called as a method of the
+                # class, it is cheaper than a function in the instance's dict (CPython
+                # specialises the method lookup), which is what a hook nobody listens to costs.
+                if type(self) is not _Silent:  # which never holds one, nor looks
+                    self.__dict__.pop(hook, None)
+                    self.__dict__.pop("a" + hook, None)
             if hook == "on_llm_new_token":
                 # The clients' own token dispatchers (see _CLIENT_TOKEN_KEYWORDS): the same
                 # handlers, keywords and order as on_llm_new_token / aon_llm_new_token.
@@ -954,3 +972,36 @@ class CallbackManager:
                 except Exception as exc:
                     logger.warning("hookwire: %s.close() failed: %r", _handler_name(h), exc)
         return ok
+
+
+def _install_class_nops() -> None:
+    # The declared hooks above document the API; the class gets do-nothing methods with the
+    # hooks' own parameters (start hooks still return a run id), used by every instance for
+    # the hooks none of its handlers listens to.
+    for hook in HOOKS:
+        for name, is_async in ((hook, False), ("a" + hook, True)):
+            declared = CallbackManager.__dict__[name]
+            fn = _generate_nop(hook, is_async=is_async, method=True)
+            fn.__doc__ = declared.__doc__
+            fn.__qualname__ = f"CallbackManager.{name}"
+            fn.__module__ = __name__
+            setattr(CallbackManager, name, fn)
+
+
+_install_class_nops()
+
+
+class _Silent(CallbackManager):
+    """What ``CallbackManager()`` (no handlers) makes; it becomes a plain ``CallbackManager``
+    when given a handler (a subclass of yours is never replaced).
+
+    Its hooks are the class's no-op methods. CPython specialises a method call only while no
+    instance of the class has stored an attribute of that name (the class's shared instance
+    keys); other managers store their dispatchers under the hooks' names, this class's never
+    do, so a dispatch to nobody stays the cost of one plain call.
+    """
+
+    __slots__ = ()
+
+
+_Silent.__name__ = _Silent.__qualname__ = "CallbackManager"
