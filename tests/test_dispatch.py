@@ -90,43 +90,75 @@ def test_start_hooks_return_a_run_id_even_without_handlers() -> None:
 
 
 async def test_hooks_nobody_listens_to_are_the_class_no_ops() -> None:
-    # Every hook of a manager without listeners takes any keyword, does nothing, and start
-    # hooks still give a run id; sync and async. Adding a listener gives the instance its own
-    # dispatcher, removing it brings the class's no-op back.
+    # Every hook of a manager without listeners takes any keyword (even "self"), does nothing,
+    # and start hooks still give a run id; sync and async.
     import inspect
 
     from hookwire.events import HOOKS
 
     m = CallbackManager()
     for hook, spec in HOOKS.items():
-        assert hook not in vars(m) and "a" + hook not in vars(m)
         args = ["x"] * len(spec.args)
-        result = getattr(m, hook)(*args, run_id="r1", anything=1, user_id="u")
+        result = getattr(m, hook)(*args, run_id="r1", anything=1, self=2)
         aresult = await getattr(m, "a" + hook)(*args, run_id="r1", anything=1)
         if hook in ("on_run_start", "on_llm_start", "on_tool_start"):
             assert result == aresult == "r1"
             assert len(getattr(m, hook)(*args)) == 36
         else:
             assert result is None and aresult is None
-        assert getattr(type(m), hook).__doc__ == getattr(CallbackManager, hook).__doc__
-        assert inspect.iscoroutinefunction(getattr(type(m), "a" + hook))
-    assert isinstance(m, CallbackManager) and type(m).__name__ == "CallbackManager"
-    rec = m.add(RecordingCallback())
-    assert type(m) is CallbackManager
-    assert "on_llm_new_token" in vars(m)
-    m.on_llm_new_token("a", run_id="r")
-    m.remove(rec)
-    assert "on_llm_new_token" not in vars(m) and "aon_llm_new_token" not in vars(m)
-    assert m.on_llm_new_token("b") is None
+        assert getattr(type(m), hook) is getattr(CallbackManager, hook)  # inherited
+        assert getattr(CallbackManager, hook).__doc__
+        assert inspect.iscoroutinefunction(getattr(CallbackManager, "a" + hook))
+    assert vars(m).keys().isdisjoint(HOOKS)
+
+
+def test_each_manager_dispatches_through_a_class_of_its_own() -> None:
+    # Dispatchers are methods of a class per manager (see CallbackManager.__new__): two
+    # managers never share one, adding and removing handlers changes only the manager's own,
+    # and a subclass of yours stays in the picture.
+    a, b = CallbackManager(), CallbackManager()
+    assert type(a) is not type(b)
+    assert isinstance(a, CallbackManager) and type(a).__name__ == "CallbackManager"
+    rec = a.add(RecordingCallback())
+    assert "on_llm_new_token" in type(a).__dict__
+    assert "on_llm_new_token" not in type(b).__dict__
+    a.on_llm_new_token("a", run_id="r")
+    b.on_llm_new_token("not seen")
+    a.remove(rec)
+    assert "on_llm_new_token" not in type(a).__dict__
+    assert a.on_llm_new_token("b") is None
     assert [c["token"] for c in rec.calls] == ["a"]
+    # A caller's keyword named like the manager's own parameter reaches the handler.
+    rec2 = a.add(RecordingCallback())
+    a.on_llm_end("resp", _manager="given")
+    assert rec2.calls[-1]["_manager"] == "given"
 
     class Mine(CallbackManager):
         pass
 
-    mine = Mine()
-    mine.add(RecordingCallback())
-    assert type(mine) is Mine and type(Mine([])) is Mine
-    assert type(CallbackManager([RecordingCallback()])) is CallbackManager
+    mine = Mine([RecordingCallback()])
+    assert isinstance(mine, Mine) and type(mine).__name__ == "Mine"
+    assert type(type(mine)([])).__bases__ == (Mine,)
+    import copy
+
+    twin = copy.copy(a)
+    assert type(twin) is not type(a) and isinstance(twin, CallbackManager)
+    assert twin.handlers == a.handlers and twin.listens("on_llm_end")
+    twin.on_llm_end("via the copy")
+    assert rec2.calls[-1]["response"] == "via the copy"
+
+
+def test_managers_of_the_same_shape_share_compiled_code_not_handlers() -> None:
+    # The generated source names handlers, it does not hold them: a second manager with
+    # handlers of the same kinds reuses the compiled code, and still calls its own handlers.
+    a, b = RecordingCallback(), RecordingCallback()
+    ma, mb = CallbackManager([a]), CallbackManager([b])
+    assert ma.on_llm_end.__code__ is mb.on_llm_end.__code__
+    assert ma.on_llm_end.__func__ is not mb.on_llm_end.__func__
+    ma.on_llm_end("for a")
+    mb.on_llm_end("for b")
+    assert [c["response"] for c in a.calls] == ["for a"]
+    assert [c["response"] for c in b.calls] == ["for b"]
 
 
 def test_a_failing_handler_never_reaches_the_caller_and_the_next_one_still_runs(

@@ -33,12 +33,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import functools
 import inspect
 import itertools
 import logging
 import os
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
@@ -224,11 +226,19 @@ def _optional_keywords(hook: str) -> tuple[str, ...]:
 _CLIENT_TOKEN_KEYWORDS = ("model", "provider", "attempt", "index")
 
 
+@functools.lru_cache(maxsize=2048)
+def _compiled(source: str, filename: str) -> types.CodeType:
+    # Managers with handlers of the same kinds write the same source (the handlers are names
+    # in the function's globals, not in its text): compiling is most of what building a
+    # manager costs, so each text is compiled once.
+    return compile(source, filename, "exec")
+
+
 def _generate_nop(hook: str, *, is_async: bool, method: bool = False) -> Callable[..., Any]:
     """A do-nothing hook with the hook's own signature: calling it packs no tuple or dict for
     the usual arguments, so a hook no handler listens to costs about one plain call. With
-    ``method``, it takes ``self`` first (``CallbackManager``'s own no-op methods)."""
-    params = ("self, " if method else "") + "".join(f"{a}, " for a in HOOKS[hook].args)
+    ``method``, it takes the manager first, positional-only (a method)."""
+    params = ("_manager, /, " if method else "") + "".join(f"{a}, " for a in HOOKS[hook].args)
     ret = "run_id if run_id is not None else new_id()" if hook in _START_HOOKS else "None"
     source = (
         f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
@@ -246,6 +256,7 @@ def _generate(
     *,
     is_async: bool,
     optional: tuple[str, ...] | None = None,
+    method: bool = False,
 ) -> Callable[..., Any]:
     """Write the dispatch function of one hook for these handlers, and compile it.
 
@@ -254,7 +265,8 @@ def _generate(
     Handlers are called one after another, unrolled. When there is no run context and no
     other keyword, each handler is called with plain keyword arguments, without building a
     dict: that is what keeps a token well under a microsecond. ``optional`` replaces the
-    hook's usual named keywords (the clients' token dispatcher takes four).
+    hook's usual named keywords (the clients' token dispatcher takes four). With ``method``
+    it takes the manager first, positional-only, and becomes a method of the manager's class.
     """
     args = HOOKS[hook].args
     params = "".join(f"{a}, " for a in args)
@@ -321,7 +333,8 @@ def _generate(
     opt_params = "".join(f"{o}=None, " for o in optional)
     lines = [
         f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
-        f"({params}run_id=None, timestamp=None, {opt_params}**kw):",
+        f"({'_manager, /, ' if method else ''}{params}run_id=None, timestamp=None, "
+        f"{opt_params}**kw):",
         "    if timestamp is None:",
         "        timestamp = now()",
         "        if run_id is None:",
@@ -383,7 +396,7 @@ def _generate(
     lines += fast(optional, (), "        ")
     lines.append("    return run_id" if hook in _START_HOOKS else "    return None")
     source = "\n".join(lines)
-    exec(compile(source, f"<hookwire dispatch {hook}>", "exec"), ns)
+    exec(_compiled(source, f"<hookwire dispatch {hook}>"), ns)
     fn: Callable[..., Any] = ns[("a" if is_async else "") + hook]
     fn.__hookwire_source__ = source  # type: ignore[attr-defined]
     return fn
@@ -713,9 +726,27 @@ class CallbackManager:
     # -- construction -----------------------------------------------------------------------
 
     def __new__(cls, handlers: Iterable[Any] = ()) -> CallbackManager:
-        if cls is CallbackManager and type(handlers) in (tuple, list) and not handlers:
-            cls = _Silent  # see _Silent
-        return object.__new__(cls)
+        # Each manager is the one instance of a class of its own, a subclass of the class
+        # asked for, same name: its dispatchers are methods of that class. CPython specialises
+        # a method call on an instance (no lookup in the instance's dict first) when the name
+        # is a method of the class and no instance stores it, which saves about a tenth of a
+        # token's dispatch; a hook nobody listens to is the inherited no-op method.
+        if "_hookwire_own" in cls.__dict__:
+            # type(manager)(...): a new manager of the same public class, with its own class
+            # (not an instance of this one, so Python does not run __init__ again).
+            return cls.__bases__[0](handlers)  # type: ignore[no-any-return]
+        own = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__slots__": (),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+                "_hookwire_own": True,
+            },
+        )
+        return object.__new__(own)
 
     def __init__(self, handlers: Iterable[Any] = ()) -> None:
         self._handlers: list[Any] = []
@@ -729,6 +760,11 @@ class CallbackManager:
             self._handlers.append(h)
         self._rebuild()
         _MANAGERS.add(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (copy, deepcopy, pickle) is a new manager of the same class with the same
+        # handlers: its dispatchers are built for it, not taken from this one's class.
+        return (type(self).__bases__[0], (list(self._handlers),))
 
     @classmethod
     def ensure(cls, callbacks: Callbacks) -> CallbackManager:
@@ -826,10 +862,7 @@ class CallbackManager:
         return lane
 
     def _rebuild(self) -> None:
-        if self._handlers and type(self) is _Silent:
-            # Given a handler, a manager made without any becomes a plain CallbackManager
-            # before any hook is stored: _Silent's instances never hold one (see there).
-            self.__class__ = CallbackManager  # type: ignore[assignment]
+        own = type(self)
         listening = set()
         live = {id(h) for h in self._handlers}
         for key in [k for k in self._lanes if k not in live]:
@@ -861,15 +894,12 @@ class CallbackManager:
                 listening.add(hook)
             sync_entries, async_entries = tuple(entries), tuple(aentries)
             if entries:
-                self.__dict__[hook] = self._build_sync(hook, sync_entries)
-                self.__dict__["a" + hook] = self._build_async(hook, async_entries)
-            else:
-                # Nobody listens: the class's no-op method answers. Called as a method of the
-                # class, it is cheaper than a function in the instance's dict (CPython
-                # specialises the method lookup), which is what a hook nobody listens to costs.
-                if type(self) is not _Silent:  # which never holds one, nor looks
-                    self.__dict__.pop(hook, None)
-                    self.__dict__.pop("a" + hook, None)
+                setattr(own, hook, self._build_sync(hook, sync_entries, method=True))
+                setattr(own, "a" + hook, self._build_async(hook, async_entries, method=True))
+            else:  # nobody listens: the inherited no-op method answers
+                for name in (hook, "a" + hook):
+                    if name in own.__dict__:
+                        delattr(own, name)
             if hook == "on_llm_new_token":
                 # The clients' own token dispatchers (see _CLIENT_TOKEN_KEYWORDS): the same
                 # handlers, keywords and order as on_llm_new_token / aon_llm_new_token.
@@ -882,18 +912,30 @@ class CallbackManager:
         self._listening = frozenset(listening)
 
     def _build_sync(
-        self, hook: str, entries: tuple[_Entry, ...], optional: tuple[str, ...] | None = None
+        self,
+        hook: str,
+        entries: tuple[_Entry, ...],
+        optional: tuple[str, ...] | None = None,
+        method: bool = False,
     ) -> Callable[..., Any]:
         if not entries:
             return _NOPS[hook]
-        return _generate(hook, entries, self._report, is_async=False, optional=optional)
+        return _generate(
+            hook, entries, self._report, is_async=False, optional=optional, method=method
+        )
 
     def _build_async(
-        self, hook: str, entries: tuple[_Entry, ...], optional: tuple[str, ...] | None = None
+        self,
+        hook: str,
+        entries: tuple[_Entry, ...],
+        optional: tuple[str, ...] | None = None,
+        method: bool = False,
     ) -> Callable[..., Any]:
         if not entries:
             return _ANOPS[hook]
-        return _generate(hook, entries, self._report, is_async=True, optional=optional)
+        return _generate(
+            hook, entries, self._report, is_async=True, optional=optional, method=method
+        )
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -989,19 +1031,3 @@ def _install_class_nops() -> None:
 
 
 _install_class_nops()
-
-
-class _Silent(CallbackManager):
-    """What ``CallbackManager()`` (no handlers) makes; it becomes a plain ``CallbackManager``
-    when given a handler (a subclass of yours is never replaced).
-
-    Its hooks are the class's no-op methods. CPython specialises a method call only while no
-    instance of the class has stored an attribute of that name (the class's shared instance
-    keys); other managers store their dispatchers under the hooks' names, this class's never
-    do, so a dispatch to nobody stays the cost of one plain call.
-    """
-
-    __slots__ = ()
-
-
-_Silent.__name__ = _Silent.__qualname__ = "CallbackManager"
