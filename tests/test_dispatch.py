@@ -138,6 +138,36 @@ def test_each_manager_dispatches_through_a_class_of_its_own() -> None:
 
     mine = Mine([RecordingCallback()])
     assert isinstance(mine, Mine) and type(mine).__name__ == "Mine"
+
+    class Configured(CallbackManager):
+        def __init__(self, label: str, *, handlers: Any = ()) -> None:
+            super().__init__(handlers)
+            self.label = label
+
+    made = Configured("x", handlers=[RecordingCallback()])
+    assert made.label == "x" and made.listens("on_llm_end")
+    again = type(made)("y")
+    assert isinstance(again, Configured) and again.label == "y" and not len(again)
+    import copy as copying
+
+    clone = copying.copy(made)
+    assert isinstance(clone, Configured) and clone.label == "x" and clone.listens("on_llm_end")
+    assert type(clone) is not type(made) and clone.handlers == made.handlers
+    clone.on_llm_end("to the clone")
+    assert made.handlers[0].calls[-1]["response"] == "to the clone"
+
+    class Ends(BaseCallback):
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            self.seen.append(response)
+
+    original = Configured("z", handlers=[Ends()])
+    deep = copying.deepcopy(original)
+    assert deep.label == "z" and deep.handlers[0] is not original.handlers[0]
+    deep.on_llm_end("deep")
+    assert deep.handlers[0].seen == ["deep"] and original.handlers[0].seen == []
     assert type(type(mine)([])).__bases__ == (Mine,)
     import copy
 

@@ -725,7 +725,8 @@ class CallbackManager:
 
     # -- construction -----------------------------------------------------------------------
 
-    def __new__(cls, handlers: Iterable[Any] = ()) -> CallbackManager:
+    def __new__(cls, *args: Any, **kwargs: Any) -> CallbackManager:
+        # (Any arguments: a subclass of yours may take others in its __init__.)
         # Each manager is the one instance of a class of its own, a subclass of the class
         # asked for, same name: its dispatchers are methods of that class. CPython specialises
         # a method call on an instance (no lookup in the instance's dict first) when the name
@@ -734,7 +735,7 @@ class CallbackManager:
         if "_hookwire_own" in cls.__dict__:
             # type(manager)(...): a new manager of the same public class, with its own class
             # (not an instance of this one, so Python does not run __init__ again).
-            return cls.__bases__[0](handlers)  # type: ignore[no-any-return]
+            return cls.__bases__[0](*args, **kwargs)  # type: ignore[no-any-return]
         own = type(
             cls.__name__,
             (cls,),
@@ -762,9 +763,11 @@ class CallbackManager:
         _MANAGERS.add(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A copy (copy, deepcopy, pickle) is a new manager of the same class with the same
-        # handlers: its dispatchers are built for it, not taken from this one's class.
-        return (type(self).__bases__[0], (list(self._handlers),))
+        # A copy (copy, deepcopy, pickle) is a new manager of the same public class with the
+        # same handlers and attributes (a subclass's own too), and its own dispatchers, lock,
+        # worker lanes and error counts: nothing of this one's machinery is shared or copied.
+        state = {k: v for k, v in vars(self).items() if k not in _RUNTIME}
+        return (_restore, (type(self).__bases__[0], state))
 
     @classmethod
     def ensure(cls, callbacks: Callbacks) -> CallbackManager:
@@ -1014,6 +1017,34 @@ class CallbackManager:
                 except Exception as exc:
                     logger.warning("hookwire: %s.close() failed: %r", _handler_name(h), exc)
         return ok
+
+
+#: A manager's own machinery, made afresh for a copy (see ``CallbackManager.__reduce__``).
+_RUNTIME = frozenset(
+    {
+        "_lanes",
+        "_lock",
+        "_errors",
+        "_logged",
+        "_listening",
+        "_client_on_llm_new_token",
+        "_client_aon_llm_new_token",
+    }
+)
+
+
+def _restore(cls: type[CallbackManager], state: dict[str, Any]) -> CallbackManager:
+    manager = CallbackManager.__new__(cls)
+    manager.__dict__.update(state)
+    manager._handlers = list(manager._handlers)
+    manager._lanes = {}
+    manager._lock = threading.RLock()
+    manager._errors = collections.Counter()
+    manager._logged = set()
+    manager._listening = frozenset()
+    manager._rebuild()
+    _MANAGERS.add(manager)
+    return manager
 
 
 def _install_class_nops() -> None:
