@@ -2,11 +2,13 @@
 
 How the hot path stays cheap: whenever the handler list changes, the manager builds, for every
 hook, a small function specialised to the handlers that actually override that hook, and sets
-it as ``manager.on_<hook>`` / ``manager.aon_<hook>``. A hook no handler overrides is a no-op
-function; nothing is formatted, copied or allocated for it. The typed event record is built
-only when some handler overrides ``on_event``. A built-in handler whose hook only queues the event
-(``FileLogCallback``) is called through its ``_hookwire_raw`` entry point with the ids, the
-context and the keywords as they are, so no keyword dict is built for it.
+it as the method ``on_<hook>`` / ``aon_<hook>`` of the manager's own class (each manager is the
+one instance of a subclass made for it, so CPython specialises ``manager.on_<hook>(...)`` as a
+method call). A hook no handler overrides is the no-op method inherited from
+``CallbackManager``; nothing is formatted, copied or allocated for it. The typed event record
+is built only when some handler overrides ``on_event``. A built-in handler whose hook only
+queues the event (``FileLogCallback``) is called through its ``_hookwire_raw`` entry point with
+the ids, the context and the keywords as they are, so no keyword dict is built for it.
 
 Where handlers run:
 
@@ -627,18 +629,19 @@ class CallbackManager:
     the matching end hook.
     """
 
-    # Declared for type checkers and documentation; each instance replaces them with functions
-    # specialised to its handlers (see the module docstring).
+    # Declared for type checkers and documentation. At import, _install_class_nops replaces
+    # each with a no-op taking the hook's own parameters; a manager's own class overrides the
+    # hooks its handlers listen to with dispatchers (see the module docstring).
     def on_run_start(self, input: Any, **kwargs: Any) -> str:
         """A run began."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     def on_run_end(self, output: Any, **kwargs: Any) -> None:
         """A run ended."""
 
     def on_llm_start(self, prompt: Any, **kwargs: Any) -> str:
         """An LLM call is about to be sent."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         """A streamed token arrived."""
@@ -651,7 +654,7 @@ class CallbackManager:
 
     def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
         """A tool is about to run."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
         """A tool returned."""
@@ -678,14 +681,14 @@ class CallbackManager:
 
     async def aon_run_start(self, input: Any, **kwargs: Any) -> str:
         """A run began (async)."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     async def aon_run_end(self, output: Any, **kwargs: Any) -> None:
         """A run ended (async)."""
 
     async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> str:
         """An LLM call is about to be sent (async)."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     async def aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
         """A streamed token arrived (async)."""
@@ -698,7 +701,7 @@ class CallbackManager:
 
     async def aon_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
         """A tool is about to run (async)."""
-        raise NotImplementedError  # pragma: no cover - replaced per instance
+        raise NotImplementedError  # pragma: no cover - replaced at import
 
     async def aon_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
         """A tool returned (async)."""
