@@ -24,7 +24,15 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 import openai
@@ -236,24 +244,34 @@ def _stream_error(error: Any, request: Any) -> openai.APIError:
     return openai.APIError(message, request, body=error)
 
 
+def _event_data(line: str, data: list[str]) -> str | None:
+    """One line of a server-sent event stream: a ``data`` line is collected in ``data``; the
+    blank line that ends an event returns the event's data (and empties ``data``). Other
+    fields (``event:``, ``id:``, ``retry:``) and comments carry nothing a chat completion needs.
+    """
+    if line:
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        return None
+    if not data:
+        return None
+    text = data[0] if len(data) == 1 else "\n".join(data)
+    data.clear()
+    return text
+
+
 def _sse_data(lines: Iterable[str], http2: bool) -> Iterator[str]:
     """The data of each server-sent event in ``lines``, up to ``[DONE]``.
 
-    Other fields (``event:``, ``id:``, ``retry:``) and comments carry nothing a chat
-    completion needs. After ``[DONE]`` an HTTP/1.1 body is read to its end (nothing more is
-    expected), so the connection can be reused; a failure then does not spoil the answer.
+    After ``[DONE]`` an HTTP/1.1 body is read to its end (nothing more is expected), so the
+    connection can be reused; a failure then does not spoil the answer.
     """
     data: list[str] = []
     it = iter(lines)
     for line in it:
-        if line:
-            if line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
+        text = _event_data(line, data)
+        if text is None:
             continue
-        if not data:
-            continue
-        text = data[0] if len(data) == 1 else "\n".join(data)
-        data = []
         if text.startswith("[DONE]"):
             if not http2:
                 with contextlib.suppress(Exception):
@@ -268,14 +286,9 @@ async def _asse_data(lines: AsyncIterable[str], http2: bool) -> AsyncIterator[st
     data: list[str] = []
     it = aiter(lines)
     async for line in it:
-        if line:
-            if line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
+        text = _event_data(line, data)
+        if text is None:
             continue
-        if not data:
-            continue
-        text = data[0] if len(data) == 1 else "\n".join(data)
-        data = []
         if text.startswith("[DONE]"):
             if not http2:
                 with contextlib.suppress(Exception):
@@ -505,25 +518,31 @@ class OpenAIClient(BaseLLM):
             stream_options={"include_usage": True},
         ).http_response
 
+    @staticmethod
+    def _tokens(http: Any, acc: _JSONChunks) -> Generator[str, None, None]:
+        """The text pieces of a streamed answer's body, what else it says kept in ``acc``; the
+        HTTP library's failures mapped as the SDK's stream maps them; the response closed at
+        the end (read to its end it has closed itself: a cheap test), on a failure, or when
+        the reader stops early."""
+        feed = acc.feed_json
+        timeouts, failures = _transport_errors(http)
+        try:
+            for data in _sse_data(http.iter_lines(), http.http_version == "HTTP/2"):
+                token = feed(data)
+                if token:
+                    yield token
+        except timeouts as exc:
+            raise openai.APITimeoutError(request=http.request) from exc
+        except failures as exc:
+            raise openai.APIConnectionError(request=http.request) from exc
+        finally:
+            http.close()
+
     def _stream(self, request: LLMRequest) -> Iterator[str | StreamEnd]:
         try:
             http = self._open_stream(request)
             acc = _JSONChunks(http.request)
-            feed = acc.feed_json
-            timeouts, failures = _transport_errors(http)
-            try:
-                for data in _sse_data(http.iter_lines(), http.http_version == "HTTP/2"):
-                    token = feed(data)
-                    if token:
-                        yield token
-            except timeouts as exc:
-                raise openai.APITimeoutError(request=http.request) from exc
-            except failures as exc:
-                raise openai.APIConnectionError(request=http.request) from exc
-            finally:
-                # Read to its end the response has closed itself (a cheap test); one left
-                # early (an error, the caller stopping) is closed here.
-                http.close()
+            yield from self._tokens(http, acc)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
@@ -532,26 +551,19 @@ class OpenAIClient(BaseLLM):
         self, request: LLMRequest, on_token: Callable[[str], None]
     ) -> StreamEnd | None:
         """``_stream`` as one plain loop calling ``on_token`` (see ``BaseLLM._stream_into``):
-        the same request, errors and end, without a generator of ours resumed per token."""
+        the same request, errors and end, without ``_stream``'s generator resumed per token."""
         if type(self)._stream is not OpenAIClient._stream:
             # A subclass that changes _stream (and not this) is read through its _stream.
             return super()._stream_into(request, on_token)
         try:
             http = self._open_stream(request)
             acc = _JSONChunks(http.request)
-            feed = acc.feed_json
-            timeouts, failures = _transport_errors(http)
+            tokens = self._tokens(http, acc)
             try:
-                for data in _sse_data(http.iter_lines(), http.http_version == "HTTP/2"):
-                    token = feed(data)
-                    if token:
-                        on_token(token)
-            except timeouts as exc:
-                raise openai.APITimeoutError(request=http.request) from exc
-            except failures as exc:
-                raise openai.APIConnectionError(request=http.request) from exc
+                for token in tokens:
+                    on_token(token)
             finally:
-                http.close()
+                tokens.close()  # at once, also when a handler raised (not when freed)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         return acc.end()
