@@ -875,3 +875,44 @@ def test_sse_data_gives_each_events_data(
     text += f"data: [DONE]{newline}{newline}data: after{newline}{newline}"
     got = list(_sse_data(text.split(newline), http2=False))
     assert got == ["\n".join(lines) for lines in events]
+
+
+async def test_a_body_held_open_after_done_delays_an_async_call_briefly(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # After [DONE] the rest of an async body is read for at most 0.1 s (as the SDK's own
+    # async stream does), then the connection is closed: the answer is not held up.
+    import time as _time
+
+    body = _sse(_chunk("ok"), _chunk(None, "stop"), "[DONE]")
+    openai_server.script(Raw(body, hold=3.0))
+    llm = make(openai_server, TokenSink())
+    t0 = _time.perf_counter()
+    response = await llm.agenerate(MSGS)
+    assert response.content == "ok"
+    assert _time.perf_counter() - t0 < 2.0
+    assert (await llm.agenerate(MSGS)).content.startswith("You said:")
+
+
+def test_a_body_held_open_after_done_still_gives_the_answer(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # The sync reader reads the rest to its end (documented: a server holding the body open
+    # holds the call up to the read timeout); the answer is the same.
+    openai_server.script(Raw(_sse(_chunk("ok"), _chunk(None, "stop"), "[DONE]"), hold=0.3))
+    assert make(openai_server, TokenSink()).generate(MSGS).content == "ok"
+
+
+def test_an_infinite_token_count_is_malformed(openai_server: OpenAIServer, make: Make) -> None:
+    body = json.dumps(
+        {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 1e400}}
+    )
+    openai_server.script(Raw(body.replace("Infinity", "1e400")))
+    with pytest.raises(MalformedResponseError):
+        make(openai_server).generate(MSGS)
+    from hookwire.llms.openai_client import _usage_json
+
+    for bad in (float("inf"), float("nan"), True, [1]):
+        with pytest.raises(ValueError):
+            _usage_json({"prompt_tokens": bad})
+    assert _usage_json({"prompt_tokens": 3.0, "completion_tokens": "2"}) == Usage(3, 2)

@@ -178,7 +178,10 @@ def _int(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        return int(value)
+        try:
+            return int(value)
+        except OverflowError:  # an infinite float
+            pass
     raise ValueError(f"a token count that is not a number: {value!r}")
 
 
@@ -281,8 +284,14 @@ def _sse_data(lines: Iterable[str], http2: bool) -> Iterator[str]:
         yield text
 
 
+#: How long an async stream's rest is read after ``[DONE]`` at most (as the SDK's own async
+#: stream does): a server that holds the body open then costs the call no more than this.
+_DRAIN_SECONDS = 0.1
+
+
 async def _asse_data(lines: AsyncIterable[str], http2: bool) -> AsyncIterator[str]:
-    """``_sse_data`` for an async body."""
+    """``_sse_data`` for an async body; the rest after ``[DONE]`` is read for at most
+    ``_DRAIN_SECONDS``."""
     data: list[str] = []
     it = aiter(lines)
     async for line in it:
@@ -292,10 +301,14 @@ async def _asse_data(lines: AsyncIterable[str], http2: bool) -> AsyncIterator[st
         if text.startswith("[DONE]"):
             if not http2:
                 with contextlib.suppress(Exception):
-                    async for _ in it:
-                        pass
+                    await asyncio.wait_for(_read_out(it), _DRAIN_SECONDS)
             return
         yield text
+
+
+async def _read_out(it: AsyncIterator[str]) -> None:
+    async for _ in it:
+        pass
 
 
 class OpenAIClient(BaseLLM):

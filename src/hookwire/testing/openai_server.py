@@ -37,9 +37,10 @@ or ``OpenAIServer(script=[...])``), in order, whatever thread or client sends it
   of a stream, or before any response for a non-streamed call;
 - ``Truncated(after=N)``: a stream that ends cleanly (HTTP-wise) after ``N`` content chunks,
   without a ``finish_reason`` or ``[DONE]``;
-- ``Raw(body)``: HTTP 200 with exactly ``body``: the SSE text of a streamed answer (write the
-  events yourself, ``data: {...}`` and a blank line each), the JSON of a plain one. For
-  servers that answer oddly: comments, multi-line data, error events, wrong shapes.
+- ``Raw(body, hold=0)``: HTTP 200 with exactly ``body``: the SSE text of a streamed answer
+  (write the events yourself, ``data: {...}`` and a blank line each), the JSON of a plain one;
+  ``hold`` keeps a stream's body open that many seconds before it ends. For servers that
+  answer oddly: comments, multi-line data, error events, wrong shapes, a body left open.
 
 With the script empty it answers deterministically from the conversation: ``"You said: "``
 and the last user message's text, or, right after a tool result, ``"The tool returned: "``
@@ -158,10 +159,12 @@ class Truncated:
 
 @dataclass(frozen=True)
 class Raw:
-    """HTTP 200 with exactly ``body``: the SSE text when the request streams, else the JSON."""
+    """HTTP 200 with exactly ``body``: the SSE text when the request streams, else the JSON.
+    ``hold``: seconds a stream's body is kept open after ``body`` before it ends."""
 
     body: str
     delay: float = 0.0
+    hold: float = 0.0
 
 
 #: Anything ``OpenAIServer.script`` accepts.
@@ -341,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
             if stream:
                 self._start_stream()
                 self._chunk(item.body.encode())
+                if item.hold:
+                    time.sleep(item.hold)
                 self._end_stream()
             else:
                 self._send_raw(200, item.body.encode(), "application/json")
