@@ -754,14 +754,19 @@ class CallbackManager:
 
     def __init__(self, handlers: Iterable[Any] = ()) -> None:
         self._handlers: list[Any] = []
+        for h in handlers:
+            self._check(h)
+            self._handlers.append(h)
+        self._start()
+
+    def _start(self) -> None:
+        """Make the manager's own machinery (worker lanes, lock, error counts, dispatchers)
+        for its handlers: at construction, and for a copy (``_restore``)."""
         self._lanes: dict[int, _Lane] = {}
         self._lock = threading.RLock()
         self._errors: collections.Counter[tuple[str, str]] = collections.Counter()
         self._logged: set[tuple[int, str]] = set()
         self._listening: frozenset[str] = frozenset()
-        for h in handlers:
-            self._check(h)
-            self._handlers.append(h)
         self._rebuild()
         _MANAGERS.add(self)
 
@@ -900,8 +905,10 @@ class CallbackManager:
                 listening.add(hook)
             sync_entries, async_entries = tuple(entries), tuple(aentries)
             if entries:
-                setattr(own, hook, self._build_sync(hook, sync_entries, method=True))
-                setattr(own, "a" + hook, self._build_async(hook, async_entries, method=True))
+                setattr(own, hook, self._build(hook, sync_entries, is_async=False, method=True))
+                setattr(
+                    own, "a" + hook, self._build(hook, async_entries, is_async=True, method=True)
+                )
             else:  # nobody listens: the inherited no-op method answers
                 for name in (hook, "a" + hook):
                     if name in own.__dict__:
@@ -909,38 +916,27 @@ class CallbackManager:
             if hook == "on_llm_new_token":
                 # The clients' own token dispatchers (see _CLIENT_TOKEN_KEYWORDS): the same
                 # handlers, keywords and order as on_llm_new_token / aon_llm_new_token.
-                self._client_on_llm_new_token = self._build_sync(
-                    hook, sync_entries, _CLIENT_TOKEN_KEYWORDS
+                self._client_on_llm_new_token = self._build(
+                    hook, sync_entries, is_async=False, optional=_CLIENT_TOKEN_KEYWORDS
                 )
-                self._client_aon_llm_new_token = self._build_async(
-                    hook, async_entries, _CLIENT_TOKEN_KEYWORDS
+                self._client_aon_llm_new_token = self._build(
+                    hook, async_entries, is_async=True, optional=_CLIENT_TOKEN_KEYWORDS
                 )
         self._listening = frozenset(listening)
 
-    def _build_sync(
+    def _build(
         self,
         hook: str,
         entries: tuple[_Entry, ...],
+        *,
+        is_async: bool,
         optional: tuple[str, ...] | None = None,
         method: bool = False,
     ) -> Callable[..., Any]:
         if not entries:
-            return _NOPS[hook]
+            return (_ANOPS if is_async else _NOPS)[hook]
         return _generate(
-            hook, entries, self._report, is_async=False, optional=optional, method=method
-        )
-
-    def _build_async(
-        self,
-        hook: str,
-        entries: tuple[_Entry, ...],
-        optional: tuple[str, ...] | None = None,
-        method: bool = False,
-    ) -> Callable[..., Any]:
-        if not entries:
-            return _ANOPS[hook]
-        return _generate(
-            hook, entries, self._report, is_async=True, optional=optional, method=method
+            hook, entries, self._report, is_async=is_async, optional=optional, method=method
         )
 
     # -- errors -----------------------------------------------------------------------------
@@ -1022,7 +1018,8 @@ class CallbackManager:
         return ok
 
 
-#: A manager's own machinery, made afresh for a copy (see ``CallbackManager.__reduce__``).
+#: A manager's own machinery (what ``_start`` and ``_rebuild`` make), left out of a copy's
+#: state and made afresh for the copy (see ``CallbackManager.__reduce__``).
 _RUNTIME = frozenset(
     {
         "_lanes",
@@ -1040,13 +1037,7 @@ def _restore(cls: type[CallbackManager], state: dict[str, Any]) -> CallbackManag
     manager = CallbackManager.__new__(cls)
     manager.__dict__.update(state)
     manager._handlers = list(manager._handlers)
-    manager._lanes = {}
-    manager._lock = threading.RLock()
-    manager._errors = collections.Counter()
-    manager._logged = set()
-    manager._listening = frozenset()
-    manager._rebuild()
-    _MANAGERS.add(manager)
+    manager._start()
     return manager
 
 
