@@ -48,7 +48,7 @@ from ..context import new_id
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
-from ..llms.openai_client import ChunkState, map_openai_error
+from ..llms.openai_client import ChunkState, _usage, map_openai_error
 from ._common import check_context, price
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -96,21 +96,6 @@ def _failed(where: str, exc: BaseException) -> None:
 
 def _given(value: Any) -> bool:
     return value is not None and not isinstance(value, (openai.NotGiven, openai.Omit))
-
-
-def _usage(raw: Any) -> Usage | None:
-    if raw is None:
-        return None
-    pdet = getattr(raw, "prompt_tokens_details", None)
-    cdet = getattr(raw, "completion_tokens_details", None)
-    total = getattr(raw, "total_tokens", None)
-    return Usage(
-        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
-        total_tokens=int(total) if total is not None else -1,
-        cached_tokens=getattr(pdet, "cached_tokens", None) if pdet is not None else None,
-        reasoning_tokens=getattr(cdet, "reasoning_tokens", None) if cdet is not None else None,
-    )
 
 
 class _Instrumentation:
