@@ -25,7 +25,7 @@ from typing import Any
 
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks import FileLogCallback, MetricsCallback
-from hookwire.context import _CONTEXT
+from hookwire.context import Run, enter_run, exit_run
 from hookwire.report import summarize
 
 QUICK = "--quick" in sys.argv
@@ -71,14 +71,14 @@ def manager_events(cb: Any, n: int) -> None:
     LLM call and a tool inside it. The manager stamps the time; the events inside the run get
     its context (parent, trace, depth, user) from ``hookwire.trace``'s context variable,
     which is set per run, as ``trace`` does (a new dict each run)."""
-    set_ctx, reset_ctx = _CONTEXT.set, _CONTEXT.reset
+    run = Run("rlm", TRACE_ID, TRACE_ID, None, 0)
     for _i in range(n // 5):
         cb.on_run_start(QUESTION, **RUN_START_KW)
-        token = set_ctx(dict(CTX))
+        scope = enter_run(run, dict(CTX))
         cb.on_llm_start(PROMPT, **LLM_START_KW)
         cb.on_llm_end(RESPONSE, **LLM_END_KW)
         cb.on_tool_end("search", TOOL_OUTPUT, **TOOL_END_KW)
-        reset_ctx(token)
+        exit_run(scope)
         cb.on_run_end(RESPONSE.content, **RUN_END_KW)
 
 

@@ -14,9 +14,11 @@ import importlib
 from typing import Any
 
 from .callbacks.base import AsyncBaseCallback, BaseCallback
-from .context import current_context, current_run, new_id, request_context, trace
+from .context import current_context, current_run, request_context
 from .dispatch import CallbackManager
 from .events import LLMResponse, ToolCall, Usage
+from .ids import new_id
+from .tracing import trace
 
 __version__ = "0.1.0"
 

@@ -47,9 +47,10 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
-from .context import _CONTEXT, _ID_CELL, _TAILS, _fresh_id, _next_n, new_id
+from .context import hook_context
 from .errors import CallbackAbort, ConfigurationError
 from .events import HOOKS, event_from_call
+from .ids import new_id
 
 __all__ = ["CallbackManager", "Callbacks"]
 
@@ -277,12 +278,8 @@ def _generate(
         optional = _optional_keywords(hook)
     ns: dict[str, Any] = {
         "new_id": new_id,
-        "next_n": _next_n,
-        "id_cell": _ID_CELL,
-        "tails": _TAILS,
-        "fresh_id": _fresh_id,
         "now": _now,
-        "get": _CONTEXT.get,
+        "get": hook_context,
         "report": report,
         "make_event": event_from_call,
         "bg": _run_on_background_loop,
@@ -339,15 +336,7 @@ def _generate(
         f"{opt_params}**kw):",
         "    if timestamp is None:",
         "        timestamp = now()",
-        "        if run_id is None:",
-        # context._id_at, inlined: the id is made from the timestamp just taken.
-        "            n = next_n()",
-        "            end, hi, prefix = id_cell[0]",
-        "            if timestamp < end and n >> 12 == hi:",
-        "                run_id = prefix + tails[n & 4095]",
-        "            else:",
-        "                run_id = fresh_id(n, timestamp)",
-        "    elif run_id is None:",
+        "    if run_id is None:",
         "        run_id = new_id()",
         "    ctx = get()",
     ]

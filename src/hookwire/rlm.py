@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .context import _CONTEXT, _RUN, Run, new_id, trace
+from .context import Run, enter_run, exit_run, hook_context
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
+from .ids import new_id
 from .llms.base import LLM
 from .llms.retry import RetryPolicy
 from .memory import BaseMemory
 from .tools import Tool, arun_tool, as_tools, run_tool
+from .tracing import trace
 
 __all__ = ["RLM", "RunResult"]
 
@@ -529,7 +531,7 @@ class RLM:
             context
             or history
             or self.memory is not None
-            or _CONTEXT.get()
+            or hook_context()
             or type(name) is not str
             or not name
         ):
@@ -541,8 +543,7 @@ class RLM:
         run_id = new_id()
         run = Run(name, run_id, run_id, None, 0)
         manager.on_run_start(prompt, trace_id=run_id, run_id=run_id, name=name)
-        token = _CONTEXT.set({"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
-        run_token = _RUN.set(run)
+        scope = enter_run(run, {"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
         # Made only when the model asks for tools: one answer (the common run) is summed
         # below, as _Tally would sum it.
         tally: _Tally | None = None
@@ -564,16 +565,14 @@ class RLM:
             answer = response.content
             run.output = answer
         except BaseException as exc:
-            _CONTEXT.reset(token)
-            _RUN.reset(run_token)
+            exit_run(scope)
             # Without a tally nothing was summed yet (the first call failed): _Tally().end_kw().
             failed_kw = {"usage": _NO_USAGE} if tally is None else tally.end_kw()
             manager.on_run_end(
                 run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **failed_kw
             )
             raise
-        _CONTEXT.reset(token)
-        _RUN.reset(run_token)
+        exit_run(scope)
         if tally is None:
             # _Tally.add of a first response, then its end_kw() and result().
             usage = response.usage

@@ -31,10 +31,11 @@ from typing import Any, get_type_hints, overload
 
 import pydantic
 
-from .context import new_id, trace
 from .dispatch import CallbackManager
 from .errors import ConfigurationError, ToolError, ToolNotFoundError
 from .events import ToolCall
+from .ids import new_id
+from .tracing import trace
 
 __all__ = ["Tool", "arun_tool", "run_tool", "tool", "tool_output_text"]
 

@@ -44,9 +44,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from .. import pricing
-from ..context import current_context, new_id
+from ..context import current_context
 from ..errors import BudgetExceeded, ConfigurationError, HookwireError, InvalidUsageError
 from ..events import LLMResponse, Usage
+from ..ids import new_id
 from ..stores import runner
 from ..stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord, period_start
 from ..stores.schema import has_lone_surrogate

@@ -61,7 +61,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 import orjson
 
-from ..context import _CONTEXT
+from ..context import hook_context
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort
 from ..events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
@@ -302,12 +302,12 @@ class _Bridge:
                 trace_id, depth = parent.trace_id, parent.depth + 1
             else:
                 pid = base["parent_run_id"] = str(parent_run_id)
-                ctx = _CONTEXT.get()
+                ctx = hook_context()
                 trace_id, depth = ctx.get("trace_id") or pid, ctx.get("depth", 0) + 1
         else:
             # The outermost LangChain run: a child of the enclosing hookwire run, if any (the
             # manager fills in parent_run_id from the context).
-            ctx = _CONTEXT.get()
+            ctx = hook_context()
             trace_id, depth = ctx.get("trace_id") or rid, ctx.get("depth", 0)
         base["trace_id"] = trace_id
         if depth:
@@ -325,7 +325,7 @@ class _Bridge:
                 elif not k.startswith(("ls_", "lc_")):  # LangChain's own bookkeeping
                     own[k] = v
             if own:
-                inherited = _CONTEXT.get().get("metadata")
+                inherited = hook_context().get("metadata")
                 base["metadata"] = {**inherited, **own} if inherited else own
         run = _Run(kind, name, base, trace_id, depth, parent_run_id)
         if len(self.runs) >= self.max_runs:

@@ -44,10 +44,10 @@ from typing import Any, TypeVar
 import openai
 from openai.types.chat import ChatCompletion
 
-from ..context import new_id
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
+from ..ids import new_id
 from ..llms.openai_client import ChunkState, _usage, map_openai_error
 from ._common import check_context, price
 

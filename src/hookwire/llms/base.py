@@ -39,7 +39,6 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from ..context import new_id
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import (
     BudgetExceeded,
@@ -51,6 +50,7 @@ from ..errors import (
     TransientLLMError,
 )
 from ..events import LLMResponse, ToolCall, Usage, _slot_setters, _utcnow
+from ..ids import new_id
 from .retry import RetryPolicy
 
 __all__ = [

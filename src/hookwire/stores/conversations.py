@@ -53,7 +53,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import greenlet_spawn
 
-from ..context import new_id
 from ..errors import (
     ConversationNotFound,
     HookwireError,
@@ -65,6 +64,7 @@ from ..errors import (
     ParentMessageError,
     StoreError,
 )
+from ..ids import new_id
 from . import runner
 from .engine import (
     before_dispose,
