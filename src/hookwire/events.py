@@ -4,18 +4,24 @@ Handlers usually receive an event as a hook call (``on_llm_end(response, **kwarg
 handler that overrides ``on_event`` receives the same event as one of the records below. The
 record is only built when some handler asks for it, so the hook path pays nothing for it.
 
-``HOOKS`` maps each hook name to its record type and positional arguments; it is the single
-table the dispatcher, the base callbacks and the log schema are built from.
+``HOOKS`` maps each hook name to its ``HookSpec``: its record type, positional arguments,
+whether it starts or ends a run and which arguments carry content. It is the one place a hook
+is declared: the base callbacks' methods, the dispatcher, the log schema, ``FileLogCallback``
+and ``OpenTelemetryCallback`` are derived from it. ``declare_hook`` adds a hook of your own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+from .errors import ConfigurationError
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -24,6 +30,7 @@ __all__ = [
     "BudgetExceededEvent",
     "ErrorEvent",
     "Event",
+    "HookListener",
     "HookSpec",
     "LLMEndEvent",
     "LLMErrorEvent",
@@ -40,7 +47,11 @@ __all__ = [
     "ToolErrorEvent",
     "ToolStartEvent",
     "Usage",
+    "declare_hook",
     "event_from_call",
+    "hook_methods",
+    "on_hook_declared",
+    "remove_hook",
 ]
 
 #: Keys of the request context: who and what a call is for. Set with ``hookwire.trace`` or
@@ -307,7 +318,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStartEvent(Event):
-    """A run (an ``RLM.run``, an agent's turn, a ``hookwire.trace`` block) began."""
+    """A run (an ``RLM.run``, an agent's turn, a ``hookwire.trace`` block) began with
+    ``input``; the keyword ``name`` names it."""
 
     name: ClassVar[str] = "run_start"
     hook: ClassVar[str] = "on_run_start"
@@ -343,7 +355,7 @@ class LLMNewTokenEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMEndEvent(Event):
-    """An LLM call returned."""
+    """An LLM call returned ``response`` (``.content``, ``.usage``, ``.model``, ...)."""
 
     name: ClassVar[str] = "llm_end"
     hook: ClassVar[str] = "on_llm_end"
@@ -352,7 +364,7 @@ class LLMEndEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMErrorEvent(Event):
-    """An LLM call failed (it may still be retried; see ``RetryEvent``)."""
+    """An LLM call failed with ``error``, after its retries (each one an ``on_retry``)."""
 
     name: ClassVar[str] = "llm_error"
     hook: ClassVar[str] = "on_llm_error"
@@ -439,41 +451,216 @@ class BudgetExceededEvent(Event):
 
 @dataclass(frozen=True, slots=True)
 class HookSpec:
-    """A hook: its name, its record type and the names of its positional arguments."""
+    """A hook, declared once: everything else about it is derived from this record.
+
+    ``name`` is the method name (``"on_llm_end"``; it must be ``event.hook``), ``event`` the
+    record type ``on_event`` receives, ``args`` the names of its positional arguments (fields
+    of ``event``). ``starts_run``: the hook opens a run, an LLM call or a tool call, and the
+    manager returns its ``run_id`` (pass it to the matching end hook); ``ends_run``: the hook
+    closes what a start hook opened. ``prompts`` and ``responses`` name the arguments that
+    carry what the user sent and what came back: privacy switches leave them out
+    (``FileLogCallback(include_prompts=False)``, ``OpenTelemetryCallback`` without
+    ``capture_content``). ``streamed``: the hook fires once per streamed piece, so handlers
+    that record every event skip it unless asked. ``doc`` documents the hook's method on the
+    base classes (the record's docstring when empty).
+    """
 
     name: str
     event: type[Event]
     args: tuple[str, ...]
+    starts_run: bool = False
+    ends_run: bool = False
+    prompts: tuple[str, ...] = ()
+    responses: tuple[str, ...] = ()
+    streamed: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        problem = _spec_problem(self)
+        if problem:
+            raise ConfigurationError(f"HookSpec {self.name!r}: {problem}")
+
+    @property
+    def content(self) -> tuple[str, ...]:
+        """The arguments that carry prompt or response content."""
+        return self.prompts + self.responses
+
+    @property
+    def description(self) -> str:
+        """What the hook's method says about it: ``doc``, else the record's docstring."""
+        return self.doc or inspect.cleandoc(self.event.__doc__ or "")
 
 
-def _spec(event: type[Event], *args: str) -> tuple[str, HookSpec]:
-    return event.hook, HookSpec(event.hook, event, args)
+def _spec_problem(spec: HookSpec) -> str:
+    event: object = spec.event  # checked at run time: callers may not use a type checker
+    if not (isinstance(event, type) and issubclass(event, Event)):
+        return f"event must be a subclass of hookwire.events.Event, not {event!r}"
+    if not spec.name.startswith("on_") or spec.name != spec.event.hook:
+        return (
+            f"the name must start with 'on_' and equal its record's hook "
+            f"({spec.event.__name__}.hook = {spec.event.hook!r})"
+        )
+    fields = {f.name for f in dataclasses.fields(spec.event)}
+    missing = [a for a in spec.args if a not in fields]
+    if missing:
+        return f"args {missing} are not fields of {spec.event.__name__}"
+    stray = [a for a in spec.content if a not in spec.args]
+    if stray:
+        return f"prompts/responses {stray} are not among its args {list(spec.args)}"
+    if spec.starts_run and spec.ends_run:
+        return "a hook cannot both start and end a run"
+    return ""
 
 
-#: Every hook hookwire dispatches, in the order a run meets them.
-HOOKS: dict[str, HookSpec] = dict(
-    [
-        _spec(RunStartEvent, "input"),
-        _spec(LLMStartEvent, "prompt"),
-        _spec(LLMNewTokenEvent, "token"),
-        _spec(LLMEndEvent, "response"),
-        _spec(LLMErrorEvent, "error"),
-        _spec(ToolStartEvent, "tool_name", "tool_input"),
-        _spec(ToolEndEvent, "tool_name", "tool_output"),
-        _spec(ToolErrorEvent, "tool_name", "error"),
-        _spec(MemoryStoreEvent, "content"),
-        _spec(MemoryRecallEvent, "query", "results"),
-        _spec(RetryEvent, "attempt", "max_attempts", "error"),
-        _spec(ErrorEvent, "error"),
-        _spec(BudgetExceededEvent, "error"),
-        _spec(RunEndEvent, "output"),
-    ]
-)
+_HOOKS: dict[str, HookSpec] = {
+    s.name: s
+    for s in (
+        HookSpec("on_run_start", RunStartEvent, ("input",), starts_run=True, prompts=("input",)),
+        HookSpec("on_llm_start", LLMStartEvent, ("prompt",), starts_run=True, prompts=("prompt",)),
+        HookSpec(
+            "on_llm_new_token",
+            LLMNewTokenEvent,
+            ("token",),
+            responses=("token",),
+            streamed=True,
+        ),
+        HookSpec("on_llm_end", LLMEndEvent, ("response",), ends_run=True, responses=("response",)),
+        HookSpec("on_llm_error", LLMErrorEvent, ("error",), ends_run=True),
+        HookSpec(
+            "on_tool_start",
+            ToolStartEvent,
+            ("tool_name", "tool_input"),
+            starts_run=True,
+            prompts=("tool_input",),
+        ),
+        HookSpec(
+            "on_tool_end",
+            ToolEndEvent,
+            ("tool_name", "tool_output"),
+            ends_run=True,
+            responses=("tool_output",),
+        ),
+        HookSpec("on_tool_error", ToolErrorEvent, ("tool_name", "error"), ends_run=True),
+        HookSpec("on_memory_store", MemoryStoreEvent, ("content",), prompts=("content",)),
+        HookSpec(
+            "on_memory_recall",
+            MemoryRecallEvent,
+            ("query", "results"),
+            prompts=("query",),
+            responses=("results",),
+        ),
+        HookSpec("on_retry", RetryEvent, ("attempt", "max_attempts", "error")),
+        HookSpec("on_error", ErrorEvent, ("error",)),
+        HookSpec("on_budget_exceeded", BudgetExceededEvent, ("error",)),
+        HookSpec("on_run_end", RunEndEvent, ("output",), ends_run=True, responses=("output",)),
+    )
+}
+_BUILTIN: Final = frozenset(_HOOKS)
+
+#: Every hook hookwire dispatches, by name, in the order a run meets them (hooks declared with
+#: ``declare_hook`` follow). A read-only view: declare a hook with ``declare_hook``.
+HOOKS: Final[Mapping[str, HookSpec]] = types.MappingProxyType(_HOOKS)
+
+
+def _fields(event: type[Event]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(event)) - {"extra"}
+
 
 _EVENT_FIELDS: dict[type[Event], frozenset[str]] = {
-    spec.event: frozenset(f.name for f in dataclasses.fields(spec.event)) - {"extra"}
-    for spec in HOOKS.values()
+    spec.event: _fields(spec.event) for spec in _HOOKS.values()
 }
+
+#: What ``on_hook_declared`` listeners are: called with the spec after it is declared or
+#: removed (``spec.name in HOOKS`` tells which).
+HookListener = Callable[[HookSpec], None]
+
+_LISTENERS: list[HookListener] = []
+
+
+def on_hook_declared(listener: HookListener) -> HookListener:
+    """Call ``listener(spec)`` after every later ``declare_hook`` and hook removal.
+
+    ``spec.name in HOOKS`` tells a declaration from a removal. Returns ``listener``, so it
+    can decorate. Modules that derive something per hook (methods, tables) register here,
+    after deriving it for the hooks already in ``HOOKS``.
+    """
+    _LISTENERS.append(listener)
+    return listener
+
+
+def declare_hook(spec: HookSpec) -> Callable[[], None]:
+    """Declare a new hook; returns a function that removes it again.
+
+    After this, ``BaseCallback`` and ``AsyncBaseCallback`` have a no-op method ``spec.name``
+    for handlers to override, a ``CallbackManager`` dispatches it, ``FileLogCallback`` logs it
+    (``event`` is the record's ``name``; ``prompts``/``responses`` honour its switches) and
+    ``OpenTelemetryCallback`` exports it (a span from a start hook to an end hook, otherwise a
+    span event ``hookwire.<name>`` on the enclosing span). Declare hooks at import time, before
+    managers are built on other threads.
+    """
+    if spec.name in _HOOKS:
+        raise ConfigurationError(f"the hook {spec.name} is already declared")
+    _HOOKS[spec.name] = spec
+    _EVENT_FIELDS[spec.event] = _fields(spec.event)
+    _notify(spec)
+
+    def remove() -> None:
+        """Remove the hook declared by this ``declare_hook`` call (once; later calls do nothing)."""
+        if _HOOKS.get(spec.name) is spec:
+            remove_hook(spec.name)
+
+    return remove
+
+
+def remove_hook(name: str) -> None:
+    """Remove a hook added with ``declare_hook`` (hookwire's own hooks cannot be removed)."""
+    if name in _BUILTIN:
+        raise ConfigurationError(f"{name} is one of hookwire's own hooks; it cannot be removed")
+    spec = _HOOKS.pop(name, None)
+    if spec is None:
+        raise ConfigurationError(f"no hook named {name} is declared")
+    if all(s.event is not spec.event for s in _HOOKS.values()):
+        _EVENT_FIELDS.pop(spec.event, None)
+    _notify(spec)
+
+
+def _notify(spec: HookSpec) -> None:
+    for listener in list(_LISTENERS):
+        listener(spec)
+
+
+def hook_methods(cls: type, make: Callable[[HookSpec], Callable[..., Any] | None]) -> None:
+    """Give ``cls`` a method per hook, made by ``make(spec)`` (``None``: no method), for every
+    hook in ``HOOKS`` and every hook declared later; a removed hook's method goes with it.
+
+    A method ``cls`` defines itself (in its class body) is kept. The made function gets the
+    hook's name, qualified name, module and docstring unless it has its own docstring.
+    """
+    made: set[str] = set()
+
+    def install(spec: HookSpec) -> None:
+        name = spec.name
+        if name not in _HOOKS:
+            if name in made:
+                made.discard(name)
+                delattr(cls, name)
+            return
+        if name in cls.__dict__ and name not in made:
+            return
+        fn = make(spec)
+        if fn is None:
+            return
+        fn.__name__ = name
+        fn.__qualname__ = f"{cls.__qualname__}.{name}"
+        fn.__module__ = cls.__module__
+        if not fn.__doc__:
+            fn.__doc__ = spec.description
+        setattr(cls, name, fn)
+        made.add(name)
+
+    for spec in list(_HOOKS.values()):
+        install(spec)
+    on_hook_declared(install)
 
 
 def event_from_call(hook: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Event:

@@ -12,15 +12,17 @@ One event is one line: a JSON object followed by ``\\n``. Schema version 1::
 
 - ``v`` (int): the schema version. Readers accept every version up to their own and refuse
   newer ones with a message saying to upgrade.
-- ``event`` (str): the hook without its ``on_`` prefix (``run_start``, ``llm_start``,
-  ``llm_new_token``, ``llm_end``, ``llm_error``, ``tool_start``, ``tool_end``, ``tool_error``,
-  ``memory_store``, ``memory_recall``, ``retry``, ``error``, ``budget_exceeded``, ``run_end``).
+- ``event`` (str): the name of the hook's record, its hook without the ``on_`` prefix
+  (``llm_end`` for ``on_llm_end``; ``EVENT_NAMES`` has them all, a hook declared with
+  ``hookwire.events.declare_hook`` included).
 - ``timestamp`` (float): when the event was dispatched, seconds since the Unix epoch.
 - ``run_id`` (str) always; the other ids and the request context only when set; then the
   event's own keywords (``latency_ms``, ``ttft_ms``, ``attempt``, ``index``, ``usage``,
   ``cost``, ``stage``, ``invocation_params``, ...), exactly as the hook received them.
 - ``data`` (object): the hook's positional arguments by name (``prompt``, ``response``,
-  ``token``, ``tool_name`` and ``tool_input``, ``error``, ...).
+  ``token``, ``tool_name`` and ``tool_input``, ``error``, ...). Those its ``HookSpec`` names in
+  ``prompts`` / ``responses`` are left out when prompts / responses are not logged; a
+  ``response`` then keeps everything but its ``content``.
 
 Values are written as JSON: an ``LLMResponse`` or ``Usage`` as an object of its fields, a
 ``Decimal`` (a cost) as a string (exact), a datetime as ISO 8601, an exception as
@@ -44,7 +46,7 @@ from typing import Any, Final
 import orjson
 
 from .errors import ConfigurationError, LogFormatError
-from .events import HOOKS, Event, LLMResponse, Usage
+from .events import HOOKS, Event, HookSpec, LLMResponse, Usage, on_hook_declared
 
 __all__ = [
     "EVENT_NAMES",
@@ -67,8 +69,8 @@ __all__ = [
 #: The version of the line format written by this hookwire.
 SCHEMA_VERSION: Final = 1
 
-#: ``event`` values, by hook name.
-EVENT_NAMES: Final[dict[str, str]] = {hook: spec.event.name for hook, spec in HOOKS.items()}
+#: ``event`` values, by hook name (kept in step with ``hookwire.events.HOOKS``).
+EVENT_NAMES: Final[dict[str, str]] = {}
 
 #: What a redacted secret is replaced with.
 REDACTED: Final = "[REDACTED]"
@@ -381,11 +383,6 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-_SPECS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
-    hook: (spec.event.name, spec.args) for hook, spec in HOOKS.items()
-}
-_PROMPT_FIELDS: Final = frozenset({"prompt", "tool_input", "content", "query", "input"})
-_RESPONSE_FIELDS: Final = frozenset({"response", "token", "tool_output", "results", "output"})
 _DUMPS_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _dumps: Final = orjson.dumps  # a global, not an attribute lookup, per line
@@ -455,7 +452,7 @@ def record_from_call(
     and queries; ``include_responses=False`` leaves out answer text, run outputs, streamed
     tokens, tool outputs and memory results (usage, cost and timings stay).
     """
-    name, argnames = _SPECS[hook]
+    name, argnames = _NAMES[hook], _ARGNAMES[hook]
     rec = {"v": SCHEMA_VERSION, "event": name, **kwargs}
     if len(rec) != len(kwargs) + 2:
         rec["v"] = SCHEMA_VERSION
@@ -466,32 +463,55 @@ def record_from_call(
         rec["usage"] = _usage(rec["usage"])
     if "cost" in rec and type(rec["cost"]) is Decimal:
         rec["cost"] = str(rec["cost"])
-    if len(args) == 1:
-        value = args[0]
-        if type(value) is LLMResponse:
-            data: dict[str, Any] = {"response": response_to_dict(value, include_responses)}
-            rec["data"] = data
-            return rec
-        data = {argnames[0]: value}
-    else:
-        data = dict(zip(argnames, args, strict=False))
-    if not include_prompts:
-        for k in _PROMPT_FIELDS.intersection(data):
-            del data[k]
-    if not include_responses:
-        for k in _RESPONSE_FIELDS.intersection(data):
-            del data[k]
+    data = dict(zip(argnames, args, strict=False))
+    if len(args) == 1 and type(args[0]) is LLMResponse:
+        data[argnames[0]] = response_to_dict(args[0], include_responses)
+    if not (include_prompts and include_responses):
+        _hide(data, hook, args, include_prompts, include_responses)
     rec["data"] = data
     return rec
 
 
-_ARGNAMES: Final[dict[str, tuple[str, ...]]] = {hook: spec[1] for hook, spec in _SPECS.items()}
-_NAMES: Final[dict[str, str]] = {hook: spec[0] for hook, spec in _SPECS.items()}
+def _hide(
+    data: dict[str, Any], hook: str, args: tuple[Any, ...], prompts: bool, responses: bool
+) -> None:
+    """Leave out of ``data`` the content the switches turn off (see ``HookSpec``)."""
+    prompt_args, response_args = _CONTENT[hook]
+    if not prompts:
+        for k in prompt_args:
+            data.pop(k, None)
+    # A lone LLMResponse stays: response_to_dict already left its content out.
+    if not responses and not (len(args) == 1 and type(args[0]) is LLMResponse):
+        for k in response_args:
+            data.pop(k, None)
+
+
+# Per hook, derived from hookwire.events.HOOKS (and kept in step by _index): the payload's
+# names, the ``event`` value, the line's fixed head, and the arguments holding content.
+_ARGNAMES: Final[dict[str, tuple[str, ...]]] = {}
+_NAMES: Final[dict[str, str]] = {}
+_HEADS: Final[dict[str, bytes]] = {}
+_CONTENT: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
 _EMPTY: Final[dict[str, Any]] = {}
-_HEADS: Final[dict[str, bytes]] = {
-    hook: b'{"v":%d,"event":"%s",' % (SCHEMA_VERSION, name.encode())
-    for hook, (name, _) in _SPECS.items()
-}
+_TABLES: Final = (EVENT_NAMES, _ARGNAMES, _NAMES, _HEADS, _CONTENT)
+
+
+def _index(spec: HookSpec) -> None:
+    hook = spec.name
+    if hook not in HOOKS:  # removed
+        for table in _TABLES:
+            table.pop(hook, None)
+        return
+    name = spec.event.name
+    EVENT_NAMES[hook] = _NAMES[hook] = name
+    _ARGNAMES[hook] = spec.args
+    _HEADS[hook] = b'{"v":%d,"event":"%s",' % (SCHEMA_VERSION, name.encode())
+    _CONTENT[hook] = (spec.prompts, spec.responses)
+
+
+for _spec in HOOKS.values():
+    _index(_spec)
+on_hook_declared(_index)
 
 
 def line_from_parts(
@@ -525,13 +545,8 @@ def line_from_parts(
         data = {argnames[0]: args[0], argnames[1]: args[1]}
     else:
         data = dict(zip(argnames, args, strict=False))
-    if not include_prompts:
-        for k in _PROMPT_FIELDS.intersection(data):
-            del data[k]
-    if not include_responses:
-        for k in _RESPONSE_FIELDS.intersection(data):
-            if k != "response" or type(data[k]) is not dict:
-                del data[k]
+    if not (include_prompts and include_responses):
+        _hide(data, hook, args, include_prompts, include_responses)
     if run_id is None:
         rec = kw
         head = _HEADS[hook]

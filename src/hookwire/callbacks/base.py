@@ -1,14 +1,17 @@
 """``BaseCallback`` and ``AsyncBaseCallback``: the hooks a handler may override.
 
-Every hook is a no-op until overridden, and the dispatcher skips hooks a handler does not
-override, so a handler costs nothing for the events it ignores.
+Every hook in ``hookwire.events.HOOKS`` is a method of both classes (a coroutine on
+``AsyncBaseCallback``), made from the table and documented from it; a hook declared later with
+``hookwire.events.declare_hook`` is added to both. Every hook is a no-op until overridden, and
+the dispatcher skips hooks a handler does not override, so a handler costs nothing for the
+events it ignores.
 
 Every hook receives, besides its own arguments, these keywords (those without a value are left
 out, so read them with ``kwargs.get(...)``): ``run_id``, ``timestamp``, ``parent_run_id``,
 ``trace_id``, ``depth``, ``model``, ``provider``, ``tags``, ``metadata``, and the request
 context ``correlation_id``, ``request_id``, ``user_id``, ``org_id``, ``conversation_id``,
 ``agent``. Events may add their own (``invocation_params`` on ``on_llm_start``,
-``latency_ms`` on ``on_llm_end``, ...); the README lists them.
+``latency_ms`` on ``on_llm_end``, ...); docs/events.md lists them.
 
 Class attributes tune how a handler is run:
 
@@ -22,13 +25,18 @@ Class attributes tune how a handler is run:
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-if TYPE_CHECKING:
-    from ..events import Event, LLMResponse
+from ..errors import ConfigurationError
+from ..events import HOOKS, HookSpec, hook_methods
 
-__all__ = ["AsyncBaseCallback", "BaseCallback"]
+if TYPE_CHECKING:
+    from ..events import Event
+
+__all__ = ["AsyncBaseCallback", "BaseCallback", "hook_signature"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,8 +47,53 @@ def _noop(fn: F) -> F:
     return fn
 
 
+def hook_signature(spec: HookSpec, *, is_async: bool = False) -> inspect.Signature:
+    """The signature of ``spec``'s method: ``(self, <args>, **kwargs)``, typed from its record.
+
+    ``is_async`` only changes the return annotation's meaning (a coroutine), not the text.
+    """
+    types = {f.name: f.type for f in dataclasses.fields(spec.event)}
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [
+        inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=types[a])
+        for a in spec.args
+    ]
+    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD, annotation="Any"))
+    return inspect.Signature(params, return_annotation="None")
+
+
+def _sync_noop(spec: HookSpec) -> Callable[..., Any]:
+    @_noop
+    def hook(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    hook.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
+    return hook
+
+
+def _async_noop(spec: HookSpec) -> Callable[..., Any]:
+    @_noop
+    async def hook(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    hook.__signature__ = hook_signature(spec, is_async=True)  # type: ignore[attr-defined]
+    return hook
+
+
+def _ignore(handler: Any, base: type, hooks: tuple[str, ...]) -> None:
+    for hook in hooks:
+        if hook not in HOOKS:
+            raise ConfigurationError(f"{hook} is not a hook; the hooks are {', '.join(HOOKS)}")
+        setattr(handler, hook, getattr(base, hook).__get__(handler))
+
+
 class BaseCallback:
-    """A synchronous event handler: subclass it and override the hooks you need."""
+    """A synchronous event handler: subclass it and override the hooks you need.
+
+    Its hooks are ``hookwire.events.HOOKS``: ``on_llm_start(prompt, **kwargs)``,
+    ``on_llm_end(response, **kwargs)``, ``on_llm_new_token(token, **kwargs)``,
+    ``on_tool_start(tool_name, tool_input, **kwargs)``, and so on (docs/events.md).
+    """
 
     raise_error: ClassVar[bool] = False
     run_in_background: ClassVar[bool] = False
@@ -48,63 +101,13 @@ class BaseCallback:
     drop_when_full: ClassVar[bool] = False
     name: str | None = None
 
-    @_noop
-    def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        """A run began; ``kwargs["name"]`` names it."""
+    def ignore(self, *hooks: str) -> None:
+        """Make this handler skip ``hooks`` although its class overrides them.
 
-    @_noop
-    def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        """A run ended with ``output``; ``kwargs["error"]`` is set if it failed."""
-
-    @_noop
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        """An LLM call is about to be sent: ``prompt`` is the text or the list of messages."""
-
-    @_noop
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        """A streamed token of the answer arrived."""
-
-    @_noop
-    def on_llm_end(self, response: LLMResponse, **kwargs: Any) -> None:
-        """An LLM call returned ``response`` (``.content``, ``.usage``, ``.model``, ...)."""
-
-    @_noop
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        """An LLM call failed; it may be retried (``on_retry``) or reported (``on_error``)."""
-
-    @_noop
-    def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
-        """A tool is about to run with ``tool_input``."""
-
-    @_noop
-    def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
-        """A tool returned ``tool_output``."""
-
-    @_noop
-    def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
-        """A tool raised ``error``; the model gets the error as the tool's result."""
-
-    @_noop
-    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
-        """``content`` was stored in memory."""
-
-    @_noop
-    def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
-        """Memory was searched for ``query`` and gave ``results``."""
-
-    @_noop
-    def on_retry(
-        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
-    ) -> None:
-        """Attempt ``attempt`` of ``max_attempts`` failed with ``error`` and will be retried."""
-
-    @_noop
-    def on_error(self, error: BaseException, **kwargs: Any) -> None:
-        """A failure the application should know about (reported once per failure)."""
-
-    @_noop
-    def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
-        """A usage budget refused an LLM call; ``error`` is the ``BudgetExceeded``."""
+        For settings that turn a hook off (``include_tokens=False``): call it in ``__init__``,
+        before the handler is given to a manager, which then never calls those hooks.
+        """
+        _ignore(self, BaseCallback, hooks)
 
     @_noop
     def on_event(self, event: Event) -> None:
@@ -132,63 +135,13 @@ class AsyncBaseCallback:
     drop_when_full: ClassVar[bool] = False
     name: str | None = None
 
-    @_noop
-    async def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        """A run began; ``kwargs["name"]`` names it."""
+    def ignore(self, *hooks: str) -> None:
+        """Make this handler skip ``hooks`` although its class overrides them.
 
-    @_noop
-    async def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        """A run ended with ``output``; ``kwargs["error"]`` is set if it failed."""
-
-    @_noop
-    async def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        """An LLM call is about to be sent."""
-
-    @_noop
-    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        """A streamed token of the answer arrived."""
-
-    @_noop
-    async def on_llm_end(self, response: LLMResponse, **kwargs: Any) -> None:
-        """An LLM call returned ``response``."""
-
-    @_noop
-    async def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        """An LLM call failed."""
-
-    @_noop
-    async def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
-        """A tool is about to run."""
-
-    @_noop
-    async def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
-        """A tool returned."""
-
-    @_noop
-    async def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
-        """A tool raised."""
-
-    @_noop
-    async def on_memory_store(self, content: Any, **kwargs: Any) -> None:
-        """``content`` was stored in memory."""
-
-    @_noop
-    async def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
-        """Memory was searched."""
-
-    @_noop
-    async def on_retry(
-        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
-    ) -> None:
-        """A failed attempt will be retried."""
-
-    @_noop
-    async def on_error(self, error: BaseException, **kwargs: Any) -> None:
-        """A failure happened."""
-
-    @_noop
-    async def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
-        """A usage budget refused an LLM call."""
+        For settings that turn a hook off (``include_tokens=False``): call it in ``__init__``,
+        before the handler is given to a manager, which then never calls those hooks.
+        """
+        _ignore(self, AsyncBaseCallback, hooks)
 
     @_noop
     async def on_event(self, event: Event) -> None:
@@ -201,3 +154,7 @@ class AsyncBaseCallback:
     @_noop
     def close(self) -> None:
         """Release resources."""
+
+
+hook_methods(BaseCallback, _sync_noop)
+hook_methods(AsyncBaseCallback, _async_noop)

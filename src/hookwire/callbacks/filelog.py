@@ -33,8 +33,9 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from ..errors import ConfigurationError
+from ..events import HOOKS, HookSpec, hook_methods
 from ..logschema import Redactor, dumps_record, line_from_parts
-from .base import BaseCallback
+from .base import BaseCallback, hook_signature
 
 try:  # POSIX only; without it rotation is still correct within one process.
     import fcntl
@@ -182,15 +183,16 @@ class FileLogCallback(BaseCallback):
         self._warned = False
         self._flushing = 0  # flush() calls waiting: the writer does not linger then
         if not include_tokens:
-            # Leave the token hook un-overridden so the dispatcher never calls it.
-            self.on_llm_new_token = BaseCallback.on_llm_new_token.__get__(self)  # type: ignore[method-assign]
+            # Leave the streamed hooks un-overridden so the dispatcher never calls them.
+            self.ignore(*(hook for hook, spec in HOOKS.items() if spec.streamed))
         _LIVE.add(self)
 
     def __repr__(self) -> str:
         return f"FileLogCallback({str(self.log_path)!r})"
 
     # -- the app thread's side: one append per event ----------------------------------------
-    # The hooks, called directly, pass their keywords as the whole record (run_id None).
+    # The hooks (one per entry of HOOKS, made by _forwarder below) pass their keywords as the
+    # whole record (run_id None) when called directly.
 
     def _hookwire_raw(
         self,
@@ -261,88 +263,6 @@ class FileLogCallback(BaseCallback):
             if thread is None or not thread.is_alive():
                 return
             time.sleep(0.0005)
-
-    @_raw
-    def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        """Log a run's start."""
-        self._hookwire_raw("on_run_start", (input,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        """Log a run's end."""
-        self._hookwire_raw("on_run_end", (output,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        """Log an LLM call's start (the prompt unless ``include_prompts=False``)."""
-        self._hookwire_raw("on_llm_start", (prompt,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        """Log a streamed token (only with ``include_tokens=True``)."""
-        self._hookwire_raw("on_llm_new_token", (token,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        """Log an LLM call's response, usage, cost and timings."""
-        self._hookwire_raw("on_llm_end", (response,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        """Log a failed LLM call."""
-        self._hookwire_raw("on_llm_error", (error,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> None:
-        """Log a tool call's start."""
-        self._hookwire_raw(
-            "on_tool_start", (tool_name, tool_input), None, None, _EMPTY, kwargs, None, None
-        )
-
-    @_raw
-    def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
-        """Log a tool's result."""
-        self._hookwire_raw(
-            "on_tool_end", (tool_name, tool_output), None, None, _EMPTY, kwargs, None, None
-        )
-
-    @_raw
-    def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
-        """Log a tool's failure."""
-        self._hookwire_raw(
-            "on_tool_error", (tool_name, error), None, None, _EMPTY, kwargs, None, None
-        )
-
-    @_raw
-    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
-        """Log a memory write."""
-        self._hookwire_raw("on_memory_store", (content,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
-        """Log a memory search."""
-        self._hookwire_raw(
-            "on_memory_recall", (query, results), None, None, _EMPTY, kwargs, None, None
-        )
-
-    @_raw
-    def on_retry(
-        self, attempt: int, max_attempts: int, error: BaseException, **kwargs: Any
-    ) -> None:
-        """Log a retry."""
-        self._hookwire_raw(
-            "on_retry", (attempt, max_attempts, error), None, None, _EMPTY, kwargs, None, None
-        )
-
-    @_raw
-    def on_error(self, error: BaseException, **kwargs: Any) -> None:
-        """Log an error."""
-        self._hookwire_raw("on_error", (error,), None, None, _EMPTY, kwargs, None, None)
-
-    @_raw
-    def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
-        """Log a refused LLM call."""
-        self._hookwire_raw("on_budget_exceeded", (error,), None, None, _EMPTY, kwargs, None, None)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -556,3 +476,25 @@ class FileLogCallback(BaseCallback):
         finally:
             if fcntl is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+def _forwarder(spec: HookSpec) -> Callable[..., None]:
+    """``FileLogCallback``'s method for one hook: it queues the event's line."""
+    hook, names = spec.name, spec.args
+    n = len(names)
+
+    @_raw
+    def forward(self: FileLogCallback, *args: Any, **kwargs: Any) -> None:
+        if len(args) < n:  # payload given by name: the line has it under "data" all the same
+            for name in names[len(args) :]:
+                if name not in kwargs:
+                    break
+                args = (*args, kwargs.pop(name))
+        self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
+
+    forward.__doc__ = f"Log ``{hook}`` as an ``{spec.event.name}`` line."
+    forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
+    return forward
+
+
+hook_methods(FileLogCallback, _forwarder)
