@@ -12,6 +12,11 @@ Spans and metrics follow the OpenTelemetry semantic conventions for generative A
 - a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run (``hookwire.trace``,
   an ``RLM.run``, an agent's turn) is an ``INTERNAL`` span ``"invoke_agent {name}"``;
 - memory operations are events on the enclosing span;
+- a hook declared with ``hookwire.events.declare_hook`` is an ``INTERNAL`` span named after its
+  record from a start hook to an end hook (``HookSpec.starts_run`` / ``ends_run``), otherwise
+  a span event ``hookwire.<record name>`` on the enclosing span; its arguments are
+  ``hookwire.<argument>`` attributes (those in ``HookSpec.prompts`` / ``responses`` only with
+  ``capture_content=True``), an exception among them sets ``error.type``;
 - the ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` histograms, with
   the bucket boundaries the conventions advise.
 
@@ -24,7 +29,7 @@ traces sit inside the app's own. Prompts and answers are recorded only with
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -42,8 +47,8 @@ import orjson
 
 from .. import __version__
 from ..errors import ConfigurationError
-from ..events import LLMResponse, Usage
-from .base import BaseCallback
+from ..events import HookSpec, LLMResponse, Usage, hook_methods
+from .base import BaseCallback, hook_signature
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -587,3 +592,63 @@ class OpenTelemetryCallback(BaseCallback):
         """End every span still open, as abandoned (called by ``CallbackManager.close()``)."""
         for run_id in list(self._open):
             self._abandon(run_id)
+
+
+def _attribute(value: Any) -> Any:
+    """``value`` as an OpenTelemetry attribute value (a scalar, else its JSON text)."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, BaseException):
+        return _error_type(value)
+    return _json(value)
+
+
+def _exported(spec: HookSpec) -> Callable[..., None] | None:
+    """``OpenTelemetryCallback``'s method for a hook it has no method of its own for."""
+    if spec.streamed:
+        return None  # one span event per streamed piece would swamp the trace
+    names, label, content = spec.args, spec.event.name, frozenset(spec.content)
+
+    def attributes(self: OpenTelemetryCallback, args: tuple[Any, ...]) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        for name, value in zip(names, args, strict=False):
+            if value is not None and (self.capture_content or name not in content):
+                attrs[f"hookwire.{name}"] = _attribute(value)
+        return attrs
+
+    def error(args: tuple[Any, ...]) -> BaseException | None:
+        return next((a for a in args if isinstance(a, BaseException)), None)
+
+    if spec.starts_run:
+
+        def export(self: OpenTelemetryCallback, *args: Any, **kwargs: Any) -> None:
+            self._start(label, _INTERNAL, attributes(self, args), kwargs)
+
+    elif spec.ends_run:
+
+        def export(self: OpenTelemetryCallback, *args: Any, **kwargs: Any) -> None:
+            entry = self._open.pop(kwargs.get("run_id", ""), None)
+            if entry is None:
+                return
+            entry.span.set_attributes(attributes(self, args))
+            failure = error(args)
+            if failure is not None:
+                self._fail(entry, failure, kwargs)
+            self._end_children(entry)
+            entry.span.end()
+
+    else:
+
+        def export(self: OpenTelemetryCallback, *args: Any, **kwargs: Any) -> None:
+            attrs = attributes(self, args)
+            failure = error(args)
+            if failure is not None:
+                attrs[ERROR_TYPE] = _error_type(failure)
+            self._parent_span(kwargs).add_event(f"hookwire.{label}", attrs)
+
+    export.__doc__ = f"Export ``{spec.name}`` (see the module's docstring)."
+    export.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
+    return export
+
+
+hook_methods(OpenTelemetryCallback, _exported)

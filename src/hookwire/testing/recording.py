@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..callbacks.base import BaseCallback
 from ..dispatch import CallbackManager
-from ..events import HOOKS
+from ..events import HookSpec, hook_methods
 
 __all__ = ["Call", "RecordingCallback", "capture_events"]
 
@@ -35,8 +35,8 @@ class Call:
             return default
 
 
-def _recorder(hook: str) -> Any:
-    names = HOOKS[hook].args
+def _recorder(spec: HookSpec) -> Callable[..., None]:
+    hook, names = spec.name, spec.args
 
     def record(self: RecordingCallback, *args: Any, **kwargs: Any) -> None:
         payload = dict(zip(names, args, strict=False))
@@ -46,12 +46,15 @@ def _recorder(hook: str) -> Any:
         with self._lock:
             self.calls.append(Call(hook, payload, kwargs))
 
-    record.__name__ = hook
+    record.__doc__ = f"Record a call of ``{hook}``."
     return record
 
 
 class RecordingCallback(BaseCallback):
-    """Records every hook call (thread-safe). ``calls`` is the list, in arrival order."""
+    """Records every hook call (thread-safe). ``calls`` is the list, in arrival order.
+
+    Every hook of ``hookwire.events.HOOKS`` is recorded, hooks declared later included.
+    """
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -72,8 +75,7 @@ class RecordingCallback(BaseCallback):
             self.calls.clear()
 
 
-for _hook in HOOKS:
-    setattr(RecordingCallback, _hook, _recorder(_hook))
+hook_methods(RecordingCallback, _recorder)
 
 
 @contextmanager
