@@ -388,19 +388,6 @@ _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 _dumps: Final = orjson.dumps  # a global, not an attribute lookup, per line
 
 
-def _usage(u: Usage) -> dict[str, int]:
-    out = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    }
-    if u.cached_tokens is not None:
-        out["cached_tokens"] = u.cached_tokens
-    if u.reasoning_tokens is not None:
-        out["reasoning_tokens"] = u.reasoning_tokens
-    return out
-
-
 def response_to_dict(r: LLMResponse, content: bool = True) -> dict[str, Any]:
     """An ``LLMResponse`` as written in the log (``LLMResponse.to_dict()``, built faster)."""
     # Built inline (no helper calls, no comprehension frame for the usual empty tool_calls):
@@ -460,7 +447,7 @@ def record_from_call(
     # The few non-JSON values every LLM event carries are converted here, not through
     # orjson's ``default`` hook: a Python call per value from inside orjson costs more.
     if "usage" in rec and type(rec["usage"]) is Usage:
-        rec["usage"] = _usage(rec["usage"])
+        rec["usage"] = rec["usage"].to_dict()
     if "cost" in rec and type(rec["cost"]) is Decimal:
         rec["cost"] = str(rec["cost"])
     data = dict(zip(argnames, args, strict=False))
@@ -573,7 +560,7 @@ def line_from_parts(
         if provider is not None:
             rec["provider"] = provider
     if "usage" in rec and type(rec["usage"]) is Usage:
-        rec["usage"] = _usage(rec["usage"])
+        rec["usage"] = rec["usage"].to_dict()
     rec["data"] = data
     try:
         body = _dumps(rec, default=json_default, option=_NEWLINE)

@@ -47,11 +47,8 @@ def _noop(fn: F) -> F:
     return fn
 
 
-def hook_signature(spec: HookSpec, *, is_async: bool = False) -> inspect.Signature:
-    """The signature of ``spec``'s method: ``(self, <args>, **kwargs)``, typed from its record.
-
-    ``is_async`` only changes the return annotation's meaning (a coroutine), not the text.
-    """
+def hook_signature(spec: HookSpec) -> inspect.Signature:
+    """The signature of ``spec``'s method: ``(self, <args>, **kwargs)``, typed from its record."""
     types = {f.name: f.type for f in dataclasses.fields(spec.event)}
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += [
@@ -62,38 +59,20 @@ def hook_signature(spec: HookSpec, *, is_async: bool = False) -> inspect.Signatu
     return inspect.Signature(params, return_annotation="None")
 
 
-def _sync_noop(spec: HookSpec) -> Callable[..., Any]:
-    @_noop
-    def hook(self: Any, *args: Any, **kwargs: Any) -> None:
+def _noop_hook(spec: HookSpec, is_async: bool) -> Callable[..., Any]:
+    async def coroutine(self: Any, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def function(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    hook: Callable[..., Any] = coroutine if is_async else function
     hook.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
-    return hook
+    return _noop(hook)
 
 
-def _async_noop(spec: HookSpec) -> Callable[..., Any]:
-    @_noop
-    async def hook(self: Any, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    hook.__signature__ = hook_signature(spec, is_async=True)  # type: ignore[attr-defined]
-    return hook
-
-
-def _ignore(handler: Any, base: type, hooks: tuple[str, ...]) -> None:
-    for hook in hooks:
-        if hook not in HOOKS:
-            raise ConfigurationError(f"{hook} is not a hook; the hooks are {', '.join(HOOKS)}")
-        setattr(handler, hook, getattr(base, hook).__get__(handler))
-
-
-class BaseCallback:
-    """A synchronous event handler: subclass it and override the hooks you need.
-
-    Its hooks are ``hookwire.events.HOOKS``: ``on_llm_start(prompt, **kwargs)``,
-    ``on_llm_end(response, **kwargs)``, ``on_llm_new_token(token, **kwargs)``,
-    ``on_tool_start(tool_name, tool_input, **kwargs)``, and so on (docs/events.md).
-    """
+class _Handler:
+    """What both base classes share: the settings of how a handler is run, and ``ignore``."""
 
     raise_error: ClassVar[bool] = False
     run_in_background: ClassVar[bool] = False
@@ -107,11 +86,11 @@ class BaseCallback:
         For settings that turn a hook off (``include_tokens=False``): call it in ``__init__``,
         before the handler is given to a manager, which then never calls those hooks.
         """
-        _ignore(self, BaseCallback, hooks)
-
-    @_noop
-    def on_event(self, event: Event) -> None:
-        """Every event, as a typed record (``hookwire.events``); for handlers that log all."""
+        base = AsyncBaseCallback if isinstance(self, AsyncBaseCallback) else BaseCallback
+        for hook in hooks:
+            if hook not in HOOKS:
+                raise ConfigurationError(f"{hook} is not a hook; the hooks are {', '.join(HOOKS)}")
+            setattr(self, hook, getattr(base, hook).__get__(self))
 
     @_noop
     def flush(self) -> None:
@@ -122,39 +101,30 @@ class BaseCallback:
         """Release resources; called by ``CallbackManager.close()`` and at exit."""
 
 
-class AsyncBaseCallback:
+class BaseCallback(_Handler):
+    """A synchronous event handler: subclass it and override the hooks you need.
+
+    Its hooks are ``hookwire.events.HOOKS``: ``on_llm_start(prompt, **kwargs)``,
+    ``on_llm_end(response, **kwargs)``, ``on_llm_new_token(token, **kwargs)``,
+    ``on_tool_start(tool_name, tool_input, **kwargs)``, and so on (docs/events.md).
+    """
+
+    @_noop
+    def on_event(self, event: Event) -> None:
+        """Every event, as a typed record (``hookwire.events``); for handlers that log all."""
+
+
+class AsyncBaseCallback(_Handler):
     """An asyncio event handler: the same hooks as ``BaseCallback``, as coroutines.
 
     From async code they are awaited in order; from sync code they run on hookwire's
     background event loop and the caller waits for them.
     """
 
-    raise_error: ClassVar[bool] = False
-    run_in_background: ClassVar[bool] = False
-    queue_size: ClassVar[int] = 10_000
-    drop_when_full: ClassVar[bool] = False
-    name: str | None = None
-
-    def ignore(self, *hooks: str) -> None:
-        """Make this handler skip ``hooks`` although its class overrides them.
-
-        For settings that turn a hook off (``include_tokens=False``): call it in ``__init__``,
-        before the handler is given to a manager, which then never calls those hooks.
-        """
-        _ignore(self, AsyncBaseCallback, hooks)
-
     @_noop
     async def on_event(self, event: Event) -> None:
         """Every event, as a typed record."""
 
-    @_noop
-    def flush(self) -> None:
-        """Write out anything buffered."""
 
-    @_noop
-    def close(self) -> None:
-        """Release resources."""
-
-
-hook_methods(BaseCallback, _sync_noop)
-hook_methods(AsyncBaseCallback, _async_noop)
+hook_methods(BaseCallback, lambda spec: _noop_hook(spec, is_async=False))
+hook_methods(AsyncBaseCallback, lambda spec: _noop_hook(spec, is_async=True))
