@@ -1,0 +1,464 @@
+"""The per-hook call path: the functions a ``CallbackManager`` runs for each hook.
+
+A manager's handler set has a *shape*: for each handler, its class and how it is run (inline,
+awaited, in the background, raising). Everything slow is resolved once per shape, when the
+first manager of that shape is built: which handlers override which hooks, how each is called,
+and a dispatch function per hook, written as Python source and compiled. Managers of a shape
+seen before (the usual case: handlers built per request from the same classes) reuse all of it
+and only store their handlers, so building one costs a few microseconds.
+
+Why generated source: a dispatch function is the loop over the hook's handlers, unrolled, with
+the handler calls written out. CPython then calls each handler with plain keyword arguments,
+without a loop, a list or a keyword dict per event, and an event nobody handles costs one
+inherited no-op call. The functions are methods of the manager's class (see ``dispatch``); they
+read the handlers from the manager (``_manager._handlers``), so the same code serves every
+manager of a shape. Each source is registered with ``linecache``, so a traceback through a
+dispatcher shows its lines, and kept as ``fn.__hookwire_source__``.
+
+What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
+
+    def on_llm_end(_manager, /, response, run_id=None, timestamp=None, model=None,
+                   provider=None, **kw):
+        hs = _manager._handlers
+        if timestamp is None:
+            timestamp = now()
+        if run_id is None:
+            run_id = new_id()
+        ctx = get()
+        if ctx or kw:                      # run context or extra keywords: one merged dict
+            mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}
+            ...model / provider added when given...
+            try:
+                fn0(hs[0], response, **mkw)
+            except Exception as exc:
+                _manager._report(e0, exc)
+        else:                              # the common bare call: keywords by name
+            ...one branch per combination of the optional keywords given...
+        return None
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import linecache
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .context import hook_context
+from .events import HOOKS, event_from_call
+from .ids import new_id
+
+__all__ = [
+    "CLIENT_TOKEN_KEYWORDS",
+    "START_HOOKS",
+    "Entry",
+    "Plan",
+    "handler_entries",
+    "no_op",
+    "overrides",
+    "write_dispatcher",
+]
+
+#: Hooks that open a run (or a call) and return its id.
+START_HOOKS = frozenset({"on_run_start", "on_llm_start", "on_tool_start"})
+
+#: What a client passes with every token. Managers have a second token dispatcher taking them
+#: as parameters (``_client_on_llm_new_token``): that spares the dispatcher's own ``**kw`` dict
+#: and CPython's by-value compare of each of its keys with every parameter name. The public
+#: token hook does not take them by name: each named parameter costs a bare token dispatch a
+#: test per call (four cost it 4 %).
+CLIENT_TOKEN_KEYWORDS = ("model", "provider", "attempt", "index")
+
+# How an entry is called.
+INLINE = "inline"  # a sync function, in the caller's thread
+AWAIT = "await"  # a coroutine function: awaited by aon_*, run on the background loop by on_*
+QUEUE = "queue"  # put on the handler's background queue
+
+
+def overrides(handler: Any, name: str) -> Callable[..., Any] | None:
+    """The handler's method ``name`` if it does something (base no-ops are marked)."""
+    fn = getattr(handler, name, None)
+    if fn is None or not callable(fn) or getattr(fn, "__hookwire_noop__", False):
+        return None
+    return fn  # type: ignore[no-any-return]
+
+
+def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` itself if it takes ``**kwargs``; else a wrapper passing only what it declares.
+
+    Resolved once per shape (as pluggy does at registration), so a five-line handler written
+    as ``def on_llm_end(self, response)`` works instead of failing on every call.
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return fn
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    if inspect.iscoroutinefunction(fn):
+
+        async def afiltered(*args: Any, **kw: Any) -> Any:
+            return await fn(*args, **{k: v for k, v in kw.items() if k in names})
+
+        return afiltered
+
+    def filtered(*args: Any, **kw: Any) -> Any:
+        return fn(*args, **{k: v for k, v in kw.items() if k in names})
+
+    return filtered
+
+
+def _unbound(handler: Any, name: str, is_async: bool, own: bool) -> Callable[..., Any]:
+    """What to call with the handler as first argument, to call ``handler.<name>``.
+
+    The class's plain function when there is one (no bound method is made per call); for a
+    hook set on the instance, a static or class method, or a callable object, a small caller
+    that looks the attribute up on the handler it is given.
+    """
+    fn = None if own else inspect.getattr_static(type(handler), name, None)
+    if inspect.isfunction(fn):
+        return _accepting(fn)
+    bound = getattr(handler, name)
+    takes = _accepting(bound)
+    if takes is bound:
+        if is_async:
+
+            async def acall(h: Any, *args: Any, **kw: Any) -> Any:
+                return await getattr(h, name)(*args, **kw)
+
+            return acall
+
+        def call(h: Any, *args: Any, **kw: Any) -> Any:
+            return getattr(h, name)(*args, **kw)
+
+        return call
+    # Filtering keywords: the filter is resolved once, from this handler's signature.
+    names = frozenset(
+        p.name
+        for p in inspect.signature(bound).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+    if is_async:
+
+        async def afiltered(h: Any, *args: Any, **kw: Any) -> Any:
+            return await getattr(h, name)(*args, **{k: v for k, v in kw.items() if k in names})
+
+        return afiltered
+
+    def filtered(h: Any, *args: Any, **kw: Any) -> Any:
+        return getattr(h, name)(*args, **{k: v for k, v in kw.items() if k in names})
+
+    return filtered
+
+
+class Entry:
+    """One handler's method for one hook, and how it is called.
+
+    ``pos`` is the handler's place in the manager's handler tuple; ``fn`` takes the handler
+    first. ``raw`` is the handler class's ``_hookwire_raw`` when the hook only forwards to it
+    (see ``dispatch``): it is then called with the dispatcher's parts instead of keywords.
+    """
+
+    __slots__ = (
+        "fn",
+        "hook",
+        "is_async",
+        "kind",
+        "name",
+        "pos",
+        "raise_error",
+        "raw",
+        "wants_event",
+    )
+
+    def __init__(
+        self,
+        pos: int,
+        name: str,
+        hook: str,
+        fn: Callable[..., Any],
+        *,
+        is_async: bool,
+        wants_event: bool,
+        background: bool,
+        raise_error: bool,
+        raw: Callable[..., Any] | None,
+    ) -> None:
+        self.pos = pos
+        self.name = name
+        self.hook = hook
+        self.fn = fn
+        self.is_async = is_async
+        self.wants_event = wants_event
+        self.kind = QUEUE if background else (AWAIT if is_async else INLINE)
+        self.raise_error = raise_error
+        self.raw = raw if self.kind == INLINE and not wants_event else None
+
+    def call(self, handler: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        """Call the entry's function now (a queued event, on the worker)."""
+        return self.fn(handler, *args, **kw)
+
+
+def handler_name(handler: Any) -> str:
+    """The name a handler goes by in logs and stats."""
+    return str(getattr(handler, "name", None) or type(handler).__name__)
+
+
+def _raw_method(handler: Any, name: str) -> Callable[..., Any] | None:
+    # Only hooks marked ``__hookwire_raw__`` qualify, so a subclass that overrides one is
+    # called normally.
+    if not getattr(getattr(handler, name, None), "__hookwire_raw__", False):
+        return None
+    raw = inspect.getattr_static(type(handler), "_hookwire_raw", None)
+    return raw if inspect.isfunction(raw) else None
+
+
+def in_background(handler: Any, hook: str) -> bool:
+    """Whether ``handler`` asks for ``hook`` to run on its background queue:
+    ``run_in_background`` is ``True`` (every hook) or a collection of hook names."""
+    rb = getattr(handler, "run_in_background", False)
+    if rb is True or rb is False or rb is None:
+        return bool(rb)
+    if isinstance(rb, str):
+        return rb == hook
+    return hook in rb
+
+
+def handler_entries(
+    pos: int, handler: Any, hook: str, own: frozenset[str]
+) -> tuple[list[Entry], list[Entry]]:
+    """The entries of ``handler`` for ``hook``: for sync dispatch, and for async dispatch.
+
+    Sync dispatch calls ``on_<hook>`` (else the handler's ``aon_<hook>``); async dispatch
+    prefers ``aon_<hook>`` when the handler offers one (a coroutine function), so neither path
+    pays a hop between threads or event loops. A handler's ``on_event`` receives every hook
+    as a typed record. ``own`` names the hooks set on the handler instance itself.
+    """
+    sync: list[Entry] = []
+    asy: list[Entry] = []
+    background = in_background(handler, hook)
+    raise_error = bool(getattr(handler, "raise_error", False))
+    name = handler_name(handler)
+    for method, wants_event in ((hook, False), ("on_event", True)):
+        fn = overrides(handler, method)
+        afn = overrides(handler, "a" + method)
+        if afn is not None and not inspect.iscoroutinefunction(afn):
+            afn = None
+        if fn is None and afn is None:
+            continue
+        for attr, target in (
+            (method if fn is not None else "a" + method, sync),
+            ("a" + method if afn is not None else method, asy),
+        ):
+            bound = getattr(handler, attr)
+            is_async = inspect.iscoroutinefunction(bound)
+            entry = Entry(
+                pos,
+                name,
+                hook,
+                _unbound(handler, attr, is_async, attr in own),
+                is_async=is_async,
+                wants_event=wants_event,
+                background=background,
+                raise_error=raise_error,
+                raw=None if attr in own else _raw_method(handler, attr),
+            )
+            target.append(entry)
+    return sync, asy
+
+
+class Plan:
+    """The entries of every hook for one shape of handler set, sync and async."""
+
+    __slots__ = ("aentries", "background", "entries", "listening")
+
+    def __init__(self, handlers: Sequence[Any], owns: Sequence[frozenset[str]]) -> None:
+        self.entries: dict[str, tuple[Entry, ...]] = {}
+        self.aentries: dict[str, tuple[Entry, ...]] = {}
+        for hook in HOOKS:
+            sync: list[Entry] = []
+            asy: list[Entry] = []
+            for pos, h in enumerate(handlers):
+                s, a = handler_entries(pos, h, hook, owns[pos])
+                sync += s
+                asy += a
+            if sync:
+                self.entries[hook] = tuple(sync)
+                self.aentries[hook] = tuple(asy)
+        self.listening = frozenset(self.entries)
+        self.background = any(e.kind == QUEUE for es in self.entries.values() for e in es)
+
+
+# -- writing the dispatchers ---------------------------------------------------------------------
+
+
+def _optional_keywords(hook: str) -> tuple[str, ...]:
+    # Keywords nearly every call of these hooks carries: taken as named parameters, the common
+    # call reaches handlers without a keyword dict being built.
+    if hook.startswith("on_llm_") and hook != "on_llm_new_token":
+        return ("model", "provider")
+    return ()
+
+
+def _signature(hook: str, is_async: bool, optional: tuple[str, ...]) -> str:
+    args = "".join(f"{a}, " for a in HOOKS[hook].args)
+    opt = "".join(f"{o}=None, " for o in optional)
+    return (
+        f"{'async ' if is_async else ''}def {'a' if is_async else ''}{hook}"
+        f"(_manager, /, {args}run_id=None, timestamp=None, {opt}**kw):"
+    )
+
+
+def no_op(hook: str, *, is_async: bool) -> Callable[..., Any]:
+    """A do-nothing method with the hook's own signature (a start hook still returns an id):
+    what a manager answers for a hook none of its handlers listens to. Calling it packs no
+    tuple or dict for the usual arguments, so it costs about one plain call."""
+    ret = "run_id if run_id is not None else new_id()" if hook in START_HOOKS else "None"
+    source = f"{_signature(hook, is_async, ())}\n    return {ret}\n"
+    return _compile(source, hook, {"new_id": new_id}, "no-op")
+
+
+@functools.lru_cache(maxsize=1024)
+def _code(source: str, filename: str) -> Any:
+    # Shapes that differ only in their handlers' classes write the same text: compiled once.
+    return compile(source, filename, "exec")
+
+
+def _compile(source: str, hook: str, ns: dict[str, Any], what: str) -> Callable[..., Any]:
+    digest = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()[:12]
+    filename = f"<hookwire {what} {hook} {digest}>"
+    # A traceback through the function shows its lines (as dataclasses' generated methods do);
+    # no modification time, so linecache.checkcache keeps the entry.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(_code(source, filename), ns)
+    fn: Callable[..., Any] = ns[("a" if source.startswith("async") else "") + hook]
+    fn.__hookwire_source__ = source  # type: ignore[attr-defined]
+    return fn
+
+
+def _call(i: int, e: Entry, is_async: bool, payload: str, kwpart: str, raw: str) -> str:
+    """The statement that calls entry ``i``."""
+    handler = f"hs[{e.pos}]"
+    # Queued and background-loop calls take the arguments as a tuple and a dict.
+    args, kwargs = ("(event,)", "{}") if e.wants_event else (payload, "full")
+    if e.raw is not None:
+        return f"raw{i}({handler}, hook, {payload}, run_id, timestamp, ctx, {raw})"
+    if e.kind == QUEUE:
+        aw = "await " if is_async else ""
+        return f"{aw}_manager.{'_aenqueue' if is_async else '_enqueue'}(e{i}, {args}, {kwargs})"
+    if e.kind == AWAIT and not is_async:
+        return f"bg(fn{i}, ({handler}, *{args}), {kwargs})"
+    aw = "await " if e.kind == AWAIT else ""
+    if e.wants_event:
+        return f"{aw}fn{i}({handler}, event)"
+    return f"{aw}fn{i}({handler}, {payload[1:-1]}{kwpart})"
+
+
+def write_dispatcher(
+    hook: str,
+    entries: tuple[Entry, ...],
+    *,
+    is_async: bool,
+    optional: tuple[str, ...] | None = None,
+    bg: Callable[..., Any],
+) -> Callable[..., Any]:
+    """The dispatch method of ``hook`` for these entries (see the module docstring).
+
+    ``optional`` replaces the hook's usual named keywords (the clients' token dispatcher takes
+    four). ``bg`` runs a coroutine function on the background loop and waits (an async
+    handler called from sync code).
+    """
+    if optional is None:
+        optional = _optional_keywords(hook)
+    argnames = HOOKS[hook].args
+    payload = "(" + "".join(f"{a}, " for a in argnames) + ")"
+    ns: dict[str, Any] = {
+        "new_id": new_id,
+        "now": time.time,
+        "get": hook_context,
+        "make_event": event_from_call,
+        "bg": bg,
+        "hook": hook,
+    }
+    for i, e in enumerate(entries):
+        ns[f"fn{i}"], ns[f"e{i}"], ns[f"raw{i}"] = e.fn, e, e.raw
+    # What the calls need besides the payload: the merged keyword dict (plain handlers), the
+    # keywords as one dict (queued, background-loop and on_event handlers: ``full``), the
+    # typed record (on_event). Raw handlers take model and provider by name and the rest in
+    # ``kw``; a hook with other named keywords (the clients' tokens) gives them all back to
+    # raw handlers in one dict (``rkw``), in the order a client passes them.
+    has_raw = any(e.raw is not None for e in entries)
+    need_kw = any(e.raw is None for e in entries)
+    fold = has_raw and any(o not in ("model", "provider") for o in optional)
+    raw_opt = ", ".join(o if o in optional and not fold else "None" for o in ("model", "provider"))
+    raw_tail = f"{'rkw' if fold else 'kw'}, {raw_opt}"
+    need_full = any(
+        e.kind == QUEUE or e.wants_event or (e.kind == AWAIT and not is_async) for e in entries
+    )
+    need_event = any(e.wants_event for e in entries)
+
+    def calls(kwpart: str, indent: str) -> list[str]:
+        out: list[str] = []
+        for i, e in enumerate(entries):
+            out += [
+                f"{indent}try:",
+                f"{indent}    {_call(i, e, is_async, payload, kwpart, raw_tail)}",
+                f"{indent}except Exception as exc:",
+                f"{indent}    _manager._report(e{i}, exc)",
+            ]
+        return out
+
+    lines = [
+        _signature(hook, is_async, optional),
+        "    hs = _manager._handlers",
+        "    if timestamp is None:",
+        "        timestamp = now()",
+        "    if run_id is None:",
+        "        run_id = new_id()",
+        "    ctx = get()",
+        "    if ctx or kw:",
+    ]
+    # Run context and/or extra keywords: merged with the ids into one dict (the caller wins
+    # over the context) that every plain handler gets as its keywords.
+    if need_kw:
+        lines.append("        mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}")
+        lines += [f"        if {o} is not None:\n            mkw[{o!r}] = {o}" for o in optional]
+    if fold:
+        lines.append("        rkw = {**kw}")
+        lines += [f"        if {o} is not None:\n            rkw[{o!r}] = {o}" for o in optional]
+    if need_full:
+        lines.append("        full = mkw")
+    if need_event:
+        lines.append(f"        event = make_event(hook, {payload}, full)")
+    lines += calls("**mkw", "        ")
+
+    # The bare call: one branch per combination of the optional keywords given, each calling
+    # the handlers with exactly those keywords, by name.
+    def bare(remaining: tuple[str, ...], given: tuple[str, ...], indent: str) -> list[str]:
+        if remaining:
+            o, rest = remaining[0], remaining[1:]
+            return [
+                f"{indent}if {o} is None:",
+                *bare(rest, given, indent + "    "),
+                f"{indent}else:",
+                *bare(rest, (*given, o), indent + "    "),
+            ]
+        out: list[str] = []
+        if fold:
+            out.append(f"{indent}rkw = {{" + ", ".join(f"{o!r}: {o}" for o in given) + "}")
+        if need_full:
+            pairs = "".join(f", {o!r}: {o}" for o in given)
+            out.append(f"{indent}full = {{'run_id': run_id, 'timestamp': timestamp{pairs}}}")
+        if need_event:
+            out.append(f"{indent}event = make_event(hook, {payload}, full)")
+        kwpart = "run_id=run_id, timestamp=timestamp" + "".join(f", {o}={o}" for o in given)
+        return out + calls(kwpart, indent)
+
+    lines.append("    else:")
+    lines += bare(optional, (), "        ")
+    lines.append("    return run_id" if hook in START_HOOKS else "    return None")
+    return _compile("\n".join(lines) + "\n", hook, ns, "dispatch")
