@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
@@ -15,11 +16,15 @@ from hookwire.callbacks.base import AsyncBaseCallback, BaseCallback
 from hookwire.events import (
     CONTEXT_KEYS,
     HOOKS,
+    Event,
+    HookSpec,
     LLMResponse,
     RetryEvent,
     ToolCall,
     Usage,
+    declare_hook,
     event_from_call,
+    hook_methods,
 )
 from hookwire.llms.base import LLMRequest, StreamEnd
 
@@ -168,3 +173,44 @@ def test_a_dataclass_subclass_of_usage_still_defaults_its_total() -> None:
 
     assert Counted(2, 3).total_tokens == 5
     assert Counted(2, 3).calls == 1
+
+
+def test_hooks_is_a_read_only_view() -> None:
+    with pytest.raises(TypeError):
+        HOOKS["on_x"] = HOOKS["on_error"]  # type: ignore[index]
+
+
+def test_a_hooks_description_is_its_doc_or_its_records_docstring() -> None:
+    spec = HOOKS["on_llm_end"]
+    assert spec.description.startswith("An LLM call returned ``response``")
+    assert dataclasses.replace(spec, doc="Mine.").description == "Mine."
+    assert HOOKS["on_memory_recall"].content == ("query", "results")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _PingEvent(Event):
+    """A ping."""
+
+    name: ClassVar[str] = "ping"
+    hook: ClassVar[str] = "on_ping"
+    n: int = 0
+
+
+def test_hook_methods_follows_the_table_and_keeps_a_classs_own_methods() -> None:
+    class Table:
+        def on_error(self) -> str:
+            return "mine"
+
+    hook_methods(Table, lambda spec: lambda self: spec.name)
+    t: Any = Table()
+    assert t.on_error() == "mine"
+    assert t.on_llm_end() == "on_llm_end"
+    assert Table.on_llm_end.__qualname__.endswith("Table.on_llm_end")
+    assert Table.on_llm_end.__doc__ == HOOKS["on_llm_end"].description
+    remove = declare_hook(HookSpec("on_ping", _PingEvent, ("n",)))
+    try:
+        assert t.on_ping() == "on_ping"
+    finally:
+        remove()
+    assert not hasattr(Table, "on_ping")
+    assert "on_ping" not in HOOKS

@@ -608,11 +608,9 @@ def to_record(
     event: Event, *, include_prompts: bool = True, include_responses: bool = True
 ) -> dict[str, Any]:
     """The log record of a typed event (``hookwire.events``), before JSON."""
-    payload = event.payload()
-    args = tuple(payload[n] for n in HOOKS[event.hook].args)
     return record_from_call(
         event.hook,
-        args,
+        tuple(event.payload().values()),
         event.kwargs(),
         include_prompts=include_prompts,
         include_responses=include_responses,
@@ -639,10 +637,9 @@ def to_line(
 ) -> bytes:
     """One log line for ``event``: UTF-8 JSON ending in ``\\n``, secrets redacted."""
     red = redactor or default_redactor()
-    payload = event.payload()
     line = line_from_call(
         event.hook,
-        tuple(payload[n] for n in HOOKS[event.hook].args),
+        tuple(event.payload().values()),
         event.kwargs(),
         include_prompts=include_prompts,
         include_responses=include_responses,

@@ -90,10 +90,12 @@ if hasattr(os, "register_at_fork"):
 class FileLogCallback(BaseCallback):
     """Writes every event to ``log_path`` as JSON Lines (schema: ``hookwire.logschema``).
 
+    Every hook of ``hookwire.events.HOOKS`` is logged, hooks declared later included.
     ``include_prompts=False`` leaves out prompts, tool inputs and memory contents;
     ``include_responses=False`` leaves out answers, tool outputs and memory results (usage,
-    cost and timings are always kept). ``include_tokens=True`` also logs every streamed token
-    (off by default: the whole answer is in ``llm_end``).
+    cost and timings are always kept): the arguments each ``HookSpec`` names in ``prompts``
+    and ``responses``. ``include_tokens=True`` also logs every streamed token (hooks with
+    ``HookSpec.streamed``; off by default: the whole answer is in ``llm_end``).
 
     ``max_bytes`` > 0 rotates the file when the next batch would take it past that size,
     keeping ``backup_count`` older files (``log.1`` is the newest). ``redact`` adds your own
@@ -492,7 +494,7 @@ def _forwarder(spec: HookSpec) -> Callable[..., None]:
                 args = (*args, kwargs.pop(name))
         self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
 
-    forward.__doc__ = f"Log ``{hook}`` as an ``{spec.event.name}`` line."
+    forward.__doc__ = f"Log ``{hook}`` (a line whose ``event`` is ``{spec.event.name}``)."
     forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
     return forward
 
