@@ -8,9 +8,10 @@ Run from the repository root::
 Every case uses one no-op handler (or none) and the same work: an LLM call is its start and
 end events, a token is one new-token event. Each figure is the best of several repeats, in
 microseconds per operation; the ratio is peer / hookwire (higher is better for hookwire).
-The targets are the Core issue's: 5x (LLM call, sync), 5x (token, sync), 100x (token from
-asyncio to a sync handler), 8x (token from asyncio to an async handler), and no handler at
-all costing no more than three plain function calls.
+The targets: 5x (LLM call, sync), 5x (token, sync), 100x (token from asyncio to a sync
+handler), 8x (token from asyncio to an async handler), 3x (a whole request with its handlers
+built per request), and no handler at all costing no more than three plain function calls.
+Last, the memory left by 100,000 managers built and dropped (flat: no growth, no cycles).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import gc
 import sys
 import time
 import timeit
+import tracemalloc
 from typing import Any
 
-from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage
+from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage, trace
 
 try:
     from langchain_core.callbacks import (
@@ -86,6 +88,125 @@ class LCAsyncNoop(AsyncCallbackHandler):
         pass
 
 
+# The per-request case: an app binds handlers to the request's user (as the Arshai seed's
+# handlers are bound to a conversation and a request), so three handler classes are
+# instantiated per request, each overriding the hooks it needs; both libraries' handlers do
+# the same (nothing) on the same events.
+
+
+class HWRequestLog(BaseCallback):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_run_start(self, input: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_run_end(self, output: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+class HWRequestUsage(BaseCallback):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+class HWRequestStream(BaseCallback):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        pass
+
+
+class LCRequestLog(BaseCallbackHandler):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LCRequestUsage(BaseCallbackHandler):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LCRequestStream(BaseCallbackHandler):
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        pass
+
+
+TOKENS = [f"t{i} " for i in range(20)]
+
+
+def hw_request(response: Any) -> None:
+    """One request: handlers built for its user, a run, one LLM call with 20 streamed tokens."""
+    m = CallbackManager([HWRequestLog("u"), HWRequestUsage("u"), HWRequestStream("u")])
+    with trace("request", callbacks=m):
+        rid = m.on_llm_start("prompt", model="m", provider="openai")
+        for t in TOKENS:
+            m.on_llm_new_token(t, run_id=rid)
+        m.on_llm_end(response, run_id=rid, model="m", provider="openai")
+
+
+def lc_request(result: Any) -> None:
+    """The same request through langchain-core: configure, a chain run, its LLM run."""
+    cm = LCCallbackManager.configure(
+        inheritable_callbacks=[LCRequestLog("u"), LCRequestUsage("u"), LCRequestStream("u")]
+    )
+    chain = cm.on_chain_start({"name": "request"}, {"input": "prompt"})
+    (rm,) = chain.get_child().on_llm_start({"name": "m"}, ["prompt"])
+    for t in TOKENS:
+        rm.on_llm_new_token(t)
+    rm.on_llm_end(result)
+    chain.on_chain_end({"output": "ok"})
+
+
+def manager_memory(builds: int) -> tuple[int, int]:
+    """Bytes still allocated, and objects the cyclic GC had to free, after ``builds`` managers
+    are built per request and dropped (a warm-up first, so caches are filled)."""
+    for _ in range(1_000):
+        hw_request(RESPONSE)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(builds):
+        CallbackManager([HWRequestLog("u"), HWRequestUsage("u"), HWRequestStream("u")])
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    freed = gc.collect()
+    gc.enable()
+    return after - before, freed
+
+
+RESPONSE = LLMResponse("ok", usage=Usage(10, 5), model="m")
+
+
 # -- timing -------------------------------------------------------------------------------------
 
 
@@ -138,7 +259,7 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
     r = 3 if quick else 7
     rows: list[tuple[str, str, float, float]] = []
     ns: dict[str, Any] = {
-        "response": LLMResponse("ok", usage=Usage(10, 5), model="m"),
+        "response": RESPONSE,
         "lc_result": LLMResult(generations=[[Generation(text="ok")]]),
         "hw": CallbackManager([HWNoop()]),
         "lc": LCCallbackManager(handlers=[LCNoop()]),
@@ -216,7 +337,15 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
     lc_t = best_us_async("await alca_rm.on_llm_new_token('tok')", ns, n, r)
     rows.append(("token, asyncio -> async handler", "langchain-core", lc_t, hw_t))
 
-    # 5. no handler at all vs three plain Python function calls: strictly, calls without
+    # 5. a whole request as web apps make one: three handler classes instantiated for the
+    # request's user, a manager, a run, one LLM call with 20 streamed tokens
+    ns.update(hw_request=hw_request, lc_request=lc_request)
+    lc_t, hw_t = pair_us(
+        "lc_request(lc_result)", "hw_request(response)", ns, max(200, n // 50), n // 10, r
+    )
+    rows.append(("request: 3 handlers built, run, call, 20 tokens", "langchain-core", lc_t, hw_t))
+
+    # 6. no handler at all vs three plain Python function calls: strictly, calls without
     # arguments; like for like, calls that take the event's own arguments.
     ns["empty"] = CallbackManager()
     ns["f"] = lambda: None
@@ -239,9 +368,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
     rows = run(args.quick)
-    print(f"{'case':34s} {'peer':30s} {'peer µs':>9s} {'hookwire µs':>12s} {'ratio':>8s}")
+    print(f"{'case':48s} {'peer':30s} {'peer µs':>9s} {'hookwire µs':>12s} {'ratio':>8s}")
     for case, peer, peer_t, hw_t in rows:
-        print(f"{case:34s} {peer:30s} {peer_t:9.3f} {hw_t:12.3f} {peer_t / hw_t:7.1f}x")
+        print(f"{case:48s} {peer:30s} {peer_t:9.3f} {hw_t:12.3f} {peer_t / hw_t:7.1f}x")
+    builds = 10_000 if args.quick else 100_000
+    grown, freed = manager_memory(builds)
+    print(
+        f"\n{builds:,} managers (3 handlers each) built and dropped: {grown:+,} bytes still "
+        f"allocated, {freed} objects left for the cyclic GC"
+    )
 
 
 if __name__ == "__main__":

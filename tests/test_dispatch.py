@@ -112,6 +112,29 @@ async def test_hooks_nobody_listens_to_are_the_class_no_ops() -> None:
     assert vars(m).keys().isdisjoint(HOOKS)
 
 
+def test_the_declarations_for_type_checkers_are_the_hook_table() -> None:
+    # CallbackManager declares its hooks under TYPE_CHECKING for mypy and readers; at run time
+    # they come from events.HOOKS. The two must name the same hooks with the same arguments.
+    import ast
+    import inspect
+
+    from hookwire import dispatch
+    from hookwire.events import HOOKS
+
+    tree = ast.parse(inspect.getsource(dispatch))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CallbackManager")
+    block = next(n for n in cls.body if isinstance(n, ast.If))
+    declared = {
+        f.name: [a.arg for a in f.args.args[1:]]
+        for f in block.body
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    wanted = {h: list(spec.args) for h, spec in HOOKS.items()}
+    wanted |= {"a" + h: args for h, args in wanted.items()}
+    wanted |= {"_client_on_llm_new_token": ["token"], "_client_aon_llm_new_token": ["token"]}
+    assert declared == wanted
+
+
 def test_managers_of_one_shape_share_a_class_and_add_remove_move_between_shapes() -> None:
     # Dispatchers are methods of a class per shape of handler set (see dispatch): managers
     # built from handlers of the same classes share one, adding and removing handlers moves

@@ -25,15 +25,17 @@ What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
         if run_id is None:
             run_id = new_id()
         ctx = get()
-        if ctx or kw:                      # run context or extra keywords: one merged dict
+        if kw:                             # extra keywords: one merged dict
             mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}
             ...model / provider added when given...
             try:
                 fn0(hs[0], response, **mkw)
             except Exception as exc:
                 _manager._report(e0, exc)
-        else:                              # the common bare call: keywords by name
+        elif ctx:                          # inside a run: keywords by name, **ctx
             ...one branch per combination of the optional keywords given...
+        else:                              # the bare call: keywords by name
+            ...the same branches, without ctx...
         return None
 """
 
@@ -420,9 +422,9 @@ def write_dispatcher(
         "    if run_id is None:",
         "        run_id = new_id()",
         "    ctx = get()",
-        "    if ctx or kw:",
+        "    if kw:",
     ]
-    # Run context and/or extra keywords: merged with the ids into one dict (the caller wins
+    # Extra keywords: merged with the ids and the run context into one dict (the caller wins
     # over the context) that every plain handler gets as its keywords.
     if need_kw:
         lines.append("        mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}")
@@ -436,29 +438,36 @@ def write_dispatcher(
         lines.append(f"        event = make_event(hook, {payload}, full)")
     lines += calls("**mkw", "        ")
 
-    # The bare call: one branch per combination of the optional keywords given, each calling
-    # the handlers with exactly those keywords, by name.
-    def bare(remaining: tuple[str, ...], given: tuple[str, ...], indent: str) -> list[str]:
+    # No extra keywords: one branch per combination of the optional keywords given, each
+    # calling the handlers with exactly those keywords by name, plus the run context's
+    # unpacked into the call inside a run (no dict is merged first: the handler's own
+    # ``**kwargs`` is the one dict made per call).
+    def bare(
+        remaining: tuple[str, ...], given: tuple[str, ...], indent: str, in_run: bool
+    ) -> list[str]:
         if remaining:
             o, rest = remaining[0], remaining[1:]
             return [
                 f"{indent}if {o} is None:",
-                *bare(rest, given, indent + "    "),
+                *bare(rest, given, indent + "    ", in_run),
                 f"{indent}else:",
-                *bare(rest, (*given, o), indent + "    "),
+                *bare(rest, (*given, o), indent + "    ", in_run),
             ]
         out: list[str] = []
         if fold:
             out.append(f"{indent}rkw = {{" + ", ".join(f"{o!r}: {o}" for o in given) + "}")
         if need_full:
             pairs = "".join(f", {o!r}: {o}" for o in given)
-            out.append(f"{indent}full = {{'run_id': run_id, 'timestamp': timestamp{pairs}}}")
+            ctx = ", **ctx" if in_run else ""
+            out.append(f"{indent}full = {{'run_id': run_id, 'timestamp': timestamp{ctx}{pairs}}}")
         if need_event:
             out.append(f"{indent}event = make_event(hook, {payload}, full)")
         kwpart = "run_id=run_id, timestamp=timestamp" + "".join(f", {o}={o}" for o in given)
-        return out + calls(kwpart, indent)
+        return out + calls(kwpart + (", **ctx" if in_run else ""), indent)
 
+    lines.append("    elif ctx:")
+    lines += bare(optional, (), "        ", True)
     lines.append("    else:")
-    lines += bare(optional, (), "        ")
+    lines += bare(optional, (), "        ", False)
     lines.append("    return run_id" if hook in START_HOOKS else "    return None")
     return _compile("\n".join(lines) + "\n", hook, ns, "dispatch")

@@ -74,8 +74,10 @@ Callbacks = Union["CallbackManager", Sequence[Any], None]
 #: 2 ms linger, that is, a wake-up per call). ``flush()``/``close()`` cut it short.
 _LINGER = 0.02
 
-#: Hook names a handler may set on its instance (checked when it joins a manager).
+#: Hook names a handler may set on its instance, and the attributes that say how it runs: a
+#: handler whose instance sets none of them is called as its class says (the usual case).
 _HOOK_ATTRS = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
+_INSTANCE_ATTRS = _HOOK_ATTRS | {"run_in_background", "raise_error"}
 
 #: Shapes kept: one class each, a few KiB. Past this the least recently built shape is
 #: forgotten (its managers keep their class; a new manager of that shape makes it again).
@@ -123,18 +125,16 @@ def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: A
     return future.result()
 
 
-def _shape_of(handler: Any) -> tuple[Any, ...]:
-    """What decides how ``handler`` is called: its class, how it runs, and any hook set on the
-    instance itself (those are looked up on the handler, since its class does not say)."""
-    if isinstance(handler, type):
-        raise ConfigurationError(
-            f"{handler.__name__} is a class; pass an instance: {handler.__name__}()"
-        )
+def _shape_of(handler: Any) -> Any:
+    """What decides how ``handler`` is called: its class, unless the instance itself sets a
+    hook or how it runs (then those values too, since its class does not say)."""
     d = getattr(handler, "__dict__", None)
-    own = frozenset(_HOOK_ATTRS.intersection(d)) if d and not _HOOK_ATTRS.isdisjoint(d) else None
+    if d is None or _INSTANCE_ATTRS.isdisjoint(d):
+        return type(handler)
     rb = getattr(handler, "run_in_background", False)
     if not isinstance(rb, bool):
         rb = frozenset([rb] if isinstance(rb, str) else rb)
+    own = frozenset(_HOOK_ATTRS.intersection(d))
     return (type(handler), rb, bool(getattr(handler, "raise_error", False)), own)
 
 
@@ -172,6 +172,10 @@ def _class_for(base: type[CallbackManager], handlers: tuple[Any, ...]) -> type[C
         cls = _SHAPES.get(key)
         if cls is None:
             for h in handlers:
+                if isinstance(h, type):
+                    raise ConfigurationError(
+                        f"{h.__name__} is a class; pass an instance: {h.__name__}()"
+                    )
                 _check(h)
             cls = _make_class(base, handlers, key)
             _SHAPES[key] = cls
@@ -183,7 +187,7 @@ def _class_for(base: type[CallbackManager], handlers: tuple[Any, ...]) -> type[C
 def _make_class(
     base: type[CallbackManager], handlers: tuple[Any, ...], key: tuple[Any, ...]
 ) -> type[CallbackManager]:
-    plan = Plan(handlers, [s[3] or frozenset() for s in key[1:]])
+    plan = Plan(handlers, [s[3] if isinstance(s, tuple) else frozenset() for s in key[1:]])
     ns: dict[str, Any] = {
         "__slots__": (),
         "__module__": base.__module__,
