@@ -214,3 +214,35 @@ def test_hook_methods_follows_the_table_and_keeps_a_classs_own_methods() -> None
         remove()
     assert not hasattr(Table, "on_ping")
     assert "on_ping" not in HOOKS
+
+
+def test_a_failing_listener_leaves_nothing_half_declared() -> None:
+    from hookwire import events
+
+    def refuse(spec: HookSpec) -> None:
+        if spec.name in HOOKS:
+            raise RuntimeError("no pings here")
+
+    events.on_hook_declared(refuse)
+    try:
+        with pytest.raises(RuntimeError, match="no pings"):
+            declare_hook(HookSpec("on_ping", _PingEvent, ("n",)))
+    finally:
+        events._LISTENERS.remove(refuse)
+    assert "on_ping" not in HOOKS
+
+
+def test_a_class_that_is_gone_stops_listening() -> None:
+    import gc
+
+    from hookwire import events
+
+    class Gone:
+        pass
+
+    hook_methods(Gone, lambda spec: lambda self: None)
+    before = len(events._LISTENERS)
+    del Gone
+    gc.collect()
+    declare_hook(HookSpec("on_ping", _PingEvent, ("n",)))()
+    assert len(events._LISTENERS) == before - 1

@@ -12,9 +12,11 @@ and ``OpenTelemetryCallback`` are derived from it. ``declare_hook`` adds a hook 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -602,7 +604,13 @@ def declare_hook(spec: HookSpec) -> Callable[[], None]:
         raise ConfigurationError(f"the hook {spec.name} is already declared")
     _HOOKS[spec.name] = spec
     _EVENT_FIELDS[spec.event] = _fields(spec.event)
-    _notify(spec)
+    try:
+        _notify(spec)
+    except BaseException:
+        # A listener refused it: undo, so that nothing is left half-declared.
+        with contextlib.suppress(Exception):
+            remove_hook(spec.name)
+        raise
 
     def remove() -> None:
         """Remove the hook declared by this ``declare_hook`` call (once; later calls do nothing)."""
@@ -625,8 +633,15 @@ def remove_hook(name: str) -> None:
 
 
 def _notify(spec: HookSpec) -> None:
+    # Every listener hears it even if one fails; the first failure is raised after.
+    failure: BaseException | None = None
     for listener in list(_LISTENERS):
-        listener(spec)
+        try:
+            listener(spec)
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def hook_methods(cls: type, make: Callable[[HookSpec], Callable[..., Any] | None]) -> None:
@@ -637,8 +652,14 @@ def hook_methods(cls: type, make: Callable[[HookSpec], Callable[..., Any] | None
     hook's name, qualified name, module and docstring unless it has its own docstring.
     """
     made: set[str] = set()
+    # Weakly: a class made at run time (in a test, say) may go; its listener then goes too.
+    ref = weakref.ref(cls)
 
     def install(spec: HookSpec) -> None:
+        cls = ref()
+        if cls is None:
+            _LISTENERS.remove(install)
+            return
         name = spec.name
         if name not in _HOOKS:
             if name in made:
