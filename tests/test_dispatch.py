@@ -738,3 +738,108 @@ def test_the_clients_token_dispatchers_follow_the_handler_list() -> None:
     m.remove(rec)
     m._client_on_llm_new_token("v", run_id="r", attempt=1, index=2)
     assert len(rec.of("llm_new_token")) == 2
+
+
+# -- shapes: what is resolved once per handler set, and what each manager keeps ---------------
+
+
+def test_a_hook_set_on_the_instance_is_called_and_does_not_leak_into_its_class() -> None:
+    got: list[str] = []
+
+    class Quiet(BaseCallback):
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            got.append("class")
+
+    loud = Quiet()
+    loud.on_llm_end = lambda response, **kw: got.append("instance")  # type: ignore[method-assign]
+    CallbackManager([loud]).on_llm_end("r")
+    CallbackManager([Quiet()]).on_llm_end("r")
+    assert got == ["instance", "class"]
+
+
+def test_static_methods_callable_objects_and_narrow_async_hooks_are_called() -> None:
+    got: list[Any] = []
+
+    class Static(BaseCallback):
+        @staticmethod
+        def on_llm_end(response: Any, **kw: Any) -> None:
+            got.append(("static", response))
+
+    class Narrow(AsyncBaseCallback):
+        async def on_llm_end(self, response: Any) -> None:  # type: ignore[override]
+            got.append(("narrow", response))
+
+    m = CallbackManager([Static(), Narrow()])
+    m.on_llm_end("a", user_id="u")
+    asyncio.run(m.aon_llm_end("b", model="m"))
+    assert got == [("static", "a"), ("narrow", "a"), ("static", "b"), ("narrow", "b")]
+
+
+def test_a_manager_of_a_known_shape_compiles_nothing_and_is_small() -> None:
+    import sys
+
+    from hookwire import callpath
+
+    class Mine(BaseCallback):
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            pass
+
+    CallbackManager([Mine(), RecordingCallback()])
+    before = callpath._code.cache_info()
+    managers = [CallbackManager([Mine(), RecordingCallback()]) for _ in range(100)]
+    assert callpath._code.cache_info() == before
+    assert len({type(m) for m in managers}) == 1
+    assert sys.getsizeof(managers[0]) < 200 and not vars(managers[0])
+
+
+def test_managers_built_and_dropped_leave_no_garbage_for_the_cyclic_gc() -> None:
+    import gc
+
+    CallbackManager([RecordingCallback()])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(1_000):
+            m = CallbackManager([RecordingCallback(), RecordingCallback()])
+            m.on_llm_end("r", user_id="u")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_a_traceback_through_a_dispatcher_shows_its_source() -> None:
+    import traceback
+
+    class Strict(BaseCallback):
+        raise_error = True
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            raise ValueError("boom")
+
+    m = CallbackManager([Strict()])
+    with pytest.raises(ValueError) as info:
+        m.on_llm_end("r")
+    text = "".join(traceback.format_exception(info.value))
+    assert "<hookwire dispatch on_llm_end" in text
+    assert "fn0(hs[0], response, run_id=run_id, timestamp=timestamp" in text
+    assert "hs = _manager._handlers" in m.on_llm_end.__hookwire_source__
+
+
+def test_run_in_background_may_name_the_hooks_to_queue() -> None:
+    threads: dict[str, str] = {}
+
+    class Split(BaseCallback):
+        run_in_background = frozenset({"on_llm_end"})
+
+        def on_llm_start(self, prompt: Any, **kw: Any) -> None:
+            threads["start"] = threading.current_thread().name
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            threads["end"] = threading.current_thread().name
+
+    m = CallbackManager([Split()])
+    rid = m.on_llm_start("p")
+    m.on_llm_end("r", run_id=rid)
+    assert m.flush(timeout=5)
+    assert threads["start"] == threading.current_thread().name
+    assert threads["end"] != threading.current_thread().name

@@ -88,73 +88,49 @@ def overrides(handler: Any, name: str) -> Callable[..., Any] | None:
     return fn  # type: ignore[no-any-return]
 
 
-def _accepting(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` itself if it takes ``**kwargs``; else a wrapper passing only what it declares.
-
-    Resolved once per shape (as pluggy does at registration), so a five-line handler written
-    as ``def on_llm_end(self, response)`` works instead of failing on every call.
-    """
+def _declared(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword names ``fn`` takes, or ``None`` if it takes ``**kwargs`` (or cannot say)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return fn
+        return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return fn
-    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-    if inspect.iscoroutinefunction(fn):
-
-        async def afiltered(*args: Any, **kw: Any) -> Any:
-            return await fn(*args, **{k: v for k, v in kw.items() if k in names})
-
-        return afiltered
-
-    def filtered(*args: Any, **kw: Any) -> Any:
-        return fn(*args, **{k: v for k, v in kw.items() if k in names})
-
-    return filtered
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _unbound(handler: Any, name: str, is_async: bool, own: bool) -> Callable[..., Any]:
-    """What to call with the handler as first argument, to call ``handler.<name>``.
+    """What to call, with the handler as first argument, to call ``handler.<name>``.
 
     The class's plain function when there is one (no bound method is made per call); for a
-    hook set on the instance, a static or class method, or a callable object, a small caller
-    that looks the attribute up on the handler it is given.
+    hook set on the instance, a static or class method, or a callable object, a caller that
+    looks the attribute up on the handler it is given. A hook that does not take
+    ``**kwargs`` is given only the keywords it declares (resolved here, once per shape, as
+    pluggy does at registration), so a five-line ``def on_llm_end(self, response)`` works.
     """
-    fn = None if own else inspect.getattr_static(type(handler), name, None)
-    if inspect.isfunction(fn):
-        return _accepting(fn)
-    bound = getattr(handler, name)
-    takes = _accepting(bound)
-    if takes is bound:
-        if is_async:
+    found = None if own else inspect.getattr_static(type(handler), name, None)
+    fn: Callable[..., Any] | None = found if inspect.isfunction(found) else None
+    names = _declared(fn or getattr(handler, name))
+    if fn is not None and names is None:
+        return fn
 
-            async def acall(h: Any, *args: Any, **kw: Any) -> Any:
-                return await getattr(h, name)(*args, **kw)
+    def target(h: Any) -> Callable[..., Any]:
+        return getattr(h, name) if fn is None else functools.partial(fn, h)
 
-            return acall
+    def pick(kw: dict[str, Any]) -> dict[str, Any]:
+        return kw if names is None else {k: v for k, v in kw.items() if k in names}
 
-        def call(h: Any, *args: Any, **kw: Any) -> Any:
-            return getattr(h, name)(*args, **kw)
-
-        return call
-    # Filtering keywords: the filter is resolved once, from this handler's signature.
-    names = frozenset(
-        p.name
-        for p in inspect.signature(bound).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
     if is_async:
 
-        async def afiltered(h: Any, *args: Any, **kw: Any) -> Any:
-            return await getattr(h, name)(*args, **{k: v for k, v in kw.items() if k in names})
+        async def acall(h: Any, *args: Any, **kw: Any) -> Any:
+            return await target(h)(*args, **pick(kw))
 
-        return afiltered
+        return acall
 
-    def filtered(h: Any, *args: Any, **kw: Any) -> Any:
-        return getattr(h, name)(*args, **{k: v for k, v in kw.items() if k in names})
+    def call(h: Any, *args: Any, **kw: Any) -> Any:
+        return target(h)(*args, **pick(kw))
 
-    return filtered
+    return call
 
 
 class Entry:

@@ -491,39 +491,44 @@ class CallbackManager:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every background handler has handled what was queued before this call.
 
-        Returns ``False`` if ``timeout`` (seconds) ran out first. Handlers with a ``flush()``
-        method of their own (files, stores) are flushed after their queue is drained.
+        Returns ``False`` if ``timeout`` (seconds, for everything together) ran out first.
+        Handlers with a ``flush()`` of their own (files, stores) are flushed after their queue
+        is drained, and given what is left of the timeout.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = True
-        for lane in self._lanes_now():
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = lane.flush(remaining) and ok
-        for h in self._handlers:
-            hflush = getattr(h, "flush", None)
-            if callable(hflush) and not getattr(hflush, "__hookwire_noop__", False):
-                try:
-                    hflush()
-                except Exception as exc:
-                    logger.warning("hookwire: %s.flush() failed: %r", handler_name(h), exc)
-        return ok
+        return self._drain("flush", timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        """Drain the background queues, stop their workers, and close handlers that have a
-        ``close()``. The manager stays usable: workers restart on the next event."""
-        ok = True
+        """Drain the background queues and close handlers that have a ``close()``, within
+        ``timeout`` seconds for everything together. The manager stays usable."""
+        return self._drain("close", timeout)
+
+    def _drain(self, how: str, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
         for lane in self._lanes_now():
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = lane.close(remaining) and ok
+            ok = getattr(lane, how)(_left(deadline)) and ok
         for h in self._handlers:
-            hclose = getattr(h, "close", None)
-            if callable(hclose) and not getattr(hclose, "__hookwire_noop__", False):
-                try:
-                    hclose()
-                except Exception as exc:
-                    logger.warning("hookwire: %s.close() failed: %r", handler_name(h), exc)
+            method = getattr(h, how, None)
+            if not callable(method) or getattr(method, "__hookwire_noop__", False):
+                continue
+            try:
+                done = method(timeout=_left(deadline)) if _takes_timeout(method) else method()
+            except Exception as exc:
+                logger.warning("hookwire: %s.%s() failed: %r", handler_name(h), how, exc)
+                continue
+            ok = done is not False and ok
         return ok
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _takes_timeout(method: Callable[..., Any]) -> bool:
+    try:
+        return "timeout" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _restore(
