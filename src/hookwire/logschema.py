@@ -390,20 +390,11 @@ _dumps: Final = orjson.dumps  # a global, not an attribute lookup, per line
 
 def response_to_dict(r: LLMResponse, content: bool = True) -> dict[str, Any]:
     """An ``LLMResponse`` as written in the log (``LLMResponse.to_dict()``, built faster)."""
-    # Built inline (no helper calls, no comprehension frame for the usual empty tool_calls):
-    # this runs on the app thread for every LLM call. orjson's own dataclass support was
-    # measured slower (``Decimal`` goes through ``default``) and would write unknown token
-    # counts as null, which the schema leaves out.
-    u = r.usage
-    usage = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    }
-    if u.cached_tokens is not None:
-        usage["cached_tokens"] = u.cached_tokens
-    if u.reasoning_tokens is not None:
-        usage["reasoning_tokens"] = u.reasoning_tokens
+    # Built inline (no comprehension frame for the usual empty tool_calls): this runs on the
+    # app thread for every LLM call. orjson's own dataclass support was measured slower
+    # (``Decimal`` goes through ``default``) and would write unknown token counts as null,
+    # which the schema leaves out.
+    usage = r.usage.to_dict()
     cost = r.cost
     calls = r.tool_calls
     out: dict[str, Any] = {
