@@ -200,7 +200,7 @@ def test_mistakes_are_named(guardrail: HookSpec) -> None:
     with pytest.raises(ConfigurationError, match="both start and end"):
         HookSpec("on_guardrail", GuardrailEvent, (), starts_run=True, ends_run=True)
     with pytest.raises(ConfigurationError, match="not a hook"):
-        Guard().ignore("on_nothing")
+        Guard().ignore_hooks("on_nothing")
 
 
 def test_the_builtin_table_says_what_starts_and_ends_runs_and_what_is_content() -> None:

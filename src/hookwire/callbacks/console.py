@@ -148,7 +148,7 @@ class ConsoleCallback(BaseCallback):
         self._live: tuple[str, int, int] | None = None
         self.show_stream = show_stream and verbose
         if not self.show_stream:
-            self.ignore("on_llm_new_token")
+            self.on_llm_new_token = BaseCallback.on_llm_new_token.__get__(self)  # type: ignore[method-assign]
         if not verbose:
             for hook in (
                 "on_llm_start",

@@ -186,7 +186,7 @@ class FileLogCallback(BaseCallback):
         self._flushing = 0  # flush() calls waiting: the writer does not linger then
         if not include_tokens:
             # Leave the streamed hooks un-overridden so the dispatcher never calls them.
-            self.ignore(*(hook for hook, spec in HOOKS.items() if spec.streamed))
+            self.ignore_hooks(*(hook for hook, spec in HOOKS.items() if spec.streamed))
         _LIVE.add(self)
 
     def __repr__(self) -> str:
