@@ -112,13 +112,9 @@ class _Worker:
             return True
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
-                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                try:
-                    thread.start()
-                except RuntimeError:  # "can't create new thread at interpreter shutdown"
-                    self.thread = None
+                self.thread = _start_thread(self._run, self.name)
+                if self.thread is None:
                     return False
-                self.thread = thread
                 _register_child_drain()
         return True
 
@@ -181,6 +177,23 @@ class _Worker:
             self.wake.clear()
 
 
+def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | None:
+    """A started daemon thread, or None once the exit hook has run or threads are refused.
+
+    After the exit hook, a new thread would be killed before it finished its work (or, from
+    3.12, could not start at all): the caller does the work itself instead.
+    """
+    if _exiting:
+        return None
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # "can't create new thread at interpreter shutdown" (3.12+)
+        return None
+    return thread
+
+
+_exiting = False  # set by the exit hook
 _WORKERS: dict[str, _Worker] = {}
 _WORKERS_LOCK = threading.Lock()
 _LIVE: weakref.WeakSet[BackgroundQueue[Any]] = weakref.WeakSet()
@@ -491,14 +504,8 @@ def background_loop() -> asyncio.AbstractEventLoop:
         if _Loop.loop is None or _Loop.loop.is_closed():
             _Loop.loop = asyncio.new_event_loop()
         if _Loop.thread is None or not _Loop.thread.is_alive():
-            thread = threading.Thread(
-                target=_serve_loop, args=(_Loop.loop,), name="hookwire-async-handlers", daemon=True
-            )
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutdown
-                thread = None
-            _Loop.thread = thread
+            loop = _Loop.loop
+            _Loop.thread = _start_thread(lambda: _serve_loop(loop), "hookwire-async-handlers")
         return _Loop.loop
 
 
@@ -537,11 +544,22 @@ def _drive_inline(
 ) -> T:
     with _Loop.drive:
         _Loop.driver = threading.get_ident()
+        # One task and a timer, not wait_for: wait_for's extra task would be one that
+        # _shutdown_loop cancels under its own feet.
+        task = loop.create_task(coro)
+        expired: list[bool] = []
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, lambda: expired.append(task.cancel()))
         try:
-            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-        except asyncio.TimeoutError:  # an alias of TimeoutError only since 3.11
-            raise TimeoutError(f"the coroutine did not finish within {timeout} s") from None
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if expired:
+                raise TimeoutError(f"the coroutine did not finish within {timeout} s") from None
+            raise
         finally:
+            if timer is not None:
+                timer.cancel()
             _Loop.driver = None
 
 
@@ -601,7 +619,9 @@ def _stop_loop(deadline: float | None) -> None:
 
 
 def _drain_at_exit() -> None:
+    global _exiting
     deadline = _deadline(EXIT_TIMEOUT)
+    _exiting = True
     try:
         if not flush_all(EXIT_TIMEOUT):
             logger.warning(
