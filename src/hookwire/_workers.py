@@ -171,10 +171,13 @@ class _Worker:
         self.wake.clear()
         self.sleeping = False
         # Woken by the first item: let more arrive, so a steady stream costs about one
-        # wake-up per linger. A flush or a blocked producer sets ``wake`` to cut it short.
-        linger = min((q._linger for q in list(self.active)), default=0.0)
-        if linger > 0 and self.wake.wait(linger):
-            self.wake.clear()
+        # wake-up per linger; not when a queue has a batch ready, a flush waits or a producer
+        # waits for room (they set ``wake`` too, but they may have set it before the clear).
+        queues = list(self.active)
+        if queues and not any(q._items_ready() for q in queues):
+            linger = min(q._linger for q in queues)
+            if linger > 0 and self.wake.wait(linger):
+                self.wake.clear()
 
 
 def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | None:
@@ -351,6 +354,9 @@ class BackgroundQueue(Generic[T]):
         _LIVE.discard(self)
         return done
 
+    def _items_ready(self) -> bool:
+        return self._blocked or bool(self._markers) or len(self._items) >= self.max_batch
+
     def _mark(self) -> _Flush | None:
         # Items first, then the serving flag: a batch taken after the first read shows in
         # the second.
@@ -379,34 +385,38 @@ class BackgroundQueue(Generic[T]):
         return True
 
     def _serve(self) -> None:
-        """Take one batch (stopping at a flush marker) and handle it."""
+        """Take one batch and handle it; a flush marker in it is set once the items before
+        it are handled."""
         self._serving = True
-        items = self._items
-        batch: list[T] = []
-        marker = None
+        popleft = self._items.popleft
         try:
-            while items and len(batch) < self.max_batch:
-                item = items.popleft()
-                if item.__class__ is _Flush:
-                    marker = item
-                    break
-                batch.append(item)
+            taken = [popleft() for _ in range(min(len(self._items), self.max_batch))]
             if self._blocked:
                 self._blocked = False
                 if self._room is not None:
                     self._room.set()
-            if batch:
-                self._batch = batch
-                self._call(batch)
+            if not self._markers:  # read after the pops: a marker taken was counted before
+                self._call(taken)
+                return
+            segment: list[T] = []
+            for item in taken:
+                if item.__class__ is _Flush:
+                    self._call(segment)
+                    segment = []
+                    with self._worker.lock:
+                        self._markers -= 1
+                    item.set()
+                else:
+                    segment.append(item)
+            self._call(segment)
         finally:
             self._batch = []
             self._serving = False
-            if marker is not None:
-                with self._worker.lock:
-                    self._markers -= 1
-                marker.set()
 
     def _call(self, batch: list[T]) -> None:
+        if not batch:
+            return
+        self._batch = batch
         try:
             self._handle(batch)
         except BaseException as error:  # SystemExit, KeyboardInterrupt too: the worker goes on
