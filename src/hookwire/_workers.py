@@ -39,6 +39,7 @@ import asyncio
 import atexit
 import collections
 import concurrent.futures
+import functools
 import logging
 import os
 import sys
@@ -65,7 +66,8 @@ T = TypeVar("T")
 
 logger = logging.getLogger("hookwire")
 
-#: Seconds the exit hook may spend in total: draining every queue, then the loop's closers.
+#: Seconds the exit hook may spend in total: draining every queue, then the loop's tasks and
+#: closers.
 EXIT_TIMEOUT = 10.0
 
 # While a flush waits, it looks this often whether the worker is still alive.
@@ -101,7 +103,7 @@ class _Worker:
             self.active.append(queue)
             if self.sleeping:
                 self.wake.set()
-        _LIVE.add(queue)  # back after close()
+        _remember(queue)  # back after close()
         if not self.ensure_running():
             self.drain_inline(None)
 
@@ -199,15 +201,32 @@ def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | N
 _exiting = False  # set by the exit hook
 _WORKERS: dict[str, _Worker] = {}
 _WORKERS_LOCK = threading.Lock()
-_LIVE: weakref.WeakSet[BackgroundQueue[Any]] = weakref.WeakSet()
+# Every queue not closed, by id, weakly. Not a WeakSet: iterating one while another thread
+# adds to it raises, and list(dict.values()) is one step under the GIL.
+_LIVE: dict[int, weakref.ref[BackgroundQueue[Any]]] = {}
+
+
+def _remember(queue: BackgroundQueue[Any]) -> None:
+    key = id(queue)
+    if key not in _LIVE:
+        _LIVE[key] = weakref.ref(queue, functools.partial(_forget, key))
+
+
+def _forget(key: int, _: object) -> None:
+    # The queue is being freed: its id cannot be reused before this runs.
+    _LIVE.pop(key, None)
+
+
+def _live() -> list[BackgroundQueue[Any]]:
+    return [q for q in (ref() for ref in list(_LIVE.values())) if q is not None]
 
 
 def _worker(name: str) -> _Worker:
-    with _WORKERS_LOCK:
-        worker = _WORKERS.get(name)
-        if worker is None:
-            worker = _WORKERS[name] = _Worker(name)
-        return worker
+    worker = _WORKERS.get(name)  # no lock for a worker that exists: queues are made per request
+    if worker is None:
+        with _WORKERS_LOCK:
+            worker = _WORKERS.setdefault(name, _Worker(name))
+    return worker
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -282,7 +301,7 @@ class BackgroundQueue(Generic[T]):
         self._room: threading.Event | None = None
         self._logged = False
         self._markers = 0  # flush markers in _items, not counted as pending
-        _LIVE.add(self)
+        _remember(self)
 
     @property
     def pending(self) -> int:
@@ -351,7 +370,7 @@ class BackgroundQueue(Generic[T]):
     def close(self, timeout: float | None = 10.0) -> bool:
         """:meth:`flush`, then leave the exit hook and :func:`stats` until the next put."""
         done = self.flush(timeout)
-        _LIVE.discard(self)
+        _LIVE.pop(id(self), None)
         return done
 
     def _items_ready(self) -> bool:
@@ -442,7 +461,7 @@ class BackgroundQueue(Generic[T]):
 def stats() -> dict[str, dict[str, int]]:
     """``{queue name: {"pending", "dropped", "failed"}}``, summed over queues of one name."""
     out: dict[str, dict[str, int]] = {}
-    for queue in list(_LIVE):
+    for queue in _live():
         row = out.setdefault(queue.name, {"pending": 0, "dropped": 0, "failed": 0})
         row["pending"] += queue.pending
         row["dropped"] += queue.dropped
@@ -453,7 +472,7 @@ def stats() -> dict[str, dict[str, int]]:
 def flush_all(timeout: float | None = None) -> bool:
     """Flush every live queue within one overall ``timeout``; False if it ran out."""
     deadline = _deadline(timeout)
-    marked = [(q, q._mark()) for q in list(_LIVE)]
+    marked = [(q, q._mark()) for q in _live()]
     done = True
     for queue, marker in marked:
         if marker is not None and not queue._wait(marker, deadline):
@@ -590,7 +609,13 @@ def at_loop_exit(closer: Callable[[], Awaitable[None]]) -> None:
     _CLOSERS.append(closer)
 
 
-async def _shutdown_loop(deadline: float | None) -> None:
+async def _finish_loop_work(deadline: float | None) -> None:
+    # Tasks first (a store's group of rows being written), then the closers.
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(
+            others, timeout=None if deadline is None else deadline - time.monotonic()
+        )
     for closer in list(_CLOSERS):
         try:
             await asyncio.wait_for(
@@ -598,31 +623,26 @@ async def _shutdown_loop(deadline: float | None) -> None:
             )
         except BaseException:
             logger.exception("hookwire: a background loop closer failed at exit")
-    loop = asyncio.get_running_loop()
-    tasks = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await loop.shutdown_asyncgens()
 
 
 def _stop_loop(deadline: float | None) -> None:
+    """Let the loop finish its tasks, run the closers, and stop its thread.
+
+    The loop is not closed: an atexit function that runs after this one (registered before
+    hookwire was imported) may still need it, and then drives it in its own thread, on the
+    loop its connections belong to.
+    """
     loop, thread = _Loop.loop, _Loop.thread
     if loop is None or loop.is_closed():
         return
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
-        run_coroutine(_shutdown_loop(deadline), remaining)
+        run_coroutine(_finish_loop_work(deadline), remaining)
     except BaseException:
-        logger.warning("hookwire: the background loop did not shut down in time", exc_info=True)
+        logger.warning("hookwire: the background loop did not finish in time", exc_info=True)
     if thread is not None and thread.is_alive():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.1))
-        if thread.is_alive():
-            return  # a coroutine blocks the loop's thread: leave it to the interpreter
-    with _Loop.lock:
-        if not loop.is_running():
-            loop.close()
 
 
 # Exit and fork.
@@ -668,7 +688,7 @@ def _after_fork_in_child() -> None:
     _WORKERS_LOCK = threading.Lock()
     for worker in _WORKERS.values():
         worker._reset()
-    for queue in list(_LIVE):
+    for queue in _live():
         queue._reset_in_child()
     _child_drain_registered = False
     # The parent's loop stays the parent's.
