@@ -96,7 +96,7 @@ def test_a_steady_stream_wakes_the_worker_about_once_per_linger() -> None:
         time.sleep(0.001)
     assert queue.flush(5)
     assert gate.items == list(range(sent))
-    assert sent > 100
+    assert sent > 50
     assert len(gate.batches) <= 10  # about 0.3 / 0.05, not one per item
 
 
@@ -197,7 +197,7 @@ def test_flush_honours_its_timeout_when_the_handler_is_stuck(gates: list[Gate]) 
     assert gate.entered.wait(5)
     start = time.monotonic()
     assert not queue.flush(timeout=0.3)
-    assert 0.3 <= time.monotonic() - start < 0.6
+    assert 0.3 <= time.monotonic() - start < 1.0
     assert queue.pending == 1
 
 
@@ -210,8 +210,8 @@ def test_flush_all_has_one_deadline_for_every_queue(gates: list[Gate]) -> None:
         assert gate.entered.wait(5)
         queues.append(queue)
     start = time.monotonic()
-    assert not _workers.flush_all(0.3)
-    assert time.monotonic() - start < 0.6  # not 0.9
+    assert not _workers.flush_all(0.5)
+    assert 0.5 <= time.monotonic() - start < 1.2  # not 1.5: one deadline, not one per queue
     for gate in gates:
         gate.open.set()
     assert _workers.flush_all(5)
@@ -235,7 +235,7 @@ async def test_aput_on_a_full_queue_leaves_the_event_loop_running(gates: list[Ga
     put = asyncio.create_task(queue.aput(2))
     await asyncio.sleep(0.3)
     assert not put.done()  # waiting for room...
-    assert ticks >= 15  # ...while the loop kept running (about 30 ticks in 0.3 s)
+    assert ticks >= 5  # ...while the loop kept running (about 30 ticks in 0.3 s; 0 if frozen)
     gate.open.set()
     await asyncio.wait_for(put, 5)
     task.cancel()

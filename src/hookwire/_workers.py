@@ -18,14 +18,19 @@ is false, takes the worker's lock to schedule the queue (and wakes the worker if
 The worker takes a batch from the queue at the head of ``active``, handles it, then either
 rotates the queue to the back or, when it is empty, clears the flag and looks once more (an
 item appended before the flag cleared would otherwise stay behind). ``flush`` appends a
-marker (a :class:`threading.Event`) behind the items it must wait for; the worker sets it when
-it reaches it.
+marker (a :class:`threading.Event`) behind the items it must wait for; the worker sets it once
+the items before it are handled. A put on a full queue waits on an event the worker sets
+when it takes a batch (``aput`` polls with ``asyncio.sleep`` instead, to leave the loop free).
 
-Exit: an ``atexit`` hook drains every queue and then stops the loop, within
-:data:`EXIT_TIMEOUT` in total. Since Python 3.12, atexit runs after the interpreter refuses new
-threads: the worker is normally already running then (it starts on the first put); when it
-cannot start, the thread that needs it (a put, a flush, the exit hook) handles the batches
-itself, and a coroutine runs on the loop driven by the calling thread.
+Exit: an ``atexit`` hook drains every queue, then lets the loop finish its tasks and run the
+closers of :func:`at_loop_exit`, and stops its thread, within :data:`EXIT_TIMEOUT` in total.
+Since Python 3.12, atexit runs after the interpreter refuses new threads, and from 3.10 on a
+thread started after the hook would be killed unfinished: so once the hook has begun, no
+thread is started. Workers already running go on (the first put started them); otherwise
+the thread that needs one (a put, a flush, the hook itself) handles the batches itself, and
+:func:`run_coroutine` drives the loop in the calling thread. No private API of CPython is
+used (``threading._register_atexit`` would run earlier, but only for code that imports us
+first, and it is private).
 
 Fork: the child starts clean (fresh locks, no items of the parent, no threads). A
 ``multiprocessing`` child started by fork ends with ``os._exit``, which skips atexit; the
@@ -573,8 +578,8 @@ def _drive_inline(
 ) -> T:
     with _Loop.drive:
         _Loop.driver = threading.get_ident()
-        # One task and a timer, not wait_for: wait_for's extra task would be one that
-        # _shutdown_loop cancels under its own feet.
+        # One task and a timer, not wait_for: at exit, wait_for's outer task would be one of
+        # the tasks _finish_loop_work waits for, waiting for itself until the deadline.
         task = loop.create_task(coro)
         expired: list[bool] = []
         timer = None
