@@ -85,6 +85,43 @@ def test_queues_share_one_worker_thread() -> None:
     assert [t.name for t in threading.enumerate()].count(name) == 1
 
 
+@pytest.mark.parametrize(("maxsize", "max_batch", "linger"), [(5, 1, 0.0), (100, 7, 0.001)])
+def test_concurrent_producers_and_flushes_lose_nothing_and_keep_order(
+    maxsize: int, max_batch: int, linger: float
+) -> None:
+    got: list[tuple[int, int]] = []
+    name = worker_name()
+    queues = [
+        BackgroundQueue(
+            f"c{i}", got.extend, maxsize=maxsize, max_batch=max_batch, linger=linger, worker=name
+        )
+        for i in range(3)
+    ]
+    n = 3_000
+
+    def produce(p: int) -> None:
+        for i in range(n):
+            queues[i % 3].put((p, i))
+            if i % 1000 == 0:
+                assert queues[i % 3].flush(30)
+
+    async def aproduce(p: int) -> None:
+        for i in range(n):
+            await queues[i % 3].aput((p, i))
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
+    threads.append(threading.Thread(target=lambda: asyncio.run(aproduce(3))))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert _workers.flush_all(30)
+    assert sorted(got) == [(p, i) for p in range(4) for i in range(n)]
+    for p in range(4):  # each producer's items, in its order, within each queue
+        for k in range(3):
+            assert [i for q, i in got if q == p and i % 3 == k] == list(range(k, n, 3))
+
+
 def test_a_steady_stream_wakes_the_worker_about_once_per_linger() -> None:
     gate = Gate()
     queue = BackgroundQueue("linger", gate, linger=0.05, worker=worker_name())
@@ -188,6 +225,41 @@ def test_a_handler_raising_anything_leaves_the_worker_going(
     failures = [r for r in caplog.records if "raises" in r.getMessage()]
     assert [r.levelno for r in failures] == [logging.ERROR, logging.DEBUG]
     assert failures[0].exc_info and not failures[1].exc_info
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # on purpose
+def test_a_worker_that_died_is_restarted_by_the_next_flush() -> None:
+    class Exploding(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise SystemExit("a logging handler that exits")
+
+        def handle(self, record: logging.LogRecord) -> bool:
+            self.emit(record)  # no handleError(): the exit escapes the worker's own except
+            return True
+
+    handled: list[int] = []
+
+    def handle(batch: list[int]) -> None:
+        if 0 in batch:
+            raise ValueError("logged, and the logging kills the worker")
+        handled.extend(batch)
+
+    name = worker_name()
+    queue = BackgroundQueue("dies", handle, max_batch=1, linger=0, worker=name)
+    exploding = Exploding()
+    logging.getLogger("hookwire").addHandler(exploding)
+    try:
+        queue.put(0)
+        queue.put(1)
+        deadline = time.monotonic() + 5
+        while name in [t.name for t in threading.enumerate()] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert name not in [t.name for t in threading.enumerate()]  # the worker is dead
+    finally:
+        logging.getLogger("hookwire").removeHandler(exploding)
+    assert queue.flush(5)
+    assert handled == [1]
+    assert queue.failed == 1
 
 
 def test_flush_honours_its_timeout_when_the_handler_is_stuck(gates: list[Gate]) -> None:
