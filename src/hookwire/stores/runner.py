@@ -3,14 +3,18 @@
 Database connections (asyncpg's, aiosqlite's) belong to the event loop that opened them. So
 that one engine and one connection pool per database serve the whole process (the app's own
 loops, sync code, and the background workers of handlers), every store operation runs on a
-single long-lived loop in a daemon thread: the one ``hookwire.dispatch`` already keeps for
-async handlers called from sync code.
+single long-lived loop in a daemon thread: the shared loop of ``hookwire._workers``, which
+also runs async handlers called from sync code and is drained and stopped at exit.
 
 - :func:`run_sync` ``(coro, timeout)`` runs a coroutine there and waits for its result; for
   sync code and for handlers' background workers.
 - :func:`run` is the same for async code: ``await run(coro)`` from any event loop (or directly
   when already on the store loop).
 - :func:`get_loop` returns that loop (started on first use, restarted in a forked child).
+
+At interpreter exit, once the threads cannot be restarted (Python 3.12+), the calling thread
+drives the loop itself, so a store call made then still runs on the loop its connections
+belong to.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ..dispatch import _BackgroundLoop
+from .._workers import await_coroutine, background_loop, in_background_loop, run_coroutine
 from ..errors import ConfigurationError, StoreError
 
 __all__ = ["get_loop", "in_store_loop", "run", "run_sync"]
@@ -29,12 +33,12 @@ T = TypeVar("T")
 
 def get_loop() -> asyncio.AbstractEventLoop:
     """The store loop (started on first use)."""
-    return _BackgroundLoop.get()
+    return background_loop()
 
 
 def in_store_loop() -> bool:
     """Whether the caller runs on the store loop's thread."""
-    return _BackgroundLoop.in_loop_thread()
+    return in_background_loop()
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -50,11 +54,9 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             "a sync store method was called from hookwire's store event loop, where it would "
             "wait for itself; await the async method instead"
         )
-    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
     try:
-        return future.result(timeout)
+        return run_coroutine(coro, timeout)
     except TimeoutError:
-        future.cancel()
         raise StoreError(
             f"the store operation did not finish within {timeout} s; the database may be "
             "locked or unreachable (check the URL, and that no other process holds a lock)"
@@ -63,7 +65,4 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
 
 async def run(coro: Coroutine[Any, Any, T]) -> T:
     """Await ``coro`` on the store loop, from any event loop."""
-    if in_store_loop():
-        return await coro
-    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
-    return await asyncio.wrap_future(future)
+    return await await_coroutine(coro)
