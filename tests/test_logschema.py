@@ -149,6 +149,24 @@ def test_include_flags_leave_out_text_but_keep_figures() -> None:
     assert to_record(ev, include_prompts=False, include_responses=False)["data"] == {}
 
 
+@pytest.mark.parametrize("hook", list(HOOKS))
+def test_the_switches_leave_out_what_the_hook_table_calls_content(hook: str) -> None:
+    # Any value in a content argument: a response that is not an LLMResponse (a dict, a
+    # string) has no figures to keep, so it goes as a whole.
+    spec = HOOKS[hook]
+    args = tuple({"content": f"{a} text"} for a in spec.args)
+    for prompts, responses in ((False, True), (True, False), (False, False)):
+        hidden = (() if prompts else spec.prompts) + (() if responses else spec.responses)
+        wanted = {a: v for a, v in zip(spec.args, args, strict=True) if a not in hidden}
+        rec = record_from_call(
+            hook, args, _kw(), include_prompts=prompts, include_responses=responses
+        )
+        line = line_from_call(
+            hook, args, _kw(), include_prompts=prompts, include_responses=responses
+        )
+        assert rec["data"] == wanted == orjson.loads(line)["data"], (hook, prompts, responses)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
