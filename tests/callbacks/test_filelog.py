@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import stat
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -295,16 +297,14 @@ def test_flush_from_many_threads_waits_for_each_threads_own_events(tmp_path: Pat
     assert len(_read(path)) == 6 * 20 * 25
 
 
-def test_full_queue_waits_or_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_queue_waits_or_drops(tmp_path: Path) -> None:
     gate = threading.Event()
-    callback = FileLogCallback(tmp_path / "q.jsonl", queue_size=3, drop_when_full=True)
-    real = callback._write_items
 
-    def slow(items: list) -> None:
+    def slow(text: str) -> str:  # a redact function holding the writer up
         gate.wait(10)
-        real(items)
+        return text
 
-    monkeypatch.setattr(callback, "_write_items", slow)
+    callback = FileLogCallback(tmp_path / "q.jsonl", queue_size=3, drop_when_full=True, redact=slow)
     for i in range(50):
         callback.on_memory_store(str(i), run_id="r", timestamp=1.0)
     assert callback.dropped > 0
@@ -419,3 +419,35 @@ def test_the_prompt_is_logged_as_sent_through_the_manager(tmp_path: Path) -> Non
     rec = _read(tmp_path / "a.jsonl")[0]
     assert rec["data"]["prompt"] == [{"role": "user", "content": "hi"}]
     callback.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_a_dropped_handler_keeps_no_thread_or_file_and_loses_nothing(tmp_path: Path) -> None:
+    # The app-per-request pattern: a handler made and dropped per request. Its lines are
+    # still written (the queue holds the file, not the handler), then the file is closed, and
+    # all handlers share one writer thread.
+    def request(i: int) -> None:
+        FileLogCallback(tmp_path / f"{i}.jsonl").on_memory_store(str(i), run_id="r", timestamp=1)
+
+    request(0)  # the shared writer thread exists from here on
+    FileLogCallback(tmp_path / "warm.jsonl").close()
+    gc.collect()
+    threads, files = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    for i in range(1, 101):
+        request(i)
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = [p for p in tmp_path.glob("*.jsonl") if p.stat().st_size]
+        if len(logged) == 101:
+            break
+        time.sleep(0.01)
+    assert sorted(int(parse_line(p.read_bytes())["data"]["content"]) for p in logged) == list(
+        range(101)
+    )
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/self/fd")) > files and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert len(os.listdir("/proc/self/fd")) <= files
+    assert threading.active_count() <= threads

@@ -1,30 +1,29 @@
 """``FileLogCallback``: every event as one JSON line in a file, written off the app thread.
 
-The app thread turns the event into its JSON line (``hookwire.logschema``, orjson) and appends
-it to a queue (a ``deque``); a writer thread redacts secrets and appends whole batches with
-one ``write(2)`` each on a file opened with ``O_APPEND``. On Linux and the BSDs a
+The app thread turns the event into its JSON line (``hookwire.logschema``, orjson) and puts
+it on a ``hookwire._workers.BackgroundQueue``; the shared ``hookwire-filelog`` worker thread
+redacts secrets and appends whole batches with one ``write(2)`` each on a file opened with
+``O_APPEND`` (``_LogFile``, which the queue holds: a handler dropped with lines still queued
+gets them written, and its file is closed once they are). On Linux and the BSDs a
 ``write`` to a regular file is applied whole, at the end of the file, under the file's lock,
 so lines from several threads, several handlers and several processes never interleave.
 
 Rotation by size (``max_bytes``, ``backup_count``) works across processes: the process that
 finds the file full renames ``log -> log.1 -> log.2 ...`` while holding an ``flock`` on
 ``log.lock``, and every writer checks, before each batch, whether the path still names the
-file it has open (and reopens it if not). A batch that races with a rotation lands whole in
-the just-renamed file, so no line is cut or lost (except files shifted past ``backup_count``),
-and a file can exceed ``max_bytes`` by at most one batch per writing process.
+file it has open (and reopens it if not). With rotation on, a batch is written in pieces of at
+most ``max_bytes``; a piece that races with a rotation lands whole in the just-renamed file,
+so no line is cut or lost (except files shifted past ``backup_count``), and a file can exceed
+``max_bytes`` by at most one piece per writing process (or one line longer than that).
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
 import errno
-import itertools
 import logging
 import os
-import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from .._workers import BackgroundQueue
 from ..errors import ConfigurationError
 from ..events import HOOKS, HookSpec, hook_methods
 from ..logschema import Redactor, dumps_record, line_from_parts
@@ -49,9 +49,6 @@ logger = logging.getLogger("hookwire")
 _BATCH: Final = 8192
 _LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-# A flush marker in the queue: the empty line (a real line always ends with a newline), so the
-# writer finds markers with one ``list.count`` and joins a batch without looking at its items.
-_MARK: Final = b""
 
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
@@ -76,17 +73,6 @@ def _close_all() -> None:
             logger.exception("hookwire: closing %r at exit failed", handler)
 
 
-def _after_fork_in_child() -> None:
-    # The writer thread does not survive fork(), and the parent's queued events are the
-    # parent's to write: the child starts with an empty queue and a fresh writer.
-    for handler in list(_LIVE):
-        handler._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class FileLogCallback(BaseCallback):
     """Writes every event to ``log_path`` as JSON Lines (schema: ``hookwire.logschema``).
 
@@ -97,7 +83,7 @@ class FileLogCallback(BaseCallback):
     and ``responses``. ``include_tokens=True`` also logs every streamed token (hooks with
     ``HookSpec.streamed``; off by default: the whole answer is in ``llm_end``).
 
-    ``max_bytes`` > 0 rotates the file when the next batch would take it past that size,
+    ``max_bytes`` > 0 rotates the file when the next lines would take it past that size,
     keeping ``backup_count`` older files (``log.1`` is the newest). ``redact`` adds your own
     secret patterns (regular expressions) or a function ``(str) -> str`` to the built-in
     redaction of API keys, bearer tokens and passwords in URLs, which always applies.
@@ -149,45 +135,50 @@ class FileLogCallback(BaseCallback):
         self.backup_count = backup_count
         self.fsync = fsync
         self._redactor = Redactor(redact)
-        self._maxsize = queue_size
-        self._drop = drop_when_full
-        #: Events dropped because the queue was full (only with ``drop_when_full=True``).
-        self.dropped = 0
-        #: Events that could not be written (serialisation or I/O errors); they are logged.
-        self.failed = 0
-        #: Lines written since this handler was created.
-        self.written = 0
+        self._unserialisable = 0
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot create the directory of log file {self.log_path}: {exc.strerror or exc}"
             ) from exc
-        self._fd = -1
-        self._lock_fd = -1
+        self._file = _LogFile(self.log_path, max_bytes, backup_count, fsync, self._redactor)
         try:
-            self._open()
+            self._file.open()
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
                 "choose a log_path in a writable directory"
             ) from exc
-        # Lines ready to write, and flush markers (_MARK): the n-th marker written releases
-        # the n-th waiter in _waiters.
-        self._dq: collections.deque[bytes] = collections.deque()
-        self._waiters: collections.deque[threading.Event] = collections.deque()
-        self._mark_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._idle = True
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._warned = False
-        self._flushing = 0  # flush() calls waiting: the writer does not linger then
+        self._queue: BackgroundQueue[bytes] = BackgroundQueue(
+            f"FileLogCallback({self.log_path})",
+            self._file.write_batch,
+            maxsize=queue_size,
+            drop_when_full=drop_when_full,
+            linger=_LINGER,
+            max_batch=_BATCH,
+            worker="hookwire-filelog",
+        )
+        self._put = self._queue.put
         if not include_tokens:
             # Leave the streamed hooks un-overridden so the dispatcher never calls them.
             self.ignore_hooks(*(hook for hook, spec in HOOKS.items() if spec.streamed))
         _LIVE.add(self)
+
+    @property
+    def written(self) -> int:
+        """Lines written since this handler was created."""
+        return self._file.written
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full (only with ``drop_when_full=True``)."""
+        return self._queue.dropped
+
+    @property
+    def failed(self) -> int:
+        """Events that could not be written (serialisation or I/O errors); they are logged."""
+        return self._unserialisable + self._file.failed + self._queue.failed
 
     def __repr__(self) -> str:
         return f"FileLogCallback({str(self.log_path)!r})"
@@ -231,40 +222,10 @@ class FileLogCallback(BaseCallback):
                 self.include_responses,
             )
         except Exception as exc:
-            self.failed += 1
-            self._warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
+            self._unserialisable += 1
+            self._file.warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
             return
-        dq = self._dq
-        if len(dq) >= self._maxsize:
-            if self._drop:
-                self.dropped += 1
-                return
-            self._wait_for_room()
-        dq.append(line)
-        if self._idle:
-            self._kick()
-
-    def _kick(self) -> None:
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            with self._start_lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._stop = False
-                    self._thread = threading.Thread(
-                        target=self._work, name="hookwire-filelog", daemon=True
-                    )
-                    self._thread.start()
-        self._wake.set()
-
-    def _wait_for_room(self) -> None:
-        if threading.current_thread() is self._thread:
-            return
-        self._kick()
-        while len(self._dq) >= self._maxsize:
-            thread = self._thread
-            if thread is None or not thread.is_alive():
-                return
-            time.sleep(0.0005)
+        self._put(line)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -274,131 +235,95 @@ class FileLogCallback(BaseCallback):
 
     def drain(self, timeout: float | None = 10.0) -> bool:
         """Wait until every event queued before this call is written; ``False`` on timeout."""
-        done = threading.Event()
-        self._flushing += 1
-        try:
-            with self._mark_lock:  # a waiter and its marker in the same order
-                self._waiters.append(done)
-                self._dq.append(_MARK)
-            self._kick()
-            return done.wait(timeout)
-        finally:
-            self._flushing -= 1
+        return self._queue.flush(timeout)
 
     def close(self) -> None:
-        """Flush, stop the writer and close the file. Events after this reopen it."""
+        """Flush and close the file. Events after this reopen it."""
         self.shutdown(10.0)
 
     def shutdown(self, timeout: float | None = 10.0) -> bool:
         """``close()`` with a time limit; ``False`` if the queue was not drained in time."""
-        thread = self._thread
-        drained = True
-        if thread is not None and thread.is_alive():
-            drained = self.drain(timeout)
-            self._stop = True
-            self._wake.set()
-            if thread is not threading.current_thread():
-                thread.join(timeout)
-        else:
-            while self._dq:
-                self._write_items(self._drain())
-        self._thread = None
-        self._close_fds()
+        drained = self._queue.close(timeout)
+        self._file.close()
         return drained
 
-    def _reset_after_fork(self) -> None:
-        self._dq = collections.deque()
-        self._waiters = collections.deque()
-        self._mark_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._start_lock = threading.Lock()
-        self._idle = True
-        self._thread = None
-        self._stop = False
-        self._flushing = 0
 
-    # -- the writer thread --------------------------------------------------------------------
+class _LogFile:
+    """The file side, run by the worker: redaction, rotation and one ``write(2)`` per batch.
 
-    def _drain(self) -> list[bytes]:
-        # Only this thread takes items off, so the first ``n`` are there: they are popped by
-        # C code (``iter(popleft, ...)``), with no Python loop per line.
-        dq = self._dq
-        return list(itertools.islice(iter(dq.popleft, None), min(len(dq), _BATCH)))
+    The queue holds it (not the handler), so lines queued by a handler that is dropped are
+    still written, and the file is closed when the last of them is.
+    """
 
-    def _work(self) -> None:
-        dq = self._dq
-        lingered = False
-        while True:
-            if dq:
-                items = self._drain()
-                try:
-                    self._write_items(items)
-                except Exception:  # pragma: no cover - _write_items reports its own errors
-                    logger.exception("hookwire: FileLogCallback writer failed")
-                lingered = False
-                continue
-            if self._stop:
-                return
-            if not lingered and not self._flushing:
-                # Wait a moment before going idle: events arriving meanwhile make one batch
-                # (one write) and the app thread does not pay for waking the writer up.
-                lingered = True
-                time.sleep(_LINGER)
-                continue
-            lingered = False
-            self._idle = True
-            self._wake.clear()
-            if dq or self._stop:
-                self._idle = False
-                continue
-            self._wake.wait()
-            self._idle = False
+    def __init__(
+        self, path: Path, max_bytes: int, backup_count: int, fsync: bool, redactor: Redactor
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self.fsync = fsync
+        self.redactor = redactor
+        self.fd = -1
+        self.lock_fd = -1
+        self.written = 0
+        self.failed = 0
+        self.warned = False
 
-    def _write_items(self, items: list[bytes]) -> None:
-        marks = items.count(_MARK)
-        nlines = len(items) - marks
-        if nlines:
-            red = self._redactor
-            if red.walks_values:
-                items = [self._user_redact(line) for line in items if line]
-            self._write(red.json_bytes(b"".join(items)), nlines)
-        waiters = self._waiters
-        for _ in range(marks):
-            waiters.popleft().set()
+    def __del__(self) -> None:
+        self.close()
+
+    def write_batch(self, items: list[bytes]) -> None:
+        red = self.redactor
+        if red.walks_values:
+            items = [line for line in map(self._user_redact, items) if line]
+        for chunk in self._chunks(items) if self.max_bytes else (items,):
+            if chunk:
+                self._write(red.json_bytes(b"".join(chunk)), len(chunk))
+
+    def _chunks(self, items: list[bytes]) -> list[list[bytes]]:
+        # With rotation, a batch is written in pieces of at most max_bytes (a longer line is a
+        # piece of its own), so that a file outgrows max_bytes by at most one line.
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for line in items:
+            if size + len(line) > self.max_bytes and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(line)
+            size += len(line)
+        return chunks
 
     def _user_redact(self, line: bytes) -> bytes:
         try:
-            return dumps_record(self._redactor.walk(orjson.loads(line)))
+            return dumps_record(self.redactor.walk(orjson.loads(line)))
         except Exception as exc:  # a user's redact function failed: drop, never leak
             self.failed += 1
-            self._warn_once(f"the redact function failed: {exc!r}; the line was dropped")
+            self.warn_once(f"the redact function failed: {exc!r}; the line was dropped")
             return b""
 
-    def _warn_once(self, message: str) -> None:
-        if not self._warned:
-            self._warned = True
+    def warn_once(self, message: str) -> None:
+        if not self.warned:
+            self.warned = True
             logger.error(
                 "hookwire: FileLogCallback(%s): %s (further failures are counted in .failed)",
-                self.log_path,
+                self.path,
                 message,
             )
         else:
-            logger.debug("hookwire: FileLogCallback(%s): %s", self.log_path, message)
+            logger.debug("hookwire: FileLogCallback(%s): %s", self.path, message)
 
-    # -- the file -----------------------------------------------------------------------------
-
-    def _open(self) -> None:
-        self._fd = os.open(self.log_path, _OPEN_FLAGS, 0o600)
+    def open(self) -> None:
+        self.fd = os.open(self.path, _OPEN_FLAGS, 0o600)
 
     def _reopen(self) -> None:
-        fd, self._fd = self._fd, -1
+        fd, self.fd = self.fd, -1
         with contextlib.suppress(OSError):
             os.close(fd)
-        self._open()
+        self.open()
 
-    def _close_fds(self) -> None:
-        for name in ("_fd", "_lock_fd"):
-            fd = getattr(self, name)
+    def close(self) -> None:
+        for name in ("fd", "lock_fd"):
+            fd = getattr(self, name, -1)
             if fd >= 0:
                 setattr(self, name, -1)
                 with contextlib.suppress(OSError):
@@ -406,35 +331,35 @@ class FileLogCallback(BaseCallback):
 
     def _write(self, buf: bytes, nlines: int) -> None:
         try:
-            if self._fd < 0:
-                self._open()
+            if self.fd < 0:
+                self.open()
             if self.max_bytes:
                 try:
                     self._maybe_rotate(len(buf))
                 except OSError as exc:
                     # Rotation failed (permissions, a full disk): keep writing where we are.
-                    self._warn_once(f"rotating {self.log_path} failed: {exc}")
-                    if self._fd < 0:
-                        self._open()
+                    self.warn_once(f"rotating {self.path} failed: {exc}")
+                    if self.fd < 0:
+                        self.open()
             view = memoryview(buf)
             while view:
                 # One write(2) per batch: applied whole under the file's lock. Only a full
                 # disk or a signal can cut it short; then the rest follows in another write.
-                n = os.write(self._fd, view)
+                n = os.write(self.fd, view)
                 view = view[n:]
             if self.fsync:
-                os.fsync(self._fd)
+                os.fsync(self.fd)
             self.written += nlines
         except OSError as exc:
             self.failed += nlines
             if exc.errno == errno.EBADF:
-                self._fd = -1
-            self._warn_once(f"writing {nlines} line(s) failed: {exc}")
+                self.fd = -1
+            self.warn_once(f"writing {nlines} line(s) failed: {exc}")
 
     def _maybe_rotate(self, incoming: int) -> None:
         try:
-            mine = os.fstat(self._fd)
-            current = os.stat(self.log_path)
+            mine = os.fstat(self.fd)
+            current = os.stat(self.path)
         except FileNotFoundError:
             # Someone removed or renamed the file without recreating it: start a new one.
             self._reopen()
@@ -442,30 +367,30 @@ class FileLogCallback(BaseCallback):
         if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
             # Another process rotated: follow the path to the new file.
             self._reopen()
-            mine = os.fstat(self._fd)
+            mine = os.fstat(self.fd)
         if mine.st_size == 0 or mine.st_size + incoming <= self.max_bytes:
             return
         self._rotate(incoming)
 
     def _rotate(self, incoming: int) -> None:
-        if fcntl is not None and self._lock_fd < 0:
-            lock_path = str(self.log_path) + ".lock"
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if fcntl is not None and self.lock_fd < 0:
+            lock_path = str(self.path) + ".lock"
+            self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if fcntl is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
             # Re-check under the lock: another process may have rotated meanwhile.
             try:
-                current = os.stat(self.log_path)
+                current = os.stat(self.path)
             except FileNotFoundError:
                 current = None
-            mine = os.fstat(self._fd)
+            mine = os.fstat(self.fd)
             same = current is not None and (current.st_ino, current.st_dev) == (
                 mine.st_ino,
                 mine.st_dev,
             )
             if same and mine.st_size > 0 and mine.st_size + incoming > self.max_bytes:
-                base = str(self.log_path)
+                base = str(self.path)
                 if self.backup_count == 0:
                     os.unlink(base)
                 else:
@@ -477,7 +402,7 @@ class FileLogCallback(BaseCallback):
             self._reopen()
         finally:
             if fcntl is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
 
 def _forwarder(spec: HookSpec) -> Callable[..., None]:
