@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import hookwire
-import hookwire.llms.base as llm_base
+import hookwire.llms.prices as llm_prices
 from hookwire import RLM, LocalLLM, Usage
 from hookwire.callbacks import BaseCallback
 from hookwire.errors import (
@@ -298,7 +298,9 @@ async def test_sub_query_from_a_tool_async() -> None:
 
 
 def test_cost_summed_on_run_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+    monkeypatch.setattr(
+        llm_prices, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")]
+    )
     rec = RecordingCallback()
     result = RLM.from_local(callbacks=[rec], tools=[order_status]).run("order status of Z-1")
     assert result.cost == Decimal("1.0")
@@ -558,9 +560,7 @@ def test_run_and_arun_with_tools_and_max_steps() -> None:
     assert sync[0] is MaxStepsExceeded
 
 
-def test_run_and_arun_with_a_priced_model(
-    openai_server: OpenAIServer, rlm_on_server: Any
-) -> None:
+def test_run_and_arun_with_a_priced_model(openai_server: OpenAIServer, rlm_on_server: Any) -> None:
     # A known price: on_run_end carries usage, cost and model (the keywords sent by name).
     sync, asyn = _both_paths(lambda rec: rlm_on_server(rec))
     assert sync == asyn
@@ -570,7 +570,9 @@ def test_run_and_arun_with_a_priced_model(
 
 
 def test_run_and_arun_sum_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+    monkeypatch.setattr(
+        llm_prices, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")]
+    )
     for prompt in ("order status of Z-1", "hello"):
         sync, asyn = _both_paths(
             lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), prompt

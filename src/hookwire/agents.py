@@ -15,7 +15,7 @@ from typing import Any
 
 from .dispatch import Callbacks
 from .errors import ConfigurationError
-from .llms.base import LLM
+from .llms.protocol import LLM
 from .memory import BaseMemory
 from .rlm import RLM, RunResult
 

@@ -26,7 +26,7 @@ from .context import Run
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
-from .llms.base import LLM
+from .llms.protocol import LLM
 from .llms.retry import RetryPolicy
 from .memory import BaseMemory
 from .tools import Tool, arun_tool, as_tools, run_tool

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import hookwire.llms.base as llm_base
+import hookwire.llms.prices as llm_prices
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks import BaseCallback
 from hookwire.errors import (
@@ -421,7 +421,7 @@ def test_cost_is_filled_through_pricing(
     def fake_cost(model: str, usage: Usage, provider: str | None = None) -> Decimal | None:
         return Decimal("0.001") * usage.total_tokens if model == "priced" else None
 
-    monkeypatch.setattr(llm_base, "_pricing", [fake_cost])
+    monkeypatch.setattr(llm_prices, "_pricing", [fake_cost])
     openai_server.script(Reply("x", usage={"prompt_tokens": 3, "completion_tokens": 1}))
     assert make(openai_server).generate(MSGS, model="priced").cost == Decimal("0.004")
     assert make(openai_server).generate(MSGS, model="unpriced").cost is None

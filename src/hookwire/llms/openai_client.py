@@ -50,8 +50,10 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..events import LLMResponse, ToolCall, Usage, _utcnow
-from .base import BaseLLM, LLMRequest, StreamEnd, price
+from ..events import LLMResponse, ToolCall, Usage, utcnow
+from .engine import BaseLLM
+from .prices import price
+from .protocol import LLMRequest, StreamEnd
 from .retry import RetryPolicy
 
 __all__ = ["OpenAIClient", "map_openai_error"]
@@ -482,7 +484,7 @@ class OpenAIClient(BaseLLM):
             content or "",
             usage,
             model,
-            _utcnow(),
+            utcnow(),
             finish_reason,
             calls,
             provider,
