@@ -92,7 +92,7 @@ def to_hookwire_error(
         return exc
     if type(exc).__module__.startswith("openai."):
         # The openai SDK's errors (also under LangChain's ChatOpenAI): the runtime's mapping.
-        from ..llms.openai_client import map_openai_error
+        from ..llms.openai_wire import map_openai_error
 
         mapped = map_openai_error(exc, provider=provider or "openai", model=model)
         mapped.__cause__ = exc

@@ -48,7 +48,7 @@ from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
 from ..ids import new_id
-from ..llms.openai_client import ChunkState, _usage, map_openai_error
+from ..llms.openai_wire import ChunkState, map_openai_error, usage_from_sdk
 from ._common import check_context, price
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -203,7 +203,7 @@ class _Call:
         )
         return self.response(
             content=getattr(message, "content", None) or "",
-            usage=_usage(getattr(completion, "usage", None)),
+            usage=usage_from_sdk(getattr(completion, "usage", None)),
             model=getattr(completion, "model", None),
             finish=getattr(choices[0], "finish_reason", None) if choices else None,
             calls=calls,
