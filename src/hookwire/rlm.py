@@ -24,6 +24,7 @@ from typing import Any
 
 from .context import Run
 from .dispatch import CallbackManager, Callbacks
+from .drain import adrain, drain
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
 from .llms.protocol import LLM
@@ -179,24 +180,6 @@ class _Job:
         self.tools = tools
 
 
-def _drain(gen: Generator[Any, None, RunResult]) -> RunResult:
-    """Run ``gen`` to its end (it yields nothing when not delivering) and return its value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-
-
-async def _adrain(agen: AsyncIterator[str | RunResult]) -> RunResult:
-    """The ``RunResult`` that ends ``agen``."""
-    result: Any = None
-    async for item in agen:
-        result = item
-    assert isinstance(result, RunResult)
-    return result
-
-
 class RLM:
     """A model runner with callbacks, tools, memory, retries and streaming.
 
@@ -338,14 +321,14 @@ class RLM:
         ``history`` is the conversation so far (chat message dicts), sent before the prompt.
         """
         job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
-        return _drain(self._drive(job, deliver=False))
+        return drain(self._drive(job, deliver=False))
 
     async def arun(
         self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
     ) -> RunResult:
         """``run`` for asyncio."""
         job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
-        return await _adrain(self._adrive(job, deliver=False))
+        return await adrain(self._adrive(job, deliver=False), RunResult)
 
     def stream(
         self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
@@ -369,12 +352,12 @@ class RLM:
         Its LLM events carry the outer run's ``trace_id`` and one more level of ``depth``.
         Outside a run it is a run of its own.
         """
-        return _drain(self._drive(_Job(prompt, (), _EMPTY, _SUB_QUERY, system), False)).content
+        return drain(self._drive(_Job(prompt, (), _EMPTY, _SUB_QUERY, system), False)).content
 
     async def asub_query(self, prompt: str, *, system: str | None = None) -> str:
         """``sub_query`` for asyncio."""
         job = _Job(prompt, (), _EMPTY, _SUB_QUERY, system)
-        return (await _adrain(self._adrive(job, deliver=False))).content
+        return (await adrain(self._adrive(job, deliver=False), RunResult)).content
 
     # -- the run loop -----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..dispatch import CallbackManager
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
-from .protocol import LLMRequest
+from .protocol import LLMRequest, StreamEnd
 from .retry import RetryPolicy
 
 __all__ = ["Call", "Events", "Reading", "tool_schemas"]
@@ -175,17 +175,24 @@ class Call:
 
 
 class Reading:
-    """One streamed attempt's text so far."""
+    """One streamed attempt's text so far, and its ``StreamEnd`` once it came."""
 
-    __slots__ = ("call", "parts", "seen")
+    __slots__ = ("call", "end", "parts", "seen")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.parts: list[str] = []
         self.seen = 0
+        self.end: StreamEnd | None = None
 
-    def take(self, piece: str) -> int:
-        """Keep ``piece`` (and the time to the call's first token); its index in the attempt."""
+    def take(self, piece: str | StreamEnd) -> int | None:
+        """Keep what the provider's stream gave: a token's index in the attempt (the time to
+        the call's first token noted), or ``None`` for the ``StreamEnd`` or an empty piece."""
+        if type(piece) is not str:
+            self.end = piece  # type: ignore[assignment]
+            return None
+        if not piece:
+            return None
         call = self.call
         if call.ttft is None:
             call.ttft = call.elapsed_ms()

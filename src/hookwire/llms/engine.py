@@ -36,6 +36,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from ..dispatch import CallbackManager, Callbacks
+from ..drain import adrain, drain
 from ..errors import (
     CallbackAbort,
     ConfigurationError,
@@ -388,7 +389,7 @@ class BaseLLM:
         raised: BaseException | None = None
         try:
             try:
-                end = self._stream_into(call.request, on_token)
+                reading.end = self._stream_into(call.request, on_token)
             except _HandlerRaised as carried:
                 raised = carried.error
             except HookwireError:
@@ -403,7 +404,7 @@ class BaseLLM:
                     raised = None
         except TransientLLMError as error:
             raise self._cut(call, error, reading.parts) from error
-        return self._assemble(call, reading.parts, end, n)
+        return self._assemble(call, reading.parts, reading.end, n)
 
     def _attempt(self, call: Call, n: int, deliver: bool) -> Generator[str, None, LLMResponse]:
         """One attempt: the provider's answer, with its tokens emitted (and yielded when
@@ -414,7 +415,6 @@ class BaseLLM:
             return self._stream_attempt(call, n)
         call.attempts = n
         reading = Reading(call)
-        end: StreamEnd | None = None
         managers = call.token_managers
         run_id, model, provider = call.kw["run_id"], call.kw["model"], call.kw["provider"]
         pieces = iter(self._stream(call.request))
@@ -422,6 +422,7 @@ class BaseLLM:
             while True:
                 # Only the provider's own failures are wrapped: a handler that asks to raise
                 # (raise_error=True) has its exception reach the caller unchanged.
+                piece: Any  # a token (str) or the StreamEnd: Reading.take tells
                 try:
                     piece = next(pieces)
                 except StopIteration:
@@ -430,12 +431,9 @@ class BaseLLM:
                     raise
                 except Exception as exc:
                     raise self._unexpected(call, exc) from exc
-                if isinstance(piece, StreamEnd):
-                    end = piece
-                    continue
-                if not piece:
-                    continue
                 index = reading.take(piece)
+                if index is None:
+                    continue
                 for m in managers:
                     m.on_llm_new_token(
                         piece, run_id=run_id, model=model, provider=provider, attempt=n, index=index
@@ -445,7 +443,7 @@ class BaseLLM:
                     yield new
         except TransientLLMError as error:
             raise self._cut(call, error, reading.parts) from error
-        return self._assemble(call, reading.parts, end, n)
+        return self._assemble(call, reading.parts, reading.end, n)
 
     def _retry(
         self, call: Call, first: TransientLLMError, deliver: bool
@@ -491,7 +489,7 @@ class BaseLLM:
 
     def _generate(self, call: Call) -> LLMResponse:
         """``_run`` for a call whose tokens are not delivered (``generate``)."""
-        return _drain(self._run(call, False))
+        return drain(self._run(call, False))
 
     def _end(self, call: Call, response: LLMResponse) -> LLMResponse:
         response = self._finish(call, response)
@@ -536,12 +534,12 @@ class BaseLLM:
             return
         call.attempts = n
         reading = Reading(call)
-        end: StreamEnd | None = None
         managers = call.token_managers
         run_id, model, provider = call.kw["run_id"], call.kw["model"], call.kw["provider"]
         pieces = self._astream(call.request).__aiter__()
         try:
             while True:
+                piece: Any  # a token (str) or the StreamEnd: Reading.take tells
                 try:
                     piece = await pieces.__anext__()
                 except StopAsyncIteration:
@@ -550,12 +548,9 @@ class BaseLLM:
                     raise
                 except Exception as exc:
                     raise self._unexpected(call, exc) from exc
-                if isinstance(piece, StreamEnd):
-                    end = piece
-                    continue
-                if not piece:
-                    continue
                 index = reading.take(piece)
+                if index is None:
+                    continue
                 for m in managers:
                     await m.aon_llm_new_token(
                         piece, run_id=run_id, model=model, provider=provider, attempt=n, index=index
@@ -565,7 +560,7 @@ class BaseLLM:
                     yield new
         except TransientLLMError as error:
             raise self._cut(call, error, reading.parts) from error
-        yield self._assemble(call, reading.parts, end, n)
+        yield self._assemble(call, reading.parts, reading.end, n)
 
     async def _aretry(
         self, call: Call, first: TransientLLMError, deliver: bool
@@ -615,7 +610,7 @@ class BaseLLM:
 
     async def _agenerate(self, call: Call) -> LLMResponse:
         """``_generate`` (async)."""
-        return await _adrain(self._arun(call, False))
+        return await adrain(self._arun(call, False), LLMResponse)
 
     async def _aend(self, call: Call, response: LLMResponse) -> LLMResponse:
         response = self._finish(call, response)
@@ -635,21 +630,3 @@ class _HandlerRaised(BaseException):
     def __init__(self, error: BaseException) -> None:
         super().__init__()
         self.error = error
-
-
-def _drain(gen: Generator[Any, None, LLMResponse]) -> LLMResponse:
-    """Run ``gen`` to its end (dropping what it yields) and return what it returns."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-
-
-async def _adrain(agen: AsyncIterator[str | LLMResponse]) -> LLMResponse:
-    """The ``LLMResponse`` that ends ``agen``."""
-    last: Any = None
-    async for item in agen:
-        last = item
-    assert isinstance(last, LLMResponse)
-    return last
