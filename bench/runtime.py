@@ -233,9 +233,8 @@ def main() -> None:
         print(f"  {name:<38} {added:>7.1f} µs  {added / base * 100:>5.1f}%  {ok}")
 
 
-def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]]:
-    """Measure both cases against the server at ``base_url``."""
-    sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+def bare_calls(sdk: openai.OpenAI) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The bare SDK's calls with the benchmark's prompt: JSON, and streamed (its text)."""
     messages: Any = [{"role": "user", "content": PROMPT}]
 
     def bare_json() -> Any:
@@ -249,6 +248,15 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]
             stream_options={"include_usage": True},
         )
         return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    return bare_json, bare_stream
+
+
+def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]]:
+    """Measure both cases against the server at ``base_url``."""
+    sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+    messages: Any = [{"role": "user", "content": PROMPT}]
+    bare_json, bare_stream = bare_calls(sdk)
 
     def raw_json() -> Any:
         # The same call, its raw response decoded as OpenAIClient decodes it.
