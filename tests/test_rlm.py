@@ -581,3 +581,18 @@ def test_run_and_arun_sum_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) ->
         end = dict(sync[-1][2])
         assert end["cost"] == (Decimal("1.0") if "order" in prompt else Decimal("0.5"))
         assert end["model"] == "local-echo"
+
+
+def test_history_goes_between_the_system_prompt_and_the_prompt() -> None:
+    history = [
+        {"role": "user", "content": "my name is Ada"},
+        {"role": "assistant", "content": "Hello Ada"},
+    ]
+    rlm = RLM.from_local(system_prompt="Be brief.")
+    for result in (rlm.run("hi", history=history), asyncio.run(rlm.arun("hi", history=history))):
+        assert result.messages[:4] == [
+            {"role": "system", "content": "Be brief."},
+            *history,
+            {"role": "user", "content": "hi"},
+        ]
+        assert result.messages[4]["role"] == "assistant"
