@@ -21,8 +21,11 @@ Events go to the client's own callbacks and to the ones a call is given (a runne
 manager); a handler present in both receives each event once.
 
 The engine is written twice, sync and async, as mirrors named name for name (``_start`` /
-``_astart``, ``_attempt`` / ``_aattempt``, ...); what they share (preparing a call, the events'
-arguments, assembling a streamed answer, the errors) is written once, above them.
+``_astart``, ``_attempt`` / ``_aattempt``, ...); what they share is written once: the call's
+state and its events' arguments (``hookwire.llms.calls``), and here, preparing a call,
+assembling a streamed answer and its errors. One method has no mirror: ``_stream_attempt``
+reads a streamed attempt through the provider's ``_stream_into`` (a plain loop calling back per
+token), which has no async counterpart; ``_aattempt`` reads ``_astream`` for both cases.
 """
 
 from __future__ import annotations
