@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from hookwire.drain import adrain, drain
 
 
-def test_drain_returns_what_the_generator_returns() -> None:
-    def gen() -> Generator[str, None, int]:
-        yield "a"
-        yield "b"
-        return 3
+def test_drain_returns_the_last_item_of_its_type() -> None:
+    def gen(last: object) -> Iterator[object]:
+        yield "token"
+        yield last
 
-    assert drain(gen()) == 3
+    assert drain(gen(3), int) == 3
+    with pytest.raises(TypeError, match="not a int"):
+        drain(gen("x"), int)
 
 
 async def test_adrain_returns_the_last_item_of_its_type() -> None:

@@ -151,7 +151,8 @@ Msg = dict[str, Any]
 #: ``(_MEMORY, memory, method, args)`` call the memory (``a`` + method when async);
 #: ``(_EMIT, hook, args, keywords)`` send an event to the runner's callbacks.
 _Op = tuple[Any, ...]
-_LLM, _TOOL, _MEMORY, _EMIT = "llm", "tool", "memory", "emit"
+#: ``(_DONE, answer, messages)`` ends the run.
+_LLM, _TOOL, _MEMORY, _EMIT, _DONE = "llm", "tool", "memory", "emit", "done"
 
 _EMPTY: Mapping[str, Any] = {}
 _SUB_QUERY = "rlm.sub_query"
@@ -321,7 +322,7 @@ class RLM:
         ``history`` is the conversation so far (chat message dicts), sent before the prompt.
         """
         job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
-        return drain(self._drive(job, deliver=False))
+        return drain(self._drive(job, deliver=False), RunResult)
 
     async def arun(
         self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
@@ -335,7 +336,9 @@ class RLM:
     ) -> Iterator[str]:
         """Yield the answer's tokens as they arrive; the full result is then ``last_result``."""
         job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
-        yield from self._drive(job, deliver=True)
+        for item in self._drive(job, deliver=True):
+            if type(item) is str:
+                yield item
 
     async def astream(
         self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
@@ -352,7 +355,8 @@ class RLM:
         Its LLM events carry the outer run's ``trace_id`` and one more level of ``depth``.
         Outside a run it is a run of its own.
         """
-        return drain(self._drive(_Job(prompt, (), _EMPTY, _SUB_QUERY, system), False)).content
+        job = _Job(prompt, (), _EMPTY, _SUB_QUERY, system)
+        return drain(self._drive(job, deliver=False), RunResult).content
 
     async def asub_query(self, prompt: str, *, system: str | None = None) -> str:
         """``sub_query`` for asyncio."""
@@ -361,9 +365,9 @@ class RLM:
 
     # -- the run loop -----------------------------------------------------------------------------
 
-    def _loop(self, job: _Job, tally: _Tally) -> Generator[_Op, Any, tuple[str, list[Msg]]]:
-        """One run: memory recall, model calls and tool rounds, memory store; returns the
-        answer and the conversation.
+    def _loop(self, job: _Job, tally: _Tally) -> Generator[_Op, Any, None]:
+        """One run: memory recall, model calls and tool rounds, memory store; its last step
+        is ``(_DONE, answer, messages)``.
 
         It does no I/O: it yields each step as an ``_Op`` and the driver (``_drive``, sync, or
         ``_adrive``, async) performs it and sends back its outcome, or throws in its exception.
@@ -404,7 +408,7 @@ class RLM:
         answer = response.content
         if memory is not None:
             yield from self._memory_op(memory, "add", (f"User: {prompt}\nAssistant: {answer}",))
-        return answer, messages
+        yield (_DONE, answer, messages)
 
     @staticmethod
     def _memory_op(
@@ -426,16 +430,16 @@ class RLM:
 
     # -- its drivers: the same steps, sync and async (mirrors, name for name) ---------------------
 
-    def _drive(self, job: _Job, deliver: bool) -> Generator[str, None, RunResult]:
-        """Run ``job`` in a ``trace``, performing the loop's steps; yields the answer's tokens
-        when ``deliver``."""
+    def _drive(self, job: _Job, deliver: bool) -> Iterator[str | RunResult]:
+        """Run ``job`` in a ``trace``, performing the loop's steps: yields the answer's tokens
+        (when ``deliver``), then the result."""
         tr = _RunTrace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
         tally = _Tally()
         with tr as run:
             try:
                 loop = self._loop(job, tally)
                 op: _Op = next(loop)
-                while True:
+                while op[0] is not _DONE:
                     try:
                         if op[0] is _LLM and deliver:
                             outcome: Any = None
@@ -452,12 +456,12 @@ class RLM:
                         op = loop.throw(exc)
                     else:
                         op = loop.send(outcome)
-            except StopIteration as stop:
-                answer, messages = stop.value
+                _, answer, messages = op
+                next(loop, None)  # the loop's end: it returns, nothing to raise
                 run.output = answer
             finally:
                 tr.end_extra = tally.end_kw()
-        return self._finished(job, tally.result(answer, run, messages))
+        yield self._finished(job, tally.result(answer, run, messages))
 
     async def _adrive(self, job: _Job, deliver: bool) -> AsyncIterator[str | RunResult]:
         """``_drive`` for asyncio: yields the tokens (when ``deliver``), then the result."""
@@ -467,7 +471,7 @@ class RLM:
             try:
                 loop = self._loop(job, tally)
                 op: _Op = next(loop)
-                while True:
+                while op[0] is not _DONE:
                     try:
                         if op[0] is _LLM and deliver:
                             outcome: Any = None
@@ -484,8 +488,8 @@ class RLM:
                         op = loop.throw(exc)
                     else:
                         op = loop.send(outcome)
-            except StopIteration as stop:
-                answer, messages = stop.value
+                _, answer, messages = op
+                next(loop, None)  # the loop's end: it returns, nothing to raise
                 run.output = answer
             finally:
                 tr.end_extra = tally.end_kw()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -172,12 +172,7 @@ class BaseLLM:
         (the retried answer's text is taken up from the same position).
         """
         call = self._prepare(messages, model, tools, callbacks, True, params, retry)
-        gen = self._run(call, deliver=True)
-        try:
-            while True:
-                yield next(gen)
-        except StopIteration as stop:
-            yield stop.value
+        yield from self._run(call, deliver=True)
 
     async def astream(
         self,
@@ -409,13 +404,14 @@ class BaseLLM:
             raise self._cut(call, error, reading.parts) from error
         return self._assemble(call, reading.parts, reading.end, n)
 
-    def _attempt(self, call: Call, n: int, deliver: bool) -> Generator[str, None, LLMResponse]:
-        """One attempt: the provider's answer, with its tokens emitted (and yielded when
-        ``deliver``)."""
+    def _attempt(self, call: Call, n: int, deliver: bool) -> Iterator[str | LLMResponse]:
+        """One attempt: yields the new text (when ``deliver``), then the response."""
         if not call.stream:
-            return self._complete_attempt(call, n)
+            yield self._complete_attempt(call, n)
+            return
         if not deliver:
-            return self._stream_attempt(call, n)
+            yield self._stream_attempt(call, n)
+            return
         call.attempts = n
         reading = Reading(call)
         managers = call.token_managers
@@ -446,11 +442,11 @@ class BaseLLM:
                     yield new
         except TransientLLMError as error:
             raise self._cut(call, error, reading.parts) from error
-        return self._assemble(call, reading.parts, reading.end, n)
+        yield self._assemble(call, reading.parts, reading.end, n)
 
     def _retry(
         self, call: Call, first: TransientLLMError, deliver: bool
-    ) -> Generator[str, None, LLMResponse]:
+    ) -> Iterator[str | LLMResponse]:
         """Attempts 2.. after a first transient failure, on tenacity.
 
         The first attempt runs without tenacity, so a call that succeeds at once pays nothing
@@ -464,35 +460,37 @@ class BaseLLM:
         def before_sleep(state: RetryCallState) -> None:
             self._emit(call, call.before_sleep(state))
 
-        response: LLMResponse | None = None
         for attempt in Retrying(before_sleep=before_sleep, **call.retrying_kw()):
             with attempt:
                 n = attempt.retry_state.attempt_number + 1
-                response = yield from self._attempt(call, n, deliver)
-        assert response is not None
-        return response
+                yield from self._attempt(call, n, deliver)
 
-    def _run(self, call: Call, deliver: bool) -> Generator[str, None, LLMResponse]:
-        """The whole call: start, attempts (yielding the new text when ``deliver``), end."""
+    def _run(self, call: Call, deliver: bool) -> Iterator[str | LLMResponse]:
+        """The whole call: yields the new text (when ``deliver``), then the response."""
         self._start(call)
+        response: Any = None
         try:
             try:
-                response = yield from self._attempt(call, 1, deliver)
+                for response in self._attempt(call, 1, deliver):
+                    if type(response) is str:
+                        yield response
             except TransientLLMError as first:
                 if call.retry.max_attempts <= 1:
                     raise
-                response = yield from self._retry(call, first, deliver)
+                for response in self._retry(call, first, deliver):
+                    if type(response) is str:
+                        yield response
         except CallbackAbort as abort:
             self._emit(call, call.aborted(abort))
             raise
         except LLMError as error:
             self._emit(call, call.failed(error))
             raise
-        return self._end(call, response)
+        yield self._end(call, response)
 
     def _generate(self, call: Call) -> LLMResponse:
         """``_run`` for a call whose tokens are not delivered (``generate``)."""
-        return drain(self._run(call, False))
+        return drain(self._run(call, False), LLMResponse)
 
     def _end(self, call: Call, response: LLMResponse) -> LLMResponse:
         response = self._finish(call, response)
@@ -586,23 +584,18 @@ class BaseLLM:
     async def _arun(self, call: Call, deliver: bool) -> AsyncIterator[str | LLMResponse]:
         """``_run`` (async): yields the new text (when ``deliver``), then the response."""
         await self._astart(call)
-        response: LLMResponse | None = None
+        response: Any = None
         try:
             try:
-                async for item in self._aattempt(call, 1, deliver):
-                    if type(item) is str:
-                        yield item
-                    else:
-                        response = item  # type: ignore[assignment]
+                async for response in self._aattempt(call, 1, deliver):
+                    if type(response) is str:
+                        yield response
             except TransientLLMError as first:
                 if call.retry.max_attempts <= 1:
                     raise
-                async for item in self._aretry(call, first, deliver):
-                    if type(item) is str:
-                        yield item
-                    else:
-                        response = item  # type: ignore[assignment]
-            assert response is not None
+                async for response in self._aretry(call, first, deliver):
+                    if type(response) is str:
+                        yield response
         except CallbackAbort as abort:
             await self._aemit(call, call.aborted(abort))
             raise
