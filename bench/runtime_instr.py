@@ -36,7 +36,14 @@ import openai
 
 from hookwire import RLM
 from hookwire.llms import OpenAIClient
-from runtime import PROMPT, Latency, Tokens, Usage, bare_calls  # bench/runtime.py's
+from runtime import (  # bench/runtime.py's
+    PROMPT,
+    Latency,
+    Tokens,
+    Usage,
+    bare_calls,
+    local_server,
+)
 
 _C_HELPER = r"""
 #include <valgrind/callgrind.h>
@@ -185,14 +192,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--only", default=None, help="run only the cases containing this text")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hookwire.testing.openai_server"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
+    with local_server() as base_url:
         fns, close = cases(base_url)
         if args.only:
             fns = {k: v for k, v in fns.items() if args.only in k}
@@ -201,9 +201,6 @@ def main() -> None:
         else:
             run_ops(fns, args.calls, args.top)
         close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":
