@@ -130,7 +130,6 @@ def test_the_declarations_for_type_checkers_are_the_hook_table() -> None:
     }
     wanted = {h: list(spec.args) for h, spec in HOOKS.items()}
     wanted |= {"a" + h: args for h, args in wanted.items()}
-    wanted |= {"_client_on_llm_new_token": ["token"], "_client_aon_llm_new_token": ["token"]}
     assert declared == wanted
 
 
@@ -653,15 +652,11 @@ def test_a_forked_child_handles_its_own_background_events_not_its_parents() -> N
     assert seen == ["parent-1", "parent-2"]
 
 
-@pytest.mark.parametrize("dispatcher", ["on_llm_new_token", "_client_on_llm_new_token"])
 @pytest.mark.parametrize("in_run", [False, True])
-def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
-    in_run: bool, dispatcher: str, tmp_path: Any
-) -> None:
-    # The clients' token dispatcher takes model, provider, attempt and index as parameters,
-    # the public one in **kw: either way plain handlers get them as keywords, a raw handler
-    # (FileLogCallback) in its ``kw``, in the order a client passes them, and a keyword left
-    # out stays out.
+def test_token_keywords_reach_plain_and_raw_handlers(in_run: bool, tmp_path: Any) -> None:
+    # A client passes model, provider, attempt and index with each token: plain handlers get
+    # them as keywords, a raw handler (FileLogCallback) in its ``kw``, in the order the client
+    # passes them, and a keyword left out stays out.
     import json
 
     import hookwire
@@ -673,7 +668,7 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
     m = CallbackManager([log, rec])
 
     def emit() -> None:
-        token = getattr(m, dispatcher)
+        token = m.on_llm_new_token
         token("a", run_id="r1", model="m", provider="p", attempt=1, index=0)
         token("b", run_id="r1", attempt=2)
 
@@ -699,22 +694,6 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
         assert extra == want and list(extra) == list(want)
         assert call.kwargs["run_id"] == "r1"
         assert ("trace_id" in call.kwargs) is in_run
-
-
-def test_the_clients_token_dispatchers_follow_the_handler_list() -> None:
-    # Built with the public ones: nothing to call without a listener, the same handlers
-    # after add() and remove(), sync and async.
-    m = CallbackManager()
-    assert m._client_on_llm_new_token("t", run_id="r", model="m", attempt=1, index=0) is None
-    rec = RecordingCallback()
-    m.add(rec)
-    m._client_on_llm_new_token("t", run_id="r", model="m", provider="p", attempt=1, index=0)
-    asyncio.run(m._client_aon_llm_new_token("u", run_id="r", attempt=1, index=1))
-    assert [c["token"] for c in rec.of("llm_new_token")] == ["t", "u"]
-    assert rec.of("llm_new_token")[0].kwargs["model"] == "m"
-    m.remove(rec)
-    m._client_on_llm_new_token("v", run_id="r", attempt=1, index=2)
-    assert len(rec.of("llm_new_token")) == 2
 
 
 # -- shapes: what is resolved once per handler set, and what each manager keeps ---------------

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Union
 
 from ._workers import BackgroundQueue, in_background_loop, run_coroutine
 from .callpath import (
-    CLIENT_TOKEN_KEYWORDS,
     Entry,
     Plan,
     handler_name,
@@ -200,16 +199,6 @@ def _make_class(
     for hook, entries in plan.entries.items():
         ns[hook] = write_dispatcher(hook, entries, is_async=False, bg=bg)
         ns["a" + hook] = write_dispatcher(hook, plan.aentries[hook], is_async=True, bg=bg)
-    token = "on_llm_new_token"
-    if token in plan.entries:
-        # The clients' own token dispatchers (see CLIENT_TOKEN_KEYWORDS): the same handlers,
-        # keywords and order as on_llm_new_token / aon_llm_new_token.
-        ns["_client_on_llm_new_token"] = write_dispatcher(
-            token, plan.entries[token], is_async=False, optional=CLIENT_TOKEN_KEYWORDS, bg=bg
-        )
-        ns["_client_aon_llm_new_token"] = write_dispatcher(
-            token, plan.aentries[token], is_async=True, optional=CLIENT_TOKEN_KEYWORDS, bg=bg
-        )
     return type(base.__name__, (base,), ns)
 
 
@@ -330,12 +319,6 @@ class CallbackManager:
 
         async def aon_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
             """A budget refused an LLM call (async)."""
-
-        def _client_on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            """``on_llm_new_token`` taking a client's keywords by name (CLIENT_TOKEN_KEYWORDS)."""
-
-        async def _client_aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            """``aon_llm_new_token`` taking a client's keywords by name."""
 
     # -- construction -----------------------------------------------------------------------
 
@@ -550,15 +533,6 @@ def _install_no_ops() -> None:
             fn.__module__ = __name__
             fn.__doc__ = f"Dispatch ``{hook}`` to the handlers{' (async)' if is_async else ''}."
             setattr(CallbackManager, name, fn)
-    for name, is_async in (
-        ("_client_on_llm_new_token", False),
-        ("_client_aon_llm_new_token", True),
-    ):
-        setattr(
-            CallbackManager,
-            name,
-            getattr(CallbackManager, ("a" if is_async else "") + "on_llm_new_token"),
-        )
 
 
 _install_no_ops()

@@ -66,18 +66,6 @@ class RunResult:
         return self.content
 
 
-class _RunTrace(trace):
-    """A ``trace`` whose ``on_run_end`` also carries the run's usage, cost and model."""
-
-    #: Set by the driver before the run ends (never mutated in place).
-    end_extra: Mapping[str, Any] = {}
-
-    def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
-        kw = super()._end_kw(error)
-        kw.update(self.end_extra)
-        return kw
-
-
 _NO_USAGE = Usage()
 _ZERO = Decimal(0)
 
@@ -433,7 +421,7 @@ class RLM:
     def _drive(self, job: _Job, deliver: bool) -> Iterator[str | RunResult]:
         """Run ``job`` in a ``trace``, performing the loop's steps: yields the answer's tokens
         (when ``deliver``), then the result."""
-        tr = _RunTrace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
+        tr = trace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
         tally = _Tally()
         with tr as run:
             try:
@@ -460,12 +448,12 @@ class RLM:
                 next(loop, None)  # the loop's end: it returns, nothing to raise
                 run.output = answer
             finally:
-                tr.end_extra = tally.end_kw()
+                run.end_keywords = tally.end_kw()
         yield self._finished(job, tally.result(answer, run, messages))
 
     async def _adrive(self, job: _Job, deliver: bool) -> AsyncIterator[str | RunResult]:
         """``_drive`` for asyncio: yields the tokens (when ``deliver``), then the result."""
-        tr = _RunTrace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
+        tr = trace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
         tally = _Tally()
         async with tr as run:
             try:
@@ -492,7 +480,7 @@ class RLM:
                 next(loop, None)  # the loop's end: it returns, nothing to raise
                 run.output = answer
             finally:
-                tr.end_extra = tally.end_kw()
+                run.end_keywords = tally.end_kw()
         yield self._finished(job, tally.result(answer, run, messages))
 
     def _perform(self, op: _Op) -> Any:
