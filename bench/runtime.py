@@ -13,12 +13,13 @@ Target: hookwire adds at most max(5 %, 100 µs) per call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -173,13 +174,10 @@ def overhead_alone(calls: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=400)
-    args = parser.parse_args()
-
-    # The server runs in its own process, so its threads do not compete with the calls being
-    # measured for this process's GIL.
+@contextlib.contextmanager
+def local_server() -> Iterator[str]:
+    """The local OpenAI-compatible server, in its own process so its threads do not compete
+    with the calls being measured for this process's GIL: its base URL."""
     server = subprocess.Popen(
         [sys.executable, "-m", "hookwire.testing.openai_server"],
         stdout=subprocess.PIPE,
@@ -187,11 +185,19 @@ def main() -> None:
     )
     try:
         assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        rows = run(args.calls, base_url)
+        yield server.stdout.readline().strip()
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=400)
+    args = parser.parse_args()
+
+    with local_server() as base_url:
+        rows = run(args.calls, base_url)
 
     print(
         f"{args.calls} calls each, interleaved; server in its own process; 2-core machine\n"
@@ -233,9 +239,8 @@ def main() -> None:
         print(f"  {name:<38} {added:>7.1f} µs  {added / base * 100:>5.1f}%  {ok}")
 
 
-def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]]:
-    """Measure both cases against the server at ``base_url``."""
-    sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+def bare_calls(sdk: openai.OpenAI) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The bare SDK's calls with the benchmark's prompt: JSON, and streamed (its text)."""
     messages: Any = [{"role": "user", "content": PROMPT}]
 
     def bare_json() -> Any:
@@ -249,6 +254,15 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]
             stream_options={"include_usage": True},
         )
         return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    return bare_json, bare_stream
+
+
+def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]]:
+    """Measure both cases against the server at ``base_url``."""
+    sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+    messages: Any = [{"role": "user", "content": PROMPT}]
+    bare_json, bare_stream = bare_calls(sdk)
 
     def raw_json() -> Any:
         # The same call, its raw response decoded as OpenAIClient decodes it.

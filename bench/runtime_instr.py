@@ -36,7 +36,14 @@ import openai
 
 from hookwire import RLM
 from hookwire.llms import OpenAIClient
-from runtime import PROMPT, Latency, Tokens, Usage  # bench/runtime.py's handlers
+from runtime import (  # bench/runtime.py's
+    PROMPT,
+    Latency,
+    Tokens,
+    Usage,
+    bare_calls,
+    local_server,
+)
 
 _C_HELPER = r"""
 #include <valgrind/callgrind.h>
@@ -48,20 +55,7 @@ void cg_stop(const char *label) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP
 def cases(base_url: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
     """The measured calls, by name, and a function that closes their clients."""
     sdk = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
-    messages: Any = [{"role": "user", "content": PROMPT}]
-
-    def bare_json() -> Any:
-        return sdk.chat.completions.create(model="gpt-4o", messages=messages)
-
-    def bare_stream() -> Any:
-        stream = sdk.chat.completions.create(
-            model="gpt-4o",
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-
+    bare_json, bare_stream = bare_calls(sdk)
     client = OpenAIClient(api_key="sk-bench", base_url=base_url, model="gpt-4o")
     rlm_json = RLM(client, callbacks=[Latency(), Usage(), Latency()])
     rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
@@ -198,14 +192,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--only", default=None, help="run only the cases containing this text")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "hookwire.testing.openai_server"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
+    with local_server() as base_url:
         fns, close = cases(base_url)
         if args.only:
             fns = {k: v for k, v in fns.items() if args.only in k}
@@ -214,9 +201,6 @@ def main() -> None:
         else:
             run_ops(fns, args.calls, args.top)
         close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import os
 import socket
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -90,6 +91,25 @@ def _isolated_home(
     yield
     # Prices set by a test (or by the demo it runs) are process-wide: none outlives its test.
     pricing.clear_prices()
+
+
+try:
+    import genai_prices  # noqa: F401 - only whether it is there
+except ImportError:  # Python 3.10: genai-prices needs 3.11
+    # Without genai-prices hookwire knows only the prices it is given: the models the tests call
+    # get genai-prices' figures from a HOOKWIRE_PRICES file (read by the processes a test starts
+    # too), set here already for what a test module prices as it is imported.
+    PRICES_WITHOUT_GENAI: str | None = str(Path(__file__).with_name("prices_without_genai.toml"))
+    os.environ["HOOKWIRE_PRICES"] = PRICES_WITHOUT_GENAI
+else:
+    PRICES_WITHOUT_GENAI = None
+
+
+@pytest.fixture(autouse=True)
+def _prices_without_genai(_isolated_home: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After _isolated_home, which clears every HOOKWIRE_ variable.
+    if PRICES_WITHOUT_GENAI is not None:
+        monkeypatch.setenv("HOOKWIRE_PRICES", PRICES_WITHOUT_GENAI)
 
 
 # -- databases for store tests (hookwire.stores) -----------------------------------------------

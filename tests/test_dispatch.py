@@ -118,7 +118,6 @@ def test_the_declarations_for_type_checkers_are_the_hook_table() -> None:
     import ast
     import inspect
 
-    from hookwire import dispatch
     from hookwire.events import HOOKS
 
     tree = ast.parse(inspect.getsource(dispatch))
@@ -131,7 +130,6 @@ def test_the_declarations_for_type_checkers_are_the_hook_table() -> None:
     }
     wanted = {h: list(spec.args) for h, spec in HOOKS.items()}
     wanted |= {"a" + h: args for h, args in wanted.items()}
-    wanted |= {"_client_on_llm_new_token": ["token"], "_client_aon_llm_new_token": ["token"]}
     assert declared == wanted
 
 
@@ -396,29 +394,7 @@ def test_a_full_queue_blocks_by_default_and_loses_nothing() -> None:
     assert m.stats()["dropped"] == {"Tiny": 0}
 
 
-def test_a_lingering_worker_is_not_woken_per_event_and_flush_cuts_the_linger_short(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(dispatch, "_LINGER", 30.0)
-    h = Slow()
-    m = CallbackManager([h])
-    m.on_llm_new_token("first")  # wakes the idle worker, which then lingers
-    deadline = time.monotonic() + 10
-    while h.seen != ["first"] and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert h.seen == ["first"]
-    lane = m._queues[id(h)]  # type: ignore[index]
-    for t in "abc":
-        m.on_llm_new_token(t)
-    assert not lane._wake.is_set(), "events for a lingering worker do not wake it"
-    assert m.flush(timeout=5), "flush() wakes a lingering worker"
-    assert h.seen == ["first", "a", "b", "c"]
-    assert m.close(timeout=5)
-
-
-def test_a_full_queue_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "_LINGER", 30.0)
-
+def test_a_full_queue_wakes_the_worker_and_the_producer_waits_only_for_room() -> None:
     class One(Slow):
         queue_size = 1
 
@@ -676,15 +652,11 @@ def test_a_forked_child_handles_its_own_background_events_not_its_parents() -> N
     assert seen == ["parent-1", "parent-2"]
 
 
-@pytest.mark.parametrize("dispatcher", ["on_llm_new_token", "_client_on_llm_new_token"])
 @pytest.mark.parametrize("in_run", [False, True])
-def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
-    in_run: bool, dispatcher: str, tmp_path: Any
-) -> None:
-    # The clients' token dispatcher takes model, provider, attempt and index as parameters,
-    # the public one in **kw: either way plain handlers get them as keywords, a raw handler
-    # (FileLogCallback) in its ``kw``, in the order a client passes them, and a keyword left
-    # out stays out.
+def test_token_keywords_reach_plain_and_raw_handlers(in_run: bool, tmp_path: Any) -> None:
+    # A client passes model, provider, attempt and index with each token: plain handlers get
+    # them as keywords, a raw handler (FileLogCallback) in its ``kw``, in the order the client
+    # passes them, and a keyword left out stays out.
     import json
 
     import hookwire
@@ -696,7 +668,7 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
     m = CallbackManager([log, rec])
 
     def emit() -> None:
-        token = getattr(m, dispatcher)
+        token = m.on_llm_new_token
         token("a", run_id="r1", model="m", provider="p", attempt=1, index=0)
         token("b", run_id="r1", attempt=2)
 
@@ -722,22 +694,6 @@ def test_token_keywords_taken_by_name_reach_plain_and_raw_handlers(
         assert extra == want and list(extra) == list(want)
         assert call.kwargs["run_id"] == "r1"
         assert ("trace_id" in call.kwargs) is in_run
-
-
-def test_the_clients_token_dispatchers_follow_the_handler_list() -> None:
-    # Built with the public ones: nothing to call without a listener, the same handlers
-    # after add() and remove(), sync and async.
-    m = CallbackManager()
-    assert m._client_on_llm_new_token("t", run_id="r", model="m", attempt=1, index=0) is None
-    rec = RecordingCallback()
-    m.add(rec)
-    m._client_on_llm_new_token("t", run_id="r", model="m", provider="p", attempt=1, index=0)
-    asyncio.run(m._client_aon_llm_new_token("u", run_id="r", attempt=1, index=1))
-    assert [c["token"] for c in rec.of("llm_new_token")] == ["t", "u"]
-    assert rec.of("llm_new_token")[0].kwargs["model"] == "m"
-    m.remove(rec)
-    m._client_on_llm_new_token("v", run_id="r", attempt=1, index=2)
-    assert len(rec.of("llm_new_token")) == 2
 
 
 # -- shapes: what is resolved once per handler set, and what each manager keeps ---------------
@@ -843,3 +799,170 @@ def test_run_in_background_may_name_the_hooks_to_queue() -> None:
     assert m.flush(timeout=5)
     assert threads["start"] == threading.current_thread().name
     assert threads["end"] != threading.current_thread().name
+
+
+# -- background handlers: the faults they must survive ------------------------------------------
+
+
+@pytest.mark.parametrize("fatal", [SystemExit, KeyboardInterrupt])
+def test_a_background_handler_raising_systemexit_or_interrupt_stops_nothing(
+    fatal: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Dies(Slow):
+        def on_llm_new_token(self, token: str, **kw: Any) -> None:
+            if token == "bad":
+                raise fatal("from the handler")
+            super().on_llm_new_token(token, **kw)
+
+    h = Dies()
+    m = CallbackManager([h])
+    for t in ("a", "bad", "b", "bad", "c"):
+        m.on_llm_new_token(t)
+    assert m.flush(timeout=5), "flush() returns: the worker went on"
+    assert h.seen == ["a", "b", "c"]
+    assert m.stats()["errors"] == {"Dies.on_llm_new_token": 2}
+
+
+def test_an_async_handler_raising_systemexit_under_sync_dispatch_is_a_handler_failure() -> None:
+    calls: list[str] = []
+
+    class Exits(AsyncBaseCallback):
+        async def on_llm_end(self, response: Any, **kw: Any) -> None:
+            calls.append(response)
+            if response == "exit":
+                raise SystemExit(3)
+
+    m = CallbackManager([Exits()])
+    m.on_llm_end("exit")  # neither raised here nor left waiting
+    m.on_llm_end("after")  # the shared loop still serves
+    assert calls == ["exit", "after"]
+    assert m.stats()["errors"] == {"Exits.on_llm_end": 1}
+
+
+def test_managers_built_per_request_with_background_handlers_start_no_thread_each() -> None:
+    class Record(BaseCallback):
+        run_in_background = True
+
+        def __init__(self, user: str) -> None:
+            self.user = user
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            pass
+
+    def request(i: int) -> None:
+        m = CallbackManager([Record(f"user-{i}")])
+        m.on_llm_end("r")
+
+    request(0)
+    before = threading.active_count()
+    for i in range(2_000):
+        request(i)
+    assert threading.active_count() <= before + 1
+
+
+def test_flush_honours_its_timeout_over_queues_and_handlers_own_flush() -> None:
+    release = threading.Event()
+
+    class Stuck(BaseCallback):
+        run_in_background = True
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            release.wait(10)  # a handler blocked on a dead database
+
+        def flush(self, timeout: float | None = None) -> bool:
+            release.wait(timeout)
+            return release.is_set()
+
+    m = CallbackManager([Stuck(), Stuck()])
+    m.on_llm_end("r")
+    started = time.monotonic()
+    assert m.flush(timeout=0.5) is False
+    assert time.monotonic() - started < 2.0
+    release.set()
+    assert m.flush(timeout=5)
+
+
+async def test_a_full_queue_under_async_dispatch_does_not_freeze_the_event_loop() -> None:
+    gate = threading.Event()
+
+    class Tiny(BaseCallback):
+        run_in_background = True
+        queue_size = 1
+
+        def on_llm_new_token(self, token: str, **kw: Any) -> None:
+            gate.wait(5)
+
+    m = CallbackManager([Tiny()])
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    producer = asyncio.create_task(m.aon_llm_new_token("a"))
+    await m.aon_llm_new_token("b")  # the queue is full behind the held first event
+    third = asyncio.create_task(m.aon_llm_new_token("c"))
+    await asyncio.sleep(0.3)
+    assert ticks >= 10, "the loop kept running while a producer waited for room"
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(producer, third), 5)
+    ticker.cancel()
+    assert m.flush(timeout=5)
+
+
+def test_exit_waits_once_for_all_stuck_managers_not_once_each(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    code = """
+import threading, time
+from hookwire import BaseCallback, CallbackManager, _workers
+_workers.EXIT_TIMEOUT = 1.0
+class Stuck(BaseCallback):
+    run_in_background = True
+    def on_llm_end(self, response, **kw):
+        threading.Event().wait(30)
+managers = [CallbackManager([Stuck()]) for _ in range(3)]
+for m in managers:
+    m.on_llm_end("r")
+    m.on_llm_end("r")
+time.sleep(0.1)
+"""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs the fork start method")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_multiprocessing_fork_child_drains_its_background_events(tmp_path: Any) -> None:
+    import multiprocessing
+
+    out = tmp_path / "child.txt"
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=_child_emits, args=(str(out),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert out.read_text() == "x" * 50
+
+
+class _FileWriter(BaseCallback):
+    run_in_background = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_llm_new_token(self, token: str, **kw: Any) -> None:
+        time.sleep(0.001)
+        with open(self.path, "a") as f:
+            f.write(token)
+
+
+def _child_emits(path: str) -> None:
+    m = CallbackManager([_FileWriter(path)])
+    for _ in range(50):
+        m.on_llm_new_token("x")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,11 +11,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from hookwire import CallbackManager, LLMResponse, Usage, request_context
 from hookwire.callbacks import FileLogCallback
-from hookwire.cli import app
 from hookwire.errors import ConfigurationError, RateLimitError
 from hookwire.report import summarize
 
@@ -152,49 +149,6 @@ def test_stdin(tmp_path: Path) -> None:
     rep = summarize(["-"], stdin=io.BytesIO(log.read_bytes()))
     assert rep.groups["gpt-4o"].calls == 3
     assert rep.files == ["<stdin>"]
-
-
-# -- the command --------------------------------------------------------------------------------
-
-runner = CliRunner()
-
-
-def test_cli_table(tmp_path: Path) -> None:
-    log = tmp_path / "a.jsonl"
-    _write_log(log)
-    with log.open("ab") as f:
-        f.write(b"oops\n")
-    result = runner.invoke(app, ["report", str(log)])
-    assert result.exit_code == 0, result.output
-    out = result.stdout
-    assert "hookwire report by model" in out
-    row = next(line for line in out.splitlines() if "gpt-4o" in line)
-    for cell in ("3", "20", "10", "30", "$0.003", "1"):
-        assert cell in row
-    local = next(line for line in out.splitlines() if "local" in line)
-    assert "$?" in local
-    assert "12 lines, 11 events, 1 broken" in out
-    assert f"broken line {log}:12: not valid JSON" in result.stderr
-
-
-def test_cli_json_by_user_and_stdin(tmp_path: Path) -> None:
-    log = tmp_path / "a.jsonl"
-    _write_log(log)
-    result = runner.invoke(app, ["report", "-", "--by", "user", "--json"], input=log.read_bytes())
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["by"] == "user"
-    assert {g["key"]: g["calls"] for g in data["groups"]} == {"alice": 3, "bob": 2}
-    assert data["broken"]["count"] == 0
-
-
-def test_cli_errors(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 2
-    assert "cannot read log" in result.stderr
-    result = runner.invoke(app, ["report", "--by", "planet", "x.jsonl"])
-    assert result.exit_code == 2
-    assert "cannot group by 'planet'" in result.stderr
 
 
 _INT = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import hookwire
-import hookwire.llms.base as llm_base
+import hookwire.llms.prices as llm_prices
 from hookwire import RLM, LocalLLM, Usage
 from hookwire.callbacks import BaseCallback
 from hookwire.errors import (
@@ -298,7 +298,9 @@ async def test_sub_query_from_a_tool_async() -> None:
 
 
 def test_cost_summed_on_run_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+    monkeypatch.setattr(
+        llm_prices, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")]
+    )
     rec = RecordingCallback()
     result = RLM.from_local(callbacks=[rec], tools=[order_status]).run("order status of Z-1")
     assert result.cost == Decimal("1.0")
@@ -433,7 +435,7 @@ def test_two_tool_calls_in_one_streamed_answer(
     assert openai_server.requests[0]["stream"] is True
 
 
-# -- the outermost run's own path (RLM._run_sync) against the general one (_run_traced) -----------
+# -- one run loop, two drivers: run (sync) and arun (async) send the same events ---------------
 
 
 def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, Any]]]]:
@@ -461,16 +463,25 @@ def _shape(calls: list[Any]) -> list[tuple[str, dict[str, Any], list[tuple[str, 
     ]
 
 
+async def _arun_and_close(rlm: RLM, prompt: str) -> Any:
+    try:
+        return await rlm.arun(prompt)
+    finally:
+        aclose = getattr(rlm.llm, "aclose", None)
+        if aclose is not None:
+            await aclose()  # its connections belong to this loop
+
+
 def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
-    """The events of ``prompt`` run on the outermost run's path and on the general one."""
+    """The events and results of ``prompt`` run by ``run`` (sync) and by ``arun`` (async)."""
     shapes = []
     results: list[Any] = []
-    for traced in (False, True):
+    for is_async in (False, True):
         rec = RecordingCallback()
         rlm = make(rec)
         outcome: Any
         try:
-            outcome = rlm._run_traced(prompt, (), {}, rlm.name) if traced else rlm.run(prompt)
+            outcome = asyncio.run(_arun_and_close(rlm, prompt)) if is_async else rlm.run(prompt)
         except Exception as exc:
             outcome = type(exc)
         assert hookwire.current_run() is None
@@ -497,29 +508,29 @@ def _both_paths(make: Any, prompt: str = "hi") -> tuple[list[Any], list[Any]]:
     return shapes[0], shapes[1]
 
 
-def test_outermost_run_path_sends_what_the_trace_sends() -> None:
-    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]))
-    assert fast == traced
-    hooks = [c[0] for c in fast[1:]]
+def test_run_and_arun_send_the_same_events() -> None:
+    sync, asyn = _both_paths(lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]))
+    assert sync == asyn
+    hooks = [c[0] for c in sync[1:]]
     assert hooks[:2] == ["on_run_start", "on_llm_start"]
     assert hooks[-2:] == ["on_llm_end", "on_run_end"]
-    fast, traced = _both_paths(
+    sync, asyn = _both_paths(
         lambda rec: RLM.from_local(
             callbacks=[rec, Tokens()], system_prompt="Be brief.", rules=[("hi", "Hello there")]
         )
     )
-    assert fast == traced
-    assert fast[2][1]["prompt"][0] == {"role": "system", "content": "Be brief."}
+    assert sync == asyn
+    assert sync[2][1]["prompt"][0] == {"role": "system", "content": "Be brief."}
 
 
-def test_outermost_run_path_failures_match_the_trace() -> None:
+def test_run_and_arun_failures_match() -> None:
     # The model fails: on_run_end carries the error, usage so far, and no output.
-    fast, traced = _both_paths(
+    sync, asyn = _both_paths(
         lambda rec: RLM(LocalLLM(fail_times=5, retry=FAST), callbacks=[rec], max_retries=0)
     )
-    assert fast == traced
-    assert fast[0] is hookwire.errors.RateLimitError
-    assert fast[-1][0] == "on_run_end" and "error" in dict(fast[-1][2])
+    assert sync == asyn
+    assert sync[0] is hookwire.errors.RateLimitError
+    assert sync[-1][0] == "on_run_end" and "error" in dict(sync[-1][2])
 
     # A handler aborts the run at its start: no run end, and the context is left clean.
     class Refuse(BaseCallback):
@@ -528,45 +539,60 @@ def test_outermost_run_path_failures_match_the_trace() -> None:
         def on_run_start(self, input: Any, **kwargs: Any) -> None:
             raise BudgetExceeded("no", scope="user")
 
-    fast, traced = _both_paths(lambda rec: RLM.from_local(callbacks=[rec, Refuse()]))
-    assert fast == traced
-    assert fast[0] is BudgetExceeded
-    assert [c[0] for c in fast[1:]] == ["on_run_start"]
+    sync, asyn = _both_paths(lambda rec: RLM.from_local(callbacks=[rec, Refuse()]))
+    assert sync == asyn
+    assert sync[0] is BudgetExceeded
+    assert [c[0] for c in sync[1:]] == ["on_run_start"]
 
 
-def test_outermost_run_path_with_tools_and_max_steps() -> None:
-    fast, traced = _both_paths(
+def test_run_and_arun_with_tools_and_max_steps() -> None:
+    sync, asyn = _both_paths(
         lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), "order status of A1?"
     )
-    assert fast == traced
-    assert "on_tool_end" in [c[0] for c in fast[1:]]
-    assert fast[0].startswith("order_status says:")
-    fast, traced = _both_paths(
+    assert sync == asyn
+    assert "on_tool_end" in [c[0] for c in sync[1:]]
+    assert sync[0].startswith("order_status says:")
+    sync, asyn = _both_paths(
         lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status], max_steps=1),
         "order status of A1?",
     )
-    assert fast == traced
-    assert fast[0] is MaxStepsExceeded
+    assert sync == asyn
+    assert sync[0] is MaxStepsExceeded
 
 
-def test_outermost_run_path_with_a_priced_model(
-    openai_server: OpenAIServer, rlm_on_server: Any
-) -> None:
+def test_run_and_arun_with_a_priced_model(openai_server: OpenAIServer, rlm_on_server: Any) -> None:
     # A known price: on_run_end carries usage, cost and model (the keywords sent by name).
-    fast, traced = _both_paths(lambda rec: rlm_on_server(rec))
-    assert fast == traced
-    end = dict(fast[-1][2])
+    sync, asyn = _both_paths(lambda rec: rlm_on_server(rec))
+    assert sync == asyn
+    end = dict(sync[-1][2])
     assert end["cost"] > 0 and end["model"] == "gpt-4o" and end["usage"].total_tokens > 0
     assert list(end) == ["run_id", "trace_id", "name", "usage", "cost", "model"]
 
 
-def test_outermost_run_path_sums_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")])
+def test_run_and_arun_sum_priced_tool_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        llm_prices, "_pricing", [lambda model, usage, provider=None: Decimal("0.5")]
+    )
     for prompt in ("order status of Z-1", "hello"):
-        fast, traced = _both_paths(
+        sync, asyn = _both_paths(
             lambda rec: RLM.from_local(callbacks=[rec], tools=[order_status]), prompt
         )
-        assert fast == traced
-        end = dict(fast[-1][2])
+        assert sync == asyn
+        end = dict(sync[-1][2])
         assert end["cost"] == (Decimal("1.0") if "order" in prompt else Decimal("0.5"))
         assert end["model"] == "local-echo"
+
+
+def test_history_goes_between_the_system_prompt_and_the_prompt() -> None:
+    history = [
+        {"role": "user", "content": "my name is Ada"},
+        {"role": "assistant", "content": "Hello Ada"},
+    ]
+    rlm = RLM.from_local(system_prompt="Be brief.")
+    for result in (rlm.run("hi", history=history), asyncio.run(rlm.arun("hi", history=history))):
+        assert result.messages[:4] == [
+            {"role": "system", "content": "Be brief."},
+            *history,
+            {"role": "user", "content": "hi"},
+        ]
+        assert result.messages[4]["role"] == "assistant"

@@ -15,7 +15,7 @@ from typing import Any
 
 from .dispatch import Callbacks
 from .errors import ConfigurationError
-from .llms.base import LLM
+from .llms.protocol import LLM
 from .memory import BaseMemory
 from .rlm import RLM, RunResult
 
@@ -125,19 +125,13 @@ class ConversationAgent:
             # A lock belongs to one event loop; an agent may serve several asyncio.run calls.
             self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
-            result: RunResult | None = None
-            async for item in self.runner._aexecute(
-                text, self._history(), self._context(context), self.name, deliver=False
-            ):
-                if isinstance(item, RunResult):
-                    result = item
-            assert result is not None
+            result = await self.runner.arun(text, history=self._history(), **self._context(context))
             self._remember(text, result)
             return result
 
     def process_message_sync(self, text: str, **context: Any) -> RunResult:
         """``process_message`` for code without an event loop."""
-        result = self.runner._run_sync(text, self._history(), self._context(context), self.name)
+        result = self.runner.run(text, history=self._history(), **self._context(context))
         self._remember(text, result)
         return result
 

@@ -54,7 +54,6 @@ from .events import HOOKS, event_from_call
 from .ids import new_id
 
 __all__ = [
-    "CLIENT_TOKEN_KEYWORDS",
     "START_HOOKS",
     "Entry",
     "Plan",
@@ -66,13 +65,6 @@ __all__ = [
 
 #: Hooks that open a run (or a call) and return its id.
 START_HOOKS = frozenset({"on_run_start", "on_llm_start", "on_tool_start"})
-
-#: What a client passes with every token. Managers have a second token dispatcher taking them
-#: as parameters (``_client_on_llm_new_token``): that spares the dispatcher's own ``**kw`` dict
-#: and CPython's by-value compare of each of its keys with every parameter name. The public
-#: token hook does not take them by name: each named parameter costs a bare token dispatch a
-#: test per call (four cost it 4 %).
-CLIENT_TOKEN_KEYWORDS = ("model", "provider", "attempt", "index")
 
 # How an entry is called.
 INLINE = "inline"  # a sync function, in the caller's thread
@@ -341,17 +333,14 @@ def write_dispatcher(
     entries: tuple[Entry, ...],
     *,
     is_async: bool,
-    optional: tuple[str, ...] | None = None,
     bg: Callable[..., Any],
 ) -> Callable[..., Any]:
     """The dispatch method of ``hook`` for these entries (see the module docstring).
 
-    ``optional`` replaces the hook's usual named keywords (the clients' token dispatcher takes
-    four). ``bg`` runs a coroutine function on the background loop and waits (an async
+    ``bg`` runs a coroutine function on the background loop and waits (an async
     handler called from sync code).
     """
-    if optional is None:
-        optional = _optional_keywords(hook)
+    optional = _optional_keywords(hook)
     argnames = HOOKS[hook].args
     payload = "(" + "".join(f"{a}, " for a in argnames) + ")"
     ns: dict[str, Any] = {
@@ -367,13 +356,9 @@ def write_dispatcher(
     # What the calls need besides the payload: the merged keyword dict (plain handlers), the
     # keywords as one dict (queued, background-loop and on_event handlers: ``full``), the
     # typed record (on_event). Raw handlers take model and provider by name and the rest in
-    # ``kw``; a hook with other named keywords (the clients' tokens) gives them all back to
-    # raw handlers in one dict (``rkw``), in the order a client passes them.
-    has_raw = any(e.raw is not None for e in entries)
+    # ``kw``.
     need_kw = any(e.raw is None for e in entries)
-    fold = has_raw and any(o not in ("model", "provider") for o in optional)
-    raw_opt = ", ".join(o if o in optional and not fold else "None" for o in ("model", "provider"))
-    raw_tail = f"{'rkw' if fold else 'kw'}, {raw_opt}"
+    raw_tail = "kw, " + ", ".join(o if o in optional else "None" for o in ("model", "provider"))
     need_full = any(
         e.kind == QUEUE or e.wants_event or (e.kind == AWAIT and not is_async) for e in entries
     )
@@ -405,9 +390,6 @@ def write_dispatcher(
     if need_kw:
         lines.append("        mkw = {'run_id': run_id, 'timestamp': timestamp, **ctx, **kw}")
         lines += [f"        if {o} is not None:\n            mkw[{o!r}] = {o}" for o in optional]
-    if fold:
-        lines.append("        rkw = {**kw}")
-        lines += [f"        if {o} is not None:\n            rkw[{o!r}] = {o}" for o in optional]
     if need_full:
         lines.append("        full = mkw")
     if need_event:
@@ -430,8 +412,6 @@ def write_dispatcher(
                 *bare(rest, (*given, o), indent + "    ", in_run),
             ]
         out: list[str] = []
-        if fold:
-            out.append(f"{indent}rkw = {{" + ", ".join(f"{o!r}: {o}" for o in given) + "}")
         if need_full:
             pairs = "".join(f", {o!r}: {o}" for o in given)
             ctx = ", **ctx" if in_run else ""

@@ -74,9 +74,10 @@ def check_request_context(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Run:
-    """An open run: its ids, name and depth. Set ``output`` to report it in ``on_run_end``."""
+    """An open run: its ids, name and depth. Set ``output`` to report it in ``on_run_end``,
+    and ``end_keywords`` to add keywords to it (a runner's ``usage``, ``cost``, ``model``)."""
 
-    __slots__ = ("depth", "name", "output", "parent_run_id", "run_id", "trace_id")
+    __slots__ = ("depth", "end_keywords", "name", "output", "parent_run_id", "run_id", "trace_id")
 
     def __init__(
         self, name: str, run_id: str, trace_id: str, parent_run_id: str | None, depth: int
@@ -87,6 +88,7 @@ class Run:
         self.parent_run_id = parent_run_id
         self.depth = depth
         self.output: Any = None
+        self.end_keywords: Mapping[str, Any] = EMPTY_CONTEXT
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, depth={self.depth})"

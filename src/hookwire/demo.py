@@ -1,4 +1,4 @@
-"""``hookwire demo``: a short support conversation that shows every kind of event.
+"""The demo behind ``hookwire demo``: a short support conversation that shows every kind of event.
 
 Offline by default, on ``LocalLLM``: a streamed answer, a tool call, a memory store and recall,
 a transient failure and its retry, and a tool error that is handled. With ``--model`` (and
@@ -16,9 +16,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from .callbacks.base import BaseCallback
 from .dispatch import CallbackManager
@@ -26,7 +24,7 @@ from .llms import LLM, LocalLLM, OpenAIClient
 from .memory import SQLiteMemory
 from .tools import Tool, tool
 
-__all__ = ["CONVERSATION", "build_observers", "register", "run_demo"]
+__all__ = ["CONVERSATION", "build_observers", "run_demo"]
 
 CONVERSATION: tuple[str, ...] = (
     "Hello! My order number is ORD-1042.",
@@ -295,28 +293,3 @@ def run_demo(
     out.write(f"\n{answered} turns answered. Files: ")
     out.write(", ".join(sorted(p.name for p in path.iterdir())) + "\n")
     return answered
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``hookwire demo`` to the CLI."""
-
-    @app.command("demo")
-    def demo(
-        directory: Annotated[
-            Path, typer.Option("--dir", help="Where the demo writes its log and databases.")
-        ] = Path("hookwire-demo"),
-        model: Annotated[
-            str | None,
-            typer.Option(help="Run against a real endpoint with this model (e.g. gpt-4o-mini)."),
-        ] = None,
-        base_url: Annotated[
-            str | None,
-            typer.Option(help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)."),
-        ] = None,
-        api_key: Annotated[
-            str | None,
-            typer.Option(help="API key (default: OPENAI_API_KEY).", show_default=False),
-        ] = None,
-    ) -> None:
-        """Run a short support conversation that shows every kind of event (offline by default)."""
-        run_demo(directory, model=model, base_url=base_url, api_key=api_key)

@@ -34,13 +34,8 @@ reaches the caller of an inline hook.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import collections
 import inspect
-import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -48,8 +43,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
+from ._workers import BackgroundQueue, in_background_loop, run_coroutine
 from .callpath import (
-    CLIENT_TOKEN_KEYWORDS,
     Entry,
     Plan,
     handler_name,
@@ -67,13 +62,6 @@ logger = logging.getLogger("hookwire")
 #: What ``callbacks=`` accepts everywhere: a list of handlers, a manager, or nothing.
 Callbacks = Union["CallbackManager", Sequence[Any], None]
 
-#: Seconds a background worker waits for more events before it sleeps. A producer does not
-#: wake a lingering worker (only an idle one), so under steady traffic the worker wakes about
-#: once per linger, whatever the number of events: each wake-up costs both threads a GIL
-#: hand-over and context switches (about 100 µs of CPU per call in bench/runtime.py with a
-#: 2 ms linger, that is, a wake-up per call). ``flush()``/``close()`` cut it short.
-_LINGER = 0.02
-
 #: Hook names a handler may set on its instance, and the attributes that say how it runs: a
 #: handler whose instance sets none of them is called as its class says (the usual case).
 _HOOK_ATTRS = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
@@ -87,42 +75,52 @@ _SHAPES_KEPT = 512
 _lock = threading.RLock()
 
 
-# -- the shared background event loop, for async handlers called from sync code ---------------
-
-
-class _BackgroundLoop:
-    _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    @classmethod
-    def get(cls) -> asyncio.AbstractEventLoop:
-        loop = cls._loop
-        if loop is not None and cls._thread is not None and cls._thread.is_alive():
-            return loop
-        with cls._lock:
-            if cls._loop is None or cls._thread is None or not cls._thread.is_alive():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="hookwire-async-handlers", daemon=True
-                )
-                thread.start()
-                cls._loop, cls._thread = loop, thread
-            return cls._loop
-
-    @classmethod
-    def in_loop_thread(cls) -> bool:
-        return cls._thread is not None and threading.current_thread() is cls._thread
-
-
-def _run_on_background_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -> Any:
-    if _BackgroundLoop.in_loop_thread():
+def _run_async_handler(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -> Any:
+    """An async handler called from sync dispatch: run on the shared background loop, and
+    waited for, so that order and errors are kept."""
+    if in_background_loop():
         raise RuntimeError(
             "an async handler was dispatched synchronously from hookwire's own background loop; "
             "use the aon_* methods from async handlers"
         )
-    future = asyncio.run_coroutine_threadsafe(fn(*args, **kw), _BackgroundLoop.get())
-    return future.result()
+    try:
+        return run_coroutine(fn(*args, **kw))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # Raised by the handler itself on the loop's thread (signals go to the main thread),
+        # so it is the handler's failure, reported as any other, not the app's exit.
+        raise RuntimeError(f"the async handler raised {exc!r}") from exc
+
+
+def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queued]:
+    """A background handler's queue: its events are handled in order on the shared worker,
+    and a failure is reported as an inline one is (never raised into the worker)."""
+    name = handler_name(handler)
+    size = getattr(handler, "queue_size", 10_000)
+    if not isinstance(size, int) or size <= 0:
+        raise ConfigurationError(
+            f"{name}.queue_size must be a positive number of events, not {size!r}"
+        )
+    owner = weakref.ref(manager)
+
+    def handle(batch: list[_Queued]) -> None:
+        for entry, args, kw in batch:
+            try:
+                if entry.is_async:
+                    run_coroutine(entry.call(handler, args, kw))
+                else:
+                    entry.call(handler, args, kw)
+            except BaseException as exc:  # SystemExit too: the events behind it still run
+                m = owner()
+                if m is not None:
+                    m._report(entry, exc, reraise=False)
+
+    return BackgroundQueue(
+        name, handle, maxsize=size, drop_when_full=bool(getattr(handler, "drop_when_full", False))
+    )
+
+
+#: What a background handler's queue holds: the entry to call, its arguments and keywords.
+_Queued = tuple[Entry, tuple[Any, ...], dict[str, Any]]
 
 
 def _shape_of(handler: Any) -> Any:
@@ -197,20 +195,10 @@ def _make_class(
         "_listening": plan.listening,
         "_background": plan.background,
     }
-    bg = _run_on_background_loop
+    bg = _run_async_handler
     for hook, entries in plan.entries.items():
         ns[hook] = write_dispatcher(hook, entries, is_async=False, bg=bg)
         ns["a" + hook] = write_dispatcher(hook, plan.aentries[hook], is_async=True, bg=bg)
-    token = "on_llm_new_token"
-    if token in plan.entries:
-        # The clients' own token dispatchers (see CLIENT_TOKEN_KEYWORDS): the same handlers,
-        # keywords and order as on_llm_new_token / aon_llm_new_token.
-        ns["_client_on_llm_new_token"] = write_dispatcher(
-            token, plan.entries[token], is_async=False, optional=CLIENT_TOKEN_KEYWORDS, bg=bg
-        )
-        ns["_client_aon_llm_new_token"] = write_dispatcher(
-            token, plan.aentries[token], is_async=True, optional=CLIENT_TOKEN_KEYWORDS, bg=bg
-        )
     return type(base.__name__, (base,), ns)
 
 
@@ -332,17 +320,11 @@ class CallbackManager:
         async def aon_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
             """A budget refused an LLM call (async)."""
 
-        def _client_on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            """``on_llm_new_token`` taking a client's keywords by name (CLIENT_TOKEN_KEYWORDS)."""
-
-        async def _client_aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            """``aon_llm_new_token`` taking a client's keywords by name."""
-
     # -- construction -----------------------------------------------------------------------
 
     def __init__(self, handlers: Iterable[Any] = ()) -> None:
         self._errors: dict[tuple[str, str], int] | None = None
-        self._queues: dict[int, _Lane] | None = None
+        self._queues: dict[int, BackgroundQueue[_Queued]] | None = None
         self._set(tuple(handlers))
 
     def _set(self, handlers: tuple[Any, ...]) -> None:
@@ -352,8 +334,6 @@ class CallbackManager:
         self._handlers = handlers
         if type(self) is not cls:
             self.__class__ = cls
-        if cls._background:
-            _MANAGERS.add(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy (copy, deepcopy, pickle) is a new manager of the same public class with the
@@ -399,9 +379,9 @@ class CallbackManager:
                     f"{handler_name(handler)} is not one of this manager's handlers"
                 ) from None
             self._set(tuple(handlers))
-            lane = self._queues.pop(id(handler), None) if self._queues else None
-        if lane is not None:
-            lane.close(timeout=10.0)
+            queue = self._queues.pop(id(handler), None) if self._queues else None
+        if queue is not None:
+            queue.close(timeout=10.0)
 
     def copy(self) -> CallbackManager:
         """A new manager with the same handlers."""
@@ -429,20 +409,23 @@ class CallbackManager:
 
     # -- background queues (called by the dispatchers) ---------------------------------------
 
-    def _lane(self, handler: Any) -> _Lane:
+    def _queue(self, handler: Any) -> BackgroundQueue[_Queued]:
         queues = self._queues
         if queues is None:
             queues = self._queues = {}
-        lane = queues.get(id(handler))
-        if lane is None:
-            lane = queues[id(handler)] = _Lane(self, handler)
-        return lane
+        queue = queues.get(id(handler))
+        if queue is None:
+            with _lock:
+                queue = queues.get(id(handler)) or queues.setdefault(
+                    id(handler), _queue_for(self, handler)
+                )
+        return queue
 
     def _enqueue(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        self._lane(self._handlers[entry.pos]).put(entry, args, kw)
+        self._queue(self._handlers[entry.pos]).put((entry, args, kw))
 
     async def _aenqueue(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        await self._lane(self._handlers[entry.pos]).aput(entry, args, kw)
+        await self._queue(self._handlers[entry.pos]).aput((entry, args, kw))
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -473,18 +456,18 @@ class CallbackManager:
         events queued now and the events dropped because its queue was full."""
         with _lock:
             errors = {f"{n}.{h}": c for (n, h), c in (self._errors or {}).items()}
-            lanes = list((self._queues or {}).values())
+            queues = list((self._queues or {}).values())
         return {
             "handlers": len(self._handlers),
             "errors": errors,
             "errors_total": sum(errors.values()),
-            "queued": {lane.name: lane.pending for lane in lanes},
-            "dropped": {lane.name: lane.dropped for lane in lanes},
+            "queued": {q.name: q.pending for q in queues},
+            "dropped": {q.name: q.dropped for q in queues},
         }
 
     # -- draining ---------------------------------------------------------------------------
 
-    def _lanes_now(self) -> list[_Lane]:
+    def _queues_now(self) -> list[BackgroundQueue[_Queued]]:
         with _lock:
             return list(self._queues.values()) if self._queues else []
 
@@ -505,8 +488,8 @@ class CallbackManager:
     def _drain(self, how: str, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = True
-        for lane in self._lanes_now():
-            ok = getattr(lane, how)(_left(deadline)) and ok
+        for queue in self._queues_now():
+            ok = getattr(queue, how)(_left(deadline)) and ok
         for h in self._handlers:
             method = getattr(h, how, None)
             if not callable(method) or getattr(method, "__hookwire_noop__", False):
@@ -550,221 +533,6 @@ def _install_no_ops() -> None:
             fn.__module__ = __name__
             fn.__doc__ = f"Dispatch ``{hook}`` to the handlers{' (async)' if is_async else ''}."
             setattr(CallbackManager, name, fn)
-    for name, is_async in (
-        ("_client_on_llm_new_token", False),
-        ("_client_aon_llm_new_token", True),
-    ):
-        setattr(
-            CallbackManager,
-            name,
-            getattr(CallbackManager, ("a" if is_async else "") + "on_llm_new_token"),
-        )
 
 
 _install_no_ops()
-
-
-# -- worker lanes for run_in_background handlers --------------------------------------------------
-
-
-_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
-
-
-class _Lane:
-    """A bounded FIFO with one worker thread, for one background handler.
-
-    The producer side is a ``deque.append`` plus a flag check; the worker sleeps on an
-    ``Event`` only when the queue is empty, so a busy lane costs no wake-ups.
-    """
-
-    def __init__(self, manager: CallbackManager, handler: Any) -> None:
-        self._manager_ref = weakref.ref(manager)
-        self._handler = handler
-        self.name = handler_name(handler)
-        self.maxsize = int(getattr(handler, "queue_size", 10_000))
-        if self.maxsize <= 0:
-            raise ConfigurationError(
-                f"{self.name}.queue_size must be a positive number of events, not {self.maxsize!r}"
-            )
-        self.drop = bool(getattr(handler, "drop_when_full", False))
-        self._dq: collections.deque[tuple[Entry, tuple[Any, ...], dict[str, Any]]] = (
-            collections.deque()
-        )
-        self._wake = threading.Event()
-        self._idle = True
-        self._put_lock = threading.Lock()
-        self._last_submitted = 0
-        self.done = 0
-        self._dropped = itertools.count(1)
-        self.dropped = 0
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stop = False
-        self._start_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        _LANES.add(self)
-
-    def _reset_in_child(self) -> None:
-        """In a forked child: the events queued in the parent are the parent's to handle (it
-        goes on), the worker thread is not here, and a lock its threads held stays held."""
-        self._dq = collections.deque()
-        self._wake = threading.Event()
-        self._idle = True
-        self._put_lock = threading.Lock()
-        self._last_submitted = 0
-        self.done = 0
-        self._cond = threading.Condition()
-        self._thread = None
-        self._stop = False
-        self._start_lock = threading.Lock()
-        self._loop = None  # the parent's; its worker's loop cannot run here
-
-    # producer side
-
-    def _ensure_worker(self) -> None:
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stop = False
-                self._thread = threading.Thread(
-                    target=self._work, name=f"hookwire-{self.name}", daemon=True
-                )
-                self._thread.start()
-
-    def _full(self) -> bool:
-        return self._last_submitted - self.done >= self.maxsize
-
-    def put(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        if self._last_submitted - self.done >= self.maxsize:
-            if self.drop:
-                self.dropped = next(self._dropped)
-                return
-            if threading.current_thread() is not self._thread:
-                self._wake.set()  # a lingering worker would not look before its linger ends
-                while self._full() and self._thread is not None and self._thread.is_alive():
-                    time.sleep(0.0005)
-        with self._put_lock:
-            # Appending and counting together, so flush() never waits for less than was queued.
-            self._dq.append((entry, args, kw))
-            self._last_submitted += 1
-        # The worker is started after the append, so it finds the event on its first look
-        # (it starts awake, lingering, and would not look again before its linger ends).
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            self._ensure_worker()
-        elif self._idle:
-            self._wake.set()
-
-    async def aput(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        if not self.drop:
-            if self._full():
-                self._wake.set()
-            # Polling, not an Event: the worker is a thread, and a full queue is the rare case.
-            while self._full() and self._thread is not None and self._thread.is_alive():  # noqa: ASYNC110
-                await asyncio.sleep(0.0005)
-        self.put(entry, args, kw)
-
-    # worker side
-
-    def _work(self) -> None:
-        dq = self._dq
-        lingered = False
-        # Awake from the start (put() starts the thread after queueing its event), so that
-        # the first linger is a real one.
-        self._idle = False
-        self._wake.clear()
-        while True:
-            while dq:
-                entry, args, kw = dq.popleft()
-                self._call(entry, args, kw)
-                self.done += 1
-                if not dq:
-                    with self._cond:
-                        self._cond.notify_all()
-                lingered = False
-            if self._stop:
-                return
-            if not lingered:
-                # Wait a while before sleeping: the events that come meanwhile (the rest of
-                # this call and run, the next calls) are handled in one wake-up, and the app
-                # thread does not pay for waking the worker once per event. flush() and
-                # close() (and a full queue) set _wake to end the wait early.
-                lingered = True
-                self._wake.wait(_LINGER)
-                self._wake.clear()
-                continue
-            lingered = False
-            self._idle = True
-            self._wake.clear()
-            if dq or self._stop:
-                self._idle = False
-                continue
-            self._wake.wait()
-            self._wake.clear()  # else the next linger would end at once
-            self._idle = False
-
-    def _call(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        try:
-            if entry.is_async:
-                if self._loop is None:
-                    self._loop = asyncio.new_event_loop()
-                self._loop.run_until_complete(entry.call(self._handler, args, kw))
-            else:
-                entry.call(self._handler, args, kw)
-        except Exception as exc:
-            manager = self._manager_ref()
-            if manager is not None:
-                manager._report(entry, exc, reraise=False)
-
-    @property
-    def pending(self) -> int:
-        return self._last_submitted - self.done
-
-    def flush(self, timeout: float | None) -> bool:
-        target = self._last_submitted
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self.done < target:
-                if self._thread is None or not self._thread.is_alive():
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._wake.set()
-                self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
-        return True
-
-    def close(self, timeout: float | None) -> bool:
-        drained = self.flush(timeout)
-        self._stop = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(0.5 if timeout is None else min(timeout, 0.5))
-        self._thread = None
-        if self._loop is not None and (thread is None or not thread.is_alive()):
-            self._loop.close()
-            self._loop = None
-        return drained
-
-
-_MANAGERS: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    _BackgroundLoop._lock = threading.Lock()
-    _BackgroundLoop._loop = _BackgroundLoop._thread = None
-    for lane in list(_LANES):
-        lane._reset_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@atexit.register
-def _drain_at_exit() -> None:
-    for manager in list(_MANAGERS):
-        try:
-            manager.close(timeout=10.0)
-        except Exception:  # pragma: no cover - never let a handler spoil interpreter exit
-            logger.exception("hookwire: draining handlers at exit failed")

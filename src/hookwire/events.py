@@ -54,6 +54,8 @@ __all__ = [
     "hook_methods",
     "on_hook_declared",
     "remove_hook",
+    "slot_setters",
+    "utcnow",
 ]
 
 #: Keys of the request context: who and what a call is for. Set with ``hookwire.trace`` or
@@ -160,13 +162,13 @@ class ToolCall:
     arguments: str = "{}"
 
 
-def _slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
     """The ``__set__`` of ``cls``'s slot descriptors: what its hand-written ``__init__`` uses
     to fill a frozen record (checked against the fields by tests/test_events.py)."""
     return tuple(cls.__dict__[n].__set__ for n in names)
 
 
-(_usage_prompt, _usage_completion, _usage_total, _usage_cached, _usage_reasoning) = _slot_setters(
+(_usage_prompt, _usage_completion, _usage_total, _usage_cached, _usage_reasoning) = slot_setters(
     Usage, "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"
 )
 
@@ -183,7 +185,8 @@ class _Factory:
 _FACTORY: Any = _Factory()
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC): what a record's ``created_at`` defaults to."""
     return datetime.now(timezone.utc)
 
 
@@ -198,7 +201,7 @@ class LLMResponse:
     content: str
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
-    created_at: datetime = field(default_factory=_utcnow)
+    created_at: datetime = field(default_factory=utcnow)
     finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     provider: str | None = None
@@ -223,7 +226,7 @@ class LLMResponse:
         _resp_content(self, content)
         _resp_usage(self, Usage() if usage is _FACTORY else usage)
         _resp_model(self, model)
-        _resp_created_at(self, _utcnow() if created_at is _FACTORY else created_at)
+        _resp_created_at(self, utcnow() if created_at is _FACTORY else created_at)
         _resp_finish_reason(self, finish_reason)
         _resp_tool_calls(self, tool_calls)
         _resp_provider(self, provider)
@@ -261,7 +264,7 @@ class LLMResponse:
     _resp_id,
     _resp_cost,
     _resp_currency,
-) = _slot_setters(
+) = slot_setters(
     LLMResponse,
     "content",
     "usage",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import IO, Any, Literal, cast
 
 import orjson
 from ddsketch import DDSketch
@@ -25,13 +25,20 @@ from ddsketch import DDSketch
 from .errors import ConfigurationError, LogFormatError
 from .logschema import SCHEMA_VERSION
 
-if TYPE_CHECKING:
-    import typer
-
-__all__ = ["BrokenLine", "GroupStats", "Report", "register", "summarize"]
+__all__ = [
+    "GROUPINGS",
+    "BrokenLine",
+    "GroupBy",
+    "GroupStats",
+    "Report",
+    "render",
+    "render_json",
+    "summarize",
+]
 
 GroupBy = Literal["model", "agent", "user", "day"]
-_GROUPINGS: tuple[str, ...] = ("model", "agent", "user", "day")
+#: What a report can group by (``summarize(by=...)``).
+GROUPINGS: tuple[str, ...] = ("model", "agent", "user", "day")
 _MAX_BROKEN_KEPT = 20
 _MAX_IN_FLIGHT = 100_000
 _NONE = "(none)"
@@ -171,8 +178,8 @@ def _day(ts: float) -> str:
 
 class _Summarizer:
     def __init__(self, by: str) -> None:
-        if by not in _GROUPINGS:
-            raise ConfigurationError(f"cannot group by {by!r}; use one of: {', '.join(_GROUPINGS)}")
+        if by not in GROUPINGS:
+            raise ConfigurationError(f"cannot group by {by!r}; use one of: {', '.join(GROUPINGS)}")
         self.report = Report(by=by)
         self.by = by
         # run_id -> group of LLM calls in flight, for events that do not name their model.
@@ -393,6 +400,14 @@ def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = Non
     _print_broken(report, err or sys.stderr)
 
 
+def render_json(report: Report, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+    """Print the report as JSON (``Report.to_dict``) and broken lines to ``err``."""
+    file = out or sys.stdout
+    file.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    file.write("\n")
+    _print_broken(report, err or sys.stderr)
+
+
 def _print_broken(report: Report, err: IO[str]) -> None:
     # One plain line each (no wrapping), so editors and grep can jump to file:line.
     for b in report.broken_lines:
@@ -400,32 +415,3 @@ def _print_broken(report: Report, err: IO[str]) -> None:
     more = report.broken - len(report.broken_lines)
     if more > 0:
         err.write(f"... and {more} more broken line(s)\n")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``hookwire report`` to the CLI."""
-    import typer
-
-    @app.command("report")
-    def report_command(
-        logs: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
-            ..., help="JSONL log files written by FileLogCallback ('-' reads stdin)."
-        ),
-        by: str = typer.Option("model", "--by", help="Group by: model, agent, user or day."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        rotated: bool = typer.Option(
-            False, "--rotated", "-r", help="Also read each log's rotated backups (LOG.1, ...)."
-        ),
-    ) -> None:
-        """Summarise JSONL logs: calls, tokens, cost, errors, retries, latency per group."""
-        try:
-            rep = summarize(logs, by=by, rotated=rotated)  # type: ignore[arg-type]
-        except ConfigurationError as exc:
-            typer.echo(f"hookwire report: {exc}", err=True)
-            raise typer.Exit(2) from None
-        if as_json:
-            sys.stdout.write(orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2).decode())
-            sys.stdout.write("\n")
-            _print_broken(rep, sys.stderr)
-        else:
-            render(rep)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .context import Run, enter_run, exit_run, hook_context
+from .context import Run
 from .dispatch import CallbackManager, Callbacks
+from .drain import adrain, drain
 from .errors import ConfigurationError, MaxStepsExceeded
 from .events import LLMResponse, Usage
-from .ids import new_id
-from .llms.base import LLM
+from .llms.protocol import LLM
 from .llms.retry import RetryPolicy
 from .memory import BaseMemory
 from .tools import Tool, arun_tool, as_tools, run_tool
@@ -64,26 +64,6 @@ class RunResult:
     def text(self) -> str:
         """The answer (the same as ``content``)."""
         return self.content
-
-
-class _RunTrace(trace):
-    """A ``trace`` whose ``on_run_end`` also carries the run's usage, cost and model."""
-
-    #: Set by the runner before the run ends (never mutated in place).
-    end_extra: Mapping[str, Any] = {}
-
-    def _get_manager(self) -> CallbackManager | None:
-        # The runner always passes its manager: no per-run import or conversion.
-        if self._manager is None and self._callbacks is not None:
-            self._manager = CallbackManager.ensure(self._callbacks)
-        return self._manager
-
-    def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
-        if error is None:
-            return {**self._start_kw, **self.end_extra}
-        kw = super()._end_kw(error)
-        kw.update(self.end_extra)
-        return kw
 
 
 _NO_USAGE = Usage()
@@ -150,6 +130,43 @@ class _Tally:
         if self.model is not None:
             kw["model"] = self.model
         return kw
+
+
+Msg = dict[str, Any]
+
+#: What the run loop asks its driver to do (the first item says what; see ``RLM._perform``):
+#: ``(_LLM, messages, keywords)`` call the model; ``(_TOOL, tools, call)`` run a tool;
+#: ``(_MEMORY, memory, method, args)`` call the memory (``a`` + method when async);
+#: ``(_EMIT, hook, args, keywords)`` send an event to the runner's callbacks.
+_Op = tuple[Any, ...]
+#: ``(_DONE, answer, messages)`` ends the run.
+_LLM, _TOOL, _MEMORY, _EMIT, _DONE = "llm", "tool", "memory", "emit", "done"
+
+_EMPTY: Mapping[str, Any] = {}
+_SUB_QUERY = "rlm.sub_query"
+
+
+class _Job:
+    """What one run is asked: its prompt, history, request context, name, system prompt and
+    tools (``None`` for a sub-query: no tools, no memory, the first answer is the answer)."""
+
+    __slots__ = ("context", "history", "name", "prompt", "system", "tools")
+
+    def __init__(
+        self,
+        prompt: str,
+        history: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any],
+        name: str,
+        system: str | None,
+        tools: Mapping[str, Tool] | None = None,
+    ) -> None:
+        self.prompt = prompt
+        self.history = history
+        self.context = context
+        self.name = name
+        self.system = system
+        self.tools = tools
 
 
 class RLM:
@@ -285,32 +302,39 @@ class RLM:
 
     # -- public API -----------------------------------------------------------------------------
 
-    def run(self, prompt: str, **context: Any) -> RunResult:
-        """Answer ``prompt``; ``context`` sets request context (``user_id=...``, ...)."""
-        return self._run_sync(prompt, (), context, self.name)
+    def run(
+        self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
+    ) -> RunResult:
+        """Answer ``prompt``; ``context`` sets request context (``user_id=...``, ...).
 
-    async def arun(self, prompt: str, **context: Any) -> RunResult:
+        ``history`` is the conversation so far (chat message dicts), sent before the prompt.
+        """
+        job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
+        return drain(self._drive(job, deliver=False), RunResult)
+
+    async def arun(
+        self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
+    ) -> RunResult:
         """``run`` for asyncio."""
-        result: RunResult | None = None
-        async for item in self._aexecute(prompt, (), context, self.name, deliver=False):
-            if isinstance(item, RunResult):
-                result = item
-        assert result is not None
-        return result
+        job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
+        return await adrain(self._adrive(job, deliver=False), RunResult)
 
-    def stream(self, prompt: str, **context: Any) -> Iterator[str]:
+    def stream(
+        self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
+    ) -> Iterator[str]:
         """Yield the answer's tokens as they arrive; the full result is then ``last_result``."""
-        gen = self._execute(prompt, (), context, self.name, deliver=True)
-        try:
-            while True:
-                yield next(gen)
-        except StopIteration:
-            return
+        job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
+        for item in self._drive(job, deliver=True):
+            if type(item) is str:
+                yield item
 
-    async def astream(self, prompt: str, **context: Any) -> AsyncIterator[str]:
+    async def astream(
+        self, prompt: str, *, history: Sequence[Mapping[str, Any]] = (), **context: Any
+    ) -> AsyncIterator[str]:
         """``stream`` for asyncio."""
-        async for item in self._aexecute(prompt, (), context, self.name, deliver=True):
-            if isinstance(item, str):
+        job = _Job(self._check_prompt(prompt), history, context, self.name, None, self.tools)
+        async for item in self._adrive(job, deliver=True):
+            if type(item) is str:
                 yield item
 
     def sub_query(self, prompt: str, *, system: str | None = None) -> str:
@@ -319,33 +343,170 @@ class RLM:
         Its LLM events carry the outer run's ``trace_id`` and one more level of ``depth``.
         Outside a run it is a run of its own.
         """
-        tr = _RunTrace("rlm.sub_query", callbacks=self.callbacks, input=prompt)
-        tally = _Tally()
-        with tr as run:
-            try:
-                messages = self._opening(system)
-                messages.append({"role": "user", "content": self._check_prompt(prompt)})
-                response = self.llm.generate(messages, **self._call_kw(None))
-                tally.add(response)
-                run.output = response.content
-            finally:
-                tr.end_extra = tally.end_kw()
-        return response.content
+        job = _Job(prompt, (), _EMPTY, _SUB_QUERY, system)
+        return drain(self._drive(job, deliver=False), RunResult).content
 
     async def asub_query(self, prompt: str, *, system: str | None = None) -> str:
         """``sub_query`` for asyncio."""
-        tr = _RunTrace("rlm.sub_query", callbacks=self.callbacks, input=prompt)
+        job = _Job(prompt, (), _EMPTY, _SUB_QUERY, system)
+        return (await adrain(self._adrive(job, deliver=False), RunResult)).content
+
+    # -- the run loop -----------------------------------------------------------------------------
+
+    def _loop(self, job: _Job, tally: _Tally) -> Generator[_Op, Any, None]:
+        """One run: memory recall, model calls and tool rounds, memory store; its last step
+        is ``(_DONE, answer, messages)``.
+
+        It does no I/O: it yields each step as an ``_Op`` and the driver (``_drive``, sync, or
+        ``_adrive``, async) performs it and sends back its outcome, or throws in its exception.
+        """
+        prompt = self._check_prompt(job.prompt)
+        memory = None if job.tools is None else self.memory  # a sub-query has none
+        recalled: list[str] = []
+        if memory is not None:
+            found = yield from self._memory_op(memory, "search", (prompt, self.memory_results))
+            recalled = found or []
+        messages = self._opening(job.system)
+        if job.history:
+            messages.extend(dict(m) for m in job.history)
+        if recalled:
+            messages.append(
+                {"role": "system", "content": f"{MEMORY_PREFIX} " + " | ".join(recalled)}
+            )
+        messages.append({"role": "user", "content": prompt})
+        llm_op = (_LLM, messages, self._call_kw(job.tools))
+        step = 1
+        while True:
+            response: LLMResponse = yield llm_op
+            tally.add(response)
+            messages.append(self._assistant_message(response))
+            if not response.tool_calls or job.tools is None:
+                break
+            if step == self.max_steps:
+                # No step is left to give the model the tools' results: don't run them.
+                error = self._too_many_steps()
+                yield (_EMIT, "on_error", (error,), {"stage": "run"})
+                raise error
+            for call in response.tool_calls:
+                output = yield (_TOOL, job.tools, call)
+                messages.append(
+                    {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": output}
+                )
+            step += 1
+        answer = response.content
+        if memory is not None:
+            yield from self._memory_op(memory, "add", (f"User: {prompt}\nAssistant: {answer}",))
+        yield (_DONE, answer, messages)
+
+    @staticmethod
+    def _memory_op(
+        memory: BaseMemory, method: str, args: tuple[Any, ...]
+    ) -> Generator[_Op, Any, list[str] | None]:
+        """``memory.search(query, k)`` (its results) or ``memory.add(content)``, with its event;
+        a failure is an ``on_error(stage="memory")`` and ``None``: memory never fails a run."""
+        kind = type(memory).__name__
+        try:
+            found = yield (_MEMORY, memory, method, args)
+        except Exception as exc:
+            yield (_EMIT, "on_error", (exc,), {"stage": "memory", "memory": kind})
+            return None
+        if method == "search":
+            yield (_EMIT, "on_memory_recall", (args[0], list(found)), {"memory": kind})
+            return found  # type: ignore[no-any-return]
+        yield (_EMIT, "on_memory_store", args, {"memory": kind})
+        return None
+
+    # -- its drivers: the same steps, sync and async (mirrors, name for name) ---------------------
+
+    def _drive(self, job: _Job, deliver: bool) -> Iterator[str | RunResult]:
+        """Run ``job`` in a ``trace``, performing the loop's steps: yields the answer's tokens
+        (when ``deliver``), then the result."""
+        tr = trace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
+        tally = _Tally()
+        with tr as run:
+            try:
+                loop = self._loop(job, tally)
+                op: _Op = next(loop)
+                while op[0] is not _DONE:
+                    try:
+                        if op[0] is _LLM and deliver:
+                            outcome: Any = None
+                            for item in self.llm.stream(op[1], **op[2]):
+                                if type(item) is str:
+                                    yield item
+                                else:
+                                    outcome = item
+                        else:
+                            outcome = self._perform(op)
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        op = loop.throw(exc)
+                    else:
+                        op = loop.send(outcome)
+                _, answer, messages = op
+                next(loop, None)  # the loop's end: it returns, nothing to raise
+                run.output = answer
+            finally:
+                run.end_keywords = tally.end_kw()
+        yield self._finished(job, tally.result(answer, run, messages))
+
+    async def _adrive(self, job: _Job, deliver: bool) -> AsyncIterator[str | RunResult]:
+        """``_drive`` for asyncio: yields the tokens (when ``deliver``), then the result."""
+        tr = trace(job.name, callbacks=self.callbacks, input=job.prompt, **job.context)
         tally = _Tally()
         async with tr as run:
             try:
-                messages = self._opening(system)
-                messages.append({"role": "user", "content": self._check_prompt(prompt)})
-                response = await self.llm.agenerate(messages, **self._call_kw(None))
-                tally.add(response)
-                run.output = response.content
+                loop = self._loop(job, tally)
+                op: _Op = next(loop)
+                while op[0] is not _DONE:
+                    try:
+                        if op[0] is _LLM and deliver:
+                            outcome: Any = None
+                            async for item in self.llm.astream(op[1], **op[2]):
+                                if type(item) is str:
+                                    yield item
+                                else:
+                                    outcome = item
+                        else:
+                            outcome = await self._aperform(op)
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        op = loop.throw(exc)
+                    else:
+                        op = loop.send(outcome)
+                _, answer, messages = op
+                next(loop, None)  # the loop's end: it returns, nothing to raise
+                run.output = answer
             finally:
-                tr.end_extra = tally.end_kw()
-        return response.content
+                run.end_keywords = tally.end_kw()
+        yield self._finished(job, tally.result(answer, run, messages))
+
+    def _perform(self, op: _Op) -> Any:
+        kind = op[0]
+        if kind is _LLM:
+            return self.llm.generate(op[1], **op[2])
+        if kind is _TOOL:
+            return run_tool(op[1], op[2], self.callbacks)
+        if kind is _MEMORY:
+            return getattr(op[1], op[2])(*op[3])
+        return getattr(self.callbacks, op[1])(*op[2], **op[3])
+
+    async def _aperform(self, op: _Op) -> Any:
+        kind = op[0]
+        if kind is _LLM:
+            return await self.llm.agenerate(op[1], **op[2])
+        if kind is _TOOL:
+            return await arun_tool(op[1], op[2], self.callbacks)
+        if kind is _MEMORY:
+            return await getattr(op[1], "a" + op[2])(*op[3])
+        return await getattr(self.callbacks, "a" + op[1])(*op[2], **op[3])
+
+    def _finished(self, job: _Job, result: RunResult) -> RunResult:
+        if job.tools is not None:  # a run, not a sub-query
+            self.last_result = result
+        return result
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -360,7 +521,7 @@ class RLM:
 
         return Tool(llm_query, nested=False)
 
-    def _opening(self, system: str | None = None) -> list[dict[str, Any]]:
+    def _opening(self, system: str | None = None) -> list[Msg]:
         text = system if system is not None else self.system_prompt
         return [{"role": "system", "content": text}] if text else []
 
@@ -375,12 +536,9 @@ class RLM:
             kw["tools"] = list(tools.values())
         return kw
 
-    def _trace(self, prompt: str, context: Mapping[str, Any], name: str) -> _RunTrace:
-        return _RunTrace(name, callbacks=self.callbacks, input=prompt, **context)
-
     @staticmethod
-    def _assistant_message(response: LLMResponse) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant", "content": response.content or None}
+    def _assistant_message(response: LLMResponse) -> Msg:
+        msg: Msg = {"role": "assistant", "content": response.content or None}
         if response.tool_calls:
             msg["tool_calls"] = [
                 {
@@ -392,74 +550,11 @@ class RLM:
             ]
         return msg
 
-    def _recall(self, prompt: str) -> list[str]:
-        memory = self.memory
-        assert memory is not None
-        kind = type(memory).__name__
-        try:
-            results = memory.search(prompt, self.memory_results)
-        except Exception as exc:
-            self.callbacks.on_error(exc, stage="memory", memory=kind)
-            return []
-        self.callbacks.on_memory_recall(prompt, list(results), memory=kind)
-        return results
-
-    def _store(self, content: str) -> None:
-        memory = self.memory
-        assert memory is not None
-        kind = type(memory).__name__
-        try:
-            memory.add(content)
-        except Exception as exc:
-            self.callbacks.on_error(exc, stage="memory", memory=kind)
-            return
-        self.callbacks.on_memory_store(content, memory=kind)
-
-    async def _arecall(self, prompt: str) -> list[str]:
-        memory = self.memory
-        assert memory is not None
-        kind = type(memory).__name__
-        try:
-            results = await memory.asearch(prompt, self.memory_results)
-        except Exception as exc:
-            await self.callbacks.aon_error(exc, stage="memory", memory=kind)
-            return []
-        await self.callbacks.aon_memory_recall(prompt, list(results), memory=kind)
-        return results
-
-    async def _astore(self, content: str) -> None:
-        memory = self.memory
-        assert memory is not None
-        kind = type(memory).__name__
-        try:
-            await memory.aadd(content)
-        except Exception as exc:
-            await self.callbacks.aon_error(exc, stage="memory", memory=kind)
-            return
-        await self.callbacks.aon_memory_store(content, memory=kind)
-
-    def _begin(
-        self, history: Sequence[Mapping[str, Any]], prompt: str, recalled: list[str]
-    ) -> list[dict[str, Any]]:
-        messages = self._opening()
-        if history:
-            messages.extend(dict(m) for m in history)
-        if recalled:
-            messages.append(
-                {"role": "system", "content": f"{MEMORY_PREFIX} " + " | ".join(recalled)}
-            )
-        messages.append({"role": "user", "content": prompt})
-        return messages
-
     def _too_many_steps(self) -> MaxStepsExceeded:
         return MaxStepsExceeded(
             f"{self.name}: the model was still calling tools after max_steps={self.max_steps} "
             "steps; raise max_steps, or check that the tools' results answer the question"
         )
-
-    @staticmethod
-    def _exchange(prompt: str, answer: str) -> str:
-        return f"User: {prompt}\nAssistant: {answer}"
 
     def _check_prompt(self, prompt: Any) -> str:
         if not isinstance(prompt, str):
@@ -468,279 +563,6 @@ class RLM:
                 "for chat messages use llm.generate(messages=[...])"
             )
         return prompt
-
-    def _execute(
-        self,
-        prompt: str,
-        history: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any],
-        name: str,
-        deliver: bool,
-    ) -> Generator[str, None, RunResult]:
-        prompt = self._check_prompt(prompt)
-        tr = self._trace(prompt, context, name)
-        tally = _Tally()
-        with tr as run:
-            try:
-                recalled = self._recall(prompt) if self.memory is not None else []
-                messages = self._begin(history, prompt, recalled)
-                kw = self._call_kw(self.tools)
-                for step in range(1, self.max_steps + 1):
-                    if deliver:
-                        response: LLMResponse | None = None
-                        for item in self.llm.stream(messages, **kw):
-                            if isinstance(item, LLMResponse):
-                                response = item
-                            else:
-                                yield item
-                        assert response is not None
-                    else:
-                        response = self.llm.generate(messages, **kw)
-                    if self._answered(step, response, messages, tally):
-                        break
-                assert response is not None  # max_steps >= 1, so the loop ran
-                answer = response.content
-                if self.memory is not None:
-                    self._store(self._exchange(prompt, answer))
-                run.output = answer
-            finally:
-                tr.end_extra = tally.end_kw()
-        result = tally.result(answer, run, messages)
-        self.last_result = result
-        return result
-
-    def _run_sync(
-        self,
-        prompt: str,
-        history: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any],
-        name: str,
-    ) -> RunResult:
-        """``_execute`` without delivering tokens, as a plain call: the same run and events.
-
-        This is the path of every ``run()``: no generator to create and drive. An outermost
-        run with nothing to inherit or merge (no enclosing run or request context, no
-        history, no memory: the common ``rlm.run(prompt)``) opens and closes its run itself,
-        as ``_RunTrace`` would, without the trace object and its calls; everything else goes
-        through ``_run_traced``. Both send the same events with the same keywords
-        (tests/test_rlm.py compares them).
-        """
-        if type(prompt) is not str:
-            prompt = self._check_prompt(prompt)
-        if (
-            context
-            or history
-            or self.memory is not None
-            or hook_context()
-            or type(name) is not str
-            or not name
-        ):
-            return self._run_traced(prompt, history, context, name)
-        # What trace._open, __enter__ and __exit__ do for an outermost run, written out.
-        manager = self.callbacks
-        # The keywords go by name where they are known (the dispatchers take run_id as a
-        # parameter): a dict built and unpacked per call costs more.
-        run_id = new_id()
-        run = Run(name, run_id, run_id, None, 0)
-        manager.on_run_start(prompt, trace_id=run_id, run_id=run_id, name=name)
-        scope = enter_run(run, {"trace_id": run_id, "parent_run_id": run_id, "depth": 1})
-        # Made only when the model asks for tools: one answer (the common run) is summed
-        # below, as _Tally would sum it.
-        tally: _Tally | None = None
-        try:
-            messages = self._opening()
-            messages.append({"role": "user", "content": prompt})
-            kw = self._call_kw(self.tools)
-            if len(kw) == 1:
-                # Only the callbacks to pass: by name (a dict unpacked per call costs more).
-                response = self.llm.generate(messages, callbacks=kw["callbacks"])
-            else:
-                response = self.llm.generate(messages, **kw)
-            if response.tool_calls:
-                tally = _Tally()
-                response = self._steps(messages, tally, kw, response)
-            else:
-                # _answered for an answer without tool calls.
-                messages.append(self._assistant_message(response))
-            answer = response.content
-            run.output = answer
-        except BaseException as exc:
-            exit_run(scope)
-            # Without a tally nothing was summed yet (the first call failed): _Tally().end_kw().
-            failed_kw = {"usage": _NO_USAGE} if tally is None else tally.end_kw()
-            manager.on_run_end(
-                run.output, trace_id=run_id, run_id=run_id, name=name, error=exc, **failed_kw
-            )
-            raise
-        exit_run(scope)
-        if tally is None:
-            # _Tally.add of a first response, then its end_kw() and result().
-            usage = response.usage
-            cost = response.cost
-            if cost is not None:
-                cost = _ZERO + cost  # as a sum, rounded in the same context
-            model = response.model or None
-            responses = [response]
-        else:
-            usage = tally.usage
-            cost = tally.total_cost()
-            model = tally.model
-            responses = tally.responses
-        if cost is not None and model is not None:
-            manager.on_run_end(
-                answer,
-                trace_id=run_id,
-                run_id=run_id,
-                name=name,
-                usage=usage,
-                cost=cost,
-                model=model,
-            )
-        else:
-            end: dict[str, Any] = {"usage": usage}
-            if cost is not None:
-                end["cost"] = cost
-            if model is not None:
-                end["model"] = model
-            manager.on_run_end(answer, trace_id=run_id, run_id=run_id, name=name, **end)
-        result = RunResult(
-            answer, usage, cost, run_id, run_id, model, messages, responses, len(responses)
-        )
-        self.last_result = result
-        return result
-
-    def _run_traced(
-        self,
-        prompt: str,
-        history: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any],
-        name: str,
-    ) -> RunResult:
-        """``_run_sync`` for any run: through ``_RunTrace``, with memory, history, context."""
-        prompt = self._check_prompt(prompt)
-        tr = self._trace(prompt, context, name)
-        tally = _Tally()
-        with tr as run:
-            try:
-                recalled = self._recall(prompt) if self.memory is not None else []
-                messages = self._begin(history, prompt, recalled)
-                answer = self._steps(messages, tally).content
-                if self.memory is not None:
-                    self._store(self._exchange(prompt, answer))
-                run.output = answer
-            finally:
-                tr.end_extra = tally.end_kw()
-        result = tally.result(answer, run, messages)
-        self.last_result = result
-        return result
-
-    def _steps(
-        self,
-        messages: list[dict[str, Any]],
-        tally: _Tally,
-        kw: dict[str, Any] | None = None,
-        first: LLMResponse | None = None,
-    ) -> LLMResponse:
-        """The model calls and tool rounds of a run (not streamed to the caller): the answer.
-
-        ``kw`` are the calls' keywords (``_call_kw``) and ``first`` the first call's answer
-        when the caller already made it.
-        """
-        if kw is None:
-            kw = self._call_kw(self.tools)
-        generate = self.llm.generate
-        # Nothing but the callbacks to pass (no tools, model, retry or parameters): by name,
-        # which costs less than a dict unpacked per call.
-        callbacks = kw["callbacks"] if len(kw) == 1 else None
-        response = first
-        step = 1
-        while True:
-            if response is None:
-                if callbacks is not None:
-                    response = generate(messages, callbacks=callbacks)
-                else:
-                    response = generate(messages, **kw)
-            # _answered raises on the last step if the model still asks for tools.
-            if self._answered(step, response, messages, tally):
-                return response
-            response = None
-            step += 1
-
-    def _answered(
-        self, step: int, response: LLMResponse, messages: list[dict[str, Any]], tally: _Tally
-    ) -> bool:
-        """Record one model answer; run the tools it asks for. True when it is the answer."""
-        tally.add(response)
-        messages.append(self._assistant_message(response))
-        if not response.tool_calls:
-            return True
-        if step == self.max_steps:
-            # No step is left to give the model the tools' results: don't run them.
-            error = self._too_many_steps()
-            self.callbacks.on_error(error, stage="run")
-            raise error
-        for call in response.tool_calls:
-            output = run_tool(self.tools, call, self.callbacks)
-            messages.append(
-                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": output}
-            )
-        return False
-
-    async def _aexecute(
-        self,
-        prompt: str,
-        history: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any],
-        name: str,
-        deliver: bool,
-    ) -> AsyncIterator[str | RunResult]:
-        prompt = self._check_prompt(prompt)
-        tr = self._trace(prompt, context, name)
-        tally = _Tally()
-        async with tr as run:
-            try:
-                recalled = await self._arecall(prompt) if self.memory is not None else []
-                messages = self._begin(history, prompt, recalled)
-                kw = self._call_kw(self.tools)
-                for step in range(1, self.max_steps + 1):
-                    if deliver:
-                        response: LLMResponse | None = None
-                        async for item in self.llm.astream(messages, **kw):
-                            if isinstance(item, LLMResponse):
-                                response = item
-                            else:
-                                yield item
-                        assert response is not None
-                    else:
-                        response = await self.llm.agenerate(messages, **kw)
-                    tally.add(response)
-                    messages.append(self._assistant_message(response))
-                    if not response.tool_calls:
-                        break
-                    if step == self.max_steps:
-                        error = self._too_many_steps()
-                        await self.callbacks.aon_error(error, stage="run")
-                        raise error
-                    for call in response.tool_calls:
-                        output = await arun_tool(self.tools, call, self.callbacks)
-                        messages.append(
-                            {
-                                "role": "tool",
-                                "tool_call_id": call.id,
-                                "name": call.name,
-                                "content": output,
-                            }
-                        )
-                assert response is not None  # max_steps >= 1, so the loop ran
-                answer = response.content
-                if self.memory is not None:
-                    await self._astore(self._exchange(prompt, answer))
-                run.output = answer
-            finally:
-                tr.end_extra = tally.end_kw()
-        result = tally.result(answer, run, messages)
-        self.last_result = result
-        yield result
 
     def __repr__(self) -> str:
         tools = ", ".join(self.tools) or "none"

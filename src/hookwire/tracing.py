@@ -120,6 +120,8 @@ class trace:
         kw = dict(self._start_kw)
         if error is not None:
             kw["error"] = error
+        if self.run is not None and self.run.end_keywords:
+            kw.update(self.run.end_keywords)
         return kw
 
     # -- sync ---------------------------------------------------------------------------------

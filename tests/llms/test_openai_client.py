@@ -10,10 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-import hookwire.llms.base as llm_base
+import hookwire.llms.prices as llm_prices
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks import BaseCallback
 from hookwire.errors import (
@@ -421,7 +419,7 @@ def test_cost_is_filled_through_pricing(
     def fake_cost(model: str, usage: Usage, provider: str | None = None) -> Decimal | None:
         return Decimal("0.001") * usage.total_tokens if model == "priced" else None
 
-    monkeypatch.setattr(llm_base, "_pricing", [fake_cost])
+    monkeypatch.setattr(llm_prices, "_pricing", [fake_cost])
     openai_server.script(Reply("x", usage={"prompt_tokens": 3, "completion_tokens": 1}))
     assert make(openai_server).generate(MSGS, model="priced").cost == Decimal("0.004")
     assert make(openai_server).generate(MSGS, model="unpriced").cost is None
@@ -838,45 +836,6 @@ async def test_async_stream_errors_are_mapped(openai_server: OpenAIServer, make:
         await llm.agenerate(MSGS, stream=False)
 
 
-def test_transport_errors_follow_the_http_library_of_the_response() -> None:
-    import httpx
-
-    from hookwire.llms.openai_client import _transport_errors
-
-    timeouts, failures = _transport_errors(httpx.Response(200))
-    assert timeouts == (httpx.TimeoutException,)
-    assert httpx.RequestError in failures
-    assert issubclass(httpx.ReadTimeout, timeouts)
-    assert issubclass(httpx.RemoteProtocolError, failures)
-    assert not issubclass(ValueError, failures)
-
-
-_FIELD_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
-)
-
-
-@given(
-    events=st.lists(st.lists(_FIELD_TEXT, min_size=1, max_size=3), max_size=6),
-    newline=st.sampled_from(["\n", "\r\n"]),
-    noise=st.lists(st.sampled_from([": ping", "event: x", "id: 1", "retry: 5", ""]), max_size=3),
-)
-def test_sse_data_gives_each_events_data(
-    events: list[list[str]], newline: str, noise: list[str]
-) -> None:
-    # Any events (data over one or more lines), with fields, comments and blank lines around:
-    # each event's data lines come back joined by "\n", in order, up to [DONE].
-    from hookwire.llms.openai_client import _sse_data
-
-    events = [e for e in events if not "\n".join(e).startswith("[DONE]")]
-    text = ""
-    for lines in events:
-        text += newline.join([*noise, *(f"data: {line}" for line in lines)]) + newline + newline
-    text += f"data: [DONE]{newline}{newline}data: after{newline}{newline}"
-    got = list(_sse_data(text.split(newline), http2=False))
-    assert got == ["\n".join(lines) for lines in events]
-
-
 async def test_a_body_held_open_after_done_delays_an_async_call_briefly(
     openai_server: OpenAIServer, make: Make
 ) -> None:
@@ -910,9 +869,3 @@ def test_an_infinite_token_count_is_malformed(openai_server: OpenAIServer, make:
     openai_server.script(Raw(body.replace("Infinity", "1e400")))
     with pytest.raises(MalformedResponseError):
         make(openai_server).generate(MSGS)
-    from hookwire.llms.openai_client import _usage_json
-
-    for bad in (float("inf"), float("nan"), True, [1]):
-        with pytest.raises(ValueError):
-            _usage_json({"prompt_tokens": bad})
-    assert _usage_json({"prompt_tokens": 3.0, "completion_tokens": "2"}) == Usage(3, 2)

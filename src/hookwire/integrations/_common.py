@@ -1,11 +1,9 @@
-"""What the bridges share: pricing when available, error mapping, and request context."""
+"""What the bridges share: pricing (``hookwire.llms.prices.price``), error mapping, and request
+context."""
 
 from __future__ import annotations
 
-import importlib
-import logging
-from collections.abc import Callable, Mapping
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
@@ -19,44 +17,10 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..events import REQUEST_CONTEXT_KEYS, Usage
+from ..events import REQUEST_CONTEXT_KEYS
+from ..llms.prices import price
 
 __all__ = ["check_context", "price", "to_hookwire_error"]
-
-logger = logging.getLogger("hookwire")
-
-_MISSING: Any = object()
-_cost_fn: Any = _MISSING
-
-
-def _load_cost() -> Callable[..., Any] | None:
-    global _cost_fn
-    if _cost_fn is _MISSING:
-        try:
-            _cost_fn = importlib.import_module("hookwire.pricing").cost
-        except (ImportError, AttributeError):
-            _cost_fn = None
-    return _cost_fn  # type: ignore[no-any-return]
-
-
-def price(model: str | None, usage: Usage, provider: str | None) -> Decimal | None:
-    """The call's cost through ``hookwire.pricing.cost`` when that module is installed and
-    knows the model; ``None`` otherwise (never 0 for an unknown price)."""
-    if not model:
-        return None
-    fn = _load_cost()
-    if fn is None:
-        return None
-    try:
-        value = fn(model, usage, provider=provider)
-    except Exception as exc:
-        logger.debug("hookwire: no price for %s (%s): %r", model, provider, exc)
-        return None
-    if value is None or isinstance(value, Decimal):
-        return value
-    # A pricing result object rather than a bare amount: take its total.
-    total = getattr(value, "total", getattr(value, "amount", None))
-    return total if isinstance(total, Decimal) else None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -92,7 +56,7 @@ def to_hookwire_error(
         return exc
     if type(exc).__module__.startswith("openai."):
         # The openai SDK's errors (also under LangChain's ChatOpenAI): the runtime's mapping.
-        from ..llms.openai_client import map_openai_error
+        from ..llms.openai_wire import map_openai_error
 
         mapped = map_openai_error(exc, provider=provider or "openai", model=model)
         mapped.__cause__ = exc

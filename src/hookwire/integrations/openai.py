@@ -3,7 +3,6 @@
 ::
 
     import openai
-from openai.types.chat import ChatCompletion
     from hookwire.callbacks import MetricsCallback
     from hookwire.integrations.openai import instrument
 
@@ -48,8 +47,9 @@ from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
 from ..ids import new_id
-from ..llms.openai_client import ChunkState, _usage, map_openai_error
-from ._common import check_context, price
+from ..llms.openai_wire import ChunkState, map_openai_error, usage_from_sdk
+from ..llms.prices import price
+from ._common import check_context
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -114,8 +114,26 @@ class _Instrumentation:
         self.original = original
 
 
+#: Events as the bridge lists them: a hook, its arguments and keywords, sent to the
+#: instrumented client's manager by ``_emit`` (sync) or ``_aemit`` (async).
+_Events = list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+
+
+def _emit(manager: CallbackManager, events: _Events) -> None:
+    for hook, args, kw in events:
+        getattr(manager, hook)(*args, **kw)
+
+
+async def _aemit(manager: CallbackManager, events: _Events) -> None:
+    for hook, args, kw in events:
+        await getattr(manager, "a" + hook)(*args, **kw)
+
+
 class _Call:
-    """One chat completion call, from the request to its end event."""
+    """One chat completion call, from the request to its end event: what its events say.
+
+    Sync and async calls share it; they only send what it lists (``_emit`` / ``_aemit``).
+    """
 
     __slots__ = ("ended", "inst", "kw", "model", "stream", "t0")
 
@@ -203,28 +221,45 @@ class _Call:
         )
         return self.response(
             content=getattr(message, "content", None) or "",
-            usage=_usage(getattr(completion, "usage", None)),
+            usage=usage_from_sdk(getattr(completion, "usage", None)),
             model=getattr(completion, "model", None),
             finish=getattr(choices[0], "finish_reason", None) if choices else None,
             calls=calls,
             rid=getattr(completion, "id", None),
         )
 
-    def error(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, CallbackAbort) or not isinstance(exc, Exception):
-            return exc
-        err = map_openai_error(exc, provider=self.inst.provider, model=self.model)
-        err.__cause__ = exc
-        return err
-
-    def aborted(self, abort: CallbackAbort) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-        emits: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
-            ("on_llm_error", (abort,), {**self.kw, "attempts": 0})
-        ]
+    def aborted(self, abort: CallbackAbort) -> _Events:
+        """A handler refused the call at its start (a budget): what to send."""
+        emits: _Events = [("on_llm_error", (abort,), {**self.kw, "attempts": 0})]
         if isinstance(abort, BudgetExceeded):
             emits.append(("on_budget_exceeded", (abort,), self.kw))
         emits.append(("on_error", (abort,), {**self.kw, "stage": "budget"}))
         return emits
+
+    def failed(self, exc: BaseException) -> _Events:
+        """The SDK raised ``exc``: what to send (nothing once the call has ended)."""
+        if self.ended:
+            return []
+        self.ended = True
+        err = exc
+        if not isinstance(exc, CallbackAbort) and isinstance(exc, Exception):
+            err = map_openai_error(exc, provider=self.inst.provider, model=self.model)
+            err.__cause__ = exc
+        return [
+            ("on_llm_error", (err,), self.end_kw()),
+            ("on_error", (err,), {"stage": "llm", **self.kw}),
+        ]
+
+    def completed(self, completion: Any) -> _Events:
+        """The SDK's answer (a ``ChatCompletion``): what to send. A failure to read it is
+        logged, and the call goes on unreported."""
+        try:
+            response = self.from_completion(completion)
+        except Exception as exc:
+            _failed("create", exc)
+            return []
+        self.ended = True
+        return [("on_llm_end", (response,), self.end_kw())]
 
 
 class _StreamState(ChunkState):
@@ -238,10 +273,6 @@ class _StreamState(ChunkState):
         self.index = 0
         self.ttft: float | None = None
 
-    @property
-    def finish(self) -> str | None:
-        return self.finish_reason
-
     def feed(self, chunk: Any) -> str | None:
         content = super().feed(chunk)
         if content:
@@ -250,10 +281,12 @@ class _StreamState(ChunkState):
 
 
 _OWN = frozenset({"_stream", "_call", "_hide", "_state", "_tokens"})
+_NONE: _Events = []
 
 
 class _StreamBase:
-    """What the sync and async stream wrappers share: the bookkeeping of one stream."""
+    """What the sync and async stream wrappers share: the bookkeeping of one stream, and the
+    events it calls for (the wrappers send them, sync or async)."""
 
     def __init__(self, stream: Any, call: _Call, hide_usage_chunk: bool) -> None:
         self._stream = stream
@@ -268,25 +301,51 @@ class _StreamBase:
             raise AttributeError(name)  # not set yet: never recurse through __getattr__
         return getattr(self._stream, name)
 
-    def _token_kw(self, index: int) -> dict[str, Any]:
-        return {**self._call.kw, "attempt": 1, "index": index}
+    def _observed(self, chunk: Any) -> _Events:
+        """Read ``chunk``: the token event it calls for, if any."""
+        state = self._state
+        try:
+            token = state.feed(chunk)
+        except Exception as exc:
+            _failed("a stream chunk", exc)
+            return _NONE
+        if not token:
+            return _NONE
+        if state.ttft is None:
+            state.ttft = _perf()
+        if not self._tokens:
+            return _NONE
+        index = state.index
+        state.index = index + 1
+        kw = {**self._call.kw, "attempt": 1, "index": index}
+        return [("on_llm_new_token", (token,), kw)]
 
-    def _end_args(self, cancelled: bool) -> tuple[LLMResponse, dict[str, Any]]:
+    def _ended(self) -> _Events:
+        """The stream ends (read to its end, closed early, or dropped): the end event, once,
+        with what came (``cancelled=True`` if the model had not finished)."""
         call, state = self._call, self._state
-        response = call.response(
-            content="".join(state.parts),
-            usage=state.usage,
-            model=state.model,
-            finish=None if cancelled else state.finish,
-            calls=state.tool_calls(),
-            rid=state.id,
-        )
+        if call.ended:
+            return _NONE
+        call.ended = True
+        cancelled = state.finish_reason is None and state.usage is None
+        try:
+            response = call.response(
+                content="".join(state.parts),
+                usage=state.usage,
+                model=state.model,
+                finish=None if cancelled else state.finish_reason,
+                calls=state.tool_calls(),
+                rid=state.id,
+            )
+        except Exception as exc:
+            _failed("the end of a stream", exc)
+            return _NONE
         extra: dict[str, Any] = {}
         if state.ttft is not None:
             extra["ttft_ms"] = (state.ttft - call.t0) * 1000.0
         if cancelled:
             extra["cancelled"] = True
-        return response, call.end_kw(**extra)
+        return [("on_llm_end", (response,), call.end_kw(**extra))]
 
     def _skip(self, chunk: Any) -> bool:
         # The usage-only chunk that include_usage adds: hidden when the caller did not ask.
@@ -300,21 +359,22 @@ class InstrumentedStream(_StreamBase):
     def __iter__(self) -> Iterator[Any]:
         # A generator, so a ``for`` loop that breaks out drops it at once and its ``finally``
         # closes the HTTP response and reports the end.
+        manager = self._call.inst.manager
         try:
             for chunk in self._stream:
-                self._observe(chunk)
-                if self._skip(chunk):
-                    continue
-                yield chunk
+                _emit(manager, self._observed(chunk))
+                if not self._skip(chunk):
+                    yield chunk
         except GeneratorExit:
             raise
         except Exception as exc:
-            self._fail(exc)
+            _emit(manager, self._call.failed(exc))
             raise
         finally:
             self.close()
 
     def __next__(self) -> Any:
+        manager = self._call.inst.manager
         while True:
             try:
                 chunk = next(self._stream)
@@ -322,53 +382,19 @@ class InstrumentedStream(_StreamBase):
                 self.close()
                 raise
             except Exception as exc:
-                self._fail(exc)
+                _emit(manager, self._call.failed(exc))
                 self.close()
                 raise
-            self._observe(chunk)
+            _emit(manager, self._observed(chunk))
             if not self._skip(chunk):
                 return chunk
 
-    def _observe(self, chunk: Any) -> None:
-        state = self._state
-        try:
-            token = state.feed(chunk)
-        except Exception as exc:
-            _failed("a stream chunk", exc)
-            return
-        if token:
-            if state.ttft is None:
-                state.ttft = _perf()
-            if self._tokens:
-                index = state.index
-                state.index = index + 1
-                self._call.inst.manager.on_llm_new_token(token, **self._token_kw(index))
-
-    def _fail(self, exc: BaseException) -> None:
-        call = self._call
-        if call.ended:
-            return
-        call.ended = True
-        err = call.error(exc)
-        manager = call.inst.manager
-        manager.on_llm_error(err, **call.end_kw())
-        manager.on_error(err, stage="llm", **call.kw)
-
     def close(self) -> None:
         """Close the HTTP response and report the end (once), as the SDK's ``close()``."""
-        call = self._call
-        finished = self._state.finish is not None or self._state.usage is not None
         try:
             self._stream.close()
         finally:
-            if not call.ended:
-                call.ended = True
-                try:
-                    response, kw = self._end_args(cancelled=not finished)
-                except Exception as exc:
-                    _failed("the end of a stream", exc)
-                else:
-                    call.inst.manager.on_llm_end(response, **kw)
+            _emit(self._call.inst.manager, self._ended())
 
     def __enter__(self) -> InstrumentedStream:
         return self
@@ -386,24 +412,25 @@ class InstrumentedStream(_StreamBase):
 
 
 class AsyncInstrumentedStream(_StreamBase):
-    """Wraps an ``openai.AsyncStream``, as ``InstrumentedStream`` does a sync one."""
+    """Wraps an ``openai.AsyncStream``, as ``InstrumentedStream`` does a sync one (its mirror)."""
 
     async def __aiter__(self) -> AsyncIterator[Any]:
+        manager = self._call.inst.manager
         try:
             async for chunk in self._stream:
-                await self._observe(chunk)
-                if self._skip(chunk):
-                    continue
-                yield chunk
+                await _aemit(manager, self._observed(chunk))
+                if not self._skip(chunk):
+                    yield chunk
         except GeneratorExit:
             raise
         except Exception as exc:
-            await self._fail(exc)
+            await _aemit(manager, self._call.failed(exc))
             raise
         finally:
             await self.close()
 
     async def __anext__(self) -> Any:
+        manager = self._call.inst.manager
         while True:
             try:
                 chunk = await self._stream.__anext__()
@@ -411,53 +438,25 @@ class AsyncInstrumentedStream(_StreamBase):
                 await self.close()
                 raise
             except Exception as exc:
-                await self._fail(exc)
+                await _aemit(manager, self._call.failed(exc))
                 await self.close()
                 raise
-            await self._observe(chunk)
+            await _aemit(manager, self._observed(chunk))
             if not self._skip(chunk):
                 return chunk
 
-    async def _observe(self, chunk: Any) -> None:
-        state = self._state
-        try:
-            token = state.feed(chunk)
-        except Exception as exc:
-            _failed("a stream chunk", exc)
-            return
-        if token:
-            if state.ttft is None:
-                state.ttft = _perf()
-            if self._tokens:
-                index = state.index
-                state.index = index + 1
-                await self._call.inst.manager.aon_llm_new_token(token, **self._token_kw(index))
-
-    async def _fail(self, exc: BaseException) -> None:
-        call = self._call
-        if call.ended:
-            return
-        call.ended = True
-        err = call.error(exc)
-        manager = call.inst.manager
-        await manager.aon_llm_error(err, **call.end_kw())
-        await manager.aon_error(err, stage="llm", **call.kw)
-
     async def close(self) -> None:
         """Close the HTTP response and report the end (once), as the SDK's ``close()``."""
-        call = self._call
-        finished = self._state.finish is not None or self._state.usage is not None
         try:
             await self._stream.close()
         finally:
-            if not call.ended:
-                call.ended = True
-                try:
-                    response, kw = self._end_args(cancelled=not finished)
-                except Exception as exc:
-                    _failed("the end of a stream", exc)
-                else:
-                    await call.inst.manager.aon_llm_end(response, **kw)
+            await _aemit(self._call.inst.manager, self._ended())
+
+    async def __aenter__(self) -> AsyncInstrumentedStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def __del__(self) -> None:
         # A stream dropped half-read: close it on the loop it was read on, if it still runs.
@@ -467,73 +466,62 @@ class AsyncInstrumentedStream(_StreamBase):
         except Exception:
             pass  # no running loop: the SDK's own stream is left to the garbage collector
 
-    async def __aenter__(self) -> AsyncInstrumentedStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
 
 def _prepare(
     inst: _Instrumentation, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[_Call | None, bool]:
-    """The call to report (``None`` to pass it through untouched), and whether a usage chunk
-    was asked for on the caller's behalf."""
-    raw = (kwargs.get("extra_headers") or {}).get(_RAW_HEADER)
-    stream = bool(kwargs.get("stream")) and _given(kwargs.get("stream"))
-    if raw is not None and (raw != "true" or stream):
-        return None, False  # a raw stream the caller reads itself: nothing to observe
-    messages = kwargs.get("messages")
-    if _given(messages) and not isinstance(messages, list) and isinstance(messages, Iterable):
-        # A one-shot iterable would be spent by reading it for the event: keep a list.
-        kwargs["messages"] = list(messages)
-    hide = False
-    if stream and not _given(kwargs.get("stream_options")):
-        kwargs["stream_options"] = {"include_usage": True}
-        hide = True
-    return _Call(inst, kwargs), hide
+) -> tuple[_Call, bool, Any, dict[str, Any]] | None:
+    """The call to report (``None`` to pass it through untouched: a raw stream, or a failure
+    of the instrumentation, logged), whether a usage chunk was asked for on the caller's
+    behalf, and ``on_llm_start``'s prompt and keywords."""
+    try:
+        raw = (kwargs.get("extra_headers") or {}).get(_RAW_HEADER)
+        stream = bool(kwargs.get("stream")) and _given(kwargs.get("stream"))
+        if raw is not None and (raw != "true" or stream):
+            return None  # a raw stream the caller reads itself: nothing to observe
+        messages = kwargs.get("messages")
+        if _given(messages) and not isinstance(messages, list) and isinstance(messages, Iterable):
+            # A one-shot iterable would be spent by reading it for the event: keep a list.
+            kwargs["messages"] = list(messages)
+        hide = False
+        if stream and not _given(kwargs.get("stream_options")):
+            kwargs["stream_options"] = {"include_usage": True}
+            hide = True
+        call = _Call(inst, kwargs)
+        prompt, start_kw = call.start_args(kwargs)
+    except Exception as exc:
+        _failed("create", exc)
+        return None
+    return call, hide, prompt, start_kw
 
 
 def _sync_create(inst: _Instrumentation) -> Any:
     original = inst.original
 
     def create(*args: Any, **kwargs: Any) -> Any:
-        call: _Call | None
-        try:
-            call, hide = _prepare(inst, args, kwargs)
-            if call is not None:
-                prompt, start_kw = call.start_args(kwargs)
-        except Exception as exc:
-            _failed("create", exc)
-            call = None
-        if call is None:
+        prepared = _prepare(inst, args, kwargs)
+        if prepared is None:
             return original(*args, **kwargs)
+        call, hide, prompt, start_kw = prepared
         manager = inst.manager
         try:
             manager.on_llm_start(prompt, **start_kw)
         except CallbackAbort as abort:
-            for hook, a, k in call.aborted(abort):
-                getattr(manager, hook)(*a, **k)
+            _emit(manager, call.aborted(abort))
             raise
         call.t0 = _perf()
         try:
             result = original(*args, **kwargs)
         except Exception as exc:
-            call.ended = True
-            err = call.error(exc)
-            manager.on_llm_error(err, **call.end_kw())
-            manager.on_error(err, stage="llm", **call.kw)
+            _emit(manager, call.failed(exc))
             raise
+        if call.stream and isinstance(result, openai.Stream):
+            return InstrumentedStream(result, call, hide)
         try:
-            if call.stream and isinstance(result, openai.Stream):
-                return InstrumentedStream(result, call, hide)
             completion = result if isinstance(result, ChatCompletion) else result.parse()
-            response = call.from_completion(completion)
         except Exception as exc:
             _failed("create", exc)
             return result
-        call.ended = True
-        manager.on_llm_end(response, **call.end_kw())
+        _emit(manager, call.completed(completion))
         return result
 
     create.__wrapped__ = original  # type: ignore[attr-defined]
@@ -545,46 +533,34 @@ def _async_create(inst: _Instrumentation) -> Any:
     original = inst.original
 
     async def create(*args: Any, **kwargs: Any) -> Any:
-        call: _Call | None
-        try:
-            call, hide = _prepare(inst, args, kwargs)
-            if call is not None:
-                prompt, start_kw = call.start_args(kwargs)
-        except Exception as exc:
-            _failed("create", exc)
-            call = None
-        if call is None:
+        prepared = _prepare(inst, args, kwargs)
+        if prepared is None:
             return await original(*args, **kwargs)
+        call, hide, prompt, start_kw = prepared
         manager = inst.manager
         try:
             await manager.aon_llm_start(prompt, **start_kw)
         except CallbackAbort as abort:
-            for hook, a, k in call.aborted(abort):
-                await getattr(manager, "a" + hook)(*a, **k)
+            await _aemit(manager, call.aborted(abort))
             raise
         call.t0 = _perf()
         try:
             result = await original(*args, **kwargs)
         except Exception as exc:
-            call.ended = True
-            err = call.error(exc)
-            await manager.aon_llm_error(err, **call.end_kw())
-            await manager.aon_error(err, stage="llm", **call.kw)
+            await _aemit(manager, call.failed(exc))
             raise
+        if call.stream and isinstance(result, openai.AsyncStream):
+            return AsyncInstrumentedStream(result, call, hide)
         try:
-            if call.stream and isinstance(result, openai.AsyncStream):
-                return AsyncInstrumentedStream(result, call, hide)
             completion = result
             if not isinstance(result, ChatCompletion):
                 completion = result.parse()  # a with_raw_response call: parse() is cached
                 if inspect.isawaitable(completion):
                     completion = await completion
-            response = call.from_completion(completion)
         except Exception as exc:
             _failed("create", exc)
             return result
-        call.ended = True
-        await manager.aon_llm_end(response, **call.end_kw())
+        await _aemit(manager, call.completed(completion))
         return result
 
     create.__wrapped__ = original  # type: ignore[attr-defined]

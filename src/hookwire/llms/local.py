@@ -39,7 +39,8 @@ from ..errors import (
     TransientLLMError,
 )
 from ..events import LLMResponse, ToolCall, Usage
-from .base import BaseLLM, LLMRequest, StreamEnd
+from .engine import BaseLLM
+from .protocol import LLMRequest, StreamEnd
 from .retry import RetryPolicy
 
 __all__ = ["LocalLLM"]

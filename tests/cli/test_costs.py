@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from hookwire.cli import app
-from hookwire.costs import parse_when
+from hookwire.cli.costs import parse_when
 from hookwire.stores import runner
 from hookwire.stores.ledger import UsageLedger, UsageRecord
 
@@ -125,14 +125,21 @@ def test_default_database_is_hookwire_db_in_cwd() -> None:
 def test_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
     result = run("--db", f"sqlite:///{tmp_path}/c.db", *args)
     assert result.exit_code == 2
-    assert message in result.output
+    assert result.stderr.startswith(f"hookwire costs: error: Invalid value for '{args[0]}': ")
+    assert message in result.stderr
 
 
 def test_unreachable_database_is_a_clean_error() -> None:
     result = run("--db", "postgresql://postgres@127.0.0.1:1/none")
     assert result.exit_code == 1
-    assert "hookwire costs:" in result.output
+    assert result.stderr.startswith("hookwire costs: error: ")
     assert "Traceback" not in result.output
+
+
+def test_a_bad_url_is_a_clean_error() -> None:
+    result = run("--db", "mysql://x/y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("hookwire costs: error: unsupported database 'mysql'")
 
 
 def test_parse_when() -> None:

@@ -25,18 +25,20 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from .errors import HookwireError
-from .stores.ledger import GROUP_KEYS, UsageLedger
+from ..stores.ledger import GROUP_KEYS, UsageLedger
+from .command import Command
+from .database import DbOption, database_url, run
 
-__all__ = ["parse_when", "register", "render_json", "render_table"]
+__all__ = ["costs", "parse_when", "register", "render_json", "render_table"]
 
 _SPAN = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_when(value: str | None, *, now: datetime | None = None) -> datetime | None:
-    """``--since``/``--until``: an ISO date or datetime, ``today``, or a span back from now
-    (``30m``, ``24h``, ``7d``, ``2w``). Raises ``typer.BadParameter`` otherwise."""
+    """``--since``/``--until``: an ISO date or datetime (UTC unless it says otherwise),
+    ``today``, or a span back from ``now`` (``30m``, ``24h``, ``7d``, ``2w``). Raises
+    ``typer.BadParameter`` otherwise."""
     if value is None:
         return None
     now = now or datetime.now(timezone.utc)
@@ -129,75 +131,73 @@ def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
     return table
 
 
+def _groups(by: list[str] | None) -> list[str]:
+    groups: list[str] = []
+    for item in by or []:
+        for name in item.split(","):
+            name = name.strip().lower()
+            if name and name not in GROUP_KEYS:
+                raise typer.BadParameter(
+                    f"cannot group by {name!r}; choose from {', '.join(GROUP_KEYS)}",
+                    param_hint="'--by'",
+                )
+            if name and name not in groups:
+                groups.append(name)
+    return groups
+
+
+def costs(
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help=f"Group by (repeat to nest): {', '.join(GROUP_KEYS)}.",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=parse_when,
+            metavar="WHEN",
+            help="From this time: 2026-11-01, 2026-11-01T08:00Z, today, 7d, 24h.",
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=parse_when, metavar="WHEN", help="Up to (not including) this time; same forms."
+        ),
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's calls.")] = None,
+    org: Annotated[str | None, typer.Option(help="Only this org's calls.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only this agent's calls.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only calls to this model.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON rows instead of a table.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Show what the LLM calls in the usage ledger cost."""
+    groups = _groups(by)
+    where = {
+        k: v
+        for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
+        if v is not None
+    }
+    ledger = UsageLedger(database_url(db, must_exist=False))
+    rows = run(ledger.summary(groups, since=since, until=until, where=where))
+    if as_json:
+        typer.echo(render_json(rows))
+        return
+    if not rows:
+        typer.echo("No LLM usage recorded for this selection.")
+        return
+    from rich.console import Console
+
+    Console().print(render_table(rows, groups))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``hookwire costs`` to the ``hookwire`` command."""
-
-    @app.command("costs")
-    def costs(
-        by: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--by",
-                help=f"Group by (repeat to nest): {', '.join(GROUP_KEYS)}.",
-                show_default=False,
-            ),
-        ] = None,
-        since: Annotated[
-            str | None,
-            typer.Option(help="From this time: 2026-11-01, 2026-11-01T08:00Z, today, 7d, 24h."),
-        ] = None,
-        until: Annotated[
-            str | None, typer.Option(help="Up to (not including) this time; same forms.")
-        ] = None,
-        user: Annotated[str | None, typer.Option(help="Only this user's calls.")] = None,
-        org: Annotated[str | None, typer.Option(help="Only this org's calls.")] = None,
-        agent: Annotated[str | None, typer.Option(help="Only this agent's calls.")] = None,
-        model: Annotated[str | None, typer.Option(help="Only calls to this model.")] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print JSON rows instead of a table.")
-        ] = False,
-        db: Annotated[
-            str | None,
-            typer.Option(
-                "--db",
-                help="Database URL (default: HOOKWIRE_DATABASE_URL, else ./hookwire.db).",
-                show_default=False,
-            ),
-        ] = None,
-    ) -> None:
-        """Show what the LLM calls in the usage ledger cost."""
-        from .stores import runner
-
-        groups: list[str] = []
-        for item in by or []:
-            for name in item.split(","):
-                name = name.strip().lower()
-                if name and name not in GROUP_KEYS:
-                    raise typer.BadParameter(
-                        f"cannot group by {name!r}; choose from {', '.join(GROUP_KEYS)}",
-                        param_hint="--by",
-                    )
-                if name and name not in groups:
-                    groups.append(name)
-        start = parse_when(since)
-        end = parse_when(until)
-        where = {
-            k: v
-            for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
-            if v is not None
-        }
-        try:
-            ledger = UsageLedger(db)
-            rows = runner.run_sync(ledger.summary(groups, since=start, until=end, where=where))
-        except HookwireError as exc:
-            typer.echo(f"hookwire costs: {exc}", err=True)
-            raise typer.Exit(1) from None
-        if as_json:
-            typer.echo(render_json(rows))
-            return
-        if not rows:
-            typer.echo("No LLM usage recorded for this selection.")
-            return
-        from rich.console import Console
-
-        Console().print(render_table(rows, groups))
+    """Add ``hookwire costs`` to ``app``."""
+    app.command("costs", cls=Command)(costs)

@@ -1,4 +1,5 @@
-"""SDK exceptions to hookwire.errors, and the Retry-After parser."""
+"""hookwire.llms.openai_wire: SDK exceptions to hookwire.errors, the Retry-After parser,
+server-sent events, transport errors, usage."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookwire import errors
-from hookwire.llms.openai_client import _retry_after, map_openai_error
+from hookwire import Usage, errors
+from hookwire.llms.openai_wire import (
+    _retry_after,
+    map_openai_error,
+    sse_data,
+    transport_errors,
+    usage_from_json,
+)
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
 
@@ -100,3 +107,45 @@ def test_retry_after_never_raises_or_goes_negative(text: str) -> None:
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "", "soon", "Wed, 99 Foo 2024"])
 def test_retry_after_refuses_nonsense(text: str) -> None:
     assert _retry_after({"retry-after": text}) is None
+
+
+def test_transport_errors_follow_the_http_library_of_the_response() -> None:
+    import httpx
+
+    timeouts, failures = transport_errors(httpx.Response(200))
+    assert timeouts == (httpx.TimeoutException,)
+    assert httpx.RequestError in failures
+    assert issubclass(httpx.ReadTimeout, timeouts)
+    assert issubclass(httpx.RemoteProtocolError, failures)
+    assert not issubclass(ValueError, failures)
+
+
+_FIELD_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+)
+
+
+@given(
+    events=st.lists(st.lists(_FIELD_TEXT, min_size=1, max_size=3), max_size=6),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    noise=st.lists(st.sampled_from([": ping", "event: x", "id: 1", "retry: 5", ""]), max_size=3),
+)
+def test_sse_data_gives_each_events_data(
+    events: list[list[str]], newline: str, noise: list[str]
+) -> None:
+    # Any events (data over one or more lines), with fields, comments and blank lines around:
+    # each event's data lines come back joined by "\n", in order, up to [DONE].
+    events = [e for e in events if not "\n".join(e).startswith("[DONE]")]
+    text = ""
+    for lines in events:
+        text += newline.join([*noise, *(f"data: {line}" for line in lines)]) + newline + newline
+    text += f"data: [DONE]{newline}{newline}data: after{newline}{newline}"
+    got = list(sse_data(text.split(newline), http2=False))
+    assert got == ["\n".join(lines) for lines in events]
+
+
+def test_token_counts_that_are_not_finite_integers_are_refused() -> None:
+    for bad in (float("inf"), float("nan"), True, [1]):
+        with pytest.raises(ValueError):
+            usage_from_json({"prompt_tokens": bad})
+    assert usage_from_json({"prompt_tokens": 3.0, "completion_tokens": "2"}) == Usage(3, 2)

@@ -1,5 +1,5 @@
-"""BaseLLM: the plain (generator-free) paths of a call that does not stream and of a streamed
-call whose tokens are not delivered, and _finish."""
+"""BaseLLM (hookwire.llms.engine): a call that does not stream, a streamed call whose tokens
+are not delivered (read through the provider's _stream_into), and _finish."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from hookwire import LLMResponse, Usage
 from hookwire.callbacks import BaseCallback
 from hookwire.errors import CallbackAbort, LLMConnectionError, RateLimitError, StreamInterrupted
 from hookwire.events import ToolCall
-from hookwire.llms import base as llm_base
-from hookwire.llms.base import BaseLLM, LLMRequest, StreamEnd
+from hookwire.llms import prices as llm_prices
+from hookwire.llms.engine import BaseLLM
+from hookwire.llms.protocol import LLMRequest, StreamEnd
 from hookwire.llms.retry import RetryPolicy
 from hookwire.testing import RecordingCallback
 
@@ -58,7 +59,9 @@ def _answer(**kw: Any) -> LLMResponse:
 
 @pytest.fixture
 def priced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm_base, "_pricing", [lambda model, usage, provider=None: Decimal("0.25")])
+    monkeypatch.setattr(
+        llm_prices, "_pricing", [lambda model, usage, provider=None: Decimal("0.25")]
+    )
 
 
 def test_finish_fills_the_blanks_and_keeps_every_other_field(priced: None) -> None:

@@ -1,4 +1,4 @@
-"""``hookwire db ...`` and ``hookwire history ...``."""
+"""``hookwire history list`` and ``hookwire history show``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
 from hookwire.cli import app
-from hookwire.stores import engine
 
 runner = CliRunner()
 
@@ -84,7 +83,9 @@ def test_history_show_unknown_id(recorded: tuple[str, str, str]) -> None:
     url, _user, _cid = recorded
     result = runner.invoke(app, ["history", "show", "no-such-id", "--db", url])
     assert result.exit_code == 1
-    assert "not found" in result.output
+    assert result.stderr.startswith("hookwire history show: error: ")
+    assert "not found" in result.stderr
+    assert result.stdout == ""
 
 
 def test_default_database_is_the_file_in_cwd(
@@ -93,7 +94,10 @@ def test_default_database_is_the_file_in_cwd(
     monkeypatch.chdir(tmp_path)
     missing = runner.invoke(app, ["history", "list"])
     assert missing.exit_code == 1
-    assert "no database" in missing.output
+    assert missing.stderr == (
+        f"hookwire history list: error: there is no database at {tmp_path / 'hookwire.db'} "
+        "(nothing has been recorded there yet); pass --db URL or set HOOKWIRE_DATABASE_URL\n"
+    )
     chat = ChatHistoryCallbackHandler(user_data={"user_id": "carol"})
     cid = chat.create_conversation_sync(name="Local")
     listed = runner.invoke(app, ["history", "list"])
@@ -102,23 +106,17 @@ def test_default_database_is_the_file_in_cwd(
     assert (tmp_path / "hookwire.db").exists()
 
 
-def test_db_upgrade_and_current(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/up.db"
-    result = runner.invoke(app, ["db", "upgrade", "--db", url])
-    assert result.exit_code == 0, result.output
-    assert engine.head_revision() in result.output
-    current = runner.invoke(app, ["db", "current", "--db", url])
-    assert current.exit_code == 0
-    assert current.output.count(engine.head_revision()) == 2
-
-
-def test_db_upgrade_postgres_is_idempotent(pg_database_url: str) -> None:
-    result = runner.invoke(app, ["db", "upgrade", "--db", pg_database_url])
-    assert result.exit_code == 0, result.output
-    assert engine.head_revision() in result.output
-
-
 def test_bad_url_is_a_clear_error() -> None:
     result = runner.invoke(app, ["history", "list", "--db", "mysql://x/y"])
     assert result.exit_code == 1
-    assert "accepted" in result.output
+    assert result.stderr.startswith("hookwire history list: error: unsupported database 'mysql'")
+    assert "accepted" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["history", "show"], ["history", "list", "--limit", "0"], ["history", "list", "-x"]]
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"hookwire {' '.join(args[:2])}: error: ")
