@@ -270,7 +270,11 @@ class _LogFile:
         self.warned = False
 
     def __del__(self) -> None:
-        self.close()
+        # The last of a dropped handler's lines is written: nothing else will use the file.
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - late in interpreter shutdown
+            pass
 
     def write_batch(self, items: list[bytes]) -> None:
         red = self.redactor
