@@ -271,9 +271,9 @@ class _LogFile:
 
     def __del__(self) -> None:
         # The last of a dropped handler's lines is written: nothing else will use the file.
-        try:
+        try:  # noqa: SIM105 - contextlib itself may be gone late at shutdown
             self.close()
-        except Exception:  # pragma: no cover - late in interpreter shutdown
+        except Exception:
             pass
 
     def write_batch(self, items: list[bytes]) -> None:
