@@ -126,11 +126,6 @@ def fresh(cls: type[H]) -> type[H]:
     return type(cls.__name__, (cls,), {})
 
 
-#: For what CallbackManager does not do yet with a declared hook (see its reason).
-def needs_dispatch(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=f"dispatch: {reason}")
-
-
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [parse_line(line) for line in path.read_bytes().splitlines()]
 
@@ -251,13 +246,11 @@ async def test_dispatched_to_an_async_handler(guardrail: HookSpec) -> None:
     assert got == ["allowed"]
 
 
-@needs_dispatch("CallbackManager gets a no-op method for a declared hook")
 def test_a_manager_without_listeners_accepts_the_hook(guardrail: HookSpec) -> None:
     assert CallbackManager([]).on_guardrail("r", "t", "v") is None
     assert CallbackManager([Guard()]).aon_guardrail is not None
 
 
-@needs_dispatch("a manager's cached plans are rebuilt when a hook is declared")
 def test_a_shape_seen_before_the_declaration_gets_the_hook() -> None:
     seen = fresh(RecordingCallback)
     CallbackManager([seen()])
@@ -270,7 +263,6 @@ def test_a_shape_seen_before_the_declaration_gets_the_hook() -> None:
         remove()
 
 
-@needs_dispatch("a start hook's dispatcher returns its run id (HookSpec.starts_run)")
 def test_a_declared_start_hook_returns_its_run_id(rerank: tuple[HookSpec, HookSpec]) -> None:
     manager = CallbackManager([fresh(RecordingCallback)()])
     run_id = manager.on_rerank_start("q")

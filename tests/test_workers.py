@@ -346,7 +346,8 @@ def test_dropped_queues_cost_no_thread_and_no_memory() -> None:
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert threading.active_count() == threads
+    # Threads of earlier tests may end meanwhile: none may start.
+    assert threading.active_count() <= threads
     assert grown < 100_000  # a queue is about 1 KiB: 10,000 kept would be 10 MB
 
 

@@ -54,7 +54,6 @@ from .events import HOOKS, event_from_call
 from .ids import new_id
 
 __all__ = [
-    "START_HOOKS",
     "Entry",
     "Plan",
     "handler_entries",
@@ -62,9 +61,6 @@ __all__ = [
     "overrides",
     "write_dispatcher",
 ]
-
-#: Hooks that open a run (or a call) and return its id.
-START_HOOKS = frozenset({"on_run_start", "on_llm_start", "on_tool_start"})
 
 # How an entry is called.
 INLINE = "inline"  # a sync function, in the caller's thread
@@ -287,7 +283,7 @@ def no_op(hook: str, *, is_async: bool) -> Callable[..., Any]:
     """A do-nothing method with the hook's own signature (a start hook still returns an id):
     what a manager answers for a hook none of its handlers listens to. Calling it packs no
     tuple or dict for the usual arguments, so it costs about one plain call."""
-    ret = "run_id if run_id is not None else new_id()" if hook in START_HOOKS else "None"
+    ret = "run_id if run_id is not None else new_id()" if HOOKS[hook].starts_run else "None"
     source = f"{_signature(hook, is_async, ())}\n    return {ret}\n"
     return _compile(source, hook, {"new_id": new_id}, "no-op")
 
@@ -425,5 +421,5 @@ def write_dispatcher(
     lines += bare(optional, (), "        ", True)
     lines.append("    else:")
     lines += bare(optional, (), "        ", False)
-    lines.append("    return run_id" if hook in START_HOOKS else "    return None")
+    lines.append("    return run_id" if HOOKS[hook].starts_run else "    return None")
     return _compile("\n".join(lines) + "\n", hook, ns, "dispatch")

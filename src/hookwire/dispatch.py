@@ -53,7 +53,7 @@ from .callpath import (
     write_dispatcher,
 )
 from .errors import CallbackAbort, ConfigurationError
-from .events import HOOKS
+from .events import HOOKS, HookSpec, on_hook_declared
 
 __all__ = ["CallbackManager", "Callbacks"]
 
@@ -523,16 +523,33 @@ def _restore(
     return manager
 
 
-def _install_no_ops() -> None:
+def _install_no_ops(hook: str) -> None:
     # Every hook of the table is a method of CallbackManager that does nothing (a start hook
     # returns a run id): what a manager answers for the hooks none of its handlers listens to.
-    for hook in HOOKS:
-        for name, is_async in ((hook, False), ("a" + hook, True)):
-            fn = no_op(hook, is_async=is_async)
-            fn.__qualname__ = f"CallbackManager.{name}"
-            fn.__module__ = __name__
-            fn.__doc__ = f"Dispatch ``{hook}`` to the handlers{' (async)' if is_async else ''}."
-            setattr(CallbackManager, name, fn)
+    for name, is_async in ((hook, False), ("a" + hook, True)):
+        fn = no_op(hook, is_async=is_async)
+        fn.__qualname__ = f"CallbackManager.{name}"
+        fn.__module__ = __name__
+        fn.__doc__ = f"Dispatch ``{hook}`` to the handlers{' (async)' if is_async else ''}."
+        setattr(CallbackManager, name, fn)
 
 
-_install_no_ops()
+for _hook in HOOKS:
+    _install_no_ops(_hook)
+
+
+@on_hook_declared
+def _follow_the_table(spec: HookSpec) -> None:
+    # A hook declared (or removed) after import: the no-ops follow, and every cached shape is
+    # forgotten, since its plan was made from the table as it was.
+    global _HOOK_ATTRS, _INSTANCE_ATTRS
+    with _lock:
+        if spec.name in HOOKS:
+            _install_no_ops(spec.name)
+        else:
+            for name in (spec.name, "a" + spec.name):
+                if name in CallbackManager.__dict__:
+                    delattr(CallbackManager, name)
+        _HOOK_ATTRS = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
+        _INSTANCE_ATTRS = _HOOK_ATTRS | {"run_in_background", "raise_error"}
+        _SHAPES.clear()
