@@ -24,14 +24,14 @@ def hooks(emits: list[Emit]) -> list[str]:
 
 def chain(b: Bridge, run_id: UUID, parent: UUID | None = None, **kwargs: Any) -> list[Emit]:
     return b.chain_start(
-        {"name": "qa"}, {"question": "Capital?"}, run_id, parent, None, None, kwargs
+        {"name": "qa"}, {"question": "Capital?"}, (run_id, parent, None, None), kwargs
     )
 
 
 def chat(b: Bridge, run_id: UUID, parent: UUID) -> list[Emit]:
     metadata = {"ls_model_name": "gpt-4o", "ls_provider": "openai"}
     return b.chat_model_start(
-        {"name": "ChatOpenAI"}, [[HumanMessage("Capital?")]], run_id, parent, None, metadata, {}
+        {"name": "ChatOpenAI"}, [[HumanMessage("Capital?")]], (run_id, parent, None, metadata), {}
     )
 
 
@@ -84,7 +84,7 @@ def test_a_tool_failure_is_reported_by_the_tool_not_again_by_its_chain() -> None
     outer, tool = uuid4(), uuid4()
     chain(b, outer)
     [(hook, (name, inputs), _)] = b.tool_start(
-        {"name": "add"}, '{"a": 1}', tool, outer, None, None, {}
+        {"name": "add"}, '{"a": 1}', (tool, outer, None, None), {}
     )
     assert (hook, name, inputs) == ("on_tool_start", "add", {"a": 1})
     error = ValueError("bad")
@@ -95,7 +95,7 @@ def test_a_tool_failure_is_reported_by_the_tool_not_again_by_its_chain() -> None
 def test_a_refused_call_is_forgotten_and_told_as_runners_tell_it() -> None:
     b = bridge()
     call = uuid4()
-    [(_, _, kw)] = b.llm_start({"name": "llm"}, ["Hi"], call, None, None, None, {})
+    [(_, _, kw)] = b.llm_start({"name": "llm"}, ["Hi"], (call, None, None, None), {})
     refusal = BudgetExceeded("over", scope="user", key="u1", limit=1)
     emits = b.aborted(refusal, kw)
     assert hooks(emits) == ["on_llm_error", "on_budget_exceeded", "on_error"]
@@ -118,7 +118,7 @@ def test_events_of_unknown_runs_send_nothing() -> None:
 def test_errors_are_mapped_and_open_runs_are_bounded() -> None:
     b = bridge()
     call = uuid4()
-    b.llm_start({}, ["Hi"], call, None, None, None, {})
+    b.llm_start({}, ["Hi"], (call, None, None, None), {})
 
     class RateLimited(Exception):
         status_code = 429

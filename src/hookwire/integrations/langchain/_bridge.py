@@ -33,7 +33,7 @@ from ._convert import (
     usage_of,
 )
 
-__all__ = ["Bridge", "Emit"]
+__all__ = ["Bridge", "Emit", "Start"]
 
 logger = logging.getLogger("hookwire")
 
@@ -73,6 +73,11 @@ _PARAM_KEYS = frozenset(
 
 #: One hook call: the hook's name, its positional arguments, its keywords.
 Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: What LangChain says of every run it starts: ``run_id``, ``parent_run_id``, ``tags``,
+#: ``metadata``.
+Start = tuple[UUID, UUID | None, Sequence[str] | None, Mapping[str, Any] | None]
+#: LangChain's description of the object that starts a run (its name and id, if given).
+Serialized = Mapping[str, Any] | None
 
 
 class _Run:
@@ -116,8 +121,8 @@ class Bridge:
     """Turns LangChain callbacks into hookwire hook calls (shared by the sync and async
     handlers, which differ only in how they make the calls).
 
-    A start event takes LangChain's ids, tags, metadata and other keywords; the others take
-    the run id. Each returns the hook calls to make, in order.
+    A start event takes what LangChain says of the run (``Start``) and its other keywords;
+    the others take the run id. Each returns the hook calls to make, in order.
     """
 
     max_runs = 10_000
@@ -135,12 +140,10 @@ class Bridge:
         self,
         kind: str,
         name: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
+        start: Start,
     ) -> _Run:
         """Remember a run that LangChain started, with the ids and context of its events."""
+        run_id, parent_run_id, tags, metadata = start
         rid = str(run_id)
         base: dict[str, Any] = {"run_id": rid}
         if self.context:
@@ -216,18 +219,11 @@ class Bridge:
     # -- chains -----------------------------------------------------------------------------
 
     def chain_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        inputs: Any,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_run_start``."""
         name = name_of(serialized, kwargs, "chain")
-        run = self.open("chain", name, run_id, parent_run_id, tags, metadata)
+        run = self.open("chain", name, start)
         run.base["name"] = name
         return [("on_run_start", (chain_input(inputs),), run.base)]
 
@@ -279,46 +275,29 @@ class Bridge:
 
     def chat_model_start(
         self,
-        serialized: Mapping[str, Any] | None,
+        serialized: Serialized,
         messages: list[list[BaseMessage]],
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
+        start: Start,
         kwargs: Mapping[str, Any],
     ) -> list[Emit]:
         """``on_llm_start`` with the messages as OpenAI-style dicts."""
         batch = messages[0] if messages else []
         # Converting the messages is the costly part of a start: skip it when nobody reads them.
         prompt = openai_messages(batch) if self.manager.listens("on_llm_start") else batch
-        return self._llm_start(serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
+        return self._llm_start(serialized, prompt, start, kwargs)
 
     def llm_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        prompts: list[str],
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        self, serialized: Serialized, prompts: list[str], start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_llm_start`` with the prompt text."""
         prompt = prompts[0] if prompts else ""
-        return self._llm_start(serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
+        return self._llm_start(serialized, prompt, start, kwargs)
 
     def _llm_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        prompt: Any,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        self, serialized: Serialized, prompt: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         ip: Mapping[str, Any] = kwargs.get("invocation_params") or {}
-        meta = metadata or {}
+        meta = start[3] or {}
         model = (
             meta.get("ls_model_name")
             or ip.get("model")
@@ -326,9 +305,7 @@ class Bridge:
             or ip.get("model_id")
         )
         provider = meta.get("ls_provider") or ip.get("_type")
-        run = self.open(
-            "llm", name_of(serialized, kwargs, "llm"), run_id, parent_run_id, tags, metadata
-        )
+        run = self.open("llm", name_of(serialized, kwargs, "llm"), start)
         run.start = _perf()
         run.model = str(model) if model else None
         run.provider = str(provider) if provider else None
@@ -484,18 +461,11 @@ class Bridge:
     # -- tools ------------------------------------------------------------------------------
 
     def tool_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        input_str: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        self, serialized: Serialized, input_str: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_tool_start`` with the tool's input as a dict."""
         name = name_of(serialized, kwargs, "tool")
-        run = self.open("tool", name, run_id, parent_run_id, tags, metadata)
+        run = self.open("tool", name, start)
         run.start = _perf()
         inputs = kwargs.get("inputs")
         if not isinstance(inputs, Mapping):
@@ -542,18 +512,11 @@ class Bridge:
     # -- retrievers -------------------------------------------------------------------------
 
     def retriever_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        query: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        self, serialized: Serialized, query: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """Nothing yet: the query is remembered until the retriever returns."""
         name = name_of(serialized, kwargs, "retriever")
-        run = self.open("retriever", name, run_id, parent_run_id, tags, metadata)
+        run = self.open("retriever", name, start)
         run.query = query
         return []
 

@@ -91,10 +91,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             self._bridge.chain_start,
             serialized,
             inputs,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -123,10 +120,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             self._bridge.chat_model_start,
             serialized,
             messages,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -147,10 +141,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             self._bridge.llm_start,
             serialized,
             prompts,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -194,10 +185,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             self._bridge.tool_start,
             serialized,
             input_str,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -226,10 +214,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             self._bridge.retriever_start,
             serialized,
             query,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -283,10 +268,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             self._bridge.chain_start,
             serialized,
             inputs,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -315,10 +297,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             self._bridge.chat_model_start,
             serialized,
             messages,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -339,10 +318,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             self._bridge.llm_start,
             serialized,
             prompts,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -388,10 +364,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             self._bridge.tool_start,
             serialized,
             input_str,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
@@ -420,10 +393,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             self._bridge.retriever_start,
             serialized,
             query,
-            run_id,
-            parent_run_id,
-            tags,
-            metadata,
+            (run_id, parent_run_id, tags, metadata),
             kwargs,
         )
 
