@@ -23,15 +23,7 @@ from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
 from .._common import check_context, price, to_hookwire_error
-from ._convert import (
-    chain_input,
-    chain_output,
-    name_of,
-    openai_messages,
-    text_of,
-    tool_calls_of,
-    usage_of,
-)
+from . import _convert
 
 __all__ = ["Bridge", "Emit", "Start"]
 
@@ -222,10 +214,10 @@ class Bridge:
         self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_run_start``."""
-        name = name_of(serialized, kwargs, "chain")
+        name = _convert.name_of(serialized, kwargs, "chain")
         run = self.open("chain", name, start)
         run.base["name"] = name
-        return [("on_run_start", (chain_input(inputs),), run.base)]
+        return [("on_run_start", (_convert.chain_input(inputs),), run.base)]
 
     def _roll_up(self, run: _Run) -> None:
         """Add a finished run's usage and cost to its parent's, and name its model there."""
@@ -252,7 +244,7 @@ class Bridge:
             if run.cost is not None:
                 kw["cost"] = run.cost
             self._roll_up(run)
-        return [("on_run_end", (chain_output(outputs),), kw)]
+        return [("on_run_end", (_convert.chain_output(outputs),), kw)]
 
     def chain_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
         """``on_run_end(None, error=...)``, and ``on_error`` if the run is outermost."""
@@ -283,7 +275,7 @@ class Bridge:
         """``on_llm_start`` with the messages as OpenAI-style dicts."""
         batch = messages[0] if messages else []
         # Converting the messages is the costly part of a start: skip it when nobody reads them.
-        prompt = openai_messages(batch) if self.manager.listens("on_llm_start") else batch
+        prompt = _convert.openai_messages(batch) if self.manager.listens("on_llm_start") else batch
         return self._llm_start(serialized, prompt, start, kwargs)
 
     def llm_start(
@@ -305,7 +297,7 @@ class Bridge:
             or ip.get("model_id")
         )
         provider = meta.get("ls_provider") or ip.get("_type")
-        run = self.open("llm", name_of(serialized, kwargs, "llm"), start)
+        run = self.open("llm", _convert.name_of(serialized, kwargs, "llm"), start)
         run.start = _perf()
         run.model = str(model) if model else None
         run.provider = str(provider) if provider else None
@@ -345,7 +337,7 @@ class Bridge:
         run = self.runs.get(run_id)
         if run is None:
             return None
-        text = token if type(token) is str else text_of(token)
+        text = token if type(token) is str else _convert.text_of(token)
         if not text:
             return None
         index = run.tokens
@@ -375,7 +367,7 @@ class Bridge:
         llm_output = getattr(response, "llm_output", None)
         meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
         info: Mapping[str, Any] = getattr(gen, "generation_info", None) or {}
-        usage = usage_of(message, llm_output)
+        usage = _convert.usage_of(message, llm_output)
         model = (
             meta.get("model_name")
             or meta.get("model")
@@ -400,7 +392,7 @@ class Bridge:
             usage=usage or Usage(),
             model=str(model) if model else None,
             finish_reason=str(finish) if finish else None,
-            tool_calls=tool_calls_of(message),
+            tool_calls=_convert.tool_calls_of(message),
             provider=run.provider,
             id=str(rid) if rid else None,
             cost=cost,
@@ -464,7 +456,7 @@ class Bridge:
         self, serialized: Serialized, input_str: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_tool_start`` with the tool's input as a dict."""
-        name = name_of(serialized, kwargs, "tool")
+        name = _convert.name_of(serialized, kwargs, "tool")
         run = self.open("tool", name, start)
         run.start = _perf()
         inputs = kwargs.get("inputs")
@@ -487,7 +479,7 @@ class Bridge:
         content = getattr(output, "content", output)
         if not isinstance(content, str):
             content = (
-                text_of(content)
+                _convert.text_of(content)
                 if isinstance(content, list)
                 else orjson.dumps(content, default=str).decode()
             )
@@ -515,7 +507,7 @@ class Bridge:
         self, serialized: Serialized, query: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """Nothing yet: the query is remembered until the retriever returns."""
-        name = name_of(serialized, kwargs, "retriever")
+        name = _convert.name_of(serialized, kwargs, "retriever")
         run = self.open("retriever", name, start)
         run.query = query
         return []
