@@ -214,7 +214,7 @@ class Bridge:
         self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_run_start``."""
-        name = _convert.name_of(serialized, kwargs, "chain")
+        name = kwargs.get("name") or _convert.name_of(serialized, kwargs, "chain")
         run = self.open("chain", name, start)
         run.base["name"] = name
         return [("on_run_start", (_convert.chain_input(inputs),), run.base)]
@@ -351,15 +351,9 @@ class Bridge:
 
     def llm_end(self, response: Any, run_id: UUID) -> list[Emit]:
         """``on_llm_end`` with an ``LLMResponse`` (none when no handler listens)."""
-        ended = self._llm_end(response, run_id)
-        return [] if ended is None else [("on_llm_end", ended[0], ended[1])]
-
-    def _llm_end(
-        self, response: Any, run_id: UUID
-    ) -> tuple[tuple[LLMResponse], dict[str, Any]] | None:
         run = self.runs.pop(run_id, None)
         if run is None:
-            return None
+            return []
         now = _perf()
         generations = getattr(response, "generations", None) or [[]]
         gen = generations[0][0] if generations and generations[0] else None
@@ -386,7 +380,7 @@ class Bridge:
         run.model = str(model) if model else run.model
         self._roll_up(run)
         if not self.manager.listens("on_llm_end"):
-            return None  # the usage still counts for the runs around it
+            return []  # the usage still counts for the runs around it
         result = LLMResponse(
             content=getattr(gen, "text", "") or "",
             usage=usage or Usage(),
@@ -405,7 +399,7 @@ class Bridge:
         }
         if run.first_token is not None:
             kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
-        return (result,), kw
+        return [("on_llm_end", (result,), kw)]
 
     def llm_error(self, error: BaseException, run_id: UUID, partial: Any = None) -> list[Emit]:
         """``on_llm_error`` (and ``on_error`` if outermost); a stream the caller stopped
@@ -413,10 +407,10 @@ class Bridge:
         if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
             # The caller stopped reading the stream (or was cancelled): not a failure. Report
             # the answer so far, as the openai instrumentation does for a stream cut short.
-            ended = self._llm_end(partial, run_id)
-            if ended is None:
+            ended = self.llm_end(partial, run_id)
+            if not ended:
                 return []
-            (response,), kw = ended
+            _, (response,), kw = ended[0]
             kw["cancelled"] = True
             return [("on_llm_end", (dataclasses.replace(response, finish_reason=None),), kw)]
         run = self.close(run_id)
