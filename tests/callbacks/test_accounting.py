@@ -510,7 +510,7 @@ def test_no_lease_near_the_limit_or_for_unpriced_calls(tmp_path: Path) -> None:
     for _ in range(3):
         m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
         time.sleep(0.05)
-    assert not free._leases
+    assert not free._leases.leases
 
 
 def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
@@ -523,7 +523,7 @@ def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
     m = CallbackManager([h])
     rid = _start(m)
     m.on_llm_end(response(20, 100), run_id=rid)
-    _until(lambda: bool(h._leases))
+    _until(lambda: bool(h._leases.leases))
     # Spent elsewhere: what is left fits the lease's ten calls and two more, but the eleventh
     # is refused while the lease is still counted.
     h.call_accounting_sync(
@@ -548,10 +548,10 @@ def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
 _FORK_WORKER = """
 import os, sys, time
 from hookwire import CallbackManager, LLMResponse, Usage
-from hookwire.callbacks import accounting
+from hookwire.callbacks.accounting import budgets
 from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
 
-accounting.LEASE_LIFE = 60.0  # no lease runs out during the test
+budgets.LEASE_LIFE = 60.0  # no lease runs out during the test
 h = AccountingCallbackHandler(
     user_id="f", database_url=sys.argv[1], budgets=Budget("10", period=None), budget_lease=4
 )
@@ -561,13 +561,13 @@ end = LLMResponse("x", usage=Usage(20, 100), model="gpt-4o", provider="openai")
 
 def call():
     rid = m.on_llm_start(prompt, invocation_params={"max_tokens": 100}, model="gpt-4o")
-    leased = rid in h._covered
+    leased = rid in h._leases.covered
     m.on_llm_end(end, run_id=rid)
     return leased
 
 call()
 # A lease, and the ledger writer idle (a fork in the middle of a write is another matter).
-while not h._leases or h.pending:
+while not h._leases.leases or h.pending:
     time.sleep(0.01)
 time.sleep(0.2)
 pid = os.fork()
@@ -796,7 +796,7 @@ async def call(i):
         )
     except BudgetExceeded:
         return "refused"
-    leased = rid in h._covered
+    leased = rid in h._leases.covered
     await asyncio.sleep(random.uniform(0, 0.05))
     usage = Usage(20, random.randint(100, 200))
     await m.aon_llm_end(

@@ -16,6 +16,17 @@ from hookwire.callbacks.streaming import STREAM_RESET
 from hookwire.errors import ConfigurationError, StreamInterrupted
 
 
+def _recording() -> tuple[CallbackManager, list[str], list[int]]:
+    """A manager with a StreamingCallback that records its tokens and resets."""
+    got: list[str] = []
+    resets: list[int] = []
+    return (
+        CallbackManager([StreamingCallback(on_token=got.append, on_reset=resets.append)]),
+        got,
+        resets,
+    )
+
+
 def _stream(m: CallbackManager, rid: str, tokens: list[str], attempt: int = 1) -> None:
     for i, t in enumerate(tokens):
         m.on_llm_new_token(t, run_id=rid, attempt=attempt, index=i)
@@ -34,10 +45,7 @@ def test_seed_example_prints_tokens(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_retried_stream_is_not_replayed() -> None:
-    got: list[str] = []
-    resets: list[int] = []
-    cb = StreamingCallback(on_token=got.append, on_reset=resets.append)
-    m = CallbackManager([cb])
+    m, got, resets = _recording()
     rid = m.on_llm_start("hi", stream=True)
     _stream(m, rid, ["Hel", "lo"], attempt=1)
     m.on_retry(1, 3, StreamInterrupted("cut", partial="Hello"), run_id=rid)
@@ -49,10 +57,7 @@ def test_a_retried_stream_is_not_replayed() -> None:
 
 
 def test_a_retry_that_says_something_else_resets() -> None:
-    got: list[str] = []
-    resets: list[int] = []
-    cb = StreamingCallback(on_token=got.append, on_reset=resets.append)
-    m = CallbackManager([cb])
+    m, got, resets = _recording()
     rid = m.on_llm_start("hi", stream=True)
     _stream(m, rid, ["Hello", " there"], attempt=1)
     _stream(m, rid, ["Hello", " friend", "!"], attempt=2)
@@ -239,9 +244,7 @@ def _split(text: str, cuts: list[int]) -> list[str]:
 def test_property_retries_deliver_the_final_answer_once(
     answer: str, cut: int, cuts1: list[int], cuts2: list[int], other: str | None
 ) -> None:
-    got: list[str] = []
-    resets: list[int] = []
-    m = CallbackManager([StreamingCallback(on_token=got.append, on_reset=resets.append)])
+    m, got, resets = _recording()
     first = answer[: cut % (len(answer) + 1)]  # attempt 1 breaks somewhere
     final = answer if other is None else other
     _stream(m, "r", _split(first, cuts1), attempt=1)
@@ -258,9 +261,7 @@ def test_property_retries_deliver_the_final_answer_once(
 
 
 def test_a_shorter_retry_is_settled_when_the_call_ends() -> None:
-    got: list[str] = []
-    resets: list[int] = []
-    m = CallbackManager([StreamingCallback(on_token=got.append, on_reset=resets.append)])
+    m, got, resets = _recording()
     _stream(m, "r", ["Hello", " world"], attempt=1)
     _stream(m, "r", ["Hello"], attempt=2)  # a prefix of what was shown: not caught per token
     assert resets == []

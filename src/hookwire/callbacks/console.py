@@ -359,17 +359,18 @@ class ConsoleCallback(BaseCallback):
             return f"{type(error).__name__}: {error}"
         return str(error)
 
+    def _failure(self, kwargs: dict[str, Any], extra_indent: int, label: str, error: Any) -> None:
+        """A failure's line: ``label`` in bold red, then the error (a text: as it is)."""
+        self._line(
+            kwargs, extra_indent, (label, "bold red"), (self._short(self._error_text(error)), "red")
+        )
+
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """Print a failed LLM call."""
         model = kwargs.get("model") or "llm"
         attempts = kwargs.get("attempts")
         after = f" after {attempts} attempts" if isinstance(attempts, int) and attempts > 1 else ""
-        self._line(
-            kwargs,
-            0,
-            (f"{self._sym['fail']} {model} failed{after}: ", "bold red"),
-            (self._short(self._error_text(error)), "red"),
-        )
+        self._failure(kwargs, 0, f"{self._sym['fail']} {model} failed{after}: ", error)
 
     # -- tools and memory ---------------------------------------------------------------------
 
@@ -396,12 +397,7 @@ class ConsoleCallback(BaseCallback):
 
     def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
         """Print a tool's failure."""
-        self._line(
-            kwargs,
-            1,
-            (f"{self._sym['fail']} {tool_name} failed: ", "bold red"),
-            (self._short(self._error_text(error)), "red"),
-        )
+        self._failure(kwargs, 1, f"{self._sym['fail']} {tool_name} failed: ", error)
 
     def on_memory_store(self, content: Any, **kwargs: Any) -> None:
         """Print what was stored."""
@@ -444,18 +440,8 @@ class ConsoleCallback(BaseCallback):
         """Print an error with its stage (always, also when not verbose)."""
         stage = kwargs.get("stage")
         where = f" [{stage}]" if stage else ""
-        self._line(
-            kwargs,
-            0,
-            (f"{self._sym['fail']} error{where}: ", "bold red"),
-            (self._short(self._error_text(error)), "red"),
-        )
+        self._failure(kwargs, 0, f"{self._sym['fail']} error{where}: ", error)
 
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
         """Print a refused call (always)."""
-        self._line(
-            kwargs,
-            0,
-            (f"{self._sym['budget']} budget exceeded: ", "bold red"),
-            (self._short(str(error)), "red"),
-        )
+        self._failure(kwargs, 0, f"{self._sym['budget']} budget exceeded: ", str(error))

@@ -283,26 +283,36 @@ class StreamingCallback(BaseCallback):
         """Bind waiting iterators to this call."""
         self._followers(kwargs)
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        """Deliver the new part of ``token``."""
-        reset, text = self._new_text(token, kwargs)
+    # Delivering text: to the caller's callbacks (a restart first, if any), then to the
+    # iterators. ``_adeliver`` mirrors ``_deliver`` for async callbacks.
+
+    def _deliver(self, reset: int, text: str, kwargs: dict[str, Any]) -> None:
+        """``reset``: the attempt that restarts the text (``0``: none)."""
         if reset and self.on_reset is not None:
-            self.on_reset(int(kwargs.get("attempt", 1)))
+            self.on_reset(reset)
         if text and self.on_token is not None:
             self.on_token(text)
-        self._feed(reset, text, kwargs)
+        self._feed(bool(reset), text, kwargs)
 
-    async def _aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        reset, text = self._new_text(token, kwargs)
+    async def _adeliver(self, reset: int, text: str, kwargs: dict[str, Any]) -> None:
         if reset and self.on_reset is not None:
-            r = self.on_reset(int(kwargs.get("attempt", 1)))
+            r = self.on_reset(reset)
             if inspect.isawaitable(r):
                 await r
         if text and self.on_token is not None:
             r = self.on_token(text)
             if inspect.isawaitable(r):
                 await r
-        self._feed(reset, text, kwargs)
+        self._feed(bool(reset), text, kwargs)
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        """Deliver the new part of ``token``."""
+        reset, text = self._new_text(token, kwargs)
+        self._deliver(int(kwargs.get("attempt", 1)) if reset else 0, text, kwargs)
+
+    async def _aon_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        reset, text = self._new_text(token, kwargs)
+        await self._adeliver(int(kwargs.get("attempt", 1)) if reset else 0, text, kwargs)
 
     def _feed(self, reset: bool, text: str, kwargs: dict[str, Any]) -> None:
         if not self._streams:
@@ -341,25 +351,13 @@ class StreamingCallback(BaseCallback):
         """End the iterators following this call (after settling a retried stream)."""
         final = self._reconcile(response, kwargs)
         if final is not None:
-            if self.on_reset is not None:
-                self.on_reset(int(kwargs.get("attempts", 0)) or 2)
-            if final and self.on_token is not None:
-                self.on_token(final)
-            self._feed(True, final, kwargs)
+            self._deliver(int(kwargs.get("attempts", 0)) or 2, final, kwargs)
         self._end_call(kwargs, None)
 
     async def _aon_llm_end(self, response: Any, **kwargs: Any) -> None:
         final = self._reconcile(response, kwargs)
         if final is not None:
-            if self.on_reset is not None:
-                r = self.on_reset(int(kwargs.get("attempts", 0)) or 2)
-                if inspect.isawaitable(r):
-                    await r
-            if final and self.on_token is not None:
-                r = self.on_token(final)
-                if inspect.isawaitable(r):
-                    await r
-            self._feed(True, final, kwargs)
+            await self._adeliver(int(kwargs.get("attempts", 0)) or 2, final, kwargs)
         self._end_call(kwargs, None)
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:

@@ -1,0 +1,22 @@
+"""Usage accounting: a durable ledger of LLM usage and cost, and budgets.
+
+``AccountingCallbackHandler`` (``handler``) records every LLM call in the ledger and enforces
+``Budget`` limits (``budgets``, which also holds budget leases); its rows are written in the
+background by the ledger writer (``writer``). See ``hookwire.callbacks.accounting.handler``.
+"""
+
+from __future__ import annotations
+
+from ...stores.ledger import UsageRecord
+from .budgets import IMAGE_TOKENS, LEASE_HEADROOM, LEASE_LIFE, Budget, estimate_prompt_tokens
+from .handler import AccountingCallbackHandler
+
+__all__ = [
+    "IMAGE_TOKENS",
+    "LEASE_HEADROOM",
+    "LEASE_LIFE",
+    "AccountingCallbackHandler",
+    "Budget",
+    "UsageRecord",
+    "estimate_prompt_tokens",
+]

@@ -1,0 +1,543 @@
+"""The translation of LangChain's callbacks into hookwire's hook calls, without I/O.
+
+``Bridge`` keeps the LangChain runs that are open and turns each LangChain event into the hook
+calls to make, as plain ``(hook, args, keywords)`` tuples; the handlers make the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+from langchain_core.messages import BaseMessage
+
+from ...context import hook_context
+from ...dispatch import CallbackManager, Callbacks
+from ...errors import BudgetExceeded, CallbackAbort
+from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
+from .._common import check_context, price, to_hookwire_error
+from . import _convert
+
+__all__ = ["Bridge", "Emit", "Start"]
+
+logger = logging.getLogger("hookwire")
+
+_perf = time.perf_counter
+_REQUEST_KEYS = frozenset(REQUEST_CONTEXT_KEYS)
+#: Metadata LangChain adds for its own tracing; set aside in one set difference per run.
+_LC_KEYS = frozenset(
+    {
+        "ls_provider",
+        "ls_model_name",
+        "ls_model_type",
+        "ls_temperature",
+        "ls_max_tokens",
+        "ls_stop",
+        "ls_integration",
+        "ls_structured_output_format",
+        "lc_versions",
+    }
+)
+
+#: ``invocation_params`` keys passed on as they are (the ones the event contract names).
+_PARAM_KEYS = frozenset(
+    (
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "n",
+        "stop",
+        "response_format",
+    )
+)
+
+#: One hook call: the hook's name, its positional arguments, its keywords.
+Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: What LangChain says of every run it starts: ``run_id``, ``parent_run_id``, ``tags``,
+#: ``metadata``.
+Start = tuple[UUID, UUID | None, Sequence[str] | None, Mapping[str, Any] | None]
+#: LangChain's description of the object that starts a run (its name and id, if given).
+Serialized = Mapping[str, Any] | None
+
+
+class _Run:
+    """What the bridge remembers about an open LangChain run until it ends.
+
+    No ``__slots__``: the fields most runs never set (tokens, usage, a pending error, ...) are
+    class-level defaults, so opening a run sets only six.
+    """
+
+    start: float = 0.0  # set for LLM calls and tools, whose latency is reported
+    first_token: float | None = None
+    tokens: int = 0
+    token_kw: dict[str, Any]
+    usage: Usage | None = None
+    cost: Decimal | None = None
+    model: str | None = None
+    provider: str | None = None
+    query: str = ""
+    # The error a child reported, and at which stage, so that the outermost run reports the
+    # failure once with the stage where it began.
+    pending: tuple[BaseException, str] | None = None
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        base: dict[str, Any],
+        trace_id: str,
+        depth: int,
+        parent: Any,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.base = base
+        self.trace_id = trace_id
+        self.depth = depth
+        self.parent = parent
+
+
+class Bridge:
+    """Turns LangChain callbacks into hookwire hook calls (shared by the sync and async
+    handlers, which differ only in how they make the calls).
+
+    A start event takes what LangChain says of the run (``Start``) and its other keywords;
+    the others take the run id. Each returns the hook calls to make, in order.
+    """
+
+    max_runs = 10_000
+
+    def __init__(self, callbacks: Callbacks, context: Mapping[str, Any]) -> None:
+        self.manager = CallbackManager.ensure(callbacks)
+        self.context = check_context(context)
+        # Keyed by LangChain's run ids as given (UUIDs): cheaper than their text each time.
+        self.runs: dict[Any, _Run] = {}
+        self._failed_once: set[str] = set()
+
+    # -- ids and context --------------------------------------------------------------------
+
+    def open(
+        self,
+        kind: str,
+        name: str,
+        start: Start,
+    ) -> _Run:
+        """Remember a run that LangChain started, with the ids and context of its events."""
+        run_id, parent_run_id, tags, metadata = start
+        rid = str(run_id)
+        base: dict[str, Any] = {"run_id": rid}
+        if self.context:
+            base.update(self.context)
+        if parent_run_id is not None:
+            parent = self.runs.get(parent_run_id)
+            if parent is not None:
+                base["parent_run_id"] = parent.base["run_id"]
+                trace_id, depth = parent.trace_id, parent.depth + 1
+            else:
+                pid = base["parent_run_id"] = str(parent_run_id)
+                ctx = hook_context()
+                trace_id, depth = ctx.get("trace_id") or pid, ctx.get("depth", 0) + 1
+        else:
+            # The outermost LangChain run: a child of the enclosing hookwire run, if any (the
+            # manager fills in parent_run_id from the context).
+            ctx = hook_context()
+            trace_id, depth = ctx.get("trace_id") or rid, ctx.get("depth", 0)
+        base["trace_id"] = trace_id
+        if depth:
+            base["depth"] = depth
+        if tags:
+            base["tags"] = tuple(tags)
+        rest = metadata.keys() - _LC_KEYS if metadata else None
+        if rest:
+            own: dict[str, Any] = {}
+            for k in rest:
+                v = metadata[k]  # type: ignore[index]
+                if k in _REQUEST_KEYS:
+                    if v is not None:
+                        base[k] = v
+                elif not k.startswith(("ls_", "lc_")):  # LangChain's own bookkeeping
+                    own[k] = v
+            if own:
+                inherited = hook_context().get("metadata")
+                base["metadata"] = {**inherited, **own} if inherited else own
+        run = _Run(kind, name, base, trace_id, depth, parent_run_id)
+        if len(self.runs) >= self.max_runs:
+            # A run whose end never came (a framework bug or a dropped event): forget the
+            # oldest rather than grow without bound.
+            self.runs.pop(next(iter(self.runs)), None)
+        self.runs[run_id] = run
+        return run
+
+    def close(self, run_id: UUID) -> _Run | None:
+        """Forget a run that ended; ``None`` if it was not open."""
+        return self.runs.pop(run_id, None)
+
+    def _parent(self, run: _Run) -> _Run | None:
+        return self.runs.get(run.parent) if run.parent is not None else None
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        """Log a failure of the bridge itself, with its traceback the first time."""
+        if where not in self._failed_once:
+            self._failed_once.add(where)
+            logger.error(
+                "hookwire: the LangChain bridge failed in %s (the event is skipped)",
+                where,
+                exc_info=exc,
+            )
+        else:
+            logger.debug("hookwire: the LangChain bridge failed in %s: %r", where, exc)
+
+    def _report(self, run: _Run, error: BaseException, stage: str, emits: list[Emit]) -> None:
+        """Report a failure once with ``on_error``: now if ``run`` is outermost, else by the
+        outermost run (through ``pending``)."""
+        parent = self._parent(run)
+        if parent is not None:
+            parent.pending = (error, stage)
+        else:
+            emits.append(("on_error", (error,), {**run.base, "stage": stage}))
+
+    # -- chains -----------------------------------------------------------------------------
+
+    def chain_start(
+        self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
+    ) -> list[Emit]:
+        """``on_run_start``."""
+        name = kwargs.get("name") or _convert.name_of(serialized, kwargs, "chain")
+        run = self.open("chain", name, start)
+        run.base["name"] = name
+        return [("on_run_start", (_convert.chain_input(inputs),), run.base)]
+
+    def _roll_up(self, run: _Run) -> None:
+        """Add a finished run's usage and cost to its parent's, and name its model there."""
+        parent = self._parent(run)
+        if parent is None:
+            return
+        if run.usage is not None:
+            parent.usage = run.usage if parent.usage is None else parent.usage + run.usage
+        if run.cost is not None:
+            parent.cost = run.cost if parent.cost is None else parent.cost + run.cost
+        if run.model is not None:
+            parent.model = run.model
+
+    def chain_end(self, outputs: Any, run_id: UUID) -> list[Emit]:
+        """``on_run_end``, with the usage and cost of the LLM calls inside the run."""
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            return []
+        kw = run.base
+        if run.model is not None or run.usage is not None:  # an LLM call ended inside it
+            kw = {**kw, "model": run.model}
+            if run.usage is not None:
+                kw["usage"] = run.usage
+            if run.cost is not None:
+                kw["cost"] = run.cost
+            self._roll_up(run)
+        return [("on_run_end", (_convert.chain_output(outputs),), kw)]
+
+    def chain_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
+        """``on_run_end(None, error=...)``, and ``on_error`` if the run is outermost."""
+        run = self.close(run_id)
+        if run is None:
+            return []
+        emits: list[Emit] = [("on_run_end", (None,), {**run.base, "error": error})]
+        self._roll_up(run)
+        pending = run.pending
+        if pending is not None and pending[0] is error:
+            if pending[1] == "tool":
+                return emits  # on_error(stage="tool") already went out with the tool's error
+            stage = pending[1]
+        else:
+            stage = "run"
+        self._report(run, error, stage, emits)
+        return emits
+
+    # -- LLM calls --------------------------------------------------------------------------
+
+    def chat_model_start(
+        self,
+        serialized: Serialized,
+        messages: list[list[BaseMessage]],
+        start: Start,
+        kwargs: Mapping[str, Any],
+    ) -> list[Emit]:
+        """``on_llm_start`` with the messages as OpenAI-style dicts."""
+        batch = messages[0] if messages else []
+        # Converting the messages is the costly part of a start: skip it when nobody reads them.
+        prompt = _convert.openai_messages(batch) if self.manager.listens("on_llm_start") else batch
+        return self._llm_start(serialized, prompt, start, kwargs)
+
+    def llm_start(
+        self, serialized: Serialized, prompts: list[str], start: Start, kwargs: Mapping[str, Any]
+    ) -> list[Emit]:
+        """``on_llm_start`` with the prompt text."""
+        prompt = prompts[0] if prompts else ""
+        return self._llm_start(serialized, prompt, start, kwargs)
+
+    def _llm_start(
+        self, serialized: Serialized, prompt: Any, start: Start, kwargs: Mapping[str, Any]
+    ) -> list[Emit]:
+        ip: Mapping[str, Any] = kwargs.get("invocation_params") or {}
+        meta = start[3] or {}
+        model = (
+            meta.get("ls_model_name")
+            or ip.get("model")
+            or ip.get("model_name")
+            or ip.get("model_id")
+        )
+        provider = meta.get("ls_provider") or ip.get("_type")
+        run = self.open("llm", _convert.name_of(serialized, kwargs, "llm"), start)
+        run.start = _perf()
+        run.model = str(model) if model else None
+        run.provider = str(provider) if provider else None
+        if run.model:
+            run.base["model"] = run.model
+        if run.provider:
+            run.base["provider"] = run.provider
+        params: dict[str, Any] = {}
+        if run.model:
+            params["model"] = run.model
+        for key, value in ip.items():
+            if value is not None and key in _PARAM_KEYS:
+                params[key] = value
+        options = kwargs.get("options")
+        if isinstance(options, Mapping) and options.get("stop") and "stop" not in params:
+            params["stop"] = options["stop"]
+        tools = ip.get("tools")
+        if tools:
+            names = []
+            for t in tools:
+                if isinstance(t, Mapping):
+                    fn = t.get("function")
+                    names.append(str((fn or t).get("name", "")))
+            params["tools"] = names
+        kw = {**run.base, "invocation_params": params}
+        if ip.get("stream") is not None:
+            kw["stream"] = bool(ip["stream"])
+        return [("on_llm_start", (prompt,), kw)]
+
+    def token(self, token: Any, run_id: UUID) -> tuple[str, int, dict[str, Any]] | None:
+        """The text, index and other keywords of a token event, or ``None`` when there is
+        nothing to send.
+
+        Tokens are the hot path of a stream: no list of emits, and the keywords every token
+        of a call shares are built once, at its first token.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        text = token if type(token) is str else _convert.text_of(token)
+        if not text:
+            return None
+        index = run.tokens
+        run.tokens = index + 1
+        if index == 0:
+            run.first_token = _perf()
+            run.token_kw = {**run.base, "attempt": 1}
+        if not self.manager.listens("on_llm_new_token"):
+            return None
+        return text, index, run.token_kw
+
+    def llm_end(self, response: Any, run_id: UUID) -> list[Emit]:
+        """``on_llm_end`` with an ``LLMResponse`` (none when no handler listens)."""
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            return []
+        now = _perf()
+        generations = getattr(response, "generations", None) or [[]]
+        gen = generations[0][0] if generations and generations[0] else None
+        message = getattr(gen, "message", None)
+        llm_output = getattr(response, "llm_output", None)
+        meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
+        info: Mapping[str, Any] = getattr(gen, "generation_info", None) or {}
+        usage = _convert.usage_of(message, llm_output)
+        model = (
+            meta.get("model_name")
+            or meta.get("model")
+            or (llm_output or {}).get("model_name")
+            or run.model
+        )
+        finish = meta.get("finish_reason") or meta.get("stop_reason") or info.get("finish_reason")
+        rid = meta.get("id")
+        if rid is None:
+            mid = getattr(message, "id", None)
+            if isinstance(mid, str) and not mid.startswith(("run-", "lc_run-")):
+                rid = mid
+        cost = price(str(model) if model else None, usage, run.provider) if usage else None
+        run.usage = usage
+        run.cost = cost
+        run.model = str(model) if model else run.model
+        self._roll_up(run)
+        if not self.manager.listens("on_llm_end"):
+            return []  # the usage still counts for the runs around it
+        result = LLMResponse(
+            content=getattr(gen, "text", "") or "",
+            usage=usage or Usage(),
+            model=str(model) if model else None,
+            finish_reason=str(finish) if finish else None,
+            tool_calls=_convert.tool_calls_of(message),
+            provider=run.provider,
+            id=str(rid) if rid else None,
+            cost=cost,
+        )
+        kw = {
+            **run.base,
+            "latency_ms": (now - run.start) * 1000.0,
+            "attempts": 1,
+            "stream": run.tokens > 0,
+        }
+        if run.first_token is not None:
+            kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
+        return [("on_llm_end", (result,), kw)]
+
+    def llm_error(self, error: BaseException, run_id: UUID, partial: Any = None) -> list[Emit]:
+        """``on_llm_error`` (and ``on_error`` if outermost); a stream the caller stopped
+        reading ends with ``on_llm_end(cancelled=True)`` instead."""
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            # The caller stopped reading the stream (or was cancelled): not a failure. Report
+            # the answer so far, as the openai instrumentation does for a stream cut short.
+            ended = self.llm_end(partial, run_id)
+            if not ended:
+                return []
+            _, (response,), kw = ended[0]
+            kw["cancelled"] = True
+            return [("on_llm_end", (dataclasses.replace(response, finish_reason=None),), kw)]
+        run = self.close(run_id)
+        if run is None:
+            return []
+        mapped = to_hookwire_error(error, provider=run.provider, model=run.model)
+        kw = {**run.base, "latency_ms": (_perf() - run.start) * 1000.0, "attempts": 1}
+        emits: list[Emit] = [("on_llm_error", (mapped,), kw)]
+        parent = self._parent(run)
+        if parent is not None:
+            parent.pending = (error, "llm")
+        else:
+            emits.append(("on_error", (mapped,), {**run.base, "stage": "llm"}))
+        return emits
+
+    def retry(self, retry_state: Any, run_id: UUID) -> list[Emit]:
+        """``on_retry`` from tenacity's retry state."""
+        run = self.runs.get(run_id)
+        base = run.base if run is not None else {"run_id": str(run_id)}
+        attempt = int(getattr(retry_state, "attempt_number", 0) or 0)
+        outcome = getattr(retry_state, "outcome", None)
+        error: BaseException | None = None
+        if outcome is not None and getattr(outcome, "failed", False):
+            error = outcome.exception()
+        stop = getattr(getattr(retry_state, "retry_object", None), "stop", None)
+        max_attempts = int(getattr(stop, "max_attempt_number", 0) or 0)
+        kw = dict(base)
+        sleep = getattr(getattr(retry_state, "next_action", None), "sleep", None)
+        if sleep is not None:
+            kw["delay"] = float(sleep)
+        mapped = to_hookwire_error(error) if error is not None else RuntimeError("retry")
+        return [("on_retry", (attempt, max_attempts, mapped), kw)]
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def tool_start(
+        self, serialized: Serialized, input_str: str, start: Start, kwargs: Mapping[str, Any]
+    ) -> list[Emit]:
+        """``on_tool_start`` with the tool's input as a dict."""
+        name = _convert.name_of(serialized, kwargs, "tool")
+        run = self.open("tool", name, start)
+        run.start = _perf()
+        inputs = kwargs.get("inputs")
+        if not isinstance(inputs, Mapping):
+            try:
+                parsed = orjson.loads(input_str)
+            except (orjson.JSONDecodeError, TypeError):
+                parsed = None
+            inputs = parsed if isinstance(parsed, dict) else {"input": input_str}
+        call_id = kwargs.get("tool_call_id")
+        if call_id:
+            run.base["tool_call_id"] = str(call_id)
+        return [("on_tool_start", (name, dict(inputs)), dict(run.base))]
+
+    def tool_end(self, output: Any, run_id: UUID) -> list[Emit]:
+        """``on_tool_end`` with the output as text."""
+        run = self.close(run_id)
+        if run is None:
+            return []
+        content = getattr(output, "content", output)
+        if not isinstance(content, str):
+            content = (
+                _convert.text_of(content)
+                if isinstance(content, list)
+                else orjson.dumps(content, default=str).decode()
+            )
+        kw = {**run.base, "latency_ms": (_perf() - run.start) * 1000.0}
+        return [("on_tool_end", (run.name, content), kw)]
+
+    def tool_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
+        """``on_tool_error`` and ``on_error(stage="tool")``."""
+        run = self.close(run_id)
+        if run is None:
+            return []
+        kw = {**run.base, "latency_ms": (_perf() - run.start) * 1000.0}
+        emits: list[Emit] = [
+            ("on_tool_error", (run.name, error), kw),
+            ("on_error", (error,), {**run.base, "stage": "tool"}),
+        ]
+        parent = self._parent(run)
+        if parent is not None:
+            parent.pending = (error, "tool")
+        return emits
+
+    # -- retrievers -------------------------------------------------------------------------
+
+    def retriever_start(
+        self, serialized: Serialized, query: str, start: Start, kwargs: Mapping[str, Any]
+    ) -> list[Emit]:
+        """Nothing yet: the query is remembered until the retriever returns."""
+        name = _convert.name_of(serialized, kwargs, "retriever")
+        run = self.open("retriever", name, start)
+        run.query = query
+        return []
+
+    def retriever_end(self, documents: Sequence[Any], run_id: UUID) -> list[Emit]:
+        """``on_memory_recall(query, [page contents])``."""
+        run = self.close(run_id)
+        if run is None:
+            return []
+        results = [getattr(d, "page_content", d) for d in documents]
+        return [("on_memory_recall", (run.query, results), {**run.base, "memory": run.name})]
+
+    def retriever_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
+        """``on_error(stage="memory")``, once, by the outermost run."""
+        run = self.close(run_id)
+        if run is None:
+            return []
+        emits: list[Emit] = []
+        self._report(run, error, "memory", emits)
+        return emits
+
+    # -- budgets ----------------------------------------------------------------------------
+
+    def aborted(self, abort: CallbackAbort, kw: Mapping[str, Any]) -> list[Emit]:
+        """A start hook refused to go on: forget the run and say why, as runners do."""
+        kind = None
+        for key, run in list(self.runs.items()):
+            if run.base.get("run_id") == kw.get("run_id"):
+                kind = run.kind
+                del self.runs[key]
+        base = {k: v for k, v in kw.items() if k not in ("invocation_params", "name")}
+        emits: list[Emit] = []
+        if kind == "llm":
+            # As hookwire's own clients do: the call ends as failed, then the refusal is told.
+            emits.append(("on_llm_error", (abort,), {**base, "attempts": 0}))
+        if isinstance(abort, BudgetExceeded):
+            emits.append(("on_budget_exceeded", (abort,), base))
+        emits.append(("on_error", (abort,), {**base, "stage": "budget"}))
+        return emits
