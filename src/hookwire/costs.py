@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
             if v is not None
         }
         try:
-            ledger = UsageLedger(db)
+            ledger = UsageLedger.for_url(db)
             rows = runner.run_sync(ledger.summary(groups, since=start, until=end, where=where))
         except HookwireError as exc:
             typer.echo(f"hookwire costs: {exc}", err=True)

@@ -485,7 +485,7 @@ class AccountingCallbackHandler(BaseCallback):
         self.reservation_ttl = float(reservation_ttl)
         self.fail_open = fail_open
         self.settle_wait = float(settle_wait)
-        self.store = store if store is not None else UsageLedger(database_url)
+        self.store = store if store is not None else UsageLedger.for_url(database_url)
         self._writer = _Writer(self.store, self.name)
         self._last_run: str | None = None
         self._claimed: collections.OrderedDict[str, None] = collections.OrderedDict()
