@@ -41,24 +41,18 @@ __all__ = [
     "upgrade",
 ]
 
+_CONVERSATIONS = frozenset({"ConversationStore", "Owner", "Page"})
+_LEDGER = frozenset({"Claim", "UsageLedger", "UsageRecord"})
+
+
 # The stores are imported when first named: ``import hookwire.stores.engine`` (the CLI's
 # ``db upgrade``, a new process's first read) need not load both kinds of store.
-_LAZY = {
-    "ConversationStore": "conversations",
-    "Owner": "conversations",
-    "Page": "conversations",
-    "Claim": "ledger",
-    "UsageLedger": "ledger",
-    "UsageRecord": "ledger",
-}
-
-
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name in _CONVERSATIONS:
+        from . import conversations as module
+    elif name in _LEDGER:
+        from . import ledger as module  # type: ignore[no-redef]
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
+    globals()[name] = value = getattr(module, name)
     return value

@@ -10,15 +10,19 @@ instance of the interface, passed to the handler as ``store=``.
 
 from __future__ import annotations
 
+import abc
+import os
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import ConfigurationError
+from .engine import resolve_url
 
-__all__ = ["StoreRegistry"]
+__all__ = ["Store", "StoreRegistry"]
 
 S = TypeVar("S")
+StoreT = TypeVar("StoreT", bound="Store")
 
 
 class StoreRegistry(Generic[S]):
@@ -53,3 +57,48 @@ class StoreRegistry(Generic[S]):
                 f"{', '.join(self.backends()) or 'none'}"
             )
         return builder(url)
+
+
+class Store(abc.ABC):
+    """The base of a store interface (``ConversationStore``, ``UsageLedger``).
+
+    An interface declares its registry as ``backends`` in its own class body; calling the
+    interface, ``Interface(url)``, then makes the implementation registered for the URL's
+    backend (as ``pathlib.Path()`` makes a ``PosixPath``), and :meth:`for_url` shares one per
+    database in a process. An implementation is called as any class.
+    """
+
+    #: The database's resolved URL.
+    url: str
+    #: The implementations of this interface, by backend (set by each interface).
+    backends: ClassVar[StoreRegistry[Any]]
+
+    _shared: ClassVar[dict[tuple[type[Store], str], Store]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "backends" in cls.__dict__:  # the interface itself: choose from the URL
+            url = args[0] if args else kwargs.get("url")
+            cls = cls.backends.lookup(resolve_url(url))
+        return super().__new__(cls)
+
+    @classmethod
+    def for_url(cls: type[StoreT], url: str | None = None) -> StoreT:
+        """The process-wide store of the database ``url`` names (typed code asks for a store
+        this way: calling the interface does the same with a new instance)."""
+        resolved = resolve_url(url)
+        with Store._shared_lock:
+            store = Store._shared.get((cls, resolved))
+            if store is None:
+                store = Store._shared[(cls, resolved)] = cls(resolved)
+            return store  # type: ignore[return-value]  # keyed by cls: a cls instance
+
+
+def _after_fork_in_child() -> None:
+    # The parent's stores hold its threads and connections: the child makes its own.
+    Store._shared = {}
+    Store._shared_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,15 +17,12 @@ or registered for a scheme.
 from __future__ import annotations
 
 import abc
-import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import runner
-from ..engine import resolve_url
-from ..registry import StoreRegistry
+from ..registry import Store, StoreRegistry
 
 __all__ = ["ConversationStore", "Owner", "Page", "backends"]
 
@@ -64,7 +61,7 @@ class Page:
         return len(self.items)
 
 
-class ConversationStore(abc.ABC):
+class ConversationStore(Store):
     """Conversations and their messages in one database (``url`` as for
     ``hookwire.stores.engine.resolve_url``).
 
@@ -74,27 +71,8 @@ class ConversationStore(abc.ABC):
     queue) per database in a process.
     """
 
-    #: The database's resolved URL.
-    url: str
-
-    _shared: ClassVar[dict[tuple[type[ConversationStore], str], ConversationStore]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> ConversationStore:
-        if cls is ConversationStore:
-            url = args[0] if args else kwargs.get("url")
-            cls = backends.lookup(resolve_url(url))
-        return super().__new__(cls)
-
-    @classmethod
-    def for_url(cls, url: str | None = None) -> ConversationStore:
-        """The process-wide store of the database ``url`` names."""
-        resolved = resolve_url(url)
-        with cls._shared_lock:
-            store = cls._shared.get((cls, resolved))
-            if store is None:
-                store = cls._shared[(cls, resolved)] = cls(resolved)
-            return store
+    #: Which class serves a URL, by backend (registered in ``hookwire.stores.conversations``).
+    backends = StoreRegistry["ConversationStore"]("conversation store")
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -220,15 +198,4 @@ class ConversationStore(abc.ABC):
         )
 
 
-#: Which class serves a URL, by backend (registered in ``hookwire.stores.conversations``).
-backends: StoreRegistry[ConversationStore] = StoreRegistry("conversation store")
-
-
-def _after_fork_in_child() -> None:
-    # The parent's stores hold its threads and connections: the child makes its own.
-    ConversationStore._shared = {}
-    ConversationStore._shared_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+backends = ConversationStore.backends

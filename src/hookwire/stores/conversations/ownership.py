@@ -18,7 +18,12 @@ from ...errors import InvalidInputError, ParentMessageError
 from .batching import Pending
 from .validation import not_found
 
-__all__ = ["OwnerCache", "OwnerRow", "StaleCacheError", "owner_of", "plan"]
+__all__ = ["OwnerCache", "OwnerRow", "Row", "StaleCacheError", "Touch", "owner_of", "plan"]
+
+#: A message row to insert (the columns of ``MESSAGE_COLUMNS``).
+Row = dict[str, Any]
+#: A conversation a group touches: its id, the state to set (or ``None``), and its owner row.
+Touch = tuple[str, str | None, Any]
 
 
 class StaleCacheError(Exception):
@@ -98,8 +103,8 @@ def plan(
     now: _dt.datetime,
 ) -> tuple[
     list[tuple[Pending, str | BaseException]],
-    list[dict[str, Any]],
-    list[tuple[str, str | None, Any]],
+    list[Row],
+    list[Touch],
 ]:
     """Each message's outcome, the rows to insert, and the conversations to touch."""
     results: list[tuple[Pending, str | BaseException]] = []

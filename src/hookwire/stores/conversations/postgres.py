@@ -29,7 +29,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from ..engine import before_dispose, get_engine
 from .api import Owner
-from .ownership import OwnerRow
+from .ownership import OwnerRow, Row, Touch
 from .reading import (
     DETAIL_FIELDS,
     MESSAGE_SELECT,
@@ -143,11 +143,7 @@ class _PGTx:
         self.touch_later: tuple[list[str], _dt.datetime] | None = None
 
     async def write(
-        self,
-        rows: list[dict[str, Any]],
-        items: list[tuple[str, str | None, Any]],
-        now: _dt.datetime,
-        alone: bool,
+        self, rows: list[Row], items: list[Touch], now: _dt.datetime, alone: bool
     ) -> bool:
         """Insert the rows and update their conversations; ``False`` (nothing written) if a
         conversation's owner is not the one it was checked against. ``alone``: no other group

@@ -39,7 +39,7 @@ from .cursors import (
     encode_conversation_cursor,
     encode_message_cursor,
 )
-from .ownership import OwnerCache, StaleCacheError, plan
+from .ownership import OwnerCache, Row, StaleCacheError, Touch, plan
 from .reading import CONVERSATION_FIELDS, DETAIL_FIELDS, MESSAGE_COLUMNS, MessageCache
 from .validation import (
     check_id,
@@ -100,11 +100,7 @@ class CoreTx:
         self.conn = conn
 
     async def write(
-        self,
-        rows: list[dict[str, Any]],
-        items: list[tuple[str, str | None, Any]],
-        now: _dt.datetime,
-        alone: bool,
+        self, rows: list[Row], items: list[Touch], now: _dt.datetime, alone: bool
     ) -> bool:
         """Insert ``rows`` and touch their conversations; ``False`` if an owner changed."""
         await self.conn.execute(insert(messages), rows)
@@ -453,44 +449,11 @@ class SQLConversationStore(ConversationStore):
     # -- messages -----------------------------------------------------------------------------
 
     async def add_message(
-        self,
-        owner: Owner | None,
-        conversation_id: str,
-        text: str,
-        sender: str,
-        *,
-        parent_message_id: str | None = None,
-        message_time: Any = None,
-        metadata: Any = None,
-        message_id: str | None = None,
-        correlation_id: str | None = None,
-        request_id: str | None = None,
-        run_id: str | None = None,
-        model: str | None = None,
-        prompt_tokens: int | None = None,
-        completion_tokens: int | None = None,
-        total_tokens: int | None = None,
-        conversation_state: str | None = None,
+        self, owner: Owner | None, conversation_id: str, text: str, sender: str, **fields: Any
     ) -> str:
-        row, state = message_row(
-            conversation_id,
-            text,
-            sender,
-            parent_message_id=parent_message_id,
-            message_time=message_time,
-            metadata=metadata,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            request_id=request_id,
-            run_id=run_id,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=total_tokens,
-            conversation_state=conversation_state,
-        )
+        row, state = message_row(conversation_id, text, sender, **fields)
         await self._ready()
-        return await self._add(owner, row, message_id is not None, state)
+        return await self._add(owner, row, fields.get("message_id") is not None, state)
 
     async def _add(
         self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None

@@ -32,7 +32,7 @@ from ..engine import schema_ready
 from ..schema import SENDERS
 from .api import Owner
 from .batching import Pending, SQLiteWriter
-from .ownership import OwnerRow, StaleCacheError, plan
+from .ownership import OwnerRow, Row, StaleCacheError, Touch, plan
 from .reading import (
     MESSAGE_COLUMNS,
     MESSAGE_SELECT,
@@ -96,7 +96,7 @@ class _SQLiteTx:
         rows = self.conn.execute("SELECT id FROM messages WHERE id IN " + _marks(ids), ids)
         return {r[0] for r in rows.fetchall()}
 
-    def insert(self, rows: list[dict[str, Any]]) -> None:
+    def insert(self, rows: list[Row]) -> None:
         self.conn.executemany(
             _INSERT,
             [
@@ -121,7 +121,7 @@ class _SQLiteTx:
             ],
         )
 
-    def touch(self, items: list[tuple[str, str | None, Any]], now: _dt.datetime) -> int:
+    def touch(self, items: list[Touch], now: _dt.datetime) -> int:
         at = _iso(now)
         cursor = self.conn.executemany(
             "UPDATE conversations SET updated_at = ?, state = COALESCE(?, state) "
@@ -333,17 +333,12 @@ class SQLiteConversationStore(SQLConversationStore):
         return await self._writer.add(owner, row, explicit, state)
 
     def add_message_sync(
-        self,
-        owner: Owner | None,
-        conversation_id: str,
-        text: str,
-        sender: str,
-        *,
-        timeout: float | None = 60.0,
-        **fields: Any,
+        self, owner: Owner | None, *args: Any, timeout: float | None = 60.0, **fields: Any
     ) -> str:
+        """:meth:`add_message` for sync code: the message goes to the writer thread from the
+        calling one, without a hop to the store loop."""
         self._check_fork()
-        row, state = message_row(conversation_id, text, sender, **fields)
+        row, state = message_row(*args, **fields)
         if not self._schema_ok:
             runner.run_sync(self._guard(_nothing()), timeout)
             self._schema_ok = True

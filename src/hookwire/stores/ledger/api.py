@@ -13,48 +13,25 @@ The coroutines run on the store loop (``hookwire.stores.runner``: callers wrap t
 from __future__ import annotations
 
 import abc
-import os
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import runner
-from ..engine import resolve_url
-from ..registry import StoreRegistry
+from ..registry import Store, StoreRegistry
 from .records import Claim, UsageRecord
 
 __all__ = ["UsageLedger", "backends"]
 
 
-class UsageLedger(abc.ABC):
+class UsageLedger(Store):
     """The usage ledger in one database: one row per LLM call, running totals, and budget
     reservations (``url`` as for ``hookwire.stores.engine.resolve_url``: SQLite
     ``./hookwire.db`` by default, PostgreSQL by URL)."""
 
-    #: The database's resolved URL.
-    url: str
-
-    _shared: ClassVar[dict[tuple[type[UsageLedger], str], UsageLedger]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> UsageLedger:
-        if cls is UsageLedger:
-            url = args[0] if args else kwargs.get("url")
-            cls = backends.lookup(resolve_url(url))
-        return super().__new__(cls)
-
-    @classmethod
-    def for_url(cls, url: str | None = None) -> UsageLedger:
-        """The process-wide ledger of the database ``url`` names (typed code asks for a
-        ledger this way: ``UsageLedger(url)`` does the same with a new instance)."""
-        resolved = resolve_url(url)
-        with cls._shared_lock:
-            ledger = cls._shared.get((cls, resolved))
-            if ledger is None:
-                ledger = cls._shared[(cls, resolved)] = cls(resolved)
-            return ledger
+    #: Which class serves a URL, by backend (registered in ``hookwire.stores.ledger``).
+    backends = StoreRegistry["UsageLedger"]("usage ledger")
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -145,15 +122,4 @@ class UsageLedger(abc.ABC):
         """Ledger rows, oldest first (optionally of one run or one user)."""
 
 
-#: Which class serves a URL, by backend (registered in ``hookwire.stores.ledger``).
-backends: StoreRegistry[UsageLedger] = StoreRegistry("usage ledger")
-
-
-def _after_fork_in_child() -> None:
-    # A forked child makes its own ledgers (and their connections).
-    UsageLedger._shared = {}
-    UsageLedger._shared_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+backends = UsageLedger.backends

@@ -128,14 +128,6 @@ class PostgresUsageLedger(SQLUsageLedger):
 
     # -- budgets ------------------------------------------------------------------------------
 
-    async def reserve(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
-    ) -> None:
-        if not claims:
-            return
-        await self._ready()
-        await self._reserve(run_id, *keyed(claims, ttl, now))
-
     def reserve_sync(
         self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
     ) -> None:

@@ -11,17 +11,19 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, and_, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import ConfigurationError, StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
 from ..schema import budget_reservations, usage_ledger, usage_totals
 from .api import UsageLedger
+from .budgets import keyed
 from .records import (
     GROUP_KEYS,
     PERIODS,
     SCOPES,
+    Claim,
     UsageRecord,
     as_utc,
     period_name,
@@ -61,14 +63,28 @@ class Statements:
         )
 
 
+def _same_key(
+    table: Table, scope: str, key: str, period: str | None, start: str, currency: str
+) -> list[ColumnElement[bool]]:
+    """The conditions on ``table``'s rows of one budget key (scope, key, period, currency)."""
+    c = table.c
+    return [
+        c.scope == scope,
+        c.key == key,
+        c.period == period_name(period),
+        c.period_start == start,
+        c.currency == currency,
+    ]
+
+
 def _money(value: Any) -> Decimal:
     # The sums are typed Money, so both databases hand back a Decimal.
     return Decimal(0) if value is None else Decimal(value)
 
 
 class SQLUsageLedger(UsageLedger):
-    """The ledger in a SQL database (an implementation's base: it adds ``reserve``,
-    ``_period_column`` and how reservations are settled)."""
+    """The ledger in a SQL database (an implementation's base: it adds the budget check,
+    ``_reserve``, the ``_period_column`` and how reservations are settled)."""
 
     statements: ClassVar[Statements]
 
@@ -173,30 +189,32 @@ class SQLUsageLedger(UsageLedger):
     ) -> Any:
         """One statement (so one snapshot) summing the spent and the reserved of a key."""
         t, r = usage_totals.c, budget_reservations.c
+        key_of = (scope, key, period, start, currency)
         spent = (
             select(func.coalesce(func.sum(t.cost), 0))
-            .where(
-                t.scope == scope,
-                t.key == key,
-                t.period == period_name(period),
-                t.period_start == start,
-                t.currency == currency,
-            )
+            .where(*_same_key(usage_totals, *key_of))
             .scalar_subquery()
         )
         reserved = (
             select(func.coalesce(func.sum(r.amount), 0))
-            .where(
-                r.scope == scope,
-                r.key == key,
-                r.period == period_name(period),
-                r.period_start == start,
-                r.currency == currency,
-                r.expires_at > now,
-            )
+            .where(*_same_key(budget_reservations, *key_of), r.expires_at > now)
             .scalar_subquery()
         )
         return select(spent.label("spent"), reserved.label("reserved"))
+
+    async def reserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        if not claims:
+            return
+        await self._ready()
+        await self._reserve(run_id, *keyed(claims, ttl, now))
+
+    @abc.abstractmethod
+    async def _reserve(
+        self, run_id: str, claims: list[tuple[Claim, str]], now: datetime, expires: datetime
+    ) -> None:
+        """Check and reserve :func:`~.budgets.keyed` claims, atomically."""
 
     @staticmethod
     def _committed_total(row: Any) -> Decimal:
@@ -222,11 +240,7 @@ class SQLUsageLedger(UsageLedger):
                 value = (
                     await conn.execute(
                         select(t.cost).where(
-                            t.scope == scope,
-                            t.key == key,
-                            t.period == period_name(period),
-                            t.period_start == start,
-                            t.currency == currency,
+                            *_same_key(usage_totals, scope, key, period, start, currency)
                         )
                     )
                 ).scalar()

@@ -8,7 +8,6 @@ Checks from sync code or another event loop run on the store loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..engine import get_write_engine
 from ..schema import budget_reservations, usage_ledger
-from .budgets import exceeded, keyed
+from .budgets import exceeded
 from .records import Claim, period_name
 from .sql import BATCH, SQLUsageLedger, Statements
 
@@ -37,13 +36,9 @@ class SQLiteUsageLedger(SQLUsageLedger):
         for i in range(0, len(run_ids), BATCH):
             await conn.execute(_SETTLE, {"run_ids": run_ids[i : i + BATCH]})
 
-    async def reserve(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    async def _reserve(
+        self, run_id: str, ordered: list[tuple[Claim, str]], now: datetime, expires: datetime
     ) -> None:
-        if not claims:
-            return
-        await self._ready()
-        ordered, now, expires = keyed(claims, ttl, now)
         try:
             # BEGIN IMMEDIATE: the check and the reservation hold SQLite's write lock, which
             # serialises them against every other writer of the file, in any process.
