@@ -228,6 +228,7 @@ class LoopBatcher:
         finally:
             self.drainers -= 1
 
+    # The async mirror of SQLiteWriter._process (same policy; one awaits, one blocks).
     async def _drain_one(self, batch: list[Pending]) -> None:
         try:
             await self._write_fresh_on_failure(batch)

@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...errors import HookwireError, InvalidInputError, StoreError
-from ...ids import new_id
 from .. import runner
 from ..engine import (
     ensure_schema,
@@ -42,15 +41,13 @@ from .cursors import (
 from .ownership import OwnerCache, Row, StaleCacheError, Touch, plan
 from .reading import CONVERSATION_FIELDS, DETAIL_FIELDS, MESSAGE_COLUMNS, MessageCache
 from .validation import (
-    check_id,
     check_limit,
     check_lookup_id,
-    check_metadata,
     check_name,
     check_state,
+    conversation_row,
     message_row,
     not_found,
-    optional_str,
 )
 
 __all__ = ["SQLConversationStore"]
@@ -198,35 +195,9 @@ class SQLConversationStore(ConversationStore):
     # -- conversations ------------------------------------------------------------------------
 
     async def create_conversation(
-        self,
-        owner: Owner,
-        *,
-        conversation_id: str | None = None,
-        name: str | None = None,
-        state: str = "normal",
-        agent_title: str | None = None,
-        model: str | None = None,
-        metadata: Any = None,
-        correlation_id: str | None = None,
-        request_id: str | None = None,
-        exist_ok: bool = False,
+        self, owner: Owner, *, exist_ok: bool = False, **fields: Any
     ) -> str:
-        row = {
-            "id": new_id()
-            if conversation_id is None
-            else check_id(conversation_id, "conversation_id"),
-            "realm": owner.realm,
-            "org_id": owner.org_id,
-            "user_id": owner.user_id,
-            "is_anonymous": owner.is_anonymous,
-            "name": None if name is None else check_name(name),
-            "agent_title": optional_str(agent_title, "agent_title"),
-            "state": check_state(state),
-            "model": optional_str(model, "model"),
-            "metadata": check_metadata(metadata),
-            "correlation_id": optional_str(correlation_id, "correlation_id"),
-            "request_id": optional_str(request_id, "request_id"),
-        }
+        row = conversation_row(owner, **fields)
         return await self._on_loop(self._create(owner, row, exist_ok))
 
     async def _create(self, owner: Owner, row: dict[str, Any], exist_ok: bool) -> str:

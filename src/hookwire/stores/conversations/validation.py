@@ -30,6 +30,7 @@ __all__ = [
     "check_state",
     "check_text",
     "check_tokens",
+    "conversation_row",
     "message_row",
     "not_found",
     "optional_str",
@@ -217,6 +218,35 @@ def check_limit(limit: Any) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
         raise InvalidInputError(f"limit must be an integer from 1 to 10000, not {limit!r}")
     return limit
+
+
+def conversation_row(
+    owner: Any,
+    *,
+    conversation_id: Any = None,
+    name: Any = None,
+    state: Any = "normal",
+    agent_title: Any = None,
+    model: Any = None,
+    metadata: Any = None,
+    correlation_id: Any = None,
+    request_id: Any = None,
+) -> dict[str, Any]:
+    """The validated row of a new conversation of ``owner`` (an ``Owner``)."""
+    return {
+        "id": new_id() if conversation_id is None else check_id(conversation_id, "conversation_id"),
+        "realm": owner.realm,
+        "org_id": owner.org_id,
+        "user_id": owner.user_id,
+        "is_anonymous": owner.is_anonymous,
+        "name": None if name is None else check_name(name),
+        "agent_title": optional_str(agent_title, "agent_title"),
+        "state": check_state(state),
+        "model": optional_str(model, "model"),
+        "metadata": check_metadata(metadata),
+        "correlation_id": optional_str(correlation_id, "correlation_id"),
+        "request_id": optional_str(request_id, "request_id"),
+    }
 
 
 def message_row(
