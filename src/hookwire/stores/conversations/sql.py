@@ -167,6 +167,13 @@ class SQLConversationStore(ConversationStore):
                 await runner.run(self._guard(_nothing()))
             self._schema_ok = True
 
+    def _ready_sync(self, timeout: float | None) -> None:
+        """:meth:`_ready` for sync code (checks the schema on the store loop, once)."""
+        self._check_fork()
+        if not self._schema_ok:
+            runner.run_sync(self._guard(_nothing()), timeout)
+            self._schema_ok = True
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
 

@@ -43,7 +43,7 @@ from .reading import (
     head_select,
     reuse_cached,
 )
-from .sql import SQLConversationStore, _nothing
+from .sql import SQLConversationStore
 from .validation import check_lookup_id, message_row
 
 __all__ = ["SQLiteConversationStore", "sqlite_file"]
@@ -339,9 +339,7 @@ class SQLiteConversationStore(SQLConversationStore):
         calling one, without a hop to the store loop."""
         self._check_fork()
         row, state = message_row(*args, **fields)
-        if not self._schema_ok:
-            runner.run_sync(self._guard(_nothing()), timeout)
-            self._schema_ok = True
+        self._ready_sync(timeout)
         explicit = fields.get("message_id") is not None
         return self._writer.add_sync(owner, row, explicit, state, timeout)
 
