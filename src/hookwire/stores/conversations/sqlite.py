@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from ...errors import HookwireError
 from .. import runner
-from ..engine import schema_ready
+from ..engine import SQLITE_BUSY_SECONDS, SQLITE_PRAGMAS, schema_ready
 from ..schema import SENDERS
 from .api import Owner
 from .batching import Pending, SQLiteWriter
@@ -139,13 +139,11 @@ def _sqlite_connect(path: str, detect_types: int = 0) -> sqlite3.Connection:
         path,
         isolation_level=None,
         check_same_thread=False,
-        timeout=30.0,
+        timeout=SQLITE_BUSY_SECONDS,
         detect_types=detect_types,
     )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(pragma)
     return conn
 
 
