@@ -21,6 +21,7 @@ from hookwire.stores.conversations import (
     SQLConversationStore,
     SQLiteConversationStore,
 )
+from hookwire.stores.engine import DATABASE_BACKENDS, resolve_url
 from hookwire.stores.ledger import (
     Claim,
     PostgresUsageLedger,
@@ -71,8 +72,8 @@ def test_an_incomplete_implementation_cannot_be_made() -> None:
 class MemoryStore(ConversationStore):
     """A conversation store in a dict: what a third-party implementation looks like."""
 
-    def __init__(self) -> None:
-        self.url = "memory://"
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
         self.conversations: dict[str, dict[str, Any]] = {}
         self.ids = (f"id-{i}" for i in itertools.count())
 
@@ -142,8 +143,8 @@ async def test_chat_history_takes_any_conversation_store() -> None:
 class MemoryLedger(UsageLedger):
     """A usage ledger in a list."""
 
-    def __init__(self) -> None:
-        self.url = "memory://"
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
         self.rows: list[UsageRecord] = []
 
     async def record(
@@ -181,3 +182,30 @@ async def test_accounting_takes_any_usage_ledger() -> None:
     assert await handler.asummary() == [{"calls": 1}]
     with pytest.raises(ConfigurationError, match="any implementation"):
         AccountingCallbackHandler(store=object())  # type: ignore[arg-type]
+
+
+def test_a_scheme_of_its_own_serves_handlers_by_url() -> None:
+    # registered for a scheme that is no database: the URL reaches the implementation as given
+    ConversationStore.backends.register("memory", lambda url: MemoryStore)
+    UsageLedger.backends.register("memory", lambda url: MemoryLedger)
+    try:
+        chat = ChatHistoryCallbackHandler(
+            user_data={"user_id": "u1"}, database_url="memory://chats"
+        )
+        assert type(chat.store) is MemoryStore and chat.store.url == "memory://chats"
+        accounting = AccountingCallbackHandler(database_url="memory://usage")
+        assert type(accounting.store) is MemoryLedger
+        assert UsageLedger("memory://usage").url == "memory://usage"
+    finally:
+        ConversationStore.backends.unregister("memory")
+        UsageLedger.backends.unregister("memory")
+    with pytest.raises(ConfigurationError, match="unsupported database 'memory'"):
+        ConversationStore("memory://chats")
+
+
+def test_the_database_backends_are_the_ones_resolve_url_resolves(tmp_path: Path) -> None:
+    for backend in DATABASE_BACKENDS:
+        url = f"{backend}:///{tmp_path}/x.db" if backend == "sqlite" else f"{backend}://h/db"
+        assert resolve_url(url)
+    with pytest.raises(ConfigurationError, match="unsupported database"):
+        resolve_url("mysql://h/db")

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import ConfigurationError, MigrationError, StoreError
 
 __all__ = [
+    "DATABASE_BACKENDS",
     "DEFAULT_SQLITE_FILE",
     "SQLITE_BUSY_SECONDS",
     "SQLITE_PRAGMAS",
@@ -59,6 +60,9 @@ __all__ = [
 
 #: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
 DEFAULT_SQLITE_FILE = "hookwire.db"
+
+#: The URL schemes :func:`resolve_url` resolves (the databases SQLAlchemy serves for hookwire).
+DATABASE_BACKENDS = frozenset({"sqlite", "postgresql", "postgres"})
 
 _ACCEPTED = (
     "sqlite:///path/to/file.db (or sqlite+aiosqlite://...), "

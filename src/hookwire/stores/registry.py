@@ -3,9 +3,10 @@ keyed by the URL's backend (its scheme before any ``+driver``), as MLflow's ``St
 
 A handler or the CLI asks its store's interface for "a store" (``ConversationStore(url)``,
 ``UsageLedger(url)``); the interface asks its registry, once, which class serves the URL. A
-new backend is one ``register`` call (with its scheme accepted by
-``hookwire.stores.engine.resolve_url``); a store that is no database at all is simply an
-instance of the interface, passed to the handler as ``store=``.
+new backend is one ``register`` call: a database SQLAlchemy serves (its URL resolved by
+``hookwire.stores.engine.resolve_url``), or a scheme of its own (``memory://...``, passed to
+the implementation as given). A store can also simply be an instance of the interface,
+passed to a handler as ``store=``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import ConfigurationError
-from .engine import resolve_url
+from .engine import DATABASE_BACKENDS, resolve_url
 
 __all__ = ["Store", "StoreRegistry"]
 
@@ -43,13 +44,28 @@ class StoreRegistry(Generic[S]):
         with self._lock:
             self._builders[backend] = builder
 
+    def unregister(self, backend: str) -> None:
+        """Serve URLs of ``backend`` no more."""
+        with self._lock:
+            self._builders.pop(backend, None)
+
+    def resolve(self, url: str | None) -> str:
+        """The URL as its store gets it: a URL of a scheme of its own (a registered backend
+        that is no database of ``DATABASE_BACKENDS``) as given, any other as
+        ``hookwire.stores.engine.resolve_url`` resolves it (``None``: the default database)."""
+        if url is not None:
+            backend = _backend(url)
+            if backend in self._builders and backend not in DATABASE_BACKENDS:
+                return url
+        return resolve_url(url)
+
     def backends(self) -> list[str]:
         """The backends registered, sorted."""
         return sorted(self._builders)
 
     def lookup(self, url: str) -> type[S]:
         """The class serving the resolved URL ``url``."""
-        backend = url.partition(":")[0].partition("+")[0]
+        backend = _backend(url)
         builder = self._builders.get(backend)
         if builder is None:
             raise ConfigurationError(
@@ -57,6 +73,11 @@ class StoreRegistry(Generic[S]):
                 f"{', '.join(self.backends()) or 'none'}"
             )
         return builder(url)
+
+
+def _backend(url: Any) -> str:
+    """The backend of a URL: its scheme before any ``+driver``."""
+    return str(url).partition(":")[0].partition("+")[0]
 
 
 class Store(abc.ABC):
@@ -79,14 +100,14 @@ class Store(abc.ABC):
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if "backends" in cls.__dict__:  # the interface itself: choose from the URL
             url = args[0] if args else kwargs.get("url")
-            cls = cls.backends.lookup(resolve_url(url))
+            cls = cls.backends.lookup(cls.backends.resolve(url))
         return super().__new__(cls)
 
     @classmethod
     def for_url(cls: type[StoreT], url: str | None = None) -> StoreT:
         """The process-wide store of the database ``url`` names (typed code asks for a store
         this way: calling the interface does the same with a new instance)."""
-        resolved = resolve_url(url)
+        resolved = cls.backends.resolve(url)
         with Store._shared_lock:
             store = Store._shared.get((cls, resolved))
             if store is None:
