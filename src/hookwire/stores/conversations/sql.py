@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -152,6 +152,11 @@ class SQLConversationStore(ConversationStore):
         """Make what the process needs (again in a forked child)."""
         self._pid = os.getpid()
         self._batcher.restart()
+        #: ``enqueue(owner, row, explicit_id, state)``: queue a validated message for group
+        #: commit; its id once committed (chosen once: the writer of this store)
+        self._enqueue: Callable[
+            [Owner | None, dict[str, Any], bool, str | None], Awaitable[str]
+        ] = self._batcher.add
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
@@ -431,13 +436,7 @@ class SQLConversationStore(ConversationStore):
     ) -> str:
         row, state = message_row(conversation_id, text, sender, **fields)
         await self._ready()
-        return await self._add(owner, row, fields.get("message_id") is not None, state)
-
-    async def _add(
-        self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
-    ) -> str:
-        """Queue a validated message for group commit; its id once committed."""
-        return await self._batcher.add(owner, row, explicit, state)
+        return await self._enqueue(owner, row, fields.get("message_id") is not None, state)
 
     async def _write_batch(self, batch: Sequence[Pending], trust_cache: bool, alone: bool) -> None:
         """One group's transaction (for the batcher): look up what the cache does not know,

@@ -324,11 +324,7 @@ class SQLiteConversationStore(SQLConversationStore):
             self.url, lambda: _sqlite_connect(path), self._write_group, self._cache.clear
         )
         self._reader = _sqlite_reader(path)
-
-    async def _add(
-        self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
-    ) -> str:
-        return await self._writer.add(owner, row, explicit, state)
+        self._enqueue = self._writer.add
 
     def add_message_sync(
         self, owner: Owner | None, *args: Any, timeout: float | None = 60.0, **fields: Any
