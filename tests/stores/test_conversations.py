@@ -36,6 +36,8 @@ from hookwire.stores.conversations import (
     MAX_NAME_LENGTH,
     ConversationStore,
     Owner,
+    SQLConversationStore,
+    SQLiteConversationStore,
     check_metadata,
     parse_message_time,
 )
@@ -507,7 +509,7 @@ def test_stored_text_and_metadata_read_back_unchanged(db_url: str, value: Any, t
 async def test_in_memory_sqlite_goes_through_sqlalchemy_core() -> None:
     # no file for a writer thread to open: every statement goes through SQLAlchemy Core
     store = ConversationStore("sqlite:///:memory:")
-    assert store._writer is None
+    assert type(store) is SQLConversationStore
     me = owner()
     cid = await store.create_conversation(me)
     ids = await asyncio.gather(
@@ -607,11 +609,12 @@ async def test_details_give_each_message_as_stored(
     # as one JSON cell, or one by one where SQLite has no JSON functions); get_messages reads
     # every column as the database gives it. They must agree on every field and its type.
     from hookwire.stores import conversations
+    from hookwire.stores.conversations import sqlite as sqlite_backend
 
     if not json_functions:
         if not db_url.startswith("sqlite"):
             pytest.skip("SQLite's select without JSON functions")
-        monkeypatch.setattr(conversations, "_sqlite_has_json", lambda conn: False)
+        monkeypatch.setattr(sqlite_backend, "_sqlite_has_json", lambda conn: False)
     store = ConversationStore(db_url)
     me = owner()
     cid = await _odd_messages(store, me)
@@ -940,7 +943,7 @@ async def test_postgres_message_times_do_not_depend_on_the_session_time_zone(
 def test_collector_pauses_overlap_and_respect_a_disabled_collector() -> None:
     import gc
 
-    from hookwire.stores.conversations import _gc_paused
+    from hookwire.stores.conversations.reading import gc_paused as _gc_paused
 
     assert gc.isenabled()
     try:
@@ -970,7 +973,7 @@ async def test_sqlite_stores_of_a_file_share_one_reader(
 ) -> None:
     # a new store of a file reads on the process's reader of that file: no thread to start,
     # no connection to open (at most one per reader thread, of which there are two)
-    from hookwire.stores import conversations
+    from hookwire.stores.conversations import sqlite as sqlite_backend
 
     url = f"sqlite:///{tmp_path}/shared.db"
     me = owner()
@@ -979,13 +982,13 @@ async def test_sqlite_stores_of_a_file_share_one_reader(
     await store.add_message(me, cid, "x", "end_user")
     await store.get_conversation_details(me, cid)
     opened: list[str] = []
-    real_connect = conversations._sqlite_connect
+    real_connect = sqlite_backend._sqlite_connect
 
     def counted(path: str, detect_types: int = 0) -> Any:
         opened.append(path)
         return real_connect(path, detect_types)
 
-    monkeypatch.setattr(conversations, "_sqlite_connect", counted)
+    monkeypatch.setattr(sqlite_backend, "_sqlite_connect", counted)
     for _ in range(6):
         fresh = ConversationStore(url)
         assert fresh._reader is store._reader
@@ -1111,7 +1114,7 @@ def test_a_sync_read_of_sqlite_runs_in_the_calling_thread(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # no hop to the store loop and a reader thread and back (PostgreSQL reads on the loop)
-    from hookwire.stores import conversations
+    from hookwire.stores.conversations import sqlite as sqlite_backend
 
     store = ConversationStore(db_url)
     me = owner()
@@ -1126,13 +1129,13 @@ def test_a_sync_read_of_sqlite_runs_in_the_calling_thread(
 
     monkeypatch.setattr(runner, "run_sync", counted)
     threads: list[threading.Thread] = []
-    real_details = conversations._SQLiteReader.details
+    real_details = sqlite_backend._SQLiteReader.details
 
     def details(self: Any, *args: Any) -> Any:
         threads.append(threading.current_thread())
         return real_details(self, *args)
 
-    monkeypatch.setattr(conversations._SQLiteReader, "details", details)
+    monkeypatch.setattr(sqlite_backend._SQLiteReader, "details", details)
     got = store.get_conversation_details_sync(me, cid)
     assert [m["text"] for m in got["messages"]] == ["x"]
     assert got == runner.run_sync(store.get_conversation_details(me, cid))
@@ -1143,7 +1146,7 @@ def test_a_sync_read_of_sqlite_runs_in_the_calling_thread(
     ]
     with pytest.raises(ConversationNotFound):
         store.get_conversation_details_sync(owner(), cid)
-    sqlite = store._reader is not None
+    sqlite = isinstance(store, SQLiteConversationStore)
     assert len(hops) == (1 if sqlite else 5)  # the async read above; else every read
     here = threading.current_thread()
     assert [t is here for t in threads] == ([True, False, True, True] if sqlite else [])
@@ -1169,21 +1172,21 @@ async def test_a_new_store_of_a_checked_database_reads_without_a_schema_hop(
     monkeypatch.setattr(runner, "run", counted)
     details = await ConversationStore(db_url).get_conversation_details(me, cid)
     assert [m["text"] for m in details["messages"]] == ["x"]
-    expected = 0 if ConversationStore(db_url)._reader is not None else 1
+    expected = 0 if isinstance(store, SQLiteConversationStore) else 1
     assert len(hops) == expected
 
 
 def test_rows_with_datetimes_become_messages_with_aware_times() -> None:
     # The path of PostgreSQL reads on Python 3.10 (asyncpg's datetimes, not ISO text): an
     # infinite time comes as a naive datetime and is returned as the aware UTC value.
-    from hookwire.stores import conversations
+    from hookwire.stores.conversations.reading import fresh
 
     aware = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     rows = [
         ("m1", None, "end_user", "hi", aware, '{"k": 1}', None, None, None, None, None),
         ("m2", "m1", "assistant", "yo", dt.datetime.max, None, "r", "gpt", 1, 2, 3),
     ]
-    first, second = conversations._fresh(rows, parse_time=False)
+    first, second = fresh(rows, parse_time=False)
     assert first["message_time"] == aware and first["metadata"] == {"k": 1}
     assert second["message_time"] == dt.datetime.max.replace(tzinfo=dt.timezone.utc)
     assert second["parent_message_id"] == "m1" and second["total_tokens"] == 3

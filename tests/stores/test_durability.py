@@ -188,9 +188,9 @@ def test_idle_writer_thread_stops_and_restarts(
 ) -> None:
     import time
 
-    from hookwire.stores import conversations
+    from hookwire.stores.conversations import batching
 
-    monkeypatch.setattr(conversations, "_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(batching, "IDLE_SECONDS", 0.05)
     store = ConversationStore(f"sqlite:///{tmp_path}/idle.db")
     me = Owner("u", "", "")
     cid = runner.run_sync(store.create_conversation(me))

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookwire.errors import BudgetExceeded, ConfigurationError, StoreError
-from hookwire.stores import ledger as ledger_module
 from hookwire.stores import runner
 from hookwire.stores.ledger import Claim, UsageLedger, UsageRecord, period_start
+from hookwire.stores.ledger import connections as ledger_module
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -506,7 +506,7 @@ def test_a_budget_check_does_not_wait_for_a_ledger_write(pg_database_url: str) -
     claims = [Claim("user", user, "day", Decimal(10), Decimal("0.1"))]
     runner.run_sync(ledger.record([rec(user_id=user, created_at=datetime.now(UTC))]))
     ledger.reserve_sync(uuid.uuid4().hex, claims)
-    with psycopg.connect(ledger_module._dsn(pg_database_url)) as writer:
+    with psycopg.connect(ledger_module.dsn(pg_database_url)) as writer:
         writer.execute("UPDATE usage_totals SET calls = calls + 1 WHERE key = %s", (user,))
         done = threading.Event()
 
@@ -582,7 +582,7 @@ def test_the_migration_counts_reservations_already_in_flight(pg_url: str) -> Non
         import asyncpg  # type: ignore[import-untyped]
 
         async def go() -> None:
-            conn = await asyncpg.connect(ledger_module._dsn(pg_url))
+            conn = await asyncpg.connect(ledger_module.dsn(pg_url))
             try:
                 await conn.execute(sql)
             finally:

@@ -23,8 +23,9 @@ run's request context, else the handler's ``conversation_id``, created on first 
 recording happens on the handler's background worker, so the answer is not delayed, and is
 drained before the process exits (``CallbackManager.flush()`` / ``close()``, ``atexit``).
 
-The database is ``database_url=`` (or a shared ``store=``), else ``HOOKWIRE_DATABASE_URL``,
-else ``./hookwire.db`` (SQLite); see ``hookwire.stores``. The handler acts for one user: a
+The database is ``database_url=`` (or a shared ``store=``: any implementation of
+``hookwire.stores.ConversationStore``), else ``HOOKWIRE_DATABASE_URL``, else ``./hookwire.db``
+(SQLite); see ``hookwire.stores``. The handler acts for one user: a
 conversation of another user, org or realm is ``ConversationNotFound``, as if it did not
 exist.
 """
@@ -80,8 +81,8 @@ class ChatHistoryCallbackHandler(BaseCallback):
             )
         if store is not None and not isinstance(store, ConversationStore):
             raise ConfigurationError(
-                f"store must be a hookwire.stores.conversations.ConversationStore, not "
-                f"{type(store).__name__}; to name a database use database_url="
+                f"store must be a hookwire.stores.ConversationStore (any implementation of "
+                f"it), not {type(store).__name__}; to name a database use database_url="
             )
         if user_data is not None and not isinstance(user_data, Mapping):
             raise ConfigurationError(

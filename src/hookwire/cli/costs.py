@@ -185,7 +185,7 @@ def costs(
         for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
         if v is not None
     }
-    ledger = UsageLedger(database_url(db, must_exist=False))
+    ledger = UsageLedger.for_url(database_url(db, must_exist=False))
     rows = run(ledger.summary(groups, since=since, until=until, where=where))
     if as_json:
         typer.echo(render_json(rows))

@@ -1,15 +1,58 @@
 """Durable storage behind hookwire's handlers: SQLite by default, PostgreSQL by URL.
 
+A kind of store is an interface with one implementation per backend, chosen from the URL's
+scheme in one registry (``hookwire.stores.registry``); handlers and the CLI ask the interface
+for "a store" (``ConversationStore(url)``, ``UsageLedger(url)``) and accept any
+implementation as ``store=``.
+
+- ``hookwire.stores.conversations``: :class:`ConversationStore`, chat history (with
+  :class:`Owner` and :class:`Page`).
+- ``hookwire.stores.ledger``: :class:`UsageLedger`, the usage ledger and budgets (with
+  :class:`UsageRecord` and :class:`Claim`).
 - ``hookwire.stores.engine``: ``resolve_url``, ``get_engine``, ``ensure_schema``, ``upgrade``
   (the database, its engine, its Alembic-versioned schema).
 - ``hookwire.stores.schema``: the one SQLAlchemy Core ``metadata`` of every table.
 - ``hookwire.stores.runner``: ``run_sync`` / ``run``: store coroutines on one background loop.
-- ``hookwire.stores.conversations``: ``ConversationStore``, chat history.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .engine import ensure_schema, get_engine, resolve_url, upgrade
 from .runner import run, run_sync
 
-__all__ = ["ensure_schema", "get_engine", "resolve_url", "run", "run_sync", "upgrade"]
+if TYPE_CHECKING:
+    from .conversations import ConversationStore, Owner, Page
+    from .ledger import Claim, UsageLedger, UsageRecord
+
+__all__ = [
+    "Claim",
+    "ConversationStore",
+    "Owner",
+    "Page",
+    "UsageLedger",
+    "UsageRecord",
+    "ensure_schema",
+    "get_engine",
+    "resolve_url",
+    "run",
+    "run_sync",
+    "upgrade",
+]
+
+_CONVERSATIONS = frozenset({"ConversationStore", "Owner", "Page"})
+_LEDGER = frozenset({"Claim", "UsageLedger", "UsageRecord"})
+
+
+# The stores are imported when first named: ``import hookwire.stores.engine`` (the CLI's
+# ``db upgrade``, a new process's first read) need not load both kinds of store.
+def __getattr__(name: str) -> Any:
+    if name in _CONVERSATIONS:
+        from . import conversations as module
+    elif name in _LEDGER:
+        from . import ledger as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value = getattr(module, name)
+    return value

@@ -41,7 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import ConfigurationError, MigrationError, StoreError
 
 __all__ = [
+    "DATABASE_BACKENDS",
     "DEFAULT_SQLITE_FILE",
+    "SQLITE_BUSY_SECONDS",
+    "SQLITE_PRAGMAS",
     "dispose_engines",
     "ensure_schema",
     "get_engine",
@@ -58,6 +61,9 @@ __all__ = [
 #: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
 DEFAULT_SQLITE_FILE = "hookwire.db"
 
+#: The URL schemes :func:`resolve_url` resolves (the databases SQLAlchemy serves for hookwire).
+DATABASE_BACKENDS = frozenset({"sqlite", "postgresql", "postgres"})
+
 _ACCEPTED = (
     "sqlite:///path/to/file.db (or sqlite+aiosqlite://...), "
     "postgresql://user:password@host:5432/dbname (or postgres://, postgresql+asyncpg://, "
@@ -65,7 +71,19 @@ _ACCEPTED = (
 )
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
-_BUSY_TIMEOUT_MS = 30_000
+#: How long an SQLite connection waits for another writer's lock, in seconds.
+SQLITE_BUSY_SECONDS = 30.0
+#: The settings of every SQLite connection hookwire opens (SQLAlchemy's and the plain
+#: ``sqlite3`` ones of the conversation store): WAL, the busy timeout above (PRAGMA takes no
+#: parameters, so it is written out), foreign keys, and NORMAL synchronisation, which in WAL
+#: mode survives a crash of the process (SIGKILL) with every commit; only an OS crash or
+#: power loss may lose the last transactions.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+)
 
 
 def _json_dumps(value: Any) -> str:
@@ -167,12 +185,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # transaction begins (BEGIN, or BEGIN IMMEDIATE for writes).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # NORMAL in WAL mode survives a crash of the process (SIGKILL) with every commit; only an
-    # OS crash or power loss may lose the last transactions.
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -192,7 +206,7 @@ def _create(url: str) -> AsyncEngine:
             url,
             json_serializer=_json_dumps,
             json_deserializer=json_loads,
-            connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000},
+            connect_args={"timeout": SQLITE_BUSY_SECONDS},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)

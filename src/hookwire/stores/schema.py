@@ -318,19 +318,28 @@ usage_ledger = Table(
     Index("ix_usage_ledger_agent_created", "agent", "created_at"),
 )
 
+
+def _total_key() -> list[Any]:
+    """The key of a running total, its table's primary key: a budget key's scope, key,
+    period and period start, and the currency (new columns for each table)."""
+    return [
+        Column("scope", String(16), nullable=False),
+        Column("key", String(255), nullable=False),
+        Column("period", String(8), nullable=False),
+        Column("period_start", String(10), nullable=False),
+        Column("currency", String(3), nullable=False),
+        PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
+    ]
+
+
 usage_totals = Table(
     "usage_totals",
     metadata,
-    Column("scope", String(16), nullable=False),
-    Column("key", String(255), nullable=False),
-    Column("period", String(8), nullable=False),
-    Column("period_start", String(10), nullable=False),
-    Column("currency", String(3), nullable=False),
+    *_total_key(),
     Column("calls", BigInteger(), nullable=False),
     Column("prompt_tokens", BigInteger(), nullable=False),
     Column("completion_tokens", BigInteger(), nullable=False),
     Column("cost", Money(), nullable=False),
-    PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
 )
 
 budget_reservations = Table(
@@ -351,11 +360,6 @@ budget_reservations = Table(
 budget_totals = Table(
     "budget_totals",
     metadata,
-    Column("scope", String(16), nullable=False),
-    Column("key", String(255), nullable=False),
-    Column("period", String(8), nullable=False),
-    Column("period_start", String(10), nullable=False),
-    Column("currency", String(3), nullable=False),
+    *_total_key(),
     Column("reserved", Money(), nullable=False),
-    PrimaryKeyConstraint("scope", "key", "period", "period_start", "currency"),
 )

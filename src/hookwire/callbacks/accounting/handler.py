@@ -117,8 +117,8 @@ class AccountingCallbackHandler(BaseCallback):
 
     ``correlation_id``, ``request_id``, ``user_id`` (and ``org_id``, ``agent``) are used for
     calls whose request context does not say otherwise. ``budgets`` is a ``Budget`` or a list
-    of them. ``store`` (a ``UsageLedger``) or ``database_url`` chooses the database (default:
-    ``HOOKWIRE_DATABASE_URL``, else ``./hookwire.db``).
+    of them. ``store`` (a ``UsageLedger``: any implementation) or ``database_url`` chooses the
+    database (default: ``HOOKWIRE_DATABASE_URL``, else ``./hookwire.db``).
 
     ``default_max_tokens`` is the worst case reserved for a call that sets no ``max_tokens``;
     ``reservation_ttl`` (seconds) is how long a reservation counts if its call never reports
@@ -163,7 +163,8 @@ class AccountingCallbackHandler(BaseCallback):
             raise ConfigurationError("pass store= or database_url=, not both")
         if store is not None and not isinstance(store, UsageLedger):
             raise ConfigurationError(
-                f"store must be a hookwire.stores.ledger.UsageLedger, not {type(store).__name__}"
+                f"store must be a hookwire.stores.UsageLedger (any implementation of it), not "
+                f"{type(store).__name__}; to name a database use database_url="
             )
         self.correlation_id = correlation_id
         self.request_id = request_id
@@ -197,7 +198,7 @@ class AccountingCallbackHandler(BaseCallback):
         self.reservation_ttl = float(reservation_ttl)
         self.fail_open = fail_open
         self.settle_wait = float(settle_wait)
-        self.store = store if store is not None else UsageLedger(database_url)
+        self.store = store if store is not None else UsageLedger.for_url(database_url)
         self._writer = LedgerWriter(self.store, self.name)
         self._last_run: str | None = None
         self._claimed: collections.OrderedDict[str, None] = collections.OrderedDict()

@@ -1,0 +1,379 @@
+"""Group commit: messages written concurrently are committed together, each caller still
+getting its own outcome (its id, or its own error) once its group is durable.
+
+Two mechanisms, one per way a backend writes:
+
+- :class:`LoopBatcher`, per store, on the store loop (``hookwire.stores.runner``): while one
+  group's transaction commits, the messages that arrive queue up and go into the next group;
+  a few groups may be in flight at once (PostgreSQL), so their commits overlap.
+- :class:`SQLiteWriter`, per SQLite store: one thread that writes a whole group per
+  transaction on a plain ``sqlite3`` connection, and wakes each caller's loop (or thread)
+  once, when its message is committed.
+
+Both keep the same rules: a group holds at most :data:`MAX_BATCH` messages; a group that
+fails is retried once with fresh lookups (a cached owner may be stale), then message by
+message, so one bad message never fails its neighbours. The write itself (lookups, the
+ownership rule, the statements) is the backend's, passed in as a function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ...errors import StoreError
+from .. import runner
+from ..engine import redact
+
+if TYPE_CHECKING:
+    from .api import Owner
+
+__all__ = [
+    "MAX_BATCH",
+    "LoopBatcher",
+    "Pending",
+    "SQLiteWriter",
+    "fail",
+    "settle_all",
+    "settler",
+]
+
+logger = logging.getLogger("hookwire")
+
+#: At most this many messages go into one transaction.
+MAX_BATCH = 512
+
+Settle = Callable[[str | BaseException], None]
+
+
+@dataclass(slots=True)
+class Pending:
+    """A validated message waiting for its group, and how to tell its caller the outcome."""
+
+    owner: Owner | None
+    row: dict[str, Any]
+    explicit_id: bool
+    state: str | None
+    settle: Settle = field(repr=False)
+    #: the caller's event loop when it is another thread's, and ``settle`` run on it
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    settle_local: Settle | None = field(default=None, repr=False)
+
+
+def settler(future: asyncio.Future[str], loop: asyncio.AbstractEventLoop | None) -> Settle:
+    """A function that resolves ``future`` with an id or an exception, from any thread when
+    ``loop`` is given."""
+
+    def settle_here(outcome: str | BaseException) -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    if loop is None:
+        return settle_here
+
+    def settle_there(outcome: str | BaseException) -> None:
+        # a closed loop (RuntimeError) has nobody waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle_here, outcome)
+
+    return settle_there
+
+
+def settle_all(results: list[tuple[Pending, str | BaseException]]) -> None:
+    """Give each caller its outcome; callers on the same other loop are woken once."""
+    elsewhere: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for p, outcome in results:
+        if p.loop is None or p.settle_local is None:
+            p.settle(outcome)
+        else:
+            elsewhere.setdefault(p.loop, []).append((p.settle_local, outcome))
+    for loop, calls in elsewhere.items():
+        # a closed loop (RuntimeError) has nobody waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_run_settles, calls)
+
+
+def _run_settles(calls: list[tuple[Settle, Any]]) -> None:
+    for settle, outcome in calls:
+        settle(outcome)
+
+
+def fail(item: Pending, exc: BaseException, url: str) -> None:
+    """Give ``item``'s caller the error its write ended with (a database's own, named)."""
+    if isinstance(exc, (StoreError, ValueError)):
+        item.settle(exc)
+        return
+    logger.debug("hookwire: writing a message to %s failed", redact(url), exc_info=exc)
+    error = StoreError(f"the message could not be stored in {redact(url)}: {exc}")
+    error.__cause__ = exc
+    item.settle(error)
+
+
+#: ``write(batch, trust_cache, alone)``: one group's transaction (``alone``: no other group of
+#: the store is being written).
+AsyncWrite = Callable[[Sequence[Pending], bool, bool], Awaitable[None]]
+
+
+class LoopBatcher:
+    """One store's group commit on the store loop.
+
+    ``write`` writes a group in one transaction and settles its callers once it is committed;
+    ``forget`` clears the store's cached lookups; ``max_inflight`` groups may be written at
+    once.
+    """
+
+    def __init__(
+        self, url: str, write: AsyncWrite, forget: Callable[[], None], max_inflight: int
+    ) -> None:
+        self.url = url
+        self._write = write
+        self._forget = forget
+        self.max_inflight = max_inflight
+        self._pending: list[Pending] = []
+        self.drainers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the messages waiting on callers' loops (a forked child has none of them)."""
+        # messages waiting on a caller's loop to be handed to the store loop together
+        self._outbox: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+
+    async def add(
+        self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
+    ) -> str:
+        """Queue a message for the next group; its id once that group is committed."""
+        if runner.in_store_loop():
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[str] = loop.create_future()
+            self._accept([Pending(owner, row, explicit, state, settler(future, None))])
+            return await asyncio.shield(future)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[str] = loop.create_future()
+        item = Pending(owner, row, explicit, state, settler(waiter, loop))
+        item.loop, item.settle_local = loop, settler(waiter, None)
+        self._hand_over(loop, item)
+        return await asyncio.shield(waiter)
+
+    # Messages sent from another event loop reach the store loop in one hop per loop
+    # iteration, not one each: the writers a committed group wakes up send their next
+    # messages in the same iteration, and those then go into one group again. One hop per
+    # message would let the first of them start a group of its own, and split the rest.
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, item: Pending) -> None:
+        box = self._outbox.get(loop)
+        if box is None:
+            box = self._outbox[loop] = []
+            loop.call_soon(self._ship, loop)
+        box.append(item)
+
+    def _ship(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._outbox.pop(loop, None)
+        if not items:
+            return
+        try:
+            runner.get_loop().call_soon_threadsafe(self._accept, items)
+        except RuntimeError as exc:  # the store loop is gone (the interpreter is exiting)
+            for item in items:
+                fail(item, exc, self.url)
+
+    def _accept(self, items: list[Pending]) -> None:
+        """Queue messages for the next group (on the store loop)."""
+        self._pending.extend(items)
+        if self.drainers < self.max_inflight:
+            self.drainers += 1
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[Pending]:
+        # A message whose parent is in a group not committed yet waits for that group.
+        batch: list[Pending] = []
+        keep: list[Pending] = []
+        inflight = self._inflight
+        for p in self._pending:
+            if len(batch) < MAX_BATCH and p.row["parent_message_id"] not in inflight:
+                batch.append(p)
+            else:
+                keep.append(p)
+        self._pending = keep
+        for p in batch:
+            inflight.add(p.row["id"])
+        return batch
+
+    async def _drain(self) -> None:
+        # Group commit: everything queued while transactions run goes into the next one.
+        try:
+            while self._pending:
+                batch = self._take()
+                if not batch:
+                    return
+                try:
+                    await self._drain_one(batch)
+                finally:
+                    for p in batch:
+                        self._inflight.discard(p.row["id"])
+        finally:
+            self.drainers -= 1
+
+    # The async mirror of SQLiteWriter._process (same policy; one awaits, one blocks).
+    async def _drain_one(self, batch: list[Pending]) -> None:
+        try:
+            await self._write_fresh_on_failure(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                fail(batch[0], exc, self.url)
+                return
+            # One bad message must not fail its neighbours: retry them one by one.
+            for item in batch:
+                try:
+                    await self._write([item], False, self.drainers <= 1)
+                except Exception as one:
+                    fail(item, one, self.url)
+
+    async def _write_fresh_on_failure(self, batch: Sequence[Pending]) -> None:
+        try:
+            await self._write(batch, True, self.drainers <= 1)
+        except Exception:
+            # A stale cached owner, or a conversation or parent deleted by another process
+            # (a constraint failure): look everything up again before giving up on the group.
+            self._forget()
+            await self._write(batch, False, self.drainers <= 1)
+
+
+#: ``write(conn, batch, trust_cache)``: one group's transaction on the writer's connection,
+#: settling its callers once it is committed.
+SyncWrite = Callable[[sqlite3.Connection, list[Pending], bool], None]
+
+#: A writer thread with nothing to do for this long ends (the next message starts another).
+IDLE_SECONDS = 30.0
+
+
+class SQLiteWriter:
+    """One thread that writes a SQLite database's messages, a group per transaction.
+
+    Through aiosqlite every statement is a round trip between threads, and with the GIL
+    shared those add up to milliseconds per message. Here a whole group runs in the writer
+    thread (``write``, on a connection ``connect`` opens), and each caller's loop (or thread)
+    is woken once, when its message is committed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        connect: Callable[[], sqlite3.Connection],
+        write: SyncWrite,
+        forget: Callable[[], None],
+    ) -> None:
+        self.url = url
+        self._connect = connect
+        self._write = write
+        self._forget = forget
+        self._items: collections.deque[Pending] = collections.deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    async def add(
+        self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
+    ) -> str:
+        """Queue a message from an event loop; its id once its group is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        self.submit(Pending(owner, row, explicit, state, settler(future, loop)))
+        return await future
+
+    def add_sync(
+        self,
+        owner: Owner | None,
+        row: dict[str, Any],
+        explicit: bool,
+        state: str | None,
+        timeout: float | None,
+    ) -> str:
+        """Queue a message from sync code and wait at most ``timeout`` for its commit."""
+        done: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+        def settle(outcome: str | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+        self.submit(Pending(owner, row, explicit, state, settle))
+        try:
+            return done.result(timeout)
+        except TimeoutError:
+            raise StoreError(
+                f"storing the message in {redact(self.url)} did not finish within {timeout} s; "
+                "another process may hold the database's write lock"
+            ) from None
+
+    def submit(self, item: Pending) -> None:
+        """Queue ``item``, starting the writer thread if it is not running."""
+        self._items.append(item)
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="hookwire-sqlite-writer", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        items = self._items
+        while True:
+            if not self._wake.wait(IDLE_SECONDS):
+                # idle: let the thread go (submit starts another), unless work just came
+                with self._start_lock:
+                    if not items:
+                        self._thread = None
+                        if conn is not None:
+                            conn.close()
+                        return
+            self._wake.clear()
+            while items:
+                batch = [items.popleft() for _ in range(min(len(items), MAX_BATCH))]
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    self._process(conn, batch)
+                except Exception as exc:  # never let the writer thread die
+                    for item in batch:
+                        fail(item, exc, self.url)
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                    conn = None
+
+    def _process(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
+        try:
+            self._write(conn, batch, True)
+            return
+        except Exception:
+            self._forget()
+        try:
+            self._write(conn, batch, False)
+        except Exception as exc:
+            if len(batch) == 1:
+                fail(batch[0], exc, self.url)
+                return
+            # One bad message must not fail its neighbours: retry them one by one.
+            for item in batch:
+                try:
+                    self._write(conn, [item], False)
+                except Exception as one:
+                    fail(item, one, self.url)

@@ -1,0 +1,53 @@
+"""The usage ledger: one row per LLM call, running totals, and budget reservations; the store
+behind ``AccountingCallbackHandler`` and ``hookwire costs``.
+
+:class:`UsageLedger` (in :mod:`.api`) declares what a ledger does; ``UsageLedger(url)`` gives
+the implementation registered below for the URL's backend: :class:`SQLiteUsageLedger`
+(:mod:`.sqlite`) or :class:`PostgresUsageLedger` (:mod:`.postgres`), both built on
+:class:`SQLUsageLedger` (:mod:`.sql`, what they share). The other modules: :mod:`.records`
+(the rows and keys), :mod:`.budgets` (checks and reservations), :mod:`.connections` (the
+connections of PostgreSQL budget checks).
+
+- ``record`` writes rows in one transaction, idempotent by ``run_id`` (a call is never
+  counted twice), adds them to ``usage_totals`` and settles their runs' reservations.
+- ``reserve`` checks budgets and reserves a call's worst-case cost, atomically across
+  processes; ``reserve_sync`` and ``areserve`` do the same from where the caller is.
+- ``summary`` groups the ledger by user, org, agent, model, provider, day or month.
+"""
+
+from __future__ import annotations
+
+from .api import UsageLedger, backends
+from .connections import close_sync_budget_connections, dispose_budget_pools
+from .postgres import PostgresUsageLedger
+from .records import GROUP_KEYS, PERIODS, SCOPES, Claim, UsageRecord, period_start
+from .sql import SQLUsageLedger
+from .sqlite import SQLiteUsageLedger
+
+__all__ = [
+    "GROUP_KEYS",
+    "PERIODS",
+    "SCOPES",
+    "Claim",
+    "PostgresUsageLedger",
+    "SQLUsageLedger",
+    "SQLiteUsageLedger",
+    "UsageLedger",
+    "UsageRecord",
+    "close_sync_budget_connections",
+    "dispose_budget_pools",
+    "period_start",
+]
+
+
+def _sqlite_ledger(url: str) -> type[UsageLedger]:
+    return SQLiteUsageLedger
+
+
+def _postgres_ledger(url: str) -> type[UsageLedger]:
+    return PostgresUsageLedger
+
+
+# The one place a URL's backend is matched with its implementation.
+backends.register("sqlite", _sqlite_ledger)
+backends.register("postgresql", _postgres_ledger)

@@ -1,0 +1,125 @@
+"""What a usage ledger does: :class:`UsageLedger`, the interface every backend implements.
+
+``UsageLedger(url)`` gives the implementation registered for the URL's backend in
+:data:`backends` (as ``pathlib.Path()`` gives a ``PosixPath``): SQLite and PostgreSQL have
+their own. Any other implementation is a subclass of :class:`UsageLedger`, passed to
+``AccountingCallbackHandler(store=)`` or registered for a scheme.
+
+The coroutines run on the store loop (``hookwire.stores.runner``: callers wrap them in
+``runner.run`` / ``runner.run_sync``); :meth:`UsageLedger.reserve_sync` and
+:meth:`UsageLedger.areserve` are called where the caller is, for the inline budget check.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from .. import runner
+from ..registry import Store, StoreRegistry
+from .records import Claim, UsageRecord
+
+__all__ = ["UsageLedger", "backends"]
+
+
+class UsageLedger(Store):
+    """The usage ledger in one database: one row per LLM call, running totals, and budget
+    reservations (``url`` as for ``hookwire.stores.engine.resolve_url``: SQLite
+    ``./hookwire.db`` by default, PostgreSQL by URL)."""
+
+    #: Which class serves a URL, by backend (registered in ``hookwire.stores.ledger``).
+    backends = StoreRegistry["UsageLedger"]("usage ledger")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record(
+        self, records: Sequence[UsageRecord], release: Iterable[str] = ()
+    ) -> list[UsageRecord]:
+        """Write ``records`` (skipping runs already in the ledger: it is idempotent by
+        ``run_id``), add them to the running totals, and remove the budget reservations of
+        their runs and of the runs in ``release`` (the reservation is *settled* into the real
+        cost). Returns the records that were new."""
+
+    async def release(self, run_ids: Iterable[str]) -> None:
+        """Remove the reservations of runs that ended without a ledger row (failed calls)."""
+        await self.record([], release=run_ids)
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def reserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """Check every claim's budget and reserve its amount for ``run_id``, atomically
+        across processes.
+
+        Raises ``BudgetExceeded`` (and reserves nothing) if some scope's spent plus reserved
+        cost is at or over its limit. A reservation counts until its run is recorded or
+        released, or for ``ttl`` seconds at most (a process that died mid-call).
+        """
+
+    def reserve_sync(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """:meth:`reserve` from sync code (here: on the store loop, waiting for it)."""
+        if claims:
+            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+
+    async def areserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """:meth:`reserve` from any event loop (here: on the store loop, awaiting it)."""
+        if claims:
+            await runner.run(self.reserve(run_id, claims, ttl, now))
+
+    @abc.abstractmethod
+    async def spent(
+        self,
+        scope: str,
+        key: str,
+        period: str | None = None,
+        *,
+        currency: str = "USD",
+        at: datetime | None = None,
+    ) -> Decimal:
+        """The recorded cost of ``scope`` ``key`` in the period containing ``at`` (now)."""
+
+    @abc.abstractmethod
+    async def reserved(self, scope: str, key: str, period: str | None = None) -> Decimal:
+        """The cost reserved now by calls in flight for ``scope`` ``key`` (for tests and
+        monitoring)."""
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def summary(
+        self,
+        by: Sequence[str] | str = (),
+        *,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls, tokens and cost, grouped by ``by`` (any of ``user``, ``org``, ``agent``,
+        ``model``, ``provider``, ``day``, ``month``) and currency, over ``since <= time <
+        until``; ``where`` keeps only rows whose ``user``/``org``/``agent``/``model``/
+        ``provider`` has the given value.
+
+        Each row: the group's keys, ``currency``, ``calls``, ``prompt_tokens``,
+        ``completion_tokens``, ``cached_tokens``, ``reasoning_tokens``, ``total_tokens``,
+        ``cost`` (the sum of the known costs, ``None`` if none is known) and
+        ``unknown_cost_calls`` (calls whose price was unknown).
+        """
+
+    @abc.abstractmethod
+    async def records(
+        self, *, run_id: str | None = None, user_id: str | None = None, limit: int = 1000
+    ) -> list[UsageRecord]:
+        """Ledger rows, oldest first (optionally of one run or one user)."""
+
+
+backends = UsageLedger.backends

@@ -1,0 +1,92 @@
+"""Budget checks, the ledger's side: the order claims are checked in, the error a spent budget
+raises, and the arguments of the server-side ``hookwire_reserve`` (PostgreSQL).
+
+A check reserves each claim's worst-case cost for the call's run; the reservation counts
+until the run is recorded or released, or for ``ttl`` seconds at most (a process that died
+mid-call). Leases (a handler reserving for several calls at once) are the handler's: to the
+ledger a lease is one more run id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from ...errors import BudgetExceeded
+from .records import Claim, period_name, period_start
+
+__all__ = ["RESERVE_CALL", "RESERVE_CALL_PYFORMAT", "exceeded", "keyed", "reserve_args"]
+
+_UTC = timezone.utc
+
+# The claims go as one JSON text: psycopg adapts a str in C, where its array adaptation is
+# Python code that cost more than the rest of the check on the client.
+#: The check through asyncpg (``$n`` parameters).
+RESERVE_CALL = "SELECT refused, committed FROM hookwire_reserve($1, $2::jsonb, $3, $4)"
+#: The check through psycopg (``%s`` parameters).
+RESERVE_CALL_PYFORMAT = (
+    "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::jsonb, %s::timestamptz, "
+    "%s::timestamptz)"
+)
+
+
+def exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
+    """The error of a check refused by ``c``'s budget, ``committed`` being spent + reserved."""
+    what = {"day": "daily ", "month": "monthly "}.get(c.period or "", "")
+    return BudgetExceeded(
+        f"the {what}budget of {c.scope} {c.key!r} is spent: {committed.normalize():f} of "
+        f"{c.limit} {c.currency} used or reserved by calls in flight; the LLM call was not "
+        "made (raise the Budget's limit, or wait for the next period)",
+        scope=c.scope,
+        key=c.key,
+        limit=c.limit,
+        spent=committed,
+        period=c.period,
+    )
+
+
+def keyed(
+    claims: Sequence[Claim], ttl: float, now: datetime | None
+) -> tuple[list[tuple[Claim, str]], datetime, datetime]:
+    """The claims with their period keys, in the one order every check takes them, the time
+    of the check, and when its reservations expire."""
+    now = now or datetime.now(_UTC)
+    expires = now + timedelta(seconds=ttl)
+    # One order for everyone (the order of the totals' primary key, which ``record``
+    # follows too), so that two checks never wait for each other's rows.
+    ordered = sorted(
+        ((c, period_start(c.period, now)) for c in claims),
+        key=lambda cs: (
+            cs[0].scope,
+            cs[0].key,
+            period_name(cs[0].period),
+            cs[1],
+            cs[0].currency,
+        ),
+    )
+    return ordered, now, expires
+
+
+def reserve_args(
+    run_id: str, claims: list[tuple[Claim, str]], now: datetime, expires: datetime
+) -> tuple[Any, ...]:
+    """The arguments of ``hookwire_reserve`` for :func:`keyed` claims."""
+    encoded = json.dumps(
+        [
+            {
+                "scope": c.scope,
+                "key": c.key,
+                "period": period_name(c.period),
+                "period_start": s,
+                "currency": c.currency,
+                # Decimal as its exact text: PostgreSQL reads it back as numeric.
+                "lim": str(c.limit),
+                "amount": str(c.amount),
+            }
+            for c, s in claims
+        ]
+    )
+    return (run_id, encoded, now, expires)

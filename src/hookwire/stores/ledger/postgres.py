@@ -1,0 +1,210 @@
+"""The ledger in PostgreSQL.
+
+A budget check is one call of the server-side ``hookwire_reserve`` (migration
+``0003_budget_totals``): it adds the reservation to the key's running total in
+``budget_totals`` (one row update, serialised per key by that row's lock), reads the key's
+spent cost, and undoes it all if spent plus reserved was at the limit. The call is made where
+the caller is (:mod:`.connections`): from sync code on a pooled psycopg connection, from an
+event loop on an asyncpg pool of that loop.
+
+Settling takes the reservations off that total in a transaction of its own, committed after
+the ledger rows' (so a call always counts, at its reservation or its cost) and without waiting
+for the WAL flush: a check waits at most for a settlement's row update, never for the ledger's
+commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from .. import runner
+from ..engine import get_write_engine
+from ..schema import Money, budget_reservations, budget_totals, usage_ledger
+from .budgets import RESERVE_CALL, RESERVE_CALL_PYFORMAT, exceeded, keyed, reserve_args
+from .connections import budget_engine, budget_pool, psycopg_available, sync_give_back, sync_take
+from .records import Claim
+from .sql import BATCH, SQLUsageLedger, Statements
+
+__all__ = ["SWEEP_EVERY", "PostgresUsageLedger"]
+
+_UTC = timezone.utc
+
+#: How often (seconds) ``record`` also removes expired reservations (of calls that never came
+#: back); a refused check removes those of its own key at once.
+SWEEP_EVERY = 60.0
+
+_r = budget_reservations.c
+_REMOVED = (_r.scope, _r.key, _r.period, _r.period_start, _r.currency, _r.amount)
+_SETTLE = (
+    delete(budget_reservations)
+    .where(_r.run_id.in_(bindparam("run_ids", expanding=True)))
+    .returning(*_REMOVED)
+)
+_b = budget_totals.c
+_UNRESERVE = (
+    update(budget_totals)
+    .where(
+        _b.scope == bindparam("s"),
+        _b.key == bindparam("k"),
+        _b.period == bindparam("p"),
+        _b.period_start == bindparam("st"),
+        _b.currency == bindparam("c"),
+    )
+    .values(reserved=_b.reserved - bindparam("amount", type_=Money()))
+)
+# Expired reservations. SKIP LOCKED: a reservation another writer holds is being settled by it.
+_SWEEP = (
+    delete(budget_reservations)
+    .where(
+        tuple_(_r.run_id, _r.scope, _r.key, _r.period).in_(
+            select(_r.run_id, _r.scope, _r.key, _r.period)
+            .where(_r.expires_at <= bindparam("now"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .returning(*_REMOVED)
+)
+
+_Keyed = list[tuple[Claim, str]]
+
+
+class PostgresUsageLedger(SQLUsageLedger):
+    """The ledger in PostgreSQL (see the module)."""
+
+    statements = Statements(pg_insert)
+
+    def __init__(self, url: str | None = None) -> None:
+        super().__init__(url)
+        self._swept_at = -SWEEP_EVERY
+        self._direct_sync = psycopg_available()
+        # asyncpg's own pool where the URL's driver is asyncpg, else the driver's connection
+        # through a small SQLAlchemy engine
+        asyncpg = self.url.startswith("postgresql+asyncpg")
+        self._direct_async = asyncpg
+        self._call_reserve = self._call_asyncpg if asyncpg else self._call_sqlalchemy
+
+    async def _settle_after_commit(self, run_ids: list[str]) -> None:
+        """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
+        take them off ``budget_totals``: after the ledger rows' transaction, so that a check
+        in between counts a call twice (reserved and spent) rather than not at all.
+
+        A transaction that does not wait for the WAL flush: the rows it locks are the ones
+        budget checks wait for. Lost in a crash, it leaves reservations that count until they
+        expire (budget held back, never overspent)."""
+        sweep = time.monotonic() - self._swept_at >= SWEEP_EVERY
+        if not run_ids and not sweep:
+            return
+        removed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
+        async with get_write_engine(self.url).begin() as conn:
+            await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            results = [
+                await conn.execute(_SETTLE, {"run_ids": run_ids[i : i + BATCH]})
+                for i in range(0, len(run_ids), BATCH)
+            ]
+            if sweep:
+                results.append(await conn.execute(_SWEEP, {"now": datetime.now(_UTC)}))
+            for result in results:
+                for scope, key, period, start, currency, amount in result:
+                    removed[(scope, key, period, start, currency)] += amount
+            if removed:
+                # Sorted, so that settlements and checks take the rows' locks in one order.
+                await conn.execute(
+                    _UNRESERVE,
+                    [
+                        {"s": s, "k": k, "p": p, "st": st, "c": c, "amount": amount}
+                        for (s, k, p, st, c), amount in sorted(removed.items())
+                    ],
+                )
+        if sweep:
+            self._swept_at = time.monotonic()
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    def reserve_sync(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """:meth:`reserve` from sync code, without an event loop: the call runs in the
+        caller's thread on a pooled psycopg connection (without psycopg, on the store loop).
+        Same checks, same atomicity (the same server-side function and row locks), same
+        ``BudgetExceeded``."""
+        if not claims:
+            return
+        if not self._direct_sync:
+            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+            return
+        if not self._schema_checked:
+            runner.run_sync(self._ready())
+            self._schema_checked = True
+        ordered, now, expires = keyed(claims, ttl, now)
+        args = reserve_args(run_id, ordered, now, expires)
+        try:
+            cursor = sync_take(self.url)
+            try:
+                fetched = cursor.execute(RESERVE_CALL_PYFORMAT, args).fetchone()
+            finally:
+                sync_give_back(self.url, cursor)
+        except Exception as exc:  # psycopg's errors (a missing function, a lost server)
+            raise self._fail("checking a budget", exc) from exc
+        self._check_refused(ordered, fetched[0], fetched[1])
+
+    async def areserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+    ) -> None:
+        """:meth:`reserve` from any event loop, without a hop to the store loop (asyncpg):
+        the server-side function is called on an asyncpg pool of the caller's loop, closed
+        when that loop shuts down. Through another driver it awaits ``reserve`` on the store
+        loop."""
+        if not claims:
+            return
+        if not self._direct_async or runner.in_store_loop():
+            await runner.run(self.reserve(run_id, claims, ttl, now))
+            return
+        if not self._schema_checked:
+            await runner.run(self._ready())
+            self._schema_checked = True
+        await self._reserve(run_id, *keyed(claims, ttl, now))
+
+    async def _reserve(
+        self, run_id: str, ordered: _Keyed, now: datetime, expires: datetime
+    ) -> None:
+        args = reserve_args(run_id, ordered, now, expires)
+        try:
+            refused, committed = await self._call_reserve(args)
+        except Exception as exc:  # SQLAlchemy's, the driver's (a missing function, a lost server)
+            raise self._fail("checking a budget", exc) from exc
+        self._check_refused(ordered, refused, committed)
+
+    async def _call_asyncpg(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
+        pool = await budget_pool(self.url)
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(RESERVE_CALL, *args)
+        return row["refused"], row["committed"]
+
+    async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
+        async with budget_engine(self.url).connect() as conn:
+            raw = await conn.get_raw_connection()
+            cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
+                RESERVE_CALL_PYFORMAT, args
+            )
+            fetched = await cursor.fetchone()
+        return fetched[0], fetched[1]
+
+    @staticmethod
+    def _check_refused(ordered: _Keyed, refused: Any, committed: Any) -> None:
+        """Raise ``BudgetExceeded`` for the claim ``hookwire_reserve`` refused (1-based; 0:
+        none)."""
+        if int(refused):
+            raise exceeded(ordered[int(refused) - 1][0], Decimal(committed))
+
+    def _period_column(self, name: str) -> ColumnElement[Any]:
+        fmt = "YYYY-MM-DD" if name == "day" else "YYYY-MM"
+        created = usage_ledger.c.created_at
+        return func.to_char(func.timezone("UTC", created), fmt).label(name)
