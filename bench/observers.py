@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,11 +66,12 @@ TOOL_OUTPUT = "Paris: 2.1 million people"
 EVENTS_PER_REQUEST = 6  # run start, LLM start, LLM end, tool start, tool end, run end
 
 
-def hookwire_requests(manager: Any, n: int) -> None:
+def hookwire_requests(manager_for: Callable[[], Any], n: int) -> None:
     """n requests as a hookwire app emits them: ``trace`` opens the run (its context reaches
     every event inside), an LLM call and a tool call through ``CallbackManager``, which
-    makes their run ids and stamps the time."""
+    makes their run ids and stamps the time. ``manager_for()`` gives each request's manager."""
     for _ in range(n):
+        manager = manager_for()
         with trace("agent", callbacks=manager, input=QUESTION) as run:
             rid = manager.on_llm_start(PROMPT, model="gpt-4o", provider="openai")
             manager.on_llm_end(
@@ -80,7 +82,9 @@ def hookwire_requests(manager: Any, n: int) -> None:
             run.output = RESPONSE.content
 
 
-def langchain_requests(manager: Any, n: int, prompts: list[str], result: Any) -> None:
+def langchain_requests(
+    manager_for: Callable[[], Any], n: int, prompts: list[str], result: Any
+) -> None:
     """The same n requests as a LangChain app emits them: a chain run from the manager, its
     child manager, an LLM run and a tool run from it (``get_child`` and the run managers make
     the run ids), then the chain's end."""
@@ -90,7 +94,7 @@ def langchain_requests(manager: Any, n: int, prompts: list[str], result: Any) ->
     inputs = {"input": QUESTION}
     outputs = {"output": RESPONSE.content}
     for _ in range(n):
-        chain = manager.on_chain_start(serialized, inputs)
+        chain = manager_for().on_chain_start(serialized, inputs)
         child = chain.get_child()
         (rm,) = child.on_llm_start(llm, prompts)
         rm.on_llm_end(result)
@@ -112,19 +116,26 @@ class FileLogRow(NamedTuple):
 
     name: str
     app_us: list[float]  # app-thread CPU µs/event, handler attached (one per round)
-    bare_us: list[float]  # the same manager without the handler
+    bare_us: list[float]  # the same manager(s) without the handler
     events_s: list[float]  # end to end, file written: events / wall s
     events_cpu_s: list[float]  # events / process CPU s (both threads)
 
 
-def bench_filelog(tmp: Path, rounds: int, requests: int) -> tuple[FileLogRow, FileLogRow]:
-    """hookwire's ``FileLogCallback`` and langchain-core's ``FileCallbackHandler``, each behind
-    its library's manager, ``requests`` requests of 6 events per round, the two sides taking
-    turns for ``rounds`` rounds (so a busy moment on the shared machine hits both alike).
+#: How each side gets its manager: built once (``prebuilt``), or per request, as each LangChain
+#: ``Runnable.invoke`` calls ``CallbackManager.configure`` (``per request``).
+MODES = ("prebuilt", "per request")
 
-    Per round and side: the app thread's CPU time (``time.thread_time``: this thread only,
+
+def bench_filelog(tmp: Path, rounds: int, requests: int) -> list[tuple[FileLogRow, FileLogRow]]:
+    """hookwire's ``FileLogCallback`` and langchain-core's ``FileCallbackHandler``, each behind
+    its library's manager, ``requests`` requests of 6 events per round; per mode of
+    ``MODES``, (hookwire's row, langchain-core's row). The four cases take turns for
+    ``rounds`` rounds, the order reversed every other round, so a busy moment on the shared
+    machine hits them alike.
+
+    Per round and case: the app thread's CPU time (``time.thread_time``: this thread only,
     so the writer thread's work and time spent waiting for the CPU are not counted) for the
-    events, with the handler attached and with the same manager bare; and the end-to-end
+    events, with the handler attached and with the same manager(s) bare; and the end-to-end
     rate: wall time from the first event until the file is written (``flush()``; LangChain's
     handler flushes inline), and the process's CPU (app and writer threads) over it.
     """
@@ -143,26 +154,32 @@ def bench_filelog(tmp: Path, rounds: int, requests: int) -> tuple[FileLogRow, Fi
     hw_mgr, hw_bare = CallbackManager([hw_cb]), CallbackManager([])
     lc_cb = FileCallbackHandler(str(lc_path), mode="w").__enter__()  # as in ``with``
     lc_mgr, lc_bare = LCManager(handlers=[lc_cb]), LCManager(handlers=[])
+    factories = {
+        ("hw", "prebuilt"): (lambda: hw_mgr, lambda: hw_bare),
+        ("hw", "per request"): (lambda: CallbackManager([hw_cb]), lambda: CallbackManager([])),
+        ("lc", "prebuilt"): (lambda: lc_mgr, lambda: lc_bare),
+        ("lc", "per request"): (
+            lambda: LCManager.configure(inheritable_callbacks=[lc_cb]),
+            LCManager.configure,
+        ),
+    }
 
+    def emitter(side: str, manager_for: Callable[[], Any]) -> Callable[[], None]:
+        if side == "hw":
+            return lambda: hookwire_requests(manager_for, requests)
+        return lambda: langchain_requests(manager_for, requests, prompts, result)
+
+    flushes = {"hw": hw_cb.flush, "lc": lc_cb.file.flush}
     cases = {
-        "hw": (
-            lambda: hookwire_requests(hw_mgr, requests),
-            hw_mgr.flush,
-            lambda: hookwire_requests(hw_bare, requests),
-        ),
-        "lc": (
-            lambda: langchain_requests(lc_mgr, requests, prompts, result),
-            lc_cb.file.flush,
-            lambda: langchain_requests(lc_bare, requests, prompts, result),
-        ),
+        key: (emitter(key[0], attached), flushes[key[0]], emitter(key[0], bare))
+        for key, (attached, bare) in factories.items()
     }
-    out = {
-        "hw": FileLogRow("hookwire FileLogCallback via CallbackManager", [], [], [], []),
-        "lc": FileLogRow("langchain-core FileCallbackHandler via its manager", [], [], [], []),
-    }
-    for emit, flush, _bare in cases.values():  # warm up: imports, caches, the files
+    names = {"hw": "hookwire FileLogCallback", "lc": "langchain-core FileCallbackHandler"}
+    out = {key: FileLogRow(f"{names[key[0]]}, manager {key[1]}", [], [], [], []) for key in cases}
+    for emit, flush, bare in cases.values():  # warm up: imports, caches, the files
         emit()
         flush()
+        bare()
     for r in range(rounds):
         order = list(cases.items()) if r % 2 == 0 else list(cases.items())[::-1]
         for key, (emit, flush, bare) in order:
@@ -179,8 +196,8 @@ def bench_filelog(tmp: Path, rounds: int, requests: int) -> tuple[FileLogRow, Fi
             row.bare_us.append(_timed(bare)[2] / events * 1e6)
     hw_cb.close()
     lc_cb.__exit__(None, None, None)
-    assert hw_cb.written == (rounds + 1) * events, hw_cb.written
-    return out["hw"], out["lc"]
+    assert hw_cb.written == len(MODES) * (rounds + 1) * events, hw_cb.written
+    return [(out["hw", mode], out["lc", mode]) for mode in MODES]
 
 
 def bench_metrics() -> list[tuple[str, float, float]]:
@@ -262,35 +279,38 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        hw, lc = bench_filelog(tmp, ROUNDS, REQUESTS)
+        pairs = bench_filelog(tmp, ROUNDS, REQUESTS)
         print(
             f"\nFile logging through each library's manager: {REQUESTS:,} requests of "
-            f"{EVENTS_PER_REQUEST} events per round, {ROUNDS} interleaved rounds; "
+            f"{EVENTS_PER_REQUEST} events per round and case, {ROUNDS} interleaved rounds; "
             "best / median / worst"
         )
         print(
-            f"{'':52} {'app thread us/event':>22} {'of which the manager':>22} "
-            f"{'events/s, file written':>28} {'events/CPU-s':>28}"
+            f"{'':58} {'app thread us/event':>20} {'of which the manager':>20} "
+            f"{'events/s, file written':>26} {'events/CPU-s':>26}"
         )
-        for row in (lc, hw):
+        for pair in pairs:
+            for row in pair[::-1]:
+                print(
+                    f"{row.name:58} {_spread(row.app_us, '.2f'):>20} "
+                    f"{_spread(row.bare_us, '.2f'):>20} "
+                    f"{_spread(row.events_s, ',.0f', max):>26} "
+                    f"{_spread(row.events_cpu_s, ',.0f', max):>26}"
+                )
+        for mode, (hw, lc) in zip(MODES, pairs, strict=True):
+            ratios = [h / c for h, c in zip(hw.app_us, lc.app_us, strict=True)]
+            own = [
+                (h - hb) / (c - cb)
+                for h, hb, c, cb in zip(hw.app_us, hw.bare_us, lc.app_us, lc.bare_us, strict=True)
+            ]
             print(
-                f"{row.name:52} {_spread(row.app_us, '.2f'):>22} "
-                f"{_spread(row.bare_us, '.2f'):>22} "
-                f"{_spread(row.events_s, ',.0f', max):>28} "
-                f"{_spread(row.events_cpu_s, ',.0f', max):>28}"
+                f"manager {mode}: hookwire / langchain-core, app thread per event, round by "
+                f"round: {_spread(ratios, '.2f')} (target <= 0.50); the handlers' own share "
+                f"(minus the bare manager): {_spread(own, '.2f')}"
             )
-        ratios = [h / c for h, c in zip(hw.app_us, lc.app_us, strict=True)]
-        own = [
-            (h - hb) / (c - cb)
-            for h, hb, c, cb in zip(hw.app_us, hw.bare_us, lc.app_us, lc.bare_us, strict=True)
-        ]
         print(
-            f"ratio hookwire / langchain-core, app thread per event, round by round: "
-            f"{_spread(ratios, '.2f')} (target <= 0.50); the handlers' own share "
-            f"(minus the bare manager): {_spread(own, '.2f')}"
-        )
-        print(
-            f"hookwire end to end: {_spread(hw.events_s, ',.0f', max)} events/s (target >= 250,000)"
+            "hookwire end to end, manager prebuilt: "
+            f"{_spread(pairs[0][0].events_s, ',.0f', max)} events/s (target >= 250,000)"
         )
         rp = bench_report(tmp)
         lines = sum(1 for _ in (tmp / "hw.jsonl").open("rb"))
