@@ -421,6 +421,17 @@ def test_the_prompt_is_logged_as_sent_through_the_manager(tmp_path: Path) -> Non
     callback.close()
 
 
+def test_an_llm_end_with_a_dict_among_its_keywords_is_logged_as_sent(tmp_path: Path) -> None:
+    callback = FileLogCallback(tmp_path / "a.jsonl")
+    manager = CallbackManager([callback])
+    metadata = {"tags": ["a"]}
+    manager.on_llm_end(LLMResponse("4"), metadata=metadata)
+    metadata["tags"].append("later")
+    manager.flush()
+    assert _read(tmp_path / "a.jsonl")[0]["metadata"] == {"tags": ["a"]}
+    callback.close()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
 def test_a_dropped_handler_keeps_no_thread_or_file_and_loses_nothing(tmp_path: Path) -> None:
     # The app-per-request pattern: a handler made and dropped per request. Its lines are
