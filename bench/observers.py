@@ -1,14 +1,18 @@
-"""Observers benchmark: FileLogCallback vs langchain-core's FileCallbackHandler, MetricsCallback's
-memory over 1,000,000 LLM calls, and `hookwire report`'s reading speed. One process, one run.
+"""Observers benchmark: FileLogCallback against langchain-core's FileCallbackHandler, each
+behind its library's manager; MetricsCallback's memory over 1,000,000 LLM calls; and
+`hookwire report`'s reading speed. One process, one run.
 
-    PYTHONPATH=src python bench/observers.py [--quick]
+    PYTHONPATH=src python bench/observers.py [--quick] [--rounds N]
 
-Every file-logging figure is the best of REPS interleaved rounds (as ``timeit`` does), because
-other jobs on a shared machine only ever make a run slower.
+File logging: both sides emit the same requests (a run, an LLM call, a tool call: 6 events)
+the way an app of their library does, and take turns round after round. Per side and round:
+the app thread's CPU time per event (``time.thread_time``), and events per second end to end
+(the file written). Each figure is printed as best / median / worst over the rounds.
 
-Targets (issue 4): FileLogCallback >= 250,000 events/s to disk, <= 3 us per event on the app
-thread, >= 2x FileCallbackHandler's events/s; MetricsCallback grows < 1 MB over 1,000,000
-calls; `hookwire report` >= 300,000 lines/s.
+Targets (issue 15): the app thread's time per event with FileLogCallback attached is at most
+half of FileCallbackHandler's, and FileLogCallback handles >= 250,000 events/s end to end;
+(issue 4) MetricsCallback grows < 1 MB over 1,000,000 calls; `hookwire report` >= 300,000
+lines/s.
 """
 
 from __future__ import annotations
@@ -16,21 +20,22 @@ from __future__ import annotations
 import gc
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire import CallbackManager, LLMResponse, Usage, trace
 from hookwire.callbacks import FileLogCallback, MetricsCallback
-from hookwire.context import Run, enter_run, exit_run
 from hookwire.report import summarize
 
 QUICK = "--quick" in sys.argv
-N_EVENTS = 100_000 if QUICK else 500_000
-N_BURST = 50_000
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 7
+REQUESTS = 2_000 if QUICK else 10_000  # per round and side: 6 events each
 N_CALLS = 100_000 if QUICK else 1_000_000
 
 PROMPT = [
@@ -46,7 +51,6 @@ RESPONSE = LLMResponse(
     provider="openai",
 )
 RUN_ID = "01936f1e-0000-7000-8000-000000000001"
-TRACE_ID = "01936f1e-0000-7000-8000-000000000000"
 
 
 def _rss_kb() -> int:
@@ -54,83 +58,49 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-CTX = {"parent_run_id": TRACE_ID, "trace_id": TRACE_ID, "depth": 1, "user_id": "u1"}
+# What the app's LLM call and tool call carry, made once outside the timed loops on both
+# sides: both are charged for emitting and logging the events, not for making their payloads.
 QUESTION = "What is the capital of France?"
+TOOL_INPUT = {"query": QUESTION}
 TOOL_OUTPUT = "Paris: 2.1 million people"
-# Each event's keywords, made once, outside the timed loops (as LangChain's prompt text is):
-# both sides are charged for logging the events, not for making them.
-RUN_START_KW = {"run_id": TRACE_ID, "name": "rlm"}
-LLM_START_KW = {"run_id": RUN_ID, "model": "gpt-4o", "provider": "openai"}
-LLM_END_KW = {**LLM_START_KW, "latency_ms": 812.5}
-TOOL_END_KW = {"run_id": RUN_ID, "latency_ms": 3.2}
-RUN_END_KW = {"run_id": TRACE_ID, "name": "rlm", "usage": RESPONSE.usage}
+EVENTS_PER_REQUEST = 6  # run start, LLM start, LLM end, tool start, tool end, run end
 
 
-def manager_events(cb: Any, n: int) -> None:
-    """n events as an LLM application emits them through ``CallbackManager``: a run with an
-    LLM call and a tool inside it. The manager stamps the time; the events inside the run get
-    its context (parent, trace, depth, user) from ``hookwire.trace``'s context variable,
-    which is set per run, as ``trace`` does (a new dict each run)."""
-    run = Run("rlm", TRACE_ID, TRACE_ID, None, 0)
-    for _i in range(n // 5):
-        cb.on_run_start(QUESTION, **RUN_START_KW)
-        scope = enter_run(run, dict(CTX))
-        cb.on_llm_start(PROMPT, **LLM_START_KW)
-        cb.on_llm_end(RESPONSE, **LLM_END_KW)
-        cb.on_tool_end("search", TOOL_OUTPUT, **TOOL_END_KW)
-        exit_run(scope)
-        cb.on_run_end(RESPONSE.content, **RUN_END_KW)
+def hookwire_requests(manager_for: Callable[[], Any], n: int) -> None:
+    """n requests as a hookwire app emits them: ``trace`` opens the run (its context reaches
+    every event inside), an LLM call and a tool call through ``CallbackManager``, which
+    makes their run ids and stamps the time. ``manager_for()`` gives each request's manager."""
+    for _ in range(n):
+        manager = manager_for()
+        with trace("agent", callbacks=manager, input=QUESTION) as run:
+            rid = manager.on_llm_start(PROMPT, model="gpt-4o", provider="openai")
+            manager.on_llm_end(
+                RESPONSE, run_id=rid, model="gpt-4o", provider="openai", latency_ms=812.5
+            )
+            tid = manager.on_tool_start("search", TOOL_INPUT)
+            manager.on_tool_end("search", TOOL_OUTPUT, run_id=tid, latency_ms=3.2)
+            run.output = RESPONSE.content
 
 
-def hookwire_events(cb: Any, n: int) -> None:
-    """The same n events, calling the handler's hooks directly: then the caller passes what
-    the manager would add, the time and the run context."""
-    now = time.time
-    llm_start_kw = {**LLM_START_KW, **CTX}
-    llm_end_kw = {**LLM_END_KW, **CTX}
-    tool_end_kw = {**TOOL_END_KW, **CTX}
-    for _i in range(n // 5):
-        cb.on_run_start(QUESTION, timestamp=now(), **RUN_START_KW)
-        cb.on_llm_start(PROMPT, timestamp=now(), **llm_start_kw)
-        cb.on_llm_end(RESPONSE, timestamp=now(), **llm_end_kw)
-        cb.on_tool_end("search", TOOL_OUTPUT, timestamp=now(), **tool_end_kw)
-        cb.on_run_end(RESPONSE.content, timestamp=now(), **RUN_END_KW)
-
-
-def langchain_events(cb: Any, n: int) -> None:
-    """The same five events, through the hooks FileCallbackHandler implements.
-
-    FileCallbackHandler has no LLM hooks that write anything, so the prompt and the answer go
-    through ``on_text``; the prompt's text is made once, outside the loop, so LangChain is not
-    charged for serialising it (hookwire's handler serialises the prompt itself).
-    """
-    from uuid import UUID
-
-    run_id = UUID(RUN_ID)
-    prompt_text = json.dumps(PROMPT)
-    serialized = {"name": "rlm"}
+def langchain_requests(
+    manager_for: Callable[[], Any], n: int, prompts: list[str], result: Any
+) -> None:
+    """The same n requests as a LangChain app emits them: a chain run from the manager, its
+    child manager, an LLM run and a tool run from it (``get_child`` and the run managers make
+    the run ids), then the chain's end."""
+    serialized = {"name": "agent"}
+    llm = {"name": "gpt-4o"}
+    tool = {"name": "search"}
     inputs = {"input": QUESTION}
     outputs = {"output": RESPONSE.content}
-    for _ in range(n // 5):
-        cb.on_chain_start(serialized, inputs, run_id=run_id)
-        cb.on_text(prompt_text, run_id=run_id)
-        cb.on_text(RESPONSE.content, run_id=run_id)
-        cb.on_tool_end(TOOL_OUTPUT, run_id=run_id)
-        cb.on_chain_end(outputs, run_id=run_id)
-
-
-class _Null:
-    """A handler that does nothing: the cost of the benchmark's own loop."""
-
-    def on_run_start(self, *a: Any, **k: Any) -> None:
-        pass
-
-    on_llm_start = on_llm_end = on_tool_end = on_run_end = on_run_start
-
-    def on_chain_start(self, *a: Any, **k: Any) -> None:
-        pass
-
-    on_text = on_chain_end = on_chain_start
+    for _ in range(n):
+        chain = manager_for().on_chain_start(serialized, inputs)
+        child = chain.get_child()
+        (rm,) = child.on_llm_start(llm, prompts)
+        rm.on_llm_end(result)
+        tm = child.on_tool_start(tool, QUESTION)
+        tm.on_tool_end(TOOL_OUTPUT)
+        chain.on_chain_end(outputs)
 
 
 def _timed(fn: Any) -> tuple[float, float, float]:
@@ -141,102 +111,93 @@ def _timed(fn: Any) -> tuple[float, float, float]:
     return time.perf_counter() - w, time.process_time() - p, time.thread_time() - t
 
 
-Row = tuple[str, float, float, float]
+class FileLogRow(NamedTuple):
+    """One side of the like-for-like comparison, per event, over the rounds."""
+
+    name: str
+    app_us: list[float]  # app-thread CPU µs/event, handler attached (one per round)
+    bare_us: list[float]  # the same manager(s) without the handler
+    events_s: list[float]  # end to end, file written: events / wall s
+    events_cpu_s: list[float]  # events / process CPU s (both threads)
 
 
-REPS = 3  # each measurement is repeated, interleaved with the others; the best run counts
+#: How each side gets its manager: built once (``prebuilt``), or per request, as each LangChain
+#: ``Runnable.invoke`` calls ``CallbackManager.configure`` (``per request``).
+MODES = ("prebuilt", "per request")
 
 
-def _best(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
-    """The least wall, process-CPU and thread-CPU time over repeated runs (as ``timeit``)."""
-    return min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs)
+def bench_filelog(tmp: Path, rounds: int, requests: int) -> list[tuple[FileLogRow, FileLogRow]]:
+    """hookwire's ``FileLogCallback`` and langchain-core's ``FileCallbackHandler``, each behind
+    its library's manager, ``requests`` requests of 6 events per round; per mode of
+    ``MODES``, (hookwire's row, langchain-core's row). The four cases take turns for
+    ``rounds`` rounds, the order reversed every other round, so a busy moment on the shared
+    machine hits them alike.
 
-
-def bench_filelog(tmp: Path) -> list[Row]:
-    """Rows: name, events/s (wall), events/s per CPU (process CPU), app-thread CPU us/event.
-
-    The three handlers are measured in turn, ``REPS`` rounds, so that a busy moment on the
-    machine hits all of them alike; each figure is the best of its rounds.
+    Per round and case: the app thread's CPU time (``time.thread_time``: this thread only,
+    so the writer thread's work and time spent waiting for the CPU are not counted) for the
+    events, with the handler attached and with the same manager(s) bare; and the end-to-end
+    rate: wall time from the first event until the file is written (``flush()``; LangChain's
+    handler flushes inline), and the process's CPU (app and writer threads) over it.
     """
-    import warnings
-
+    from langchain_core.callbacks import CallbackManager as LCManager
     from langchain_core.callbacks import FileCallbackHandler
+    from langchain_core.outputs import Generation, LLMResult
 
-    null_hw = _best([_timed(lambda: hookwire_events(_Null(), N_EVENTS)) for _ in range(REPS)])
-    null_mgr = _best([_timed(lambda: manager_events(_Null(), N_EVENTS)) for _ in range(REPS)])
-    null_lc = _best([_timed(lambda: langchain_events(_Null(), N_EVENTS)) for _ in range(REPS)])
-    loop_hw, loop_mgr = null_hw[2] / N_EVENTS, null_mgr[2] / N_EVENTS
-    loop_lc = null_lc[2] / N_EVENTS
-
-    def hw_direct() -> None:
-        path = tmp / "hw.jsonl"
-        path.unlink(missing_ok=True)  # the last round's log is read by bench_report
-        cb = FileLogCallback(path)
-        hookwire_events(cb, N_EVENTS)
-        cb.close()
-        assert cb.written == N_EVENTS, cb.written
-
-    def hw_manager() -> None:
-        path = tmp / "hw2.jsonl"
-        path.unlink(missing_ok=True)
-        cb = FileLogCallback(path)
-        manager = CallbackManager([cb])
-        manager_events(manager, N_EVENTS)
-        manager.close()
-        assert cb.written == N_EVENTS, cb.written
-
-    def lc_direct() -> None:
-        path = tmp / "lc.log"
-        path.unlink(missing_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with FileCallbackHandler(str(path)) as lc:
-                langchain_events(lc, N_EVENTS)
-
-    def burst(manager: bool) -> float:
-        """App-thread CPU per event: a burst the queue absorbs, this thread's CPU only."""
-        path = tmp / "burst.jsonl"
-        path.unlink(missing_ok=True)
-        cb = FileLogCallback(path, queue_size=N_BURST * 2)
-        target: Any = CallbackManager([cb]) if manager else cb
-        events = manager_events if manager else hookwire_events
-        app = _timed(lambda: events(target, N_BURST))[2]
-        target.close()
-        return app / N_BURST
-
-    runs: dict[str, list[tuple[float, float, float]]] = {"hw": [], "mgr": [], "lc": []}
-    app_hw: list[float] = []
-    app_mgr: list[float] = []
-    for _ in range(REPS):
-        runs["hw"].append(_timed(hw_direct))
-        app_hw.append(burst(False))
-        runs["mgr"].append(_timed(hw_manager))
-        app_mgr.append(burst(True))
-        runs["lc"].append(_timed(lc_direct))
-    hw, mgr, lc = _best(runs["hw"]), _best(runs["mgr"]), _best(runs["lc"])
-    return [
-        (
-            "hookwire FileLogCallback",
-            N_EVENTS / hw[0],
-            N_EVENTS / hw[1],
-            (min(app_hw) - loop_hw) * 1e6,
+    result = LLMResult(
+        generations=[[Generation(text=RESPONSE.content)]],
+        llm_output={"token_usage": RESPONSE.usage.to_dict(), "model_name": "gpt-4o"},
+    )
+    prompts = [json.dumps(PROMPT)]
+    events = requests * EVENTS_PER_REQUEST
+    hw_path, lc_path = tmp / "hw.jsonl", tmp / "lc.log"
+    hw_cb = FileLogCallback(hw_path)  # defaults: its queue (100,000) holds a round
+    hw_mgr, hw_bare = CallbackManager([hw_cb]), CallbackManager([])
+    lc_cb = FileCallbackHandler(str(lc_path), mode="w").__enter__()  # as in ``with``
+    lc_mgr, lc_bare = LCManager(handlers=[lc_cb]), LCManager(handlers=[])
+    factories = {
+        ("hw", "prebuilt"): (lambda: hw_mgr, lambda: hw_bare),
+        ("hw", "per request"): (lambda: CallbackManager([hw_cb]), lambda: CallbackManager([])),
+        ("lc", "prebuilt"): (lambda: lc_mgr, lambda: lc_bare),
+        ("lc", "per request"): (
+            lambda: LCManager.configure(inheritable_callbacks=[lc_cb]),
+            LCManager.configure,
         ),
-        (
-            "hookwire FileLogCallback via CallbackManager",
-            N_EVENTS / mgr[0],
-            N_EVENTS / mgr[1],
-            (min(app_mgr) - loop_mgr) * 1e6,
-        ),
-        ("(benchmark loop alone, hookwire's events)", 1 / loop_hw, 1 / loop_hw, 0.0),
-        ("(benchmark loop alone, via CallbackManager)", 1 / loop_mgr, 1 / loop_mgr, 0.0),
-        ("(benchmark loop alone, langchain's events)", 1 / loop_lc, 1 / loop_lc, 0.0),
-        (
-            "langchain-core FileCallbackHandler",
-            N_EVENTS / lc[0],
-            N_EVENTS / lc[1],
-            (lc[2] / N_EVENTS - loop_lc) * 1e6,
-        ),
-    ]
+    }
+
+    def emitter(side: str, manager_for: Callable[[], Any]) -> Callable[[], None]:
+        if side == "hw":
+            return lambda: hookwire_requests(manager_for, requests)
+        return lambda: langchain_requests(manager_for, requests, prompts, result)
+
+    flushes = {"hw": hw_cb.flush, "lc": lc_cb.file.flush}
+    cases = {
+        key: (emitter(key[0], attached), flushes[key[0]], emitter(key[0], bare))
+        for key, (attached, bare) in factories.items()
+    }
+    names = {"hw": "hookwire FileLogCallback", "lc": "langchain-core FileCallbackHandler"}
+    out = {key: FileLogRow(f"{names[key[0]]}, manager {key[1]}", [], [], [], []) for key in cases}
+    for emit, flush, bare in cases.values():  # warm up: imports, caches, the files
+        emit()
+        flush()
+        bare()
+    for r in range(rounds):
+        order = list(cases.items()) if r % 2 == 0 else list(cases.items())[::-1]
+        for key, (emit, flush, bare) in order:
+            row = out[key]
+            gc.collect()
+            w, p, t = time.perf_counter(), time.process_time(), time.thread_time()
+            emit()
+            app = time.thread_time() - t
+            flush()
+            wall, cpu = time.perf_counter() - w, time.process_time() - p
+            row.app_us.append(app / events * 1e6)
+            row.events_s.append(events / wall)
+            row.events_cpu_s.append(events / cpu)
+            row.bare_us.append(_timed(bare)[2] / events * 1e6)
+    hw_cb.close()
+    lc_cb.__exit__(None, None, None)
+    assert hw_cb.written == len(MODES) * (rounds + 1) * events, hw_cb.written
+    return [(out["hw", mode], out["lc", mode]) for mode in MODES]
 
 
 def bench_metrics() -> list[tuple[str, float, float]]:
@@ -305,6 +266,12 @@ def bench_report(tmp: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
+def _spread(values: list[float], fmt: str, best: Any = min) -> str:
+    """best / median / worst of a figure over the rounds."""
+    ordered = sorted(values, reverse=best is max)
+    return " / ".join(format(v, fmt) for v in (ordered[0], statistics.median(values), ordered[-1]))
+
+
 def main() -> None:
     print(
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -312,21 +279,42 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        fl = bench_filelog(tmp)
+        pairs = bench_filelog(tmp, ROUNDS, REQUESTS)
         print(
-            f"\nFile logging, {N_EVENTS:,} events (run start, LLM start, LLM end, tool end, run end)"
+            f"\nFile logging through each library's manager: {REQUESTS:,} requests of "
+            f"{EVENTS_PER_REQUEST} events per round and case, {ROUNDS} interleaved rounds; "
+            "best / median / worst"
         )
-        print(f"{'':46} {'events/s wall':>14} {'events/CPU-s':>13} {'app-thread us/event':>20}")
-        for name, wall, cpu, app in fl:
-            print(f"{name:46} {wall:>14,.0f} {cpu:>13,.0f} {app:>20.2f}")
-        lc = fl[-1]
-        for name, row in (("FileLogCallback", fl[0]), ("via CallbackManager", fl[1])):
+        print(
+            f"{'':58} {'app thread us/event':>20} {'of which the manager':>20} "
+            f"{'events/s, file written':>26} {'events/CPU-s':>26}"
+        )
+        for pair in pairs:
+            for row in pair[::-1]:
+                print(
+                    f"{row.name:58} {_spread(row.app_us, '.2f'):>20} "
+                    f"{_spread(row.bare_us, '.2f'):>20} "
+                    f"{_spread(row.events_s, ',.0f', max):>26} "
+                    f"{_spread(row.events_cpu_s, ',.0f', max):>26}"
+                )
+        for mode, (hw, lc) in zip(MODES, pairs, strict=True):
+            ratios = [h / c for h, c in zip(hw.app_us, lc.app_us, strict=True)]
+            own = [
+                (h - hb) / (c - cb)
+                for h, hb, c, cb in zip(hw.app_us, hw.bare_us, lc.app_us, lc.bare_us, strict=True)
+            ]
             print(
-                f"ratio {name} / FileCallbackHandler: {row[1] / lc[1]:.2f}x wall, "
-                f"{row[2] / lc[2]:.2f}x per CPU-second"
+                f"manager {mode}: hookwire / langchain-core, app thread per event, round by "
+                f"round: {_spread(ratios, '.2f')} (target <= 0.50); the handlers' own share "
+                f"(minus the bare manager): {_spread(own, '.2f')}"
             )
+        print(
+            "hookwire end to end, manager prebuilt: "
+            f"{_spread(pairs[0][0].events_s, ',.0f', max)} events/s (target >= 250,000)"
+        )
         rp = bench_report(tmp)
-        print(f"\nReading the {N_EVENTS:,}-line log")
+        lines = sum(1 for _ in (tmp / "hw.jsonl").open("rb"))
+        print(f"\nReading the {lines:,}-line log")
         print(f"{'':46} {'lines/s wall':>14} {'lines/CPU-s':>13}")
         for name, wall, cpu in rp:
             print(f"{name:46} {wall:>14,.0f} {cpu:>13,.0f}")

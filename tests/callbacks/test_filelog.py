@@ -185,14 +185,19 @@ def test_several_processes_append_whole_lines_and_rotate(tmp_path: Path, max_byt
         assert all(f.stat().st_size < max_bytes + n_procs * 51 * 400 for f in files)
 
 
-def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    callback = FileLogCallback(path, max_bytes=2_000, backup_count=2)
-    for i in range(200):
+def _log_rotating(path: Path, n: int, max_bytes: int, backup_count: int) -> list[str]:
+    """n events, each flushed, into a rotating log; the names of the log files after."""
+    callback = FileLogCallback(path, max_bytes=max_bytes, backup_count=backup_count)
+    for i in range(n):
         callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
         callback.flush()
     callback.close()
-    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    return sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock"))
+
+
+def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    names = _log_rotating(path, 200, max_bytes=2_000, backup_count=2)
     assert names == ["r.jsonl", "r.jsonl.1", "r.jsonl.2"]
     for name in names:
         assert (tmp_path / name).stat().st_size <= 2_000
@@ -205,12 +210,7 @@ def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
 
 def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    callback = FileLogCallback(path, max_bytes=1_000, backup_count=0)
-    for i in range(50):
-        callback.on_memory_store("z" * 100, run_id="r", timestamp=1.0, metadata={"i": i})
-        callback.flush()
-    callback.close()
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["r.jsonl"]
+    assert _log_rotating(path, 50, max_bytes=1_000, backup_count=0) == ["r.jsonl"]
     assert _read(path)[-1]["metadata"]["i"] == 49
 
 
@@ -418,6 +418,17 @@ def test_the_prompt_is_logged_as_sent_through_the_manager(tmp_path: Path) -> Non
     manager.flush()
     rec = _read(tmp_path / "a.jsonl")[0]
     assert rec["data"]["prompt"] == [{"role": "user", "content": "hi"}]
+    callback.close()
+
+
+def test_an_llm_end_with_a_dict_among_its_keywords_is_logged_as_sent(tmp_path: Path) -> None:
+    callback = FileLogCallback(tmp_path / "a.jsonl")
+    manager = CallbackManager([callback])
+    metadata = {"tags": ["a"]}
+    manager.on_llm_end(LLMResponse("4"), metadata=metadata)
+    metadata["tags"].append("later")
+    manager.flush()
+    assert _read(tmp_path / "a.jsonl")[0]["metadata"] == {"tags": ["a"]}
     callback.close()
 
 
