@@ -462,7 +462,7 @@ def test_an_instrumentation_failure_never_reaches_the_app(
     client = instrument(client_for(openai_server), callbacks=[rec])
     monkeypatch.setattr(hw_openai._Call, "from_completion", broken)
     monkeypatch.setattr(hw_openai._StreamState, "feed", broken)
-    monkeypatch.setattr(hw_openai, "_failed_once", set())
+    monkeypatch.setattr(hw_openai._failed, "seen", set())
     out = client.chat.completions.create(model="m", messages=MESSAGES)
     assert out.choices[0].message.content
     chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
