@@ -1,12 +1,22 @@
-"""Timing helpers shared by the benchmarks (not a benchmark itself)."""
+"""Timing helpers shared by the benchmarks (not a benchmark itself): their one option and the
+measuring loop."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import time
 import timeit
 from collections.abc import Callable
 from typing import Any
+
+
+def quick_flag(doc: str | None) -> bool:
+    """Whether the benchmark was run with ``--quick`` (fewer iterations), its one option;
+    ``--help`` shows the first paragraph of ``doc``."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    return bool(parser.parse_args().quick)
 
 
 def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,12 +32,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from _postgres import SERVER, server_up
 from hookwire import CallbackManager, LLMResponse, Usage, pricing
 from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
 from hookwire.stores import runner
 from hookwire.stores.ledger import UsageLedger, UsageRecord
 
-PG_SERVER = os.environ.get("HOOKWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 ROWS: list[tuple[str, str, str, str]] = []
 
 
@@ -184,17 +183,9 @@ def bench_ledger_sqlite() -> None:
     )
 
 
-def _pg_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def bench_budget_pg() -> None:
-    if not _pg_up():
-        row("budget check, PostgreSQL", "skipped: no server on 127.0.0.1:5432")
+    if not server_up():
+        row("budget check, PostgreSQL", "skipped: PostgreSQL is not up (HOOKWIRE_BENCH_PG)")
         return
     import asyncpg
 
@@ -204,7 +195,7 @@ def bench_budget_pg() -> None:
     name = f"hookwire_bench_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        conn = await asyncpg.connect(f"{SERVER}/postgres")
         try:
             await conn.execute(sql)
         finally:
@@ -212,7 +203,7 @@ def bench_budget_pg() -> None:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        _bench_budget_pg(f"{PG_SERVER}/{name}".replace("postgresql://", "postgresql+asyncpg://"))
+        _bench_budget_pg(f"{SERVER}/{name}".replace("postgresql://", "postgresql+asyncpg://"))
     finally:
         from hookwire.stores.ledger import close_sync_budget_connections, dispose_budget_pools
 

@@ -21,14 +21,12 @@ per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op h
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Callable
 from typing import Any
 
 try:
-    from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage
     from langchain_core.output_parsers import StrOutputParser
@@ -36,8 +34,8 @@ try:
 except ImportError:  # pragma: no cover - the bench extra installs it
     sys.exit("bench/bridges.py needs langchain-core: pip install -e '.[bench]'")
 
-from _timing import best_of
-from hookwire import BaseCallback
+from _handlers import HWRunNoop, LCChainNoop
+from _timing import best_of, quick_flag
 from hookwire.integrations.langchain import HookwireCallbackHandler
 
 ANSWER = AIMessage(
@@ -45,40 +43,6 @@ ANSWER = AIMessage(
     usage_metadata={"input_tokens": 20, "output_tokens": 9, "total_tokens": 29},
     response_metadata={"model_name": "gpt-4o", "finish_reason": "stop"},
 )
-
-
-class LCNoop(BaseCallbackHandler):
-    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class HWNoop(BaseCallback):
-    def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
 
 
 def chain() -> Any:
@@ -102,17 +66,14 @@ def case(mode: str, handler: Any) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    number, repeat = (10, 20) if args.quick else (10, 400)
+    number, repeat = (10, 20) if quick_flag(__doc__) else (10, 400)
 
     rows = []
     for mode in ("invoke", "stream"):
         t = best_of(
             {
-                "langchain": case(mode, LCNoop()),
-                "hookwire": case(mode, HookwireCallbackHandler([HWNoop()])),
+                "langchain": case(mode, LCChainNoop()),
+                "hookwire": case(mode, HookwireCallbackHandler([HWRunNoop()])),
             },
             number,
             repeat,

@@ -16,7 +16,6 @@ Last, the memory left by 100,000 managers built and dropped (flat: no growth, no
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import sys
@@ -25,18 +24,28 @@ import timeit
 import tracemalloc
 from typing import Any
 
-from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage, trace
+from hookwire import CallbackManager, LLMResponse, Usage, trace
 
 try:
-    from langchain_core.callbacks import (
-        AsyncCallbackHandler,
-        AsyncCallbackManager,
-        BaseCallbackHandler,
-    )
+    from langchain_core.callbacks import AsyncCallbackManager
     from langchain_core.callbacks import CallbackManager as LCCallbackManager
     from langchain_core.outputs import Generation, LLMResult
 except ImportError:  # pragma: no cover - the bench extra installs it
     sys.exit("bench/dispatch.py needs langchain-core: pip install -e '.[bench]'")
+
+from _handlers import (
+    HWAsyncTokenNoop,
+    HWLLMNoop,
+    HWRequestLog,
+    HWRequestStream,
+    HWRequestUsage,
+    LCAsyncTokenNoop,
+    LCLLMNoop,
+    LCRequestLog,
+    LCRequestStream,
+    LCRequestUsage,
+)
+from _timing import quick_flag
 
 try:
     from llama_index.core.base.llms.types import ChatMessage, ChatResponse
@@ -54,110 +63,6 @@ except ImportError:  # pragma: no cover - optional peer
 
 
 # -- handlers -----------------------------------------------------------------------------------
-
-
-class HWNoop(BaseCallback):
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class HWAsyncNoop(AsyncBaseCallback):
-    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-
-class LCNoop(BaseCallbackHandler):
-    def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class LCAsyncNoop(AsyncCallbackHandler):
-    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-
-# The per-request case: an app binds handlers to the request's user (as the Arshai seed's
-# handlers are bound to a conversation and a request), so three handler classes are
-# instantiated per request, each overriding the hooks it needs; both libraries' handlers do
-# the same (nothing) on the same events.
-
-
-class HWRequestLog(BaseCallback):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class HWRequestUsage(BaseCallback):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class HWRequestStream(BaseCallback):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
-
-
-class LCRequestLog(BaseCallbackHandler):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class LCRequestUsage(BaseCallbackHandler):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        pass
-
-
-class LCRequestStream(BaseCallbackHandler):
-    def __init__(self, user: str) -> None:
-        self.user = user
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        pass
 
 
 TOKENS = [f"t{i} " for i in range(20)]
@@ -261,8 +166,8 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
     ns: dict[str, Any] = {
         "response": RESPONSE,
         "lc_result": LLMResult(generations=[[Generation(text="ok")]]),
-        "hw": CallbackManager([HWNoop()]),
-        "lc": LCCallbackManager(handlers=[LCNoop()]),
+        "hw": CallbackManager([HWLLMNoop()]),
+        "lc": LCCallbackManager(handlers=[LCLLMNoop()]),
     }
 
     # 1. one LLM call (start + end), sync, as a client emits it (with the model named)
@@ -319,7 +224,7 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
         rows.append(("token, sync", "llama-index-core", li_t, hw_t))
 
     # 3. one streamed token from asyncio to a sync handler
-    alc = AsyncCallbackManager(handlers=[LCNoop()])
+    alc = AsyncCallbackManager(handlers=[LCLLMNoop()])
 
     async def lc_async_setup(manager: Any) -> Any:
         (rm,) = await manager.on_llm_start({"name": "m"}, ["prompt"])
@@ -331,8 +236,8 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
     rows.append(("token, asyncio -> sync handler", "langchain-core", lc_t, hw_t))
 
     # 4. one streamed token from asyncio to an async handler
-    ns["hwa"] = CallbackManager([HWAsyncNoop()])
-    ns["alca_rm"] = asyncio.run(lc_async_setup(AsyncCallbackManager(handlers=[LCAsyncNoop()])))
+    ns["hwa"] = CallbackManager([HWAsyncTokenNoop()])
+    ns["alca_rm"] = asyncio.run(lc_async_setup(AsyncCallbackManager(handlers=[LCAsyncTokenNoop()])))
     hw_t = best_us_async("await hwa.aon_llm_new_token('tok', run_id=rid)", ns, n * 5, r)
     lc_t = best_us_async("await alca_rm.on_llm_new_token('tok')", ns, n, r)
     rows.append(("token, asyncio -> async handler", "langchain-core", lc_t, hw_t))
@@ -364,14 +269,12 @@ def run(quick: bool) -> list[tuple[str, str, float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    rows = run(args.quick)
+    quick = quick_flag(__doc__)
+    rows = run(quick)
     print(f"{'case':48s} {'peer':30s} {'peer µs':>9s} {'hookwire µs':>12s} {'ratio':>8s}")
     for case, peer, peer_t, hw_t in rows:
         print(f"{case:48s} {peer:30s} {peer_t:9.3f} {hw_t:12.3f} {peer_t / hw_t:7.1f}x")
-    builds = 10_000 if args.quick else 100_000
+    builds = 10_000 if quick else 100_000
     grown, freed = manager_memory(builds)
     print(
         f"\n{builds:,} managers (3 handlers each) built and dropped: {grown:+,} bytes still "

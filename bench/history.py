@@ -42,10 +42,10 @@ from typing import Any
 
 warnings.filterwarnings("ignore")  # langchain's deprecation notices are not the point here
 
+from _postgres import SERVER, server_up  # noqa: E402
 from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler  # noqa: E402
 from hookwire.stores import engine, runner  # noqa: E402
 
-PG = os.environ.get("HOOKWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 WRITERS = 8
 
 
@@ -252,23 +252,13 @@ def _pg_admin(sql: str) -> None:
     import asyncpg
 
     async def go() -> None:
-        conn = await asyncpg.connect(f"{PG}/test")
+        conn = await asyncpg.connect(f"{SERVER}/test")
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
     asyncio.run(go())
-
-
-def _pg_available() -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def run_backend(
@@ -386,7 +376,7 @@ def main() -> None:
             args.messages,
             args.details,
         )
-    if args.no_postgres or not _pg_available():
+    if args.no_postgres or not server_up():
         print("\n(PostgreSQL skipped)")
         return
     name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
@@ -394,9 +384,9 @@ def main() -> None:
     try:
         run_backend(
             "PostgreSQL (one fresh database, both libraries)",
-            f"{PG}/{name}",
-            f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}",
-            f"postgresql+asyncpg://{PG.split('://', 1)[1]}/{name}",
+            f"{SERVER}/{name}",
+            f"postgresql+psycopg://{SERVER.split('://', 1)[1]}/{name}",
+            f"postgresql+asyncpg://{SERVER.split('://', 1)[1]}/{name}",
             args.messages,
             args.details,
         )

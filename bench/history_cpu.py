@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import history
+from _postgres import SERVER
 from hookwire.stores import engine, runner
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
     history._pg_admin(f'CREATE DATABASE "{name}"')
-    url = f"{history.PG}/{name}"
+    url = f"{SERVER}/{name}"
     try:
         runner.run_sync(engine.upgrade(url), timeout=120)
         asyncio.run(history.hookwire_concurrent(url, 800))  # connections, caches

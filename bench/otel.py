@@ -24,7 +24,6 @@ is hookwire <= 1.5x the SDK doing the same by hand.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
@@ -34,7 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from _timing import best_of
+from _timing import best_of, quick_flag
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks.otel import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryCallback
 
@@ -140,10 +139,7 @@ def hookwire_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    number, repeat = (100, 20) if args.quick else (100, 600)
+    number, repeat = (100, 20) if quick_flag(__doc__) else (100, 600)
 
     rows = []
     for label, with_metrics in (("span only", False), ("span + metrics", True)):

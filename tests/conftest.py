@@ -11,13 +11,14 @@ import gc
 import os
 import socket
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from hookwire import pricing
+from hookwire import RLM, pricing
 from hookwire.testing.openai_server import OpenAIServer
 
 # Speed is measured in bench/, never asserted in tests: hypothesis' per-example deadline would
@@ -75,6 +76,45 @@ def openai_server() -> Iterator[OpenAIServer]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+@pytest.fixture(params=["offline", "online"])
+def rlm_server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OpenAIServer | None]:
+    """``None`` offline; online, a running ``OpenAIServer`` that ``OPENAI_BASE_URL`` points to
+    (``.script(...)`` sets its replies)."""
+    if request.param == "offline":
+        yield None
+        return
+    with OpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        # Long enough to look real, so that a test can check it never reaches a log.
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghij")
+        yield server
+
+
+@pytest.fixture
+def make_rlm(rlm_server: OpenAIServer | None) -> Iterator[Callable[..., RLM]]:
+    """Builds runners as the seeds write them: ``RLM.from_local("gpt-4o", callbacks=...)``
+    offline, ``RLM.from_openai("gpt-4o", callbacks=...)`` through the real ``openai`` SDK
+    online; each is closed, with its callbacks, after the test."""
+    made: list[RLM] = []
+
+    def build(callbacks: list[Any], **kw: Any) -> RLM:
+        if rlm_server is None:
+            rlm = RLM.from_local("gpt-4o", callbacks=callbacks, **kw)
+        else:
+            rlm = RLM.from_openai("gpt-4o", callbacks=callbacks, **kw)
+        made.append(rlm)
+        return rlm
+
+    yield build
+    for rlm in made:
+        close = getattr(rlm.llm, "close", None)
+        if close is not None:
+            close()
+        rlm.callbacks.close()
 
 
 @pytest.fixture(autouse=True)

@@ -57,7 +57,7 @@ def test_unknown_names_raise_attribute_error() -> None:
 
 
 def test_lazy_names_resolve_when_their_module_exists() -> None:
-    for name, module in {**hookwire._LAZY}.items():
+    for name, module in hookwire._LAZY.modules.items():
         try:
             importlib.import_module(module, "hookwire")
         except ModuleNotFoundError:

@@ -27,6 +27,7 @@ from hookwire.memory import InMemoryMemory
 from hookwire.rlm import RunResult
 from hookwire.testing import RecordingCallback
 from hookwire.testing.openai_server import Drop, ErrorReply, OpenAIServer, ToolCallReply
+from seed_examples import LoggingCallback
 
 FAST = RetryPolicy(max_attempts=3, initial=0.0, jitter=0.0)
 
@@ -310,18 +311,6 @@ def test_cost_summed_on_run_end(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_seed_quick_start_on_the_server(
     openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hookwire.callbacks import BaseCallback as SeedBase
-
-    class LoggingCallback(SeedBase):
-        def on_llm_start(self, prompt, **kwargs):  # type: ignore[no-untyped-def]
-            print(f"📤 Отправка: {prompt[:50]}...")
-
-        def on_llm_end(self, response, **kwargs):  # type: ignore[no-untyped-def]
-            print(f"📥 Получено: {response.content[:50]}...")
-
-        def on_error(self, error, **kwargs):  # type: ignore[no-untyped-def]
-            print(f"❌ Ошибка: {error}")
-
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     rlm = RLM.from_openai("gpt-4o", callbacks=[LoggingCallback()])

@@ -7,7 +7,7 @@ modules of hookwire; an example whose handler is not in this build is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import pytest
 
 import hookwire.callbacks
 from hookwire import RLM
-from hookwire.testing.openai_server import OpenAIServer
 from seed_examples import DetailedCallback
 
 
@@ -24,35 +23,6 @@ def builtin(name: str) -> Any:
         return getattr(hookwire.callbacks, name)
     except (ImportError, AttributeError):
         pytest.skip(f"{name} is not part of this build")
-
-
-@pytest.fixture(params=["local", "server"])
-def make_rlm(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., RLM]]:
-    """``RLM.from_openai`` exactly as the seed writes it, or the same on LocalLLM."""
-    made: list[RLM] = []
-    if request.param == "server":
-        server = OpenAIServer().start()
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-
-    def build(callbacks: list[Any], **kw: Any) -> RLM:
-        if request.param == "server":
-            rlm = RLM.from_openai("gpt-4o", callbacks=callbacks, **kw)
-        else:
-            rlm = RLM.from_local("gpt-4o", callbacks=callbacks, **kw)
-        made.append(rlm)
-        return rlm
-
-    yield build
-    for rlm in made:
-        close = getattr(rlm.llm, "close", None)
-        if close is not None:
-            close()
-        rlm.callbacks.close()
-    if request.param == "server":
-        server.close()
 
 
 def test_detailed_callback(

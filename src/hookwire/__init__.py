@@ -10,9 +10,9 @@ Names from the runtime are imported lazily, so ``import hookwire`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ._lazy import LazyNames
 from .callbacks.base import AsyncBaseCallback, BaseCallback
 from .context import current_context, current_run, request_context
 from .dispatch import CallbackManager
@@ -43,23 +43,21 @@ __all__ = [
     "trace",
 ]
 
-_LAZY = {
-    "RLM": ".rlm",
-    "ConversationAgent": ".agents",
-    "OpenAIClient": ".llms",
-    "LocalLLM": ".llms",
-    "Settings": ".config",
-    "tool": ".tools",
-}
+_LAZY = LazyNames(
+    __name__,
+    {
+        "RLM": ".rlm",
+        "ConversationAgent": ".agents",
+        "OpenAIClient": ".llms",
+        "LocalLLM": ".llms",
+        "Settings": ".config",
+        "tool": ".tools",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hookwire' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return _LAZY(name)
 
 
 def __dir__() -> list[str]:

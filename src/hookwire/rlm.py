@@ -146,27 +146,17 @@ _EMPTY: Mapping[str, Any] = {}
 _SUB_QUERY = "rlm.sub_query"
 
 
+@dataclass(slots=True, eq=False)
 class _Job:
     """What one run is asked: its prompt, history, request context, name, system prompt and
     tools (``None`` for a sub-query: no tools, no memory, the first answer is the answer)."""
 
-    __slots__ = ("context", "history", "name", "prompt", "system", "tools")
-
-    def __init__(
-        self,
-        prompt: str,
-        history: Sequence[Mapping[str, Any]],
-        context: Mapping[str, Any],
-        name: str,
-        system: str | None,
-        tools: Mapping[str, Tool] | None = None,
-    ) -> None:
-        self.prompt = prompt
-        self.history = history
-        self.context = context
-        self.name = name
-        self.system = system
-        self.tools = tools
+    prompt: str
+    history: Sequence[Mapping[str, Any]]
+    context: Mapping[str, Any]
+    name: str
+    system: str | None
+    tools: Mapping[str, Tool] | None = None
 
 
 class RLM:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -26,38 +25,6 @@ from hookwire.cli import app
 from hookwire.logschema import parse_line
 from hookwire.report import summarize
 from hookwire.testing.openai_server import Drop, ErrorReply, OpenAIServer, Reply
-
-
-@pytest.fixture(params=["offline", "online"])
-def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """``None`` offline; the running ``OpenAIServer`` online (OPENAI_BASE_URL points to it)."""
-    if request.param == "offline":
-        yield None
-        return
-    with OpenAIServer() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghij")
-        yield server
-
-
-@pytest.fixture
-def make_rlm(mode: Any) -> Iterator[Callable[..., RLM]]:
-    made: list[RLM] = []
-
-    def build(callbacks: list[Any], **kw: Any) -> RLM:
-        if mode is None:
-            rlm = RLM.from_local("gpt-4o", callbacks=callbacks, **kw)
-        else:
-            rlm = RLM.from_openai("gpt-4o", callbacks=callbacks, **kw)
-        made.append(rlm)
-        return rlm
-
-    yield build
-    for rlm in made:
-        close = getattr(rlm.llm, "close", None)
-        if close is not None:
-            close()
-        rlm.callbacks.close()
 
 
 def _fast_retries(rlm: RLM) -> None:
@@ -99,15 +66,15 @@ def test_streaming_callback(
 
 
 def test_streaming_is_not_replayed_when_a_stream_is_retried(
-    mode: Any, make_rlm: Callable[..., RLM]
+    rlm_server: OpenAIServer | None, make_rlm: Callable[..., RLM]
 ) -> None:
     seen: list[str] = []
     callback = StreamingCallback(on_token=seen.append)
-    if mode is None:
+    if rlm_server is None:
         rlm = make_rlm([callback], fail_times=1, failure="stream")
     else:
         answer = "one two three four five"
-        mode.script(Drop(after=2, text=answer), Reply(answer))
+        rlm_server.script(Drop(after=2, text=answer), Reply(answer))
         rlm = make_rlm([callback])
     _fast_retries(rlm)
     result = rlm.run("count for me")
@@ -156,13 +123,13 @@ def test_metrics_callback(make_rlm: Callable[..., RLM]) -> None:
 
 
 def test_metrics_count_retries_and_time_to_first_token(
-    mode: Any, make_rlm: Callable[..., RLM]
+    rlm_server: OpenAIServer | None, make_rlm: Callable[..., RLM]
 ) -> None:
     callback = MetricsCallback()
-    if mode is None:
+    if rlm_server is None:
         rlm = make_rlm([callback, StreamingCallback()], fail_times=1)
     else:
-        mode.script(ErrorReply(429, retry_after=0), Reply("fine"))
+        rlm_server.script(ErrorReply(429, retry_after=0), Reply("fine"))
         rlm = make_rlm([callback, StreamingCallback()])
     _fast_retries(rlm)
     rlm.run("hello")

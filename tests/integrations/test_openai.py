@@ -66,9 +66,16 @@ def rec() -> RecordingCallback:
     return RecordingCallback()
 
 
-def test_chat_completion_is_reported(openai_server: OpenAIServer, rec: RecordingCallback) -> None:
+@pytest.fixture
+def client(openai_server: OpenAIServer, rec: RecordingCallback) -> openai.OpenAI:
+    """A client of ``openai_server``, instrumented to send its events to ``rec``."""
+    return instrument(client_for(openai_server), callbacks=[rec])
+
+
+def test_chat_completion_is_reported(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
     openai_server.script(Reply("Paris is the capital of France."))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     out = client.chat.completions.create(
         model="gpt-4o", messages=MESSAGES, temperature=0.1, max_tokens=50
     )
@@ -101,7 +108,7 @@ def test_chat_completion_is_reported(openai_server: OpenAIServer, rec: Recording
 
 
 def test_streamed_call_reports_tokens_and_usage(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     openai_server.script(Reply("One two three."), Reply("One two three."))
     plain = client_for(openai_server)
@@ -110,7 +117,6 @@ def test_streamed_call_reports_tokens_and_usage(
         for c in plain.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     ]
 
-    client = instrument(client_for(openai_server), callbacks=[rec])
     chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
     # the app sees the chunks it would have seen without hookwire (no extra usage chunk)
     assert len(chunks) == len(expected)
@@ -134,10 +140,9 @@ def test_streamed_call_reports_tokens_and_usage(
 
 
 def test_usage_chunk_kept_when_the_app_asked_for_it(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     openai_server.script(Reply("a b"))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     chunks = list(
         client.chat.completions.create(
             model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
@@ -148,12 +153,13 @@ def test_usage_chunk_kept_when_the_app_asked_for_it(
     assert rec.of("on_llm_end")[0]["response"].usage.completion_tokens == 2
 
 
-def test_tool_calls(openai_server: OpenAIServer, rec: RecordingCallback) -> None:
+def test_tool_calls(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
     openai_server.script(
         ToolCallReply("get_weather", {"city": "Paris"}, id="call_w1"),
         ToolCallReply("get_weather", {"city": "Oslo"}, id="call_w2"),
     )
-    client = instrument(client_for(openai_server), callbacks=[rec])
     out = client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
     assert out.choices[0].message.tool_calls
     (start,) = rec.of("on_llm_start")
@@ -175,10 +181,9 @@ def test_tool_calls(openai_server: OpenAIServer, rec: RecordingCallback) -> None
 
 
 def test_error_reaches_the_app_unchanged_and_handlers_get_hookwire_errors(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     openai_server.script(ErrorReply(429, retry_after=3), ErrorReply(503))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert rec.hooks() == ["on_llm_start", "on_llm_error", "on_error"]
@@ -194,9 +199,10 @@ def test_error_reaches_the_app_unchanged_and_handlers_get_hookwire_errors(
     assert isinstance(rec.of("on_llm_error")[0]["error"], ServerError)
 
 
-def test_a_dropped_stream_is_an_error(openai_server: OpenAIServer, rec: RecordingCallback) -> None:
+def test_a_dropped_stream_is_an_error(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
     openai_server.script(Drop(after=2))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     with pytest.raises(Exception):  # noqa: B017 - whatever the SDK raises for a cut
         for _ in stream:
@@ -208,10 +214,9 @@ def test_a_dropped_stream_is_an_error(openai_server: OpenAIServer, rec: Recordin
 
 
 def test_stopping_early_closes_the_stream(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     openai_server.script(Reply("one two three four five six"))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     seen = []
     for chunk in stream:
@@ -229,9 +234,10 @@ def test_stopping_early_closes_the_stream(
     assert len(rec.of("on_llm_end")) == 1
 
 
-def test_with_block_and_next(openai_server: OpenAIServer, rec: RecordingCallback) -> None:
+def test_with_block_and_next(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
     openai_server.script(Reply("alpha beta gamma"))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     with client.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
         first = next(stream)
         assert first.choices[0].delta.role == "assistant"
@@ -241,10 +247,9 @@ def test_with_block_and_next(openai_server: OpenAIServer, rec: RecordingCallback
 
 
 def test_a_dropped_half_read_stream_is_closed(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     openai_server.script(Reply("alpha beta gamma"))
-    client = instrument(client_for(openai_server), callbacks=[rec])
     stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     next(stream)
     response = stream.response
@@ -314,9 +319,8 @@ def test_uninstrument_and_reinstrument(openai_server: OpenAIServer, rec: Recordi
 
 
 def test_raw_response_calls_are_reported(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
-    client = instrument(client_for(openai_server), callbacks=[rec])
     raw = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
     assert raw.headers.get("content-type", "").startswith("application/json")
     completion = raw.parse()
@@ -324,9 +328,8 @@ def test_raw_response_calls_are_reported(
 
 
 def test_one_shot_iterables_of_messages_still_reach_the_server(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
-    client = instrument(client_for(openai_server), callbacks=[rec])
     client.chat.completions.create(model="m", messages=(m for m in MESSAGES))
     assert openai_server.requests[0]["messages"] == MESSAGES
     assert rec.calls[0]["prompt"] == MESSAGES
@@ -417,12 +420,11 @@ def test_feeds_the_opentelemetry_handler(openai_server: OpenAIServer) -> None:
 
 
 def test_cost_is_filled_when_prices_are_known(
-    openai_server: OpenAIServer, rec: RecordingCallback
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
     pytest.importorskip(
         "hookwire.pricing", reason="hookwire.pricing comes with the accounting work"
     )
-    client = instrument(client_for(openai_server), callbacks=[rec])
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
     for end in rec.of("on_llm_end"):
@@ -451,6 +453,7 @@ async def test_async_for_broken_out_of_is_closed(openai_server: OpenAIServer) ->
 def test_an_instrumentation_failure_never_reaches_the_app(
     openai_server: OpenAIServer,
     rec: RecordingCallback,
+    client: openai.OpenAI,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -459,10 +462,9 @@ def test_an_instrumentation_failure_never_reaches_the_app(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("instrumentation bug")
 
-    client = instrument(client_for(openai_server), callbacks=[rec])
     monkeypatch.setattr(hw_openai._Call, "from_completion", broken)
     monkeypatch.setattr(hw_openai._StreamState, "feed", broken)
-    monkeypatch.setattr(hw_openai, "_failed_once", set())
+    monkeypatch.setattr(hw_openai._failed, "seen", set())
     out = client.chat.completions.create(model="m", messages=MESSAGES)
     assert out.choices[0].message.content
     chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))

@@ -21,17 +21,13 @@ def make(stream: bool = False, **params: object) -> Call:
     tools = [{"type": "function", "function": {"name": "weather"}}]
     request = LLMRequest([{"role": "user", "content": "hi"}], "m", dict(params), tools)
     managers = (CallbackManager([Tokens()]), CallbackManager([]))
-    return Call(request, managers, stream, dict(KW), RetryPolicy(max_attempts=3))
+    listening = managers[:1] if stream else ()  # what BaseLLM._prepare finds
+    return Call(request, managers, stream, dict(KW), RetryPolicy(max_attempts=3), listening)
 
 
 def test_invocation_params_name_the_model_known_parameters_and_tools() -> None:
     call = make(temperature=0, api_secret="x")
     assert call.invocation_params() == {"model": "m", "temperature": 0, "tools": ["weather"]}
-
-
-def test_only_a_streamed_call_has_token_listeners() -> None:
-    assert make(stream=False).token_managers == ()
-    assert len(make(stream=True).token_managers) == 1
 
 
 def test_an_abort_before_the_start_and_a_budget() -> None:

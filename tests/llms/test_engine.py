@@ -57,6 +57,23 @@ def _answer(**kw: Any) -> LLMResponse:
     )
 
 
+class Tokens(BaseCallback):
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        pass
+
+
+def test_only_a_streamed_call_has_token_listeners() -> None:
+    llm = Bare(_answer(), callbacks=[Tokens()])
+    assert llm._prepare("q", None, None, None, False, {}).token_managers == ()
+    call = llm._prepare("q", None, None, None, True, {})
+    assert call.stream and len(call.token_managers) == 1
+    # stream=None streams when a handler listens for tokens, and only then
+    call = llm._prepare("q", None, None, None, None, {})
+    assert call.stream and len(call.token_managers) == 1
+    call = Bare(_answer(), callbacks=[BaseCallback()])._prepare("q", None, None, None, None, {})
+    assert not call.stream and call.token_managers == ()
+
+
 @pytest.fixture
 def priced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(

@@ -6,9 +6,9 @@ handler whose optional dependency is missing only fails when it is used.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from .._lazy import LazyNames
 from .base import AsyncBaseCallback, BaseCallback
 
 __all__ = [
@@ -24,25 +24,23 @@ __all__ = [
     "StreamingCallback",
 ]
 
-_LAZY = {
-    "ConsoleCallback": ".console",
-    "StreamingCallback": ".streaming",
-    "MetricsCallback": ".metrics",
-    "FileLogCallback": ".filelog",
-    "ChatHistoryCallbackHandler": ".chat_history",
-    "AccountingCallbackHandler": ".accounting",
-    "Budget": ".accounting",
-    "OpenTelemetryCallback": ".otel",
-}
+_LAZY = LazyNames(
+    __name__,
+    {
+        "ConsoleCallback": ".console",
+        "StreamingCallback": ".streaming",
+        "MetricsCallback": ".metrics",
+        "FileLogCallback": ".filelog",
+        "ChatHistoryCallbackHandler": ".chat_history",
+        "AccountingCallbackHandler": ".accounting",
+        "Budget": ".accounting",
+        "OpenTelemetryCallback": ".otel",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hookwire.callbacks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return _LAZY(name)
 
 
 def __dir__() -> list[str]:

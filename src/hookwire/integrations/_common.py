@@ -1,15 +1,14 @@
-"""What the bridges share: pricing (``hookwire.llms.prices.price``), error mapping, and request
-context."""
+"""What the bridges share: pricing (``hookwire.llms.prices.price``), error mapping, and logging
+their own failures."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
 from typing import Any
 
 from ..errors import (
     AuthenticationError,
     BadRequestError,
-    ConfigurationError,
     HookwireError,
     LLMConnectionError,
     LLMError,
@@ -17,10 +16,11 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..events import REQUEST_CONTEXT_KEYS
 from ..llms.prices import price
 
-__all__ = ["check_context", "price", "to_hookwire_error"]
+__all__ = ["FailureLog", "price", "to_hookwire_error"]
+
+logger = logging.getLogger("hookwire")
 
 
 def _status(exc: BaseException) -> int | None:
@@ -84,12 +84,29 @@ def to_hookwire_error(
     return err
 
 
-def check_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The request context given to a bridge, checked against the known keys."""
-    unknown = set(context) - set(REQUEST_CONTEXT_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown request context key(s) {sorted(unknown)}; the keys are "
-            f"{', '.join(REQUEST_CONTEXT_KEYS)}"
-        )
-    return {k: v for k, v in context.items() if v is not None}
+class FailureLog:
+    """Logs failures of a bridge itself (never the app's): an error with the traceback the
+    first time for each place, at debug level after that, so a bug in one place that every
+    event hits does not flood the log.
+
+    ``what`` names the bridge and ``consequence`` says what the failure costs the app, as in
+    "hookwire: {what} failed in {where} ({consequence})".
+    """
+
+    __slots__ = ("consequence", "seen", "what")
+
+    def __init__(self, what: str, consequence: str) -> None:
+        self.what = what
+        self.consequence = consequence
+        #: The places that have failed (and were logged with a traceback) so far.
+        self.seen: set[str] = set()
+
+    def __call__(self, where: str, exc: BaseException) -> None:
+        """Log that the bridge failed in ``where`` with ``exc``."""
+        if where not in self.seen:
+            self.seen.add(where)
+            logger.error(
+                "hookwire: %s failed in %s (%s)", self.what, where, self.consequence, exc_info=exc
+            )
+        else:
+            logger.debug("hookwire: %s failed in %s: %r", self.what, where, exc)

@@ -34,29 +34,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
 
+from ..context import check_request_context
 from ..dispatch import CallbackManager, Callbacks
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage
 from ..ids import new_id
 from ..llms.openai_wire import ChunkState, map_openai_error, usage_from_sdk
 from ..llms.prices import price
-from ._common import check_context
+from ._common import FailureLog
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
 C = TypeVar("C", openai.OpenAI, openai.AsyncOpenAI)
 
 _perf = time.perf_counter
-logger = logging.getLogger("hookwire")
 _RAW_HEADER = "X-Stainless-Raw-Response"
 _ATTR = "_hookwire_instrumentation"
 
@@ -77,41 +77,22 @@ _PARAM_KEYS = (
 )
 
 
-_failed_once: set[str] = set()
-
-
-def _failed(where: str, exc: BaseException) -> None:
-    """Log a failure of the instrumentation itself (never the app's call): with its traceback
-    the first time for each place, at debug level after that."""
-    if where not in _failed_once:
-        _failed_once.add(where)
-        logger.error(
-            "hookwire: the openai instrumentation failed in %s (the call goes on unreported)",
-            where,
-            exc_info=exc,
-        )
-    else:
-        logger.debug("hookwire: the openai instrumentation failed in %s: %r", where, exc)
+#: Failures of the instrumentation itself; the app's call always goes on.
+_failed = FailureLog("the openai instrumentation", "the call goes on unreported")
 
 
 def _given(value: Any) -> bool:
     return value is not None and not isinstance(value, (openai.NotGiven, openai.Omit))
 
 
+@dataclass(slots=True, eq=False)
 class _Instrumentation:
     """One instrumented client: its manager, provider, context and the original method."""
 
-    def __init__(
-        self,
-        manager: CallbackManager,
-        provider: str,
-        context: dict[str, Any],
-        original: Any,
-    ) -> None:
-        self.manager = manager
-        self.provider = provider
-        self.context = context
-        self.original = original
+    manager: CallbackManager
+    provider: str
+    context: dict[str, Any]
+    original: Any
 
 
 #: Events as the bridge lists them: a hook, its arguments and keywords, sent to the
@@ -591,7 +572,7 @@ def instrument(
             f"{type(client).__name__}"
         )
     manager = CallbackManager.ensure(callbacks)
-    ctx = check_context(context)
+    ctx = check_request_context(context)
     completions = client.chat.completions
     existing: _Instrumentation | None = completions.__dict__.get(_ATTR)
     if existing is not None:

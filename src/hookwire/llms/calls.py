@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
@@ -35,7 +36,6 @@ _PARAM_NAMES = (
     "user",
 )
 
-_TOKEN_HOOK = "on_llm_new_token"
 _perf = time.perf_counter
 
 #: Events as a call lists them for its rarer outcomes (abort, failure, retry): a hook, its
@@ -43,6 +43,7 @@ _perf = time.perf_counter
 Events = list[tuple[str, tuple[Any, ...], dict[str, Any]]]
 
 
+@dataclass(slots=True, eq=False)
 class Call:
     """The state of one logical call (all its attempts), and its events' arguments.
 
@@ -52,37 +53,16 @@ class Call:
     retries.
     """
 
-    __slots__ = (
-        "attempts",
-        "delivered",
-        "kw",
-        "managers",
-        "request",
-        "retry",
-        "stream",
-        "t0",
-        "token_managers",
-        "ttft",
-    )
-
-    def __init__(
-        self,
-        request: LLMRequest,
-        managers: tuple[CallbackManager, ...],
-        stream: bool,
-        kw: dict[str, Any],
-        retry: RetryPolicy,
-    ) -> None:
-        self.request = request
-        self.retry = retry
-        self.managers = managers
-        self.stream = stream
-        self.kw = kw
-        self.attempts = 0
-        self.t0 = 0.0
-        self.ttft: float | None = None
-        self.token_managers = tuple(m for m in managers if m.listens(_TOKEN_HOOK)) if stream else ()
-        self.delivered = 0
+    request: LLMRequest
+    managers: tuple[CallbackManager, ...]
+    stream: bool
+    kw: dict[str, Any]
+    retry: RetryPolicy
+    token_managers: tuple[CallbackManager, ...]
+    attempts: int = field(default=0, init=False)
+    t0: float = field(default=0.0, init=False)
+    ttft: float | None = field(default=None, init=False)
+    delivered: int = field(default=0, init=False)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the call started (its ``on_llm_start`` went out)."""

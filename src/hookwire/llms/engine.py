@@ -244,10 +244,15 @@ class BaseLLM:
             merged = {}
         request = LLMRequest(msgs, name, merged, tool_schemas(tools) if tools else None)
         managers = self._managers(callbacks)
-        if stream is None:
-            stream = any(m.listens("on_llm_new_token") for m in managers)
+        # A streamed call sends its tokens to the managers that listen for them; stream=None
+        # streams when there are some. (A list comprehension: faster than a generator here.)
+        listening: tuple[CallbackManager, ...] = ()
+        if stream is not False:
+            listening = tuple([m for m in managers if m.listens("on_llm_new_token")])
+            if stream is None:
+                stream = bool(listening)
         kw = {"run_id": new_id(), "model": name, "provider": self.provider}
-        return Call(request, managers, stream, kw, retry or self.retry)
+        return Call(request, managers, stream, kw, retry or self.retry, listening)
 
     def _finish(self, call: Call, response: LLMResponse) -> LLMResponse:
         provider = response.provider

@@ -10,17 +10,16 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from .._lazy import LazyNames
 from .recording import Call, RecordingCallback, capture_events
 
 __all__ = ["Call", "OpenAIServer", "RecordingCallback", "capture_events"]
 
 
+_LAZY = LazyNames(__name__, {"OpenAIServer": ".openai_server"})
+
+
 def __getattr__(name: str) -> Any:
-    if name == "OpenAIServer":
-        value = importlib.import_module(".openai_server", __name__).OpenAIServer
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hookwire.testing' has no attribute {name!r}")
+    return _LAZY(name)

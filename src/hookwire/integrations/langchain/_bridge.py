@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -18,16 +17,15 @@ from uuid import UUID
 import orjson
 from langchain_core.messages import BaseMessage
 
-from ...context import hook_context
+from ...context import check_request_context, hook_context
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
-from .._common import check_context, price, to_hookwire_error
+from .._common import FailureLog, price, to_hookwire_error
 from . import _convert
 
 __all__ = ["Bridge", "Emit", "Start"]
 
-logger = logging.getLogger("hookwire")
 
 _perf = time.perf_counter
 _REQUEST_KEYS = frozenset(REQUEST_CONTEXT_KEYS)
@@ -121,10 +119,11 @@ class Bridge:
 
     def __init__(self, callbacks: Callbacks, context: Mapping[str, Any]) -> None:
         self.manager = CallbackManager.ensure(callbacks)
-        self.context = check_context(context)
+        self.context = check_request_context(context)
         # Keyed by LangChain's run ids as given (UUIDs): cheaper than their text each time.
         self.runs: dict[Any, _Run] = {}
-        self._failed_once: set[str] = set()
+        #: Logs failures of the bridge itself (the event is skipped).
+        self.failed = FailureLog("the LangChain bridge", "the event is skipped")
 
     # -- ids and context --------------------------------------------------------------------
 
@@ -186,18 +185,6 @@ class Bridge:
 
     def _parent(self, run: _Run) -> _Run | None:
         return self.runs.get(run.parent) if run.parent is not None else None
-
-    def failed(self, where: str, exc: BaseException) -> None:
-        """Log a failure of the bridge itself, with its traceback the first time."""
-        if where not in self._failed_once:
-            self._failed_once.add(where)
-            logger.error(
-                "hookwire: the LangChain bridge failed in %s (the event is skipped)",
-                where,
-                exc_info=exc,
-            )
-        else:
-            logger.debug("hookwire: the LangChain bridge failed in %s: %r", where, exc)
 
     def _report(self, run: _Run, error: BaseException, stage: str, emits: list[Emit]) -> None:
         """Report a failure once with ``on_error``: now if ``run`` is outermost, else by the

@@ -1,0 +1,38 @@
+"""Names a package imports on first use (PEP 562): importing the package stays cheap, and a
+name whose optional dependency is missing fails only when it is used."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["LazyNames"]
+
+
+class LazyNames:
+    """What a package's ``__getattr__`` returns: ``modules`` maps each lazy name to the
+    module, relative to ``package``, that defines it.
+
+    ``def __getattr__(name: str) -> Any: return _LAZY(name)`` in the package, with
+    ``_LAZY = LazyNames(__name__, {...})``.
+    """
+
+    __slots__ = ("_namespace", "_package", "modules")
+
+    def __init__(self, package: str, modules: Mapping[str, str]) -> None:
+        self._package = package
+        #: Each lazy name and the module that defines it.
+        self.modules = modules
+        self._namespace = sys.modules[package].__dict__
+
+    def __call__(self, name: str) -> Any:
+        """``name`` imported now and kept in the package's namespace, so that later lookups
+        find it there; ``AttributeError`` if it is not a lazy name."""
+        module = self.modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {self._package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, self._package), name)
+        self._namespace[name] = value
+        return value
