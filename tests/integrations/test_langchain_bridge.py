@@ -10,7 +10,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hookwire import LLMResponse, Usage
 from hookwire.errors import BudgetExceeded, RateLimitError
-from hookwire.integrations.langchain._bridge import Bridge, Emit
+from hookwire.integrations.langchain.bridge import Bridge, Emit
 from hookwire.testing import RecordingCallback
 
 

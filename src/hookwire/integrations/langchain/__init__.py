@@ -48,7 +48,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         name=exc.name,
     ) from exc
 
-from ._convert import openai_messages
-from ._handlers import AsyncHookwireCallbackHandler, HookwireCallbackHandler
+from .convert import openai_messages
+from .handlers import AsyncHookwireCallbackHandler, HookwireCallbackHandler
 
 __all__ = ["AsyncHookwireCallbackHandler", "HookwireCallbackHandler", "openai_messages"]

@@ -22,7 +22,7 @@ from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
 from .._common import FailureLog, price, to_hookwire_error
-from . import _convert
+from . import convert
 
 __all__ = ["Bridge", "Emit", "Start"]
 
@@ -201,10 +201,10 @@ class Bridge:
         self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_run_start``."""
-        name = kwargs.get("name") or _convert.name_of(serialized, kwargs, "chain")
+        name = kwargs.get("name") or convert.name_of(serialized, kwargs, "chain")
         run = self.open("chain", name, start)
         run.base["name"] = name
-        return [("on_run_start", (_convert.chain_input(inputs),), run.base)]
+        return [("on_run_start", (convert.chain_input(inputs),), run.base)]
 
     def _roll_up(self, run: _Run) -> None:
         """Add a finished run's usage and cost to its parent's, and name its model there."""
@@ -231,7 +231,7 @@ class Bridge:
             if run.cost is not None:
                 kw["cost"] = run.cost
             self._roll_up(run)
-        return [("on_run_end", (_convert.chain_output(outputs),), kw)]
+        return [("on_run_end", (convert.chain_output(outputs),), kw)]
 
     def chain_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
         """``on_run_end(None, error=...)``, and ``on_error`` if the run is outermost."""
@@ -262,7 +262,7 @@ class Bridge:
         """``on_llm_start`` with the messages as OpenAI-style dicts."""
         batch = messages[0] if messages else []
         # Converting the messages is the costly part of a start: skip it when nobody reads them.
-        prompt = _convert.openai_messages(batch) if self.manager.listens("on_llm_start") else batch
+        prompt = convert.openai_messages(batch) if self.manager.listens("on_llm_start") else batch
         return self._llm_start(serialized, prompt, start, kwargs)
 
     def llm_start(
@@ -284,7 +284,7 @@ class Bridge:
             or ip.get("model_id")
         )
         provider = meta.get("ls_provider") or ip.get("_type")
-        run = self.open("llm", _convert.name_of(serialized, kwargs, "llm"), start)
+        run = self.open("llm", convert.name_of(serialized, kwargs, "llm"), start)
         run.start = _perf()
         run.model = str(model) if model else None
         run.provider = str(provider) if provider else None
@@ -324,7 +324,7 @@ class Bridge:
         run = self.runs.get(run_id)
         if run is None:
             return None
-        text = token if type(token) is str else _convert.text_of(token)
+        text = token if type(token) is str else convert.text_of(token)
         if not text:
             return None
         index = run.tokens
@@ -348,7 +348,7 @@ class Bridge:
         llm_output = getattr(response, "llm_output", None)
         meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
         info: Mapping[str, Any] = getattr(gen, "generation_info", None) or {}
-        usage = _convert.usage_of(message, llm_output)
+        usage = convert.usage_of(message, llm_output)
         model = (
             meta.get("model_name")
             or meta.get("model")
@@ -373,7 +373,7 @@ class Bridge:
             usage=usage or Usage(),
             model=str(model) if model else None,
             finish_reason=str(finish) if finish else None,
-            tool_calls=_convert.tool_calls_of(message),
+            tool_calls=convert.tool_calls_of(message),
             provider=run.provider,
             id=str(rid) if rid else None,
             cost=cost,
@@ -437,7 +437,7 @@ class Bridge:
         self, serialized: Serialized, input_str: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """``on_tool_start`` with the tool's input as a dict."""
-        name = _convert.name_of(serialized, kwargs, "tool")
+        name = convert.name_of(serialized, kwargs, "tool")
         run = self.open("tool", name, start)
         run.start = _perf()
         inputs = kwargs.get("inputs")
@@ -460,7 +460,7 @@ class Bridge:
         content = getattr(output, "content", output)
         if not isinstance(content, str):
             content = (
-                _convert.text_of(content)
+                convert.text_of(content)
                 if isinstance(content, list)
                 else orjson.dumps(content, default=str).decode()
             )
@@ -488,7 +488,7 @@ class Bridge:
         self, serialized: Serialized, query: str, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
         """Nothing yet: the query is remembered until the retriever returns."""
-        name = _convert.name_of(serialized, kwargs, "retriever")
+        name = convert.name_of(serialized, kwargs, "retriever")
         run = self.open("retriever", name, start)
         run.query = query
         return []

@@ -16,7 +16,7 @@ from langchain_core.messages import BaseMessage
 
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import CallbackAbort
-from ._bridge import Bridge, Emit
+from .bridge import Bridge, Emit
 
 __all__ = ["AsyncHookwireCallbackHandler", "HookwireCallbackHandler"]
 
