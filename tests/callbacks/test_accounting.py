@@ -235,7 +235,7 @@ def test_long_values_are_cut_to_fit_and_refused_rows_do_not_block_others(
     else:
         assert [r.run_id for r in rows] == [user + "-long", user + "-after"]
         assert "refuses" in caplog.text
-        assert h._writer.dropped == 1
+        assert h._queue.dropped == 1
 
 
 def test_values_no_column_can_store_are_escaped_not_lost(db_url: str) -> None:
@@ -714,7 +714,7 @@ def test_a_database_that_refuses_writes_does_not_slow_budget_checks(
     m = CallbackManager([h])
     with caplog.at_level(logging.ERROR, logger="hookwire"):
         m.on_llm_end(response(), run_id="queued")
-        while not h._writer.failing:
+        while not h._queue.failing:
             assert h.flush(timeout=0.05) is False
         m.on_llm_start(PROMPT, model="gpt-4o")  # fails open at once
         h.close(timeout=0.1)
