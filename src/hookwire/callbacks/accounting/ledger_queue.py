@@ -30,7 +30,6 @@ import concurrent.futures
 import logging
 import os
 import threading
-import weakref
 from typing import Final
 
 from ..._workers import BackgroundQueue
@@ -50,17 +49,31 @@ OPEN_WAIT: Final = 5.0
 
 Item = UsageRecord | str  # a row to write, or the run id of a reservation to release
 
-_QUEUES: weakref.WeakKeyDictionary[UsageLedger, LedgerQueue] = weakref.WeakKeyDictionary()
+# By the ledger's id: a queue holds its ledger, so both live as long as the process (as the
+# ledger of a URL does in ``UsageLedger.for_url``), and ids are not reused meanwhile.
+_QUEUES: dict[int, LedgerQueue] = {}
 _QUEUES_LOCK = threading.Lock()
+
+
+# In a forked child, the parent's open is the parent's: the child's first row opens anew.
+_OPEN_AGAIN: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+
+def _after_fork_in_child() -> None:
+    for queue in _QUEUES.values():
+        queue._opening = _OPEN_AGAIN
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def ledger_queue(ledger: UsageLedger) -> LedgerQueue:
     """The queue of ``ledger``, shared by every handler that writes to it."""
     with _QUEUES_LOCK:
-        queue = _QUEUES.get(ledger)
-        if queue is None:
-            queue = _QUEUES[ledger] = LedgerQueue(ledger)
-        return queue
+        if id(ledger) not in _QUEUES:
+            _QUEUES[id(ledger)] = LedgerQueue(ledger)
+        return _QUEUES[id(ledger)]
 
 
 class LedgerQueue:
@@ -84,10 +97,10 @@ class LedgerQueue:
             max_batch=BATCH,
             worker="hookwire-ledger",
         )
-        self._opened_in = os.getpid()
-        self._opening: concurrent.futures.Future[None] | None = asyncio.run_coroutine_threadsafe(
-            ledger.open(), runner.get_loop()
-        )
+        self._opening: concurrent.futures.Future[None] | None = self._open()
+
+    def _open(self) -> concurrent.futures.Future[None]:
+        return asyncio.run_coroutine_threadsafe(self.ledger.open(), runner.get_loop())
 
     def put(self, item: Item) -> None:
         """Queue a row to write, or the run id of a reservation to release."""
@@ -96,10 +109,13 @@ class LedgerQueue:
         self._queue.put(item)
 
     def _wait_open(self) -> None:
+        if runner.in_store_loop():
+            return  # a release from the loop itself: waiting would block the open
         opening, self._opening = self._opening, None
-        if opening is None or self._opened_in != os.getpid() or runner.in_store_loop():
-            return  # a forked child's ledger opens anew, on its own loop
+        if opening is _OPEN_AGAIN:
+            opening = self._open()  # in a forked child: on its own loop, its own connection
         try:
+            assert opening is not None
             opening.result(OPEN_WAIT)
         except Exception as exc:  # the write reports it (and retries)
             logger.debug("hookwire: opening %s ahead of its rows failed: %r", self.ledger, exc)
