@@ -971,3 +971,45 @@ def test_queued_rows_are_written_at_exit(tmp_path: Path) -> None:
     assert p.returncode == 0, err
     (row,) = runner.run_sync(UsageLedger(url).summary(where={"user": "exit-user"}))
     assert row["calls"] == 500
+
+
+_FORK_EXIT_WORKER = """
+import os, sys
+from hookwire import LLMResponse, Usage
+from hookwire.callbacks.accounting import AccountingCallbackHandler
+
+h = AccountingCallbackHandler(user_id="fork-exit", database_url=sys.argv[1])
+h.on_llm_end(LLMResponse("x", usage=Usage(3, 4), model="gpt-4o"), run_id="parent")
+assert h.flush(20)
+pid = os.fork()
+if pid == 0:
+    for i in range(50):
+        h.on_llm_end(LLMResponse("x", usage=Usage(3, 4), model="gpt-4o"), run_id=f"child-{i}")
+    sys.exit(0)  # through atexit, where Python 3.12+ starts no thread
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_childs_queued_rows_are_written_at_its_exit(tmp_path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    url = f"sqlite:///{tmp_path}/exit.db"
+    p = _python(_FORK_EXIT_WORKER, url)
+    _, err = p.communicate(timeout=50)
+    assert p.returncode == 0, err
+    (row,) = runner.run_sync(UsageLedger(url).summary(where={"user": "fork-exit"}))
+    assert row["calls"] == 51
+
+
+def test_the_handlers_of_one_ledger_share_its_queue(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/a.db"
+    a = AccountingCallbackHandler(database_url=url, user_id="a")
+    b = AccountingCallbackHandler(database_url=url, user_id="b")
+    assert a._queue is b._queue  # their rows are written together, many per transaction
+    a.on_llm_end(response(), run_id="a-1")
+    b.on_llm_end(response(), run_id="b-1")
+    assert a.flush(timeout=30)
+    assert a.pending == b.pending == 0
+    assert sorted((r["user"], r["calls"]) for r in b.summary(by="user")) == [("a", 1), ("b", 1)]

@@ -6,7 +6,10 @@ objects are shared per URL by ``UsageLedger.for_url``) puts its rows on the same
 one transaction on the store loop: what makes the ledger fast is rows written many per
 transaction, so one queue per ledger (not per handler) gathers the most rows per write. The
 handler builds a row in ``on_llm_end`` (pricing is cached: about a microsecond) and only
-appends it; the budget check stays inline, in ``on_llm_start``.
+appends it; the budget check stays inline, in ``on_llm_start``. ``on_llm_end`` itself is not
+put in the background (``run_in_background``): building the row is cheaper than a hop, and
+what it does besides must happen before the call returns (the run that ``call_accounting``
+pairs with, a lease's call ending before the lease's release is queued behind its row).
 
 The queue's batches are handled on a worker of their own name (``hookwire-ledger``): a
 database that cannot take the rows now (restarting, locked) is retried with a backoff inside
@@ -20,7 +23,9 @@ Fork, exit and failure are the shared mechanism's: a forked child starts with an
 atexit runs after the interpreter refuses new threads, and aiosqlite needs one per connection.
 So the ledger is opened (``UsageLedger.open``: a pooled connection) as soon as the queue is
 made, and the first row waits for that open (a bounded wait, once per process and ledger): a
-script that records a call and exits then has a connection to write its rows with.
+script that records a call and exits then has a connection to write its rows with (a forked
+child's first row opens the ledger anew, on the child's own loop). The handler's own exit hook
+only gives its budget leases back, before that drain, which writes the releases too.
 """
 
 from __future__ import annotations
