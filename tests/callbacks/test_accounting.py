@@ -963,16 +963,6 @@ for i in range(500):
 """
 
 
-@pytest.mark.timeout(60)
-def test_queued_rows_are_written_at_exit(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/exit.db"
-    p = _python(textwrap.dedent(_EXIT_WORKER), url)
-    _, err = p.communicate(timeout=50)
-    assert p.returncode == 0, err
-    (row,) = runner.run_sync(UsageLedger(url).summary(where={"user": "exit-user"}))
-    assert row["calls"] == 500
-
-
 _FORK_EXIT_WORKER = """
 import os, sys
 from hookwire import LLMResponse, Usage
@@ -992,15 +982,22 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 @pytest.mark.timeout(60)
-def test_a_forked_childs_queued_rows_are_written_at_its_exit(tmp_path: Path) -> None:
-    if not hasattr(os, "fork"):
+@pytest.mark.parametrize(
+    ("script", "user", "calls"),
+    [(_EXIT_WORKER, "exit-user", 500), (_FORK_EXIT_WORKER, "fork-exit", 51)],
+    ids=["script", "forked child"],
+)
+def test_queued_rows_are_written_at_exit(
+    tmp_path: Path, script: str, user: str, calls: int
+) -> None:
+    if "fork" in script and not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
     url = f"sqlite:///{tmp_path}/exit.db"
-    p = _python(_FORK_EXIT_WORKER, url)
+    p = _python(textwrap.dedent(script), url)
     _, err = p.communicate(timeout=50)
     assert p.returncode == 0, err
-    (row,) = runner.run_sync(UsageLedger(url).summary(where={"user": "fork-exit"}))
-    assert row["calls"] == 51
+    (row,) = runner.run_sync(UsageLedger(url).summary(where={"user": user}))
+    assert row["calls"] == calls
 
 
 def test_the_handlers_of_one_ledger_share_its_queue(tmp_path: Path) -> None:
