@@ -2,7 +2,8 @@
 
 ``AccountingCallbackHandler`` (``handler``) records every LLM call in the ledger and enforces
 ``Budget`` limits (``budgets``, which also holds budget leases); its rows are written in the
-background by the ledger writer (``writer``). See ``hookwire.callbacks.accounting.handler``.
+background through the ledger's queue (``ledger_queue``). See
+``hookwire.callbacks.accounting.handler``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ that it is granted only if it and ``LEASE_HEADROOM`` more leases fit under the l
 never takes a budget over its limit, and the one-call overrun bound of the call-by-call checks
 is unchanged. The calls it serves have no reservation of their own: their worst case is part of
 the lease, which the database counts until its release, queued after the rows of all its calls
-(the ledger writer keeps the order, and settles after it has committed the rows).
+(the ledger's queue keeps the order, and settles after it has committed the rows).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class BudgetLeases:
 
     ``calls`` is the size of a lease in calls' worst cases (``0``: no leases); ``ttl`` the
     seconds a lease's reservation counts if it is never released; ``release(id)`` queues the
-    release of a reservation behind the rows already queued (the handler's ledger writer).
+    release of a reservation behind the rows already queued (the ledger's queue).
     """
 
     def __init__(

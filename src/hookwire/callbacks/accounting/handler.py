@@ -47,7 +47,7 @@ from ...stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord
 from ...stores.schema import has_lone_surrogate
 from ..base import BaseCallback
 from .budgets import Budget, BudgetLeases, estimate_prompt_tokens
-from .writer import LedgerWriter
+from .ledger_queue import ledger_queue
 
 __all__ = ["AccountingCallbackHandler"]
 
@@ -92,12 +92,15 @@ _HANDLERS: weakref.WeakSet[AccountingCallbackHandler] = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+def _leases_back_at_exit() -> None:
+    # Registered after hookwire._workers' exit hook (this module imports it first), so it
+    # runs before it: the releases queued here are then written by that one drain, within
+    # its one bound, with the rows queued before them.
     for handler in list(_HANDLERS):
         try:
-            handler.flush(timeout=10.0)
+            handler._leases.retire_all(1.0)
         except Exception:  # pragma: no cover - never spoil interpreter exit
-            logger.exception("hookwire: flushing usage rows at exit failed")
+            logger.exception("hookwire: giving budget leases back at exit failed")
 
 
 def _noop_start(prompt: Any, **kwargs: Any) -> None:
@@ -199,12 +202,12 @@ class AccountingCallbackHandler(BaseCallback):
         self.fail_open = fail_open
         self.settle_wait = float(settle_wait)
         self.store = store if store is not None else UsageLedger.for_url(database_url)
-        self._writer = LedgerWriter(self.store, self.name)
+        self._queue = ledger_queue(self.store)
         self._last_run: str | None = None
         self._claimed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._leases = BudgetLeases(
             self.store,
-            self._writer.submit,
+            self._queue.put,
             calls=budget_lease,
             ttl=self.reservation_ttl,
             name=self.name,
@@ -270,7 +273,7 @@ class AccountingCallbackHandler(BaseCallback):
                     raise
                 # Calls that ended here still count at their worst case until their rows are
                 # written: wait for those rows, then check again with what they really cost.
-                self._writer.flush(self.settle_wait)
+                self._queue.flush(self.settle_wait)
                 self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
         except BudgetExceeded:
             raise
@@ -291,7 +294,7 @@ class AccountingCallbackHandler(BaseCallback):
             except BudgetExceeded:
                 if not self._may_settle():
                     raise
-                await self._writer.settle(self.settle_wait)
+                await self._queue.settle(self.settle_wait)
                 await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
         except BudgetExceeded:
             raise
@@ -317,7 +320,7 @@ class AccountingCallbackHandler(BaseCallback):
         """After a refused check: give back this process's leases (so that they do not refuse
         its own calls), and say whether waiting for the queued rows can change the answer."""
         self._leases.retire_all()
-        return bool(self._writer.pending) and not self._writer.failing
+        return bool(self._queue.pending) and not self._queue.failing
 
     def _checked(self, run_id: str, claims: Sequence[Claim]) -> None:
         """A call checked one by one: take a lease for the next ones (after the check, so
@@ -408,9 +411,9 @@ class AccountingCallbackHandler(BaseCallback):
             )
         except InvalidUsageError:
             if self.budgets and not (self._leases.covered and self._leases.ended(run_id)):
-                self._writer.submit(run_id)
+                self._queue.put(run_id)
             raise
-        self._writer.submit(record)
+        self._queue.put(record)
         if self._leases.covered:
             self._leases.ended(run_id)
         if model:
@@ -424,7 +427,7 @@ class AccountingCallbackHandler(BaseCallback):
         if self.budgets and kwargs.get("run_id"):
             run_id = str(kwargs["run_id"])
             if not (self._leases.covered and self._leases.ended(run_id)):
-                self._writer.submit(run_id)
+                self._queue.put(run_id)
 
     # -- by hand (the seed's API) -------------------------------------------------------------
 
@@ -569,24 +572,24 @@ class AccountingCallbackHandler(BaseCallback):
 
     @property
     def pending(self) -> int:
-        """Rows queued and not yet written."""
-        return self._writer.pending
+        """Rows queued for this handler's ledger and not yet written."""
+        return self._queue.pending
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every queued row is written (and the budget leases no call uses are
         given back); ``False`` if ``timeout`` ran out first."""
         self._leases.retire_all(10.0 if timeout is None else timeout)
-        return self._writer.flush(timeout)
+        return self._queue.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (waiting up to ``timeout`` seconds). Rows the database still
-        refuses after that are dropped and logged, and the writer stops retrying."""
+        refuses after that are dropped and logged, and the ledger's queue stops retrying."""
         self._leases.retire_all(timeout)
-        if not self._writer.flush(timeout):
+        if not self._queue.flush(timeout):
             logger.warning(
                 "hookwire: %s closed with %d usage row(s) not yet written",
                 self.name,
-                self._writer.pending,
+                self._queue.pending,
             )
-            self._writer.stop()
-            self._writer.flush(1.0)  # a write in progress fails, and gives its rows up
+            self._queue.stop()
+            self._queue.flush(1.0)  # a write in progress fails, and gives its rows up

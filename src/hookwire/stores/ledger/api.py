@@ -35,6 +35,13 @@ class UsageLedger(Store):
 
     # -- writing ------------------------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Get the database ready ahead of the first write (nothing to do by default).
+
+        The background queue of ``hookwire.callbacks.accounting`` calls it when it is made,
+        so that what a write needs that cannot be had at interpreter exit (a thread, from
+        Python 3.12 on) is there by then."""
+
     @abc.abstractmethod
     async def record(
         self, records: Sequence[UsageRecord], release: Iterable[str] = ()

@@ -196,6 +196,8 @@ def close_sync_budget_connections() -> None:
         c.connection.close()
 
 
+# A plain atexit hook, not hookwire._workers.at_loop_exit: these are sync connections of the
+# callers' threads, closed without the loop, and nothing the exit drain writes uses them.
 atexit.register(close_sync_budget_connections)
 
 

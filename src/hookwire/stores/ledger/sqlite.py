@@ -32,6 +32,16 @@ class SQLiteUsageLedger(SQLUsageLedger):
 
     statements = Statements(sqlite_insert)
 
+    async def open(self) -> None:
+        """Check the schema and connect once: the pool keeps the connection, and with it
+        aiosqlite's thread, which could not be started at exit from Python 3.12 on."""
+        await self._ready()
+        try:
+            async with get_write_engine(self.url).connect():
+                pass
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("opening the database", exc) from exc
+
     async def _settle_in_transaction(self, conn: Any, run_ids: list[str]) -> None:
         for i in range(0, len(run_ids), BATCH):
             await conn.execute(_SETTLE, {"run_ids": run_ids[i : i + BATCH]})
