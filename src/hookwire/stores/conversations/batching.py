@@ -6,9 +6,9 @@ Two mechanisms, one per way a backend writes:
 - :class:`LoopBatcher`, per store, on the store loop (``hookwire.stores.runner``): while one
   group's transaction commits, the messages that arrive queue up and go into the next group;
   a few groups may be in flight at once (PostgreSQL), so their commits overlap.
-- :class:`SQLiteWriter`, per SQLite store: one thread that writes a whole group per
-  transaction on a plain ``sqlite3`` connection, and wakes each caller's loop (or thread)
-  once, when its message is committed.
+- :class:`SQLiteWriter`, per SQLite store: a queue of ``hookwire._workers`` whose worker
+  writes a whole group per transaction on a plain ``sqlite3`` connection, and wakes each
+  caller's loop (or thread) once, when its message is committed.
 
 Both keep the same rules: a group holds at most :data:`MAX_BATCH` messages; a group that
 fails is retried once with fresh lookups (a cached owner may be stale), then message by
@@ -19,16 +19,17 @@ ownership rule, the statements) is the backend's, passed in as a function.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sqlite3
-import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..._workers import BackgroundQueue, at_loop_exit
 from ...errors import StoreError
 from .. import runner
 from ..engine import redact
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BATCH",
+    "STORE_WORKER",
     "LoopBatcher",
     "Pending",
+    "SQLiteConnection",
     "SQLiteWriter",
     "fail",
     "settle_all",
@@ -257,17 +260,70 @@ class LoopBatcher:
 #: settling its callers once it is committed.
 SyncWrite = Callable[[sqlite3.Connection, list[Pending], bool], None]
 
-#: A writer thread with nothing to do for this long ends (the next message starts another).
-IDLE_SECONDS = 30.0
+# Store writes get a worker of their own: a group commit waits on the disk (and on other
+# processes holding SQLite's write lock, up to the busy timeout), and on the shared worker that
+# would hold up every background handler of the process (FileLog, OTel) behind it.
+STORE_WORKER = "hookwire-store"
+
+
+class SQLiteConnection:
+    """A plain ``sqlite3`` connection opened on first use, by whoever uses it first (the
+    store worker), and closed when the store goes or the process ends."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._conn: sqlite3.Connection | None = None
+        _OPEN.add(self)
+
+    def get(self) -> sqlite3.Connection:
+        """The connection, opened now if it is not open."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (the next :meth:`get` opens another)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+# Every writer's connection, closed at exit after the queues are drained.
+_OPEN: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
+
+
+async def _close_all() -> None:
+    for holder in list(_OPEN):
+        holder.close()
+
+
+at_loop_exit(_close_all)
+
+# Connections inherited through fork stay the parent's: kept referenced, neither used nor
+# closed (closing one could end the parent's WAL session on the file).
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for holder in list(_OPEN):
+        if holder._conn is not None:
+            _INHERITED.append(holder._conn)
+            holder._conn = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SQLiteWriter:
-    """One thread that writes a SQLite database's messages, a group per transaction.
+    """A SQLite database's messages written on the store worker, a group per transaction.
 
     Through aiosqlite every statement is a round trip between threads, and with the GIL
-    shared those add up to milliseconds per message. Here a whole group runs in the writer
-    thread (``write``, on a connection ``connect`` opens), and each caller's loop (or thread)
-    is woken once, when its message is committed.
+    shared those add up to milliseconds per message. Here a whole group runs in one
+    ``handle`` call of a :class:`~hookwire._workers.BackgroundQueue` (``write``, on a
+    connection ``connect`` opens there), and each caller's loop (or thread) is woken once,
+    when its message is committed.
     """
 
     def __init__(
@@ -278,13 +334,23 @@ class SQLiteWriter:
         forget: Callable[[], None],
     ) -> None:
         self.url = url
-        self._connect = connect
         self._write = write
         self._forget = forget
-        self._items: collections.deque[Pending] = collections.deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._conn = SQLiteConnection(connect)
+        # No linger: a group is whatever queued while the previous one committed, and a
+        # lone sync writer must not wait for company. No bound of its own: every item has
+        # a caller waiting for it, so the callers bound the queue.
+        self._queue: BackgroundQueue[Pending] = BackgroundQueue(
+            f"history writer {redact(url)}",
+            self._handle,
+            maxsize=1 << 30,
+            linger=0.0,
+            max_batch=MAX_BATCH,
+            worker=STORE_WORKER,
+        )
+        # The holder, not the writer: a finalizer referencing the writer would keep it alive.
+        finalizer = weakref.finalize(self, self._conn.close)
+        finalizer.atexit = False  # at exit, _close_all runs after the queues are drained
 
     async def add(
         self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
@@ -292,7 +358,7 @@ class SQLiteWriter:
         """Queue a message from an event loop; its id once its group is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        self.submit(Pending(owner, row, explicit, state, settler(future, loop)))
+        await self._queue.aput(Pending(owner, row, explicit, state, settler(future, loop)))
         return await future
 
     def add_sync(
@@ -312,52 +378,29 @@ class SQLiteWriter:
             else:
                 done.set_result(outcome)
 
-        self.submit(Pending(owner, row, explicit, state, settle))
+        self._queue.put(Pending(owner, row, explicit, state, settle))
         try:
             return done.result(timeout)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
             raise StoreError(
                 f"storing the message in {redact(self.url)} did not finish within {timeout} s; "
                 "another process may hold the database's write lock"
             ) from None
 
-    def submit(self, item: Pending) -> None:
-        """Queue ``item``, starting the writer thread if it is not running."""
-        self._items.append(item)
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="hookwire-sqlite-writer", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message queued so far is written; False if ``timeout`` ran out."""
+        return self._queue.flush(timeout)
 
-    def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        items = self._items
-        while True:
-            if not self._wake.wait(IDLE_SECONDS):
-                # idle: let the thread go (submit starts another), unless work just came
-                with self._start_lock:
-                    if not items:
-                        self._thread = None
-                        if conn is not None:
-                            conn.close()
-                        return
-            self._wake.clear()
-            while items:
-                batch = [items.popleft() for _ in range(min(len(items), MAX_BATCH))]
-                try:
-                    if conn is None:
-                        conn = self._connect()
-                    self._process(conn, batch)
-                except Exception as exc:  # never let the writer thread die
-                    for item in batch:
-                        fail(item, exc, self.url)
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            conn.close()
-                    conn = None
+    def _handle(self, batch: list[Pending]) -> None:
+        try:
+            self._process(self._conn.get(), batch)
+        except BaseException as exc:
+            # Every caller gets an outcome; a connection that failed is not trusted again.
+            for item in batch:
+                fail(item, exc, self.url)
+            self._conn.close()
+            if not isinstance(exc, Exception):
+                raise  # SystemExit and the like: the queue counts and logs them
 
     def _process(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
         try:
