@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BATCH",
     "STORE_WORKER",
+    "Job",
     "LoopBatcher",
     "Pending",
     "SQLiteConnection",
@@ -69,6 +70,15 @@ class Pending:
     #: the caller's event loop when it is another thread's, and ``settle`` run on it
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     settle_local: Settle | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Job:
+    """Other work for a writer's connection (creating a conversation), taking its turn
+    between the groups of messages; ``run(conn)`` gives the outcome ``settle`` is told."""
+
+    run: Callable[[sqlite3.Connection], str]
+    settle: Settle = field(repr=False)
 
 
 def settler(future: asyncio.Future[str], loop: asyncio.AbstractEventLoop | None) -> Settle:
@@ -340,7 +350,7 @@ class SQLiteWriter:
         # No linger: a group is whatever queued while the previous one committed, and a
         # lone sync writer must not wait for company. No bound of its own: every item has
         # a caller waiting for it, so the callers bound the queue.
-        self._queue: BackgroundQueue[Pending] = BackgroundQueue(
+        self._queue: BackgroundQueue[Pending | Job] = BackgroundQueue(
             f"history writer {redact(url)}",
             self._handle,
             maxsize=1 << 30,
@@ -387,20 +397,50 @@ class SQLiteWriter:
                 "another process may hold the database's write lock"
             ) from None
 
+    async def call(self, run: Callable[[sqlite3.Connection], str]) -> str:
+        """``run(conn)`` on the writer's connection, in turn with the messages queued before."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        await self._queue.aput(Job(run, settler(future, loop)))
+        return await future
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every message queued so far is written; False if ``timeout`` ran out."""
         return self._queue.flush(timeout)
 
-    def _handle(self, batch: list[Pending]) -> None:
+    def _handle(self, batch: list[Pending | Job]) -> None:
+        group: list[Pending] = []
+        for item in batch:
+            if isinstance(item, Job):
+                self._write_group(group)
+                group = []
+                self._run(item)
+            else:
+                group.append(item)
+        self._write_group(group)
+
+    def _write_group(self, group: list[Pending]) -> None:
+        if not group:
+            return
         try:
-            self._process(self._conn.get(), batch)
+            self._process(self._conn.get(), group)
         except BaseException as exc:
             # Every caller gets an outcome; a connection that failed is not trusted again.
-            for item in batch:
+            for item in group:
                 fail(item, exc, self.url)
             self._conn.close()
             if not isinstance(exc, Exception):
                 raise  # SystemExit and the like: the queue counts and logs them
+
+    def _run(self, job: Job) -> None:
+        try:
+            outcome = job.run(self._conn.get())
+        except BaseException as exc:
+            job.settle(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            job.settle(outcome)
 
     def _process(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import functools
 import os
 import sqlite3
 import threading
@@ -45,9 +46,12 @@ from .reading import (
     reuse_cached,
 )
 from .sql import SQLConversationStore
-from .validation import check_lookup_id, message_row
+from .validation import check_lookup_id, conversation_row, id_taken, message_row, not_found
 
-__all__ = ["SQLiteConversationStore", "sqlite_file"]
+__all__ = ["SCHEMA_WAIT", "SQLiteConversationStore", "sqlite_file"]
+
+#: Seconds a new store waits for a new (or older) file's schema to be set up.
+SCHEMA_WAIT = 10.0
 
 _UTC = _dt.timezone.utc
 
@@ -68,6 +72,11 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+_CONVERSATION_INSERT = (
+    "INSERT INTO conversations (id, realm, org_id, user_id, is_anonymous, name, agent_title, "
+    "state, model, metadata, correlation_id, request_id, created_at, updated_at) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 _OWNER_SELECT = "SELECT id, realm, org_id, user_id, is_anonymous FROM conversations WHERE id IN "
 _INSERT = f"INSERT INTO messages ({MESSAGE_SELECT}) VALUES ({','.join('?' * len(MESSAGE_COLUMNS))})"
 
@@ -120,6 +129,28 @@ class _SQLiteTx:
                 )
                 for r in rows
             ],
+        )
+
+    def create(self, row: dict[str, Any], now: _dt.datetime) -> None:
+        at = _iso(now)
+        self.conn.execute(
+            _CONVERSATION_INSERT,
+            (
+                row["id"],
+                row["realm"],
+                row["org_id"],
+                row["user_id"],
+                bool(row["is_anonymous"]),
+                row["name"],
+                row["agent_title"],
+                row["state"],
+                row["model"],
+                _dumps(row["metadata"]),
+                row["correlation_id"],
+                row["request_id"],
+                at,
+                at,
+            ),
         )
 
     def touch(self, items: list[Touch], now: _dt.datetime) -> int:
@@ -378,6 +409,53 @@ class SQLiteConversationStore(SQLConversationStore):
         )
         self._reader = _sqlite_reader(path)
         self._enqueue = self._writer.add
+        # Set up a new (or older) file's schema now, while threads can still be started:
+        # SQLAlchemy's aiosqlite connections need one each, and a store first used at exit
+        # (a script that records and ends) gets none on Python 3.12. Errors are the first
+        # call's to report.
+        if not runner.in_store_loop() and not schema_ready(self.url, runner.get_loop()):
+            with contextlib.suppress(Exception):
+                self._ready_sync(SCHEMA_WAIT)
+
+    async def create_conversation(
+        self, owner: Owner, *, exist_ok: bool = False, **fields: Any
+    ) -> str:
+        """As :meth:`SQLConversationStore.create_conversation`, written by the store's writer
+        queue on its plain connection: in turn with the messages, and with no aiosqlite
+        connection to open (which needs a thread of its own, refused at exit on 3.12)."""
+        row = conversation_row(owner, **fields)
+        await self._ready()
+        try:
+            return await self._writer.call(
+                functools.partial(self._create_conversation, owner, row, exist_ok)
+            )
+        except (HookwireError, ValueError):
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _create_conversation(
+        self, owner: Owner, row: dict[str, Any], exist_ok: bool, conn: sqlite3.Connection
+    ) -> str:
+        tx = _SQLiteTx(conn)
+        cid = str(row["id"])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = tx.owners([cid]).get(cid)  # under the write lock: nobody creates it now
+            if found is None:
+                tx.create(row, _dt.datetime.now(_UTC))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        if found is None:
+            return cid
+        if not exist_ok:
+            raise id_taken(cid)
+        if not owner.sees(found):
+            raise not_found(cid)
+        return cid
 
     def add_message_sync(
         self, owner: Owner | None, *args: Any, timeout: float | None = 60.0, **fields: Any
