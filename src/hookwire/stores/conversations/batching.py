@@ -19,6 +19,7 @@ ownership rule, the statements) is the backend's, passed in as a function.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BATCH",
     "STORE_WORKER",
+    "Attempts",
     "Job",
     "LoopBatcher",
     "Pending",
@@ -132,6 +134,45 @@ def fail(item: Pending, exc: BaseException, url: str) -> None:
     error = StoreError(f"the message could not be stored in {redact(url)}: {exc}")
     error.__cause__ = exc
     item.settle(error)
+
+
+class Attempts:
+    """The writes that commit a group, in order, for a writer that blocks or one that awaits.
+
+    Iterating gives ``(items, trust_cache)`` to write in one transaction (which settles its
+    callers once committed); after one fails, :meth:`failed` decides what comes next: the
+    same items again with fresh lookups (a cached owner may be stale, or a conversation or
+    parent was deleted by another process), then message by message, so one bad message
+    never fails its neighbours; a message that fails alone gets its own error.
+    """
+
+    def __init__(self, batch: list[Pending], forget: Callable[[], None], url: str) -> None:
+        self._forget = forget
+        self._url = url
+        self._next: collections.deque[tuple[list[Pending], bool]] = collections.deque(
+            [(batch, True)]
+        )
+        self._current: tuple[list[Pending], bool] = (batch, True)
+
+    def __iter__(self) -> Attempts:
+        return self
+
+    def __next__(self) -> tuple[list[Pending], bool]:
+        if not self._next:
+            raise StopIteration
+        self._current = self._next.popleft()
+        return self._current
+
+    def failed(self, exc: BaseException) -> None:
+        """The last write given failed with ``exc``."""
+        items, trusted = self._current
+        if trusted:
+            self._forget()
+            self._next.append((items, False))
+        elif len(items) == 1:
+            fail(items[0], exc, self._url)
+        else:
+            self._next.extend(([item], False) for item in items)
 
 
 #: ``write(batch, trust_cache, alone)``: one group's transaction (``alone``: no other group of
@@ -241,29 +282,13 @@ class LoopBatcher:
         finally:
             self.drainers -= 1
 
-    # The async mirror of SQLiteWriter._process (same policy; one awaits, one blocks).
     async def _drain_one(self, batch: list[Pending]) -> None:
-        try:
-            await self._write_fresh_on_failure(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                fail(batch[0], exc, self.url)
-                return
-            # One bad message must not fail its neighbours: retry them one by one.
-            for item in batch:
-                try:
-                    await self._write([item], False, self.drainers <= 1)
-                except Exception as one:
-                    fail(item, one, self.url)
-
-    async def _write_fresh_on_failure(self, batch: Sequence[Pending]) -> None:
-        try:
-            await self._write(batch, True, self.drainers <= 1)
-        except Exception:
-            # A stale cached owner, or a conversation or parent deleted by another process
-            # (a constraint failure): look everything up again before giving up on the group.
-            self._forget()
-            await self._write(batch, False, self.drainers <= 1)
+        attempts = Attempts(batch, self._forget, self.url)
+        for items, trust in attempts:
+            try:
+                await self._write(items, trust, self.drainers <= 1)
+            except Exception as exc:
+                attempts.failed(exc)
 
 
 #: ``write(conn, batch, trust_cache)``: one group's transaction on the writer's connection,
@@ -443,20 +468,9 @@ class SQLiteWriter:
             job.settle(outcome)
 
     def _process(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
-        try:
-            self._write(conn, batch, True)
-            return
-        except Exception:
-            self._forget()
-        try:
-            self._write(conn, batch, False)
-        except Exception as exc:
-            if len(batch) == 1:
-                fail(batch[0], exc, self.url)
-                return
-            # One bad message must not fail its neighbours: retry them one by one.
-            for item in batch:
-                try:
-                    self._write(conn, [item], False)
-                except Exception as one:
-                    fail(item, one, self.url)
+        attempts = Attempts(batch, self._forget, self.url)
+        for items, trust in attempts:
+            try:
+                self._write(conn, items, trust)
+            except Exception as exc:
+                attempts.failed(exc)
