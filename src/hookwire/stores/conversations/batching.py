@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -308,6 +309,8 @@ class SQLiteConnection:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
         self._conn: sqlite3.Connection | None = None
+        #: held while the connection is used (the exit hook closes it only when it is not)
+        self.in_use = threading.RLock()
         _OPEN.add(self)
 
     def get(self) -> sqlite3.Connection:
@@ -323,6 +326,14 @@ class SQLiteConnection:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    def close_if_idle(self) -> None:
+        """:meth:`close`, unless a write that outlived the exit drain still uses it."""
+        if self.in_use.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.in_use.release()
+
 
 # Every writer's connection, closed at exit after the queues are drained.
 _OPEN: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
@@ -330,7 +341,7 @@ _OPEN: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
 
 async def _close_all() -> None:
     for holder in list(_OPEN):
-        holder.close()
+        holder.close_if_idle()
 
 
 at_loop_exit(_close_all)
@@ -435,14 +446,15 @@ class SQLiteWriter:
 
     def _handle(self, batch: list[Pending | Job]) -> None:
         group: list[Pending] = []
-        for item in batch:
-            if isinstance(item, Job):
-                self._write_group(group)
-                group = []
-                self._run(item)
-            else:
-                group.append(item)
-        self._write_group(group)
+        with self._conn.in_use:
+            for item in batch:
+                if isinstance(item, Job):
+                    self._write_group(group)
+                    group = []
+                    self._run(item)
+                else:
+                    group.append(item)
+            self._write_group(group)
 
     def _write_group(self, group: list[Pending]) -> None:
         if not group:
