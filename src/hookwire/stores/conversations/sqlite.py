@@ -287,10 +287,9 @@ class _SQLiteReader:
 
     def _file(self) -> tuple[int, int] | None:
         try:
-            st = os.stat(self.path)
+            return _file_id(self.path)
         except OSError:
             return None  # gone: a connection opens (or fails) as a new store's would
-        return (st.st_dev, st.st_ino)
 
     def _take(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
         file = self._file()
