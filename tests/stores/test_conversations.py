@@ -1218,3 +1218,63 @@ def test_any_text_is_stored_unchanged_or_refused_by_name(db_url: str, text: str)
         assert "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text)
     else:
         assert stored == text
+
+
+def test_sqlite_connections_are_closed_at_exit(tmp_path: Path) -> None:
+    # Python 3.13 reports a connection freed unclosed (ResourceWarning): the readers' and the
+    # writers' connections are closed once the queued messages are written.
+    script = """
+import asyncio, sys, warnings
+warnings.simplefilter("always", ResourceWarning)
+from hookwire.stores.conversations import ConversationStore, Owner
+store = ConversationStore(sys.argv[1])
+me = Owner("u", "", "")
+async def go():
+    cid = await store.create_conversation(me)
+    await store.add_message(me, cid, "async", "end_user")
+    await store.get_conversation_details(me, cid)
+    return cid
+cid = asyncio.run(go())
+store.add_message_sync(me, cid, "sync", "end_user")
+store.get_conversation_details_sync(me, cid)
+"""
+    src = str(Path(hookwire.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script, f"sqlite:///{tmp_path}/exit.db"],
+        env=env,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr
+
+
+def test_a_dropped_sqlite_store_closes_its_writer_connection(tmp_path: Path) -> None:
+    import gc
+    import sqlite3
+
+    store = SQLiteConversationStore(f"sqlite:///{tmp_path}/dropped.db")
+    me = owner()
+    cid = runner.run_sync(store.create_conversation(me))
+    store.add_message_sync(me, cid, "x", "end_user")
+    conn = store._writer._conn.get()
+    del store
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        conn.execute("SELECT 1")
+
+
+def test_sqlite_reads_use_no_thread_pool_of_their_own(tmp_path: Path) -> None:
+    store = ConversationStore(f"sqlite:///{tmp_path}/pool.db")
+    me = owner()
+
+    async def go() -> list[str]:
+        cid = await store.create_conversation(me)
+        await store.add_message(me, cid, "x", "end_user")
+        details = await asyncio.gather(*(store.get_conversation_details(me, cid) for _ in range(8)))
+        return [d["messages"][0]["text"] for d in details]
+
+    assert asyncio.run(go()) == ["x"] * 8
+    assert not [t.name for t in threading.enumerate() if "sqlite" in t.name]

@@ -4,8 +4,8 @@
 ``ConversationStore(url)`` and ``ConversationStore.for_url(url)`` give the implementation
 registered below for the URL's backend:
 
-- ``sqlite`` files: :class:`SQLiteConversationStore` (:mod:`.sqlite`), a writer thread and
-  reader threads on plain ``sqlite3`` connections;
+- ``sqlite`` files: :class:`SQLiteConversationStore` (:mod:`.sqlite`), a writer queue on
+  the store worker and reads in the caller's thread, on plain ``sqlite3`` connections;
 - ``postgresql+asyncpg``: :class:`PostgresConversationStore` (:mod:`.postgres`), groups and
   reads on asyncpg connections;
 - anything else SQLAlchemy serves (in-memory SQLite, ``postgresql+psycopg``):

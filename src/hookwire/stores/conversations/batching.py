@@ -6,9 +6,9 @@ Two mechanisms, one per way a backend writes:
 - :class:`LoopBatcher`, per store, on the store loop (``hookwire.stores.runner``): while one
   group's transaction commits, the messages that arrive queue up and go into the next group;
   a few groups may be in flight at once (PostgreSQL), so their commits overlap.
-- :class:`SQLiteWriter`, per SQLite store: one thread that writes a whole group per
-  transaction on a plain ``sqlite3`` connection, and wakes each caller's loop (or thread)
-  once, when its message is committed.
+- :class:`SQLiteWriter`, per SQLite store: a queue of ``hookwire._workers`` whose worker
+  writes a whole group per transaction on a plain ``sqlite3`` connection, and wakes each
+  caller's loop (or thread) once, when its message is committed.
 
 Both keep the same rules: a group holds at most :data:`MAX_BATCH` messages; a group that
 fails is retried once with fresh lookups (a cached owner may be stale), then message by
@@ -23,12 +23,15 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..._workers import BackgroundQueue, at_loop_exit
 from ...errors import StoreError
 from .. import runner
 from ..engine import redact
@@ -38,8 +41,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BATCH",
+    "STORE_WORKER",
+    "Attempts",
+    "Job",
     "LoopBatcher",
     "Pending",
+    "SQLiteConnection",
     "SQLiteWriter",
     "fail",
     "settle_all",
@@ -66,6 +73,15 @@ class Pending:
     #: the caller's event loop when it is another thread's, and ``settle`` run on it
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     settle_local: Settle | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Job:
+    """Other work for a writer's connection (creating a conversation), taking its turn
+    between the groups of messages; ``run(conn)`` gives the outcome ``settle`` is told."""
+
+    run: Callable[[sqlite3.Connection], str]
+    settle: Settle = field(repr=False)
 
 
 def settler(future: asyncio.Future[str], loop: asyncio.AbstractEventLoop | None) -> Settle:
@@ -119,6 +135,45 @@ def fail(item: Pending, exc: BaseException, url: str) -> None:
     error = StoreError(f"the message could not be stored in {redact(url)}: {exc}")
     error.__cause__ = exc
     item.settle(error)
+
+
+class Attempts:
+    """The writes that commit a group, in order, for a writer that blocks or one that awaits.
+
+    Iterating gives ``(items, trust_cache)`` to write in one transaction (which settles its
+    callers once committed); after one fails, :meth:`failed` decides what comes next: the
+    same items again with fresh lookups (a cached owner may be stale, or a conversation or
+    parent was deleted by another process), then message by message, so one bad message
+    never fails its neighbours; a message that fails alone gets its own error.
+    """
+
+    def __init__(self, batch: list[Pending], forget: Callable[[], None], url: str) -> None:
+        self._forget = forget
+        self._url = url
+        self._next: collections.deque[tuple[list[Pending], bool]] = collections.deque(
+            [(batch, True)]
+        )
+        self._current: tuple[list[Pending], bool] = (batch, True)
+
+    def __iter__(self) -> Attempts:
+        return self
+
+    def __next__(self) -> tuple[list[Pending], bool]:
+        if not self._next:
+            raise StopIteration
+        self._current = self._next.popleft()
+        return self._current
+
+    def failed(self, exc: BaseException) -> None:
+        """The last write given failed with ``exc``."""
+        items, trusted = self._current
+        if trusted:
+            self._forget()
+            self._next.append((items, False))
+        elif len(items) == 1:
+            fail(items[0], exc, self._url)
+        else:
+            self._next.extend(([item], False) for item in items)
 
 
 #: ``write(batch, trust_cache, alone)``: one group's transaction (``alone``: no other group of
@@ -228,46 +283,93 @@ class LoopBatcher:
         finally:
             self.drainers -= 1
 
-    # The async mirror of SQLiteWriter._process (same policy; one awaits, one blocks).
     async def _drain_one(self, batch: list[Pending]) -> None:
-        try:
-            await self._write_fresh_on_failure(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                fail(batch[0], exc, self.url)
-                return
-            # One bad message must not fail its neighbours: retry them one by one.
-            for item in batch:
-                try:
-                    await self._write([item], False, self.drainers <= 1)
-                except Exception as one:
-                    fail(item, one, self.url)
-
-    async def _write_fresh_on_failure(self, batch: Sequence[Pending]) -> None:
-        try:
-            await self._write(batch, True, self.drainers <= 1)
-        except Exception:
-            # A stale cached owner, or a conversation or parent deleted by another process
-            # (a constraint failure): look everything up again before giving up on the group.
-            self._forget()
-            await self._write(batch, False, self.drainers <= 1)
+        attempts = Attempts(batch, self._forget, self.url)
+        for items, trust in attempts:
+            try:
+                await self._write(items, trust, self.drainers <= 1)
+            except Exception as exc:
+                attempts.failed(exc)
 
 
 #: ``write(conn, batch, trust_cache)``: one group's transaction on the writer's connection,
 #: settling its callers once it is committed.
 SyncWrite = Callable[[sqlite3.Connection, list[Pending], bool], None]
 
-#: A writer thread with nothing to do for this long ends (the next message starts another).
-IDLE_SECONDS = 30.0
+# Store writes get a worker of their own: a group commit waits on the disk (and on other
+# processes holding SQLite's write lock, up to the busy timeout), and on the shared worker that
+# would hold up every background handler of the process (FileLog, OTel) behind it.
+STORE_WORKER = "hookwire-store"
+
+
+class SQLiteConnection:
+    """A plain ``sqlite3`` connection opened on first use, by whoever uses it first (the
+    store worker), and closed when the store goes or the process ends."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._conn: sqlite3.Connection | None = None
+        #: held while the connection is used (the exit hook closes it only when it is not)
+        self.in_use = threading.RLock()
+        _OPEN.add(self)
+
+    def get(self) -> sqlite3.Connection:
+        """The connection, opened now if it is not open."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (the next :meth:`get` opens another)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def close_if_idle(self) -> None:
+        """:meth:`close`, unless a write that outlived the exit drain still uses it."""
+        if self.in_use.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.in_use.release()
+
+
+# Every writer's connection, closed at exit after the queues are drained.
+_OPEN: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
+
+
+async def _close_all() -> None:
+    for holder in list(_OPEN):
+        holder.close_if_idle()
+
+
+at_loop_exit(_close_all)
+
+# Connections inherited through fork stay the parent's: kept referenced, neither used nor
+# closed (closing one could end the parent's WAL session on the file).
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for holder in list(_OPEN):
+        if holder._conn is not None:
+            _INHERITED.append(holder._conn)
+            holder._conn = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SQLiteWriter:
-    """One thread that writes a SQLite database's messages, a group per transaction.
+    """A SQLite database's messages written on the store worker, a group per transaction.
 
     Through aiosqlite every statement is a round trip between threads, and with the GIL
-    shared those add up to milliseconds per message. Here a whole group runs in the writer
-    thread (``write``, on a connection ``connect`` opens), and each caller's loop (or thread)
-    is woken once, when its message is committed.
+    shared those add up to milliseconds per message. Here a whole group runs in one
+    ``handle`` call of a :class:`~hookwire._workers.BackgroundQueue` (``write``, on a
+    connection ``connect`` opens there), and each caller's loop (or thread) is woken once,
+    when its message is committed.
     """
 
     def __init__(
@@ -278,13 +380,23 @@ class SQLiteWriter:
         forget: Callable[[], None],
     ) -> None:
         self.url = url
-        self._connect = connect
         self._write = write
         self._forget = forget
-        self._items: collections.deque[Pending] = collections.deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._conn = SQLiteConnection(connect)
+        # No linger: a group is whatever queued while the previous one committed, and a
+        # lone sync writer must not wait for company. No bound of its own: every item has
+        # a caller waiting for it, so the callers bound the queue.
+        self._queue: BackgroundQueue[Pending | Job] = BackgroundQueue(
+            f"history writer {redact(url)}",
+            self._handle,
+            maxsize=1 << 30,
+            linger=0.0,
+            max_batch=MAX_BATCH,
+            worker=STORE_WORKER,
+        )
+        # The holder, not the writer: a finalizer referencing the writer would keep it alive.
+        finalizer = weakref.finalize(self, self._conn.close)
+        finalizer.atexit = False  # at exit, _close_all runs after the queues are drained
 
     async def add(
         self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
@@ -292,7 +404,7 @@ class SQLiteWriter:
         """Queue a message from an event loop; its id once its group is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        self.submit(Pending(owner, row, explicit, state, settler(future, loop)))
+        await self._queue.aput(Pending(owner, row, explicit, state, settler(future, loop)))
         return await future
 
     def add_sync(
@@ -312,68 +424,65 @@ class SQLiteWriter:
             else:
                 done.set_result(outcome)
 
-        self.submit(Pending(owner, row, explicit, state, settle))
+        self._queue.put(Pending(owner, row, explicit, state, settle))
         try:
             return done.result(timeout)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
             raise StoreError(
                 f"storing the message in {redact(self.url)} did not finish within {timeout} s; "
                 "another process may hold the database's write lock"
             ) from None
 
-    def submit(self, item: Pending) -> None:
-        """Queue ``item``, starting the writer thread if it is not running."""
-        self._items.append(item)
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="hookwire-sqlite-writer", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
+    async def call(self, run: Callable[[sqlite3.Connection], str]) -> str:
+        """``run(conn)`` on the writer's connection, in turn with the messages queued before."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        await self._queue.aput(Job(run, settler(future, loop)))
+        return await future
 
-    def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        items = self._items
-        while True:
-            if not self._wake.wait(IDLE_SECONDS):
-                # idle: let the thread go (submit starts another), unless work just came
-                with self._start_lock:
-                    if not items:
-                        self._thread = None
-                        if conn is not None:
-                            conn.close()
-                        return
-            self._wake.clear()
-            while items:
-                batch = [items.popleft() for _ in range(min(len(items), MAX_BATCH))]
-                try:
-                    if conn is None:
-                        conn = self._connect()
-                    self._process(conn, batch)
-                except Exception as exc:  # never let the writer thread die
-                    for item in batch:
-                        fail(item, exc, self.url)
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            conn.close()
-                    conn = None
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message queued so far is written; False if ``timeout`` ran out."""
+        return self._queue.flush(timeout)
+
+    def _handle(self, batch: list[Pending | Job]) -> None:
+        group: list[Pending] = []
+        with self._conn.in_use:
+            for item in batch:
+                if isinstance(item, Job):
+                    self._write_group(group)
+                    group = []
+                    self._run(item)
+                else:
+                    group.append(item)
+            self._write_group(group)
+
+    def _write_group(self, group: list[Pending]) -> None:
+        if not group:
+            return
+        try:
+            self._process(self._conn.get(), group)
+        except BaseException as exc:
+            # Every caller gets an outcome; a connection that failed is not trusted again.
+            for item in group:
+                fail(item, exc, self.url)
+            self._conn.close()
+            if not isinstance(exc, Exception):
+                raise  # SystemExit and the like: the queue counts and logs them
+
+    def _run(self, job: Job) -> None:
+        try:
+            outcome = job.run(self._conn.get())
+        except BaseException as exc:
+            job.settle(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            job.settle(outcome)
 
     def _process(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
-        try:
-            self._write(conn, batch, True)
-            return
-        except Exception:
-            self._forget()
-        try:
-            self._write(conn, batch, False)
-        except Exception as exc:
-            if len(batch) == 1:
-                fail(batch[0], exc, self.url)
-                return
-            # One bad message must not fail its neighbours: retry them one by one.
-            for item in batch:
-                try:
-                    self._write(conn, [item], False)
-                except Exception as one:
-                    fail(item, one, self.url)
+        attempts = Attempts(batch, self._forget, self.url)
+        for items, trust in attempts:
+            try:
+                self._write(conn, items, trust)
+            except Exception as exc:
+                attempts.failed(exc)

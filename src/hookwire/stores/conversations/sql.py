@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import HookwireError, InvalidInputError, StoreError
+from ...errors import HookwireError, StoreError
 from .. import runner
 from ..engine import (
     ensure_schema,
@@ -46,6 +46,7 @@ from .validation import (
     check_name,
     check_state,
     conversation_row,
+    id_taken,
     message_row,
     not_found,
 )
@@ -231,10 +232,7 @@ class SQLConversationStore(ConversationStore):
                     if await self._is_ours(conn, owner, row["id"]):
                         return str(row["id"])
                 raise not_found(row["id"]) from None
-            raise InvalidInputError(
-                f"a conversation with id {row['id']!r} cannot be created: the id is taken; "
-                "leave conversation_id out to get a new one"
-            ) from None
+            raise id_taken(row["id"]) from None
         return str(row["id"])
 
     async def _is_ours(self, conn: AsyncConnection, owner: Owner, conversation_id: str) -> bool:

@@ -1,12 +1,13 @@
-"""The conversation store of an SQLite file: messages written by one writer thread on a plain
-``sqlite3`` connection, whole conversations read by reader threads; everything else through
-SQLAlchemy Core (:class:`~.sql.SQLConversationStore`).
+"""The conversation store of an SQLite file: messages written on the store worker of
+``hookwire._workers`` on a plain ``sqlite3`` connection, whole conversations read on plain
+connections in the thread that asks; everything else through SQLAlchemy Core
+(:class:`~.sql.SQLConversationStore`).
 
 Through aiosqlite every statement is a hop between threads, and with the GIL shared those add
 up to milliseconds per message. Here a whole group of messages is one ``BEGIN IMMEDIATE`` ...
-``COMMIT`` in the writer thread (:class:`~.batching.SQLiteWriter`), and a read is one
-transaction in a reader thread (or the caller's own, from sync code). ``BEGIN IMMEDIATE`` with
-a busy timeout makes writers in other processes queue instead of failing.
+``COMMIT`` on the worker (:class:`~.batching.SQLiteWriter`), and a read is one transaction in
+the caller's thread (sync code) or in its event loop's default executor. ``BEGIN IMMEDIATE``
+with a busy timeout makes writers in other processes queue instead of failing.
 
 The statements are put together from fixed column names and ``?`` marks (one per value);
 values always go as parameters.
@@ -15,9 +16,9 @@ values always go as parameters.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import datetime as _dt
+import functools
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy.engine import make_url
 
+from ..._workers import at_loop_exit
 from ...errors import HookwireError
 from .. import runner
 from ..engine import SQLITE_BUSY_SECONDS, SQLITE_PRAGMAS, schema_ready
@@ -44,9 +46,12 @@ from .reading import (
     reuse_cached,
 )
 from .sql import SQLConversationStore
-from .validation import check_lookup_id, message_row
+from .validation import check_lookup_id, conversation_row, id_taken, message_row, not_found
 
-__all__ = ["SQLiteConversationStore", "sqlite_file"]
+__all__ = ["SCHEMA_WAIT", "SQLiteConversationStore", "sqlite_file"]
+
+#: Seconds a new store waits for a new (or older) file's schema to be set up.
+SCHEMA_WAIT = 10.0
 
 _UTC = _dt.timezone.utc
 
@@ -67,6 +72,11 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+_CONVERSATION_INSERT = (
+    "INSERT INTO conversations (id, realm, org_id, user_id, is_anonymous, name, agent_title, "
+    "state, model, metadata, correlation_id, request_id, created_at, updated_at) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 _OWNER_SELECT = "SELECT id, realm, org_id, user_id, is_anonymous FROM conversations WHERE id IN "
 _INSERT = f"INSERT INTO messages ({MESSAGE_SELECT}) VALUES ({','.join('?' * len(MESSAGE_COLUMNS))})"
 
@@ -77,7 +87,7 @@ def _marks(ids: list[str]) -> str:
 
 
 class _SQLiteTx:
-    """The write statements on a plain ``sqlite3`` connection (the SQLite writer thread)."""
+    """The write statements on a plain ``sqlite3`` connection (on the store worker)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -119,6 +129,28 @@ class _SQLiteTx:
                 )
                 for r in rows
             ],
+        )
+
+    def create(self, row: dict[str, Any], now: _dt.datetime) -> None:
+        at = _iso(now)
+        self.conn.execute(
+            _CONVERSATION_INSERT,
+            (
+                row["id"],
+                row["realm"],
+                row["org_id"],
+                row["user_id"],
+                bool(row["is_anonymous"]),
+                row["name"],
+                row["agent_title"],
+                row["state"],
+                row["model"],
+                _dumps(row["metadata"]),
+                row["correlation_id"],
+                row["request_id"],
+                at,
+                at,
+            ),
         )
 
     def touch(self, items: list[Touch], now: _dt.datetime) -> int:
@@ -230,54 +262,87 @@ def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
 
 
 class _SQLiteReader:
-    """Reads of whole conversations on plain ``sqlite3`` connections in worker threads.
+    """Reads of whole conversations on plain ``sqlite3`` connections, in the thread that asks.
 
     One per database file and process (:func:`_sqlite_reader`), shared by its stores: a new
-    store then starts no thread and opens no connection (with SQLite's schema and page
-    cache to load again), about 1.5 ms of a cold read. A kept connection is as fresh as a
-    new one: each read is its own transaction, so it sees every commit made before it (WAL
-    mode: one snapshot per read, whoever the writer). A connection is opened again when the
-    file at the path is no longer the one it opened (deleted, or replaced by another).
+    store then opens no connection (with SQLite's schema and page cache to load again),
+    about 1.5 ms of a cold read. A kept connection is as fresh as a new one: each read is its
+    own transaction, so it sees every commit made before it (WAL mode: one snapshot per read,
+    whoever the writer). A connection is opened again when the file at the path is no longer
+    the one it opened (deleted, or replaced by another).
+
+    Connections are lent, one per read at a time, from a few kept idle (not one per thread:
+    the threads that read are the app's, and a connection left in a thread that ended would
+    never be closed); all are closed at exit.
     """
+
+    #: Idle connections kept for the next reads; more are opened while reads overlap.
+    KEEP = 2
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
-        self.pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hookwire-sqlite")
+        self._idle: list[tuple[sqlite3.Connection, tuple[int, int]]] = []
+        self._lock = threading.Lock()
         self.json = True
 
-    def conn(self) -> sqlite3.Connection:
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+    def _file(self) -> tuple[int, int] | None:
         try:
-            st = os.stat(self.path)
-            file: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            return _file_id(self.path)
         except OSError:
-            file = None  # gone: a connection opens (or fails) as a new store's would
-        if conn is not None and (file is None or file != local.file):
-            local.conn = None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-            conn = None
-        if conn is None:
-            conn = _sqlite_connect(self.path, sqlite3.PARSE_COLNAMES)
+            return None  # gone: a connection opens (or fails) as a new store's would
+
+    def _take(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        file = self._file()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, opened = self._idle.pop()
+            if file is not None and file == opened:
+                return conn, opened
+            _close(conn)  # the file it read is not the one at the path any more
+        conn = _sqlite_connect(self.path, sqlite3.PARSE_COLNAMES)
+        try:
             self.json = _sqlite_has_json(conn)
-            if file is None:
-                st = os.stat(self.path)
-                file = (st.st_dev, st.st_ino)
-            local.conn, local.file = conn, file
-        return conn
+            return conn, file if file is not None else _file_id(self.path)
+        except BaseException:
+            _close(conn)
+            raise
+
+    def _give_back(self, conn: sqlite3.Connection, file: tuple[int, int]) -> None:
+        with self._lock:
+            if len(self._idle) < self.KEEP:
+                self._idle.append((conn, file))
+                return
+        _close(conn)
+
+    def close(self) -> None:
+        """Close the idle connections (a read lends itself a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            _close(conn)
 
     def details(
         self, owner: Owner | None, conversation_id: str, cache: MessageCache
     ) -> dict[str, Any]:
-        with gc_paused():
-            return self._details(owner, conversation_id, cache)
+        conn, file = self._take()
+        try:
+            with gc_paused():
+                details = self._details(conn, owner, conversation_id, cache)
+        except BaseException:
+            _close(conn)  # in an unknown state: not lent again
+            raise
+        self._give_back(conn, file)
+        return details
 
     def _details(
-        self, owner: Owner | None, conversation_id: str, cache: MessageCache
+        self,
+        conn: sqlite3.Connection,
+        owner: Owner | None,
+        conversation_id: str,
+        cache: MessageCache,
     ) -> dict[str, Any]:
-        conn = self.conn()
         entry = cache.get(conversation_id)
         select = _DETAIL_SELECT if self.json else _DETAIL_SELECT_NO_JSON
         conn.execute("BEGIN")
@@ -298,6 +363,16 @@ class _SQLiteReader:
         return details
 
 
+def _close(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.close()
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
 _readers: dict[str, _SQLiteReader] = {}
 _readers_lock = threading.Lock()
 
@@ -311,9 +386,17 @@ def _sqlite_reader(path: str) -> _SQLiteReader:
         return reader
 
 
+async def _close_readers() -> None:
+    for reader in list(_readers.values()):
+        reader.close()
+
+
+at_loop_exit(_close_readers)
+
+
 class SQLiteConversationStore(SQLConversationStore):
-    """Chat history in an SQLite file (see the module): messages through the file's writer
-    thread, whole conversations through the process's reader of the file."""
+    """Chat history in an SQLite file (see the module): messages through the store's writer
+    queue, whole conversations through the process's reader of the file."""
 
     def _start(self) -> None:
         super()._start()
@@ -325,12 +408,59 @@ class SQLiteConversationStore(SQLConversationStore):
         )
         self._reader = _sqlite_reader(path)
         self._enqueue = self._writer.add
+        # Set up a new (or older) file's schema now, while threads can still be started:
+        # SQLAlchemy's aiosqlite connections need one each, and a store first used at exit
+        # (a script that records and ends) gets none on Python 3.12. Errors are the first
+        # call's to report.
+        if not runner.in_store_loop() and not schema_ready(self.url, runner.get_loop()):
+            with contextlib.suppress(Exception):
+                self._ready_sync(SCHEMA_WAIT)
+
+    async def create_conversation(
+        self, owner: Owner, *, exist_ok: bool = False, **fields: Any
+    ) -> str:
+        """As :meth:`SQLConversationStore.create_conversation`, written by the store's writer
+        queue on its plain connection: in turn with the messages, and with no aiosqlite
+        connection to open (which needs a thread of its own, refused at exit on 3.12)."""
+        row = conversation_row(owner, **fields)
+        await self._ready()
+        try:
+            return await self._writer.call(
+                functools.partial(self._create_conversation, owner, row, exist_ok)
+            )
+        except (HookwireError, ValueError):
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _create_conversation(
+        self, owner: Owner, row: dict[str, Any], exist_ok: bool, conn: sqlite3.Connection
+    ) -> str:
+        tx = _SQLiteTx(conn)
+        cid = str(row["id"])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = tx.owners([cid]).get(cid)  # under the write lock: nobody creates it now
+            if found is None:
+                tx.create(row, _dt.datetime.now(_UTC))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        if found is None:
+            return cid
+        if not exist_ok:
+            raise id_taken(cid)
+        if not owner.sees(found):
+            raise not_found(cid)
+        return cid
 
     def add_message_sync(
         self, owner: Owner | None, *args: Any, timeout: float | None = 60.0, **fields: Any
     ) -> str:
-        """:meth:`add_message` for sync code: the message goes to the writer thread from the
-        calling one, without a hop to the store loop."""
+        """:meth:`add_message` for sync code: the message goes to the writer queue from the
+        calling thread, without a hop to the store loop."""
         self._check_fork()
         row, state = message_row(*args, **fields)
         self._ready_sync(timeout)
@@ -338,7 +468,7 @@ class SQLiteConversationStore(SQLConversationStore):
         return self._writer.add_sync(owner, row, explicit, state, timeout)
 
     def _write_group(self, conn: sqlite3.Connection, batch: list[Pending], trust: bool) -> None:
-        """One group's transaction in the writer thread (``SQLConversationStore._write_batch``
+        """One group's transaction on the store worker (``SQLConversationStore._write_batch``
         on a plain connection: the same steps, without a hop per statement)."""
         now = _dt.datetime.now(_UTC)
         tx = _SQLiteTx(conn)
@@ -372,8 +502,10 @@ class SQLiteConversationStore(SQLConversationStore):
         reader = self._reader
         loop = asyncio.get_running_loop()
         try:
+            # In the caller loop's default executor: a read blocks for as long as it takes,
+            # and the store loop serves every other store of the process meanwhile.
             return await loop.run_in_executor(
-                reader.pool, reader.details, owner, conversation_id, self._messages
+                None, reader.details, owner, conversation_id, self._messages
             )
         except (HookwireError, ValueError):
             raise
@@ -384,8 +516,8 @@ class SQLiteConversationStore(SQLConversationStore):
         self, owner: Owner | None, conversation_id: str, timeout: float | None = 60.0
     ) -> dict[str, Any]:
         """:meth:`get_conversation_details` for sync code. Once this process has checked the
-        file's schema, it is read in the calling thread: the hops to the store loop and a
-        reader thread and back cost about 0.17 ms, more than reading a short conversation."""
+        file's schema, it is read in the calling thread: the hops to the store loop and an
+        executor thread and back cost about 0.17 ms, more than reading a short conversation."""
         conversation_id = check_lookup_id(conversation_id)
         self._check_fork()
         if runner.in_store_loop() or not (  # run_sync names the mistake
@@ -401,10 +533,15 @@ class SQLiteConversationStore(SQLConversationStore):
             raise self._failed(exc) from exc
 
 
+# Connections inherited through fork stay the parent's: kept referenced, neither used nor
+# closed (closing one could end the parent's WAL session on the file).
+_INHERITED: list[_SQLiteReader] = []
+
+
 def _after_fork_in_child() -> None:
-    # Threads do not survive fork: the child's stores make their own readers.
     global _readers_lock
-    _readers.clear()  # their threads and connections are the parent's
+    _INHERITED.extend(_readers.values())
+    _readers.clear()
     _readers_lock = threading.Lock()
 
 

@@ -197,6 +197,14 @@ def optional_str(value: Any, what: str, limit: int = 255) -> str | None:
     return value
 
 
+def id_taken(conversation_id: str) -> InvalidInputError:
+    """The error for creating a conversation under an id that is used already."""
+    return InvalidInputError(
+        f"a conversation with id {conversation_id!r} cannot be created: the id is taken; "
+        "leave conversation_id out to get a new one"
+    )
+
+
 def not_found(conversation_id: str) -> ConversationNotFound:
     """The error for a conversation that does not exist or is not the caller's (the two
     read the same, so that another owner's conversation is not revealed)."""
