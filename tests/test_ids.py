@@ -110,3 +110,9 @@ def test_a_forked_child_draws_ids_apart_from_its_parent() -> None:
     assert not set(child) & set(parent)
     # The per-process random bits differ, so the two can never meet.
     assert {c[14:23] for c in child} != {p[14:23] for p in parent}
+
+
+def test_id_at_carries_the_time_it_is_given() -> None:
+    now = time.time()
+    u = _check_v7(ids.id_at(now))
+    assert u.int >> 80 == int(now * 1000)

@@ -22,7 +22,9 @@ What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
         hs = _manager._handlers
         if timestamp is None:
             timestamp = now()
-        if run_id is None:
+            if run_id is None:
+                run_id = id_at(timestamp)
+        elif run_id is None:
             run_id = new_id()
         ctx = get()
         if kw:                             # extra keywords: one merged dict
@@ -51,7 +53,7 @@ from typing import Any
 
 from .context import hook_context
 from .events import HOOKS, event_from_call
-from .ids import new_id
+from .ids import id_at, new_id
 
 __all__ = [
     "Entry",
@@ -341,6 +343,7 @@ def write_dispatcher(
     payload = "(" + "".join(f"{a}, " for a in argnames) + ")"
     ns: dict[str, Any] = {
         "new_id": new_id,
+        "id_at": id_at,
         "now": time.time,
         "get": hook_context,
         "make_event": event_from_call,
@@ -376,7 +379,9 @@ def write_dispatcher(
         "    hs = _manager._handlers",
         "    if timestamp is None:",
         "        timestamp = now()",
-        "    if run_id is None:",
+        "        if run_id is None:",
+        "            run_id = id_at(timestamp)",
+        "    elif run_id is None:",
         "        run_id = new_id()",
         "    ctx = get()",
         "    if kw:",
