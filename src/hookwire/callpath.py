@@ -242,7 +242,7 @@ def handler_entries(
 class Plan:
     """The entries of every hook for one shape of handler set, sync and async."""
 
-    __slots__ = ("aentries", "background", "entries", "listening")
+    __slots__ = ("aentries", "entries", "listening")
 
     def __init__(self, handlers: Sequence[Any], owns: Sequence[frozenset[str]]) -> None:
         self.entries: dict[str, tuple[Entry, ...]] = {}
@@ -258,7 +258,6 @@ class Plan:
                 self.entries[hook] = tuple(sync)
                 self.aentries[hook] = tuple(asy)
         self.listening = frozenset(self.entries)
-        self.background = any(e.kind == QUEUE for es in self.entries.values() for e in es)
 
 
 # -- writing the dispatchers ---------------------------------------------------------------------

@@ -62,10 +62,15 @@ logger = logging.getLogger("hookwire")
 #: What ``callbacks=`` accepts everywhere: a list of handlers, a manager, or nothing.
 Callbacks = Union["CallbackManager", Sequence[Any], None]
 
+
 #: Hook names a handler may set on its instance, and the attributes that say how it runs: a
 #: handler whose instance sets none of them is called as its class says (the usual case).
-_HOOK_ATTRS = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
-_INSTANCE_ATTRS = _HOOK_ATTRS | {"run_in_background", "raise_error"}
+def _hook_attrs() -> tuple[frozenset[str], frozenset[str]]:
+    hooks = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
+    return hooks, hooks | {"run_in_background", "raise_error"}
+
+
+_HOOK_ATTRS, _INSTANCE_ATTRS = _hook_attrs()
 
 #: Shapes kept: one class each, a few KiB. Past this the least recently built shape is
 #: forgotten (its managers keep their class; a new manager of that shape makes it again).
@@ -193,7 +198,6 @@ def _make_class(
         "__doc__": base.__doc__,
         "_hookwire_base": base,
         "_listening": plan.listening,
-        "_background": plan.background,
     }
     bg = _run_async_handler
     for hook, entries in plan.entries.items():
@@ -219,9 +223,8 @@ class CallbackManager:
     # A subclass of yours gets a __dict__ for its own attributes, as any subclass does.
     __slots__ = ("__weakref__", "_errors", "_handlers", "_queues")
 
-    # Set per shape (see _make_class): the hooks listened to, and whether any is queued.
+    # Set per shape (see _make_class): the hooks some handler listens to.
     _listening: frozenset[str] = frozenset()
-    _background = False
 
     if TYPE_CHECKING:
         # The hooks, for type checkers and documentation. At run time each is a method made
@@ -552,6 +555,5 @@ def _follow_the_table(spec: HookSpec) -> None:
             for name in (spec.name, "a" + spec.name):
                 if name in CallbackManager.__dict__:
                     delattr(CallbackManager, name)
-        _HOOK_ATTRS = frozenset({*HOOKS, *("a" + h for h in HOOKS), "on_event", "aon_event"})
-        _INSTANCE_ATTRS = _HOOK_ATTRS | {"run_in_background", "raise_error"}
+        _HOOK_ATTRS, _INSTANCE_ATTRS = _hook_attrs()
         _SHAPES.clear()
