@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -336,11 +337,11 @@ def test_connection_refused_is_a_connection_error() -> None:
 # -- budgets and handlers -------------------------------------------------------------------------
 
 
+@dataclass
 class Budget(BaseCallback):
     """Refuses every call, as a budget does."""
 
-    def __init__(self, error: errors.CallbackAbort) -> None:
-        self.refusal = error
+    refusal: errors.CallbackAbort
 
     def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
         raise self.refusal
@@ -566,11 +567,10 @@ async def test_async_stream_left_early_is_closed(openai_server: OpenAIServer, ma
     assert streams[0].is_closed
 
 
+@dataclass
 class RaisesOnToken(BaseCallback):
+    error: BaseException
     raise_error = True
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         raise self.error
@@ -638,13 +638,9 @@ def test_sse_comments_fields_crlf_and_multiline_data(
     # event/id/retry fields, CRLF line ends, an event's data over several lines, "data:"
     # without the space. Usage with the details the SDK's model has.
     first = _chunk("Par").replace(", ", ",\r\ndata: ", 1)
-    usage = {
-        "prompt_tokens": 9,
-        "completion_tokens": 2,
-        "total_tokens": 11,
-        "prompt_tokens_details": {"cached_tokens": 4},
-        "completion_tokens_details": {"reasoning_tokens": 1},
-    }
+    usage: dict[str, Any] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    usage["prompt_tokens_details"] = {"cached_tokens": 4}
+    usage["completion_tokens_details"] = {"reasoning_tokens": 1}
     body = (
         ": keep-alive\r\n\r\n"
         f"event: message\r\nid: 7\r\nretry: 100\r\ndata: {first}\r\n\r\n"
