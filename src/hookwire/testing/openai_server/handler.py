@@ -1,0 +1,176 @@
+"""The test server's request handler: routes, the script's faults shared by every endpoint,
+and the endpoint that answers the rest."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .chat import ChatCompletions
+from .completions import Completions
+from .embeddings import Embeddings
+from .responses import Responses
+from .script import (
+    ERROR_MESSAGES,
+    Drop,
+    ErrorReply,
+    Malformed,
+    Raw,
+    Reply,
+    ScriptItem,
+    ToolCallReply,
+    Truncated,
+    error_body,
+    fmt_seconds,
+)
+from .wire import Wire
+
+if TYPE_CHECKING:
+    from .server import OpenAIServer
+
+__all__ = ["HTTPServer", "Handler"]
+
+
+class _Endpoint(Protocol):
+    def answer(
+        self, item: Reply | ToolCallReply | Drop | Truncated | None, stream: bool
+    ) -> None: ...
+
+
+#: The POST routes, by the end of their path.
+_ROUTES: dict[str, type[ChatCompletions | Completions | Embeddings | Responses]] = {
+    "/chat/completions": ChatCompletions,
+    "/responses": Responses,
+    "/embeddings": Embeddings,
+    "/completions": Completions,
+}
+
+
+def _route(path: str) -> type[ChatCompletions | Completions | Embeddings | Responses] | None:
+    path = path.split("?", 1)[0].rstrip("/")
+    for suffix, endpoint in _ROUTES.items():
+        if path.endswith("/v1" + suffix) or path == suffix:
+            return endpoint
+    return None
+
+
+class HTTPServer(ThreadingHTTPServer):
+    """The HTTP server, pointing back at the ``OpenAIServer`` that owns it."""
+
+    daemon_threads = True
+    owner: OpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing its pooled connection is normal; anything else is a server bug
+        # worth seeing.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One HTTP connection of the test server."""
+
+    protocol_version = "HTTP/1.1"
+    server: HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as separate writes; without this, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None  # keep test output clean
+
+    def _wire(self) -> Wire:
+        owner = self.server.owner
+        return Wire(self, owner._next_id, owner.chunk_delay)
+
+    def do_GET(self) -> None:
+        w = self._wire()
+        if self.path.rstrip("/").endswith("/v1/models"):
+            model = self.server.owner.model
+            w.send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": model, "object": "model", "created": 0, "owned_by": "test"}],
+                },
+            )
+            return
+        w.send_json(404, error_body(404, f"no route GET {self.path}"))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        w = self._wire()
+        endpoint = _route(self.path)
+        if endpoint is None:
+            w.send_json(404, error_body(404, f"no route POST {self.path}"))
+            return
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+        except ValueError as exc:
+            w.send_json(400, error_body(400, f"the request body is not JSON: {exc}"))
+            return
+        owner = self.server.owner
+        item = owner._record(
+            body, {k.lower(): v for k, v in self.headers.items()}, self.client_address
+        )
+        if owner.api_key is not None and self.headers.get("Authorization") != (
+            f"Bearer {owner.api_key}"
+        ):
+            w.send_json(401, error_body(401, ERROR_MESSAGES[401]))
+            return
+        delay = getattr(item, "delay", 0.0)
+        if delay:
+            time.sleep(delay)
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        model = str(body.get("model") or owner.model)
+        try:
+            if not _fault(w, item, stream):
+                assert not isinstance(item, (ErrorReply, Raw, Malformed))
+                answer: _Endpoint = endpoint(w, body, model, include_usage)
+                answer.answer(Reply(item) if isinstance(item, str) else item, stream)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away; nothing to answer
+
+
+def _fault(w: Wire, item: ScriptItem | None, stream: bool) -> bool:
+    """Answer the script items every endpoint answers alike; ``False`` for the others."""
+    if isinstance(item, ErrorReply):
+        headers = {}
+        if item.retry_after is not None:
+            headers["Retry-After"] = fmt_seconds(item.retry_after)
+        message = item.message or ERROR_MESSAGES.get(item.status, "Error.")
+        w.send_json(item.status, error_body(item.status, message), headers)
+    elif isinstance(item, Raw):
+        if stream:
+            w.start_stream()
+            w.chunk(item.body.encode())
+            if item.hold:
+                time.sleep(item.hold)
+            w.end_stream()
+        else:
+            w.send_raw(200, item.body.encode(), "application/json")
+    elif isinstance(item, Malformed):
+        if stream:
+            w.start_stream()
+            w.chunk(b"data: " + item.body.encode() + b"\n\n")
+            w.end_stream()
+        else:
+            w.send_raw(200, item.body.encode(), "application/json")
+    elif isinstance(item, Drop) and not stream:
+        w.drop()
+    else:
+        return False
+    return True
