@@ -200,12 +200,14 @@ def test_mistakes_are_named(guardrail: HookSpec) -> None:
 
 def test_the_builtin_table_says_what_starts_and_ends_runs_and_what_is_content() -> None:
     starts = {h for h, s in HOOKS.items() if s.starts_run}
-    assert starts == {"on_run_start", "on_llm_start", "on_tool_start"}
+    assert starts == {"on_run_start", "on_llm_start", "on_embedding_start", "on_tool_start"}
     ends = {h for h, s in HOOKS.items() if s.ends_run}
     assert ends == {
         "on_run_end",
         "on_llm_end",
         "on_llm_error",
+        "on_embedding_end",
+        "on_embedding_error",
         "on_tool_end",
         "on_tool_error",
     }

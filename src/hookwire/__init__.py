@@ -16,7 +16,7 @@ from ._lazy import LazyNames
 from .callbacks.base import AsyncBaseCallback, BaseCallback
 from .context import current_context, current_run, request_context
 from .dispatch import CallbackManager
-from .events import LLMResponse, ToolCall, Usage
+from .events import EmbeddingResponse, LLMResponse, ToolCall, Usage
 from .ids import new_id
 from .tracing import trace
 
@@ -28,6 +28,7 @@ __all__ = [
     "BaseCallback",
     "CallbackManager",
     "ConversationAgent",
+    "EmbeddingResponse",
     "LLMResponse",
     "LocalLLM",
     "OpenAIClient",

@@ -250,6 +250,16 @@ class CallbackManager:
         def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
             """An LLM call failed."""
 
+        def on_embedding_start(self, input: Any, **kwargs: Any) -> str:
+            """An embedding call is about to be sent."""
+            ...
+
+        def on_embedding_end(self, response: Any, **kwargs: Any) -> None:
+            """An embedding call returned."""
+
+        def on_embedding_error(self, error: BaseException, **kwargs: Any) -> None:
+            """An embedding call failed."""
+
         def on_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
             """A tool is about to run."""
             ...
@@ -296,6 +306,16 @@ class CallbackManager:
 
         async def aon_llm_error(self, error: BaseException, **kwargs: Any) -> None:
             """An LLM call failed (async)."""
+
+        async def aon_embedding_start(self, input: Any, **kwargs: Any) -> str:
+            """An embedding call is about to be sent (async)."""
+            ...
+
+        async def aon_embedding_end(self, response: Any, **kwargs: Any) -> None:
+            """An embedding call returned (async)."""
+
+        async def aon_embedding_error(self, error: BaseException, **kwargs: Any) -> None:
+            """An embedding call failed (async)."""
 
         async def aon_tool_start(self, tool_name: str, tool_input: Any, **kwargs: Any) -> str:
             """A tool is about to run (async)."""

@@ -30,6 +30,10 @@ __all__ = [
     "HOOKS",
     "REQUEST_CONTEXT_KEYS",
     "BudgetExceededEvent",
+    "EmbeddingEndEvent",
+    "EmbeddingErrorEvent",
+    "EmbeddingResponse",
+    "EmbeddingStartEvent",
     "ErrorEvent",
     "Event",
     "HookListener",
@@ -279,6 +283,38 @@ class LLMResponse:
 )
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingResponse:
+    """What an embedding call returned: ``count`` vectors of ``dimensions`` numbers each.
+
+    ``usage.prompt_tokens`` are the input's tokens (embeddings have no completion tokens);
+    ``cost`` is priced as ``LLMResponse.cost`` is (``None`` when the price is unknown). The
+    vectors themselves are not kept: handlers account, log and trace the call, not its data.
+    """
+
+    model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    count: int = 0
+    dimensions: int | None = None
+    provider: str | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+    created_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the response."""
+        return {
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "count": self.count,
+            "dimensions": self.dimensions,
+            "provider": self.provider,
+            "cost": None if self.cost is None else str(self.cost),
+            "currency": self.currency,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """Fields every event carries. ``extra`` holds keywords that have no field of their own."""
@@ -373,6 +409,33 @@ class LLMErrorEvent(Event):
 
     name: ClassVar[str] = "llm_error"
     hook: ClassVar[str] = "on_llm_error"
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddingStartEvent(Event):
+    """An embedding call is about to be sent; ``input`` is the text (or texts, or tokens)."""
+
+    name: ClassVar[str] = "embedding_start"
+    hook: ClassVar[str] = "on_embedding_start"
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddingEndEvent(Event):
+    """An embedding call returned ``response`` (``.usage``, ``.cost``, ``.count``, ...)."""
+
+    name: ClassVar[str] = "embedding_end"
+    hook: ClassVar[str] = "on_embedding_end"
+    response: EmbeddingResponse | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddingErrorEvent(Event):
+    """An embedding call failed with ``error``, after its retries (each one an ``on_retry``)."""
+
+    name: ClassVar[str] = "embedding_error"
+    hook: ClassVar[str] = "on_embedding_error"
     error: BaseException | None = None
 
 
@@ -531,6 +594,15 @@ _HOOKS: dict[str, HookSpec] = {
         ),
         HookSpec("on_llm_end", LLMEndEvent, ("response",), ends_run=True, responses=("response",)),
         HookSpec("on_llm_error", LLMErrorEvent, ("error",), ends_run=True),
+        HookSpec(
+            "on_embedding_start",
+            EmbeddingStartEvent,
+            ("input",),
+            starts_run=True,
+            prompts=("input",),
+        ),
+        HookSpec("on_embedding_end", EmbeddingEndEvent, ("response",), ends_run=True),
+        HookSpec("on_embedding_error", EmbeddingErrorEvent, ("error",), ends_run=True),
         HookSpec(
             "on_tool_start",
             ToolStartEvent,

@@ -46,7 +46,15 @@ from typing import Any, Final
 import orjson
 
 from .errors import ConfigurationError, LogFormatError
-from .events import HOOKS, Event, HookSpec, LLMResponse, Usage, on_hook_declared
+from .events import (
+    HOOKS,
+    EmbeddingResponse,
+    Event,
+    HookSpec,
+    LLMResponse,
+    Usage,
+    on_hook_declared,
+)
 
 __all__ = [
     "EVENT_NAMES",
@@ -374,6 +382,8 @@ def json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, BaseException):
         return error_to_dict(value)
+    if isinstance(value, EmbeddingResponse):
+        return value.to_dict()
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, (set, frozenset)):

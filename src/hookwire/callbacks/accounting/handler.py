@@ -40,7 +40,7 @@ from typing import Any, Final
 from ... import pricing
 from ...context import current_context
 from ...errors import BudgetExceeded, ConfigurationError, HookwireError, InvalidUsageError
-from ...events import LLMResponse, Usage
+from ...events import EmbeddingResponse, LLMResponse, Usage
 from ...ids import new_id
 from ...stores import runner
 from ...stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord
@@ -421,6 +421,21 @@ class AccountingCallbackHandler(BaseCallback):
         if provider:
             self.provider = provider
         self._last_run = run_id
+
+    def on_embedding_end(self, response: EmbeddingResponse, **kwargs: Any) -> None:
+        """Record an embedding call: its input tokens and their price (queued)."""
+        self._queue.put(
+            self._record(
+                kwargs.get("run_id") or new_id(),
+                response.usage,
+                model=response.model or kwargs.get("model"),
+                provider=response.provider or kwargs.get("provider"),
+                cost=response.cost,
+                currency=response.currency,
+                kwargs=kwargs,
+                source="auto",
+            )
+        )
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """The call failed: release its budget reservation (in the background)."""
