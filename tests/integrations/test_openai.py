@@ -457,21 +457,24 @@ def test_an_instrumentation_failure_never_reaches_the_app(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from hookwire.integrations import openai as hw_openai
+    from hookwire.integrations.openai import calls, endpoints
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(hw_openai._Call, "from_completion", broken)
-    monkeypatch.setattr(hw_openai._StreamState, "feed", broken)
-    monkeypatch.setattr(hw_openai._failed, "seen", set())
+    chat = type(endpoints.ENDPOINTS["/chat/completions"].reader(None, "openai", False))
+    monkeypatch.setattr(chat, "body", broken)
+    monkeypatch.setattr(chat, "event", broken)
+    monkeypatch.setattr(calls.failures, "seen", set())
     out = client.chat.completions.create(model="m", messages=MESSAGES)
     assert out.choices[0].message.content
     chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    monkeypatch.setattr(hw_openai._Call, "start_args", broken)
+    monkeypatch.setattr(endpoints.Endpoint, "start", broken)
     assert client.chat.completions.create(model="m", messages=MESSAGES).choices
-    assert "openai instrumentation failed in create" in caplog.text
-    assert "openai instrumentation failed in a stream chunk" in caplog.text
+    assert "openai instrumentation failed in chat" in caplog.text
+    assert "openai instrumentation failed in a stream event" in caplog.text
+    assert "openai instrumentation failed in a request" in caplog.text
     # what could be told was: the calls started, and the stream's end came with what it had
     assert rec.hooks().count("on_llm_start") == 2
+    assert rec.hooks().count("on_llm_end") == 1

@@ -1,0 +1,215 @@
+"""One reported call, from the request to its end: what its events say. Sync and async calls
+share it; they only send what it lists (``emit`` / ``aemit``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from ...dispatch import CallbackManager
+from ...errors import BudgetExceeded, CallbackAbort
+from ...events import EmbeddingResponse, LLMResponse
+from ...ids import new_id
+from ...llms.openai_wire import map_openai_error
+from .._common import FailureLog
+from .endpoints import Endpoint, Reader
+
+__all__ = ["Call", "Events", "Instrumentation", "aemit", "emit", "failures"]
+
+_perf = time.perf_counter
+
+#: Failures of the instrumentation itself; the app's call always goes on.
+failures = FailureLog("the openai instrumentation", "the call goes on unreported")
+
+#: Events as a call lists them: a hook, its arguments and keywords.
+Events = list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+_NONE: Events = []
+
+
+def emit(manager: CallbackManager, events: Events) -> None:
+    """Send ``events`` (sync dispatch)."""
+    for hook, args, kw in events:
+        getattr(manager, hook)(*args, **kw)
+
+
+async def aemit(manager: CallbackManager, events: Events) -> None:
+    """Send ``events`` (async dispatch)."""
+    for hook, args, kw in events:
+        await getattr(manager, "a" + hook)(*args, **kw)
+
+
+@dataclass(slots=True, eq=False)
+class Instrumentation:
+    """What an instrumented client reports to: its manager, provider and request context
+    (shared by the clients ``with_options`` and ``copy`` derive from it)."""
+
+    manager: CallbackManager
+    provider: str
+    context: dict[str, Any]
+
+
+def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
+    """The SDK's exception for a failed attempt: a transport failure, or an HTTP error
+    ``response`` (its body is left unread: the SDK closes it before retrying)."""
+    if exc is None:
+        return openai.APIStatusError(f"HTTP {response.status_code}", response=response, body=None)
+    if isinstance(exc, openai.OpenAIError):
+        return exc
+    module = sys.modules.get(type(exc).__module__.partition(".")[0])
+    timeout = getattr(module, "TimeoutException", None)
+    request = getattr(exc, "request", None)
+    try:
+        if timeout is not None and isinstance(exc, timeout):
+            return openai.APITimeoutError(request=request)  # type: ignore[arg-type]
+        return openai.APIConnectionError(request=request)  # type: ignore[arg-type]
+    except Exception:
+        return exc
+
+
+class Call:
+    """One call of a reported endpoint: its keywords, attempts and end (reported once)."""
+
+    __slots__ = (
+        "attempts",
+        "ended",
+        "endpoint",
+        "failed_at",
+        "failure",
+        "hide",
+        "inst",
+        "kw",
+        "max_attempts",
+        "model",
+        "response",
+        "stream",
+        "t0",
+    )
+
+    def __init__(
+        self,
+        inst: Instrumentation,
+        endpoint: Endpoint,
+        body: Mapping[str, Any],
+        max_attempts: int,
+        hide: bool,
+    ) -> None:
+        self.inst = inst
+        self.endpoint = endpoint
+        model = body.get("model")
+        self.model = str(model) if model else None
+        self.stream = bool(body.get("stream"))
+        kw: dict[str, Any] = {"run_id": new_id(), "provider": inst.provider}
+        if self.model:
+            kw["model"] = self.model
+        if inst.context:
+            kw.update(inst.context)
+        self.kw = kw
+        self.max_attempts = max_attempts
+        self.hide = hide
+        self.t0 = 0.0
+        self.ended = False
+        self.attempts = 0
+        #: The last attempt's failure (an exception, or an HTTP error response) and its time.
+        self.failure: tuple[BaseException | None, Any] | None = None
+        self.failed_at = 0.0
+        #: The HTTP response of the last attempt.
+        self.response: Any = None
+
+    @property
+    def hooks(self) -> tuple[str, str, str]:
+        """The call's start, end and error hooks."""
+        if self.endpoint.embedding:
+            return "on_embedding_start", "on_embedding_end", "on_embedding_error"
+        return "on_llm_start", "on_llm_end", "on_llm_error"
+
+    def start_args(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The start event's payload and keywords."""
+        payload, params = self.endpoint.start(body)
+        kw = {**self.kw, "invocation_params": params}
+        if not self.endpoint.embedding:
+            kw["stream"] = self.stream
+        return payload, kw
+
+    def reader(self) -> Reader:
+        """A reader of this call's answer."""
+        return self.endpoint.reader(self.model, self.inst.provider, self.hide)
+
+    def end_kw(self, **extra: Any) -> dict[str, Any]:
+        kw = {
+            **self.kw,
+            "latency_ms": (_perf() - self.t0) * 1000.0,
+            "attempts": max(self.attempts, 1),
+            **extra,
+        }
+        if not self.endpoint.embedding:
+            kw["stream"] = self.stream
+        return kw
+
+    def attempt(self, now: float) -> Events:
+        """An attempt is sent: the ``on_retry`` of the one before it, if it failed."""
+        self.attempts += 1
+        failure, self.failure = self.failure, None
+        if self.attempts == 1 or failure is None:
+            return _NONE
+        try:
+            error = map_openai_error(
+                _attempt_error(*failure), provider=self.inst.provider, model=self.model
+            )
+        except Exception as exc:
+            failures("a retry", exc)
+            return _NONE
+        kw = {**self.kw, "delay": max(now - self.failed_at, 0.0)}
+        return [("on_retry", (self.attempts - 1, self.max_attempts, error), kw)]
+
+    def attempt_failed(self, exc: BaseException | None, response: Any) -> None:
+        """The attempt being sent failed (the SDK may send another)."""
+        self.failure = (exc, response)
+        self.failed_at = _perf()
+
+    def aborted(self, abort: CallbackAbort) -> Events:
+        """A handler refused the call at its start (a budget): what to send."""
+        _, _, error_hook = self.hooks
+        events: Events = [(error_hook, (abort,), {**self.kw, "attempts": 0})]
+        if isinstance(abort, BudgetExceeded):
+            events.append(("on_budget_exceeded", (abort,), self.kw))
+        events.append(("on_error", (abort,), {**self.kw, "stage": "budget"}))
+        return events
+
+    def failed(self, exc: BaseException) -> Events:
+        """The SDK raised ``exc``: what to send (nothing once the call has ended)."""
+        if self.ended:
+            return _NONE
+        self.ended = True
+        err = exc
+        if not isinstance(exc, CallbackAbort) and isinstance(exc, Exception):
+            err = map_openai_error(exc, provider=self.inst.provider, model=self.model)
+            err.__cause__ = exc
+        _, _, error_hook = self.hooks
+        stage = "embedding" if self.endpoint.embedding else "llm"
+        return [
+            (error_hook, (err,), self.end_kw()),
+            ("on_error", (err,), {"stage": stage, **self.kw}),
+        ]
+
+    def finished(self, response: LLMResponse | EmbeddingResponse, **extra: Any) -> Events:
+        """The answer: what to send (once)."""
+        if self.ended:
+            return _NONE
+        self.ended = True
+        _, end_hook, _ = self.hooks
+        return [(end_hook, (response,), self.end_kw(**extra))]
+
+    def completed(self, body: bytes) -> Events:
+        """A whole JSON answer: what to send. A failure to read it is logged, and the call
+        goes on unreported."""
+        try:
+            response = self.reader().body(body)
+        except Exception as exc:
+            failures(self.endpoint.name, exc)
+            return _NONE
+        return self.finished(response)

@@ -1,0 +1,401 @@
+"""Streamed answers, read as the app reads them, and their end reported once however they end.
+
+Two ways a streamed answer reaches an app, both observed here:
+
+- the SDK's ``Stream`` / ``AsyncStream`` (``stream=True``, and the ``stream`` helpers built on
+  it): each server-sent event is read as the SDK takes it from the body (its
+  ``_iter_events``), so token events keep step with the chunks the app receives;
+- a body the app reads itself (``with_streaming_response``, a streamed ``with_raw_response``,
+  whatever it then calls): the HTTP response's byte stream is teed, and read as it passes.
+
+The end is reported when the HTTP response is closed: the SDK closes it at the stream's end,
+and ``close()``, a ``with`` block or a ``for`` loop broken out of do too (the SDK's stream
+classes are swapped for subclasses that close on ``break`` and when dropped half-read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import openai
+
+from ...events import EmbeddingResponse
+from .calls import Call, Events, aemit, emit, failures
+
+__all__ = [
+    "AsyncObservedStream",
+    "ObservedStream",
+    "aobserve_body",
+    "aobserve_stream",
+    "observe_body",
+    "observe_stream",
+]
+
+_perf = time.perf_counter
+_NONE: Events = []
+
+
+class Observer:
+    """One streamed answer being read: the events each of its server-sent events calls for,
+    and its end."""
+
+    __slots__ = ("broken", "call", "index", "reader", "reading", "tokens", "ttft")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.reader = call.reader()
+        self.tokens = call.inst.manager.listens("on_llm_new_token")
+        self.index = 0
+        self.ttft: float | None = None
+        self.broken = False
+        #: Set while the body is being read: the HTTP library closes a response whose read
+        #: failed before the failure reaches the reader, which reports it, not a cut answer.
+        self.reading = False
+
+    def event(self, name: str | None, data: str) -> Events:
+        """Read one event (``reader.skip`` then says whether to keep it from the app)."""
+        reader = self.reader
+        reader.skip = False
+        if self.broken:
+            return _NONE
+        try:
+            token = reader.event(name, data)
+        except Exception as exc:
+            if reader.error is None:
+                failures("a stream event", exc)
+                self.broken = True
+            return _NONE
+        if not token:
+            return _NONE
+        if self.ttft is None:
+            self.ttft = _perf()
+        if not self.tokens:
+            return _NONE
+        index = self.index
+        self.index = index + 1
+        kw = {**self.call.kw, "attempt": self.call.attempts or 1, "index": index}
+        return [("on_llm_new_token", (token,), kw)]
+
+    def ended(self, body: bytes | None = None) -> Events:
+        """The answer's end: with what came (``cancelled=True`` if it had not finished), or
+        its error event; ``body`` is a whole JSON answer read through a tee."""
+        call = self.call
+        if call.ended:
+            return _NONE
+        if body is not None:
+            return call.completed(body)
+        reader = self.reader
+        if reader.error is not None:
+            return call.failed(reader.error)
+        try:
+            if call.endpoint.embedding:
+                response: Any = EmbeddingResponse(model=call.model, provider=call.inst.provider)
+            else:
+                response = reader.result()
+        except Exception as exc:
+            failures("the end of a stream", exc)
+            call.ended = True
+            return _NONE
+        extra: dict[str, Any] = {}
+        if self.ttft is not None:
+            extra["ttft_ms"] = (self.ttft - call.t0) * 1000.0
+        if not reader.done:
+            extra["cancelled"] = True
+        return call.finished(response, **extra)
+
+
+class ObservedStream(openai.Stream[Any]):
+    """``openai.Stream`` that closes its response when a ``for`` loop over it stops early or
+    when it is dropped half-read (so its end is reported then)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._iterator
+        finally:
+            self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self.response.is_closed:
+                self.close()
+        except Exception:
+            pass  # never raise from a finalizer
+
+
+class AsyncObservedStream(openai.AsyncStream[Any]):
+    """``ObservedStream`` for ``openai.AsyncStream`` (its mirror)."""
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for item in self._iterator:
+                yield item
+        finally:
+            await self.close()
+
+    def __del__(self) -> None:
+        # Dropped half-read: close it on the loop it was read on, if that still runs.
+        try:
+            if not self.response.is_closed:
+                asyncio.get_running_loop().create_task(self.close())
+        except Exception:
+            pass  # no running loop: the response is left to the garbage collector
+
+
+def observe_stream(stream: openai.Stream[Any], call: Call) -> None:
+    """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
+    obs = Observer(call)
+    manager = call.inst.manager
+    events_of = stream._iter_events
+
+    def _iter_events() -> Iterator[Any]:
+        obs.reading = True
+        try:
+            for sse in events_of():
+                obs.reading = False
+                emit(manager, obs.event(sse.event, sse.data))
+                if not obs.reader.skip:
+                    yield sse
+                obs.reading = True
+        except Exception as exc:
+            obs.reading = False
+            emit(manager, call.failed(exc))
+            raise
+        finally:
+            obs.reading = False
+        emit(manager, obs.ended())
+
+    stream._iter_events = _iter_events  # type: ignore[method-assign]
+    response = stream.response
+    close = response.close
+
+    def closing() -> None:
+        try:
+            close()
+        finally:
+            if not obs.reading:
+                emit(manager, obs.ended())
+
+    response.close = closing  # type: ignore[method-assign]
+    if type(stream) is openai.Stream:
+        stream.__class__ = ObservedStream
+
+
+def aobserve_stream(stream: openai.AsyncStream[Any], call: Call) -> None:
+    """``observe_stream`` for an ``openai.AsyncStream``."""
+    obs = Observer(call)
+    manager = call.inst.manager
+    events_of = stream._iter_events
+
+    async def _iter_events() -> AsyncIterator[Any]:
+        obs.reading = True
+        try:
+            async for sse in events_of():
+                obs.reading = False
+                await aemit(manager, obs.event(sse.event, sse.data))
+                if not obs.reader.skip:
+                    yield sse
+                obs.reading = True
+        except Exception as exc:
+            obs.reading = False
+            await aemit(manager, call.failed(exc))
+            raise
+        finally:
+            obs.reading = False
+        await aemit(manager, obs.ended())
+
+    stream._iter_events = _iter_events  # type: ignore[method-assign]
+    response = stream.response
+    aclose = response.aclose
+
+    async def closing() -> None:
+        try:
+            await aclose()
+        finally:
+            if not obs.reading:
+                await aemit(manager, obs.ended())
+
+    response.aclose = closing  # type: ignore[method-assign]
+    if type(stream) is openai.AsyncStream:
+        stream.__class__ = AsyncObservedStream
+
+
+class _Events:
+    """Splits a body's bytes into server-sent events: ``(event, data)`` pairs."""
+
+    __slots__ = ("buffer", "data", "name")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.name: str | None = None
+        self.data: list[str] = []
+
+    def feed(self, part: bytes) -> list[tuple[str | None, str]]:
+        out: list[tuple[str | None, str]] = []
+        lines = (self.buffer + part).split(b"\n")
+        self.buffer = lines.pop()
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if not line:
+                if self.data:
+                    out.append((self.name, "\n".join(self.data)))
+                self.name, self.data = None, []
+            elif line.startswith("data:"):
+                self.data.append(line[6:] if line.startswith("data: ") else line[5:])
+            elif line.startswith("event:"):
+                self.name = line[6:].strip()
+        return out
+
+
+class _Body:
+    """What a tee does with the bytes of one body: split events, or keep a JSON answer."""
+
+    __slots__ = ("decoder", "events", "json", "obs")
+
+    def __init__(self, obs: Observer, sse: bool, encoding: str) -> None:
+        self.obs = obs
+        self.events = _Events() if sse else None
+        self.json = bytearray()
+        # Raw bytes are read before the HTTP library decodes them: gzip and deflate here.
+        self.decoder = zlib.decompressobj(47) if encoding in ("gzip", "deflate") else None
+
+    def feed(self, part: bytes) -> Events:
+        if self.decoder is not None:
+            part = self.decoder.decompress(part)
+        if self.events is None:
+            self.json += part
+            return _NONE
+        out: Events = []
+        for name, data in self.events.feed(part):
+            out += self.obs.event(name, data)
+        return out
+
+    def done(self, whole: bool) -> Events:
+        if self.events is None and whole:
+            return self.obs.ended(bytes(self.json))
+        return self.obs.ended()
+
+
+def _body(response: Any, call: Call) -> _Body | None:
+    headers = response.headers
+    encoding = str(headers.get("content-encoding", "identity")).lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        failures("a body", ValueError(f"unreadable content-encoding {encoding!r}"))
+        return None
+    sse = "text/event-stream" in str(headers.get("content-type", ""))
+    return _Body(Observer(call), sse, encoding)
+
+
+_BASES: dict[tuple[str, bool], type | None] = {}
+
+
+def _base(response: Any, is_async: bool) -> type | None:
+    """The byte stream class of ``response``'s HTTP library (``httpx2``, or ``httpx``)."""
+    module = type(response).__module__.partition(".")[0]
+    key = (module, is_async)
+    if key not in _BASES:
+        found = getattr(
+            sys.modules.get(module), "AsyncByteStream" if is_async else "SyncByteStream", None
+        )
+        _BASES[key] = found if isinstance(found, type) else None
+    return _BASES[key]
+
+
+_TEES: dict[type, type] = {}
+
+
+def _init(self: Any, parts: Callable[[], Any], close: Callable[[], Any]) -> None:
+    self.parts = parts
+    self.closer = close
+
+
+def _tee(base: type, is_async: bool, parts: Callable[[], Any], close: Callable[[], Any]) -> Any:
+    """A byte stream of ``base``'s library whose iteration is ``parts()`` and whose close is
+    ``close()`` (one class per library, made once)."""
+    cls = _TEES.get(base)
+    if cls is None:
+        methods: dict[str, Any] = {"__init__": _init}
+        if is_async:
+            methods["__aiter__"] = lambda self: self.parts()
+            methods["aclose"] = lambda self: self.closer()
+        else:
+            methods["__iter__"] = lambda self: self.parts()
+            methods["close"] = lambda self: self.closer()
+        cls = _TEES[base] = type("TeedByteStream", (base,), methods)
+    return cls(parts, close)
+
+
+def observe_body(response: Any, call: Call) -> None:
+    """Tee the unread body of ``response``: its answer is read as the app reads it."""
+    base = _base(response, False)
+    body = _body(response, call)
+    if base is None or body is None:
+        return
+    manager = call.inst.manager
+    inner = response.stream
+    obs = body.obs
+
+    def parts() -> Iterator[bytes]:
+        obs.reading = True
+        try:
+            for part in inner:
+                obs.reading = False
+                emit(manager, body.feed(part))
+                yield part
+                obs.reading = True
+        except Exception as exc:
+            obs.reading = False
+            emit(manager, call.failed(exc))
+            raise
+        finally:
+            obs.reading = False
+        emit(manager, body.done(True))
+
+    def close() -> None:
+        try:
+            inner.close()
+        finally:
+            if not obs.reading:
+                emit(manager, body.done(False))
+
+    response.stream = _tee(base, False, parts, close)
+
+
+def aobserve_body(response: Any, call: Call) -> None:
+    """``observe_body`` for an async body."""
+    base = _base(response, True)
+    body = _body(response, call)
+    if base is None or body is None:
+        return
+    manager = call.inst.manager
+    inner = response.stream
+    obs = body.obs
+
+    async def parts() -> AsyncIterator[bytes]:
+        obs.reading = True
+        try:
+            async for part in inner:
+                obs.reading = False
+                await aemit(manager, body.feed(part))
+                yield part
+                obs.reading = True
+        except Exception as exc:
+            obs.reading = False
+            await aemit(manager, call.failed(exc))
+            raise
+        finally:
+            obs.reading = False
+        await aemit(manager, body.done(True))
+
+    async def aclose() -> None:
+        try:
+            await inner.aclose()
+        finally:
+            if not obs.reading:
+                await aemit(manager, body.done(False))
+
+    response.stream = _tee(base, True, parts, aclose)
