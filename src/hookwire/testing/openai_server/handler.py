@@ -51,9 +51,11 @@ _ROUTES: dict[str, type[ChatCompletions | Completions | Embeddings | Responses]]
 
 
 def _route(path: str) -> type[ChatCompletions | Completions | Embeddings | Responses] | None:
+    # By the end of the path, so Azure's ``/deployments/<name>/chat/completions`` routes too
+    # (``/chat/completions`` is tried before ``/completions``).
     path = path.split("?", 1)[0].rstrip("/")
     for suffix, endpoint in _ROUTES.items():
-        if path.endswith("/v1" + suffix) or path == suffix:
+        if path.endswith(suffix):
             return endpoint
     return None
 
