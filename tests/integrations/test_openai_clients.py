@@ -159,7 +159,9 @@ async def test_async_streaming_response_is_reported(openai_server: OpenAIServer)
     ) as response:
         async for _ in response.iter_lines():
             pass
-    raw = await client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="q")
+    raw = await client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input="q"
+    )
     assert raw.parse().data
     assert rec.hooks() == [
         "on_llm_start",
@@ -303,7 +305,9 @@ def test_instrument_keeps_an_instance_patch_and_uninstrument_restores_it(
     assert client.chat.completions.create is patched
     assert vars(client) == before
     assert client.chat.completions.create(
-        model="gpt-4o", messages=MESSAGES, response_model=City  # type: ignore[call-arg]
+        model="gpt-4o",
+        messages=MESSAGES,
+        response_model=City,  # type: ignore[call-arg]
     ) == {"city": "Rome"}
     assert len(rec.calls) == 2
 
