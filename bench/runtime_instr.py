@@ -1,8 +1,9 @@
 """Instructions and bytecodes per call of bench/runtime.py's cases (repeatable, unlike time).
 
-Two measurements of the same cases (the bare ``openai`` SDK call, and ``RLM.run`` with three
-inline handlers, JSON and streamed), each against the local OpenAI-compatible server, started
-in its own process so its work is not counted:
+Two measurements of the same cases (the bare ``openai`` SDK call, the same call on a client
+``instrument()``-ed with three inline handlers, and ``RLM.run`` with three inline handlers,
+JSON and streamed), each against the local OpenAI-compatible server, started in its own
+process so its work is not counted:
 
 - ``--ops``: Python bytecodes executed per call (``sys.settrace`` with opcode events), per
   function, so the SDK's own functions can be compared between the bare call and the call
@@ -35,6 +36,7 @@ from typing import Any
 import openai
 
 from hookwire import RLM
+from hookwire.integrations.openai import instrument
 from hookwire.llms import OpenAIClient
 from runtime import (  # bench/runtime.py's
     PROMPT,
@@ -59,13 +61,19 @@ def cases(base_url: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], Non
     client = OpenAIClient(api_key="sk-bench", base_url=base_url, model="gpt-4o")
     rlm_json = RLM(client, callbacks=[Latency(), Usage(), Latency()])
     rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
+    watched = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+    instrument(watched, callbacks=[Latency(), Latency(), Tokens()])
+    instrumented_json, instrumented_stream = bare_calls(watched)
 
     def close() -> None:
         client.close()
         sdk.close()
+        watched.close()
 
     return {
         "bare JSON": bare_json,
+        "instrument()ed JSON, 3 inline handlers": instrumented_json,
+        "instrument()ed streamed, 3 inline handlers": instrumented_stream,
         "RLM.run JSON, 3 inline handlers": lambda: rlm_json.run(PROMPT),
         "bare streamed": bare_stream,
         "RLM.run streamed, 3 inline handlers": lambda: rlm_stream.run(PROMPT),
@@ -161,6 +169,8 @@ def run_ops(fns: dict[str, Callable[[], Any]], calls: int, top: int) -> None:
         )
 
     for bare, hooked in (
+        ("bare JSON", "instrument()ed JSON, 3 inline handlers"),
+        ("bare streamed", "instrument()ed streamed, 3 inline handlers"),
         ("bare JSON", "RLM.run JSON, 3 inline handlers"),
         ("bare streamed", "RLM.run streamed, 3 inline handlers"),
     ):
