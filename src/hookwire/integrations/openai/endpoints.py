@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -346,27 +347,18 @@ class _Embeddings(Reader):
         raise ValueError("an embedding answer is not streamed")
 
 
+@dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One reported endpoint: its hooks (``on_llm_*`` or ``on_embedding_*``), what its start
-    event says about a request body, and its reader."""
+    """One reported endpoint: its ``name``, the body's key its start event reports
+    (``prompt_key``), its ``reader``; ``usage_option``: a stream of it gives usage only when
+    asked (``stream_options``); ``embedding``: its hooks are ``on_embedding_*``, not
+    ``on_llm_*``."""
 
-    __slots__ = ("embedding", "name", "prompt_key", "reader", "usage_option")
-
-    def __init__(
-        self,
-        name: str,
-        prompt_key: str,
-        reader: type[Reader],
-        *,
-        usage_option: bool = False,
-        embedding: bool = False,
-    ) -> None:
-        self.name = name
-        self.prompt_key = prompt_key
-        self.reader = reader
-        #: Whether a stream of it gives usage only when asked (``stream_options``).
-        self.usage_option = usage_option
-        self.embedding = embedding
+    name: str
+    prompt_key: str
+    reader: type[Reader]
+    usage_option: bool = False
+    embedding: bool = False
 
     def start(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The start event's payload (the prompt, messages or input) and

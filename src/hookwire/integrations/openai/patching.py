@@ -114,6 +114,24 @@ def _answer(call: Call, result: Any) -> tuple[Any, Events | None]:
     return None, call.completed(body)
 
 
+def _read(call: Call, result: Any, sync: bool) -> Events:
+    """After the SDK returned ``result``: a stream or an unread body is observed as the app
+    reads it (nothing to send yet); an answer already read gives its end event."""
+    try:
+        if isinstance(result, openai.Stream):
+            observe_stream(result, call)
+        elif isinstance(result, openai.AsyncStream):
+            aobserve_stream(result, call)
+        else:
+            response, events = _answer(call, result)
+            if response is None:
+                return events or []
+            (observe_body if sync else aobserve_body)(response, call)
+    except Exception as exc:
+        failures("an answer", exc)
+    return []
+
+
 def _sync_request(inst: Instrumentation, client: Any, original: Any) -> Callable[..., Any]:
     def request(cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
         prepared = _prepare(inst, client, options)
@@ -135,18 +153,7 @@ def _sync_request(inst: Instrumentation, client: Any, original: Any) -> Callable
             raise
         finally:
             _CURRENT.reset(token)
-        try:
-            if isinstance(result, openai.Stream):
-                observe_stream(result, call)
-                return result
-            response, events = _answer(call, result)
-            if response is not None:
-                observe_body(response, call)
-        except Exception as exc:
-            failures("an answer", exc)
-            return result
-        if events:
-            emit(manager, events)
+        emit(manager, _read(call, result, True))
         return result
 
     return request
@@ -173,18 +180,7 @@ def _async_request(inst: Instrumentation, client: Any, original: Any) -> Callabl
             raise
         finally:
             _CURRENT.reset(token)
-        try:
-            if isinstance(result, openai.AsyncStream):
-                aobserve_stream(result, call)
-                return result
-            response, events = _answer(call, result)
-            if response is not None:
-                aobserve_body(response, call)
-        except Exception as exc:
-            failures("an answer", exc)
-            return result
-        if events:
-            await aemit(manager, events)
+        await aemit(manager, _read(call, result, False))
         return result
 
     return request

@@ -16,6 +16,7 @@ classes are swapped for subclasses that close on ``break`` and when dropped half
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 import zlib
@@ -80,6 +81,10 @@ class Observer:
         self.index = index + 1
         kw = {**self.call.kw, "attempt": self.call.attempts or 1, "index": index}
         return [("on_llm_new_token", (token,), kw)]
+
+    def kept(self, sse: Any) -> bool:
+        """Whether the event just read goes on to the app."""
+        return not self.reader.skip
 
     def ended(self, body: bytes | None = None) -> Events:
         """The answer's end: with what came (``cancelled=True`` if it had not finished), or
@@ -146,41 +151,97 @@ class AsyncObservedStream(openai.AsyncStream[Any]):
             pass  # no running loop: the response is left to the garbage collector
 
 
-def observe_stream(stream: openai.Stream[Any], call: Call) -> None:
-    """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
-    obs = Observer(call)
-    manager = call.inst.manager
-    events_of = stream._iter_events
-
-    def _iter_events() -> Iterator[Any]:
-        obs.reading = True
-        try:
-            for sse in events_of():
-                obs.reading = False
-                emit(manager, obs.event(sse.event, sse.data))
-                if not obs.reader.skip:
-                    yield sse
-                obs.reading = True
-        except Exception as exc:
+def _relay(
+    obs: Observer,
+    items: Iterator[Any],
+    feed: Callable[[Any], Events],
+    keep: Callable[[Any], bool],
+    end: Callable[[], Events],
+) -> Iterator[Any]:
+    """``items`` as the app reads them: each one ``feed`` (its events sent), passed on when
+    ``keep`` says so; a failure is the call's error, the end ``end()``."""
+    manager = obs.call.inst.manager
+    obs.reading = True
+    try:
+        for item in items:
             obs.reading = False
-            emit(manager, call.failed(exc))
-            raise
-        finally:
-            obs.reading = False
-        emit(manager, obs.ended())
+            emit(manager, feed(item))
+            if keep(item):
+                yield item
+            obs.reading = True
+    except Exception as exc:
+        obs.reading = False
+        emit(manager, obs.call.failed(exc))
+        raise
+    finally:
+        obs.reading = False
+    emit(manager, end())
 
-    stream._iter_events = _iter_events  # type: ignore[method-assign]
-    response = stream.response
-    close = response.close
+
+async def _arelay(
+    obs: Observer,
+    items: AsyncIterator[Any],
+    feed: Callable[[Any], Events],
+    keep: Callable[[Any], bool],
+    end: Callable[[], Events],
+) -> AsyncIterator[Any]:
+    """``_relay`` for async items."""
+    manager = obs.call.inst.manager
+    obs.reading = True
+    try:
+        async for item in items:
+            obs.reading = False
+            await aemit(manager, feed(item))
+            if keep(item):
+                yield item
+            obs.reading = True
+    except Exception as exc:
+        obs.reading = False
+        await aemit(manager, obs.call.failed(exc))
+        raise
+    finally:
+        obs.reading = False
+    await aemit(manager, end())
+
+
+def _closing(obs: Observer, close: Callable[[], None], end: Callable[[], Events]) -> Any:
+    """``close``, then the end ``end()`` (unless the close comes from a failed read)."""
 
     def closing() -> None:
         try:
             close()
         finally:
             if not obs.reading:
-                emit(manager, obs.ended())
+                emit(obs.call.inst.manager, end())
 
-    response.close = closing  # type: ignore[method-assign]
+    return closing
+
+
+def _aclosing(obs: Observer, aclose: Callable[[], Any], end: Callable[[], Events]) -> Any:
+    """``_closing`` for an async close."""
+
+    async def closing() -> None:
+        try:
+            await aclose()
+        finally:
+            if not obs.reading:
+                await aemit(obs.call.inst.manager, end())
+
+    return closing
+
+
+def _passed(sse: Any, obs: Observer) -> Events:
+    return obs.event(sse.event, sse.data)
+
+
+def observe_stream(stream: openai.Stream[Any], call: Call) -> None:
+    """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
+    obs = Observer(call)
+    events_of = stream._iter_events
+    feed = functools.partial(_passed, obs=obs)
+    stream._iter_events = lambda: _relay(obs, events_of(), feed, obs.kept, obs.ended)  # type: ignore[method-assign]
+    response = stream.response
+    response.close = _closing(obs, response.close, obs.ended)  # type: ignore[method-assign]
     if type(stream) is openai.Stream:
         stream.__class__ = ObservedStream
 
@@ -188,38 +249,11 @@ def observe_stream(stream: openai.Stream[Any], call: Call) -> None:
 def aobserve_stream(stream: openai.AsyncStream[Any], call: Call) -> None:
     """``observe_stream`` for an ``openai.AsyncStream``."""
     obs = Observer(call)
-    manager = call.inst.manager
     events_of = stream._iter_events
-
-    async def _iter_events() -> AsyncIterator[Any]:
-        obs.reading = True
-        try:
-            async for sse in events_of():
-                obs.reading = False
-                await aemit(manager, obs.event(sse.event, sse.data))
-                if not obs.reader.skip:
-                    yield sse
-                obs.reading = True
-        except Exception as exc:
-            obs.reading = False
-            await aemit(manager, call.failed(exc))
-            raise
-        finally:
-            obs.reading = False
-        await aemit(manager, obs.ended())
-
-    stream._iter_events = _iter_events  # type: ignore[method-assign]
+    feed = functools.partial(_passed, obs=obs)
+    stream._iter_events = lambda: _arelay(obs, events_of(), feed, obs.kept, obs.ended)  # type: ignore[method-assign]
     response = stream.response
-    aclose = response.aclose
-
-    async def closing() -> None:
-        try:
-            await aclose()
-        finally:
-            if not obs.reading:
-                await aemit(manager, obs.ended())
-
-    response.aclose = closing  # type: ignore[method-assign]
+    response.aclose = _aclosing(obs, response.aclose, obs.ended)  # type: ignore[method-assign]
     if type(stream) is openai.AsyncStream:
         stream.__class__ = AsyncObservedStream
 
@@ -274,9 +308,14 @@ class _Body:
             out += self.obs.event(name, data)
         return out
 
-    def done(self, whole: bool) -> Events:
-        if self.events is None and whole:
+    def whole(self) -> Events:
+        """The body was read to its end: the answer."""
+        if self.events is None:
             return self.obs.ended(bytes(self.json))
+        return self.obs.ended()
+
+    def cut(self) -> Events:
+        """The body was closed before its end: what came."""
         return self.obs.ended()
 
 
@@ -329,40 +368,19 @@ def _tee(base: type, is_async: bool, parts: Callable[[], Any], close: Callable[[
     return cls(parts, close)
 
 
+def _kept(part: bytes) -> bool:
+    return True
+
+
 def observe_body(response: Any, call: Call) -> None:
     """Tee the unread body of ``response``: its answer is read as the app reads it."""
     base = _base(response, False)
     body = _body(response, call)
     if base is None or body is None:
         return
-    manager = call.inst.manager
-    inner = response.stream
-    obs = body.obs
-
-    def parts() -> Iterator[bytes]:
-        obs.reading = True
-        try:
-            for part in inner:
-                obs.reading = False
-                emit(manager, body.feed(part))
-                yield part
-                obs.reading = True
-        except Exception as exc:
-            obs.reading = False
-            emit(manager, call.failed(exc))
-            raise
-        finally:
-            obs.reading = False
-        emit(manager, body.done(True))
-
-    def close() -> None:
-        try:
-            inner.close()
-        finally:
-            if not obs.reading:
-                emit(manager, body.done(False))
-
-    response.stream = _tee(base, False, parts, close)
+    obs, inner = body.obs, response.stream
+    parts = functools.partial(_relay, obs, inner, body.feed, _kept, body.whole)
+    response.stream = _tee(base, False, parts, _closing(obs, inner.close, body.cut))
 
 
 def aobserve_body(response: Any, call: Call) -> None:
@@ -371,31 +389,6 @@ def aobserve_body(response: Any, call: Call) -> None:
     body = _body(response, call)
     if base is None or body is None:
         return
-    manager = call.inst.manager
-    inner = response.stream
-    obs = body.obs
-
-    async def parts() -> AsyncIterator[bytes]:
-        obs.reading = True
-        try:
-            async for part in inner:
-                obs.reading = False
-                await aemit(manager, body.feed(part))
-                yield part
-                obs.reading = True
-        except Exception as exc:
-            obs.reading = False
-            await aemit(manager, call.failed(exc))
-            raise
-        finally:
-            obs.reading = False
-        await aemit(manager, body.done(True))
-
-    async def aclose() -> None:
-        try:
-            await inner.aclose()
-        finally:
-            if not obs.reading:
-                await aemit(manager, body.done(False))
-
-    response.stream = _tee(base, True, parts, aclose)
+    obs, inner = body.obs, response.stream
+    parts = functools.partial(_arelay, obs, inner, body.feed, _kept, body.whole)
+    response.stream = _tee(base, True, parts, _aclosing(obs, inner.aclose, body.cut))

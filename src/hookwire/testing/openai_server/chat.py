@@ -18,7 +18,7 @@ from .script import (
     tool_calls,
     words_in,
 )
-from .wire import Wire
+from .wire import Endpoint
 
 __all__ = ["ChatCompletions", "default_answer"]
 
@@ -51,14 +51,8 @@ def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
-class ChatCompletions:
+class ChatCompletions(Endpoint):
     """The chat completions endpoint (one per request)."""
-
-    def __init__(self, w: Wire, body: dict[str, Any], model: str, include_usage: bool) -> None:
-        self.w = w
-        self.body = body
-        self.model = model
-        self.usage = include_usage
 
     def answer(self, item: Reply | ToolCallReply | Drop | Truncated | None, stream: bool) -> None:
         """Answer ``item`` (``None``: the default answer), as JSON or streamed."""

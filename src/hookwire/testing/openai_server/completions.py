@@ -7,18 +7,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .script import (
-    ERROR_MESSAGES,
-    Drop,
-    Reply,
-    ToolCallReply,
-    Truncated,
-    counts,
-    error_body,
-    split_words,
-    words_in,
-)
-from .wire import Wire
+from .script import Drop, Reply, ToolCallReply, Truncated, counts, split_words, words_in
+from .wire import Endpoint
 
 __all__ = ["Completions"]
 
@@ -32,20 +22,13 @@ def _prompts(body: Mapping[str, Any]) -> list[str]:
     return []
 
 
-class Completions:
+class Completions(Endpoint):
     """The legacy completions endpoint (one per request)."""
-
-    def __init__(self, w: Wire, body: dict[str, Any], model: str, include_usage: bool) -> None:
-        self.w = w
-        self.body = body
-        self.model = model
-        self.usage = include_usage
 
     def answer(self, item: Reply | ToolCallReply | Drop | Truncated | None, stream: bool) -> None:
         """Answer ``item`` (``None``: the prompt echoed), as JSON or streamed."""
         if isinstance(item, ToolCallReply):
-            message = "tool calls are not part of /v1/completions; script a Reply"
-            self.w.send_json(400, error_body(400, message or ERROR_MESSAGES[400]))
+            self.refuse_tools("/v1/completions")
             return
         if isinstance(item, (Drop, Truncated)):
             reply = Reply(item.text, finish_reason="")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .script import Drop, Reply, ToolCallReply, Truncated, counts, error_body
-from .wire import Wire
+from .wire import Endpoint
 
 __all__ = ["Embeddings"]
 
@@ -36,20 +36,14 @@ def vector(text: Any, dimensions: int) -> list[float]:
     return [x / norm for x in raw]
 
 
-class Embeddings:
+class Embeddings(Endpoint):
     """The embeddings endpoint (one per request). A ``Reply`` only sets ``usage`` and
     ``model``; ``Truncated`` answers a body cut in the middle."""
-
-    def __init__(self, w: Wire, body: dict[str, Any], model: str, include_usage: bool) -> None:
-        self.w = w
-        self.body = body
-        self.model = model
 
     def answer(self, item: Reply | ToolCallReply | Drop | Truncated | None, stream: bool) -> None:
         """Answer ``item`` with one vector per input."""
         if isinstance(item, ToolCallReply):
-            message = "tool calls are not part of /v1/embeddings; script a Reply"
-            self.w.send_json(400, error_body(400, message))
+            self.refuse_tools("/v1/embeddings")
             return
         inputs = _inputs(self.body)
         if not inputs:

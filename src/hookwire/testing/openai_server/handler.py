@@ -10,23 +10,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import script
 from .chat import ChatCompletions
 from .completions import Completions
 from .embeddings import Embeddings
 from .responses import Responses
-from .script import (
-    ERROR_MESSAGES,
-    Drop,
-    ErrorReply,
-    Malformed,
-    Raw,
-    Reply,
-    ScriptItem,
-    ToolCallReply,
-    Truncated,
-    error_body,
-    fmt_seconds,
-)
 from .wire import Wire
 
 if TYPE_CHECKING:
@@ -37,7 +25,9 @@ __all__ = ["HTTPServer", "Handler"]
 
 class _Endpoint(Protocol):
     def answer(
-        self, item: Reply | ToolCallReply | Drop | Truncated | None, stream: bool
+        self,
+        item: script.Reply | script.ToolCallReply | script.Drop | script.Truncated | None,
+        stream: bool,
     ) -> None: ...
 
 
@@ -106,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        w.send_json(404, error_body(404, f"no route GET {self.path}"))
+        w.send_json(404, script.error_body(404, f"no route GET {self.path}"))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -114,14 +104,14 @@ class Handler(BaseHTTPRequestHandler):
         w = self._wire()
         endpoint = _route(self.path)
         if endpoint is None:
-            w.send_json(404, error_body(404, f"no route POST {self.path}"))
+            w.send_json(404, script.error_body(404, f"no route POST {self.path}"))
             return
         try:
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
         except ValueError as exc:
-            w.send_json(400, error_body(400, f"the request body is not JSON: {exc}"))
+            w.send_json(400, script.error_body(400, f"the request body is not JSON: {exc}"))
             return
         owner = self.server.owner
         item = owner._record(
@@ -130,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         if owner.api_key is not None and self.headers.get("Authorization") != (
             f"Bearer {owner.api_key}"
         ):
-            w.send_json(401, error_body(401, ERROR_MESSAGES[401]))
+            w.send_json(401, script.error_body(401, script.ERROR_MESSAGES[401]))
             return
         delay = getattr(item, "delay", 0.0)
         if delay:
@@ -140,22 +130,22 @@ class Handler(BaseHTTPRequestHandler):
         model = str(body.get("model") or owner.model)
         try:
             if not _fault(w, item, stream):
-                assert not isinstance(item, (ErrorReply, Raw, Malformed))
+                assert not isinstance(item, (script.ErrorReply, script.Raw, script.Malformed))
                 answer: _Endpoint = endpoint(w, body, model, include_usage)
-                answer.answer(Reply(item) if isinstance(item, str) else item, stream)
+                answer.answer(script.Reply(item) if isinstance(item, str) else item, stream)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away; nothing to answer
 
 
-def _fault(w: Wire, item: ScriptItem | None, stream: bool) -> bool:
+def _fault(w: Wire, item: script.ScriptItem | None, stream: bool) -> bool:
     """Answer the script items every endpoint answers alike; ``False`` for the others."""
-    if isinstance(item, ErrorReply):
+    if isinstance(item, script.ErrorReply):
         headers = {}
         if item.retry_after is not None:
-            headers["Retry-After"] = fmt_seconds(item.retry_after)
-        message = item.message or ERROR_MESSAGES.get(item.status, "Error.")
-        w.send_json(item.status, error_body(item.status, message), headers)
-    elif isinstance(item, Raw):
+            headers["Retry-After"] = script.fmt_seconds(item.retry_after)
+        message = item.message or script.ERROR_MESSAGES.get(item.status, "Error.")
+        w.send_json(item.status, script.error_body(item.status, message), headers)
+    elif isinstance(item, script.Raw):
         if stream:
             w.start_stream()
             w.chunk(item.body.encode())
@@ -164,14 +154,14 @@ def _fault(w: Wire, item: ScriptItem | None, stream: bool) -> bool:
             w.end_stream()
         else:
             w.send_raw(200, item.body.encode(), "application/json")
-    elif isinstance(item, Malformed):
+    elif isinstance(item, script.Malformed):
         if stream:
             w.start_stream()
             w.chunk(b"data: " + item.body.encode() + b"\n\n")
             w.end_stream()
         else:
             w.send_raw(200, item.body.encode(), "application/json")
-    elif isinstance(item, Drop) and not stream:
+    elif isinstance(item, script.Drop) and not stream:
         w.drop()
     else:
         return False

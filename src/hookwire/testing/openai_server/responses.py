@@ -8,18 +8,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .script import (
-    Drop,
-    Reply,
-    ToolCallReply,
-    Truncated,
-    counts,
-    split_words,
-    text_of,
-    tool_calls,
-    words_in,
-)
-from .wire import Wire
+from . import script
+from .script import Drop, Reply, ToolCallReply, Truncated
+from .wire import Endpoint, Wire
 
 __all__ = ["Responses"]
 
@@ -37,25 +28,23 @@ def _default_answer(body: Mapping[str, Any]) -> str:
         return "The tool returned: " + str(items[-1].get("output", ""))
     for item in reversed(items):
         if item.get("role") == "user":
-            return "You said: " + text_of(item.get("content"))
+            return "You said: " + script.text_of(item.get("content"))
     return "Hello! How can I help you today?"
 
 
 def _prompt_tokens(body: Mapping[str, Any]) -> int:
-    texts = [text_of(i.get("content")) or str(i.get("output", "")) for i in _items(body)]
+    texts = [script.text_of(i.get("content")) or str(i.get("output", "")) for i in _items(body)]
     instructions = body.get("instructions")
     if isinstance(instructions, str):
         texts.append(instructions)
-    return words_in(texts)
+    return script.words_in(texts)
 
 
-class Responses:
+class Responses(Endpoint):
     """The Responses API endpoint (one per request)."""
 
     def __init__(self, w: Wire, body: dict[str, Any], model: str, include_usage: bool) -> None:
-        self.w = w
-        self.body = body
-        self.model = model
+        super().__init__(w, body, model, include_usage)
         self.seq = 0
         self.rid = f"resp_{w.next_id()}"
         self.created = int(time.time())
@@ -72,9 +61,9 @@ class Responses:
                     "name": n,
                     "arguments": a,
                 }
-                for i, n, a in tool_calls(item, self.w.next_id)
+                for i, n, a in script.tool_calls(item, self.w.next_id)
             ]
-            tokens = sum(len(split_words(c["arguments"])) for c in calls)
+            tokens = sum(len(script.split_words(c["arguments"])) for c in calls)
             if stream:
                 self._stream(calls, tokens, None, None)
             else:
@@ -87,7 +76,7 @@ class Responses:
             cut = None
             reply = item or Reply(_default_answer(self.body))
         self.model = reply.model or self.model
-        words = split_words(reply.text)
+        words = script.split_words(reply.text)
         usage = reply.usage
         output: list[dict[str, Any]] = []
         if usage and usage.get("reasoning_tokens"):
@@ -120,7 +109,7 @@ class Responses:
         body = self.body
         usage: dict[str, Any] | None = None
         if status != "in_progress":
-            prompt, completion, cached, reasoning = counts(
+            prompt, completion, cached, reasoning = script.counts(
                 _prompt_tokens(body), completion, override
             )
             usage = {
@@ -201,7 +190,7 @@ class Responses:
         )
         empty = {"type": "output_text", "text": "", "annotations": []}
         self._event("response.content_part.added", **ids, content_index=0, part=empty)
-        words = split_words(part["text"])
+        words = script.split_words(part["text"])
         for word in words[: cut.after] if cut is not None else words:
             if w.chunk_delay:
                 time.sleep(w.chunk_delay)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-__all__ = ["Wire"]
+__all__ = ["Endpoint", "Wire"]
 
 
 class Wire:
@@ -86,3 +86,20 @@ class Wire:
             h.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+class Endpoint:
+    """An endpoint answering one request through ``w``: the request's ``body``, the ``model``
+    to report, and whether a stream should end with a usage chunk."""
+
+    def __init__(self, w: Wire, body: dict[str, Any], model: str, include_usage: bool) -> None:
+        self.w = w
+        self.body = body
+        self.model = model
+        self.usage = include_usage
+
+    def refuse_tools(self, endpoint: str) -> None:
+        """Answer a ``ToolCallReply`` where the endpoint has no tool calls: a 400."""
+        message = f"tool calls are not part of {endpoint}; script a Reply"
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+        self.w.send_json(400, {"error": error})
