@@ -416,27 +416,27 @@ class LLMErrorEvent(Event):
 class EmbeddingStartEvent(Event):
     """An embedding call is about to be sent; ``input`` is the text (or texts, or tokens)."""
 
+    input: Any = None
     name: ClassVar[str] = "embedding_start"
     hook: ClassVar[str] = "on_embedding_start"
-    input: Any = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmbeddingEndEvent(Event):
     """An embedding call returned ``response`` (``.usage``, ``.cost``, ``.count``, ...)."""
 
+    response: EmbeddingResponse | None = None
     name: ClassVar[str] = "embedding_end"
     hook: ClassVar[str] = "on_embedding_end"
-    response: EmbeddingResponse | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmbeddingErrorEvent(Event):
     """An embedding call failed with ``error``, after its retries (each one an ``on_retry``)."""
 
+    error: BaseException | None = None
     name: ClassVar[str] = "embedding_error"
     hook: ClassVar[str] = "on_embedding_error"
-    error: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -159,10 +159,9 @@ def test_responses_create(
 def test_responses_tool_calls_json_and_streamed(
     openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
 ) -> None:
-    openai_server.script(
-        ToolCallReply("get_weather", {"city": "Paris"}, id="call_1"),
-        ToolCallReply("get_weather", {"city": "Oslo"}, id="call_2"),
-    )
+    paris, oslo = {"city": "Paris"}, {"city": "Oslo"}
+    openai_server.script(ToolCallReply("get_weather", paris, id="call_1"))
+    openai_server.script(ToolCallReply("get_weather", oslo, id="call_2"))
     client.responses.create(model="gpt-4o", input="Weather?", tools=TOOLS)  # type: ignore[arg-type]
     assert rec.of("on_llm_start")[0]["invocation_params"]["tools"] == ["get_weather"]
     response = only_end(rec)["response"]

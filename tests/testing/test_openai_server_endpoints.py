@@ -17,16 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookwire.testing.openai_server import (
-    Drop,
-    ErrorReply,
-    Malformed,
-    OpenAIServer,
-    Raw,
-    Reply,
-    ToolCallReply,
-    Truncated,
-)
+from hookwire.testing import openai_server as srv
+from hookwire.testing.openai_server import OpenAIServer
 
 
 @pytest.fixture
@@ -80,7 +72,7 @@ def test_responses_usage_details_and_reasoning(
     openai_server: OpenAIServer, client: openai.OpenAI
 ) -> None:
     usage = {"prompt_tokens": 90, "completion_tokens": 30, "cached_tokens": 64}
-    openai_server.script(Reply("Paris.", usage={**usage, "reasoning_tokens": 20}))
+    openai_server.script(srv.Reply("Paris.", usage={**usage, "reasoning_tokens": 20}))
     out = client.responses.create(model="o4-mini", input="q")
     assert [item.type for item in out.output] == ["reasoning", "message"]
     assert out.usage is not None
@@ -119,8 +111,8 @@ def test_responses_stream_events_are_the_apis(openai_server: OpenAIServer) -> No
 
 def test_responses_function_calls(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
     openai_server.script(
-        ToolCallReply("get_weather", {"city": "Paris"}, id="call_1", more=[("get_time", {})]),
-        ToolCallReply("get_weather", {"city": "Oslo, Norway"}),
+        srv.ToolCallReply("get_weather", {"city": "Paris"}, id="call_1", more=[("get_time", {})]),
+        srv.ToolCallReply("get_weather", {"city": "Oslo, Norway"}),
     )
     out = client.responses.create(model="m", input="weather?")
     calls = [item for item in out.output if item.type == "function_call"]
@@ -148,7 +140,9 @@ def test_responses_default_answer_after_a_tool_result(
 
 
 def test_responses_faults(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
-    openai_server.script(ErrorReply(429, retry_after=0), Malformed(), Truncated(), Drop())
+    openai_server.script(
+        srv.ErrorReply(429, retry_after=0), srv.Malformed(), srv.Truncated(), srv.Drop()
+    )
     with pytest.raises(openai.RateLimitError):
         client.responses.create(model="m", input="q")
     with pytest.raises(json.JSONDecodeError):
@@ -161,7 +155,7 @@ def test_responses_faults(openai_server: OpenAIServer, client: openai.OpenAI) ->
 
 
 def test_responses_stream_cut_short(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
-    openai_server.script(Truncated(after=2), Drop(after=1))
+    openai_server.script(srv.Truncated(after=2), srv.Drop(after=1))
     kinds = [e.type for e in client.responses.create(model="m", input="q", stream=True)]
     assert kinds.count("response.output_text.delta") == 2
     assert "response.completed" not in kinds
@@ -171,7 +165,9 @@ def test_responses_stream_cut_short(openai_server: OpenAIServer, client: openai.
 
 def test_responses_raw_stream(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
     event = {"type": "response.output_text.delta", "delta": "hi", "sequence_number": 0}
-    openai_server.script(Raw(f"event: response.output_text.delta\ndata: {json.dumps(event)}\n\n"))
+    openai_server.script(
+        srv.Raw(f"event: response.output_text.delta\ndata: {json.dumps(event)}\n\n")
+    )
     (got,) = list(client.responses.create(model="m", input="q", stream=True))
     assert got.type == "response.output_text.delta"
 
@@ -212,7 +208,7 @@ def test_embeddings_floats_and_base64(openai_server: OpenAIServer, client: opena
 def test_embeddings_of_tokens_and_a_scripted_usage(
     openai_server: OpenAIServer, client: openai.OpenAI
 ) -> None:
-    openai_server.script(Reply("", usage={"prompt_tokens": 42}, model="text-embedding-3-large"))
+    openai_server.script(srv.Reply("", usage={"prompt_tokens": 42}, model="text-embedding-3-large"))
     out = client.embeddings.create(model="m", input=[[1, 2, 3], [4, 5]])
     assert (out.usage.prompt_tokens, out.model, len(out.data)) == (42, "text-embedding-3-large", 2)
     out = client.embeddings.create(model="m", input=[1, 2, 3])
@@ -220,7 +216,9 @@ def test_embeddings_of_tokens_and_a_scripted_usage(
 
 
 def test_embeddings_faults(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
-    openai_server.script(ErrorReply(500), Truncated(), Malformed(), Drop(), ToolCallReply("f"))
+    openai_server.script(
+        srv.ErrorReply(500), srv.Truncated(), srv.Malformed(), srv.Drop(), srv.ToolCallReply("f")
+    )
     with pytest.raises(openai.InternalServerError):
         client.embeddings.create(model="m", input="x")
     for _ in range(2):
@@ -255,7 +253,9 @@ def test_completions_json_and_stream(openai_server: OpenAIServer, client: openai
 
 
 def test_completions_faults(openai_server: OpenAIServer, client: openai.OpenAI) -> None:
-    openai_server.script(Truncated(after=1), Drop(after=1), ErrorReply(401), ToolCallReply("f"))
+    openai_server.script(
+        srv.Truncated(after=1), srv.Drop(after=1), srv.ErrorReply(401), srv.ToolCallReply("f")
+    )
     chunks = list(client.completions.create(model="m", prompt="q", stream=True))
     assert [c.choices[0].finish_reason for c in chunks] == [None]
     with pytest.raises(openai.APIConnectionError):

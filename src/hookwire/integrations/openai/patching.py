@@ -26,8 +26,9 @@ touched, so an instance-level patch on them (instructor's, the app's own) keeps 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +40,7 @@ from ...dispatch import CallbackManager, Callbacks
 from ...errors import CallbackAbort, ConfigurationError
 from .calls import Call, Events, Instrumentation, aemit, emit, failures
 from .endpoints import ENDPOINTS
-from .streams import aobserve_body, aobserve_stream, observe_body, observe_stream
+from .streams import observe_body, observe_stream
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -118,15 +119,13 @@ def _read(call: Call, result: Any, sync: bool) -> Events:
     """After the SDK returned ``result``: a stream or an unread body is observed as the app
     reads it (nothing to send yet); an answer already read gives its end event."""
     try:
-        if isinstance(result, openai.Stream):
+        if isinstance(result, (openai.Stream, openai.AsyncStream)):
             observe_stream(result, call)
-        elif isinstance(result, openai.AsyncStream):
-            aobserve_stream(result, call)
         else:
             response, events = _answer(call, result)
             if response is None:
                 return events or []
-            (observe_body if sync else aobserve_body)(response, call)
+            observe_body(response, call, not sync)
     except Exception as exc:
         failures("an answer", exc)
     return []
@@ -193,20 +192,24 @@ def _sent(call: Call, response: Any) -> Any:
     return response
 
 
+@contextlib.contextmanager
+def _attempting(call: Call) -> Iterator[None]:
+    # An attempt that raises (a timeout, a broken connection): the SDK may send another.
+    try:
+        yield
+    except Exception as exc:
+        call.attempt_failed(exc, None)
+        raise
+
+
 def _sync_send(inst: Instrumentation, client: Any, original: Any) -> Callable[..., Any]:
     def send(request: Any, *args: Any, **kwargs: Any) -> Any:
         call = _CURRENT.get()
         if call is None or call.inst is not inst:
             return original(request, *args, **kwargs)
-        events = call.attempt(_perf())
-        if events:
-            emit(inst.manager, events)
-        try:
-            response = original(request, *args, **kwargs)
-        except Exception as exc:
-            call.attempt_failed(exc, None)
-            raise
-        return _sent(call, response)
+        emit(inst.manager, call.attempt(_perf()))
+        with _attempting(call):
+            return _sent(call, original(request, *args, **kwargs))
 
     return send
 
@@ -214,17 +217,11 @@ def _sync_send(inst: Instrumentation, client: Any, original: Any) -> Callable[..
 def _async_send(inst: Instrumentation, client: Any, original: Any) -> Callable[..., Any]:
     async def send(request: Any, *args: Any, **kwargs: Any) -> Any:
         call = _CURRENT.get()
-        if call is None or call.inst is not inst:
-            return await original(request, *args, **kwargs)
-        events = call.attempt(_perf())
-        if events:
-            await aemit(inst.manager, events)
-        try:
-            response = await original(request, *args, **kwargs)
-        except Exception as exc:
-            call.attempt_failed(exc, None)
-            raise
-        return _sent(call, response)
+        if call is not None and call.inst is inst:
+            await aemit(inst.manager, call.attempt(_perf()))
+            with _attempting(call):
+                return _sent(call, await original(request, *args, **kwargs))
+        return await original(request, *args, **kwargs)
 
     return send
 

@@ -21,21 +21,14 @@ import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import openai
 
 from ...events import EmbeddingResponse
 from .calls import Call, Events, aemit, emit, failures
 
-__all__ = [
-    "AsyncObservedStream",
-    "ObservedStream",
-    "aobserve_body",
-    "aobserve_stream",
-    "observe_body",
-    "observe_stream",
-]
+__all__ = ["AsyncObservedStream", "ObservedStream", "observe_body", "observe_stream"]
 
 _perf = time.perf_counter
 _NONE: Events = []
@@ -151,15 +144,18 @@ class AsyncObservedStream(openai.AsyncStream[Any]):
             pass  # no running loop: the response is left to the garbage collector
 
 
-def _relay(
-    obs: Observer,
-    items: Iterator[Any],
-    feed: Callable[[Any], Events],
-    keep: Callable[[Any], bool],
-    end: Callable[[], Events],
-) -> Iterator[Any]:
-    """``items`` as the app reads them: each one ``feed`` (its events sent), passed on when
-    ``keep`` says so; a failure is the call's error, the end ``end()``."""
+class _Steps(NamedTuple):
+    """What a relay does: ``feed`` an item (the events it calls for), ``keep`` it for the app
+    or not, and the ``end`` of the items."""
+
+    feed: Callable[[Any], Events]
+    keep: Callable[[Any], bool]
+    end: Callable[[], Events]
+
+
+def _relay(obs: Observer, items: Iterator[Any], steps: _Steps) -> Iterator[Any]:
+    """``items`` as the app reads them, through ``steps``; a failure is the call's error."""
+    feed, keep, end = steps
     manager = obs.call.inst.manager
     obs.reading = True
     try:
@@ -178,14 +174,9 @@ def _relay(
     emit(manager, end())
 
 
-async def _arelay(
-    obs: Observer,
-    items: AsyncIterator[Any],
-    feed: Callable[[Any], Events],
-    keep: Callable[[Any], bool],
-    end: Callable[[], Events],
-) -> AsyncIterator[Any]:
+async def _arelay(obs: Observer, items: AsyncIterator[Any], steps: _Steps) -> AsyncIterator[Any]:
     """``_relay`` for async items."""
+    feed, keep, end = steps
     manager = obs.call.inst.manager
     obs.reading = True
     try:
@@ -234,28 +225,22 @@ def _passed(sse: Any, obs: Observer) -> Events:
     return obs.event(sse.event, sse.data)
 
 
-def observe_stream(stream: openai.Stream[Any], call: Call) -> None:
+def observe_stream(stream: openai.Stream[Any] | openai.AsyncStream[Any], call: Call) -> None:
     """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
     obs = Observer(call)
     events_of = stream._iter_events
-    feed = functools.partial(_passed, obs=obs)
-    stream._iter_events = lambda: _relay(obs, events_of(), feed, obs.kept, obs.ended)  # type: ignore[method-assign]
+    steps = _Steps(functools.partial(_passed, obs=obs), obs.kept, obs.ended)
     response = stream.response
-    response.close = _closing(obs, response.close, obs.ended)  # type: ignore[method-assign]
-    if type(stream) is openai.Stream:
-        stream.__class__ = ObservedStream
-
-
-def aobserve_stream(stream: openai.AsyncStream[Any], call: Call) -> None:
-    """``observe_stream`` for an ``openai.AsyncStream``."""
-    obs = Observer(call)
-    events_of = stream._iter_events
-    feed = functools.partial(_passed, obs=obs)
-    stream._iter_events = lambda: _arelay(obs, events_of(), feed, obs.kept, obs.ended)  # type: ignore[method-assign]
-    response = stream.response
-    response.aclose = _aclosing(obs, response.aclose, obs.ended)  # type: ignore[method-assign]
-    if type(stream) is openai.AsyncStream:
-        stream.__class__ = AsyncObservedStream
+    if isinstance(stream, openai.AsyncStream):
+        stream._iter_events = lambda: _arelay(obs, events_of(), steps)  # type: ignore[method-assign,arg-type]
+        response.aclose = _aclosing(obs, response.aclose, obs.ended)  # type: ignore[method-assign]
+        if type(stream) is openai.AsyncStream:
+            stream.__class__ = AsyncObservedStream
+    else:
+        stream._iter_events = lambda: _relay(obs, events_of(), steps)  # type: ignore[method-assign,arg-type]
+        response.close = _closing(obs, response.close, obs.ended)  # type: ignore[method-assign]
+        if type(stream) is openai.Stream:
+            stream.__class__ = ObservedStream
 
 
 class _Events:
@@ -372,23 +357,14 @@ def _kept(part: bytes) -> bool:
     return True
 
 
-def observe_body(response: Any, call: Call) -> None:
+def observe_body(response: Any, call: Call, is_async: bool) -> None:
     """Tee the unread body of ``response``: its answer is read as the app reads it."""
-    base = _base(response, False)
+    base = _base(response, is_async)
     body = _body(response, call)
     if base is None or body is None:
         return
     obs, inner = body.obs, response.stream
-    parts = functools.partial(_relay, obs, inner, body.feed, _kept, body.whole)
-    response.stream = _tee(base, False, parts, _closing(obs, inner.close, body.cut))
-
-
-def aobserve_body(response: Any, call: Call) -> None:
-    """``observe_body`` for an async body."""
-    base = _base(response, True)
-    body = _body(response, call)
-    if base is None or body is None:
-        return
-    obs, inner = body.obs, response.stream
-    parts = functools.partial(_arelay, obs, inner, body.feed, _kept, body.whole)
-    response.stream = _tee(base, True, parts, _aclosing(obs, inner.aclose, body.cut))
+    relay, closing = (_arelay, _aclosing) if is_async else (_relay, _closing)
+    parts = functools.partial(relay, obs, inner, _Steps(body.feed, _kept, body.whole))
+    close = inner.aclose if is_async else inner.close
+    response.stream = _tee(base, is_async, parts, closing(obs, close, body.cut))
