@@ -26,9 +26,8 @@ touched, so an instance-level patch on them (instructor's, the app's own) keeps 
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -152,7 +151,9 @@ def _sync_request(inst: Instrumentation, client: Any, original: Any) -> Callable
             raise
         finally:
             _CURRENT.reset(token)
-        emit(manager, _read(call, result, True))
+        ended = _read(call, result, True)
+        if ended:
+            emit(manager, ended)
         return result
 
     return request
@@ -192,24 +193,20 @@ def _sent(call: Call, response: Any) -> Any:
     return response
 
 
-@contextlib.contextmanager
-def _attempting(call: Call) -> Iterator[None]:
-    # An attempt that raises (a timeout, a broken connection): the SDK may send another.
-    try:
-        yield
-    except Exception as exc:
-        call.attempt_failed(exc, None)
-        raise
-
-
 def _sync_send(inst: Instrumentation, client: Any, original: Any) -> Callable[..., Any]:
     def send(request: Any, *args: Any, **kwargs: Any) -> Any:
         call = _CURRENT.get()
         if call is None or call.inst is not inst:
             return original(request, *args, **kwargs)
-        emit(inst.manager, call.attempt(_perf()))
-        with _attempting(call):
-            return _sent(call, original(request, *args, **kwargs))
+        retried = call.attempt(_perf())
+        if retried:
+            emit(inst.manager, retried)
+        try:
+            response = original(request, *args, **kwargs)
+        except Exception as exc:  # a timeout, a broken connection: the SDK may send another
+            call.attempt_failed(exc, None)
+            raise
+        return _sent(call, response)
 
     return send
 
@@ -219,8 +216,11 @@ def _async_send(inst: Instrumentation, client: Any, original: Any) -> Callable[.
         call = _CURRENT.get()
         if call is not None and call.inst is inst:
             await aemit(inst.manager, call.attempt(_perf()))
-            with _attempting(call):
+            try:
                 return _sent(call, await original(request, *args, **kwargs))
+            except Exception as exc:
+                call.attempt_failed(exc, None)
+                raise
         return await original(request, *args, **kwargs)
 
     return send

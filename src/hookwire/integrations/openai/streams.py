@@ -75,9 +75,10 @@ class Observer:
         kw = {**self.call.kw, "attempt": self.call.attempts or 1, "index": index}
         return [("on_llm_new_token", (token,), kw)]
 
-    def kept(self, sse: Any) -> bool:
-        """Whether the event just read goes on to the app."""
-        return not self.reader.skip
+    def passed(self, sse: Any) -> Events:
+        """Read one of the SDK's server-sent events: its events, or ``HIDDEN``."""
+        events = self.event(sse.event, sse.data)
+        return HIDDEN if self.reader.skip else events
 
     def ended(self, body: bytes | None = None) -> Events:
         """The answer's end: with what came (``cancelled=True`` if it had not finished), or
@@ -144,25 +145,30 @@ class AsyncObservedStream(openai.AsyncStream[Any]):
             pass  # no running loop: the response is left to the garbage collector
 
 
+#: What ``feed`` returns for an item the app is not to see (it calls for no event).
+HIDDEN: Events = []
+
+
 class _Steps(NamedTuple):
-    """What a relay does: ``feed`` an item (the events it calls for), ``keep`` it for the app
-    or not, and the ``end`` of the items."""
+    """What a relay does: ``feed`` an item (the events it calls for; ``HIDDEN`` to keep it
+    from the app), and the ``end`` of the items."""
 
     feed: Callable[[Any], Events]
-    keep: Callable[[Any], bool]
     end: Callable[[], Events]
 
 
 def _relay(obs: Observer, items: Iterator[Any], steps: _Steps) -> Iterator[Any]:
     """``items`` as the app reads them, through ``steps``; a failure is the call's error."""
-    feed, keep, end = steps
+    feed, end = steps
     manager = obs.call.inst.manager
     obs.reading = True
     try:
         for item in items:
             obs.reading = False
-            emit(manager, feed(item))
-            if keep(item):
+            events = feed(item)
+            if events:
+                emit(manager, events)
+            if events is not HIDDEN:
                 yield item
             obs.reading = True
     except Exception as exc:
@@ -176,14 +182,15 @@ def _relay(obs: Observer, items: Iterator[Any], steps: _Steps) -> Iterator[Any]:
 
 async def _arelay(obs: Observer, items: AsyncIterator[Any], steps: _Steps) -> AsyncIterator[Any]:
     """``_relay`` for async items."""
-    feed, keep, end = steps
+    feed, end = steps
     manager = obs.call.inst.manager
     obs.reading = True
     try:
         async for item in items:
             obs.reading = False
-            await aemit(manager, feed(item))
-            if keep(item):
+            events = feed(item)
+            if events is not HIDDEN:
+                await aemit(manager, events)
                 yield item
             obs.reading = True
     except Exception as exc:
@@ -221,15 +228,11 @@ def _aclosing(obs: Observer, aclose: Callable[[], Any], end: Callable[[], Events
     return closing
 
 
-def _passed(sse: Any, obs: Observer) -> Events:
-    return obs.event(sse.event, sse.data)
-
-
 def observe_stream(stream: openai.Stream[Any] | openai.AsyncStream[Any], call: Call) -> None:
     """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
     obs = Observer(call)
     events_of = stream._iter_events
-    steps = _Steps(functools.partial(_passed, obs=obs), obs.kept, obs.ended)
+    steps = _Steps(obs.passed, obs.ended)
     response = stream.response
     if isinstance(stream, openai.AsyncStream):
         stream._iter_events = lambda: _arelay(obs, events_of(), steps)  # type: ignore[method-assign,arg-type]
@@ -353,10 +356,6 @@ def _tee(base: type, is_async: bool, parts: Callable[[], Any], close: Callable[[
     return cls(parts, close)
 
 
-def _kept(part: bytes) -> bool:
-    return True
-
-
 def observe_body(response: Any, call: Call, is_async: bool) -> None:
     """Tee the unread body of ``response``: its answer is read as the app reads it."""
     base = _base(response, is_async)
@@ -365,6 +364,6 @@ def observe_body(response: Any, call: Call, is_async: bool) -> None:
         return
     obs, inner = body.obs, response.stream
     relay, closing = (_arelay, _aclosing) if is_async else (_relay, _closing)
-    parts = functools.partial(relay, obs, inner, _Steps(body.feed, _kept, body.whole))
+    parts = functools.partial(relay, obs, inner, _Steps(body.feed, body.whole))
     close = inner.aclose if is_async else inner.close
     response.stream = _tee(base, is_async, parts, closing(obs, close, body.cut))
