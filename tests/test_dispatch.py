@@ -966,3 +966,46 @@ def _child_emits(path: str) -> None:
     m = CallbackManager([_FileWriter(path)])
     for _ in range(50):
         m.on_llm_new_token("x")
+
+
+class _SlowWriter(BaseCallback):
+    run_in_background = True
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.seen: list[str] = []
+
+    def on_llm_end(self, response: Any, **kw: Any) -> None:
+        self.gate.wait(10)
+        self.seen.append(response)
+
+
+def test_flush_handler_waits_for_what_one_handler_queued_on_every_manager() -> None:
+    h = _SlowWriter()
+    first, second = CallbackManager([h]), CallbackManager([h])
+    first.on_llm_end("a")
+    second.on_llm_end("b")
+    assert not dispatch.flush_handler(h, timeout=0.05)  # held at the gate
+    h.gate.set()
+    assert dispatch.flush_handler(h, timeout=10)
+    assert sorted(h.seen) == ["a", "b"]
+    assert dispatch.flush_handler(object())  # a handler with no queue: nothing to wait for
+
+
+async def test_aflush_handler_waits_without_blocking_the_event_loop() -> None:
+    h = _SlowWriter()
+    manager = CallbackManager([h])
+    await manager.aon_llm_end("a")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        for _ in range(3):
+            ticks += 1
+            await asyncio.sleep(0.001)
+        h.gate.set()
+
+    ticker = asyncio.create_task(tick())
+    assert await dispatch.aflush_handler(h, timeout=10)
+    await ticker
+    assert ticks == 3 and h.seen == ["a"]

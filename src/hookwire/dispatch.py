@@ -34,6 +34,7 @@ reaches the caller of an inline hook.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -55,7 +56,7 @@ from .callpath import (
 from .errors import CallbackAbort, ConfigurationError
 from .events import HOOKS, HookSpec, on_hook_declared
 
-__all__ = ["CallbackManager", "Callbacks"]
+__all__ = ["CallbackManager", "Callbacks", "aflush_handler", "flush_handler"]
 
 logger = logging.getLogger("hookwire")
 
@@ -94,6 +95,42 @@ def _run_async_handler(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -
         # Raised by the handler itself on the loop's thread (signals go to the main thread),
         # so it is the handler's failure, reported as any other, not the app's exit.
         raise RuntimeError(f"the async handler raised {exc!r}") from exc
+
+
+#: Each handler's background queues (one per manager it is on), both weakly held: what
+#: :func:`flush_handler` waits for. Changed under ``_lock``.
+_HANDLER_QUEUES: weakref.WeakKeyDictionary[Any, weakref.WeakSet[BackgroundQueue[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handler_queues(handler: Any) -> list[BackgroundQueue[Any]]:
+    try:
+        with _lock:
+            return list(_HANDLER_QUEUES.get(handler, ()))
+    except TypeError:  # neither hashable nor weakly referable: it has no tracked queue
+        return []
+
+
+def flush_handler(handler: Any, timeout: float | None = None) -> bool:
+    """Wait until the events queued for ``handler``'s background hooks, on every manager it
+    is on, have been handled: what a handler calls before it reads what those hooks write,
+    so that its reads see its own writes. ``False`` if ``timeout`` ran out first (or when
+    called from the worker that handles them, which would wait for itself)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for queue in _handler_queues(handler):
+        ok = queue.flush(_left(deadline)) and ok
+    return ok
+
+
+async def aflush_handler(handler: Any, timeout: float | None = None) -> bool:
+    """:func:`flush_handler` for asyncio: waits without blocking the event loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for queue in _handler_queues(handler):
+        ok = await queue.aflush(_left(deadline)) and ok
+    return ok
 
 
 def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queued]:
@@ -420,9 +457,11 @@ class CallbackManager:
         queue = queues.get(id(handler))
         if queue is None:
             with _lock:
-                queue = queues.get(id(handler)) or queues.setdefault(
-                    id(handler), _queue_for(self, handler)
-                )
+                queue = queues.get(id(handler))
+                if queue is None:
+                    queue = queues[id(handler)] = _queue_for(self, handler)
+                    with contextlib.suppress(TypeError):  # not hashable or weakly referable
+                        _HANDLER_QUEUES.setdefault(handler, weakref.WeakSet()).add(queue)
         return queue
 
     def _enqueue(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:

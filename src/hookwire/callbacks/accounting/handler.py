@@ -551,7 +551,9 @@ class AccountingCallbackHandler(BaseCallback):
         until: datetime | date | str | None = None,
         where: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """``summary`` for async code."""
+        """``summary`` for async code (it too waits for the rows still queued first, without
+        blocking the event loop)."""
+        await self._queue.aflush()
         return await runner.run(self.store.summary(by, since=since, until=until, where=where))
 
     def summary(
