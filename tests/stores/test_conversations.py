@@ -4,6 +4,7 @@ bad input, concurrency."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import os
@@ -38,6 +39,7 @@ from hookwire.stores.conversations import (
     Owner,
     SQLConversationStore,
     SQLiteConversationStore,
+    batching,
     check_metadata,
     parse_message_time,
 )
@@ -1278,3 +1280,38 @@ def test_sqlite_reads_use_no_thread_pool_of_their_own(tmp_path: Path) -> None:
 
     assert asyncio.run(go()) == ["x"] * 8
     assert not [t.name for t in threading.enumerate() if "sqlite" in t.name]
+
+
+class _LateFuture(concurrent.futures.Future[str]):
+    """A future whose first wait runs out (its caller's timeout), whatever it holds."""
+
+    waits = 0
+
+    def result(self, timeout: float | None = None) -> str:
+        self.waits += 1
+        if self.waits == 1 or not self.done():
+            raise concurrent.futures.TimeoutError
+        return super().result(0)
+
+
+def test_a_message_a_transaction_has_taken_is_waited_for_not_withdrawn() -> None:
+    done = _LateFuture()
+    item = batching.Pending(None, {"id": "m-1"}, False, None, batching.settle_future(done))
+    assert item.take()
+    done.set_result("m-1")
+    assert batching.wait_sync(item, done, 0.01, "sqlite:///h.db") == "m-1"
+    assert done.waits == 2 and not item.withdraw()
+
+
+def test_a_taken_message_still_unsettled_names_the_id_to_send_it_again_with() -> None:
+    done = _LateFuture()
+    item = batching.Pending(None, {"id": "m-2"}, False, None, batching.settle_future(done))
+    assert item.take()
+    with pytest.raises(StoreError, match=r"message_id='m-2'"):
+        batching.wait_sync(item, done, 0.01, "sqlite:///h.db")
+
+
+def test_a_withdrawn_message_is_not_taken_into_a_transaction() -> None:
+    item = batching.Pending(None, {"id": "m-3"}, False, None, lambda outcome: None)
+    assert item.withdraw()
+    assert not item.take()

@@ -23,6 +23,10 @@ run's request context, else the handler's ``conversation_id``, created on first 
 recording happens on the handler's background worker, so the answer is not delayed, and is
 drained before the process exits (``CallbackManager.flush()`` / ``close()``, ``atexit``).
 
+The handler reads its own writes: every method waits first for what its hooks have queued
+(a turn just recorded, a conversation created on first use), without blocking an event loop,
+so ``get_conversation_details()`` right after ``await agent.process_message(...)`` has the turn.
+
 The database is ``database_url=`` (or a shared ``store=``: any implementation of
 ``hookwire.stores.ConversationStore``), else ``HOOKWIRE_DATABASE_URL``, else ``./hookwire.db``
 (SQLite); see ``hookwire.stores``. The handler acts for one user: a
@@ -304,7 +308,14 @@ class ChatHistoryCallbackHandler(BaseCallback):
         conversation_state: str | None = None,
         **kw: Any,
     ) -> str:
-        """:meth:`send_message` for sync code."""
+        """:meth:`send_message` for sync code.
+
+        It either stores the message and returns its id, or stores nothing: a message not
+        written within the wait (60 s: a locked or unreachable database) is withdrawn, and
+        the ``StoreError`` says that sending it again is safe. One a transaction already
+        holds is waited for up to as long again; only if even that runs out is the error
+        one that names the message id to send it again with (``message_id=``), which the
+        store refuses to store twice."""
         self._settled_sync()
         return self.store.add_message_sync(
             self.owner,
