@@ -90,9 +90,17 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _sqlite_json_dumps(value: Any) -> str | bytes:
+    # SQLite gives a column declared JSON numeric affinity, and would turn the text of a bare
+    # number into a number of its own (3.0 into 3): a BLOB keeps the text as it is.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return orjson.dumps(value)
+    return _json_dumps(value)
+
+
 def json_loads(value: Any) -> Any:
-    """Decode a stored JSON value. SQLite gives a column declared ``JSON`` numeric affinity,
-    so a bare JSON number comes back as a number already."""
+    """Decode a stored JSON value: text, or on SQLite a bare number's text as a BLOB (or, in
+    rows written before, the number itself, which numeric affinity made of the text)."""
     if isinstance(value, (int, float)):
         return value
     return orjson.loads(value)
@@ -204,7 +212,7 @@ def _create(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
-            json_serializer=_json_dumps,
+            json_serializer=_sqlite_json_dumps,
             json_deserializer=json_loads,
             connect_args={"timeout": SQLITE_BUSY_SECONDS},
         )
