@@ -266,3 +266,39 @@ def test_plain_streamed_path_is_taken_and_reads_the_providers_stream_into() -> N
     tokens = rec.of("llm_new_token")
     assert [(t["token"], t["attempt"], t["index"]) for t in tokens] == [("a", 1, 0), ("b", 1, 1)]
     assert rec.of("llm_end")[0]["stream"] is True
+
+
+class _Editor(BaseCallback):
+    """A handler that tries to rewrite the request it is shown."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        for name, edit in (
+            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
+            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
+            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
+        ):
+            try:
+                edit()
+            except TypeError:
+                self.refused.append(name)
+
+
+async def test_a_handler_cannot_change_the_request_sent_to_the_model(
+    openai_server: Any,
+) -> None:
+    from hookwire.llms import OpenAIClient
+
+    editor = _Editor()
+    client = OpenAIClient(api_key="sk-test", base_url=openai_server.base_url, callbacks=[editor])
+    messages = [{"role": "user", "content": "hello"}]
+    stop = ["\n\n"]
+    client.generate(messages, model="gpt-4o-mini", stop=stop)
+    await client.agenerate(messages, model="gpt-4o-mini", stop=stop)
+    assert editor.refused == ["content", "message", "params"] * 2
+    for body in openai_server.requests:
+        assert body["messages"] == [{"role": "user", "content": "hello"}]
+        assert body["stop"] == ["\n\n"]
+    assert messages == [{"role": "user", "content": "hello"}] and stop == ["\n\n"]
