@@ -44,7 +44,7 @@ from typing import Any
 from ..dispatch import aflush_handler, flush_handler
 from ..errors import ConfigurationError
 from ..stores.conversations import ConversationStore, Owner, Page
-from ..stores.runner import run_sync
+from ..stores.runner import in_store_loop, run_sync
 from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
@@ -156,7 +156,9 @@ class ChatHistoryCallbackHandler(BaseCallback):
         await aflush_handler(self, SYNC_TIMEOUT)
 
     def _settled_sync(self) -> None:
-        flush_handler(self, SYNC_TIMEOUT)
+        # Not on the store loop: the hooks being waited for need it to write.
+        if not in_store_loop():
+            flush_handler(self, SYNC_TIMEOUT)
 
     # -- the Arshai API (async) -----------------------------------------------------------
 
