@@ -31,6 +31,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -149,18 +150,18 @@ def wait_sync(
         raise unsettled_error(url, timeout, str(item.row["id"])) from None
 
 
+def _resolve(future: asyncio.Future[str] | concurrent.futures.Future[str], outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 def settle_future(done: concurrent.futures.Future[str]) -> Settle:
     """A function that resolves ``done`` (a thread's future) with an id or an exception."""
-
-    def settle(outcome: str | BaseException) -> None:
-        if done.done():
-            return
-        if isinstance(outcome, BaseException):
-            done.set_exception(outcome)
-        else:
-            done.set_result(outcome)
-
-    return settle
+    return functools.partial(_resolve, done)
 
 
 @dataclass(slots=True)
@@ -176,14 +177,7 @@ def settler(future: asyncio.Future[str], loop: asyncio.AbstractEventLoop | None)
     """A function that resolves ``future`` with an id or an exception, from any thread when
     ``loop`` is given."""
 
-    def settle_here(outcome: str | BaseException) -> None:
-        if future.done():
-            return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
+    settle_here = functools.partial(_resolve, future)
     if loop is None:
         return settle_here
 
@@ -311,18 +305,12 @@ class LoopBatcher:
         self._hand_over(loop, item)
         return await _withdrawn_if_cancelled(item, waiter)
 
-    async def add_within(
-        self,
-        owner: Owner | None,
-        row: dict[str, Any],
-        explicit: bool,
-        state: str | None,
-        timeout: float | None,
-    ) -> str:
-        """:meth:`add` for a sync caller (run on the store loop) that waits ``timeout``: then
-        the message is withdrawn, or if a transaction has it, waited for ``timeout`` more."""
+    async def add_within(self, timeout: float | None, *message: Any) -> str:
+        """:meth:`add` (``message``: its arguments) for a sync caller, run on the store loop,
+        that waits ``timeout``: then the message is withdrawn, or if a transaction has it,
+        waited for ``timeout`` more."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        item = Pending(owner, row, explicit, state, settler(future, None))
+        item = Pending(*message, settler(future, None))
         self._accept([item])
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
