@@ -305,12 +305,18 @@ class LoopBatcher:
         self._hand_over(loop, item)
         return await _withdrawn_if_cancelled(item, waiter)
 
-    async def add_within(self, timeout: float | None, *message: Any) -> str:
-        """:meth:`add` (``message``: its arguments) for a sync caller, run on the store loop,
-        that waits ``timeout``: then the message is withdrawn, or if a transaction has it,
-        waited for ``timeout`` more."""
+    async def add_within(
+        self,
+        timeout: float | None,
+        owner: Owner | None,
+        row: dict[str, Any],
+        explicit: bool,
+        state: str | None,
+    ) -> str:
+        """:meth:`add` for a sync caller, run on the store loop, that waits ``timeout``: then
+        the message is withdrawn, or if a transaction has it, waited for ``timeout`` more."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        item = Pending(*message, settler(future, None))
+        item = Pending(owner, row, explicit, state, settler(future, None))
         self._accept([item])
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
