@@ -322,10 +322,12 @@ class LoopBatcher:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except (TimeoutError, asyncio.TimeoutError):  # one class from 3.11 on
             if item.withdraw():
+                future.cancel()
                 raise withdrawn_error(self.url, timeout) from None
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except (TimeoutError, asyncio.TimeoutError):
+            future.cancel()  # nobody waits for its outcome now
             raise unsettled_error(self.url, timeout, str(item.row["id"])) from None
 
     # Messages sent from another event loop reach the store loop in one hop per loop
@@ -404,6 +406,7 @@ async def _withdrawn_if_cancelled(item: Pending, future: asyncio.Future[str]) ->
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         item.withdraw()
+        future.cancel()  # nobody waits for its outcome now (an error would go unretrieved)
         raise
 
 
