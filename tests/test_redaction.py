@@ -74,7 +74,9 @@ def test_property_a_bearer_token_after_any_text_never_reaches_a_line(
 @given(
     before=_TEXT,
     boundary=_BOUNDARY,
-    name=st.sampled_from(["Authorization", "authorization", "AUTHORIZATION", "Proxy-Authorization"]),
+    name=st.sampled_from(
+        ["Authorization", "authorization", "AUTHORIZATION", "Proxy-Authorization"]
+    ),
     sep=st.sampled_from([": ", ":", "=", ":\t", '": "']),
     scheme=st.sampled_from(["", "Bearer ", "ApiKey ", "Digest "]),
     value=_TOKEN,
