@@ -62,8 +62,10 @@ _ESCAPE = re.compile(
     rb"(?:\\(?:[ntrbf]|u[0-9A-Fa-f]{4})|(?:\x1b|\\u001[bB])\[[0-9;?]{0,16}[A-Za-z])\Z"
 )
 _KEY_PREFIXES = (b"api_", b"api-", b"api", b"private_", b"private-", b"x-api-")
-# What ends a URL in running text (a URL given alone ends where the string does).
-_URL_END = re.compile(rb'[\s"\\]')
+# A URL in running text: up to a blank; in JSON text, up to the end of the string too, over
+# escaped quotes and backslashes (a password may hold them). A URL given alone is all of it.
+_URL_IN_TEXT = re.compile(rb"\S*")
+_URL_IN_JSON = re.compile(rb'(?:[^"\\\s]|\\["\\/])*')
 _URL_USER = re.compile(rb'[^:/@\s"\\]*:')
 _URL_USER_ALONE = re.compile(rb"[^:/@]*:")
 
@@ -144,14 +146,14 @@ def _url_password(data: bytes, pos: int, stop: int | None) -> tuple[int, int] | 
 
 
 def _secret_span(
-    data: bytes, start: int, end: int, kind: str, pat: re.Pattern[bytes] | None
+    data: bytes, start: int, end: int, kind: str, pat: re.Pattern[bytes] | None, json: bool
 ) -> tuple[int, int] | None:
     """Where the secret announced by the literal at ``data[start:end]`` lies, if there is one."""
     if kind in ("credential", "whole") and _in_word(data, start):
         return None
     if kind == "url":
-        m = _URL_END.search(data, end)
-        return _url_password(data, end, len(data) if m is None else m.start())
+        token = (_URL_IN_JSON if json else _URL_IN_TEXT).match(data, end)
+        return _url_password(data, end, token.end() if token else end)
     if kind == "apikey":
         head = data[max(0, start - 8) : start].lower()
         if not head.endswith(_KEY_PREFIXES):
@@ -167,11 +169,11 @@ def _secret_span(
     return m.start(1), m.end(1)
 
 
-def _redact_spans(data: bytes, hits: list[tuple[int, int, int]]) -> bytes:
+def _redact_spans(data: bytes, hits: list[tuple[int, int, int]], json: bool = False) -> bytes:
     spans: list[tuple[int, int]] = []
     for index, start, end in hits:
         kind, pat = _TRIGGER_RULE[index]
-        span = _secret_span(data, start, end, kind, pat)
+        span = _secret_span(data, start, end, kind, pat, json)
         if span is not None:
             spans.append(span)
     if not spans:
@@ -331,7 +333,7 @@ class Redactor:
                 local.append((index, s - line_start, e - line_start))
                 i += 1
             line = data[line_start:line_end]
-            new = _redact_spans(line, local)
+            new = _redact_spans(line, local, json=True)
             if new is not line:
                 try:
                     orjson.loads(new)
