@@ -23,12 +23,17 @@ Spans and metrics follow the OpenTelemetry semantic conventions for generative A
 Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
 hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
 traces sit inside the app's own. Prompts and answers are recorded only with
-``capture_content=True``. Needs the ``hookwire[otel]`` extra.
+``capture_content=True``. A failed span has ``error.type``, an error status described by the
+error's message and an ``exception`` event with ``exception.type`` and ``exception.message``;
+the message always goes through FileLog's redactor (``hookwire.redaction``), so an API key a
+provider echoes never reaches the tracing backend, and ``exception.stacktrace`` (redacted too)
+is added only with ``capture_content=True``. Needs the ``hookwire[otel]`` extra.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
@@ -48,6 +53,7 @@ import orjson
 from .. import __version__
 from ..errors import ConfigurationError
 from ..events import HookSpec, LLMResponse, Usage, hook_methods
+from ..redaction import default_redactor
 from .base import BaseCallback, hook_signature
 
 __all__ = [
@@ -89,6 +95,9 @@ TOOL_RESULT: Final = "gen_ai.tool.call.result"
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 #: ``invocation_params`` key -> span attribute, for the request parameters the conventions name.
 REQUEST_PARAMS: Final[Mapping[str, str]] = {
@@ -182,6 +191,9 @@ def output_messages(response: LLMResponse) -> str:
     return _json(
         [{"role": "assistant", "parts": parts, "finish_reason": response.finish_reason or "stop"}]
     )
+
+
+_redact: Final = default_redactor().text
 
 
 def _error_type(error: Any) -> str:
@@ -319,9 +331,21 @@ class OpenTelemetryCallback(BaseCallback):
         etype = _error_type(error)
         span = entry.span
         span.set_attribute(ERROR_TYPE, etype)
-        span.set_status(Status(StatusCode.ERROR, str(error)))
+        # An error's message may quote what the app sent (a 401 that echoes the API key): the
+        # backend gets it through the FileLog redactor, always; its traceback only with
+        # capture_content, as it quotes source lines and every chained error's message.
+        message = _redact(str(error))
+        span.set_status(Status(StatusCode.ERROR, message))
         if isinstance(error, BaseException):
-            span.record_exception(error)
+            attrs: dict[str, Any] = {
+                EXCEPTION_TYPE: type(error).__name__,
+                EXCEPTION_MESSAGE: message,
+            }
+            if self.capture_content:
+                attrs[EXCEPTION_STACKTRACE] = _redact(
+                    "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                )
+            span.add_event("exception", attrs)
         return etype
 
     def _record_duration(self, entry: _Open, kw: Mapping[str, Any], etype: str | None) -> None:
