@@ -280,9 +280,9 @@ def _fail_everywhere(manager: CallbackManager, error: BaseException) -> None:
     manager.on_llm_error(error, run_id=call)
     tool = manager.on_tool_start("fetch", {"url": "x"})
     manager.on_tool_error("fetch", error, run_id=tool)
-    with pytest.raises(type(error)), hookwire.trace("agent", callbacks=manager):
-        manager.on_error(error, stage="tool")
-        raise error
+    run = manager.on_run_start("go", name="agent")
+    manager.on_error(error, stage="tool", parent_run_id=run)
+    manager.on_run_end(None, run_id=run, name="agent", error=error)
 
 
 def _raised(message: str) -> BaseException:
