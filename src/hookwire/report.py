@@ -24,6 +24,7 @@ from ddsketch import DDSketch
 
 from .errors import ConfigurationError, LogFormatError
 from .logschema import SCHEMA_VERSION
+from .terminal import visible
 
 __all__ = [
     "GROUPINGS",
@@ -375,7 +376,7 @@ def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = Non
 
     def row(g: GroupStats) -> list[str]:
         return [
-            g.key,
+            visible(g.key),
             _fmt_int(g.calls),
             _fmt_int(g.prompt_tokens),
             _fmt_int(g.completion_tokens),
@@ -411,7 +412,7 @@ def render_json(report: Report, out: IO[str] | None = None, err: IO[str] | None 
 def _print_broken(report: Report, err: IO[str]) -> None:
     # One plain line each (no wrapping), so editors and grep can jump to file:line.
     for b in report.broken_lines:
-        err.write(f"broken line {b.file}:{b.line}: {b.error}\n")
+        err.write(f"broken line {visible(b.file)}:{b.line}: {visible(b.error)}\n")
     more = report.broken - len(report.broken_lines)
     if more > 0:
         err.write(f"... and {more} more broken line(s)\n")
