@@ -285,7 +285,7 @@ def test_property_the_report_reader_takes_any_json_lines(lines: list[bytes], by:
     total = rep.total
     assert total.cost.is_finite()
     assert 0 <= total.cost <= MAX_LINE_COST * len(lines)
-    assert all(0 <= n for n in (total.prompt_tokens, total.completion_tokens, total.total_tokens))
+    assert all(n >= 0 for n in (total.prompt_tokens, total.completion_tokens, total.total_tokens))
     for q in (0.5, 0.95):
         v = total.quantile(q)
         assert v is None or math.isfinite(v)

@@ -328,7 +328,7 @@ def _tokens(usage: dict[str, Any], name: str) -> int:
         n = int(value)
     except (TypeError, ValueError, OverflowError):
         n = -1
-    if not 0 <= n <= _MAX_TOKENS or isinstance(value, float) and not value.is_integer():
+    if not 0 <= n <= _MAX_TOKENS or (isinstance(value, float) and not value.is_integer()):
         raise LogFormatError(f'"{name}" must be a whole number of tokens, not {value!r}')
     return n
 
