@@ -325,6 +325,32 @@ def test_otel_adds_a_redacted_stacktrace_only_with_content_capture(otel_content:
                 assert "AuthenticationError" in str(attrs["exception.stacktrace"])
 
 
+def test_otel_captured_content_keeps_no_key(otel_content: OTel) -> None:
+    m = otel_content.manager
+    secret = f"use\t{_KEY} or Bearer QZtok123456"
+    _call(m, LLMResponse(secret, Usage(1, 1)))
+    call = m.on_llm_start([{"role": "user", "content": secret}], model="gpt-4o")
+    m.on_llm_end(LLMResponse("ok"), run_id=call)
+    tool = m.on_tool_start("fetch", {"headers": {"Authorization": "QZtok123456"}})
+    m.on_tool_end("fetch", secret, run_id=tool)
+    tool = m.on_tool_start("fetch", secret)
+    m.on_tool_end("fetch", {"echo": secret}, run_id=tool)
+    with hookwire.trace("agent", callbacks=m, input=secret) as run:
+        m.on_memory_store(secret)
+        m.on_memory_recall(secret, [secret])
+        run.output = secret
+    for span in otel_content.spans():
+        seen = str(dict(span.attributes or {})) + str(
+            [dict(e.attributes or {}) for e in span.events]
+        )
+        assert _KEY not in seen, span.name
+        assert "QZtok123456" not in seen, span.name
+    tools = [
+        dict(s.attributes or {}) for s in otel_content.spans() if s.name == "execute_tool fetch"
+    ]
+    assert all("[REDACTED]" in str(a) for a in tools)
+
+
 def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
     with hookwire.trace(
         "support-agent", callbacks=otel.manager, user_id="u1", conversation_id="c9"

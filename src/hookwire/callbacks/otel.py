@@ -23,11 +23,12 @@ Spans and metrics follow the OpenTelemetry semantic conventions for generative A
 Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
 hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
 traces sit inside the app's own. Prompts and answers are recorded only with
-``capture_content=True``. A failed span has ``error.type``, an error status described by the
+``capture_content=True``, with their secrets redacted as FileLog redacts them
+(``hookwire.redaction``). A failed span has ``error.type``, an error status described by the
 error's message and an ``exception`` event with ``exception.type`` and ``exception.message``;
-the message always goes through FileLog's redactor (``hookwire.redaction``), so an API key a
-provider echoes never reaches the tracing backend, and ``exception.stacktrace`` (redacted too)
-is added only with ``capture_content=True``. Needs the ``hookwire[otel]`` extra.
+the message always goes through the same redactor, so an API key a provider echoes never
+reaches the tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
+``capture_content=True``. Needs the ``hookwire[otel]`` extra.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ _ABANDONED = "hookwire.abandoned"
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    """``value`` as JSON text, its secrets redacted (what FileLog would write of it)."""
+    return _redact_json(orjson.dumps(value, default=str)).decode()
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -193,7 +195,10 @@ def output_messages(response: LLMResponse) -> str:
     )
 
 
+# Secrets never reach the tracing backend: errors, and content when it is captured, go through
+# FileLog's redactor (hookwire.redaction).
 _redact: Final = default_redactor().text
+_redact_json: Final = default_redactor().json_bytes
 
 
 def _error_type(error: Any) -> str:
@@ -486,7 +491,9 @@ class OpenTelemetryCallback(BaseCallback):
         if call_id is not None:
             attrs[TOOL_CALL_ID] = call_id
         if self.capture_content:
-            attrs[TOOL_ARGS] = tool_input if isinstance(tool_input, str) else _json(tool_input)
+            attrs[TOOL_ARGS] = (
+                _redact(tool_input) if isinstance(tool_input, str) else _json(tool_input)
+            )
         self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs)
 
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
@@ -495,7 +502,7 @@ class OpenTelemetryCallback(BaseCallback):
         if entry is None:
             return
         if self.capture_content:
-            out = tool_output if isinstance(tool_output, str) else _json(tool_output)
+            out = _redact(tool_output) if isinstance(tool_output, str) else _json(tool_output)
             entry.span.set_attribute(TOOL_RESULT, out)
         self._end_children(entry)
         entry.span.end()
@@ -562,7 +569,7 @@ class OpenTelemetryCallback(BaseCallback):
             attrs["hookwire.memory"] = str(memory)
         if self.capture_content:
             attrs["hookwire.memory.content"] = (
-                content if isinstance(content, str) else _json(content)
+                _redact(content) if isinstance(content, str) else _json(content)
             )
         self._parent_span(kwargs).add_event("hookwire.memory.store", attrs)
 
@@ -575,7 +582,7 @@ class OpenTelemetryCallback(BaseCallback):
         if isinstance(results, Sequence):
             attrs["hookwire.memory.results"] = len(results)
         if self.capture_content:
-            attrs["gen_ai.retrieval.query.text"] = str(query)
+            attrs["gen_ai.retrieval.query.text"] = _redact(str(query))
             attrs["gen_ai.retrieval.documents"] = _json(list(results or ()))
         self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
 
@@ -620,7 +627,9 @@ class OpenTelemetryCallback(BaseCallback):
 
 def _attribute(value: Any) -> Any:
     """``value`` as an OpenTelemetry attribute value (a scalar, else its JSON text)."""
-    if isinstance(value, (str, bool, int, float)):
+    if isinstance(value, str):
+        return _redact(value)
+    if isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, BaseException):
         return _error_type(value)
