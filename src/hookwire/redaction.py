@@ -162,6 +162,9 @@ def _secret_span(
         end -= 1  # the literal includes the separator that follows the key name
     assert pat is not None
     m = pat.match(data, end)
+    if m is None and kind == "tokenkey" and data.startswith(b"\\t", end):
+        # "-token\t<credential>" in JSON text: this literal hid the "token\t" one.
+        m = _CREDENTIAL.match(data, end)
     if m is None:
         return None
     if kind == "whole":
