@@ -288,11 +288,28 @@ class _Summarizer:
             # Every figure is read and checked before any is added: a bad line adds nothing.
             resp = rec["data"].get("response") or {}
             usage = resp.get("usage") or {}
-            prompt = _tokens(usage, "prompt_tokens")
-            completion = _tokens(usage, "completion_tokens")
-            total = _tokens(usage, "total_tokens")
+            # The usual line (integer counts, a float latency) is checked inline: a function
+            # call per figure costs a tenth of the report's speed.
+            prompt = usage.get("prompt_tokens", 0)
+            completion = usage.get("completion_tokens", 0)
+            total = usage.get("total_tokens", 0)
+            if not (
+                type(prompt) is int
+                and type(completion) is int
+                and type(total) is int
+                and 0 <= prompt <= _MAX_TOKENS
+                and 0 <= completion <= _MAX_TOKENS
+                and 0 <= total <= _MAX_TOKENS
+            ):
+                prompt = _tokens(usage, "prompt_tokens")
+                completion = _tokens(usage, "completion_tokens")
+                total = _tokens(usage, "total_tokens")
             cost = _cost(resp.get("cost"))
-            latency = _latency(rec.get("latency_ms"))
+            latency = rec.get("latency_ms")
+            if latency is not None and (
+                type(latency) is not float or not 0.0 <= latency <= MAX_LATENCY_MS
+            ):
+                latency = _latency(latency)
             key = self._key(rec)
             self.in_flight.pop(rec.get("run_id", ""), None)
             g = self._group(key)
