@@ -30,8 +30,9 @@ REDACTED: Final = "[REDACTED]"
 # How redaction finds secrets fast: one Aho-Corasick scan (in Rust, without the GIL) looks for
 # the literals every secret starts with or is named by; almost every batch has none and is
 # written untouched. At each hit, one small anchored pattern decides whether a secret follows
-# and where it ends. Every replaced span is made of characters that cannot be a quote, a
-# backslash or a newline, so redacting JSON text never breaks or joins lines.
+# and where it ends. A replaced span never holds a newline, an unescaped quote or half of an
+# escape, so redacting JSON text never joins lines nor ends a string early (and a line that
+# would still break is redacted value by value, see Redactor.json_bytes).
 #
 # The same rules run on plain text and on JSON text, where a tab is the two characters "\t":
 # a separator is a space or a tab, raw or escaped.
