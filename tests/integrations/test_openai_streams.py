@@ -9,7 +9,11 @@ from hypothesis import strategies as st
 from hookwire.integrations.openai.streams import _Events
 
 names = st.none() | st.sampled_from(["response.created", "response.output_text.delta"])
-datas = st.text(alphabet=st.characters(blacklist_characters="\r\n"), min_size=1, max_size=30)
+datas = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    min_size=1,
+    max_size=30,
+)
 
 
 def encode(events: list[tuple[str | None, str]], crlf: bool) -> bytes:
