@@ -385,3 +385,37 @@ def test_accounting_prices_embedding_calls(openai_server: OpenAIServer, tmp_path
     assert accounting.model_name == "gpt-4o"  # the chat model, not the embedding one
     accounting.close()
     sdk.close()
+
+
+def test_error_events_in_a_stream_are_call_errors(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
+    from hookwire.errors import LLMError
+    from hookwire.testing.openai_server import Raw
+
+    error = {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 0}
+    failed = {
+        "type": "response.failed",
+        "sequence_number": 1,
+        "response": {
+            "id": "resp_1",
+            "status": "failed",
+            "output": [],
+            "model": "gpt-4o",
+            "error": {"code": "server_error", "message": "it failed"},
+        },
+    }
+    openai_server.script(
+        Raw(f"event: error\ndata: {json.dumps(error)}\n\n"),
+        Raw(f"event: response.failed\ndata: {json.dumps(failed)}\n\n"),
+        Raw('data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'),
+    )
+    list(client.responses.create(model="gpt-4o", input="q", stream=True))
+    list(client.responses.create(model="gpt-4o", input="q", stream=True))
+    with pytest.raises(openai.APIError):
+        list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    errors = [e["error"] for e in rec.of("on_llm_error")]
+    assert len(errors) == 3 and all(isinstance(e, LLMError) for e in errors)
+    assert ["boom" in str(errors[0]), "it failed" in str(errors[1])] == [True, True]
+    assert "overloaded" in str(errors[2])
+    assert rec.of("on_llm_end") == []

@@ -137,7 +137,8 @@ class Call:
 
     def reader(self) -> Reader:
         """A reader of this call's answer."""
-        return self.endpoint.reader(self.model, self.inst.provider, self.hide)
+        request = getattr(self.response, "request", None)
+        return self.endpoint.reader(self.model, self.inst.provider, self.hide, request)
 
     def end_kw(self, **extra: Any) -> dict[str, Any]:
         kw = {

@@ -66,9 +66,10 @@ class Reader:
     event then ``result`` for what the stream said. ``done`` is set once the stream's own end
     arrived (an answer cut short is reported ``cancelled``); ``error`` holds an error event."""
 
-    __slots__ = ("done", "error", "hide", "model", "parts", "provider", "skip")
+    __slots__ = ("done", "error", "hide", "model", "parts", "provider", "request", "skip")
 
-    def __init__(self, model: str | None, provider: str, hide: bool) -> None:
+    def __init__(self, model: str | None, provider: str, hide: bool, request: Any = None) -> None:
+        self.request = request  # the HTTP request, for the SDK's errors
         self.model = model
         self.provider = provider
         self.hide = hide  # a usage-only event the app did not ask for is kept from it
@@ -93,9 +94,9 @@ class Reader:
 class _Chat(Reader):
     __slots__ = ("chunks",)
 
-    def __init__(self, model: str | None, provider: str, hide: bool) -> None:
-        super().__init__(model, provider, hide)
-        self.chunks = JSONChunks(None)
+    def __init__(self, model: str | None, provider: str, hide: bool, request: Any = None) -> None:
+        super().__init__(model, provider, hide, request)
+        self.chunks = JSONChunks(request)
 
     def body(self, data: bytes) -> LLMResponse:
         return response_from_json(data, self.model or "", self.provider)
@@ -142,8 +143,8 @@ class _Completions(Reader):
 
     __slots__ = ("finish", "id", "usage")
 
-    def __init__(self, model: str | None, provider: str, hide: bool) -> None:
-        super().__init__(model, provider, hide)
+    def __init__(self, model: str | None, provider: str, hide: bool, request: Any = None) -> None:
+        super().__init__(model, provider, hide, request)
         self.finish: str | None = None
         self.usage: Usage | None = None
         self.id: str | None = None
@@ -152,7 +153,7 @@ class _Completions(Reader):
         if type(chunk) is not dict:
             raise ValueError(f"a completion that is not a JSON object: {str(chunk)[:200]}")
         if chunk.get("error"):
-            self.error = stream_error(chunk["error"], None)
+            self.error = stream_error(chunk["error"], self.request)
             return None
         self.id = self.id or chunk.get("id")
         self.model = chunk.get("model") or self.model
@@ -217,8 +218,8 @@ class _Responses(Reader):
 
     __slots__ = ("calls", "final")
 
-    def __init__(self, model: str | None, provider: str, hide: bool) -> None:
-        super().__init__(model, provider, hide)
+    def __init__(self, model: str | None, provider: str, hide: bool, request: Any = None) -> None:
+        super().__init__(model, provider, hide, request)
         self.final: dict[str, Any] | None = None
         self.calls: list[ToolCall] = []
 
@@ -283,9 +284,9 @@ class _Responses(Reader):
                 self.done = True
                 error = answer.get("error")
                 if kind == "response.failed" and error:
-                    self.error = stream_error(error, None)
+                    self.error = stream_error(error, self.request)
         elif kind == "error":
-            self.error = stream_error(event.get("error") or event, None)
+            self.error = stream_error(event.get("error") or event, self.request)
         return None
 
     def result(self) -> LLMResponse:
