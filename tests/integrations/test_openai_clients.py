@@ -353,3 +353,25 @@ def test_every_endpoint_nests_under_the_trace(
         assert call["trace_id"] == run.run_id
         assert call["user_id"] == "u1"
     assert len({c["run_id"] for c in rec.calls}) == 4
+
+
+async def test_async_calls_nest_under_the_trace(openai_server: OpenAIServer) -> None:
+    rec = RecordingCallback()
+    client = instrument(
+        openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="t", max_retries=0),
+        callbacks=[rec],
+    )
+    async with hookwire.trace("agent", org_id="o1") as run:
+        await client.embeddings.create(model="text-embedding-3-small", input="x")
+        stream = await client.responses.create(model="gpt-4o", input="hi", stream=True)
+        async for _ in stream:
+            pass
+    assert rec.hooks()[:2] == ["on_embedding_start", "on_embedding_end"]
+    assert rec.hooks()[-1] == "on_llm_end"
+    for call in rec.calls:
+        assert (call["parent_run_id"], call["trace_id"], call["org_id"]) == (
+            run.run_id,
+            run.run_id,
+            "o1",
+        )
+    await client.close()
