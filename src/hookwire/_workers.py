@@ -341,26 +341,43 @@ class BackgroundQueue(Generic[T]):
         if not self._scheduled:
             worker.schedule(self)
 
-    def _put_full(self, item: T) -> None:
+    def offer(self, item: T, timeout: float) -> bool:
+        """Queue ``item`` if there is room within ``timeout`` seconds; else drop it, count it
+        in :attr:`dropped` and return False (whatever ``drop_when_full`` says).
+
+        For producers that must not wait long on a consumer that cannot keep up (a database
+        that is down): the bound holds, and what it cost is counted."""
+        if len(self._items) < self._maxsize:
+            self.put(item)
+            return True
+        return self._put_full(item, _deadline(timeout))
+
+    def _put_full(self, item: T, deadline: float | None = None) -> bool:
         worker = self._worker
-        if self.drop_when_full:
+        if self.drop_when_full and deadline is None:
             with worker.lock:
                 self.dropped += 1
-            return
+            return False
         items = self._items
         while len(items) >= self._maxsize:
             if worker.on_thread() or not worker.ensure_running():
                 break  # waiting would wait for ourselves: go over the bound
+            if deadline is not None and time.monotonic() >= deadline:
+                with worker.lock:
+                    self.dropped += 1
+                return False
             if self._room is None:
                 self._room = threading.Event()
             self._room.clear()
             self._blocked = True
             worker.wake.set()
             if len(items) >= self._maxsize:
-                self._room.wait(_POLL)
+                wait = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                self._room.wait(max(wait, 0.0))
         items.append(item)
         if not self._scheduled:
             worker.schedule(self)
+        return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every item put before this call is handled.
