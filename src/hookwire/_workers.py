@@ -257,9 +257,9 @@ class BackgroundQueue(Generic[T]):
 
     __slots__ = (
         "__weakref__",
-        "_batch",
         "_blocked",
         "_handle",
+        "_in_hand",
         "_items",
         "_linger",
         "_logged",
@@ -301,7 +301,7 @@ class BackgroundQueue(Generic[T]):
         self._worker = _worker(worker)
         self._scheduled = False
         self._serving = False
-        self._batch: list[T] = []
+        self._in_hand = 0  # items taken from _items and not handled yet
         self._blocked = False
         self._room: threading.Event | None = None
         self._logged = False
@@ -311,7 +311,7 @@ class BackgroundQueue(Generic[T]):
     @property
     def pending(self) -> int:
         """Items queued and not yet handled."""
-        return len(self._items) + len(self._batch) - self._markers
+        return len(self._items) + self._in_hand - self._markers
 
     def put(self, item: T) -> None:
         """Queue ``item``; when the queue is full, wait for room (or drop it)."""
@@ -436,28 +436,32 @@ class BackgroundQueue(Generic[T]):
                 self._blocked = False
                 if self._room is not None:
                     self._room.set()
-            if not self._markers:  # read after the pops: a marker taken was counted before
+            # Read after the pops: a marker taken was counted before.
+            marks = sum(1 for i in taken if i.__class__ is _Flush) if self._markers else 0
+            if not marks:
+                self._in_hand = len(taken)
                 self._call(taken)
                 return
+            with self._worker.lock:
+                self._markers -= marks  # out of _items: pending counts them no more
+            self._in_hand = len(taken) - marks
             segment: list[T] = []
             for item in taken:
                 if item.__class__ is _Flush:
                     self._call(segment)
+                    self._in_hand -= len(segment)
                     segment = []
-                    with self._worker.lock:
-                        self._markers -= 1
                     item.set()
                 else:
                     segment.append(item)
             self._call(segment)
         finally:
-            self._batch = []
+            self._in_hand = 0
             self._serving = False
 
     def _call(self, batch: list[T]) -> None:
         if not batch:
             return
-        self._batch = batch
         try:
             self._handle(batch)
         except BaseException as error:  # SystemExit, KeyboardInterrupt too: the worker goes on
@@ -474,7 +478,7 @@ class BackgroundQueue(Generic[T]):
 
     def _reset_in_child(self) -> None:
         self._items.clear()
-        self._batch = []
+        self._in_hand = 0
         self._markers = 0
         self._scheduled = self._serving = self._blocked = False
         self._room = None
