@@ -456,17 +456,27 @@ class CallbackManager:
             raise exc
 
     def stats(self) -> dict[str, Any]:
-        """Counters: handler errors by ``"Handler.hook"``, and per background handler, the
-        events queued now and the events dropped because its queue was full."""
+        """Counters: handler errors by ``"Handler.hook"``; per handler name, the events
+        ``queued`` now and the events ``dropped`` (lost): its background queue was full, or
+        what the handler counts itself in its ``pending`` and ``dropped`` (a log line a full
+        disk refused, a usage row or a chat turn beyond the bound kept during an outage)."""
         with _lock:
             errors = {f"{n}.{h}": c for (n, h), c in (self._errors or {}).items()}
             queues = list((self._queues or {}).values())
+        queued = {q.name: q.pending for q in queues}
+        dropped = {q.name: q.dropped for q in queues}
+        for handler in self._handlers:
+            for key, table in (("pending", queued), ("dropped", dropped)):
+                own = getattr(handler, key, None)
+                if isinstance(own, int) and not isinstance(own, bool):
+                    name = handler_name(handler)
+                    table[name] = table.get(name, 0) + own
         return {
             "handlers": len(self._handlers),
             "errors": errors,
             "errors_total": sum(errors.values()),
-            "queued": {q.name: q.pending for q in queues},
-            "dropped": {q.name: q.dropped for q in queues},
+            "queued": queued,
+            "dropped": dropped,
         }
 
     # -- draining ---------------------------------------------------------------------------
