@@ -258,6 +258,7 @@ class BackgroundQueue(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_blocked",
+        "_full_logged",
         "_handle",
         "_in_hand",
         "_items",
@@ -305,6 +306,7 @@ class BackgroundQueue(Generic[T]):
         self._blocked = False
         self._room: threading.Event | None = None
         self._logged = False
+        self._full_logged = False
         self._markers = 0  # flush markers in _items, not counted as pending
         _remember(self)
 
@@ -357,6 +359,14 @@ class BackgroundQueue(Generic[T]):
         if self.drop_when_full and deadline is None:
             with worker.lock:
                 self.dropped += 1
+                first, self._full_logged = not self._full_logged, True
+            if first:
+                logger.warning(
+                    "hookwire: background queue %s is full (%d items): items are dropped and "
+                    "counted until it has room (CallbackManager.stats())",
+                    self.name,
+                    self._maxsize,
+                )
             return False
         items = self._items
         while len(items) >= self._maxsize:

@@ -97,13 +97,20 @@ def _run_async_handler(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -
 
 
 def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queued]:
-    """A background handler's queue: its events are handled in order on the shared worker,
-    and a failure is reported as an inline one is (never raised into the worker)."""
+    """A background handler's queue: its events are handled in order on the shared worker
+    (or the one its ``background_worker`` names: a handler that may wait long for a database
+    must not hold up the others), and a failure is reported as an inline one is (never
+    raised into the worker)."""
     name = handler_name(handler)
     size = getattr(handler, "queue_size", 10_000)
     if not isinstance(size, int) or size <= 0:
         raise ConfigurationError(
             f"{name}.queue_size must be a positive number of events, not {size!r}"
+        )
+    worker = getattr(handler, "background_worker", "hookwire-worker")
+    if not isinstance(worker, str) or not worker:
+        raise ConfigurationError(
+            f"{name}.background_worker must be the name of a worker thread, not {worker!r}"
         )
     owner = weakref.ref(manager)
 
@@ -120,7 +127,11 @@ def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queue
                     m._report(entry, exc, reraise=False)
 
     return BackgroundQueue(
-        name, handle, maxsize=size, drop_when_full=bool(getattr(handler, "drop_when_full", False))
+        name,
+        handle,
+        maxsize=size,
+        drop_when_full=bool(getattr(handler, "drop_when_full", False)),
+        worker=worker,
     )
 
 

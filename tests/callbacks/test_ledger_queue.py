@@ -98,9 +98,7 @@ def test_failure_kind_tells_an_outage_from_a_refused_row() -> None:
     assert failure_kind(wrapped(OSError("refused"), sqlalchemy.exc.OperationalError)) is (
         Failure.UNAVAILABLE
     )
-    assert failure_kind(wrapped(ValueError("22003"), sqlalchemy.exc.DataError)) is (
-        Failure.REFUSED
-    )
+    assert failure_kind(wrapped(ValueError("22003"), sqlalchemy.exc.DataError)) is (Failure.REFUSED)
     assert failure_kind(OverflowError("Python int too large")) is Failure.REFUSED
     assert failure_kind(ConnectionRefusedError()) is Failure.UNAVAILABLE
     # A store's own timeout says nothing more: the database may be down.

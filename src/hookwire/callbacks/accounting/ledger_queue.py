@@ -219,7 +219,9 @@ class LedgerQueue:
             while True:
                 try:
                     try:
-                        runner.run_sync(self.ledger.record(records, release=releases), WRITE_TIMEOUT)
+                        runner.run_sync(
+                            self.ledger.record(records, release=releases), WRITE_TIMEOUT
+                        )
                     except Exception as exc:
                         if failure_kind(exc) is Failure.UNAVAILABLE:
                             raise
@@ -285,7 +287,9 @@ class LedgerQueue:
 
     def _refused(self, item: Item, exc: Exception) -> None:
         if not isinstance(item, UsageRecord):
-            logger.debug("hookwire: %s could not release reservation %s: %r", self.ledger, item, exc)
+            logger.debug(
+                "hookwire: %s could not release reservation %s: %r", self.ledger, item, exc
+            )
             return
         self.refused += 1
         first, self._refused_logged = not self._refused_logged, True
