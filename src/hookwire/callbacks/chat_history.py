@@ -113,7 +113,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
                 f"max_pending must be a positive number of run events, not {max_pending!r}"
             )
         #: Run events kept queued at most (while the database is down); see ``max_pending``.
-        self.queue_size = max_pending
+        self.queue_size = max_pending  # type: ignore[misc]  # this handler's own bound
         if store is not None and database_url is not None:
             raise ConfigurationError(
                 "pass either store= or database_url= to ChatHistoryCallbackHandler, not both"

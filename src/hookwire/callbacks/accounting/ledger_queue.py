@@ -342,6 +342,8 @@ def failure_kind(exc: BaseException) -> Failure:
         IntegrityError,
         InterfaceError,
         OperationalError,
+    )
+    from sqlalchemy.exc import (
         TimeoutError as PoolTimeout,
     )
 
