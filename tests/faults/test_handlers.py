@@ -121,8 +121,9 @@ def hanging(kind: str, release: threading.Event, queue_size: int, drop: bool) ->
             drop_when_full = drop
 
             async def on_memory_store(self, content: Any, **kwargs: Any) -> None:
-                while not release.is_set():
-                    await asyncio.sleep(0.01)
+                # A threading.Event (set by the test's thread), awaited without blocking the
+                # background loop.
+                await asyncio.get_running_loop().run_in_executor(None, release.wait)
 
         handler = AHangs()
     handler.queue_size = queue_size
