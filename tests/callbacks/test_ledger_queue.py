@@ -25,6 +25,13 @@ from hookwire.stores.ledger import UsageLedger, UsageRecord
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
 
 
+@pytest.fixture
+def queue(db_url: str, caplog: pytest.LogCaptureFixture) -> LedgerQueue:
+    """A ledger's queue of its own (the errors it logs captured)."""
+    caplog.set_level(logging.ERROR, logger="hookwire")
+    return LedgerQueue(UsageLedger(db_url))
+
+
 def row(user: str, i: int, **fields: object) -> UsageRecord:
     values: dict[str, object] = {
         "run_id": f"{user}-{i}",
@@ -40,18 +47,16 @@ def row(user: str, i: int, **fields: object) -> UsageRecord:
 
 
 def test_a_cost_the_ledger_cannot_hold_is_recorded_as_unknown_and_the_rows_behind_it_are_written(
-    db_url: str, caplog: pytest.LogCaptureFixture
+    queue: LedgerQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A server reporting 3.7e12 tokens gives a cost beyond the column (SQLite: 9.2 million
     # units; PostgreSQL: 10^26): the call is kept, its cost unknown, never a wrong cost.
     user = uuid.uuid4().hex
-    queue = LedgerQueue(UsageLedger(db_url))
-    with caplog.at_level(logging.ERROR, logger="hookwire"):
-        queue.put(row(user, 0))
-        queue.put(row(user, 1, cost=Decimal("3.7e30"), prompt_tokens=3_700_000_000_000))
-        queue.put(row(user, 2, cost=Decimal("NaN")))
-        queue.put(row(user, 3))
-        assert queue.flush(30)
+    queue.put(row(user, 0))
+    queue.put(row(user, 1, cost=Decimal("3.7e30"), prompt_tokens=3_700_000_000_000))
+    queue.put(row(user, 2, cost=Decimal("NaN")))
+    queue.put(row(user, 3))
+    assert queue.flush(30)
     rows = runner.run_sync(queue.ledger.records(user_id=user))
     assert [(r.run_id, r.cost) for r in rows] == [
         (f"{user}-0", Decimal("0.01")),
@@ -66,18 +71,15 @@ def test_a_cost_the_ledger_cannot_hold_is_recorded_as_unknown_and_the_rows_behin
 
 
 def test_a_row_the_database_refuses_is_dropped_alone_counted_and_logged_once(
-    db_url: str, caplog: pytest.LogCaptureFixture
+    queue: LedgerQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Token counts beyond 64 bits: SQLite's driver and PostgreSQL's bigint both refuse them.
     user = uuid.uuid4().hex
-    queue = LedgerQueue(UsageLedger(db_url))
-    with caplog.at_level(logging.ERROR, logger="hookwire"):
-        queue.put(row(user, 0))
-        queue.put(row(user, 1, prompt_tokens=2**64, total_tokens=2**64))
-        queue.put(row(user, 2))
-        queue.put(row(user, 3, completion_tokens=2**70, total_tokens=2**70))
-        queue.put(row(user, 4))
-        assert queue.flush(30)
+    for i, fields in enumerate(
+        [{}, {"prompt_tokens": 2**64}, {}, {"completion_tokens": 2**70}, {}],
+    ):
+        queue.put(row(user, i, **fields))
+    assert queue.flush(30)
     rows = runner.run_sync(queue.ledger.records(user_id=user))
     assert [r.run_id for r in rows] == [f"{user}-0", f"{user}-2", f"{user}-4"]
     assert queue.dropped == 2

@@ -32,6 +32,13 @@ def _whole_lines(path: Path) -> list[dict[str, Any]]:
     return [parse_line(line) for line in path.read_bytes().splitlines() if line]
 
 
+def _last_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON report a script printed last (it must have ended well)."""
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return report
+
+
 def test_filelog_on_a_full_disk_cuts_no_line_counts_what_it_lost_and_resumes(
     small_disk: Any,
 ) -> None:
@@ -72,11 +79,8 @@ def test_filelog_over_its_file_size_limit_cuts_no_line_and_resumes(
     # RLIMIT_FSIZE in a process of its own: a write past the limit is cut short, the next
     # fails (EFBIG), as on a full disk; raising the limit is space coming back.
     path = tmp_path / "app.jsonl"
-    result = run_script("filelog_fsize.py", str(path))
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.splitlines()[-1])
-    lines = _whole_lines(path)
-    contents = [r["data"]["content"] for r in lines]
+    report = _last_json(run_script("filelog_fsize.py", str(path)))
+    contents = [r["data"]["content"] for r in _whole_lines(path)]
     assert report["flush_while_full"] is False
     assert report["flush_after"] is True
     assert contents[0] == "before" and contents[-1] == "after"

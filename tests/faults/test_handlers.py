@@ -67,38 +67,28 @@ def _on_the_apps_thread(kind: str, failure: type[BaseException], from_asyncio: b
     return inline and not issubclass(failure, Exception)
 
 
+@pytest.mark.parametrize("via", ["sync code", "asyncio"])
 @pytest.mark.parametrize("failure", FAILURES, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_raising_handler_never_reaches_the_app_from_sync_code(
-    kind: str, failure: type[BaseException]
+async def test_a_raising_handler_never_reaches_the_app(
+    kind: str, failure: type[BaseException], via: str
 ) -> None:
     after = After()
     manager = CallbackManager([failing(kind, failure), after])
-    if _on_the_apps_thread(kind, failure, from_asyncio=False):
+
+    async def emit(i: int) -> None:
+        if via == "asyncio":
+            await manager.aon_memory_store(i)
+        else:
+            manager.on_memory_store(i)
+
+    if _on_the_apps_thread(kind, failure, from_asyncio=via == "asyncio"):
         with pytest.raises(failure):
-            manager.on_memory_store(0)
+            await emit(0)
         return
     for i in range(3):
-        manager.on_memory_store(i)  # returns: nothing is raised here
-    assert manager.flush(10)
-    assert after.seen == [0, 1, 2]
-    assert manager.stats()["errors_total"] == 3
-
-
-@pytest.mark.parametrize("failure", FAILURES, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("kind", KINDS)
-async def test_a_raising_handler_never_reaches_the_app_from_asyncio(
-    kind: str, failure: type[BaseException]
-) -> None:
-    after = After()
-    manager = CallbackManager([failing(kind, failure), after])
-    if _on_the_apps_thread(kind, failure, from_asyncio=True):
-        with pytest.raises(failure):
-            await manager.aon_memory_store(0)
-        return
-    for i in range(3):
-        await manager.aon_memory_store(i)
-    await asyncio.to_thread(manager.flush, 10)
+        await emit(i)  # returns: nothing is raised here
+    assert await asyncio.to_thread(manager.flush, 10)
     assert after.seen == [0, 1, 2]
     assert manager.stats()["errors_total"] == 3
 

@@ -44,6 +44,7 @@ import threading
 import time
 from typing import Final
 
+from ..._logonce import LogOnce
 from ..._workers import BackgroundQueue
 from ...errors import ConfigurationError, StoreError
 from ...stores import runner
@@ -126,8 +127,8 @@ class LedgerQueue:
         self._failures = 0
         self._resume = 0  # items of the batch in hand already written (or refused) one by one
         self._writing_since: float | None = None
-        self._refused_logged = False
-        self._full_logged = False
+        self._refused_log = LogOnce()
+        self._full_log = LogOnce()
         self._stop = threading.Event()
         self._queue: BackgroundQueue[Item] = BackgroundQueue(
             f"ledger {ledger!r}",
@@ -161,9 +162,7 @@ class LedgerQueue:
         return self.failing or (since is not None and time.monotonic() - since > PUT_WAIT)
 
     def _full(self) -> None:
-        first, self._full_logged = not self._full_logged, True
-        logger.log(
-            logging.ERROR if first else logging.DEBUG,
+        self._full_log(
             "hookwire: %s is not taking usage rows and its queue is full (%d rows, "
             "HOOKWIRE_LEDGER_MAX_PENDING); rows are dropped and counted until it takes them "
             "again",
@@ -244,7 +243,7 @@ class LedgerQueue:
             logger.warning("hookwire: %s takes usage rows again", self.ledger)
         self.failing = False
         self._failures = 0
-        self._full_logged = False
+        self._full_log.reset()
 
     def _failed(self, n: int, exc: Exception) -> None:
         # Keep the rows and try again: the database may be restarting, locked or full.
@@ -293,9 +292,7 @@ class LedgerQueue:
             )
             return
         self.refused += 1
-        first, self._refused_logged = not self._refused_logged, True
-        logger.log(
-            logging.ERROR if first else logging.DEBUG,
+        self._refused_log(
             "hookwire: %s refuses a usage row (%s); it was dropped and counted, the rows "
             "behind it are written (further refused rows are logged at debug level): %r",
             self.ledger,

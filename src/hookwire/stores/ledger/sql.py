@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
@@ -16,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..._logonce import LogOnce
 from ...errors import ConfigurationError, StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
 from ..schema import budget_reservations, usage_ledger, usage_totals
@@ -34,8 +34,6 @@ from .records import (
 )
 
 __all__ = ["BATCH", "SQLUsageLedger", "Statements"]
-
-logger = logging.getLogger("hookwire")
 
 _UTC = timezone.utc
 #: At most this many rows go into one statement.
@@ -97,7 +95,7 @@ class SQLUsageLedger(UsageLedger):
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._schema_checked = False
-        self._cost_logged = False
+        self._cost_log = LogOnce()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
@@ -145,9 +143,7 @@ class SQLUsageLedger(UsageLedger):
         cost = record.cost
         if cost is None or (cost.is_finite() and abs(cost) <= self.max_cost):
             return record
-        first, self._cost_logged = not self._cost_logged, True
-        logger.log(
-            logging.ERROR if first else logging.DEBUG,
+        self._cost_log(
             "hookwire: %s: the cost %s of run %s is beyond what the ledger holds (%s at "
             "most); the call is recorded with its cost unknown (further such rows are logged "
             "at debug level)",
