@@ -20,6 +20,7 @@ from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks import ChatHistoryCallbackHandler, FileLogCallback
 from hookwire.callbacks.accounting import AccountingCallbackHandler
 from hookwire.callbacks.accounting.ledger_queue import PUT_WAIT
+from hookwire.errors import StoreError
 from hookwire.stores import runner
 from hookwire.stores.ledger import UsageLedger
 
@@ -83,12 +84,17 @@ def test_a_postgres_that_goes_down_and_comes_back_loses_no_turn_and_no_usage_row
     slowest_down = app.slowest
     assert not app.manager.flush(0.5)  # kept, not written: the database is down
     kept = app.manager.stats()["queued"]
+    started = time.monotonic()
+    with pytest.raises(StoreError):  # a read reports the outage, without waiting for writes
+        app.chat.get_conversation_details_sync(app.user)
+    read_failed_in = time.monotonic() - started
     pg_proxy.restore()
     assert app.manager.flush(60)
     messages, rows = app.stored(pg_database_url)
     print(
         f"\nFIGURES outage: {down} turns while PostgreSQL was down; slowest app call "
-        f"{slowest_down * 1000:.1f} ms; queued while down {kept}; after it came back "
+        f"{slowest_down * 1000:.1f} ms; queued while down {kept}; a read failed in "
+        f"{read_failed_in * 1000:.0f} ms; after it came back "
         f"{messages} messages of {2 * (down + 1)}, {rows} usage rows of {down + 1}"
     )
     assert messages == 2 * (down + 1)
