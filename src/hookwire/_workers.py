@@ -63,6 +63,7 @@ __all__ = [
     "close_all",
     "flush_all",
     "in_background_loop",
+    "past_exit_deadline",
     "run_coroutine",
     "stats",
 ]
@@ -204,6 +205,17 @@ def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | N
 
 
 _exiting = False  # set by the exit hook
+_exit_deadline: float | None = None  # when the exit hook gives up (time.monotonic())
+
+
+def past_exit_deadline() -> bool:
+    """Whether the exit hook has run out of time: a ``handle()`` that retries (a database
+    that is down) stops then, rather than hold up an exit that drains in the exiting thread
+    itself."""
+    deadline = _exit_deadline
+    return deadline is not None and time.monotonic() >= deadline
+
+
 _WORKERS: dict[str, _Worker] = {}
 _WORKERS_LOCK = threading.Lock()
 # Every queue not closed, by id, weakly. Not a WeakSet: iterating one while another thread
@@ -703,8 +715,9 @@ def _stop_loop(deadline: float | None) -> None:
 
 
 def _drain_at_exit() -> None:
-    global _exiting
+    global _exiting, _exit_deadline
     deadline = _deadline(EXIT_TIMEOUT)
+    _exit_deadline = deadline
     _exiting = True
     try:
         if not flush_all(EXIT_TIMEOUT):

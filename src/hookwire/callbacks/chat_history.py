@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
+from .._workers import past_exit_deadline
 from ..dispatch import aflush_handler, flush_handler
 from ..errors import (
     ConfigurationError,
@@ -413,7 +414,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
             try:
                 result = write()
             except Exception as exc:
-                if not _unavailable(exc):
+                if not _unavailable(exc) or past_exit_deadline():
                     raise
                 _outage(self.store, exc)
                 time.sleep(delay)

@@ -45,7 +45,7 @@ import time
 from typing import Final
 
 from ..._logonce import LogOnce
-from ..._workers import BackgroundQueue
+from ..._workers import BackgroundQueue, past_exit_deadline
 from ...errors import ConfigurationError, StoreError
 from ...stores import runner
 from ...stores.ledger import UsageLedger, UsageRecord
@@ -235,7 +235,7 @@ class LedgerQueue:
                         # tell): write it row by row, so that only such a row is lost.
                         self._one_by_one(batch)
                 except Exception as exc:
-                    if self._stop.is_set():
+                    if self._stop.is_set() or past_exit_deadline():
                         self._give_up(batch)
                         break
                     self._failed(len(batch), exc)
@@ -311,8 +311,8 @@ class LedgerQueue:
         self._resume = 0
         self.refused += lost
         logger.error(
-            "hookwire: the accounting was closed while %s refused writes; %d queued usage "
-            "row(s) lost",
+            "hookwire: %s refused writes until the accounting was closed (or the process's "
+            "exit ran out of time); %d queued usage row(s) lost",
             self.ledger,
             lost,
         )
