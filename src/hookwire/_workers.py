@@ -263,7 +263,8 @@ class BackgroundQueue(Generic[T]):
     ``hookwire`` logger (with its traceback the first time), and the worker goes on.
 
     A full queue (``maxsize`` items waiting) makes ``put`` wait for room, or drop the item
-    and count it in :attr:`dropped` when ``drop_when_full``. After a first item wakes the
+    and count it in :attr:`dropped` when ``drop_when_full`` (the first drop is logged);
+    ``offer(item, timeout)`` waits at most ``timeout`` seconds, then drops and counts it. After a first item wakes the
     sleeping worker, it waits ``linger`` seconds for more before handling them.
     """
 
