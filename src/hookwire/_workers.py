@@ -264,8 +264,9 @@ class BackgroundQueue(Generic[T]):
 
     A full queue (``maxsize`` items waiting) makes ``put`` wait for room, or drop the item
     and count it in :attr:`dropped` when ``drop_when_full`` (the first drop is logged);
-    ``offer(item, timeout)`` waits at most ``timeout`` seconds, then drops and counts it. After a first item wakes the
-    sleeping worker, it waits ``linger`` seconds for more before handling them.
+    ``offer(item, timeout)`` waits at most ``timeout`` seconds, then drops and counts it.
+    After a first item wakes the sleeping worker, it waits ``linger`` seconds for more before
+    handling them.
     """
 
     __slots__ = (
