@@ -375,3 +375,27 @@ async def test_async_calls_nest_under_the_trace(openai_server: OpenAIServer) -> 
             "o1",
         )
     await client.close()
+
+
+def test_a_body_the_instrumentation_cannot_read_still_reaches_the_app(
+    openai_server: OpenAIServer,
+    rec: RecordingCallback,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hookwire.integrations.openai import calls, streams
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(streams._SSESplitter, "feed", broken)
+    monkeypatch.setattr(calls.failures, "seen", set())
+    client = instrument(client_for(openai_server), callbacks=[rec])
+    openai_server.script(Reply("a b c"))
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    ) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    assert len(lines) == 5
+    assert "openai instrumentation failed in a body" in caplog.text
+    assert rec.hooks() == ["on_llm_start", "on_llm_end"]  # the end, with what could be read

@@ -1,4 +1,4 @@
-"""How a body the app reads itself is split into server-sent events (``streams._Events``):
+"""How a body the app reads itself is split into server-sent events (``streams._SSESplitter``):
 wherever the network cuts the bytes, the same events come out."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookwire.integrations.openai.streams import _Events
+from hookwire.integrations.openai.streams import _SSESplitter
 
 names = st.none() | st.sampled_from(["response.created", "response.output_text.delta"])
 datas = st.text(
@@ -36,12 +36,12 @@ def test_events_come_out_whole_wherever_the_body_is_cut(
     body = encode(events, crlf)
     points = sorted({min(c, len(body)) for c in cuts})
     parts = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
-    splitter = _Events()
+    splitter = _SSESplitter()
     got = [event for part in parts for event in splitter.feed(part)]
     assert got == events
 
 
 def test_multi_line_data_and_comments() -> None:
-    splitter = _Events()
+    splitter = _SSESplitter()
     got = splitter.feed(b": keep-alive\n\ndata: one\ndata: two\n\ndata:x\n\n")
     assert got == [(None, "one\ntwo"), (None, "x")]

@@ -246,7 +246,7 @@ def observe_stream(stream: openai.Stream[Any] | openai.AsyncStream[Any], call: C
             stream.__class__ = ObservedStream
 
 
-class _Events:
+class _SSESplitter:
     """Splits a body's bytes into server-sent events: ``(event, data)`` pairs."""
 
     __slots__ = ("buffer", "data", "name")
@@ -280,20 +280,28 @@ class _Body:
 
     def __init__(self, obs: Observer, sse: bool, encoding: str) -> None:
         self.obs = obs
-        self.events = _Events() if sse else None
+        self.events = _SSESplitter() if sse else None
         self.json = bytearray()
         # Raw bytes are read before the HTTP library decodes them: gzip and deflate here.
         self.decoder = zlib.decompressobj(47) if encoding in ("gzip", "deflate") else None
 
     def feed(self, part: bytes) -> Events:
-        if self.decoder is not None:
-            part = self.decoder.decompress(part)
-        if self.events is None:
-            self.json += part
+        """Read one piece of the body as it passes to the app (never raising into it)."""
+        if self.obs.broken:
             return _NONE
-        out: Events = []
-        for name, data in self.events.feed(part):
-            out += self.obs.event(name, data)
+        try:
+            if self.decoder is not None:
+                part = self.decoder.decompress(part)
+            if self.events is None:
+                self.json += part
+                return _NONE
+            out: Events = []
+            for name, data in self.events.feed(part):
+                out += self.obs.event(name, data)
+        except Exception as exc:
+            failures("a body", exc)
+            self.obs.broken = True
+            return _NONE
         return out
 
     def whole(self) -> Events:
