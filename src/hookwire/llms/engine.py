@@ -15,6 +15,9 @@ not read). ``BaseLLM`` wraps that in what every call needs, as ``docs/events.md`
 - a ``CallbackAbort`` raised by an ``on_llm_start`` handler (a budget) stops the call before it
   is sent: ``on_llm_error``, ``on_budget_exceeded`` (for ``BudgetExceeded``) and
   ``on_error(stage="budget")`` go out, and the exception is raised;
+- a call stopped from outside (its task cancelled, ``KeyboardInterrupt``, a stream the caller
+  closes) ends with ``on_llm_error(stop)`` (no ``on_error``: nothing failed), so that handlers
+  close it and a budget gives its reservation back; the stop is raised on unchanged;
 - the cost, through ``hookwire.pricing`` when it is installed.
 
 Events go to the client's own callbacks and to the ones a call is given (a runner passes its
@@ -56,6 +59,11 @@ from .protocol import LLMRequest, Messages, StreamEnd, normalize_messages
 from .retry import RetryPolicy
 
 __all__ = ["BaseLLM"]
+
+#: What stops a call from outside: a cancelled task (a client that disconnected), Ctrl-C, or
+#: the caller closing a stream it stopped reading. The call then ends with ``on_llm_error``
+#: carrying it, as a failure does, and it is raised on unchanged.
+_STOPS = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
 
 
 class BaseLLM:
@@ -356,6 +364,9 @@ class BaseLLM:
         except CallbackAbort as abort:
             self._emit(call, call.aborted(abort))
             raise
+        except _STOPS as stop:
+            self._emit(call, call.stopped(stop))
+            raise
         call.t0 = time.perf_counter()
 
     def _complete_attempt(self, call: Call, n: int) -> LLMResponse:
@@ -491,6 +502,9 @@ class BaseLLM:
         except LLMError as error:
             self._emit(call, call.failed(error))
             raise
+        except _STOPS as stop:
+            self._emit(call, call.stopped(stop))
+            raise
         yield self._end(call, response)
 
     def _generate(self, call: Call) -> LLMResponse:
@@ -518,6 +532,9 @@ class BaseLLM:
                 await m.aon_llm_start(prompt, **kw)
         except CallbackAbort as abort:
             await self._aemit(call, call.aborted(abort))
+            raise
+        except _STOPS as stop:
+            await self._aemit(call, call.stopped(stop))
             raise
         call.t0 = time.perf_counter()
 
@@ -606,6 +623,9 @@ class BaseLLM:
             raise
         except LLMError as error:
             await self._aemit(call, call.failed(error))
+            raise
+        except _STOPS as stop:
+            await self._aemit(call, call.stopped(stop))
             raise
         yield await self._aend(call, response)
 

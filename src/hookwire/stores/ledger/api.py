@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import runner
 from ..registry import Store, StoreRegistry
+from .budgets import within
 from .records import Claim, UsageRecord
 
 __all__ = ["UsageLedger", "backends"]
@@ -70,18 +71,34 @@ class UsageLedger(Store):
         """
 
     def reserve_sync(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+        self,
+        run_id: str,
+        claims: Sequence[Claim],
+        ttl: float = 600.0,
+        now: datetime | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
-        """:meth:`reserve` from sync code (here: on the store loop, waiting for it)."""
+        """:meth:`reserve` from sync code (here: on the store loop, waiting for it).
+
+        ``timeout``: seconds the check may take; after them it is cancelled and ``StoreError``
+        raised (a database that takes connections and never answers)."""
         if claims:
-            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+            runner.run_sync(self.reserve(run_id, claims, ttl, now), timeout)
 
     async def areserve(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
+        self,
+        run_id: str,
+        claims: Sequence[Claim],
+        ttl: float = 600.0,
+        now: datetime | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
-        """:meth:`reserve` from any event loop (here: on the store loop, awaiting it)."""
+        """:meth:`reserve` from any event loop (here: on the store loop, awaiting it), within
+        ``timeout`` seconds as :meth:`reserve_sync`."""
         if claims:
-            await runner.run(self.reserve(run_id, claims, ttl, now))
+            await within(runner.run(self.reserve(run_id, claims, ttl, now)), timeout, self)
 
     @abc.abstractmethod
     async def spent(
