@@ -21,7 +21,7 @@ import contextvars
 import itertools
 import operator
 import threading
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from ...errors import ConfigurationError, InvalidUsageError
@@ -38,6 +38,9 @@ RUN_ID_SIZE: Final = 64
 Identity = tuple[Any, Any, Any, Any]
 
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+_ONE = Decimal(1)
+# Not the application's decimal context, which may have been narrowed.
+_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
 
 # The last run each handler recorded in this context: {handler's token: run id}, a few
 # handlers at most (a context that outlives many per-request handlers keeps the newest).
@@ -111,7 +114,11 @@ def manual_cost(cost: Any) -> Decimal | None:
             f"cost must be an amount of money from 0 to {MAX_COST:,} such as "
             f"Decimal('0.0125'), or None to price the call from its model; not {cost!r:.80}"
         )
-    return check_cost(value.quantize(_QUANTUM))
+    value = _CTX.quantize(value, _QUANTUM)
+    # As the ledger gives it back: 0.0125, not 0.012500000000; 3, not 3.000000000000.
+    integral = value == _CTX.to_integral_value(value)
+    value = _CTX.quantize(value, _ONE) if integral else _CTX.normalize(value)
+    return check_cost(value)
 
 
 def check_cost(cost: Decimal | None) -> Decimal | None:
