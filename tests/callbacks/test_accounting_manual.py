@@ -226,7 +226,7 @@ async def test_a_shared_handler_pairs_each_request_with_its_own_call(db_url: str
     h = AccountingCallbackHandler(database_url=db_url, model_name="gpt-4o")
     m = CallbackManager([h])
     users = [uid(), uid()]
-    ended = asyncio.Barrier(2)
+    both_ended = asyncio.Event()
     runs: dict[str, str] = {}
 
     async def request(user: str, tokens: int) -> str:
@@ -235,7 +235,9 @@ async def test_a_shared_handler_pairs_each_request_with_its_own_call(db_url: str
             usage = Usage(100, tokens)
             await m.aon_llm_end(LLMResponse("Paris", usage=usage, model="gpt-4o"), run_id=rid)
             runs[user] = rid
-            await ended.wait()  # both calls ended before either is recorded by hand
+            if len(runs) == 2:
+                both_ended.set()
+            await both_ended.wait()  # both calls ended before either is recorded by hand
             record = await h.call_accounting(output_tokens=tokens, prompt_tokens=100)
             return record.run_id
 
@@ -243,7 +245,7 @@ async def test_a_shared_handler_pairs_each_request_with_its_own_call(db_url: str
     assert paired == [runs[users[0]], runs[users[1]]]
     await asyncio.to_thread(h.flush, 30)
     rows = {row["user"]: row for row in await h.asummary(by="user")}
-    for user, tokens in zip(users, (10, 20)):
+    for user, tokens in zip(users, (10, 20), strict=True):
         assert rows[user]["calls"] == 1  # billed once, for its own call
         assert rows[user]["cost"] == pricing.cost("gpt-4o", Usage(100, tokens))
 
