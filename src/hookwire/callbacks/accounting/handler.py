@@ -15,8 +15,8 @@ It also works by hand, as in Arshai's documentation::
     await accounting.call_accounting(output_tokens=150, prompt_tokens=100, agent_slug="support")
 
 A call is never counted twice: the ledger is idempotent by run id, and ``call_accounting``
-pairs itself with the LLM call the handler saw last (or takes ``run_id=``), so a call recorded
-both automatically and by hand counts once.
+pairs itself with the LLM call the handler saw last in the caller's context (or takes
+``run_id=``; see ``manual``), so a call recorded both automatically and by hand counts once.
 
 Budgets (``Budget(limit, period="day" | "month" | None, scope="user" | "org" | "agent")``) are
 checked before each LLM call, inline (not in the background), and reserve the call's
@@ -145,6 +145,11 @@ class AccountingCallbackHandler(BaseCallback):
     ``settle_wait`` (seconds) is how long a refused budget check waits for this handler's
     queued rows to be written before it checks again, so that calls that already ended count
     at their real cost rather than their worst case.
+
+    ``check_timeout`` (seconds) bounds a budget check: a database that takes longer counts as
+    unreachable (see ``fail_open``). ``unpriced_price`` (a ``pricing.ModelPrices``) is what a
+    call to a model without a known price reserves at; ``None``: the dearest known prices,
+    since its answer may be billed under another model's name.
 
     ``budget_lease`` (calls; ``0`` turns it off) lets a process reserve that many calls' worst
     case ahead, in one background round trip, and check its next calls against it without
