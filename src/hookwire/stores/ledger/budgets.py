@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from ...errors import BudgetExceeded, StoreError
-from .records import Claim, period_name, period_start
+from .records import Claim, ledger_key, period_name, period_start
 
 __all__ = [
     "RESERVE_CALL",
@@ -95,7 +96,13 @@ def keyed(
     # One order for everyone (the order of the totals' primary key, which ``record``
     # follows too), so that two checks never wait for each other's rows.
     ordered = sorted(
-        ((c, period_start(c.period, now)) for c in claims),
+        (
+            (
+                c if ledger_key(c.key) == c.key else replace(c, key=ledger_key(c.key)),
+                period_start(c.period, now),
+            )
+            for c in claims
+        ),
         key=lambda cs: (
             cs[0].scope,
             cs[0].key,
