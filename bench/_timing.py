@@ -19,6 +19,23 @@ def quick_flag(doc: str | None) -> bool:
     return bool(parser.parse_args().quick)
 
 
+def options(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's option parser, whose ``--help`` shows the first line of ``doc``."""
+    return argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+
+
+def print_ratios(
+    title: str, headers: tuple[str, str, str], rows: list[tuple[str, float, float]], target: str
+) -> None:
+    """A table of (case, the peer's µs, hookwire's µs) rows with the ratio hookwire / peer."""
+    case, peer, ours = headers
+    width = max(len(case), *(len(row[0]) for row in rows))
+    print(title)
+    print(f"{case:<{width}} {peer:>16} {ours:>16} {'ratio':>7}  target")
+    for label, theirs, mine in rows:
+        print(f"{label:<{width}} {theirs:>16.2f} {mine:>16.2f} {mine / theirs:>6.2f}x  {target}")
+
+
 def best_of(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
     """Per-call µs of each case: the cases take turns, ``repeat`` rounds of ``number`` calls,
     and each keeps its best round, so a burst of load on a shared machine hits them alike."""

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - the bench extra installs it
     sys.exit("bench/bridges.py needs langchain-core: pip install -e '.[bench]'")
 
 from _handlers import HWRunNoop, LCChainNoop
-from _timing import best_of, quick_flag
+from _timing import best_of, print_ratios, quick_flag
 from hookwire.integrations.langchain import HookwireCallbackHandler
 
 ANSWER = AIMessage(
@@ -80,10 +80,12 @@ def main() -> None:
         )
         rows.append((mode, t["langchain"], t["hookwire"]))
 
-    print(f"LangChain chain per call, best of {repeat} rounds of {number} (µs per call)")
-    print(f"{'chain':<8} {'LangChain no-op':>16} {'hookwire bridge':>16} {'ratio':>7}  target")
-    for mode, lc, hw in rows:
-        print(f"{mode:<8} {lc:>16.1f} {hw:>16.1f} {hw / lc:>6.2f}x  <= 1.2x")
+    print_ratios(
+        f"LangChain chain per call, best of {repeat} rounds of {number} (µs per call)",
+        ("chain", "LangChain no-op", "hookwire bridge"),
+        rows,
+        "<= 1.2x",
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Targets (issue 5): >= 3,000 msg/s on SQLite and >= 2,000 msg/s on PostgreSQL wit
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import os
@@ -43,6 +42,7 @@ from typing import Any
 warnings.filterwarnings("ignore")  # langchain's deprecation notices are not the point here
 
 from _postgres import SERVER, server_up  # noqa: E402
+from _timing import options  # noqa: E402
 from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler  # noqa: E402
 from hookwire.stores import engine, runner  # noqa: E402
 
@@ -352,7 +352,7 @@ def run_backend(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(__doc__)
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--details", type=int, default=10_000)
     parser.add_argument("--no-postgres", action="store_true")

@@ -13,7 +13,6 @@ two checkouts process by process to compare them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import history
 from _postgres import SERVER
+from _timing import options
 from hookwire.stores import engine, runner
 
 
@@ -44,10 +44,10 @@ def server_cpu_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(__doc__)
+    parser.add_argument("--one-writer", action="store_true")
     parser.add_argument("--messages", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--one-writer", action="store_true")
     args = parser.parse_args()
     name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
     history._pg_admin(f'CREATE DATABASE "{name}"')

@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from _timing import best_of, quick_flag
+from _timing import best_of, print_ratios, quick_flag
 from hookwire import CallbackManager, LLMResponse, Usage
 from hookwire.callbacks.otel import DURATION_BUCKETS, TOKEN_BUCKETS, OpenTelemetryCallback
 
@@ -154,10 +154,8 @@ def main() -> None:
         tp.shutdown()
         mp.shutdown()
 
-    print(f"OpenTelemetry per LLM call, best of {repeat} rounds of {number} (µs per call)")
-    print(f"{'telemetry':<16} {'SDK by hand':>12} {'hookwire':>10} {'ratio':>7}  target")
-    for label, bare, hw in rows:
-        print(f"{label:<16} {bare:>12.2f} {hw:>10.2f} {hw / bare:>6.2f}x  <= 1.5x")
+    title = f"OpenTelemetry per LLM call, best of {repeat} rounds of {number} (µs per call)"
+    print_ratios(title, ("telemetry", "SDK by hand", "hookwire"), rows, "<= 1.5x")
 
 
 if __name__ == "__main__":

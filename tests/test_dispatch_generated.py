@@ -73,17 +73,8 @@ class Raw(BaseCallback):
         self.got: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         self.hook_calls = 0
 
-    def _hookwire_raw(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        timestamp: Any,
-        ctx: Any,
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> None:
+    def _hookwire_raw(self, hook: str, args: tuple[Any, ...], *parts: Any) -> None:
+        run_id, timestamp, ctx, kw, model, provider = parts
         full = {"run_id": run_id, "timestamp": timestamp, **ctx, **kw}
         if model is not None:
             full["model"] = model

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LazyNames"]
+__all__ = ["LazyNames", "missing_extra"]
 
 
 class LazyNames:
@@ -36,3 +36,9 @@ class LazyNames:
         value = getattr(importlib.import_module(module, self._package), name)
         self._namespace[name] = value
         return value
+
+
+def missing_extra(exc: ModuleNotFoundError, what: str, extra: str) -> ModuleNotFoundError:
+    """The error for a module of an optional dependency that is not installed: ``what`` needs
+    it, and ``pip install 'hookwire[extra]'`` brings it (raise it ``from exc``)."""
+    return ModuleNotFoundError(f"{what}: pip install 'hookwire[{extra}]'", name=exc.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
@@ -73,22 +74,18 @@ def check_request_context(context: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in context.items() if v is not None}
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class Run:
     """An open run: its ids, name and depth. Set ``output`` to report it in ``on_run_end``,
     and ``end_keywords`` to add keywords to it (a runner's ``usage``, ``cost``, ``model``)."""
 
-    __slots__ = ("depth", "end_keywords", "name", "output", "parent_run_id", "run_id", "trace_id")
-
-    def __init__(
-        self, name: str, run_id: str, trace_id: str, parent_run_id: str | None, depth: int
-    ) -> None:
-        self.name = name
-        self.run_id = run_id
-        self.trace_id = trace_id
-        self.parent_run_id = parent_run_id
-        self.depth = depth
-        self.output: Any = None
-        self.end_keywords: Mapping[str, Any] = EMPTY_CONTEXT
+    name: str
+    run_id: str
+    trace_id: str
+    parent_run_id: str | None
+    depth: int
+    output: Any = None
+    end_keywords: Mapping[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, depth={self.depth})"

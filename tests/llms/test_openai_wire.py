@@ -41,22 +41,18 @@ def status_error(status: int, headers: dict[str, str] | None = None) -> openai.A
     return cls("scripted", response=response, body=None)
 
 
+#: The hookwire error of each HTTP status the OpenAI SDK raises for (418: any other 4xx).
+STATUS_ERRORS: dict[type[errors.LLMError], tuple[int, ...]] = {
+    errors.BadRequestError: (400, 404, 418, 422),
+    errors.AuthenticationError: (401, 403),
+    errors.LLMTimeoutError: (408,),
+    errors.RateLimitError: (429,),
+    errors.ServerError: (409, 500, 502, 503),
+}
+
+
 @pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        (400, errors.BadRequestError),
-        (401, errors.AuthenticationError),
-        (403, errors.AuthenticationError),
-        (404, errors.BadRequestError),
-        (408, errors.LLMTimeoutError),
-        (409, errors.ServerError),
-        (422, errors.BadRequestError),
-        (429, errors.RateLimitError),
-        (500, errors.ServerError),
-        (502, errors.ServerError),
-        (503, errors.ServerError),
-        (418, errors.BadRequestError),
-    ],
+    ("status", "expected"), [(s, e) for e, statuses in STATUS_ERRORS.items() for s in statuses]
 )
 def test_status_codes(status: int, expected: type[errors.LLMError]) -> None:
     mapped = map_openai_error(status_error(status), provider="vllm", model="m")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -244,7 +245,8 @@ def test_expired_reservations_stop_counting(db_url: str) -> None:
     runner.run_sync(ledger.reserve("new-" + user, claims, ttl=60))
 
 
-def test_a_refused_check_reserves_nothing(db_url: str) -> None:
+@pytest.mark.parametrize("path", ["reserve", "reserve_sync", "areserve"])
+def test_a_refused_check_reserves_nothing(db_url: str, path: str) -> None:
     ledger = UsageLedger(db_url)
     user, org = uid(), uid()
     runner.run_sync(ledger.record([rec(org_id=org, cost=Decimal(5))]))
@@ -252,8 +254,13 @@ def test_a_refused_check_reserves_nothing(db_url: str) -> None:
         Claim("user", user, "month", Decimal(100), Decimal(1)),
         Claim("org", org, None, Decimal(5), Decimal(1)),
     ]
+    checks: dict[str, Callable[[], Any]] = {
+        "reserve": lambda: runner.run_sync(ledger.reserve("x-" + user, claims)),
+        "reserve_sync": lambda: ledger.reserve_sync("x-" + user, claims),
+        "areserve": lambda: asyncio.run(ledger.areserve("x-" + user, claims)),
+    }
     with pytest.raises(BudgetExceeded, match="budget of org"):
-        runner.run_sync(ledger.reserve("x-" + user, claims))
+        checks[path]()
     assert runner.run_sync(ledger.reserved("user", user, "month")) == 0
 
 
@@ -279,21 +286,6 @@ def test_the_sync_and_async_checks_hold_the_same_budget_as_reserve(db_url: str) 
     runner.run_sync(ledger.release(["a-" + user, "b-" + user, "c-" + user]))
     ledger.reserve_sync("d-" + user, claims)
     assert runner.run_sync(ledger.reserved("user", user, "day")) == Decimal("0.4")
-
-
-def test_a_refused_sync_check_reserves_nothing(db_url: str) -> None:
-    ledger = UsageLedger(db_url)
-    user, org = uid(), uid()
-    runner.run_sync(ledger.record([rec(org_id=org, cost=Decimal(5))]))
-    claims = [
-        Claim("user", user, "month", Decimal(100), Decimal(1)),
-        Claim("org", org, None, Decimal(5), Decimal(1)),
-    ]
-    with pytest.raises(BudgetExceeded, match="budget of org"):
-        ledger.reserve_sync("x-" + user, claims)
-    with pytest.raises(BudgetExceeded, match="budget of org"):
-        asyncio.run(ledger.areserve("y-" + user, claims))
-    assert runner.run_sync(ledger.reserved("user", user, "month")) == 0
 
 
 def test_the_callers_loop_pool_is_closed_when_that_loop_ends(pg_database_url: str) -> None:

@@ -12,17 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hookwire.testing import OpenAIServer as LazyOpenAIServer
-from hookwire.testing.openai_server import (
-    Drop,
-    ErrorReply,
-    Malformed,
-    OpenAIServer,
-    Raw,
-    Reply,
-    ToolCallReply,
-    Truncated,
-    split_words,
-)
+from hookwire.testing import openai_server as srv
+from hookwire.testing.openai_server import OpenAIServer, split_words
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -60,7 +51,9 @@ def test_default_answer_echoes_last_user_message(openai_server: OpenAIServer) ->
 
 
 def test_script_is_consumed_in_order(openai_server: OpenAIServer) -> None:
-    openai_server.script("one", Reply("two", usage={"prompt_tokens": 7, "completion_tokens": 3}))
+    openai_server.script(
+        "one", srv.Reply("two", usage={"prompt_tokens": 7, "completion_tokens": 3})
+    )
     c = client(openai_server)
     first = c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     second = c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
@@ -107,7 +100,7 @@ def test_stream_without_usage(openai_server: OpenAIServer) -> None:
 
 
 def test_tool_call_json(openai_server: OpenAIServer) -> None:
-    openai_server.script(ToolCallReply("get_weather", {"city": "Paris"}, id="call_1"))
+    openai_server.script(srv.ToolCallReply("get_weather", {"city": "Paris"}, id="call_1"))
     answer = client(openai_server).chat.completions.create(
         model="m",
         messages=MESSAGES,  # type: ignore[arg-type]
@@ -131,7 +124,7 @@ def test_tool_call_json(openai_server: OpenAIServer) -> None:
 
 def test_tool_calls_streamed_as_deltas(openai_server: OpenAIServer) -> None:
     openai_server.script(
-        ToolCallReply("search", {"query": "a long enough query"}, more=[("clock", "{}")])
+        srv.ToolCallReply("search", {"query": "a long enough query"}, more=[("clock", "{}")])
     )
     calls: dict[int, dict[str, str]] = {}
     finish = None
@@ -187,7 +180,7 @@ def test_tool_result_gets_default_answer(openai_server: OpenAIServer) -> None:
 def test_scripted_http_errors(
     openai_server: OpenAIServer, status: int, error: type[openai.APIStatusError]
 ) -> None:
-    openai_server.script(ErrorReply(status, "scripted failure"))
+    openai_server.script(srv.ErrorReply(status, "scripted failure"))
     with pytest.raises(error) as info:
         client(openai_server).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert info.value.status_code == status
@@ -195,7 +188,7 @@ def test_scripted_http_errors(
 
 
 def test_rate_limit_with_retry_after(openai_server: OpenAIServer) -> None:
-    openai_server.script(ErrorReply(429, retry_after=3))
+    openai_server.script(srv.ErrorReply(429, retry_after=3))
     with pytest.raises(openai.RateLimitError) as info:
         client(openai_server).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert info.value.response.headers["retry-after"] == "3"
@@ -203,7 +196,7 @@ def test_rate_limit_with_retry_after(openai_server: OpenAIServer) -> None:
 
 
 def test_sdk_retries_honour_retry_after_zero(openai_server: OpenAIServer) -> None:
-    openai_server.script(ErrorReply(429, retry_after=0), "after the retry")
+    openai_server.script(srv.ErrorReply(429, retry_after=0), "after the retry")
     c = openai.OpenAI(base_url=openai_server.base_url, api_key="k", max_retries=1)
     answer = c.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "after the retry"
@@ -219,13 +212,13 @@ def test_api_key_is_checked_when_set() -> None:
 
 
 def test_malformed_json_body(openai_server: OpenAIServer) -> None:
-    openai_server.script(Malformed())
+    openai_server.script(srv.Malformed())
     with pytest.raises((openai.APIResponseValidationError, json.JSONDecodeError, ValueError)):
         client(openai_server).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
 
 
 def test_malformed_stream_line(openai_server: OpenAIServer) -> None:
-    openai_server.script(Malformed())
+    openai_server.script(srv.Malformed())
     with pytest.raises(ValueError):  # json.JSONDecodeError is a ValueError
         list(
             client(openai_server).chat.completions.create(
@@ -237,7 +230,7 @@ def test_malformed_stream_line(openai_server: OpenAIServer) -> None:
 
 
 def test_drop_mid_stream_breaks_the_connection(openai_server: OpenAIServer) -> None:
-    openai_server.script(Drop(after=3))
+    openai_server.script(srv.Drop(after=3))
     received: list[str] = []
     stream = client(openai_server).chat.completions.create(
         model="m",
@@ -256,7 +249,7 @@ def test_drop_mid_stream_breaks_the_connection(openai_server: OpenAIServer) -> N
 
 
 def test_drop_without_stream_is_a_connection_error(openai_server: OpenAIServer) -> None:
-    openai_server.script(Drop())
+    openai_server.script(srv.Drop())
     with pytest.raises(openai.APIConnectionError):
         client(openai_server).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     # The server keeps serving after a dropped connection.
@@ -264,7 +257,7 @@ def test_drop_without_stream_is_a_connection_error(openai_server: OpenAIServer) 
 
 
 def test_truncated_stream_has_no_finish_reason(openai_server: OpenAIServer) -> None:
-    openai_server.script(Truncated(after=2))
+    openai_server.script(srv.Truncated(after=2))
     chunks = list(
         client(openai_server).chat.completions.create(
             model="m",
@@ -277,7 +270,7 @@ def test_truncated_stream_has_no_finish_reason(openai_server: OpenAIServer) -> N
 
 
 def test_timeout_with_delay(openai_server: OpenAIServer) -> None:
-    openai_server.script(Reply("late", delay=1.0))
+    openai_server.script(srv.Reply("late", delay=1.0))
     with pytest.raises(openai.APITimeoutError):
         client(openai_server, timeout=0.2).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
 
@@ -309,7 +302,8 @@ def test_raw_sends_the_body_as_given(openai_server: OpenAIServer) -> None:
         ],
     }
     openai_server.script(
-        Raw(f": ping\n\ndata: {json.dumps(event)}\n\ndata: [DONE]\n\n"), Raw(json.dumps(answer))
+        srv.Raw(f": ping\n\ndata: {json.dumps(event)}\n\ndata: [DONE]\n\n"),
+        srv.Raw(json.dumps(answer)),
     )
     c = client(openai_server)
     chunks = list(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
@@ -386,7 +380,7 @@ async def test_async_client_json_and_stream(openai_server: OpenAIServer) -> None
 
 
 async def test_async_drop_mid_stream(openai_server: OpenAIServer) -> None:
-    openai_server.script(Drop(after=1))
+    openai_server.script(srv.Drop(after=1))
     c = aclient(openai_server)
     stream = await c.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
     with pytest.raises(openai.APIConnectionError):

@@ -33,15 +33,14 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
+from .._lazy import missing_extra
+
 try:
     from opentelemetry import trace as otel_trace
     from opentelemetry.metrics import Histogram, MeterProvider, get_meter
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    raise ModuleNotFoundError(
-        "OpenTelemetryCallback needs OpenTelemetry: pip install 'hookwire[otel]'",
-        name=exc.name,
-    ) from exc
+    raise missing_extra(exc, "OpenTelemetryCallback needs OpenTelemetry", "otel") from exc
 
 import orjson
 

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..events import LLMResponse, ToolCall, Usage
 from .engine import BaseLLM
-from .protocol import LLMRequest, StreamEnd
+from .protocol import LLMRequest, StreamEnd, content_text
 from .retry import RetryPolicy
 
 __all__ = ["LocalLLM"]
@@ -66,11 +66,8 @@ _FAILURES: dict[str, Callable[[], TransientLLMError]] = {
 
 
 def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    # Spaces between a message's parts: the model counts and matches words.
+    return content_text(content, " ")
 
 
 class LocalLLM(BaseLLM):

@@ -17,10 +17,27 @@ from ..dispatch import Callbacks
 from ..errors import ConfigurationError
 from ..events import LLMResponse, ToolCall, Usage, slot_setters
 
-__all__ = ["LLM", "LLMRequest", "Messages", "StreamEnd", "normalize_messages"]
+__all__ = ["LLM", "LLMRequest", "Messages", "StreamEnd", "content_text", "normalize_messages"]
 
 #: What a call accepts as its prompt: a text (sent as one user message) or chat messages.
 Messages = str | Sequence[Mapping[str, Any]]
+
+
+def content_text(content: Any, sep: str = "") -> str:
+    """A chat message's content as text: a string as it is; of a list of content parts (the
+    OpenAI and LangChain formats: strings and ``{"type": "text", "text": ...}`` blocks) the
+    texts joined with ``sep``; nothing for ``None``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for block in content:
+            if isinstance(block, str):
+                out.append(block)
+            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+                out.append(block["text"])
+        return sep.join(out)
+    return "" if content is None else str(content)
 
 
 @runtime_checkable

@@ -40,13 +40,13 @@ never reaches the app. Needs the ``hookwire[langchain]`` extra.
 
 from __future__ import annotations
 
+from ..._lazy import missing_extra
+
 try:
     import langchain_core  # noqa: F401  (the extra's presence, checked once, with a clear error)
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
-    raise ModuleNotFoundError(
-        "hookwire.integrations.langchain needs LangChain: pip install 'hookwire[langchain]'",
-        name=exc.name,
-    ) from exc
+    needs = "hookwire.integrations.langchain needs LangChain"
+    raise missing_extra(exc, needs, "langchain") from exc
 
 from .convert import openai_messages
 from .handlers import AsyncHookwireCallbackHandler, HookwireCallbackHandler

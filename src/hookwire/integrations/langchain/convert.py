@@ -13,6 +13,7 @@ import orjson
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
 from ...events import ToolCall, Usage
+from ...llms.protocol import content_text
 
 __all__ = [
     "chain_input",
@@ -25,19 +26,8 @@ __all__ = [
 ]
 
 
-def text_of(content: Any) -> str:
-    """A message's content as text: a string as it is, the text blocks of a list joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out = []
-        for block in content:
-            if isinstance(block, str):
-                out.append(block)
-            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-                out.append(block["text"])
-        return "".join(out)
-    return "" if content is None else str(content)
+#: A message's content as text (LangChain's own ``.text`` joins the text blocks the same way).
+text_of = content_text
 
 
 def name_of(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
