@@ -39,13 +39,9 @@ def run_script() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-@pytest.fixture
-def start_script() -> Callable[..., subprocess.Popen[str]]:
-    """Starts a script of ``scripts/`` and returns at once (stdin, stdout and stderr piped,
-    text): for tests that drive several processes together."""
-
-    def start(name: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+def _together(name: str, runs: list[tuple[str, ...]], timeout: float = 90) -> list[str]:
+    procs = [
+        subprocess.Popen(
             [sys.executable, str(SCRIPTS / name), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -53,5 +49,33 @@ def start_script() -> Callable[..., subprocess.Popen[str]]:
             text=True,
             env=_env(),
         )
+        for args in runs
+    ]
+    try:
+        # Each prints "ready" once set up, then waits for a line: all start at once.
+        said = [(p.stdout.readline() if p.stdout else "").strip() for p in procs]
+        assert said == ["ready"] * len(procs), [p.stderr.read() for p in procs if p.stderr]
+        for p in procs:
+            if p.stdin is not None:
+                p.stdin.write("go\n")
+                p.stdin.close()
+        last = []
+        for p in procs:
+            out = p.stdout.read() if p.stdout else ""
+            err = p.stderr.read() if p.stderr else ""
+            assert p.wait(timeout) == 0, err
+            last.append(out.strip().splitlines()[-1])
+        return last
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
 
-    return start
+
+@pytest.fixture
+def run_together() -> Callable[[str, list[tuple[str, ...]]], list[str]]:
+    """Runs a script of ``scripts/`` in several processes (one per tuple of arguments), which
+    start their work together: each prints ``ready``, then waits for a line on stdin. Returns
+    the last line each printed (its exit status must be 0)."""
+    return _together

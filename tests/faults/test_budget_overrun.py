@@ -11,7 +11,6 @@ calls (``pytest -rP`` shows it).
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,45 +34,20 @@ def test_fifty_concurrent_calls_from_four_processes_overrun_by_one_call_at_most(
     db_url: str,
     openai_server: OpenAIServer,
     stagger: float,
-    start_script: Callable[..., subprocess.Popen[str]],
+    run_together: Callable[[str, list[tuple[str, ...]]], list[str]],
 ) -> None:
     one_call = pricing.cost("gpt-4o", Usage(20, 22), "openai")  # what each answer costs
     worst = pricing.estimate("gpt-4o", estimate_prompt_tokens(PROMPT), 64, "openai")
     assert one_call is not None and worst is not None
     limit = one_call * 25  # about half the calls fit
     user = f"overrun-{uuid.uuid4().hex[:10]}"
-    procs = [
-        start_script(
-            "budget_calls.py",
-            db_url,
-            openai_server.base_url,
-            user,
-            str(limit),
-            str(n),
-            str(stagger),
-            str(i),
-        )
+    runs = [
+        (db_url, openai_server.base_url, user, str(limit), str(n), str(stagger), str(i))
         for i, n in enumerate(CALLS)
     ]
     outcomes: list[str] = []
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            line = p.stdout.readline()
-            assert line.strip() == "ready", p.stderr.read() if p.stderr else ""
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        for p in procs:
-            out, err = p.communicate(timeout=90)
-            assert p.returncode == 0, err
-            outcomes += json.loads(out.strip().splitlines()[-1])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate(timeout=30)
+    for last in run_together("budget_calls.py", runs):
+        outcomes += json.loads(last)
     assert len(outcomes) == sum(CALLS)
     assert "refused" in outcomes
     ledger = UsageLedger(db_url)

@@ -71,14 +71,9 @@ class UsageLedger(Store):
         """
 
     def reserve_sync(
-        self,
-        run_id: str,
-        claims: Sequence[Claim],
-        ttl: float = 600.0,
-        now: datetime | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from sync code (here: on the store loop, waiting for it).
 
         ``timeout``: seconds the check may take; after them it is cancelled and ``StoreError``
@@ -87,14 +82,9 @@ class UsageLedger(Store):
             runner.run_sync(self.reserve(run_id, claims, ttl, now), timeout)
 
     async def areserve(
-        self,
-        run_id: str,
-        claims: Sequence[Claim],
-        ttl: float = 600.0,
-        now: datetime | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from any event loop (here: on the store loop, awaiting it), within
         ``timeout`` seconds as :meth:`reserve_sync`."""
         if claims:

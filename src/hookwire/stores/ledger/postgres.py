@@ -129,14 +129,9 @@ class PostgresUsageLedger(SQLUsageLedger):
     # -- budgets ------------------------------------------------------------------------------
 
     def reserve_sync(
-        self,
-        run_id: str,
-        claims: Sequence[Claim],
-        ttl: float = 600.0,
-        now: datetime | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from sync code, without an event loop: the call runs in the
         caller's thread on a pooled psycopg connection (without psycopg, on the store loop).
         Same checks, same atomicity (the same server-side function and row locks), same
@@ -164,14 +159,9 @@ class PostgresUsageLedger(SQLUsageLedger):
         self._check_refused(ordered, fetched[0], fetched[1])
 
     async def areserve(
-        self,
-        run_id: str,
-        claims: Sequence[Claim],
-        ttl: float = 600.0,
-        now: datetime | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from any event loop, without a hop to the store loop (asyncpg):
         the server-side function is called on an asyncpg pool of the caller's loop, closed
         when that loop shuts down. Through another driver it awaits ``reserve`` on the store
