@@ -58,19 +58,18 @@ def _together(name: str, runs: list[tuple[str, ...]], timeout: float = 90) -> li
         for p in procs:
             if p.stdin is not None:
                 p.stdin.write("go\n")
-                p.stdin.close()
+                p.stdin.flush()
         last = []
         for p in procs:
-            out = p.stdout.read() if p.stdout else ""
-            err = p.stderr.read() if p.stderr else ""
-            assert p.wait(timeout) == 0, err
+            out, err = p.communicate(timeout=timeout)
+            assert p.returncode == 0, err
             last.append(out.strip().splitlines()[-1])
         return last
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.wait(30)
+            p.communicate(timeout=30)  # and its pipes closed
 
 
 @pytest.fixture
