@@ -28,6 +28,7 @@ caller.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import weakref
@@ -286,7 +287,9 @@ class AccountingCallbackHandler(BaseCallback):
         amount = worst_case(model, prompt, max_tokens, provider, self.unpriced_price)
         asked = self._asked
         if len(asked) >= 10_000:
-            del asked[next(iter(asked))]  # a call that never reported back
+            # A call that never reported back (another thread may be removing it too).
+            with contextlib.suppress(StopIteration, RuntimeError):
+                asked.pop(next(iter(asked)), None)
         asked[run_id] = (model, max_tokens)
         return [Claim(b.scope, key, b.period, b.limit, amount, b.currency) for b, key in keys]
 
