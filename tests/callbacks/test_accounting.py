@@ -189,6 +189,17 @@ def test_the_responses_own_cost_is_kept(tmp_path: Path) -> None:
     assert row.currency == "EUR"
 
 
+@pytest.mark.parametrize("cost", [Decimal("-1"), Decimal("NaN"), float("nan"), "0.1"])
+def test_a_responses_own_cost_that_would_break_a_budget_is_priced_instead(
+    tmp_path: Path, cost: Any
+) -> None:
+    h = AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/a.db", user_id="u")
+    response = LLMResponse("x", usage=Usage(100, 50), model="gpt-4o", cost=cost)
+    h.on_llm_end(response, run_id="r1")
+    (row,) = h.summary()
+    assert row["cost"] == pricing.cost("gpt-4o", Usage(100, 50))
+
+
 def test_unknown_model_is_recorded_with_unknown_cost(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

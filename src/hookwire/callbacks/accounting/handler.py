@@ -43,7 +43,7 @@ from ...errors import BudgetExceeded, ConfigurationError, HookwireError, Invalid
 from ...events import LLMResponse, Usage
 from ...ids import new_id
 from ...stores import runner
-from ...stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord, ledger_key
+from ...stores.ledger import MAX_COST, SCOPES, Claim, UsageLedger, UsageRecord, ledger_key
 from ...stores.schema import has_lone_surrogate
 from ..base import BaseCallback
 from .budgets import Budget, BudgetLeases, answered, worst_case
@@ -125,6 +125,21 @@ async def _anoop_start(prompt: Any, **kwargs: Any) -> None:
 
 _noop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
 _anoop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
+
+
+def _own_cost(response: Any) -> Decimal | None:
+    """The cost a response carries, if the ledger can take it; else ``None`` (the call is then
+    priced from its model): a negative or NaN cost would reopen or poison a budget."""
+    cost = getattr(response, "cost", None)
+    if cost is None or (type(cost) is Decimal and cost.is_finite() and 0 <= cost <= MAX_COST):
+        return cost
+    logger.warning(
+        "hookwire: a response's cost %r is not an amount of money from 0 to %s; the call is "
+        "priced from its model instead",
+        cost,
+        MAX_COST,
+    )
+    return None
 
 
 def _identity(record: UsageRecord) -> Identity:
@@ -455,7 +470,7 @@ class AccountingCallbackHandler(BaseCallback):
                 usage,
                 model=model,
                 provider=provider,
-                cost=getattr(response, "cost", None),
+                cost=_own_cost(response),
                 currency=getattr(response, "currency", None) or "USD",
                 kwargs=kwargs,
                 source="auto",
