@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -212,6 +214,25 @@ async def test_a_database_that_never_answers_fails_open_after_the_check_timeout(
     )
     with pytest.raises(BudgetExceeded, match="could not be checked"):
         await CallbackManager([closed]).aon_llm_start(PROMPT, model="gpt-4o")
+
+
+def test_an_sqlite_check_waits_for_the_files_lock_instead_of_failing_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.db"
+    h = AccountingCallbackHandler(
+        database_url=f"sqlite:///{path}", user_id="u", budgets=Budget(1), check_timeout=0.1
+    )
+    m = CallbackManager([h])
+    start(m)  # the schema is made
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the file's lock
+    threading.Timer(0.5, other.rollback).start()
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        start(m)  # checked once the lock is free, not let through unchecked
+    assert "fail_open" not in caplog.text
+    assert runner.run_sync(h.store.reserved("user", "u", "day")) > 0
+    other.close()
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "2", True])
