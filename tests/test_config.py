@@ -78,6 +78,20 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_settings_and_client_reprs_hide_passwords_in_urls() -> None:
+    s = Settings(
+        database_url="postgresql://app:p@ssw0rd@db/x", openai_base_url="https://u:pw9@proxy/v1"
+    )
+    for shown in (repr(s), str(s)):
+        assert "ssw0rd" not in shown
+        assert "pw9" not in shown
+        assert "postgresql://app:[REDACTED]@db/x" in shown
+    assert s.database_url == "postgresql://app:p@ssw0rd@db/x"  # the value itself is kept
+    client = OpenAIClient(api_key="k", base_url="https://u:pw9@proxy/v1")
+    assert "pw9" not in repr(client)
+    assert "https://u:[REDACTED]@proxy/v1" in repr(client)
+
+
 def test_seed_configuration_example() -> None:
     settings = Settings(conversation_id="c", correlation_id="corr", request_id="r", user_id="u")
     kwargs = {

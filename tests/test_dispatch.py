@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, LLMResponse, Usage, dispatch
-from hookwire.errors import BudgetExceeded, CallbackAbort, ConfigurationError
+from hookwire.errors import BudgetExceeded, CallbackAbort, ConfigurationError, HandlerError
 from hookwire.events import LLMEndEvent, LLMStartEvent
 from hookwire.testing import RecordingCallback, capture_events
 
@@ -245,13 +245,19 @@ async def test_a_failing_async_handler_is_isolated_too() -> None:
     assert m.stats()["errors"] == {"ABoom.on_llm_end": 2}
 
 
-def test_raise_error_handlers_re_raise() -> None:
+def test_raise_error_handlers_raise_handler_error_from_their_own() -> None:
     class Strict(Boom):
         raise_error = True
 
-    m = CallbackManager([Strict()])
-    with pytest.raises(RuntimeError, match="handler bug"):
-        m.on_llm_start("p")
+    strict = Strict()
+    m = CallbackManager([strict])
+    for dispatch_it in (lambda: m.on_llm_start("p"), lambda: asyncio.run(m.aon_llm_start("p"))):
+        with pytest.raises(HandlerError, match=r"Strict\.on_llm_start raised RuntimeError") as info:
+            dispatch_it()
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert info.value.handler is strict and info.value.hook == "on_llm_start"
+        assert info.value.error is info.value.__cause__
+    assert m.stats()["errors"] == {"Strict.on_llm_start": 2}
 
 
 def test_callback_abort_always_reaches_the_caller() -> None:
@@ -448,7 +454,6 @@ def test_flush_times_out_on_a_stuck_handler() -> None:
 def test_background_handler_errors_are_counted_not_raised() -> None:
     class BadBg(BaseCallback):
         run_in_background = True
-        raise_error = True  # cannot reach the caller from another thread: logged instead
 
         def on_llm_end(self, response: Any, **kw: Any) -> None:
             raise OSError("disk full")
@@ -456,8 +461,30 @@ def test_background_handler_errors_are_counted_not_raised() -> None:
     m = CallbackManager([BadBg()])
     m.on_llm_end(LLMResponse("x"))
     m.on_llm_end(LLMResponse("y"))
-    m.flush(timeout=5)
+    assert m.flush(timeout=5)
     assert m.stats()["errors"] == {"BadBg.on_llm_end": 2}
+
+
+def test_a_raise_error_background_failure_is_raised_by_the_next_flush_or_close() -> None:
+    class StrictBg(BaseCallback):
+        run_in_background = True
+        raise_error = True  # no caller on the worker: the app gets it at flush() / close()
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            raise OSError(f"disk full: {response}")
+
+    strict = StrictBg()
+    m = CallbackManager([strict])
+    m.on_llm_end("x")  # the caller goes on: the failure happens on the worker
+    m.on_llm_end("y")
+    with pytest.raises(HandlerError, match="disk full: x") as info:
+        m.flush(timeout=5)
+    assert isinstance(info.value.__cause__, OSError) and info.value.handler is strict
+    assert m.flush(timeout=5)  # raised once: the next flush has nothing to tell
+    asyncio.run(m.aon_llm_end("z"))
+    with pytest.raises(HandlerError, match="disk full: z"):
+        m.close(timeout=5)
+    assert m.stats()["errors"] == {"StrictBg.on_llm_end": 3}
 
 
 async def test_async_background_handlers_run_on_their_worker() -> None:
@@ -773,7 +800,7 @@ def test_a_traceback_through_a_dispatcher_shows_its_source() -> None:
             raise ValueError("boom")
 
     m = CallbackManager([Strict()])
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(HandlerError) as info:
         m.on_llm_end("r")
     text = "".join(traceback.format_exception(info.value))
     assert "<hookwire dispatch on_llm_end" in text
@@ -966,3 +993,46 @@ def _child_emits(path: str) -> None:
     m = CallbackManager([_FileWriter(path)])
     for _ in range(50):
         m.on_llm_new_token("x")
+
+
+class _SlowWriter(BaseCallback):
+    run_in_background = True
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.seen: list[str] = []
+
+    def on_llm_end(self, response: Any, **kw: Any) -> None:
+        self.gate.wait(10)
+        self.seen.append(response)
+
+
+def test_flush_handler_waits_for_what_one_handler_queued_on_every_manager() -> None:
+    h = _SlowWriter()
+    first, second = CallbackManager([h]), CallbackManager([h])
+    first.on_llm_end("a")
+    second.on_llm_end("b")
+    assert not dispatch.flush_handler(h, timeout=0.05)  # held at the gate
+    h.gate.set()
+    assert dispatch.flush_handler(h, timeout=10)
+    assert sorted(h.seen) == ["a", "b"]
+    assert dispatch.flush_handler(object())  # a handler with no queue: nothing to wait for
+
+
+async def test_aflush_handler_waits_without_blocking_the_event_loop() -> None:
+    h = _SlowWriter()
+    manager = CallbackManager([h])
+    await manager.aon_llm_end("a")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        for _ in range(3):
+            ticks += 1
+            await asyncio.sleep(0.001)
+        h.gate.set()
+
+    ticker = asyncio.create_task(tick())
+    assert await dispatch.aflush_handler(h, timeout=10)
+    await ticker
+    assert ticks == 3 and h.seen == ["a"]

@@ -342,7 +342,7 @@ def test_secret_keys_with_non_string_values_are_redacted_and_the_line_stays_vali
 def test_no_trigger_contains_another() -> None:
     # The scanner uses leftmost-first matching for speed; it finds the same hits as standard
     # Aho-Corasick matching only while no trigger literal contains another one.
-    from hookwire.logschema import _TRIGGERS
+    from hookwire.redaction import _TRIGGERS
 
     for a in _TRIGGERS:
         for b in _TRIGGERS:
@@ -363,7 +363,7 @@ _SCAN_PARTS = (
     )
 )
 def test_property_scanner_finds_every_trigger_occurrence(parts: list[str]) -> None:
-    from hookwire.logschema import _TRIGGER_RE, _Scanner
+    from hookwire.redaction import _TRIGGER_RE, _Scanner
 
     data = "".join(parts).encode()
     expected = [(m.start(), m.end()) for m in _TRIGGER_RE.finditer(data)]

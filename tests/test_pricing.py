@@ -7,7 +7,7 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookwire import Usage, pricing
@@ -322,10 +322,12 @@ def test_bad_prices_file_in_the_environment_is_logged_not_raised(
     ("data", "message"),
     [
         ({"m": {"input_mtok": "1"}}, "needs output_mtok"),
-        ({"m": {"input_mtok": "1", "output_mtok": "-1"}}, "non-negative"),
+        ({"m": {"input_mtok": "1", "output_mtok": "-1"}}, "from 0 to"),
+        ({"m": {"input_mtok": "1", "output_mtok": "1e999999"}}, "from 0 to"),
         ({"m": {"input_mtok": "1", "output_mtok": "abc"}}, "must be a number"),
         ({"m": {"input_mtok": "1", "output_mtok": True}}, "must be a number"),
-        ({"m": {"input_mtok": "1", "output_mtok": "NaN"}}, "finite"),
+        ({"m": {"input_mtok": "1", "output_mtok": "NaN"}}, "from 0 to"),
+        ({"m": {"input_mtok": "1", "output_mtok": "1", 7: "x"}}, "unknown key"),
         ({"m": {"input_mtok": "1", "output_mtok": [1]}}, "must be a number"),
         ({"m": {"input_mtok": "1", "output_mtok": "1", "inpt_mtok": "1"}}, "unknown key"),
         ({"m": "1.5"}, "must be a table"),
@@ -346,6 +348,90 @@ def test_bad_price_files(tmp_path: Path) -> None:
     bad.write_text("[models\n", encoding="utf-8")
     with pytest.raises(PricingError, match="not valid TOML"):
         pricing.load_prices(bad)
+
+
+def _unusable(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    if kind == "not UTF-8":
+        path = tmp_path / "latin1.toml"
+        path.write_bytes('[models."café"]\ninput_mtok = "1"\n'.encode("latin-1"))
+        return path, "is not UTF-8 text"
+    if kind == "a directory":
+        path = tmp_path / "prices.d"
+        path.mkdir()
+        return path, "is a directory"
+    # Unreadable: a path through a file (root reads any file whatever its mode).
+    (tmp_path / "plain").write_text("x", encoding="utf-8")
+    return tmp_path / "plain" / "prices.toml", "cannot be read"
+
+
+@pytest.mark.parametrize("kind", ["not UTF-8", "a directory", "unreadable"])
+def test_a_non_utf8_directory_or_unreadable_price_file_is_a_pricing_error(
+    tmp_path: Path, kind: str
+) -> None:
+    path, message = _unusable(tmp_path, kind)
+    with pytest.raises(PricingError, match=message):
+        pricing.load_prices(path)
+
+
+@pytest.mark.parametrize("kind", ["not UTF-8", "a directory", "unreadable"])
+def test_hookwire_prices_naming_a_bad_file_is_an_error_that_says_so(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, message = _unusable(tmp_path, kind)
+    monkeypatch.setenv("HOOKWIRE_PRICES", str(path))
+    pricing.clear_prices()
+    with caplog.at_level(logging.ERROR, logger="hookwire.pricing"):
+        # The call is still priced from genai-prices: a price file never stops it.
+        assert pricing.cost("gpt-4o", Usage(prompt_tokens=1_000_000)) == Decimal("2.5")
+    [record] = [r for r in caplog.records if r.name == "hookwire.pricing"]
+    assert record.levelno == logging.ERROR
+    assert "HOOKWIRE_PRICES" in record.getMessage()
+    assert message in record.getMessage()
+    assert "Fix the file or unset HOOKWIRE_PRICES" in record.getMessage()
+
+
+_TOML_VALUE = st.one_of(
+    st.sampled_from(
+        ['"0.5"', "1", "0.25", "-1", "nan", "inf", "1e400", '"1e999999999"', "true", '"abc"']
+    ),
+    st.sampled_from(["[1, 2]", '{input_mtok = "1"}', "1979-05-27T07:32:00Z", '""', "99" * 20]),
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+_TOML_KEY = st.sampled_from(
+    ["input_mtok", "output_mtok", "cache_read_mtok", "provider", "currency", "junk", '"ü"']
+)
+_TOML = st.lists(
+    st.tuples(
+        st.sampled_from(['[models."m"]', "[models.m2]", "[[models.m3]]", "[other]", "", "models"]),
+        st.lists(st.tuples(_TOML_KEY, _TOML_VALUE), max_size=4),
+    ),
+    max_size=3,
+).map(
+    lambda tables: "\n".join(
+        head + "\n" + "\n".join(f"{k} = {v}" for k, v in pairs) for head, pairs in tables
+    ).encode()
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.one_of(_TOML, st.binary(max_size=200), st.text(max_size=100).map(str.encode)))
+def test_property_any_price_file_loads_or_is_a_pricing_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_bytes(content)
+    try:
+        prices = pricing.load_prices(path)
+    except PricingError:
+        return
+    finally:
+        pricing.clear_prices()
+    for p in prices:
+        assert 0 <= p.input_mtok <= 10**9
+        assert 0 <= p.output_mtok <= 10**9
 
 
 def test_estimate_is_the_worst_case() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import math
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from hookwire import CallbackManager, LLMResponse, Usage, request_context
 from hookwire.callbacks import FileLogCallback
 from hookwire.errors import ConfigurationError, RateLimitError
-from hookwire.report import summarize
+from hookwire.report import GROUPINGS, MAX_LINE_COST, render, render_json, summarize
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0  # 2023-11-14 UTC
@@ -174,3 +176,119 @@ def test_property_garbage_never_stops_the_report(tmp_path: Path, lines: list[byt
     rep = summarize([log])
     assert rep.events + rep.broken <= len(lines)
     assert rep.lines == len(b"\n".join(lines).splitlines()) if lines else rep.lines == 0
+
+
+def _line(**fields: object) -> bytes:
+    rec: dict[str, object] = {"v": 1, "event": "llm_end", "run_id": "r", "timestamp": 1e9}
+    rec.update(fields)
+    rec.setdefault("data", {"response": {"usage": {"prompt_tokens": 1}, "cost": "0.5"}})
+    return orjson.dumps(rec) + b"\n"
+
+
+_OUT_OF_RANGE = [
+    _line(timestamp=1e300),
+    _line(timestamp=-1e15),
+    _line(data={"response": {"cost": 1e308}}),
+    _line(data={"response": {"cost": "1e999999999"}}),
+    _line(data={"response": {"cost": "-0.5"}}),
+    _line(data={"response": {"usage": {"prompt_tokens": 1e308}}}),
+    _line(data={"response": {"usage": {"completion_tokens": -3}}}),
+    _line(latency_ms=1e300),
+]
+
+
+@pytest.mark.parametrize("by", GROUPINGS)
+def test_report_skips_and_counts_a_line_with_an_out_of_range_cost_or_timestamp(
+    tmp_path: Path, by: str
+) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(_line() + b"".join(_OUT_OF_RANGE) + _line())
+    rep = summarize([log], by=by)  # type: ignore[arg-type]
+    assert rep.broken == len(_OUT_OF_RANGE)
+    assert [b.line for b in rep.broken_lines] == list(range(2, 2 + len(_OUT_OF_RANGE)))
+    assert rep.events == 2
+    total = rep.total
+    assert (total.calls, total.prompt_tokens, total.cost) == (2, 2, Decimal("1.0"))
+    assert sum(g.calls for g in rep.groups.values()) == 2  # no empty group from a bad line
+    out, err = io.StringIO(), io.StringIO()
+    render(rep, out, err)
+    assert f"{len(_OUT_OF_RANGE)} broken (skipped, not counted" in out.getvalue()
+    assert f"broken line {log}:2: " in err.getvalue()
+
+
+@pytest.mark.parametrize("cost", ["NaN", "sNaN", "Infinity", "-Infinity", "nan"])
+def test_report_never_sums_nan_or_infinity(tmp_path: Path, cost: str) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(_line() + _line(data={"response": {"cost": cost}}))
+    rep = summarize([log])
+    assert rep.broken == 1
+    assert rep.total.total_cost == Decimal("0.5")
+    assert rep.to_dict()["total"]["cost"] == "0.5"
+
+
+def _dumps(value: object) -> bytes:
+    # The standard library's JSON, which also writes integers beyond 64 bits.
+    return json.dumps(value).encode()
+
+
+_JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+        st.sampled_from(["NaN", "Infinity", "1e999999999", "-1", "0.1", "sNaN"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_FIELD = st.one_of(
+    _JSON, st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=6)
+)
+# Lines shaped like hookwire's, with any value in any field, and any JSON at all.
+_SHAPED = st.builds(
+    lambda ts, event, model, latency, prompt, cost, resp, extra: _dumps(
+        {
+            "v": 1,
+            "event": event,
+            "run_id": "r",
+            "timestamp": ts,
+            "model": model,
+            "latency_ms": latency,
+            "data": {"response": resp or {"usage": {"prompt_tokens": prompt}, "cost": cost}},
+            **extra,
+        }
+    ),
+    ts=_FIELD,
+    event=st.sampled_from(["llm_end", "llm_error", "retry", "llm_start", "run_end"]),
+    model=_FIELD,
+    latency=_FIELD,
+    prompt=_FIELD,
+    cost=_FIELD,
+    resp=st.one_of(st.none(), _JSON),
+    extra=st.dictionaries(st.sampled_from(["v", "user_id", "agent", "run_id"]), _JSON, max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.one_of(_SHAPED, _JSON.map(_dumps)), max_size=12),
+    by=st.sampled_from(GROUPINGS),
+)
+def test_property_the_report_reader_takes_any_json_lines(lines: list[bytes], by: str) -> None:
+    rep = summarize(["-"], by=by, stdin=io.BytesIO(b"\n".join(lines)))  # type: ignore[arg-type]
+    assert rep.lines == len(lines)
+    assert rep.events + rep.broken <= len(lines)
+    total = rep.total
+    assert total.cost.is_finite()
+    assert 0 <= total.cost <= MAX_LINE_COST * len(lines)
+    assert all(n >= 0 for n in (total.prompt_tokens, total.completion_tokens, total.total_tokens))
+    for q in (0.5, 0.95):
+        v = total.quantile(q)
+        assert v is None or math.isfinite(v)
+    orjson.dumps(rep.to_dict())
+    render(rep, io.StringIO(), io.StringIO())
+    render_json(rep, io.StringIO(), io.StringIO())

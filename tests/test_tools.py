@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic
 import pytest
@@ -178,3 +178,25 @@ def test_sync_invoke_of_an_async_tool() -> None:
         "city": "Rome",
         "speed": "slow",
     }
+
+
+async def test_a_handler_cannot_change_the_arguments_a_tool_runs_with() -> None:
+    got: list[Any] = []
+
+    @hookwire.tool
+    def echo(items: list[int]) -> str:
+        got.append(items)
+        return "ok"
+
+    class Editor(hookwire.BaseCallback):
+        def on_tool_start(self, tool_name: str, tool_input: Any, **kw: Any) -> None:
+            with pytest.raises(TypeError, match="read-only"):
+                tool_input["items"].append(666)
+
+    tools = as_tools([echo])
+    manager = CallbackManager([Editor()])
+    call = ToolCall("c1", "echo", '{"items": [1, 2]}')
+    assert run_tool(tools, call, manager) == "ok"
+    assert await arun_tool(tools, call, manager) == "ok"
+    assert got == [[1, 2], [1, 2]]
+    assert manager.stats()["errors_total"] == 0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hookwire import (
+    BaseCallback,
     CallbackManager,
     current_context,
     current_run,
@@ -194,3 +195,32 @@ def test_a_handler_abort_in_run_start_leaves_no_context_behind() -> None:
     with pytest.raises(CallbackAbort), trace("x", callbacks=[No()], user_id="u"):
         pass
     assert current_context() == {} and current_run() is None
+
+
+def test_an_edit_to_the_metadata_a_handler_gets_carries_into_no_later_run() -> None:
+    seen: list[Any] = []
+
+    class Editor(BaseCallback):
+        def on_run_start(self, input: Any, **kw: Any) -> None:
+            seen.append(dict(kw["metadata"]))
+            for edit in (
+                lambda: kw["metadata"].__setitem__("user", "mallory"),
+                lambda: kw["metadata"]["limits"].append(0),
+                lambda: kw["metadata"]["limits"][0].update(calls=10**6),
+            ):
+                with pytest.raises(TypeError, match="read-only"):
+                    edit()
+
+    given = {"user": "alice", "limits": [{"calls": 3}]}
+    traced = trace("job", callbacks=[Editor()], metadata=given)
+
+    @traced
+    def job() -> None:
+        with trace("inner", callbacks=[Editor()], metadata={"step": 1}):
+            pass
+
+    job()
+    job()
+    assert given == {"user": "alice", "limits": [{"calls": 3}]}
+    assert seen[0] == seen[2] == given
+    assert seen[1] == seen[3] == {**given, "step": 1}

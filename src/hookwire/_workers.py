@@ -372,6 +372,24 @@ class BackgroundQueue(Generic[T]):
         marker = self._mark()
         return marker is None or self._wait(marker, deadline)
 
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio: waits without blocking the event loop (it looks at the
+        marker with a short, growing sleep, as :meth:`aput` waits for room)."""
+        marker = self._mark()
+        if marker is None:
+            return True
+        deadline = _deadline(timeout)
+        worker = self._worker
+        delay = 0.0005
+        while not marker.is_set():
+            if worker.on_thread() or _expired(deadline):
+                return marker.is_set()
+            if not worker.ensure_running():
+                return self._wait(marker, deadline)  # no thread (exit): drained right here
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return True
+
     def close(self, timeout: float | None = 10.0) -> bool:
         """:meth:`flush`, then leave the exit hook and :func:`stats` until the next put."""
         done = self.flush(timeout)

@@ -3,7 +3,8 @@
 ``Settings()`` reads, in order of precedence: keyword arguments, the environment
 (``HOOKWIRE_USER_ID=u1``), then ``.env`` in the working directory. The OpenAI fields also
 read the SDK's own variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``).
-Secrets are ``SecretStr``: they never show in ``repr`` or logs.
+Secrets are ``SecretStr``: they never show in ``repr`` or logs; nor do passwords in the URLs
+(``database_url``, ``openai_base_url``), which ``repr`` shows redacted.
 
 ``get_user_data()`` gives the user as the chat-history handler takes it::
 
@@ -13,12 +14,17 @@ Secrets are ``SecretStr``: they never show in ``repr`` or logs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .redaction import redact_url
+
 __all__ = ["Settings"]
+
+_URL_FIELDS = frozenset({"database_url", "openai_base_url"})
 
 
 class Settings(BaseSettings):
@@ -86,6 +92,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("realm must not be empty (the default is 'main')")
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields ``repr`` and ``str`` show, the URLs' passwords hidden."""
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
 
     def get_user_data(self) -> dict[str, Any]:
         """The user as ``{"user_id", "details": {...}, "org_id"}`` (details only if known)."""

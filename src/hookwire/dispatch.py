@@ -27,13 +27,18 @@ keywords as they are (to be read, never changed), so no keyword dict is built fo
 
 A handler's exception never reaches the caller: it is logged through the ``hookwire`` logger
 (with its traceback the first time for each handler and hook, at debug level after that),
-counted in ``stats()``, and dispatch goes on. A handler with ``raise_error = True`` has its
-exception re-raised instead, and a ``CallbackAbort`` (such as ``BudgetExceeded``) always
-reaches the caller of an inline hook.
+counted in ``stats()``, and dispatch goes on. A handler with ``raise_error = True`` asks for
+its failures to reach the app as ``errors.HandlerError`` (``__cause__`` its own exception),
+counted too: an inline hook's is raised to the caller of the hook (the event's remaining
+handlers are not called); a background hook's, which has no caller, is raised by the
+manager's next ``flush()`` or ``close()``, after the queues are drained (the first one
+held; it is logged as it happens, too, as any background failure is). A ``CallbackAbort``
+(such as ``BudgetExceeded``) always reaches the caller of an inline hook as itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -52,10 +57,10 @@ from .callpath import (
     overrides,
     write_dispatcher,
 )
-from .errors import CallbackAbort, ConfigurationError
+from .errors import CallbackAbort, ConfigurationError, HandlerError
 from .events import HOOKS, HookSpec, on_hook_declared
 
-__all__ = ["CallbackManager", "Callbacks"]
+__all__ = ["HELD_ERRORS", "CallbackManager", "Callbacks", "aflush_handler", "flush_handler"]
 
 logger = logging.getLogger("hookwire")
 
@@ -71,6 +76,10 @@ def _hook_attrs() -> tuple[frozenset[str], frozenset[str]]:
 
 
 _HOOK_ATTRS, _INSTANCE_ATTRS = _hook_attrs()
+
+#: Failures of background hooks of ``raise_error`` handlers a manager holds for its next
+#: ``flush()`` / ``close()``, at most (it raises the first; all are logged and counted).
+HELD_ERRORS = 100
 
 #: Shapes kept: one class each, a few KiB. Past this the least recently built shape is
 #: forgotten (its managers keep their class; a new manager of that shape makes it again).
@@ -96,6 +105,42 @@ def _run_async_handler(fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -
         raise RuntimeError(f"the async handler raised {exc!r}") from exc
 
 
+#: Each handler's background queues (one per manager it is on), both weakly held: what
+#: :func:`flush_handler` waits for. Changed under ``_lock``.
+_HANDLER_QUEUES: weakref.WeakKeyDictionary[Any, weakref.WeakSet[BackgroundQueue[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handler_queues(handler: Any) -> list[BackgroundQueue[Any]]:
+    try:
+        with _lock:
+            return list(_HANDLER_QUEUES.get(handler, ()))
+    except TypeError:  # neither hashable nor weakly referable: it has no tracked queue
+        return []
+
+
+def flush_handler(handler: Any, timeout: float | None = None) -> bool:
+    """Wait until the events queued for ``handler``'s background hooks, on every manager it
+    is on, have been handled: what a handler calls before it reads what those hooks write,
+    so that its reads see its own writes. ``False`` if ``timeout`` ran out first (or when
+    called from the worker that handles them, which would wait for itself)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for queue in _handler_queues(handler):
+        ok = queue.flush(_left(deadline)) and ok
+    return ok
+
+
+async def aflush_handler(handler: Any, timeout: float | None = None) -> bool:
+    """:func:`flush_handler` for asyncio: waits without blocking the event loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for queue in _handler_queues(handler):
+        ok = await queue.aflush(_left(deadline)) and ok
+    return ok
+
+
 def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queued]:
     """A background handler's queue: its events are handled in order on the shared worker,
     and a failure is reported as an inline one is (never raised into the worker)."""
@@ -117,7 +162,7 @@ def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queue
             except BaseException as exc:  # SystemExit too: the events behind it still run
                 m = owner()
                 if m is not None:
-                    m._report(entry, exc, reraise=False)
+                    m._report(entry, exc, reraise=False, handler=handler)
 
     return BackgroundQueue(
         name, handle, maxsize=size, drop_when_full=bool(getattr(handler, "drop_when_full", False))
@@ -221,7 +266,7 @@ class CallbackManager:
     # The machinery lives in slots, and a manager has no __dict__: CPython then looks a hook
     # method up without checking an instance dict first (measured: 5 % of a token's dispatch).
     # A subclass of yours gets a __dict__ for its own attributes, as any subclass does.
-    __slots__ = ("__weakref__", "_errors", "_handlers", "_queues")
+    __slots__ = ("__weakref__", "_errors", "_handlers", "_held", "_queues")
 
     # Set per shape (see _make_class): the hooks some handler listens to.
     _listening: frozenset[str] = frozenset()
@@ -328,6 +373,7 @@ class CallbackManager:
 
     def __init__(self, handlers: Iterable[Any] = ()) -> None:
         self._errors: dict[tuple[str, str], int] | None = None
+        self._held: list[HandlerError] | None = None
         self._queues: dict[int, BackgroundQueue[_Queued]] | None = None
         self._set(tuple(handlers))
 
@@ -420,9 +466,11 @@ class CallbackManager:
         queue = queues.get(id(handler))
         if queue is None:
             with _lock:
-                queue = queues.get(id(handler)) or queues.setdefault(
-                    id(handler), _queue_for(self, handler)
-                )
+                queue = queues.get(id(handler))
+                if queue is None:
+                    queue = queues[id(handler)] = _queue_for(self, handler)
+                    with contextlib.suppress(TypeError):  # not hashable or weakly referable
+                        _HANDLER_QUEUES.setdefault(handler, weakref.WeakSet()).add(queue)
         return queue
 
     def _enqueue(self, entry: Entry, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
@@ -433,8 +481,13 @@ class CallbackManager:
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _report(self, entry: Entry, exc: BaseException, reraise: bool = True) -> None:
-        """Count and log a handler's failure; re-raise it if the handler or the error asks."""
+    def _report(
+        self, entry: Entry, exc: BaseException, reraise: bool = True, handler: Any = None
+    ) -> None:
+        """Count a handler's failure, and log it, or for a handler that asks to raise, raise
+        it as ``HandlerError`` (``reraise``: an inline hook's) or hold it for the next
+        ``flush()`` / ``close()`` (a background hook's); a ``CallbackAbort`` of an inline hook
+        is raised as it is."""
         if reraise and isinstance(exc, CallbackAbort):
             raise exc
         with _lock:
@@ -442,6 +495,20 @@ class CallbackManager:
                 self._errors = {}
             key = (entry.name, entry.hook)
             count = self._errors[key] = self._errors.get(key, 0) + 1
+        if entry.raise_error:
+            error = HandlerError(
+                handler if handler is not None else self._handlers[entry.pos], entry.hook, exc
+            )
+            if reraise:
+                raise error from exc
+            error.__cause__ = exc
+            # Logged too (below): a manager dropped without a flush() still tells.
+            with _lock:
+                held = self._held
+                if held is None:
+                    held = self._held = []
+                if len(held) < HELD_ERRORS:
+                    held.append(error)
         if count == 1:
             logger.error(
                 "hookwire: handler %s failed in %s (further failures of this handler and hook "
@@ -452,8 +519,6 @@ class CallbackManager:
             )
         else:
             logger.debug("hookwire: handler %s failed in %s: %r", entry.name, entry.hook, exc)
-        if reraise and entry.raise_error:
-            raise exc
 
     def stats(self) -> dict[str, Any]:
         """Counters: handler errors by ``"Handler.hook"``, and per background handler, the
@@ -480,14 +545,29 @@ class CallbackManager:
 
         Returns ``False`` if ``timeout`` (seconds, for everything together) ran out first.
         Handlers with a ``flush()`` of their own (files, stores) are flushed after their queue
-        is drained, and given what is left of the timeout.
+        is drained, and given what is left of the timeout. Raises ``HandlerError`` if a
+        background hook of a handler with ``raise_error = True`` failed since the last
+        ``flush()`` / ``close()`` (once drained; the first such failure).
         """
-        return self._drain("flush", timeout)
+        done = self._drain("flush", timeout)
+        self._raise_held()
+        return done
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Drain the background queues and close handlers that have a ``close()``, within
-        ``timeout`` seconds for everything together. The manager stays usable."""
-        return self._drain("close", timeout)
+        ``timeout`` seconds for everything together. The manager stays usable. Raises
+        ``HandlerError`` as :meth:`flush` does."""
+        done = self._drain("close", timeout)
+        self._raise_held()
+        return done
+
+    def _raise_held(self) -> None:
+        if self._held is None:
+            return
+        with _lock:
+            held, self._held = self._held, None
+        if held:
+            raise held[0]  # the others were logged as they happened, as this one was
 
     def _drain(self, how: str, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

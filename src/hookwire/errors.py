@@ -88,8 +88,9 @@ class ConfigurationError(HookwireError, ValueError):
 class HandlerError(HookwireError):
     """A handler that asked to raise (``raise_error = True``) failed inside a hook.
 
-    ``handler`` is the handler object, ``hook`` the hook's name; ``__cause__`` is the
-    handler's own exception.
+    ``handler`` is the handler object, ``hook`` the hook's name; ``error`` and ``__cause__``
+    are the handler's own exception. Raised to the code that emitted the event for an inline
+    hook, and by the manager's next ``flush()`` / ``close()`` for a background hook.
     """
 
     def __init__(self, handler: object, hook: str, error: BaseException) -> None:

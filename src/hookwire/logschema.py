@@ -29,24 +29,23 @@ Values are written as JSON: an ``LLMResponse`` or ``Usage`` as an object of its 
 ``{"type": ..., "message": ...}``, and anything else as its ``str()``. ``v``, ``event`` and
 ``data`` are reserved: a keyword of that name is not logged.
 
-Secrets are redacted from every line (``Redactor``): API keys (``sk-...``, AWS, GitHub,
-Slack, Google, Stripe and Hugging Face key formats), ``Bearer``/``Basic``/``Token``
-credentials, passwords in URLs (``scheme://user:password@host``) and the values of keys named
-like ``api_key``, ``password``, ``secret``, ``access_token`` or ``authorization``.
+Secrets are redacted from every line by ``hookwire.redaction.Redactor`` (re-exported here):
+API keys, bearer tokens, ``Authorization`` values, passwords in URLs and the values of keys
+named like ``api_key`` or ``password``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 
-from .errors import ConfigurationError, LogFormatError
+from .errors import LogFormatError
 from .events import HOOKS, Event, HookSpec, LLMResponse, Usage, on_hook_declared
+from .redaction import REDACTED, Redactor, default_redactor
 
 __all__ = [
     "EVENT_NAMES",
@@ -71,292 +70,6 @@ SCHEMA_VERSION: Final = 1
 
 #: ``event`` values, by hook name (kept in step with ``hookwire.events.HOOKS``).
 EVENT_NAMES: Final[dict[str, str]] = {}
-
-#: What a redacted secret is replaced with.
-REDACTED: Final = "[REDACTED]"
-
-# How redaction finds secrets fast: one Aho-Corasick scan (in Rust, without the GIL) looks for
-# the literals every secret starts with or is named by; almost every batch has none and is
-# written untouched. At each hit, one small anchored pattern decides whether a secret follows
-# and where it ends. Every replaced span is made of characters that cannot be a quote, a
-# backslash or a newline, so redacting JSON text never breaks or joins lines.
-_VALUE_AFTER_KEY = re.compile(
-    rb'[A-Za-z_\-]*(?:\\?")?[ \t]*[:=][ \t]*(?:\\?")?'
-    rb"(?!\[REDACTED\])(?!(?i:bearer|basic|token)[ \t])([^\"\\\s,&;}]+)"
-)
-# A credential, unlike a word of prose, has a digit, or "=" padding, or several capitals in a
-# long run of letters (base64).
-_CREDENTIAL = re.compile(
-    rb"[ \t]*(?=[A-Za-z._~+/\-]*[0-9]|[A-Za-z0-9._~+/\-]{8,}=|"
-    rb"(?=[A-Za-z0-9._~+/\-]{12})(?:[a-z._~+/\-]*[A-Z]){2})([A-Za-z0-9._~+/\-]{8,}=*)"
-)
-_URL_PASSWORD = re.compile(rb'[^:/@\s"\\]*:([^@/\s"\\]+)@')
-_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_KEY_PREFIXES = (b"api_", b"api-", b"api", b"private_", b"private-", b"x-api-")
-
-# (literals, kind, pattern matched right after the literal)
-_RULES: Final[tuple[tuple[tuple[str, ...], str, re.Pattern[bytes]], ...]] = (
-    (
-        tuple(
-            v + " " for w in ("bearer", "basic", "token") for v in (w, w.capitalize(), w.upper())
-        ),
-        "credential",
-        _CREDENTIAL,
-    ),
-    (("://",), "url", _URL_PASSWORD),
-    (("key", "Key", "KEY"), "apikey", _VALUE_AFTER_KEY),
-    (
-        tuple(v for w in ("passw", "secret") for v in (w, w.capitalize(), w.upper())),
-        "keyname",
-        _VALUE_AFTER_KEY,
-    ),
-    (
-        (*(p + c for p in ("_token", "-token") for c in '"\\=:'), "_TOKEN="),
-        "tokenkey",
-        _VALUE_AFTER_KEY,
-    ),
-    (("sk-",), "whole", re.compile(rb"(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}")),
-    (("AKIA",), "whole", re.compile(rb"[0-9A-Z]{16}")),
-    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_"), "whole", re.compile(rb"[A-Za-z0-9]{30,}")),
-    (("github_pat_",), "whole", re.compile(rb"[A-Za-z0-9_]{30,}")),
-    (("xox",), "whole", re.compile(rb"[abposr]-[A-Za-z0-9\-]{10,}")),
-    (("AIza",), "whole", re.compile(rb"[0-9A-Za-z_\-]{30,}")),
-    (("sk_live_", "rk_live_"), "whole", re.compile(rb"[A-Za-z0-9]{16,}")),
-)
-
-_TRIGGERS: Final[tuple[str, ...]] = tuple(lit for lits, _, _ in _RULES for lit in lits)
-_TRIGGER_RULE: Final[tuple[tuple[str, re.Pattern[bytes]], ...]] = tuple(
-    (kind, pat) for lits, kind, pat in _RULES for _lit in lits
-)
-
-
-def _secret_span(
-    data: bytes, start: int, end: int, kind: str, pat: re.Pattern[bytes]
-) -> tuple[int, int] | None:
-    """Where the secret announced by the literal at ``data[start:end]`` lies, if there is one."""
-    if kind in ("credential", "whole") and start > 0 and data[start - 1] in _WORD:
-        return None  # part of a longer word ("task-...", "subtoken ...")
-    if kind == "apikey":
-        head = data[max(0, start - 8) : start].lower()
-        if not head.endswith(_KEY_PREFIXES):
-            return None
-    if kind == "tokenkey":
-        end -= 1  # the literal includes the separator that follows the key name
-    m = pat.match(data, end)
-    if m is None:
-        return None
-    if kind == "whole":
-        return start, m.end()
-    return m.start(1), m.end(1)
-
-
-def _redact_spans(data: bytes, hits: list[tuple[int, int, int]]) -> bytes:
-    spans: list[tuple[int, int]] = []
-    for index, start, end in hits:
-        kind, pat = _TRIGGER_RULE[index]
-        span = _secret_span(data, start, end, kind, pat)
-        if span is not None:
-            spans.append(span)
-    if not spans:
-        return data
-    spans.sort()
-    out: list[bytes] = []
-    pos = 0
-    for s, e in spans:
-        if s < pos:
-            s = pos
-        if e <= s:
-            continue
-        out.append(data[pos:s])
-        out.append(_REDACTED_BYTES)
-        pos = e
-    out.append(data[pos:])
-    return b"".join(out)
-
-
-_REDACTED_BYTES: Final = REDACTED.encode()
-
-
-class _Scanner:
-    """Finds the trigger literals in one pass (Aho-Corasick in Rust, without the GIL)."""
-
-    __slots__ = ("_find",)
-
-    def __init__(self) -> None:
-        try:
-            import ahocorasick_rs
-        except ImportError:  # pragma: no cover - a declared dependency
-            self._find: Callable[[bytes], list[tuple[int, int, int]]] | None = None
-            return
-        # Leftmost-first, not the default "standard" semantics: it lets the library skip
-        # ahead with its prefilter, which makes the usual no-secret scan about ten times
-        # faster (several GB/s). Because no trigger contains another (a test checks this),
-        # both semantics report exactly the same non-overlapping hits.
-        ac = ahocorasick_rs.BytesAhoCorasick(
-            [t.encode() for t in _TRIGGERS],
-            matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
-            implementation=ahocorasick_rs.Implementation.DFA,
-        )
-        self._find = ac.find_matches_as_indexes
-
-    def hits(self, data: bytes) -> list[tuple[int, int, int]]:
-        """``(literal index, start, end)`` of every trigger found in ``data``."""
-        if self._find is not None:
-            return self._find(data)
-        # Without the library: the same answer from a (slower) regular expression.
-        return [  # pragma: no cover
-            (_TRIGGER_INDEX[m.group()], m.start(), m.end()) for m in _TRIGGER_RE.finditer(data)
-        ]
-
-
-_SECRET_KEY: Final = re.compile(
-    r"(?i)api[_-]?key|apikey|passw|passphrase|secret|authorization|private[_-]?key"
-    r"|(?:access|auth|refresh|id|session)[_-]?token"
-)
-_TRIGGER_INDEX: Final = {t.encode(): i for i, t in enumerate(_TRIGGERS)}
-_TRIGGER_RE: Final = re.compile(b"|".join(re.escape(t.encode()) for t in _TRIGGERS))
-
-
-class Redactor:
-    """Removes secrets from text: the built-in patterns, plus the user's own.
-
-    ``extra`` is either regular expressions (strings or compiled; every match is replaced by
-    ``[REDACTED]``) or a function ``(text) -> text``; both are applied to every string value
-    of an event, never across JSON syntax, so they cannot break a line.
-    """
-
-    __slots__ = ("_func", "_scanner", "_user", "_user_text")
-
-    def __init__(
-        self, extra: Iterable[str | re.Pattern[str]] | Callable[[str], str] | None = None
-    ) -> None:
-        self._scanner = _Scanner()
-        self._func: Callable[[str], str] | None = None
-        self._user: re.Pattern[str] | None = None
-        self._user_text: tuple[re.Pattern[str], ...] = ()
-        if extra is None:
-            return
-        if callable(extra):
-            self._func = extra
-            return
-        if isinstance(extra, (str, re.Pattern)):
-            extra = [extra]
-        pats: list[re.Pattern[str]] = []
-        for p in extra:
-            if isinstance(p, re.Pattern):
-                pats.append(p)
-            elif isinstance(p, str):
-                try:
-                    pats.append(re.compile(p))
-                except re.error as exc:
-                    raise ConfigurationError(
-                        f"redact pattern {p!r} is not a valid regular expression: {exc}"
-                    ) from exc
-            else:
-                raise ConfigurationError(
-                    "redact must be a list of regular expressions (str or re.Pattern) or a "
-                    f"function (str) -> str, not a list containing {type(p).__name__}"
-                )
-        self._user_text = tuple(pats)
-        if pats:
-            self._user = re.compile("|".join(f"(?:{p.pattern})" for p in pats))
-
-    @property
-    def walks_values(self) -> bool:
-        """Whether string values must be redacted one by one (the user gave their own rules)."""
-        return self._func is not None or self._user is not None
-
-    def text(self, value: str) -> str:
-        """``value`` with every secret replaced by ``[REDACTED]`` (for the console)."""
-        return self.user(self.builtin_text(value))
-
-    def builtin_text(self, value: str) -> str:
-        """``value`` with the built-in rules applied (not the user's)."""
-        data = value.encode("utf-8", "surrogatepass")
-        hits = self._scanner.hits(data)
-        if hits:
-            new = _redact_spans(data, hits)
-            if new is not data:
-                value = new.decode("utf-8", "surrogatepass")
-        return value
-
-    def user(self, value: str) -> str:
-        """``value`` after the user's own patterns or function only."""
-        if self._func is not None:
-            return self._func(value)
-        if self._user is not None and self._user.search(value) is not None:
-            for pat in self._user_text:
-                value = pat.sub(REDACTED, value)
-        return value
-
-    def json_bytes(self, data: bytes) -> bytes:
-        """JSON lines with the built-in rules applied; every line stays valid JSON.
-
-        The rules work on the text of a line. In the rare case where that would break the
-        line (a secret-looking key whose value is a number, say), the line is parsed and
-        redacted value by value instead.
-        """
-        hits = self._scanner.hits(data)
-        if not hits:
-            return data
-        out: list[bytes] = []
-        pos = 0
-        i, n = 0, len(hits)
-        while i < n:
-            start = hits[i][1]
-            line_start = data.rfind(b"\n", 0, start) + 1
-            line_end = data.find(b"\n", start)
-            if line_end < 0:
-                line_end = len(data)
-            local = []
-            while i < n and hits[i][1] < line_end:
-                index, s, e = hits[i]
-                local.append((index, s - line_start, e - line_start))
-                i += 1
-            line = data[line_start:line_end]
-            new = _redact_spans(line, local)
-            if new is not line:
-                try:
-                    orjson.loads(new)
-                except orjson.JSONDecodeError:
-                    new = self._by_value(line)
-            out.append(data[pos:line_start])
-            out.append(new)
-            pos = line_end
-        out.append(data[pos:])
-        return b"".join(out)
-
-    def _by_value(self, line: bytes) -> bytes:
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return line  # not JSON: nothing here can be made worse
-        return orjson.dumps(self._walk_builtin(value), option=orjson.OPT_NON_STR_KEYS)
-
-    def _walk_builtin(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.builtin_text(value)
-        if isinstance(value, dict):
-            out = {}
-            for k, v in value.items():
-                if _SECRET_KEY.search(k) and not isinstance(v, (dict, list)):
-                    out[self.builtin_text(k)] = REDACTED
-                else:
-                    out[self.builtin_text(k)] = self._walk_builtin(v)
-            return out
-        if isinstance(value, list):
-            return [self._walk_builtin(v) for v in value]
-        return value
-
-    def walk(self, value: Any) -> Any:
-        """``value`` (parsed JSON) with the user's rules applied to every string."""
-        if isinstance(value, str):
-            return self.user(value)
-        if isinstance(value, dict):
-            return {k: self.walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.walk(v) for v in value]
-        return value
 
 
 def error_to_dict(error: BaseException) -> dict[str, Any]:
@@ -606,17 +319,6 @@ def to_record(
         include_prompts=include_prompts,
         include_responses=include_responses,
     )
-
-
-_DEFAULT_REDACTOR: Redactor | None = None
-
-
-def default_redactor() -> Redactor:
-    """The shared ``Redactor`` with the built-in patterns only."""
-    global _DEFAULT_REDACTOR
-    if _DEFAULT_REDACTOR is None:
-        _DEFAULT_REDACTOR = Redactor()
-    return _DEFAULT_REDACTOR
 
 
 def to_line(

@@ -31,6 +31,11 @@ a TOML file::
     provider = "vllm"            # optional: only for calls made through that provider
     currency = "EUR"             # optional (default USD)
 
+A price file that cannot be used (missing, a directory, unreadable, not UTF-8, not TOML, an
+entry that is wrong) makes ``load_prices`` raise ``PricingError`` saying what to fix, and sets
+nothing. Named by ``HOOKWIRE_PRICES``, it is logged as an error (``hookwire.pricing`` logger)
+at the first price looked up, saying so; calls then go on with the other prices.
+
 Money is ``Decimal`` all the way: prices and costs are never floats. A price written as a TOML
 or Python float is read from its shortest text form (``0.3`` is ``Decimal("0.3")``).
 
@@ -247,9 +252,14 @@ def _decimal(value: Any, what: str) -> Decimal:
             raise PricingError(f"{what} must be a number or a numeric string, not {value!r}")
     except InvalidOperation:
         raise PricingError(f"{what} must be a number, not {value!r}") from None
-    if not d.is_finite() or d < 0:
-        raise PricingError(f"{what} must be a finite, non-negative number, not {value!r}")
+    if not d.is_finite() or d < 0 or d > _MAX_PRICE:
+        raise PricingError(f"{what} must be a number from 0 to {_MAX_PRICE}, not {value!r}")
     return d
+
+
+# A price beyond this (per million tokens, or per thousand requests) is a typing error, and
+# would overflow the exact arithmetic of costs.
+_MAX_PRICE: Final = Decimal(10**9)
 
 
 _SUPPORTED_GENAI_KEYS = frozenset(PRICE_KEYS)
@@ -606,7 +616,8 @@ def load_prices(source: Mapping[str, Any] | str | os.PathLike[str]) -> list[Mode
             unknown = set(one) - {*PRICE_KEYS, "provider", "currency"}
             if unknown:
                 raise PricingError(
-                    f"{origin}: unknown key(s) {sorted(unknown)} in the price of {model!r}; "
+                    f"{origin}: unknown key(s) {sorted(map(str, unknown))} in the price of "
+                    f"{model!r}; "
                     f"the keys are {', '.join(PRICE_KEYS)}, provider, currency"
                 )
             for required in ("input_mtok", "output_mtok"):
@@ -629,6 +640,17 @@ def _read_toml(path: Path) -> Mapping[str, Any]:
             data: Mapping[str, Any] = toml.load(f)
     except FileNotFoundError:
         raise PricingError(f"price file {path} does not exist") from None
+    except IsADirectoryError:
+        raise PricingError(f"price file {path} is a directory; name a TOML file") from None
+    except OSError as exc:
+        raise PricingError(
+            f"price file {path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise PricingError(
+            f"price file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8 TOML"
+        ) from None
     except toml.TOMLDecodeError as exc:
         raise PricingError(f"price file {path} is not valid TOML: {exc}") from exc
     return data
@@ -641,11 +663,22 @@ def _load_env() -> None:
             return
         _env_loaded = True
     path = os.environ.get("HOOKWIRE_PRICES")
-    if path:
-        try:
-            load_prices(path)
-        except PricingError as exc:
-            logger.error("hookwire: HOOKWIRE_PRICES could not be loaded: %s", exc)
+    if path is None:
+        return
+    try:
+        if not path.strip():
+            raise PricingError("it is set but empty")
+        load_prices(path)
+    except PricingError as exc:
+        # Not raised: pricing runs inside LLM calls and usage accounting, which must not fail
+        # (and lose their records) for a price file. Logged as an error, once per process
+        # (clear_prices() reads the file again), at the first price looked up.
+        logger.error(
+            "hookwire: HOOKWIRE_PRICES=%r cannot be used: %s. Fix the file or unset "
+            "HOOKWIRE_PRICES; until then only set_price() and genai-prices prices apply.",
+            path,
+            exc,
+        )
 
 
 def clear_prices() -> None:

@@ -4,7 +4,12 @@ One streaming pass over any number of logs (rotated backups and gzip files too, 
 stdin), in memory that depends on the number of groups, not of lines: per group (model,
 agent, user or day) it counts LLM calls, tokens, cost, errors and retries, and keeps latency
 in a DDSketch for p50/p95. A line that is not valid JSON or does not follow the schema is
-counted and reported with its file and line number; it never stops the report.
+counted and reported with its file and line number; it never stops the report, and adds
+nothing to the figures. That includes a line whose figures no hookwire writes: a timestamp
+outside the years 1 to 9999, a cost that is not a finite amount from 0 to
+``MAX_LINE_COST``, a token count that is not a whole number from 0 to 2**63 - 1, a latency
+that is not a number of milliseconds from 0 to ``MAX_LATENCY_MS``. So NaN and infinity never
+enter a sum.
 """
 
 from __future__ import annotations
@@ -14,19 +19,22 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Final, Literal, cast
 
 import orjson
 from ddsketch import DDSketch
 
 from .errors import ConfigurationError, LogFormatError
 from .logschema import SCHEMA_VERSION
+from .terminal import visible
 
 __all__ = [
     "GROUPINGS",
+    "MAX_LATENCY_MS",
+    "MAX_LINE_COST",
     "BrokenLine",
     "GroupBy",
     "GroupStats",
@@ -43,6 +51,15 @@ _MAX_BROKEN_KEPT = 20
 _MAX_IN_FLIGHT = 100_000
 _NONE = "(none)"
 _COUNTED = frozenset({"llm_end", "llm_error", "retry", "llm_start"})
+#: The largest cost one line may carry (in its currency); a larger one is a broken line.
+MAX_LINE_COST: Final = Decimal(10**9)
+#: The longest latency one line may carry, in milliseconds (a year); longer is a broken line.
+MAX_LATENCY_MS: Final = 365 * 86_400_000.0
+_MAX_TOKENS = 2**63 - 1
+# Timestamps from 0001-01-01 to 9999-12-31 UTC: the days a report can name.
+_MIN_TS = -62_135_596_800.0
+_MAX_TS = 253_402_300_799.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -170,7 +187,9 @@ def _day(ts: float) -> str:
     n = int(ts // 86400)
     day = _EPOCH_DAY_CACHE.get(n)
     if day is None:
-        day = datetime.fromtimestamp(n * 86400, timezone.utc).date().isoformat()
+        # Not fromtimestamp(): it depends on the platform's time_t, and fails before 1970 on
+        # some platforms.
+        day = (_EPOCH + timedelta(days=n)).date().isoformat()
         if len(_EPOCH_DAY_CACHE) < 100_000:
             _EPOCH_DAY_CACHE[n] = day
     return day
@@ -229,7 +248,7 @@ class _Summarizer:
                     rec = loads(line)
                     event = rec["event"]
                     ts = rec["timestamp"]
-                    if rec["v"] != 1 or type(ts) is not float:
+                    if rec["v"] != 1 or type(ts) is not float or not _MIN_TS <= ts <= _MAX_TS:
                         self._check(rec)
                     if event in counted:
                         handle(event, rec)
@@ -259,27 +278,54 @@ class _Summarizer:
         ts = rec["timestamp"]
         if type(ts) not in (int, float):
             raise LogFormatError(f'"timestamp" must be a number, not {ts!r}')
+        if not _MIN_TS <= ts <= _MAX_TS:
+            raise LogFormatError(
+                f'"timestamp" {ts!r} is not a time from year 1 to 9999 (seconds since 1970)'
+            )
 
     def _event(self, event: str, rec: dict[str, Any]) -> None:
         if event == "llm_end":
-            g = self._group(self._key(rec))
-            self.in_flight.pop(rec.get("run_id", ""), None)
-            g.calls += 1
+            # Every figure is read and checked before any is added: a bad line adds nothing.
             resp = rec["data"].get("response") or {}
             usage = resp.get("usage") or {}
-            g.prompt_tokens += int(usage.get("prompt_tokens", 0))
-            g.completion_tokens += int(usage.get("completion_tokens", 0))
-            g.total_tokens += int(usage.get("total_tokens", 0))
-            cost = resp.get("cost")
-            if cost is not None:
-                g.cost += Decimal(str(cost))
-                g.priced_calls += 1
+            # The usual line (integer counts, a float latency) is checked inline: a function
+            # call per figure costs a tenth of the report's speed.
+            prompt = usage.get("prompt_tokens", 0)
+            completion = usage.get("completion_tokens", 0)
+            total = usage.get("total_tokens", 0)
+            if not (
+                type(prompt) is int
+                and type(completion) is int
+                and type(total) is int
+                and 0 <= prompt <= _MAX_TOKENS
+                and 0 <= completion <= _MAX_TOKENS
+                and 0 <= total <= _MAX_TOKENS
+            ):
+                prompt = _tokens(usage, "prompt_tokens")
+                completion = _tokens(usage, "completion_tokens")
+                total = _tokens(usage, "total_tokens")
+            cost = _cost(resp.get("cost"))
             latency = rec.get("latency_ms")
-            if isinstance(latency, (int, float)) and latency >= 0:
+            if latency is not None and (
+                type(latency) is not float or not 0.0 <= latency <= MAX_LATENCY_MS
+            ):
+                latency = _latency(latency)
+            key = self._key(rec)
+            self.in_flight.pop(rec.get("run_id", ""), None)
+            g = self._group(key)
+            g.calls += 1
+            g.prompt_tokens += prompt
+            g.completion_tokens += completion
+            g.total_tokens += total
+            if cost is not None:
+                g.cost += cost
+                g.priced_calls += 1
+            if latency is not None:
                 g.latency.add(latency)
         elif event == "llm_error":
-            g = self._group(self._key(rec))
+            key = self._key(rec)
             self.in_flight.pop(rec.get("run_id", ""), None)
+            g = self._group(key)
             g.calls += 1
             g.errors += 1
         elif event == "retry":
@@ -291,6 +337,40 @@ class _Summarizer:
                 self.in_flight[run_id] = str(model)
                 if len(self.in_flight) > _MAX_IN_FLIGHT:
                     self.in_flight.popitem(last=False)
+
+
+def _tokens(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name, 0)
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        n = -1
+    if not 0 <= n <= _MAX_TOKENS or (isinstance(value, float) and not value.is_integer()):
+        raise LogFormatError(f'"{name}" must be a whole number of tokens, not {value!r}')
+    return n
+
+
+def _cost(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        cost = Decimal(str(value)) if not isinstance(value, bool) else Decimal("NaN")
+    except InvalidOperation:
+        cost = Decimal("NaN")
+    if not cost.is_finite() or not 0 <= cost <= MAX_LINE_COST:
+        raise LogFormatError(f'"cost" must be an amount from 0 to {MAX_LINE_COST}, not {value!r}')
+    return cost
+
+
+def _latency(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= MAX_LATENCY_MS:
+        raise LogFormatError(
+            f'"latency_ms" must be a number of milliseconds from 0 to {MAX_LATENCY_MS:.0f}, '
+            f"not {value!r}"
+        )
+    return float(value)
 
 
 def summarize(
@@ -375,7 +455,7 @@ def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = Non
 
     def row(g: GroupStats) -> list[str]:
         return [
-            g.key,
+            visible(g.key),
             _fmt_int(g.calls),
             _fmt_int(g.prompt_tokens),
             _fmt_int(g.completion_tokens),
@@ -393,9 +473,10 @@ def render(report: Report, out: IO[str] | None = None, err: IO[str] | None = Non
         table.add_section()
         table.add_row(*row(report.total))
     console.print(table)
+    skipped = " (skipped, not counted: see below)" if report.broken else ""
     console.print(
         f"{_fmt_int(report.lines)} lines, {_fmt_int(report.events)} events, "
-        f"{_fmt_int(report.broken)} broken, from {len(report.files)} file(s)"
+        f"{_fmt_int(report.broken)} broken{skipped}, from {len(report.files)} file(s)"
     )
     _print_broken(report, err or sys.stderr)
 
@@ -411,7 +492,7 @@ def render_json(report: Report, out: IO[str] | None = None, err: IO[str] | None 
 def _print_broken(report: Report, err: IO[str]) -> None:
     # One plain line each (no wrapping), so editors and grep can jump to file:line.
     for b in report.broken_lines:
-        err.write(f"broken line {b.file}:{b.line}: {b.error}\n")
+        err.write(f"broken line {visible(b.file)}:{b.line}: {visible(b.error)}\n")
     more = report.broken - len(report.broken_lines)
     if more > 0:
         err.write(f"... and {more} more broken line(s)\n")

@@ -34,6 +34,7 @@ import pydantic
 from .dispatch import CallbackManager
 from .errors import ConfigurationError, ToolError, ToolNotFoundError
 from .events import ToolCall
+from .frozen import freeze
 from .ids import new_id
 from .tracing import trace
 
@@ -282,11 +283,18 @@ def _input_of(call: ToolCall) -> Any:
         return call.arguments
 
 
+def _given(manager: CallbackManager, tool_input: Any) -> Any:
+    # Handlers get a read-only copy of the arguments: the tool runs with the originals.
+    return freeze(tool_input) if manager.listens("on_tool_start") else tool_input
+
+
 def run_tool(tools: Mapping[str, Tool], call: ToolCall, manager: CallbackManager) -> str:
     """Run the tool a model asked for, with its events; returns what the model is told."""
     run_id = new_id()
     tool_input = _input_of(call)
-    manager.on_tool_start(call.name, tool_input, run_id=run_id, tool_call_id=call.id)
+    manager.on_tool_start(
+        call.name, _given(manager, tool_input), run_id=run_id, tool_call_id=call.id
+    )
     t0 = time.perf_counter()
     try:
         found = _find(tools, call)
@@ -312,7 +320,9 @@ async def arun_tool(tools: Mapping[str, Tool], call: ToolCall, manager: Callback
     """``run_tool`` for asyncio."""
     run_id = new_id()
     tool_input = _input_of(call)
-    await manager.aon_tool_start(call.name, tool_input, run_id=run_id, tool_call_id=call.id)
+    await manager.aon_tool_start(
+        call.name, _given(manager, tool_input), run_id=run_id, tool_call_id=call.id
+    )
     t0 = time.perf_counter()
     try:
         found = _find(tools, call)

@@ -23,6 +23,7 @@ from .context import (
 )
 from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError
+from .frozen import freeze
 from .ids import new_id
 
 __all__ = ["trace"]
@@ -94,7 +95,8 @@ class trace:
         if self._tags:
             own["tags"] = (*parent.get("tags", ()), *self._tags)
         if self._metadata:
-            own["metadata"] = {**parent.get("metadata", _EMPTY), **self._metadata}
+            # read-only: a handler's edit would otherwise reach later events and runs
+            own["metadata"] = freeze({**parent.get("metadata", _EMPTY), **self._metadata})
         own["trace_id"] = trace_id
         # This run's own events: its parent is the enclosing run (already in ``parent``).
         self._start_kw = {**own, "run_id": run_id, "name": self.name}

@@ -1063,3 +1063,28 @@ def test_the_handlers_of_one_ledger_share_its_queue(tmp_path: Path) -> None:
     assert a.flush(timeout=30)
     assert a.pending == b.pending == 0
     assert sorted((r["user"], r["calls"]) for r in b.summary(by="user")) == [("a", 1), ("b", 1)]
+
+
+async def test_asummary_counts_the_call_that_just_ended(db_url: str) -> None:
+    user = uid()
+    h = AccountingCallbackHandler(user_id=user, database_url=db_url)
+    manager = CallbackManager([h])
+    for n in range(1, 4):
+        run_id = await manager.aon_llm_start(PROMPT, model="gpt-4o", provider="openai")
+        await manager.aon_llm_end(response(), run_id=run_id, model="gpt-4o", provider="openai")
+        # no flush(): asummary waits for the handler's queued rows, as summary does
+        (row,) = await h.asummary(where={"user": user})
+        assert row["calls"] == n
+
+
+async def test_a_duplicate_call_accounting_returns_what_the_ledger_holds(db_url: str) -> None:
+    h = AccountingCallbackHandler(user_id=uid(), database_url=db_url, model_name="gpt-4o")
+    run_id = f"run-{uuid.uuid4()}"
+    first = await h.call_accounting(50, 100, "support", run_id=run_id)
+    again = await h.call_accounting(999, 999, "other", run_id=run_id)
+    (stored,) = await runner.run(h.store.records(run_id=run_id))
+    assert again == stored
+    assert (again.prompt_tokens, again.completion_tokens, again.agent) == (100, 50, "support")
+    assert again.cost == first.cost == cost_of(100, 50)
+    same = h.call_accounting_sync(1, 1, run_id=run_id)
+    assert same == stored

@@ -3,14 +3,19 @@ bad input, and recording runs through a CallbackManager."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import sqlite3
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import hookwire
 from hookwire.callbacks import ChatHistoryCallbackHandler as Lazy
+from hookwire.callbacks import chat_history
 from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler
 from hookwire.dispatch import CallbackManager
 from hookwire.errors import (
@@ -21,8 +26,10 @@ from hookwire.errors import (
     InvalidNameError,
     InvalidSenderError,
     ParentMessageError,
+    StoreError,
 )
 from hookwire.events import LLMResponse, Usage
+from hookwire.stores import runner
 from hookwire.stores.conversations import ConversationStore
 
 UTC = dt.timezone.utc
@@ -470,3 +477,60 @@ async def test_seed_configuration_example(db_url: str, monkeypatch: pytest.Monke
     )
     assert details["agent_title"] == "Configured Agent"
     assert details["message_count"] == 1
+
+
+@contextlib.contextmanager
+def _writes_blocked(db_url: str) -> Iterator[None]:
+    """Another connection holds what a message write waits for: SQLite's write lock, or
+    PostgreSQL's lock on the conversations table (which the write's owner lookup reads)."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.split("///", 1)[1])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+        return
+    import asyncpg
+
+    admin = runner.run_sync(asyncpg.connect(db_url.replace("+asyncpg", "")), 30)
+    try:
+        runner.run_sync(admin.execute("BEGIN; LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+        yield
+    finally:
+        runner.run_sync(admin.execute("ROLLBACK"), 30)
+        runner.run_sync(admin.close(), 30)
+
+
+def test_a_timed_out_send_message_sync_is_withdrawn_and_a_retry_stores_it_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = handler(db_url)
+    cid = h.create_conversation_sync()
+    monkeypatch.setattr(chat_history, "SYNC_TIMEOUT", 0.3)
+    with _writes_blocked(db_url), pytest.raises(StoreError, match="withdrawn"):
+        h.send_message_sync(cid, "hello", "end_user")
+    monkeypatch.setattr(chat_history, "SYNC_TIMEOUT", 60.0)
+    # the database is free again: the withdrawn message is never written, the retry once
+    first = h.send_message_sync(cid, "hello", "end_user")
+    second = h.send_message_sync(cid, "again", "end_user")
+    details = h.get_conversation_details_sync(cid)
+    assert [(m["id"], m["text"]) for m in details["messages"]] == [
+        (first, "hello"),
+        (second, "again"),
+    ]
+
+
+async def test_a_cancelled_send_message_is_withdrawn_before_it_is_written(db_url: str) -> None:
+    h = handler(db_url)
+    cid = await h.create_conversation()
+    with _writes_blocked(db_url):
+        task = asyncio.ensure_future(h.send_message(cid, "hello", "end_user"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stored = await h.send_message(cid, "again", "end_user")
+    details = await h.get_conversation_details(cid)
+    assert [(m["id"], m["text"]) for m in details["messages"]] == [(stored, "again")]

@@ -61,3 +61,45 @@ def test_rlm_run_is_recorded_once_not_per_sub_call(db_url: str) -> None:
     details = chat_history.get_conversation_details_sync()
     assert [m["sender"] for m in details["messages"]] == ["end_user", "assistant"]
     assert details["messages"][1]["text"] == str(result)
+
+
+async def test_a_handler_reads_the_turn_it_just_recorded_without_a_flush(db_url: str) -> None:
+    conversation = f"conversation-{uuid.uuid4()}"
+    chat_history = ChatHistoryCallbackHandler(
+        user_data={"user_id": f"u-{uuid.uuid4().hex[:8]}"},
+        conversation_id=conversation,
+        database_url=db_url,
+    )
+    agent = ConversationAgent(name="Support Agent", llm=LocalLLM(), callbacks=[chat_history])
+    for i in range(5):
+        answer = await agent.process_message(f"question {i}")
+        # no flush(): the handler waits for what its own hooks queued before it reads
+        details = await chat_history.get_conversation_details(conversation)
+        assert [m["text"] for m in details["messages"][-2:]] == [f"question {i}", str(answer)]
+        page = await chat_history.get_messages(conversation)
+        assert len(page) == 2 * (i + 1)
+
+
+async def test_a_handler_without_a_conversation_id_finds_the_one_its_run_created(
+    db_url: str,
+) -> None:
+    chat_history = ChatHistoryCallbackHandler(
+        user_data={"user_id": f"u-{uuid.uuid4().hex[:8]}"}, database_url=db_url
+    )
+    agent = ConversationAgent(name="Support Agent", llm=LocalLLM(), callbacks=[chat_history])
+    answer = await agent.process_message("hello")
+    details = await chat_history.get_conversation_details()
+    assert [m["text"] for m in details["messages"]] == ["hello", str(answer)]
+    await chat_history.rename_conversation(None, "greeting")
+    assert (await chat_history.list_conversations()).items[0]["name"] == "greeting"
+
+
+def test_sync_reads_see_the_turn_the_handler_just_recorded(db_url: str) -> None:
+    chat_history = ChatHistoryCallbackHandler(
+        user_data={"user_id": f"u-{uuid.uuid4().hex[:8]}"}, database_url=db_url
+    )
+    agent = ConversationAgent(name="Support Agent", llm=LocalLLM(), callbacks=[chat_history])
+    answer = agent.process_message_sync("hello")
+    details = chat_history.get_conversation_details_sync()
+    assert [m["text"] for m in details["messages"]] == ["hello", str(answer)]
+    assert len(chat_history.get_messages_sync()) == 2

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hookwire import CallbackManager, LLMResponse, ToolCall, Usage, trace
 from hookwire.callbacks import ConsoleCallback
 from hookwire.callbacks.console import format_cost
 from hookwire.errors import BudgetExceeded, ConfigurationError, RateLimitError
+from hookwire.terminal import CONTROL_CHARACTERS
 
 
 class _Tty(io.StringIO):
@@ -120,6 +124,73 @@ def test_long_text_is_shortened_and_secrets_redacted() -> None:
     assert "sk-abc" not in lines[1]
     assert "[REDACTED]" in lines[1]
     assert "[bold red]not markup[/]" in lines[2]
+
+
+_EVIL = "\x1b[2J\x1b]0;pwned\x07\rforged line\x08\x08\x9b31m\u202eevil\x00"
+_SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours, on a terminal
+
+
+def _everything(cb: ConsoleCallback, text: str) -> None:
+    """Every hook the console prints, with ``text`` in every field a user or model fills."""
+    m = CallbackManager([cb])
+    with pytest.raises(RuntimeError):
+        _hooks(m, text)
+
+
+def _hooks(m: CallbackManager, text: str) -> None:
+    with trace("run" + text, callbacks=m, user_id=text):
+        rid = m.on_llm_start([{"role": "user", "content": text}], model=text, stream=True)
+        for token in (text, "ok", text):
+            m.on_llm_new_token(token, run_id=rid)
+        m.on_retry(1, 3, RateLimitError(text), run_id=rid, model=text, delay=0.5)
+        m.on_llm_end(
+            LLMResponse(text, Usage(1, 2), model=text, tool_calls=(ToolCall("c", text),)),
+            run_id=rid,
+            model=text,
+        )
+        m.on_llm_error(RuntimeError(text), run_id=m.on_llm_start(text, model=text), model=text)
+        tid = m.on_tool_start(text, {text: text})
+        m.on_tool_end(text, text, run_id=tid)
+        m.on_tool_error(text, ValueError(text), run_id=m.on_tool_start(text, text))
+        m.on_memory_store(text)
+        m.on_memory_recall(text, [text])
+        m.on_error(ValueError(text), stage=text)
+        m.on_budget_exceeded(BudgetExceeded(text))
+        raise RuntimeError(text)
+
+
+def _controls(output: str) -> set[str]:
+    return {c for c in _SGR.sub("", output) if c in CONTROL_CHARACTERS and c not in "\n\t"}
+
+
+def test_console_shows_escape_sequences_carriage_returns_and_backspaces_as_text() -> None:
+    buf = io.StringIO()
+    _everything(ConsoleCallback(stream=buf, show_stream=True, max_text=400), _EVIL)
+    out = buf.getvalue()
+    assert _controls(out) == set()
+    assert "\\x1b[2J\\x1b]0;pwned\\x07\\rforged line\\x08\\x08\\x9b31m\\u202eevil" in out
+    tty = _Tty()
+    _everything(ConsoleCallback(stream=tty, show_stream=True, color=True), _EVIL)
+    assert "\x1b[3" in tty.getvalue()  # its own colours stay
+    assert _controls(tty.getvalue()) == set()
+
+
+def test_console_keeps_streamed_text_on_one_line_with_its_tabs() -> None:
+    buf = io.StringIO()
+    m = CallbackManager([ConsoleCallback(stream=buf, show_stream=True, max_text=100)])
+    rid = m.on_llm_start("hi", model="m", stream=True)
+    for token in ("a\tb", "\n", "c\r\nd", "\re"):
+        m.on_llm_new_token(token, run_id=rid)
+    m.on_llm_end(LLMResponse("x"), run_id=rid, model="m")
+    assert buf.getvalue().splitlines()[1] == "  a\tb c d\\re"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
+def test_property_no_control_character_reaches_the_console(text: str) -> None:
+    buf = io.StringIO()
+    _everything(ConsoleCallback(stream=buf, show_stream=True), text)
+    assert _controls(buf.getvalue()) == set()
 
 
 def test_failures_and_budgets_are_shown() -> None:

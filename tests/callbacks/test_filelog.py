@@ -114,6 +114,39 @@ def test_secrets_are_redacted_in_the_file(tmp_path: Path) -> None:
     callback.close()
 
 
+@pytest.mark.parametrize("before", ["\n", "\t", "\r", "\r\n", "\x1b", "\x00"])
+def test_filelog_keeps_no_key_or_token_after_a_newline_tab_or_control(
+    tmp_path: Path, before: str
+) -> None:
+    path = tmp_path / "a.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    key, token = "sk-proj-abcdefghijklmnop1234", "eyJhbGciOi.JIUzI1NiJ9.abc123"
+    manager.on_llm_start(f"my key:{before}{key}{before}Bearer {token}", model="m")
+    manager.on_tool_end("http", f"headers{before}Authorization: Bearer\t{token}")
+    manager.flush()
+    text = path.read_text()
+    assert key not in text
+    assert token not in text
+    assert len(_read(path)) == 2
+    callback.close()
+
+
+def test_filelog_keeps_no_authorization_value_without_a_scheme(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    manager.on_tool_start("http", {"headers": {"Authorization": "abc123def456"}})
+    manager.on_tool_end("http", "Authorization: ApiKey a1b2c3d4e5\nok")
+    manager.flush()
+    text = path.read_text()
+    assert "abc123def456" not in text
+    assert "a1b2c3d4e5" not in text
+    assert _read(path)[0]["data"]["tool_input"] == {"headers": {"Authorization": "[REDACTED]"}}
+    assert _read(path)[1]["data"]["tool_output"] == "Authorization: [REDACTED]\nok"
+    callback.close()
+
+
 def test_many_threads_lines_stay_whole_and_in_order(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     callback = FileLogCallback(path)

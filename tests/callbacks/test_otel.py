@@ -271,6 +271,86 @@ def test_llm_error_sets_status_error_type_and_duration(otel: OTel) -> None:
     assert otel.points("gen_ai.client.token.usage") == []
 
 
+_KEY = "sk-proj-abcdefghijklmnop1234567890"
+_ECHO = f"Incorrect API key provided:\n{_KEY}. Authorization: Bearer QZtok123456"
+
+
+def _fail_everywhere(manager: CallbackManager, error: BaseException) -> None:
+    call = manager.on_llm_start(MESSAGES, model="gpt-4o", provider="openai")
+    manager.on_llm_error(error, run_id=call)
+    tool = manager.on_tool_start("fetch", {"url": "x"})
+    manager.on_tool_error("fetch", error, run_id=tool)
+    run = manager.on_run_start("go", name="agent")
+    manager.on_error(error, stage="tool", parent_run_id=run)
+    manager.on_run_end(None, run_id=run, name="agent", error=error)
+
+
+def _raised(message: str) -> BaseException:
+    try:
+        raise hookwire.errors.AuthenticationError(message)
+    except hookwire.errors.AuthenticationError as exc:
+        return exc
+
+
+def test_otel_keeps_no_api_key_from_an_error_message_with_content_capture_off(otel: OTel) -> None:
+    _fail_everywhere(otel.manager, _raised(_ECHO))
+    spans = otel.spans()
+    assert {s.name for s in spans} == {"chat gpt-4o", "execute_tool fetch", "invoke_agent agent"}
+    for span in spans:
+        assert span.status.status_code is StatusCode.ERROR
+        assert _KEY not in str(span.status.description)
+        assert "QZtok123456" not in str(span.status.description)
+        assert "[REDACTED]" in str(span.status.description)
+        exceptions = [dict(e.attributes or {}) for e in span.events if e.name == "exception"]
+        assert exceptions, span.name
+        for attrs in exceptions:
+            # the type and the redacted message only: the traceback needs capture_content
+            assert set(attrs) == {"exception.type", "exception.message"}
+            assert attrs["exception.type"] == "AuthenticationError"
+            assert _KEY not in str(attrs["exception.message"])
+            assert "Incorrect API key provided" in str(attrs["exception.message"])
+        for event in span.events:
+            assert _KEY not in str(dict(event.attributes or {}))
+
+
+def test_otel_adds_a_redacted_stacktrace_only_with_content_capture(otel_content: OTel) -> None:
+    _fail_everywhere(otel_content.manager, _raised(_ECHO))
+    for span in otel_content.spans():
+        for event in span.events:
+            attrs = dict(event.attributes or {})
+            assert _KEY not in str(attrs)
+            assert "QZtok123456" not in str(attrs)
+            if event.name == "exception":
+                assert "Traceback" in str(attrs["exception.stacktrace"])
+                assert "AuthenticationError" in str(attrs["exception.stacktrace"])
+
+
+def test_otel_captured_content_keeps_no_key(otel_content: OTel) -> None:
+    m = otel_content.manager
+    secret = f"use\t{_KEY} or Bearer QZtok123456"
+    _call(m, LLMResponse(secret, Usage(1, 1)))
+    call = m.on_llm_start([{"role": "user", "content": secret}], model="gpt-4o")
+    m.on_llm_end(LLMResponse("ok"), run_id=call)
+    tool = m.on_tool_start("fetch", {"headers": {"Authorization": "QZtok123456"}})
+    m.on_tool_end("fetch", secret, run_id=tool)
+    tool = m.on_tool_start("fetch", secret)
+    m.on_tool_end("fetch", {"echo": secret}, run_id=tool)
+    with hookwire.trace("agent", callbacks=m, input=secret) as run:
+        m.on_memory_store(secret)
+        m.on_memory_recall(secret, [secret])
+        run.output = secret
+    for span in otel_content.spans():
+        seen = str(dict(span.attributes or {})) + str(
+            [dict(e.attributes or {}) for e in span.events]
+        )
+        assert _KEY not in seen, span.name
+        assert "QZtok123456" not in seen, span.name
+    tools = [
+        dict(s.attributes or {}) for s in otel_content.spans() if s.name == "execute_tool fetch"
+    ]
+    assert all("[REDACTED]" in str(a) for a in tools)
+
+
 def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
     with hookwire.trace(
         "support-agent", callbacks=otel.manager, user_id="u1", conversation_id="c9"

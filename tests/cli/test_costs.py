@@ -103,6 +103,8 @@ def test_time_range(tmp_path: Path) -> None:
 
 
 def test_nothing_recorded(tmp_path: Path) -> None:
+    created = CliRunner().invoke(app, ["db", "upgrade", "--db", f"sqlite:///{tmp_path}/empty.db"])
+    assert created.exit_code == 0, created.output
     result = run("--db", f"sqlite:///{tmp_path}/empty.db")
     assert result.exit_code == 0
     assert "No LLM usage recorded" in result.output
@@ -120,13 +122,34 @@ def test_default_database_is_hookwire_db_in_cwd() -> None:
     [
         (["--by", "weather"], "cannot group by 'weather'"),
         (["--since", "last tuesday"], "is not a time"),
+        (["--since", "99999999d"], "outside the dates hookwire can use"),
+        (["--until", "9999-12-31T23:00:00-05:00"], "outside the dates hookwire can use"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
+    _fill(f"sqlite:///{tmp_path}/c.db", "o")
     result = run("--db", f"sqlite:///{tmp_path}/c.db", *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"hookwire costs: error: Invalid value for '{args[0]}': ")
     assert message in result.stderr
+
+
+def test_costs_since_a_span_beyond_the_calendar_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("--db", f"sqlite:///{tmp_path}/c.db", "--since", "99999999d")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("hookwire costs: error: Invalid value for '--since': ")
+    assert "Traceback" not in result.output
+
+
+def test_costs_on_a_mistyped_sqlite_path_creates_nothing(tmp_path: Path) -> None:
+    mistyped = tmp_path / "no-such-dir" / "hookwire.db"
+    result = run("--db", f"sqlite:///{mistyped}")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"hookwire costs: error: there is no database at {mistyped}")
+    assert not mistyped.parent.exists()
+    result = run("--db", f"sqlite:///{tmp_path}/typo.db", "--json")
+    assert result.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_database_is_a_clean_error() -> None:

@@ -27,3 +27,21 @@ def test_the_environment_names_the_default(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_bad_url_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="accepted"):
         database_url("mysql://x/y", must_exist=False)
+
+
+def test_a_blank_hookwire_database_url_is_an_error_that_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from hookwire.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", "   ")
+    for args in (["costs"], ["history", "list"], ["db", "current"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            f"hookwire {' '.join(args)}: error: HOOKWIRE_DATABASE_URL is set but empty"
+        )
+    assert list(tmp_path.iterdir()) == []  # no ./hookwire.db made in its place

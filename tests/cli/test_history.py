@@ -88,6 +88,25 @@ def test_history_show_unknown_id(recorded: tuple[str, str, str]) -> None:
     assert result.stdout == ""
 
 
+def test_history_shows_control_characters_escaped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/h.db"
+    chat = ChatHistoryCallbackHandler(
+        user_data={"user_id": "u\x1b]0;title\x07"}, realm="main", database_url=url
+    )
+    cid = chat.create_conversation_sync(name="clear\x1b[2J")
+    chat.send_message_sync(cid, "line one\n\tindented\rforged\x08", "end_user")
+    shown = runner.invoke(app, ["history", "show", cid, "--db", url])
+    listed = runner.invoke(app, ["history", "list", "--db", url])
+    for result in (shown, listed):
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output
+        assert "\r" not in result.output
+        assert "\x08" not in result.output
+    assert "clear\\x1b[2J" in shown.output
+    assert "line one\n" in shown.output  # lines and tabs (expanded) stay
+    assert "indented\\rforged\\x08" in shown.output
+
+
 def test_default_database_is_the_file_in_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,12 @@ import pytest
 
 from hookwire import LLMResponse, Usage
 from hookwire.callbacks import BaseCallback
-from hookwire.errors import CallbackAbort, LLMConnectionError, RateLimitError, StreamInterrupted
+from hookwire.errors import (
+    CallbackAbort,
+    HandlerError,
+    LLMConnectionError,
+    RateLimitError,
+)
 from hookwire.events import ToolCall
 from hookwire.llms import prices as llm_prices
 from hookwire.llms.engine import BaseLLM
@@ -241,16 +246,19 @@ def test_plain_streamed_path_passes_handler_errors_unchanged(error: BaseExceptio
     attempts = [["a", "b", "c", END]] * 3
     plain, generator = _both(lambda: Scripted(*attempts, retry=FAST), lambda: Raises(error))
     assert plain == generator
-    # The very exception the handler raised reaches the caller, not chained to a carrier.
+    # A refusal reaches the caller as itself; any other error of a handler that asks to
+    # raise as HandlerError, caused by it (even one that looks like a provider's: it is not
+    # taken for a stream cut and retried).
     llm = Scripted(*attempts, retry=RetryPolicy(max_attempts=1))
-    with pytest.raises((type(error), StreamInterrupted)) as info:
+    with pytest.raises((CallbackAbort, HandlerError)) as info:
         llm.generate("x", callbacks=[Raises(error)], stream=True)
     got = info.value
-    if not isinstance(error, LLMConnectionError):
+    if isinstance(error, CallbackAbort):
         assert got is error
         assert got.__context__ is None and got.__cause__ is None
-    else:  # a transient error cut mid-stream is a StreamInterrupted, as in the generator path
-        assert isinstance(got, StreamInterrupted) and got.__cause__ is error
+    else:
+        assert isinstance(got, HandlerError) and got.error is error and got.__cause__ is error
+        assert got.hook == "on_llm_new_token" and error.__context__ is None
 
 
 def test_plain_streamed_path_is_taken_and_reads_the_providers_stream_into() -> None:
@@ -267,6 +275,42 @@ def test_plain_streamed_path_is_taken_and_reads_the_providers_stream_into() -> N
     tokens = rec.of("llm_new_token")
     assert [(t["token"], t["attempt"], t["index"]) for t in tokens] == [("a", 1, 0), ("b", 1, 1)]
     assert rec.of("llm_end")[0]["stream"] is True
+
+
+class _Editor(BaseCallback):
+    """A handler that tries to rewrite the request it is shown."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        for name, edit in (
+            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
+            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
+            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
+        ):
+            try:
+                edit()
+            except TypeError:
+                self.refused.append(name)
+
+
+async def test_a_handler_cannot_change_the_request_sent_to_the_model(
+    openai_server: Any,
+) -> None:
+    from hookwire.llms import OpenAIClient
+
+    editor = _Editor()
+    client = OpenAIClient(api_key="sk-test", base_url=openai_server.base_url, callbacks=[editor])
+    messages = [{"role": "user", "content": "hello"}]
+    stop = ["\n\n"]
+    client.generate(messages, model="gpt-4o-mini", stop=stop)
+    await client.agenerate(messages, model="gpt-4o-mini", stop=stop)
+    assert editor.refused == ["content", "message", "params"] * 2
+    for body in openai_server.requests:
+        assert body["messages"] == [{"role": "user", "content": "hello"}]
+        assert body["stop"] == ["\n\n"]
+    assert messages == [{"role": "user", "content": "hello"}] and stop == ["\n\n"]
 
 
 # -- a call stopped from outside ---------------------------------------------------------------

@@ -483,8 +483,9 @@ def test_handler_that_asks_to_raise_is_not_rewrapped(
         def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
             raise KeyError("strict handler")
 
-    with pytest.raises(KeyError, match="strict handler"):
+    with pytest.raises(errors.HandlerError, match="strict handler") as info:
         make(openai_server, Strict()).generate(MSGS)
+    assert isinstance(info.value.__cause__, KeyError)
 
 
 def test_provider_name_in_events(openai_server: OpenAIServer, make: Make) -> None:
@@ -581,14 +582,16 @@ def test_a_handlers_error_passes_the_sdk_error_mapping_unchanged(
 ) -> None:
     # _stream_into runs handlers inside the loop over the SDK's stream, under the except
     # clause that maps the SDK's errors (ValueError among them): a handler's ValueError must
-    # still reach the caller as itself, and the stream left early be closed.
+    # still reach the caller (as HandlerError, caused by it, not remapped as the SDK's), and
+    # the stream left early be closed.
     error = ValueError("from the handler")
     rec = RecordingCallback()
     llm = make(openai_server, rec, RaisesOnToken(error))
     streams = _spy_streams(llm)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(errors.HandlerError) as info:
         llm.generate(MSGS)
-    assert info.value is error and info.value.__context__ is None
+    assert info.value.error is error and info.value.__cause__ is error
+    assert error.__context__ is None
     assert streams[0].is_closed
     assert rec.hooks() == ["on_llm_start", "on_llm_new_token"]
 

@@ -4,8 +4,10 @@ bad input, concurrency."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hookwire
@@ -38,6 +40,7 @@ from hookwire.stores.conversations import (
     Owner,
     SQLConversationStore,
     SQLiteConversationStore,
+    batching,
     check_metadata,
     parse_message_time,
 )
@@ -504,6 +507,100 @@ def test_stored_text_and_metadata_read_back_unchanged(db_url: str, value: Any, t
     message = run_sync(go())
     assert message["text"] == text
     assert message["metadata"] == value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (3.0 is not 3, -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    return bool(a == b)
+
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_FLOATS = st.floats(
+    min_value=-9.999999999999998e15, max_value=9.999999999999998e15, allow_nan=False
+).filter(lambda f: not (f == 0.0 and math.copysign(1.0, f) < 0))
+metadata_values = st.recursive(
+    st.none() | st.booleans() | _INT64 | _FLOATS | _text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=4),
+    max_leaves=12,
+)
+out_of_range_numbers = (
+    st.integers(min_value=2**63, max_value=2**70)
+    | st.integers(max_value=-(2**63) - 1, min_value=-(2**70))
+    | st.floats(min_value=1e16, allow_infinity=False)
+    | st.floats(max_value=-1e16, allow_infinity=False)
+    | st.sampled_from([math.nan, math.inf, -math.inf, -0.0])
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=metadata_values)
+@example(value=3.0)
+@example(value=[2**63 - 1, -(2**63), 9.999999999999998e15, 5e-324])
+@example(value={"cost": 1e15, "ratio": 0.1 + 0.2})
+def test_metadata_round_trips_exactly_through_history(db_url: str, value: Any) -> None:
+    from hookwire.stores.runner import run_sync
+
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+
+    async def go() -> tuple[Any, Any, Any]:
+        cid = await store.create_conversation(me, metadata=value)
+        await store.add_message(me, cid, "m", "tool", metadata=value)
+        details = await store.get_conversation_details(me, cid)
+        page = await store.get_messages(me, cid)
+        return details["metadata"], details["messages"][0]["metadata"], page.items[0]["metadata"]
+
+    for got in run_sync(go()):
+        assert _same(got, value), (got, value)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(number=out_of_range_numbers, nested=st.booleans())
+def test_a_number_that_would_not_round_trip_is_refused_at_write_time(
+    db_url: str, number: Any, nested: bool
+) -> None:
+    from hookwire.stores.runner import run_sync
+
+    store = ConversationStore.for_url(db_url)
+    me = owner()
+    value = {"usage": [number]} if nested else number
+
+    async def go() -> list[Any]:
+        cid = await store.create_conversation(me)
+        with pytest.raises(InvalidMetadataError, match="metadata"):
+            await store.add_message(me, cid, "m", "tool", metadata=value)
+        with pytest.raises(InvalidMetadataError):
+            await store.create_conversation(me, metadata=value)
+        return (await store.get_conversation_details(me, cid))["messages"]
+
+    assert run_sync(go()) == []
+
+
+async def test_bare_numbers_keep_their_type_in_in_memory_sqlite() -> None:
+    store = ConversationStore("sqlite:///:memory:")
+    me = owner()
+    cid = await store.create_conversation(me, metadata=3.0)
+    for value in (3.0, 2**63 - 1, 0.5, 7):
+        await store.add_message(me, cid, "m", "tool", metadata=value)
+    details = await store.get_conversation_details(me, cid)
+    assert _same(details["metadata"], 3.0)
+    got = [m["metadata"] for m in details["messages"]]
+    assert all(_same(a, b) for a, b in zip(got, [3.0, 2**63 - 1, 0.5, 7], strict=True))
 
 
 async def test_in_memory_sqlite_goes_through_sqlalchemy_core() -> None:
@@ -1278,3 +1375,38 @@ def test_sqlite_reads_use_no_thread_pool_of_their_own(tmp_path: Path) -> None:
 
     assert asyncio.run(go()) == ["x"] * 8
     assert not [t.name for t in threading.enumerate() if "sqlite" in t.name]
+
+
+class _LateFuture(concurrent.futures.Future[str]):
+    """A future whose first wait runs out (its caller's timeout), whatever it holds."""
+
+    waits = 0
+
+    def result(self, timeout: float | None = None) -> str:
+        self.waits += 1
+        if self.waits == 1 or not self.done():
+            raise concurrent.futures.TimeoutError
+        return super().result(0)
+
+
+def test_a_message_a_transaction_has_taken_is_waited_for_not_withdrawn() -> None:
+    done = _LateFuture()
+    item = batching.Pending(None, {"id": "m-1"}, False, None, batching.settle_future(done))
+    assert item.take()
+    done.set_result("m-1")
+    assert batching.wait_sync(item, done, 0.01, "sqlite:///h.db") == "m-1"
+    assert done.waits == 2 and not item.withdraw()
+
+
+def test_a_taken_message_still_unsettled_names_the_id_to_send_it_again_with() -> None:
+    done = _LateFuture()
+    item = batching.Pending(None, {"id": "m-2"}, False, None, batching.settle_future(done))
+    assert item.take()
+    with pytest.raises(StoreError, match=r"message_id='m-2'"):
+        batching.wait_sync(item, done, 0.01, "sqlite:///h.db")
+
+
+def test_a_withdrawn_message_is_not_taken_into_a_transaction() -> None:
+    item = batching.Pending(None, {"id": "m-3"}, False, None, lambda outcome: None)
+    assert item.withdraw()
+    assert not item.take()

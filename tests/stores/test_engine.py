@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from hookwire.errors import ConfigurationError, MigrationError
@@ -310,3 +313,104 @@ def test_concurrent_first_use_from_several_loops_migrates_once(tmp_path: Path) -
             t.join()
         assert errors == []
         assert runner.run_sync(engine.schema_revision(url)) == engine.head_revision()
+
+
+# -- passwords in URLs: never shown, whatever they hold --------------------------------------
+
+
+def test_a_password_holding_at_is_refused_and_never_shown_half_redacted() -> None:
+    with pytest.raises(ConfigurationError, match="percent-encode an @") as info:
+        engine.resolve_url("postgresql://app:p@ssw0rd@db/x")
+    assert "ssw0rd" not in str(info.value)
+    assert engine.redact("postgresql://app:p@ssw0rd@db/x") == "postgresql://app:[REDACTED]@db/x"
+    # Percent-encoded, it is a working URL whose password is hidden whole.
+    url = engine.resolve_url("postgresql://app:p%40ssw0rd@db/x")
+    assert engine.redact(url) == "postgresql+asyncpg://app:[REDACTED]@db/x"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cret@db:abc/x",
+        "postgresql://app:s3c@ret:word@db/x",
+        "postgresql://app:s3cret@db:99999/x",
+        "postgresql://app:s3cret@db:-1/x",
+    ],
+)
+def test_a_bad_port_is_a_configuration_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="port") as info:
+        engine.resolve_url(url)
+    assert "s3c" not in str(info.value)
+    assert "ret" not in str(info.value).replace("percent", "")
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_hookwire_database_url_is_an_error_that_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", blank)
+    with pytest.raises(ConfigurationError, match=r"HOOKWIRE_DATABASE_URL is set but empty.*unset"):
+        engine.resolve_url()
+    with pytest.raises(ConfigurationError, match="the database URL is empty"):
+        engine.resolve_url(blank)
+
+
+# A password made of marked pieces ("QQ" + 3 characters) between any separators: a piece seen
+# anywhere is a piece of the password shown.
+_PIECE = st.from_regex(r"QQ[a-z0-9]{3}", fullmatch=True)
+_SEPARATORS = st.text(alphabet="@:/%#?&=+!$'\"\\[]", max_size=3)
+_PASSWORD = st.lists(st.tuples(_SEPARATORS, _PIECE), min_size=1, max_size=4).map(
+    lambda parts: "".join(sep + piece for sep, piece in parts)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=_PASSWORD, encoded=st.booleans(), user=st.sampled_from(["app", "u-1", "a.b"]))
+def test_property_no_rendering_of_a_database_url_holds_its_password(
+    password: str, encoded: bool, user: str
+) -> None:
+    from hookwire.events import event_from_call
+    from hookwire.logschema import to_line
+    from hookwire.redaction import Redactor
+    from hookwire.stores.conversations import ConversationStore
+    from hookwire.stores.ledger import UsageLedger
+
+    secret = quote(password, safe="") if encoded else password
+    url = f"postgresql://{user}:{secret}@127.0.0.1:1/app"
+    log_line = to_line(
+        event_from_call("on_error", (RuntimeError(f"no {url}\n"),), {"run_id": "r", "timestamp": 1})
+    )
+    shown = [
+        engine.redact(url),
+        Redactor().text(f"cannot connect to {url}: refused"),
+        log_line.decode(),
+    ]
+    try:
+        resolved = engine.resolve_url(url)
+    except ConfigurationError as exc:
+        shown.append(str(exc))
+    else:
+        assert not encoded or engine.redact(resolved).count("[REDACTED]") == 1
+        shown += [
+            engine.redact(resolved),
+            repr(ConversationStore.for_url(url)),
+            repr(UsageLedger.for_url(url)),
+        ]
+    for rendering in shown:
+        assert "QQ" not in rendering, rendering
+
+
+@settings(max_examples=25, deadline=None)
+@given(password=_PASSWORD, encoded=st.booleans())
+def test_property_the_cli_never_shows_a_database_password(password: str, encoded: bool) -> None:
+    from typer.testing import CliRunner
+
+    from hookwire.cli import app
+
+    secret = quote(password, safe="") if encoded else password
+    url = f"postgresql://app:{secret}@127.0.0.1:1/app"
+    for args in (["db", "current"], ["costs"], ["history", "list"]):
+        result = CliRunner().invoke(app, [*args, "--db", url])
+        assert result.exit_code == 1
+        assert "QQ" not in result.output, result.output
+        assert "Traceback" not in result.output

@@ -11,11 +11,16 @@ out, so read them with ``kwargs.get(...)``): ``run_id``, ``timestamp``, ``parent
 ``trace_id``, ``depth``, ``model``, ``provider``, ``tags``, ``metadata``, and the request
 context ``correlation_id``, ``request_id``, ``user_id``, ``org_id``, ``conversation_id``,
 ``agent``. Events may add their own (``invocation_params`` on ``on_llm_start``,
-``latency_ms`` on ``on_llm_end``, ...); docs/events.md lists them.
+``latency_ms`` on ``on_llm_end``, ...); docs/events.md lists them. The prompt, the
+parameters, a tool's input and the metadata are read-only copies (``hookwire.frozen``):
+change a copy of your own (``dict(...)``, ``list(...)``).
 
 Class attributes tune how a handler is run:
 
-``raise_error``       re-raise the handler's exceptions instead of logging them (default False)
+``raise_error``       have the handler's exceptions reach the app as ``HandlerError`` (from the
+                      caller of an inline hook; from the next ``flush()`` / ``close()`` of the
+                      manager for a background hook) instead of only logging them (default
+                      False)
 ``run_in_background`` run this handler on its own worker thread behind a bounded queue; for
                       handlers that do I/O (default False)
 ``queue_size``        the bound of that queue, in events (default 10,000)

@@ -23,6 +23,10 @@ run's request context, else the handler's ``conversation_id``, created on first 
 recording happens on the handler's background worker, so the answer is not delayed, and is
 drained before the process exits (``CallbackManager.flush()`` / ``close()``, ``atexit``).
 
+The handler reads its own writes: every method waits first for what its hooks have queued
+(a turn just recorded, a conversation created on first use), without blocking an event loop,
+so ``get_conversation_details()`` right after ``await agent.process_message(...)`` has the turn.
+
 The database is ``database_url=`` (or a shared ``store=``: any implementation of
 ``hookwire.stores.ConversationStore``), else ``HOOKWIRE_DATABASE_URL``, else ``./hookwire.db``
 (SQLite); see ``hookwire.stores``. The handler acts for one user: a
@@ -37,9 +41,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ..dispatch import aflush_handler, flush_handler
 from ..errors import ConfigurationError
 from ..stores.conversations import ConversationStore, Owner, Page
-from ..stores.runner import run_sync
+from ..stores.runner import in_store_loop, run_sync
 from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
@@ -143,6 +148,18 @@ class ChatHistoryCallbackHandler(BaseCallback):
             )
         return cid
 
+    # What this handler's hooks queued (a run's turn, a conversation made on first use) is
+    # written before any method below touches a conversation, so that the handler reads its
+    # own writes; with nothing queued this costs a look at its queues.
+
+    async def _settled(self) -> None:
+        await aflush_handler(self, SYNC_TIMEOUT)
+
+    def _settled_sync(self) -> None:
+        # Not on the store loop: the hooks being waited for need it to write.
+        if not in_store_loop():
+            flush_handler(self, SYNC_TIMEOUT)
+
     # -- the Arshai API (async) -----------------------------------------------------------
 
     async def create_conversation(
@@ -210,6 +227,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
         or an ISO 8601 string (default: now); ``metadata`` any JSON value;
         ``conversation_state`` (``normal``, ``human-intervention``) updates the conversation.
         """
+        await self._settled()
         return await self.store.add_message(
             self.owner,
             self._cid(conversation_id),
@@ -231,6 +249,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
 
     async def rename_conversation(self, conversation_id: str | None, new_name: str) -> None:
         """Rename the conversation (1 to 255 characters, stripped)."""
+        await self._settled()
         await self.store.rename_conversation(self.owner, self._cid(conversation_id), new_name)
 
     async def get_conversation_details(self, conversation_id: str | None = None) -> dict[str, Any]:
@@ -239,6 +258,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
         ``metadata``, ``message_count``, and ``messages`` in order, each with ``id``,
         ``parent_message_id``, ``sender``, ``text``, ``message_time``, ``metadata``,
         ``run_id``, ``model`` and token counts."""
+        await self._settled()
         return await self.store.get_conversation_details(self.owner, self._cid(conversation_id))
 
     # -- beyond the seed --------------------------------------------------------------------
@@ -246,22 +266,26 @@ class ChatHistoryCallbackHandler(BaseCallback):
     async def list_conversations(self, limit: int = 50, cursor: str | None = None) -> Page:
         """This user's conversations, most recently updated first; ``Page.next_cursor`` gets
         the next page."""
+        await self._settled()
         return await self.store.list_conversations(self.owner, limit=limit, cursor=cursor)
 
     async def get_messages(
         self, conversation_id: str | None = None, limit: int = 100, cursor: str | None = None
     ) -> Page:
         """The conversation's messages in order, a page at a time."""
+        await self._settled()
         return await self.store.get_messages(
             self.owner, self._cid(conversation_id), limit=limit, cursor=cursor
         )
 
     async def set_conversation_state(self, conversation_id: str | None, state: str) -> None:
         """Set the state: ``normal``, or ``human-intervention`` to hand over to a person."""
+        await self._settled()
         await self.store.set_conversation_state(self.owner, self._cid(conversation_id), state)
 
     async def delete_conversation(self, conversation_id: str | None = None) -> int:
         """Delete the conversation and its messages; returns how many messages were deleted."""
+        await self._settled()
         cid = self._cid(conversation_id)
         count = await self.store.delete_conversation(self.owner, cid)
         self._known.discard(cid)
@@ -286,7 +310,15 @@ class ChatHistoryCallbackHandler(BaseCallback):
         conversation_state: str | None = None,
         **kw: Any,
     ) -> str:
-        """:meth:`send_message` for sync code."""
+        """:meth:`send_message` for sync code.
+
+        It either stores the message and returns its id, or stores nothing: a message not
+        written within the wait (60 s: a locked or unreachable database) is withdrawn, and
+        the ``StoreError`` says that sending it again is safe. One a transaction already
+        holds is waited for up to as long again; only if even that runs out is the error
+        one that names the message id to send it again with (``message_id=``), which the
+        store refuses to store twice."""
+        self._settled_sync()
         return self.store.add_message_sync(
             self.owner,
             self._cid(conversation_id),
@@ -308,6 +340,7 @@ class ChatHistoryCallbackHandler(BaseCallback):
 
     def get_conversation_details_sync(self, conversation_id: str | None = None) -> dict[str, Any]:
         """:meth:`get_conversation_details` for sync code."""
+        self._settled_sync()
         return self.store.get_conversation_details_sync(
             self.owner, self._cid(conversation_id), SYNC_TIMEOUT
         )

@@ -3,6 +3,9 @@
 One line per run, LLM call, tool call, memory operation, retry and error, indented by
 nesting, and a summary line when a run ends. Colours only on a terminal (and never with
 ``NO_COLOR`` set); long prompts and answers are shortened to one line; secrets are redacted.
+Everything printed, streamed tokens included, goes through ``hookwire.terminal.visible``: an
+escape sequence, carriage return or backspace in a prompt, an answer or an error is shown as
+``\x1b``, ``\r``, ``\x08`` and never reaches the terminal as a control character.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ConfigurationError
-from ..logschema import default_redactor
+from ..redaction import default_redactor
+from ..terminal import visible
 from .base import BaseCallback
 
 __all__ = ["ConsoleCallback"]
@@ -179,7 +183,7 @@ class ConsoleCallback(BaseCallback):
         depth = int(kwargs.get("depth", 0) or 0) + extra_indent
         text = Text("  " * depth)
         for chunk, style in parts:
-            text.append(chunk, style=style or None)
+            text.append(visible(chunk), style=style or None)
         with self._lock:
             if self._live is not None:
                 self._live = None
@@ -203,7 +207,11 @@ class ConsoleCallback(BaseCallback):
             shown = live[2]
             room = self.max_text - shown
             if room > 0:
-                piece = self._redact(" ".join(token.splitlines()) if "\n" in token else token)
+                piece = self._redact(token)
+                if not piece.isprintable():
+                    # One line, as it arrives: line breaks become spaces, tabs stay, every
+                    # other control character is shown escaped.
+                    piece = visible(piece.replace("\r\n", " ").replace("\n", " "), keep="\t")
                 if len(piece) > room:
                     piece = piece[:room] + self._sym["ellipsis"]
                 file.write(piece)

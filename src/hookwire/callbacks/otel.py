@@ -23,12 +23,18 @@ Spans and metrics follow the OpenTelemetry semantic conventions for generative A
 Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
 hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
 traces sit inside the app's own. Prompts and answers are recorded only with
+``capture_content=True``, with their secrets redacted as FileLog redacts them
+(``hookwire.redaction``). A failed span has ``error.type``, an error status described by the
+error's message and an ``exception`` event with ``exception.type`` and ``exception.message``;
+the message always goes through the same redactor, so an API key a provider echoes never
+reaches the tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
 ``capture_content=True``. Needs the ``hookwire[otel]`` extra.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
@@ -47,6 +53,7 @@ import orjson
 from .. import __version__
 from ..errors import ConfigurationError
 from ..events import HookSpec, LLMResponse, Usage, hook_methods
+from ..redaction import default_redactor
 from .base import BaseCallback, hook_signature
 
 __all__ = [
@@ -88,6 +95,9 @@ TOOL_RESULT: Final = "gen_ai.tool.call.result"
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 #: ``invocation_params`` key -> span attribute, for the request parameters the conventions name.
 REQUEST_PARAMS: Final[Mapping[str, str]] = {
@@ -118,7 +128,8 @@ _ABANDONED = "hookwire.abandoned"
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    """``value`` as JSON text, its secrets redacted (what FileLog would write of it)."""
+    return _redact_json(orjson.dumps(value, default=str)).decode()
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -181,6 +192,12 @@ def output_messages(response: LLMResponse) -> str:
     return _json(
         [{"role": "assistant", "parts": parts, "finish_reason": response.finish_reason or "stop"}]
     )
+
+
+# Secrets never reach the tracing backend: errors, and content when it is captured, go through
+# FileLog's redactor (hookwire.redaction).
+_redact: Final = default_redactor().text
+_redact_json: Final = default_redactor().json_bytes
 
 
 def _error_type(error: Any) -> str:
@@ -318,9 +335,21 @@ class OpenTelemetryCallback(BaseCallback):
         etype = _error_type(error)
         span = entry.span
         span.set_attribute(ERROR_TYPE, etype)
-        span.set_status(Status(StatusCode.ERROR, str(error)))
+        # An error's message may quote what the app sent (a 401 that echoes the API key): the
+        # backend gets it through the FileLog redactor, always; its traceback only with
+        # capture_content, as it quotes source lines and every chained error's message.
+        message = _redact(str(error))
+        span.set_status(Status(StatusCode.ERROR, message))
         if isinstance(error, BaseException):
-            span.record_exception(error)
+            attrs: dict[str, Any] = {
+                EXCEPTION_TYPE: type(error).__name__,
+                EXCEPTION_MESSAGE: message,
+            }
+            if self.capture_content:
+                attrs[EXCEPTION_STACKTRACE] = _redact(
+                    "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                )
+            span.add_event("exception", attrs)
         return etype
 
     def _record_duration(self, entry: _Open, kw: Mapping[str, Any], etype: str | None) -> None:
@@ -461,7 +490,9 @@ class OpenTelemetryCallback(BaseCallback):
         if call_id is not None:
             attrs[TOOL_CALL_ID] = call_id
         if self.capture_content:
-            attrs[TOOL_ARGS] = tool_input if isinstance(tool_input, str) else _json(tool_input)
+            attrs[TOOL_ARGS] = (
+                _redact(tool_input) if isinstance(tool_input, str) else _json(tool_input)
+            )
         self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs)
 
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
@@ -470,7 +501,7 @@ class OpenTelemetryCallback(BaseCallback):
         if entry is None:
             return
         if self.capture_content:
-            out = tool_output if isinstance(tool_output, str) else _json(tool_output)
+            out = _redact(tool_output) if isinstance(tool_output, str) else _json(tool_output)
             entry.span.set_attribute(TOOL_RESULT, out)
         self._end_children(entry)
         entry.span.end()
@@ -537,7 +568,7 @@ class OpenTelemetryCallback(BaseCallback):
             attrs["hookwire.memory"] = str(memory)
         if self.capture_content:
             attrs["hookwire.memory.content"] = (
-                content if isinstance(content, str) else _json(content)
+                _redact(content) if isinstance(content, str) else _json(content)
             )
         self._parent_span(kwargs).add_event("hookwire.memory.store", attrs)
 
@@ -550,7 +581,7 @@ class OpenTelemetryCallback(BaseCallback):
         if isinstance(results, Sequence):
             attrs["hookwire.memory.results"] = len(results)
         if self.capture_content:
-            attrs["gen_ai.retrieval.query.text"] = str(query)
+            attrs["gen_ai.retrieval.query.text"] = _redact(str(query))
             attrs["gen_ai.retrieval.documents"] = _json(list(results or ()))
         self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
 
@@ -595,7 +626,9 @@ class OpenTelemetryCallback(BaseCallback):
 
 def _attribute(value: Any) -> Any:
     """``value`` as an OpenTelemetry attribute value (a scalar, else its JSON text)."""
-    if isinstance(value, (str, bool, int, float)):
+    if isinstance(value, str):
+        return _redact(value)
+    if isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, BaseException):
         return _error_type(value)

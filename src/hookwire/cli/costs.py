@@ -46,16 +46,23 @@ def parse_when(value: str | None, *, now: datetime | None = None) -> datetime | 
     if text == "today":
         return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     span = _SPAN.match(text)
-    if span:
-        return now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
     try:
+        if span:
+            return now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+        when.astimezone(timezone.utc)  # a time that has no UTC date (year 1, east of UTC)
+        return when
+    except OverflowError:
+        raise typer.BadParameter(
+            f"{value!r} is outside the dates hookwire can use (years 1 to 9999, in UTC); use "
+            "a date within them or a shorter span, or leave the option out for everything"
+        ) from None
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a time; use an ISO date (2026-11-01), a datetime "
             "(2026-11-01T08:00:00Z), 'today', or a span back from now (30m, 24h, 7d, 2w)"
         ) from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 def _money_text(value: Decimal | None) -> str:
@@ -185,7 +192,7 @@ def costs(
         for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
         if v is not None
     }
-    ledger = UsageLedger.for_url(database_url(db, must_exist=False))
+    ledger = UsageLedger.for_url(database_url(db, must_exist=True))
     rows = run(ledger.summary(groups, since=since, until=until, where=where))
     if as_json:
         typer.echo(render_json(rows))

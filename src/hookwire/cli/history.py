@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from ..terminal import visible
 from .command import Command, new_app
 from .database import DbOption, database_url, run
 
@@ -59,11 +60,11 @@ def list_conversations(
     table = Table("id", "name", "user", "org", "realm", "state", "messages", "updated (UTC)")
     for c in page.items:
         table.add_row(
-            escape(c["id"]),
-            escape(c["name"] or ""),
-            escape(c["user_id"]) + (" (anonymous)" if c["is_anonymous"] else ""),
-            escape(c["org_id"]),
-            escape(c["realm"]),
+            escape(visible(c["id"])),
+            escape(visible(c["name"] or "")),
+            escape(visible(c["user_id"])) + (" (anonymous)" if c["is_anonymous"] else ""),
+            escape(visible(c["org_id"])),
+            escape(visible(c["realm"])),
             c["state"],
             str(c["message_count"]),
             _when(c["updated_at"]),
@@ -90,11 +91,15 @@ def show_conversation(
     from rich.markup import escape
 
     console = Console(width=200, highlight=False)
-    console.print(f"[bold]{escape(details['name'] or '(unnamed)')}[/bold]  {escape(details['id'])}")
+
+    def shown(value: str) -> str:
+        return escape(visible(value))
+
+    console.print(f"[bold]{shown(details['name'] or '(unnamed)')}[/bold]  {shown(details['id'])}")
     anon = " (anonymous)" if details["is_anonymous"] else ""
     console.print(
-        f"user {escape(details['user_id'])}{anon}  org {escape(details['org_id'] or '-')}  "
-        f"realm {escape(details['realm'] or '-')}  agent {escape(details['agent_title'] or '-')}  "
+        f"user {shown(details['user_id'])}{anon}  org {shown(details['org_id'] or '-')}  "
+        f"realm {shown(details['realm'] or '-')}  agent {shown(details['agent_title'] or '-')}  "
         f"state {details['state']}  messages {details['message_count']}"
     )
     console.print(
@@ -105,14 +110,15 @@ def show_conversation(
         if m["parent_message_id"]:
             extra.append(f"reply to {m['parent_message_id']}")
         if m["model"]:
-            extra.append(m["model"])
+            extra.append(visible(m["model"]))
         if m["total_tokens"] is not None:
             extra.append(f"{m['total_tokens']} tokens")
         tail = f"  [dim]({escape(', '.join(extra))})[/dim]" if extra else ""
         console.print(
-            f"\n[bold]{m['sender']}[/bold] {_when(m['message_time'])}  [dim]{m['id']}[/dim]{tail}"
+            f"\n[bold]{m['sender']}[/bold] {_when(m['message_time'])}  "
+            f"[dim]{shown(m['id'])}[/dim]{tail}"
         )
-        console.print(escape(m["text"]))
+        console.print(escape(visible(m["text"], keep="\n\t")))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..dispatch import CallbackManager
 from ..errors import BudgetExceeded, CallbackAbort, ConfigurationError
+from ..frozen import freeze
 from .protocol import LLMRequest, StreamEnd
 from .retry import RetryPolicy
 
@@ -69,18 +70,22 @@ class Call:
         return (_perf() - self.t0) * 1000.0
 
     def start_calls(self) -> Iterator[tuple[CallbackManager, list[Any], dict[str, Any]]]:
-        """Each manager that listens to ``on_llm_start``, with the prompt (a copy: a handler
-        may keep it) and keywords to send it; the parameters are read only if one listens."""
+        """Each manager that listens to ``on_llm_start``, with the prompt and keywords to
+        send it. Prompt and parameters are read-only copies (``hookwire.frozen``), made once
+        per call and only if some manager listens: a handler may keep them, and cannot change
+        the request through them."""
         kw: dict[str, Any] | None = None
+        prompt: list[Any] = []
         for m in self.managers:
             if m.listens("on_llm_start"):
                 if kw is None:
+                    prompt = freeze(self.request.messages)
                     kw = {
-                        "invocation_params": self.invocation_params(),
+                        "invocation_params": freeze(self.invocation_params()),
                         "stream": self.stream,
                         **self.kw,
                     }
-                yield m, list(self.request.messages), kw
+                yield m, prompt, kw
 
     def invocation_params(self) -> dict[str, Any]:
         """The model, the request parameters the event contract names, and the tools' names."""

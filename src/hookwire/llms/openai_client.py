@@ -25,6 +25,7 @@ import openai
 from ..dispatch import Callbacks
 from ..errors import ConfigurationError, LLMError
 from ..events import LLMResponse
+from ..redaction import redact_url
 from .engine import BaseLLM
 from .openai_wire import (
     JSONChunks,
@@ -94,10 +95,10 @@ class OpenAIClient(BaseLLM):
         self._async_loop: object = None
 
     def __repr__(self) -> str:
-        # Never show the key.
+        # Never show the key, nor a password in the base URL (a proxy's).
+        base_url = None if self.base_url is None else redact_url(str(self.base_url))
         return (
-            f"OpenAIClient(model={self.model!r}, provider={self.provider!r}, "
-            f"base_url={self.base_url!r})"
+            f"OpenAIClient(model={self.model!r}, provider={self.provider!r}, base_url={base_url!r})"
         )
 
     # -- SDK clients, made on first use -------------------------------------------------------

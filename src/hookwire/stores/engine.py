@@ -34,11 +34,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError, MigrationError, StoreError
+from ..redaction import redact_url
 
 __all__ = [
     "DATABASE_BACKENDS",
@@ -52,6 +53,7 @@ __all__ = [
     "head_revision",
     "is_sqlite",
     "json_loads",
+    "redact",
     "resolve_url",
     "schema_ready",
     "schema_revision",
@@ -90,9 +92,17 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _sqlite_json_dumps(value: Any) -> str | bytes:
+    # SQLite gives a column declared JSON numeric affinity, and would turn the text of a bare
+    # number into a number of its own (3.0 into 3): a BLOB keeps the text as it is.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return orjson.dumps(value)
+    return _json_dumps(value)
+
+
 def json_loads(value: Any) -> Any:
-    """Decode a stored JSON value. SQLite gives a column declared ``JSON`` numeric affinity,
-    so a bare JSON number comes back as a number already."""
+    """Decode a stored JSON value: text, or on SQLite a bare number's text as a BLOB (or, in
+    rows written before, the number itself, which numeric affinity made of the text)."""
     if isinstance(value, (int, float)):
         return value
     return orjson.loads(value)
@@ -100,14 +110,30 @@ def json_loads(value: Any) -> Any:
 
 def resolve_url(url: str | None = None) -> str:
     """The SQLAlchemy async URL to use: ``url``, else ``HOOKWIRE_DATABASE_URL``, else
-    ``sqlite+aiosqlite:///<cwd>/hookwire.db``."""
-    raw = url if url is not None else os.environ.get("HOOKWIRE_DATABASE_URL")
-    if raw is None or not str(raw).strip():
-        path = Path(DEFAULT_SQLITE_FILE).resolve()
-        return f"sqlite+aiosqlite:///{path}"
+    ``sqlite+aiosqlite:///<cwd>/hookwire.db``.
+
+    A URL that cannot be used raises ``ConfigurationError`` saying what to write instead; its
+    message shows the URL through :func:`redact`, so never its password. So does an empty
+    ``url`` or an ``HOOKWIRE_DATABASE_URL`` set to blanks (unset it for the default)."""
+    if url is None:
+        raw = os.environ.get("HOOKWIRE_DATABASE_URL")
+        if raw is None:
+            path = Path(DEFAULT_SQLITE_FILE).resolve()
+            return f"sqlite+aiosqlite:///{path}"
+        if not raw.strip():
+            raise ConfigurationError(
+                "HOOKWIRE_DATABASE_URL is set but empty; set it to a database URL "
+                f"({_ACCEPTED}), or unset it to use ./{DEFAULT_SQLITE_FILE}"
+            )
+    else:
+        raw = url
     if not isinstance(raw, str):
         raise ConfigurationError(
             f"the database URL must be a string, not {type(raw).__name__}; accepted: {_ACCEPTED}"
+        )
+    if not raw.strip():
+        raise ConfigurationError(
+            f"the database URL is empty; pass a database URL ({_ACCEPTED}), or None for the default"
         )
     raw = raw.strip()
     if raw.startswith("postgres://"):
@@ -116,7 +142,12 @@ def resolve_url(url: str | None = None) -> str:
         parsed = make_url(raw)
     except ArgumentError:
         raise ConfigurationError(
-            f"{_redact(raw)!r} is not a database URL; accepted: {_ACCEPTED}"
+            f"{redact(raw)!r} is not a database URL; accepted: {_ACCEPTED}"
+        ) from None
+    except ValueError:  # the port is not a number (SQLAlchemy's int() says which text)
+        raise ConfigurationError(
+            f"the port in {redact(raw)!r} is not a number; write host:5432, or leave the port "
+            "out; a password holding @, :, / or % must be percent-encoded (@ is %40)"
         ) from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite":
@@ -144,26 +175,37 @@ def resolve_url(url: str | None = None) -> str:
                 f"PostgreSQL through the {driver!r} driver is not async; use postgresql:// "
                 "(asyncpg) or postgresql+psycopg://"
             )
+        _check_server_url(raw, parsed)
         if not parsed.database:
             raise ConfigurationError(
-                f"{_redact(raw)!r} names no database; add it: postgresql://host:5432/dbname"
+                f"{redact(raw)!r} names no database; add it: postgresql://host:5432/dbname"
             )
         return parsed.render_as_string(hide_password=False)
     raise ConfigurationError(
-        f"unsupported database {backend!r} in {_redact(raw)!r}; accepted: {_ACCEPTED}"
+        f"unsupported database {backend!r} in {redact(raw)!r}; accepted: {_ACCEPTED}"
     )
 
 
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
+def _check_server_url(raw: str, parsed: URL) -> None:
+    """Refuse a server URL whose parts SQLAlchemy would split in the wrong place: a password
+    holding a bare ``@`` makes the rest of it the host (and shows it in every error)."""
+    authority = raw.partition("://")[2].partition("?")[0]
+    if authority.count("@") > 1 or "@" in (parsed.host or "") or "@" in (parsed.database or ""):
+        raise ConfigurationError(
+            f"{redact(raw)!r} has more than one @: percent-encode an @ in the user or "
+            "password as %40 (and : as %3A, / as %2F, % as %25)"
+        )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigurationError(
+            f"the port in {redact(raw)!r} is out of range; use a port from 1 to 65535 "
+            "(PostgreSQL's is 5432)"
+        )
 
 
 def redact(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs."""
-    return _redact(url)
+    """``url`` with its password hidden, for messages and logs (``hookwire.redaction.
+    redact_url``: the one function every URL hookwire shows goes through)."""
+    return redact_url(url)
 
 
 def is_sqlite(url: str) -> bool:
@@ -204,7 +246,7 @@ def _create(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
-            json_serializer=_json_dumps,
+            json_serializer=_sqlite_json_dumps,
             json_deserializer=json_loads,
             connect_args={"timeout": SQLITE_BUSY_SECONDS},
         )

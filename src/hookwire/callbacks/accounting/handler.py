@@ -525,7 +525,8 @@ class AccountingCallbackHandler(BaseCallback):
         else the caller's request context (``hookwire.request_context``), else the handler's.
         The run is ``run_id`` if given, else the last LLM call this handler recorded
         automatically (if not already paired), else a new one; a run already in the ledger is
-        not counted again. Returns the record as stored (its ``cost`` is ``None`` if the
+        not counted again. Returns the record the ledger holds for the run (for a run recorded
+        before, the row stored then, not these figures; its ``cost`` is ``None`` if the
         model's price is unknown).
 
         Bad arguments change nothing and raise: token counts that are not whole numbers from 0
@@ -537,8 +538,7 @@ class AccountingCallbackHandler(BaseCallback):
             output_tokens, prompt_tokens, agent_slug, run_id, cached_tokens, reasoning_tokens,
             model, provider, user_id, org_id, cost,
         )  # fmt: skip
-        await runner.run(self.store.record([record]))
-        return record
+        return await runner.run(self._stored(record))
 
     def call_accounting_sync(
         self,
@@ -560,8 +560,15 @@ class AccountingCallbackHandler(BaseCallback):
             output_tokens, prompt_tokens, agent_slug, run_id, cached_tokens, reasoning_tokens,
             model, provider, user_id, org_id, cost,
         )  # fmt: skip
-        runner.run_sync(self.store.record([record]))
-        return record
+        return runner.run_sync(self._stored(record))
+
+    async def _stored(self, record: UsageRecord) -> UsageRecord:
+        """Write ``record``; what the ledger holds for its run: ``record``, or the row already
+        there when the run was recorded before (the ledger keeps the first)."""
+        if await self.store.record([record]):
+            return record
+        rows = await self.store.records(run_id=record.run_id, limit=1)
+        return rows[0] if rows else record
 
     def _manual(
         self,
@@ -620,7 +627,9 @@ class AccountingCallbackHandler(BaseCallback):
         until: datetime | date | str | None = None,
         where: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """``summary`` for async code."""
+        """``summary`` for async code (it too waits for the rows still queued first, without
+        blocking the event loop)."""
+        await self._queue.aflush()
         return await runner.run(self.store.summary(by, since=since, until=until, where=where))
 
     def summary(

@@ -137,6 +137,12 @@ class LedgerQueue:
             return self.pending == 0  # waiting here would block the write itself
         return self._queue.flush(timeout)
 
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for async code, without blocking the caller's event loop."""
+        if runner.in_store_loop():
+            return self.pending == 0  # waiting here would block the write itself
+        return await self._queue.aflush(timeout)
+
     async def settle(self, timeout: float) -> None:
         """:meth:`flush` for async code, without blocking the caller's event loop."""
         if self.pending:

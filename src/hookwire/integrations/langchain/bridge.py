@@ -21,6 +21,7 @@ from ...context import check_request_context, hook_context
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
+from ...frozen import freeze
 from .._common import FailureLog, price, to_hookwire_error
 from . import convert
 
@@ -170,7 +171,8 @@ class Bridge:
                     own[k] = v
             if own:
                 inherited = hook_context().get("metadata")
-                base["metadata"] = {**inherited, **own} if inherited else own
+                # read-only: a handler's edit would reach the caller's config and later runs
+                base["metadata"] = freeze({**inherited, **own} if inherited else own)
         run = _Run(kind, name, base, trace_id, depth, parent_run_id)
         if len(self.runs) >= self.max_runs:
             # A run whose end never came (a framework bug or a dropped event): forget the

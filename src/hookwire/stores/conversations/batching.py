@@ -14,6 +14,15 @@ Both keep the same rules: a group holds at most :data:`MAX_BATCH` messages; a gr
 fails is retried once with fresh lookups (a cached owner may be stale), then message by
 message, so one bad message never fails its neighbours. The write itself (lookups, the
 ownership rule, the statements) is the backend's, passed in as a function.
+
+A caller that stops waiting (a sync call's timeout, a cancelled task) withdraws its message
+(:meth:`Pending.withdraw`) unless a transaction has already taken it in
+(:meth:`Pending.take`, called by the write once it holds the database's lock, right before
+the insert): a message is then either committed for a caller who gets its id, or never
+written. A sync caller whose message was already taken waits for that transaction to end
+(:func:`wait_sync`, :meth:`LoopBatcher.add_within`), and only if even that does not finish
+in time gets a ``StoreError`` naming the message id to send it again with, which the store
+refuses to store twice.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -50,7 +60,11 @@ __all__ = [
     "SQLiteWriter",
     "fail",
     "settle_all",
+    "settle_future",
     "settler",
+    "unsettled_error",
+    "wait_sync",
+    "withdrawn_error",
 ]
 
 logger = logging.getLogger("hookwire")
@@ -59,6 +73,12 @@ logger = logging.getLogger("hookwire")
 MAX_BATCH = 512
 
 Settle = Callable[[str | BaseException], None]
+
+
+# What a caller and a write agree on, under one lock: a message is taken into a transaction
+# or withdrawn by its caller, never both.
+_QUEUED, _TAKEN, _WITHDRAWN = 0, 1, 2
+_CLAIM = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -73,6 +93,75 @@ class Pending:
     #: the caller's event loop when it is another thread's, and ``settle`` run on it
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     settle_local: Settle | None = field(default=None, repr=False)
+    claim: int = field(default=_QUEUED, repr=False)
+
+    def take(self) -> bool:
+        """Take the message into the transaction being written (again, on a retry of its
+        group); ``False`` if its caller withdrew it: it is then not written."""
+        with _CLAIM:
+            if self.claim == _WITHDRAWN:
+                return False
+            self.claim = _TAKEN
+            return True
+
+    def withdraw(self) -> bool:
+        """The caller stops waiting: withdraw the message unless a transaction has taken
+        it; whether it was withdrawn (and so will never be stored)."""
+        with _CLAIM:
+            if self.claim == _TAKEN:
+                return False
+            self.claim = _WITHDRAWN
+            return True
+
+
+def withdrawn_error(url: str, timeout: float | None) -> StoreError:
+    """What a caller whose message was withdrawn after ``timeout`` is told."""
+    return StoreError(
+        f"storing the message in {redact(url)} did not finish within {timeout} s, so it was "
+        "withdrawn: nothing was stored, and sending it again stores it once (the database "
+        "may be locked by another process, or unreachable)"
+    )
+
+
+def unsettled_error(url: str, timeout: float | None, message_id: str) -> StoreError:
+    """What a caller is told whose message was being committed when even the second wait of
+    ``timeout`` ran out."""
+    return StoreError(
+        f"storing the message in {redact(url)} did not finish within {timeout} s, and it was "
+        f"already being committed: it may be stored, as message {message_id!r}. Send it again "
+        f"with message_id={message_id!r}: an id is stored once (a second one is refused with "
+        "InvalidInputError, which then means it was stored)"
+    )
+
+
+def wait_sync(
+    item: Pending, done: concurrent.futures.Future[str], timeout: float | None, url: str
+) -> str:
+    """Wait for ``item``'s outcome from sync code: its id, or its error; after ``timeout``,
+    withdraw it, or if a transaction has it, wait up to ``timeout`` more for that one."""
+    try:
+        return done.result(timeout)
+    except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
+        if item.withdraw():
+            raise withdrawn_error(url, timeout) from None
+    try:
+        return done.result(timeout)
+    except concurrent.futures.TimeoutError:
+        raise unsettled_error(url, timeout, str(item.row["id"])) from None
+
+
+def _resolve(future: asyncio.Future[str] | concurrent.futures.Future[str], outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def settle_future(done: concurrent.futures.Future[str]) -> Settle:
+    """A function that resolves ``done`` (a thread's future) with an id or an exception."""
+    return functools.partial(_resolve, done)
 
 
 @dataclass(slots=True)
@@ -88,14 +177,7 @@ def settler(future: asyncio.Future[str], loop: asyncio.AbstractEventLoop | None)
     """A function that resolves ``future`` with an id or an exception, from any thread when
     ``loop`` is given."""
 
-    def settle_here(outcome: str | BaseException) -> None:
-        if future.done():
-            return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
+    settle_here = functools.partial(_resolve, future)
     if loop is None:
         return settle_here
 
@@ -211,17 +293,42 @@ class LoopBatcher:
         self, owner: Owner | None, row: dict[str, Any], explicit: bool, state: str | None
     ) -> str:
         """Queue a message for the next group; its id once that group is committed."""
-        if runner.in_store_loop():
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[str] = loop.create_future()
-            self._accept([Pending(owner, row, explicit, state, settler(future, None))])
-            return await asyncio.shield(future)
         loop = asyncio.get_running_loop()
+        if runner.in_store_loop():
+            future: asyncio.Future[str] = loop.create_future()
+            item = Pending(owner, row, explicit, state, settler(future, None))
+            self._accept([item])
+            return await _withdrawn_if_cancelled(item, future)
         waiter: asyncio.Future[str] = loop.create_future()
         item = Pending(owner, row, explicit, state, settler(waiter, loop))
         item.loop, item.settle_local = loop, settler(waiter, None)
         self._hand_over(loop, item)
-        return await asyncio.shield(waiter)
+        return await _withdrawn_if_cancelled(item, waiter)
+
+    async def add_within(
+        self,
+        timeout: float | None,
+        owner: Owner | None,
+        row: dict[str, Any],
+        explicit: bool,
+        state: str | None,
+    ) -> str:
+        """:meth:`add` for a sync caller, run on the store loop, that waits ``timeout``: then
+        the message is withdrawn, or if a transaction has it, waited for ``timeout`` more."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        item = Pending(owner, row, explicit, state, settler(future, None))
+        self._accept([item])
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except (TimeoutError, asyncio.TimeoutError):  # one class from 3.11 on
+            if item.withdraw():
+                future.cancel()
+                raise withdrawn_error(self.url, timeout) from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            future.cancel()  # nobody waits for its outcome now
+            raise unsettled_error(self.url, timeout, str(item.row["id"])) from None
 
     # Messages sent from another event loop reach the store loop in one hop per loop
     # iteration, not one each: the writers a committed group wakes up send their next
@@ -290,6 +397,17 @@ class LoopBatcher:
                 await self._write(items, trust, self.drainers <= 1)
             except Exception as exc:
                 attempts.failed(exc)
+
+
+async def _withdrawn_if_cancelled(item: Pending, future: asyncio.Future[str]) -> str:
+    # A caller cancelled before its message was taken withdraws it; once taken, the
+    # transaction goes on and commits it (pass message_id= to send such a message again).
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        item.withdraw()
+        future.cancel()  # nobody waits for its outcome now (an error would go unretrieved)
+        raise
 
 
 #: ``write(conn, batch, trust_cache)``: one group's transaction on the writer's connection,
@@ -404,8 +522,9 @@ class SQLiteWriter:
         """Queue a message from an event loop; its id once its group is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        await self._queue.aput(Pending(owner, row, explicit, state, settler(future, loop)))
-        return await future
+        item = Pending(owner, row, explicit, state, settler(future, loop))
+        await self._queue.aput(item)
+        return await _withdrawn_if_cancelled(item, future)
 
     def add_sync(
         self,
@@ -415,23 +534,12 @@ class SQLiteWriter:
         state: str | None,
         timeout: float | None,
     ) -> str:
-        """Queue a message from sync code and wait at most ``timeout`` for its commit."""
+        """Queue a message from sync code and wait for its commit (see :func:`wait_sync`:
+        after ``timeout`` it is withdrawn unless a transaction has it)."""
         done: concurrent.futures.Future[str] = concurrent.futures.Future()
-
-        def settle(outcome: str | BaseException) -> None:
-            if isinstance(outcome, BaseException):
-                done.set_exception(outcome)
-            else:
-                done.set_result(outcome)
-
-        self._queue.put(Pending(owner, row, explicit, state, settle))
-        try:
-            return done.result(timeout)
-        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
-            raise StoreError(
-                f"storing the message in {redact(self.url)} did not finish within {timeout} s; "
-                "another process may hold the database's write lock"
-            ) from None
+        item = Pending(owner, row, explicit, state, settle_future(done))
+        self._queue.put(item)
+        return wait_sync(item, done, timeout, self.url)
 
     async def call(self, run: Callable[[sqlite3.Connection], str]) -> str:
         """``run(conn)`` on the writer's connection, in turn with the messages queued before."""

@@ -106,11 +106,15 @@ def plan(
     list[Row],
     list[Touch],
 ]:
-    """Each message's outcome, the rows to insert, and the conversations to touch."""
+    """Each message's outcome, the rows to insert, and the conversations to touch. Called
+    inside the group's transaction, right before its insert: the messages are taken into it
+    here (a message its caller withdrew is left out)."""
     results: list[tuple[Pending, str | BaseException]] = []
     rows: list[dict[str, Any]] = []
     touched: dict[str, str | None] = {}
     for p in batch:
+        if not p.take():
+            continue  # its caller withdrew it: not written, and nobody waits for an outcome
         outcome = _admit(p, owners, parents, taken)
         results.append((p, outcome))
         if isinstance(outcome, BaseException):

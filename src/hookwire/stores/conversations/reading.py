@@ -280,8 +280,9 @@ def _time_from_text(text: str) -> _dt.datetime:
 
 # Dict displays over unpacked rows: about twice as fast as dict(zip(...)) per row, which is
 # most of the cost of reading a long conversation. The keys are DETAIL_FIELDS. Metadata is
-# JSON text, or on SQLite a bare number already (numeric affinity), or None. ``time_of``
-# makes the message time from the stored one (ISO text, or asyncpg's datetime).
+# JSON text (on SQLite a bare number's as a BLOB, or in rows written before, the number
+# itself: numeric affinity), or None. ``time_of`` makes the message time from the stored one
+# (ISO text, or asyncpg's datetime).
 def _build(rows: list[Any], time_of: Callable[[Any], _dt.datetime]) -> list[dict[str, Any]]:
     loads = orjson.loads
     return [
@@ -291,7 +292,7 @@ def _build(rows: list[Any], time_of: Callable[[Any], _dt.datetime]) -> list[dict
             "sender": sender,
             "text": text,
             "message_time": time_of(at),
-            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "metadata": loads(meta) if meta.__class__ is str or meta.__class__ is bytes else meta,
             "run_id": run,
             "model": model,
             "prompt_tokens": prompt,

@@ -436,6 +436,17 @@ class SQLConversationStore(ConversationStore):
         await self._ready()
         return await self._enqueue(owner, row, fields.get("message_id") is not None, state)
 
+    def add_message_sync(
+        self, owner: Owner | None, *args: Any, timeout: float | None = 60.0, **fields: Any
+    ) -> str:
+        """:meth:`add_message` for sync code. After ``timeout`` the message is withdrawn
+        (nothing is stored), or, if a transaction has already taken it, that transaction is
+        waited for up to ``timeout`` more: it is not left to commit after the call failed."""
+        row, state = message_row(*args, **fields)
+        self._ready_sync(timeout)
+        explicit = fields.get("message_id") is not None
+        return runner.run_sync(self._batcher.add_within(timeout, owner, row, explicit, state))
+
     async def _write_batch(self, batch: Sequence[Pending], trust_cache: bool, alone: bool) -> None:
         """One group's transaction (for the batcher): look up what the cache does not know,
         apply the ownership rule, write, and settle the callers once committed."""

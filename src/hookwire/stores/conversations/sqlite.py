@@ -68,8 +68,15 @@ def _iso(value: _dt.datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
-def _dumps(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _dumps(value: Any) -> str | bytes | None:
+    if value is None:
+        return None
+    encoded = orjson.dumps(value)
+    # A column declared JSON has numeric affinity: SQLite would turn the text of a bare
+    # number into a number of its own (3.0 into 3). A BLOB keeps the text as it is.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return encoded
+    return encoded.decode()
 
 
 _CONVERSATION_INSERT = (
@@ -248,7 +255,7 @@ def _build_sqlite(rows: list[Any]) -> list[dict[str, Any]]:
             "sender": sender,
             "text": text or "",
             "message_time": parse(at),
-            "metadata": loads(meta) if meta.__class__ is str else meta,
+            "metadata": loads(meta) if meta.__class__ is str or meta.__class__ is bytes else meta,
             "run_id": r[0],
             "model": r[1],
             "prompt_tokens": r[2],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 import orjson
@@ -21,6 +22,8 @@ from ..schema import CONVERSATION_STATES, SENDERS, has_lone_surrogate
 __all__ = [
     "MAX_ID_LENGTH",
     "MAX_NAME_LENGTH",
+    "METADATA_FLOAT_LIMIT",
+    "METADATA_INT_RANGE",
     "check_id",
     "check_limit",
     "check_lookup_id",
@@ -121,10 +124,63 @@ def parse_message_time(value: Any) -> _dt.datetime:
         ) from None
 
 
+#: The integers metadata may hold: the 64-bit range, which every backend keeps exactly.
+METADATA_INT_RANGE = (-(2**63), 2**63 - 1)
+#: Floats metadata may hold are finite and smaller than this in size: PostgreSQL gives a
+#: larger one (written with an exponent, and whole) back as an integer.
+METADATA_FLOAT_LIMIT = 1e16
+
+
+def _number_error(value: Any, path: str) -> InvalidMetadataError | None:
+    """Why the number ``value`` (at ``path``) would not come back as it was, if it would not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        low, high = METADATA_INT_RANGE
+        if low <= value <= high:
+            return None
+        return InvalidMetadataError(
+            f"metadata number {value} at {path} is outside the 64-bit integer range "
+            "(-2**63 to 2**63-1) that every database keeps exactly; store it as a string"
+        )
+    if not math.isfinite(value):
+        return InvalidMetadataError(
+            f"metadata cannot hold {value!r} (at {path}): JSON has no NaN or infinity; "
+            "store a string or None instead"
+        )
+    if value == 0.0 and math.copysign(1.0, value) < 0:
+        return InvalidMetadataError(
+            f"metadata cannot hold -0.0 (at {path}): PostgreSQL keeps it as 0.0; store 0.0"
+        )
+    if abs(value) >= METADATA_FLOAT_LIMIT:
+        return InvalidMetadataError(
+            f"metadata float {value!r} at {path} is 1e16 or more in size, which PostgreSQL "
+            f"gives back as an integer; store it as an int ({int(value)}) or a string"
+        )
+    return None
+
+
+def _check_numbers(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_numbers(v, f"{path}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_numbers(v, f"{path}[{i}]")
+    elif isinstance(value, (int, float)):
+        error = _number_error(value, path)
+        if error is not None:
+            raise error
+
+
 def check_metadata(value: Any) -> Any:
-    """``value`` if it can be stored as JSON (any JSON value: object, list, string, ...)."""
+    """``value`` if it can be stored as JSON (any JSON value: object, list, string, ...) and
+    read back exactly as it is: integers in the 64-bit range, finite floats under
+    :data:`METADATA_FLOAT_LIMIT` in size other than -0.0 (``InvalidMetadataError`` names any
+    other number, rather than storing it changed)."""
     if value is None:
         return None
+    _check_numbers(value, "metadata")
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:
