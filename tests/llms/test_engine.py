@@ -334,6 +334,10 @@ class Hangs(BaseLLM):
         while True:
             yield "token "
 
+    async def _astream(self, request: LLMRequest) -> Any:
+        while True:
+            yield "token "
+
 
 async def test_a_cancelled_async_call_ends_with_on_llm_error() -> None:
     # A client that disconnects: the web framework cancels the request's task.
@@ -372,6 +376,16 @@ def test_a_stream_the_caller_closes_ends_with_on_llm_error() -> None:
     tokens = Hangs(callbacks=[rec]).stream("x")
     assert next(tokens) == "token "
     tokens.close()  # the caller stopped reading
+    hooks = rec.hooks()
+    assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
+    assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)
+
+
+async def test_an_async_stream_the_caller_closes_ends_with_on_llm_error_at_once() -> None:
+    rec = RecordingCallback()
+    tokens = Hangs(callbacks=[rec]).astream("x")
+    assert await tokens.__anext__() == "token "
+    await tokens.aclose()  # the caller stopped reading (a client that went away)
     hooks = rec.hooks()
     assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
     assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)

@@ -34,6 +34,7 @@ token), which has no async counterpart; ``_aattempt`` reads ``_astream`` for bot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -194,8 +195,11 @@ class BaseLLM:
     ) -> AsyncIterator[str | LLMResponse]:
         """``stream`` for asyncio."""
         call = self._prepare(messages, model, tools, callbacks, True, params, retry)
-        async for item in self._arun(call, deliver=True):
-            yield item
+        # Closed with this generator (a caller that stops reading): the call then ends with
+        # its on_llm_error at once, not whenever the garbage collector finalises it.
+        async with contextlib.aclosing(self._arun(call, deliver=True)) as run:
+            async for item in run:
+                yield item
 
     # -- preparation ------------------------------------------------------------------------------
 
