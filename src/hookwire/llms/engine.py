@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -607,7 +607,7 @@ class BaseLLM:
                 async for item in self._aattempt(call, n, deliver):
                     yield item
 
-    async def _arun(self, call: Call, deliver: bool) -> AsyncIterator[str | LLMResponse]:
+    async def _arun(self, call: Call, deliver: bool) -> AsyncGenerator[str | LLMResponse, None]:
         """``_run`` (async): yields the new text (when ``deliver``), then the response."""
         await self._astart(call)
         response: Any = None
