@@ -524,7 +524,8 @@ class AccountingCallbackHandler(BaseCallback):
         The model is ``model`` or ``self.model_name``. User, org and agent are the arguments,
         else the caller's request context (``hookwire.request_context``), else the handler's.
         The run is ``run_id`` if given, else the last LLM call this handler recorded
-        automatically (if not already paired), else a new one; a run already in the ledger is
+        automatically in the caller's context (if not already paired; see ``manual``), else a
+        new one; a run already in the ledger is
         not counted again. Returns the record the ledger holds for the run (for a run recorded
         before, the row stored then, not these figures; its ``cost`` is ``None`` if the
         model's price is unknown).
