@@ -170,6 +170,7 @@ def silent_server() -> Iterator[int]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
+    listener.settimeout(0.05)  # so that the thread sees the stop
     held: list[socket.socket] = []
     stop = threading.Event()
 
@@ -177,6 +178,8 @@ def silent_server() -> Iterator[int]:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             held.append(conn)  # read nothing, answer nothing
@@ -187,10 +190,10 @@ def silent_server() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        thread.join(5)
         listener.close()
         for conn in held:
             conn.close()
-        thread.join(5)
 
 
 @pytest.mark.timeout(30)  # before the fix each check waited 60 to 120 s
