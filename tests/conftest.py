@@ -195,6 +195,20 @@ def pg_database_url(pg_url: str) -> Iterator[str]:
             _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Iterator[Any]:
+    """A ``TCPProxy`` (``tests/tcp_proxy.py``) in front of the test PostgreSQL server, to
+    fake an outage without touching the server: ``proxy.url(url)`` goes through it;
+    ``cut()`` (down), ``stall()`` (never answers), ``restore()``."""
+    from tcp_proxy import TCPProxy
+
+    proxy = TCPProxy(PG_HOST, PG_PORT)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database URL for store tests, once for SQLite (a new file) and once for PostgreSQL

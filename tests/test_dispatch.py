@@ -995,6 +995,45 @@ def _child_emits(path: str) -> None:
         m.on_llm_new_token("x")
 
 
+def test_a_background_handler_runs_on_the_worker_it_names() -> None:
+    threads: list[str] = []
+
+    class Slow(BaseCallback):
+        run_in_background = True
+        background_worker = "hookwire-test-own-worker"
+
+        def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+            threads.append(threading.current_thread().name)
+
+    class Shared(BaseCallback):
+        run_in_background = True
+
+        def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+            threads.append(threading.current_thread().name)
+
+    manager = CallbackManager([Slow(), Shared()])
+    manager.on_memory_store("x")
+    assert manager.flush(10)
+    assert sorted(threads) == ["hookwire-test-own-worker", "hookwire-worker"]
+
+
+def test_a_background_worker_that_is_not_a_name_is_a_configuration_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Bad(BaseCallback):
+        run_in_background = True
+        background_worker = 3  # type: ignore[assignment]
+
+        def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+            pass
+
+    manager = CallbackManager([Bad()])
+    with caplog.at_level(logging.ERROR, logger="hookwire"):
+        manager.on_memory_store("x")  # reported as the handler's failure, never raised
+    assert manager.stats()["errors_total"] == 1
+    assert "background_worker must be the name of a worker thread" in caplog.text
+
+
 class _SlowWriter(BaseCallback):
     run_in_background = True
 

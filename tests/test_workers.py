@@ -180,6 +180,40 @@ def test_a_full_queue_blocks_put_until_there_is_room(gates: list[Gate]) -> None:
     assert queue.dropped == 0
 
 
+def test_offer_waits_for_room_at_most_its_timeout_then_drops_and_counts(
+    gates: list[Gate],
+) -> None:
+    gate = shut_gate(gates)
+    queue = BackgroundQueue("offer", gate, maxsize=2, worker=worker_name())
+    queue.put(0)
+    assert gate.entered.wait(5)
+    assert queue.offer(1, 0.0)
+    assert queue.offer(2, 0.0)
+    assert not queue.offer(3, 0.0)  # full: dropped at once
+    assert not queue.offer(4, 0.05)  # full for longer than it waits
+    assert queue.dropped == 2
+    gate.open.set()
+    assert queue.flush(5)
+    assert queue.offer(5, 1.0)
+    assert queue.flush(5)
+    assert gate.items == [0, 1, 2, 5]
+
+
+def test_pending_counts_the_items_in_hand_while_a_flush_waits_behind_them(
+    gates: list[Gate],
+) -> None:
+    gate = shut_gate(gates)
+    queue = BackgroundQueue("in hand", gate, worker=worker_name())
+    queue.put(0)
+    assert gate.entered.wait(5)
+    queue.put(1)
+    assert not queue.flush(0.05)  # a marker now sits behind item 1
+    assert queue.pending == 2
+    gate.open.set()
+    assert queue.flush(5)
+    assert queue.pending == 0
+
+
 def test_put_and_flush_from_the_worker_itself_never_wait_for_themselves() -> None:
     seen: list[Any] = []
     flushed: list[bool] = []

@@ -63,6 +63,7 @@ __all__ = [
     "close_all",
     "flush_all",
     "in_background_loop",
+    "past_exit_deadline",
     "run_coroutine",
     "stats",
 ]
@@ -204,6 +205,17 @@ def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | N
 
 
 _exiting = False  # set by the exit hook
+_exit_deadline: float | None = None  # when the exit hook gives up (time.monotonic())
+
+
+def past_exit_deadline() -> bool:
+    """Whether the exit hook has run out of time: a ``handle()`` that retries (a database
+    that is down) stops then, rather than hold up an exit that drains in the exiting thread
+    itself."""
+    deadline = _exit_deadline
+    return deadline is not None and time.monotonic() >= deadline
+
+
 _WORKERS: dict[str, _Worker] = {}
 _WORKERS_LOCK = threading.Lock()
 # Every queue not closed, by id, weakly. Not a WeakSet: iterating one while another thread
@@ -251,15 +263,18 @@ class BackgroundQueue(Generic[T]):
     ``hookwire`` logger (with its traceback the first time), and the worker goes on.
 
     A full queue (``maxsize`` items waiting) makes ``put`` wait for room, or drop the item
-    and count it in :attr:`dropped` when ``drop_when_full``. After a first item wakes the
-    sleeping worker, it waits ``linger`` seconds for more before handling them.
+    and count it in :attr:`dropped` when ``drop_when_full`` (the first drop is logged);
+    ``offer(item, timeout)`` waits at most ``timeout`` seconds, then drops and counts it.
+    After a first item wakes the sleeping worker, it waits ``linger`` seconds for more before
+    handling them.
     """
 
     __slots__ = (
         "__weakref__",
-        "_batch",
         "_blocked",
+        "_full_logged",
         "_handle",
+        "_in_hand",
         "_items",
         "_linger",
         "_logged",
@@ -301,17 +316,18 @@ class BackgroundQueue(Generic[T]):
         self._worker = _worker(worker)
         self._scheduled = False
         self._serving = False
-        self._batch: list[T] = []
+        self._in_hand = 0  # items taken from _items and not handled yet
         self._blocked = False
         self._room: threading.Event | None = None
         self._logged = False
+        self._full_logged = False
         self._markers = 0  # flush markers in _items, not counted as pending
         _remember(self)
 
     @property
     def pending(self) -> int:
         """Items queued and not yet handled."""
-        return len(self._items) + len(self._batch) - self._markers
+        return len(self._items) + self._in_hand - self._markers
 
     def put(self, item: T) -> None:
         """Queue ``item``; when the queue is full, wait for room (or drop it)."""
@@ -341,26 +357,51 @@ class BackgroundQueue(Generic[T]):
         if not self._scheduled:
             worker.schedule(self)
 
-    def _put_full(self, item: T) -> None:
+    def offer(self, item: T, timeout: float) -> bool:
+        """Queue ``item`` if there is room within ``timeout`` seconds; else drop it, count it
+        in :attr:`dropped` and return False (whatever ``drop_when_full`` says).
+
+        For producers that must not wait long on a consumer that cannot keep up (a database
+        that is down): the bound holds, and what it cost is counted."""
+        if len(self._items) < self._maxsize:
+            self.put(item)
+            return True
+        return self._put_full(item, _deadline(timeout))
+
+    def _put_full(self, item: T, deadline: float | None = None) -> bool:
         worker = self._worker
-        if self.drop_when_full:
+        if self.drop_when_full and deadline is None:
             with worker.lock:
                 self.dropped += 1
-            return
+                first, self._full_logged = not self._full_logged, True
+            if first:
+                logger.warning(
+                    "hookwire: background queue %s is full (%d items): items are dropped and "
+                    "counted until it has room (CallbackManager.stats())",
+                    self.name,
+                    self._maxsize,
+                )
+            return False
         items = self._items
         while len(items) >= self._maxsize:
             if worker.on_thread() or not worker.ensure_running():
                 break  # waiting would wait for ourselves: go over the bound
+            if deadline is not None and time.monotonic() >= deadline:
+                with worker.lock:
+                    self.dropped += 1
+                return False
             if self._room is None:
                 self._room = threading.Event()
             self._room.clear()
             self._blocked = True
             worker.wake.set()
             if len(items) >= self._maxsize:
-                self._room.wait(_POLL)
+                wait = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                self._room.wait(max(wait, 0.0))
         items.append(item)
         if not self._scheduled:
             worker.schedule(self)
+        return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every item put before this call is handled.
@@ -437,28 +478,32 @@ class BackgroundQueue(Generic[T]):
                 self._blocked = False
                 if self._room is not None:
                     self._room.set()
-            if not self._markers:  # read after the pops: a marker taken was counted before
+            # Read after the pops: a marker taken was counted before.
+            marks = sum(1 for i in taken if i.__class__ is _Flush) if self._markers else 0
+            if not marks:
+                self._in_hand = len(taken)
                 self._call(taken)
                 return
+            with self._worker.lock:
+                self._markers -= marks  # out of _items: pending counts them no more
+            self._in_hand = len(taken) - marks
             segment: list[T] = []
             for item in taken:
                 if item.__class__ is _Flush:
                     self._call(segment)
+                    self._in_hand -= len(segment)
                     segment = []
-                    with self._worker.lock:
-                        self._markers -= 1
                     item.set()
                 else:
                     segment.append(item)
             self._call(segment)
         finally:
-            self._batch = []
+            self._in_hand = 0
             self._serving = False
 
     def _call(self, batch: list[T]) -> None:
         if not batch:
             return
-        self._batch = batch
         try:
             self._handle(batch)
         except BaseException as error:  # SystemExit, KeyboardInterrupt too: the worker goes on
@@ -475,7 +520,7 @@ class BackgroundQueue(Generic[T]):
 
     def _reset_in_child(self) -> None:
         self._items.clear()
-        self._batch = []
+        self._in_hand = 0
         self._markers = 0
         self._scheduled = self._serving = self._blocked = False
         self._room = None
@@ -672,8 +717,9 @@ def _stop_loop(deadline: float | None) -> None:
 
 
 def _drain_at_exit() -> None:
-    global _exiting
+    global _exiting, _exit_deadline
     deadline = _deadline(EXIT_TIMEOUT)
+    _exit_deadline = deadline
     _exiting = True
     try:
         if not flush_all(EXIT_TIMEOUT):

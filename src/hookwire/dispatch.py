@@ -142,13 +142,20 @@ async def aflush_handler(handler: Any, timeout: float | None = None) -> bool:
 
 
 def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queued]:
-    """A background handler's queue: its events are handled in order on the shared worker,
-    and a failure is reported as an inline one is (never raised into the worker)."""
+    """A background handler's queue: its events are handled in order on the shared worker
+    (or the one its ``background_worker`` names: a handler that may wait long for a database
+    must not hold up the others), and a failure is reported as an inline one is (never
+    raised into the worker)."""
     name = handler_name(handler)
     size = getattr(handler, "queue_size", 10_000)
     if not isinstance(size, int) or size <= 0:
         raise ConfigurationError(
             f"{name}.queue_size must be a positive number of events, not {size!r}"
+        )
+    worker = getattr(handler, "background_worker", "hookwire-worker")
+    if not isinstance(worker, str) or not worker:
+        raise ConfigurationError(
+            f"{name}.background_worker must be the name of a worker thread, not {worker!r}"
         )
     owner = weakref.ref(manager)
 
@@ -165,7 +172,11 @@ def _queue_for(manager: CallbackManager, handler: Any) -> BackgroundQueue[_Queue
                     m._report(entry, exc, reraise=False, handler=handler)
 
     return BackgroundQueue(
-        name, handle, maxsize=size, drop_when_full=bool(getattr(handler, "drop_when_full", False))
+        name,
+        handle,
+        maxsize=size,
+        drop_when_full=bool(getattr(handler, "drop_when_full", False)),
+        worker=worker,
     )
 
 
@@ -521,17 +532,27 @@ class CallbackManager:
             logger.debug("hookwire: handler %s failed in %s: %r", entry.name, entry.hook, exc)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: handler errors by ``"Handler.hook"``, and per background handler, the
-        events queued now and the events dropped because its queue was full."""
+        """Counters: handler errors by ``"Handler.hook"``; per handler name, the events
+        ``queued`` now and the events ``dropped`` (lost): its background queue was full, or
+        what the handler counts itself in its ``pending`` and ``dropped`` (a log line a full
+        disk refused, a usage row or a chat turn beyond the bound kept during an outage)."""
         with _lock:
             errors = {f"{n}.{h}": c for (n, h), c in (self._errors or {}).items()}
             queues = list((self._queues or {}).values())
+        queued = {q.name: q.pending for q in queues}
+        dropped = {q.name: q.dropped for q in queues}
+        for handler in self._handlers:
+            for key, table in (("pending", queued), ("dropped", dropped)):
+                own = getattr(handler, key, None)
+                if isinstance(own, int) and not isinstance(own, bool):
+                    name = handler_name(handler)
+                    table[name] = table.get(name, 0) + own
         return {
             "handlers": len(self._handlers),
             "errors": errors,
             "errors_total": sum(errors.values()),
-            "queued": {q.name: q.pending for q in queues},
-            "dropped": {q.name: q.dropped for q in queues},
+            "queued": queued,
+            "dropped": dropped,
         }
 
     # -- draining ---------------------------------------------------------------------------

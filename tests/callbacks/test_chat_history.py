@@ -479,6 +479,41 @@ async def test_seed_configuration_example(db_url: str, monkeypatch: pytest.Monke
     assert details["message_count"] == 1
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
+def test_max_pending_must_be_a_positive_number_of_events(bad: Any, tmp_path: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_pending"):
+        ChatHistoryCallbackHandler(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", max_pending=bad
+        )
+
+
+def test_turns_beyond_max_pending_are_dropped_and_counted_never_waited_for(
+    pg_database_url: str, pg_proxy: Any
+) -> None:
+    # The database never answers: the first turn hangs in the writer, the next fill the
+    # bound, the rest are dropped at once and counted; all that was kept is stored later.
+    user = f"bound-{uuid.uuid4().hex[:8]}"
+    chat = ChatHistoryCallbackHandler(
+        user_data={"user_id": user},
+        conversation_id=user,
+        database_url=pg_proxy.url(pg_database_url),
+        max_pending=6,
+    )
+    manager = CallbackManager([chat])
+    manager.on_run_end("warm-up")
+    assert manager.flush(30)
+    pg_proxy.stall()
+    for i in range(20):
+        run_id = manager.on_run_start(f"q{i}")
+        manager.on_run_end(f"a{i}", run_id=run_id)
+    dropped = manager.stats()["dropped"]["ChatHistoryCallbackHandler"]
+    assert 40 - 6 - 1 <= dropped < 40
+    pg_proxy.restore()
+    assert manager.flush(60)
+    stored = chat.get_conversation_details_sync(user)["message_count"]
+    assert stored == 1 + 40 - dropped
+
+
 @contextlib.contextmanager
 def _writes_blocked(db_url: str) -> Iterator[None]:
     """Another connection holds what a message write waits for: SQLite's write lock, or

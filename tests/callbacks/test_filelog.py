@@ -298,6 +298,76 @@ def test_write_failures_never_reach_the_app(
     assert [r["data"]["content"] for r in _read(tmp_path / "f.jsonl")] == ["ok"]
 
 
+def test_a_write_cut_short_by_a_full_disk_leaves_no_piece_of_a_line_to_glue_onto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.jsonl"
+    callback = FileLogCallback(path)
+    callback.on_memory_store("before", run_id="r", timestamp=1.0)
+    assert callback.flush()
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_then_full(fd: int, data: bytes) -> int:
+        # What a filling disk does: the first write(2) takes what fits, the next fails.
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2 + 7])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    for i in range(4):
+        callback.on_memory_store(f"lost-{i}" * 20, run_id="r", timestamp=1.0)
+    assert not callback.flush()  # False while writes fail
+    assert not callback.flush()
+    monkeypatch.undo()
+    callback.on_memory_store("after", run_id="r", timestamp=1.0)
+    assert callback.flush()  # space is back: writing resumes
+    callback.close()
+    lines = path.read_bytes().splitlines()
+    contents = [parse_line(line)["data"]["content"] for line in lines]  # every line whole
+    kept = [c for c in contents if c.startswith("lost-")]
+    assert contents == ["before", *kept, "after"]
+    assert callback.written == 2 + len(kept)
+    assert callback.dropped == 4 - len(kept)
+    assert callback.failed == 4 - len(kept)
+    assert CallbackManager([callback]).stats()["dropped"] == {"FileLogCallback": 4 - len(kept)}
+
+
+def test_a_cut_line_another_writer_appended_after_is_ended_not_glued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the file no longer ends where the cut write ended, the piece cannot be cut off:
+    # the next write starts with a newline, so the piece is a broken line of its own.
+    path = tmp_path / "f.jsonl"
+    callback = FileLogCallback(path)
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_then_full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            n = real_write(fd, bytes(data)[:10])
+            with open(path, "ab") as other:  # another process appends after the piece
+                other.write(b'{"other": 1}\n')
+            return n
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    callback.on_memory_store("lost", run_id="r", timestamp=1.0)
+    assert not callback.flush()
+    monkeypatch.undo()
+    callback.on_memory_store("after", run_id="r", timestamp=1.0)
+    assert callback.flush()
+    callback.close()
+    # (A blank line where the other line had ended already: readers skip blank lines.)
+    lines = [line for line in path.read_bytes().splitlines() if line]
+    assert len(lines) == 2
+    assert lines[0].endswith(b'{"other": 1}')  # the piece and the other line: one broken line
+    assert parse_line(lines[1])["data"]["content"] == "after"  # ours starts on a line of its own
+    assert callback.dropped == 1
+
+
 def test_flush_from_many_threads_waits_for_each_threads_own_events(tmp_path: Path) -> None:
     # Every flush() returns only once the events its thread queued before it are in the file,
     # also when flushes from several threads cross in the queue.

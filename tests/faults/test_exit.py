@@ -36,3 +36,18 @@ def test_exit_with_three_stuck_queues_has_one_overall_bound(run_script: RunScrip
     exiting = ended - float(result.stdout.split()[1])
     assert 0.9 < exiting < 2.5  # EXIT_TIMEOUT is 1 s in the script; 3 s would be one per queue
     assert "not drained within 1.0 s" in result.stderr
+
+
+@pytest.mark.parametrize("when", ["main", "late"])
+def test_exit_while_the_database_is_down_gives_up_within_its_bound(
+    run_script: RunScript, when: str
+) -> None:
+    # "late": the turns are queued after hookwire's drain, so the exiting thread handles them
+    # itself: a retry that never gave up would keep the process from ending.
+    result = run_script("exit_outage.py", when)
+    ended = time.monotonic()
+    assert result.returncode == 0, result.stderr
+    exiting = ended - float(result.stdout.split()[1])
+    print(f"\nFIGURES exit with the database down ({when}): {exiting:.2f} s (EXIT_TIMEOUT 1 s)")
+    assert exiting < 15.0  # one bound, plus a last backoff and connection attempts
+    assert "usage row(s) lost" in result.stderr or "not drained within 1.0 s" in result.stderr

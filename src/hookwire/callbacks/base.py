@@ -25,6 +25,8 @@ Class attributes tune how a handler is run:
                       handlers that do I/O (default False)
 ``queue_size``        the bound of that queue, in events (default 10,000)
 ``drop_when_full``    drop (and count) events when the queue is full instead of waiting
+``background_worker`` the worker thread that queue is handled on (default the shared one);
+                      a handler that may wait long (a database that is down) names its own
 ``name``              the name used in logs and ``CallbackManager.stats()``
 """
 
@@ -83,6 +85,7 @@ class _Handler:
     run_in_background: ClassVar[bool] = False
     queue_size: ClassVar[int] = 10_000
     drop_when_full: ClassVar[bool] = False
+    background_worker: ClassVar[str] = "hookwire-worker"
     name: str | None = None
 
     def ignore_hooks(self, *hooks: str) -> None:

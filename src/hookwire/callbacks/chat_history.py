@@ -36,22 +36,44 @@ exist.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
+from .._workers import past_exit_deadline
 from ..dispatch import aflush_handler, flush_handler
-from ..errors import ConfigurationError
+from ..errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MigrationError,
+    NotFoundError,
+    StoreError,
+)
+from ..ids import new_id
 from ..stores.conversations import ConversationStore, Owner, Page
 from ..stores.runner import in_store_loop, run_sync
 from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
-__all__ = ["ChatHistoryCallbackHandler"]
+__all__ = ["MAX_PENDING", "ChatHistoryCallbackHandler"]
+
+logger = logging.getLogger("hookwire")
+
+T = TypeVar("T")
 
 #: How long a sync method waits for the database before raising ``StoreError``.
 SYNC_TIMEOUT = 60.0
+#: Run events (a turn is two) a handler keeps queued by default while its database is down.
+MAX_PENDING: Final = 10_000
+#: The longest wait between two tries of a turn the database could not take.
+MAX_BACKOFF: Final = 5.0
+
+# Stores that failed to take a turn, so that an outage is logged once per store (and its end).
+_FAILING: set[int] = set()
+_FAILING_LOCK = threading.Lock()
 
 
 class ChatHistoryCallbackHandler(BaseCallback):
@@ -62,9 +84,20 @@ class ChatHistoryCallbackHandler(BaseCallback):
     gets a random id of its own, so it sees only the conversations it created.
     ``conversation_id`` is the conversation that run events are recorded into (created on
     first use); ``correlation_id`` / ``request_id`` are stored with every message.
+
+    Run events are recorded in the background; while the database cannot take them (down,
+    unreachable, full) they are retried with a backoff, in order, and kept: at most
+    ``max_pending`` events, beyond which one is dropped and counted
+    (``CallbackManager.stats()["dropped"]``). A turn the database refuses itself (another
+    user's conversation) is not retried: it is counted in ``stats()["errors"]``.
     """
 
     run_in_background = True
+    # Recording waits for the database, and retries while it is down: on a worker of its own,
+    # so that other background handlers are not held up meanwhile.
+    background_worker = "hookwire-history"
+    # The app never waits for an outage: beyond max_pending events, one is dropped and counted.
+    drop_when_full = True
     name = "ChatHistoryCallbackHandler"
 
     def __init__(
@@ -79,7 +112,14 @@ class ChatHistoryCallbackHandler(BaseCallback):
         *,
         store: ConversationStore | None = None,
         database_url: str | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending <= 0:
+            raise ConfigurationError(
+                f"max_pending must be a positive number of run events, not {max_pending!r}"
+            )
+        #: Run events kept queued at most (while the database is down); see ``max_pending``.
+        self.queue_size = max_pending  # type: ignore[misc]  # this handler's own bound
         if store is not None and database_url is not None:
             raise ConfigurationError(
                 "pass either store= or database_url= to ChatHistoryCallbackHandler, not both"
@@ -153,11 +193,12 @@ class ChatHistoryCallbackHandler(BaseCallback):
     # own writes; with nothing queued this costs a look at its queues.
 
     async def _settled(self) -> None:
-        await aflush_handler(self, SYNC_TIMEOUT)
+        if not _failing(self.store):
+            await aflush_handler(self, SYNC_TIMEOUT)
 
     def _settled_sync(self) -> None:
         # Not on the store loop: the hooks being waited for need it to write.
-        if not in_store_loop():
+        if not in_store_loop() and not _failing(self.store):
             flush_handler(self, SYNC_TIMEOUT)
 
     # -- the Arshai API (async) -----------------------------------------------------------
@@ -365,6 +406,49 @@ class ChatHistoryCallbackHandler(BaseCallback):
 
     # -- as a callback (runs on the handler's background worker) ----------------------------
 
+    def _until_stored(self, write: Callable[[], T]) -> T:
+        """``write()``, tried again with a backoff while the database cannot take it (down,
+        unreachable, full); an error of the data itself is raised at once."""
+        delay = 0.05
+        while True:
+            try:
+                result = write()
+            except Exception as exc:
+                if not _unavailable(exc) or past_exit_deadline():
+                    raise
+                _outage(self.store, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            _recovered(self.store)
+            return result
+
+    def _add_message(self, cid: str, text: str, sender: str, **fields: Any) -> str:
+        # The id is ours, so that a try whose commit went through but whose answer was lost
+        # (a cut connection) is recognised when tried again, not stored twice.
+        message_id = new_id()
+        tries = 0
+
+        def write() -> str:
+            nonlocal tries
+            tries += 1
+            try:
+                return self.store.add_message_sync(
+                    self.owner,
+                    cid,
+                    text,
+                    sender,
+                    timeout=SYNC_TIMEOUT,
+                    message_id=message_id,
+                    **fields,
+                )
+            except InvalidInputError as exc:
+                if tries > 1 and message_id in str(exc):
+                    return message_id  # stored by the try before
+                raise
+
+        return self._until_stored(write)
+
     def _run_conversation(self, kw: Mapping[str, Any]) -> str:
         cid = kw.get("conversation_id") or self.conversation_id
         with self._lock:
@@ -375,8 +459,11 @@ class ChatHistoryCallbackHandler(BaseCallback):
             fields = self._conversation_fields(
                 "normal", cid, None, None, kw.get("model"), agent_title=kw.get("agent")
             )
-            run_sync(
-                self.store.create_conversation(self.owner, exist_ok=True, **fields), SYNC_TIMEOUT
+            self._until_stored(
+                lambda: run_sync(
+                    self.store.create_conversation(self.owner, exist_ok=True, **fields),
+                    SYNC_TIMEOUT,
+                )
             )
             self._known.add(cid)
         return str(cid)
@@ -387,12 +474,10 @@ class ChatHistoryCallbackHandler(BaseCallback):
             return
         cid = self._run_conversation(kwargs)
         run_id = kwargs.get("run_id")
-        message_id = self.store.add_message_sync(
-            self.owner,
+        message_id = self._add_message(
             cid,
             _text(input),
             "end_user",
-            timeout=SYNC_TIMEOUT,
             correlation_id=kwargs.get("correlation_id") or self.correlation_id,
             request_id=kwargs.get("request_id") or self.request_id,
             run_id=run_id,
@@ -414,12 +499,10 @@ class ChatHistoryCallbackHandler(BaseCallback):
             cid, parent = turn
         usage = kwargs.get("usage")
         model = kwargs.get("model") or getattr(output, "model", None)
-        self.store.add_message_sync(
-            self.owner,
+        self._add_message(
             cid,
             _text(output),
             "assistant",
-            timeout=SYNC_TIMEOUT,
             parent_message_id=parent,
             correlation_id=kwargs.get("correlation_id") or self.correlation_id,
             request_id=kwargs.get("request_id") or self.request_id,
@@ -444,3 +527,39 @@ def _text(value: Any) -> str:
         if isinstance(last, str):
             return last
     return str(value)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot take the write now (worth trying again), as
+    opposed to refusing it (bad input, another owner's conversation, an old schema)."""
+    if isinstance(exc, (InvalidInputError, NotFoundError, MigrationError)):
+        return False
+    return isinstance(exc, (StoreError, OSError, TimeoutError))
+
+
+def _failing(store: ConversationStore) -> bool:
+    # While the database takes no writes, the turns queued before a read cannot be written
+    # in the meantime: the read goes ahead (and reports the outage itself if it has to).
+    return bool(_FAILING) and id(store) in _FAILING
+
+
+def _outage(store: ConversationStore, exc: BaseException) -> None:
+    with _FAILING_LOCK:
+        first = id(store) not in _FAILING
+        _FAILING.add(id(store))
+    if first:
+        logger.error(
+            "hookwire: chat history could not be stored in %r; retrying with a backoff, the "
+            "turns kept in order (further failures are logged at debug level): %s",
+            store,
+            exc,
+        )
+    else:
+        logger.debug("hookwire: storing chat history in %r failed again: %r", store, exc)
+
+
+def _recovered(store: ConversationStore) -> None:
+    if _FAILING and id(store) in _FAILING:
+        with _FAILING_LOCK:
+            _FAILING.discard(id(store))
+        logger.warning("hookwire: chat history is stored in %r again", store)

@@ -172,8 +172,9 @@ class FileLogCallback(BaseCallback):
 
     @property
     def dropped(self) -> int:
-        """Events dropped because the queue was full (only with ``drop_when_full=True``)."""
-        return self._queue.dropped
+        """Events not in the file: dropped because the queue was full (only with
+        ``drop_when_full=True``) or lost to a failed write (a full disk)."""
+        return self._queue.dropped + self._file.failed
 
     @property
     def failed(self) -> int:
@@ -229,13 +230,16 @@ class FileLogCallback(BaseCallback):
 
     # -- draining ---------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Wait (up to 10 s) until every event queued before this call is written."""
-        self.drain(10.0)
+    def flush(self, timeout: float | None = 10.0) -> bool:  # type: ignore[override]
+        """Wait (up to ``timeout`` seconds) until every event queued before this call is
+        handled; ``False`` on timeout, or while writes fail (a full disk: those events are
+        counted in ``dropped``)."""
+        return self.drain(timeout)
 
     def drain(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every event queued before this call is written; ``False`` on timeout."""
-        return self._queue.flush(timeout)
+        """Wait until every event queued before this call is handled; ``False`` on timeout,
+        or if the last write failed."""
+        return self._queue.flush(timeout) and not self._file.failing
 
     def close(self) -> None:
         """Flush and close the file. Events after this reopen it."""
@@ -268,6 +272,10 @@ class _LogFile:
         self.written = 0
         self.failed = 0
         self.warned = False
+        #: Whether the last write failed (a full disk): ``flush()`` says so.
+        self.failing = False
+        #: Whether the file ends with a piece of a line that could not be cut off.
+        self.torn = False
 
     def __del__(self) -> None:
         # The last of a dropped handler's lines is written: nothing else will use the file.
@@ -334,6 +342,11 @@ class _LogFile:
                     os.close(fd)
 
     def _write(self, buf: bytes, nlines: int) -> None:
+        done = 0
+        if self.torn:
+            # The cut line a failed write left (another process wrote after it, so it could
+            # not be cut off) ends here: a broken line of its own, never glued to ours.
+            buf = b"\n" + buf
         try:
             if self.fd < 0:
                 self.open()
@@ -351,14 +364,46 @@ class _LogFile:
                 # disk or a signal can cut it short; then the rest follows in another write.
                 n = os.write(self.fd, view)
                 view = view[n:]
+                done += n
             if self.fsync:
                 os.fsync(self.fd)
-            self.written += nlines
         except OSError as exc:
-            self.failed += nlines
+            whole = self._keep_whole_lines(buf, done)
+            self.written += whole
+            self.failed += nlines - whole
+            self.failing = True
             if exc.errno == errno.EBADF:
                 self.fd = -1
-            self.warn_once(f"writing {nlines} line(s) failed: {exc}")
+            self.warn_once(f"writing {nlines - whole} line(s) failed: {exc}")
+            return
+        self.torn = self.failing = False
+        self.written += nlines
+
+    def _keep_whole_lines(self, buf: bytes, done: int) -> int:
+        """After a write cut short (a full disk): cut the file back to the end of the last
+        whole line, so the next write does not glue its first line onto a piece of one.
+        Returns how many of the batch's lines are in the file whole."""
+        torn = self.torn
+        if done == 0:
+            return 0
+        written = bytes(buf[:done])
+        whole = written.count(b"\n") - (1 if torn else 0)
+        piece = done - (written.rfind(b"\n") + 1)
+        self.torn = False
+        if piece == 0:
+            return whole
+        try:
+            # Our bytes end at our offset (O_APPEND moved it to the end before the write). If
+            # the file still ends there, no other writer came after us: cut the piece off.
+            # Else that writer's line is already glued on; end the piece with our next write.
+            end = os.lseek(self.fd, 0, os.SEEK_CUR)
+            if os.fstat(self.fd).st_size == end:
+                os.ftruncate(self.fd, end - piece)
+                return whole
+        except OSError:
+            pass
+        self.torn = True
+        return whole
 
     def _maybe_rotate(self, incoming: int) -> None:
         try:

@@ -654,6 +654,12 @@ class AccountingCallbackHandler(BaseCallback):
         """Rows queued for this handler's ledger and not yet written."""
         return self._queue.pending
 
+    @property
+    def dropped(self) -> int:
+        """Usage rows of this handler's ledger that were lost (logged): refused by the
+        database, or finding its queue full during an outage (``CallbackManager.stats()``)."""
+        return self._queue.dropped
+
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every queued row is written (and the budget leases no call uses are
         given back); ``False`` if ``timeout`` ran out first."""
@@ -670,5 +676,4 @@ class AccountingCallbackHandler(BaseCallback):
                 self.name,
                 self._queue.pending,
             )
-            self._queue.stop()
-            self._queue.flush(1.0)  # a write in progress fails, and gives its rows up
+            self._queue.give_up(1.0)  # a write in progress fails, and gives its rows up

@@ -80,6 +80,8 @@ class PostgresUsageLedger(SQLUsageLedger):
     """The ledger in PostgreSQL (see the module)."""
 
     statements = Statements(pg_insert)
+    # numeric(38, 12): 26 digits before the point.
+    max_cost = Decimal(10**26 - 1)
 
     def __init__(self, url: str | None = None) -> None:
         super().__init__(url)

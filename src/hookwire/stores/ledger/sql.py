@@ -5,6 +5,7 @@ reservations."""
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..._logonce import LogOnce
 from ...errors import ConfigurationError, StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
 from ..schema import budget_reservations, usage_ledger, usage_totals
@@ -88,10 +90,13 @@ class SQLUsageLedger(UsageLedger):
     ``_reserve``, the ``_period_column`` and how reservations are settled)."""
 
     statements: ClassVar[Statements]
+    #: The largest cost the backend's cost column holds.
+    max_cost: ClassVar[Decimal]
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._schema_checked = False
+        self._cost_log = LogOnce()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
@@ -113,6 +118,7 @@ class SQLUsageLedger(UsageLedger):
         release = list(release)
         if not records and not release:
             return []
+        records = [self._storable(r) for r in records]
         await self._ready()
         written: list[UsageRecord] = []
         done = [r.run_id for r in records] + release
@@ -128,6 +134,26 @@ class SQLUsageLedger(UsageLedger):
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("writing usage", exc) from exc
         return written
+
+    def _storable(self, record: UsageRecord) -> UsageRecord:
+        """``record``, with its cost unknown (``None``) if the column cannot hold it.
+
+        A cost out of range (a server reporting 3.7e12 tokens) or not a number would make the
+        database refuse the row: kept this way the call counts, with its tokens, among the
+        calls of unknown cost (``unknown_cost_calls``), never at a wrong cost."""
+        cost = record.cost
+        if cost is None or (cost.is_finite() and abs(cost) <= self.max_cost):
+            return record
+        self._cost_log(
+            "hookwire: %s: the cost %s of run %s is beyond what the ledger holds (%s at "
+            "most); the call is recorded with its cost unknown (further such rows are logged "
+            "at debug level)",
+            self,
+            cost,
+            record.run_id,
+            self.max_cost,
+        )
+        return dataclasses.replace(record, cost=None)
 
     async def _settle_in_transaction(self, conn: Any, run_ids: list[str]) -> None:
         """Remove the reservations of ``run_ids`` in the ledger rows' transaction."""

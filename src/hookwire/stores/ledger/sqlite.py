@@ -10,6 +10,7 @@ Checks from sync code or another event loop run on the store loop, without the h
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, delete, func
@@ -17,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..engine import get_write_engine
-from ..schema import budget_reservations, usage_ledger
+from ..schema import MONEY_SCALE, budget_reservations, usage_ledger
 from .budgets import exceeded
 from .records import Claim, period_name
 from .sql import BATCH, SQLUsageLedger, Statements
@@ -32,6 +33,8 @@ class SQLiteUsageLedger(SQLUsageLedger):
     """The ledger in an SQLite file (see the module)."""
 
     statements = Statements(sqlite_insert)
+    # Money is a 64-bit count of 10^-12 units on SQLite.
+    max_cost = Decimal(2**63 - 1).scaleb(-MONEY_SCALE)
     # A check waits only for the file's write lock, bounded by SQLite's busy timeout; cancelled
     # while aiosqlite's thread runs its BEGIN IMMEDIATE, it could leave that connection
     # holding the lock, and every writer of the file waiting for it.
