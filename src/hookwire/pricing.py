@@ -66,6 +66,7 @@ __all__ = [
     "Tier",
     "clear_prices",
     "cost",
+    "dearest_prices",
     "estimate",
     "load_prices",
     "price_of",
@@ -451,6 +452,64 @@ def estimate(
     return worst
 
 
+def _top(price: _Price | None) -> Decimal:
+    if price is None:
+        return _ZERO
+    if isinstance(price, tuple):
+        return max([price[0], *(t.price for t in price[1])])
+    return price
+
+
+_dearest: ModelPrices | None = None
+
+
+def dearest_prices() -> ModelPrices:
+    """The dearest input and output rates of any model known (``genai-prices`` and your own
+    prices; a tiered price at its top tier, reasoning at the output rate if dearer): what a
+    call to a model without a known price can cost at most if its answer is billed under
+    another model's name (an Azure deployment, a router alias). Budgets reserve this for it.
+    """
+    global _dearest
+    found = _dearest
+    if found is not None:
+        return found
+    if not _env_loaded:
+        _load_env()
+    rates: list[tuple[Decimal, Decimal, Decimal]] = []
+    with _lock:
+        overrides = [p for by in _overrides.values() for p in by.values()]
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+        from genai_prices.types import ModelPrice
+
+        for gp_provider in get_snapshot().providers:
+            for gp_model in gp_provider.models:
+                found_prices = gp_model.prices
+                if isinstance(found_prices, ModelPrice):
+                    each = [found_prices]
+                else:  # prices that change on a date or with a condition: all of them
+                    each = [c.prices for c in found_prices]
+                for mp in each:
+                    one = _from_genai(mp, gp_model, gp_provider)
+                    if one is not None:
+                        overrides.append(one)
+    except ImportError:
+        pass  # only the user's own prices are known
+    except (AttributeError, TypeError) as exc:
+        _warn_incompatible_database(exc)
+    for p in overrides:
+        output = max(_top(p.output_mtok), _top(p.output_reasoning_mtok))
+        rates.append((_top(p.input_mtok), output, p.requests_kcount or _ZERO))
+    found = ModelPrices(
+        input_mtok=max((r[0] for r in rates), default=_ZERO),
+        output_mtok=max((r[1] for r in rates), default=_ZERO),
+        requests_kcount=max((r[2] for r in rates), default=_ZERO),
+        model_id="dearest known",
+    )
+    _dearest = found
+    return found
+
+
 # -- overrides ---------------------------------------------------------------------------------
 
 
@@ -518,6 +577,8 @@ def _build(
 
 
 def _install(prices: list[ModelPrices]) -> None:
+    global _dearest
+    _dearest = None
     with _lock:
         for p in prices:
             assert p.model_id is not None
@@ -623,7 +684,8 @@ def _load_env() -> None:
 def clear_prices() -> None:
     """Forget every override and the lookup cache (the ``HOOKWIRE_PRICES`` file is read again
     on the next lookup)."""
-    global _env_loaded
+    global _env_loaded, _dearest
+    _dearest = None
     with _lock:
         _overrides.clear()
         _cache.clear()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from hookwire.callbacks.accounting import (
 )
 from hookwire.errors import BudgetExceeded, ConfigurationError, InvalidUsageError
 from hookwire.stores import runner
-from hookwire.stores.ledger import UsageLedger
+from hookwire.stores.ledger import UsageLedger, ledger_key
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -188,6 +189,17 @@ def test_the_responses_own_cost_is_kept(tmp_path: Path) -> None:
     assert row.currency == "EUR"
 
 
+@pytest.mark.parametrize("cost", [Decimal("-1"), Decimal("NaN"), float("nan"), "0.1"])
+def test_a_responses_own_cost_that_would_break_a_budget_is_priced_instead(
+    tmp_path: Path, cost: Any
+) -> None:
+    h = AccountingCallbackHandler(database_url=f"sqlite:///{tmp_path}/a.db", user_id="u")
+    response = LLMResponse("x", usage=Usage(100, 50), model="gpt-4o", cost=cost)
+    h.on_llm_end(response, run_id="r1")
+    (row,) = h.summary()
+    assert row["cost"] == pricing.cost("gpt-4o", Usage(100, 50))
+
+
 def test_unknown_model_is_recorded_with_unknown_cost(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -228,7 +240,9 @@ def test_long_values_are_cut_to_fit_and_refused_rows_do_not_block_others(
         h.on_llm_end(response(), run_id=user + "-after")
         assert h.flush(timeout=30)
     rows = runner.run_sync(h.store.records(user_id=user))
-    assert rows[0].agent == "a" * 255
+    # An agent (user, org) id keeps a form budgets can find it by: a prefix and its hash.
+    assert rows[0].agent == ledger_key("a" * 1000)
+    assert len(rows[0].agent) == 255
     assert rows[0].model == "m" * 255
     if "sqlite" in db_url:  # SQLite does not enforce VARCHAR lengths: all three are kept
         assert [r.run_id for r in rows] == [user + "-long", "r" * 500, user + "-after"]
@@ -240,16 +254,19 @@ def test_long_values_are_cut_to_fit_and_refused_rows_do_not_block_others(
 
 def test_values_no_column_can_store_are_escaped_not_lost(db_url: str) -> None:
     # NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8) in the context's strings:
-    # the row is kept, with those characters written as escapes.
+    # the row is kept, with those characters written as escapes (and ids given their hash, so
+    # that two of them never merge).
     user = uid()
     h = AccountingCallbackHandler(database_url=db_url, user_id=user, org_id="org\x00")
     h.on_llm_end(response(), run_id=user + "-1", agent="agent \ud800")
     record = h.call_accounting_sync(5, 7, "slug \udfff", run_id=user + "-2")
     assert h.flush(timeout=30)
     rows = runner.run_sync(h.store.records(user_id=user))
+    org = ledger_key("org\x00")
+    assert org.startswith("org\\x00#")
     assert sorted((r.run_id, r.agent, r.org_id) for r in rows) == [
-        (user + "-1", "agent \\ud800", "org\\x00"),
-        (user + "-2", "slug \\udfff", "org\\x00"),
+        (user + "-1", ledger_key("agent \ud800"), org),
+        (user + "-2", ledger_key("slug \udfff"), org),
     ]
     assert record.prompt_tokens == 7
 
@@ -426,21 +443,57 @@ def test_a_pinned_budget_key(tmp_path: Path) -> None:
         m.on_llm_start(PROMPT, model="gpt-4o", user_id="anyone")
 
 
-def test_unpriced_models_reserve_nothing_but_are_still_stopped(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/a.db"
+@pytest.mark.parametrize("unpriced", ["dearest", "configured"])
+def test_an_unpriced_model_billed_under_a_priced_name_holds_the_budget(
+    db_url: str, unpriced: str
+) -> None:
+    # An Azure deployment (or a router alias) hookwire has no price for, whose answers come
+    # back as gpt-4o: every call reserves an estimate, so 52 calls in flight together cannot
+    # all pass a budget of ten calls.
+    user = uid()
+    one = cost_of(20, 100)
+    limit = one * 10
+    prices = pricing.ModelPrices(input_mtok=Decimal("2.5"), output_mtok=Decimal("10"))
     h = AccountingCallbackHandler(
-        database_url=url, user_id="u", budgets=Budget("0.001", period=None)
+        database_url=db_url,
+        user_id=user,
+        budgets=Budget(limit, period=None),
+        budget_lease=0,
+        unpriced_price=None if unpriced == "dearest" else prices,
     )
     m = CallbackManager([h])
-    rid = m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
-    assert runner.run_sync(h.store.reserved("user", "u", None)) == 0
-    m.on_llm_end(LLMResponse("x", usage=Usage(1, 1), model="home-made-llm"), run_id=rid)
-    h.flush()
-    runner.run_sync(
-        h.call_accounting(output_tokens=1000, prompt_tokens=0, model="gpt-4o", run_id="priced")
-    )
-    with pytest.raises(BudgetExceeded):
-        m.on_llm_start(PROMPT, model="home-made-llm", provider="vllm")
+    started: list[str] = []
+    for _ in range(52):
+        with contextlib.suppress(BudgetExceeded):
+            started.append(
+                m.on_llm_start(
+                    PROMPT,
+                    invocation_params={"model": "my-deployment", "max_tokens": 100},
+                    model="my-deployment",
+                    provider="azure",
+                )
+            )
+    assert 1 <= len(started) <= 11
+    for rid in started:
+        m.on_llm_end(response(20, 100, model="gpt-4o"), run_id=rid)
+    assert h.flush(30)
+    spent = runner.run_sync(h.store.spent("user", user, None))
+    assert spent == len(started) * one
+    assert spent <= limit + one
+    # Once the budget is spent, the unpriced model is refused like any other.
+    if spent >= limit:
+        with pytest.raises(BudgetExceeded):
+            m.on_llm_start(PROMPT, model="my-deployment", provider="azure")
+
+
+def test_the_dearest_known_price_covers_every_known_model() -> None:
+    dearest = pricing.dearest_prices()
+    for model in ("gpt-4o", "o1-pro", "claude-3-5-sonnet-latest"):
+        known = pricing.estimate(model, 1000, 1000)
+        if known is not None:
+            assert dearest.cost(Usage(1000, 1000)) >= known
+    pricing.set_price("gold-plated", input_mtok="100000", output_mtok="100000")
+    assert pricing.dearest_prices().output_mtok == Decimal("100000")
 
 
 def _start(m: CallbackManager, **kwargs: Any) -> str:

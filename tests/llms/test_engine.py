@@ -3,6 +3,7 @@ are not delivered (read through the provider's _stream_into), and _finish."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -310,3 +311,81 @@ async def test_a_handler_cannot_change_the_request_sent_to_the_model(
         assert body["messages"] == [{"role": "user", "content": "hello"}]
         assert body["stop"] == ["\n\n"]
     assert messages == [{"role": "user", "content": "hello"}] and stop == ["\n\n"]
+
+
+# -- a call stopped from outside ---------------------------------------------------------------
+
+
+class Hangs(BaseLLM):
+    """A client whose answer never comes (async), or whose stream goes on forever (sync)."""
+
+    provider = "hangs"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(model="m-1", **kw)
+        self.asked = asyncio.Event()
+
+    async def _acomplete(self, request: LLMRequest) -> LLMResponse:
+        self.asked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+    def _stream(self, request: LLMRequest) -> Any:
+        while True:
+            yield "token "
+
+    async def _astream(self, request: LLMRequest) -> Any:
+        while True:
+            yield "token "
+
+
+async def test_a_cancelled_async_call_ends_with_on_llm_error() -> None:
+    # A client that disconnects: the web framework cancels the request's task.
+    rec = RecordingCallback()
+    llm = Hangs(callbacks=[rec])
+    task = asyncio.create_task(llm.agenerate("x", stream=False))
+    await llm.asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rec.hooks() == ["on_llm_start", "on_llm_error"]  # nothing failed: no on_error
+    error = rec.of("llm_error")[0]
+    assert isinstance(error["error"], asyncio.CancelledError)
+    assert error["run_id"] == rec.of("llm_start")[0]["run_id"]
+
+
+async def test_a_call_cancelled_during_its_budget_check_ends_with_on_llm_error() -> None:
+    checking = asyncio.Event()
+
+    class SlowCheck(BaseCallback):
+        async def aon_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+            checking.set()
+            await asyncio.Event().wait()
+
+    rec = RecordingCallback()
+    task = asyncio.create_task(Hangs(callbacks=[rec, SlowCheck()]).agenerate("x"))
+    await checking.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rec.hooks() == ["on_llm_start", "on_llm_error"]
+
+
+def test_a_stream_the_caller_closes_ends_with_on_llm_error() -> None:
+    rec = RecordingCallback()
+    tokens = Hangs(callbacks=[rec]).stream("x")
+    assert next(tokens) == "token "
+    tokens.close()  # the caller stopped reading
+    hooks = rec.hooks()
+    assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
+    assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)
+
+
+async def test_an_async_stream_the_caller_closes_ends_with_on_llm_error_at_once() -> None:
+    rec = RecordingCallback()
+    tokens = Hangs(callbacks=[rec]).astream("x")
+    assert await tokens.__anext__() == "token "
+    await tokens.aclose()  # the caller stopped reading (a client that went away)
+    hooks = rec.hooks()
+    assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
+    assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -402,6 +402,8 @@ def test_property_no_rendering_of_a_database_url_holds_its_password(
 
 @settings(max_examples=25, deadline=None)
 @given(password=_PASSWORD, encoded=st.booleans())
+# A bare @ first, then / and ?: the host seemed to end before the password's real end.
+@example(password="@QQ000/QQ000?QQ000", encoded=False)
 def test_property_the_cli_never_shows_a_database_password(password: str, encoded: bool) -> None:
     from typer.testing import CliRunner
 

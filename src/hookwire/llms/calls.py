@@ -121,6 +121,12 @@ class Call:
         events.append(("on_error", (abort,), {"stage": "budget", **self.kw}))
         return events
 
+    def stopped(self, stop: BaseException) -> Events:
+        """The call was stopped from outside (cancelled, interrupted, or its stream closed by
+        the caller): what to send, so handlers close it (a budget releases its reservation)."""
+        kw = self.end_kw() if self.t0 else {**self.kw, "attempts": self.attempts}
+        return [("on_llm_error", (stop,), kw)]
+
     def failed(self, error: BaseException) -> Events:
         """The call failed for good: what to send."""
         return [

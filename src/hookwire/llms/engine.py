@@ -15,6 +15,9 @@ not read). ``BaseLLM`` wraps that in what every call needs, as ``docs/events.md`
 - a ``CallbackAbort`` raised by an ``on_llm_start`` handler (a budget) stops the call before it
   is sent: ``on_llm_error``, ``on_budget_exceeded`` (for ``BudgetExceeded``) and
   ``on_error(stage="budget")`` go out, and the exception is raised;
+- a call stopped from outside (its task cancelled, ``KeyboardInterrupt``, a stream the caller
+  closes) ends with ``on_llm_error(stop)`` (no ``on_error``: nothing failed), so that handlers
+  close it and a budget gives its reservation back; the stop is raised on unchanged;
 - the cost, through ``hookwire.pricing`` when it is installed.
 
 Events go to the client's own callbacks and to the ones a call is given (a runner passes its
@@ -31,9 +34,10 @@ token), which has no async counterpart; ``_aattempt`` reads ``_astream`` for bot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -56,6 +60,11 @@ from .protocol import LLMRequest, Messages, StreamEnd, normalize_messages
 from .retry import RetryPolicy
 
 __all__ = ["BaseLLM"]
+
+#: What stops a call from outside: a cancelled task (a client that disconnected), Ctrl-C, or
+#: the caller closing a stream it stopped reading. The call then ends with ``on_llm_error``
+#: carrying it, as a failure does, and it is raised on unchanged.
+_STOPS = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
 
 
 class BaseLLM:
@@ -186,8 +195,11 @@ class BaseLLM:
     ) -> AsyncIterator[str | LLMResponse]:
         """``stream`` for asyncio."""
         call = self._prepare(messages, model, tools, callbacks, True, params, retry)
-        async for item in self._arun(call, deliver=True):
-            yield item
+        # Closed with this generator (a caller that stops reading): the call then ends with
+        # its on_llm_error at once, not whenever the garbage collector finalises it.
+        async with contextlib.aclosing(self._arun(call, deliver=True)) as run:
+            async for item in run:
+                yield item
 
     # -- preparation ------------------------------------------------------------------------------
 
@@ -356,6 +368,9 @@ class BaseLLM:
         except CallbackAbort as abort:
             self._emit(call, call.aborted(abort))
             raise
+        except _STOPS as stop:
+            self._emit(call, call.stopped(stop))
+            raise
         call.t0 = time.perf_counter()
 
     def _complete_attempt(self, call: Call, n: int) -> LLMResponse:
@@ -491,6 +506,9 @@ class BaseLLM:
         except LLMError as error:
             self._emit(call, call.failed(error))
             raise
+        except _STOPS as stop:
+            self._emit(call, call.stopped(stop))
+            raise
         yield self._end(call, response)
 
     def _generate(self, call: Call) -> LLMResponse:
@@ -518,6 +536,9 @@ class BaseLLM:
                 await m.aon_llm_start(prompt, **kw)
         except CallbackAbort as abort:
             await self._aemit(call, call.aborted(abort))
+            raise
+        except _STOPS as stop:
+            await self._aemit(call, call.stopped(stop))
             raise
         call.t0 = time.perf_counter()
 
@@ -586,7 +607,7 @@ class BaseLLM:
                 async for item in self._aattempt(call, n, deliver):
                     yield item
 
-    async def _arun(self, call: Call, deliver: bool) -> AsyncIterator[str | LLMResponse]:
+    async def _arun(self, call: Call, deliver: bool) -> AsyncGenerator[str | LLMResponse, None]:
         """``_run`` (async): yields the new text (when ``deliver``), then the response."""
         await self._astart(call)
         response: Any = None
@@ -606,6 +627,9 @@ class BaseLLM:
             raise
         except LLMError as error:
             await self._aemit(call, call.failed(error))
+            raise
+        except _STOPS as stop:
+            await self._aemit(call, call.stopped(stop))
             raise
         yield await self._aend(call, response)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from typing import Any
 
@@ -39,6 +40,39 @@ from .protocol import LLMRequest, StreamEnd
 from .retry import RetryPolicy
 
 __all__ = ["OpenAIClient", "map_openai_error"]
+
+# The SDK's async client belongs to the loop that opened its connections. Left to the garbage
+# collector, it schedules its own close on whatever loop runs at that moment (a background
+# loop's thread, or none): the connections leak, or the close fails on a closed loop ("Task
+# exception was never retrieved"). So the clients still alive when their loop shuts its async
+# generators down (as ``asyncio.run`` does before it closes the loop) are closed there, by one
+# async generator per loop, started on it, whose ``finally`` closes them. Clients are held
+# weakly (one made per request is collected as usual); the guards for as long as their loop.
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_GUARDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+async def _closes(clients: weakref.WeakSet[Any]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in list(clients):
+            await client.close()
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop, client: openai.AsyncOpenAI) -> None:
+    clients = _CLIENTS.get(loop)
+    if clients is None:
+        clients = _CLIENTS[loop] = weakref.WeakSet()
+        guard = _GUARDS[loop] = _closes(clients)
+
+        async def start() -> None:  # its first step on the loop registers it with the loop
+            await guard.__anext__()
+
+        loop.create_task(start())
+    clients.add(client)
 
 
 class OpenAIClient(BaseLLM):
@@ -139,6 +173,8 @@ class OpenAIClient(BaseLLM):
         if self._async is None or (loop is not None and loop is not self._async_loop):
             self._async = openai.AsyncOpenAI(**self._sdk_kw())
             self._async_loop = loop
+            if isinstance(loop, asyncio.AbstractEventLoop):
+                _close_with_loop(loop, self._async)
         return self._async
 
     def close(self) -> None:

@@ -188,9 +188,11 @@ def resolve_url(url: str | None = None) -> str:
 
 def _check_server_url(raw: str, parsed: URL) -> None:
     """Refuse a server URL whose parts SQLAlchemy would split in the wrong place: a password
-    holding a bare ``@`` makes the rest of it the host (and shows it in every error)."""
-    authority = raw.partition("://")[2].partition("?")[0]
-    if authority.count("@") > 1 or "@" in (parsed.host or "") or "@" in (parsed.database or ""):
+    holding a bare ``@`` makes the rest of it the host (and shows it in every error); one
+    holding a bare ``/``, ``?`` or ``#`` as well ends the host early, so the URL's part after it
+    is searched for an ``@`` too."""
+    rest = raw.partition("://")[2]
+    if rest.count("@") > 1 or "@" in (parsed.host or "") or "@" in (parsed.database or ""):
         raise ConfigurationError(
             f"{redact(raw)!r} has more than one @: percent-encode an @ in the user or "
             "password as %40 (and : as %3A, / as %2F, % as %25)"

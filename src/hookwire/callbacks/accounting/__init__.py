@@ -1,8 +1,9 @@
 """Usage accounting: a durable ledger of LLM usage and cost, and budgets.
 
 ``AccountingCallbackHandler`` (``handler``) records every LLM call in the ledger and enforces
-``Budget`` limits (``budgets``, which also holds budget leases); its rows are written in the
-background through the ledger's queue (``ledger_queue``). See
+``Budget`` limits (``budgets``, which also holds a call's worst case and budget leases); calls
+recorded by hand are checked and paired in ``manual``; its rows are written in the background
+through the ledger's queue (``ledger_queue``). See
 ``hookwire.callbacks.accounting.handler``.
 """
 

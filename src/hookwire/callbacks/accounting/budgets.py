@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from ...errors import BudgetExceeded, ConfigurationError
+from ... import pricing
+from ...errors import BudgetExceeded, ConfigurationError, InvalidUsageError
+from ...events import Usage
 from ...ids import new_id
 from ...stores import runner
 from ...stores.ledger import SCOPES, Claim, UsageLedger, period_start
@@ -34,7 +36,9 @@ __all__ = [
     "LEASE_LIFE",
     "Budget",
     "BudgetLeases",
+    "answered",
     "estimate_prompt_tokens",
+    "worst_case",
 ]
 
 logger = logging.getLogger("hookwire")
@@ -110,6 +114,57 @@ def estimate_prompt_tokens(prompt: Any) -> int:
     if isinstance(prompt, (list, tuple)):
         return 3 + sum(estimate_prompt_tokens(m) for m in prompt)
     return len(str(prompt).encode("utf-8", "replace")) + 8
+
+
+# Per model asked for, the most tokens an answer has run past its call's max_tokens in this
+# process (a server that does not honour max_tokens): later calls reserve that much more.
+_EXCESS: dict[str, int] = {}
+
+
+def worst_case(
+    model: str | None,
+    prompt: Any,
+    max_tokens: int,
+    provider: str | None,
+    unpriced: pricing.ModelPrices | None,
+) -> Decimal:
+    """The most a call can cost: its prompt's upper bound and ``max_tokens`` of answer (plus
+    the most this process has seen the model run past its max_tokens), at the model's prices,
+    or at ``unpriced`` (default: the dearest known, ``pricing.dearest_prices()``) for a model
+    without a known price, whose answer may come back billed as another model."""
+    prompt_tokens = estimate_prompt_tokens(prompt)
+    amount: Decimal | None = None
+    if model:
+        max_tokens += _EXCESS.get(model, 0)
+        try:
+            amount = pricing.estimate(model, prompt_tokens, max_tokens, provider)
+        except InvalidUsageError:
+            amount = None
+    if amount is None:
+        prices = unpriced if unpriced is not None else pricing.dearest_prices()
+        amount = prices.cost(Usage(prompt_tokens, max_tokens))
+    return amount
+
+
+def answered(model: str | None, max_tokens: int, completion_tokens: int) -> None:
+    """A call asked ``model`` for at most ``max_tokens`` and got ``completion_tokens``: if
+    more, the model's later calls in this process reserve for that much more (logged once per
+    model and new maximum)."""
+    excess = completion_tokens - max_tokens
+    if not model or excess <= _EXCESS.get(model, 0):
+        return
+    if len(_EXCESS) >= 4096 and model not in _EXCESS:
+        return  # one entry per model name: a bound, not a cache to churn
+    _EXCESS[model] = excess
+    logger.warning(
+        "hookwire: %s answered with %d tokens, past the max_tokens of %d its budget "
+        "reservation was made for; the call is charged its real cost, and later calls to it "
+        "reserve %d tokens more",
+        model,
+        completion_tokens,
+        max_tokens,
+        excess,
+    )
 
 
 #: How long (seconds) a budget lease serves calls; renewed in the background from half-way on.

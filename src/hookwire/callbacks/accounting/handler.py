@@ -15,8 +15,8 @@ It also works by hand, as in Arshai's documentation::
     await accounting.call_accounting(output_tokens=150, prompt_tokens=100, agent_slug="support")
 
 A call is never counted twice: the ledger is idempotent by run id, and ``call_accounting``
-pairs itself with the LLM call the handler saw last (or takes ``run_id=``), so a call recorded
-both automatically and by hand counts once.
+pairs itself with the LLM call the handler saw last in the caller's context (or takes
+``run_id=``; see ``manual``), so a call recorded both automatically and by hand counts once.
 
 Budgets (``Budget(limit, period="day" | "month" | None, scope="user" | "org" | "agent")``) are
 checked before each LLM call, inline (not in the background), and reserve the call's
@@ -28,7 +28,7 @@ caller.
 from __future__ import annotations
 
 import atexit
-import collections
+import contextlib
 import dataclasses
 import logging
 import weakref
@@ -43,11 +43,12 @@ from ...errors import BudgetExceeded, ConfigurationError, HookwireError, Invalid
 from ...events import EmbeddingResponse, LLMResponse, Usage
 from ...ids import new_id
 from ...stores import runner
-from ...stores.ledger import SCOPES, Claim, UsageLedger, UsageRecord
+from ...stores.ledger import MAX_COST, SCOPES, Claim, UsageLedger, UsageRecord, ledger_key
 from ...stores.schema import has_lone_surrogate
 from ..base import BaseCallback
-from .budgets import Budget, BudgetLeases, estimate_prompt_tokens
+from .budgets import Budget, BudgetLeases, answered, worst_case
 from .ledger_queue import ledger_queue
+from .manual import Identity, RunPairing, check_cost, manual_cost, manual_text, manual_usage
 
 __all__ = ["AccountingCallbackHandler"]
 
@@ -70,16 +71,27 @@ _SIZES: Final = {
 }
 
 
+_KEY_COLUMNS: Final = frozenset(SCOPES.values())
+
+
 def _fit(record: UsageRecord) -> UsageRecord:
     # Usage is money: a value the columns cannot take is made to fit (cut, NUL and lone
-    # surrogates written as escapes) rather than losing the row.
-    long: dict[str, Any] = {
-        k: str(getattr(record, k))[:n]
-        for k, n in _SIZES.items()
-        if getattr(record, k) is not None
-        and (not isinstance(getattr(record, k), str) or len(getattr(record, k)) > n)
-    }
+    # surrogates written as escapes) rather than losing the row. User, org and agent ids take
+    # the one form budget checks look them up by (ledger_key), so a budget finds its spend.
+    long: dict[str, Any] = {}
+    for k, n in _SIZES.items():
+        value = getattr(record, k)
+        if value is None:
+            continue
+        if k in _KEY_COLUMNS:
+            key = ledger_key(str(value))
+            if key is not value:
+                long[k] = key
+        elif not isinstance(value, str) or len(value) > n:
+            long[k] = str(value)[:n]
     for k in _SIZES:
+        if k in _KEY_COLUMNS:
+            continue
         value = long.get(k, getattr(record, k))
         # NUL: PostgreSQL refuses it; a lone surrogate: not UTF-8.
         if isinstance(value, str) and ("\x00" in value or has_lone_surrogate(value)):
@@ -115,6 +127,25 @@ _noop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
 _anoop_start.__hookwire_noop__ = True  # type: ignore[attr-defined]
 
 
+def _own_cost(response: Any) -> Decimal | None:
+    """The cost a response carries, if the ledger can take it; else ``None`` (the call is then
+    priced from its model): a negative or NaN cost would reopen or poison a budget."""
+    cost = getattr(response, "cost", None)
+    if cost is None or (type(cost) is Decimal and cost.is_finite() and 0 <= cost <= MAX_COST):
+        return cost
+    logger.warning(
+        "hookwire: a response's cost %r is not an amount of money from 0 to %s; the call is "
+        "priced from its model instead",
+        cost,
+        MAX_COST,
+    )
+    return None
+
+
+def _identity(record: UsageRecord) -> Identity:
+    return (record.user_id, record.org_id, record.correlation_id, record.request_id)
+
+
 class AccountingCallbackHandler(BaseCallback):
     """Records every LLM call's usage and cost in a durable ledger, and enforces budgets.
 
@@ -130,6 +161,11 @@ class AccountingCallbackHandler(BaseCallback):
     ``settle_wait`` (seconds) is how long a refused budget check waits for this handler's
     queued rows to be written before it checks again, so that calls that already ended count
     at their real cost rather than their worst case.
+
+    ``check_timeout`` (seconds) bounds a budget check: a database that takes longer counts as
+    unreachable (see ``fail_open``). ``unpriced_price`` (a ``pricing.ModelPrices``) is what a
+    call to a model without a known price reserves at; ``None``: the dearest known prices,
+    since its answer may be billed under another model's name.
 
     ``budget_lease`` (calls; ``0`` turns it off) lets a process reserve that many calls' worst
     case ahead, in one background round trip, and check its next calls against it without
@@ -161,6 +197,8 @@ class AccountingCallbackHandler(BaseCallback):
         fail_open: bool = True,
         settle_wait: float = 2.0,
         budget_lease: int = 16,
+        check_timeout: float = 2.0,
+        unpriced_price: pricing.ModelPrices | None = None,
     ) -> None:
         if store is not None and database_url is not None:
             raise ConfigurationError("pass store= or database_url=, not both")
@@ -192,6 +230,23 @@ class AccountingCallbackHandler(BaseCallback):
             raise ConfigurationError("default_max_tokens must be a positive integer")
         if reservation_ttl <= 0:
             raise ConfigurationError("reservation_ttl must be a positive number of seconds")
+        if (
+            isinstance(check_timeout, bool)
+            or not isinstance(check_timeout, (int, float))
+            or not 0 < check_timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"check_timeout must be a positive number of seconds, not {check_timeout!r}"
+            )
+        if unpriced_price is not None and not isinstance(unpriced_price, pricing.ModelPrices):
+            raise ConfigurationError(
+                "unpriced_price must be a hookwire.pricing.ModelPrices, such as "
+                "ModelPrices(input_mtok=Decimal('5'), output_mtok=Decimal('15')), or None"
+            )
+        #: Seconds a budget check may take before it counts as failed (see ``fail_open``).
+        self.check_timeout = float(check_timeout)
+        #: The prices reserved for a model without a known price (None: the dearest known).
+        self.unpriced_price = unpriced_price
         if isinstance(budget_lease, bool) or not isinstance(budget_lease, int) or budget_lease < 0:
             raise ConfigurationError(
                 f"budget_lease must be a number of calls (0 for none), not {budget_lease!r}"
@@ -203,8 +258,9 @@ class AccountingCallbackHandler(BaseCallback):
         self.settle_wait = float(settle_wait)
         self.store = store if store is not None else UsageLedger.for_url(database_url)
         self._queue = ledger_queue(self.store)
-        self._last_run: str | None = None
-        self._claimed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._pairing = RunPairing()
+        # The model and max_tokens each checked call in flight reserved for, by run id.
+        self._asked: dict[str, tuple[str | None, int]] = {}
         self._leases = BudgetLeases(
             self.store,
             self._queue.put,
@@ -227,30 +283,30 @@ class AccountingCallbackHandler(BaseCallback):
 
     # -- budgets, before the call (inline) ----------------------------------------------------
 
-    def _claims(self, prompt: Any, kwargs: Mapping[str, Any]) -> list[Claim]:
+    def _claims(self, run_id: str, prompt: Any, kwargs: Mapping[str, Any]) -> list[Claim]:
+        keys = []
+        for b in self.budgets:
+            key = b.key or kwargs.get(SCOPES[b.scope]) or self._own(b.scope)
+            if key is not None:  # else the call is for no user (org...): the budget does not apply
+                keys.append((b, ledger_key(str(key))))
+        if not keys:
+            return []
         params = kwargs.get("invocation_params") or {}
         model = kwargs.get("model") or params.get("model") or self.model_name
         provider = kwargs.get("provider") or self.provider
         max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
             max_tokens = self.default_max_tokens
-        amount: Decimal | None = None
-        if model:
-            try:
-                amount = pricing.estimate(
-                    model, estimate_prompt_tokens(prompt), max_tokens, provider
-                )
-            except InvalidUsageError:
-                amount = None
-        claims = []
-        for b in self.budgets:
-            key = b.key or kwargs.get(SCOPES[b.scope]) or self._own(b.scope)
-            if key is None:
-                continue  # this call is for no user (org, agent): the budget does not apply
-            claims.append(
-                Claim(b.scope, str(key), b.period, b.limit, amount or Decimal(0), b.currency)
-            )
-        return claims
+        # Every call reserves something: a model without a known price may still be billed
+        # under a priced name (an Azure deployment, a router alias).
+        amount = worst_case(model, prompt, max_tokens, provider, self.unpriced_price)
+        asked = self._asked
+        if len(asked) >= 10_000:
+            # A call that never reported back (another thread may be removing it too).
+            with contextlib.suppress(StopIteration, RuntimeError):
+                asked.pop(next(iter(asked)), None)
+        asked[run_id] = (model, max_tokens)
+        return [Claim(b.scope, key, b.period, b.limit, amount, b.currency) for b, key in keys]
 
     def _own(self, scope: str) -> str | None:
         return {"user": self.user_id, "org": self.org_id, "agent": self.agent}[scope]
@@ -267,14 +323,14 @@ class AccountingCallbackHandler(BaseCallback):
         run_id, claims = check
         try:
             try:
-                self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
+                self._reserve_sync(run_id, claims)
             except BudgetExceeded:
                 if not self._may_settle():
                     raise
                 # Calls that ended here still count at their worst case until their rows are
                 # written: wait for those rows, then check again with what they really cost.
                 self._queue.flush(self.settle_wait)
-                self.store.reserve_sync(run_id, claims, ttl=self.reservation_ttl)
+                self._reserve_sync(run_id, claims)
         except BudgetExceeded:
             raise
         except HookwireError as exc:
@@ -290,12 +346,12 @@ class AccountingCallbackHandler(BaseCallback):
         run_id, claims = check
         try:
             try:
-                await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
+                await self._areserve(run_id, claims)
             except BudgetExceeded:
                 if not self._may_settle():
                     raise
                 await self._queue.settle(self.settle_wait)
-                await self.store.areserve(run_id, claims, ttl=self.reservation_ttl)
+                await self._areserve(run_id, claims)
         except BudgetExceeded:
             raise
         except HookwireError as exc:
@@ -305,13 +361,23 @@ class AccountingCallbackHandler(BaseCallback):
 
     # The steps both checks share.
 
+    def _reserve_sync(self, run_id: str, claims: Sequence[Claim]) -> None:
+        self.store.reserve_sync(
+            run_id, claims, ttl=self.reservation_ttl, timeout=self.check_timeout
+        )
+
+    async def _areserve(self, run_id: str, claims: Sequence[Claim]) -> None:
+        await self.store.areserve(
+            run_id, claims, ttl=self.reservation_ttl, timeout=self.check_timeout
+        )
+
     def _to_check(self, prompt: Any, kwargs: Mapping[str, Any]) -> tuple[str, list[Claim]] | None:
         """The run id and claims of a call the database must check; ``None`` when no budget
         applies to it or this process's lease serves it."""
-        claims = self._claims(prompt, kwargs)
+        run_id = kwargs.get("run_id") or new_id()
+        claims = self._claims(run_id, prompt, kwargs)
         if not claims:
             return None
-        run_id = kwargs.get("run_id") or new_id()
         if self.budget_lease and self._leases.take(run_id, claims):
             return None
         return run_id, claims
@@ -404,23 +470,29 @@ class AccountingCallbackHandler(BaseCallback):
                 usage,
                 model=model,
                 provider=provider,
-                cost=getattr(response, "cost", None),
+                cost=_own_cost(response),
                 currency=getattr(response, "currency", None) or "USD",
                 kwargs=kwargs,
                 source="auto",
             )
         except InvalidUsageError:
-            if self.budgets and not (self._leases.covered and self._leases.ended(run_id)):
-                self._queue.put(run_id)
+            if self.budgets:
+                self._asked.pop(run_id, None)
+                if not (self._leases.covered and self._leases.ended(run_id)):
+                    self._queue.put(run_id)
             raise
         self._queue.put(record)
+        if self._asked:
+            asked = self._asked.pop(run_id, None)
+            if asked is not None:
+                answered(asked[0], asked[1], record.completion_tokens)
         if self._leases.covered:
             self._leases.ended(run_id)
         if model:
             self.model_name = model
         if provider:
             self.provider = provider
-        self._last_run = run_id
+        self._pairing.recorded(run_id, _identity(record))
 
     def on_embedding_end(self, response: EmbeddingResponse, **kwargs: Any) -> None:
         """Record an embedding call: its input tokens and their price (queued)."""
@@ -441,21 +513,11 @@ class AccountingCallbackHandler(BaseCallback):
         """The call failed: release its budget reservation (in the background)."""
         if self.budgets and kwargs.get("run_id"):
             run_id = str(kwargs["run_id"])
+            self._asked.pop(run_id, None)
             if not (self._leases.covered and self._leases.ended(run_id)):
                 self._queue.put(run_id)
 
     # -- by hand (the seed's API) -------------------------------------------------------------
-
-    def _pair(self, run_id: str | None) -> str:
-        if run_id is not None:
-            return run_id
-        last = self._last_run
-        if last is not None and last not in self._claimed:
-            self._claimed[last] = None
-            while len(self._claimed) > 1024:
-                self._claimed.popitem(last=False)
-            return last
-        return new_id()
 
     async def call_accounting(
         self,
@@ -477,10 +539,16 @@ class AccountingCallbackHandler(BaseCallback):
         The model is ``model`` or ``self.model_name``. User, org and agent are the arguments,
         else the caller's request context (``hookwire.request_context``), else the handler's.
         The run is ``run_id`` if given, else the last LLM call this handler recorded
-        automatically (if not already paired), else a new one; a run already in the ledger is
+        automatically in the caller's context (if not already paired; see ``manual``), else a
+        new one; a run already in the ledger is
         not counted again. Returns the record the ledger holds for the run (for a run recorded
         before, the row stored then, not these figures; its ``cost`` is ``None`` if the
-        model's price is unknown). Negative or non-integer token counts raise ``InvalidUsageError``.
+        model's price is unknown).
+
+        Bad arguments change nothing and raise: token counts that are not whole numbers from 0
+        to 10^12, or a ``cost`` that is not an amount from 0 to 1,000,000 (negative, NaN),
+        ``InvalidUsageError``; ids and names that are not strings, or a ``run_id`` that is not
+        1 to 64 characters, ``ConfigurationError``.
         """
         record = self._manual(
             output_tokens, prompt_tokens, agent_slug, run_id, cached_tokens, reasoning_tokens,
@@ -520,48 +588,50 @@ class AccountingCallbackHandler(BaseCallback):
 
     def _manual(
         self,
-        output_tokens: int,
-        prompt_tokens: int,
-        agent_slug: str | None,
-        run_id: str | None,
-        cached_tokens: int | None,
-        reasoning_tokens: int | None,
-        model: str | None,
-        provider: str | None,
-        user_id: str | None,
-        org_id: str | None,
-        cost: Decimal | None,
+        output_tokens: Any,
+        prompt_tokens: Any,
+        agent_slug: Any,
+        run_id: Any,
+        cached_tokens: Any,
+        reasoning_tokens: Any,
+        model: Any,
+        provider: Any,
+        user_id: Any,
+        org_id: Any,
+        cost: Any,
     ) -> UsageRecord:
-        # Built in the caller's thread, so that its request context is the one read.
-        usage = Usage(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=output_tokens,
-            total_tokens=0,
-            cached_tokens=cached_tokens,
-            reasoning_tokens=reasoning_tokens,
-        )
-        pricing._check_usage(usage)
-        usage = Usage(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=output_tokens,
-            cached_tokens=cached_tokens,
-            reasoning_tokens=reasoning_tokens,
-        )
-        # The request context of the caller (hookwire.trace / request_context) fills in what the
-        # arguments do not say; the handler's own ids come last.
+        # Every argument is checked before the run is paired or anything is queued: a bad one
+        # raises a named error and changes nothing.
+        usage = manual_usage(output_tokens, prompt_tokens, cached_tokens, reasoning_tokens)
+        amount = manual_cost(cost)
+        run_id = manual_text("run_id", run_id, run_id=True)
+        explicit = {
+            "user_id": manual_text("user_id", user_id),
+            "org_id": manual_text("org_id", org_id),
+            "agent": manual_text("agent_slug", agent_slug),
+        }
+        model = manual_text("model", model) or self.model_name
+        provider = manual_text("provider", provider) or self.provider
+        # Built in the caller's thread, so that its request context (hookwire.trace /
+        # request_context) is the one read: it fills in what the arguments do not say; the
+        # handler's own ids come last.
         context = current_context()
-        explicit = {"user_id": user_id, "org_id": org_id, "agent": agent_slug}
         context.update({k: v for k, v in explicit.items() if v is not None})
-        return self._record(
-            self._pair(run_id),
+        record = self._record(
+            run_id or "",
             usage,
-            model=model or self.model_name,
-            provider=provider or self.provider,
-            cost=cost,
+            model=model,
+            provider=provider,
+            cost=amount,
             currency="USD",
             kwargs=context,
             source="manual",
         )
+        check_cost(record.cost)
+        if run_id is None:
+            run_id = self._pairing.pair(_identity(record)) or new_id()
+            record = dataclasses.replace(record, run_id=run_id)
+        return record
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -20,12 +20,24 @@ from __future__ import annotations
 from .api import UsageLedger, backends
 from .connections import close_sync_budget_connections, dispose_budget_pools
 from .postgres import PostgresUsageLedger
-from .records import GROUP_KEYS, PERIODS, SCOPES, Claim, UsageRecord, period_start
+from .records import (
+    GROUP_KEYS,
+    MAX_COST,
+    MAX_TOKENS,
+    PERIODS,
+    SCOPES,
+    Claim,
+    UsageRecord,
+    ledger_key,
+    period_start,
+)
 from .sql import SQLUsageLedger
 from .sqlite import SQLiteUsageLedger
 
 __all__ = [
     "GROUP_KEYS",
+    "MAX_COST",
+    "MAX_TOKENS",
     "PERIODS",
     "SCOPES",
     "Claim",
@@ -36,6 +48,7 @@ __all__ = [
     "UsageRecord",
     "close_sync_budget_connections",
     "dispose_budget_pools",
+    "ledger_key",
     "period_start",
 ]
 

@@ -16,10 +16,11 @@ import abc
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import runner
 from ..registry import Store, StoreRegistry
+from .budgets import within
 from .records import Claim, UsageRecord
 
 __all__ = ["UsageLedger", "backends"]
@@ -32,6 +33,10 @@ class UsageLedger(Store):
 
     #: Which class serves a URL, by backend (registered in ``hookwire.stores.ledger``).
     backends = StoreRegistry["UsageLedger"]("usage ledger")
+
+    #: Whether a budget check's ``timeout`` applies: false for a store whose check must not be
+    #: cancelled half-way, and cannot wait on a silent network (SQLite, a local file).
+    bounded_by_timeout: ClassVar[bool] = True
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -70,18 +75,27 @@ class UsageLedger(Store):
         """
 
     def reserve_sync(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
-    ) -> None:
-        """:meth:`reserve` from sync code (here: on the store loop, waiting for it)."""
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
+        """:meth:`reserve` from sync code (here: on the store loop, waiting for it).
+
+        ``timeout``: seconds the check may take; after them it is cancelled and ``StoreError``
+        raised (a database that takes connections and never answers). Ignored where
+        :attr:`bounded_by_timeout` is false."""
         if claims:
-            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+            bound = timeout if self.bounded_by_timeout else None
+            runner.run_sync(self.reserve(run_id, claims, ttl, now), bound)
 
     async def areserve(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
-    ) -> None:
-        """:meth:`reserve` from any event loop (here: on the store loop, awaiting it)."""
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
+        """:meth:`reserve` from any event loop (here: on the store loop, awaiting it), within
+        ``timeout`` seconds as :meth:`reserve_sync`."""
         if claims:
-            await runner.run(self.reserve(run_id, claims, ttl, now))
+            bound = timeout if self.bounded_by_timeout else None
+            await within(runner.run(self.reserve(run_id, claims, ttl, now)), bound, self)
 
     @abc.abstractmethod
     async def spent(

@@ -9,16 +9,26 @@ ledger a lease is one more run id.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from ...errors import BudgetExceeded
-from .records import Claim, period_name, period_start
+from ...errors import BudgetExceeded, StoreError
+from .records import Claim, ledger_key, period_name, period_start
 
-__all__ = ["RESERVE_CALL", "RESERVE_CALL_PYFORMAT", "exceeded", "keyed", "reserve_args"]
+__all__ = [
+    "RESERVE_CALL",
+    "RESERVE_CALL_PYFORMAT",
+    "exceeded",
+    "keyed",
+    "reserve_args",
+    "timed_out",
+    "within",
+]
 
 _UTC = timezone.utc
 
@@ -31,6 +41,34 @@ RESERVE_CALL_PYFORMAT = (
     "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::jsonb, %s::timestamptz, "
     "%s::timestamptz)"
 )
+
+
+def timed_out(ledger: object, timeout: float) -> StoreError:
+    """The error of a budget check that took longer than ``timeout`` seconds."""
+    return StoreError(
+        f"the budget check on {ledger!r} did not finish within {timeout} s; the database may "
+        "be overloaded, locked or unreachable (check_timeout= sets the bound)"
+    )
+
+
+# asyncio.timeout (3.11+) bounds an await without a task of its own; wait_for needs one.
+_timeout = getattr(asyncio, "timeout", None)
+
+
+async def within(step: Awaitable[None], timeout: float | None, ledger: object) -> None:
+    """Await a budget check's ``step``, cancelled after ``timeout`` seconds (``None``: no
+    bound) with :func:`timed_out`'s ``StoreError``."""
+    if timeout is None:
+        await step
+        return
+    try:
+        if _timeout is not None:
+            async with _timeout(timeout):
+                await step
+        else:  # pragma: no cover - Python 3.10
+            await asyncio.wait_for(step, timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise timed_out(ledger, timeout) from None
 
 
 def exceeded(c: Claim, committed: Decimal) -> BudgetExceeded:
@@ -58,7 +96,13 @@ def keyed(
     # One order for everyone (the order of the totals' primary key, which ``record``
     # follows too), so that two checks never wait for each other's rows.
     ordered = sorted(
-        ((c, period_start(c.period, now)) for c in claims),
+        (
+            (
+                c if ledger_key(c.key) == c.key else replace(c, key=ledger_key(c.key)),
+                period_start(c.period, now),
+            )
+            for c in claims
+        ),
         key=lambda cs: (
             cs[0].scope,
             cs[0].key,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -139,9 +140,10 @@ _sync_pid = os.getpid()
 _sync_inherited: list[Any] = []
 
 
-def sync_take(url: str) -> Any:
+def sync_take(url: str, timeout: float | None = None) -> Any:
     """A cursor on an idle psycopg connection to ``url`` (a new one if none is idle); give
-    it back with :func:`sync_give_back`."""
+    it back with :func:`sync_give_back`. ``timeout`` (seconds) bounds a new connection's
+    connecting (libpq counts whole seconds, 2 at least) and each statement on it."""
     global _sync_pid
     with _sync_lock:
         if os.getpid() != _sync_pid:
@@ -158,7 +160,15 @@ def sync_take(url: str) -> Any:
 
     # autocommit: the server-side function is the whole transaction; prepare_threshold=0:
     # the one statement is prepared on first use and reused by every later check.
-    conn = psycopg.connect(dsn(url), autocommit=True, prepare_threshold=0, connect_timeout=10)
+    limit = 10.0 if timeout is None else timeout
+    conn = psycopg.connect(
+        dsn(url),
+        autocommit=True,
+        prepare_threshold=0,
+        connect_timeout=max(2, math.ceil(limit)),
+        # A check stuck on the server (a lock another session holds) ends as an error too.
+        options=f"-c statement_timeout={math.ceil(limit * 1000)}",
+    )
     cursor = conn.cursor()
     with _sync_lock:
         _sync_open.append(cursor)

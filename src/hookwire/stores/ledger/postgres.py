@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from .. import runner
 from ..engine import get_write_engine
 from ..schema import Money, budget_reservations, budget_totals, usage_ledger
-from .budgets import RESERVE_CALL, RESERVE_CALL_PYFORMAT, exceeded, keyed, reserve_args
+from .budgets import RESERVE_CALL, RESERVE_CALL_PYFORMAT, exceeded, keyed, reserve_args, within
 from .connections import budget_engine, budget_pool, psycopg_available, sync_give_back, sync_take
 from .records import Claim
 from .sql import BATCH, SQLUsageLedger, Statements
@@ -131,24 +131,27 @@ class PostgresUsageLedger(SQLUsageLedger):
     # -- budgets ------------------------------------------------------------------------------
 
     def reserve_sync(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from sync code, without an event loop: the call runs in the
         caller's thread on a pooled psycopg connection (without psycopg, on the store loop).
         Same checks, same atomicity (the same server-side function and row locks), same
-        ``BudgetExceeded``."""
+        ``BudgetExceeded``. ``timeout`` bounds connecting (libpq's ``connect_timeout``, which
+        counts whole seconds, at least 2) and the server's work on the check
+        (``statement_timeout``)."""
         if not claims:
             return
         if not self._direct_sync:
-            runner.run_sync(self.reserve(run_id, claims, ttl, now))
+            runner.run_sync(self.reserve(run_id, claims, ttl, now), timeout)
             return
         if not self._schema_checked:
-            runner.run_sync(self._ready())
+            runner.run_sync(self._ready(), timeout)
             self._schema_checked = True
         ordered, now, expires = keyed(claims, ttl, now)
         args = reserve_args(run_id, ordered, now, expires)
         try:
-            cursor = sync_take(self.url)
+            cursor = sync_take(self.url, timeout)
             try:
                 fetched = cursor.execute(RESERVE_CALL_PYFORMAT, args).fetchone()
             finally:
@@ -158,17 +161,23 @@ class PostgresUsageLedger(SQLUsageLedger):
         self._check_refused(ordered, fetched[0], fetched[1])
 
     async def areserve(
-        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0, now: datetime | None = None
-    ) -> None:
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
         """:meth:`reserve` from any event loop, without a hop to the store loop (asyncpg):
         the server-side function is called on an asyncpg pool of the caller's loop, closed
         when that loop shuts down. Through another driver it awaits ``reserve`` on the store
-        loop."""
+        loop. After ``timeout`` seconds the check is cancelled (``StoreError``)."""
         if not claims:
             return
         if not self._direct_async or runner.in_store_loop():
-            await runner.run(self.reserve(run_id, claims, ttl, now))
+            await within(runner.run(self.reserve(run_id, claims, ttl, now)), timeout, self)
             return
+        await within(self._areserve_here(run_id, claims, ttl, now), timeout, self)
+
+    async def _areserve_here(
+        self, run_id: str, claims: Sequence[Claim], ttl: float, now: datetime | None
+    ) -> None:
         if not self._schema_checked:
             await runner.run(self._ready())
             self._schema_checked = True

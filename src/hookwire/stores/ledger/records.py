@@ -3,21 +3,27 @@ budget on a call, and the keys of totals (scopes, periods, groups)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Final
 
 from ...errors import ConfigurationError
+from ..schema import has_lone_surrogate
 
 __all__ = [
     "FIELDS",
     "GROUP_KEYS",
+    "KEY_SIZE",
+    "MAX_COST",
+    "MAX_TOKENS",
     "PERIODS",
     "SCOPES",
     "Claim",
     "UsageRecord",
     "as_utc",
+    "ledger_key",
     "period_name",
     "period_start",
     "row_of",
@@ -31,6 +37,31 @@ PERIODS: Final = ("day", "month", None)
 GROUP_KEYS: Final = ("user", "org", "agent", "model", "provider", "day", "month")
 
 _UTC = timezone.utc
+
+#: The largest cost of one call the ledger takes (in its currency): far above any real call,
+#: and far below what the totals can sum (SQLite keeps 10^-12 units in 64 bits: 9.2 million).
+MAX_COST: Final = Decimal(1_000_000)
+#: The largest token count of one call the ledger takes (each of its counts).
+MAX_TOKENS: Final = 10**12
+
+#: The longest user, org or agent id the ledger and the budget tables keep as it is.
+KEY_SIZE: Final = 255
+
+
+def ledger_key(value: str) -> str:
+    """The one form a user, org or agent id takes in the ledger rows, their totals and the
+    budget checks, so that a budget always finds its key's spend.
+
+    An id the columns can hold is kept as it is. One longer than ``KEY_SIZE`` characters, or
+    holding NUL or a lone surrogate (which no text column stores), becomes a readable prefix
+    (NUL and surrogates escaped) and ``#`` and the SHA-256 of the whole id: distinct ids stay
+    distinct, and one id always has one form.
+    """
+    if len(value) <= KEY_SIZE and "\x00" not in value and not has_lone_surrogate(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    shown = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{shown[: KEY_SIZE - len(digest) - 1]}#{digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from .records import (
     Claim,
     UsageRecord,
     as_utc,
+    ledger_key,
     period_name,
     period_start,
     row_of,
@@ -258,6 +259,7 @@ class SQLUsageLedger(UsageLedger):
     ) -> Decimal:
         if scope not in SCOPES:
             raise ConfigurationError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        key = ledger_key(key)
         await self._ready()
         start = period_start(period, at or datetime.now(_UTC))
         t = usage_totals.c
@@ -275,6 +277,7 @@ class SQLUsageLedger(UsageLedger):
         return value if value is not None else Decimal(0)
 
     async def reserved(self, scope: str, key: str, period: str | None = None) -> Decimal:
+        key = ledger_key(key)
         await self._ready()
         now = datetime.now(_UTC)
         try:
@@ -330,7 +333,8 @@ class SQLUsageLedger(UsageLedger):
             conditions.append(c.created_at < end)
         for name, value in (where or {}).items():
             if name in SCOPES:
-                conditions.append(c[SCOPES[name]] == value)
+                key = ledger_key(value) if isinstance(value, str) else value
+                conditions.append(c[SCOPES[name]] == key)
             elif name in ("model", "provider"):
                 conditions.append(c[name] == value)
             else:
@@ -378,7 +382,7 @@ class SQLUsageLedger(UsageLedger):
         if run_id is not None:
             stmt = stmt.where(c.run_id == run_id)
         if user_id is not None:
-            stmt = stmt.where(c.user_id == user_id)
+            stmt = stmt.where(c.user_id == ledger_key(user_id))
         await self._ready()
         try:
             async with get_engine(self.url).connect() as conn:

@@ -3,7 +3,8 @@
 SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file, in any process: a budget
 check sums the key's spent and reserved cost and reserves in one such transaction, and
 :meth:`~.api.UsageLedger.record` settles reservations in the ledger rows' own transaction.
-Checks from sync code or another event loop run on the store loop.
+Checks from sync code or another event loop run on the store loop, without the handler's
+``check_timeout`` (see :attr:`SQLiteUsageLedger.bounded_by_timeout`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class SQLiteUsageLedger(SQLUsageLedger):
     statements = Statements(sqlite_insert)
     # Money is a 64-bit count of 10^-12 units on SQLite.
     max_cost = Decimal(2**63 - 1).scaleb(-MONEY_SCALE)
+    # A check waits only for the file's write lock, bounded by SQLite's busy timeout; cancelled
+    # while aiosqlite's thread runs its BEGIN IMMEDIATE, it could leave that connection
+    # holding the lock, and every writer of the file waiting for it.
+    bounded_by_timeout = False
 
     async def open(self) -> None:
         """Check the schema and connect once: the pool keeps the connection, and with it
