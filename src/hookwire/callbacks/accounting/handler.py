@@ -502,7 +502,7 @@ class AccountingCallbackHandler(BaseCallback):
                 response.usage,
                 model=response.model or kwargs.get("model"),
                 provider=response.provider or kwargs.get("provider"),
-                cost=response.cost,
+                cost=_own_cost(response),
                 currency=response.currency,
                 kwargs=kwargs,
                 source="auto",
