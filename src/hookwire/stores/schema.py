@@ -6,7 +6,8 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
 ``conversations``
     id, realm, org_id, user_id, is_anonymous (the owner: a handler only sees rows whose owner
     matches its own), name, agent_title, state (``normal``, ``human-intervention``), model,
-    created_at, updated_at, metadata (JSON), correlation_id, request_id.
+    created_at, updated_at, metadata (JSON), correlation_id, request_id, message_count (kept
+    with the messages' inserts).
 
 ``messages``
     seq (a store-wide insertion order, the order of a conversation), id, conversation_id,
@@ -23,7 +24,8 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
 ``usage_totals``
     running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
     (``day`` ``2026-11-23``, ``month`` ``2026-11``, ``all``), kept in the ledger's transaction;
-    budgets read them instead of summing the ledger.
+    budgets read them instead of summing the ledger, and so does ``hookwire costs`` where they
+    cover its question. The scope ``all`` (key ``""``, day and month) counts every call.
 
 ``budget_reservations``
     the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
@@ -152,6 +154,10 @@ def _json() -> TypeEngine[Any]:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
+def _count() -> TypeEngine[int]:
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
 _ID = 64  # UUIDs are 36; callers' own ids may be longer
 
 conversations = Table(
@@ -171,6 +177,8 @@ conversations = Table(
     Column("metadata", _json(), nullable=True),
     Column("correlation_id", String(255), nullable=True),
     Column("request_id", String(255), nullable=True),
+    # kept in the transaction that inserts the conversation's messages
+    Column("message_count", _count(), nullable=False, server_default="0"),
     # list_conversations: one owner's conversations, newest first
     Index(
         "ix_conversations_owner_updated",
@@ -181,6 +189,8 @@ conversations = Table(
         "updated_at",
         "id",
     ),
+    # list_conversations(user_id=...) across realms and orgs (hookwire history list --user)
+    Index("ix_conversations_user_updated", "user_id", "updated_at", "id"),
 )
 
 messages = Table(
@@ -280,10 +290,6 @@ def _tidy(amount: _decimal.Decimal) -> _decimal.Decimal:
     return amount.normalize(_MONEY_CTX)
 
 
-def _count() -> TypeEngine[int]:
-    return BigInteger().with_variant(Integer(), "sqlite")
-
-
 usage_ledger = Table(
     "usage_ledger",
     metadata,
@@ -340,6 +346,14 @@ usage_totals = Table(
     Column("prompt_tokens", BigInteger(), nullable=False),
     Column("completion_tokens", BigInteger(), nullable=False),
     Column("cost", Money(), nullable=False),
+    # what a summary needs besides (migration 0004): cached and reasoning token sums with the
+    # number of calls that reported them (a sum of no reported count is unknown, not 0)
+    Column("total_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("cached_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("cached_calls", BigInteger(), nullable=False, server_default="0"),
+    Column("reasoning_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("reasoning_calls", BigInteger(), nullable=False, server_default="0"),
+    Column("unknown_cost_calls", BigInteger(), nullable=False, server_default="0"),
 )
 
 budget_reservations = Table(

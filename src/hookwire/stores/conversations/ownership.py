@@ -22,8 +22,9 @@ __all__ = ["OwnerCache", "OwnerRow", "Row", "StaleCacheError", "Touch", "owner_o
 
 #: A message row to insert (the columns of ``MESSAGE_COLUMNS``).
 Row = dict[str, Any]
-#: A conversation a group touches: its id, the state to set (or ``None``), and its owner row.
-Touch = tuple[str, str | None, Any]
+#: A conversation a group touches: its id, the state to set (or ``None``), its owner row, and
+#: how many of the group's messages it gets (added to its ``message_count``).
+Touch = tuple[str, str | None, Any, int]
 
 
 class StaleCacheError(Exception):
@@ -112,6 +113,7 @@ def plan(
     results: list[tuple[Pending, str | BaseException]] = []
     rows: list[dict[str, Any]] = []
     touched: dict[str, str | None] = {}
+    added: dict[str, int] = {}
     for p in batch:
         if not p.take():
             continue  # its caller withdrew it: not written, and nobody waits for an outcome
@@ -125,9 +127,10 @@ def plan(
         parents[row["id"]] = cid
         row["created_at"] = now
         rows.append(row)
+        added[cid] = added.get(cid, 0) + 1
         if p.state is not None or cid not in touched:
             touched[cid] = p.state if p.state is not None else touched.get(cid)
-    items = [(cid, st, owners[cid]) for cid, st in sorted(touched.items())]
+    items = [(cid, st, owners[cid], added[cid]) for cid, st in sorted(touched.items())]
     return results, rows, items
 
 

@@ -87,81 +87,71 @@ _PG_OWNED = (
     "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3 "
     "AND org_id = $4 AND realm = $5 AND is_anonymous = $6)"
 )
+# How a write moves a conversation's updated_at ($now) forward: only once it lags by more
+# than $every seconds. updated_at is in the list indexes, so an update that changes it cannot
+# be HOT; one that changes only the count and the state stays on its page (fillfactor 80)
+# and adds no index entry, and the table and its indexes do not bloat with every message.
+_ADVANCE = "CASE WHEN {now} > updated_at + {every} * interval '1 second' THEN {now} ELSE updated_at END"
+# The insert, with the conversation's count, state ($8, or NULL) and updated_at ($7) set in
+# the same statement (the count must commit with its messages); its value is the number of
+# rows inserted. It holds the conversation's row lock until its commit is durable: two groups
+# of one conversation in flight at once write one after the other.
 _PG_INSERT_ONE = (
-    f"INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} FROM {_PG_RECORDS} "
-    f"WHERE v.conversation_id = $2 AND ({_PG_OWNED}) ORDER BY v.n"
-)
-# The same, with the conversation's state ($8, or NULL) and updated_at ($7) set in the same
-# statement: one round trip for the whole group. It holds the conversation's row lock until
-# the commit has reached the disk, so it is used only when nothing else of this store waits
-# for that lock (see _PGTx.write); its value is the number of rows inserted.
-_PG_INSERT_ONE_TOUCH = (
     f"WITH ok AS ({_PG_OWNED} AS ok), "
     f"ins AS (INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} FROM {_PG_RECORDS} "
     "WHERE v.conversation_id = $2 AND (SELECT ok FROM ok) ORDER BY v.n RETURNING 1), "
     "upd AS (UPDATE conversations SET state = COALESCE($8, state), "
-    "updated_at = GREATEST(updated_at, $7::timestamptz) WHERE id = $2 AND (SELECT ok FROM ok)) "
+    "message_count = message_count + (SELECT count(*) FROM ins), "
+    f"updated_at = {_ADVANCE.format(now='$7::timestamptz', every='$9::float8')} "
+    "WHERE id = $2 AND (SELECT ok FROM ok)) "
     "SELECT count(*) FROM ins"
 )
 # Messages of several conversations, each row joined with its conversation's owner ($3 to
-# $7, one per conversation), and stored only if every row joins ($2: how many there are).
+# $7, one per conversation), and stored only if every row joins ($2: how many there are);
+# each conversation's count and updated_at ($8) move with them.
 _PG_INSERT = (
     f"WITH v AS MATERIALIZED (SELECT v.* FROM {_PG_RECORDS} "
     "JOIN unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bool[]) "
     "AS o(id, user_id, org_id, realm, is_anonymous) ON o.id = v.conversation_id "
     "JOIN conversations c ON c.id = o.id AND c.user_id = o.user_id AND c.org_id = o.org_id "
-    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous) "
-    f"INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} "
-    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n"
+    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous), "
+    f"ins AS (INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} "
+    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n RETURNING conversation_id), "
+    "upd AS (UPDATE conversations SET message_count = message_count + k.n, "
+    f"updated_at = {_ADVANCE.format(now='$8::timestamptz', every='$9::float8')} "
+    "FROM (SELECT conversation_id AS id, count(*) AS n FROM ins GROUP BY 1) AS k "
+    "WHERE conversations.id = k.id) "
+    "SELECT count(*) FROM ins"
 )
-
-# A state change goes into the message transaction. Otherwise, when other groups of this store
-# are in flight, the conversation's updated_at is moved forward right after the commit, in a
-# transaction of its own that does not wait for the disk: a row lock held until a synchronous
-# commit would make every writer of a conversation wait for the previous writer's fsync, and a
-# lost updated_at (a server crash in that instant) is harmless, unlike a lost message.
+# A state change of a group of several conversations, in the messages' transaction.
 _PG_STATE = (
     "UPDATE conversations AS c SET state = v.state "
     "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
     "WHERE c.id = v.id AND v.state IS NOT NULL AND v.state <> c.state"
-)
-# The same in one round trip and one statement, so its own transaction: set_config(...,
-# true) lasts to the end of that transaction, and the server reads synchronous_commit when it
-# commits (the CTE is evaluated first, by the uncorrelated EXISTS).
-_PG_TOUCH = (
-    "WITH no_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "UPDATE conversations SET updated_at = GREATEST(updated_at, $1::timestamptz) "
-    "WHERE id = ANY($2::varchar[]) AND EXISTS (SELECT 1 FROM no_wait)"
 )
 
 
 class _PGTx:
     """The statements of one group on an asyncpg connection."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, every: float) -> None:
         self.raw = raw
-        self.touch_later: tuple[list[str], _dt.datetime] | None = None
+        self.every = every
 
     async def write(
         self, rows: list[Row], items: list[Touch], now: _dt.datetime, alone: bool
     ) -> bool:
-        """Insert the rows and update their conversations; ``False`` (nothing written) if a
-        conversation's owner is not the one it was checked against. ``alone``: no other group
-        of this store is being written, so this one may hold its conversation's row lock
-        until its commit is durable (one round trip instead of two)."""
+        """Insert the rows and update their conversations (count, state, updated_at);
+        ``False`` (nothing written) if a conversation's owner is not the one it was checked
+        against."""
         data = orjson.dumps(rows).decode()
         if len(items) == 1:
-            cid, state, o = items[0]
+            cid, state, o, _ = items[0]
             owner = (cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
-            if alone or state is not None:
-                # A state change holds the row lock over the commit in any case.
-                inserted = await self.raw.fetchval(_PG_INSERT_ONE_TOUCH, data, *owner, now, state)
-                return bool(inserted == len(rows))
-            status = await self.raw.execute(_PG_INSERT_ONE, data, *owner)
-            if int(status.rsplit(" ", 1)[-1]) != len(rows):
-                return False
-            self.touch_later = ([cid], now)
-            return True
+            inserted = await self.raw.fetchval(
+                _PG_INSERT_ONE, data, *owner, now, state, self.every
+            )
+            return bool(inserted == len(rows))
         args = (
             data,
             len(rows),
@@ -170,31 +160,16 @@ class _PGTx:
             [i[2].org_id for i in items],
             [i[2].realm for i in items],
             [bool(i[2].is_anonymous) for i in items],
+            now,
+            self.every,
         )
         if any(i[1] is not None for i in items):
-            # a state change goes into the same transaction as the messages
             async with self.raw.transaction():
-                status = await self.raw.execute(_PG_INSERT, *args)
-                if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                if await self.raw.fetchval(_PG_INSERT, *args) != len(rows):
                     return False
                 await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
-        else:
-            status = await self.raw.execute(_PG_INSERT, *args)
-            if int(status.rsplit(" ", 1)[-1]) != len(rows):
-                return False
-        self.touch_later = ([i[0] for i in items], now)
-        return True
-
-    async def touch(self) -> None:
-        if self.touch_later is None:
-            return
-        ids, now = self.touch_later
-        try:
-            await self.raw.execute(_PG_TOUCH, now, ids)
-        except Exception as exc:  # the messages are committed; only the list order lags
-            logger.debug("hookwire: refreshing conversations.updated_at failed: %r", exc)
-            with contextlib.suppress(Exception):
-                await self.raw.execute("ROLLBACK")
+            return True
+        return bool(await self.raw.fetchval(_PG_INSERT, *args) == len(rows))
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
         rows = await self.raw.fetch(
@@ -307,17 +282,19 @@ class PostgresConversationStore(SQLConversationStore):
     """Chat history in PostgreSQL through asyncpg (see the module)."""
 
     max_inflight = 4
+    #: Seconds a conversation's ``updated_at`` may lag its last message: a write moves it
+    #: only when it is older than that, so most writes of a busy conversation are HOT
+    #: updates (no new index entry, no bloat). 0: every write moves it.
+    touch_every: float = 0.0
 
     @asynccontextmanager
     async def _open_tx(self, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:
         async with _pg_connection(self.url) as raw:
-            tx = _PGTx(raw)
+            tx = _PGTx(raw, self.touch_every)
             # No transaction around the group: the lookups are reads whose answers the insert
             # re-checks (owner join, foreign keys, primary key), and the write is one
             # all-or-nothing statement (or a transaction of its own, with a state change).
             yield tx
-            # before acknowledging, so that a caller who lists conversations next sees it
-            await tx.touch()
             for fn in committed:
                 fn()
 

@@ -108,9 +108,7 @@ CONVERSATION_SELECT = ", ".join(f"c.{f}" for f in CONVERSATION_FIELDS)
 def head_select(counted: bool, placeholder: str) -> str:
     """The head's statement; ``placeholder`` is the driver's mark for the conversation id
     (``?``, ``$1``)."""
-    count = (
-        "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)" if counted else "NULL"
-    )
+    count = "c.message_count" if counted else "NULL"
     last = "(SELECT max(seq) FROM messages m WHERE m.conversation_id = c.id)"
     return (
         f"SELECT {CONVERSATION_SELECT}, {count}, {last} FROM conversations c "

@@ -79,14 +79,6 @@ def _conv_dict(row: Any) -> dict[str, Any]:
     return d
 
 
-def _message_count() -> Any:
-    return (
-        select(func.count())
-        .where(messages.c.conversation_id == conversations.c.id)
-        .scalar_subquery()
-    )
-
-
 async def _nothing() -> None:
     return None
 
@@ -104,11 +96,15 @@ class CoreTx:
         await self.conn.execute(insert(messages), rows)
         c = conversations.c
         count = 0
-        for cid, st, o in items:
+        for cid, st, o, n in items:
             result = await self.conn.execute(
                 update(conversations)
                 .where(c.id == cid, _owner_clause(o))
-                .values(updated_at=now, state=func.coalesce(st, c.state))
+                .values(
+                    updated_at=now,
+                    state=func.coalesce(st, c.state),
+                    message_count=c.message_count + n,
+                )
             )
             count += result.rowcount
         return count == len(items)
@@ -330,7 +326,7 @@ class SQLConversationStore(ConversationStore):
     async def _conversation(
         self, conn: AsyncConnection, owner: Owner | None, conversation_id: str
     ) -> dict[str, Any]:
-        stmt = select(*_CONV_COLUMNS, _message_count().label("message_count")).where(
+        stmt = select(*_CONV_COLUMNS, conversations.c.message_count).where(
             conversations.c.id == conversation_id
         )
         if owner is not None:
@@ -372,7 +368,7 @@ class SQLConversationStore(ConversationStore):
         limit = check_limit(limit)
         after = decode_conversation_cursor(cursor)
         c = conversations.c
-        stmt = select(*_CONV_COLUMNS, _message_count().label("message_count"))
+        stmt = select(*_CONV_COLUMNS, conversations.c.message_count)
         if owner is not None:
             stmt = stmt.where(_owner_clause(owner))
         if user_id is not None:

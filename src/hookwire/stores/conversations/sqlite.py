@@ -163,11 +163,12 @@ class _SQLiteTx:
     def touch(self, items: list[Touch], now: _dt.datetime) -> int:
         at = _iso(now)
         cursor = self.conn.executemany(
-            "UPDATE conversations SET updated_at = ?, state = COALESCE(?, state) "
+            "UPDATE conversations SET updated_at = ?, state = COALESCE(?, state), "
+            "message_count = message_count + ? "
             "WHERE id = ? AND user_id = ? AND org_id = ? AND realm = ? AND is_anonymous = ?",
             [
-                (at, st, cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
-                for cid, st, o in items
+                (at, st, n, cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
+                for cid, st, o, n in items
             ],
         )
         return int(cursor.rowcount)
