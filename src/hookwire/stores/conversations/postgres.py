@@ -91,7 +91,9 @@ _PG_OWNED = (
 # than $every seconds. updated_at is in the list indexes, so an update that changes it cannot
 # be HOT; one that changes only the count and the state stays on its page (fillfactor 80)
 # and adds no index entry, and the table and its indexes do not bloat with every message.
-_ADVANCE = "CASE WHEN {now} > updated_at + {every} * interval '1 second' THEN {now} ELSE updated_at END"
+_ADVANCE = (
+    "CASE WHEN {now} > updated_at + {every} * interval '1 second' THEN {now} ELSE updated_at END"
+)
 # The insert, with the conversation's count, state ($8, or NULL) and updated_at ($7) set in
 # the same statement (the count must commit with its messages); its value is the number of
 # rows inserted. It holds the conversation's row lock until its commit is durable: two groups
@@ -148,9 +150,7 @@ class _PGTx:
         if len(items) == 1:
             cid, state, o, _ = items[0]
             owner = (cid, o.user_id, o.org_id, o.realm, bool(o.is_anonymous))
-            inserted = await self.raw.fetchval(
-                _PG_INSERT_ONE, data, *owner, now, state, self.every
-            )
+            inserted = await self.raw.fetchval(_PG_INSERT_ONE, data, *owner, now, state, self.every)
             return bool(inserted == len(rows))
         args = (
             data,

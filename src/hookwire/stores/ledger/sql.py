@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -19,6 +18,7 @@ from ..._logonce import LogOnce
 from ...errors import ConfigurationError, StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
 from ..schema import budget_reservations, usage_ledger, usage_totals
+from . import rollups
 from .api import UsageLedger
 from .budgets import keyed
 from .records import (
@@ -33,12 +33,32 @@ from .records import (
     period_start,
     row_of,
 )
+from .rollups import Piece, Plan
 
 __all__ = ["BATCH", "SQLUsageLedger", "Statements"]
 
 _UTC = timezone.utc
 #: At most this many rows go into one statement.
 BATCH = 500
+
+
+#: The sums each ``usage_totals`` row keeps.
+_TOTALS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "total_tokens",
+    "cached_tokens",
+    "cached_calls",
+    "reasoning_tokens",
+    "reasoning_calls",
+    "unknown_cost_calls",
+)
+#: The totals of every call (key ``""``), per day and month: what a summary without a user,
+#: org or agent reads.
+_ALL = ("all", "")
+_ALL_PERIODS = ("day", "month")
 
 
 class Statements:
@@ -57,12 +77,7 @@ class Statements:
         t = usage_totals.c
         self.upsert_totals = upsert.on_conflict_do_update(
             index_elements=["scope", "key", "period", "period_start", "currency"],
-            set_={
-                "calls": t.calls + upsert.excluded.calls,
-                "prompt_tokens": t.prompt_tokens + upsert.excluded.prompt_tokens,
-                "completion_tokens": t.completion_tokens + upsert.excluded.completion_tokens,
-                "cost": t.cost + upsert.excluded.cost,
-            },
+            set_={name: t[name] + upsert.excluded[name] for name in _TOTALS},
         )
 
 
@@ -90,6 +105,9 @@ class SQLUsageLedger(UsageLedger):
     ``_reserve``, the ``_period_column`` and how reservations are settled)."""
 
     statements: ClassVar[Statements]
+    #: Whether :meth:`summary` reads ``usage_totals`` where they cover the question (see
+    #: ``hookwire.stores.ledger.rollups``); false: it always sums the ledger's rows.
+    summaries_from_totals: bool = True
     #: The largest cost the backend's cost column holds.
     max_cost: ClassVar[Decimal]
 
@@ -173,22 +191,37 @@ class SQLUsageLedger(UsageLedger):
         return [r for r in by_run.values() if r.run_id in inserted]
 
     async def _add_totals(self, conn: Any, rows: Sequence[UsageRecord]) -> None:
-        sums: dict[tuple[str, str, str, str, str], list[Any]] = defaultdict(
-            lambda: [0, 0, 0, Decimal(0)]
-        )
+        sums: dict[tuple[str, str, str, str, str], list[Any]] = {}
+
+        def add(key: tuple[str, str, str, str, str], r: UsageRecord) -> None:
+            s = sums.get(key)
+            if s is None:
+                s = sums[key] = [0, 0, 0, Decimal(0), 0, 0, 0, 0, 0, 0]
+            s[0] += 1
+            s[1] += r.prompt_tokens
+            s[2] += r.completion_tokens
+            if r.cost is not None:
+                s[3] += r.cost
+            else:
+                s[9] += 1
+            s[4] += r.total_tokens
+            if r.cached_tokens is not None:
+                s[5] += r.cached_tokens
+                s[6] += 1
+            if r.reasoning_tokens is not None:
+                s[7] += r.reasoning_tokens
+                s[8] += 1
+
         for r in rows:
+            starts = {p: period_start(p, r.created_at) for p in PERIODS}
             for scope, column in SCOPES.items():
                 key = getattr(r, column)
                 if key is None:
                     continue
                 for period in PERIODS:
-                    start = period_start(period, r.created_at)
-                    s = sums[(scope, key, period_name(period), start, r.currency)]
-                    s[0] += 1
-                    s[1] += r.prompt_tokens
-                    s[2] += r.completion_tokens
-                    if r.cost is not None:
-                        s[3] += r.cost
+                    add((scope, key, period_name(period), starts[period], r.currency), r)
+            for period in _ALL_PERIODS:
+                add((*_ALL, period, starts[period], r.currency), r)
         if not sums:
             return
         values = [
@@ -198,10 +231,7 @@ class SQLUsageLedger(UsageLedger):
                 "period": period,
                 "period_start": start,
                 "currency": currency,
-                "calls": s[0],
-                "prompt_tokens": s[1],
-                "completion_tokens": s[2],
-                "cost": s[3],
+                **dict(zip(_TOTALS, s, strict=True)),
             }
             # Sorted, so that concurrent writers take the rows' locks in the same order.
             for (scope, key, period, start, currency), s in sorted(sums.items())
@@ -324,6 +354,46 @@ class SQLUsageLedger(UsageLedger):
             raise ConfigurationError(f"by={groups!r} names a group twice")
         start = as_utc(since, "since")
         end = as_utc(until, "until")
+        filters: dict[str, str] = {}
+        for name, value in (where or {}).items():
+            if name in SCOPES:
+                filters[name] = ledger_key(value) if isinstance(value, str) else value
+            elif name in ("model", "provider"):
+                filters[name] = value
+            else:
+                raise ConfigurationError(
+                    f"cannot filter usage by {name!r}; choose from user, org, agent, model, "
+                    "provider"
+                )
+        how = rollups.plan(groups, start, end, filters) if self.summaries_from_totals else None
+        pieces = (Piece(None, start, end),) if how is None else how.pieces
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        await self._ready()
+        try:
+            async with get_engine(self.url).connect() as conn:
+                for piece in pieces:
+                    if piece.period is None:
+                        stmt = self._ledger_sums(groups, piece.first, piece.last, filters)
+                        rollups.add(merged, await self._mappings(conn, stmt), groups)
+                    else:
+                        assert how is not None
+                        await self._add_from_totals(conn, merged, how, piece, groups)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("summarising usage", exc) from exc
+        return rollups.finish(merged, groups)
+
+    @staticmethod
+    async def _mappings(conn: Any, stmt: Any) -> list[dict[str, Any]]:
+        return [{str(k): v for k, v in row._mapping.items()} for row in await conn.execute(stmt)]
+
+    def _ledger_sums(
+        self,
+        groups: Sequence[str],
+        start: datetime | None,
+        end: datetime | None,
+        filters: Mapping[str, str],
+    ) -> Any:
+        """The ledger's sums over ``start <= created_at < end``, grouped."""
         c = usage_ledger.c
         cols = [self._group_column(g) for g in groups]
         conditions: list[ColumnElement[bool]] = []
@@ -331,48 +401,90 @@ class SQLUsageLedger(UsageLedger):
             conditions.append(c.created_at >= start)
         if end is not None:
             conditions.append(c.created_at < end)
-        for name, value in (where or {}).items():
-            if name in SCOPES:
-                key = ledger_key(value) if isinstance(value, str) else value
-                conditions.append(c[SCOPES[name]] == key)
-            elif name in ("model", "provider"):
-                conditions.append(c[name] == value)
-            else:
-                raise ConfigurationError(
-                    f"cannot filter usage by {name!r}; choose from user, org, agent, model, "
-                    "provider"
-                )
-        stmt = (
+        for name, value in filters.items():
+            conditions.append(c[SCOPES.get(name, name)] == value)
+        return (
             select(
                 *cols,
                 c.currency,
                 func.count().label("calls"),
-                func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
-                func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
+                func.sum(c.prompt_tokens).label("prompt_tokens"),
+                func.sum(c.completion_tokens).label("completion_tokens"),
                 func.sum(c.cached_tokens).label("cached_tokens"),
+                func.count(c.cached_tokens).label("cached_calls"),
                 func.sum(c.reasoning_tokens).label("reasoning_tokens"),
-                func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
+                func.count(c.reasoning_tokens).label("reasoning_calls"),
+                func.sum(c.total_tokens).label("total_tokens"),
                 func.sum(c.cost).label("cost"),
                 (func.count() - func.count(c.cost)).label("unknown_cost_calls"),
             )
             .where(and_(literal(True), *conditions))
             .group_by(*cols, c.currency)
-            .order_by(*cols, c.currency)
         )
-        await self._ready()
-        try:
-            async with get_engine(self.url).connect() as conn:
-                result = await conn.execute(stmt)
-                rows = [{str(k): v for k, v in row._mapping.items()} for row in result]
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("summarising usage", exc) from exc
-        for row in rows:
-            for k in ("calls", "prompt_tokens", "completion_tokens", "total_tokens"):
-                row[k] = int(row[k])
-            for k in ("cached_tokens", "reasoning_tokens"):
-                row[k] = None if row[k] is None else int(row[k])
-            row["unknown_cost_calls"] = int(row["unknown_cost_calls"])
-        return rows
+
+    @staticmethod
+    def _totals_sums(how: Plan, piece: Piece, scope: str, groups: Sequence[str]) -> Any:
+        """The sums of ``usage_totals`` rows of ``scope`` in ``piece``, grouped as ``groups``
+        (its scope's group, if any, is the key; day and month the period)."""
+        t = usage_totals.c
+        cols: list[ColumnElement[Any]] = []
+        for g in groups:
+            if g in ("day", "month"):
+                length = 10 if g == "day" else 7
+                start = (
+                    t.period_start if piece.period == g else func.substr(t.period_start, 1, length)
+                )
+                cols.append(start.label(g))
+            else:
+                cols.append(t.key.label(g))
+        conditions = [t.scope == scope, t.period == piece.period]
+        if scope == how.scope and how.key is not None:
+            conditions.append(t.key == how.key)
+        if piece.first is not None:
+            conditions.append(t.period_start >= piece.first)
+        if piece.last is not None:
+            conditions.append(t.period_start < piece.last)
+        return (
+            select(
+                *cols,
+                t.currency,
+                *(func.sum(t[name]).label(name) for name in rollups.SUMS),
+            )
+            .where(*conditions)
+            .group_by(*cols, t.currency)
+        )
+
+    async def _add_from_totals(
+        self,
+        conn: Any,
+        merged: dict[tuple[Any, ...], dict[str, Any]],
+        how: Plan,
+        piece: Piece,
+        groups: Sequence[str],
+    ) -> None:
+        rows = await self._mappings(conn, self._totals_sums(how, piece, how.scope, groups))
+        rollups.add(merged, rows, groups)
+        if not how.keyless:
+            return
+        # The calls without a key: every call's sums less the keyed ones, per period.
+        periods = [g for g in groups if g in ("day", "month")]
+        everything: dict[tuple[Any, ...], dict[str, Any]] = {}
+        keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
+        rollups.add(
+            everything,
+            await self._mappings(conn, self._totals_sums(how, piece, "all", periods)),
+            periods,
+        )
+        rollups.add(keyed, rows, periods)
+        rest = rollups.subtract(everything, keyed)
+        rollups.add(
+            merged,
+            [
+                {**dict(zip((*periods, "currency"), k, strict=True)), how.scope: None, **sums}
+                for k, sums in rest.items()
+            ],
+            groups,
+        )
 
     async def records(
         self, *, run_id: str | None = None, user_id: str | None = None, limit: int = 1000

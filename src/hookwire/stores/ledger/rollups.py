@@ -1,0 +1,224 @@
+"""Which parts of a usage summary the running totals (``usage_totals``) answer, and how the
+parts add up: the plan behind ``UsageLedger.summary`` (``hookwire costs``).
+
+The totals hold, per scope (``user``, ``org``, ``agent``, and ``all``: every call) and key, the
+sums of each UTC day and month (and of all time, except for ``all``). A summary is *covered*
+when it groups by at most one of user, org and agent (and by day or month), and filters on
+that same one at most. Its time range then splits into whole months and whole days, read from
+the totals, and the partial days at either end, read from the ledger (an index range of less
+than a day each). A summary that groups or filters by model or provider, or by two scopes,
+reads the ledger.
+
+Grouping by a scope without filtering on it also counts the calls without a key (no user,
+say): their group is the ``all`` scope's sums less the keyed sums, per period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Context, Decimal, localcontext
+from typing import Any
+
+from .records import SCOPES
+
+__all__ = ["SUMS", "Piece", "Plan", "add", "finish", "plan", "subtract"]
+
+_UTC = timezone.utc
+#: Sums of money are exact: far more digits than the 38 a stored amount has.
+_EXACT = Context(prec=80)
+
+#: The sums every part of a summary carries (``cached_calls`` and ``reasoning_calls``: how
+#: many calls reported those counts, so that a sum of none is unknown rather than 0).
+SUMS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cached_calls",
+    "reasoning_tokens",
+    "reasoning_calls",
+    "total_tokens",
+    "cost",
+    "unknown_cost_calls",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One read of a summary: from the totals (``period``: ``day``, ``month`` or ``all``,
+    ``period_start`` in ``[first, last)`` as text, ``None``: unbounded) or, when ``period`` is
+    ``None``, from the ledger over ``first <= created_at < last`` (datetimes)."""
+
+    period: str | None
+    first: Any
+    last: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to answer a covered summary: the totals' ``scope``, its key when filtered
+    (``key``), whether the calls without a key form a group of their own (``keyless``), and
+    the pieces of the time range."""
+
+    scope: str
+    key: str | None
+    keyless: bool
+    pieces: tuple[Piece, ...]
+
+
+def _day(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_day(at: datetime) -> datetime:
+    floor = _day(at)
+    return floor if floor == at else floor + timedelta(days=1)
+
+
+def _month(at: datetime) -> datetime:
+    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(at: datetime) -> datetime:
+    floor = _month(at)
+    if floor == at:
+        return floor
+    return (floor + timedelta(days=32)).replace(day=1)
+
+
+def _text(at: datetime | None, period: str) -> str | None:
+    if at is None:
+        return None
+    return at.strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+
+
+def _split(start: datetime | None, end: datetime | None, by_day: bool) -> list[Piece]:
+    """The pieces of ``[start, end)``: partial days from the ledger, whole days and months
+    from the totals."""
+    if start is not None and end is not None and start >= end:
+        return []
+    try:
+        first_day = None if start is None else _next_day(start)
+        last_day = None if end is None else _day(end)
+    except OverflowError:  # the last day of year 9999: too near the end to round
+        return [Piece(None, start, end)]
+    if first_day is not None and last_day is not None and first_day >= last_day:
+        return [Piece(None, start, end)]
+    pieces: list[Piece] = []
+    if start is not None and first_day != start:
+        pieces.append(Piece(None, start, first_day))
+    if end is not None and last_day != end:
+        pieces.append(Piece(None, last_day, end))
+    if by_day:
+        pieces.append(Piece("day", _text(first_day, "day"), _text(last_day, "day")))
+        return pieces
+    try:
+        first_month = None if first_day is None else _next_month(first_day)
+    except OverflowError:
+        first_month = last_day
+    last_month = None if last_day is None else _month(last_day)
+    if first_month is not None and last_month is not None and first_month >= last_month:
+        pieces.append(Piece("day", _text(first_day, "day"), _text(last_day, "day")))
+        return pieces
+    if first_day is not None and first_month != first_day:
+        pieces.append(Piece("day", _text(first_day, "day"), _text(first_month, "day")))
+    if last_day is not None and last_month != last_day:
+        pieces.append(Piece("day", _text(last_month, "day"), _text(last_day, "day")))
+    pieces.append(Piece("month", _text(first_month, "month"), _text(last_month, "month")))
+    return pieces
+
+
+def plan(
+    groups: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    where: Mapping[str, str],
+) -> Plan | None:
+    """How the totals answer a summary grouped by ``groups`` over ``[start, end)`` (UTC)
+    with the filters ``where`` (keys already in ledger form), or ``None`` when they do not
+    cover it and the ledger must."""
+    scopes = {g for g in groups if g in SCOPES} | set(where)
+    if len(scopes) > 1 or not scopes <= set(SCOPES):
+        return None
+    if any(g not in SCOPES and g not in ("day", "month") for g in groups):
+        return None
+    scope = next(iter(scopes), "all")
+    key = where.get(scope)
+    keyless = scope != "all" and key is None
+    if "day" in groups:
+        by = "day"
+    elif "month" in groups:
+        by = "month"
+    else:
+        by = None
+    if start is None and end is None:
+        # all time: one row per key, except for the calls-without-key sums (no all-time row)
+        period = by or ("all" if scope != "all" else "month")
+        if keyless and period == "all":
+            period = "month"
+        return Plan(scope, key, keyless, (Piece(period, None, None),))
+    return Plan(scope, key, keyless, tuple(_split(start, end, by == "day")))
+
+
+def _zero() -> dict[str, Any]:
+    return {name: (Decimal(0) if name == "cost" else 0) for name in SUMS}
+
+
+def add(into: dict[tuple[Any, ...], dict[str, Any]], rows: Iterable[Mapping[str, Any]],
+        keys: Sequence[str]) -> None:  # fmt: skip
+    """Add ``rows`` (each with ``keys``, ``currency`` and :data:`SUMS`) into ``into``, keyed by
+    the rows' ``keys`` and currency."""
+    with localcontext(_EXACT):
+        for row in rows:
+            k = (*(row[name] for name in keys), row["currency"])
+            total = into.get(k)
+            if total is None:
+                total = into[k] = _zero()
+            for name in SUMS:
+                total[name] += row[name] or 0
+
+
+def subtract(
+    whole: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    part: Mapping[tuple[Any, ...], Mapping[str, Any]],
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """``whole`` less ``part``, key by key, leaving out the keys with no call left."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    with localcontext(_EXACT):
+        for k, sums in whole.items():
+            less = part.get(k)
+            rest = {name: sums[name] - (less[name] if less else 0) for name in SUMS}
+            if rest["calls"] > 0:
+                out[k] = rest
+    return out
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """``amount`` as the ledger's columns give it: no trailing zeros, no exponent."""
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1), context=_EXACT)
+    return amount.normalize(_EXACT)
+
+
+def finish(merged: Mapping[tuple[Any, ...], Mapping[str, Any]],
+           keys: Sequence[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """The summary's rows, sorted by their keys (``None`` last) and currency: a sum nothing
+    reported is ``None`` (``cost`` when no call had a price, cached and reasoning tokens when
+    no call counted them)."""
+    rows = []
+    for k, sums in merged.items():
+        row: dict[str, Any] = dict(zip((*keys, "currency"), k, strict=True))
+        row["calls"] = int(sums["calls"])
+        row["prompt_tokens"] = int(sums["prompt_tokens"])
+        row["completion_tokens"] = int(sums["completion_tokens"])
+        row["cached_tokens"] = int(sums["cached_tokens"]) if sums["cached_calls"] else None
+        row["reasoning_tokens"] = int(sums["reasoning_tokens"]) if sums["reasoning_calls"] else None
+        row["total_tokens"] = int(sums["total_tokens"])
+        known = sums["calls"] - sums["unknown_cost_calls"]
+        row["cost"] = _plain(Decimal(sums["cost"])) if known else None
+        row["unknown_cost_calls"] = int(sums["unknown_cost_calls"])
+        rows.append(row)
+    rows.sort(key=lambda r: [(r[n] is None, r[n] or "") for n in (*keys, "currency")])
+    return rows
