@@ -3,13 +3,14 @@
 One streaming pass over any number of logs (rotated backups and gzip files too, ``-`` for
 stdin), in memory that depends on the number of groups, not of lines: per group (model,
 agent, user or day) it counts LLM calls, tokens, cost, errors and retries, and keeps latency
-in a DDSketch for p50/p95. A line that is not valid JSON or does not follow the schema is
-counted and reported with its file and line number; it never stops the report, and adds
-nothing to the figures. That includes a line whose figures no hookwire writes: a timestamp
-outside the years 1 to 9999, a cost that is not a finite amount from 0 to
-``MAX_LINE_COST``, a token count that is not a whole number from 0 to 2**63 - 1, a latency
-that is not a number of milliseconds from 0 to ``MAX_LATENCY_MS``. So NaN and infinity never
-enter a sum.
+in a DDSketch for p50/p95 (for the first ``SKETCHED_GROUPS`` groups: past them a group's
+latencies count in the total only, so memory stays near 100 bytes per further group). A line
+that is not valid JSON or does not follow the schema is counted and reported with its file
+and line number; it never stops the report, and adds nothing to the figures. That includes a
+line whose figures no hookwire writes: a timestamp outside the years 1 to 9999, a cost that
+is not a finite amount from 0 to ``MAX_LINE_COST``, a token count that is not a whole number
+from 0 to 2**63 - 1, a latency that is not a number of milliseconds from 0 to
+``MAX_LATENCY_MS``. So NaN and infinity never enter a sum.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "GROUPINGS",
     "MAX_LATENCY_MS",
     "MAX_LINE_COST",
+    "SKETCHED_GROUPS",
     "BrokenLine",
     "GroupBy",
     "GroupStats",
@@ -47,6 +49,9 @@ __all__ = [
 GroupBy = Literal["model", "agent", "user", "day"]
 #: What a report can group by (``summarize(by=...)``).
 GROUPINGS: tuple[str, ...] = ("model", "agent", "user", "day")
+#: How many groups keep latency percentiles (a DDSketch of about 3 KB each); the groups past
+#: it report ``-`` for p50/p95, and their latencies still count in the total.
+SKETCHED_GROUPS: Final = 10_000
 _MAX_BROKEN_KEPT = 20
 _MAX_IN_FLIGHT = 100_000
 _NONE = "(none)"
@@ -75,11 +80,12 @@ class GroupStats:
     total_tokens: int = 0
     cost: Decimal = field(default_factory=lambda: Decimal(0))
     priced_calls: int = 0
-    latency: DDSketch = field(default_factory=lambda: DDSketch(0.01))
+    #: ``None`` for a group past :data:`SKETCHED_GROUPS` (its latency counts in the total only).
+    latency: DDSketch | None = field(default_factory=lambda: DDSketch(0.01))
 
     def quantile(self, q: float) -> float | None:
-        """Latency quantile ``q`` in ms (``None`` without timed calls)."""
-        if self.latency.count == 0:
+        """Latency quantile ``q`` in ms (``None`` without timed calls or without a sketch)."""
+        if self.latency is None or self.latency.count == 0:
             return None
         v = self.latency.get_quantile_value(q)
         return None if v is None else round(float(v), 1)
@@ -127,6 +133,8 @@ class Report:
     broken: int = 0
     broken_lines: list[BrokenLine] = field(default_factory=list)
     groups: dict[str, GroupStats] = field(default_factory=dict)
+    #: The latencies of the groups without a sketch of their own.
+    overflow: DDSketch = field(default_factory=lambda: DDSketch(0.01))
 
     @property
     def total(self) -> GroupStats:
@@ -141,7 +149,9 @@ class Report:
             t.total_tokens += g.total_tokens
             t.cost += g.cost
             t.priced_calls += g.priced_calls
-            t.latency.merge(g.latency)
+            if g.latency is not None:
+                t.latency.merge(g.latency)  # type: ignore[union-attr]
+        t.latency.merge(self.overflow)  # type: ignore[union-attr]
         return t
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,7 +240,11 @@ class _Summarizer:
     def _group(self, key: str) -> GroupStats:
         g = self.report.groups.get(key)
         if g is None:
-            g = self.report.groups[key] = GroupStats(key)
+            # A sketch is kilobytes: past SKETCHED_GROUPS groups (250,000 users...), new groups
+            # keep their counts and sums but no latency percentiles of their own.
+            sketched = len(self.report.groups) < SKETCHED_GROUPS
+            g = GroupStats(key) if sketched else GroupStats(key, latency=None)
+            self.report.groups[key] = g
         return g
 
     def feed(self, lines: Iterable[bytes], name: str) -> None:
@@ -321,7 +335,7 @@ class _Summarizer:
                 g.cost += cost
                 g.priced_calls += 1
             if latency is not None:
-                g.latency.add(latency)
+                (g.latency if g.latency is not None else self.report.overflow).add(latency)
         elif event == "llm_error":
             key = self._key(rec)
             self.in_flight.pop(rec.get("run_id", ""), None)

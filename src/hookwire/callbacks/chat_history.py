@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
+from .._lru import LRU
 from .._workers import past_exit_deadline
 from ..dispatch import aflush_handler, flush_handler
 from ..errors import (
@@ -58,7 +59,7 @@ from ..stores.runner import in_store_loop, run_sync
 from ..stores.schema import has_lone_surrogate
 from .base import BaseCallback
 
-__all__ = ["MAX_PENDING", "ChatHistoryCallbackHandler"]
+__all__ = ["KNOWN_CONVERSATIONS", "MAX_PENDING", "ChatHistoryCallbackHandler"]
 
 logger = logging.getLogger("hookwire")
 
@@ -70,6 +71,9 @@ SYNC_TIMEOUT = 60.0
 MAX_PENDING: Final = 10_000
 #: The longest wait between two tries of a turn the database could not take.
 MAX_BACKOFF: Final = 5.0
+
+#: How many conversation ids a handler remembers as created (the most recently used).
+KNOWN_CONVERSATIONS: Final = 10_000
 
 # Stores that failed to take a turn, so that an outage is logged once per store (and its end).
 _FAILING: set[int] = set()
@@ -165,7 +169,9 @@ class ChatHistoryCallbackHandler(BaseCallback):
         self._details = data.get("details")
         # run id -> (conversation id, the user's message id), between start and end of a run
         self._turns: dict[str, tuple[str, str]] = {}
-        self._known: set[str] = set()
+        # conversations this handler has created or seen created: the most recent ones only
+        # (one it forgot is created again with exist_ok, a round trip, never a duplicate)
+        self._known: LRU[str, None] = LRU(KNOWN_CONVERSATIONS)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -219,7 +225,8 @@ class ChatHistoryCallbackHandler(BaseCallback):
             **self._conversation_fields(conversation_state, conversation_id, name, metadata, model),
         )
         self.conversation_id = cid
-        self._known.add(cid)
+        with self._lock:
+            self._known.put(cid, None)
         return cid
 
     def _conversation_fields(
@@ -329,7 +336,8 @@ class ChatHistoryCallbackHandler(BaseCallback):
         await self._settled()
         cid = self._cid(conversation_id)
         count = await self.store.delete_conversation(self.owner, cid)
-        self._known.discard(cid)
+        with self._lock:
+            self._known.pop(cid)
         if self.conversation_id == cid:
             self.conversation_id = None
         return count
@@ -455,6 +463,8 @@ class ChatHistoryCallbackHandler(BaseCallback):
             if cid is None:
                 cid = self.conversation_id = str(uuid.uuid4())
             known = cid in self._known
+            if known:
+                self._known.put(cid, None)  # now the most recent
         if not known:
             fields = self._conversation_fields(
                 "normal", cid, None, None, kw.get("model"), agent_title=kw.get("agent")
@@ -465,7 +475,8 @@ class ChatHistoryCallbackHandler(BaseCallback):
                     SYNC_TIMEOUT,
                 )
             )
-            self._known.add(cid)
+            with self._lock:
+                self._known.put(cid, None)
         return str(cid)
 
     def on_run_start(self, input: Any, **kwargs: Any) -> None:

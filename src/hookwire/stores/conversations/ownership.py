@@ -14,11 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..._lru import LRU
 from ...errors import InvalidInputError, ParentMessageError
 from .batching import Pending
 from .validation import not_found
 
-__all__ = ["OwnerCache", "OwnerRow", "Row", "StaleCacheError", "Touch", "owner_of", "plan"]
+__all__ = [
+    "CACHE_LIMIT",
+    "OwnerCache",
+    "OwnerRow",
+    "Row",
+    "StaleCacheError",
+    "Touch",
+    "owner_of",
+    "plan",
+]
 
 #: A message row to insert (the columns of ``MESSAGE_COLUMNS``).
 Row = dict[str, Any]
@@ -31,7 +41,8 @@ class StaleCacheError(Exception):
     """A cached conversation owner no longer matches the database."""
 
 
-_CACHE_LIMIT = 100_000
+#: How many owners, and how many message parents, the cache keeps: the most recently used.
+CACHE_LIMIT = 50_000
 
 
 class OwnerCache:
@@ -42,9 +53,9 @@ class OwnerCache:
     update, or a foreign key) and the group is retried with fresh lookups.
     """
 
-    def __init__(self) -> None:
-        self.owners: dict[str, Any] = {}
-        self.parents: dict[str, str] = {}
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        self.owners: LRU[str, Any] = LRU(limit)
+        self.parents: LRU[str, str] = LRU(limit)
 
     def clear(self) -> None:
         """Forget everything (after a failed write: something may be stale)."""
@@ -83,17 +94,16 @@ class OwnerCache:
         self, owners: dict[str, Any], results: list[tuple[Pending, str | BaseException]]
     ) -> None:
         """Remember the owners looked up and the ids of the messages just stored."""
-        if len(self.parents) > _CACHE_LIMIT or len(self.owners) > _CACHE_LIMIT:
-            self.clear()
-        self.owners.update(owners)
+        for cid, owner in owners.items():
+            self.owners.put(cid, owner)
         for p, outcome in results:
             if not isinstance(outcome, BaseException) and not p.explicit_id:
                 # generated ids are unique: only a deletion can make this stale
-                self.parents[outcome] = p.row["conversation_id"]
+                self.parents.put(outcome, p.row["conversation_id"])
 
     def forget(self, conversation_id: str) -> None:
         """Forget a conversation's owner (it is being deleted)."""
-        self.owners.pop(conversation_id, None)
+        self.owners.pop(conversation_id)
 
 
 def plan(
