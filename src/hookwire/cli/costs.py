@@ -25,11 +25,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from ..stores.ledger import GROUP_KEYS, UsageLedger
 from .command import Command
 from .database import DbOption, database_url, run
 
 __all__ = ["costs", "parse_when", "register", "render_json", "render_table"]
+
+#: What ``--by`` takes: ``hookwire.stores.ledger.GROUP_KEYS``, spelled out here so that
+#: ``hookwire --help`` does not import the stores (and SQLAlchemy).
+GROUP_KEYS = ("user", "org", "agent", "model", "provider", "day", "month")
 
 _SPAN = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -192,6 +195,8 @@ def costs(
         for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
         if v is not None
     }
+    from ..stores.ledger import UsageLedger
+
     ledger = UsageLedger.for_url(database_url(db, must_exist=True))
     rows = run(ledger.summary(groups, since=since, until=until, where=where))
     if as_json:

@@ -12,7 +12,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ..stores import engine, runner
 from .command import CommandError
 
 __all__ = ["DbOption", "database_url", "run"]
@@ -38,6 +37,8 @@ def database_url(db: str | None, *, must_exist: bool) -> str:
     """The database URL ``--db`` names (resolved like the stores do). With ``must_exist``, an
     SQLite file that is not there is an error that says how to name another database, rather
     than an empty database made by reading it."""
+    from ..stores import engine  # imported by the commands that use a database, only
+
     url = engine.resolve_url(db)
     if must_exist and engine.is_sqlite(url):
         from sqlalchemy.engine import make_url
@@ -53,4 +54,6 @@ def database_url(db: str | None, *, must_exist: bool) -> str:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """The result of the store coroutine ``coro``, run on the stores' event loop."""
+    from ..stores import runner
+
     return runner.run_sync(coro, timeout=_TIMEOUT_S)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typer
 
-from ..stores import engine
 from .command import Command, new_app
 from .database import DbOption, database_url, run
 
@@ -18,6 +17,8 @@ __all__ = ["current", "register", "upgrade"]
 
 def upgrade(db: DbOption = None) -> None:
     """Create or upgrade hookwire's tables to this version's schema."""
+    from ..stores import engine
+
     url = database_url(db, must_exist=False)
     revision = run(engine.upgrade(url))
     typer.echo(f"{engine.redact(url)} is at schema revision {revision}")
@@ -25,6 +26,8 @@ def upgrade(db: DbOption = None) -> None:
 
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database, and the one this hookwire needs."""
+    from ..stores import engine
+
     url = database_url(db, must_exist=True)
     revision = run(engine.schema_revision(url))
     typer.echo(f"{engine.redact(url)}: {revision or 'no hookwire schema'}")

@@ -7,10 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ..report import GROUPINGS, render, render_json, summarize
 from .command import Command
 
 __all__ = ["register", "report"]
+
+
+#: What ``--by`` takes: ``hookwire.report.GROUPINGS``, spelled out here so that ``hookwire
+#: --help`` does not import the reader (and its sketches).
+GROUPINGS = ("model", "agent", "user", "day")
 
 
 def _grouping(value: str) -> str:
@@ -39,6 +43,8 @@ def report(
     ] = False,
 ) -> None:
     """Summarise JSONL logs: calls, tokens, cost, errors, retries, latency per group."""
+    from ..report import render, render_json, summarize
+
     summary = summarize(logs, by=by, rotated=rotated)  # type: ignore[arg-type]  # a GroupBy: --by's choices
     if as_json:
         render_json(summary)
