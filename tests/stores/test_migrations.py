@@ -98,8 +98,8 @@ def _round_trip(url: str) -> None:
                      "FROM conversations")
     )  # fmt: skip
     assert counts == 3
-    assert runner.run_sync(_scalar(url, "SELECT sum(calls) FROM usage_totals "
-                                        "WHERE scope = 'all' AND period = 'month'")) == 6  # fmt: skip
+    every_call = "SELECT sum(calls) FROM usage_totals WHERE scope = 'all' AND period = 'month'"
+    assert runner.run_sync(_scalar(url, every_call)) == 6
     ledger = UsageLedger(url)
     for by in ([], ["user"], ["user", "day"], ["month"]):
         from_totals = runner.run_sync(ledger.summary(by))
