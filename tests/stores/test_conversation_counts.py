@@ -107,3 +107,23 @@ def test_listing_one_users_conversations_uses_the_user_index(tmp_path: Any) -> N
         conn.close()
     assert "ix_conversations_user_updated" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_listing_everyones_conversations_reads_an_index_in_order(tmp_path: Any) -> None:
+    from hookwire.stores import engine, runner
+
+    path = tmp_path / "hookwire.db"
+    runner.run_sync(engine.upgrade(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path)
+    try:
+        plan = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id, message_count FROM conversations "
+                "ORDER BY updated_at DESC, id DESC LIMIT 51"
+            )
+        )
+    finally:
+        conn.close()
+    assert "ix_conversations_updated" in plan
+    assert "TEMP B-TREE" not in plan

@@ -191,6 +191,8 @@ conversations = Table(
     ),
     # list_conversations(user_id=...) across realms and orgs (hookwire history list --user)
     Index("ix_conversations_user_updated", "user_id", "updated_at", "id"),
+    # every owner's conversations, newest first (hookwire history list)
+    Index("ix_conversations_updated", "updated_at", "id"),
 )
 
 messages = Table(

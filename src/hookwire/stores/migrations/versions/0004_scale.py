@@ -4,7 +4,7 @@ conversations, and usage totals that answer ``hookwire costs`` without the ledge
 ``conversations.message_count`` is kept in the transaction that inserts a conversation's
 messages (``hookwire history list`` no longer counts them per row); existing rows are counted
 here. ``ix_conversations_user_updated`` serves ``--user`` (the owner index starts with realm
-and org). On PostgreSQL the table gets ``fillfactor = 80``, so the update of a conversation's
+and org), ``ix_conversations_updated`` the list of everyone's conversations. On PostgreSQL the table gets ``fillfactor = 80``, so the update of a conversation's
 count and state finds room on its page and stays a HOT update (no index entry).
 
 ``usage_totals`` gains the sums it lacked to answer a summary alone (total, cached and
@@ -90,6 +90,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_conversations_user_updated", "conversations", ["user_id", "updated_at", "id"]
     )
+    op.create_index("ix_conversations_updated", "conversations", ["updated_at", "id"])
     for name in NEW_TOTALS:
         op.add_column(
             "usage_totals", sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
@@ -110,5 +111,6 @@ def downgrade() -> None:
         op.drop_column("usage_totals", name)
     if dialect == "postgresql":
         op.execute("ALTER TABLE conversations RESET (fillfactor)")
+    op.drop_index("ix_conversations_updated", table_name="conversations")
     op.drop_index("ix_conversations_user_updated", table_name="conversations")
     op.drop_column("conversations", "message_count")
