@@ -1,0 +1,259 @@
+"""Growth with history: reads and writes of hookwire's stores at 10^4, 10^5, 10^6 rows.
+
+SQLite and PostgreSQL side by side, per size N: N conversations (three messages each, N/10
+users) and a ledger of N LLM calls (N/10 users, 20 orgs, 5 agents, 4 models, over 90 days).
+For each, the best of ``--rounds`` of:
+
+- ``history list`` (``list_conversations``: everyone's newest 50, and one user's);
+- every ``hookwire costs`` grouping over all time (none, user, org, agent, model, provider,
+  day, month), ``--by user --since 7d`` (whole days from the totals, partial ones from the
+  ledger) and ``--by user`` summed from the ledger's rows alone (what ``costs`` did before);
+- the ledger's write rate (rows/s, 2,000 new calls in batches of 500) at that size;
+- on PostgreSQL, the share of HOT updates of ``conversations`` while 2,000 messages are
+  written (``pg_stat_user_tables``), with ``updated_at`` moved by every write (the default)
+  and at most every 5 s (``PostgresConversationStore.touch_every``).
+
+Conversations and messages are made in SQL (fast at any size); the ledger is written through
+``UsageLedger.record``, so its totals are the ones the library keeps.
+
+    python bench/scale.py                        # 10^4 and 10^5: a few minutes
+    python bench/scale.py --sizes 10000,100000,1000000
+    python bench/scale.py --no-postgres
+
+Query plans of the PostgreSQL reads are in ``bench/pg_plans.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _postgres import SERVER, server_up
+from hookwire.stores import engine, runner
+from hookwire.stores.conversations import ConversationStore
+from hookwire.stores.ledger import UsageLedger, UsageRecord
+
+UTC = timezone.utc
+NOW = datetime.now(UTC)
+GROUPINGS: list[tuple[str, list[str], dict[str, Any]]] = [
+    ("costs", [], {}),
+    ("costs --by user", ["user"], {}),
+    ("costs --by org", ["org"], {}),
+    ("costs --by agent", ["agent"], {}),
+    ("costs --by model", ["model"], {}),
+    ("costs --by provider", ["provider"], {}),
+    ("costs --by day", ["day"], {}),
+    ("costs --by month", ["month"], {}),
+    ("costs --by user --since 7d", ["user"], {"since": NOW - timedelta(days=7)}),
+]
+
+
+def _records(n: int, start: int, tag: str) -> list[UsageRecord]:
+    rnd = random.Random(start)
+    users = max(1, n // 10)
+    return [
+        UsageRecord(
+            run_id=f"{tag}-{i}",
+            created_at=NOW - timedelta(seconds=rnd.randint(0, 90 * 86400)),
+            prompt_tokens=rnd.randint(10, 2000),
+            completion_tokens=rnd.randint(10, 500),
+            total_tokens=2500,
+            cost=Decimal(rnd.randint(1, 10**5)).scaleb(-8),
+            user_id=f"user-{rnd.randrange(users)}",
+            org_id=f"org-{rnd.randrange(20)}",
+            agent=f"agent-{rnd.randrange(5)}",
+            model=f"model-{rnd.randrange(4)}",
+            provider="openai",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+async def _fill_ledger(ledger: UsageLedger, n: int) -> None:
+    step = 20_000
+    for start in range(0, n, step):
+        batch = _records(min(step, n - start), start, "fill")
+        for i in range(0, len(batch), 500):
+            await ledger.record(batch[i : i + 500])
+
+
+_CONV_SQL = {
+    "sqlite": (
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :n) "
+        "INSERT INTO conversations (id, realm, org_id, user_id, is_anonymous, state, "
+        "created_at, updated_at, message_count) SELECT 'c' || i, 'main', 'org-' || (i % 20), "
+        "'user-' || (i % :users), 0, 'normal', "
+        "strftime('%Y-%m-%dT%H:%M:%S.000000+00:00', 'now', '-' || (i % 7776000) || ' seconds'), "
+        "strftime('%Y-%m-%dT%H:%M:%S.000000+00:00', 'now', '-' || (i % 7776000) || ' seconds'), "
+        "3 FROM s"
+    ),
+    "postgresql": (
+        "INSERT INTO conversations (id, realm, org_id, user_id, is_anonymous, state, "
+        "created_at, updated_at, message_count) SELECT 'c' || i, 'main', 'org-' || (i % 20), "
+        "'user-' || (i % :users), false, 'normal', now() - (i % 7776000) * interval '1 second', "
+        "now() - (i % 7776000) * interval '1 second', 3 FROM generate_series(0, :n - 1) AS i"
+    ),
+}
+_MSG_SQL = (
+    "INSERT INTO messages (id, conversation_id, sender, text, message_time, created_at) "
+    "SELECT c.id || '-' || k.k, c.id, 'end_user', 'hello there', c.created_at, c.created_at "
+    "FROM conversations c CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) k"
+)
+
+
+async def _fill_history(url: str, n: int) -> None:
+    from sqlalchemy import text
+
+    dialect = "sqlite" if engine.is_sqlite(url) else "postgresql"
+    async with engine.get_write_engine(url).begin() as conn:
+        await conn.execute(text(_CONV_SQL[dialect]), {"n": n, "users": max(1, n // 10)})
+        await conn.execute(text(_MSG_SQL))
+    async with engine.get_write_engine(url).connect() as conn:
+        ac = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await ac.execute(text("ANALYZE"))
+
+
+async def _best(rounds: int, fn: Callable[[], Awaitable[Any]]) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        await fn()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+async def _measure(url: str, n: int, rounds: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    await engine.upgrade(url)
+    ledger = UsageLedger(url)
+    store = ConversationStore.for_url(url)
+    t = time.perf_counter()
+    await _fill_history(url, n)
+    await _fill_ledger(ledger, n)
+    print(f"  filled {n:,} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+
+    out["history list"] = f"{await _best(rounds, lambda: store.list_conversations(None)):.1f}"
+    out["history list --user"] = (
+        f"{await _best(rounds, lambda: store.list_conversations(None, user_id='user-7')):.1f}"
+    )
+    for name, by, kw in GROUPINGS:
+        out[name] = f"{await _best(rounds, lambda: ledger.summary(by, **kw)):.1f}"  # noqa: B023
+    ledger.summaries_from_totals = False  # type: ignore[attr-defined]
+    out["costs --by user (ledger rows)"] = (
+        f"{await _best(rounds, lambda: ledger.summary(['user'])):.1f}"
+    )
+    del ledger.summaries_from_totals  # type: ignore[attr-defined]
+
+    fresh = _records(2000, 10**9, uuid.uuid4().hex[:6])
+    t = time.perf_counter()
+    for i in range(0, len(fresh), 500):
+        await ledger.record(fresh[i : i + 500])
+    out["ledger writes (rows/s)"] = f"{len(fresh) / (time.perf_counter() - t):,.0f}"
+
+    if not engine.is_sqlite(url):
+        out["HOT updates, 2,000 messages"] = await _hot_ratio(url, store)
+        store.touch_every = 5.0  # type: ignore[attr-defined]
+        out["HOT updates, touch_every=5"] = await _hot_ratio(url, store)
+    return out
+
+
+async def _hot_ratio(url: str, store: ConversationStore) -> str:
+    from sqlalchemy import text
+
+    from hookwire.stores.conversations import Owner
+
+    query = text(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'conversations'"
+    )
+
+    async def stats() -> tuple[int, int]:
+        await asyncio.sleep(0.6)  # the statistics collector reports every 500 ms
+        async with engine.get_engine(url).connect() as conn:
+            await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+            row = (await conn.execute(query)).one()
+        return int(row[0]), int(row[1])
+
+    me = Owner(user_id="user-hot", org_id="org-1", realm="main")
+    ids = [await store.create_conversation(me) for _ in range(20)]
+    before = await stats()
+    for round_ in range(100):
+        await asyncio.gather(*(store.add_message(me, cid, f"m{round_}", "end_user") for cid in ids))
+    after = await stats()
+    updates, hot = after[0] - before[0], after[1] - before[1]
+    return f"{hot:,} of {updates:,}"
+
+
+def _sqlite_url(directory: str, n: int) -> str:
+    return f"sqlite+aiosqlite:///{directory}/scale-{n}.db"
+
+
+async def _pg_database(name: str, create: bool) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(SERVER.replace("postgresql://", "postgres://") + "/postgres")
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated row counts")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    postgres = not args.no_postgres and server_up()
+    results: dict[tuple[str, int], dict[str, str]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for n in sizes:
+            print(f"SQLite, {n:,}", file=sys.stderr)
+            url = _sqlite_url(directory, n)
+            results[("SQLite", n)] = runner.run_sync(_measure(url, n, args.rounds), None)
+            os.remove(url.split("///", 1)[1])
+            if postgres:
+                print(f"PostgreSQL, {n:,}", file=sys.stderr)
+                name = f"hookwire_scale_{uuid.uuid4().hex[:8]}"
+                asyncio.run(_pg_database(name, True))
+                pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+                try:
+                    results[("PostgreSQL", n)] = runner.run_sync(_measure(pg, n, args.rounds), None)
+                finally:
+                    runner.run_sync(engine.dispose_engines(), 30)
+                    asyncio.run(_pg_database(name, False))
+    _print(results)
+
+
+def _print(results: dict[tuple[str, int], dict[str, str]]) -> None:
+    columns = list(results)
+    rows: list[str] = []
+    for figures in results.values():
+        rows.extend(r for r in figures if r not in rows)
+    head = ["ms (best round)", *(f"{db} {n:,}" for db, n in columns)]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        cells = [results[c].get(r, "") for c in columns]
+        print(f"| {r} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
