@@ -15,10 +15,8 @@ from hookwire.errors import NotFoundError, ParentMessageError
 from hookwire.stores.conversations import ConversationStore, Owner
 
 
-def owner(**kw: Any) -> Owner:
-    base = {"user_id": f"u-{uuid.uuid4().hex[:8]}", "org_id": "org-1", "realm": "main"}
-    base.update(kw)
-    return Owner(**base)
+def owner() -> Owner:
+    return Owner(user_id=f"u-{uuid.uuid4().hex[:8]}", org_id="org-1", realm="main")
 
 
 @pytest.fixture
@@ -88,42 +86,33 @@ async def test_deleting_a_conversation_reports_and_drops_its_count(
     assert await _check_counts(store, me, [other]) == {other: 1}
 
 
-def test_listing_one_users_conversations_uses_the_user_index(tmp_path: Any) -> None:
+def _sqlite_plan(tmp_path: Any, query: str, *args: str) -> str:
     from hookwire.stores import engine, runner
 
     path = tmp_path / "hookwire.db"
     runner.run_sync(engine.upgrade(f"sqlite:///{path}"))
     conn = sqlite3.connect(path)
     try:
-        plan = " ".join(
-            str(r[-1])
-            for r in conn.execute(
-                "EXPLAIN QUERY PLAN SELECT id, message_count FROM conversations "
-                "WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT 51",
-                ("u",),
-            )
-        )
+        return " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {query}", args))
     finally:
         conn.close()
+
+
+def test_listing_one_users_conversations_uses_the_user_index(tmp_path: Any) -> None:
+    plan = _sqlite_plan(
+        tmp_path,
+        "SELECT id, message_count FROM conversations WHERE user_id = ? "
+        "ORDER BY updated_at DESC, id DESC LIMIT 51",
+        "u",
+    )
     assert "ix_conversations_user_updated" in plan
     assert "TEMP B-TREE" not in plan
 
 
 def test_listing_everyones_conversations_reads_an_index_in_order(tmp_path: Any) -> None:
-    from hookwire.stores import engine, runner
-
-    path = tmp_path / "hookwire.db"
-    runner.run_sync(engine.upgrade(f"sqlite:///{path}"))
-    conn = sqlite3.connect(path)
-    try:
-        plan = " ".join(
-            str(r[-1])
-            for r in conn.execute(
-                "EXPLAIN QUERY PLAN SELECT id, message_count FROM conversations "
-                "ORDER BY updated_at DESC, id DESC LIMIT 51"
-            )
-        )
-    finally:
-        conn.close()
+    plan = _sqlite_plan(
+        tmp_path,
+        "SELECT id, message_count FROM conversations ORDER BY updated_at DESC, id DESC LIMIT 51",
+    )
     assert "ix_conversations_updated" in plan
     assert "TEMP B-TREE" not in plan

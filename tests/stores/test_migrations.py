@@ -5,7 +5,6 @@ every row kept. On SQLite and on a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -126,25 +125,16 @@ def test_migration_0004_counts_messages_and_rebuilds_totals_on_sqlite(tmp_path: 
 
 @pytest.fixture
 def fresh_pg(pg_url: str) -> Iterator[str]:
-    import asyncpg
-
-    from conftest import PG_HOST, PG_PORT
+    """A new PostgreSQL database without hookwire's schema (``pg_database_url`` is at head)."""
+    from conftest import PG_HOST, PG_PORT, _pg_admin
 
     name = f"hookwire_m_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    _pg_admin(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         runner.run_sync(engine.dispose_engines(), timeout=30)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.postgres

@@ -42,19 +42,9 @@ _UTC = timezone.utc
 BATCH = 500
 
 
-#: The sums each ``usage_totals`` row keeps.
-_TOTALS = (
-    "calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
-    "total_tokens",
-    "cached_tokens",
-    "cached_calls",
-    "reasoning_tokens",
-    "reasoning_calls",
-    "unknown_cost_calls",
-)
+#: The sums each ``usage_totals`` row keeps, in the table's order (calls, prompt, completion,
+#: cost, total, cached, cached calls, reasoning, reasoning calls, calls without a price).
+_TOTALS = tuple(c.name for c in usage_totals.columns if not c.primary_key)
 #: The totals of every call (key ``""``), per day and month: what a summary without a user,
 #: org or agent reads.
 _ALL = ("all", "")

@@ -2,10 +2,11 @@
 conversations, and usage totals that answer ``hookwire costs`` without the ledger.
 
 ``conversations.message_count`` is kept in the transaction that inserts a conversation's
-messages (``hookwire history list`` no longer counts them per row); existing rows are counted
-here. ``ix_conversations_user_updated`` serves ``--user`` (the owner index starts with realm
-and org), ``ix_conversations_updated`` the list of everyone's conversations. On PostgreSQL the table gets ``fillfactor = 80``, so the update of a conversation's
-count and state finds room on its page and stays a HOT update (no index entry).
+messages (``hookwire history list`` no longer counts them per row); existing rows are
+counted here. ``ix_conversations_user_updated`` serves ``--user`` (the owner index starts
+with realm and org), ``ix_conversations_updated`` the list of everyone's conversations. On
+PostgreSQL the table gets ``fillfactor = 80``, so the update of a conversation's count and
+state finds room on its page and stays a HOT update (no index entry).
 
 ``usage_totals`` gains the sums it lacked to answer a summary alone (total, cached and
 reasoning tokens, how many calls had cached and reasoning counts, how many had no price), and
