@@ -25,7 +25,8 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
     (``day`` ``2026-11-23``, ``month`` ``2026-11``, ``all``), kept in the ledger's transaction;
     budgets read them instead of summing the ledger, and so does ``hookwire costs`` where they
-    cover its question. The scope ``all`` (key ``""``, day and month) counts every call.
+    cover its question. The scopes ``model``, ``provider`` and ``all`` (key ``""``: every
+    call) are kept per day and month for summaries only.
 
 ``budget_reservations``
     the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
@@ -356,6 +357,8 @@ usage_totals = Table(
     Column("reasoning_tokens", BigInteger(), nullable=False, server_default="0"),
     Column("reasoning_calls", BigInteger(), nullable=False, server_default="0"),
     Column("unknown_cost_calls", BigInteger(), nullable=False, server_default="0"),
+    # a summary's rows of one scope and period (every user's month), without the other periods
+    Index("ix_usage_totals_period", "scope", "period", "period_start"),
 )
 
 budget_reservations = Table(

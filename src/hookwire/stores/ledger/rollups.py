@@ -1,13 +1,13 @@
 """Which parts of a usage summary the running totals (``usage_totals``) answer, and how the
 parts add up: the plan behind ``UsageLedger.summary`` (``hookwire costs``).
 
-The totals hold, per scope (``user``, ``org``, ``agent``, and ``all``: every call) and key, the
-sums of each UTC day and month (and of all time, except for ``all``). A summary is *covered*
-when it groups by at most one of user, org and agent (and by day or month), and filters on
-that same one at most. Its time range then splits into whole months and whole days, read from
-the totals, and the partial days at either end, read from the ledger (an index range of less
-than a day each). A summary that groups or filters by model or provider, or by two scopes,
-reads the ledger.
+The totals hold, per scope (``user``, ``org``, ``agent``, ``model``, ``provider``, and
+``all``: every call) and key, the sums of each UTC day and month (and of all time for user,
+org and agent). A summary is *covered* when it groups by at most one of user, org, agent,
+model and provider (and by day or month), and filters on that same one at most. Its time
+range then splits into whole months and whole days, read from the totals, and the partial
+days at either end, read from the ledger (an index range of less than a day each). A summary
+that groups or filters by two of them reads the ledger.
 
 Grouping by a scope without filtering on it also counts the calls without a key (no user,
 say): their group is the ``all`` scope's sums less the keyed sums, per period.
@@ -23,7 +23,12 @@ from typing import Any
 
 from .records import SCOPES
 
-__all__ = ["SUMS", "Piece", "Plan", "add", "finish", "plan", "subtract"]
+__all__ = ["DAY_MONTH_SCOPES", "SUMS", "Piece", "Plan", "add", "finish", "plan", "subtract"]
+
+#: The scopes the totals keep per day and month only (the budget scopes, ``SCOPES``, also
+#: have all-time rows), with the ledger column of their key.
+DAY_MONTH_SCOPES: dict[str, str | None] = {"model": "model", "provider": "provider", "all": None}
+_KEYED = (*SCOPES, "model", "provider")
 
 _UTC = timezone.utc
 #: Sums of money are exact: far more digits than the 38 a stored amount has.
@@ -139,10 +144,8 @@ def plan(
     """How the totals answer a summary grouped by ``groups`` over ``[start, end)`` (UTC)
     with the filters ``where`` (keys already in ledger form), or ``None`` when they do not
     cover it and the ledger must."""
-    scopes = {g for g in groups if g in SCOPES} | set(where)
-    if len(scopes) > 1 or not scopes <= set(SCOPES):
-        return None
-    if any(g not in SCOPES and g not in ("day", "month") for g in groups):
+    scopes = {g for g in groups if g in _KEYED} | set(where)
+    if len(scopes) > 1 or not scopes <= set(_KEYED):
         return None
     scope = next(iter(scopes), "all")
     key = where.get(scope)
@@ -155,7 +158,7 @@ def plan(
         by = None
     if start is None and end is None:
         # all time: one row per key, except for the calls-without-key sums (no all-time row)
-        period = by or ("all" if scope != "all" else "month")
+        period = by or ("all" if scope in SCOPES else "month")
         if keyless and period == "all":
             period = "month"
         return Plan(scope, key, keyless, (Piece(period, None, None),))

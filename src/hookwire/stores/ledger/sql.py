@@ -33,7 +33,7 @@ from .records import (
     period_start,
     row_of,
 )
-from .rollups import Piece, Plan
+from .rollups import DAY_MONTH_SCOPES, Piece, Plan
 
 __all__ = ["BATCH", "SQLUsageLedger", "Statements"]
 
@@ -45,10 +45,9 @@ BATCH = 500
 #: The sums each ``usage_totals`` row keeps, in the table's order (calls, prompt, completion,
 #: cost, total, cached, cached calls, reasoning, reasoning calls, calls without a price).
 _TOTALS = tuple(c.name for c in usage_totals.columns if not c.primary_key)
-#: The totals of every call (key ``""``), per day and month: what a summary without a user,
-#: org or agent reads.
-_ALL = ("all", "")
-_ALL_PERIODS = ("day", "month")
+#: Totals kept per day and month only: per model, per provider, and of every call (key
+#: ``""``), for summaries (budgets read the ``SCOPES``).
+_DAY_MONTH = ("day", "month")
 
 
 class Statements:
@@ -210,8 +209,12 @@ class SQLUsageLedger(UsageLedger):
                     continue
                 for period in PERIODS:
                     add((scope, key, period_name(period), starts[period], r.currency), r)
-            for period in _ALL_PERIODS:
-                add((*_ALL, period, starts[period], r.currency), r)
+            for scope, field in DAY_MONTH_SCOPES.items():
+                key = "" if field is None else getattr(r, field)
+                if key is None:
+                    continue
+                for period in _DAY_MONTH:
+                    add((scope, key, period, starts[period], r.currency), r)
         if not sums:
             return
         values = [
@@ -430,6 +433,8 @@ class SQLUsageLedger(UsageLedger):
         conditions = [t.scope == scope, t.period == piece.period]
         if scope == how.scope and how.key is not None:
             conditions.append(t.key == how.key)
+        elif scope == "all":
+            conditions.append(t.key == "")
         if piece.first is not None:
             conditions.append(t.period_start >= piece.first)
         if piece.last is not None:

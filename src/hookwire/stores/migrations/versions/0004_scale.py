@@ -9,10 +9,11 @@ PostgreSQL the table gets ``fillfactor = 80``, so the update of a conversation's
 state finds room on its page and stays a HOT update (no index entry).
 
 ``usage_totals`` gains the sums it lacked to answer a summary alone (total, cached and
-reasoning tokens, how many calls had cached and reasoning counts, how many had no price), and
-rows of the scope ``all`` (key ``""``, per day and month) that count every call, with or
-without a user, org or agent. The totals are rebuilt from the ledger under a lock that holds
-ledger writers back, so they match it exactly.
+reasoning tokens, how many calls had cached and reasoning counts, how many had no price),
+and rows per day and month of the scopes ``model``, ``provider`` and ``all`` (key ``""``:
+every call, with or without a user, org or agent), and an index by scope and period. The
+totals are rebuilt from the ledger under a lock that holds ledger writers back, so they
+match it exactly.
 
 Revision ID: 0004_scale
 Revises: 0003_budget_totals
@@ -53,9 +54,17 @@ def _period(dialect: str, period: str) -> str:
 
 def _rebuild_totals(dialect: str) -> None:
     op.execute("DELETE FROM usage_totals")
-    scopes = {"user": "user_id", "org": "org_id", "agent": "agent", "all": "''"}
+    scopes = {
+        "user": "user_id",
+        "org": "org_id",
+        "agent": "agent",
+        "model": "model",
+        "provider": "provider",
+        "all": "''",
+    }
     for scope, column in scopes.items():
-        periods = ("day", "month") if scope == "all" else ("day", "month", "all")
+        all_time = scope in ("user", "org", "agent")
+        periods = ("day", "month", "all") if all_time else ("day", "month")
         for period in periods:
             start = _period(dialect, period)
             where = "" if scope == "all" else f"WHERE {column} IS NOT NULL"
@@ -96,6 +105,7 @@ def upgrade() -> None:
         op.add_column(
             "usage_totals", sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
         )
+    op.create_index("ix_usage_totals_period", "usage_totals", ["scope", "period", "period_start"])
     if dialect == "postgresql":
         op.execute("ALTER TABLE conversations SET (fillfactor = 80)")
         # Ledger writers wait while the totals are rebuilt; budget checks still read them.
@@ -105,7 +115,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    op.execute("DELETE FROM usage_totals WHERE scope = 'all'")
+    op.execute("DELETE FROM usage_totals WHERE scope IN ('all', 'model', 'provider')")
+    op.drop_index("ix_usage_totals_period", table_name="usage_totals")
     # SQLite (3.35 on) drops a column in place: no copy of the table, whose rows messages
     # reference with ON DELETE CASCADE.
     for name in NEW_TOTALS:
