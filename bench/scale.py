@@ -181,7 +181,8 @@ async def _hot_ratio(url: str, store: ConversationStore) -> str:
     )
 
     async def stats() -> tuple[int, int]:
-        await asyncio.sleep(0.6)  # the statistics collector reports every 500 ms
+        # other backends report their counts when idle, at most once a second
+        await asyncio.sleep(2.0)
         async with engine.get_engine(url).connect() as conn:
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             row = (await conn.execute(query)).one()
