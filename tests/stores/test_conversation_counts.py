@@ -116,3 +116,19 @@ def test_listing_everyones_conversations_reads_an_index_in_order(tmp_path: Any) 
     )
     assert "ix_conversations_updated" in plan
     assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.postgres
+async def test_touch_every_lets_updated_at_lag_while_the_count_moves(
+    pg_database_url: str,
+) -> None:
+    store = ConversationStore(pg_database_url)  # its own: the shared one keeps the default
+    store.touch_every = 3600.0  # type: ignore[attr-defined]
+    me = owner()
+    cid = await store.create_conversation(me)
+    created = (await store.get_conversation(me, cid))["updated_at"]
+    for i in range(3):
+        await store.add_message(me, cid, f"m{i}", "end_user")
+    conversation = await store.get_conversation(me, cid)
+    assert conversation["updated_at"] == created
+    assert conversation["message_count"] == 3
