@@ -126,15 +126,23 @@ def test_migration_0004_counts_messages_and_rebuilds_totals_on_sqlite(tmp_path: 
 @pytest.fixture
 def fresh_pg(pg_url: str) -> Iterator[str]:
     """A new PostgreSQL database without hookwire's schema (``pg_database_url`` is at head)."""
-    from conftest import PG_HOST, PG_PORT, _pg_admin
+    import psycopg
+    from sqlalchemy.engine import make_url
 
+    server = make_url(pg_url)
     name = f"hookwire_m_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
+
+    def admin(sql: str) -> None:
+        where = {"host": server.host, "port": server.port, "user": server.username}
+        with psycopg.connect(**where, dbname=server.database, autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    admin(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         runner.run_sync(engine.dispose_engines(), timeout=30)
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.postgres
