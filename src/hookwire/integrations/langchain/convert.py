@@ -13,6 +13,7 @@ import orjson
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
 from ...events import ToolCall, Usage
+from ...llms.estimate import estimate_usage, prompt_bound
 from ...llms.protocol import content_text
 
 __all__ = [
@@ -45,9 +46,12 @@ def name_of(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], def
     return default
 
 
-def usage_of(message: Any, llm_output: Mapping[str, Any] | None) -> Usage | None:
+def usage_of(message: Any, llm_output: Mapping[str, Any] | None, prompt: Any = None) -> Usage:
     """A call's usage, from the message's ``usage_metadata`` or else the ``llm_output``'s
-    ``token_usage`` (older integrations); ``None`` when neither says."""
+    ``token_usage`` (older integrations). When neither says (``ChatOpenAI`` streaming to a
+    custom ``base_url`` asks for no usage), an estimated usage (``Usage.estimated``): the
+    bound of ``prompt`` (the call's messages, if the caller has them) and of the answer's text
+    and tool calls; never 0 tokens as if the call were free."""
     um = getattr(message, "usage_metadata", None)
     if um:
         details_in = um.get("input_token_details") or {}
@@ -67,7 +71,9 @@ def usage_of(message: Any, llm_output: Mapping[str, Any] | None) -> Usage | None
                 completion_tokens=int(tu.get("completion_tokens") or tu.get("output_tokens") or 0),
                 total_tokens=int(tu.get("total_tokens") or -1),
             )
-    return None
+    text = text_of(getattr(message, "content", None)) if message is not None else ""
+    calls = tool_calls_of(message) if message is not None else ()
+    return estimate_usage(prompt_bound(prompt), text, calls)
 
 
 def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:

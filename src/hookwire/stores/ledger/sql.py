@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, case, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..._logonce import LogOnce
@@ -22,6 +22,7 @@ from ..schema import budget_reservations, usage_ledger, usage_totals
 from .api import UsageLedger
 from .budgets import keyed
 from .records import (
+    ESTIMATED,
     GROUP_KEYS,
     PERIODS,
     SCOPES,
@@ -326,6 +327,12 @@ class SQLUsageLedger(UsageLedger):
         end = as_utc(until, "until")
         c = usage_ledger.c
         cols = [self._group_column(g) for g in groups]
+        # An estimated call's figures are an upper bound: summed apart from the known ones.
+        estimated = c.source == ESTIMATED
+
+        def known(col: Any) -> ColumnElement[Any]:
+            return func.sum(case((estimated, None), else_=col))
+
         conditions: list[ColumnElement[bool]] = []
         if start is not None:
             conditions.append(c.created_at >= start)
@@ -347,13 +354,20 @@ class SQLUsageLedger(UsageLedger):
                 *cols,
                 c.currency,
                 func.count().label("calls"),
-                func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
-                func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
-                func.sum(c.cached_tokens).label("cached_tokens"),
-                func.sum(c.reasoning_tokens).label("reasoning_tokens"),
-                func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
-                func.sum(c.cost).label("cost"),
-                (func.count() - func.count(c.cost)).label("unknown_cost_calls"),
+                func.coalesce(known(c.prompt_tokens), 0).label("prompt_tokens"),
+                func.coalesce(known(c.completion_tokens), 0).label("completion_tokens"),
+                known(c.cached_tokens).label("cached_tokens"),
+                known(c.reasoning_tokens).label("reasoning_tokens"),
+                func.coalesce(known(c.total_tokens), 0).label("total_tokens"),
+                known(c.cost).label("cost"),
+                (func.count() - func.count(case((estimated, None), else_=c.cost))).label(
+                    "unknown_cost_calls"
+                ),
+                func.count(case((estimated, 1))).label("estimated_calls"),
+                func.coalesce(func.sum(case((estimated, c.total_tokens))), 0).label(
+                    "estimated_tokens"
+                ),
+                func.sum(case((estimated, c.cost))).label("estimated_cost"),
             )
             .where(and_(literal(True), *conditions))
             .group_by(*cols, c.currency)
@@ -371,7 +385,8 @@ class SQLUsageLedger(UsageLedger):
                 row[k] = int(row[k])
             for k in ("cached_tokens", "reasoning_tokens"):
                 row[k] = None if row[k] is None else int(row[k])
-            row["unknown_cost_calls"] = int(row["unknown_cost_calls"])
+            for k in ("unknown_cost_calls", "estimated_calls", "estimated_tokens"):
+                row[k] = int(row[k])
         return rows
 
     async def records(
