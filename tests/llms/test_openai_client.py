@@ -141,8 +141,9 @@ def test_stream_method_yields_tokens_then_response(openai_server: OpenAIServer, 
 def test_stream_usage_can_be_switched_off(openai_server: OpenAIServer, make: Make) -> None:
     response = make(openai_server, TokenSink(), stream_usage=False).generate("a b c")
     assert "stream_options" not in openai_server.requests[0]
-    # Without a usage chunk the completion is counted from the tokens seen.
-    assert response.usage.completion_tokens == len(response.content.split())
+    # Without a usage chunk the usage is unknown: an upper bound of what was seen, marked.
+    assert response.usage.estimated
+    assert response.usage.completion_tokens >= len(response.content.split())
 
 
 def test_seed_openai_client_example(

@@ -208,13 +208,12 @@ class Call:
         _, end_hook, _ = self.hooks
         if type(response) is LLMResponse and response.usage.estimated:
             body = self.body
+            prompt = body.get(self.endpoint.prompt_key)
+            instructions = body.get("instructions")  # the Responses API's system prompt
+            if instructions:
+                prompt = [instructions, prompt]
             response = with_estimate(
-                response,
-                self.model,
-                self.inst.provider,
-                body.get(self.endpoint.prompt_key),
-                body.get("instructions"),
-                body.get("tools"),
+                response, self.model, self.inst.provider, prompt, body.get("tools")
             )
         return [(end_hook, (response,), self.end_kw(**extra))]
 
