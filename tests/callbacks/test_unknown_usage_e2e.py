@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -97,53 +97,45 @@ class Sinks:
         assert not [k for k in span.attributes or {} if k.startswith("gen_ai.usage.")]
         return response
 
-    def close(self) -> None:
-        self.accounting.close()
-        self.otel.close()
-        self.tracer_provider.shutdown()
-
 
 @pytest.fixture
 def sinks(db_url: str) -> Iterator[Sinks]:
     s = Sinks(db_url)
     yield s
-    s.close()
+    for close in (s.accounting.close, s.otel.close, s.tracer_provider.shutdown):
+        close()
+
+
+SDKStream = Callable[..., Any]
 
 
 @pytest.fixture
-def sdk(openai_server: OpenAIServer) -> Iterator[openai.OpenAI]:
+def sdk_stream(openai_server: OpenAIServer, sinks: Sinks) -> Iterator[SDKStream]:
+    """Streams ``ANSWER`` through the real openai SDK, instrumented for ``sinks``."""
     client = openai.OpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
-    yield client
+    instrument(client, callbacks=sinks.callbacks)
+
+    def create(**kw: Any) -> Any:
+        openai_server.script(Reply(ANSWER))
+        return client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True, **kw)
+
+    yield create
     client.close()
 
 
 def test_an_openai_sdk_stream_with_include_usage_false_is_booked_as_an_estimate(
-    openai_server: OpenAIServer, sinks: Sinks, sdk: openai.OpenAI
+    sinks: Sinks, sdk_stream: SDKStream
 ) -> None:
-    openai_server.script(Reply(ANSWER))
-    client = instrument(sdk, callbacks=sinks.callbacks)
-    stream = client.chat.completions.create(
-        model="gpt-4o",
-        messages=MESSAGES,  # type: ignore[arg-type]
-        stream=True,
-        stream_options={"include_usage": False},
-    )
+    stream = sdk_stream(stream_options={"include_usage": False})
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == ANSWER
     assert sinks.check_booked_as_an_estimate().content == ANSWER
 
 
 def test_an_openai_sdk_stream_the_caller_stops_early_is_booked_as_an_estimate(
-    openai_server: OpenAIServer, sinks: Sinks, sdk: openai.OpenAI
+    sinks: Sinks, sdk_stream: SDKStream
 ) -> None:
-    openai_server.script(Reply(ANSWER))
-    client = instrument(sdk, callbacks=sinks.callbacks)
-    stream = client.chat.completions.create(
-        model="gpt-4o",
-        messages=MESSAGES,  # type: ignore[arg-type]
-        stream=True,
-    )
-    for chunk in stream:
+    for chunk in sdk_stream():
         if chunk.choices and chunk.choices[0].delta.content:
             break
     response = sinks.check_booked_as_an_estimate()
@@ -226,18 +218,8 @@ def test_a_langchain_chatopenai_stream_to_a_custom_base_url_is_booked_as_an_esti
     assert sinks.metrics.get_metrics()["usage_unknown_calls"] == 1
 
 
-def test_a_call_with_usage_is_booked_as_known(
-    openai_server: OpenAIServer, sinks: Sinks, sdk: openai.OpenAI
-) -> None:
-    openai_server.script(Reply(ANSWER))
-    client = instrument(sdk, callbacks=sinks.callbacks)
-    list(
-        client.chat.completions.create(
-            model="gpt-4o",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-        )
-    )
+def test_a_call_with_usage_is_booked_as_known(sinks: Sinks, sdk_stream: SDKStream) -> None:
+    list(sdk_stream())
     usage = sinks.response().usage
     assert usage.known and usage.completion_tokens == len(ANSWER.split())
     sinks.accounting.flush()
