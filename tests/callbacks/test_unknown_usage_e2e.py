@@ -27,7 +27,7 @@ from hookwire.stores import runner
 from hookwire.testing import RecordingCallback
 from hookwire.testing.openai_server import OpenAIServer, Raw, Reply
 
-MESSAGES = [
+MESSAGES: list[Any] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Capital of France?"},
 ]

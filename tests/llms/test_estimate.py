@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,7 +58,7 @@ def byte_tokens(text: str, cuts: list[int]) -> int:
 )
 def test_the_estimate_is_an_upper_bound_of_what_was_sent_and_streamed(
     msgs: list[dict[str, str]],
-    tool_list: list[dict[str, object]] | None,
+    tool_list: list[dict[str, Any]] | None,
     chunks: list[str],
     cuts: list[int],
 ) -> None:
@@ -69,8 +70,8 @@ def test_the_estimate_is_an_upper_bound_of_what_was_sent_and_streamed(
     # property names, is within the prompt bound.
     template = 4 * len(msgs) + 3
     tool_words = sum(
-        len(t["function"]["name"].encode())  # type: ignore[index]
-        + sum(len(p.encode()) for p in t["function"]["parameters"]["properties"])  # type: ignore[index]
+        len(t["function"]["name"].encode())
+        + sum(len(p.encode()) for p in t["function"]["parameters"]["properties"])
         for t in tool_list or ()
     )
     prompt_tokens = sum(byte_tokens(m["content"], cuts) + 1 for m in msgs) + template + tool_words
