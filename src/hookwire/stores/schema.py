@@ -18,7 +18,7 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     one row per LLM call (``hookwire.callbacks.accounting``): seq, run_id (unique: a call is
     counted once), created_at, user_id, org_id, agent, conversation_id, model, provider, token
     counts (prompt, completion, cached, reasoning, total), cost (``None``: price unknown),
-    currency, correlation_id, request_id, trace_id, source (``auto`` or ``manual``).
+    currency, correlation_id, request_id, trace_id, source (``auto``, ``manual`` or ``estimated``).
 
 ``usage_totals``
     running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
