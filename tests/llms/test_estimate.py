@@ -107,3 +107,9 @@ def test_an_answer_without_usage_gets_an_estimate_and_its_price() -> None:
 def test_an_answer_with_usage_is_left_as_it_is() -> None:
     answer = LLMResponse("Paris.", usage=Usage(7, 2), model="gpt-4o", provider="openai")
     assert with_estimate(answer, None, None, [], None) is answer
+
+
+def test_a_clients_own_estimate_is_kept() -> None:
+    own = Usage(40, 9, estimated=True)
+    answer = LLMResponse("Paris.", usage=own, model="gpt-4o", provider="openai")
+    assert with_estimate(answer, None, None, [{"role": "user", "content": "x"}], None) is answer

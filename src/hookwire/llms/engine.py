@@ -269,7 +269,8 @@ class BaseLLM:
 
     def _finish(self, call: Call, response: LLMResponse) -> LLMResponse:
         if response.usage.estimated:
-            # No usage came: an upper bound from what was sent and received, never 0.
+            # No usage came (and the client made no estimate of its own): an upper bound from
+            # what was sent and received, never 0.
             request = call.request
             response = with_estimate(
                 response, request.model, self.provider, request.messages, request.tools

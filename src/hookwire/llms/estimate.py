@@ -98,10 +98,11 @@ def with_estimate(
     response: LLMResponse, model: str | None, provider: str | None, prompt: Any, tools: Any
 ) -> LLMResponse:
     """``response`` with an estimated usage (and its cost: the price of that bound, for the
-    response's model and provider, else ``model`` and ``provider``) when its usage is
-    estimated; as it is otherwise. ``prompt`` and ``tools``: the request's, as for
-    ``prompt_bound``."""
-    if not response.usage.estimated:
+    response's model and provider, else ``model`` and ``provider``) when its usage is an
+    estimate still without counts (``UNKNOWN_USAGE``); as it is otherwise (a client's own
+    estimate is kept). ``prompt`` and ``tools``: the request's, as for ``prompt_bound``."""
+    usage = response.usage
+    if not usage.estimated or usage.total_tokens:
         return response
     usage = estimate_usage(prompt_bound(prompt, tools), response.content, response.tool_calls)
     cost = price(response.model or model, usage, response.provider or provider)
