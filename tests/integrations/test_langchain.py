@@ -284,9 +284,8 @@ def test_text_llm(rec: RecordingCallback) -> None:
     start, end = rec.calls
     assert start["prompt"] == "meaning?"
     assert end["response"].content == "forty-two"
-    # The fake model reports no usage: unknown, estimated from the answer, never 0.
+    # The fake model reports no usage: unknown (marked estimated), never a known 0.
     assert end["response"].usage.estimated
-    assert end["response"].usage.completion_tokens == len("forty-two")
 
 
 def test_llm_error_in_a_chain_reports_once(rec: RecordingCallback) -> None:
