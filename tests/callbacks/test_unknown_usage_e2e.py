@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from hookwire import LLMResponse, pricing
 from hookwire.callbacks import MetricsCallback, OpenTelemetryCallback
 from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
-from hookwire.cli.costs import render_table
+from hookwire.cli.costs import render_json, render_table
 from hookwire.integrations.openai import instrument
 from hookwire.llms import OpenAIClient
 from hookwire.llms.retry import RetryPolicy
@@ -250,3 +250,6 @@ def test_costs_show_calls_of_unknown_usage_apart() -> None:
     assert "usage unknown" in out and "estimate ≤" in out
     assert "0.004 USD" in out
     assert "unpriced calls" in out  # the other unknown-cost call: a model with no price
+    (item,) = json.loads(render_json([row]), parse_float=Decimal)
+    assert item["estimated_cost"] == Decimal("0.004")  # exact, not a rounded float
+    assert item["estimated_calls"] == 1
