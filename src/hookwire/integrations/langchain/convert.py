@@ -186,7 +186,15 @@ def _plain(value: Any) -> Any:
         return dump()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    return str(value)
+    # Any other object by its fields (LangGraph's ``Send(node, arg)`` has slots), named.
+    slots = getattr(type(value), "__slots__", None)
+    if hasattr(value, "__dict__"):
+        fields = dict(vars(value))
+    elif isinstance(slots, (tuple, list)):
+        fields = {k: getattr(value, k) for k in slots if hasattr(value, k)}
+    else:
+        return str(value)
+    return {"type": type(value).__name__, **fields}
 
 
 def _json(value: Any) -> str:

@@ -267,6 +267,9 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
     (``aon_*``) on the app's event loop. Use it in async LangChain code whose hookwire
     handlers are ``AsyncBaseCallback`` subclasses; it takes the same arguments."""
 
+    # Awaited in order in the caller's task (not gathered with other handlers): events keep
+    # their order and contextvars, as with the sync handler.
+    run_inline = True
     raise_error = True
 
     async def _asend(self, where: str, translate: Translate, *args: Any) -> None:
