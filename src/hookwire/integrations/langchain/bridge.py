@@ -198,12 +198,15 @@ class Bridge:
                 # read-only: a handler's edit would reach the caller's config and later runs
                 base["metadata"] = freeze({**inherited, **own} if inherited else own)
         run = _Run(kind, name, base, trace_id, depth, parent_run_id)
+        self._remember(run_id, run)
+        return run
+
+    def _remember(self, run_id: UUID, run: _Run) -> None:
         if len(self.runs) >= self.max_runs:
             # A run whose end never came (a framework bug or a dropped event): forget the
             # oldest rather than grow without bound.
             self.runs.pop(next(iter(self.runs)), None)
         self.runs[run_id] = run
-        return run
 
     def close(self, run_id: UUID) -> _Run | None:
         """Forget a run that ended; ``None`` if it was not open."""
@@ -272,13 +275,22 @@ class Bridge:
         passes the input)."""
         name = kwargs.get("name") or convert.name_of(serialized, kwargs, "chain")
         kind = self._kind(serialized, start, kwargs)
-        run = self.open(kind, name, start)
         emits: list[Emit] = []
         placeholder = type(inputs) is dict and inputs == _PLACEHOLDER
+        if kind == "hidden":
+            # Only remembered, so that what runs inside it hangs under its parent.
+            parent_key = start[1]
+            parent = self.runs.get(parent_key) if parent_key is not None else None
+            if parent is not None and parent.kind == "hidden":
+                parent_key = parent.parent
+                parent = self.runs.get(parent_key) if parent_key is not None else None
+            self._remember(start[0], _Run("hidden", name, {}, "", 0, parent_key))
+            if not placeholder:
+                self._flush(parent, inputs, emits)
+            return emits
+        run = self.open(kind, name, start)
         if not placeholder:
             self._flush(self._parent(run), inputs, emits)
-        if kind == "hidden":
-            return emits
         run.base["name"] = name
         run.base["kind"] = kind
         if placeholder:
@@ -633,10 +645,10 @@ class Bridge:
         return emits
 
 
-#: The code of LangChain's ``stream`` / ``astream``, whose calls stream whatever the model's
-#: ``invocation_params`` say.
+#: The ids of the code of LangChain's ``stream`` / ``astream``, whose calls stream whatever the
+#: model's ``invocation_params`` say (ids: hashing a code object hashes all of it).
 _STREAM_CODE: Final = frozenset(
-    f.__code__
+    id(f.__code__)
     for f in (BaseChatModel.stream, BaseChatModel.astream, BaseLLM.stream, BaseLLM.astream)
 )
 
@@ -648,7 +660,7 @@ def _streamed() -> bool:
     for _ in range(10):
         if frame is None:
             return False
-        if frame.f_code in _STREAM_CODE:
+        if id(frame.f_code) in _STREAM_CODE:
             return True
         frame = frame.f_back
     return False
