@@ -77,6 +77,7 @@ def test_a_react_turn_is_one_agent_run_with_workflow_steps_under_it(
     assert [n for n, k in runs(rec) if k == "agent"] == ["LangGraph"]
     assert {k for _, k in runs(rec)} == {"agent", "workflow"}
     assert "Prompt" not in [n for n, _ in runs(rec)]  # the prompt is no run of its own
+    assert len(runs(rec)) == 10  # the graph, then agent/call_model/sequence/route twice, tools
     top = rec.of("on_run_start")[0]
     assert top["name"] == "LangGraph" and "depth" not in top.kwargs
     # everything hangs under a run that was announced before it, in the same trace

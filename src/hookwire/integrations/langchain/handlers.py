@@ -74,7 +74,8 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
     """A LangChain callback handler that sends LangChain's events to hookwire handlers.
 
     ``callbacks`` is a list of hookwire handlers (or a ``CallbackManager``);
-    ``**context`` sets request context for every event (``user_id``, ``org_id``,
+    ``prompts_and_parsers=True`` makes prompts and output parsers runs of their own (by
+    default what runs inside them hangs under their parent); ``**context`` sets request context for every event (``user_id``, ``org_id``,
     ``conversation_id``, ``correlation_id``, ``request_id``, ``agent``). Pass it where
     LangChain takes callbacks: ``config={"callbacks": [handler]}``, or a model's
     ``callbacks=[handler]``.
