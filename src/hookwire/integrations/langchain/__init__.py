@@ -30,16 +30,17 @@ LangChain                                 hookwire
 ========================================  ================================================
 
 One failure is reported once with ``on_error`` (``stage`` ``"llm"``, ``"tool"``, ``"memory"``,
-``"run"`` or ``"budget"``, with the error ``on_llm_error`` carried). The request context (``user_id``,
-``conversation_id``, ...) comes from ``hookwire.trace`` / ``hookwire.request_context`` around
-the LangChain call, from the handler's own keywords, and from LangChain's
-``config={"metadata": {...}}``, the last one winning. Inside a ``hookwire.trace`` the
-outermost LangChain run is a child of the hookwire run.
+``"run"`` or ``"budget"``, with the error ``on_llm_error`` carried). The request context
+(``user_id``, ``conversation_id``, ...) comes from ``hookwire.trace`` /
+``hookwire.request_context`` around the LangChain call, from the handler's own keywords, and
+from LangChain's ``config={"metadata": {...}}``, the last one winning. Inside a
+``hookwire.trace`` the outermost LangChain run is a child of the hookwire run.
 
 A hookwire handler that raises ``CallbackAbort`` (a budget) from ``on_llm_start`` stops the
 LangChain call: ``on_budget_exceeded`` and ``on_error(stage="budget")`` are emitted and the
-exception reaches the caller (without LangChain's warning about a failing callback). Any other failure, in the bridge or in a handler, is logged and
-never reaches the app. Needs the ``hookwire[langchain]`` extra.
+exception reaches the caller (without LangChain's warning about a failing callback). Any other
+failure, in the bridge or in a handler, is logged and never reaches the app. Needs the
+``hookwire[langchain]`` extra.
 """
 
 from __future__ import annotations

@@ -74,11 +74,11 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
     """A LangChain callback handler that sends LangChain's events to hookwire handlers.
 
     ``callbacks`` is a list of hookwire handlers (or a ``CallbackManager``);
-    ``prompts_and_parsers=True`` makes prompts and output parsers runs of their own (by
-    default what runs inside them hangs under their parent); ``**context`` sets request context for every event (``user_id``, ``org_id``,
-    ``conversation_id``, ``correlation_id``, ``request_id``, ``agent``). Pass it where
-    LangChain takes callbacks: ``config={"callbacks": [handler]}``, or a model's
-    ``callbacks=[handler]``.
+    ``prompts_and_parsers=True`` makes prompts and output parsers runs of their own (by default
+    what runs inside them hangs under their parent); ``**context`` sets request context for
+    every event (``user_id``, ``org_id``, ``conversation_id``, ``correlation_id``,
+    ``request_id``, ``agent``). Pass it where LangChain takes callbacks: ``config={"callbacks":
+    [handler]}``, or a model's ``callbacks=[handler]``.
 
     It runs inline (``run_inline = True``), also from LangChain's async code, so events keep
     their order and contextvars; hookwire handlers that do I/O still run in the background.
