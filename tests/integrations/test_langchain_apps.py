@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 
 from hookwire import BaseCallback
-from hookwire.callbacks import MetricsCallback
+from hookwire.callbacks import ChatHistoryCallbackHandler, MetricsCallback
 from hookwire.errors import BudgetExceeded, RateLimitError
 from hookwire.integrations.langchain import AsyncHookwireCallbackHandler, HookwireCallbackHandler
 from hookwire.testing import OpenAIServer, RecordingCallback
@@ -245,3 +246,19 @@ async def test_an_lcel_chain_streamed_in_asyncio_records_input_and_stream(
     (llm,) = rec.of("on_llm_start")
     assert llm["stream"] is True
     assert "ttft_ms" in rec.of("on_llm_end")[0].kwargs
+
+
+def test_a_react_turn_stores_what_the_user_typed_and_the_final_answer(
+    server: OpenAIServer, tmp_path: Path
+) -> None:
+    server.script(ToolCallReply("weather", {"city": "Paris"}), Reply("It is sunny in Paris."))
+    chat = ChatHistoryCallbackHandler(
+        user_data={"user_id": "u1"}, database_url=f"sqlite:///{tmp_path}/chat.db"
+    )
+    react_turn(server, HookwireCallbackHandler([chat]))
+    (conversation,) = chat.list_conversations_sync()
+    messages = chat.get_messages_sync(conversation["id"])
+    assert [(m["sender"], m["text"]) for m in messages] == [
+        ("end_user", "Weather in Paris?"),
+        ("assistant", "It is sunny in Paris."),
+    ]
