@@ -38,6 +38,7 @@ from hookwire.errors import BudgetExceeded, ConfigurationError, RateLimitError
 from hookwire.integrations.langchain import (
     AsyncHookwireCallbackHandler,
     HookwireCallbackHandler,
+    convert,
     openai_messages,
 )
 from hookwire.testing import RecordingCallback
@@ -603,3 +604,35 @@ def test_a_stream_stopped_early_ends_with_what_came(rec: RecordingCallback) -> N
     assert end["response"].content == "one two"
     assert end["response"].finish_reason is None
     assert handler._bridge.runs == {}
+
+
+_message_st = st.builds(
+    lambda kind, text: {"human": HumanMessage, "ai": AIMessage, "system": SystemMessage}[kind](
+        text
+    ),
+    st.sampled_from(["human", "ai", "system"]),
+    _text_st,
+)
+_value_st = st.recursive(
+    st.none() | st.integers() | _text_st | _message_st,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text_st, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_value_st)
+def test_run_text_is_always_text_and_never_a_message_repr(value: Any) -> None:
+    for text in (convert.chain_input(value), convert.chain_output(value)):
+        assert isinstance(text, str)
+        assert "HumanMessage(" not in text and "AIMessage(" not in text
+
+
+@given(st.lists(_message_st, min_size=1, max_size=6))
+def test_run_input_is_the_last_human_message_of_any_message_list(batch: list[BaseMessage]) -> None:
+    humans = [m.content for m in batch if m.type == "human"]
+    text = convert.chain_input({"messages": batch, "remaining_steps": 3})
+    if humans:
+        assert text == humans[-1]
+    answers = [m.content for m in batch if m.type == "ai" and m.content]
+    if answers:
+        assert convert.chain_output({"messages": batch}) == answers[-1]
