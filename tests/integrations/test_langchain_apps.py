@@ -220,6 +220,24 @@ def test_a_budget_refusal_in_a_react_turn_is_one_on_error_and_no_langchain_warni
     assert not [r for r in caplog.records if "callback" in r.getMessage()]
 
 
+def test_a_react_turn_streamed_as_messages_says_its_calls_stream(
+    server: OpenAIServer, rec: RecordingCallback
+) -> None:
+    server.script(ToolCallReply("weather", {"city": "Paris"}), Reply("It is sunny in Paris."))
+    agent = prebuilt.create_react_agent(chat(server), [weather])
+    config: Any = {"callbacks": [HookwireCallbackHandler([rec])]}
+    for _ in agent.stream(
+        {"messages": [("user", "Weather in Paris?")]}, config=config, stream_mode="messages"
+    ):
+        pass
+    assert [c["stream"] for c in rec.of("on_llm_start")] == [True, True]
+    ends = rec.of("on_llm_end")
+    assert [e["stream"] for e in ends] == [True, True]
+    assert all("ttft_ms" in e.kwargs for e in ends)  # the first answer only calls the tool
+    assert rec.of("on_run_start")[0]["input"] == "Weather in Paris?"
+    assert rec.of("on_run_end")[-1]["output"] == "It is sunny in Paris."
+
+
 def test_a_react_turn_feeds_metrics(server: OpenAIServer) -> None:
     server.script(ToolCallReply("weather", {"city": "Paris"}), Reply("It is sunny in Paris."))
     metrics = MetricsCallback()

@@ -17,6 +17,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import orjson
+from langchain_core import callbacks as lc_callbacks
 from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.messages import BaseMessage
 
@@ -653,15 +654,35 @@ _STREAM_CODE: Final = frozenset(
 )
 
 
+#: The ids of the code of LangChain's callback managers' ``on_chat_model_start``, whose
+#: handlers say whether the model will stream an ``invoke`` (LangGraph's
+#: ``stream_mode="messages"`` adds a streaming handler).
+_MANAGER_CODE: Final = frozenset(
+    id(f.__code__)
+    for f in (
+        lc_callbacks.CallbackManager.on_chat_model_start,
+        lc_callbacks.AsyncCallbackManager.on_chat_model_start,
+    )
+)
+
+
 def _streamed() -> bool:
-    """Whether the LLM call starting now was made by LangChain's ``stream``/``astream``:
-    LangChain's start callback does not say, so the few frames above it are looked at."""
+    """Whether the LLM call starting now streams although its ``invocation_params`` do not
+    say so: made by LangChain's ``stream``/``astream``, or with a streaming handler among its
+    callbacks (LangChain then streams an ``invoke``). LangChain's start callback says neither,
+    so the few frames above it are looked at."""
     frame: FrameType | None = sys._getframe(2)
     for _ in range(10):
         if frame is None:
             return False
-        if id(frame.f_code) in _STREAM_CODE:
+        code = id(frame.f_code)
+        if code in _STREAM_CODE:
             return True
+        if code in _MANAGER_CODE:
+            handlers = getattr(frame.f_locals.get("self"), "handlers", None) or ()
+            # what LangChain's ``_StreamingCallbackHandler`` protocol asks for
+            if any(hasattr(h, "tap_output_iter") for h in handlers):
+                return True
         frame = frame.f_back
     return False
 

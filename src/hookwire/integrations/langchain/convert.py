@@ -202,7 +202,11 @@ def _json(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, orjson.JSONEncodeError):
-        return orjson.dumps(str(value)).decode()
+        pass
+    try:  # what orjson refuses: integers beyond 64 bits, keys of any type
+        return json.dumps(value, default=_plain, ensure_ascii=False, skipkeys=True)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(str(value), ensure_ascii=False)
 
 
 _ROLES = {
