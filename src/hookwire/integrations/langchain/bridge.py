@@ -236,15 +236,15 @@ class Bridge:
     def _flush(self, run: _Run | None, value: Any, emits: list[Emit]) -> None:
         """Send the held-back starts of ``run`` and its ancestors, outermost first, with the
         input ``value`` that just became known."""
-        held: list[_Run] = []
+        held: list[dict[str, Any]] = []
         while run is not None and run.deferred is not None:
-            held.append(run)
+            held.append(run.deferred)
+            run.deferred = None
             run = self._parent(run)
         if held:
             text = convert.chain_input(value)
-            for r in reversed(held):
-                emits.append(("on_run_start", (text,), r.deferred))  # type: ignore[arg-type]
-                r.deferred = None
+            for kw in reversed(held):
+                emits.append(("on_run_start", (text,), kw))
 
     # -- chains -----------------------------------------------------------------------------
 
