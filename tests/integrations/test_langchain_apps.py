@@ -239,6 +239,7 @@ def test_a_react_turn_streamed_as_messages_says_its_calls_stream(
 
 
 def test_a_react_turn_feeds_metrics(server: OpenAIServer) -> None:
+    server.reset()
     server.script(ToolCallReply("weather", {"city": "Paris"}), Reply("It is sunny in Paris."))
     metrics = MetricsCallback()
     react_turn(server, HookwireCallbackHandler([metrics]))
@@ -269,6 +270,7 @@ async def test_an_lcel_chain_streamed_in_asyncio_records_input_and_stream(
 def test_a_react_turn_stores_what_the_user_typed_and_the_final_answer(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
+    server.reset()
     server.script(ToolCallReply("weather", {"city": "Paris"}), Reply("It is sunny in Paris."))
     chat = ChatHistoryCallbackHandler(
         user_data={"user_id": "u1"}, database_url=f"sqlite:///{tmp_path}/chat.db"
