@@ -92,15 +92,16 @@ _SEQ_MAX = 2**63 - 1
 
 
 def _message_range(conversation_id: str, after: int | None, sqlite: bool) -> tuple[Any, ...]:
-    """A page of a conversation's messages as a range of ``ix_messages_conversation_seq``:
-    from ``(conversation_id, after)`` (exclusive) to the conversation's end.
+    """A page of a conversation's messages (after ``seq`` ``after``), ordered by the columns
+    of ``ix_messages_conversation_seq``.
 
-    On PostgreSQL it is written as row values and the page is ordered by the index's
-    columns, so the only plan that delivers the order is a seek into that index. With
-    ``conversation_id = $1`` the planner may instead walk ``pk_messages`` in ``seq`` order and
-    filter out the other conversations' rows: it did, with the statistics of a grown table,
-    for the first and last pages. SQLite seeks the same index with the equality (with row
-    values it would seek the conversation only, and filter its rows up to the page)."""
+    On PostgreSQL the page is a range of row values of that index, from ``(conversation_id,
+    after)`` to the conversation's end: only that index gives the order, so the plan is a
+    seek into it whatever the statistics. With ``conversation_id = $1`` the planner drops the
+    column from the order (it is constant) and may walk ``pk_messages`` in ``seq`` order,
+    filtering out every other conversation's rows: it did, with the statistics of a grown
+    table, for the first and last pages. SQLite seeks the index with the equality (its row
+    values would seek the conversation only, and filter its rows up to the page)."""
     m = messages.c
     start = 0 if after is None else after
     if sqlite:
