@@ -71,7 +71,9 @@ _PG_READ_BEGIN = (
 # rows. The conversation is also a closed range of the first column, not an equality (which
 # would drop the column from the order again): it keeps the estimate of the rows read that of
 # an equality, where the row values alone would be estimated as a ninth of the table, which
-# without a LIMIT could be planned as a sequential scan.
+# without a LIMIT could be planned as a sequential scan. The range is read through the index
+# in its order, or (as the planner mostly prefers for a long conversation) through a bitmap
+# of it, then sorted.
 _PG_DETAILS = (
     f"SELECT {_PG_DETAIL_SELECT} FROM messages "
     "WHERE conversation_id >= $1 AND conversation_id <= $1 "
