@@ -252,10 +252,11 @@ def _database(pg_database_url: str, revision: str = "head") -> Iterator[str]:
     url = pg_database_url.rsplit("/", 1)[0] + "/" + name
     admin_url = _admin_url(pg_database_url)
 
-    async def admin(sql: str) -> None:
+    async def admin(*statements: str) -> None:
         conn = await asyncpg.connect(admin_url)
         try:
-            await conn.execute(sql)
+            for sql in statements:
+                await conn.execute(sql)
         finally:
             await conn.close()
 
