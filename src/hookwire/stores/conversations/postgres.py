@@ -61,10 +61,24 @@ _PG_DETAIL_SELECT = ", ".join(
     for f in DETAIL_FIELDS
 )
 _PG_READ_BEGIN = (
-    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan TO off; "
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
     "SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'"
 )
-_PG_DETAILS = f"SELECT {_PG_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
+# A conversation's messages ($2: the seq to read on from), ordered by the columns of
+# ix_messages_conversation_seq, which only that index gives (see sql._message_range, the
+# pages' range): with ``conversation_id = $1 ... ORDER BY seq`` the planner, given the
+# statistics of a grown table, walked pk_messages and filtered out every other conversation's
+# rows. The conversation is also a closed range of the first column, not an equality (which
+# would drop the column from the order again): it keeps the estimate of the rows read that of
+# an equality, where the row values alone would be estimated as a ninth of the table, which
+# without a LIMIT could be planned as a sequential scan. The range is read through the index
+# in its order, or (as the planner mostly prefers for a long conversation) through a bitmap
+# of it, then sorted.
+_PG_DETAILS = (
+    f"SELECT {_PG_DETAIL_SELECT} FROM messages "
+    "WHERE conversation_id >= $1 AND conversation_id <= $1 "
+    "AND (conversation_id, seq) > ($1, $2) ORDER BY conversation_id, seq"
+)
 _PG_HEAD = head_select(counted=False, placeholder="$1")
 _PG_HEAD_COUNTED = head_select(counted=True, placeholder="$1")
 
@@ -109,8 +123,11 @@ _PG_INSERT = (
     f"WITH v AS MATERIALIZED (SELECT v.* FROM {_PG_RECORDS} "
     "JOIN unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bool[]) "
     "AS o(id, user_id, org_id, realm, is_anonymous) ON o.id = v.conversation_id "
-    "JOIN conversations c ON c.id = o.id AND c.user_id = o.user_id AND c.org_id = o.org_id "
-    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous) "
+    # a probe of the primary key per conversation (see _PG_TOUCH): a join may be a hash join
+    # over every conversation
+    "CROSS JOIN LATERAL (SELECT 1 FROM conversations c WHERE c.id = o.id "
+    "AND c.user_id = o.user_id AND c.org_id = o.org_id AND c.realm = o.realm "
+    "AND c.is_anonymous = o.is_anonymous LIMIT 1) AS c) "
     f"INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} "
     "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n"
 )
@@ -120,19 +137,35 @@ _PG_INSERT = (
 # transaction of its own that does not wait for the disk: a row lock held until a synchronous
 # commit would make every writer of a conversation wait for the previous writer's fsync, and a
 # lost updated_at (a server crash in that instant) is harmless, unlike a lost message.
-_PG_STATE = (
-    "UPDATE conversations AS c SET state = v.state "
-    "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
-    "WHERE c.id = v.id AND v.state IS NOT NULL AND v.state <> c.state"
-)
+# (one conversation, $1, per statement: see _PG_TOUCH)
+_PG_STATE = "UPDATE conversations SET state = $2 WHERE id = $1 AND state <> $2"
 # The same in one round trip and one statement, so its own transaction: set_config(...,
 # true) lasts to the end of that transaction, and the server reads synchronous_commit when it
 # commits (the CTE is evaluated first, by the uncorrelated EXISTS).
+# One conversation ($2) per statement, by equality on its key: a statement prepared while the
+# table was small keeps its plan (PostgreSQL's generic plan) until the table is analysed
+# again, and for ``id = ANY($2)`` that plan is a sequential scan (7 ms at 50,000
+# conversations, for each group), where an equality's is the primary key's index.
 _PG_TOUCH = (
     "WITH no_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE conversations SET updated_at = GREATEST(updated_at, $1::timestamptz) "
-    "WHERE id = ANY($2::varchar[]) AND EXISTS (SELECT 1 FROM no_wait)"
+    "WHERE id = $2 AND EXISTS (SELECT 1 FROM no_wait)"
 )
+
+
+def _probe(table: str, columns: str) -> str:
+    """The rows of ``table`` whose ``id`` is in the array ``$1``: one probe of the unique
+    index on ``id`` per element (see _PG_TOUCH for why not ``id = ANY($1)``)."""
+    return (
+        f"SELECT {', '.join(f'r.{c}' for c in columns.split(', '))} "
+        "FROM unnest($1::varchar[]) AS k(id) CROSS JOIN LATERAL "
+        f"(SELECT {columns} FROM {table} WHERE id = k.id LIMIT 1) AS r"
+    )
+
+
+_PG_OWNERS = _probe("conversations", "id, realm, org_id, user_id, is_anonymous")
+_PG_PARENTS = _probe("messages", "id, conversation_id")
+_PG_TAKEN = _probe("messages", "id")
 
 
 class _PGTx:
@@ -177,7 +210,9 @@ class _PGTx:
                 status = await self.raw.execute(_PG_INSERT, *args)
                 if int(status.rsplit(" ", 1)[-1]) != len(rows):
                     return False
-                await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
+                await self.raw.executemany(
+                    _PG_STATE, [(i[0], i[1]) for i in items if i[1] is not None]
+                )
         else:
             status = await self.raw.execute(_PG_INSERT, *args)
             if int(status.rsplit(" ", 1)[-1]) != len(rows):
@@ -190,28 +225,25 @@ class _PGTx:
             return
         ids, now = self.touch_later
         try:
-            await self.raw.execute(_PG_TOUCH, now, ids)
+            if len(ids) == 1:
+                await self.raw.execute(_PG_TOUCH, now, ids[0])
+            else:  # one implicit transaction, pipelined: one round trip
+                await self.raw.executemany(_PG_TOUCH, [(now, cid) for cid in ids])
         except Exception as exc:  # the messages are committed; only the list order lags
             logger.debug("hookwire: refreshing conversations.updated_at failed: %r", exc)
             with contextlib.suppress(Exception):
                 await self.raw.execute("ROLLBACK")
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
-        rows = await self.raw.fetch(
-            "SELECT id, realm, org_id, user_id, is_anonymous FROM conversations "
-            "WHERE id = ANY($1::varchar[])",
-            ids,
-        )
+        rows = await self.raw.fetch(_PG_OWNERS, ids)
         return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows}
 
     async def parents(self, ids: list[str]) -> dict[str, str]:
-        rows = await self.raw.fetch(
-            "SELECT id, conversation_id FROM messages WHERE id = ANY($1::varchar[])", ids
-        )
+        rows = await self.raw.fetch(_PG_PARENTS, ids)
         return {r[0]: r[1] for r in rows}
 
     async def taken(self, ids: list[str]) -> set[str]:
-        rows = await self.raw.fetch("SELECT id FROM messages WHERE id = ANY($1::varchar[])", ids)
+        rows = await self.raw.fetch(_PG_TAKEN, ids)
         return {r[0] for r in rows}
 
 
@@ -333,11 +365,8 @@ class PostgresConversationStore(SQLConversationStore):
         entry = cache.get(conversation_id)
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
-            # One snapshot for the conversation and its messages. The messages are read in
-            # the order of the (conversation_id, seq) index: with the statistics of a table
-            # that just grew, the planner may otherwise pick a bitmap scan and a sort, which
-            # for 10,000 messages costs the server twice as long. Times come as ISO text in
-            # UTC (see _PG_DETAIL_SELECT).
+            # One snapshot for the conversation and its messages (see _PG_DETAILS). Times
+            # come as ISO text in UTC (see _PG_DETAIL_SELECT).
             await raw.execute(_PG_READ_BEGIN)
             try:
                 head = await raw.fetchrow(
@@ -349,12 +378,10 @@ class PostgresConversationStore(SQLConversationStore):
                 # The collector is paused while the rows arrive too: tens of thousands of
                 # new objects would trigger collections that scan them over and over.
                 with gc_paused():
-                    rows = await raw.fetch(
-                        _PG_DETAILS + " AND seq > $2 ORDER BY seq", conversation_id, last
-                    )
+                    rows = await raw.fetch(_PG_DETAILS, conversation_id, last)
                     if count is not None and len(base) + len(rows) != count:
                         base, last = [], 0
-                        rows = await raw.fetch(_PG_DETAILS + " ORDER BY seq", conversation_id)
+                        rows = await raw.fetch(_PG_DETAILS, conversation_id, 0)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await raw.execute("ROLLBACK")
