@@ -14,7 +14,8 @@ with, as its only callback:
   handler whose run, LLM and token hooks do nothing; every LangChain event is turned into a
   hookwire event (ids, parents, messages as dicts, ``LLMResponse`` with usage) and dispatched.
 
-``invoke`` is one chain run (4 runs, 1 LLM call); ``stream`` adds 9 streamed tokens. The
+``invoke`` is one chain run (4 LangChain runs, of which the prompt and the parser are no
+hookwire runs; 1 LLM call); ``stream`` adds 9 streamed tokens. The
 cases take turns, round after round, and each figure is a case's best round, in microseconds
 per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op handler.
 """

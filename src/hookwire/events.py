@@ -95,6 +95,13 @@ class Usage:
     ``total_tokens`` defaults to prompt + completion. ``cached_tokens`` (prompt tokens served
     from the provider's cache) and ``reasoning_tokens`` (completion tokens spent on hidden
     reasoning) are ``None`` when the provider did not say.
+
+    ``estimated`` is ``True`` when the provider sent no counts at all (a stream without its
+    usage chunk, one the caller stopped early): ``prompt_tokens`` and ``completion_tokens``
+    are then hookwire's upper bound (``hookwire.llms.estimate``), not the provider's figures,
+    and ``known`` is ``False``. The ledger books such a call as of unknown cost with that
+    estimate, budgets charge the estimate, and spans leave ``gen_ai.usage.*`` out. Adding an
+    estimated usage to another gives an estimated sum.
     """
 
     prompt_tokens: int = 0
@@ -102,6 +109,7 @@ class Usage:
     total_tokens: int = -1
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    estimated: bool = False
 
     # Written out (a dataclass keeps the ``__init__`` its class defines) because the one
     # generated for a frozen class looks ``object.__setattr__`` up for every field: about three
@@ -114,12 +122,14 @@ class Usage:
         total_tokens: int = -1,
         cached_tokens: int | None = None,
         reasoning_tokens: int | None = None,
+        estimated: bool = False,
     ) -> None:
         _usage_prompt(self, prompt_tokens)
         _usage_completion(self, completion_tokens)
         _usage_total(self, total_tokens)
         _usage_cached(self, cached_tokens)
         _usage_reasoning(self, reasoning_tokens)
+        _usage_estimated(self, estimated)
         if total_tokens < 0:
             _usage_total(self, prompt_tokens + completion_tokens)
 
@@ -141,10 +151,17 @@ class Usage:
             total_tokens=self.total_tokens + other.total_tokens,
             cached_tokens=_opt(self.cached_tokens, other.cached_tokens),
             reasoning_tokens=_opt(self.reasoning_tokens, other.reasoning_tokens),
+            estimated=self.estimated or other.estimated,
         )
 
+    @property
+    def known(self) -> bool:
+        """Whether the counts are the provider's (``False``: an estimate, see ``estimated``)."""
+        return not self.estimated
+
     def to_dict(self) -> dict[str, int]:
-        """The counts as a dict, leaving out the ones that are unknown."""
+        """The counts as a dict, leaving out the ones that are unknown (``estimated: 1`` when
+        the counts are an estimate)."""
         out = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -154,6 +171,8 @@ class Usage:
             out["cached_tokens"] = self.cached_tokens
         if self.reasoning_tokens is not None:
             out["reasoning_tokens"] = self.reasoning_tokens
+        if self.estimated:
+            out["estimated"] = 1
         return out
 
 
@@ -172,8 +191,21 @@ def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ..
     return tuple(cls.__dict__[n].__set__ for n in names)
 
 
-(_usage_prompt, _usage_completion, _usage_total, _usage_cached, _usage_reasoning) = slot_setters(
-    Usage, "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"
+(
+    _usage_prompt,
+    _usage_completion,
+    _usage_total,
+    _usage_cached,
+    _usage_reasoning,
+    _usage_estimated,
+) = slot_setters(
+    Usage,
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "estimated",
 )
 
 

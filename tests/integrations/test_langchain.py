@@ -38,6 +38,7 @@ from hookwire.errors import BudgetExceeded, ConfigurationError, RateLimitError
 from hookwire.integrations.langchain import (
     AsyncHookwireCallbackHandler,
     HookwireCallbackHandler,
+    convert,
     openai_messages,
 )
 from hookwire.testing import RecordingCallback
@@ -216,11 +217,9 @@ def test_lcel_chain_is_a_run_with_nested_calls(rec: RecordingCallback) -> None:
     out = chain.invoke({"q": "Capital?"}, config={"callbacks": [HookwireCallbackHandler([rec])]})
     assert out == "Paris is the capital."
     runs = rec.of("on_run_start")
-    assert [r["name"] for r in runs] == [
-        "RunnableSequence",
-        "ChatPromptTemplate",
-        "StrOutputParser",
-    ]
+    # the prompt and the parser are no runs of their own (prompts_and_parsers=True shows them)
+    assert [r["name"] for r in runs] == ["RunnableSequence"]
+    assert runs[0]["kind"] == "workflow"
     seq = runs[0]
     assert runs[0]["input"] == "Capital?"  # a single text value is passed as that text
     assert "parent_run_id" not in seq.kwargs
@@ -237,8 +236,6 @@ def test_lcel_chain_is_a_run_with_nested_calls(rec: RecordingCallback) -> None:
         11, 5, 16, cached_tokens=3, reasoning_tokens=1
     )
     assert ends["RunnableSequence"]["model"] == "gpt-4o-2024-08-06"
-    assert "usage" not in ends["StrOutputParser"].kwargs
-    assert "model" not in ends["StrOutputParser"].kwargs
     assert rec.hooks()[-1] == "on_run_end"
 
 
@@ -284,7 +281,8 @@ def test_text_llm(rec: RecordingCallback) -> None:
     start, end = rec.calls
     assert start["prompt"] == "meaning?"
     assert end["response"].content == "forty-two"
-    assert end["response"].usage == Usage()
+    # The fake model reports no usage: unknown (marked estimated), never a known 0.
+    assert end["response"].usage.estimated
 
 
 def test_llm_error_in_a_chain_reports_once(rec: RecordingCallback) -> None:
@@ -310,7 +308,7 @@ def test_llm_error_in_a_chain_reports_once(rec: RecordingCallback) -> None:
     assert seq_end["output"] is None
     (on_error,) = rec.of("on_error")
     assert on_error["stage"] == "llm"
-    assert isinstance(on_error["error"], FakeRateLimit)
+    assert on_error["error"] is err["error"]  # the same mapped error as on_llm_error's
 
 
 def test_llm_error_outside_a_chain(rec: RecordingCallback) -> None:
@@ -534,7 +532,7 @@ def test_fast_message_conversion_matches_langchains(batch: list[BaseMessage]) ->
     assert openai_messages(batch) == convert_to_openai_messages(batch)
 
 
-def test_chain_inputs_as_hookwire_runs_carry_them(rec: RecordingCallback) -> None:
+def test_run_inputs_and_outputs_are_text_never_a_repr(rec: RecordingCallback) -> None:
     handler = HookwireCallbackHandler([rec])
     echo = RunnableLambda(lambda x: x)
     echo.invoke({"question": "hi"}, config={"callbacks": [handler]})
@@ -542,14 +540,28 @@ def test_chain_inputs_as_hookwire_runs_carry_them(rec: RecordingCallback) -> Non
     echo.invoke({"n": 1}, config={"callbacks": [handler]})
     echo.invoke(HumanMessage("as a message"), config={"callbacks": [handler]})
     echo.invoke([SystemMessage("s"), HumanMessage("u")], config={"callbacks": [handler]})
+    echo.invoke({"messages": [("user", "state")]}, config={"callbacks": [handler]})
+    echo.invoke(
+        {"messages": [HumanMessage("q"), AIMessage("the answer"), AIMessage("")]},
+        config={"callbacks": [handler]},
+    )
+    echo.invoke([{"role": "user", "content": "as a dict"}], config={"callbacks": [handler]})
     assert [c["input"] for c in rec.of("on_run_start")] == [
         "hi",
-        {"a": 1, "b": "x"},
-        {"n": 1},
+        '{"a":1,"b":"x"}',
+        '{"n":1}',
         "as a message",
-        [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        "u",
+        "state",
+        "q",
+        "as a dict",
     ]
-    assert [c["output"] for c in rec.of("on_run_end")][3] == "as a message"
+    outputs = [c["output"] for c in rec.of("on_run_end")]
+    assert outputs[3] == "as a message"
+    assert outputs[6] == "the answer"  # the last assistant message that says something
+    for text in outputs:
+        assert isinstance(text, str)
+        assert "HumanMessage(" not in text and "AIMessage(" not in text
 
 
 _text_st = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -593,3 +605,35 @@ def test_a_stream_stopped_early_ends_with_what_came(rec: RecordingCallback) -> N
     assert end["response"].content == "one two"
     assert end["response"].finish_reason is None
     assert handler._bridge.runs == {}
+
+
+_message_st = st.builds(
+    lambda kind, text: {"human": HumanMessage, "ai": AIMessage, "system": SystemMessage}[kind](
+        text
+    ),
+    st.sampled_from(["human", "ai", "system"]),
+    _text_st,
+)
+_value_st = st.recursive(
+    st.none() | st.integers() | _text_st | _message_st,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text_st, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_value_st)
+def test_run_text_is_always_text_and_never_a_message_repr(value: Any) -> None:
+    for text in (convert.chain_input(value), convert.chain_output(value)):
+        assert isinstance(text, str)
+        assert "HumanMessage(" not in text and "AIMessage(" not in text
+
+
+@given(st.lists(_message_st, min_size=1, max_size=6))
+def test_run_input_is_the_last_human_message_of_any_message_list(batch: list[BaseMessage]) -> None:
+    humans = [m.content for m in batch if m.type == "human"]
+    text = convert.chain_input({"messages": batch, "remaining_steps": 3})
+    if humans:
+        assert text == humans[-1]
+    answers = [m.content for m in batch if m.type == "ai" and m.content]
+    if answers:
+        assert convert.chain_output({"messages": batch}) == answers[-1]

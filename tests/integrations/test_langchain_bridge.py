@@ -130,3 +130,48 @@ def test_errors_are_mapped_and_open_runs_are_bounded() -> None:
     for _ in range(5):
         chain(b, uuid4())
     assert len(b.runs) == 3
+
+
+def test_an_agent_executor_is_an_agent_run_and_a_chain_a_workflow_step() -> None:
+    b = bridge()
+    executor = {"id": ["langchain", "agents", "agent", "AgentExecutor"]}
+    [(_, _, kw)] = b.chain_start(executor, {"input": "hi"}, (uuid4(), None, None, None), {})
+    assert (kw["name"], kw["kind"]) == ("AgentExecutor", "agent")
+    [(_, _, kw)] = chain(b, uuid4())
+    assert kw["kind"] == "workflow"
+
+
+def test_what_runs_inside_a_hidden_prompt_hangs_under_its_parent() -> None:
+    b = bridge()
+    outer, prompt, call = uuid4(), uuid4(), uuid4()
+    chain(b, outer)
+    assert (
+        b.chain_start(None, {"q": "x"}, (prompt, outer, None, None), {"run_type": "prompt"}) == []
+    )
+    [(_, _, kw)] = chat(b, call, prompt)
+    assert kw["parent_run_id"] == str(outer)
+    assert kw["depth"] == 1
+    b.llm_end(answer(), call)
+    assert b.chain_end("text", prompt) == []
+    [(_, _, kw)] = b.chain_end("Paris", outer)
+    assert kw["usage"].total_tokens == 12  # rolled up past the hidden run
+    assert b.runs == {}
+
+
+def test_a_streamed_chain_starts_when_its_real_input_is_known() -> None:
+    b = bridge()
+    outer, inner = uuid4(), uuid4()
+    assert b.chain_start(None, {"input": ""}, (outer, None, None, None), {"name": "seq"}) == []
+    emits = b.chain_start(None, {"q": "Capital?"}, (inner, outer, None, None), {"name": "step"})
+    assert [(h, args[0], kw["name"]) for h, args, kw in emits] == [
+        ("on_run_start", "Capital?", "seq"),
+        ("on_run_start", "Capital?", "step"),
+    ]
+    b.chain_end("Paris", inner)
+    lone = uuid4()
+    assert b.chain_start(None, {"input": ""}, (lone, None, None, None), {}) == []
+    emits = b.chain_end("out", lone, inputs={"q": "at the end"})
+    assert [(h, args[0]) for h, args, _ in emits] == [
+        ("on_run_start", "at the end"),
+        ("on_run_end", "out"),
+    ]

@@ -228,7 +228,7 @@ def test_a_responses_stream_cut_short(
     end = only_end(rec)
     assert end["cancelled"] is True
     assert end["response"].content == "This answer "
-    assert end["response"].cost is None  # no usage came
+    assert end["response"].usage.estimated  # no usage came: an estimate, never 0
     rec.clear()
     with pytest.raises(openai.APIConnectionError):
         list(client.responses.create(model="gpt-4o", input="hi", stream=True))

@@ -169,6 +169,9 @@ def test_summary_groups_and_ranges(db_url: str) -> None:
             "total_tokens": 300,
             "cost": Decimal(3),
             "unknown_cost_calls": 0,
+            "estimated_calls": 0,
+            "estimated_tokens": 0,
+            "estimated_cost": None,
         }
     ]
 

@@ -24,7 +24,7 @@ SPAN_DAYS = 75
 
 def _dataset(tag: str, n: int = 400) -> list[UsageRecord]:
     """Calls over 75 days from 2026-09-20, some without user, org or agent, some without a
-    price or cached/reasoning counts, in two currencies."""
+    price or cached/reasoning counts, some estimated, in two currencies."""
     rnd = random.Random(17)
     out = []
     for i in range(n):
@@ -45,6 +45,7 @@ def _dataset(tag: str, n: int = 400) -> list[UsageRecord]:
                 agent=rnd.choice([None, f"{tag}-a1", f"{tag}-a2"]),
                 model=rnd.choice([None, "m1", "m2"]),
                 provider=rnd.choice([None, "openai"]),
+                source=rnd.choice(["auto", "auto", "manual", "estimated"]),
             )
         )
     return out

@@ -29,7 +29,7 @@ _MESSAGE = (
 _LEDGER = (
     "INSERT INTO usage_ledger (run_id, created_at, user_id, org_id, agent, prompt_tokens, "
     "completion_tokens, total_tokens, cached_tokens, cost, currency, source) VALUES "
-    "(:run, :at, :user, 'o1', NULL, 10, 5, 15, :cached, :cost, 'USD', 'auto')"
+    "(:run, :at, :user, 'o1', NULL, 10, 5, 15, :cached, :cost, 'USD', :source)"
 )
 
 
@@ -58,6 +58,7 @@ async def _fill(url: str) -> None:
                     "user": None if i % 3 == 0 else "u1",
                     "cached": None if i % 2 else 4,
                     "cost": cost,
+                    "source": "estimated" if i == 4 else "auto",
                 },
             )
 

@@ -41,6 +41,8 @@ class _Stats:
         "completion_tokens",
         "cost",
         "errors",
+        "estimated_cost",
+        "estimated_tokens",
         "gen_seconds",
         "latency",
         "latency_sum",
@@ -52,6 +54,7 @@ class _Stats:
         "total_tokens",
         "ttft",
         "ttft_sum",
+        "unknown_usage",
     )
 
     def __init__(self) -> None:
@@ -70,6 +73,9 @@ class _Stats:
         self.tool_calls = 0
         self.cost = Decimal(0)
         self.priced_calls = 0
+        self.unknown_usage = 0
+        self.estimated_tokens = 0
+        self.estimated_cost: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
         timed = self.latency.count
@@ -94,6 +100,10 @@ class _Stats:
             # Unknown prices are not zero: None when no call had a known price.
             "total_cost": float(self.cost) if self.priced_calls else None,
             "unpriced_calls": self.calls - self.priced_calls,
+            # Calls whose provider sent no usage: apart, with their upper-bound estimate.
+            "usage_unknown_calls": self.unknown_usage,
+            "estimated_tokens": self.estimated_tokens,
+            "estimated_cost": None if self.estimated_cost is None else float(self.estimated_cost),
         }
 
 
@@ -106,7 +116,10 @@ class MetricsCallback(BaseCallback):
     calls), ``tokens_per_second`` (completion tokens over the time spent in calls),
     ``errors`` (failed LLM calls), ``retries``, ``tool_calls``, ``tool_errors``,
     ``total_cost`` (``None`` when no call had a known price; never 0 for unknown) and
-    ``unpriced_calls``, then ``errors_by_stage`` (``on_error`` events by stage) and the same
+    ``unpriced_calls`` (calls without a known cost), ``usage_unknown_calls`` (calls whose
+    provider sent no usage, ``Usage.estimated``: their tokens are not in the token counts nor
+    their cost in ``total_cost``; ``estimated_tokens`` and ``estimated_cost`` hold their upper
+    bound), then ``errors_by_stage`` (``on_error`` events by stage) and the same
     figures broken down in ``by_model`` (the model asked for) and ``by_agent``.
 
     ``prometheus_collector()`` and ``prometheus_text()`` expose them for Prometheus.
@@ -176,6 +189,7 @@ class MetricsCallback(BaseCallback):
         latency = kwargs.get("latency_ms")
         ttft = kwargs.get("ttft_ms")
         usage = getattr(response, "usage", None)
+        estimated = bool(getattr(usage, "estimated", False))
         prompt_t = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_t = int(getattr(usage, "completion_tokens", 0) or 0)
         total_t = int(getattr(usage, "total_tokens", prompt_t + completion_t) or 0)
@@ -187,19 +201,26 @@ class MetricsCallback(BaseCallback):
                 latency = (kwargs["timestamp"] - started) * 1000.0
             for s in self._groups(kwargs, getattr(response, "model", None)):
                 s.calls += 1
-                s.prompt_tokens += prompt_t
-                s.completion_tokens += completion_t
-                s.total_tokens += total_t
+                if estimated:
+                    s.unknown_usage += 1
+                    s.estimated_tokens += total_t
+                    if cost is not None:
+                        s.estimated_cost = cost + (s.estimated_cost or 0)
+                else:
+                    s.prompt_tokens += prompt_t
+                    s.completion_tokens += completion_t
+                    s.total_tokens += total_t
                 if latency is not None and latency >= 0:
                     s.latency.add(latency)
                     s.latency_sum += latency
-                    gen = latency - ttft if ttft is not None and ttft <= latency else latency
-                    s.gen_seconds += gen / 1000.0
+                    if not estimated:  # tokens_per_second is of the calls with known counts
+                        gen = latency - ttft if ttft is not None and ttft <= latency else latency
+                        s.gen_seconds += gen / 1000.0
                 if ttft is not None and ttft >= 0:
                     s.streamed += 1
                     s.ttft.add(ttft)
                     s.ttft_sum += ttft
-                if cost is not None:
+                if cost is not None and not estimated:
                     s.cost += cost
                     s.priced_calls += 1
 
@@ -303,6 +324,9 @@ class _PrometheusCollector:
         retries = family("llm_retries", "LLM call retries", "counter")
         tokens = family("llm_tokens", "Tokens used, by kind", "counter")
         cost = family("llm_cost", "Cost of the LLM calls with a known price", "counter")
+        unknown = family(
+            "llm_usage_unknown_calls", "LLM calls whose provider sent no usage", "counter"
+        )
         latency = family("llm_latency_ms", "LLM call latency in milliseconds", "summary")
         ttft = family("llm_ttft_ms", "Time to first token of streamed calls (ms)", "summary")
         for model, g in groups.items():
@@ -316,6 +340,9 @@ class _PrometheusCollector:
                 )
             if g["total_cost"] is not None:
                 cost.add_sample(f"{p}_llm_cost_total", labels, g["total_cost"])
+            unknown.add_sample(
+                f"{p}_llm_usage_unknown_calls_total", labels, g["usage_unknown_calls"]
+            )
             for q, key in (
                 ("0.5", "p50_latency_ms"),
                 ("0.95", "p95_latency_ms"),
@@ -337,4 +364,4 @@ class _PrometheusCollector:
             )
         tools = family("tool_calls", "Tool calls", "counter")
         tools.add_sample(f"{p}_tool_calls_total", {}, m["tool_calls"])
-        yield from (calls, errors, retries, tokens, cost, latency, ttft, tools)
+        yield from (calls, errors, retries, tokens, cost, unknown, latency, ttft, tools)

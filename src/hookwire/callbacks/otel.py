@@ -418,7 +418,7 @@ class OpenTelemetryCallback(BaseCallback):
         reason = getattr(response, "finish_reason", None)
         if reason:
             attrs[FINISH_REASONS] = (reason,)
-        if usage is not None:
+        if usage is not None and not usage.estimated:  # no usage came: none, never 0
             attrs[INPUT_TOKENS] = usage.prompt_tokens
             attrs[OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens is not None:
@@ -443,7 +443,7 @@ class OpenTelemetryCallback(BaseCallback):
         if entry.metric_attrs is not None:
             self._record_duration(entry, kwargs, None)
             tokens = self._tokens
-            if tokens is not None and usage is not None:
+            if tokens is not None and usage is not None and not usage.estimated:
                 mattrs = entry.metric_attrs
                 tokens.record(usage.prompt_tokens, {**mattrs, TOKEN_TYPE: "input"})
                 tokens.record(usage.completion_tokens, {**mattrs, TOKEN_TYPE: "output"})

@@ -11,8 +11,13 @@
 a span back from now: ``30m``, ``24h``, ``7d``; ``today`` is midnight UTC. ``--json`` prints a
 JSON array of rows with the group keys, ``calls``, ``prompt_tokens``, ``completion_tokens``,
 ``cached_tokens``, ``reasoning_tokens``, ``total_tokens``, ``cost`` (an exact decimal number,
-or ``null`` when no call of the group had a known price), ``currency`` and
-``unknown_cost_calls``.
+or ``null`` when no call of the group had a known price), ``currency``,
+``unknown_cost_calls``, and ``estimated_calls``, ``estimated_tokens`` and ``estimated_cost``.
+
+Calls whose provider sent no usage (a stream without its usage chunk, or stopped early) are
+shown apart, never as free: the table's "usage unknown" column counts them and "estimate ≤"
+gives the upper bound budgets charged for them; the token and cost columns are the known
+figures only.
 """
 
 from __future__ import annotations
@@ -79,16 +84,22 @@ def render_json(rows: list[dict[str, Any]]) -> str:
         item = dict(row)
         cost = item.get("cost")
         item["cost"] = None if cost is None else orjson.Fragment(f"{cost:f}".encode())
+        estimate = item.get("estimated_cost")
+        if estimate is not None:
+            item["estimated_cost"] = orjson.Fragment(f"{estimate:f}".encode())
         out.append(item)
     return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
 
 
 def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
-    """The rows as a ``rich`` table (token counts, cost with its currency, and the calls whose
-    price is unknown), with a total line per currency when there are groups."""
+    """The rows as a ``rich`` table (token counts, cost with its currency, the calls whose
+    price is unknown, and apart the calls whose usage is unknown with their estimate), with a
+    total line per currency when there are groups."""
     from rich.table import Table
 
-    unpriced = any(row["unknown_cost_calls"] for row in rows)
+    # Estimated calls are also of unknown cost; the "unpriced" column counts the others.
+    unpriced = any(row["unknown_cost_calls"] - row.get("estimated_calls", 0) for row in rows)
+    estimated = any(row.get("estimated_calls") for row in rows)
     table = Table(title="LLM usage and cost", title_justify="left")
     for key in by:
         table.add_column(key, no_wrap=True, overflow="fold")
@@ -96,9 +107,19 @@ def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
         table.add_column(name, justify="right", overflow="fold")
     if unpriced:
         table.add_column("unpriced calls", justify="right", overflow="fold")
+    if estimated:
+        table.add_column("usage unknown", justify="right", overflow="fold")
+        table.add_column("estimate ≤", justify="right", overflow="fold")
 
     def cells(
-        calls: int, prompt: int, completion: int, cost: Any, cur: str, unknown: int
+        calls: int,
+        prompt: int,
+        completion: int,
+        cost: Any,
+        cur: str,
+        unknown: int,
+        guessed: int,
+        estimate: Any,
     ) -> list[str]:
         out = [
             f"{calls:,}",
@@ -107,7 +128,10 @@ def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
             "-" if cost is None else f"{_money_text(cost)} {cur}",
         ]
         if unpriced:
-            out.append(f"{unknown:,}" if unknown else "")
+            out.append(f"{unknown - guessed:,}" if unknown - guessed else "")
+        if estimated:
+            out.append(f"{guessed:,}" if guessed else "")
+            out.append("" if estimate is None else f"{_money_text(estimate)} {cur}")
         return out
 
     totals: dict[str, list[Any]] = {}
@@ -121,22 +145,29 @@ def render_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
                 row["cost"],
                 row["currency"],
                 row["unknown_cost_calls"],
+                row.get("estimated_calls", 0),
+                row.get("estimated_cost"),
             ),
         )
-        t = totals.setdefault(row["currency"], [0, 0, 0, None, 0])
+        t = totals.setdefault(row["currency"], [0, 0, 0, None, 0, 0, None])
         t[0] += row["calls"]
         t[1] += row["prompt_tokens"]
         t[2] += row["completion_tokens"]
         if row["cost"] is not None:
             t[3] = row["cost"] if t[3] is None else t[3] + row["cost"]
         t[4] += row["unknown_cost_calls"]
+        t[5] += row.get("estimated_calls", 0)
+        if row.get("estimated_cost") is not None:
+            t[6] = row["estimated_cost"] if t[6] is None else t[6] + row["estimated_cost"]
     if by and len(rows) > 1:
         table.add_section()
-        for currency, (calls, prompt, completion, cost, unknown) in sorted(totals.items()):
+        for currency, (calls, prompt, completion, cost, unknown, guessed, estimate) in sorted(
+            totals.items()
+        ):
             table.add_row(
                 "total",
                 *([""] * (len(by) - 1)),
-                *cells(calls, prompt, completion, cost, currency, unknown),
+                *cells(calls, prompt, completion, cost, currency, unknown, guessed, estimate),
             )
     return table
 

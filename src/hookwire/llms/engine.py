@@ -52,9 +52,10 @@ from ..errors import (
     StreamInterrupted,
     TransientLLMError,
 )
-from ..events import LLMResponse, Usage, utcnow
+from ..events import LLMResponse, utcnow
 from ..ids import new_id
 from .calls import Call, Events, Reading, tool_schemas
+from .estimate import estimate_usage, prompt_bound, with_estimate
 from .prices import price
 from .protocol import LLMRequest, Messages, StreamEnd, normalize_messages
 from .retry import RetryPolicy
@@ -267,6 +268,13 @@ class BaseLLM:
         return Call(request, managers, stream, kw, retry or self.retry, listening)
 
     def _finish(self, call: Call, response: LLMResponse) -> LLMResponse:
+        if response.usage.estimated:
+            # No usage came (and the client made no estimate of its own): an upper bound from
+            # what was sent and received, never 0.
+            request = call.request
+            response = with_estimate(
+                response, request.model, self.provider, request.messages, request.tools
+            )
         provider = response.provider
         model = response.model
         cost = response.cost
@@ -313,11 +321,15 @@ class BaseLLM:
                 model=call.request.model,
             )
         usage = end.usage
-        if usage is None:
-            # The server sent no usage chunk (stream_options unsupported): count what we saw.
-            usage = Usage(0, len(parts))
         model = end.model or call.request.model
         provider = self.provider
+        if usage is None:
+            # The server sent no usage chunk (stream_options unsupported): unknown, estimated
+            # from what was sent and what came.
+            request = call.request
+            usage = estimate_usage(
+                prompt_bound(request.messages, request.tools), text, end.tool_calls
+            )
         # Priced here, so _finish finds the record complete and need not copy it. Positional
         # (content, usage, model, created_at, finish_reason, tool_calls, provider, id, cost):
         # keywords to a class cost a dict per call.

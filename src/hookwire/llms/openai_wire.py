@@ -33,6 +33,7 @@ from ..errors import (
     ServerError,
 )
 from ..events import LLMResponse, ToolCall, Usage, utcnow
+from .estimate import UNKNOWN_USAGE
 from .prices import price
 from .protocol import StreamEnd
 
@@ -340,7 +341,9 @@ def response_from_json(body: bytes, request_model: str, provider: str) -> LLMRes
         response_id = _text(data.get("id"), "an id")
     except (AttributeError, TypeError, KeyError, IndexError) as exc:
         raise ValueError(f"an answer in an unexpected shape: {body[:200]!r}") from exc
-    usage = usage_from_json(data.get("usage")) or Usage()
+    # No usage in the answer: unknown (priced once its estimate is made, by the caller who
+    # knows the request: BaseLLM._finish, the openai instrumentation).
+    usage = usage_from_json(data.get("usage")) or UNKNOWN_USAGE
     # Priced here, so the engine (BaseLLM._finish) finds the record complete and need not copy it.
     # Positional (content, usage, model, created_at, finish_reason, tool_calls, provider,
     # id, cost): keywords to a class cost a dict per call.
@@ -353,7 +356,7 @@ def response_from_json(body: bytes, request_model: str, provider: str) -> LLMRes
         calls,
         provider,
         response_id,
-        price(model, usage, provider),
+        None if usage.estimated else price(model, usage, provider),
     )
 
 

@@ -15,7 +15,8 @@
   ``hookwire db upgrade --db URL`` (or set ``HOOKWIRE_AUTO_MIGRATE=1`` to upgrade it
   automatically too); a database newer than the code raises ``MigrationError`` too.
 - :func:`upgrade` ``(url, revision="head")``: applies the migrations (what ``hookwire db
-  upgrade`` runs); concurrent upgrades of one database are serialised.
+  upgrade`` runs); concurrent upgrades of one database are serialised. On PostgreSQL, a run
+  that applied migrations ANALYZEs hookwire's tables that hold rows.
 
 Migrations live in ``hookwire/stores/migrations/versions`` and run programmatically (no
 ``alembic.ini``); every revision's ``down_revision`` chains to the previous one.
@@ -456,7 +457,28 @@ def _upgrade_sync(connection: Connection, revision: str) -> None:
         # Two processes upgrading the same database at once: the second waits, then finds
         # nothing left to do.
         connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7411024693180001)")
+    before = _current(connection)
     command.upgrade(_alembic_config(connection), revision)
+    if connection.dialect.name == "postgresql" and _current(connection) != before:
+        _analyze(connection)
+
+
+def _analyze(connection: Connection) -> None:
+    """ANALYZE hookwire's tables that hold rows, after migrations created or changed them.
+
+    A server without autovacuum would otherwise plan with no statistics (or with those of
+    the table before the change) for as long as it runs. An empty table is left unanalysed:
+    PostgreSQL then plans for a newly created table (at least ten pages, so lookups by key use
+    the index); analysed while empty, it is planned as empty, with sequential scans that a
+    statement prepared then keeps while the table grows."""
+    from .schema import metadata
+
+    for table in metadata.sorted_tables:
+        name = connection.dialect.identifier_preparer.quote(table.name)
+        if not connection.dialect.has_table(connection, table.name):
+            continue
+        if connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {name})").scalar():
+            connection.exec_driver_sql(f"ANALYZE {name}")
 
 
 async def upgrade(url: str | None = None, revision: str = "head") -> str | None:

@@ -19,7 +19,7 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     one row per LLM call (``hookwire.callbacks.accounting``): seq, run_id (unique: a call is
     counted once), created_at, user_id, org_id, agent, conversation_id, model, provider, token
     counts (prompt, completion, cached, reasoning, total), cost (``None``: price unknown),
-    currency, correlation_id, request_id, trace_id, source (``auto`` or ``manual``).
+    currency, correlation_id, request_id, trace_id, source (``auto``, ``manual`` or ``estimated``).
 
 ``usage_totals``
     running sums of the ledger by scope (``user``, ``org``, ``agent``), key and period
@@ -349,14 +349,22 @@ usage_totals = Table(
     Column("prompt_tokens", BigInteger(), nullable=False),
     Column("completion_tokens", BigInteger(), nullable=False),
     Column("cost", Money(), nullable=False),
-    # what a summary needs besides (migration 0004): cached and reasoning token sums with the
-    # number of calls that reported them (a sum of no reported count is unknown, not 0)
+    # what a summary needs besides (migration 0004), of the calls not estimated: cached and
+    # reasoning token sums with the number of calls that reported them (a sum of no reported
+    # count is unknown, not 0)
     Column("total_tokens", BigInteger(), nullable=False, server_default="0"),
     Column("cached_tokens", BigInteger(), nullable=False, server_default="0"),
     Column("cached_calls", BigInteger(), nullable=False, server_default="0"),
     Column("reasoning_tokens", BigInteger(), nullable=False, server_default="0"),
     Column("reasoning_calls", BigInteger(), nullable=False, server_default="0"),
     Column("unknown_cost_calls", BigInteger(), nullable=False, server_default="0"),
+    # the calls whose usage hookwire estimated (source ``estimated``), which summaries show apart
+    Column("estimated_calls", BigInteger(), nullable=False, server_default="0"),
+    Column("estimated_prompt_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("estimated_completion_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("estimated_tokens", BigInteger(), nullable=False, server_default="0"),
+    Column("estimated_cost", Money(), nullable=False, server_default="0"),
+    Column("estimated_priced_calls", BigInteger(), nullable=False, server_default="0"),
     # a summary's rows of one scope and period (every user's month), without the other periods
     Index("ix_usage_totals_period", "scope", "period", "period_start"),
 )

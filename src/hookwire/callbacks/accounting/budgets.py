@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -27,6 +27,7 @@ from ... import pricing
 from ...errors import BudgetExceeded, ConfigurationError, InvalidUsageError
 from ...events import Usage
 from ...ids import new_id
+from ...llms.estimate import IMAGE_TOKENS, estimate_prompt_tokens
 from ...stores import runner
 from ...stores.ledger import SCOPES, Claim, UsageLedger, period_start
 
@@ -88,32 +89,6 @@ class Budget:
                 f"Budget currency must be a three-letter code such as 'USD', not {self.currency!r}"
             )
         object.__setattr__(self, "currency", self.currency.upper())
-
-
-#: Tokens reserved per image in a prompt: OpenAI's high-detail 2048x2048 tile count (1,105)
-#: with a margin. An image's bytes say nothing about its tokens.
-IMAGE_TOKENS: Final = 1_600
-_IMAGE_PARTS: Final = frozenset({"image_url", "input_image", "image"})
-
-
-def estimate_prompt_tokens(prompt: Any) -> int:
-    """An upper bound of the tokens a prompt can use: its UTF-8 bytes (a byte-level BPE token
-    is at least one byte) plus a few per message for roles and separators; an image part
-    (``{"type": "image_url", ...}``) counts ``IMAGE_TOKENS``."""
-    if prompt is None:
-        return 0
-    if isinstance(prompt, str):
-        return len(prompt.encode("utf-8", "replace")) + 8
-    if isinstance(prompt, Mapping):
-        if prompt.get("type") in _IMAGE_PARTS:
-            return IMAGE_TOKENS
-        total = 8
-        for v in prompt.values():
-            total += estimate_prompt_tokens(v) if not isinstance(v, str) else len(v.encode()) + 1
-        return total
-    if isinstance(prompt, (list, tuple)):
-        return 3 + sum(estimate_prompt_tokens(m) for m in prompt)
-    return len(str(prompt).encode("utf-8", "replace")) + 8
 
 
 # Per model asked for, the most tokens an answer has run past its call's max_tokens in this

@@ -43,7 +43,15 @@ from ...errors import BudgetExceeded, ConfigurationError, HookwireError, Invalid
 from ...events import EmbeddingResponse, LLMResponse, Usage
 from ...ids import new_id
 from ...stores import runner
-from ...stores.ledger import MAX_COST, SCOPES, Claim, UsageLedger, UsageRecord, ledger_key
+from ...stores.ledger import (
+    ESTIMATED,
+    MAX_COST,
+    SCOPES,
+    Claim,
+    UsageLedger,
+    UsageRecord,
+    ledger_key,
+)
 from ...stores.schema import has_lone_surrogate
 from ..base import BaseCallback
 from .budgets import Budget, BudgetLeases, answered, worst_case
@@ -473,7 +481,8 @@ class AccountingCallbackHandler(BaseCallback):
                 cost=_own_cost(response),
                 currency=getattr(response, "currency", None) or "USD",
                 kwargs=kwargs,
-                source="auto",
+                # No usage came: booked as the estimate's upper bound, marked as such.
+                source=ESTIMATED if usage.estimated else "auto",
             )
         except InvalidUsageError:
             if self.budgets:

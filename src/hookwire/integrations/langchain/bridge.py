@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from types import FrameType
+from typing import Any, Final
 from uuid import UUID
 
 import orjson
+from langchain_core import callbacks as lc_callbacks
+from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.messages import BaseMessage
 
 from ...context import check_request_context, hook_context
@@ -62,6 +66,9 @@ _PARAM_KEYS = frozenset(
     )
 )
 
+#: What LangChain passes as a streamed chain's input at its start (the real one comes at its end).
+_PLACEHOLDER: Final = {"input": ""}
+
 #: One hook call: the hook's name, its positional arguments, its keywords.
 Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
 #: What LangChain says of every run it starts: ``run_id``, ``parent_run_id``, ``tags``,
@@ -87,9 +94,12 @@ class _Run:
     model: str | None = None
     provider: str | None = None
     query: str = ""
-    # The error a child reported, and at which stage, so that the outermost run reports the
-    # failure once with the stage where it began.
-    pending: tuple[BaseException, str] | None = None
+    response_id: str | None = None
+    # The failure a child reported: LangChain's exception, hookwire's, the stage where it
+    # began and whether ``on_error`` already went out, so that it is reported once.
+    pending: tuple[BaseException, BaseException, str, bool] | None = None
+    # A streamed chain's start, held back until its real input is known (see ``chain_start``).
+    deferred: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -118,8 +128,16 @@ class Bridge:
 
     max_runs = 10_000
 
-    def __init__(self, callbacks: Callbacks, context: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        callbacks: Callbacks,
+        context: Mapping[str, Any],
+        *,
+        prompts_and_parsers: bool = False,
+    ) -> None:
         self.manager = CallbackManager.ensure(callbacks)
+        #: Whether prompts and output parsers are runs of their own (workflow steps).
+        self.prompts_and_parsers = prompts_and_parsers
         self.context = check_request_context(context)
         # Keyed by LangChain's run ids as given (UUIDs): cheaper than their text each time.
         self.runs: dict[Any, _Run] = {}
@@ -140,15 +158,21 @@ class Bridge:
         base: dict[str, Any] = {"run_id": rid}
         if self.context:
             base.update(self.context)
+        parent = None
         if parent_run_id is not None:
             parent = self.runs.get(parent_run_id)
-            if parent is not None:
-                base["parent_run_id"] = parent.base["run_id"]
-                trace_id, depth = parent.trace_id, parent.depth + 1
-            else:
-                pid = base["parent_run_id"] = str(parent_run_id)
-                ctx = hook_context()
-                trace_id, depth = ctx.get("trace_id") or pid, ctx.get("depth", 0) + 1
+            # A hidden run (a prompt, a parser) is no run of its own: its children hang under
+            # its nearest shown ancestor.
+            while parent is not None and parent.kind == "hidden":
+                parent_run_id = parent.parent
+                parent = self.runs.get(parent_run_id) if parent_run_id is not None else None
+        if parent is not None:
+            base["parent_run_id"] = parent.base["run_id"]
+            trace_id, depth = parent.trace_id, parent.depth + 1
+        elif parent_run_id is not None:
+            pid = base["parent_run_id"] = str(parent_run_id)
+            ctx = hook_context()
+            trace_id, depth = ctx.get("trace_id") or pid, ctx.get("depth", 0) + 1
         else:
             # The outermost LangChain run: a child of the enclosing hookwire run, if any (the
             # manager fills in parent_run_id from the context).
@@ -167,19 +191,23 @@ class Bridge:
                 if k in _REQUEST_KEYS:
                     if v is not None:
                         base[k] = v
-                elif not k.startswith(("ls_", "lc_")):  # LangChain's own bookkeeping
+                elif not k.startswith(("ls_", "lc_", "langgraph_", "checkpoint_")):
+                    # not LangChain's nor LangGraph's own bookkeeping
                     own[k] = v
             if own:
                 inherited = hook_context().get("metadata")
                 # read-only: a handler's edit would reach the caller's config and later runs
                 base["metadata"] = freeze({**inherited, **own} if inherited else own)
         run = _Run(kind, name, base, trace_id, depth, parent_run_id)
+        self._remember(run_id, run)
+        return run
+
+    def _remember(self, run_id: UUID, run: _Run) -> None:
         if len(self.runs) >= self.max_runs:
             # A run whose end never came (a framework bug or a dropped event): forget the
             # oldest rather than grow without bound.
             self.runs.pop(next(iter(self.runs)), None)
         self.runs[run_id] = run
-        return run
 
     def close(self, run_id: UUID) -> _Run | None:
         """Forget a run that ended; ``None`` if it was not open."""
@@ -188,25 +216,89 @@ class Bridge:
     def _parent(self, run: _Run) -> _Run | None:
         return self.runs.get(run.parent) if run.parent is not None else None
 
-    def _report(self, run: _Run, error: BaseException, stage: str, emits: list[Emit]) -> None:
-        """Report a failure once with ``on_error``: now if ``run`` is outermost, else by the
-        outermost run (through ``pending``)."""
+    def _report(
+        self,
+        run: _Run,
+        failure: tuple[BaseException, BaseException, str, bool],
+        emits: list[Emit],
+    ) -> None:
+        """Report a failure once with ``on_error``: now if ``run`` is outermost and it was not
+        told yet, else by the outermost run (through ``pending``)."""
         parent = self._parent(run)
         if parent is not None:
-            parent.pending = (error, stage)
-        else:
-            emits.append(("on_error", (error,), {**run.base, "stage": stage}))
+            known = parent.pending
+            # A sibling may have told the parent of this failure already, from where it began.
+            if known is None or not _caused_by(failure[0], known[0]):
+                parent.pending = failure
+        elif not failure[3]:
+            emits.append(("on_error", (failure[1],), {**run.base, "stage": failure[2]}))
+
+    def _flush(self, run: _Run | None, value: Any, emits: list[Emit]) -> None:
+        """Send the held-back starts of ``run`` and its ancestors, outermost first, with the
+        input ``value`` that just became known."""
+        held: list[dict[str, Any]] = []
+        while run is not None and run.deferred is not None:
+            held.append(run.deferred)
+            run.deferred = None
+            run = self._parent(run)
+        if held:
+            text = convert.chain_input(value)
+            for kw in reversed(held):
+                emits.append(("on_run_start", (text,), kw))
 
     # -- chains -----------------------------------------------------------------------------
+
+    def _kind(self, serialized: Serialized, start: Start, kwargs: Mapping[str, Any]) -> str:
+        """What a chain is to hookwire: ``"agent"`` (a LangGraph graph, an ``AgentExecutor``),
+        ``"hidden"`` (a prompt or an output parser, unless asked for) or ``"workflow"``."""
+        run_type = kwargs.get("run_type")
+        meta = start[3]
+        if run_type in ("prompt", "parser") or (
+            meta and "langgraph_node" in meta and kwargs.get("name") == "Prompt"
+        ):
+            # The prebuilt ReAct agent's prompt step is a plain function named "Prompt".
+            return "workflow" if self.prompts_and_parsers else "hidden"
+        if meta and meta.get("ls_integration") == "langgraph" and "langgraph_node" not in meta:
+            return "agent"  # a graph's own run; its nodes carry ``langgraph_node``
+        if serialized:
+            ids = serialized.get("id")
+            if isinstance(ids, list) and ids and ids[-1] == "AgentExecutor":
+                return "agent"
+        return "workflow"
 
     def chain_start(
         self, serialized: Serialized, inputs: Any, start: Start, kwargs: Mapping[str, Any]
     ) -> list[Emit]:
-        """``on_run_start``."""
+        """``on_run_start`` (``kind`` ``"agent"`` or ``"workflow"``); nothing for a hidden run.
+
+        A streamed LCEL chain starts with the placeholder ``{"input": ""}``: its start is held
+        back until a run inside it starts (with the real input) or it ends (LangChain then
+        passes the input)."""
         name = kwargs.get("name") or convert.name_of(serialized, kwargs, "chain")
-        run = self.open("chain", name, start)
+        kind = self._kind(serialized, start, kwargs)
+        emits: list[Emit] = []
+        placeholder = type(inputs) is dict and inputs == _PLACEHOLDER
+        if kind == "hidden":
+            # Only remembered, so that what runs inside it hangs under its parent.
+            parent_key = start[1]
+            parent = self.runs.get(parent_key) if parent_key is not None else None
+            if parent is not None and parent.kind == "hidden":
+                parent_key = parent.parent
+                parent = self.runs.get(parent_key) if parent_key is not None else None
+            self._remember(start[0], _Run("hidden", name, {}, "", 0, parent_key))
+            if not placeholder:
+                self._flush(parent, inputs, emits)
+            return emits
+        run = self.open(kind, name, start)
+        if not placeholder:
+            self._flush(self._parent(run), inputs, emits)
         run.base["name"] = name
-        return [("on_run_start", (convert.chain_input(inputs),), run.base)]
+        run.base["kind"] = kind
+        if placeholder:
+            run.deferred = run.base
+        else:
+            emits.append(("on_run_start", (convert.chain_input(inputs),), run.base))
+        return emits
 
     def _roll_up(self, run: _Run) -> None:
         """Add a finished run's usage and cost to its parent's, and name its model there."""
@@ -220,11 +312,16 @@ class Bridge:
         if run.model is not None:
             parent.model = run.model
 
-    def chain_end(self, outputs: Any, run_id: UUID) -> list[Emit]:
+    def chain_end(self, outputs: Any, run_id: UUID, inputs: Any = None) -> list[Emit]:
         """``on_run_end``, with the usage and cost of the LLM calls inside the run."""
         run = self.runs.pop(run_id, None)
         if run is None:
             return []
+        emits: list[Emit] = []
+        if run.deferred is not None:
+            self._flush(run, inputs if inputs is not None else "", emits)
+        if run.kind == "hidden":
+            return emits
         kw = run.base
         if run.model is not None or run.usage is not None:  # an LLM call ended inside it
             kw = {**kw, "model": run.model}
@@ -233,23 +330,24 @@ class Bridge:
             if run.cost is not None:
                 kw["cost"] = run.cost
             self._roll_up(run)
-        return [("on_run_end", (convert.chain_output(outputs),), kw)]
+        emits.append(("on_run_end", (convert.chain_output(outputs),), kw))
+        return emits
 
     def chain_error(self, error: BaseException, run_id: UUID) -> list[Emit]:
         """``on_run_end(None, error=...)``, and ``on_error`` if the run is outermost."""
         run = self.close(run_id)
         if run is None:
             return []
-        emits: list[Emit] = [("on_run_end", (None,), {**run.base, "error": error})]
+        emits: list[Emit] = []
+        if run.deferred is not None:
+            self._flush(run, "", emits)
+        if run.kind != "hidden":
+            emits.append(("on_run_end", (None,), {**run.base, "error": error}))
         self._roll_up(run)
         pending = run.pending
-        if pending is not None and pending[0] is error:
-            if pending[1] == "tool":
-                return emits  # on_error(stage="tool") already went out with the tool's error
-            stage = pending[1]
-        else:
-            stage = "run"
-        self._report(run, error, stage, emits)
+        if pending is None or not _caused_by(error, pending[0]):
+            pending = (error, error, "run", False)
+        self._report(run, pending, emits)
         return emits
 
     # -- LLM calls --------------------------------------------------------------------------
@@ -312,11 +410,18 @@ class Bridge:
                     names.append(str((fn or t).get("name", "")))
             params["tools"] = names
         kw = {**run.base, "invocation_params": params}
-        if ip.get("stream") is not None:
-            kw["stream"] = bool(ip["stream"])
-        return [("on_llm_start", (prompt,), kw)]
+        if ip.get("stream") or _streamed():
+            kw["stream"] = True
+        elif ip.get("stream") is not None:
+            kw["stream"] = False
+        emits: list[Emit] = []
+        self._flush(self._parent(run), prompt, emits)
+        emits.append(("on_llm_start", (prompt,), kw))
+        return emits
 
-    def token(self, token: Any, run_id: UUID) -> tuple[str, int, dict[str, Any]] | None:
+    def token(
+        self, token: Any, run_id: UUID, chunk: Any = None
+    ) -> tuple[str, int, dict[str, Any]] | None:
         """The text, index and other keywords of a token event, or ``None`` when there is
         nothing to send.
 
@@ -326,14 +431,18 @@ class Bridge:
         run = self.runs.get(run_id)
         if run is None:
             return None
+        if run.first_token is None:
+            # The first chunk, text or not (a tool call streams no text): the time to it.
+            run.first_token = _perf()
+            run.token_kw = {**run.base, "attempt": 1}
+            mid = getattr(getattr(chunk, "message", None), "id", None)
+            if isinstance(mid, str) and not mid.startswith(("run-", "lc_run-")):
+                run.response_id = mid
         text = token if type(token) is str else convert.text_of(token)
         if not text:
             return None
         index = run.tokens
         run.tokens = index + 1
-        if index == 0:
-            run.first_token = _perf()
-            run.token_kw = {**run.base, "attempt": 1}
         if not self.manager.listens("on_llm_new_token"):
             return None
         return text, index, run.token_kw
@@ -358,7 +467,7 @@ class Bridge:
             or run.model
         )
         finish = meta.get("finish_reason") or meta.get("stop_reason") or info.get("finish_reason")
-        rid = meta.get("id")
+        rid = meta.get("id") or (llm_output or {}).get("id") or run.response_id
         if rid is None:
             mid = getattr(message, "id", None)
             if isinstance(mid, str) and not mid.startswith(("run-", "lc_run-")):
@@ -384,7 +493,7 @@ class Bridge:
             **run.base,
             "latency_ms": (now - run.start) * 1000.0,
             "attempts": 1,
-            "stream": run.tokens > 0,
+            "stream": run.first_token is not None,
         }
         if run.first_token is not None:
             kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
@@ -408,11 +517,7 @@ class Bridge:
         mapped = to_hookwire_error(error, provider=run.provider, model=run.model)
         kw = {**run.base, "latency_ms": (_perf() - run.start) * 1000.0, "attempts": 1}
         emits: list[Emit] = [("on_llm_error", (mapped,), kw)]
-        parent = self._parent(run)
-        if parent is not None:
-            parent.pending = (error, "llm")
-        else:
-            emits.append(("on_error", (mapped,), {**run.base, "stage": "llm"}))
+        self._report(run, (error, mapped, "llm", False), emits)
         return emits
 
     def retry(self, retry_state: Any, run_id: UUID) -> list[Emit]:
@@ -452,7 +557,10 @@ class Bridge:
         call_id = kwargs.get("tool_call_id")
         if call_id:
             run.base["tool_call_id"] = str(call_id)
-        return [("on_tool_start", (name, dict(inputs)), dict(run.base))]
+        emits: list[Emit] = []
+        self._flush(self._parent(run), input_str, emits)
+        emits.append(("on_tool_start", (name, dict(inputs)), dict(run.base)))
+        return emits
 
     def tool_end(self, output: Any, run_id: UUID) -> list[Emit]:
         """``on_tool_end`` with the output as text."""
@@ -479,9 +587,9 @@ class Bridge:
             ("on_tool_error", (run.name, error), kw),
             ("on_error", (error,), {**run.base, "stage": "tool"}),
         ]
-        parent = self._parent(run)
-        if parent is not None:
-            parent.pending = (error, "tool")
+        # Told now, as hookwire's runners tell a tool's failure; the runs around it do not
+        # tell it again.
+        self._report(run, (error, error, "tool", True), emits)
         return emits
 
     # -- retrievers -------------------------------------------------------------------------
@@ -493,7 +601,9 @@ class Bridge:
         name = convert.name_of(serialized, kwargs, "retriever")
         run = self.open("retriever", name, start)
         run.query = query
-        return []
+        emits: list[Emit] = []
+        self._flush(self._parent(run), query, emits)
+        return emits
 
     def retriever_end(self, documents: Sequence[Any], run_id: UUID) -> list[Emit]:
         """``on_memory_recall(query, [page contents])``."""
@@ -509,7 +619,7 @@ class Bridge:
         if run is None:
             return []
         emits: list[Emit] = []
-        self._report(run, error, "memory", emits)
+        self._report(run, (error, error, "memory", False), emits)
         return emits
 
     # -- budgets ----------------------------------------------------------------------------
@@ -520,6 +630,10 @@ class Bridge:
         for key, run in list(self.runs.items()):
             if run.base.get("run_id") == kw.get("run_id"):
                 kind = run.kind
+                parent = self._parent(run)
+                if parent is not None:
+                    # Told here: the runs the refusal ends do not tell it again.
+                    parent.pending = (abort, abort, "budget", True)
                 del self.runs[key]
         base = {k: v for k, v in kw.items() if k not in ("invocation_params", "name")}
         emits: list[Emit] = []
@@ -530,3 +644,56 @@ class Bridge:
             emits.append(("on_budget_exceeded", (abort,), base))
         emits.append(("on_error", (abort,), {**base, "stage": "budget"}))
         return emits
+
+
+#: The ids of the code of LangChain's ``stream`` / ``astream``, whose calls stream whatever the
+#: model's ``invocation_params`` say (ids: hashing a code object hashes all of it).
+_STREAM_CODE: Final = frozenset(
+    id(f.__code__)
+    for f in (BaseChatModel.stream, BaseChatModel.astream, BaseLLM.stream, BaseLLM.astream)
+)
+
+
+#: The ids of the code of LangChain's callback managers' ``on_chat_model_start``, whose
+#: handlers say whether the model will stream an ``invoke`` (LangGraph's
+#: ``stream_mode="messages"`` adds a streaming handler).
+_MANAGER_CODE: Final = frozenset(
+    id(f.__code__)
+    for f in (
+        lc_callbacks.CallbackManager.on_chat_model_start,
+        lc_callbacks.AsyncCallbackManager.on_chat_model_start,
+    )
+)
+
+
+def _streamed() -> bool:
+    """Whether the LLM call starting now streams although its ``invocation_params`` do not
+    say so: made by LangChain's ``stream``/``astream``, or with a streaming handler among its
+    callbacks (LangChain then streams an ``invoke``). LangChain's start callback says neither,
+    so the few frames above it are looked at."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(10):
+        if frame is None:
+            return False
+        code = id(frame.f_code)
+        if code in _STREAM_CODE:
+            return True
+        if code in _MANAGER_CODE:
+            handlers = getattr(frame.f_locals.get("self"), "handlers", None) or ()
+            # what LangChain's ``_StreamingCallbackHandler`` protocol asks for
+            if any(hasattr(h, "tap_output_iter") for h in handlers):
+                return True
+        frame = frame.f_back
+    return False
+
+
+def _caused_by(error: BaseException, origin: BaseException) -> bool:
+    """Whether ``error`` is ``origin`` or was raised from it (a framework may wrap it)."""
+    seen = 0
+    e: BaseException | None = error
+    while e is not None and seen < 8:
+        if e is origin:
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False

@@ -7,6 +7,7 @@ method and differ only in ``async``/``await`` and the ``a`` of the hooks they ca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -22,13 +23,46 @@ __all__ = ["AsyncHookwireCallbackHandler", "HookwireCallbackHandler"]
 
 Translate = Callable[..., list[Emit]]
 
+#: The reprs of the refusals on their way through LangChain, whose warning about them is dropped.
+_refusals: set[str] = set()
+
+
+def _propagating(abort: CallbackAbort) -> None:
+    """Mark ``abort`` as deliberate: LangChain logs "Error in <handler>.<event> callback" for
+    every exception a handler raises, even one it then propagates as asked (``raise_error``)."""
+    if len(_refusals) > 64:  # a handler called outside LangChain: no warning came to clear it
+        _refusals.clear()
+    _refusals.add(repr(abort))
+
+
+class _QuietRefusals(logging.Filter):
+    """Drops LangChain's warning about a refusal a hookwire handler propagated on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            _refusals
+            and record.msg == "Error in %s.%s callback: %s"
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and args[2] in _refusals
+        ):
+            _refusals.discard(args[2])
+            return False
+        return True
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietRefusals())
+
 
 class _Bridged:
     """What both handlers hold: a bridge to a hookwire ``CallbackManager``."""
 
-    def __init__(self, callbacks: Callbacks = None, **context: Any) -> None:
+    def __init__(
+        self, callbacks: Callbacks = None, *, prompts_and_parsers: bool = False, **context: Any
+    ) -> None:
         super().__init__()
-        self._bridge = Bridge(callbacks, context)
+        self._bridge = Bridge(callbacks, context, prompts_and_parsers=prompts_and_parsers)
 
     @property
     def manager(self) -> CallbackManager:
@@ -40,10 +74,11 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
     """A LangChain callback handler that sends LangChain's events to hookwire handlers.
 
     ``callbacks`` is a list of hookwire handlers (or a ``CallbackManager``);
-    ``**context`` sets request context for every event (``user_id``, ``org_id``,
-    ``conversation_id``, ``correlation_id``, ``request_id``, ``agent``). Pass it where
-    LangChain takes callbacks: ``config={"callbacks": [handler]}``, or a model's
-    ``callbacks=[handler]``.
+    ``prompts_and_parsers=True`` makes prompts and output parsers runs of their own (by default
+    what runs inside them hangs under their parent); ``**context`` sets request context for
+    every event (``user_id``, ``org_id``, ``conversation_id``, ``correlation_id``,
+    ``request_id``, ``agent``). Pass it where LangChain takes callbacks: ``config={"callbacks":
+    [handler]}``, or a model's ``callbacks=[handler]``.
 
     It runs inline (``run_inline = True``), also from LangChain's async code, so events keep
     their order and contextvars; hookwire handlers that do I/O still run in the background.
@@ -72,6 +107,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
             except CallbackAbort as abort:
                 for told, told_args, told_kw in bridge.aborted(abort, kw):
                     getattr(manager, told)(*told_args, **told_kw)
+                _propagating(abort)
                 raise
 
     def on_chain_start(
@@ -97,7 +133,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        self._send("on_chain_end", self._bridge.chain_end, outputs, run_id)
+        self._send("on_chain_end", self._bridge.chain_end, outputs, run_id, kwargs.get("inputs"))
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised: ``on_run_end(None, error=...)``, and ``on_error`` if outermost."""
@@ -149,7 +185,7 @@ class HookwireCallbackHandler(_Bridged, BaseCallbackHandler):
         """A streamed token: ``on_llm_new_token``."""
         bridge = self._bridge
         try:
-            event = bridge.token(token, run_id)
+            event = bridge.token(token, run_id, kwargs.get("chunk"))
         except Exception as exc:
             bridge.failed("on_llm_new_token", exc)
             return
@@ -232,6 +268,9 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
     (``aon_*``) on the app's event loop. Use it in async LangChain code whose hookwire
     handlers are ``AsyncBaseCallback`` subclasses; it takes the same arguments."""
 
+    # Awaited in order in the caller's task (not gathered with other handlers): events keep
+    # their order and contextvars, as with the sync handler.
+    run_inline = True
     raise_error = True
 
     async def _asend(self, where: str, translate: Translate, *args: Any) -> None:
@@ -249,6 +288,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
             except CallbackAbort as abort:
                 for told, told_args, told_kw in bridge.aborted(abort, kw):
                     await getattr(manager, "a" + told)(*told_args, **told_kw)
+                _propagating(abort)
                 raise
 
     async def on_chain_start(
@@ -274,7 +314,9 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
 
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain returned: ``on_run_end``."""
-        await self._asend("on_chain_end", self._bridge.chain_end, outputs, run_id)
+        await self._asend(
+            "on_chain_end", self._bridge.chain_end, outputs, run_id, kwargs.get("inputs")
+        )
 
     async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """A chain raised: ``on_run_end(None, error=...)``, and ``on_error`` if outermost."""
@@ -326,7 +368,7 @@ class AsyncHookwireCallbackHandler(_Bridged, AsyncCallbackHandler):
         """A streamed token: ``on_llm_new_token``."""
         bridge = self._bridge
         try:
-            event = bridge.token(token, run_id)
+            event = bridge.token(token, run_id, kwargs.get("chunk"))
         except Exception as exc:
             bridge.failed("on_llm_new_token", exc)
             return

@@ -15,6 +15,7 @@ from ...dispatch import CallbackManager
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import EmbeddingResponse, LLMResponse
 from ...ids import new_id
+from ...llms.estimate import with_estimate
 from ...llms.openai_wire import map_openai_error
 from .._common import FailureLog
 from .endpoints import Endpoint, Reader
@@ -76,6 +77,7 @@ class Call:
 
     __slots__ = (
         "attempts",
+        "body",
         "ended",
         "endpoint",
         "failed_at",
@@ -100,6 +102,7 @@ class Call:
     ) -> None:
         self.inst = inst
         self.endpoint = endpoint
+        self.body = body  # for an estimate of the usage, when the answer brings none
         model = body.get("model")
         self.model = str(model) if model else None
         self.stream = bool(body.get("stream"))
@@ -203,6 +206,15 @@ class Call:
             return _NONE
         self.ended = True
         _, end_hook, _ = self.hooks
+        if type(response) is LLMResponse and response.usage.estimated:
+            body = self.body
+            prompt = body.get(self.endpoint.prompt_key)
+            instructions = body.get("instructions")  # the Responses API's system prompt
+            if instructions:
+                prompt = [instructions, prompt]
+            response = with_estimate(
+                response, self.model, self.inst.provider, prompt, body.get("tools")
+            )
         return [(end_hook, (response,), self.end_kw(**extra))]
 
     def completed(self, body: bytes) -> Events:

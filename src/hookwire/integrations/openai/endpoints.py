@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ...events import EmbeddingResponse, LLMResponse, ToolCall, Usage
+from ...llms.estimate import UNKNOWN_USAGE
 from ...llms.openai_wire import JSONChunks, response_from_json, stream_error, usage_from_json
 from ...llms.prices import price
 
@@ -128,7 +129,7 @@ class _Chat(Reader):
         finish = end.finish_reason if self.done else None
         return LLMResponse(
             "".join(self.parts),
-            usage or Usage(),
+            usage or UNKNOWN_USAGE,
             model,
             finish_reason=finish,
             tool_calls=end.tool_calls,
@@ -187,7 +188,7 @@ class _Completions(Reader):
         usage = self.usage
         return LLMResponse(
             "".join(self.parts),
-            usage or Usage(),
+            usage or UNKNOWN_USAGE,
             self.model,
             finish_reason=self.finish if self.done else None,
             provider=self.provider,
@@ -254,7 +255,7 @@ class _Responses(Reader):
         model = answer.get("model") or self.model
         return LLMResponse(
             "".join(texts),
-            usage or Usage(),
+            usage or UNKNOWN_USAGE,
             model,
             finish_reason=finish,
             tool_calls=tuple(calls),
@@ -294,7 +295,7 @@ class _Responses(Reader):
             return self._of(self.final)
         return LLMResponse(
             "".join(self.parts),
-            Usage(),
+            UNKNOWN_USAGE,
             self.model,
             tool_calls=tuple(self.calls),
             provider=self.provider,

@@ -61,10 +61,24 @@ _PG_DETAIL_SELECT = ", ".join(
     for f in DETAIL_FIELDS
 )
 _PG_READ_BEGIN = (
-    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan TO off; "
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
     "SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'"
 )
-_PG_DETAILS = f"SELECT {_PG_DETAIL_SELECT} FROM messages WHERE conversation_id = $1"
+# A conversation's messages ($2: the seq to read on from), ordered by the columns of
+# ix_messages_conversation_seq, which only that index gives (see sql._message_range, the
+# pages' range): with ``conversation_id = $1 ... ORDER BY seq`` the planner, given the
+# statistics of a grown table, walked pk_messages and filtered out every other conversation's
+# rows. The conversation is also a closed range of the first column, not an equality (which
+# would drop the column from the order again): it keeps the estimate of the rows read that of
+# an equality, where the row values alone would be estimated as a ninth of the table, which
+# without a LIMIT could be planned as a sequential scan. The range is read through the index
+# in its order, or (as the planner mostly prefers for a long conversation) through a bitmap
+# of it, then sorted.
+_PG_DETAILS = (
+    f"SELECT {_PG_DETAIL_SELECT} FROM messages "
+    "WHERE conversation_id >= $1 AND conversation_id <= $1 "
+    "AND (conversation_id, seq) > ($1, $2) ORDER BY conversation_id, seq"
+)
 _PG_HEAD = head_select(counted=False, placeholder="$1")
 _PG_HEAD_COUNTED = head_select(counted=True, placeholder="$1")
 
@@ -110,27 +124,43 @@ _PG_INSERT_ONE = (
 )
 # Messages of several conversations, each row joined with its conversation's owner ($3 to
 # $7, one per conversation), and stored only if every row joins ($2: how many there are);
-# each conversation's count and updated_at ($8) move with them.
+# _PG_COUNT then updates each conversation in the same transaction.
 _PG_INSERT = (
     f"WITH v AS MATERIALIZED (SELECT v.* FROM {_PG_RECORDS} "
     "JOIN unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bool[]) "
     "AS o(id, user_id, org_id, realm, is_anonymous) ON o.id = v.conversation_id "
-    "JOIN conversations c ON c.id = o.id AND c.user_id = o.user_id AND c.org_id = o.org_id "
-    "AND c.realm = o.realm AND c.is_anonymous = o.is_anonymous), "
-    f"ins AS (INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} "
-    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n RETURNING conversation_id), "
-    "upd AS (UPDATE conversations SET message_count = message_count + k.n, "
-    f"updated_at = {_ADVANCE.format(now='$8::timestamptz', every='$9::float8')} "
-    "FROM (SELECT conversation_id AS id, count(*) AS n FROM ins GROUP BY 1) AS k "
-    "WHERE conversations.id = k.id) "
-    "SELECT count(*) FROM ins"
+    # a probe of the primary key per conversation: a join may be a hash join over every
+    # conversation
+    "CROSS JOIN LATERAL (SELECT 1 FROM conversations c WHERE c.id = o.id "
+    "AND c.user_id = o.user_id AND c.org_id = o.org_id AND c.realm = o.realm "
+    "AND c.is_anonymous = o.is_anonymous LIMIT 1) AS c) "
+    f"INSERT INTO messages ({MESSAGE_SELECT}) SELECT {MESSAGE_SELECT} "
+    "FROM v WHERE (SELECT count(*) FROM v) = $2 ORDER BY v.n"
 )
-# A state change of a group of several conversations, in the messages' transaction.
-_PG_STATE = (
-    "UPDATE conversations AS c SET state = v.state "
-    "FROM unnest($1::varchar[], $2::varchar[]) AS v(id, state) "
-    "WHERE c.id = v.id AND v.state IS NOT NULL AND v.state <> c.state"
+# Each conversation of that group, in the insert's transaction: its count ($2 more), its state
+# ($3, or NULL) and its updated_at ($4). One conversation ($1) per statement, by equality on
+# its key: a statement prepared while the table was small keeps its generic plan, and for
+# ``id = ANY(...)`` or a join that plan may be a sequential scan; an equality's is the primary
+# key's index.
+_PG_COUNT = (
+    "UPDATE conversations SET message_count = message_count + $2, state = COALESCE($3, state), "
+    f"updated_at = {_ADVANCE.format(now='$4::timestamptz', every='$5::float8')} WHERE id = $1"
 )
+
+
+def _probe(table: str, columns: str) -> str:
+    """The rows of ``table`` whose ``id`` is in the array ``$1``: one probe of the unique
+    index on ``id`` per element (see _PG_COUNT for why not ``id = ANY($1)``)."""
+    return (
+        f"SELECT {', '.join(f'r.{c}' for c in columns.split(', '))} "
+        "FROM unnest($1::varchar[]) AS k(id) CROSS JOIN LATERAL "
+        f"(SELECT {columns} FROM {table} WHERE id = k.id LIMIT 1) AS r"
+    )
+
+
+_PG_OWNERS = _probe("conversations", "id, realm, org_id, user_id, is_anonymous")
+_PG_PARENTS = _probe("messages", "id, conversation_id")
+_PG_TAKEN = _probe("messages", "id")
 
 
 class _PGTx:
@@ -160,33 +190,26 @@ class _PGTx:
             [i[2].org_id for i in items],
             [i[2].realm for i in items],
             [bool(i[2].is_anonymous) for i in items],
-            now,
-            self.every,
         )
-        if any(i[1] is not None for i in items):
-            async with self.raw.transaction():
-                if await self.raw.fetchval(_PG_INSERT, *args) != len(rows):
-                    return False
-                await self.raw.execute(_PG_STATE, [i[0] for i in items], [i[1] for i in items])
-            return True
-        return bool(await self.raw.fetchval(_PG_INSERT, *args) == len(rows))
+        # items come sorted by conversation id: concurrent groups lock rows in one order
+        counts = [(cid, n, state, now, self.every) for cid, state, _, n in items]
+        async with self.raw.transaction():
+            status = await self.raw.execute(_PG_INSERT, *args)
+            if int(status.rsplit(" ", 1)[-1]) != len(rows):
+                return False
+            await self.raw.executemany(_PG_COUNT, counts)
+        return True
 
     async def owners(self, ids: list[str]) -> dict[str, Any]:
-        rows = await self.raw.fetch(
-            "SELECT id, realm, org_id, user_id, is_anonymous FROM conversations "
-            "WHERE id = ANY($1::varchar[])",
-            ids,
-        )
+        rows = await self.raw.fetch(_PG_OWNERS, ids)
         return {r[0]: OwnerRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows}
 
     async def parents(self, ids: list[str]) -> dict[str, str]:
-        rows = await self.raw.fetch(
-            "SELECT id, conversation_id FROM messages WHERE id = ANY($1::varchar[])", ids
-        )
+        rows = await self.raw.fetch(_PG_PARENTS, ids)
         return {r[0]: r[1] for r in rows}
 
     async def taken(self, ids: list[str]) -> set[str]:
-        rows = await self.raw.fetch("SELECT id FROM messages WHERE id = ANY($1::varchar[])", ids)
+        rows = await self.raw.fetch(_PG_TAKEN, ids)
         return {r[0] for r in rows}
 
 
@@ -293,7 +316,7 @@ class PostgresConversationStore(SQLConversationStore):
             tx = _PGTx(raw, self.touch_every)
             # No transaction around the group: the lookups are reads whose answers the insert
             # re-checks (owner join, foreign keys, primary key), and the write is one
-            # all-or-nothing statement (or a transaction of its own, with a state change).
+            # all-or-nothing statement (a transaction of its own for several conversations).
             yield tx
             for fn in committed:
                 fn()
@@ -310,11 +333,8 @@ class PostgresConversationStore(SQLConversationStore):
         entry = cache.get(conversation_id)
         async with get_engine(self.url).connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
-            # One snapshot for the conversation and its messages. The messages are read in
-            # the order of the (conversation_id, seq) index: with the statistics of a table
-            # that just grew, the planner may otherwise pick a bitmap scan and a sort, which
-            # for 10,000 messages costs the server twice as long. Times come as ISO text in
-            # UTC (see _PG_DETAIL_SELECT).
+            # One snapshot for the conversation and its messages (see _PG_DETAILS). Times
+            # come as ISO text in UTC (see _PG_DETAIL_SELECT).
             await raw.execute(_PG_READ_BEGIN)
             try:
                 head = await raw.fetchrow(
@@ -326,12 +346,10 @@ class PostgresConversationStore(SQLConversationStore):
                 # The collector is paused while the rows arrive too: tens of thousands of
                 # new objects would trigger collections that scan them over and over.
                 with gc_paused():
-                    rows = await raw.fetch(
-                        _PG_DETAILS + " AND seq > $2 ORDER BY seq", conversation_id, last
-                    )
+                    rows = await raw.fetch(_PG_DETAILS, conversation_id, last)
                     if count is not None and len(base) + len(rows) != count:
                         base, last = [], 0
-                        rows = await raw.fetch(_PG_DETAILS + " ORDER BY seq", conversation_id)
+                        rows = await raw.fetch(_PG_DETAILS, conversation_id, 0)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await raw.execute("ROLLBACK")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +25,7 @@ from ..engine import (
     ensure_schema,
     get_engine,
     get_write_engine,
+    is_sqlite,
     redact,
     resolve_url,
     schema_ready,
@@ -77,6 +78,32 @@ def _conv_dict(row: Any) -> dict[str, Any]:
     d = dict(zip((*CONVERSATION_FIELDS, "message_count"), row, strict=True))
     d["is_anonymous"] = bool(d["is_anonymous"])
     return d
+
+
+_SEQ_MAX = 2**63 - 1
+
+
+def _message_range(conversation_id: str, after: int | None, sqlite: bool) -> tuple[Any, ...]:
+    """A page of a conversation's messages (after ``seq`` ``after``), ordered by the columns
+    of ``ix_messages_conversation_seq``.
+
+    On PostgreSQL the page is a range of row values of that index, from ``(conversation_id,
+    after)`` to the conversation's end: only that index gives the order, so the plan is a
+    seek into it whatever the statistics. With ``conversation_id = $1`` the planner drops the
+    column from the order (it is constant) and may walk ``pk_messages`` in ``seq`` order,
+    filtering out every other conversation's rows: it did, with the statistics of a grown
+    table, for the first and last pages. SQLite seeks the index with the equality (its row
+    values would seek the conversation only, and filter its rows up to the page)."""
+    m = messages.c
+    start = 0 if after is None else after
+    if sqlite:
+        return (m.conversation_id == conversation_id, m.seq > start)
+    key = tuple_(m.conversation_id, m.seq)
+    cid = literal(conversation_id, m.conversation_id.type)
+    return (
+        key > tuple_(cid, literal(start, m.seq.type)),
+        key <= tuple_(cid, literal(_SEQ_MAX, m.seq.type)),
+    )
 
 
 async def _nothing() -> None:
@@ -375,7 +402,12 @@ class SQLConversationStore(ConversationStore):
             stmt = stmt.where(c.user_id == user_id)
         if after is not None:
             at, last_id = after
-            stmt = stmt.where(or_(c.updated_at < at, and_(c.updated_at == at, c.id < last_id)))
+            # A row value in the index's column order: PostgreSQL seeks to it (an index
+            # condition), where the equivalent OR is a filter over every row above the page.
+            stmt = stmt.where(
+                tuple_(c.updated_at, c.id)
+                < tuple_(literal(at, c.updated_at.type), literal(last_id, c.id.type))
+            )
         stmt = stmt.order_by(c.updated_at.desc(), c.id.desc()).limit(limit + 1)
 
         async def go() -> Page:
@@ -405,12 +437,12 @@ class SQLConversationStore(ConversationStore):
         async def go() -> Page:
             async with get_engine(self.url).begin() as conn:
                 await self._visible(conn, owner, conversation_id)
-                stmt = select(messages.c.seq, *_MSG_COLUMNS).where(
-                    messages.c.conversation_id == conversation_id
+                result = await conn.execute(
+                    select(messages.c.seq, *_MSG_COLUMNS)
+                    .where(*_message_range(conversation_id, after, is_sqlite(self.url)))
+                    .order_by(messages.c.conversation_id, messages.c.seq)
+                    .limit(limit + 1)
                 )
-                if after is not None:
-                    stmt = stmt.where(messages.c.seq > after)
-                result = await conn.execute(stmt.order_by(messages.c.seq).limit(limit + 1))
                 keys = ("seq", *MESSAGE_COLUMNS)
                 rows = result.all()
             items = [dict(zip(keys, r, strict=True)) for r in rows[:limit]]

@@ -21,6 +21,7 @@ from .api import UsageLedger, backends
 from .connections import close_sync_budget_connections, dispose_budget_pools
 from .postgres import PostgresUsageLedger
 from .records import (
+    ESTIMATED,
     GROUP_KEYS,
     MAX_COST,
     MAX_TOKENS,
@@ -35,6 +36,7 @@ from .sql import SQLUsageLedger
 from .sqlite import SQLiteUsageLedger
 
 __all__ = [
+    "ESTIMATED",
     "GROUP_KEYS",
     "MAX_COST",
     "MAX_TOKENS",

@@ -132,8 +132,11 @@ class UsageLedger(Store):
 
         Each row: the group's keys, ``currency``, ``calls``, ``prompt_tokens``,
         ``completion_tokens``, ``cached_tokens``, ``reasoning_tokens``, ``total_tokens``,
-        ``cost`` (the sum of the known costs, ``None`` if none is known) and
-        ``unknown_cost_calls`` (calls whose price was unknown).
+        ``cost`` (the sum of the known costs, ``None`` if none is known),
+        ``unknown_cost_calls`` (calls whose price or usage was unknown), and of those whose
+        provider sent no usage (``source`` ``estimated``): ``estimated_calls``,
+        ``estimated_tokens`` and ``estimated_cost`` (their upper bound, what budgets charged;
+        ``None`` if none is priced). The token sums are of the calls with known usage.
         """
 
     @abc.abstractmethod

@@ -13,6 +13,7 @@ from ...errors import ConfigurationError
 from ..schema import has_lone_surrogate
 
 __all__ = [
+    "ESTIMATED",
     "FIELDS",
     "GROUP_KEYS",
     "KEY_SIZE",
@@ -41,6 +42,10 @@ _UTC = timezone.utc
 #: The largest cost of one call the ledger takes (in its currency): far above any real call,
 #: and far below what the totals can sum (SQLite keeps 10^-12 units in 64 bits: 9.2 million).
 MAX_COST: Final = Decimal(1_000_000)
+#: The ``source`` of a call whose provider sent no usage (``Usage.estimated``): its tokens
+#: and cost are hookwire's upper bound, charged to budgets, and summaries show it apart.
+ESTIMATED: Final = "estimated"
+
 #: The largest token count of one call the ledger takes (each of its counts).
 MAX_TOKENS: Final = 10**12
 
@@ -66,7 +71,11 @@ def ledger_key(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """One LLM call as the ledger keeps it. ``cost`` is ``None`` when the price is unknown."""
+    """One LLM call as the ledger keeps it. ``cost`` is ``None`` when the price is unknown.
+
+    ``source`` is ``auto`` (recorded from the call's events), ``manual`` (``call_accounting``)
+    or ``estimated`` (``ESTIMATED``: the provider sent no usage; the tokens and the cost are
+    an upper bound, not the provider's figures)."""
 
     run_id: str
     created_at: datetime

@@ -23,7 +23,17 @@ from typing import Any
 
 from .records import SCOPES
 
-__all__ = ["DAY_MONTH_SCOPES", "SUMS", "Piece", "Plan", "add", "finish", "plan", "subtract"]
+__all__ = [
+    "DAY_MONTH_SCOPES",
+    "SUMS",
+    "Piece",
+    "Plan",
+    "add",
+    "finish",
+    "from_totals",
+    "plan",
+    "subtract",
+]
 
 #: The scopes the totals keep per day and month only (the budget scopes, ``SCOPES``, also
 #: have all-time rows), with the ledger column of their key.
@@ -34,8 +44,10 @@ _UTC = timezone.utc
 #: Sums of money are exact: far more digits than the 38 a stored amount has.
 _EXACT = Context(prec=80)
 
-#: The sums every part of a summary carries (``cached_calls`` and ``reasoning_calls``: how
-#: many calls reported those counts, so that a sum of none is unknown rather than 0).
+#: The sums every part of a summary carries: the tokens and cost of the calls not estimated,
+#: and the estimated calls' apart (``cached_calls``, ``reasoning_calls``,
+#: ``estimated_priced_calls``: how many calls had those figures, so that a sum of none is
+#: unknown rather than 0).
 SUMS = (
     "calls",
     "prompt_tokens",
@@ -47,7 +59,12 @@ SUMS = (
     "total_tokens",
     "cost",
     "unknown_cost_calls",
+    "estimated_calls",
+    "estimated_tokens",
+    "estimated_cost",
+    "estimated_priced_calls",
 )
+_MONEY = ("cost", "estimated_cost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +183,21 @@ def plan(
 
 
 def _zero() -> dict[str, Any]:
-    return {name: (Decimal(0) if name == "cost" else 0) for name in SUMS}
+    return {name: (Decimal(0) if name in _MONEY else 0) for name in SUMS}
+
+
+def from_totals(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of summed ``usage_totals`` columns as :data:`SUMS` (whose prompt, completion
+    and cost leave the estimated calls out, where the totals' own, for budgets, have them)."""
+    out = dict(row)
+    with localcontext(_EXACT):
+        for name, estimated in (
+            ("prompt_tokens", "estimated_prompt_tokens"),
+            ("completion_tokens", "estimated_completion_tokens"),
+            ("cost", "estimated_cost"),
+        ):
+            out[name] = (row[name] or 0) - (row[estimated] or 0)
+    return out
 
 
 def add(into: dict[tuple[Any, ...], dict[str, Any]], rows: Iterable[Mapping[str, Any]],
@@ -222,6 +253,10 @@ def finish(merged: Mapping[tuple[Any, ...], Mapping[str, Any]],
         known = sums["calls"] - sums["unknown_cost_calls"]
         row["cost"] = _plain(Decimal(sums["cost"])) if known else None
         row["unknown_cost_calls"] = int(sums["unknown_cost_calls"])
+        row["estimated_calls"] = int(sums["estimated_calls"])
+        row["estimated_tokens"] = int(sums["estimated_tokens"])
+        priced = sums["estimated_priced_calls"]
+        row["estimated_cost"] = _plain(Decimal(sums["estimated_cost"])) if priced else None
         rows.append(row)
     rows.sort(key=lambda r: [(r[n] is None, r[n] or "") for n in (*keys, "currency")])
     return rows

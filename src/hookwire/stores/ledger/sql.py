@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, case, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..._logonce import LogOnce
@@ -22,6 +22,7 @@ from . import rollups
 from .api import UsageLedger
 from .budgets import keyed
 from .records import (
+    ESTIMATED,
     GROUP_KEYS,
     PERIODS,
     SCOPES,
@@ -42,8 +43,10 @@ _UTC = timezone.utc
 BATCH = 500
 
 
-#: The sums each ``usage_totals`` row keeps, in the table's order (calls, prompt, completion,
-#: cost, total, cached, cached calls, reasoning, reasoning calls, calls without a price).
+#: The sums each ``usage_totals`` row keeps, in the table's order: calls, prompt, completion,
+#: cost (0 to 3, every call); total, cached, cached calls, reasoning, reasoning calls (4 to 8,
+#: calls not estimated), calls without a known price (9); estimated calls, their prompt,
+#: completion and total tokens, cost and priced calls (10 to 15).
 _TOTALS = tuple(c.name for c in usage_totals.columns if not c.primary_key)
 #: Totals kept per day and month only: per model, per provider, and of every call (key
 #: ``""``), for summaries (budgets read the ``SCOPES``).
@@ -183,15 +186,27 @@ class SQLUsageLedger(UsageLedger):
         sums: dict[tuple[str, str, str, str, str], list[Any]] = {}
 
         def add(key: tuple[str, str, str, str, str], r: UsageRecord) -> None:
+            # calls, prompt, completion and cost count every call (budgets read them); the
+            # other sums keep an estimated call (ESTIMATED) apart, as summaries show it
             s = sums.get(key)
             if s is None:
-                s = sums[key] = [0, 0, 0, Decimal(0), 0, 0, 0, 0, 0, 0]
+                s = sums[key] = [0, 0, 0, Decimal(0), *([0] * 10), Decimal(0), 0]
             s[0] += 1
             s[1] += r.prompt_tokens
             s[2] += r.completion_tokens
             if r.cost is not None:
                 s[3] += r.cost
-            else:
+            if r.source == ESTIMATED:
+                s[9] += 1
+                s[10] += 1
+                s[11] += r.prompt_tokens
+                s[12] += r.completion_tokens
+                s[13] += r.total_tokens
+                if r.cost is not None:
+                    s[14] += r.cost
+                    s[15] += 1
+                return
+            if r.cost is None:
                 s[9] += 1
             s[4] += r.total_tokens
             if r.cached_tokens is not None:
@@ -389,6 +404,12 @@ class SQLUsageLedger(UsageLedger):
         """The ledger's sums over ``start <= created_at < end``, grouped."""
         c = usage_ledger.c
         cols = [self._group_column(g) for g in groups]
+        # An estimated call's figures are an upper bound: summed apart from the known ones.
+        estimated = c.source == ESTIMATED
+
+        def known(col: Any) -> ColumnElement[Any]:
+            return func.sum(case((estimated, None), else_=col))
+
         conditions: list[ColumnElement[bool]] = []
         if start is not None:
             conditions.append(c.created_at >= start)
@@ -401,15 +422,23 @@ class SQLUsageLedger(UsageLedger):
                 *cols,
                 c.currency,
                 func.count().label("calls"),
-                func.sum(c.prompt_tokens).label("prompt_tokens"),
-                func.sum(c.completion_tokens).label("completion_tokens"),
-                func.sum(c.cached_tokens).label("cached_tokens"),
-                func.count(c.cached_tokens).label("cached_calls"),
-                func.sum(c.reasoning_tokens).label("reasoning_tokens"),
-                func.count(c.reasoning_tokens).label("reasoning_calls"),
-                func.sum(c.total_tokens).label("total_tokens"),
-                func.sum(c.cost).label("cost"),
-                (func.count() - func.count(c.cost)).label("unknown_cost_calls"),
+                known(c.prompt_tokens).label("prompt_tokens"),
+                known(c.completion_tokens).label("completion_tokens"),
+                known(c.cached_tokens).label("cached_tokens"),
+                func.count(case((estimated, None), else_=c.cached_tokens)).label("cached_calls"),
+                known(c.reasoning_tokens).label("reasoning_tokens"),
+                func.count(case((estimated, None), else_=c.reasoning_tokens)).label(
+                    "reasoning_calls"
+                ),
+                known(c.total_tokens).label("total_tokens"),
+                known(c.cost).label("cost"),
+                (func.count() - func.count(case((estimated, None), else_=c.cost))).label(
+                    "unknown_cost_calls"
+                ),
+                func.count(case((estimated, 1))).label("estimated_calls"),
+                func.sum(case((estimated, c.total_tokens))).label("estimated_tokens"),
+                func.sum(case((estimated, c.cost))).label("estimated_cost"),
+                func.count(case((estimated, c.cost))).label("estimated_priced_calls"),
             )
             .where(and_(literal(True), *conditions))
             .group_by(*cols, c.currency)
@@ -443,7 +472,7 @@ class SQLUsageLedger(UsageLedger):
             select(
                 *cols,
                 t.currency,
-                *(func.sum(t[name]).label(name) for name in rollups.SUMS),
+                *(func.sum(t[name]).label(name) for name in _TOTALS),
             )
             .where(*conditions)
             .group_by(*cols, t.currency)
@@ -457,7 +486,8 @@ class SQLUsageLedger(UsageLedger):
         piece: Piece,
         groups: Sequence[str],
     ) -> None:
-        rows = await self._mappings(conn, self._totals_sums(how, piece, how.scope, groups))
+        stmt = self._totals_sums(how, piece, how.scope, groups)
+        rows = [rollups.from_totals(row) for row in await self._mappings(conn, stmt)]
         rollups.add(merged, rows, groups)
         if not how.keyless:
             return
@@ -465,10 +495,9 @@ class SQLUsageLedger(UsageLedger):
         periods = [g for g in groups if g in ("day", "month")]
         everything: dict[tuple[Any, ...], dict[str, Any]] = {}
         keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
+        stmt = self._totals_sums(how, piece, "all", periods)
         rollups.add(
-            everything,
-            await self._mappings(conn, self._totals_sums(how, piece, "all", periods)),
-            periods,
+            everything, [rollups.from_totals(r) for r in await self._mappings(conn, stmt)], periods
         )
         rollups.add(keyed, rows, periods)
         rest = rollups.subtract(everything, keyed)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from hookwire.stores.schema import Money
+
 revision = "0004_scale"
 down_revision = "0003_budget_totals"
 branch_labels = None
@@ -38,6 +40,12 @@ NEW_TOTALS = (
     "reasoning_tokens",
     "reasoning_calls",
     "unknown_cost_calls",
+    "estimated_calls",
+    "estimated_prompt_tokens",
+    "estimated_completion_tokens",
+    "estimated_tokens",
+    "estimated_cost",
+    "estimated_priced_calls",
 )
 
 
@@ -50,6 +58,16 @@ def _period(dialect: str, period: str) -> str:
         return f"to_char(created_at AT TIME ZONE 'UTC', '{fmt}')"
     # created_at is fixed-width ISO 8601 text in UTC on SQLite
     return f"substr(created_at, 1, {10 if period == 'day' else 7})"
+
+
+def known(column: str) -> str:
+    """``column`` of a call whose usage the provider reported (NULL for an estimated one)."""
+    return f"CASE WHEN source = 'estimated' THEN NULL ELSE {column} END"
+
+
+def estimated(column: str) -> str:
+    """``column`` of a call whose usage hookwire estimated (NULL for the others)."""
+    return f"CASE WHEN source = 'estimated' THEN {column} END"
 
 
 def _rebuild_totals(dialect: str) -> None:
@@ -76,9 +94,14 @@ def _rebuild_totals(dialect: str) -> None:
                     prompt_tokens, completion_tokens, cost, {", ".join(NEW_TOTALS)})
                 SELECT '{scope}', {column}, '{period}', {start}, currency, count(*),
                     sum(prompt_tokens), sum(completion_tokens), coalesce(sum(cost), 0),
-                    sum(total_tokens), coalesce(sum(cached_tokens), 0), count(cached_tokens),
-                    coalesce(sum(reasoning_tokens), 0), count(reasoning_tokens),
-                    count(*) - count(cost)
+                    coalesce(sum({known("total_tokens")}), 0),
+                    coalesce(sum({known("cached_tokens")}), 0), count({known("cached_tokens")}),
+                    coalesce(sum({known("reasoning_tokens")}), 0),
+                    count({known("reasoning_tokens")}), count(*) - count({known("cost")}),
+                    count({estimated("1")}), coalesce(sum({estimated("prompt_tokens")}), 0),
+                    coalesce(sum({estimated("completion_tokens")}), 0),
+                    coalesce(sum({estimated("total_tokens")}), 0),
+                    coalesce(sum({estimated("cost")}), 0), count({estimated("cost")})
                   FROM usage_ledger {where}
                  GROUP BY {keys + ", " if keys else ""}currency
                 """
@@ -102,9 +125,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_conversations_updated", "conversations", ["updated_at", "id"])
     for name in NEW_TOTALS:
-        op.add_column(
-            "usage_totals", sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
-        )
+        kind = Money() if name == "estimated_cost" else sa.BigInteger()
+        op.add_column("usage_totals", sa.Column(name, kind, nullable=False, server_default="0"))
     op.create_index("ix_usage_totals_period", "usage_totals", ["scope", "period", "period_start"])
     if dialect == "postgresql":
         op.execute("ALTER TABLE conversations SET (fillfactor = 80)")
