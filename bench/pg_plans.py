@@ -48,10 +48,10 @@ from hookwire.stores.conversations.cursors import (
     encode_message_cursor,
 )
 from hookwire.stores.conversations.postgres import (
+    _PG_COUNT,
     _PG_DETAIL_SELECT,
     _PG_DETAILS,
     _PG_OWNERS,
-    _PG_TOUCH,
 )
 
 OWNER = Owner(user_id="u1", org_id="o", realm="r")
@@ -71,6 +71,12 @@ OLD_TOUCH = (
     "UPDATE conversations SET updated_at = GREATEST(updated_at, $1::timestamptz) "
     "WHERE id = ANY($2::varchar[]) AND EXISTS (SELECT 1 FROM no_wait)"
 )
+
+
+def _touch_args(old: bool, cid: str) -> tuple[object, ...]:
+    """The arguments of the update of one conversation per message group: the old touch's
+    (an array of ids), or ``_PG_COUNT``'s (no message more, no state, moved to NOW)."""
+    return (NOW, [cid]) if old else (cid, 0, None, NOW, 0.0)
 
 
 def _fill(conversations: int) -> list[str]:
@@ -168,10 +174,10 @@ async def _measure(url: str, conversations: int, repeat: int) -> list[tuple[str,
     lookups = {}
     for shape, owners, touch in (("before", OLD_OWNERS, OLD_TOUCH), ("after", _PG_OWNERS, None)):
         o = await kept.prepare(owners)
-        t = await kept.prepare(touch or _PG_TOUCH)
+        t = await kept.prepare(touch or _PG_COUNT)
         for _ in range(8):
             await o.fetch(["c00000002"])
-            await t.fetch(NOW, ["c00000002"] if touch else "c00000002")
+            await t.fetch(*_touch_args(touch is not None, "c00000002"))
         lookups[shape] = (o, t, touch is not None)
     for sql in _fill(conversations):
         await admin.execute(sql, NOW)
@@ -227,7 +233,7 @@ async def _measure(url: str, conversations: int, repeat: int) -> list[tuple[str,
                 ("owner lookup, prepared on empty tables", lambda o=o, c=cid: o.fetch([c]), repeat),
                 (
                     "touch, prepared on empty tables",
-                    lambda t=t, m=many, c=cid: t.fetch(NOW, [c] if m else c),
+                    lambda t=t, m=many, c=cid: t.fetch(*_touch_args(m, c)),
                     repeat,
                 ),
             ]

@@ -31,10 +31,10 @@ from hookwire.stores.conversations.cursors import (
     encode_message_cursor,
 )
 from hookwire.stores.conversations.postgres import (
+    _PG_COUNT,
     _PG_DETAILS,
     _PG_HEAD,
     _PG_OWNERS,
-    _PG_TOUCH,
 )
 
 pytestmark = pytest.mark.postgres
@@ -219,7 +219,7 @@ def _statements(url: str) -> dict[str, Statement]:
         Statement("details_on", _PG_DETAILS, (LONG_ID, MESSAGES - 500)),
         Statement("head", _PG_HEAD, (LONG_ID,)),
         Statement("owners", _PG_OWNERS, (["c00012345"],)),
-        Statement("touch", _PG_TOUCH, (NOW, "c00012345")),
+        Statement("touch", _PG_COUNT, ("c00012345", 0, None, NOW, 0.0)),
     ):
         statements[s.name] = s
     return statements

@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy.util import greenlet_spawn
 
 from ..engine import before_dispose, get_engine
+from ..schema import conversations
 from .api import Owner
 from .ownership import OwnerRow, Row, Touch
 from .reading import (
@@ -309,6 +310,11 @@ class PostgresConversationStore(SQLConversationStore):
     #: only when it is older than that, so most writes of a busy conversation are HOT
     #: updates (no new index entry, no bloat). 0: every write moves it.
     touch_every: float = 0.0
+
+    @staticmethod
+    def _user_column() -> Any:
+        # ix_conversations_user_updated is in the "C" collation (see migration 0004)
+        return conversations.c.user_id.collate("C")
 
     @asynccontextmanager
     async def _open_tx(self, committed: list[Callable[[], None]]) -> AsyncIterator[Any]:

@@ -384,6 +384,11 @@ class SQLConversationStore(ConversationStore):
 
         return await self._on_loop(go())
 
+    @staticmethod
+    def _user_column() -> Any:
+        """The column ``list_conversations(user_id=...)`` compares, as its index has it."""
+        return conversations.c.user_id
+
     async def list_conversations(
         self,
         owner: Owner | None,
@@ -399,7 +404,7 @@ class SQLConversationStore(ConversationStore):
         if owner is not None:
             stmt = stmt.where(_owner_clause(owner))
         if user_id is not None:
-            stmt = stmt.where(c.user_id == user_id)
+            stmt = stmt.where(self._user_column() == user_id)
         if after is not None:
             at, last_id = after
             # A row value in the index's column order: PostgreSQL seeks to it (an index

@@ -120,9 +120,17 @@ def upgrade() -> None:
         "UPDATE conversations SET message_count = "
         "(SELECT count(*) FROM messages m WHERE m.conversation_id = conversations.id)"
     )
-    op.create_index(
-        "ix_conversations_user_updated", "conversations", ["user_id", "updated_at", "id"]
-    )
+    if dialect == "postgresql":
+        # In the "C" collation, which an owner's list (user_id in the database's collation)
+        # cannot use: the planner would take it over the owner index and filter the owner.
+        op.execute(
+            "CREATE INDEX ix_conversations_user_updated ON conversations "
+            '(user_id COLLATE "C", updated_at, id)'
+        )
+    else:
+        op.create_index(
+            "ix_conversations_user_updated", "conversations", ["user_id", "updated_at", "id"]
+        )
     op.create_index("ix_conversations_updated", "conversations", ["updated_at", "id"])
     for name in NEW_TOTALS:
         kind = Money() if name == "estimated_cost" else sa.BigInteger()
