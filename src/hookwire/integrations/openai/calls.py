@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ async def aemit(manager: CallbackManager, events: Events) -> None:
         await getattr(manager, "a" + hook)(*args, **kw)
 
 
+_NO_SERVER: Mapping[str, Any] = types.MappingProxyType({})
+
+
 @dataclass(slots=True, eq=False)
 class Instrumentation:
     """What an instrumented client reports to: its manager, provider and request context
@@ -51,6 +55,8 @@ class Instrumentation:
     manager: CallbackManager
     provider: str
     context: dict[str, Any]
+    #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
+    server: Mapping[str, Any] = _NO_SERVER
 
 
 def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
@@ -130,7 +136,7 @@ class Call:
     def start_args(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The start event's payload and keywords."""
         payload, params = self.endpoint.start(body)
-        kw = {**self.kw, "invocation_params": params}
+        kw = {**self.kw, "invocation_params": params, **self.inst.server}
         if not self.endpoint.embedding:
             kw["stream"] = self.stream
         return payload, kw
