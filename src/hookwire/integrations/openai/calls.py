@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sys
 import time
-import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -44,9 +43,6 @@ async def aemit(manager: CallbackManager, events: Events) -> None:
         await getattr(manager, "a" + hook)(*args, **kw)
 
 
-_NO_SERVER: Mapping[str, Any] = types.MappingProxyType({})
-
-
 @dataclass(slots=True, eq=False)
 class Instrumentation:
     """What an instrumented client reports to: its manager, provider and request context
@@ -56,7 +52,7 @@ class Instrumentation:
     provider: str
     context: dict[str, Any]
     #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
-    server: Mapping[str, Any] = _NO_SERVER
+    server: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
