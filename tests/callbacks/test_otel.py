@@ -449,7 +449,7 @@ def test_memory_operations_are_events_on_the_enclosing_span(otel: OTel) -> None:
     assert events["hookwire.memory.recall"] == {
         "hookwire.memory": "BufferMemory",
         "hookwire.memory.results": 2,
-        "gen_ai.retrieval.documents": "[{\"id\":\"0\"},{\"id\":\"1\"}]",
+        "gen_ai.retrieval.documents": '[{"id":"0"},{"id":"1"}]',
     }
 
 
@@ -463,7 +463,8 @@ def test_memory_content_when_captured(otel_content: OTel) -> None:
     assert events["hookwire.memory.store"]["hookwire.memory.content"] == "likes tea"
     recall = events["hookwire.memory.recall"]
     assert recall["gen_ai.retrieval.query.text"] == "tea?"
-    assert json.loads(str(recall["gen_ai.retrieval.documents"])) == [{"id": "0", "content": "likes tea"}]
+    documents = json.loads(str(recall["gen_ai.retrieval.documents"]))
+    assert documents == [{"id": "0", "content": "likes tea"}]
 
 
 def test_memory_outside_a_run_goes_to_the_apps_span(otel: OTel) -> None:
@@ -686,7 +687,8 @@ def test_the_span_map_never_leaks(order: list[int], bound: int) -> None:
         m.on_run_end("a", run_id=run, name="agent")
         assert o.handler.open_spans == 0
         names = sorted(s.name for s in o.spans())
-        assert names == sorted([*(f"text_completion m{i}" for i in range(6)), "invoke_workflow agent"])
+        spans = [*(f"text_completion m{i}" for i in range(6)), "invoke_workflow agent"]
+        assert names == sorted(spans)
     finally:
         o.shutdown()
 

@@ -55,6 +55,10 @@ class Instrumentation:
     server: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: An endpoint's name -> the ``api_type`` keyword of its start event (``openai.api.type``).
+_API_TYPES: Mapping[str, str] = {"chat": "chat_completions", "responses": "responses"}
+
+
 def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
     """The SDK's exception for a failed attempt: a transport failure, or an HTTP error
     ``response`` (its body is left unread: the SDK closes it before retrying)."""
@@ -135,6 +139,7 @@ class Call:
         kw = {**self.kw, "invocation_params": params, **self.inst.server}
         if not self.endpoint.embedding:
             kw["stream"] = self.stream
+            kw["api_type"] = _API_TYPES.get(self.endpoint.name, self.endpoint.name)
         return payload, kw
 
     def reader(self) -> Reader:
