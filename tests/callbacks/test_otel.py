@@ -622,10 +622,11 @@ def test_traces_arrive_nested_in_an_otlp_receiver(
     provider.add_span_processor(BatchSpanProcessor(exporter))
     handler = OpenTelemetryCallback(tracer_provider=provider, metrics=False)
     m = CallbackManager([handler])
-    with hookwire.trace("agent", callbacks=m):
+    with hookwire.trace("agent", callbacks=m, agent="agent", user_id="u1"):
         _call(m)
-        tool = m.on_tool_start("search", {"q": "x"})
-        m.on_tool_end("search", "found", run_id=tool)
+        with hookwire.trace("lookup", callbacks=m):
+            tool = m.on_tool_start("search", {"q": "x"})
+            m.on_tool_end("search", "found", run_id=tool)
     m.flush()
     provider.shutdown()
 
@@ -642,14 +643,28 @@ def test_traces_arrive_nested_in_an_otlp_receiver(
                 assert ss.scope.name == "hookwire"
                 for s in ss.spans:
                     spans[s.name] = s
-    assert set(spans) == {"invoke_workflow agent", "chat gpt-4o", "execute_tool search"}
-    root = spans["invoke_workflow agent"]
+    assert set(spans) == {
+        "invoke_agent agent",
+        "chat gpt-4o",
+        "invoke_workflow lookup",
+        "execute_tool search",
+    }
+    root = spans["invoke_agent agent"]
     assert root.parent_span_id == b""
-    for name in ("chat gpt-4o", "execute_tool search"):
+    for name in ("chat gpt-4o", "invoke_workflow lookup"):
         assert spans[name].parent_span_id == root.span_id
         assert spans[name].trace_id == root.trace_id
+    assert spans["execute_tool search"].parent_span_id == spans["invoke_workflow lookup"].span_id
+    root_attrs = {kv.key: kv.value for kv in root.attributes}
+    assert root_attrs["gen_ai.operation.name"].string_value == "invoke_agent"
+    assert root_attrs["gen_ai.provider.name"].string_value == "openai"
+    assert root_attrs["user.id"].string_value == "u1"
+    assert not [k for k in root_attrs if k.startswith("gen_ai.usage.")]
+    lookup = {kv.key: kv.value for kv in spans["invoke_workflow lookup"].attributes}
+    assert lookup["gen_ai.workflow.name"].string_value == "lookup"
     chat = spans["chat gpt-4o"]
     attrs = {kv.key: kv.value for kv in chat.attributes}
+    assert "gen_ai.request.stream" not in attrs
     assert attrs["gen_ai.request.model"].string_value == "gpt-4o"
     assert attrs["gen_ai.usage.input_tokens"].int_value == 12
     assert attrs["gen_ai.usage.output_tokens"].int_value == 3

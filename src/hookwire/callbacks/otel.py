@@ -1,33 +1,40 @@
 """``OpenTelemetryCallback``: hookwire events as OpenTelemetry spans and metrics.
 
-Spans and metrics follow the OpenTelemetry semantic conventions for generative AI:
+Spans and metrics follow the OpenTelemetry semantic conventions for generative AI (the names
+and shapes are in ``hookwire.callbacks.otel_conventions``; docs/ecosystem.md lists them and
+the deliberate differences):
 
 - an LLM call is a ``CLIENT`` span named ``"{operation} {model}"`` (``chat gpt-4o``; the
   operation is ``chat`` for a list of messages, ``text_completion`` for a plain prompt) with
-  ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``, the request
-  parameters that were set (``gen_ai.request.temperature``, ``.max_tokens``, ``.top_p``, ...),
-  ``gen_ai.response.model``, ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``,
-  ``gen_ai.usage.input_tokens`` / ``output_tokens``, and ``error.type`` with an error status
-  when it fails; retries are span events;
-- a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run (``hookwire.trace``,
-  an ``RLM.run``, an agent's turn) is an ``INTERNAL`` span ``"invoke_agent {name}"``;
-- memory operations are events on the enclosing span;
+  the request (model, parameters that were set, ``gen_ai.request.stream`` only when streamed,
+  ``gen_ai.output.type``, ``server.address`` / ``server.port``), the response (model, id,
+  finish reason when the model gave one) and its own usage; retries are span events;
+- a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run is an ``INTERNAL``
+  span ``"invoke_agent {name}"`` when it is an agent's (``kind="agent"``/``"graph"``, or the
+  run of the agent the request context names), else ``"invoke_workflow {name}"``. A run's
+  summed usage is ``hookwire.usage.*``: ``gen_ai.usage.*`` is only on the calls' spans, so a
+  backend summing a trace counts each call once. Runs and tools are the current span while
+  open, so the app's own spans inside them nest under them;
+- memory operations are events on the enclosing span (the conventions define no memory span);
 - a hook declared with ``hookwire.events.declare_hook`` is an ``INTERNAL`` span named after its
   record from a start hook to an end hook (``HookSpec.starts_run`` / ``ends_run``), otherwise
   a span event ``hookwire.<record name>`` on the enclosing span; its arguments are
   ``hookwire.<argument>`` attributes (those in ``HookSpec.prompts`` / ``responses`` only with
   ``capture_content=True``), an exception among them sets ``error.type``;
-- the ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` histograms, with
-  the bucket boundaries the conventions advise.
+- the ``gen_ai.client.token.usage``, ``gen_ai.client.operation.duration``,
+  ``.time_to_first_chunk`` and ``.time_per_output_chunk`` histograms, with the bucket
+  boundaries the conventions advise.
 
 Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
 hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
 traces sit inside the app's own. Prompts and answers are recorded only with
-``capture_content=True``, with their secrets redacted as FileLog redacts them
-(``hookwire.redaction``). A failed span has ``error.type``, an error status described by the
-error's message and an ``exception`` event with ``exception.type`` and ``exception.message``;
-the message always goes through the same redactor, so an API key a provider echoes never
-reaches the tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
+``capture_content=True`` (on the spans) or ``content_event=True`` (the
+``gen_ai.client.inference.operation.details`` event), with their secrets redacted as FileLog
+redacts them (``hookwire.redaction``). A failed span has ``error.type`` (the provider's error
+code, else the exception's qualified name), an error status described by the error's message
+and an ``exception`` event with ``exception.type`` and ``exception.message``; the message
+always goes through the same redactor, so an API key a provider echoes never reaches the
+tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
 ``capture_content=True``. Needs the ``hookwire[otel]`` extra.
 """
 
@@ -167,7 +174,9 @@ class OpenTelemetryCallback(BaseCallback):
     ones (``opentelemetry.trace.set_tracer_provider``), so spans go wherever the app's other
     spans go. ``capture_content=True`` records prompts, answers, tool arguments and results
     (``gen_ai.input.messages``, ``gen_ai.output.messages``, ...); off by default, as the
-    conventions ask, because they may hold personal data. ``metrics=False`` turns the two
+    conventions ask, because they may hold personal data. ``content_event=True`` adds, on each
+    LLM call's span, the opt-in ``gen_ai.client.inference.operation.details`` event with the
+    call's attributes and its content (input and output messages). ``metrics=False`` turns the
     histograms off. ``max_open_spans`` bounds how many spans may be open at once: beyond it the
     oldest is ended with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never
     came), so a lost event can never grow memory without end.
