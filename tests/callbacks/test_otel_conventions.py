@@ -202,7 +202,7 @@ def test_an_agent_run_without_calls_still_has_a_provider_name(otel: OTel) -> Non
 
 @pytest.mark.parametrize(
     ("kind", "span"),
-    [("agent", "invoke_agent x"), ("graph", "invoke_agent x"), ("chain", "invoke_workflow x")],
+    [("agent", "invoke_agent x"), ("graph", "invoke_agent x"), ("workflow", "invoke_workflow x")],
 )
 def test_a_runs_kind_keyword_decides_agent_or_workflow(otel: OTel, kind: str, span: str) -> None:
     run = otel.manager.on_run_start("q", name="x", kind=kind)
