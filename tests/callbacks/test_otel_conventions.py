@@ -98,18 +98,23 @@ OPERATIONS = {
 }  # fmt: skip
 
 
+def _opened(**kw: Any) -> Iterator[OTel]:
+    o = OTel(**kw)
+    try:
+        yield o
+    finally:
+        o.shutdown()
+
+
 @pytest.fixture
 def otel() -> Iterator[OTel]:
-    o = OTel()
-    yield o
-    o.shutdown()
+    yield from _opened()
 
 
 @pytest.fixture
 def otel_all() -> Iterator[OTel]:
-    o = OTel(capture_content=True, content_event=True)
-    yield o
-    o.shutdown()
+    """Content on the spans and in the details event."""
+    yield from _opened(capture_content=True, content_event=True)
 
 
 def _attrs(span: ReadableSpan) -> dict[str, Any]:
