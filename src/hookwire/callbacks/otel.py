@@ -478,7 +478,9 @@ class OpenTelemetryCallback(BaseCallback):
         assert self._ttfc is not None and self._tpoc is not None
         self._ttfc.record(ttft_ms / 1000.0, attrs)
         latency = kw.get("latency_ms")
-        chunks = usage.completion_tokens if usage is not None else 0
+        # An estimated count (no usage came) is no count of chunks.
+        known = usage is not None and not getattr(usage, "estimated", False)
+        chunks = usage.completion_tokens if known and usage is not None else 0
         if latency is not None and chunks > 1 and latency > ttft_ms:
             self._tpoc.record((latency - ttft_ms) / 1000.0 / (chunks - 1), attrs)
 
