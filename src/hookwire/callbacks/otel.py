@@ -117,6 +117,9 @@ _CONTEXT_ATTRS: Final = (
 )
 
 _perf = time.perf_counter
+# Read only where ``Usage`` has them (a failed getattr costs an exception on every call).
+_CACHE_CREATION: Final = hasattr(Usage, "cache_creation_tokens")
+_ESTIMATED: Final = hasattr(Usage, "estimated")
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
@@ -359,7 +362,8 @@ class OpenTelemetryCallback(BaseCallback):
         params = kwargs.get("invocation_params") or {}
         model = kwargs.get("model") or params.get("model")
         operation = "text_completion" if isinstance(prompt, str) else "chat"
-        provider = c.provider_name(kwargs.get("provider"))
+        raw = kwargs.get("provider")
+        provider = raw if raw in c.PROVIDER_NAMES else c.provider_name(raw)
         attrs: dict[str, Any] = {OPERATION: operation, PROVIDER: provider}
         if model:
             attrs[REQUEST_MODEL] = model
@@ -434,9 +438,10 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens is not None:
                 attrs[CACHE_READ_TOKENS] = usage.cached_tokens
-            created = getattr(usage, "cache_creation_tokens", None)
-            if created is not None:
-                attrs[c.CACHE_CREATION_TOKENS] = created
+            if _CACHE_CREATION:
+                created = getattr(usage, "cache_creation_tokens", None)
+                if created is not None:
+                    attrs[c.CACHE_CREATION_TOKENS] = created
             if usage.reasoning_tokens is not None:
                 attrs[REASONING_TOKENS] = usage.reasoning_tokens
         cost = getattr(response, "cost", None)
@@ -458,7 +463,9 @@ class OpenTelemetryCallback(BaseCallback):
         span.set_attributes(attrs)
         if self.content_event and isinstance(response, LLMResponse):
             self._details_event(entry, response)
-        self._finish(entry)
+        # An LLM call's span is never made current: no context to restore.
+        self._end_children(entry)
+        span.end()
         if entry.metric_attrs is not None:
             self._record_duration(entry, kwargs, None)
             tokens = self._tokens
@@ -479,7 +486,7 @@ class OpenTelemetryCallback(BaseCallback):
         self._ttfc.record(ttft_ms / 1000.0, attrs)
         latency = kw.get("latency_ms")
         # An estimated count (no usage came) is no count of chunks.
-        known = usage is not None and not getattr(usage, "estimated", False)
+        known = usage is not None and not (_ESTIMATED and getattr(usage, "estimated", False))
         chunks = usage.completion_tokens if known and usage is not None else 0
         if latency is not None and chunks > 1 and latency > ttft_ms:
             self._tpoc.record((latency - ttft_ms) / 1000.0 / (chunks - 1), attrs)
