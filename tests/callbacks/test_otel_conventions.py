@@ -440,3 +440,19 @@ def test_retrieval_documents_keep_one_document_per_result_with_an_id(results: li
     docs = c.retrieval_documents(results)
     assert len(docs) == len(results)
     assert all(isinstance(d["id"], str) for d in docs)
+
+
+def test_a_tool_run_by_hookwire_has_its_description(otel: OTel) -> None:
+    from hookwire import ToolCall
+    from hookwire.tools import run_tool, tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    out = run_tool({"add": add}, ToolCall("c1", "add", '{"a": 2, "b": 2}'), otel.manager)
+    assert out == "4"
+    a = _attrs(otel.span("execute_tool add"))
+    assert a["gen_ai.tool.description"] == "Add two numbers."
+    assert a["gen_ai.tool.call.id"] == "c1"
