@@ -456,3 +456,14 @@ def test_a_tool_run_by_hookwire_has_its_description(otel: OTel) -> None:
     a = _attrs(otel.span("execute_tool add"))
     assert a["gen_ai.tool.description"] == "Add two numbers."
     assert a["gen_ai.tool.call.id"] == "c1"
+
+
+def test_current_spans_off_leaves_the_apps_context_alone() -> None:
+    o = OTel(current_spans=False)
+    try:
+        tracer = o.tracer_provider.get_tracer("app")
+        with hookwire.trace("t", callbacks=o.manager), tracer.start_as_current_span("app"):
+            pass
+        assert parent_id(o.span("app")) is None
+    finally:
+        o.shutdown()

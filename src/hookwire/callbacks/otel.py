@@ -180,9 +180,11 @@ class OpenTelemetryCallback(BaseCallback):
     conventions ask, because they may hold personal data. ``content_event=True`` adds, on each
     LLM call's span, the opt-in ``gen_ai.client.inference.operation.details`` event with the
     call's attributes and its content (input and output messages). ``metrics=False`` turns the
-    histograms off. ``max_open_spans`` bounds how many spans may be open at once: beyond it the
-    oldest is ended with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never
-    came), so a lost event can never grow memory without end.
+    histograms off. ``current_spans=False`` keeps runs' and tools' spans from becoming the
+    current span (then the app's spans inside them nest under the app's own).
+    ``max_open_spans`` bounds how many spans may be open at once: beyond it the oldest is ended
+    with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never came), so a lost
+    event can never grow memory without end.
 
     The handler runs inline (span bookkeeping is in-memory; exporting is the span processor's
     job, normally a ``BatchSpanProcessor`` with its own thread).
@@ -199,6 +201,7 @@ class OpenTelemetryCallback(BaseCallback):
         metrics: bool = True,
         max_open_spans: int = 10_000,
         content_event: bool = False,
+        current_spans: bool = True,
     ) -> None:
         if max_open_spans <= 0:
             raise ConfigurationError(
@@ -211,6 +214,7 @@ class OpenTelemetryCallback(BaseCallback):
         self._meter_provider = meter_provider
         self.capture_content = capture_content
         self.content_event = content_event
+        self.current_spans = current_spans
         self.max_open_spans = max_open_spans
         self._open: dict[str, _Open] = {}
         self._tokens: Histogram | None = None
@@ -270,7 +274,7 @@ class OpenTelemetryCallback(BaseCallback):
                 attrs[attr] = value
         span = self._tracer.start_span(name, ctx, kind, attrs)
         entry = _Open(span, metric_attrs, is_run, parent)
-        if current:
+        if current and self.current_spans:
             # The app's own spans inside a run or a tool nest under hookwire's span.
             entry.token = otel_context.attach(otel_trace.set_span_in_context(span))
         run_id = kw["run_id"]
