@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -464,6 +465,40 @@ def test_async_calls_from_two_event_loops(openai_server: OpenAIServer) -> None:
             await llm.aclose()
 
     assert asyncio.run(once()) == asyncio.run(once())
+
+
+def test_async_connections_are_closed_on_their_loop_when_asyncio_run_ends(
+    openai_server: OpenAIServer,
+) -> None:
+    # No aclose() by the app, as most apps do; the client stays alive past the loop.
+    llm = OpenAIClient(api_key="k", base_url=openai_server.base_url, retry=FAST)
+    assert asyncio.run(llm.agenerate(MSGS)).content
+    http = llm.async_client._client
+    assert http.is_closed
+
+
+def test_async_connections_of_a_dropped_client_are_closed_on_their_own_loop(
+    openai_server: OpenAIServer,
+) -> None:
+    # An OpenAIClient made per request and dropped while its loop goes on: its connections are
+    # closed on that loop, not left to whichever thread the garbage collector runs on.
+    seen: list[Any] = []
+
+    async def request() -> None:
+        llm = OpenAIClient(api_key="k", base_url=openai_server.base_url, retry=FAST)
+        await llm.agenerate(MSGS)
+        seen.append(llm.async_client._client)
+
+    async def serve() -> None:
+        await request()
+        gc.collect()  # the client may sit in a reference cycle
+        for _ in range(50):
+            if seen[0].is_closed:
+                break
+            await asyncio.sleep(0.01)
+        assert seen[0].is_closed
+
+    asyncio.run(serve())
 
 
 def test_sdk_retries_are_off(openai_server: OpenAIServer, make: Make) -> None:

@@ -16,6 +16,7 @@ pool instead of being closed (the SDK's sync stream closes it, and connects anew
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
@@ -43,37 +44,60 @@ from .retry import RetryPolicy
 __all__ = ["OpenAIClient", "map_openai_error"]
 
 # The SDK's async client belongs to the loop that opened its connections. Left to the garbage
-# collector, it schedules its own close on whatever loop runs at that moment (a background
-# loop's thread, or none): the connections leak, or the close fails on a closed loop ("Task
-# exception was never retrieved"). So the clients still alive when their loop shuts its async
-# generators down (as ``asyncio.run`` does before it closes the loop) are closed there, by one
-# async generator per loop, started on it, whose ``finally`` closes them. Clients are held
-# weakly (one made per request is collected as usual); the guards for as long as their loop.
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[Any]] = (
-    weakref.WeakKeyDictionary()
-)
+# collector (often a cycle, collected on whatever thread runs the collection), the SDK closes it
+# on the loop running *there*, if any: another loop's thread, or none; the connections leak or
+# the close fails ("Event loop is closed"). So hookwire gives each async client an HTTP client
+# it holds itself, and closes that on its own loop: soon after the SDK client is collected
+# (``weakref.finalize``, handed to the loop thread-safely), and at the latest when the loop
+# shuts its async generators down, as ``asyncio.run`` does before it closes the loop (one
+# async generator per loop, started on it, whose ``finally`` closes what is still open).
+_OPEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[Any]] = weakref.WeakKeyDictionary()
 _GUARDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_CLOSING: set[asyncio.Task[None]] = set()  # the loop holds its tasks weakly
 
 
-async def _closes(clients: weakref.WeakSet[Any]) -> AsyncIterator[None]:
+async def _closes(open_: set[Any]) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for client in list(clients):
-            await client.close()
+        for http in list(open_):
+            await http.aclose()  # a no-op for one already closed
+        open_.clear()
 
 
-def _close_with_loop(loop: asyncio.AbstractEventLoop, client: openai.AsyncOpenAI) -> None:
-    clients = _CLIENTS.get(loop)
-    if clients is None:
-        clients = _CLIENTS[loop] = weakref.WeakSet()
-        guard = _GUARDS[loop] = _closes(clients)
+def _close_soon(loop: asyncio.AbstractEventLoop, open_: set[Any], http: Any) -> None:
+    # Left in ``open_`` until closed: a close that ``asyncio.run`` cancels before it starts is
+    # then done by the guard (httpcore shields a connection's close once it has begun).
+    if http.is_closed or loop.is_closed():
+        open_.discard(http)
+        return
+
+    def close() -> None:
+        task = loop.create_task(http.aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+        task.add_done_callback(lambda _: open_.discard(http))
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(close)
+
+
+def _async_sdk_client(loop: asyncio.AbstractEventLoop, **sdk_kw: Any) -> openai.AsyncOpenAI:
+    """An ``openai.AsyncOpenAI`` whose connections are closed on ``loop`` (see above)."""
+    open_ = _OPEN.get(loop)
+    if open_ is None:
+        open_ = _OPEN[loop] = set()
+        guard = _GUARDS[loop] = _closes(open_)
 
         async def start() -> None:  # its first step on the loop registers it with the loop
             await guard.__anext__()
 
         loop.create_task(start())
-    clients.add(client)
+    http = openai.DefaultAsyncHttpxClient()
+    client = openai.AsyncOpenAI(**sdk_kw, http_client=http)
+    open_.add(http)
+    weakref.finalize(client, _close_soon, loop, open_, http)
+    return client
 
 
 class OpenAIClient(BaseLLM):
@@ -173,10 +197,11 @@ class OpenAIClient(BaseLLM):
         except RuntimeError:
             loop = None
         if self._async is None or (loop is not None and loop is not self._async_loop):
-            self._async = openai.AsyncOpenAI(**self._sdk_kw())
-            self._async_loop = loop
             if isinstance(loop, asyncio.AbstractEventLoop):
-                _close_with_loop(loop, self._async)
+                self._async = _async_sdk_client(loop, **self._sdk_kw())
+            else:
+                self._async = openai.AsyncOpenAI(**self._sdk_kw())
+            self._async_loop = loop
         return self._async
 
     def close(self) -> None:
