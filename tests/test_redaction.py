@@ -126,3 +126,32 @@ def test_a_url_password_holding_at_is_redacted_whole_in_text() -> None:
     assert Redactor().text("see http://localhost:8000/@vite/client") == (
         "see http://localhost:8000/@vite/client"
     )
+
+
+def test_a_handlers_error_quoting_a_key_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+    import logging
+
+    from hookwire import CallbackManager
+    from hookwire.callbacks import BaseCallback
+
+    key = "sk-proj-" + "A1b2C3d4" * 6
+
+    class Leaky(BaseCallback):
+        def on_llm_start(self, prompt: object, **kwargs: object) -> None:
+            raise RuntimeError(f"401: Incorrect API key provided: {key}")
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("hookwire").addHandler(handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="hookwire"):
+            CallbackManager([Leaky()]).on_llm_start("hi")
+    finally:
+        logging.getLogger("hookwire").removeHandler(handler)
+    written = stream.getvalue() + caplog.text
+    assert "RuntimeError" in written  # the failure is logged, with its traceback
+    assert key not in written
+    assert key[:12] not in written

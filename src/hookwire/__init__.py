@@ -18,9 +18,13 @@ from .context import current_context, current_run, request_context
 from .dispatch import CallbackManager
 from .events import EmbeddingResponse, LLMResponse, ToolCall, Usage
 from .ids import new_id
+from .redaction import redact_logs
 from .tracing import trace
 
 __version__ = "0.1.0"
+
+# A handler's exception that quotes a key (a 401 echoing it) is logged without it.
+redact_logs("hookwire", "hookwire.pricing")
 
 __all__ = [
     "RLM",

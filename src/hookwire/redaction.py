@@ -14,6 +14,7 @@ database URLs hookwire shows (``redact_url``) all use these rules.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -22,7 +23,14 @@ import orjson
 
 from .errors import ConfigurationError
 
-__all__ = ["REDACTED", "Redactor", "default_redactor", "redact_url"]
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "Redactor",
+    "default_redactor",
+    "redact_logs",
+    "redact_url",
+]
 
 #: What a redacted secret is replaced with.
 REDACTED: Final = "[REDACTED]"
@@ -407,3 +415,33 @@ def redact_url(url: str) -> str:
     if span is not None:
         data = data[: span[0]] + _REDACTED_BYTES + data[span[1] :]
     return default_redactor().builtin_text(data.decode("utf-8", "surrogatepass"))
+
+
+class RedactingFilter(logging.Filter):
+    """A ``logging`` filter that takes secrets out of a record's message and traceback.
+
+    hookwire's loggers carry it, so a handler's exception that quotes an API key (a 401 that
+    echoes it) is logged without it, whatever handlers and formatters the app configures: the
+    traceback is formatted and redacted here, and formatters use that text as it is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = default_redactor()
+        message = record.getMessage()
+        clean = redactor.builtin_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redactor.builtin_text(text)
+        if record.stack_info:
+            record.stack_info = redactor.builtin_text(record.stack_info)
+        return True
+
+
+def redact_logs(*names: str) -> None:
+    """Put a ``RedactingFilter`` on the loggers ``names`` (once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
