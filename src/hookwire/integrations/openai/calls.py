@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -52,6 +52,12 @@ class Instrumentation:
     manager: CallbackManager
     provider: str
     context: dict[str, Any]
+    #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
+    server: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: An endpoint's name -> the ``api_type`` keyword of its start event (``openai.api.type``).
+_API_TYPES: Mapping[str, str] = {"chat": "chat_completions", "responses": "responses"}
 
 
 def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
@@ -133,9 +139,10 @@ class Call:
     def start_args(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The start event's payload and keywords."""
         payload, params = self.endpoint.start(body)
-        kw = {**self.kw, "invocation_params": params}
+        kw = {**self.kw, "invocation_params": params, **self.inst.server}
         if not self.endpoint.embedding:
             kw["stream"] = self.stream
+            kw["api_type"] = _API_TYPES.get(self.endpoint.name, self.endpoint.name)
         return payload, kw
 
     def reader(self) -> Reader:
