@@ -119,7 +119,6 @@ _CONTEXT_ATTRS: Final = (
 _perf = time.perf_counter
 # Read only where ``Usage`` has them (a failed getattr costs an exception on every call).
 _CACHE_CREATION: Final = hasattr(Usage, "cache_creation_tokens")
-_ESTIMATED: Final = hasattr(Usage, "estimated")
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
@@ -490,7 +489,7 @@ class OpenTelemetryCallback(BaseCallback):
         self._ttfc.record(ttft_ms / 1000.0, attrs)
         latency = kw.get("latency_ms")
         # An estimated count (no usage came) is no count of chunks.
-        known = usage is not None and not (_ESTIMATED and getattr(usage, "estimated", False))
+        known = usage is not None and not usage.estimated
         chunks = usage.completion_tokens if known and usage is not None else 0
         if latency is not None and chunks > 1 and latency > ttft_ms:
             self._tpoc.record((latency - ttft_ms) / 1000.0 / (chunks - 1), attrs)
