@@ -3,6 +3,7 @@ share it; they only send what it lists (``emit`` / ``aemit``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -13,10 +14,11 @@ import openai
 
 from ...dispatch import CallbackManager
 from ...errors import BudgetExceeded, CallbackAbort
-from ...events import EmbeddingResponse, LLMResponse
+from ...events import EmbeddingResponse, LLMResponse, Usage
 from ...ids import new_id
-from ...llms.estimate import with_estimate
+from ...llms.estimate import prompt_bound, with_estimate
 from ...llms.openai_wire import map_openai_error
+from ...llms.prices import price
 from .._common import FailureLog
 from .endpoints import Endpoint, Reader
 
@@ -221,6 +223,14 @@ class Call:
                 prompt = [instructions, prompt]
             response = with_estimate(
                 response, self.model, self.inst.provider, prompt, body.get("tools")
+            )
+        elif type(response) is EmbeddingResponse and response.usage.estimated:
+            # No usage in the answer: the input's bound, priced at it, never 0 tokens.
+            usage = Usage(prompt_bound(self.body.get(self.endpoint.prompt_key)), 0, estimated=True)
+            model = response.model or self.model
+            provider = response.provider or self.inst.provider
+            response = dataclasses.replace(
+                response, usage=usage, cost=price(model, usage, provider) if model else None
             )
         return [(end_hook, (response,), self.end_kw(**extra))]
 
