@@ -94,7 +94,7 @@ def bare_case(tp: TracerProvider, mp: MeterProvider | None) -> Callable[[], None
                 "gen_ai.request.temperature": 0.2,
                 "gen_ai.request.max_tokens": 256,
                 "gen_ai.request.top_p": 0.9,
-                "gen_ai.request.stream": False,
+                "openai.api.type": "chat_completions",
             },
         )
         span.set_attributes(

@@ -276,6 +276,15 @@ def _find(tools: Mapping[str, Tool], call: ToolCall) -> Tool:
     return found
 
 
+def _start_kw(tools: Mapping[str, Tool], call: ToolCall, run_id: str) -> dict[str, Any]:
+    """``on_tool_start``'s keywords: the ids, and the tool's description when it is known."""
+    kw: dict[str, Any] = {"run_id": run_id, "tool_call_id": call.id}
+    found = tools.get(call.name)
+    if found is not None:
+        kw["tool_description"] = found.description
+    return kw
+
+
 def _input_of(call: ToolCall) -> Any:
     try:
         return json.loads(call.arguments or "{}")
@@ -292,9 +301,7 @@ def run_tool(tools: Mapping[str, Tool], call: ToolCall, manager: CallbackManager
     """Run the tool a model asked for, with its events; returns what the model is told."""
     run_id = new_id()
     tool_input = _input_of(call)
-    manager.on_tool_start(
-        call.name, _given(manager, tool_input), run_id=run_id, tool_call_id=call.id
-    )
+    manager.on_tool_start(call.name, _given(manager, tool_input), **_start_kw(tools, call, run_id))
     t0 = time.perf_counter()
     try:
         found = _find(tools, call)
@@ -321,7 +328,7 @@ async def arun_tool(tools: Mapping[str, Tool], call: ToolCall, manager: Callback
     run_id = new_id()
     tool_input = _input_of(call)
     await manager.aon_tool_start(
-        call.name, _given(manager, tool_input), run_id=run_id, tool_call_id=call.id
+        call.name, _given(manager, tool_input), **_start_kw(tools, call, run_id)
     )
     t0 = time.perf_counter()
     try:

@@ -128,7 +128,7 @@ def test_llm_call_span_attributes(otel: OTel) -> None:
     assert a["gen_ai.request.max_tokens"] == 64
     assert a["gen_ai.request.top_p"] == 0.9
     assert a["gen_ai.request.stop_sequences"] == ("END",)
-    assert a["gen_ai.request.stream"] is False
+    assert "gen_ai.request.stream" not in a  # only when streaming
     assert a["gen_ai.usage.input_tokens"] == 12
     assert a["gen_ai.usage.output_tokens"] == 3
     assert a["gen_ai.usage.cache_read.input_tokens"] == 2
@@ -157,7 +157,7 @@ def test_span_without_model_is_named_by_operation(otel: OTel) -> None:
     run_id = otel.manager.on_llm_start([{"role": "user", "content": "x"}])
     otel.manager.on_llm_end(LLMResponse(content="y"), run_id=run_id)
     span = otel.span("chat")
-    assert dict(span.attributes or {})["gen_ai.provider.name"] == "unknown"
+    assert dict(span.attributes or {})["gen_ai.provider.name"] == "_OTHER"
 
 
 def test_content_captured_only_when_asked(otel_content: OTel) -> None:
@@ -254,7 +254,7 @@ def test_llm_error_sets_status_error_type_and_duration(otel: OTel) -> None:
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "still slow"
     a = dict(span.attributes or {})
-    assert a["error.type"] == "RateLimitError"
+    assert a["error.type"] == "hookwire.errors.RateLimitError"
     assert a["hookwire.attempts"] == 3
     names = [e.name for e in span.events]
     assert names == ["hookwire.retry", "exception"]
@@ -262,11 +262,11 @@ def test_llm_error_sets_status_error_type_and_duration(otel: OTel) -> None:
     assert retry == {
         "hookwire.attempt": 1,
         "hookwire.max_attempts": 3,
-        "error.type": "RateLimitError",
+        "error.type": "hookwire.errors.RateLimitError",
         "hookwire.retry.delay": 0.5,
     }
     (duration,) = otel.points("gen_ai.client.operation.duration")
-    assert dict(duration.attributes or {})["error.type"] == "RateLimitError"
+    assert dict(duration.attributes or {})["error.type"] == "hookwire.errors.RateLimitError"
     assert duration.sum == pytest.approx(0.9)
     assert otel.points("gen_ai.client.token.usage") == []
 
@@ -295,7 +295,7 @@ def _raised(message: str) -> BaseException:
 def test_otel_keeps_no_api_key_from_an_error_message_with_content_capture_off(otel: OTel) -> None:
     _fail_everywhere(otel.manager, _raised(_ECHO))
     spans = otel.spans()
-    assert {s.name for s in spans} == {"chat gpt-4o", "execute_tool fetch", "invoke_agent agent"}
+    assert {s.name for s in spans} == {"chat gpt-4o", "execute_tool fetch", "invoke_workflow agent"}
     for span in spans:
         assert span.status.status_code is StatusCode.ERROR
         assert _KEY not in str(span.status.description)
@@ -353,7 +353,11 @@ def test_otel_captured_content_keeps_no_key(otel_content: OTel) -> None:
 
 def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
     with hookwire.trace(
-        "support-agent", callbacks=otel.manager, user_id="u1", conversation_id="c9"
+        "support-agent",
+        callbacks=otel.manager,
+        user_id="u1",
+        conversation_id="c9",
+        agent="support-agent",
     ):
         llm = _call(otel.manager)
         tool = otel.manager.on_tool_start("add", {"a": 2, "b": 2}, tool_call_id="call_1")
@@ -362,7 +366,7 @@ def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
             _call(otel.manager)
     assert llm
     run = otel.span("invoke_agent support-agent")
-    sub = otel.span("invoke_agent sub")
+    sub = otel.span("invoke_workflow sub")
     tool_span = otel.span("execute_tool add")
     llms = [s for s in otel.spans() if s.name == "chat gpt-4o"]
     assert len(llms) == 2
@@ -371,6 +375,7 @@ def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
     ra = dict(run.attributes or {})
     assert ra["gen_ai.operation.name"] == "invoke_agent"
     assert ra["gen_ai.agent.name"] == "support-agent"
+    assert ra["gen_ai.provider.name"] == "openai"  # from the call made under it
     assert ra["gen_ai.conversation.id"] == "c9"
     assert ra["hookwire.user_id"] == "u1"
     trace_id = run.context.trace_id
@@ -386,6 +391,8 @@ def test_runs_tools_and_llm_calls_nest(otel: OTel) -> None:
         "gen_ai.tool.type": "function",
         "gen_ai.tool.call.id": "call_1",
         "hookwire.user_id": "u1",
+        "user.id": "u1",
+        "session.id": "c9",
     }
     assert otel.handler.open_spans == 0
 
@@ -398,7 +405,7 @@ def test_nested_in_the_apps_own_span(otel: OTel) -> None:
         # a call outside any hookwire run nests under the app's span too
         _call(otel.manager)
     app_ctx = app_span.get_span_context()
-    run = otel.span("invoke_agent agent")
+    run = otel.span("invoke_workflow agent")
     assert parent_id(run) == app_ctx.span_id
     llms = [s for s in otel.spans() if s.name == "chat gpt-4o"]
     assert parent_id(llms[0]) == run.context.span_id
@@ -410,7 +417,7 @@ async def test_async_dispatch_nests_the_same(otel: OTel) -> None:
     async with hookwire.trace("agent", callbacks=otel.manager, request_id="r1"):
         run_id = await otel.manager.aon_llm_start(MESSAGES, model="gpt-4o", provider="openai")
         await otel.manager.aon_llm_end(LLMResponse(content="4"), run_id=run_id)
-    run = otel.span("invoke_agent agent")
+    run = otel.span("invoke_workflow agent")
     llm = otel.span("chat gpt-4o")
     assert parent_id(llm) == run.context.span_id
     assert dict(llm.attributes or {})["hookwire.request_id"] == "r1"
@@ -436,12 +443,13 @@ def test_memory_operations_are_events_on_the_enclosing_span(otel: OTel) -> None:
     with hookwire.trace("rlm", callbacks=otel.manager):
         otel.manager.on_memory_store("the user likes tea", memory="BufferMemory")
         otel.manager.on_memory_recall("tea?", ["likes tea", "no sugar"], memory="BufferMemory")
-    run = otel.span("invoke_agent rlm")
+    run = otel.span("invoke_workflow rlm")
     events = {e.name: dict(e.attributes or {}) for e in run.events}
     assert events["hookwire.memory.store"] == {"hookwire.memory": "BufferMemory"}
     assert events["hookwire.memory.recall"] == {
         "hookwire.memory": "BufferMemory",
         "hookwire.memory.results": 2,
+        "gen_ai.retrieval.documents": '[{"id":"0"},{"id":"1"}]',
     }
 
 
@@ -450,12 +458,13 @@ def test_memory_content_when_captured(otel_content: OTel) -> None:
         otel_content.manager.on_memory_store("likes tea")
         otel_content.manager.on_memory_recall("tea?", ["likes tea"])
     events = {
-        e.name: dict(e.attributes or {}) for e in otel_content.span("invoke_agent rlm").events
+        e.name: dict(e.attributes or {}) for e in otel_content.span("invoke_workflow rlm").events
     }
     assert events["hookwire.memory.store"]["hookwire.memory.content"] == "likes tea"
     recall = events["hookwire.memory.recall"]
     assert recall["gen_ai.retrieval.query.text"] == "tea?"
-    assert json.loads(str(recall["gen_ai.retrieval.documents"])) == ["likes tea"]
+    documents = json.loads(str(recall["gen_ai.retrieval.documents"]))
+    assert documents == [{"id": "0", "content": "likes tea"}]
 
 
 def test_memory_outside_a_run_goes_to_the_apps_span(otel: OTel) -> None:
@@ -470,15 +479,15 @@ def test_run_end_with_usage_cost_and_error(otel: OTel) -> None:
     m = otel.manager
     run_id = m.on_run_start("q", name="rlm")
     m.on_run_end(None, run_id=run_id, name="rlm", error=ValueError("bad"), usage=Usage(5, 7))
-    span = otel.span("invoke_agent rlm")
+    span = otel.span("invoke_workflow rlm")
     assert span.status.status_code is StatusCode.ERROR
     a = dict(span.attributes or {})
     assert a["error.type"] == "ValueError"
-    assert a["gen_ai.usage.input_tokens"] == 5
-    assert a["gen_ai.usage.output_tokens"] == 7
+    assert a["hookwire.usage.input_tokens"] == 5
+    assert a["hookwire.usage.output_tokens"] == 7
     run_id = m.on_run_start("q", name="ok")
     m.on_run_end("a", run_id=run_id, name="ok", cost=Decimal("0.5"))
-    assert dict(otel.span("invoke_agent ok").attributes or {})["hookwire.cost"] == 0.5
+    assert dict(otel.span("invoke_workflow ok").attributes or {})["hookwire.cost"] == 0.5
 
 
 def test_budget_refusal_ends_the_call_span(otel: OTel) -> None:
@@ -490,7 +499,7 @@ def test_budget_refusal_ends_the_call_span(otel: OTel) -> None:
         m.on_error(err, run_id=run_id, stage="budget")
     span = otel.span("chat gpt-4o")
     assert span.status.status_code is StatusCode.ERROR
-    assert dict(span.attributes or {})["error.type"] == "BudgetExceeded"
+    assert dict(span.attributes or {})["error.type"] == "hookwire.errors.BudgetExceeded"
     assert otel.handler.open_spans == 0
 
 
@@ -500,7 +509,7 @@ def test_on_error_does_not_end_a_run_span(otel: OTel) -> None:
     m.on_error(ValueError("x"), run_id=run_id, stage="run")
     assert otel.spans() == []
     m.on_run_end(None, run_id=run_id, name="agent", error=ValueError("x"))
-    assert otel.span("invoke_agent agent").status.status_code is StatusCode.ERROR
+    assert otel.span("invoke_workflow agent").status.status_code is StatusCode.ERROR
 
 
 def test_unended_children_are_closed_with_their_run(otel: OTel) -> None:
@@ -531,7 +540,7 @@ def test_close_ends_open_spans(otel: OTel) -> None:
     assert otel.handler.open_spans == 1
     otel.manager.close()
     assert otel.handler.open_spans == 0
-    assert dict(otel.span("invoke_agent agent").attributes or {})["error.type"] == (
+    assert dict(otel.span("invoke_workflow agent").attributes or {})["error.type"] == (
         "hookwire.abandoned"
     )
 
@@ -613,10 +622,11 @@ def test_traces_arrive_nested_in_an_otlp_receiver(
     provider.add_span_processor(BatchSpanProcessor(exporter))
     handler = OpenTelemetryCallback(tracer_provider=provider, metrics=False)
     m = CallbackManager([handler])
-    with hookwire.trace("agent", callbacks=m):
+    with hookwire.trace("agent", callbacks=m, agent="agent", user_id="u1"):
         _call(m)
-        tool = m.on_tool_start("search", {"q": "x"})
-        m.on_tool_end("search", "found", run_id=tool)
+        with hookwire.trace("lookup", callbacks=m):
+            tool = m.on_tool_start("search", {"q": "x"})
+            m.on_tool_end("search", "found", run_id=tool)
     m.flush()
     provider.shutdown()
 
@@ -633,14 +643,28 @@ def test_traces_arrive_nested_in_an_otlp_receiver(
                 assert ss.scope.name == "hookwire"
                 for s in ss.spans:
                     spans[s.name] = s
-    assert set(spans) == {"invoke_agent agent", "chat gpt-4o", "execute_tool search"}
+    assert set(spans) == {
+        "invoke_agent agent",
+        "chat gpt-4o",
+        "invoke_workflow lookup",
+        "execute_tool search",
+    }
     root = spans["invoke_agent agent"]
     assert root.parent_span_id == b""
-    for name in ("chat gpt-4o", "execute_tool search"):
+    for name in ("chat gpt-4o", "invoke_workflow lookup"):
         assert spans[name].parent_span_id == root.span_id
         assert spans[name].trace_id == root.trace_id
+    assert spans["execute_tool search"].parent_span_id == spans["invoke_workflow lookup"].span_id
+    root_attrs = {kv.key: kv.value for kv in root.attributes}
+    assert root_attrs["gen_ai.operation.name"].string_value == "invoke_agent"
+    assert root_attrs["gen_ai.provider.name"].string_value == "openai"
+    assert root_attrs["user.id"].string_value == "u1"
+    assert not [k for k in root_attrs if k.startswith("gen_ai.usage.")]
+    lookup = {kv.key: kv.value for kv in spans["invoke_workflow lookup"].attributes}
+    assert lookup["gen_ai.workflow.name"].string_value == "lookup"
     chat = spans["chat gpt-4o"]
     attrs = {kv.key: kv.value for kv in chat.attributes}
+    assert "gen_ai.request.stream" not in attrs
     assert attrs["gen_ai.request.model"].string_value == "gpt-4o"
     assert attrs["gen_ai.usage.input_tokens"].int_value == 12
     assert attrs["gen_ai.usage.output_tokens"].int_value == 3
@@ -678,7 +702,8 @@ def test_the_span_map_never_leaks(order: list[int], bound: int) -> None:
         m.on_run_end("a", run_id=run, name="agent")
         assert o.handler.open_spans == 0
         names = sorted(s.name for s in o.spans())
-        assert names == sorted([*(f"text_completion m{i}" for i in range(6)), "invoke_agent agent"])
+        spans = [*(f"text_completion m{i}" for i in range(6)), "invoke_workflow agent"]
+        assert names == sorted(spans)
     finally:
         o.shutdown()
 
@@ -696,7 +721,7 @@ def test_hookwire_client_with_retries_through_the_local_server(otel: OTel) -> No
             answer = client.generate([{"role": "user", "content": "2+2?"}])
         client.close()
     assert answer.content == "Four."
-    run = otel.span("invoke_agent agent")
+    run = otel.span("invoke_workflow agent")
     chat = otel.span("chat gpt-4o")
     assert parent_id(chat) == run.context.span_id
     a = dict(chat.attributes or {})

@@ -498,7 +498,7 @@ def test_feeds_the_opentelemetry_handler() -> None:
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | fake(answer())
     chain.invoke({"q": "x"}, config={"callbacks": [HookwireCallbackHandler([otel])]})
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    seq = spans["invoke_agent RunnableSequence"]
+    seq = spans["invoke_workflow RunnableSequence"]  # a chain is a workflow, not an agent
     chat = next(s for n, s in spans.items() if n.startswith("chat"))
     assert chat.parent is not None
     assert chat.parent.span_id == seq.context.span_id

@@ -326,6 +326,21 @@ def test_embeddings(
     assert only_end(rec, "on_embedding_end")["response"].dimensions == 8
 
 
+def test_an_embedding_answer_without_usage_is_an_estimate_never_zero(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: openai.OpenAI
+) -> None:
+    from hookwire.testing.openai_server import Raw
+
+    vector = {"object": "embedding", "index": 0, "embedding": [0.5] * 8}
+    answer = {"object": "list", "data": [vector], "model": "text-embedding-3-small"}
+    openai_server.script(Raw(json.dumps(answer)))
+    client.embeddings.create(model="text-embedding-3-small", input="one two three")
+    response: EmbeddingResponse = only_end(rec, "on_embedding_end")["response"]
+    assert response.usage.estimated
+    assert response.usage.prompt_tokens >= 3  # an upper bound of the input's tokens
+    assert response.cost is not None and response.cost > 0
+
+
 async def test_async_embeddings_and_errors(
     openai_server: OpenAIServer, rec: RecordingCallback, aclient: openai.AsyncOpenAI
 ) -> None:

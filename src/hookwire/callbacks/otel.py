@@ -1,33 +1,40 @@
 """``OpenTelemetryCallback``: hookwire events as OpenTelemetry spans and metrics.
 
-Spans and metrics follow the OpenTelemetry semantic conventions for generative AI:
+Spans and metrics follow the OpenTelemetry semantic conventions for generative AI (the names
+and shapes are in ``hookwire.callbacks.otel_conventions``; docs/ecosystem.md lists them and
+the deliberate differences):
 
 - an LLM call is a ``CLIENT`` span named ``"{operation} {model}"`` (``chat gpt-4o``; the
   operation is ``chat`` for a list of messages, ``text_completion`` for a plain prompt) with
-  ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``, the request
-  parameters that were set (``gen_ai.request.temperature``, ``.max_tokens``, ``.top_p``, ...),
-  ``gen_ai.response.model``, ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``,
-  ``gen_ai.usage.input_tokens`` / ``output_tokens``, and ``error.type`` with an error status
-  when it fails; retries are span events;
-- a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run (``hookwire.trace``,
-  an ``RLM.run``, an agent's turn) is an ``INTERNAL`` span ``"invoke_agent {name}"``;
-- memory operations are events on the enclosing span;
+  the request (model, parameters that were set, ``gen_ai.request.stream`` only when streamed,
+  ``gen_ai.output.type``, ``server.address`` / ``server.port``), the response (model, id,
+  finish reason when the model gave one) and its own usage; retries are span events;
+- a tool call is an ``INTERNAL`` span ``"execute_tool {name}"``; a run is an ``INTERNAL``
+  span ``"invoke_agent {name}"`` when it is an agent's (``kind="agent"``/``"graph"``, or the
+  run of the agent the request context names), else ``"invoke_workflow {name}"``. A run's
+  summed usage is ``hookwire.usage.*``: ``gen_ai.usage.*`` is only on the calls' spans, so a
+  backend summing a trace counts each call once. Runs and tools are the current span while
+  open, so the app's own spans inside them nest under them;
+- memory operations are events on the enclosing span (the conventions define no memory span);
 - a hook declared with ``hookwire.events.declare_hook`` is an ``INTERNAL`` span named after its
   record from a start hook to an end hook (``HookSpec.starts_run`` / ``ends_run``), otherwise
   a span event ``hookwire.<record name>`` on the enclosing span; its arguments are
   ``hookwire.<argument>`` attributes (those in ``HookSpec.prompts`` / ``responses`` only with
   ``capture_content=True``), an exception among them sets ``error.type``;
-- the ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` histograms, with
-  the bucket boundaries the conventions advise.
+- the ``gen_ai.client.token.usage``, ``gen_ai.client.operation.duration``,
+  ``.time_to_first_chunk`` and ``.time_per_output_chunk`` histograms, with the bucket
+  boundaries the conventions advise.
 
 Spans nest as hookwire's runs do (the parent comes from ``parent_run_id``); a span without a
 hookwire parent is a child of the application's current OpenTelemetry span, so hookwire's
 traces sit inside the app's own. Prompts and answers are recorded only with
-``capture_content=True``, with their secrets redacted as FileLog redacts them
-(``hookwire.redaction``). A failed span has ``error.type``, an error status described by the
-error's message and an ``exception`` event with ``exception.type`` and ``exception.message``;
-the message always goes through the same redactor, so an API key a provider echoes never
-reaches the tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
+``capture_content=True`` (on the spans) or ``content_event=True`` (the
+``gen_ai.client.inference.operation.details`` event), with their secrets redacted as FileLog
+redacts them (``hookwire.redaction``). A failed span has ``error.type`` (the provider's error
+code, else the exception's qualified name), an error status described by the error's message
+and an ``exception`` event with ``exception.type`` and ``exception.message``; the message
+always goes through the same redactor, so an API key a provider echoes never reaches the
+tracing backend, and ``exception.stacktrace`` (redacted too) is added only with
 ``capture_content=True``. Needs the ``hookwire[otel]`` extra.
 """
 
@@ -42,19 +49,47 @@ from typing import Any, Final
 from .._lazy import missing_extra
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
     from opentelemetry.metrics import Histogram, MeterProvider, get_meter
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     raise missing_extra(exc, "OpenTelemetryCallback needs OpenTelemetry", "otel") from exc
 
-import orjson
 
 from .. import __version__
 from ..errors import ConfigurationError
 from ..events import HookSpec, LLMResponse, Usage, hook_methods
-from ..redaction import default_redactor
+from . import otel_conventions as c
 from .base import BaseCallback, hook_signature
+from .otel_conventions import (
+    AGENT_NAME,
+    CACHE_READ_TOKENS,
+    CONVERSATION_ID,
+    ERROR_TYPE,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+    FINISH_REASONS,
+    INPUT_MESSAGES,
+    INPUT_TOKENS,
+    OPERATION,
+    OUTPUT_MESSAGES,
+    OUTPUT_TOKENS,
+    PROVIDER,
+    REASONING_TOKENS,
+    REQUEST_MODEL,
+    REQUEST_PARAMS,
+    RESPONSE_ID,
+    RESPONSE_MODEL,
+    TOKEN_TYPE,
+    TOOL_ARGS,
+    TOOL_CALL_ID,
+    TOOL_NAME,
+    TOOL_RESULT,
+    TOOL_TYPE,
+    TTFC,
+)
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -71,150 +106,67 @@ DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
 
-# Attribute names, from the GenAI semantic conventions (kept here as literals so the hot path
-# does not depend on the incubating module's layout, which moves between releases).
-OPERATION: Final = "gen_ai.operation.name"
-PROVIDER: Final = "gen_ai.provider.name"
-REQUEST_MODEL: Final = "gen_ai.request.model"
-RESPONSE_MODEL: Final = "gen_ai.response.model"
-RESPONSE_ID: Final = "gen_ai.response.id"
-FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
-INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
-CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
-TOKEN_TYPE: Final = "gen_ai.token.type"
-TTFC: Final = "gen_ai.response.time_to_first_chunk"
-CONVERSATION_ID: Final = "gen_ai.conversation.id"
-AGENT_NAME: Final = "gen_ai.agent.name"
-TOOL_NAME: Final = "gen_ai.tool.name"
-TOOL_TYPE: Final = "gen_ai.tool.type"
-TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
-TOOL_ARGS: Final = "gen_ai.tool.call.arguments"
-TOOL_RESULT: Final = "gen_ai.tool.call.result"
-INPUT_MESSAGES: Final = "gen_ai.input.messages"
-OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
-ERROR_TYPE: Final = "error.type"
-EXCEPTION_TYPE: Final = "exception.type"
-EXCEPTION_MESSAGE: Final = "exception.message"
-EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
-
-#: ``invocation_params`` key -> span attribute, for the request parameters the conventions name.
-REQUEST_PARAMS: Final[Mapping[str, str]] = {
-    "temperature": "gen_ai.request.temperature",
-    "max_tokens": "gen_ai.request.max_tokens",
-    "max_completion_tokens": "gen_ai.request.max_tokens",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
-    "n": "gen_ai.request.choice.count",
-    "stop": "gen_ai.request.stop_sequences",
-}
-
 #: Request context keys recorded as ``hookwire.<key>`` span attributes.
 _CONTEXT_ATTRS: Final = (
     ("user_id", "hookwire.user_id"),
+    ("user_id", c.USER_ID),
+    ("conversation_id", c.SESSION_ID),
     ("org_id", "hookwire.org_id"),
     ("correlation_id", "hookwire.correlation_id"),
     ("request_id", "hookwire.request_id"),
 )
 
 _perf = time.perf_counter
+# Read only where ``Usage`` has them (a failed getattr costs an exception on every call).
+_CACHE_CREATION: Final = hasattr(Usage, "cache_creation_tokens")
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
 
 
-def _json(value: Any) -> str:
-    """``value`` as JSON text, its secrets redacted (what FileLog would write of it)."""
-    return _redact_json(orjson.dumps(value, default=str)).decode()
+_json = c.json_text
+_parts = c.message_parts
+input_messages = c.input_messages
+output_messages = c.output_messages
+_redact: Final = c.redact
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if content is None or content == "":
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}]
-    if isinstance(content, list):
-        parts: list[dict[str, Any]] = []
-        for item in content:
-            if isinstance(item, Mapping) and item.get("type") == "text":
-                parts.append({"type": "text", "content": item.get("text", "")})
-            else:
-                parts.append(
-                    {"type": "text", "content": item if isinstance(item, str) else str(item)}
-                )
-        return parts
-    return [{"type": "text", "content": str(content)}]
-
-
-def input_messages(prompt: Any) -> str:
-    """``prompt`` (a text or a list of chat messages) as ``gen_ai.input.messages`` JSON."""
-    if not isinstance(prompt, (list, tuple)):
-        return _json([{"role": "user", "parts": _parts(prompt)}])
-    out: list[dict[str, Any]] = []
-    for m in prompt:
-        if not isinstance(m, Mapping):
-            out.append({"role": "user", "parts": _parts(str(m))})
-            continue
-        role = m.get("role", "user")
-        if role == "tool":
-            parts = [
-                {
-                    "type": "tool_call_response",
-                    "id": m.get("tool_call_id"),
-                    "response": m.get("content"),
-                }
-            ]
-        else:
-            parts = _parts(m.get("content"))
-            for tc in m.get("tool_calls") or ():
-                fn = tc.get("function", tc) if isinstance(tc, Mapping) else {}
-                parts.append(
-                    {
-                        "type": "tool_call",
-                        "id": tc.get("id") if isinstance(tc, Mapping) else None,
-                        "name": fn.get("name"),
-                        "arguments": fn.get("arguments"),
-                    }
-                )
-        out.append({"role": role, "parts": parts})
-    return _json(out)
-
-
-def output_messages(response: LLMResponse) -> str:
-    """``response`` as ``gen_ai.output.messages`` JSON."""
-    parts = _parts(response.content)
-    for tc in response.tool_calls:
-        parts.append({"type": "tool_call", "id": tc.id, "name": tc.name, "arguments": tc.arguments})
-    return _json(
-        [{"role": "assistant", "parts": parts, "finish_reason": response.finish_reason or "stop"}]
-    )
-
-
-# Secrets never reach the tracing backend: errors, and content when it is captured, go through
-# FileLog's redactor (hookwire.redaction).
-_redact: Final = default_redactor().text
-_redact_json: Final = default_redactor().json_bytes
-
-
-def _error_type(error: Any) -> str:
-    return type(error).__qualname__ if isinstance(error, BaseException) else str(error)
+_error_type = c.error_type
 
 
 class _Open:
     """An open span and what its end needs: the metric attributes and the children."""
 
-    __slots__ = ("children", "is_run", "metric_attrs", "span", "start")
+    __slots__ = (
+        "children",
+        "is_run",
+        "metric_attrs",
+        "needs_provider",
+        "parent",
+        "prompt",
+        "span",
+        "start",
+        "token",
+    )
 
-    def __init__(self, span: Span, metric_attrs: dict[str, Any] | None, is_run: bool) -> None:
+    def __init__(
+        self,
+        span: Span,
+        metric_attrs: dict[str, Any] | None,
+        is_run: bool,
+        parent: _Open | None,
+    ) -> None:
         self.span = span
         self.start = _perf()
         self.metric_attrs = metric_attrs
         self.is_run = is_run
+        self.parent = parent
         self.children: list[str] | None = None
+        # The context token of a span made current (runs and tools), to detach at its end.
+        self.token: object | None = None
+        # An agent span's gen_ai.provider.name comes from its first LLM call.
+        self.needs_provider = False
+        self.prompt: Any = None
 
 
 class OpenTelemetryCallback(BaseCallback):
@@ -224,10 +176,14 @@ class OpenTelemetryCallback(BaseCallback):
     ones (``opentelemetry.trace.set_tracer_provider``), so spans go wherever the app's other
     spans go. ``capture_content=True`` records prompts, answers, tool arguments and results
     (``gen_ai.input.messages``, ``gen_ai.output.messages``, ...); off by default, as the
-    conventions ask, because they may hold personal data. ``metrics=False`` turns the two
-    histograms off. ``max_open_spans`` bounds how many spans may be open at once: beyond it the
-    oldest is ended with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never
-    came), so a lost event can never grow memory without end.
+    conventions ask, because they may hold personal data. ``content_event=True`` adds, on each
+    LLM call's span, the opt-in ``gen_ai.client.inference.operation.details`` event with the
+    call's attributes and its content (input and output messages). ``metrics=False`` turns the
+    histograms off. ``current_spans=False`` keeps runs' and tools' spans from becoming the
+    current span (then the app's spans inside them nest under the app's own).
+    ``max_open_spans`` bounds how many spans may be open at once: beyond it the oldest is ended
+    with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never came), so a lost
+    event can never grow memory without end.
 
     The handler runs inline (span bookkeeping is in-memory; exporting is the span processor's
     job, normally a ``BatchSpanProcessor`` with its own thread).
@@ -243,6 +199,8 @@ class OpenTelemetryCallback(BaseCallback):
         capture_content: bool = False,
         metrics: bool = True,
         max_open_spans: int = 10_000,
+        content_event: bool = False,
+        current_spans: bool = True,
     ) -> None:
         if max_open_spans <= 0:
             raise ConfigurationError(
@@ -254,10 +212,14 @@ class OpenTelemetryCallback(BaseCallback):
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self.capture_content = capture_content
+        self.content_event = content_event
+        self.current_spans = current_spans
         self.max_open_spans = max_open_spans
         self._open: dict[str, _Open] = {}
         self._tokens: Histogram | None = None
         self._duration: Histogram | None = None
+        self._ttfc: Histogram | None = None
+        self._tpoc: Histogram | None = None
         if metrics:
             meter = get_meter("hookwire", __version__, meter_provider=meter_provider)
             self._tokens = meter.create_histogram(
@@ -270,6 +232,18 @@ class OpenTelemetryCallback(BaseCallback):
                 "gen_ai.client.operation.duration",
                 unit="s",
                 description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+            self._ttfc = meter.create_histogram(
+                c.TTFC_METRIC,
+                unit="s",
+                description="Time to receive the first chunk of a streamed answer.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+            self._tpoc = meter.create_histogram(
+                c.TPOC_METRIC,
+                unit="s",
+                description="Time per output chunk after the first, of a streamed answer.",
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
             )
 
@@ -288,6 +262,7 @@ class OpenTelemetryCallback(BaseCallback):
         kw: Mapping[str, Any],
         metric_attrs: dict[str, Any] | None = None,
         is_run: bool = False,
+        current: bool = False,
     ) -> _Open:
         parent_id = kw.get("parent_run_id")
         parent = self._open.get(parent_id) if parent_id is not None else None
@@ -297,7 +272,10 @@ class OpenTelemetryCallback(BaseCallback):
             if value is not None:
                 attrs[attr] = value
         span = self._tracer.start_span(name, ctx, kind, attrs)
-        entry = _Open(span, metric_attrs, is_run)
+        entry = _Open(span, metric_attrs, is_run, parent)
+        if current and self.current_spans:
+            # The app's own spans inside a run or a tool nest under hookwire's span.
+            entry.token = otel_context.attach(otel_trace.set_span_in_context(span))
         run_id = kw["run_id"]
         if len(self._open) >= self.max_open_spans:
             self._evict()
@@ -322,8 +300,19 @@ class OpenTelemetryCallback(BaseCallback):
             return
         entry.span.set_attribute(ERROR_TYPE, _ABANDONED)
         entry.span.set_status(Status(StatusCode.ERROR, "hookwire saw no end event for this span"))
+        self._finish(entry)
+
+    def _finish(self, entry: _Open) -> None:
+        """End ``entry``'s span after its children, and stop it being the current span."""
         self._end_children(entry)
         entry.span.end()
+        token = entry.token
+        if token is not None:
+            entry.token = None
+            # Only where it was attached: an end event dispatched from another context (a
+            # thread, another task) leaves the context it cannot reset alone.
+            if otel_trace.get_current_span() is entry.span:
+                otel_context.detach(token)  # type: ignore[arg-type]
 
     def _end_children(self, entry: _Open) -> None:
         if entry.children:
@@ -376,28 +365,57 @@ class OpenTelemetryCallback(BaseCallback):
         params = kwargs.get("invocation_params") or {}
         model = kwargs.get("model") or params.get("model")
         operation = "text_completion" if isinstance(prompt, str) else "chat"
-        provider = kwargs.get("provider") or "unknown"
+        raw = kwargs.get("provider")
+        provider = raw if raw in c.PROVIDER_NAMES else c.provider_name(raw)
         attrs: dict[str, Any] = {OPERATION: operation, PROVIDER: provider}
         if model:
             attrs[REQUEST_MODEL] = model
+        address = kwargs.get("server_address")
+        if address:
+            attrs[c.SERVER_ADDRESS] = address
+            port = kwargs.get("server_port")
+            if port is not None:
+                attrs[c.SERVER_PORT] = port
         # The metrics' attributes: a copy taken before the request parameters go in.
         metric_attrs = dict(attrs) if self._duration is not None else None
         for key, value in params.items():
             attr = REQUEST_PARAMS.get(key)
-            if attr is not None and value is not None:
-                if key == "stop" and isinstance(value, str):
-                    value = (value,)
-                attrs[attr] = value
+            if attr is not None:
+                if value is not None:
+                    if key == "stop" and isinstance(value, str):
+                        value = (value,)
+                    attrs[attr] = value
+            elif key == "response_format":
+                kind = c.output_type(value)
+                if kind is not None:
+                    attrs[c.OUTPUT_TYPE] = kind
+            elif key == "service_tier" and value is not None:
+                attrs[c.OPENAI_REQUEST_TIER] = value
+            elif key == "tools" and self.capture_content:
+                definitions = c.tool_definitions(value)
+                if definitions:
+                    attrs[c.TOOL_DEFINITIONS] = _json(definitions)
+        if provider == "openai" or provider == "azure.ai.openai":
+            attrs[c.OPENAI_API_TYPE] = kwargs.get("api_type") or "chat_completions"
         conversation = kwargs.get("conversation_id")
         if conversation is not None:
             attrs[CONVERSATION_ID] = conversation
-        stream = kwargs.get("stream")
-        if stream is not None:
-            attrs["gen_ai.request.stream"] = bool(stream)
+        # The conventions: "If and only if the request is streaming".
+        if kwargs.get("stream"):
+            attrs[c.REQUEST_STREAM] = True
         if self.capture_content:
             attrs[INPUT_MESSAGES] = input_messages(prompt)
         name = f"{operation} {model}" if model else operation
-        self._start(name, _CLIENT, attrs, kwargs, metric_attrs)
+        entry = self._start(name, _CLIENT, attrs, kwargs, metric_attrs)
+        if self.content_event:
+            entry.prompt = prompt
+        # An agent's span takes the provider of the first call made under it (required there).
+        ancestor = entry.parent
+        while ancestor is not None:
+            if ancestor.needs_provider:
+                ancestor.needs_provider = False
+                ancestor.span.set_attribute(PROVIDER, provider)
+            ancestor = ancestor.parent
 
     def on_llm_end(self, response: LLMResponse, **kwargs: Any) -> None:
         """Close the LLM call's span with the response's model, id, finish reason and usage."""
@@ -423,6 +441,10 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens is not None:
                 attrs[CACHE_READ_TOKENS] = usage.cached_tokens
+            if _CACHE_CREATION:
+                created = getattr(usage, "cache_creation_tokens", None)
+                if created is not None:
+                    attrs[c.CACHE_CREATION_TOKENS] = created
             if usage.reasoning_tokens is not None:
                 attrs[REASONING_TOKENS] = usage.reasoning_tokens
         cost = getattr(response, "cost", None)
@@ -435,9 +457,16 @@ class OpenTelemetryCallback(BaseCallback):
         attempts = kwargs.get("attempts")
         if attempts is not None and attempts > 1:
             attrs["hookwire.attempts"] = attempts
+        if kwargs.get("system_fingerprint"):
+            attrs[c.OPENAI_FINGERPRINT] = kwargs["system_fingerprint"]
+        if kwargs.get("service_tier"):
+            attrs[c.OPENAI_RESPONSE_TIER] = kwargs["service_tier"]
         if self.capture_content and isinstance(response, LLMResponse):
             attrs[OUTPUT_MESSAGES] = output_messages(response)
         span.set_attributes(attrs)
+        if self.content_event and isinstance(response, LLMResponse):
+            self._details_event(entry, response)
+        # An LLM call's span is never made current: no context to restore.
         self._end_children(entry)
         span.end()
         if entry.metric_attrs is not None:
@@ -447,6 +476,37 @@ class OpenTelemetryCallback(BaseCallback):
                 mattrs = entry.metric_attrs
                 tokens.record(usage.prompt_tokens, {**mattrs, TOKEN_TYPE: "input"})
                 tokens.record(usage.completion_tokens, {**mattrs, TOKEN_TYPE: "output"})
+            if ttft is not None and self._ttfc is not None:
+                self._record_chunks(entry.metric_attrs, ttft, kwargs, usage)
+
+    def _record_chunks(
+        self, attrs: dict[str, Any], ttft_ms: float, kw: Mapping[str, Any], usage: Usage | None
+    ) -> None:
+        """The streaming metrics: time to the first chunk, and the mean time per chunk after
+        it (one record per call; the output tokens stand for the chunks, which hookwire does
+        not count, so a handler need not listen to every token)."""
+        assert self._ttfc is not None and self._tpoc is not None
+        self._ttfc.record(ttft_ms / 1000.0, attrs)
+        latency = kw.get("latency_ms")
+        # An estimated count (no usage came) is no count of chunks.
+        known = usage is not None and not usage.estimated
+        chunks = usage.completion_tokens if known and usage is not None else 0
+        if latency is not None and chunks > 1 and latency > ttft_ms:
+            self._tpoc.record((latency - ttft_ms) / 1000.0 / (chunks - 1), attrs)
+
+    def _details_event(self, entry: _Open, response: LLMResponse) -> None:
+        """The opt-in ``gen_ai.client.inference.operation.details`` event: the call's request
+        and response attributes with its content, on the call's span."""
+        span = entry.span
+        attrs: dict[str, Any] = {}
+        for key, value in getattr(span, "attributes", {}).items():
+            if key.startswith(("gen_ai.", "server.", "openai.")):
+                attrs[key] = value
+        if INPUT_MESSAGES not in attrs and entry.prompt is not None:
+            attrs[INPUT_MESSAGES] = input_messages(entry.prompt)
+        if OUTPUT_MESSAGES not in attrs:
+            attrs[OUTPUT_MESSAGES] = output_messages(response)
+        span.add_event(c.DETAILS_EVENT, attrs)
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         """Close the LLM call's span with an error status and ``error.type``."""
@@ -457,8 +517,7 @@ class OpenTelemetryCallback(BaseCallback):
         attempts = kwargs.get("attempts")
         if attempts is not None and attempts > 1:
             entry.span.set_attribute("hookwire.attempts", attempts)
-        self._end_children(entry)
-        entry.span.end()
+        self._finish(entry)
         self._record_duration(entry, kwargs, etype)
 
     def on_retry(
@@ -489,11 +548,14 @@ class OpenTelemetryCallback(BaseCallback):
         call_id = kwargs.get("tool_call_id")
         if call_id is not None:
             attrs[TOOL_CALL_ID] = call_id
+        description = kwargs.get("tool_description")
+        if description:
+            attrs[c.TOOL_DESCRIPTION] = description
         if self.capture_content:
             attrs[TOOL_ARGS] = (
                 _redact(tool_input) if isinstance(tool_input, str) else _json(tool_input)
             )
-        self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs)
+        self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs, current=True)
 
     def on_tool_end(self, tool_name: str, tool_output: Any, **kwargs: Any) -> None:
         """Close the tool's span."""
@@ -503,8 +565,7 @@ class OpenTelemetryCallback(BaseCallback):
         if self.capture_content:
             out = _redact(tool_output) if isinstance(tool_output, str) else _json(tool_output)
             entry.span.set_attribute(TOOL_RESULT, out)
-        self._end_children(entry)
-        entry.span.end()
+        self._finish(entry)
 
     def on_tool_error(self, tool_name: str, error: BaseException, **kwargs: Any) -> None:
         """Close the tool's span with an error status."""
@@ -512,15 +573,23 @@ class OpenTelemetryCallback(BaseCallback):
         if entry is None:
             return
         self._fail(entry, error, kwargs)
-        self._end_children(entry)
-        entry.span.end()
+        self._finish(entry)
 
     # -- runs -------------------------------------------------------------------------------
 
     def on_run_start(self, input: Any, **kwargs: Any) -> None:
-        """Open an ``invoke_agent {name}`` span."""
+        """Open an ``invoke_agent {name}`` span for an agent, else ``invoke_workflow {name}``."""
         name = kwargs.get("name") or "run"
-        attrs: dict[str, Any] = {OPERATION: "invoke_agent", AGENT_NAME: name}
+        attrs: dict[str, Any]
+        agent = _is_agent(name, kwargs)
+        if agent:
+            provider = kwargs.get("provider")
+            attrs = {OPERATION: "invoke_agent", AGENT_NAME: name}
+            attrs[PROVIDER] = c.provider_name(provider)
+            span_name = f"invoke_agent {name}"
+        else:
+            attrs = {OPERATION: "invoke_workflow", c.WORKFLOW_NAME: name}
+            span_name = f"invoke_workflow {name}"
         conversation = kwargs.get("conversation_id")
         if conversation is not None:
             attrs[CONVERSATION_ID] = conversation
@@ -531,18 +600,20 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[INPUT_MESSAGES] = input_messages(
                 input if isinstance(input, str) else _json(input)
             )
-        self._start(f"invoke_agent {name}", _INTERNAL, attrs, kwargs, is_run=True)
+        entry = self._start(span_name, _INTERNAL, attrs, kwargs, is_run=True, current=True)
+        entry.needs_provider = agent and not kwargs.get("provider")
 
     def on_run_end(self, output: Any, **kwargs: Any) -> None:
-        """Close the run's span, with its summed usage and cost when given."""
+        """Close the run's span, with its summed usage and cost (``hookwire.``-prefixed: the
+        calls' own spans carry ``gen_ai.usage.*``, and a backend sums those per trace)."""
         entry = self._open.pop(kwargs.get("run_id", ""), None)
         if entry is None:
             return
         span = entry.span
         usage = kwargs.get("usage")
         if isinstance(usage, Usage):
-            span.set_attribute(INPUT_TOKENS, usage.prompt_tokens)
-            span.set_attribute(OUTPUT_TOKENS, usage.completion_tokens)
+            span.set_attribute("hookwire.usage.input_tokens", usage.prompt_tokens)
+            span.set_attribute("hookwire.usage.output_tokens", usage.completion_tokens)
         cost = kwargs.get("cost")
         if isinstance(cost, (Decimal, int, float)):
             span.set_attribute("hookwire.cost", float(cost))
@@ -552,11 +623,9 @@ class OpenTelemetryCallback(BaseCallback):
         elif self.capture_content and output is not None:
             text = output if isinstance(output, str) else _json(output)
             span.set_attribute(
-                OUTPUT_MESSAGES,
-                _json([{"role": "assistant", "parts": _parts(text), "finish_reason": "stop"}]),
+                OUTPUT_MESSAGES, _json([{"role": "assistant", "parts": _parts(text)}])
             )
-        self._end_children(entry)
-        span.end()
+        self._finish(entry)
 
     # -- memory, errors, budgets ------------------------------------------------------------
 
@@ -580,9 +649,13 @@ class OpenTelemetryCallback(BaseCallback):
             attrs["hookwire.memory"] = str(memory)
         if isinstance(results, Sequence):
             attrs["hookwire.memory.results"] = len(results)
-        if self.capture_content:
-            attrs["gen_ai.retrieval.query.text"] = _redact(str(query))
-            attrs["gen_ai.retrieval.documents"] = _json(list(results or ()))
+        documents = c.retrieval_documents(results if isinstance(results, Sequence) else ())
+        if not self.capture_content:
+            for doc in documents:
+                doc.pop("content", None)
+        else:
+            attrs[c.RETRIEVAL_QUERY] = _redact(str(query))
+        attrs[c.RETRIEVAL_DOCUMENTS] = _json(documents)
         self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
 
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
@@ -594,7 +667,7 @@ class OpenTelemetryCallback(BaseCallback):
             )
             return
         self._fail(entry, error, kwargs)
-        entry.span.end()
+        self._finish(entry)
 
     def on_error(self, error: BaseException, **kwargs: Any) -> None:
         """End an LLM or tool span left open by a failure whose own end event never came.
@@ -608,8 +681,7 @@ class OpenTelemetryCallback(BaseCallback):
         if self._open.pop(run_id, None) is None:
             return
         self._fail(entry, error, kwargs)
-        self._end_children(entry)
-        entry.span.end()
+        self._finish(entry)
 
     def flush(self) -> None:
         """Ask the tracer and meter providers given to this handler to export what they hold."""
@@ -622,6 +694,20 @@ class OpenTelemetryCallback(BaseCallback):
         """End every span still open, as abandoned (called by ``CallbackManager.close()``)."""
         for run_id in list(self._open):
             self._abandon(run_id)
+
+
+#: ``on_run_start``'s ``kind`` values that are agents (LangChain's agents, LangGraph graphs).
+_AGENT_KINDS: Final = frozenset({"agent", "graph"})
+
+
+def _is_agent(name: str, kw: Mapping[str, Any]) -> bool:
+    """Whether a run is an agent's: its ``kind`` says so, or (no kind given) it is the run
+    of the agent the request context names (``hookwire.agents`` sets ``agent=``)."""
+    kind = kw.get("kind")
+    if kind is not None:
+        return kind in _AGENT_KINDS
+    agent = kw.get("agent")
+    return agent is not None and agent == name
 
 
 def _attribute(value: Any) -> Any:
@@ -666,8 +752,7 @@ def _exported(spec: HookSpec) -> Callable[..., None] | None:
             failure = error(args)
             if failure is not None:
                 self._fail(entry, failure, kwargs)
-            self._end_children(entry)
-            entry.span.end()
+            self._finish(entry)
 
     else:
 

@@ -60,6 +60,7 @@ class Call:
     kw: dict[str, Any]
     retry: RetryPolicy
     token_managers: tuple[CallbackManager, ...]
+    server: Mapping[str, Any] = field(default_factory=dict)
     attempts: int = field(default=0, init=False)
     t0: float = field(default=0.0, init=False)
     ttft: float | None = field(default=None, init=False)
@@ -83,6 +84,7 @@ class Call:
                     kw = {
                         "invocation_params": freeze(self.invocation_params()),
                         "stream": self.stream,
+                        **self.server,
                         **self.kw,
                     }
                 yield m, prompt, kw

@@ -37,7 +37,8 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -78,6 +79,8 @@ class BaseLLM:
     """
 
     provider: str = "llm"
+    #: ``server_address`` / ``server_port`` for ``on_llm_start``, when the client knows them.
+    server: Mapping[str, Any] = types.MappingProxyType({})
 
     def __init__(
         self,
@@ -265,7 +268,7 @@ class BaseLLM:
             if stream is None:
                 stream = bool(listening)
         kw = {"run_id": new_id(), "model": name, "provider": self.provider}
-        return Call(request, managers, stream, kw, retry or self.retry, listening)
+        return Call(request, managers, stream, kw, retry or self.retry, listening, self.server)
 
     def _finish(self, call: Call, response: LLMResponse) -> LLMResponse:
         if response.usage.estimated:

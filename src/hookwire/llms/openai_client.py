@@ -34,6 +34,7 @@ from .openai_wire import (
     asse_data,
     map_openai_error,
     response_from_json,
+    server_keywords,
     sse_data,
     transport_errors,
 )
@@ -138,6 +139,7 @@ class OpenAIClient(BaseLLM):
         )
         self.provider = provider
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.server = server_keywords(self.base_url or "https://api.openai.com/v1")
         self.organization = organization
         self.timeout = timeout
         self.stream_usage = stream_usage

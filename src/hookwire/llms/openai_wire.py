@@ -43,12 +43,31 @@ __all__ = [
     "asse_data",
     "map_openai_error",
     "response_from_json",
+    "server_keywords",
     "sse_data",
     "stream_error",
     "transport_errors",
     "usage_from_json",
     "usage_from_sdk",
 ]
+
+
+def server_keywords(url: Any) -> dict[str, Any]:
+    """The ``server_address`` and ``server_port`` keywords of an ``on_llm_start`` for calls
+    sent to ``url`` (the port the scheme implies when the URL names none); empty when ``url``
+    is not an HTTP URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port
+    except ValueError:
+        return {}
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return {}
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return {"server_address": parts.hostname, "server_port": port}
 
 
 def _seconds(text: str, scale: float = 1.0) -> float | None:

@@ -94,6 +94,7 @@ class _Run:
     model: str | None = None
     provider: str | None = None
     query: str = ""
+    prompt: Any = None  # an LLM call's messages: the bound of an estimated usage
     response_id: str | None = None
     # The failure a child reported: LangChain's exception, hookwire's, the stage where it
     # began and whether ``on_error`` already went out, so that it is reported once.
@@ -386,6 +387,7 @@ class Bridge:
         provider = meta.get("ls_provider") or ip.get("_type")
         run = self.open("llm", convert.name_of(serialized, kwargs, "llm"), start)
         run.start = _perf()
+        run.prompt = prompt
         run.model = str(model) if model else None
         run.provider = str(provider) if provider else None
         if run.model:
@@ -459,7 +461,7 @@ class Bridge:
         llm_output = getattr(response, "llm_output", None)
         meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
         info: Mapping[str, Any] = getattr(gen, "generation_info", None) or {}
-        usage = convert.usage_of(message, llm_output)
+        usage = convert.usage_of(message, llm_output, run.prompt)
         model = (
             meta.get("model_name")
             or meta.get("model")

@@ -3,20 +3,22 @@ share it; they only send what it lists (``emit`` / ``aemit``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
 from ...dispatch import CallbackManager
 from ...errors import BudgetExceeded, CallbackAbort
-from ...events import EmbeddingResponse, LLMResponse
+from ...events import EmbeddingResponse, LLMResponse, Usage
 from ...ids import new_id
-from ...llms.estimate import with_estimate
+from ...llms.estimate import prompt_bound, with_estimate
 from ...llms.openai_wire import map_openai_error
+from ...llms.prices import price
 from .._common import FailureLog
 from .endpoints import Endpoint, Reader
 
@@ -52,6 +54,12 @@ class Instrumentation:
     manager: CallbackManager
     provider: str
     context: dict[str, Any]
+    #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
+    server: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: An endpoint's name -> the ``api_type`` keyword of its start event (``openai.api.type``).
+_API_TYPES: Mapping[str, str] = {"chat": "chat_completions", "responses": "responses"}
 
 
 def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
@@ -133,9 +141,10 @@ class Call:
     def start_args(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The start event's payload and keywords."""
         payload, params = self.endpoint.start(body)
-        kw = {**self.kw, "invocation_params": params}
+        kw = {**self.kw, "invocation_params": params, **self.inst.server}
         if not self.endpoint.embedding:
             kw["stream"] = self.stream
+            kw["api_type"] = _API_TYPES.get(self.endpoint.name, self.endpoint.name)
         return payload, kw
 
     def reader(self) -> Reader:
@@ -214,6 +223,14 @@ class Call:
                 prompt = [instructions, prompt]
             response = with_estimate(
                 response, self.model, self.inst.provider, prompt, body.get("tools")
+            )
+        elif type(response) is EmbeddingResponse and response.usage.estimated:
+            # No usage in the answer: the input's bound, priced at it, never 0 tokens.
+            usage = Usage(prompt_bound(self.body.get(self.endpoint.prompt_key)), 0, estimated=True)
+            model = response.model or self.model
+            provider = response.provider or self.inst.provider
+            response = dataclasses.replace(
+                response, usage=usage, cost=price(model, usage, provider) if model else None
             )
         return [(end_hook, (response,), self.end_kw(**extra))]
 

@@ -335,7 +335,7 @@ class _Embeddings(Reader):
         model = answer.get("model") or self.model
         return EmbeddingResponse(
             model=model,
-            usage=usage or Usage(),
+            usage=usage or UNKNOWN_USAGE,  # estimated from the request when the call ends
             count=len(vectors),
             dimensions=dimensions,
             provider=self.provider,

@@ -37,6 +37,7 @@ import openai
 from ...context import check_request_context
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import CallbackAbort, ConfigurationError
+from ...llms.openai_wire import server_keywords
 from .calls import Call, Events, Instrumentation, aemit, emit, failures
 from .endpoints import ENDPOINTS
 from .streams import observe_body, observe_stream
@@ -304,7 +305,7 @@ def instrument(
         inst = existing.inst
         inst.manager, inst.provider, inst.context = manager, provider, ctx
         return client
-    _patch(client, Instrumentation(manager, provider, ctx))
+    _patch(client, Instrumentation(manager, provider, ctx, server_keywords(client.base_url)))
     return client
 
 
