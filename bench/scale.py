@@ -202,17 +202,11 @@ def _sqlite_url(directory: str, n: int) -> str:
     return f"sqlite+aiosqlite:///{directory}/scale-{n}.db"
 
 
-async def _pg_database(name: str, create: bool) -> None:
-    import asyncpg
+def _pg_admin(sql: str) -> None:
+    import psycopg
 
-    conn = await asyncpg.connect(SERVER.replace("postgresql://", "postgres://") + "/postgres")
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(sql.encode())
 
 
 def main() -> None:
@@ -233,13 +227,13 @@ def main() -> None:
             if postgres:
                 print(f"PostgreSQL, {n:,}", file=sys.stderr)
                 name = f"hookwire_scale_{uuid.uuid4().hex[:8]}"
-                asyncio.run(_pg_database(name, True))
+                _pg_admin(f'CREATE DATABASE "{name}"')
                 pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
                 try:
                     results[("PostgreSQL", n)] = runner.run_sync(_measure(pg, n, args.rounds), None)
                 finally:
                     runner.run_sync(engine.dispose_engines(), 30)
-                    asyncio.run(_pg_database(name, False))
+                    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _print(results)
 
 

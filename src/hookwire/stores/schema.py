@@ -341,6 +341,16 @@ def _total_key() -> list[Any]:
     ]
 
 
+def _sums(*names: str) -> list[Column[Any]]:
+    """Sums a migration added to a totals table (0 in the rows it found)."""
+    return [
+        Column(
+            n, Money() if n.endswith("cost") else BigInteger(), nullable=False, server_default="0"
+        )
+        for n in names
+    ]
+
+
 usage_totals = Table(
     "usage_totals",
     metadata,
@@ -352,19 +362,11 @@ usage_totals = Table(
     # what a summary needs besides (migration 0004), of the calls not estimated: cached and
     # reasoning token sums with the number of calls that reported them (a sum of no reported
     # count is unknown, not 0)
-    Column("total_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("cached_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("cached_calls", BigInteger(), nullable=False, server_default="0"),
-    Column("reasoning_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("reasoning_calls", BigInteger(), nullable=False, server_default="0"),
-    Column("unknown_cost_calls", BigInteger(), nullable=False, server_default="0"),
+    *_sums("total_tokens", "cached_tokens", "cached_calls", "reasoning_tokens"),
+    *_sums("reasoning_calls", "unknown_cost_calls"),
     # the calls whose usage hookwire estimated (source ``estimated``), which summaries show apart
-    Column("estimated_calls", BigInteger(), nullable=False, server_default="0"),
-    Column("estimated_prompt_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("estimated_completion_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("estimated_tokens", BigInteger(), nullable=False, server_default="0"),
-    Column("estimated_cost", Money(), nullable=False, server_default="0"),
-    Column("estimated_priced_calls", BigInteger(), nullable=False, server_default="0"),
+    *_sums("estimated_calls", "estimated_prompt_tokens", "estimated_completion_tokens"),
+    *_sums("estimated_tokens", "estimated_cost", "estimated_priced_calls"),
     # a summary's rows of one scope and period (every user's month), without the other periods
     Index("ix_usage_totals_period", "scope", "period", "period_start"),
 )
