@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import Any, ClassVar, Final
 
 from .errors import ConfigurationError
+from .slots import FACTORY as _FACTORY
+from .slots import slot_setters
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -185,12 +187,6 @@ class ToolCall:
     arguments: str = "{}"
 
 
-def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
-    """The ``__set__`` of ``cls``'s slot descriptors: what its hand-written ``__init__`` uses
-    to fill a frozen record (checked against the fields by tests/test_events.py)."""
-    return tuple(cls.__dict__[n].__set__ for n in names)
-
-
 (
     _usage_prompt,
     _usage_completion,
@@ -207,18 +203,6 @@ def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ..
     "reasoning_tokens",
     "estimated",
 )
-
-
-class _Factory:
-    """The default of a field whose value is made per instance (shown as dataclasses do)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<factory>"
-
-
-_FACTORY: Any = _Factory()
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from . import script
 from .chat import ChatCompletions
@@ -16,9 +16,6 @@ from .completions import Completions
 from .embeddings import Embeddings
 from .responses import Responses
 from .wire import Wire
-
-if TYPE_CHECKING:
-    from .server import OpenAIServer
 
 __all__ = ["HTTPServer", "Handler"]
 
@@ -50,11 +47,26 @@ def _route(path: str) -> type[ChatCompletions | Completions | Embeddings | Respo
     return None
 
 
+class Owner(Protocol):
+    """What the handler needs of the ``OpenAIServer`` that owns its HTTP server (a protocol, so
+    that the server module imports this one and not the other way round)."""
+
+    model: str
+    api_key: str | None
+    chunk_delay: float
+
+    def _record(
+        self, body: dict[str, Any], headers: dict[str, str], peer: Any = None
+    ) -> script.ScriptItem | None: ...
+
+    def _next_id(self) -> str: ...
+
+
 class HTTPServer(ThreadingHTTPServer):
     """The HTTP server, pointing back at the ``OpenAIServer`` that owns it."""
 
     daemon_threads = True
-    owner: OpenAIServer
+    owner: Owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client closing its pooled connection is normal; anything else is a server bug
