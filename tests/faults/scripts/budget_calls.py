@@ -5,7 +5,9 @@ client that disconnects cancels its request.
 Arguments: database URL, base URL of the server, user, limit, calls, stagger (seconds over
 which the calls start), seed. Prints ``ready``, waits for a line on stdin (every process
 starts together), then prints one JSON line: the outcome of each call (``made``, ``refused``
-or ``cancelled``).
+``cancelled`` or ``unchecked``: a check that could not reach the database in time, which stops
+the call, as ``fail_open=False`` says; the test measures the budget, so it gives a check far more
+time than an app would).
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ PROMPT = [{"role": "user", "content": " ".join(["word"] * 20)}]
 MAX_TOKENS = 64  # the server answers "You said: " and the prompt: 22 tokens
 
 accounting = AccountingCallbackHandler(
-    user_id=user, database_url=url, budgets=[Budget(limit, period=None, scope="user")]
+    user_id=user,
+    database_url=url,
+    budgets=[Budget(limit, period=None, scope="user")],
+    fail_open=False,
+    check_timeout=60,
 )
 llm = OpenAIClient(api_key="sk-test", base_url=base_url, callbacks=[accounting], max_retries=0)
 
@@ -37,8 +43,8 @@ async def call(start: float, cancel_after: float | None) -> str:
         asyncio.get_running_loop().call_later(cancel_after, task.cancel)
     try:
         await task
-    except BudgetExceeded:
-        return "refused"
+    except BudgetExceeded as exc:
+        return "refused" if exc.__cause__ is None else "unchecked"
     except asyncio.CancelledError:
         return "cancelled"
     return "made"
