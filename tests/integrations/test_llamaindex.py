@@ -57,15 +57,11 @@ def _llm(server: OpenAIServer) -> Any:
         "llama_index.llms.openai",
         reason="llama-index-llms-openai is not installed (it caps openai<3: pip install --no-deps)",
     )
-    return llms.OpenAI(
-        model="gpt-4o-mini", api_base=server.base_url, api_key="test", max_retries=0
-    )
+    return llms.OpenAI(model="gpt-4o-mini", api_base=server.base_url, api_key="test", max_retries=0)
 
 
 def _embed(server: OpenAIServer) -> OpenAIEmbedding:
-    return OpenAIEmbedding(
-        model="text-embedding-3-small", api_base=server.base_url, api_key="test"
-    )
+    return OpenAIEmbedding(model="text-embedding-3-small", api_base=server.base_url, api_key="test")
 
 
 def _without_tokens(rec: RecordingCallback) -> list[str]:
@@ -146,7 +142,9 @@ def test_a_query_engine_is_a_run_with_its_recall_embedding_and_llm_call(
     response = recorder.of("on_llm_end")[0]["response"]
     assert response.content == str(answer)
     assert not response.usage.estimated and response.usage.completion_tokens > 0
-    assert response.usage.prompt_tokens == len(openai_server.requests[-1]["messages"][-1]["content"].split()) + len(openai_server.requests[-1]["messages"][0]["content"].split())
+    assert response.usage.prompt_tokens == len(
+        openai_server.requests[-1]["messages"][-1]["content"].split()
+    ) + len(openai_server.requests[-1]["messages"][0]["content"].split())
     assert response.cost is not None and response.cost > 0
     assert response.id and response.finish_reason == "stop"
     assert end["usage"] == response.usage and end["cost"] == response.cost
@@ -262,9 +260,8 @@ def test_a_failing_tool_is_reported_as_a_tool_error(openai_server: OpenAIServer)
         raise ValueError("no luck")
 
     rec = RecordingCallback()
-    with instrument([rec]):
-        with pytest.raises(ValueError, match="no luck"):
-            FunctionTool.from_defaults(broken).call(x=1)
+    with instrument([rec]), pytest.raises(ValueError, match="no luck"):
+        FunctionTool.from_defaults(broken).call(x=1)
     assert rec.hooks() == ["on_tool_start", "on_tool_error", "on_error"]
     assert rec.of("on_tool_start")[0]["tool_input"] == {"x": 1}
     assert rec.of("on_error")[0]["stage"] == "tool"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-agents = pytest.importorskip("agents")
+pytest.importorskip("agents")
 
 from agents import Agent, Runner, function_tool, set_default_openai_client, set_trace_processors
 from agents.tracing import set_tracing_disabled

@@ -687,4 +687,3 @@ def _streamed() -> bool:
                 return True
         frame = frame.f_back
     return False
-

@@ -13,7 +13,7 @@ memory recalls of the run they happen in.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -119,6 +119,11 @@ class _Call:
         self.provider: str | None = base.get("provider")
 
 
+def _get(obj: Any, key: str) -> Any:
+    """``obj[key]`` of a dict, ``obj.key`` of an object (LlamaIndex's raw answers are either)."""
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
 def _uid(span_id: str) -> str:
     """The unique part of LlamaIndex's span id (``"OpenAI.chat-<uuid4>"``)."""
     return span_id[-36:]
@@ -159,19 +164,18 @@ def _usage(response: Any) -> Usage | None:
     """The usage a response reports: its raw answer's ``usage`` (OpenAI's shape, or the
     Responses API's), else the counts LlamaIndex copies into ``additional_kwargs``."""
     raw = getattr(response, "raw", None)
-    u = raw.get("usage") if isinstance(raw, Mapping) else getattr(raw, "usage", None)
+    u = _get(raw, "usage")
     if u is not None:
-        get = u.get if isinstance(u, Mapping) else lambda k: getattr(u, k, None)
-        prompt = get("prompt_tokens") or get("input_tokens") or 0
-        completion = get("completion_tokens") or get("output_tokens") or 0
-        details = get("prompt_tokens_details") or get("input_tokens_details")
-        out_details = get("completion_tokens_details") or get("output_tokens_details")
+        prompt = _get(u, "prompt_tokens") or _get(u, "input_tokens") or 0
+        completion = _get(u, "completion_tokens") or _get(u, "output_tokens") or 0
+        details = _get(u, "prompt_tokens_details") or _get(u, "input_tokens_details")
+        out_details = _get(u, "completion_tokens_details") or _get(u, "output_tokens_details")
         return Usage(
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
-            total_tokens=int(get("total_tokens") or -1),
-            cached_tokens=getattr(details, "cached_tokens", None),
-            reasoning_tokens=getattr(out_details, "reasoning_tokens", None),
+            total_tokens=int(_get(u, "total_tokens") or -1),
+            cached_tokens=_get(details, "cached_tokens"),
+            reasoning_tokens=_get(out_details, "reasoning_tokens"),
         )
     extra = getattr(response, "additional_kwargs", None) or {}
     if extra.get("total_tokens"):
@@ -188,12 +192,14 @@ def _tool_calls(response: Any) -> tuple[ToolCall, ...]:
     calls = (getattr(message, "additional_kwargs", None) or {}).get("tool_calls") or ()
     out = []
     for c in calls:
-        fn = getattr(c, "function", None)
-        if fn is None and isinstance(c, Mapping):
-            fn = c.get("function")
-        get = fn.get if isinstance(fn, Mapping) else lambda k, fn=fn: getattr(fn, k, None)
-        cid = c.get("id") if isinstance(c, Mapping) else getattr(c, "id", None)
-        out.append(ToolCall(id=str(cid or ""), name=str(get("name") or ""), arguments=str(get("arguments") or "")))
+        fn = _get(c, "function")
+        out.append(
+            ToolCall(
+                id=str(_get(c, "id") or ""),
+                name=str(_get(fn, "name") or ""),
+                arguments=str(_get(fn, "arguments") or ""),
+            )
+        )
     return tuple(out)
 
 
@@ -355,7 +361,11 @@ class Bridge:
         span = self.spans.get(span_id)
         shown = span.shown if span is not None else None
         model_dict: Mapping[str, Any] = event.model_dict or {}
-        base = child_base(_uid(span_id) if span_id else _uid(event.id_), shown.base if shown else None, self.context)
+        base = child_base(
+            _uid(span_id) if span_id else _uid(event.id_),
+            shown.base if shown else None,
+            self.context,
+        )
         model = model_dict.get("model") or model_dict.get("model_name")
         provider = _provider(model_dict)
         if model:
@@ -375,14 +385,18 @@ class Bridge:
             tools = extra.get("tools")
             if tools:
                 params["tools"] = [
-                    str((t.get("function") or t).get("name", "")) for t in tools if isinstance(t, Mapping)
+                    str((t.get("function") or t).get("name", ""))
+                    for t in tools
+                    if isinstance(t, Mapping)
                 ]
             kw["invocation_params"] = params
             kw["stream"] = "stream" in span_id.partition("-")[0]
         return [(hook, (prompt,), kw)]
 
     def _chat_start(self, event: Any) -> list[Emit]:
-        prompt = _messages(event.messages) if self.manager.listens("on_llm_start") else event.messages
+        prompt = (
+            _messages(event.messages) if self.manager.listens("on_llm_start") else event.messages
+        )
         return self._open_call(event, prompt, "on_llm_start")
 
     def _completion_start(self, event: Any) -> list[Emit]:
@@ -416,20 +430,19 @@ class Bridge:
             else str(getattr(response, "text", "") or "")
         )
         raw = getattr(response, "raw", None)
-        get = raw.get if isinstance(raw, Mapping) else lambda k: getattr(raw, k, None)
         calls = _tool_calls(response)
         usage = _usage(response)
         if usage is None:
             # LlamaIndex's OpenAI LLM drops the usage chunk of a stream: an estimate, never 0.
             usage = estimate_usage(prompt_bound(call.prompt), content, calls)
-        model = str(get("model") or call.model or "") or None
+        model = str(_get(raw, "model") or call.model or "") or None
         cost = price(model, usage, call.provider)
         _add(call.shown, usage, cost, model)
         if not self.manager.listens("on_llm_end"):
             return []
-        choices = get("choices") or ()
-        finish = getattr(choices[0], "finish_reason", None) if choices else get("status")
-        rid = get("id")
+        choices = _get(raw, "choices") or ()
+        finish = _get(choices[0], "finish_reason") if choices else _get(raw, "status")
+        rid = _get(raw, "id")
         result = LLMResponse(
             content=content,
             usage=usage,
@@ -555,7 +568,7 @@ def _tool_input(args: Mapping[str, Any]) -> dict[str, Any]:
     kwargs = args.get("kwargs")
     if isinstance(kwargs, Mapping) and kwargs:
         return dict(kwargs)
-    positional = args.get("args") or ()
+    positional: Sequence[Any] = args.get("args") or ()
     if "input" in args:
         positional = (args["input"],)
     if len(positional) == 1 and isinstance(positional[0], Mapping):

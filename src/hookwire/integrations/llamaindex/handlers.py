@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from llama_index.core.instrumentation import Dispatcher, get_dispatcher
+from llama_index.core.instrumentation import Dispatcher, get_dispatcher  # type: ignore[attr-defined]  # re-exported from llama_index_instrumentation
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import BaseSpan

@@ -95,7 +95,7 @@ def _text(value: Any) -> str:
 
 
 def _error(span: Span[Any], what: str) -> LLMError:
-    err = span.error or {}
+    err: Mapping[str, Any] = span.error or {}
     message = str(err.get("message") or f"the {what} failed")
     data = err.get("data")
     if data:
@@ -228,8 +228,11 @@ class Bridge:
             usage = _usage(data.usage or _get(response, "usage"))
             content = str(_get(response, "output_text") or "") if response is not None else ""
             calls = tuple(
-                ToolCall(id=str(_get(i, "call_id") or ""), name=str(_get(i, "name") or ""),
-                         arguments=str(_get(i, "arguments") or ""))
+                ToolCall(
+                    id=str(_get(i, "call_id") or ""),
+                    name=str(_get(i, "name") or ""),
+                    arguments=str(_get(i, "arguments") or ""),
+                )
                 for i in (_get(response, "output") or ())
                 if _get(i, "type") == "function_call"
             )
@@ -247,7 +250,9 @@ class Bridge:
             base["model"] = model
         base["provider"] = provider
         cost = price(model, usage, provider) if usage is not None else None
-        emits: list[Emit] = [("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}})]
+        emits: list[Emit] = [
+            ("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}})
+        ]
         latency = _latency(span)
         kw = {**base, "attempts": 1}
         if latency is not None:
