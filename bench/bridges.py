@@ -1,4 +1,4 @@
-"""The LangChain bridge's cost: a chain with hookwire's handler next to a plain LangChain one.
+"""The bridges' cost: each framework's work with hookwire's bridge next to its own no-op hooks.
 
 Run from the repository root::
 
@@ -18,6 +18,14 @@ with, as its only callback:
 hookwire runs; 1 LLM call); ``stream`` adds 9 streamed tokens. The
 cases take turns, round after round, and each figure is a case's best round, in microseconds
 per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op handler.
+
+Then, the same way, with the frameworks installed (else their rows are left out):
+
+- LlamaIndex: ``MockLLM`` (LlamaIndex's own offline LLM) ``chat`` and ``stream_chat``, with a
+  no-op event handler and a no-op span handler on the root dispatcher, against
+  ``hookwire.integrations.llamaindex.instrument([noop])``;
+- OpenAI Agents SDK: one trace with an agent span, a response span (usage, a tool call) and a
+  function span, with a no-op ``TracingProcessor`` against ``HookwireTracingProcessor([noop])``.
 """
 
 from __future__ import annotations
@@ -85,6 +93,167 @@ def main() -> None:
         f"LangChain chain per call, best of {repeat} rounds of {number} (µs per call)",
         ("chain", "LangChain no-op", "hookwire bridge"),
         rows,
+        "<= 1.2x",
+    )
+    llamaindex(number, repeat)
+    openai_agents(number, repeat)
+
+
+def llamaindex(number: int, repeat: int) -> None:
+    try:
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+        from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
+        from llama_index.core.llms import ChatMessage
+        from llama_index.core.llms.mock import MockLLM
+    except ImportError:
+        print("(LlamaIndex rows left out: pip install llama-index-core)")
+        return
+    from hookwire.integrations.llamaindex import instrument
+    from hookwire.pricing import set_price
+
+    # MockLLM's model is "unknown": priced, as an app's model is (an unknown model's price
+    # lookup is not what this measures).
+    set_price("unknown", input_mtok=1, output_mtok=2)
+    class Noop(BaseEventHandler):
+        def handle(self, event: Any, **kwargs: Any) -> None:
+            pass
+
+    class NoopSpans(SimpleSpanHandler):
+        def span_enter(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def span_exit(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def span_drop(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    root = get_dispatcher()
+    ours = instrument([HWRunNoop()])
+    ours.uninstrument()
+    theirs = (Noop(), NoopSpans())
+    llm = MockLLM(max_tokens=8)
+    messages = [ChatMessage(role="user", content="Capital of France?")]
+
+    def case(mode: str, handlers: tuple[Any, Any]) -> Callable[[], None]:
+        def call() -> None:
+            # Only this case's handlers on the root dispatcher, in both cases alike.
+            root.event_handlers, root.span_handlers = [handlers[0]], [handlers[1]]
+            if mode == "chat":
+                llm.chat(messages)
+            else:
+                for _ in llm.stream_chat(messages):
+                    pass
+
+        return call
+
+    rows = []
+    for mode in ("chat", "stream_chat"):
+        t = best_of(
+            {
+                "llamaindex": case(mode, theirs),
+                "hookwire": case(mode, (ours._event_handler, ours._span_handler)),
+            },
+            number,
+            repeat,
+        )
+        rows.append((mode, t["llamaindex"], t["hookwire"]))
+    root.event_handlers, root.span_handlers = [], []
+    print_ratios(
+        f"LlamaIndex MockLLM per call, best of {repeat} rounds of {number} (µs per call)",
+        ("call", "LlamaIndex no-op", "hookwire bridge"),
+        rows,
+        "<= 1.2x",
+    )
+
+
+def openai_agents(number: int, repeat: int) -> None:
+    try:
+        from agents.tracing import (
+            TracingProcessor,
+            agent_span,
+            function_span,
+            response_span,
+            set_trace_processors,
+            trace,
+        )
+        from openai.types.responses import Response
+    except ImportError:
+        print("(Agents SDK rows left out: pip install openai-agents)")
+        return
+    from hookwire.integrations.openai_agents import HookwireTracingProcessor
+
+    class Noop(TracingProcessor):
+        def on_trace_start(self, trace: Any) -> None:
+            pass
+
+        def on_trace_end(self, trace: Any) -> None:
+            pass
+
+        def on_span_start(self, span: Any) -> None:
+            pass
+
+        def on_span_end(self, span: Any) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self) -> None:
+            pass
+
+    response = Response.model_validate(
+        {
+            "id": "resp_1",
+            "created_at": 0,
+            "model": "gpt-4o",
+            "object": "response",
+            "output": [
+                {
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "mul",
+                    "arguments": '{"a": 2, "b": 3}',
+                    "id": "fc_1",
+                    "status": "completed",
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 20,
+                "output_tokens": 9,
+                "total_tokens": 29,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+    )
+
+    def case(processor: Any) -> Callable[[], None]:
+        def call() -> None:
+            set_trace_processors([processor])
+            with trace("bench"), agent_span(name="calc"):
+                with response_span() as span:
+                    span.span_data.response = response
+                    span.span_data.input = [{"role": "user", "content": "2 times 3?"}]
+                with function_span("mul", input='{"a": 2, "b": 3}', output="6"):
+                    pass
+
+        return call
+
+    t = best_of(
+        {"agents": case(Noop()), "hookwire": case(HookwireTracingProcessor([HWRunNoop()]))},
+        number,
+        repeat,
+    )
+    set_trace_processors([])
+    print_ratios(
+        f"Agents SDK trace per run, best of {repeat} rounds of {number} (µs per run)",
+        ("run", "Agents SDK no-op", "hookwire bridge"),
+        [("agent, response, tool", t["agents"], t["hookwire"])],
         "<= 1.2x",
     )
 

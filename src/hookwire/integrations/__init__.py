@@ -4,7 +4,11 @@
   ``AsyncHookwireCallbackHandler``), LangChain callback handlers that feed hookwire handlers
   (``hookwire[langchain]``);
 - ``hookwire.integrations.openai``: ``instrument(client, callbacks=[...])`` /
-  ``uninstrument(client)`` for an existing ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client.
+  ``uninstrument(client)`` for an existing ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client;
+- ``hookwire.integrations.llamaindex``: ``instrument(callbacks=[...])``, handlers on LlamaIndex's
+  instrumentation dispatcher (``hookwire[llamaindex]``);
+- ``hookwire.integrations.openai_agents``: ``HookwireTracingProcessor``, an OpenAI Agents SDK
+  tracing processor (``hookwire[agents]``).
 
 Each bridge imports its framework, so import the submodule you use; this package imports
 nothing.

@@ -360,6 +360,9 @@ class Bridge:
         span_id = event.span_id or ""
         span = self.spans.get(span_id)
         shown = span.shown if span is not None else None
+        embedding = hook == "on_embedding_start"
+        if span is not None and self._inside_call(span, embedding):
+            return []  # one call made through another (a chat made by a completion): one call
         model_dict: Mapping[str, Any] = event.model_dict or {}
         base = child_base(
             _uid(span_id) if span_id else _uid(event.id_),
@@ -372,7 +375,7 @@ class Bridge:
             base["model"] = str(model)
         if provider:
             base["provider"] = provider
-        call = _Call(base, shown, prompt, hook == "on_embedding_start")
+        call = _Call(base, shown, prompt, embedding)
         self.calls[span_id] = call
         kw = dict(base)
         if hook == "on_llm_start":
@@ -392,6 +395,19 @@ class Bridge:
             kw["invocation_params"] = params
             kw["stream"] = "stream" in span_id.partition("-")[0]
         return [(hook, (prompt,), kw)]
+
+    def _inside_call(self, span: _Span, embedding: bool) -> bool:
+        """Whether a span above ``span`` (up to the nearest shown one) has a call open."""
+        key = span.parent
+        while key is not None:
+            call = self.calls.get(key)
+            if call is not None and call.embedding == embedding:
+                return True
+            above = self.spans.get(key)
+            if above is None or above is span.shown:
+                return False
+            key = above.parent
+        return False
 
     def _chat_start(self, event: Any) -> list[Emit]:
         prompt = (

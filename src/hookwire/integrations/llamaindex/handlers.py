@@ -11,8 +11,6 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
-from pydantic import PrivateAttr
-
 from ...dispatch import CallbackManager, Callbacks
 from .._common import send
 from .bridge import Bridge
@@ -20,14 +18,20 @@ from .bridge import Bridge
 __all__ = ["LlamaIndexInstrumentation", "instrument", "uninstrument"]
 
 
+def _bind(handler: object, bridge: Bridge) -> None:
+    # In the instance's __dict__, past pydantic's __setattr__: a pydantic private attribute is
+    # read through the model's __getattr__, a few µs on every event and span.
+    object.__setattr__(handler, "_bridge", bridge)
+
+
 class _EventHandler(BaseEventHandler):
     """Sends LlamaIndex's events to the bridge."""
 
-    _bridge: Bridge = PrivateAttr()
+    _bridge: Bridge
 
     def __init__(self, bridge: Bridge) -> None:
         super().__init__()
-        self._bridge = bridge
+        _bind(self, bridge)
 
     @classmethod
     def class_name(cls) -> str:
@@ -51,11 +55,11 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     """Sends LlamaIndex's spans to the bridge. It keeps none of LlamaIndex's own span records
     (``open_spans`` stays empty): the bridge keeps what it needs."""
 
-    _bridge: Bridge = PrivateAttr()
+    _bridge: Bridge
 
     def __init__(self, bridge: Bridge) -> None:
         super().__init__()
-        self._bridge = bridge
+        _bind(self, bridge)
 
     @classmethod
     def class_name(cls) -> str:
