@@ -276,3 +276,16 @@ def test_uninstrument_stops_the_events(openai_server: OpenAIServer) -> None:
     llm.complete("two")
     assert rec.hooks() == ["on_llm_start", "on_llm_end"]
     assert rec.of("on_llm_start")[0]["prompt"] == "one"
+
+
+def test_a_chat_made_through_a_completion_is_one_call() -> None:
+    from llama_index.core.llms.mock import MockLLM
+
+    rec = RecordingCallback()
+    with instrument([rec]):
+        # MockLLM (LlamaIndex's offline LLM) answers a chat with its completion: two LLM
+        # spans, one call.
+        MockLLM(max_tokens=4).chat([ChatMessage(role="user", content="Hello")])
+    assert rec.hooks() == ["on_llm_start", "on_llm_end"]
+    assert rec.of("on_llm_start")[0]["prompt"] == [{"role": "user", "content": "Hello"}]
+    assert rec.of("on_llm_end")[0]["response"].usage.estimated
