@@ -115,6 +115,7 @@ def llamaindex(number: int, repeat: int) -> None:
     # MockLLM's model is "unknown": priced, as an app's model is (an unknown model's price
     # lookup is not what this measures).
     set_price("unknown", input_mtok=1, output_mtok=2)
+
     class Noop(BaseEventHandler):
         def handle(self, event: Any, **kwargs: Any) -> None:
             pass

@@ -6,11 +6,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from llama_index.core.instrumentation import Dispatcher, get_dispatcher  # type: ignore[attr-defined]  # re-exported from llama_index_instrumentation
+# re-exported from llama_index_instrumentation, which mypy does not take as an export
+from llama_index.core.instrumentation import (  # type: ignore[attr-defined]
+    Dispatcher,
+    get_dispatcher,
+)
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+
 from ...dispatch import CallbackManager, Callbacks
 from .._common import send
 from .bridge import Bridge
