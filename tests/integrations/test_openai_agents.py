@@ -14,7 +14,8 @@ from agents.tracing import set_tracing_disabled
 from openai import AsyncOpenAI
 
 import hookwire
-from hookwire.errors import LLMError
+from hookwire.callbacks import BaseCallback
+from hookwire.errors import BudgetExceeded, LLMError
 from hookwire.integrations.openai_agents import HookwireTracingProcessor
 from hookwire.testing import OpenAIServer, RecordingCallback
 from hookwire.testing.openai_server import ErrorReply, ToolCallReply
@@ -174,3 +175,19 @@ async def test_a_handoff_is_a_tool_call_between_two_agent_runs(
     (handoff,) = recorder.of("on_tool_start")
     assert handoff["tool_name"] == "handoff"
     assert handoff["tool_input"] == {"from_agent": "triage", "to_agent": "helper"}
+
+
+async def test_a_budget_refusal_is_told_but_cannot_stop_the_sdk(
+    openai_server: OpenAIServer, recorder: RecordingCallback
+) -> None:
+    class Refuse(BaseCallback):
+        def on_llm_start(self, prompt: object, **kwargs: object) -> None:
+            raise BudgetExceeded("over budget", scope="user", key="u42")
+
+    set_trace_processors([HookwireTracingProcessor([recorder, Refuse()])])
+    result = await Runner.run(_agent(), "Hi")
+    assert result.final_output == "You said: Hi"  # the SDK swallows what processors raise
+    (refusal,) = recorder.of("on_budget_exceeded")
+    assert isinstance(refusal["error"], BudgetExceeded)
+    assert recorder.of("on_error")[0]["stage"] == "budget"
+    assert "on_llm_end" in recorder.hooks()
