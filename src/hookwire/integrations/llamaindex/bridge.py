@@ -376,6 +376,8 @@ class Bridge:
         if provider:
             base["provider"] = provider
         call = _Call(base, shown, prompt, embedding)
+        if len(self.calls) >= self.max_spans:  # a stream never read to its end: forget it
+            self.calls.pop(next(iter(self.calls)), None)
         self.calls[span_id] = call
         kw = dict(base)
         if hook == "on_llm_start":
