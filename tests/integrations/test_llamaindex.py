@@ -28,8 +28,12 @@ from hookwire.integrations.llamaindex import instrument
 from hookwire.testing import OpenAIServer, RecordingCallback
 from hookwire.testing.openai_server import ErrorReply, ToolCallReply
 
-# LlamaIndex's workflows list an agent's members, pydantic's deprecated ones included.
-pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")
+pytestmark = [
+    # LlamaIndex's workflows list an agent's members, pydantic's deprecated ones included.
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning"),
+    # Its prompt helper asks asyncio.get_event_loop() outside a loop (deprecated from 3.12).
+    pytest.mark.filterwarnings("ignore:There is no current event loop:DeprecationWarning"),
+]
 
 
 @pytest.fixture(autouse=True)
