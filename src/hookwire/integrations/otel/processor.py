@@ -348,6 +348,7 @@ class HookwireSpanProcessor(SpanProcessor):
     ) -> Emit:
         """``on_run_end``, with the usage and cost of the calls reported inside the run (or
         the run's own usage attributes when none were)."""
+        kw = dict(kw)  # on_error gets the span's keywords, not the run's totals
         if entry is not None:
             self._run_kw(entry, span, attrs, kw)
             usage = entry.usage

@@ -385,9 +385,9 @@ def _llm_error_class(etype: str) -> type[LLMError]:
         return LLMTimeoutError
     if etype in ("401", "403") or "authentication" in lowered:
         return AuthenticationError
-    if etype.isdigit() and etype.startswith("4"):
+    if etype.isascii() and etype.isdigit() and etype.startswith("4"):
         return BadRequestError
-    if etype.isdigit() and etype.startswith("5"):
+    if etype.isascii() and etype.isdigit() and etype.startswith("5"):
         return ServerError
     return LLMError
 
@@ -420,5 +420,5 @@ def error(
     if kind not in (LLM, EMBEDDING):
         return HookwireError(text)
     cls = _llm_error_class(etype or "")
-    status = int(etype) if etype is not None and etype.isdigit() and len(etype) == 3 else None
+    status = int(etype) if etype and etype.isascii() and etype.isdigit() and len(etype) == 3 else None
     return cls(text, status_code=status, provider=provider_name, model=model_name)
