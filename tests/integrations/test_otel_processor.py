@@ -329,13 +329,20 @@ def test_a_pydantic_ai_agent_run_with_a_tool(otel: Setup) -> None:
 
 
 def test_a_failed_tool_and_a_failed_run(otel: Setup) -> None:
-    with pytest.raises(ValueError, match="boom"), agent_span(otel.tracer, "helper"):
-        with otel.tracer.start_as_current_span(
-            "execute_tool weather",
-            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather"},
-        ):
-            raise ValueError("boom")
-    assert otel.hooks() == ["on_run_start", "on_tool_start", "on_tool_error", "on_run_end", "on_error"]
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather"}
+    with (
+        pytest.raises(ValueError, match="boom"),
+        agent_span(otel.tracer, "helper"),
+        otel.tracer.start_as_current_span("execute_tool weather", attributes=tool),
+    ):
+        raise ValueError("boom")
+    assert otel.hooks() == [
+        "on_run_start",
+        "on_tool_start",
+        "on_tool_error",
+        "on_run_end",
+        "on_error",
+    ]
     tool_error = otel.recorder.of("on_tool_error")[0]["error"]
     assert isinstance(tool_error, ToolError) and "ValueError" in str(tool_error)
     end = otel.recorder.of("on_run_end")[0]
@@ -427,14 +434,15 @@ def test_openinference_chain_retriever_and_tool(otel: Setup) -> None:
 def test_spans_in_between_are_skipped_for_the_parent(otel: Setup) -> None:
     tracer = otel.tracer
     with agent_span(tracer, "helper") as agent:
-        with tracer.start_as_current_span("running tools"), tracer.start_as_current_span(
-            "POST", kind=SpanKind.CLIENT
-        ):
-            with tracer.start_as_current_span(
+        with (
+            tracer.start_as_current_span("running tools"),
+            tracer.start_as_current_span("POST", kind=SpanKind.CLIENT),
+            tracer.start_as_current_span(
                 "chat gpt-4o",
                 attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"},
-            ):
-                pass
+            ),
+        ):
+            pass
         assert otel.processor.open_spans == 1
     run_id = format(agent.get_span_context().span_id, "016x")
     (end,) = otel.recorder.of("on_llm_end")
@@ -478,8 +486,9 @@ def test_hookwires_own_spans_are_not_read_back(otel: Setup) -> None:
     # OpenTelemetryCallback writes to the same provider the processor reads.
     callback = OpenTelemetryCallback(tracer_provider=otel.provider, metrics=False)
     otel.processor.manager.add(callback)
-    with agent_span(otel.tracer, "helper"):
-        with otel.tracer.start_as_current_span(
+    with (
+        agent_span(otel.tracer, "helper"),
+        otel.tracer.start_as_current_span(
             "chat gpt-4o",
             attributes={
                 "gen_ai.operation.name": "chat",
@@ -487,8 +496,9 @@ def test_hookwires_own_spans_are_not_read_back(otel: Setup) -> None:
                 "gen_ai.usage.input_tokens": 5,
                 "gen_ai.usage.output_tokens": 1,
             },
-        ):
-            pass
+        ),
+    ):
+        pass
     assert otel.hooks() == ["on_run_start", "on_llm_start", "on_llm_end", "on_run_end"]
     scopes = [s.instrumentation_scope.name for s in otel.exporter.get_finished_spans()]
     assert scopes.count("hookwire") == 2 and scopes.count("app") == 2
@@ -556,7 +566,9 @@ def test_max_open_bounds_the_runs_remembered() -> None:
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("app")
     spans = [
-        tracer.start_span(f"invoke_agent a{i}", attributes={"gen_ai.operation.name": "invoke_agent"})
+        tracer.start_span(
+            f"invoke_agent a{i}", attributes={"gen_ai.operation.name": "invoke_agent"}
+        )
         for i in range(10)
     ]
     assert processor.open_spans <= 3

@@ -420,5 +420,7 @@ def error(
     if kind not in (LLM, EMBEDDING):
         return HookwireError(text)
     cls = _llm_error_class(etype or "")
-    status = int(etype) if etype and etype.isascii() and etype.isdigit() and len(etype) == 3 else None
+    status = (
+        int(etype) if etype and etype.isascii() and etype.isdigit() and len(etype) == 3 else None
+    )
     return cls(text, status_code=status, provider=provider_name, model=model_name)
