@@ -211,6 +211,7 @@ def test_tool_calls_from_openinference_output_messages() -> None:
         f"{prefix}function.name": "weather",
         f"{prefix}function.arguments": '{"city": "Oslo"}',
         "llm.output_messages.0.message.role": "assistant",
+        "openinference.span.kind": "LLM",
     }
     response = translate.llm_response(attrs, None)
     assert response.tool_calls[0].name == "weather" and response.content == ""

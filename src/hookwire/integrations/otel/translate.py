@@ -235,7 +235,9 @@ def _messages(value: Any) -> list[dict[str, Any]] | None:
 def prompt(attrs: Mapping[str, Any]) -> Any:
     """An LLM call's prompt: its messages (OpenAI-style dicts, the system instructions first),
     else OpenInference's ``input.value`` text; ``None`` when the span carries no content."""
-    messages = _messages(attrs.get(c.INPUT_MESSAGES)) or oi.input_messages(attrs)
+    messages = _messages(attrs.get(c.INPUT_MESSAGES))
+    if messages is None and oi.SPAN_KIND in attrs:
+        messages = oi.input_messages(attrs)
     if messages is not None:
         instructions = _json(attrs.get(c.SYSTEM_INSTRUCTIONS))
         if isinstance(instructions, list):
@@ -281,7 +283,7 @@ def llm_response(
             ToolCall(tc["id"], tc["function"]["name"], tc["function"]["arguments"])
             for tc in first.get("tool_calls", ())
         )
-    else:
+    elif oi.SPAN_KIND in attrs:  # OpenInference's numbered keys, scanned only on its spans
         content, calls = oi.output_message(attrs)
         tool_calls = tuple(ToolCall(*call) for call in calls)
         finish = _text(attrs, "llm.finish_reason")
