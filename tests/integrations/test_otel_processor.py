@@ -593,3 +593,49 @@ def test_force_flush_flushes_the_handlers(tmp_path: Path) -> None:
 def test_the_manager_is_a_callback_manager() -> None:
     manager = CallbackManager([RecordingCallback()])
     assert HookwireSpanProcessor(manager).manager is manager
+
+
+# -- spans as Semantic Kernel writes them -----------------------------------------------------
+
+
+def test_semantic_kernel_chat_span_with_message_events(otel: Setup) -> None:
+    with otel.tracer.start_as_current_span("chat.streaming_completions gpt-4o") as span:
+        span.set_attributes(
+            {
+                "gen_ai.operation.name": "chat.streaming_completions",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.id": "chatcmpl-9",
+                "gen_ai.usage.input_tokens": 12,
+                "gen_ai.usage.output_tokens": 4,
+            }
+        )
+        span.add_event(
+            "gen_ai.system.message",
+            {"gen_ai.event.content": json.dumps({"role": "system", "content": "Be brief."})},
+        )
+        span.add_event(
+            "gen_ai.user.message",
+            {"gen_ai.event.content": json.dumps({"role": "user", "content": "Hi"})},
+        )
+        span.add_event(
+            "gen_ai.choice",
+            {
+                "gen_ai.event.content": json.dumps(
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hello."},
+                        "finish_reason": "stop",
+                    }
+                )
+            },
+        )
+    start = otel.recorder.of("on_llm_start")[0]
+    assert start["prompt"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert start["stream"] is True
+    response = otel.recorder.of("on_llm_end")[0]["response"]
+    assert (response.content, response.finish_reason) == ("Hello.", "stop")
+    assert response.cost == pricing.cost("gpt-4o", Usage(12, 4))

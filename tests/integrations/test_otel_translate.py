@@ -216,3 +216,37 @@ def test_tool_calls_from_openinference_output_messages() -> None:
     response = translate.llm_response(attrs, None)
     assert response.tool_calls[0].name == "weather" and response.content == ""
     assert response.cost is None
+
+
+class Event:
+    """What the readers use of an SDK span event: its name and attributes."""
+
+    def __init__(self, name: Any, attributes: Any) -> None:
+        self.name = name
+        self.attributes = attributes
+
+
+event_names = st.sampled_from(
+    [
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+        "exception",
+        "other",
+    ]
+)
+event_attrs = st.dictionaries(
+    st.sampled_from(["gen_ai.event.content", "content", "role", "exception.type"]) | st.text(),
+    values,
+)
+
+
+@given(st.lists(st.builds(Event, event_names | st.none(), event_attrs | st.none()), max_size=5))
+@settings(max_examples=200)
+def test_any_span_events_are_read_without_an_exception(events: list[Event]) -> None:
+    translate.event_messages(events)
+    translate.prompt({}, events)
+    translate.llm_response({}, None, None, events)
+    assert isinstance(translate.error(translate.LLM, {}, None, events), LLMError)

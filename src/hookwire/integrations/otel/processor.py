@@ -12,7 +12,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from ...callbacks.otel_conventions import AGENT_NAME, OPERATION, TRACER_NAME
+from ...callbacks.otel_conventions import AGENT_NAME, OPERATION, REQUEST_STREAM, TRACER_NAME
 from ...context import check_request_context
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import CallbackAbort, ConfigurationError
@@ -28,6 +28,9 @@ failures: Final = FailureLog(
 )
 
 Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+#: Operation names that say the call was streamed (Semantic Kernel's).
+_STREAMED: Final = frozenset({"chat.streaming_completions", "text.streaming_completions"})
 
 _STAGES: Final[Mapping[str, str]] = {
     t.LLM: "llm",
@@ -318,13 +321,13 @@ class HookwireSpanProcessor(SpanProcessor):
             call_usage = t.usage(attrs)
             if kind == t.LLM:
                 start_kw["invocation_params"] = t.invocation_params(attrs)
-                if attrs.get("gen_ai.request.stream") is True:
+                if attrs.get(REQUEST_STREAM) is True or attrs.get(OPERATION) in _STREAMED:
                     start_kw["stream"] = kw["stream"] = True
-                emits.append(("on_llm_start", (t.prompt(attrs),), start_kw))
+                emits.append(("on_llm_start", (t.prompt(attrs, span.events),), start_kw))
                 if error is not None:
                     emits.append(("on_llm_error", (error,), kw))
                 else:
-                    response = t.llm_response(attrs, call_usage, span.end_time)
+                    response = t.llm_response(attrs, call_usage, span.end_time, span.events)
                     emits.append(("on_llm_end", (response,), kw))
                     self._roll_up(parent, response.usage, response.cost, response.model)
             else:

@@ -41,6 +41,7 @@ __all__ = [
     "conversation_id",
     "embedding",
     "error",
+    "event_messages",
     "invocation_params",
     "is_agent",
     "llm_response",
@@ -67,6 +68,11 @@ OPERATIONS: Final[Mapping[str, str]] = {
     "chat": LLM,
     "text_completion": LLM,
     "generate_content": LLM,
+    # Semantic Kernel's names (its diagnostics predate the conventions' operation names).
+    "chat.completions": LLM,
+    "chat.streaming_completions": LLM,
+    "text.completions": LLM,
+    "text.streaming_completions": LLM,
     "embeddings": EMBEDDING,
     "execute_tool": TOOL,
     "invoke_agent": RUN,
@@ -232,12 +238,62 @@ def _messages(value: Any) -> list[dict[str, Any]] | None:
     return out or None
 
 
-def prompt(attrs: Mapping[str, Any]) -> Any:
+#: The span events of the conventions' first message format (Semantic Kernel writes them):
+#: event name -> the role of its message.
+_MESSAGE_EVENTS: Final[Mapping[str, str]] = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_CHOICE_EVENT: Final = "gen_ai.choice"
+_EVENT_CONTENT: Final = "gen_ai.event.content"
+
+
+def _event_body(event: Any) -> Mapping[str, Any]:
+    """A message event's body: its ``gen_ai.event.content`` JSON, else its attributes."""
+    attrs = getattr(event, "attributes", None) or {}
+    body = _json(attrs.get(_EVENT_CONTENT))
+    return body if isinstance(body, Mapping) else attrs
+
+
+def event_messages(events: Sequence[Any]) -> tuple[list[dict[str, Any]] | None, Any, Any]:
+    """``(input messages, answer text, finish reason)`` from message span events."""
+    messages: list[dict[str, Any]] = []
+    answer: Any = None
+    finish: Any = None
+    for event in events:
+        name = getattr(event, "name", None)
+        if name == _CHOICE_EVENT:
+            body = _event_body(event)
+            message = body.get("message")
+            source = message if isinstance(message, Mapping) else body
+            if isinstance(source.get("content"), str):
+                answer = source["content"]
+            if isinstance(body.get("finish_reason"), str):
+                finish = body["finish_reason"]
+        elif type(name) is str and name in _MESSAGE_EVENTS:
+            body = _event_body(event)
+            content = body.get("content")
+            messages.append(
+                {
+                    "role": str(body.get("role") or _MESSAGE_EVENTS[name]),
+                    "content": content if isinstance(content, str) else None,
+                }
+            )
+    return messages or None, answer, finish
+
+
+def prompt(attrs: Mapping[str, Any], events: Sequence[Any] = ()) -> Any:
     """An LLM call's prompt: its messages (OpenAI-style dicts, the system instructions first),
-    else OpenInference's ``input.value`` text; ``None`` when the span carries no content."""
+    from the ``gen_ai.input.messages`` attribute, OpenInference's ``llm.input_messages``, or
+    message events, else OpenInference's ``input.value`` text; ``None`` when the span carries
+    no content."""
     messages = _messages(attrs.get(c.INPUT_MESSAGES))
     if messages is None and oi.SPAN_KIND in attrs:
         messages = oi.input_messages(attrs)
+    if messages is None and events:
+        messages = event_messages(events)[0]
     if messages is not None:
         instructions = _json(attrs.get(c.SYSTEM_INSTRUCTIONS))
         if isinstance(instructions, list):
@@ -266,7 +322,10 @@ def invocation_params(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def llm_response(
-    attrs: Mapping[str, Any], call_usage: Usage | None, ended_ns: int | None = None
+    attrs: Mapping[str, Any],
+    call_usage: Usage | None,
+    ended_ns: int | None = None,
+    events: Sequence[Any] = (),
 ) -> LLMResponse:
     """An LLM call's ``LLMResponse``: its text and tool calls (when the span carries them),
     usage, model, finish reason, id and cost from hookwire's prices; ``created_at`` is when
@@ -287,6 +346,8 @@ def llm_response(
         content, calls = oi.output_message(attrs)
         tool_calls = tuple(ToolCall(*call) for call in calls)
         finish = _text(attrs, "llm.finish_reason")
+    elif events:
+        _, content, finish = event_messages(events)
     if finish is None:
         reasons = attrs.get(c.FINISH_REASONS)
         if isinstance(reasons, (tuple, list)) and reasons and isinstance(reasons[0], str):
