@@ -37,9 +37,7 @@ __all__ = [
 TRACER_NAME: Final = "hookwire"
 
 OPERATION: Final = "gen_ai.operation.name"
-#: The name ``gen_ai.provider.name`` had before the conventions renamed it (still written by
-#: some instrumentations, alone or next to the new one).
-SYSTEM: Final = "gen_ai.system"
+
 PROVIDER: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 REQUEST_STREAM: Final = "gen_ai.request.stream"
@@ -50,11 +48,6 @@ OUTPUT_TYPE: Final = "gen_ai.output.type"
 INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-#: What some instrumentations (pydantic-ai's agent runs) write for a run's summed usage.
-AGGREGATED_INPUT_TOKENS: Final = "gen_ai.aggregated_usage.input_tokens"
-AGGREGATED_OUTPUT_TOKENS: Final = "gen_ai.aggregated_usage.output_tokens"
-EMBEDDING_DIMENSIONS: Final = "gen_ai.embeddings.dimension.count"
-SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 CACHE_CREATION_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 TOKEN_TYPE: Final = "gen_ai.token.type"

@@ -189,7 +189,7 @@ class HookwireSpanProcessor(SpanProcessor):
         """Remember a span that hookwire does not report but that sits inside an open run."""
         parent_id = _hex_parent(span)
         entry = self._open.get(parent_id) if parent_id is not None else None
-        if entry is not None:
+        if entry is not None and len(self._open) < self.max_open:
             span_id = span.context.span_id
             entry.aliases.append(span_id)
             self._open[span_id] = entry

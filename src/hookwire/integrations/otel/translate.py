@@ -56,6 +56,16 @@ __all__ = [
     "usage",
 ]
 
+#: Names hookwire reads from other instrumentations' spans but does not write itself (the
+#: names it writes, and reads too, are ``hookwire.callbacks.otel_conventions``'s).
+#: ``gen_ai.system`` is what ``gen_ai.provider.name`` was called before; the aggregated usage
+#: is pydantic-ai's total on an agent run's span.
+SYSTEM: Final = "gen_ai.system"
+SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+EMBEDDING_DIMENSIONS: Final = "gen_ai.embeddings.dimension.count"
+AGGREGATED_INPUT_TOKENS: Final = "gen_ai.aggregated_usage.input_tokens"
+AGGREGATED_OUTPUT_TOKENS: Final = "gen_ai.aggregated_usage.output_tokens"
+
 RUN: Final = "run"
 LLM: Final = "llm"
 EMBEDDING: Final = "embedding"
@@ -144,7 +154,7 @@ def _json(value: Any) -> Any:
 def provider(attrs: Mapping[str, Any]) -> str | None:
     """The provider, as the span names it (``gen_ai.provider.name``, the older
     ``gen_ai.system``, OpenInference's ``llm.provider`` / ``llm.system``)."""
-    return _text(attrs, c.PROVIDER, c.SYSTEM, oi.PROVIDER, oi.SYSTEM)
+    return _text(attrs, c.PROVIDER, SYSTEM, oi.PROVIDER, oi.SYSTEM)
 
 
 def model(attrs: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -181,8 +191,8 @@ def usage(attrs: Mapping[str, Any]) -> Usage | None:
 
 def run_usage(attrs: Mapping[str, Any]) -> Usage | None:
     """The usage a run's span states for the whole run (pydantic-ai writes it), if any."""
-    prompt_tokens = _count(attrs, c.AGGREGATED_INPUT_TOKENS, c.INPUT_TOKENS)
-    completion = _count(attrs, c.AGGREGATED_OUTPUT_TOKENS, c.OUTPUT_TOKENS)
+    prompt_tokens = _count(attrs, AGGREGATED_INPUT_TOKENS, c.INPUT_TOKENS)
+    completion = _count(attrs, AGGREGATED_OUTPUT_TOKENS, c.OUTPUT_TOKENS)
     if prompt_tokens is None and completion is None:
         return None
     return Usage(prompt_tokens or 0, completion or 0)
@@ -295,7 +305,7 @@ def prompt(attrs: Mapping[str, Any], events: Sequence[Any] = ()) -> Any:
     if messages is None and events:
         messages = event_messages(events)[0]
     if messages is not None:
-        instructions = _json(attrs.get(c.SYSTEM_INSTRUCTIONS))
+        instructions = _json(attrs.get(SYSTEM_INSTRUCTIONS))
         if isinstance(instructions, list):
             system = _message({"role": "system", "parts": instructions})
             if system is not None and system["content"]:
@@ -374,7 +384,7 @@ def _utc(ns: int) -> datetime:
 def embedding(attrs: Mapping[str, Any], call_usage: Usage | None) -> tuple[Any, EmbeddingResponse]:
     """An embedding call's input (the texts, when the span carries them) and response."""
     texts, dims = oi.embedding_texts(attrs)
-    dimensions = _count(attrs, c.EMBEDDING_DIMENSIONS)
+    dimensions = _count(attrs, EMBEDDING_DIMENSIONS)
     _, answered = model(attrs)
     name = provider(attrs)
     response = EmbeddingResponse(
