@@ -639,3 +639,61 @@ def test_semantic_kernel_chat_span_with_message_events(otel: Setup) -> None:
     response = otel.recorder.of("on_llm_end")[0]["response"]
     assert (response.content, response.finish_reason) == ("Hello.", "stop")
     assert response.cost == pricing.cost("gpt-4o", Usage(12, 4))
+
+
+# -- spans as Google ADK writes them ----------------------------------------------------------
+
+
+def test_google_adk_agent_llm_call_and_tool(otel: Setup) -> None:
+    tracer = otel.tracer
+    common = {
+        "gen_ai.agent.name": "weather_agent",
+        "gen_ai.conversation.id": "session-1",
+        "user.id": "user-5",
+    }
+    with tracer.start_as_current_span(
+        "invoke_agent weather_agent",
+        attributes={"gen_ai.operation.name": "invoke_agent", **common},
+    ):
+        # ADK's own call_llm span: no gen_ai.operation.name, so not a call of its own (its
+        # generate_content child is the call, and is not counted twice).
+        with tracer.start_as_current_span(
+            "call_llm", attributes={"gen_ai.system": "gcp.vertex.agent"}
+        ) as call_llm:
+            with tracer.start_as_current_span("generate_content gemini-2.0-flash") as gen:
+                gen.set_attributes(
+                    {
+                        "gen_ai.system": "gemini",
+                        "gen_ai.operation.name": "generate_content",
+                        "gen_ai.request.model": "gemini-2.0-flash",
+                        **common,
+                        "gen_ai.response.finish_reasons": ("stop",),
+                        "gen_ai.usage.input_tokens": 1000,
+                        "gen_ai.usage.output_tokens": 100,
+                    }
+                )
+            call_llm.set_attributes(
+                {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+            )
+        with tracer.start_as_current_span(
+            "execute_tool get_weather",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "get_weather",
+                "gen_ai.tool.call.id": "adk-1",
+            },
+        ):
+            pass
+    assert otel.hooks() == [
+        "on_run_start",
+        "on_llm_start",
+        "on_llm_end",
+        "on_tool_start",
+        "on_tool_end",
+        "on_run_end",
+    ]
+    end = otel.recorder.of("on_llm_end")[0]
+    assert end["user_id"] == "user-5" and end["conversation_id"] == "session-1"
+    assert end["agent"] == "weather_agent" and end["depth"] == 1
+    assert end["response"].cost == pricing.cost("gemini-2.0-flash", Usage(1000, 100))
+    assert otel.recorder.of("on_run_end")[0]["usage"] == Usage(1000, 100)
