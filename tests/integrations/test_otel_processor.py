@@ -697,3 +697,27 @@ def test_google_adk_agent_llm_call_and_tool(otel: Setup) -> None:
     assert end["agent"] == "weather_agent" and end["depth"] == 1
     assert end["response"].cost == pricing.cost("gemini-2.0-flash", Usage(1000, 100))
     assert otel.recorder.of("on_run_end")[0]["usage"] == Usage(1000, 100)
+
+
+async def test_openai_v2_async_calls_in_concurrent_agents(
+    openai_v2: Setup, openai_server: OpenAIServer
+) -> None:
+    import asyncio
+
+    client = openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
+
+    async def agent(name: str) -> None:
+        with agent_span(openai_v2.tracer, name):
+            await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": name}]
+            )
+
+    await asyncio.gather(agent("a"), agent("b"), agent("c"))
+    await client.close()
+    runs = {c["run_id"]: c["name"] for c in openai_v2.recorder.of("on_run_start")}
+    ends = openai_v2.recorder.of("on_llm_end")
+    assert len(ends) == 3
+    # each call hangs under its own agent's run, whatever the interleaving
+    assert sorted(runs[e["parent_run_id"]] for e in ends) == ["a", "b", "c"]
+    assert all(e["agent"] == runs[e["parent_run_id"]] for e in ends)
+    assert openai_v2.processor.open_spans == 0
