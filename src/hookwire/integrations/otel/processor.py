@@ -142,7 +142,10 @@ class HookwireSpanProcessor(SpanProcessor):
         attrs = _attributes(span)
         if attrs is None or (attrs.get(OPERATION) is None and attrs.get(SPAN_KIND) is None):
             if self._open:
-                self._alias(span)
+                try:
+                    self._alias(span)
+                except Exception as exc:
+                    failures("on_start", exc)
             return
         try:
             attrs = dict(attrs)  # a live span: another thread may be setting attributes
