@@ -721,3 +721,22 @@ async def test_openai_v2_async_calls_in_concurrent_agents(
     assert sorted(runs[e["parent_run_id"]] for e in ends) == ["a", "b", "c"]
     assert all(e["agent"] == runs[e["parent_run_id"]] for e in ends)
     assert openai_v2.processor.open_spans == 0
+
+
+def test_a_call_over_budget_seen_through_its_span_is_still_accounted(tmp_path: Path) -> None:
+    from hookwire.callbacks.accounting import Budget
+
+    accounting = AccountingCallbackHandler(
+        database_url=f"sqlite:///{tmp_path}/a.db",
+        user_id="u",
+        budgets=Budget("0.00001", period=None),
+        budget_lease=0,
+    )
+    setup = Setup(accounting)
+    for _ in range(3):  # the second and third are over budget: made anyway, and booked
+        chat_span(setup.tracer)
+    setup.provider.force_flush()
+    (row,) = accounting.summary()
+    accounting.close()
+    assert row["calls"] == 3
+    assert row["cost"] == 3 * pricing.cost("gpt-4o", Usage(5, 1))
