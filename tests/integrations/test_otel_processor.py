@@ -25,7 +25,7 @@ from hookwire.callbacks.accounting import AccountingCallbackHandler
 from hookwire.errors import BudgetExceeded, HookwireError, RateLimitError, ToolError
 from hookwire.integrations.otel import HookwireSpanProcessor
 from hookwire.testing import RecordingCallback
-from hookwire.testing.openai_server import ErrorReply, OpenAIServer, Reply
+from hookwire.testing.openai_server import ErrorReply, OpenAIServer, Reply, ToolCallReply
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -740,3 +740,60 @@ def test_a_call_over_budget_seen_through_its_span_is_still_accounted(tmp_path: P
     accounting.close()
     assert row["calls"] == 3
     assert row["cost"] == 3 * pricing.cost("gpt-4o", Usage(5, 1))
+
+
+# -- pydantic-ai itself, against the local server ---------------------------------------------
+
+
+async def test_a_real_pydantic_ai_agent_with_a_tool(
+    otel: Setup, openai_server: OpenAIServer
+) -> None:
+    from pydantic_ai import Agent, InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    openai_server.script(
+        ToolCallReply("weather", {"city": "Paris"}, id="call_1"), Reply("Sunny in Paris.")
+    )
+    client = openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
+    model = OpenAIChatModel("gpt-4o", provider=OpenAIProvider(openai_client=client))
+    agent = Agent(model, name="helper")
+
+    @agent.tool_plain
+    def weather(city: str) -> str:
+        return f"sunny in {city}"
+
+    Agent.instrument_all(InstrumentationSettings(tracer_provider=otel.provider))
+    try:
+        assert (await agent.run("Weather in Paris?")).output == "Sunny in Paris."
+    finally:
+        Agent.instrument_all(False)
+        await client.close()
+
+    assert otel.hooks() == [
+        "on_run_start",
+        "on_llm_start",
+        "on_llm_end",
+        "on_tool_start",
+        "on_tool_end",
+        "on_llm_start",
+        "on_llm_end",
+        "on_run_end",
+    ]
+    run = otel.recorder.of("on_run_start")[0]
+    assert (run["name"], run["kind"]) == ("helper", "agent")
+    first, second = (c["response"] for c in otel.recorder.of("on_llm_end"))
+    assert first.tool_calls[0].name == "weather" and first.tool_calls[0].id == "call_1"
+    assert second.content == "Sunny in Paris." and second.finish_reason == "stop"
+    assert second.cost == pricing.cost("gpt-4o", second.usage) is not None
+    prompt = otel.recorder.of("on_llm_start")[1]["prompt"]
+    assert [m["role"] for m in prompt] == ["user", "assistant", "tool"]
+    assert prompt[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny in Paris"}
+    tool = otel.recorder.of("on_tool_end")[0]
+    assert (tool["tool_name"], tool["tool_output"]) == ("weather", "sunny in Paris")
+    assert {c["parent_run_id"] for c in otel.recorder.calls[1:-1]} == {run["run_id"]}
+    assert {c["conversation_id"] for c in otel.recorder.calls} == {run["conversation_id"]}
+    end = otel.recorder.of("on_run_end")[0]
+    assert end["output"] == "Sunny in Paris."
+    assert end["usage"] == first.usage + second.usage
+    assert end["cost"] == first.cost + second.cost

@@ -240,11 +240,16 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _messages(value: Any) -> list[dict[str, Any]] | None:
+def _messages(value: Any, finish: bool = True) -> list[dict[str, Any]] | None:
+    """A JSON list of conventions messages as OpenAI-style dicts (``finish=False``: without
+    the ``finish_reason`` a history's assistant messages carry, which is no message field)."""
     decoded = _json(value)
     if not isinstance(decoded, list):
         return None
     out = [m for m in map(_message, decoded) if m is not None]
+    if not finish:
+        for m in out:
+            m.pop("finish_reason", None)
     return out or None
 
 
@@ -299,7 +304,7 @@ def prompt(attrs: Mapping[str, Any], events: Sequence[Any] = ()) -> Any:
     from the ``gen_ai.input.messages`` attribute, OpenInference's ``llm.input_messages``, or
     message events, else OpenInference's ``input.value`` text; ``None`` when the span carries
     no content."""
-    messages = _messages(attrs.get(c.INPUT_MESSAGES))
+    messages = _messages(attrs.get(c.INPUT_MESSAGES), finish=False)
     if messages is None and oi.SPAN_KIND in attrs:
         messages = oi.input_messages(attrs)
     if messages is None and events:
