@@ -1,0 +1,24 @@
+"""The outbox in PostgreSQL: app instances share it, and relays in any number of processes
+claim rows with ``FOR UPDATE SKIP LOCKED``, each taking rows the others do not hold, without
+a coordinator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from .sql import SQLOutbox
+
+__all__ = ["PostgresOutbox"]
+
+
+class PostgresOutbox(SQLOutbox):
+    """The outbox in PostgreSQL (see the module)."""
+
+    def insert(self, table: Table) -> Any:
+        """PostgreSQL's ``insert``, with ``ON CONFLICT``."""
+        return pg_insert(table)
+
+    skip_locked = True

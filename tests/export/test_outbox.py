@@ -1,0 +1,109 @@
+"""OutboxCallback: events reach the outbox from the background worker, with UUIDv7 ids,
+ordering keys, filters and redaction; an outbox that cannot be written costs dropped events
+(counted, warned once), never a blocked app."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from hookwire import CallbackManager, LLMResponse, Usage, trace
+from hookwire.errors import ConfigurationError
+from hookwire.export import OutboxCallback, WebhookSink
+from hookwire.stores import runner
+from hookwire.stores.outbox import Outbox
+
+
+def _one_call(manager: CallbackManager, conversation: str, answer: str = "4") -> None:
+    with trace("rlm", callbacks=manager, user_id="u1", conversation_id=conversation):
+        rid = manager.on_llm_start([{"role": "user", "content": "2+2?"}], model="gpt-4o")
+        manager.on_llm_end(
+            LLMResponse(answer, Usage(7, 1), model="gpt-4o", cost=Decimal("0.0001")),
+            run_id=rid,
+            model="gpt-4o",
+        )
+
+
+def test_events_reach_the_outbox_in_order_with_ids_and_keys(db_url: str, sink_name: str) -> None:
+    handler = OutboxCallback([sink_name], db_url)
+    manager = CallbackManager([handler])
+    _one_call(manager, "c1")
+    _one_call(manager, "c2", answer="5")
+    assert handler.flush(30)
+    rows = runner.run_sync(Outbox(db_url).rows(sink=sink_name))
+    assert [r["event"] for r in rows] == ["run_start", "llm_start", "llm_end", "run_end"] * 2
+    assert [r["key"] for r in rows] == ["c1"] * 4 + ["c2"] * 4
+    ids = [r["event_id"] for r in rows]
+    assert len(set(ids)) == 8 and all(uuid.UUID(i).version == 7 for i in ids)
+    end = orjson.loads(rows[2]["body"])
+    assert end["data"]["response"]["content"] == "4" and end["user_id"] == "u1"
+    assert manager.stats()["dropped"]["OutboxCallback"] == 0
+
+
+def test_one_row_per_sink_and_sinks_by_name(tmp_path: pytest.TempPathFactory) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    sink = WebhookSink("http://127.0.0.1:9/x", secret="k", name="hooks")
+    handler = OutboxCallback([sink, "redis"], url)
+    CallbackManager([handler]).on_error(RuntimeError("boom"))
+    assert handler.flush(30)
+    rows = runner.run_sync(Outbox(url).rows())
+    assert sorted(r["sink"] for r in rows) == ["hooks", "redis"]
+    assert rows[0]["event_id"] == rows[1]["event_id"]
+    sink.close()
+
+
+def test_filters_and_redaction(tmp_path: pytest.TempPathFactory) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    handler = OutboxCallback(
+        ["s"],
+        url,
+        hooks=["on_llm_end", "on_llm_start"],
+        users=["u1"],
+        include_prompts=False,
+        redact=[r"\b\d{4}-\d{4}\b"],
+    )
+    manager = CallbackManager([handler])
+    _one_call(manager, "c1", answer="call 1234-5678, key sk-abcdefghijklmnopqrstuvwx12345")
+    with trace("rlm", callbacks=manager, user_id="someone-else"):
+        manager.on_llm_start(["hi"])
+    assert handler.flush(30)
+    rows = runner.run_sync(Outbox(url).rows())
+    assert [r["event"] for r in rows] == ["llm_start", "llm_end"]
+    assert "prompt" not in orjson.loads(rows[0]["body"])["data"]
+    content = orjson.loads(rows[1]["body"])["data"]["response"]["content"]
+    assert "1234-5678" not in content and "sk-abcdefghijkl" not in content
+
+
+def test_unknown_hooks_and_bad_sinks_are_refused(tmp_path: pytest.TempPathFactory) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    with pytest.raises(ConfigurationError, match="not hooks"):
+        OutboxCallback(["s"], url, hooks=["on_nothing"])
+    with pytest.raises(ConfigurationError, match="share a name"):
+        OutboxCallback(["s", "s"], url)
+    with pytest.raises(ConfigurationError, match="sink names"):
+        OutboxCallback([], url)
+
+
+def test_an_outbox_that_cannot_be_written_drops_and_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real PostgreSQL URL where nothing listens: every write fails at once.
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/nothing"
+    handler = OutboxCallback(["s"], url, queue_size=5, put_wait=0.0, retry_for=0.2)
+    manager = CallbackManager([handler])
+    with caplog.at_level(logging.DEBUG, logger="hookwire"):
+        for _ in range(40):
+            manager.on_error(RuntimeError("boom"))
+        handler.flush(30)
+        for _ in range(5):
+            manager.on_error(RuntimeError("boom"))
+        handler.flush(30)
+    assert handler.pending == 0
+    assert manager.stats()["dropped"]["OutboxCallback"] == 45
+    warnings = [r for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert warnings and warnings[0].levelno == logging.ERROR
+    assert all(r.levelno == logging.DEBUG for r in warnings[1:])
