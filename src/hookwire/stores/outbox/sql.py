@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal,
     or_,
     select,
     update,
@@ -29,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
-from ..schema import outbox
+from ..schema import UTCDateTime, outbox
 from .api import Outbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 
@@ -45,6 +46,11 @@ _SEQS: BindParameter[Any] = bindparam("seqs", expanding=True)
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(_UTC)
+
+
+def _when(now: datetime | None) -> Any:
+    # Typed as the column, so SQLite stores it in the column's own format.
+    return literal(_now(now), UTCDateTime())
 
 
 def _text(body: bytes) -> str:
@@ -225,7 +231,7 @@ class SQLOutbox(Outbox):
             seqs,
             attempts=_o.attempts + 1,
             available_at=retry_at,
-            failing_since=func.coalesce(_o.failing_since, _now(now)),
+            failing_since=func.coalesce(_o.failing_since, _when(now)),
             last_error=error,
             claimed_until=None,
         )
@@ -242,7 +248,7 @@ class SQLOutbox(Outbox):
             seqs,
             state=DEAD,
             attempts=_o.attempts + 1,
-            failing_since=func.coalesce(_o.failing_since, _now(now)),
+            failing_since=func.coalesce(_o.failing_since, _when(now)),
             last_error=error,
             response=response,
             claimed_until=None,
