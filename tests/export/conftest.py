@@ -28,6 +28,8 @@ class Receiver:
         self.requests: list[dict[str, Any]] = []
         #: Every request, answered or not.
         self.attempts = 0
+        #: The event ids of every request, as it arrived (before any hold).
+        self.arrived: list[list[str]] = []
         #: Seconds to hold each request before answering (a slow or hung receiver).
         self.hold = 0.0
         self.release = threading.Event()
@@ -66,6 +68,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             verify_signature(body, self.headers.get(SIGNATURE_HEADER), SECRET)
             with receiver.lock:
                 receiver.attempts += 1
+                receiver.arrived.append([e["id"] for e in orjson.loads(body)["events"]])
                 status, headers, answer = (
                     receiver.script.pop(0) if receiver.script else (200, {}, b"ok")
                 )
