@@ -84,9 +84,3 @@ def test_tail_reads_a_stream(redis_url: str) -> None:
     finally:
         client.delete(stream)
         client.close()
-
-
-def app -> object:
-    from hookwire.cli import app
-
-    return app
