@@ -64,6 +64,7 @@ def test_a_failing_row_holds_back_its_key_only(box: Outbox, sink: str) -> None:
     assert status[PENDING] == 3 and status["failing"] == 1 and status["lag"] >= 0.0
     since = runner.run_sync(box.failing_since([claimed[0].seq]))
     assert list(since) == [claimed[0].seq]
+    assert since[claimed[0].seq].tzinfo is not None  # stored as the column's own type
 
 
 def test_an_expired_lease_gives_rows_back(box: Outbox, sink: str) -> None:
@@ -87,3 +88,29 @@ def test_dead_rows_keep_the_response_and_replay(box: Outbox, sink: str) -> None:
     future = datetime.now(UTC) + timedelta(days=1)
     assert runner.run_sync(box.replay(sink=sink, since=future)) == 0
     assert runner.run_sync(box.replay(sink=sink)) == 1
+
+
+def test_migration_0005_adds_and_removes_the_outbox(tmp_path: pytest.TempPathFactory) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from hookwire.stores import engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+
+    async def tables() -> set[str]:
+        async with engine.get_engine(url).connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+    async def down() -> None:
+        async with engine.get_write_engine(url).begin() as conn:
+            await conn.run_sync(
+                lambda c: command.downgrade(engine._alembic_config(c), "0004_scale")
+            )
+
+    assert runner.run_sync(engine.upgrade(url, "0004_scale")) == "0004_scale"
+    assert "outbox" not in runner.run_sync(tables())
+    assert runner.run_sync(engine.upgrade(url, "0005_outbox")) == "0005_outbox"
+    assert "outbox" in runner.run_sync(tables())
+    runner.run_sync(down())
+    assert "outbox" not in runner.run_sync(tables())
