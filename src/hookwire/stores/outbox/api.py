@@ -34,9 +34,9 @@ class Outbox(Store):
         """Get the database ready ahead of the first write (nothing to do by default)."""
 
     @abc.abstractmethod
-    async def enqueue(self, events: Sequence[OutboxEvent], sinks: Sequence[str]) -> int:
+    async def enqueue(self, events: Sequence[OutboxEvent], sinks: Sequence[str]) -> None:
         """Add one row per event and sink, in one transaction, in the order given (an event
-        already there for a sink is left as it is). Returns the rows added."""
+        already there for a sink is left as it is)."""
 
     @abc.abstractmethod
     async def claim(

@@ -4,11 +4,6 @@ a coordinator."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
 from .sql import SQLOutbox
 
 __all__ = ["PostgresOutbox"]
@@ -16,9 +11,5 @@ __all__ = ["PostgresOutbox"]
 
 class PostgresOutbox(SQLOutbox):
     """The outbox in PostgreSQL (see the module)."""
-
-    def insert(self, table: Table) -> Any:
-        """PostgreSQL's ``insert``, with ``ON CONFLICT``."""
-        return pg_insert(table)
 
     skip_locked = True

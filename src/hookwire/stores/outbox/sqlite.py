@@ -3,10 +3,8 @@ one file, in any process, take turns to claim."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
-
-from sqlalchemy import Table
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .sql import SQLOutbox
 
@@ -16,6 +14,6 @@ __all__ = ["SQLiteOutbox"]
 class SQLiteOutbox(SQLOutbox):
     """The outbox in an SQLite file (see the module)."""
 
-    def insert(self, table: Table) -> Any:
-        """SQLite's ``insert``, with ``ON CONFLICT``."""
-        return sqlite_insert(table)
+    def stamp(self, when: datetime) -> Any:
+        """``when`` as ``UTCDateTime`` keeps it on SQLite: fixed-width ISO 8601 text."""
+        return when.astimezone(timezone.utc).isoformat(timespec="microseconds")
