@@ -107,3 +107,48 @@ def test_an_outbox_that_cannot_be_written_drops_and_counts(
     warnings = [r for r in caplog.records if "cannot be written" in r.getMessage()]
     assert warnings and warnings[0].levelno == logging.ERROR
     assert all(r.levelno == logging.DEBUG for r in warnings[1:])
+
+
+def test_sampling_keeps_whole_traces_and_always_errors(tmp_path: pytest.TempPathFactory) -> None:
+    from hookwire.sampling import trace_kept
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    handler = OutboxCallback(["s"], url, sample_rate=0.5)
+    manager = CallbackManager([handler])
+    traces = []
+    for i in range(40):
+        with trace("turn", callbacks=manager, conversation_id=f"c{i}") as run:
+            manager.on_memory_store("x")
+            manager.on_retry(1, 3, RuntimeError("again"))
+        traces.append((f"c{i}", run.trace_id))
+    assert handler.flush(30)
+    rows = runner.run_sync(Outbox(url).rows())
+    by_key: dict[str, list[str]] = {}
+    for r in rows:
+        by_key.setdefault(r["key"], []).append(r["event"])
+    for key, trace_id in traces:
+        if trace_kept(trace_id, 0.5):
+            assert by_key[key] == ["run_start", "memory_store", "retry", "run_end"]
+        else:
+            assert by_key[key] == ["retry"]
+    assert 0 < sum(trace_kept(t, 0.5) for _, t in traces) < 40
+
+    none = OutboxCallback(["none"], url, sample_rate=0.0, keep_over_ms=100)
+    manager = CallbackManager([none])
+    with trace("turn", callbacks=manager):
+        rid = manager.on_llm_start(["hi"])
+        manager.on_llm_end(LLMResponse("ok", Usage(1, 1)), run_id=rid, latency_ms=250.0)
+    assert none.flush(30)
+    assert [r["event"] for r in runner.run_sync(Outbox(url).rows(sink="none"))] == ["llm_end"]
+
+
+def test_mask_applies_to_every_text_value(tmp_path: pytest.TempPathFactory) -> None:
+    from hookwire.masking import mask_pii
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    handler = OutboxCallback(["s"], url, mask=mask_pii, redact=[r"secret-\w+"])
+    manager = CallbackManager([handler])
+    manager.on_memory_store("jane@example.com paid with 4111 1111 1111 1111, secret-abc")
+    assert handler.flush(30)
+    body = orjson.loads(runner.run_sync(Outbox(url).rows())[0]["body"])
+    assert body["data"]["content"] == "[EMAIL] paid with [CARD], [REDACTED]"

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -31,6 +32,7 @@ from ..errors import ConfigurationError
 from ..events import HOOKS, HookSpec, hook_methods
 from ..ids import id_at
 from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
+from ..sampling import always_kept, check_rate, over_threshold, trace_kept
 from ..stores import runner
 from ..stores.outbox import Outbox, OutboxEvent
 
@@ -80,8 +82,14 @@ class OutboxCallback(BaseCallback):
     ``include_tokens=True`` adds), ``users`` and ``agents`` (only events of those),
     ``include_prompts`` / ``include_responses`` (content left out as ``FileLogCallback``
     does). For filters that differ per sink, use one handler per sink. ``redact`` adds your
-    own patterns or a function ``(str) -> str`` (masking) to the built-in redaction of
-    secrets, applied before the event leaves the process.
+    own patterns or a function ``(str) -> str`` to the built-in redaction of secrets, and
+    ``mask`` a function applied to every text value (``hookwire.masking.mask_pii`` masks
+    e-mails, phone and card numbers), before the event leaves the process.
+
+    ``sample_rate`` keeps that fraction of traces, whole (``hookwire.sampling``: decided from
+    the trace id, alike in every process; 0.0 keeps none); events with an error (errors,
+    retries, budget refusals) and those whose ``latency_ms`` or ``cost`` reach
+    ``keep_over_ms`` / ``keep_over_cost`` are always kept.
 
     ``queue_size`` bounds the events waiting for the database; see the module for what
     happens when it cannot be written. ``pending`` and ``dropped`` show in
@@ -103,6 +111,10 @@ class OutboxCallback(BaseCallback):
         include_responses: bool = True,
         include_tokens: bool = False,
         redact: Iterable[Any] | Callable[[str], str] | None = None,
+        mask: Callable[[str], str] | None = None,
+        sample_rate: float = 1.0,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
         queue_size: int = 100_000,
         put_wait: float = 1.0,
         retry_for: float = 30.0,
@@ -122,7 +134,10 @@ class OutboxCallback(BaseCallback):
         #: Whether the last write failed (its batch is being retried).
         self.failing = False
         self._lost = 0
-        self._redactor = Redactor(redact)
+        self.sample_rate = check_rate(sample_rate)
+        self.keep_over_ms = keep_over_ms
+        self.keep_over_cost = keep_over_cost
+        self._redactor = _redactor(redact, mask)
         self._lost_log = LogOnce()
         self._queue: BackgroundQueue[_Item] = BackgroundQueue(
             f"OutboxCallback({self.store!r})",
@@ -177,6 +192,8 @@ class OutboxCallback(BaseCallback):
         ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
         if (self.users is not None or self.agents is not None) and not self._kept(ctx, kw):
             return
+        if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
+            return
         direct = run_id is None  # called directly: the keywords are the whole record
         rid = kw.get("run_id") if direct else run_id
         ts = kw.get("timestamp") if direct else timestamp
@@ -209,6 +226,14 @@ class OutboxCallback(BaseCallback):
         if self.users is not None and (kw.get("user_id") or ctx.get("user_id")) not in self.users:
             return False
         return self.agents is None or (kw.get("agent") or ctx.get("agent")) in self.agents
+
+    def _sampled(
+        self, hook: str, run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]
+    ) -> bool:
+        trace_id = kw.get("trace_id") or ctx.get("trace_id") or run_id or kw.get("run_id")
+        if trace_id is not None and trace_kept(str(trace_id), self.sample_rate):
+            return True
+        return always_kept(hook) or over_threshold(kw, self.keep_over_ms, self.keep_over_cost)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -259,6 +284,21 @@ class OutboxCallback(BaseCallback):
             logger.warning("hookwire: the outbox %s takes events again", self.store)
             self._lost_log.reset()
         self.failing = False
+
+
+def _redactor(
+    redact: Iterable[Any] | Callable[[str], str] | None, mask: Callable[[str], str] | None
+) -> Redactor:
+    if mask is None:
+        return Redactor(redact)
+    if redact is None:
+        return Redactor(mask)
+    users = Redactor(redact)
+
+    def both(text: str) -> str:
+        return mask(users.user(text))
+
+    return Redactor(both)
 
 
 def _body(red: Redactor, line: bytes) -> bytes:
