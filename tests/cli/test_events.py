@@ -84,3 +84,44 @@ def test_tail_reads_a_stream(redis_url: str) -> None:
     finally:
         client.delete(stream)
         client.close()
+
+
+def test_relay_delivers_to_a_webhook_until_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hookwire.export import SIGNATURE_HEADER, verify_signature
+
+    got: list[int] = []
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            verify_signature(body, self.headers[SIGNATURE_HEADER], "k")
+            got.append(len(orjson.loads(body)["events"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url, _ = _outbox(tmp_path)
+        hook = f"http://127.0.0.1:{server.server_address[1]}/"
+        args = ["events", "relay", "--webhook", hook, "--webhook-name", "hooks"]
+        missing = runner.invoke(app, [*args, "--until-idle", "--db", url])
+        assert missing.exit_code == 1 and "HOOKWIRE_WEBHOOK_SECRET" in missing.stderr
+        monkeypatch.setenv("HOOKWIRE_WEBHOOK_SECRET", "k")
+        result = runner.invoke(app, [*args, "--until-idle", "--db", url])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("delivered 3,") and sum(got) == 3
+        none = runner.invoke(app, ["events", "relay", "--db", url])
+        assert none.exit_code == 2
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,6 +8,8 @@
   ``hookwire costs`` (``2026-11-01``, ``24h``, ``7d``).
 - ``hookwire events tail --stream NAME [--redis URL] [--count N]``: the last entries of a
   Redis stream that ``RedisStreamSink`` writes to.
+- ``hookwire events relay [--webhook URL --secret-env VAR] [--redis URL --stream NAME]``:
+  deliver the outbox until interrupted (or ``--until-idle``), as ``hookwire.export.Relay``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .command import Command, CommandError, new_app
 from .costs import parse_when
 from .database import DbOption, database_url, run
 
-__all__ = ["register", "render_status", "replay", "status", "tail"]
+__all__ = ["register", "relay", "render_status", "replay", "status", "tail"]
 
 
 def render_status(rows: list[dict[str, Any]]) -> str:
@@ -107,10 +109,59 @@ def tail(
         typer.echo(orjson.dumps(item).decode())
 
 
+def relay(
+    webhook: Annotated[str | None, typer.Option(help="POST events to this URL.")] = None,
+    secret_env: Annotated[
+        str, typer.Option(help="The environment variable holding the webhook's secret.")
+    ] = "HOOKWIRE_WEBHOOK_SECRET",
+    webhook_name: Annotated[str, typer.Option(help="The webhook sink's name.")] = "webhook",
+    redis_url: Annotated[
+        str | None, typer.Option("--redis", help="XADD events to this Redis server.")
+    ] = None,
+    stream: Annotated[str, typer.Option(help="The Redis stream.")] = "hookwire:events",
+    redis_name: Annotated[str, typer.Option(help="The Redis sink's name.")] = "redis",
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Stop once nothing is pending.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Deliver the outbox to a webhook and/or a Redis stream, at least once."""
+    import os
+
+    from ..export import RedisStreamSink, Relay, WebhookSink
+    from ..export.sinks import Sink
+
+    sinks: list[Sink] = []
+    if webhook is not None:
+        secret = os.environ.get(secret_env, "")
+        if not secret:
+            raise CommandError(
+                f"the webhook's secret is read from ${secret_env}, which is not set; export it "
+                "(the receiver checks signatures with the same secret)"
+            )
+        sinks.append(WebhookSink(webhook, secret, name=webhook_name))
+    if redis_url is not None:
+        sinks.append(RedisStreamSink(redis_url, stream=stream, name=redis_name))
+    if not sinks:
+        raise typer.BadParameter("name at least one sink: --webhook URL or --redis URL")
+    worker = Relay(sinks, database_url(db, must_exist=True))
+    try:
+        worker.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    counts = worker.counts
+    typer.echo(
+        f"delivered {counts['delivered']}, retried {counts['retried']}, dead {counts['dead']}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``hookwire events`` and its commands to ``app``."""
     group = new_app(help="Events out to other systems: the outbox's state, replays, streams.")
     group.command("status", cls=Command)(status)
     group.command("replay", cls=Command)(replay)
     group.command("tail", cls=Command)(tail)
+    group.command("relay", cls=Command)(relay)
     app.add_typer(group, name="events")
