@@ -167,3 +167,27 @@ def test_two_relays_share_one_outbox(
     # each event delivered once, none lost, in order per conversation
     assert receiver.all_deliveries() == 8 * 10 * 3 == len(receiver.events())
     assert _order(receiver) == {f"c{c}": [f"c{c}-{n}" for n in range(10)] for c in range(8)}
+
+
+def test_a_hung_receiver_never_holds_up_the_app(
+    db_url: str, receiver: Receiver, sink_name: str
+) -> None:
+    receiver.hold = 600.0  # answers nothing until released
+    relay = _relay(db_url, receiver, sink_name)
+    relay.start()
+    handler = OutboxCallback([sink_name], db_url)
+    manager = CallbackManager([handler])
+    for n in range(3):
+        with trace("turn", callbacks=manager, conversation_id="c0"):
+            manager.on_memory_store(f"c0-{n}")
+        assert handler.flush(60)  # in the outbox, while the receiver hangs
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    while receiver.attempts == 0 and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.01)
+    assert manager.stats()["dropped"]["OutboxCallback"] == 0
+    receiver.hold = 0.0
+    receiver.release.set()
+    relay.stop()
+    finish = _relay(db_url, receiver, sink_name)
+    finish.run(until_idle=True)
+    assert _order(receiver) == {"c0": ["c0-0", "c0-1", "c0-2"]}
