@@ -49,7 +49,7 @@ BATCH: Final = 1000
 WRITE_TIMEOUT: Final = 30.0
 
 F = TypeVar("F", bound=Callable[..., Any])
-_Item = tuple[str, str, str, float, bytes]  # event id, key, event name, timestamp, JSON
+_Item = tuple[str, Any, Any, bytes]  # hook, ordering key, timestamp, JSON
 
 
 def _raw(fn: F) -> F:
@@ -147,6 +147,8 @@ class OutboxCallback(BaseCallback):
             max_batch=BATCH,
             worker="hookwire-outbox",
         )
+        self._filtering = users is not None or agents is not None
+        self._offer = self._queue.offer
         wanted = self._wanted(hooks, include_tokens)
         self.ignore_hooks(*(h for h in HOOKS if h not in wanted))
 
@@ -190,7 +192,7 @@ class OutboxCallback(BaseCallback):
     ) -> None:
         """Queue one event from what ``CallbackManager`` has at hand (see
         ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
-        if (self.users is not None or self.agents is not None) and not self._kept(ctx, kw):
+        if self._filtering and not self._kept(ctx, kw):
             return
         if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
             return
@@ -219,8 +221,8 @@ class OutboxCallback(BaseCallback):
             self.include_prompts,
             self.include_responses,
         )
-        item = (id_at(ts), str(key)[:255], EVENT_NAMES[hook], float(ts), line)
-        self._queue.offer(item, 0.0 if self.failing else self.put_wait)
+        # What can wait (the id, the event's name, the key's type) is left to the worker.
+        self._offer((hook, key, ts, line), 0.0 if self.failing else self.put_wait)
 
     def _kept(self, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> bool:
         if self.users is not None and (kw.get("user_id") or ctx.get("user_id")) not in self.users:
@@ -250,15 +252,16 @@ class OutboxCallback(BaseCallback):
 
     def _write(self, batch: list[_Item]) -> None:
         red = self._redactor
+        # The ids are given here, once: a batch retried keeps them.
         events = [
             OutboxEvent(
-                event_id,
-                key,
-                name,
+                id_at(ts),
+                key if type(key) is str and len(key) <= 255 else str(key)[:255],
+                EVENT_NAMES[hook],
                 datetime.fromtimestamp(ts, _UTC),
                 _body(red, line),
             )
-            for event_id, key, name, ts, line in batch
+            for hook, key, ts, line in batch
         ]
         delay, deadline = 0.05, time.monotonic() + self.retry_for
         while True:
