@@ -125,3 +125,21 @@ def test_relay_delivers_to_a_webhook_until_idle(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_purge_deletes_old_delivered_events(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    url, box = _outbox(tmp_path)
+    rows = store_runner.run_sync(box.claim("hooks", "r", 10, lease=60))
+    old = datetime.now(timezone.utc) - timedelta(days=30)
+    store_runner.run_sync(box.delivered([rows[0].seq], now=old))
+    store_runner.run_sync(box.delivered([rows[1].seq]))
+    store_runner.run_sync(box.dead([rows[2].seq], "HTTP 400", now=old))
+    result = runner.invoke(app, ["events", "purge", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("1 event(s) purged")
+    dead = runner.invoke(app, ["events", "purge", "--older-than", "1d", "--dead", "--db", url])
+    assert dead.output.startswith("1 event(s) purged")
+    left = store_runner.run_sync(box.rows(sink="hooks"))
+    assert [r["seq"] for r in left] == [rows[1].seq]

@@ -6,6 +6,8 @@
 - ``hookwire events replay [--dead] [--since WHEN] [--sink NAME]``: deliver events again:
   the dead ones with ``--dead``, else the delivered and the dead ones; ``--since`` as for
   ``hookwire costs`` (``2026-11-01``, ``24h``, ``7d``).
+- ``hookwire events purge [--older-than 7d] [--dead]``: delete delivered events (and dead
+  ones with ``--dead``) older than that, so the outbox stays small.
 - ``hookwire events tail --stream NAME [--redis URL] [--count N]``: the last entries of a
   Redis stream that ``RedisStreamSink`` writes to.
 - ``hookwire events relay [--webhook URL --secret-env VAR] [--redis URL --stream NAME]``:
@@ -23,7 +25,7 @@ from .command import Command, CommandError, new_app
 from .costs import parse_when
 from .database import DbOption, database_url, run
 
-__all__ = ["register", "relay", "render_status", "replay", "status", "tail"]
+__all__ = ["purge", "register", "relay", "render_status", "replay", "status", "tail"]
 
 
 def render_status(rows: list[dict[str, Any]]) -> str:
@@ -78,6 +80,24 @@ def replay(
     count = run(box.replay(sink=sink, dead_only=dead, since=since))
     which = "dead " if dead else ""
     typer.echo(f"{count} {which}event(s) will be delivered again")
+
+
+def purge(
+    older_than: Annotated[
+        datetime,
+        typer.Option(
+            parser=parse_when, metavar="WHEN", help="Delivered before this time: 7d, 2026-11-01."
+        ),
+    ] = "7d",  # type: ignore[assignment]  # typer parses the default with parse_when
+    dead: Annotated[bool, typer.Option("--dead", help="Dead events too.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete delivered events older than --older-than (they can no longer be replayed)."""
+    from ..stores.outbox import Outbox
+
+    box = Outbox.for_url(database_url(db, must_exist=True))
+    count = run(box.purge(older_than, dead=dead))
+    typer.echo(f"{count} event(s) purged")
 
 
 def tail(
@@ -162,6 +182,7 @@ def register(app: typer.Typer) -> None:
     group = new_app(help="Events out to other systems: the outbox's state, replays, streams.")
     group.command("status", cls=Command)(status)
     group.command("replay", cls=Command)(replay)
+    group.command("purge", cls=Command)(purge)
     group.command("tail", cls=Command)(tail)
     group.command("relay", cls=Command)(relay)
     app.add_typer(group, name="events")

@@ -95,6 +95,11 @@ class Outbox(Store):
         after ``since``. Returns how many."""
 
     @abc.abstractmethod
+    async def purge(self, before: datetime, *, dead: bool = False) -> int:
+        """Delete the rows delivered before ``before`` (and with ``dead``, the dead rows
+        that first failed before it); returns how many. Replays cannot bring them back."""
+
+    @abc.abstractmethod
     async def rows(
         self, *, sink: str | None = None, state: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    delete,
     func,
     literal,
     or_,
@@ -344,6 +345,19 @@ class SQLOutbox(Outbox):
 
         replayed: int = await self._write("replaying outbox rows", go)
         return replayed
+
+    async def purge(self, before: datetime, *, dead: bool = False) -> int:
+        gone = and_(_o.state == DELIVERED, _o.delivered_at < before)
+        if dead:
+            gone = or_(gone, and_(_o.state == DEAD, _o.failing_since < before))
+        statement = delete(outbox).where(gone)
+
+        async def go(conn: Any) -> int:
+            count: int = (await conn.execute(statement)).rowcount
+            return count
+
+        purged: int = await self._write("purging outbox rows", go)
+        return purged
 
     async def rows(
         self, *, sink: str | None = None, state: str | None = None, limit: int = 1000
