@@ -79,6 +79,8 @@ async def test_an_agent_with_a_tool_is_a_run_with_its_llm_calls_and_tool(
     assert workflow["kind"] == "workflow" and workflow["name"] == "Agent workflow"
     assert agent["kind"] == "agent" and agent["name"] == "calc" and agent["agent"] == "calc"
     assert agent["parent_run_id"] == workflow["run_id"]
+    # Held back until the first LLM call says the input (ChatHistoryCallbackHandler stores it).
+    assert workflow["input"] == agent["input"] == "What is 6 times 7?"
     assert agent["trace_id"] == workflow["trace_id"] == workflow["run_id"]
     for hook in ("on_llm_start", "on_llm_end", "on_tool_start", "on_tool_end"):
         for call in recorder.of(hook):

@@ -27,7 +27,8 @@ a handoff span                     a tool call ``"handoff"`` (``from_agent``, ``
 =================================  ==========================================================
 
 The SDK fills an LLM call's and a tool's span only as it ends, so their start and end hooks
-are sent together then (``latency_ms`` from the span's times); no streamed tokens are seen.
+are sent together then (``latency_ms`` from the span's times), and a run's start waits for
+its first LLM call, whose input is the run's; no streamed tokens are seen.
 Inside a ``hookwire.trace`` the SDK's trace is a child of the hookwire run. The SDK swallows
 what a processor raises, so a budget cannot refuse a call here (its refusal is told as
 ``on_budget_exceeded``). Needs the ``hookwire[agents]`` extra.

@@ -8,7 +8,9 @@ turn spans, guardrails, custom spans) are no runs of their own: what happens ins
 under the nearest run.
 
 The SDK fills an LLM call's and a tool's span (input, output, usage) only as the span ends, so
-their start and end hooks are sent together then, with ``latency_ms`` from the span's times.
+their start and end hooks are sent together then, with ``latency_ms`` from the span's times;
+a trace's and an agent's ``on_run_start`` wait for the first LLM call, whose input (the user's
+last message) is theirs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from agents.tracing.span_data import (
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import LLMError
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
+from ...llms.protocol import content_text
 from .._common import Emit, FailureLog, child_base, price
 
 __all__ = ["Bridge"]
@@ -41,7 +44,18 @@ _REQUEST_KEYS: Final = frozenset(REQUEST_CONTEXT_KEYS)
 class _Run:
     """An open trace or span: the nearest shown run (itself, if it is one) and its sums."""
 
-    __slots__ = ("base", "cost", "kind", "model", "output", "parent", "pending", "shown", "usage")
+    __slots__ = (
+        "base",
+        "cost",
+        "deferred",
+        "kind",
+        "model",
+        "output",
+        "parent",
+        "pending",
+        "shown",
+        "usage",
+    )
 
     def __init__(self, parent: str | None, shown: _Run | None) -> None:
         self.parent = parent
@@ -52,6 +66,8 @@ class _Run:
         self.cost: Decimal | None = None
         self.model: str | None = None
         self.output = ""  # the run's answer: the text of the last LLM call inside it
+        # A run's start waits for its input, which the SDK says first in its first LLM call.
+        self.deferred = False
         # A failure inside it: (the error, the stage where it began, told already).
         self.pending: tuple[BaseException, str, bool] | None = None
 
@@ -137,8 +153,9 @@ class Bridge:
         run.base = child_base(trace.trace_id, None, context)
         run.base["name"] = trace.name
         run.base["kind"] = "workflow"
+        run.deferred = True
         self._remember(trace.trace_id, run)
-        return [("on_run_start", ("",), run.base)]
+        return []
 
     def trace_end(self, trace: Trace) -> list[Emit]:
         """``on_run_end`` with the usage and cost of the calls inside it."""
@@ -163,7 +180,8 @@ class Bridge:
         run.base["name"] = data.name
         run.base["kind"] = "agent"
         run.base["agent"] = data.name
-        return [("on_run_start", ("",), run.base)]
+        run.deferred = True
+        return []
 
     def span_end(self, span: Span[Any]) -> list[Emit]:
         """The hooks of an ended span: an LLM call, a tool call, a handoff, an agent run."""
@@ -189,8 +207,23 @@ class Bridge:
             run.shown.pending = (_error(span, "step"), "run", False)
         return []
 
+    def _flush(self, run: _Run | None, text: str | None, emits: list[Emit]) -> None:
+        """Send the held-back starts of ``run`` and the runs around it, outermost first, with
+        the input ``text`` that just became known."""
+        held: list[_Run] = []
+        while run is not None:
+            if run.deferred:
+                held.append(run)
+                run.deferred = False
+            above = self.runs.get(run.parent) if run.parent is not None else None
+            run = above.shown if above is not None else None
+        for r in reversed(held):
+            emits.append(("on_run_start", (text,), r.base))
+
     def _end(self, run: _Run) -> list[Emit]:
         """A run's end, its sums added to the run around it, and a failure told once."""
+        emits: list[Emit] = []
+        self._flush(run, None, emits)
         kw = run.base
         if run.usage is not None or run.model is not None:
             kw = {**kw, "model": run.model}
@@ -204,8 +237,9 @@ class Bridge:
             _add(shown, run.usage, run.cost, run.model, run.output)
         pending = run.pending
         if pending is None:
-            return [("on_run_end", (run.output,), kw)]
-        emits: list[Emit] = [("on_run_end", (None,), {**kw, "error": pending[0]})]
+            emits.append(("on_run_end", (run.output,), kw))
+            return emits
+        emits.append(("on_run_end", (None,), {**kw, "error": pending[0]}))
         if shown is not None:
             if shown.pending is None:
                 shown.pending = pending
@@ -250,9 +284,9 @@ class Bridge:
             base["model"] = model
         base["provider"] = provider
         cost = price(model, usage, provider) if usage is not None else None
-        emits: list[Emit] = [
-            ("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}})
-        ]
+        emits: list[Emit] = []
+        self._flush(shown, _user_text(prompt), emits)
+        emits.append(("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}}))
         latency = _latency(span)
         kw = {**base, "attempts": 1}
         if latency is not None:
@@ -281,7 +315,9 @@ class Bridge:
     ) -> list[Emit]:
         shown = run.shown
         base = child_base(span.span_id, shown.base if shown else None, self.context)
-        emits: list[Emit] = [("on_tool_start", (name, args), base)]
+        emits: list[Emit] = []
+        self._flush(shown, None, emits)
+        emits.append(("on_tool_start", (name, args), base))
         kw = dict(base)
         latency = _latency(span)
         if latency is not None:
@@ -324,6 +360,17 @@ def _add(
     shown.model = model or shown.model
     if text:
         shown.output = text
+
+
+def _user_text(prompt: Any) -> str | None:
+    """The last user message of an LLM call's input (the Responses API's items or chat
+    messages), or the input itself when it is text."""
+    if isinstance(prompt, str):
+        return prompt
+    for item in reversed(prompt or ()):
+        if _get(item, "role") == "user":
+            return content_text(_get(item, "content"), " ")
+    return None
 
 
 def _parse(value: Any) -> dict[str, Any]:
