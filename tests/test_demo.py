@@ -45,4 +45,5 @@ def test_observers_are_looked_up_lazily(tmp_path: Path) -> None:
         "FileLogCallback",
         "ChatHistoryCallbackHandler",
         "AccountingCallbackHandler",
+        "TraceStoreCallback",
     }

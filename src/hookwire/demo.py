@@ -190,6 +190,7 @@ def build_observers(
                 "database_url": database_url,
             },
         ),
+        ("TraceStoreCallback", {"database_url": database_url}),
     ]
     found: list[Any] = []
     notes: list[str] = []
