@@ -52,6 +52,7 @@ def _imported(*args: str) -> set[str]:
         ["report", "--help"],
         ["traces", "prune", "--help"],
         ["import", "--help"],
+        ["ui", "--help"],
     ],
 )
 def test_hookwire_help_imports_no_store_client_or_reader(args: list[str]) -> None:

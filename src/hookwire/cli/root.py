@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from . import costs, db, demo, history, importing, report, traces
+from . import costs, db, demo, history, importing, report, traces, ui
 from .command import new_app
 
 __all__ = ["app", "hookwire_version", "main"]
@@ -68,7 +68,7 @@ def version_command() -> None:
     typer.echo(hookwire_version())
 
 
-for _module in (demo, report, history, costs, db, traces, importing):
+for _module in (demo, report, history, costs, db, traces, importing, ui):
     _module.register(app)
 
 

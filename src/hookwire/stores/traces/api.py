@@ -91,6 +91,13 @@ class TraceStore(Store):
         """One span with its whole ``input`` and ``output`` (decoded JSON), or ``None``."""
 
     @abc.abstractmethod
+    async def health(self, since: datetime, *, sample: int = 100_000) -> dict[str, Any]:
+        """How calls went since ``since``: ``kinds`` (spans by kind and status), ``errors``
+        (by error type), ``retries``, and ``calls``: the LLM calls' ``started_at``,
+        ``status``, ``latency_ms`` and ``ttft_ms``, newest first, at most ``sample`` of them
+        (for percentiles and series over time)."""
+
+    @abc.abstractmethod
     async def count(self) -> int:
         """How many spans are stored."""
 

@@ -102,7 +102,8 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 def _row(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)
+    # plain str keys: SQLAlchemy's are a str subclass, which JSON encoders may refuse
+    return {str(k): v for k, v in row._mapping.items()}
 
 
 class SQLTraceStore(TraceStore):
@@ -325,6 +326,38 @@ class SQLTraceStore(TraceStore):
             if out[key] is not None:
                 out[key] = json_loads(out[key])
         return out
+
+    async def health(self, since: datetime, *, sample: int = 100_000) -> dict[str, Any]:
+        await self._ready()
+        recent = _s.started_at >= since
+        kinds = (
+            select(_s.kind, _s.status, func.count().label("spans"))
+            .where(recent)
+            .group_by(_s.kind, _s.status)
+        )
+        errors = (
+            select(_s.error_type, func.count().label("count"))
+            .where(recent, _s.status == "error", _s.kind != "retry")
+            .group_by(_s.error_type)
+            .order_by(func.count().desc())
+        )
+        retries = select(func.coalesce(func.sum(_s.retries), 0)).where(recent)
+        calls = (
+            select(_s.started_at, _s.status, _s.latency_ms, _s.ttft_ms)
+            .where(recent, _s.kind == "llm")
+            .order_by(_s.started_at.desc())
+            .limit(sample)
+        )
+        try:
+            async with get_engine(self.url).connect() as conn:
+                return {
+                    "kinds": [_row(r) for r in (await conn.execute(kinds)).all()],
+                    "errors": [_row(r) for r in (await conn.execute(errors)).all()],
+                    "retries": int((await conn.execute(retries)).scalar_one()),
+                    "calls": [_row(r) for r in (await conn.execute(calls)).all()],
+                }
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading health figures", exc) from exc
 
     async def count(self) -> int:
         await self._ready()
