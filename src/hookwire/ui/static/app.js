@@ -13,13 +13,20 @@ function el(tag, attrs, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "class") node.className = value;
+    // styles through the CSSOM: the policy (style-src 'self') refuses style attributes
+    else if (key === "style") Object.assign(node.style, value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : String(child));
   }
   return node;
+}
+
+// Replace what ``node`` shows (arrays among ``children`` are spread, as in ``el``).
+function put(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 }
 
 function svgEl(tag, attrs) {
@@ -69,7 +76,7 @@ function tokens(span) {
 }
 
 function failed(error) {
-  main().replaceChildren(el("p", { class: "error-box" }, "Could not load: " + error.message));
+  put(main(), el("p", { class: "error-box" }, "Could not load: " + error.message));
 }
 
 // -- runs -------------------------------------------------------------------------------------
@@ -123,7 +130,7 @@ async function showRuns(params) {
     el("thead", {}, el("tr", {}, ["started", "name", "status", "user", "model", "tokens",
       "cost", "duration", "input"].map((h) => el("th", {}, h)))), body);
   const more = el("button", { class: "more", type: "button" }, "Older runs");
-  main().replaceChildren(el("h2", {}, "Runs"), form, table, more);
+  put(main(), el("h2", {}, "Runs"), form, table, more);
   const filters = {};
   for (const name of FILTERS) filters[name] = params.get(name);
   let cursor = null;
@@ -168,7 +175,7 @@ async function showTrace(traceId) {
   const tree = el("div", { class: "tree", id: "tree" });
   const detail = el("div", { class: "detail", id: "detail" },
     el("p", { class: "muted" }, "Click a span to see its input, output, tokens and cost."));
-  main().replaceChildren(
+  put(main(), 
     el("h2", {}, "Trace ", el("code", {}, traceId)),
     el("div", { class: "trace" }, tree, detail));
   const roots = await api(`trace/${encodeURIComponent(traceId)}/children`, { limit: CHILDREN });
@@ -190,7 +197,7 @@ function addSpans(container, before, traceId, page, level, scale, parent) {
     container.insertBefore(spanRow(span, traceId, level, scale), before);
   }
   if (page.next_cursor) {
-    const more = el("div", { class: "span-row more-row", style: `padding-left:${level * 16 + 8}px` },
+    const more = el("div", { class: "span-row more-row", style: { paddingLeft: `${level * 16 + 8}px` } },
       el("span", { class: "muted" }, "more…"));
     more.addEventListener("click", async () => {
       const next = await api(`trace/${encodeURIComponent(traceId)}/children`,
@@ -208,13 +215,13 @@ function spanRow(span, traceId, level, scale) {
   const width = Math.max(0.2, Math.min(100 - left, ((stop - span.start_ms) / scale.width) * 100));
   const toggle = el("span", { class: "toggle" }, span.children ? "▸" : "");
   const row = el("div", { class: "span-row", "data-span": span.span_id, "data-level": level },
-    el("div", { class: "span-name", style: `padding-left:${level * 16}px` },
+    el("div", { class: "span-name", style: { paddingLeft: `${level * 16}px` } },
       toggle, el("span", { class: "kind" }, span.kind), span.name || "",
       span.status === "error" ? el("span", { class: "badge error" }, span.error_type || "error") : null,
       span.retries ? el("span", { class: "muted" }, ` ↻${span.retries}`) : null),
     el("div", { class: "lane", title: fmt.duration(span) },
       el("div", { class: "bar" + (span.status === "error" ? " error" : ""),
-        style: `left:${left}%;width:${width}%` })));
+        style: { left: `${left}%`, width: `${width}%` } })));
   let open = false;
   let kids = [];
   row.addEventListener("click", async (event) => {
@@ -244,7 +251,7 @@ function spanRow(span, traceId, level, scale) {
 }
 
 function failedDetail(error) {
-  document.getElementById("detail").replaceChildren(
+  put(document.getElementById("detail"), 
     el("p", { class: "error-box" }, error.message));
 }
 
@@ -266,7 +273,7 @@ async function showSpan(spanId) {
     ["user", span.user_id], ["org", span.org_id], ["agent", span.agent],
     ["conversation", span.conversation_id], ["span id", span.span_id],
   ].filter(([, value]) => value !== null && value !== undefined && value !== "");
-  document.getElementById("detail").replaceChildren(
+  put(document.getElementById("detail"), 
     el("h3", {}, span.name || span.kind),
     el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))])),
     span.input !== null && span.input !== undefined ? [el("h3", {}, "Input"), el("pre", {}, pretty(span.input))] : null,
@@ -299,7 +306,7 @@ function barChart(days, series, format = fmt.cost) {
     });
   });
   const legend = el("div", { class: "legend" }, labels.map((l, j) =>
-    el("span", {}, el("i", { style: `background:${COLOURS[j % COLOURS.length]}` }), l)));
+    el("span", {}, el("i", { style: { background: COLOURS[j % COLOURS.length] } }), l)));
   return [svg, legend];
 }
 
@@ -330,7 +337,7 @@ async function showCosts(params) {
     return [`${b.scope} ${b.key}`, b.period, fmt.cost(b.limit), fmt.cost(b.spent),
       fmt.cost(b.remaining),
       el("div", { class: cls, title: Math.round(b.used * 100) + "%" },
-        el("div", { style: `width:${used * 100}%` })),
+        el("div", { style: { width: `${used * 100}%` } })),
       b.per_day === null ? "" : fmt.cost(b.per_day) + "/day",
       b.projected === null ? "" : fmt.cost(b.projected)];
   });
@@ -340,7 +347,7 @@ async function showCosts(params) {
       c["by_" + key].map((r) => [r[key] ?? "(none)", fmt.int(r.calls), fmt.int(r.total_tokens),
         fmt.cost(r.cost)])),
   ]);
-  main().replaceChildren(
+  put(main(), 
     el("h2", {}, `Costs, last ${days} days`),
     el("div", { class: "tiles" },
       tile("spent", fmt.cost(total.cost || 0)), tile("calls", fmt.int(total.calls || 0)),
@@ -372,7 +379,7 @@ async function showHealth(params) {
   const hoursList = h.series.map((s) => s.hour.slice(0, 13));
   byHour["calls"] = Object.fromEntries(h.series.map((s) => [s.hour.slice(0, 13), s.calls - s.errors]));
   byHour["errors"] = Object.fromEntries(h.series.map((s) => [s.hour.slice(0, 13), s.errors]));
-  main().replaceChildren(
+  put(main(), 
     el("h2", {}, `Health, last ${hours} hours`),
     el("div", { class: "tiles" },
       tile("LLM calls", fmt.int(llm.calls)), tile("errors", fmt.int(llm.errors)),
@@ -396,7 +403,7 @@ async function showHealth(params) {
 async function showConversations() {
   const body = el("tbody", {});
   const more = el("button", { class: "more", type: "button" }, "More");
-  main().replaceChildren(el("h2", {}, "Conversations"),
+  put(main(), el("h2", {}, "Conversations"),
     el("table", {}, el("thead", {}, el("tr", {}, ["updated", "name", "user", "agent", "state",
       "messages"].map((h) => el("th", {}, h)))), body), more);
   let cursor = null;
@@ -418,7 +425,7 @@ async function showConversations() {
 
 async function showConversation(id) {
   const c = await api("conversation/" + encodeURIComponent(id));
-  main().replaceChildren(
+  put(main(), 
     el("h2", {}, c.name || c.id),
     el("p", { class: "muted" }, `${c.user_id} · ${c.agent_title || ""} · state: `,
       el("strong", {}, c.state)),
