@@ -33,6 +33,7 @@ def test_demo_offline_shows_every_kind_of_event(tmp_path: Path) -> None:
     for either in shown:
         assert any(words in text for words in either), either
     assert "You told me: Hello! My order number is ORD-1042." in text  # recalled from memory
+    assert "See it in the dashboard: hookwire ui --db sqlite:///" in text
     assert (tmp_path / "demo" / "memory.sqlite").exists()
 
 

@@ -55,11 +55,11 @@ def ui(
     from ..ui.server import DashboardServer, is_loopback
     from ..ui.spend import parse_budget
 
-    url = database_url(db, must_exist=True)
     try:
         budgets = [parse_budget(b) for b in budget or ()]
     except ConfigurationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--budget") from None
+    url = database_url(db, must_exist=True)
     runner.run_sync(engine.ensure_schema(url), timeout=120)
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
