@@ -147,5 +147,36 @@ def test_the_migration_makes_the_tables_of_the_schema(db_url: str) -> None:
             )
 
     runner.run_sync(engine.ensure_schema(db_url))
-    ours = [d for d in runner.run_sync(diff()) if "span" in repr(d)]
+    # the search indexes are the migration's own (FTS5 tables, an expression index)
+    search = ("span_search", "ix_span_contents_search")
+    ours = [
+        d
+        for d in runner.run_sync(diff())
+        if "span" in repr(d) and not any(n in repr(d) for n in search)
+    ]
     assert ours == []
+
+
+def test_search_finds_runs_by_their_whole_input_and_output(db_url: str) -> None:
+    store = store_of(db_url)
+    long_tail = "x" * 500 + " the needle at the end"
+    records = [
+        rec("run_start", "a", T0, data={"input": "Где мой заказ? 注文はどこ"}),
+        rec("run_end", "a", T0 + 1, data={"output": long_tail}),
+        rec("run_start", "b", T0 + 2, data={"input": "100% sure_thing"}),
+        rec("run_end", "b", T0 + 3, data={"output": "ok"}),
+        rec("tool_start", "t", T0 + 2.5, trace_id="b", parent_run_id="b",
+            data={"tool_name": "x", "tool_input": "needle in a child"}),
+    ]  # fmt: skip
+    runner.run_sync(store.record(spans_from_records(records)))
+
+    def found(words: str) -> list[str]:
+        page = runner.run_sync(store.runs(RunFilter(search=words)))
+        return [r["span_id"] for r in page.items]
+
+    assert found("NEEDLE AT THE END") == ["a"]  # past the preview, any case
+    assert found("мой заказ") == ["a"] and found("注文は") == ["a"]
+    assert found("0% sure_") == ["b"]  # LIKE's wildcards are text here
+    assert found("needle in") == []  # a run's own input and output, not its children's
+    assert found("ok") == ["b"]  # shorter than a trigram: the previews
+    assert found('say "hi"') == []

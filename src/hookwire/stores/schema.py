@@ -41,7 +41,9 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
 
 ``span_contents``
     a span's whole input and output (redacted JSON), apart from ``spans`` so that lists never
-    read them.
+    read them; searched by a trigram index (language-neutral): on SQLite the FTS5 table
+    ``span_search`` kept by triggers, on PostgreSQL a ``pg_trgm`` GIN index (migration
+    ``0005_traces``; neither is in this metadata).
 
 ``budget_totals``
     on PostgreSQL, the sum of ``budget_reservations`` per scope, key, period and currency,
@@ -467,11 +469,15 @@ spans = Table(
 span_contents = Table(
     "span_contents",
     metadata,
+    # an integer key: SQLite's full-text index (``span_search``, FTS5) keys its rows by it,
+    # and a rowid that is not a declared key may change in a VACUUM
+    Column("seq", _count(), primary_key=True, autoincrement=True),
     Column(
         "span_id",
         String(_SPAN_ID),
         ForeignKey("spans.span_id", ondelete="CASCADE"),
-        primary_key=True,
+        nullable=False,
+        unique=True,
     ),
     Column("input", Text(), nullable=True),
     Column("output", Text(), nullable=True),

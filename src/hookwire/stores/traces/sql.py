@@ -9,6 +9,7 @@ for the runs list: ``hookwire.stores.schema``), never ``OFFSET``.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -247,13 +249,7 @@ class SQLTraceStore(TraceStore):
         if where.min_cost is not None:
             conds.append(_s.cost >= where.min_cost)
         if where.search:
-            pattern = "%" + _escape_like(where.search.lower()) + "%"
-            conds.append(
-                or_(
-                    func.lower(_s.input_preview).like(pattern, escape="\\"),
-                    func.lower(_s.output_preview).like(pattern, escape="\\"),
-                )
-            )
+            conds.append(self._search(where.search))
         after = decode_cursor(cursor)
         if after is not None:
             at, span_id = after
@@ -265,6 +261,22 @@ class SQLTraceStore(TraceStore):
             .limit(limit + 1)
         )
         return await self._page(query, limit)
+
+    def _search(self, words: str) -> ColumnElement[bool]:
+        """Runs whose input or output holds ``words`` (case-insensitively, in any language),
+        through the trigram index of the backend (``_content_search``); text shorter than a
+        trigram is looked for in the previews."""
+        if len(words) >= 3:
+            return _s.span_id.in_(self._content_search(words))
+        pattern = "%" + _escape_like(words.lower()) + "%"
+        return or_(
+            func.lower(_s.input_preview).like(pattern, escape="\\"),
+            func.lower(_s.output_preview).like(pattern, escape="\\"),
+        )
+
+    @abc.abstractmethod
+    def _content_search(self, words: str) -> Any:
+        """A query of the ``span_id`` of the contents holding ``words`` (3 characters or more)."""
 
     async def children(
         self,
@@ -384,8 +396,23 @@ class SQLiteTraceStore(SQLTraceStore):
 
     statements = Statements(sqlite_insert)
 
+    def _content_search(self, words: str) -> Any:
+        # one FTS5 phrase of the trigram tokenizer: a substring, case-insensitive
+        phrase = '"' + words.replace('"', '""') + '"'
+        found = text("SELECT rowid FROM span_search WHERE span_search MATCH :phrase")
+        c = span_contents.c
+        return select(c.span_id).where(c.seq.in_(found.bindparams(phrase=phrase)))
+
 
 class PostgresTraceStore(SQLTraceStore):
     """Spans in PostgreSQL."""
 
     statements = Statements(postgres_insert)
+
+    def _content_search(self, words: str) -> Any:
+        # written as the pg_trgm index of migration 0005 is, so that the planner uses it
+        matches = text(
+            "(coalesce(span_contents.input, '') || ' ' || coalesce(span_contents.output, '')) "
+            "ILIKE :pattern"
+        ).bindparams(pattern="%" + _escape_like(words) + "%")
+        return select(span_contents.c.span_id).where(matches)

@@ -71,6 +71,12 @@ def upgrade() -> None:
     op.create_index("ix_spans_started", "spans", ["started_at"])
     op.create_table(
         "span_contents",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("span_id", sa.String(96), nullable=False),
         sa.Column("input", sa.Text(), nullable=True),
         sa.Column("output", sa.Text(), nullable=True),
@@ -80,10 +86,53 @@ def upgrade() -> None:
             name="fk_span_contents_span_id_spans",
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("span_id", name="pk_span_contents"),
+        sa.PrimaryKeyConstraint("seq", name="pk_span_contents"),
+        sa.UniqueConstraint("span_id", name="uq_span_contents_span_id"),
+    )
+    if op.get_bind().dialect.name == "sqlite":
+        for statement in SQLITE_SEARCH:
+            op.execute(statement)
+    else:
+        _postgres_search()
+
+
+#: SQLite: an FTS5 index of the contents with the trigram tokenizer (any language, and
+#: substrings), kept by triggers so that every write path keeps it, upserts included.
+SQLITE_SEARCH = (
+    "CREATE VIRTUAL TABLE span_search USING fts5(input, output, content='span_contents', "
+    "content_rowid='seq', tokenize='trigram')",
+    "CREATE TRIGGER span_search_insert AFTER INSERT ON span_contents BEGIN "
+    "INSERT INTO span_search(rowid, input, output) VALUES (new.seq, new.input, new.output); END",
+    "CREATE TRIGGER span_search_delete AFTER DELETE ON span_contents BEGIN "
+    "INSERT INTO span_search(span_search, rowid, input, output) "
+    "VALUES ('delete', old.seq, old.input, old.output); END",
+    "CREATE TRIGGER span_search_update AFTER UPDATE ON span_contents BEGIN "
+    "INSERT INTO span_search(span_search, rowid, input, output) "
+    "VALUES ('delete', old.seq, old.input, old.output); "
+    "INSERT INTO span_search(rowid, input, output) VALUES (new.seq, new.input, new.output); END",
+)
+
+#: PostgreSQL: what the search matches (``ILIKE``), indexed by pg_trgm.
+POSTGRES_SEARCHED = "(coalesce(input, '') || ' ' || coalesce(output, ''))"
+
+
+def _postgres_search() -> None:
+    # pg_trgm is a trusted extension (PostgreSQL 13+), yet a role may still not be allowed
+    # to create it: the search then scans, and the upgrade goes on.
+    bind = op.get_bind()
+    try:
+        with bind.begin_nested():
+            bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except sa.exc.DBAPIError:
+        return
+    op.execute(
+        f"CREATE INDEX ix_span_contents_search ON span_contents "
+        f"USING gin ({POSTGRES_SEARCHED} gin_trgm_ops)"
     )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE IF EXISTS span_search")
     op.drop_table("span_contents")
     op.drop_table("spans")
