@@ -68,7 +68,9 @@ def upgrade() -> None:
         op.create_index(name, "spans", columns, sqlite_where=_ROOT, postgresql_where=_ROOT)
     op.create_index("ix_spans_parent_started", "spans", ["parent_id", "started_at", "span_id"])
     op.create_index("ix_spans_trace", "spans", ["trace_id"])
-    op.create_index("ix_spans_started", "spans", ["started_at"])
+    op.create_index(
+        "ix_spans_started", "spans", ["started_at", "kind", "status", "error_type", "retries"]
+    )
     op.create_table(
         "span_contents",
         sa.Column(
