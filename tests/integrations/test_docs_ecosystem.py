@@ -37,7 +37,7 @@ def expected_output(block: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(len(blocks())))
 def test_example_runs_as_documented(index: int) -> None:
     code = blocks()[index]
     env = {**os.environ, "PYTHONPATH": str(SRC)}

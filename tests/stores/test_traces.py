@@ -130,7 +130,7 @@ def test_prune_by_age_and_by_size(db_url: str) -> None:
 
 
 def test_the_migration_makes_the_tables_of_the_schema(db_url: str) -> None:
-    """What 0005 creates is what ``hookwire.stores.schema`` declares (columns, types,
+    """What 0006_traces creates is what ``hookwire.stores.schema`` declares (columns, types,
     indexes), so neither drifts from the other."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

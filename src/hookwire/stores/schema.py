@@ -43,12 +43,19 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     a span's whole input and output (redacted JSON), apart from ``spans`` so that lists never
     read them; searched by a trigram index (language-neutral): on SQLite the FTS5 table
     ``span_search`` kept by triggers, on PostgreSQL a ``pg_trgm`` GIN index (migration
-    ``0005_traces``; neither is in this metadata).
+    ``0006_traces``; neither is in this metadata).
 
 ``budget_totals``
     on PostgreSQL, the sum of ``budget_reservations`` per scope, key, period and currency,
     kept with them, so that a budget check updates one row instead of summing the
     reservations (SQLite's check sums them; the table stays empty there).
+
+``outbox``
+    events on their way out to other systems (``hookwire.export``): one row per event and
+    sink, with the event's stable id (a UUIDv7, unique with the sink), its ordering key (the
+    conversation, else the trace), its JSON body, and its delivery state (``pending``,
+    ``delivered``, ``dead``): attempts, when it may be tried next, a relay's claim on it, the
+    last error and, for a refused event, the receiver's response.
 
 Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`). Money is
 exact on both (:class:`Money`).
@@ -86,6 +93,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "CONVERSATION_STATES",
     "MONEY_SCALE",
+    "OUTBOX_STATES",
     "SENDERS",
     "Money",
     "UTCDateTime",
@@ -95,6 +103,7 @@ __all__ = [
     "has_lone_surrogate",
     "messages",
     "metadata",
+    "outbox",
     "span_contents",
     "spans",
     "usage_ledger",
@@ -482,4 +491,38 @@ span_contents = Table(
     ),
     Column("input", Text(), nullable=True),
     Column("output", Text(), nullable=True),
+)
+
+# -- events out -------------------------------------------------------------------------------
+
+#: The delivery states of an outbox row.
+OUTBOX_STATES: tuple[str, ...] = ("pending", "delivered", "dead")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # the order events are delivered in, per sink and key
+    Column("seq", _count(), primary_key=True, autoincrement=True),
+    Column("event_id", String(_ID), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("response", Text(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="state"),
+    # an event is delivered to a sink under one id (a replay resets the row, never copies it)
+    Index("uq_outbox_event_id_sink", "event_id", "sink", unique=True),
+    # a relay's claim: the oldest pending rows of a sink
+    Index("ix_outbox_sink_state_seq", "sink", "state", "seq"),
+    # the order check: an earlier pending row of the same sink and key
+    Index("ix_outbox_sink_key_state_seq", "sink", "key", "state", "seq"),
 )

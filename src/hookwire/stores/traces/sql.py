@@ -410,7 +410,7 @@ class PostgresTraceStore(SQLTraceStore):
     statements = Statements(postgres_insert)
 
     def _content_search(self, words: str) -> Any:
-        # written as the pg_trgm index of migration 0005 is, so that the planner uses it
+        # written as the pg_trgm index of migration 0006_traces is, so that the planner uses it
         matches = text(
             "(coalesce(span_contents.input, '') || ' ' || coalesce(span_contents.output, '')) "
             "ILIKE :pattern"

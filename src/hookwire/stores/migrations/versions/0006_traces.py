@@ -4,8 +4,8 @@ and ``span_contents`` (their whole inputs and outputs), for ``hookwire ui``.
 The runs list reads root spans only, so its indexes are partial (``WHERE parent_id IS NULL``):
 the far more numerous child spans cost them nothing.
 
-Revision ID: 0005_traces
-Revises: 0004_scale
+Revision ID: 0006_traces
+Revises: 0005_outbox
 Create Date: 2026-12-07
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from hookwire.stores.schema import Money, UTCDateTime
 
-revision = "0005_traces"
-down_revision = "0004_scale"
+revision = "0006_traces"
+down_revision = "0005_outbox"
 branch_labels = None
 depends_on = None
 
