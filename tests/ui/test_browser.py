@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seed_data import Seeded, serve, trace_records
 
-from conftest import Seeded, serve, trace_records
 from hookwire.stores import runner
 from hookwire.stores.traces import spans_from_records
 from hookwire.ui.server import DashboardServer
