@@ -70,6 +70,7 @@ def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
     except Exception:
         return exc
 
+
 @dataclass(frozen=True, slots=True)
 class SDK:
     """What differs between the SDKs the instrumentation wraps: the reported ``endpoints`` (by
