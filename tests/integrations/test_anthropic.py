@@ -157,7 +157,7 @@ def test_stream_left_early_is_cancelled_with_an_estimate(
 ) -> None:
     openai_server.script(Reply("one two three four five six"))
     with client.messages.stream(model=MODEL, max_tokens=50, messages=MESSAGES) as stream:
-        for _ in zip(range(2), stream.text_stream):
+        for _ in zip(range(2), stream.text_stream, strict=False):
             pass
     (end,) = rec.of("on_llm_end")
     assert end["cancelled"] is True
@@ -320,7 +320,7 @@ def test_uninstrument_restores_the_client(
 def test_not_an_anthropic_client() -> None:
     import openai
 
-    with pytest.raises(ConfigurationError, match="hookwire.integrations.openai"):
+    with pytest.raises(ConfigurationError, match=r"hookwire\.integrations\.openai"):
         instrument(openai.OpenAI(api_key="x"))  # type: ignore[type-var]
 
 

@@ -120,14 +120,20 @@ def test_completion_is_reported_with_usage_and_cost(openai_server: OpenAIServer,
     assert response.content == "Paris."
     assert response.usage == Usage(200, 10, cached_tokens=120, reasoning_tokens=0)
     assert response.cost == pricing.cost("gpt-4o-mini", response.usage, "openai")
-    assert response.cost == (Decimal(80) * Decimal("0.15") + 120 * Decimal("0.075") + 10 * Decimal("0.6")) / 1_000_000
+    assert (
+        response.cost
+        == (Decimal(80) * Decimal("0.15") + 120 * Decimal("0.075") + 10 * Decimal("0.6"))
+        / 1_000_000
+    )
     assert response.id == out.id
     assert response.finish_reason == "stop"
     assert end["latency_ms"] > 0
 
 
 def test_streamed_completion(openai_server: OpenAIServer, rec: Ends) -> None:
-    openai_server.script(Reply("One two three.", usage={"prompt_tokens": 7, "completion_tokens": 3}))
+    openai_server.script(
+        Reply("One two three.", usage={"prompt_tokens": 7, "completion_tokens": 3})
+    )
     stream = litellm.completion(
         **args(openai_server, stream=True, stream_options={"include_usage": True})
     )
@@ -178,7 +184,9 @@ def test_nested_under_a_hookwire_run(openai_server: OpenAIServer, rec: Ends) -> 
         assert c["user_id"] == "u1"
 
 
-async def test_acompletion_streamed_or_not_and_errors(openai_server: OpenAIServer, rec: Ends) -> None:
+async def test_acompletion_streamed_or_not_and_errors(
+    openai_server: OpenAIServer, rec: Ends
+) -> None:
     openai_server.script(
         Reply("hi there", usage={"prompt_tokens": 4, "completion_tokens": 2}),
         Reply("x y", usage={"prompt_tokens": 4, "completion_tokens": 2}),

@@ -91,7 +91,7 @@ def _model_and_provider(model: Any, params: Mapping[str, Any]) -> tuple[str | No
     return name, provider_name(provider)
 
 
-class HookwireLogger(CustomLogger):  # type: ignore[misc]  # LiteLLM's class is untyped
+class HookwireLogger(CustomLogger):
     """Reports LiteLLM's ``completion`` / ``acompletion`` calls (streamed or not) to hookwire
     handlers: add it to ``litellm.callbacks``.
 
@@ -146,7 +146,9 @@ class HookwireLogger(CustomLogger):  # type: ignore[misc]  # LiteLLM's class is 
             "stream": bool(params.get("stream") or source.get("stream")),
         }
 
-    def _aborted(self, call: _Call, abort: CallbackAbort) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    def _aborted(
+        self, call: _Call, abort: CallbackAbort
+    ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         call.ended = True
         events: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
             ("on_llm_error", (abort,), {**call.kw, "attempts": 0})

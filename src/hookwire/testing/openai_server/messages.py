@@ -141,13 +141,13 @@ class Messages(Endpoint):
             for b in blocks
         ]
         usage = self._usage(sum(len(split_words(p)) for p in pieces), None)
-        for block, text in zip(blocks, pieces):
+        for block, text in zip(blocks, pieces, strict=True):
             block["input"] = json.loads(text)
         if not stream:
             self.w.send_json(200, self._message(blocks, "tool_use", usage))
             return
         self._start(usage)
-        for index, (block, text) in enumerate(zip(blocks, pieces)):
+        for index, (block, text) in enumerate(zip(blocks, pieces, strict=True)):
             self._event("content_block_start", index=index, content_block={**block, "input": {}})
             # The input arrives in pieces, as the real API sends it.
             for start in range(0, len(text), 8):
