@@ -41,7 +41,7 @@ from hookwire.integrations.anthropic import instrument
 from hookwire.integrations.litellm import HookwireLogger
 
 MODEL = "claude-haiku-4-5"
-WORDS = "Paris is the capital and largest city of France .".split(" ")
+WORDS = ["Paris", "is", "the", "capital", "and", "largest", "city", "of", "France", "."]
 USAGE = {
     "input_tokens": 20,
     "cache_creation_input_tokens": 0,
