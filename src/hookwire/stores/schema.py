@@ -37,6 +37,13 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     kept with them, so that a budget check updates one row instead of summing the
     reservations (SQLite's check sums them; the table stays empty there).
 
+``outbox``
+    events on their way out to other systems (``hookwire.export``): one row per event and
+    sink, with the event's stable id (a UUIDv7, unique with the sink), its ordering key (the
+    conversation, else the trace), its JSON body, and its delivery state (``pending``,
+    ``delivered``, ``dead``): attempts, when it may be tried next, a relay's claim on it, the
+    last error and, for a refused event, the receiver's response.
+
 Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`). Money is
 exact on both (:class:`Money`).
 """
@@ -71,6 +78,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "CONVERSATION_STATES",
     "MONEY_SCALE",
+    "OUTBOX_STATES",
     "SENDERS",
     "Money",
     "UTCDateTime",
@@ -80,6 +88,7 @@ __all__ = [
     "has_lone_surrogate",
     "messages",
     "metadata",
+    "outbox",
     "usage_ledger",
     "usage_totals",
 ]
@@ -391,4 +400,39 @@ budget_totals = Table(
     metadata,
     *_total_key(),
     Column("reserved", Money(), nullable=False),
+)
+
+
+# -- events out -------------------------------------------------------------------------------
+
+#: The delivery states of an outbox row.
+OUTBOX_STATES: tuple[str, ...] = ("pending", "delivered", "dead")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # the order events are delivered in, per sink and key
+    Column("seq", _count(), primary_key=True, autoincrement=True),
+    Column("event_id", String(_ID), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("response", Text(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="state"),
+    # an event is delivered to a sink under one id (a replay resets the row, never copies it)
+    Index("uq_outbox_event_id_sink", "event_id", "sink", unique=True),
+    # a relay's claim: the oldest pending rows of a sink
+    Index("ix_outbox_sink_state_seq", "sink", "state", "seq"),
+    # the order check: an earlier pending row of the same sink and key
+    Index("ix_outbox_sink_key_state_seq", "sink", "key", "state", "seq"),
 )
