@@ -5,6 +5,9 @@
   (``hookwire[langchain]``);
 - ``hookwire.integrations.openai``: ``instrument(client, callbacks=[...])`` /
   ``uninstrument(client)`` for an existing ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client.
+- ``hookwire.integrations.otel``: ``HookwireSpanProcessor``, an OpenTelemetry span processor
+  that turns any instrumentation's GenAI and OpenInference spans into hookwire events
+  (``hookwire[otel]``).
 
 Each bridge imports its framework, so import the submodule you use; this package imports
 nothing.
