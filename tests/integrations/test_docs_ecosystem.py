@@ -43,7 +43,7 @@ def test_example_runs_as_documented(index: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     # A subprocess: the OpenTelemetry example sets the process-wide tracer provider.
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
     )
     assert proc.returncode == 0, proc.stderr
     got = [" ".join(line.split()) for line in proc.stdout.splitlines()]
