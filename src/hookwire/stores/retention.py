@@ -64,10 +64,13 @@ class Retention:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, int) or value < 0 or (field.name == "batch" and not value):
+                what = (
+                    "rows, at least 1"
+                    if field.name == "batch"
+                    else "days or months, 0 to keep every row"
+                )
                 raise ValueError(
-                    f"Retention.{field.name} must be a whole number of "
-                    f"{'rows, at least 1' if field.name == 'batch' else 'days or months, 0 to keep every row'}"
-                    f", not {value!r}"
+                    f"Retention.{field.name} must be a whole number of {what}, not {value!r}"
                 )
 
 
