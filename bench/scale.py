@@ -238,6 +238,7 @@ def main() -> None:
             print(f"SQLite, {n:,}", file=sys.stderr)
             url = _sqlite_url(directory, n)
             results[("SQLite", n)] = runner.run_sync(_measure(url, n, args.rounds), None)
+            print(f"  {results[('SQLite', n)]}", file=sys.stderr)  # kept if a later size fails
             os.remove(url.split("///", 1)[1])
             if postgres:
                 print(f"PostgreSQL, {n:,}", file=sys.stderr)
@@ -246,6 +247,7 @@ def main() -> None:
                 pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
                 try:
                     results[("PostgreSQL", n)] = runner.run_sync(_measure(pg, n, args.rounds), None)
+                    print(f"  {results[('PostgreSQL', n)]}", file=sys.stderr)
                 finally:
                     runner.run_sync(engine.dispose_engines(), 30)
                     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
