@@ -4,7 +4,7 @@
 - ``hookwire report LOG.jsonl ...``          (``hookwire.cli.report``)
 - ``hookwire history list`` / ``show ID``    (``hookwire.cli.history``)
 - ``hookwire costs ...``                     (``hookwire.cli.costs``)
-- ``hookwire db upgrade`` / ``current``      (``hookwire.cli.db``)
+- ``hookwire db upgrade`` / ``current`` / ``prune``  (``hookwire.cli.db``)
 
 Errors follow one style (``hookwire.cli.command``): ``hookwire <command>: error: ...`` on
 stderr, exit status 1; usage errors exit 2.
