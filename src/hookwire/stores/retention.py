@@ -57,7 +57,8 @@ class Retention:
     month_totals: int = 25
     #: Days a conversation is kept after its last activity (0: conversations are kept).
     conversation_days: int = 0
-    #: Rows deleted per transaction (conversations: a tenth, at least 1, with their messages).
+    #: Rows deleted per transaction (conversations: a fiftieth, at least 1, as each carries
+    #: its messages).
     batch: int = 5000
 
     def __post_init__(self) -> None:
@@ -126,7 +127,7 @@ def _steps(retention: Retention, now: datetime, sqlite: bool) -> list[_Step]:
                 conversations,
                 (conversations.c.id,),
                 conversations.c.updated_at < cut,
-                max(1, retention.batch // 10),
+                max(1, retention.batch // 50),
             )
         )
     ended = ((r.period == "day") & (r.period_start < day_floor)) | (
