@@ -10,8 +10,9 @@ For each, the best of ``--rounds`` of:
   ledger) and ``--by user`` summed from the ledger's rows alone (what ``costs`` did before);
 - the ledger's write rate (rows/s, 2,000 new calls in batches of 500) at that size;
 - on PostgreSQL, the share of HOT updates of ``conversations`` while 2,000 messages are
-  written (``pg_stat_user_tables``), with ``updated_at`` moved by every write (the default)
-  and at most every 5 s (``PostgresConversationStore.touch_every``).
+  written (``pg_stat_user_tables``), and the growth of its indexes, with ``updated_at`` moved
+  by every write and at most once a minute (``PostgresConversationStore.touch_every``, the
+  default).
 
 Conversations and messages are made in SQL (fast at any size); the ledger is written through
 ``UsageLedger.record``, so its totals are the ones the library keeps.
@@ -165,37 +166,51 @@ async def _measure(url: str, n: int, rounds: int) -> dict[str, str]:
     out["ledger writes (rows/s)"] = f"{len(fresh) / (time.perf_counter() - t):,.0f}"
 
     if not engine.is_sqlite(url):
-        out["HOT updates, 2,000 messages"] = await _hot_ratio(url, store)
-        store.touch_every = 5.0  # type: ignore[attr-defined]
-        out["HOT updates, touch_every=5"] = await _hot_ratio(url, store)
+        out.update(await _hot_rows(url))
     return out
 
 
-async def _hot_ratio(url: str, store: ConversationStore) -> str:
+async def _hot_rows(url: str) -> dict[str, str]:
+    """The HOT share of ``conversations`` updates and its indexes' growth while 2,000 messages
+    are written, with ``updated_at`` moved by every write and as by default."""
+    out: dict[str, str] = {}
+    exact = ConversationStore(url)
+    exact.touch_every = 0.0  # type: ignore[attr-defined]
+    hot, grown = await _hot_ratio(url, exact)
+    out["HOT updates, touch_every=0"] = hot
+    out["index growth (KB), touch_every=0"] = grown
+    hot, grown = await _hot_ratio(url, ConversationStore(url))
+    out["HOT updates, default (touch_every=60)"] = hot
+    out["index growth (KB), default"] = grown
+    return out
+
+
+async def _hot_ratio(url: str, store: ConversationStore) -> tuple[str, str]:
     from sqlalchemy import text
 
     from hookwire.stores.conversations import Owner
 
     query = text(
-        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'conversations'"
+        "SELECT n_tup_upd, n_tup_hot_upd, pg_indexes_size('conversations') "
+        "FROM pg_stat_user_tables WHERE relname = 'conversations'"
     )
 
-    async def stats() -> tuple[int, int]:
+    async def stats() -> tuple[int, int, int]:
         # other backends report their counts when idle, at most once a second
         await asyncio.sleep(2.0)
         async with engine.get_engine(url).connect() as conn:
             await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             row = (await conn.execute(query)).one()
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2])
 
-    me = Owner(user_id="user-hot", org_id="org-1", realm="main")
+    me = Owner(user_id=f"user-hot-{uuid.uuid4().hex[:6]}", org_id="org-1", realm="main")
     ids = [await store.create_conversation(me) for _ in range(20)]
     before = await stats()
     for round_ in range(100):
         await asyncio.gather(*(store.add_message(me, cid, f"m{round_}", "end_user") for cid in ids))
     after = await stats()
     updates, hot = after[0] - before[0], after[1] - before[1]
-    return f"{hot:,} of {updates:,}"
+    return f"{hot:,} of {updates:,}", f"{(after[2] - before[2]) // 1024:,}"
 
 
 def _sqlite_url(directory: str, n: int) -> str:
@@ -223,6 +238,7 @@ def main() -> None:
             print(f"SQLite, {n:,}", file=sys.stderr)
             url = _sqlite_url(directory, n)
             results[("SQLite", n)] = runner.run_sync(_measure(url, n, args.rounds), None)
+            print(f"  {results[('SQLite', n)]}", file=sys.stderr)  # kept if a later size fails
             os.remove(url.split("///", 1)[1])
             if postgres:
                 print(f"PostgreSQL, {n:,}", file=sys.stderr)
@@ -231,6 +247,7 @@ def main() -> None:
                 pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
                 try:
                     results[("PostgreSQL", n)] = runner.run_sync(_measure(pg, n, args.rounds), None)
+                    print(f"  {results[('PostgreSQL', n)]}", file=sys.stderr)
                 finally:
                     runner.run_sync(engine.dispose_engines(), 30)
                     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -222,3 +222,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("pg_database_url")
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def own_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``db_url``, but the PostgreSQL database is this test's own (made and dropped
+    around it), for tests that change rows across the whole database (``hookwire db prune``)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "hookwire.db"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    import uuid
+
+    from hookwire.stores import engine, runner
+
+    request.getfixturevalue("pg_url")  # skips without the server
+    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        runner.run_sync(engine.upgrade(url), timeout=120)
+        yield url
+    finally:
+        try:
+            runner.run_sync(engine.dispose_engines(), timeout=30)
+        finally:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -40,3 +40,28 @@ def test_a_bad_url_is_an_error() -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("hookwire db upgrade: error: ")
     assert "names no database" in result.stderr
+
+
+def test_db_prune_dry_run_counts_and_prune_deletes(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from hookwire.stores import runner as store_runner
+    from hookwire.stores.ledger import UsageLedger, UsageRecord
+
+    url = f"sqlite:///{tmp_path}/prune.db"
+    old = datetime.now(timezone.utc) - timedelta(days=500)
+    call = UsageRecord(
+        run_id="r-old", created_at=old, prompt_tokens=1, completion_tokens=1, total_tokens=2,
+        cost=Decimal("0.1"), user_id="u",
+    )  # fmt: skip
+    store_runner.run_sync(UsageLedger(url).record([call]), 60)
+    dry = runner.invoke(app, ["db", "prune", "--dry-run", "--db", url])
+    assert dry.exit_code == 0, dry.output
+    assert "usage_ledger: would delete 1 rows" in dry.output
+    done = runner.invoke(app, ["db", "prune", "--db", url])
+    assert "usage_ledger: deleted 1 rows" in done.output
+    again = runner.invoke(app, ["db", "prune", "--dry-run", "--db", url])
+    assert "usage_ledger: would delete 0 rows" in again.output
+    refused = runner.invoke(app, ["db", "prune", "--ledger-days", "-1", "--db", url])
+    assert refused.exit_code == 2

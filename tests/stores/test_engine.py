@@ -84,18 +84,20 @@ def test_get_engine_needs_a_loop() -> None:
 def test_new_sqlite_file_gets_the_schema_and_pragmas(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/new.db"
 
-    async def go() -> tuple[str | None, str, int, int]:
+    async def go() -> tuple[str | None, str, int, int, int]:
         await engine.ensure_schema(url)
         async with engine.get_engine(url).connect() as conn:
             mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
             fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
             busy = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
-        return await engine.schema_revision(url), mode, fks, busy
+            cache = (await conn.execute(text("PRAGMA cache_size"))).scalar_one()
+        return await engine.schema_revision(url), mode, fks, busy, cache
 
-    revision, mode, fks, busy = runner.run_sync(go())
+    revision, mode, fks, busy, cache = runner.run_sync(go())
     assert revision == engine.head_revision()
     assert (mode, fks) == ("wal", 1)
     assert busy > 0
+    assert cache == -16384  # KiB: a ledger batch's dirty pages fit (engine.SQLITE_PRAGMAS)
     assert (tmp_path / "new.db").exists()
 
 

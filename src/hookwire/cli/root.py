@@ -4,7 +4,7 @@
 - ``hookwire report LOG.jsonl ...``          (``hookwire.cli.report``)
 - ``hookwire history list`` / ``show ID``    (``hookwire.cli.history``)
 - ``hookwire costs ...``                     (``hookwire.cli.costs``)
-- ``hookwire db upgrade`` / ``current``      (``hookwire.cli.db``)
+- ``hookwire db upgrade`` / ``current`` / ``prune`` (``hookwire.cli.db``)
 - ``hookwire traces prune ...``              (``hookwire.cli.traces``)
 - ``hookwire import LOG.jsonl ...``          (``hookwire.cli.importing``)
 - ``hookwire ui ...``                        (``hookwire.cli.ui``)
