@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -11,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookwire.errors import ConfigurationError, LogFormatError, RateLimitError
-from hookwire.events import HOOKS, LLMResponse, ToolCall, Usage, event_from_call
+from hookwire.events import (
+    HOOKS,
+    REQUEST_CONTEXT_KEYS,
+    LLMResponse,
+    ToolCall,
+    Usage,
+    event_from_call,
+)
 from hookwire.logschema import (
     EVENT_NAMES,
     REDACTED,
@@ -380,3 +388,88 @@ def test_line_from_parts_is_the_line_of_the_merged_keywords() -> None:
     rec = parse_line(line)
     assert rec["user_id"] == "caller wins" and rec["event"] == "llm_end"
     assert kw == {"latency_ms": 2.5, "user_id": "caller wins", "event": "reserved"}  # unchanged
+
+
+# -- FileLogCallback's line against the reference record -------------------------------------
+# FileLogCallback serialises on the app thread with ``line_from_parts`` (one dict, one dumps,
+# no keyword dict merged first); ``record_from_call`` + ``dumps_record`` is the schema's
+# reference. For any values an app may send, both must give the same line.
+
+_SECRET = st.from_regex(r"sk-[A-Za-z0-9]{24,40}", fullmatch=True)
+_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),  # beyond 64 bits too: written as strings
+    st.floats(),  # NaN and infinities are written as null
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),  # controls too
+    _SECRET,
+)
+_VALUE = st.recursive(
+    _SCALAR,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+_CONTEXT_KEYS = ("trace_id", "parent_run_id", "depth", "tags", "metadata")
+
+
+@st.composite
+def _dispatched(draw: st.DrawFn) -> tuple[Any, ...]:
+    hook = draw(st.sampled_from(sorted(HOOKS)))
+    if hook == "on_llm_end":
+        text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+        args: tuple[Any, ...] = (
+            LLMResponse(
+                draw(st.one_of(text, _SECRET)),
+                Usage(draw(st.integers(0, 10**9)), draw(st.integers(0, 10**9))),
+                model=draw(st.one_of(st.none(), text)),
+                cost=draw(st.one_of(st.none(), st.decimals(0, 1000, places=8))),
+                tool_calls=tuple(
+                    ToolCall(f"c{i}", "t", draw(text)) for i in range(draw(st.integers(0, 2)))
+                ),
+            ),
+        )
+    else:
+        args = tuple(draw(_VALUE) for _ in HOOKS[hook].args)
+    ctx = draw(
+        st.dictionaries(
+            st.sampled_from(_CONTEXT_KEYS + tuple(REQUEST_CONTEXT_KEYS)), _VALUE, max_size=5
+        )
+    )
+    kw = draw(
+        st.dictionaries(
+            st.one_of(
+                st.sampled_from(("v", "event", "data", "usage", "cost", "user_id")),
+                st.text(max_size=8),
+            ),
+            st.one_of(_VALUE, st.builds(Usage, st.integers(0, 99), st.integers(0, 99))),
+            max_size=4,
+        )
+    )
+    model, provider = draw(st.one_of(st.none(), _SCALAR)), draw(st.one_of(st.none(), _SCALAR))
+    return hook, args, RUN_ID, draw(st.floats(0, 2e9)), ctx, kw, model, provider
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=_dispatched())
+def test_property_filelog_line_is_the_reference_record(event: tuple[Any, ...]) -> None:
+    hook, args, run_id, timestamp, ctx, kw, model, provider = event
+    kept = dict(kw)
+    line = line_from_parts(hook, args, run_id, timestamp, ctx, kw, model, provider)
+    merged = {"run_id": run_id, "timestamp": timestamp, **ctx, **kw}
+    if model is not None:
+        merged["model"] = model
+    if provider is not None:
+        merged["provider"] = provider
+    reference = dumps_record(record_from_call(hook, args, merged))
+    assert kw == kept  # only read
+    assert line == reference
+    assert orjson.loads(line) == orjson.loads(reference)
+    red = Redactor()
+    out = red.json_bytes(line)
+    assert orjson.loads(out) == orjson.loads(red.json_bytes(reference))
+    assert parse_line(out)["event"] == EVENT_NAMES[hook]
+    assert b"sk-" not in out or REDACTED.encode() in out

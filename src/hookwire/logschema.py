@@ -314,8 +314,13 @@ def _plain(value: Any) -> Any:
 
 
 def dumps_record(record: Mapping[str, Any]) -> bytes:
-    """A record as one JSON line (with its newline); secrets are not yet redacted."""
-    return orjson.dumps(record, default=json_default, option=_DUMPS_OPTIONS)
+    """A record as one JSON line (with its newline); secrets are not yet redacted.
+
+    Integers too big for JSON's 64 bits are written as strings, as ``FileLogCallback`` does."""
+    try:
+        return orjson.dumps(record, default=json_default, option=_DUMPS_OPTIONS)
+    except TypeError:  # integers too big for JSON, ...
+        return orjson.dumps(_plain(record), default=json_default, option=_DUMPS_OPTIONS)
 
 
 def to_record(
