@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -28,9 +28,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from .. import runner
 from ..engine import get_write_engine
 from ..schema import Money, budget_reservations, budget_totals, usage_ledger
-from .budgets import RESERVE_CALL, RESERVE_CALL_PYFORMAT, exceeded, keyed, reserve_args, within
+from .batching import Ask, Outcome
+from .budgets import (
+    RESERVE_CALL_PYFORMAT,
+    RESERVE_MANY,
+    RESERVE_MANY_PYFORMAT,
+    exceeded,
+    keyed,
+    reserve_args,
+    reserve_many_args,
+    within,
+)
 from .connections import budget_engine, budget_pool, psycopg_available, sync_give_back, sync_take
-from .records import Claim
+from .records import Claim, period_name
 from .sql import BATCH, SQLUsageLedger, Statements
 
 __all__ = ["SWEEP_EVERY", "PostgresUsageLedger"]
@@ -76,6 +86,11 @@ _SWEEP = (
 _Keyed = list[tuple[Claim, str]]
 
 
+def _row_key(c: Claim, start: str) -> tuple[str, str, str, str, str]:
+    """The claim's row of ``budget_totals``, in the table's key order."""
+    return (c.scope, c.key, period_name(c.period), start, c.currency)
+
+
 class PostgresUsageLedger(SQLUsageLedger):
     """The ledger in PostgreSQL (see the module)."""
 
@@ -91,7 +106,7 @@ class PostgresUsageLedger(SQLUsageLedger):
         # through a small SQLAlchemy engine
         asyncpg = self.url.startswith("postgresql+asyncpg")
         self._direct_async = asyncpg
-        self._call_reserve = self._call_asyncpg if asyncpg else self._call_sqlalchemy
+        self._call_reserve_many = self._call_asyncpg if asyncpg else self._call_sqlalchemy
 
     async def _settle_after_commit(self, run_ids: list[str]) -> None:
         """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
@@ -181,32 +196,46 @@ class PostgresUsageLedger(SQLUsageLedger):
         if not self._schema_checked:
             await runner.run(self._ready())
             self._schema_checked = True
-        await self._reserve(run_id, *keyed(claims, ttl, now))
+        await self._batched(run_id, claims, ttl, now)
 
-    async def _reserve(
-        self, run_id: str, ordered: _Keyed, now: datetime, expires: datetime
-    ) -> None:
-        args = reserve_args(run_id, ordered, now, expires)
+    def _batch_group(self, claims: _Keyed) -> Hashable:
+        # A transaction locks the totals' rows of its claims as it goes: a batch may hold
+        # several keys only if it takes them in the one order every check and settlement
+        # takes them. Checks of one claim each do (the batch is sorted by key); a check of
+        # several claims shares a transaction only with checks of the same keys.
+        if len(claims) == 1:
+            return None
+        return tuple(_row_key(c, start) for c, start in claims)
+
+    async def _reserve_many(self, asks: list[Ask]) -> list[Outcome]:
+        # Sorted by key (stable: one key's checks keep their order), so that the rows are
+        # locked in the order every other transaction locks them.
+        order = sorted(range(len(asks)), key=lambda i: _row_key(*asks[i].claims[0]))
+        args = reserve_many_args([asks[i] for i in order])
         try:
-            refused, committed = await self._call_reserve(args)
+            answers = await self._call_reserve_many(args)
         except Exception as exc:  # SQLAlchemy's, the driver's (a missing function, a lost server)
             raise self._fail("checking a budget", exc) from exc
-        self._check_refused(ordered, refused, committed)
+        outcomes: list[Outcome] = [None] * len(asks)
+        for i, (refused, committed) in zip(order, answers, strict=True):
+            if int(refused):
+                outcomes[i] = exceeded(asks[i].claims[int(refused) - 1][0], Decimal(committed))
+        return outcomes
 
-    async def _call_asyncpg(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    async def _call_asyncpg(self, args: tuple[Any, ...]) -> list[tuple[Any, Any]]:
         pool = await budget_pool(self.url)
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(RESERVE_CALL, *args)
-        return row["refused"], row["committed"]
+            rows = await conn.fetch(RESERVE_MANY, *args)
+        return [(row["refused"], row["committed"]) for row in rows]
 
-    async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> list[tuple[Any, Any]]:
         async with budget_engine(self.url).connect() as conn:
             raw = await conn.get_raw_connection()
             cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                RESERVE_CALL_PYFORMAT, args
+                RESERVE_MANY_PYFORMAT, args
             )
-            fetched = await cursor.fetchone()
-        return fetched[0], fetched[1]
+            fetched = await cursor.fetchall()
+        return [(row[0], row[1]) for row in fetched]
 
     @staticmethod
     def _check_refused(ordered: _Keyed, refused: Any, committed: Any) -> None:

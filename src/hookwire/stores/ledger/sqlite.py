@@ -13,12 +13,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..engine import get_write_engine
-from ..schema import MONEY_SCALE, budget_reservations, usage_ledger
+from ..schema import MONEY_SCALE, budget_reservations, usage_ledger, usage_totals
+from .batching import Ask, Outcome
 from .budgets import exceeded
 from .records import Claim, period_name
 from .sql import BATCH, SQLUsageLedger, Statements
@@ -26,7 +27,29 @@ from .sql import BATCH, SQLUsageLedger, Statements
 __all__ = ["SQLiteUsageLedger"]
 
 _r = budget_reservations.c
+_t = usage_totals.c
 _SETTLE = delete(budget_reservations).where(_r.run_id.in_(bindparam("run_ids", expanding=True)))
+_RESERVE = sqlite_insert(budget_reservations).on_conflict_do_nothing()
+_EXPIRED = delete(budget_reservations).where(
+    _r.expires_at <= bindparam("now"),
+    tuple_(_r.scope, _r.key).in_(bindparam("keys", expanding=True)),
+)
+#: Keys read in one statement (5 parameters each, well under SQLite's limit).
+_KEYS_AT_ONCE = 200
+_KEY_COLUMNS = (_t.scope, _t.key, _t.period, _t.period_start, _t.currency)
+_SPENT = select(*_KEY_COLUMNS, _t.cost).where(
+    tuple_(*_KEY_COLUMNS).in_(bindparam("keys", expanding=True))
+)
+_R_KEY = (_r.scope, _r.key, _r.period, _r.period_start, _r.currency)
+_RESERVED = (
+    select(*_R_KEY, func.sum(_r.amount))
+    .where(tuple_(*_R_KEY).in_(bindparam("keys", expanding=True)), _r.expires_at > bindparam("now"))
+    .group_by(*_R_KEY)
+)
+
+
+def _key_of(c: Claim, start: str) -> tuple[str, str, str, str, str]:
+    return (c.scope, c.key, period_name(c.period), start, c.currency)
 
 
 class SQLiteUsageLedger(SQLUsageLedger):
@@ -54,52 +77,67 @@ class SQLiteUsageLedger(SQLUsageLedger):
         for i in range(0, len(run_ids), BATCH):
             await conn.execute(_SETTLE, {"run_ids": run_ids[i : i + BATCH]})
 
-    async def _reserve(
-        self, run_id: str, ordered: list[tuple[Claim, str]], now: datetime, expires: datetime
-    ) -> None:
+    async def _reserve_many(self, asks: list[Ask]) -> list[Outcome]:
+        # Every check of the file takes its write lock, so all of a loop's checks share a
+        # transaction (the default group), whatever their keys.
+        now = min(a.now for a in asks)  # the earliest: counts the most reservations as live
+        outcomes: list[Outcome] = []
+        rows: list[dict[str, Any]] = []
         try:
-            # BEGIN IMMEDIATE: the check and the reservation hold SQLite's write lock, which
+            # BEGIN IMMEDIATE: the checks and the reservations hold SQLite's write lock, which
             # serialises them against every other writer of the file, in any process.
             async with get_write_engine(self.url).begin() as conn:
-                for c, start in ordered:
-                    row = (
-                        await conn.execute(
-                            self._committed(c.scope, c.key, c.period, start, c.currency, now)
-                        )
-                    ).one()
-                    committed = self._committed_total(row)
-                    if committed >= c.limit:
-                        raise exceeded(c, committed)
-                await conn.execute(
-                    sqlite_insert(budget_reservations)
-                    .values(
-                        [
+                committed = await self._committed_of(
+                    conn, {_key_of(c, start) for a in asks for c, start in a.claims}, now
+                )
+                for a in asks:
+                    refused: Outcome = None
+                    for c, start in a.claims:
+                        total = committed[_key_of(c, start)]
+                        if total >= c.limit:
+                            refused = exceeded(c, total)
+                            break
+                    outcomes.append(refused)
+                    if refused is not None:
+                        continue
+                    for c, start in a.claims:
+                        committed[_key_of(c, start)] += c.amount
+                        rows.append(
                             {
-                                "run_id": run_id,
+                                "run_id": a.run_id,
                                 "scope": c.scope,
                                 "key": c.key,
                                 "period": period_name(c.period),
                                 "period_start": start,
                                 "currency": c.currency,
                                 "amount": c.amount,
-                                "expires_at": expires,
+                                "expires_at": a.expires,
                             }
-                            for c, start in ordered
-                        ]
-                    )
-                    .on_conflict_do_nothing()
-                )
+                        )
+                if rows:
+                    await conn.execute(_RESERVE, rows)
                 # Reservations of runs that never came back stop counting at expiry; remove
                 # those of these keys now and then, so the table stays small.
-                await conn.execute(
-                    delete(budget_reservations).where(
-                        _r.expires_at <= now,
-                        _r.scope == ordered[0][0].scope,
-                        _r.key == ordered[0][0].key,
-                    )
-                )
+                firsts = sorted({(a.claims[0][0].scope, a.claims[0][0].key) for a in asks})
+                for i in range(0, len(firsts), BATCH):
+                    await conn.execute(_EXPIRED, {"now": now, "keys": firsts[i : i + BATCH]})
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("checking a budget", exc) from exc
+        return outcomes
+
+    @staticmethod
+    async def _committed_of(
+        conn: Any, keys: set[tuple[str, str, str, str, str]], now: datetime
+    ) -> dict[tuple[str, str, str, str, str], Decimal]:
+        """Spent plus reserved of each key, read in the check's transaction."""
+        committed = dict.fromkeys(keys, Decimal(0))
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), _KEYS_AT_ONCE):
+            chunk = ordered[i : i + _KEYS_AT_ONCE]
+            for stmt in (_SPENT, _RESERVED):
+                for *key, amount in await conn.execute(stmt, {"keys": chunk, "now": now}):
+                    committed[tuple(key)] += amount or 0
+        return committed
 
     def _period_column(self, name: str) -> ColumnElement[Any]:
         # created_at is fixed-width ISO 8601 text in UTC on SQLite.
