@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .batching import Ask
 
 __all__ = [
+    "RESERVE_CALL",
     "RESERVE_CALL_PYFORMAT",
     "RESERVE_MANY",
     "RESERVE_MANY_PYFORMAT",
@@ -53,6 +54,8 @@ _MANY = (
 RESERVE_MANY = _MANY.format("$1", "$2", "$3", "$4")
 #: A batch of checks through psycopg.
 RESERVE_MANY_PYFORMAT = _MANY.format("%s", "%s::text[]", "%s", "%s")
+#: The check through asyncpg (``$n`` parameters).
+RESERVE_CALL = "SELECT refused, committed FROM hookwire_reserve($1, $2::jsonb, $3, $4)"
 #: The check through psycopg (``%s`` parameters).
 RESERVE_CALL_PYFORMAT = (
     "SELECT refused, committed FROM hookwire_reserve(%s::text, %s::jsonb, %s::timestamptz, "

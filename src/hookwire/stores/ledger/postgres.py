@@ -25,13 +25,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from ...errors import BudgetExceeded
 from .. import runner
 from ..engine import get_write_engine
 from ..schema import Money, budget_reservations, budget_totals, usage_ledger
 from .batching import Ask, Outcome
 from .budgets import (
+    RESERVE_CALL,
     RESERVE_CALL_PYFORMAT,
-    RESERVE_MANY,
     RESERVE_MANY_PYFORMAT,
     exceeded,
     keyed,
@@ -40,7 +41,8 @@ from .budgets import (
     within,
 )
 from .connections import budget_engine, budget_pool, psycopg_available, sync_give_back, sync_take
-from .records import Claim, period_name
+from .postgres_batch import reserve_batch, row_key
+from .records import Claim
 from .sql import BATCH, SQLUsageLedger, Statements
 
 __all__ = ["SWEEP_EVERY", "PostgresUsageLedger"]
@@ -86,11 +88,6 @@ _SWEEP = (
 _Keyed = list[tuple[Claim, str]]
 
 
-def _row_key(c: Claim, start: str) -> tuple[str, str, str, str, str]:
-    """The claim's row of ``budget_totals``, in the table's key order."""
-    return (c.scope, c.key, period_name(c.period), start, c.currency)
-
-
 class PostgresUsageLedger(SQLUsageLedger):
     """The ledger in PostgreSQL (see the module)."""
 
@@ -106,7 +103,6 @@ class PostgresUsageLedger(SQLUsageLedger):
         # through a small SQLAlchemy engine
         asyncpg = self.url.startswith("postgresql+asyncpg")
         self._direct_async = asyncpg
-        self._call_reserve_many = self._call_asyncpg if asyncpg else self._call_sqlalchemy
 
     async def _settle_after_commit(self, run_ids: list[str]) -> None:
         """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
@@ -199,21 +195,36 @@ class PostgresUsageLedger(SQLUsageLedger):
         await self._batched(run_id, claims, ttl, now)
 
     def _batch_group(self, claims: _Keyed) -> Hashable:
-        # A transaction locks the totals' rows of its claims as it goes: a batch may hold
-        # several keys only if it takes them in the one order every check and settlement
-        # takes them. Checks of one claim each do (the batch is sorted by key); a check of
-        # several claims shares a transaction only with checks of the same keys.
-        if len(claims) == 1:
+        # Through asyncpg a batch locks all its keys' rows first, in order (see
+        # .postgres_batch): any checks may share it. Through another driver it calls
+        # hookwire_reserve per check, which locks a check's rows as it goes: checks of one
+        # claim each share a batch (sorted by key, so taken in order), and a check of several
+        # claims only with checks of the same keys.
+        if self._direct_async or len(claims) == 1:
             return None
-        return tuple(_row_key(c, start) for c, start in claims)
+        return tuple(row_key(c, start) for c, start in claims)
 
     async def _reserve_many(self, asks: list[Ask]) -> list[Outcome]:
-        # Sorted by key (stable: one key's checks keep their order), so that the rows are
-        # locked in the order every other transaction locks them.
-        order = sorted(range(len(asks)), key=lambda i: _row_key(*asks[i].claims[0]))
-        args = reserve_many_args([asks[i] for i in order])
         try:
-            answers = await self._call_reserve_many(args)
+            if self._direct_async:
+                pool = await budget_pool(self.url)
+                async with pool.acquire() as conn:
+                    if len(asks) == 1:  # one round trip
+                        a = asks[0]
+                        row = await conn.fetchrow(
+                            RESERVE_CALL, *reserve_args(a.run_id, a.claims, a.now, a.expires)
+                        )
+                        answers = [(row["refused"], row["committed"])]
+                    else:
+                        return await reserve_batch(conn, asks, min(a.now for a in asks))
+                order = [0]
+            else:
+                # Sorted by key (stable: one key's checks keep their order), so that the rows
+                # are locked in the order every other transaction locks them.
+                order = sorted(range(len(asks)), key=lambda i: row_key(*asks[i].claims[0]))
+                answers = await self._call_sqlalchemy(reserve_many_args([asks[i] for i in order]))
+        except BudgetExceeded:
+            raise
         except Exception as exc:  # SQLAlchemy's, the driver's (a missing function, a lost server)
             raise self._fail("checking a budget", exc) from exc
         outcomes: list[Outcome] = [None] * len(asks)
@@ -221,12 +232,6 @@ class PostgresUsageLedger(SQLUsageLedger):
             if int(refused):
                 outcomes[i] = exceeded(asks[i].claims[int(refused) - 1][0], Decimal(committed))
         return outcomes
-
-    async def _call_asyncpg(self, args: tuple[Any, ...]) -> list[tuple[Any, Any]]:
-        pool = await budget_pool(self.url)
-        async with pool.acquire() as conn:
-            rows = await conn.fetch(RESERVE_MANY, *args)
-        return [(row["refused"], row["committed"]) for row in rows]
 
     async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> list[tuple[Any, Any]]:
         async with budget_engine(self.url).connect() as conn:

@@ -1,14 +1,17 @@
 """The ledger in an SQLite file.
 
-SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file, in any process: a budget
-check sums the key's spent and reserved cost and reserves in one such transaction, and
-:meth:`~.api.UsageLedger.record` settles reservations in the ledger rows' own transaction.
-Checks from sync code or another event loop run on the store loop, without the handler's
-``check_timeout`` (see :attr:`SQLiteUsageLedger.bounded_by_timeout`).
+SQLite's ``BEGIN IMMEDIATE`` serialises every writer of the file, in any process: budget
+checks sum their keys' spent and reserved cost and reserve in one such transaction (one for
+all the checks of a batch, see :mod:`.batching`), and :meth:`~.api.UsageLedger.record`
+settles reservations in the ledger rows' own transaction. The transactions run on the store
+loop, without the handler's ``check_timeout`` (see
+:attr:`SQLiteUsageLedger.bounded_by_timeout`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +20,7 @@ from sqlalchemy import ColumnElement, bindparam, delete, func, select, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import runner
 from ..engine import get_write_engine
 from ..schema import MONEY_SCALE, budget_reservations, usage_ledger, usage_totals
 from .batching import Ask, Outcome
@@ -77,9 +81,26 @@ class SQLiteUsageLedger(SQLUsageLedger):
         for i in range(0, len(run_ids), BATCH):
             await conn.execute(_SETTLE, {"run_ids": run_ids[i : i + BATCH]})
 
+    async def areserve(
+        self, run_id: str, claims: Sequence[Claim], ttl: float = 600.0,
+        now: datetime | None = None, *, timeout: float | None = None,
+    ) -> None:  # fmt: skip
+        """:meth:`reserve` from any event loop: the checks are coalesced on the caller's loop
+        (see :mod:`.batching`), and each batch goes to the store loop in one hop (a hop per
+        check cost more than the check, in thread switches). Not bounded by ``timeout``
+        (see :attr:`bounded_by_timeout`)."""
+        if claims:
+            await self._batched(run_id, claims, ttl, now)
+
     async def _reserve_many(self, asks: list[Ask]) -> list[Outcome]:
+        # On the store loop, where the file's engine lives; shielded, so that a batch the
+        # asking loop no longer waits for still ends (see bounded_by_timeout).
+        return await asyncio.shield(runner.run(self._reserve_here(asks)))
+
+    async def _reserve_here(self, asks: list[Ask]) -> list[Outcome]:
         # Every check of the file takes its write lock, so all of a loop's checks share a
         # transaction (the default group), whatever their keys.
+        await self._ready()
         now = min(a.now for a in asks)  # the earliest: counts the most reservations as live
         outcomes: list[Outcome] = []
         rows: list[dict[str, Any]] = []
