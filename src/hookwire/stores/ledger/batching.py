@@ -36,7 +36,7 @@ __all__ = ["MAX_BATCH", "Ask", "Outcome", "ReserveBatcher"]
 logger = logging.getLogger("hookwire")
 
 #: The most calls one transaction reserves for (the rest wait for the next one).
-MAX_BATCH = 500
+MAX_BATCH = 1000
 
 _RUNNING: set[asyncio.Task[None]] = set()
 
