@@ -8,6 +8,10 @@ runs for one user (one budget key: the checks race for its row) and for 1,000 us
 each); and the same 1,000 users with ``budget_lease=0``. Each round takes every case in turn
 (the order rotated); the figure is a case's best round, in seconds from the first ``arun`` to
 the last answer (the ledger's rows are written after, untimed).
+
+And budget leases with many users: 2,000 ``arun`` one after another (no model latency),
+cycling over 1,000 users (so each user calls every 1,000 calls), with leases (the default)
+and without (``budget_lease=0``): milliseconds per call, the best of the rounds.
 """
 
 from __future__ import annotations
@@ -119,4 +123,35 @@ async def measure(url: str, rounds: int) -> dict[str, str]:
         for h in handlers:
             if isinstance(h, AccountingCallbackHandler):
                 await asyncio.to_thread(h.close)
-    return {f"1,000 concurrent runs (s): {name}": f"{s:.3f}" for name, s in best.items()}
+    out = {f"1,000 concurrent runs (s): {name}": f"{s:.3f}" for name, s in best.items()}
+    out.update(await _users_in_turn(url, rounds))
+    return out
+
+
+async def _users_in_turn(url: str, rounds: int) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    budget = Budget(1_000_000, period="day")
+    handlers = {
+        "leases": AccountingCallbackHandler(database_url=url, budgets=budget),
+        "budget_lease=0": AccountingCallbackHandler(
+            database_url=url, budgets=budget, budget_lease=0
+        ),
+    }
+    rlms = {
+        name: RLM(LocalLLM(model="gpt-4o", max_tokens=64), callbacks=[h])
+        for name, h in handlers.items()
+    }
+    best = dict.fromkeys(handlers, float("inf"))
+    calls = 2 * RUNS
+    for _ in range(rounds):
+        for name, rlm in rlms.items():
+            t = time.perf_counter()
+            for i in range(calls):
+                await rlm.arun("hello there", user_id=f"turn-{tag}-{i % RUNS}")
+            best[name] = min(best[name], (time.perf_counter() - t) / calls)
+            await _flush([handlers[name]])
+    for h in handlers.values():
+        await asyncio.to_thread(h.close)
+    return {
+        f"a call, 1,000 users in turn (ms): {name}": f"{s * 1000:.2f}" for name, s in best.items()
+    }
