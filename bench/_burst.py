@@ -124,7 +124,7 @@ async def measure(url: str, rounds: int) -> dict[str, str]:
             if isinstance(h, AccountingCallbackHandler):
                 await asyncio.to_thread(h.close)
     out = {f"1,000 concurrent runs (s): {name}": f"{s:.3f}" for name, s in best.items()}
-    out.update(await _users_in_turn(url, rounds))
+    out.update(await _users_in_turn(url, min(rounds, 2)))
     return out
 
 
