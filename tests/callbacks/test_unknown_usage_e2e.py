@@ -163,6 +163,36 @@ def test_an_openai_client_stream_without_usage_is_booked_as_an_estimate(
     sinks.check_booked_as_an_estimate()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_openai_client_stream_the_caller_stops_early_is_booked_as_an_estimate(
+    openai_server: OpenAIServer, sinks: Sinks, mode: str
+) -> None:
+    # The server bills the prompt and what it streamed before the caller went away.
+    openai_server.script(Reply(ANSWER))
+    llm = OpenAIClient(
+        api_key="sk-test",
+        base_url=openai_server.base_url,
+        callbacks=sinks.callbacks,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        if mode == "sync":
+            tokens = llm.stream(MESSAGES, model="gpt-4o")
+            assert isinstance(next(tokens), str)
+            tokens.close()
+        else:
+            atokens = llm.astream(MESSAGES, model="gpt-4o")
+            assert isinstance(await atokens.__anext__(), str)
+            await atokens.aclose()
+    finally:
+        await llm.aclose()
+        llm.close()
+    response = sinks.check_booked_as_an_estimate()
+    assert sinks.rec.of("on_llm_end")[0]["cancelled"] is True
+    assert response.finish_reason is None
+    assert ANSWER.startswith(response.content) and response.content != ANSWER
+
+
 def test_an_openai_client_answer_without_usage_is_booked_as_an_estimate(
     openai_server: OpenAIServer, sinks: Sinks
 ) -> None:

@@ -171,6 +171,21 @@ def test_the_response_id_is_kept(server: OpenAIServer, rec: RecordingCallback) -
     assert str(end["response"].id).startswith("chatcmpl-")
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_how_the_answer_was_served_reaches_on_llm_end(
+    server: OpenAIServer, rec: RecordingCallback, streamed: bool
+) -> None:
+    # langchain-openai keeps no provider id for a streamed answer (its chunks carry LangChain's
+    # run id), but it keeps the fingerprint and the service tier, which the spans show.
+    config: Any = {"callbacks": [HookwireCallbackHandler([rec])]}
+    if streamed:
+        list(chat(server).stream("hi", config=config))
+    else:
+        chat(server).invoke("hi", config=config)
+    (end,) = rec.of("on_llm_end")
+    assert (end["system_fingerprint"], end["service_tier"]) == ("fp_hookwire_test", "default")
+
+
 def test_a_429_in_a_react_turn_is_one_on_error_at_stage_llm(
     server: OpenAIServer, rec: RecordingCallback
 ) -> None:

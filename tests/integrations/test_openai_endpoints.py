@@ -434,3 +434,46 @@ def test_error_events_in_a_stream_are_call_errors(
     assert ["boom" in str(errors[0]), "it failed" in str(errors[1])] == [True, True]
     assert "overloaded" in str(errors[2])
     assert rec.of("on_llm_end") == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_how_the_answer_was_served_reaches_on_llm_end_and_the_span(
+    openai_server: OpenAIServer, stream: bool, api: str
+) -> None:
+    # OpenTelemetry's openai.response.system_fingerprint / service_tier come from the answer.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hookwire.callbacks import OpenTelemetryCallback
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = OpenTelemetryCallback(tracer_provider=provider, metrics=False)
+    rec = RecordingCallback()
+    sdk = openai.OpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
+    instrument(sdk, callbacks=[rec, otel])
+    try:
+        if api == "chat":
+            answer = sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=stream)
+        else:
+            answer = sdk.responses.create(model="gpt-4o", input="Capital of France?", stream=stream)
+        if stream:
+            for _ in answer:
+                pass
+    finally:
+        sdk.close()
+        otel.close()
+    (end,) = rec.of("llm_end")
+    assert end["service_tier"] == "default"
+    if api == "chat":  # the Responses API has no fingerprint
+        assert end["system_fingerprint"] == "fp_hookwire_test"
+    (span,) = exporter.get_finished_spans()
+    attrs = span.attributes or {}
+    assert attrs["openai.response.service_tier"] == "default"
+    assert attrs.get("openai.response.system_fingerprint") == (
+        "fp_hookwire_test" if api == "chat" else None
+    )
+    provider.shutdown()

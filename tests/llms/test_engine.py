@@ -371,21 +371,29 @@ async def test_a_call_cancelled_during_its_budget_check_ends_with_on_llm_error()
     assert rec.hooks() == ["on_llm_start", "on_llm_error"]
 
 
-def test_a_stream_the_caller_closes_ends_with_on_llm_error() -> None:
+def test_a_stream_the_caller_closes_ends_with_what_it_was_sent_as_estimated_usage() -> None:
+    # The server bills the prompt and what it streamed: the call ends with the partial answer
+    # (cancelled, no made-up finish reason) and an estimate, never as if nothing was spent.
     rec = RecordingCallback()
     tokens = Hangs(callbacks=[rec]).stream("x")
     assert next(tokens) == "token "
     tokens.close()  # the caller stopped reading
     hooks = rec.hooks()
-    assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
-    assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)
+    assert (hooks[0], hooks[-1], "on_llm_error" in hooks) == ("on_llm_start", "on_llm_end", False)
+    (end,) = rec.of("llm_end")
+    assert end["cancelled"] is True and end["stream"] is True
+    response = end["response"]
+    assert response.content.startswith("token ") and response.finish_reason is None
+    assert response.usage.estimated and response.usage.completion_tokens >= 1
+    assert response.usage.prompt_tokens >= 1
 
 
-async def test_an_async_stream_the_caller_closes_ends_with_on_llm_error_at_once() -> None:
+async def test_an_async_stream_the_caller_closes_ends_at_once_with_what_it_was_sent() -> None:
     rec = RecordingCallback()
     tokens = Hangs(callbacks=[rec]).astream("x")
     assert await tokens.__anext__() == "token "
     await tokens.aclose()  # the caller stopped reading (a client that went away)
     hooks = rec.hooks()
-    assert (hooks[0], hooks[-1], "on_llm_end" in hooks) == ("on_llm_start", "on_llm_error", False)
-    assert isinstance(rec.of("llm_error")[0]["error"], GeneratorExit)
+    assert (hooks[0], hooks[-1], "on_llm_error" in hooks) == ("on_llm_start", "on_llm_end", False)
+    (end,) = rec.of("llm_end")
+    assert end["cancelled"] is True and end["response"].usage.estimated

@@ -65,6 +65,9 @@ class Call:
     t0: float = field(default=0.0, init=False)
     ttft: float | None = field(default=None, init=False)
     delivered: int = field(default=0, init=False)
+    #: The streamed attempt under way (its text so far), if any: what a stopped stream had
+    #: been sent, which the server bills.
+    reading: Reading | None = field(default=None, init=False)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the call started (its ``on_llm_start`` went out)."""
@@ -177,6 +180,7 @@ class Reading:
         self.parts: list[str] = []
         self.seen = 0
         self.end: StreamEnd | None = None
+        call.reading = self
 
     def take(self, piece: str | StreamEnd) -> int | None:
         """Keep what the provider's stream gave: a token's index in the attempt (the time to

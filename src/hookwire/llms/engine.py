@@ -17,7 +17,10 @@ not read). ``BaseLLM`` wraps that in what every call needs, as ``docs/events.md`
   ``on_error(stage="budget")`` go out, and the exception is raised;
 - a call stopped from outside (its task cancelled, ``KeyboardInterrupt``, a stream the caller
   closes) ends with ``on_llm_error(stop)`` (no ``on_error``: nothing failed), so that handlers
-  close it and a budget gives its reservation back; the stop is raised on unchanged;
+  close it and a budget gives its reservation back; the stop is raised on unchanged. A stream
+  stopped once its request was sent ends instead with ``on_llm_end(cancelled=True)`` and the
+  answer so far, its usage estimated (``Usage.estimated``) unless the server had sent it: the
+  provider bills the prompt and what it streamed, so the ledger and budgets must see it;
 - the cost, through ``hookwire.pricing`` when it is installed.
 
 Events go to the client's own callbacks and to the ones a call is given (a runner passes its
@@ -348,6 +351,31 @@ class BaseLLM:
             price(model, usage, provider),
         )
 
+    def _stopped(self, call: Call, stop: BaseException) -> Events:
+        """What to send for a call stopped from outside (see the module's docstring)."""
+        reading = call.reading
+        if reading is None or not call.t0:
+            return call.stopped(stop)
+        text = "".join(reading.parts)
+        end = reading.end
+        request = call.request
+        tool_calls = end.tool_calls if end is not None else ()
+        usage = end.usage if end is not None else None
+        if usage is None:
+            usage = estimate_usage(prompt_bound(request.messages, request.tools), text, tool_calls)
+        model = (end.model if end is not None else None) or request.model
+        partial = LLMResponse(
+            content=text,
+            usage=usage,
+            model=model,
+            finish_reason=None,  # the model did not finish: nothing is made up
+            tool_calls=tool_calls,
+            provider=self.provider,
+            id=end.id if end is not None else None,
+            cost=price(model, usage, self.provider),
+        )
+        return [("on_llm_end", (partial,), {**call.end_kw(), "cancelled": True})]
+
     def _unexpected(self, call: Call, exc: BaseException) -> LLMError:
         return LLMError(
             f"{type(self).__name__} failed unexpectedly: {type(exc).__name__}: {exc} "
@@ -522,7 +550,7 @@ class BaseLLM:
             self._emit(call, call.failed(error))
             raise
         except _STOPS as stop:
-            self._emit(call, call.stopped(stop))
+            self._emit(call, self._stopped(call, stop))
             raise
         yield self._end(call, response)
 
@@ -644,7 +672,7 @@ class BaseLLM:
             await self._aemit(call, call.failed(error))
             raise
         except _STOPS as stop:
-            await self._aemit(call, call.stopped(stop))
+            await self._aemit(call, self._stopped(call, stop))
             raise
         yield await self._aend(call, response)
 

@@ -325,11 +325,32 @@ async def _read_out(it: AsyncIterator[str]) -> None:
         pass
 
 
-def response_from_json(body: bytes, request_model: str, provider: str) -> LLMResponse:
+#: What an OpenAI answer says about how it was served, passed to ``on_llm_end`` as keywords
+#: of the same names (OpenTelemetry's ``openai.response.*`` attributes).
+ANSWER_KEYWORDS = ("system_fingerprint", "service_tier")
+
+
+def answer_keywords(answer: Any) -> dict[str, str]:
+    """The ``ANSWER_KEYWORDS`` an answer (a JSON object, or one of the SDK's models) carries."""
+    is_dict = type(answer) is dict
+    found = {}
+    for key in ANSWER_KEYWORDS:
+        value = answer.get(key) if is_dict else getattr(answer, key, None)
+        if type(value) is str and value:
+            found[key] = value
+    return found
+
+
+def response_from_json(
+    body: bytes, request_model: str, provider: str, keywords: dict[str, str] | None = None
+) -> LLMResponse:
     """The ``LLMResponse`` in a chat completion's JSON body, priced (``ValueError`` when the
     body is not one; ``MalformedResponseError`` when it has no choices). ``request_model`` is
-    the model asked for, used when the answer names none."""
+    the model asked for, used when the answer names none; ``keywords``, when given, receives
+    the answer's ``answer_keywords``."""
     data = orjson.loads(body)
+    if keywords is not None and type(data) is dict:
+        keywords.update(answer_keywords(data))
     choices = data.get("choices") if type(data) is dict else None
     if not choices:
         raise MalformedResponseError(
@@ -385,7 +406,7 @@ class ChunkState:
     Shared with ``hookwire.integrations.openai``, which reads the same SDK chunks.
     """
 
-    __slots__ = ("calls", "finish_reason", "id", "model", "usage")
+    __slots__ = ("calls", "finish_reason", "id", "keywords", "model", "usage")
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
@@ -393,11 +414,14 @@ class ChunkState:
         self.model: str | None = None
         self.id: str | None = None
         self.calls: dict[int, list[str]] = {}
+        #: The first chunk's ``answer_keywords`` (every chunk repeats them).
+        self.keywords: dict[str, str] = {}
 
     def feed(self, chunk: Any) -> str | None:
         if self.id is None:
             self.id = getattr(chunk, "id", None)
             self.model = getattr(chunk, "model", None)
+            self.keywords = answer_keywords(chunk)
         try:
             # Plain attribute reads (this runs once per token); the SDK's chunk models have
             # both fields, a server's odd chunk may lack them.
@@ -471,6 +495,7 @@ class JSONChunks(ChunkState):
             if self.id is None:
                 self.id = _text(chunk.get("id"), "an id")
                 self.model = _text(chunk.get("model"), "a model name")
+                self.keywords = answer_keywords(chunk)
             usage = chunk.get("usage")
             if usage is not None:
                 self.usage = usage_from_json(usage)

@@ -26,6 +26,7 @@ from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
 from ...frozen import freeze
+from ...llms.openai_wire import answer_keywords
 from .._common import FailureLog, price, to_hookwire_error
 from . import convert
 
@@ -496,6 +497,8 @@ class Bridge:
             "latency_ms": (now - run.start) * 1000.0,
             "attempts": 1,
             "stream": run.first_token is not None,
+            # How the answer was served, where the model's metadata says (ChatOpenAI's does).
+            **answer_keywords(meta),
         }
         if run.first_token is not None:
             kw["ttft_ms"] = (run.first_token - run.start) * 1000.0

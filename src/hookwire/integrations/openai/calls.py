@@ -237,9 +237,10 @@ class Call:
     def completed(self, body: bytes) -> Events:
         """A whole JSON answer: what to send. A failure to read it is logged, and the call
         goes on unreported."""
+        reader = self.reader()
         try:
-            response = self.reader().body(body)
+            response = reader.body(body)
         except Exception as exc:
             failures(self.endpoint.name, exc)
             return _NONE
-        return self.finished(response)
+        return self.finished(response, **reader.keywords)

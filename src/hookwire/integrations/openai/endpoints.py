@@ -19,7 +19,13 @@ import orjson
 
 from ...events import EmbeddingResponse, LLMResponse, ToolCall, Usage
 from ...llms.estimate import UNKNOWN_USAGE
-from ...llms.openai_wire import JSONChunks, response_from_json, stream_error, usage_from_json
+from ...llms.openai_wire import (
+    JSONChunks,
+    answer_keywords,
+    response_from_json,
+    stream_error,
+    usage_from_json,
+)
 from ...llms.prices import price
 
 __all__ = ["ENDPOINTS", "Endpoint", "Reader"]
@@ -65,9 +71,21 @@ def _tool_names(tools: Any) -> list[str]:
 class Reader:
     """Reads one call's answer: ``body`` for a whole JSON answer, ``event`` for each streamed
     event then ``result`` for what the stream said. ``done`` is set once the stream's own end
-    arrived (an answer cut short is reported ``cancelled``); ``error`` holds an error event."""
+    arrived (an answer cut short is reported ``cancelled``); ``error`` holds an error event;
+    ``keywords`` what the answer said about how it was served (``answer_keywords``), for
+    ``on_llm_end``."""
 
-    __slots__ = ("done", "error", "hide", "model", "parts", "provider", "request", "skip")
+    __slots__ = (
+        "done",
+        "error",
+        "hide",
+        "keywords",
+        "model",
+        "parts",
+        "provider",
+        "request",
+        "skip",
+    )
 
     def __init__(self, model: str | None, provider: str, hide: bool, request: Any = None) -> None:
         self.request = request  # the HTTP request, for the SDK's errors
@@ -78,6 +96,7 @@ class Reader:
         self.done = False
         self.skip = False
         self.error: BaseException | None = None
+        self.keywords: dict[str, str] = {}
 
     def body(self, data: bytes) -> LLMResponse | EmbeddingResponse:
         """The answer in a whole JSON body (``ValueError`` when it is not one)."""
@@ -100,7 +119,7 @@ class _Chat(Reader):
         self.chunks = JSONChunks(request)
 
     def body(self, data: bytes) -> LLMResponse:
-        return response_from_json(data, self.model or "", self.provider)
+        return response_from_json(data, self.model or "", self.provider, self.keywords)
 
     def event(self, name: str | None, data: str) -> str | None:
         if data.startswith("[DONE]"):
@@ -124,6 +143,7 @@ class _Chat(Reader):
 
     def result(self) -> LLMResponse:
         end = self.chunks.end()
+        self.keywords = self.chunks.keywords
         usage = end.usage
         model = end.model or self.model
         finish = end.finish_reason if self.done else None
@@ -253,6 +273,7 @@ class _Responses(Reader):
             finish = status if isinstance(status, str) else None
         usage = _responses_usage(answer.get("usage"))
         model = answer.get("model") or self.model
+        self.keywords = answer_keywords(answer)
         return LLMResponse(
             "".join(texts),
             usage or UNKNOWN_USAGE,

@@ -100,7 +100,7 @@ class Observer:
             failures("the end of a stream", exc)
             call.ended = True
             return _NONE
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(reader.keywords)
         if self.ttft is not None:
             extra["ttft_ms"] = (self.ttft - call.t0) * 1000.0
         if not reader.done:

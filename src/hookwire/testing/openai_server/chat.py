@@ -109,6 +109,7 @@ class ChatCompletions(Endpoint):
                     }
                 ],
                 "usage": _usage(self.body, completion, usage),
+                "service_tier": "default",
                 "system_fingerprint": "fp_hookwire_test",
             },
         )
@@ -119,6 +120,7 @@ class ChatCompletions(Endpoint):
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": self.model,
+            "service_tier": "default",
             "system_fingerprint": "fp_hookwire_test",
             "choices": choices,
         }

@@ -135,6 +135,7 @@ class Responses(Endpoint):
             "parallel_tool_calls": True,
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
             "store": True,
             "temperature": body.get("temperature", 1.0),
             "text": body.get("text") or {"format": {"type": "text"}},
