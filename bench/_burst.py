@@ -143,11 +143,13 @@ async def _users_in_turn(url: str, rounds: int) -> dict[str, str]:
     }
     best = dict.fromkeys(handlers, float("inf"))
     calls = 2 * RUNS
-    for _ in range(rounds):
-        for name, rlm in rlms.items():
+    order = list(rlms)
+    for r in range(rounds):
+        for name in order[r % 2 :] + order[: r % 2]:  # the order swapped every round
+            rlm = rlms[name]
             t = time.perf_counter()
             for i in range(calls):
-                await rlm.arun("hello there", user_id=f"turn-{tag}-{i % RUNS}")
+                await rlm.arun("hello there", user_id=f"turn-{tag}-{name}-{i % RUNS}")
             best[name] = min(best[name], (time.perf_counter() - t) / calls)
             await _flush([handlers[name]])
     for h in handlers.values():

@@ -42,6 +42,8 @@ class Gate:
 
     def __init__(self, ledger: UsageLedger) -> None:
         self.sizes: list[int] = []
+        #: The run ids in the order the batches took them (the order the checks arrived in).
+        self.order: list[str] = []
         self.open = asyncio.Event()
         self.open.set()
         self.went = asyncio.Event()
@@ -50,6 +52,7 @@ class Gate:
 
         async def held(asks: list[Ask]) -> list[Outcome]:
             self.sizes.append(len(asks))
+            self.order += [a.run_id for a in asks]
             self.went.set()
             await self.open.wait()
             return await inner(asks)
@@ -126,7 +129,7 @@ def test_a_batch_admits_and_refuses_as_checks_one_by_one(
             out.append(Claim("org", org, None, org_limit, amount))
         return out
 
-    async def check_all() -> tuple[list[Any], list[int]]:
+    async def check_all() -> tuple[list[Any], list[int], list[str]]:
         ledger = UsageLedger(url)
         await _warm(ledger)
         gate = Gate(ledger)
@@ -134,13 +137,21 @@ def test_a_batch_admits_and_refuses_as_checks_one_by_one(
             *(ledger.areserve(f"{tag}-{i}", claims(*a)) for i, a in enumerate(asks)),
             return_exceptions=True,
         )
-        return outcomes, gate.sizes
+        return outcomes, gate.sizes, gate.order
 
-    outcomes, sizes = asyncio.run(check_all())
+    outcomes, sizes, order = asyncio.run(check_all())
     if not url.startswith("postgresql+psycopg"):
-        assert sizes == [len(asks)]  # one transaction for all of them
-    assert sum(sizes) == len(asks)
-    expected = _sequential(asks, limits, org_limit)
+        # One transaction for all of them, in the order they were made.
+        assert sizes == [len(asks)]
+        assert order == [f"{tag}-{i}" for i in range(len(asks))]
+    # (Through psycopg each check hops to the store loop on its own: they arrive there in
+    # an order of their own, which is the order they are checked in.)
+    assert sorted(order) == sorted(f"{tag}-{i}" for i in range(len(asks)))
+    arrived = [int(run_id.rsplit("-", 1)[1]) for run_id in order]
+    in_order = _sequential([asks[i] for i in arrived], limits, org_limit)
+    expected = [False] * len(asks)
+    for i, ok in zip(arrived, in_order, strict=True):
+        expected[i] = ok
     assert [o is None for o in outcomes] == expected
     for o in outcomes:
         assert o is None or isinstance(o, BudgetExceeded), o
