@@ -1,4 +1,5 @@
-"""The LangChain bridge's cost: a chain with hookwire's handler next to a plain LangChain one.
+"""The bridges' cost: each framework's work with hookwire's bridge next to its own no-op hooks
+(LangChain, OpenTelemetry, LlamaIndex, the OpenAI Agents SDK).
 
 Run from the repository root::
 
@@ -18,6 +19,22 @@ with, as its only callback:
 hookwire runs; 1 LLM call); ``stream`` adds 9 streamed tokens. The
 cases take turns, round after round, and each figure is a case's best round, in microseconds
 per chain call. The target (issue 7) is the bridge <= 1.2x the LangChain no-op handler.
+
+Then, the same way, with the frameworks installed (else their rows are left out):
+
+- LlamaIndex: ``MockLLM`` (LlamaIndex's own offline LLM) ``chat`` and ``stream_chat``, with a
+  no-op event handler and a no-op span handler on the root dispatcher, against
+  ``hookwire.integrations.llamaindex.instrument([noop])``;
+- OpenAI Agents SDK: one trace with an agent span, a response span (usage, a tool call) and a
+  function span, with a no-op ``TracingProcessor`` against ``HookwireTracingProcessor([noop])``;
+- OpenTelemetry: ``HookwireSpanProcessor([noop])`` (``hookwire.integrations.otel``) against a
+  ``SpanProcessor`` whose ``on_start`` / ``on_end`` do nothing, each alone on a
+  ``TracerProvider``: a whole span (``start_span`` ... ``end()``, the SDK's own work included)
+  and ``on_end`` alone on a finished span, for a span that is not GenAI (an HTTP server span's
+  attributes) and a GenAI ``chat`` span as opentelemetry-instrumentation-openai-v2 writes it
+  (its ``on_end`` builds the hookwire LLM call, prices it and dispatches ``on_llm_start`` /
+  ``on_llm_end``). Target: the GenAI span's added cost <= 50 µs, a span that is not GenAI
+  about the no-op's.
 """
 
 from __future__ import annotations
@@ -38,6 +55,13 @@ except ImportError:  # pragma: no cover - the bench extra installs it
 from _handlers import HWRunNoop, LCChainNoop
 from _timing import best_of, print_ratios, quick_flag
 from hookwire.integrations.langchain import HookwireCallbackHandler
+
+try:
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+    from hookwire.integrations.otel import HookwireSpanProcessor
+except ImportError:  # pragma: no cover - the otel extra installs it
+    sys.exit("bench/bridges.py needs the OpenTelemetry SDK: pip install -e '.[otel,bench]'")
 
 ANSWER = AIMessage(
     content="Paris is the capital and largest city of France.",
@@ -66,8 +90,73 @@ def case(mode: str, handler: Any) -> Callable[[], None]:
     return stream
 
 
+class NoopProcessor(SpanProcessor):
+    """The OpenTelemetry side: a span processor that does nothing."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+HTTP_SPAN = {
+    "http.request.method": "GET",
+    "http.route": "/orders/{id}",
+    "url.path": "/orders/42",
+    "http.response.status_code": 200,
+    "server.address": "shop.example",
+}
+CHAT_SPAN = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.provider.name": "openai",
+    "server.address": "api.openai.com",
+    "gen_ai.response.finish_reasons": ("stop",),
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.response.id": "chatcmpl-1",
+    "gen_ai.usage.input_tokens": 20,
+    "gen_ai.usage.output_tokens": 9,
+}
+
+
+def span_cases(processor: SpanProcessor, attrs: dict[str, Any]) -> tuple[Any, Any]:
+    """A whole span through a provider with ``processor`` alone, and ``on_end`` alone."""
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("bench")
+
+    def whole() -> None:
+        tracer.start_span("span", attributes=attrs).end()
+
+    finished = tracer.start_span("span", attributes=attrs)
+    finished.end()
+    return whole, lambda: processor.on_end(finished)
+
+
+def span_processor_rows(number: int, repeat: int) -> None:
+    rows = []
+    for label, attrs in (("not GenAI", HTTP_SPAN), ("GenAI chat", CHAT_SPAN)):
+        otel_whole, otel_end = span_cases(NoopProcessor(), attrs)
+        hw_whole, hw_end = span_cases(HookwireSpanProcessor([HWRunNoop()]), attrs)
+        t = best_of(
+            {"ow": otel_whole, "hw": hw_whole, "oe": otel_end, "he": hw_end}, number, repeat
+        )
+        rows.append((f"{label}, whole span", t["ow"], t["hw"]))
+        rows.append((f"{label}, on_end alone", t["oe"], t["he"]))
+    print_ratios(
+        f"OpenTelemetry span per span, best of {repeat} rounds of {number} (µs per span)",
+        ("span", "no-op processor", "hookwire proc."),
+        rows,
+        "GenAI +<= 50 µs",
+    )
+    for label, theirs, mine in rows:
+        print(f"  {label}: hookwire adds {mine - theirs:.2f} µs")
+
+
 def main() -> None:
     number, repeat = (10, 20) if quick_flag(__doc__) else (10, 400)
+    span_processor_rows(number * 10, repeat)
 
     rows = []
     for mode in ("invoke", "stream"):
@@ -85,6 +174,168 @@ def main() -> None:
         f"LangChain chain per call, best of {repeat} rounds of {number} (µs per call)",
         ("chain", "LangChain no-op", "hookwire bridge"),
         rows,
+        "<= 1.2x",
+    )
+    llamaindex(number, repeat)
+    openai_agents(number, repeat)
+
+
+def llamaindex(number: int, repeat: int) -> None:
+    try:
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+        from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
+        from llama_index.core.llms import ChatMessage
+        from llama_index.core.llms.mock import MockLLM
+    except ImportError:
+        print("(LlamaIndex rows left out: pip install llama-index-core)")
+        return
+    from hookwire.integrations.llamaindex import instrument
+    from hookwire.pricing import set_price
+
+    # MockLLM's model is "unknown": priced, as an app's model is (an unknown model's price
+    # lookup is not what this measures).
+    set_price("unknown", input_mtok=1, output_mtok=2)
+
+    class Noop(BaseEventHandler):
+        def handle(self, event: Any, **kwargs: Any) -> None:
+            pass
+
+    class NoopSpans(SimpleSpanHandler):
+        def span_enter(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def span_exit(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def span_drop(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    root = get_dispatcher()
+    ours = instrument([HWRunNoop()])
+    ours.uninstrument()
+    theirs = (Noop(), NoopSpans())
+    llm = MockLLM(max_tokens=8)
+    messages = [ChatMessage(role="user", content="Capital of France?")]
+
+    def case(mode: str, handlers: tuple[Any, Any]) -> Callable[[], None]:
+        def call() -> None:
+            # Only this case's handlers on the root dispatcher, in both cases alike.
+            root.event_handlers, root.span_handlers = [handlers[0]], [handlers[1]]
+            if mode == "chat":
+                llm.chat(messages)
+            else:
+                for _ in llm.stream_chat(messages):
+                    pass
+
+        return call
+
+    rows = []
+    for mode in ("chat", "stream_chat"):
+        t = best_of(
+            {
+                "llamaindex": case(mode, theirs),
+                "hookwire": case(mode, (ours._event_handler, ours._span_handler)),
+            },
+            number,
+            repeat,
+        )
+        rows.append((mode, t["llamaindex"], t["hookwire"]))
+    root.event_handlers, root.span_handlers = [], []
+    print_ratios(
+        f"LlamaIndex MockLLM per call, best of {repeat} rounds of {number} (µs per call)",
+        ("call", "LlamaIndex no-op", "hookwire bridge"),
+        rows,
+        "<= 1.2x",
+    )
+
+
+def openai_agents(number: int, repeat: int) -> None:
+    try:
+        from agents.tracing import (
+            TracingProcessor,
+            agent_span,
+            function_span,
+            response_span,
+            set_trace_processors,
+            trace,
+        )
+        from openai.types.responses import Response
+    except ImportError:
+        print("(Agents SDK rows left out: pip install openai-agents)")
+        return
+    from hookwire.integrations.openai_agents import HookwireTracingProcessor
+
+    class Noop(TracingProcessor):
+        def on_trace_start(self, trace: Any) -> None:
+            pass
+
+        def on_trace_end(self, trace: Any) -> None:
+            pass
+
+        def on_span_start(self, span: Any) -> None:
+            pass
+
+        def on_span_end(self, span: Any) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self) -> None:
+            pass
+
+    response = Response.model_validate(
+        {
+            "id": "resp_1",
+            "created_at": 0,
+            "model": "gpt-4o",
+            "object": "response",
+            "output": [
+                {
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "mul",
+                    "arguments": '{"a": 2, "b": 3}',
+                    "id": "fc_1",
+                    "status": "completed",
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 20,
+                "output_tokens": 9,
+                "total_tokens": 29,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+    )
+
+    def case(processor: Any) -> Callable[[], None]:
+        def call() -> None:
+            set_trace_processors([processor])
+            with trace("bench"), agent_span(name="calc"):
+                with response_span() as span:
+                    span.span_data.response = response
+                    span.span_data.input = [{"role": "user", "content": "2 times 3?"}]
+                with function_span("mul", input='{"a": 2, "b": 3}', output="6"):
+                    pass
+
+        return call
+
+    t = best_of(
+        {"agents": case(Noop()), "hookwire": case(HookwireTracingProcessor([HWRunNoop()]))},
+        number,
+        repeat,
+    )
+    set_trace_processors([])
+    print_ratios(
+        f"Agents SDK trace per run, best of {repeat} rounds of {number} (µs per run)",
+        ("run", "Agents SDK no-op", "hookwire bridge"),
+        [("agent, response, tool", t["agents"], t["hookwire"])],
         "<= 1.2x",
     )
 

@@ -33,6 +33,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# LiteLLM fetches its model cost map from the internet when it is imported, unless told to use
+# the copy it ships; set before any test imports it (tests never reach the internet).
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

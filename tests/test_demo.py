@@ -33,6 +33,7 @@ def test_demo_offline_shows_every_kind_of_event(tmp_path: Path) -> None:
     for either in shown:
         assert any(words in text for words in either), either
     assert "You told me: Hello! My order number is ORD-1042." in text  # recalled from memory
+    assert "See it in the dashboard: hookwire ui --db sqlite:///" in text
     assert (tmp_path / "demo" / "memory.sqlite").exists()
 
 
@@ -45,4 +46,5 @@ def test_observers_are_looked_up_lazily(tmp_path: Path) -> None:
         "FileLogCallback",
         "ChatHistoryCallbackHandler",
         "AccountingCallbackHandler",
+        "TraceStoreCallback",
     }

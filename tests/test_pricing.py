@@ -487,3 +487,26 @@ def test_a_genai_prices_release_without_the_lookup_gives_unknown_costs(
         assert pricing.cost("gpt-4o", Usage(1000, 1000)) is None
         assert pricing.cost("gpt-4o-mini", Usage(1000, 1000)) is None
     assert sum("does not have the lookup" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_cache_writes_are_priced_at_the_cache_write_rate() -> None:
+    pricing.set_price(
+        "cache-writer",
+        input_mtok="1",
+        output_mtok="5",
+        cache_read_mtok="0.1",
+        cache_write_mtok="1.25",
+    )
+    usage = Usage(1000, 10, cached_tokens=600, cache_creation_tokens=300)
+    # 100 fresh, 600 read, 300 written, 10 out.
+    assert pricing.cost("cache-writer", usage) == Decimal("0.000585")
+    assert usage.to_dict()["cache_creation_tokens"] == 300
+    assert (usage + Usage(1, 1)).cache_creation_tokens == 300
+    # Without a cache-write price, writes cost the input price.
+    pricing.set_price("plain-writer", input_mtok="1", output_mtok="5")
+    plain = Usage(1000, 0, cache_creation_tokens=300)
+    assert pricing.cost("plain-writer", plain) == Decimal("0.001")
+    # A worst case reserves a prompt written to the cache when that is dearer.
+    assert pricing.estimate("cache-writer", 1000, 0) == Decimal("0.00125")
+    with pytest.raises(InvalidUsageError, match="cache_creation_tokens"):
+        pricing.cost("cache-writer", Usage(100, 0, cached_tokens=60, cache_creation_tokens=50))

@@ -190,6 +190,7 @@ def build_observers(
                 "database_url": database_url,
             },
         ),
+        ("TraceStoreCallback", {"database_url": database_url}),
     ]
     found: list[Any] = []
     notes: list[str] = []
@@ -292,4 +293,10 @@ def run_demo(
             )
     out.write(f"\n{answered} turns answered. Files: ")
     out.write(", ".join(sorted(p.name for p in path.iterdir())) + "\n")
+    if any(type(o).__name__ == "TraceStoreCallback" for o in observers):
+        database = (path / "hookwire.db").resolve()
+        out.write(
+            f"\nSee it in the dashboard: hookwire ui --db sqlite:///{database} "
+            "--budget user=0.01/day\n"
+        )
     return answered

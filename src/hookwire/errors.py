@@ -33,7 +33,10 @@ The tree::
     │       └── ParentMessageError  the parent message is in another conversation
     ├── PricingError                a price table or a usage figure is wrong
     │   └── InvalidUsageError       negative or non-integer token counts (also a ValueError)
-    └── LogFormatError              a JSONL log line does not follow the schema
+    ├── LogFormatError              a JSONL log line does not follow the schema
+    ├── DeliveryError               a sink could not deliver events now: retried
+    │   └── DeliveryRefused         the receiver refused them: dead at once, not retried
+    └── SignatureError              a webhook's signature does not match (also a ValueError)
 
 Messages say what went wrong and what to do about it.
 """
@@ -49,6 +52,8 @@ __all__ = [
     "CallbackAbort",
     "ConfigurationError",
     "ConversationNotFound",
+    "DeliveryError",
+    "DeliveryRefused",
     "HandlerError",
     "HookwireError",
     "InvalidInputError",
@@ -69,6 +74,7 @@ __all__ = [
     "PricingError",
     "RateLimitError",
     "ServerError",
+    "SignatureError",
     "StoreError",
     "StreamInterrupted",
     "ToolError",
@@ -261,3 +267,28 @@ class InvalidUsageError(PricingError, ValueError):
 
 class LogFormatError(HookwireError, ValueError):
     """A JSONL log line that is not valid JSON or does not follow hookwire's log schema."""
+
+
+class DeliveryError(HookwireError):
+    """A sink could not deliver a batch of events now; the relay tries again later.
+
+    ``retry_after``: seconds the receiver asked to wait (``Retry-After``), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryRefused(DeliveryError):
+    """The receiver refused the events themselves (an HTTP 4xx other than 408 and 429): they
+    are marked dead at once, with ``response`` (what it answered) kept; fix the receiver or
+    the events, then ``hookwire events replay --dead``."""
+
+    def __init__(self, message: str, *, response: str | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class SignatureError(HookwireError, ValueError):
+    """A webhook request's signature is missing, malformed, too old or does not match the
+    body and the shared secret: the request did not come from the sender (or was altered)."""

@@ -98,6 +98,11 @@ class Usage:
     from the provider's cache) and ``reasoning_tokens`` (completion tokens spent on hidden
     reasoning) are ``None`` when the provider did not say.
 
+    ``cache_creation_tokens`` are prompt tokens written to the provider's prompt cache on this
+    call (Anthropic's ``cache_creation_input_tokens``, priced at the cache-write rate); like
+    ``cached_tokens`` (cache reads) they are counted in ``prompt_tokens`` too, and ``None``
+    when the provider did not say.
+
     ``estimated`` is ``True`` when the provider sent no counts at all (a stream without its
     usage chunk, one the caller stopped early): ``prompt_tokens`` and ``completion_tokens``
     are then hookwire's upper bound (``hookwire.llms.estimate``), not the provider's figures,
@@ -112,6 +117,8 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     estimated: bool = False
+    # Last, so that the positional order of the fields before it is kept.
+    cache_creation_tokens: int | None = None
 
     # Written out (a dataclass keeps the ``__init__`` its class defines) because the one
     # generated for a frozen class looks ``object.__setattr__`` up for every field: about three
@@ -125,6 +132,7 @@ class Usage:
         cached_tokens: int | None = None,
         reasoning_tokens: int | None = None,
         estimated: bool = False,
+        cache_creation_tokens: int | None = None,
     ) -> None:
         _usage_prompt(self, prompt_tokens)
         _usage_completion(self, completion_tokens)
@@ -132,6 +140,7 @@ class Usage:
         _usage_cached(self, cached_tokens)
         _usage_reasoning(self, reasoning_tokens)
         _usage_estimated(self, estimated)
+        _usage_creation(self, cache_creation_tokens)
         if total_tokens < 0:
             _usage_total(self, prompt_tokens + completion_tokens)
 
@@ -154,6 +163,7 @@ class Usage:
             cached_tokens=_opt(self.cached_tokens, other.cached_tokens),
             reasoning_tokens=_opt(self.reasoning_tokens, other.reasoning_tokens),
             estimated=self.estimated or other.estimated,
+            cache_creation_tokens=_opt(self.cache_creation_tokens, other.cache_creation_tokens),
         )
 
     @property
@@ -173,6 +183,8 @@ class Usage:
             out["cached_tokens"] = self.cached_tokens
         if self.reasoning_tokens is not None:
             out["reasoning_tokens"] = self.reasoning_tokens
+        if self.cache_creation_tokens is not None:
+            out["cache_creation_tokens"] = self.cache_creation_tokens
         if self.estimated:
             out["estimated"] = 1
         return out
@@ -194,6 +206,7 @@ class ToolCall:
     _usage_cached,
     _usage_reasoning,
     _usage_estimated,
+    _usage_creation,
 ) = slot_setters(
     Usage,
     "prompt_tokens",
@@ -202,6 +215,7 @@ class ToolCall:
     "cached_tokens",
     "reasoning_tokens",
     "estimated",
+    "cache_creation_tokens",
 )
 
 

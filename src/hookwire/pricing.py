@@ -11,6 +11,9 @@ How tokens are priced (``hookwire.Usage`` follows OpenAI's conventions):
 - ``prompt_tokens`` includes ``cached_tokens``; where the provider prices cached input (cache
   reads) differently, those tokens are charged at the cache price and the rest at the input
   price;
+- ``prompt_tokens`` includes ``cache_creation_tokens`` too (prompt tokens written to the cache,
+  Anthropic's ``cache_creation_input_tokens``): those are charged at the cache-write price
+  (``cache_write_mtok``) where the provider has one, else at the input price;
 - ``completion_tokens`` includes ``reasoning_tokens``; where the provider prices reasoning
   differently, those tokens are charged at the reasoning price;
 - tiered prices (a higher rate for every token once a prompt passes a threshold) and per-request
@@ -27,6 +30,7 @@ a TOML file::
     input_mtok = "0.30"          # per million prompt tokens
     output_mtok = "1.20"         # per million completion tokens
     cache_read_mtok = "0.03"     # optional: per million cached prompt tokens
+    cache_write_mtok = "0.375"   # optional: per million prompt tokens written to the cache
     output_reasoning_mtok = "2"  # optional: per million reasoning tokens
     provider = "vllm"            # optional: only for calls made through that provider
     currency = "EUR"             # optional (default USD)
@@ -83,6 +87,7 @@ PRICE_KEYS: Final = (
     "input_mtok",
     "output_mtok",
     "cache_read_mtok",
+    "cache_write_mtok",
     "output_reasoning_mtok",
     "requests_kcount",
 )
@@ -117,7 +122,7 @@ _Price = Decimal | tuple[Decimal, tuple[Tier, ...]]
 class ModelPrices:
     """The prices of one model at one provider, per million tokens (``requests_kcount`` per
     thousand calls). ``None`` means that kind of usage is not priced separately: cached tokens
-    then cost the input price, reasoning tokens the output price.
+    (cache reads and writes) then cost the input price, reasoning tokens the output price.
 
     A price is a ``Decimal``, or ``(base, tiers)`` for tiered prices. ``source`` is
     ``"genai-prices"`` or ``"override"``; ``model_id`` and ``provider_id`` say which entry of
@@ -129,6 +134,8 @@ class ModelPrices:
     cache_read_mtok: _Price | None = None
     output_reasoning_mtok: _Price | None = None
     requests_kcount: Decimal | None = None
+    #: Per million prompt tokens written to the cache (``Usage.cache_creation_tokens``).
+    cache_write_mtok: _Price | None = None
     currency: str = "USD"
     source: str = "override"
     model_id: str | None = None
@@ -147,6 +154,10 @@ class ModelPrices:
         if cached and self.cache_read_mtok is not None:
             total = _mul(_rate(self.cache_read_mtok, prompt), cached)
             prompt -= cached
+        written = usage.cache_creation_tokens or 0
+        if written and self.cache_write_mtok is not None:
+            total = _add(total, _mul(_rate(self.cache_write_mtok, usage.prompt_tokens), written))
+            prompt -= written
         reasoning = usage.reasoning_tokens or 0
         if reasoning and self.output_reasoning_mtok is not None:
             total = _add(
@@ -199,6 +210,16 @@ def _check_usage(usage: Usage) -> None:
             raise InvalidUsageError(
                 f"cached_tokens ({cached}) cannot exceed prompt_tokens ({prompt}): prompt_tokens "
                 "counts every prompt token, cached or not (OpenAI's convention)"
+            )
+    written = usage.cache_creation_tokens
+    if written is not None:
+        if type(written) is not int or written < 0:
+            raise _bad_count("cache_creation_tokens", written)
+        if written + (cached or 0) > prompt:
+            raise InvalidUsageError(
+                f"cache_creation_tokens ({written}) and cached_tokens ({cached or 0}) cannot "
+                f"exceed prompt_tokens ({prompt}) together: prompt_tokens counts every prompt "
+                "token, read from or written to the cache or not"
             )
     reasoning = usage.reasoning_tokens
     if reasoning is not None:
@@ -428,7 +449,8 @@ def estimate(
     provider: str | None = None,
 ) -> Decimal | None:
     """The most a call can cost: ``prompt_tokens`` in, ``max_completion_tokens`` out, none of
-    it cached, and the dearest of the output and reasoning rates. ``None`` if unknown.
+    it read from the cache, the dearest of the input and cache-write rates and of the output
+    and reasoning rates. ``None`` if unknown.
 
     Budgets reserve this before a call and settle the real cost after it.
     """
@@ -449,6 +471,10 @@ def estimate(
             )
         )
         worst = max(worst, as_reasoning)
+    if prices.cache_write_mtok is not None and prompt_tokens:
+        # A prompt written to the cache costs more than one read (Anthropic: 1.25x input).
+        written = Usage(prompt_tokens, max_completion_tokens, cache_creation_tokens=prompt_tokens)
+        worst = max(worst, prices._cost(written))
     return worst
 
 
@@ -499,7 +525,8 @@ def dearest_prices() -> ModelPrices:
         _warn_incompatible_database(exc)
     for p in overrides:
         output = max(_top(p.output_mtok), _top(p.output_reasoning_mtok))
-        rates.append((_top(p.input_mtok), output, p.requests_kcount or _ZERO))
+        prompt = max(_top(p.input_mtok), _top(p.cache_write_mtok))
+        rates.append((prompt, output, p.requests_kcount or _ZERO))
     found = ModelPrices(
         input_mtok=max((r[0] for r in rates), default=_ZERO),
         output_mtok=max((r[1] for r in rates), default=_ZERO),
@@ -523,6 +550,7 @@ def set_price(
     requests_kcount: Any = None,
     provider: str | None = None,
     currency: str = "USD",
+    cache_write_mtok: Any = None,
 ) -> ModelPrices:
     """Set (or replace) the price of ``model``, per million tokens; it wins over
     ``genai-prices``. With ``provider``, only for calls made through that provider."""
@@ -535,6 +563,7 @@ def set_price(
         requests_kcount=requests_kcount,
         provider=provider,
         currency=currency,
+        cache_write_mtok=cache_write_mtok,
     )
     _install([prices])
     return prices
@@ -550,6 +579,7 @@ def _build(
     requests_kcount: Any = None,
     provider: str | None = None,
     currency: str = "USD",
+    cache_write_mtok: Any = None,
 ) -> ModelPrices:
     if not isinstance(model, str) or not model:
         raise ConfigurationError("set_price() needs a model name, e.g. set_price('my-model', ...)")
@@ -569,6 +599,7 @@ def _build(
         cache_read_mtok=opt(cache_read_mtok, "cache_read_mtok"),
         output_reasoning_mtok=opt(output_reasoning_mtok, "output_reasoning_mtok"),
         requests_kcount=opt(requests_kcount, "requests_kcount"),
+        cache_write_mtok=opt(cache_write_mtok, "cache_write_mtok"),
         currency=currency.upper(),
         source="override",
         model_id=model,

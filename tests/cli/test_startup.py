@@ -44,7 +44,16 @@ def _imported(*args: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["costs", "--help"], ["history", "list", "--help"], ["report", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["costs", "--help"],
+        ["history", "list", "--help"],
+        ["report", "--help"],
+        ["traces", "prune", "--help"],
+        ["import", "--help"],
+        ["ui", "--help"],
+    ],
 )
 def test_hookwire_help_imports_no_store_client_or_reader(args: list[str]) -> None:
     assert not _imported(*args) & set(HEAVY)

@@ -22,6 +22,7 @@ __all__ = [
     "MetricsCallback",
     "OpenTelemetryCallback",
     "StreamingCallback",
+    "TraceStoreCallback",
 ]
 
 _LAZY = LazyNames(
@@ -35,6 +36,7 @@ _LAZY = LazyNames(
         "AccountingCallbackHandler": ".accounting",
         "Budget": ".accounting",
         "OpenTelemetryCallback": ".otel",
+        "TraceStoreCallback": ".trace_store",
     },
 )
 

@@ -207,7 +207,7 @@ class OpenTelemetryCallback(BaseCallback):
                 f"max_open_spans must be a positive number of spans, not {max_open_spans!r}"
             )
         self._tracer = otel_trace.get_tracer(
-            "hookwire", __version__, tracer_provider=tracer_provider
+            c.TRACER_NAME, __version__, tracer_provider=tracer_provider
         )
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider

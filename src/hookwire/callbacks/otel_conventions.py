@@ -32,7 +32,12 @@ __all__ = [
     "tool_definitions",
 ]
 
+#: The tracer (instrumentation scope) name of the spans ``OpenTelemetryCallback`` makes: the
+#: mark ``HookwireSpanProcessor`` knows them by, so that hookwire never reads its own spans back.
+TRACER_NAME: Final = "hookwire"
+
 OPERATION: Final = "gen_ai.operation.name"
+
 PROVIDER: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 REQUEST_STREAM: Final = "gen_ai.request.stream"

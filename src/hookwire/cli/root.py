@@ -5,6 +5,10 @@
 - ``hookwire history list`` / ``show ID``    (``hookwire.cli.history``)
 - ``hookwire costs ...``                     (``hookwire.cli.costs``)
 - ``hookwire db upgrade`` / ``current``      (``hookwire.cli.db``)
+- ``hookwire traces prune ...``              (``hookwire.cli.traces``)
+- ``hookwire import LOG.jsonl ...``          (``hookwire.cli.importing``)
+- ``hookwire ui ...``                        (``hookwire.cli.ui``)
+- ``hookwire events status`` / ``replay`` / ``tail`` (``hookwire.cli.events``)
 
 Errors follow one style (``hookwire.cli.command``): ``hookwire <command>: error: ...`` on
 stderr, exit status 1; usage errors exit 2.
@@ -17,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from . import costs, db, demo, history, report
+from . import costs, db, demo, events, history, importing, report, traces, ui
 from .command import new_app
 
 __all__ = ["app", "hookwire_version", "main"]
@@ -65,7 +69,7 @@ def version_command() -> None:
     typer.echo(hookwire_version())
 
 
-for _module in (demo, report, history, costs, db):
+for _module in (demo, report, history, costs, db, events, traces, importing, ui):
     _module.register(app)
 
 

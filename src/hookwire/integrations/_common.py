@@ -1,14 +1,20 @@
-"""What the bridges share: pricing (``hookwire.llms.prices.price``), error mapping, and logging
-their own failures."""
+"""What the bridges share: pricing (``hookwire.llms.prices.price``), error mapping, logging
+their own failures, the ids of a framework's runs, and making the hook calls a translation
+returns."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..context import hook_context
+from ..dispatch import CallbackManager
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    BudgetExceeded,
+    CallbackAbort,
     HookwireError,
     LLMConnectionError,
     LLMError,
@@ -18,7 +24,10 @@ from ..errors import (
 )
 from ..llms.prices import price
 
-__all__ = ["FailureLog", "price", "to_hookwire_error"]
+__all__ = ["Emit", "FailureLog", "caused_by", "child_base", "price", "send", "to_hookwire_error"]
+
+#: One hook call: the hook's name, its positional arguments, its keywords.
+Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 logger = logging.getLogger("hookwire")
 
@@ -110,3 +119,63 @@ class FailureLog:
             )
         else:
             logger.debug("hookwire: %s failed in %s: %r", self.what, where, exc)
+
+
+def caused_by(error: BaseException, origin: BaseException) -> bool:
+    """Whether ``error`` is ``origin`` or was raised from it (a framework may wrap it)."""
+    seen = 0
+    e: BaseException | None = error
+    while e is not None and seen < 8:
+        if e is origin:
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False
+
+
+def child_base(
+    run_id: str, parent: Mapping[str, Any] | None, context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ids and request context every event of a framework's run (a run, an LLM call, a
+    tool) carries: ``run_id``, then, under ``parent`` (the keywords of the run it is in), the
+    parent's id, trace, context and depth + 1; outermost, the trace and depth of the enclosing
+    ``hookwire.trace`` (the manager fills in its ``parent_run_id``). ``context`` (the bridge's
+    own request context) is the default the parent's overrides."""
+    if parent is not None:
+        base = {k: v for k, v in parent.items() if k not in _NOT_INHERITED}
+        base["run_id"] = run_id
+        base["parent_run_id"] = parent["run_id"]
+        base["depth"] = parent.get("depth", 0) + 1
+        return base
+    base = {**context, "run_id": run_id}
+    ctx = hook_context()
+    base["trace_id"] = ctx.get("trace_id") or run_id
+    depth = ctx.get("depth", 0)
+    if depth:
+        base["depth"] = depth
+    return base
+
+
+#: Keywords of a run that are its own, not its children's.
+_NOT_INHERITED = frozenset(
+    {"run_id", "parent_run_id", "depth", "name", "kind", "model", "provider", "tool_call_id"}
+)
+
+
+def send(manager: CallbackManager, emits: Iterable[Emit], failed: FailureLog, where: str) -> None:
+    """Make the hook calls ``emits`` for a framework that cannot be stopped from its event
+    callbacks (it swallows what they raise): a ``CallbackAbort`` (a budget) is told as runners
+    tell it (``on_budget_exceeded``, ``on_error(stage="budget")``) and the call goes on; any
+    other failure is logged once with ``failed``."""
+    for hook, args, kw in emits:
+        try:
+            getattr(manager, hook)(*args, **kw)
+        except CallbackAbort as abort:
+            try:
+                if isinstance(abort, BudgetExceeded):
+                    manager.on_budget_exceeded(abort, **kw)
+                manager.on_error(abort, **{**kw, "stage": "budget"})
+            except Exception as exc:  # a handler marked raise_error: nowhere to raise it to
+                failed(where, exc)
+        except Exception as exc:
+            failed(where, exc)

@@ -9,6 +9,9 @@ implementation as ``store=``.
   :class:`Owner` and :class:`Page`).
 - ``hookwire.stores.ledger``: :class:`UsageLedger`, the usage ledger and budgets (with
   :class:`UsageRecord` and :class:`Claim`).
+- ``hookwire.stores.traces``: :class:`TraceStore`, spans of runs and calls for ``hookwire ui``
+  (with :class:`RunFilter`).
+- ``hookwire.stores.outbox``: :class:`Outbox`, events on their way out to other systems.
 - ``hookwire.stores.engine``: ``resolve_url``, ``get_engine``, ``ensure_schema``, ``upgrade``
   (the database, its engine, its Alembic-versioned schema).
 - ``hookwire.stores.schema``: the one SQLAlchemy Core ``metadata`` of every table.
@@ -25,12 +28,17 @@ from .runner import run, run_sync
 if TYPE_CHECKING:
     from .conversations import ConversationStore, Owner, Page
     from .ledger import Claim, UsageLedger, UsageRecord
+    from .outbox import Outbox
+    from .traces import RunFilter, TraceStore
 
 __all__ = [
     "Claim",
     "ConversationStore",
+    "Outbox",
     "Owner",
     "Page",
+    "RunFilter",
+    "TraceStore",
     "UsageLedger",
     "UsageRecord",
     "ensure_schema",
@@ -43,6 +51,7 @@ __all__ = [
 
 _CONVERSATIONS = frozenset({"ConversationStore", "Owner", "Page"})
 _LEDGER = frozenset({"Claim", "UsageLedger", "UsageRecord"})
+_TRACES = frozenset({"RunFilter", "TraceStore"})
 
 
 # The stores are imported when first named: ``import hookwire.stores.engine`` (the CLI's
@@ -52,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from . import conversations as module
     elif name in _LEDGER:
         from . import ledger as module  # type: ignore[no-redef]
+    elif name in _TRACES:
+        from . import traces as module  # type: ignore[no-redef]
+    elif name == "Outbox":
+        from . import outbox as module  # type: ignore[no-redef]
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value = getattr(module, name)

@@ -32,10 +32,30 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     the worst-case cost of LLM calls in flight, per budget scope, key and period; a call's
     reservation is removed when its ledger row is written (or it fails, or it expires).
 
+``spans``
+    the trace store (``hookwire.stores.traces``): one row per run, LLM call, tool call,
+    memory operation, retry and error, with what the dashboard lists, filters and sums as real
+    columns (trace, parent, kind, name, times, status, error type, model, provider, the
+    request's user, org, conversation and agent, tokens by kind, cost, latency, time to first
+    token, retries) and a short preview of the input and output.
+
+``span_contents``
+    a span's whole input and output (redacted JSON), apart from ``spans`` so that lists never
+    read them; searched by a trigram index (language-neutral): on SQLite the FTS5 table
+    ``span_search`` kept by triggers, on PostgreSQL a ``pg_trgm`` GIN index (migration
+    ``0006_traces``; neither is in this metadata).
+
 ``budget_totals``
     on PostgreSQL, the sum of ``budget_reservations`` per scope, key, period and currency,
     kept with them, so that a budget check updates one row instead of summing the
     reservations (SQLite's check sums them; the table stays empty there).
+
+``outbox``
+    events on their way out to other systems (``hookwire.export``): one row per event and
+    sink, with the event's stable id (a UUIDv7, unique with the sink), its ordering key (the
+    conversation, else the trace), its JSON body, and its delivery state (``pending``,
+    ``delivered``, ``dead``): attempts, when it may be tried next, a relay's claim on it, the
+    last error and, for a refused event, the receiver's response.
 
 Times are timezone-aware UTC datetimes on both databases (:class:`UTCDateTime`). Money is
 exact on both (:class:`Money`).
@@ -55,6 +75,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +85,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -71,6 +93,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "CONVERSATION_STATES",
     "MONEY_SCALE",
+    "OUTBOX_STATES",
     "SENDERS",
     "Money",
     "UTCDateTime",
@@ -80,6 +103,9 @@ __all__ = [
     "has_lone_surrogate",
     "messages",
     "metadata",
+    "outbox",
+    "span_contents",
+    "spans",
     "usage_ledger",
     "usage_totals",
 ]
@@ -391,4 +417,112 @@ budget_totals = Table(
     metadata,
     *_total_key(),
     Column("reserved", Money(), nullable=False),
+)
+
+
+# -- traces -----------------------------------------------------------------------------------
+
+_SPAN_ID = 96  # a run id, or a run id and a suffix (a retry's span: ``<run id>:retry:2``)
+_ROOT = "parent_id IS NULL"
+
+
+def _root_index(name: str, *columns: str) -> Index:
+    """An index of root spans only (the runs list and its filters): the much larger rest of
+    the table (LLM, tool, memory spans) costs it nothing."""
+    return Index(name, *columns, sqlite_where=text(_ROOT), postgresql_where=text(_ROOT))
+
+
+spans = Table(
+    "spans",
+    metadata,
+    Column("span_id", String(_SPAN_ID), primary_key=True),
+    Column("trace_id", String(_ID), nullable=False),
+    Column("parent_id", String(_SPAN_ID), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("error_type", String(255), nullable=True),
+    Column("model", String(255), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("user_id", String(255), nullable=True),
+    Column("org_id", String(255), nullable=True),
+    Column("conversation_id", String(_ID), nullable=True),
+    Column("agent", String(255), nullable=True),
+    Column("depth", Integer(), nullable=True),
+    Column("input_tokens", BigInteger(), nullable=True),
+    Column("output_tokens", BigInteger(), nullable=True),
+    Column("cached_tokens", BigInteger(), nullable=True),
+    Column("reasoning_tokens", BigInteger(), nullable=True),
+    Column("cost", Money(), nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("latency_ms", Float(), nullable=True),
+    Column("ttft_ms", Float(), nullable=True),
+    Column("retries", Integer(), nullable=False, server_default="0"),
+    Column("input_preview", String(200), nullable=True),
+    Column("output_preview", String(200), nullable=True),
+    # the runs list, newest first, and its filters (keyset on started_at, span_id)
+    _root_index("ix_spans_root_started", "started_at", "span_id"),
+    _root_index("ix_spans_root_user", "user_id", "started_at", "span_id"),
+    _root_index("ix_spans_root_model", "model", "started_at", "span_id"),
+    _root_index("ix_spans_root_agent", "agent", "started_at", "span_id"),
+    _root_index("ix_spans_root_status", "status", "started_at", "span_id"),
+    # a span's children, in order (a trace opens one level at a time)
+    Index("ix_spans_parent_started", "parent_id", "started_at", "span_id"),
+    Index("ix_spans_trace", "trace_id"),
+    # retention (the oldest spans first), and the health view's counts of a time window,
+    # read from the index alone
+    Index("ix_spans_started", "started_at", "kind", "status", "error_type", "retries"),
+)
+
+span_contents = Table(
+    "span_contents",
+    metadata,
+    # an integer key: SQLite's full-text index (``span_search``, FTS5) keys its rows by it,
+    # and a rowid that is not a declared key may change in a VACUUM
+    Column("seq", _count(), primary_key=True, autoincrement=True),
+    Column(
+        "span_id",
+        String(_SPAN_ID),
+        ForeignKey("spans.span_id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("input", Text(), nullable=True),
+    Column("output", Text(), nullable=True),
+)
+
+# -- events out -------------------------------------------------------------------------------
+
+#: The delivery states of an outbox row.
+OUTBOX_STATES: tuple[str, ...] = ("pending", "delivered", "dead")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # the order events are delivered in, per sink and key
+    Column("seq", _count(), primary_key=True, autoincrement=True),
+    Column("event_id", String(_ID), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("response", Text(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="state"),
+    # an event is delivered to a sink under one id (a replay resets the row, never copies it)
+    Index("uq_outbox_event_id_sink", "event_id", "sink", unique=True),
+    # a relay's claim: the oldest pending rows of a sink
+    Index("ix_outbox_sink_state_seq", "sink", "state", "seq"),
+    # the order check: an earlier pending row of the same sink and key
+    Index("ix_outbox_sink_key_state_seq", "sink", "key", "state", "seq"),
 )

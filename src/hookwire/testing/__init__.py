@@ -5,7 +5,8 @@
   manager and removes it afterwards.
 - ``OpenAIServer``: a small OpenAI-compatible HTTP server on 127.0.0.1 (JSON and SSE
   streaming, tool calls, scripted failures), for tests that go through the real ``openai``
-  SDK without reaching the internet.
+  SDK without reaching the internet; it speaks Anthropic's Messages API too
+  (``/v1/messages``), for the ``anthropic`` SDK.
 """
 
 from __future__ import annotations

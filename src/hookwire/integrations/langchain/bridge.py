@@ -27,7 +27,7 @@ from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
 from ...frozen import freeze
 from ...llms.openai_wire import answer_keywords
-from .._common import FailureLog, price, to_hookwire_error
+from .._common import FailureLog, caused_by, price, to_hookwire_error
 from . import convert
 
 __all__ = ["Bridge", "Emit", "Start"]
@@ -230,7 +230,7 @@ class Bridge:
         if parent is not None:
             known = parent.pending
             # A sibling may have told the parent of this failure already, from where it began.
-            if known is None or not _caused_by(failure[0], known[0]):
+            if known is None or not caused_by(failure[0], known[0]):
                 parent.pending = failure
         elif not failure[3]:
             emits.append(("on_error", (failure[1],), {**run.base, "stage": failure[2]}))
@@ -347,7 +347,7 @@ class Bridge:
             emits.append(("on_run_end", (None,), {**run.base, "error": error}))
         self._roll_up(run)
         pending = run.pending
-        if pending is None or not _caused_by(error, pending[0]):
+        if pending is None or not caused_by(error, pending[0]):
             pending = (error, error, "run", False)
         self._report(run, pending, emits)
         return emits
@@ -689,16 +689,4 @@ def _streamed() -> bool:
             if any(hasattr(h, "tap_output_iter") for h in handlers):
                 return True
         frame = frame.f_back
-    return False
-
-
-def _caused_by(error: BaseException, origin: BaseException) -> bool:
-    """Whether ``error`` is ``origin`` or was raised from it (a framework may wrap it)."""
-    seen = 0
-    e: BaseException | None = error
-    while e is not None and seen < 8:
-        if e is origin:
-            return True
-        e = e.__cause__ or e.__context__
-        seen += 1
     return False

@@ -1,12 +1,15 @@
 """One reported call, from the request to its end: what its events say. Sync and async calls
-share it; they only send what it lists (``emit`` / ``aemit``)."""
+share it; they only send what it lists (``emit`` / ``aemit``).
+
+The SDKs made by the same generator as openai's (Anthropic's) are reported the same way: an
+``SDK`` record says what differs (the endpoints, stream classes and errors)."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +23,9 @@ from ...llms.estimate import prompt_bound, with_estimate
 from ...llms.openai_wire import map_openai_error
 from ...llms.prices import price
 from .._common import FailureLog
-from .endpoints import Endpoint, Reader
+from .endpoints import ENDPOINTS, Endpoint, Reader
 
-__all__ = ["Call", "Events", "Instrumentation", "aemit", "emit", "failures"]
+__all__ = ["OPENAI", "SDK", "Call", "Events", "Instrumentation", "aemit", "emit", "failures"]
 
 _perf = time.perf_counter
 
@@ -46,18 +49,6 @@ async def aemit(manager: CallbackManager, events: Events) -> None:
         await getattr(manager, "a" + hook)(*args, **kw)
 
 
-@dataclass(slots=True, eq=False)
-class Instrumentation:
-    """What an instrumented client reports to: its manager, provider and request context
-    (shared by the clients ``with_options`` and ``copy`` derive from it)."""
-
-    manager: CallbackManager
-    provider: str
-    context: dict[str, Any]
-    #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
-    server: Mapping[str, Any] = field(default_factory=dict)
-
-
 #: An endpoint's name -> the ``api_type`` keyword of its start event (``openai.api.type``).
 _API_TYPES: Mapping[str, str] = {"chat": "chat_completions", "responses": "responses"}
 
@@ -78,6 +69,38 @@ def _attempt_error(exc: BaseException | None, response: Any) -> BaseException:
         return openai.APIConnectionError(request=request)  # type: ignore[arg-type]
     except Exception:
         return exc
+
+
+@dataclass(frozen=True, slots=True)
+class SDK:
+    """What differs between the SDKs the instrumentation wraps: the reported ``endpoints`` (by
+    the path the SDK posts to), its ``streams`` (``Stream`` and ``AsyncStream`` classes), how
+    one of its exceptions becomes a ``hookwire.errors`` one (``map_error(exc, provider=...,
+    model=...)``), and the exception of an attempt that failed (``attempt_error(exc,
+    response)``: a transport failure, or an HTTP error response whose body is left unread)."""
+
+    endpoints: Mapping[str, Endpoint]
+    streams: tuple[type, ...]
+    map_error: Callable[..., BaseException]
+    attempt_error: Callable[[BaseException | None, Any], BaseException]
+
+
+#: The ``openai`` SDK.
+OPENAI = SDK(ENDPOINTS, (openai.Stream, openai.AsyncStream), map_openai_error, _attempt_error)
+
+
+@dataclass(slots=True, eq=False)
+class Instrumentation:
+    """What an instrumented client reports to: its manager, provider and request context
+    (shared by the clients ``with_options`` and ``copy`` derive from it)."""
+
+    manager: CallbackManager
+    provider: str
+    context: dict[str, Any]
+    #: ``server_address`` / ``server_port`` of the client's base URL, for ``on_llm_start``.
+    server: Mapping[str, Any] = field(default_factory=dict)
+    #: The SDK the client is of.
+    sdk: SDK = field(default_factory=lambda: OPENAI)
 
 
 class Call:
@@ -169,9 +192,10 @@ class Call:
         failure, self.failure = self.failure, None
         if self.attempts == 1 or failure is None:
             return _NONE
+        sdk = self.inst.sdk
         try:
-            error = map_openai_error(
-                _attempt_error(*failure), provider=self.inst.provider, model=self.model
+            error = sdk.map_error(
+                sdk.attempt_error(*failure), provider=self.inst.provider, model=self.model
             )
         except Exception as exc:
             failures("a retry", exc)
@@ -200,8 +224,9 @@ class Call:
         self.ended = True
         err = exc
         if not isinstance(exc, CallbackAbort) and isinstance(exc, Exception):
-            err = map_openai_error(exc, provider=self.inst.provider, model=self.model)
-            err.__cause__ = exc
+            err = self.inst.sdk.map_error(exc, provider=self.inst.provider, model=self.model)
+            if err is not exc:
+                err.__cause__ = exc
         _, _, error_hook = self.hooks
         stage = "embedding" if self.endpoint.embedding else "llm"
         return [

@@ -18,6 +18,10 @@ untouched):
   ``_send_request`` is private to the SDK: when an SDK lacks it, calls are still reported
   (read from the parsed answer), without their retries.
 
+Anthropic's SDK, made by the same generator, has the same ``request``; each of its attempts
+goes through ``_attempt_request(options, stream=...)`` instead, which is wrapped the same way
+(``attach`` does it for ``hookwire.integrations.anthropic``, with that SDK's ``SDK`` record).
+
 ``copy`` and ``with_options`` are wrapped too, so the clients derived from an instrumented
 one report to the same handlers. Resources (``client.chat.completions``, ...) are never
 touched, so an instance-level patch on them (instructor's, the app's own) keeps working, and
@@ -26,6 +30,7 @@ touched, so an instance-level patch on them (instructor's, the app's own) keeps 
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -39,10 +44,9 @@ from ...dispatch import CallbackManager, Callbacks
 from ...errors import CallbackAbort, ConfigurationError
 from ...llms.openai_wire import server_keywords
 from .calls import Call, Events, Instrumentation, aemit, emit, failures
-from .endpoints import ENDPOINTS
 from .streams import observe_body, observe_stream
 
-__all__ = ["instrument", "is_instrumented", "uninstrument"]
+__all__ = ["attach", "detach", "instrument", "is_attached", "is_instrumented", "uninstrument"]
 
 C = TypeVar("C", openai.OpenAI, openai.AsyncOpenAI)
 
@@ -77,7 +81,7 @@ def _prepare(
     """The call to report for a request (``None``: not a reported endpoint, or a failure of
     the instrumentation, logged), and its start event's payload and keywords."""
     try:
-        endpoint = ENDPOINTS.get(options.url)
+        endpoint = inst.sdk.endpoints.get(options.url)
         if endpoint is None or str(options.method).lower() != "post":
             return None
         body = options.json_data
@@ -119,7 +123,7 @@ def _read(call: Call, result: Any, sync: bool) -> Events:
     """After the SDK returned ``result``: a stream or an unread body is observed as the app
     reads it (nothing to send yet); an answer already read gives its end event."""
     try:
-        if isinstance(result, (openai.Stream, openai.AsyncStream)):
+        if isinstance(result, call.inst.sdk.streams):
             observe_stream(result, call)
         else:
             response, events = _answer(call, result)
@@ -187,11 +191,14 @@ def _async_request(inst: Instrumentation, client: Any, original: Any) -> Callabl
     return request
 
 
-def _sent(call: Call, response: Any) -> Any:
+def _sent(call: Call, result: Any) -> Any:
+    # ``_send_request`` returns the response, ``_attempt_request`` (Anthropic's) the response
+    # and the options it was sent with.
+    response = result[0] if type(result) is tuple else result
     call.response = response
     if response.status_code >= 400:
         call.attempt_failed(None, response)
-    return response
+    return result
 
 
 def _sync_send(inst: Instrumentation, client: Any, original: Any) -> Callable[..., Any]:
@@ -241,15 +248,20 @@ def _derive(inst: Instrumentation, client: Any, original: Any) -> Callable[..., 
 
 
 _Wrapper = Callable[[Instrumentation, Any, Any], Callable[..., Any]]
+# One of ``_send_request`` (openai's) and ``_attempt_request`` (Anthropic's) is wrapped: the
+# first the client has, so an SDK with both does not count each attempt twice.
+_ATTEMPTS = ("_send_request", "_attempt_request")
 _SYNC: dict[str, _Wrapper] = {
     "request": _sync_request,
     "_send_request": _sync_send,
+    "_attempt_request": _sync_send,
     "copy": _derive,
     "with_options": _derive,
 }
 _ASYNC: dict[str, _Wrapper] = {
     "request": _async_request,
     "_send_request": _async_send,
+    "_attempt_request": _async_send,
     "copy": _derive,
     "with_options": _derive,
 }
@@ -259,10 +271,12 @@ def _patch(client: Any, inst: Instrumentation) -> None:
     """Wrap ``client``'s methods (those it has) for ``inst``; keep what was on the instance."""
     own = client.__dict__
     saved: dict[str, Any] = {}
-    wrappers = _ASYNC if isinstance(client, openai.AsyncOpenAI) else _SYNC
+    is_async = inspect.iscoroutinefunction(getattr(type(client), "request", None))
+    wrappers = _ASYNC if is_async else _SYNC
+    attempts = [n for n in _ATTEMPTS if getattr(client, n, None) is not None][1:]
     for name, wrap in wrappers.items():
         current = getattr(client, name, None)
-        if current is None:
+        if current is None or name in attempts:
             continue
         saved[name] = own.get(name, _ABSENT)
         wrapper = wrap(inst, client, current)
@@ -300,19 +314,31 @@ def instrument(
     if provider is None:
         azure = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
         provider = "azure.ai.openai" if isinstance(client, azure) else "openai"
+    attach(client, Instrumentation(manager, provider, ctx, server_keywords(client.base_url)))
+    return client
+
+
+def attach(client: Any, inst: Instrumentation) -> None:
+    """Make ``client`` (of the SDK ``inst.sdk`` names) report to ``inst``: what ``instrument``
+    does once it has checked its arguments. A client already attached keeps its wrappers and
+    reports to ``inst``'s manager, provider and context from now on."""
     existing: _Patched | None = client.__dict__.get(_ATTR)
     if existing is not None:
-        inst = existing.inst
-        inst.manager, inst.provider, inst.context = manager, provider, ctx
-        return client
-    _patch(client, Instrumentation(manager, provider, ctx, server_keywords(client.base_url)))
-    return client
+        old = existing.inst
+        old.manager, old.provider, old.context = inst.manager, inst.provider, inst.context
+        return
+    _patch(client, inst)
 
 
 def uninstrument(client: openai.OpenAI | openai.AsyncOpenAI) -> None:
     """Undo ``instrument(client)``: the client's attributes are again exactly what they were
     (an instance-level patch made before ``instrument`` included). A client that is not
     instrumented is left as it is; clients derived from it stay instrumented."""
+    detach(client)
+
+
+def detach(client: Any) -> None:
+    """Undo ``attach(client, ...)`` (``uninstrument`` for any SDK's client)."""
     patched: _Patched | None = client.__dict__.pop(_ATTR, None)
     if patched is None:
         return
@@ -326,4 +352,10 @@ def uninstrument(client: openai.OpenAI | openai.AsyncOpenAI) -> None:
 def is_instrumented(client: openai.OpenAI | openai.AsyncOpenAI) -> bool:
     """Whether ``instrument`` was applied to ``client`` (or to the client it was derived
     from) and not undone."""
+    return is_attached(client)
+
+
+def is_attached(client: Any) -> bool:
+    """Whether ``attach`` was applied to ``client`` (or to the client it was derived from)
+    and not undone."""
     return _ATTR in client.__dict__

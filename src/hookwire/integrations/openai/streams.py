@@ -28,7 +28,12 @@ import openai
 from ...events import EmbeddingResponse
 from .calls import Call, Events, aemit, emit, failures
 
-__all__ = ["AsyncObservedStream", "ObservedStream", "observe_body", "observe_stream"]
+__all__ = [
+    "AsyncObservedStream",
+    "ObservedStream",
+    "observe_body",
+    "observe_stream",
+]
 
 _perf = time.perf_counter
 _NONE: Events = []
@@ -108,41 +113,69 @@ class Observer:
         return call.finished(response, **extra)
 
 
-class ObservedStream(openai.Stream[Any]):
-    """``openai.Stream`` that closes its response when a ``for`` loop over it stops early or
-    when it is dropped half-read (so its end is reported then)."""
+def _closing_class(cls: type, is_async: bool) -> type:
+    """A subclass of an SDK's stream class ``cls`` whose stream closes its response when a
+    ``for`` loop over it stops early or when it is dropped half-read (so its end is reported
+    then). A subclass of ``cls`` alone (a mixin base would change the instance layout, which
+    ``__class__`` assignment refuses)."""
+    if is_async:
+        aiter = cls.__aiter__  # type: ignore[attr-defined]
 
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from self._iterator
-        finally:
-            self.close()
+        async def __aiter__(self: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in aiter(self):
+                    yield item
+            finally:
+                await self.close()
 
-    def __del__(self) -> None:
-        try:
-            if not self.response.is_closed:
+        def __adel__(self: Any) -> None:
+            # Dropped half-read: close it on the loop it was read on, if that still runs.
+            try:
+                if not self.response.is_closed:
+                    asyncio.get_running_loop().create_task(self.close())
+            except Exception:
+                pass  # no running loop: the response is left to the garbage collector
+
+        methods: dict[str, Any] = {"__aiter__": __aiter__, "__del__": __adel__}
+    else:
+        iterate = cls.__iter__  # type: ignore[attr-defined]
+
+        def __iter__(self: Any) -> Iterator[Any]:
+            try:
+                yield from iterate(self)
+            finally:
                 self.close()
-        except Exception:
-            pass  # never raise from a finalizer
+
+        def __del__(self: Any) -> None:
+            try:
+                if not self.response.is_closed:
+                    self.close()
+            except Exception:
+                pass  # never raise from a finalizer
+
+        methods = {"__iter__": __iter__, "__del__": __del__}
+    methods["__doc__"] = f"``{cls.__module__}.{cls.__name__}`` that closes when left early."
+    return type(f"Observed{cls.__name__}", (cls,), methods)
 
 
-class AsyncObservedStream(openai.AsyncStream[Any]):
-    """``ObservedStream`` for ``openai.AsyncStream`` (its mirror)."""
+#: ``openai.Stream`` that closes its response when a ``for`` loop over it stops early or when
+#: it is dropped half-read (so its end is reported then).
+ObservedStream: type = _closing_class(openai.Stream, False)
+#: ``ObservedStream`` for ``openai.AsyncStream``.
+AsyncObservedStream: type = _closing_class(openai.AsyncStream, True)
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        try:
-            async for item in self._iterator:
-                yield item
-        finally:
-            await self.close()
+#: An SDK's plain stream class -> its subclass that closes early (made once per class).
+_OBSERVED: dict[type, type] = {
+    openai.Stream: ObservedStream,
+    openai.AsyncStream: AsyncObservedStream,
+}
 
-    def __del__(self) -> None:
-        # Dropped half-read: close it on the loop it was read on, if that still runs.
-        try:
-            if not self.response.is_closed:
-                asyncio.get_running_loop().create_task(self.close())
-        except Exception:
-            pass  # no running loop: the response is left to the garbage collector
+
+def _observed(cls: type, is_async: bool) -> type:
+    found = _OBSERVED.get(cls)
+    if found is None:
+        found = _OBSERVED[cls] = _closing_class(cls, is_async)
+    return found
 
 
 #: What ``feed`` returns for an item the app is not to see (it calls for no event).
@@ -228,22 +261,25 @@ def _aclosing(obs: Observer, aclose: Callable[[], Any], end: Callable[[], Events
     return closing
 
 
-def observe_stream(stream: openai.Stream[Any] | openai.AsyncStream[Any], call: Call) -> None:
-    """Report ``stream``'s events as the SDK reads them, and its end when it is closed."""
+def observe_stream(stream: Any, call: Call) -> None:
+    """Report ``stream``'s events as the SDK reads them, and its end when it is closed
+    (``stream``: one of the SDK's ``Stream`` / ``AsyncStream``, or a subclass)."""
     obs = Observer(call)
     events_of = stream._iter_events
     steps = _Steps(obs.passed, obs.ended)
     response = stream.response
-    if isinstance(stream, openai.AsyncStream):
-        stream._iter_events = lambda: _arelay(obs, events_of(), steps)  # type: ignore[method-assign,arg-type]
-        response.aclose = _aclosing(obs, response.aclose, obs.ended)  # type: ignore[method-assign]
-        if type(stream) is openai.AsyncStream:
-            stream.__class__ = AsyncObservedStream
+    cls = type(stream)
+    plain = cls in call.inst.sdk.streams
+    if hasattr(cls, "__aiter__"):
+        stream._iter_events = lambda: _arelay(obs, events_of(), steps)
+        response.aclose = _aclosing(obs, response.aclose, obs.ended)
+        if plain:
+            stream.__class__ = _observed(cls, True)
     else:
-        stream._iter_events = lambda: _relay(obs, events_of(), steps)  # type: ignore[method-assign,arg-type]
-        response.close = _closing(obs, response.close, obs.ended)  # type: ignore[method-assign]
-        if type(stream) is openai.Stream:
-            stream.__class__ = ObservedStream
+        stream._iter_events = lambda: _relay(obs, events_of(), steps)
+        response.close = _closing(obs, response.close, obs.ended)
+        if plain:
+            stream.__class__ = _observed(cls, False)
 
 
 class _SSESplitter:

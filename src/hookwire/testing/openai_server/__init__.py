@@ -34,6 +34,14 @@ What it serves:
   by default), as floats or ``encoding_format="base64"``; usage counts the input's words.
 - ``POST /v1/completions`` (legacy): a ``text_completion``, or its chunks, ending with a
   usage chunk when ``stream_options.include_usage`` is set and ``data: [DONE]``.
+- ``POST /v1/messages``: Anthropic's Messages API, for the ``anthropic`` SDK (``base_url`` is
+  ``server.url``): a JSON ``message`` (text, or ``tool_use`` blocks for a ``ToolCallReply``;
+  usage as ``input_tokens`` without the cache, ``cache_read_input_tokens``,
+  ``cache_creation_input_tokens``, ``output_tokens``); with ``"stream": true`` its SSE events
+  as Anthropic sends them (``message_start``, ``content_block_start``, ``ping``, one
+  ``content_block_delta`` per word or ``input_json_delta`` piece, ``content_block_stop``,
+  ``message_delta`` with the stop reason and usage, ``message_stop``); errors in Anthropic's
+  shape (``{"type": "error", "error": {"type": "overloaded_error", ...}}`` for a 529).
 - ``GET /v1/models``: one model, so clients that list models work.
 
 What it answers: each request consumes the next item of its *script* (``server.script(...)``

@@ -7,6 +7,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ from . import script
 from .chat import ChatCompletions
 from .completions import Completions
 from .embeddings import Embeddings
+from .messages import Messages
 from .responses import Responses
 from .wire import Wire
 
@@ -28,16 +30,19 @@ class _Endpoint(Protocol):
     ) -> None: ...
 
 
-#: The POST routes, by the end of their path.
-_ROUTES: dict[str, type[ChatCompletions | Completions | Embeddings | Responses]] = {
+_Routed = type[ChatCompletions | Completions | Embeddings | Responses | Messages]
+
+#: The POST routes, by the end of their path (``/messages``: Anthropic's Messages API).
+_ROUTES: dict[str, _Routed] = {
     "/chat/completions": ChatCompletions,
     "/responses": Responses,
     "/embeddings": Embeddings,
     "/completions": Completions,
+    "/messages": Messages,
 }
 
 
-def _route(path: str) -> type[ChatCompletions | Completions | Embeddings | Responses] | None:
+def _route(path: str) -> _Routed | None:
     # By the end of the path, so Azure's ``/deployments/<name>/chat/completions`` routes too
     # (``/chat/completions`` is tried before ``/completions``).
     path = path.split("?", 1)[0].rstrip("/")
@@ -129,10 +134,13 @@ class Handler(BaseHTTPRequestHandler):
         item = owner._record(
             body, {k.lower(): v for k, v in self.headers.items()}, self.client_address
         )
-        if owner.api_key is not None and self.headers.get("Authorization") != (
-            f"Bearer {owner.api_key}"
+        # Each API's errors in its own shape (Anthropic's differ from OpenAI's).
+        error_body = getattr(endpoint, "error_body", script.error_body)
+        if owner.api_key is not None and (
+            self.headers.get("Authorization") != f"Bearer {owner.api_key}"
+            and self.headers.get("x-api-key") != owner.api_key  # Anthropic's header
         ):
-            w.send_json(401, script.error_body(401, script.ERROR_MESSAGES[401]))
+            w.send_json(401, error_body(401, script.ERROR_MESSAGES[401]))
             return
         delay = getattr(item, "delay", 0.0)
         if delay:
@@ -141,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         model = str(body.get("model") or owner.model)
         try:
-            if not _fault(w, item, stream):
+            if not _fault(w, item, stream, error_body):
                 assert not isinstance(item, (script.ErrorReply, script.Raw, script.Malformed))
                 answer: _Endpoint = endpoint(w, body, model, include_usage)
                 answer.answer(script.Reply(item) if isinstance(item, str) else item, stream)
@@ -149,14 +157,22 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away; nothing to answer
 
 
-def _fault(w: Wire, item: script.ScriptItem | None, stream: bool) -> bool:
-    """Answer the script items every endpoint answers alike; ``False`` for the others."""
+def _fault(
+    w: Wire,
+    item: script.ScriptItem | None,
+    stream: bool,
+    error_body: Callable[[int, str], dict[str, Any]] = script.error_body,
+) -> bool:
+    """Answer the script items every endpoint answers alike; ``False`` for the others.
+    ``error_body`` makes the endpoint's error bodies."""
     if isinstance(item, script.ErrorReply):
         headers = {}
         if item.retry_after is not None:
             headers["Retry-After"] = script.fmt_seconds(item.retry_after)
-        message = item.message or script.ERROR_MESSAGES.get(item.status, "Error.")
-        w.send_json(item.status, script.error_body(item.status, message), headers)
+        message = item.message
+        if not message and error_body is script.error_body:
+            message = script.ERROR_MESSAGES.get(item.status, "Error.")  # (others have their own)
+        w.send_json(item.status, error_body(item.status, message), headers)
     elif isinstance(item, script.Raw):
         if stream:
             w.start_stream()

@@ -40,7 +40,8 @@ def split_words(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Reply:
     """A text answer. ``usage`` overrides the computed token counts (``prompt_tokens``,
-    ``completion_tokens``, and ``cached_tokens`` / ``reasoning_tokens`` for the details);
+    ``completion_tokens``, and ``cached_tokens`` / ``reasoning_tokens`` for the details;
+    ``cache_creation_tokens`` for Anthropic's cache writes);
     ``delay`` waits that many seconds before answering."""
 
     text: str

@@ -1,0 +1,142 @@
+"""Events out: the app thread's cost per event with an OutboxCallback, and events/s end to
+end (app -> outbox -> relay -> sink) to a local webhook receiver and to Redis Streams, with
+the outbox on SQLite and on PostgreSQL.
+
+App-thread cost: ``thread_time`` of emitting N ``on_memory_store`` events through a manager
+holding an ``OutboxCallback`` (the worker inserts on its own thread), next to the same
+manager holding an inline no-op handler, best of 3 rounds. End to end: wall time from the
+first emit to the relay finding nothing pending (``Relay.run(until_idle=True)``), N events.
+Targets (issue "Events out"): >= 20,000 events/s end to end; <= 2 µs per event on the app
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from _postgres import SERVER, server_up
+from _timing import options
+from hookwire import CallbackManager, trace
+from hookwire.callbacks import BaseCallback
+from hookwire.export import OutboxCallback, RedisStreamSink, Relay, WebhookSink
+from hookwire.stores import engine, runner
+
+
+class _Noop(BaseCallback):
+    def on_memory_store(self, content: Any, **kwargs: Any) -> None:
+        pass
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _emit(manager: CallbackManager, n: int) -> float:
+    start = time.thread_time()
+    with trace("bench", callbacks=manager, conversation_id="c1"):
+        for i in range(n):
+            manager.on_memory_store(i)
+    return time.thread_time() - start
+
+
+def app_thread_cost(url: str, n: int) -> tuple[float, float]:
+    best_outbox = best_noop = float("inf")
+    for _ in range(3):
+        handler = OutboxCallback(["bench"], url, hooks=["on_memory_store"])
+        manager = CallbackManager([handler])
+        best_outbox = min(best_outbox, _emit(manager, n) / n)
+        handler.flush(120)
+        best_noop = min(best_noop, _emit(CallbackManager([_Noop()]), n) / n)
+    return best_outbox * 1e6, best_noop * 1e6
+
+
+def end_to_end(url: str, sink: Any, n: int) -> float:
+    handler = OutboxCallback([sink], url, hooks=["on_memory_store"])
+    relay = Relay([sink], url, batch_size=500, poll=0.005)
+    start = time.perf_counter()
+    thread = relay.start()
+    _emit(CallbackManager([handler]), n)
+    handler.flush(300)
+    relay._stop.set()
+    thread.join()
+    relay._stop.clear()
+    relay.run(until_idle=True)
+    return n / (time.perf_counter() - start)
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{SERVER}/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_database() -> str | None:
+    if not server_up():
+        return None
+    name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = f"{SERVER}/{name}"
+    runner.run_sync(engine.upgrade(url), 120)
+    return url
+
+
+def main() -> None:
+    parser = options(__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args()
+    n = args.events
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    webhook_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with TemporaryDirectory() as tmp:
+        databases = {"sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
+        pg = _pg_database()
+        if pg is not None:
+            databases["postgresql"] = pg
+        for kind, url in databases.items():
+            outbox_us, noop_us = app_thread_cost(url, n)
+            print(
+                f"{kind:<10} app thread per event: OutboxCallback {outbox_us:.2f} µs, "
+                f"inline no-op handler {noop_us:.2f} µs (target <= 2 µs)"
+            )
+            hook = WebhookSink(webhook_url, "bench", name=f"webhook-{kind}")
+            print(
+                f"{kind:<10} end to end to a webhook: {end_to_end(url, hook, n):,.0f} events/s "
+                "(target >= 20,000)"
+            )
+            try:
+                redis = RedisStreamSink(stream=f"bench:{uuid.uuid4().hex[:6]}", name=f"r-{kind}")
+                print(
+                    f"{kind:<10} end to end to Redis: {end_to_end(url, redis, n):,.0f} "
+                    "events/s (target >= 20,000)"
+                )
+                redis._client.delete(redis.stream)
+            except Exception as exc:  # Redis not running: the webhook figures stand
+                print(f"{kind:<10} Redis: skipped ({exc!r})", file=sys.stderr)
+    server.shutdown()
+    if pg is not None:
+        runner.run_sync(engine.dispose_engines(), 60)
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pg.rsplit("/", 1)[1]}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()

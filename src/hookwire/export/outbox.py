@@ -1,0 +1,334 @@
+"""``OutboxCallback``: every event written to the outbox in the store, for a relay to deliver.
+
+The app thread turns the event into its JSON record (``hookwire.logschema``, as
+``FileLogCallback`` does), gives it a UUIDv7 id and an ordering key (the conversation, else
+the trace, else the run), and puts it on a bounded ``hookwire._workers.BackgroundQueue``; the
+``hookwire-outbox`` worker redacts secrets and inserts whole batches, one transaction each,
+one row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the
+outbox in the order they were emitted, which is the order a relay delivers each key in.
+
+If the outbox cannot be written (the database down, the disk full), a batch is retried with
+a backoff for ``retry_for`` seconds, then dropped and counted (``dropped``, and so
+``CallbackManager.stats()``), with a warning logged once per outage. While writes fail, an
+event that finds the queue full is dropped at once; otherwise it waits at most ``put_wait``
+seconds for room: the app never waits longer than that for the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from .._logonce import LogOnce
+from .._workers import BackgroundQueue, past_exit_deadline
+from ..callbacks.base import BaseCallback, hook_signature
+from ..errors import ConfigurationError
+from ..events import HOOKS, HookSpec, hook_methods
+from ..ids import id_at
+from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
+from ..sampling import always_kept, check_rate, over_threshold, trace_kept
+from ..stores import runner
+from ..stores.outbox import Outbox, OutboxEvent
+
+__all__ = ["OutboxCallback", "sink_names"]
+
+logger = logging.getLogger("hookwire")
+
+_UTC = timezone.utc
+_EMPTY: Final[dict[str, Any]] = {}
+#: Events written per transaction at most.
+BATCH: Final = 1000
+#: Seconds one write may take before it is given up and retried (rows are idempotent by
+#: event id and sink, so a write that did commit is not doubled).
+WRITE_TIMEOUT: Final = 30.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+_Item = tuple[str, Any, Any, bytes]  # hook, ordering key, timestamp, JSON
+
+
+def _raw(fn: F) -> F:
+    # Tells CallbackManager that this hook only queues the event, so it may call
+    # ``_hookwire_raw`` with its parts instead (see ``hookwire.dispatch``).
+    fn.__hookwire_raw__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def sink_names(sinks: Iterable[Any]) -> list[str]:
+    """The names of ``sinks``: names as given, sinks by their ``name`` attribute."""
+    names = [s if isinstance(s, str) else getattr(s, "name", None) for s in sinks]
+    bad = [n for n in names if not isinstance(n, str) or not n or len(n) > 64]
+    if bad or not names:
+        raise ConfigurationError(
+            "sinks must be a non-empty list of sink names (1 to 64 characters) or sinks with "
+            f"a name (WebhookSink(url, name=...)), not {list(sinks)!r}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"two sinks share a name in {names}; give each its own name=")
+    return [str(n) for n in names]
+
+
+class OutboxCallback(BaseCallback):
+    """Writes every event to the outbox of the database ``url`` (SQLite ``./hookwire.db`` by
+    default, PostgreSQL by URL), once for each of ``sinks`` (their names, or the sinks
+    themselves), for a ``hookwire.export.Relay`` to deliver at least once.
+
+    Filters: ``hooks`` (hook names; default every hook but streamed tokens, which
+    ``include_tokens=True`` adds), ``users`` and ``agents`` (only events of those),
+    ``include_prompts`` / ``include_responses`` (content left out as ``FileLogCallback``
+    does). For filters that differ per sink, use one handler per sink. ``redact`` adds your
+    own patterns or a function ``(str) -> str`` to the built-in redaction of secrets, and
+    ``mask`` a function applied to every text value (``hookwire.masking.mask_pii`` masks
+    e-mails, phone and card numbers), before the event leaves the process.
+
+    ``sample_rate`` keeps that fraction of traces, whole (``hookwire.sampling``: decided from
+    the trace id, alike in every process; 0.0 keeps none); events with an error (errors,
+    retries, budget refusals) and those whose ``latency_ms`` or ``cost`` reach
+    ``keep_over_ms`` / ``keep_over_cost`` are always kept.
+
+    ``queue_size`` bounds the events waiting for the database; see the module for what
+    happens when it cannot be written. ``pending`` and ``dropped`` show in
+    ``CallbackManager.stats()``.
+    """
+
+    name = "OutboxCallback"
+
+    def __init__(
+        self,
+        sinks: Sequence[Any] = ("default",),
+        url: str | None = None,
+        *,
+        store: Outbox | None = None,
+        hooks: Collection[str] | None = None,
+        users: Collection[str] | None = None,
+        agents: Collection[str] | None = None,
+        include_prompts: bool = True,
+        include_responses: bool = True,
+        include_tokens: bool = False,
+        redact: Iterable[Any] | Callable[[str], str] | None = None,
+        mask: Callable[[str], str] | None = None,
+        sample_rate: float = 1.0,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
+        queue_size: int = 100_000,
+        put_wait: float = 1.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        if not isinstance(queue_size, int) or queue_size <= 0:
+            raise ConfigurationError(
+                f"queue_size must be a positive number of events, not {queue_size!r}"
+            )
+        self.sinks = sink_names(sinks)
+        self.store = store if store is not None else Outbox.for_url(url)
+        self.include_prompts = include_prompts
+        self.include_responses = include_responses
+        self.users = frozenset(users) if users is not None else None
+        self.agents = frozenset(agents) if agents is not None else None
+        self.put_wait = put_wait
+        self.retry_for = retry_for
+        #: Whether the last write failed (its batch is being retried).
+        self.failing = False
+        self._lost = 0
+        self.sample_rate = check_rate(sample_rate)
+        self.keep_over_ms = keep_over_ms
+        self.keep_over_cost = keep_over_cost
+        self._redactor = _redactor(redact, mask)
+        self._lost_log = LogOnce()
+        self._queue: BackgroundQueue[_Item] = BackgroundQueue(
+            f"OutboxCallback({self.store!r})",
+            self._write,
+            maxsize=queue_size,
+            linger=0.005,
+            max_batch=BATCH,
+            worker="hookwire-outbox",
+        )
+        self._filtering = users is not None or agents is not None
+        self._offer = self._queue.offer
+        wanted = self._wanted(hooks, include_tokens)
+        self.ignore_hooks(*(h for h in HOOKS if h not in wanted))
+
+    @staticmethod
+    def _wanted(hooks: Collection[str] | None, include_tokens: bool) -> set[str]:
+        if hooks is None:
+            return {h for h, spec in HOOKS.items() if include_tokens or not spec.streamed}
+        unknown = [h for h in hooks if h not in HOOKS]
+        if unknown:
+            raise ConfigurationError(
+                f"hooks {unknown} are not hooks; the hooks are {', '.join(HOOKS)}"
+            )
+        return set(hooks)
+
+    def __repr__(self) -> str:
+        return f"OutboxCallback({self.sinks!r}, {self.store!r})"
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet in the outbox."""
+        return self._queue.pending
+
+    @property
+    def dropped(self) -> int:
+        """Events lost: the queue was full during an outage, or the outbox refused them for
+        longer than ``retry_for``."""
+        return self._queue.dropped + self._lost
+
+    # -- the app thread's side: one append per event ----------------------------------------
+
+    def _hookwire_raw(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        run_id: Any,
+        timestamp: Any,
+        ctx: Mapping[str, Any],
+        kw: dict[str, Any],
+        model: Any,
+        provider: Any,
+    ) -> None:
+        """Queue one event from what ``CallbackManager`` has at hand (see
+        ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
+        if self._filtering and not self._kept(ctx, kw):
+            return
+        if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
+            return
+        direct = run_id is None  # called directly: the keywords are the whole record
+        rid = kw.get("run_id") if direct else run_id
+        ts = kw.get("timestamp") if direct else timestamp
+        if not isinstance(ts, (int, float)):
+            ts = time.time()
+        key = (
+            kw.get("conversation_id")
+            or ctx.get("conversation_id")
+            or kw.get("trace_id")
+            or ctx.get("trace_id")
+            or rid
+            or ""
+        )
+        line = line_from_parts(
+            hook,
+            args,
+            run_id,
+            timestamp,
+            ctx,
+            kw,
+            model,
+            provider,
+            self.include_prompts,
+            self.include_responses,
+        )
+        # What can wait (the id, the event's name, the key's type) is left to the worker.
+        self._offer((hook, key, ts, line), 0.0 if self.failing else self.put_wait)
+
+    def _kept(self, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> bool:
+        if self.users is not None and (kw.get("user_id") or ctx.get("user_id")) not in self.users:
+            return False
+        return self.agents is None or (kw.get("agent") or ctx.get("agent")) in self.agents
+
+    def _sampled(
+        self, hook: str, run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]
+    ) -> bool:
+        trace_id = kw.get("trace_id") or ctx.get("trace_id") or run_id or kw.get("run_id")
+        if trace_id is not None and trace_kept(str(trace_id), self.sample_rate):
+            return True
+        return always_kept(hook) or over_threshold(kw, self.keep_over_ms, self.keep_over_cost)
+
+    # -- draining ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 10.0) -> bool:  # type: ignore[override]
+        """Wait until every event queued before this call is in the outbox (or dropped);
+        ``False`` on timeout."""
+        return self._queue.flush(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Flush, and leave the exit hook until the next event."""
+        self._queue.close(timeout)
+
+    # -- on the outbox worker -----------------------------------------------------------------
+
+    def _write(self, batch: list[_Item]) -> None:
+        red = self._redactor
+        # The ids are given here, once: a batch retried keeps them.
+        events = [
+            OutboxEvent(
+                id_at(ts),
+                key if type(key) is str and len(key) <= 255 else str(key)[:255],
+                EVENT_NAMES[hook],
+                datetime.fromtimestamp(ts, _UTC),
+                _body(red, line),
+            )
+            for hook, key, ts, line in batch
+        ]
+        delay, deadline = 0.05, time.monotonic() + self.retry_for
+        while True:
+            try:
+                runner.run_sync(self.store.enqueue(events, self.sinks), WRITE_TIMEOUT)
+            except Exception as exc:
+                self.failing = True
+                if time.monotonic() >= deadline or past_exit_deadline():
+                    self._lost += len(batch)
+                    self._lost_log(
+                        "hookwire: the outbox %s cannot be written (%s); events are dropped "
+                        "and counted in CallbackManager.stats() until it can (further losses "
+                        "are logged at debug level)",
+                        self.store,
+                        exc,
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            break
+        if self.failing:
+            logger.warning("hookwire: the outbox %s takes events again", self.store)
+            self._lost_log.reset()
+        self.failing = False
+
+
+def _redactor(
+    redact: Iterable[Any] | Callable[[str], str] | None, mask: Callable[[str], str] | None
+) -> Redactor:
+    if mask is None:
+        return Redactor(redact)
+    if redact is None:
+        return Redactor(mask)
+    users = Redactor(redact)
+
+    def both(text: str) -> str:
+        return mask(users.user(text))
+
+    return Redactor(both)
+
+
+def _body(red: Redactor, line: bytes) -> bytes:
+    # Secrets out before the event leaves the process (as ``hookwire.logschema.to_line``);
+    # the line's newline is not the body's.
+    if red.walks_values:
+        line = dumps_record(red.walk(orjson.loads(line)))
+    return red.json_bytes(line).rstrip(b"\n")
+
+
+def _forwarder(spec: HookSpec) -> Callable[..., None]:
+    """``OutboxCallback``'s method for one hook: it queues the event."""
+    hook, names = spec.name, spec.args
+    n = len(names)
+
+    @_raw
+    def forward(self: OutboxCallback, *args: Any, **kwargs: Any) -> None:
+        if len(args) < n:  # payload given by name
+            for name in names[len(args) :]:
+                if name not in kwargs:
+                    break
+                args = (*args, kwargs.pop(name))
+        self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
+
+    forward.__doc__ = f"Write ``{hook}`` to the outbox."
+    forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
+    return forward
+
+
+hook_methods(OutboxCallback, _forwarder)

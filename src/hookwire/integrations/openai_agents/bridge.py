@@ -1,0 +1,384 @@
+"""The translation of the OpenAI Agents SDK's traces and spans into hookwire hook calls,
+without I/O.
+
+A trace (one ``Runner.run``, or an app's ``agents.trace(...)`` block) is a workflow run; an
+agent span is an agent run inside it; a response or generation span is an LLM call; a function
+span is a tool call, and so is a handoff span (``"handoff"``). Other spans (the SDK's task and
+turn spans, guardrails, custom spans) are no runs of their own: what happens inside them hangs
+under the nearest run.
+
+The SDK fills an LLM call's and a tool's span (input, output, usage) only as the span ends, so
+their start and end hooks are sent together then, with ``latency_ms`` from the span's times;
+a trace's and an agent's ``on_run_start`` wait for the first LLM call, whose input (the user's
+last message) is theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+from agents.tracing import Span, Trace
+from agents.tracing.span_data import (
+    AgentSpanData,
+    FunctionSpanData,
+    GenerationSpanData,
+    HandoffSpanData,
+    ResponseSpanData,
+)
+
+from ...dispatch import CallbackManager, Callbacks
+from ...errors import LLMError
+from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
+from ...llms.protocol import content_text
+from .._common import Emit, FailureLog, child_base, price
+
+__all__ = ["Bridge"]
+
+_REQUEST_KEYS: Final = frozenset(REQUEST_CONTEXT_KEYS)
+
+
+class _Run:
+    """An open trace or span: the nearest shown run (itself, if it is one) and its sums."""
+
+    __slots__ = (
+        "base",
+        "cost",
+        "deferred",
+        "kind",
+        "model",
+        "output",
+        "parent",
+        "pending",
+        "shown",
+        "usage",
+    )
+
+    def __init__(self, parent: str | None, shown: _Run | None) -> None:
+        self.parent = parent
+        self.shown = shown
+        self.kind = "hidden"
+        self.base: dict[str, Any] = {}
+        self.usage: Usage | None = None
+        self.cost: Decimal | None = None
+        self.model: str | None = None
+        self.output = ""  # the run's answer: the text of the last LLM call inside it
+        # A run's start waits for its input, which the SDK says first in its first LLM call.
+        self.deferred = False
+        # A failure inside it: (the error, the stage where it began, told already).
+        self.pending: tuple[BaseException, str, bool] | None = None
+
+
+def _latency(span: Span[Any]) -> float | None:
+    try:
+        start, end = span.started_at, span.ended_at
+        if not start or not end:
+            return None
+        delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    except (TypeError, ValueError):
+        return None
+    return delta.total_seconds() * 1000.0
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _usage(u: Any) -> Usage | None:
+    """A usage in the Responses API's shape (or the SDK's dict of it)."""
+    if u is None:
+        return None
+    prompt = _get(u, "input_tokens") or _get(u, "prompt_tokens") or 0
+    completion = _get(u, "output_tokens") or _get(u, "completion_tokens") or 0
+    return Usage(
+        prompt_tokens=int(prompt),
+        completion_tokens=int(completion),
+        total_tokens=int(_get(u, "total_tokens") or -1),
+        cached_tokens=_get(_get(u, "input_tokens_details"), "cached_tokens"),
+        reasoning_tokens=_get(_get(u, "output_tokens_details"), "reasoning_tokens"),
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, default=str).decode()
+
+
+def _error(span: Span[Any], what: str) -> LLMError:
+    err: Mapping[str, Any] = span.error or {}
+    message = str(err.get("message") or f"the {what} failed")
+    data = err.get("data")
+    if data:
+        message = f"{message}: {_text(data)}"
+    return LLMError(message)
+
+
+class Bridge:
+    """Turns the SDK's traces and spans into hookwire hook calls; each method returns the calls
+    to make, in order."""
+
+    max_runs = 10_000
+
+    def __init__(self, callbacks: Callbacks, context: Mapping[str, Any]) -> None:
+        self.manager = CallbackManager.ensure(callbacks)
+        self.context = dict(context)
+        self.runs: dict[str, _Run] = {}
+        #: Logs failures of the bridge itself (the event is skipped).
+        self.failed = FailureLog("the OpenAI Agents SDK bridge", "the event is skipped")
+
+    def _remember(self, key: str, run: _Run) -> None:
+        if len(self.runs) >= self.max_runs:  # an end that never came: forget the oldest
+            self.runs.pop(next(iter(self.runs)), None)
+        self.runs[key] = run
+
+    # -- traces -----------------------------------------------------------------------------
+
+    def trace_start(self, trace: Trace) -> list[Emit]:
+        """``on_run_start`` of a workflow run named after the trace."""
+        run = _Run(None, None)
+        run.kind, run.shown = "workflow", run
+        context = dict(self.context)
+        meta = getattr(trace, "metadata", None) or {}
+        for key in _REQUEST_KEYS & meta.keys():
+            context[key] = meta[key]
+        group = getattr(trace, "group_id", None)
+        if group and "conversation_id" not in context:
+            context["conversation_id"] = str(group)
+        run.base = child_base(trace.trace_id, None, context)
+        run.base["name"] = trace.name
+        run.base["kind"] = "workflow"
+        run.deferred = True
+        self._remember(trace.trace_id, run)
+        return []
+
+    def trace_end(self, trace: Trace) -> list[Emit]:
+        """``on_run_end`` with the usage and cost of the calls inside it."""
+        run = self.runs.pop(trace.trace_id, None)
+        if run is None:
+            return []
+        return self._end(run)
+
+    # -- spans ------------------------------------------------------------------------------
+
+    def span_start(self, span: Span[Any]) -> list[Emit]:
+        """``on_run_start`` for an agent span; the other spans are only remembered."""
+        parent = self.runs.get(span.parent_id or span.trace_id)
+        shown = parent.shown if parent is not None else None
+        run = _Run(span.parent_id or span.trace_id, shown)
+        self._remember(span.span_id, run)
+        data = span.span_data
+        if not isinstance(data, AgentSpanData):
+            return []
+        run.kind, run.shown = "agent", run
+        run.base = child_base(span.span_id, shown.base if shown else None, self.context)
+        run.base["name"] = data.name
+        run.base["kind"] = "agent"
+        run.base["agent"] = data.name
+        run.deferred = True
+        return []
+
+    def span_end(self, span: Span[Any]) -> list[Emit]:
+        """The hooks of an ended span: an LLM call, a tool call, a handoff, an agent run."""
+        run = self.runs.pop(span.span_id, None)
+        if run is None:
+            return []
+        data = span.span_data
+        if isinstance(data, AgentSpanData):
+            # The SDK's errors are messages, not chained exceptions: a failure inside the run
+            # (already pending) is the one that ended it.
+            if span.error and run.pending is None:
+                run.pending = (_error(span, "agent"), "run", False)
+            return self._end(run)
+        if isinstance(data, (ResponseSpanData, GenerationSpanData)):
+            return self._llm(span, run)
+        if isinstance(data, FunctionSpanData):
+            args = _parse(data.input)
+            return self._tool(span, run, data.name, args, data.output)
+        if isinstance(data, HandoffSpanData):
+            args = {"from_agent": data.from_agent, "to_agent": data.to_agent}
+            return self._tool(span, run, "handoff", args, data.to_agent)
+        if span.error and run.shown is not None and run.shown.pending is None:
+            run.shown.pending = (_error(span, "step"), "run", False)
+        return []
+
+    def _flush(self, run: _Run | None, text: str | None, emits: list[Emit]) -> None:
+        """Send the held-back starts of ``run`` and the runs around it, outermost first, with
+        the input ``text`` that just became known."""
+        held: list[_Run] = []
+        while run is not None:
+            if run.deferred:
+                held.append(run)
+                run.deferred = False
+            above = self.runs.get(run.parent) if run.parent is not None else None
+            run = above.shown if above is not None else None
+        for r in reversed(held):
+            emits.append(("on_run_start", (text,), r.base))
+
+    def _end(self, run: _Run) -> list[Emit]:
+        """A run's end, its sums added to the run around it, and a failure told once."""
+        emits: list[Emit] = []
+        self._flush(run, None, emits)
+        kw = run.base
+        if run.usage is not None or run.model is not None:
+            kw = {**kw, "model": run.model}
+            if run.usage is not None:
+                kw["usage"] = run.usage
+            if run.cost is not None:
+                kw["cost"] = run.cost
+        above = self.runs.get(run.parent) if run.parent is not None else None
+        shown = above.shown if above is not None else None
+        if shown is not None:
+            _add(shown, run.usage, run.cost, run.model, run.output)
+        pending = run.pending
+        if pending is None:
+            emits.append(("on_run_end", (run.output,), kw))
+            return emits
+        emits.append(("on_run_end", (None,), {**kw, "error": pending[0]}))
+        if shown is not None:
+            if shown.pending is None:
+                shown.pending = pending
+        elif not pending[2]:
+            emits.append(("on_error", (pending[0],), {**run.base, "stage": pending[1]}))
+        return emits
+
+    def _llm(self, span: Span[Any], run: _Run) -> list[Emit]:
+        data = span.span_data
+        shown = run.shown
+        base = child_base(span.span_id, shown.base if shown else None, self.context)
+        provider = "openai"
+        content = ""
+        calls: tuple[ToolCall, ...] = ()
+        finish = rid = None
+        if isinstance(data, ResponseSpanData):
+            response = data.response
+            prompt = data.input
+            model = _get(response, "model")
+            usage = _usage(data.usage or _get(response, "usage"))
+            content = str(_get(response, "output_text") or "") if response is not None else ""
+            calls = tuple(
+                ToolCall(
+                    id=str(_get(i, "call_id") or ""),
+                    name=str(_get(i, "name") or ""),
+                    arguments=str(_get(i, "arguments") or ""),
+                )
+                for i in (_get(response, "output") or ())
+                if _get(i, "type") == "function_call"
+            )
+            rid = _get(response, "id")
+            finish = "tool_calls" if calls else _get(response, "status")
+        else:
+            prompt = data.input
+            model = data.model
+            usage = _usage(data.usage)
+            outputs = list(data.output or ())
+            last = outputs[-1] if outputs else None
+            content = _text(_get(last, "content")) if last is not None else ""
+        model = str(model) if model else None
+        if model:
+            base["model"] = model
+        base["provider"] = provider
+        cost = price(model, usage, provider) if usage is not None else None
+        emits: list[Emit] = []
+        self._flush(shown, _user_text(prompt), emits)
+        emits.append(("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}}))
+        latency = _latency(span)
+        kw = {**base, "attempts": 1}
+        if latency is not None:
+            kw["latency_ms"] = latency
+        if span.error:
+            error = _error(span, "LLM call")
+            emits.append(("on_llm_error", (error,), kw))
+            self._fail(shown, error, "llm", emits, base)
+            return emits
+        _add(shown, usage, cost, model, content)
+        result = LLMResponse(
+            content=content,
+            usage=usage or Usage(),
+            model=model,
+            finish_reason=str(finish) if finish else None,
+            tool_calls=calls,
+            provider=provider,
+            id=str(rid) if rid else None,
+            cost=cost,
+        )
+        emits.append(("on_llm_end", (result,), kw))
+        return emits
+
+    def _tool(
+        self, span: Span[Any], run: _Run, name: str, args: dict[str, Any], output: Any
+    ) -> list[Emit]:
+        shown = run.shown
+        base = child_base(span.span_id, shown.base if shown else None, self.context)
+        emits: list[Emit] = []
+        self._flush(shown, None, emits)
+        emits.append(("on_tool_start", (name, args), base))
+        kw = dict(base)
+        latency = _latency(span)
+        if latency is not None:
+            kw["latency_ms"] = latency
+        if span.error:
+            error = _error(span, f"tool {name}")
+            emits.append(("on_tool_error", (name, error), kw))
+            # Told at once, as hookwire's runners tell a tool's failure.
+            emits.append(("on_error", (error,), {**base, "stage": "tool"}))
+            if shown is not None and shown.pending is None:
+                shown.pending = (error, "tool", True)
+            return emits
+        emits.append(("on_tool_end", (name, _text(output)), kw))
+        return emits
+
+    def _fail(
+        self,
+        shown: _Run | None,
+        error: BaseException,
+        stage: str,
+        emits: list[Emit],
+        base: Mapping[str, Any],
+    ) -> None:
+        if shown is not None:
+            if shown.pending is None:
+                shown.pending = (error, stage, False)
+        else:
+            emits.append(("on_error", (error,), {**base, "stage": stage}))
+
+
+def _add(
+    shown: _Run | None, usage: Usage | None, cost: Decimal | None, model: str | None, text: str
+) -> None:
+    if shown is None:
+        return
+    if usage is not None:
+        shown.usage = usage if shown.usage is None else shown.usage + usage
+    if cost is not None:
+        shown.cost = cost if shown.cost is None else shown.cost + cost
+    shown.model = model or shown.model
+    if text:
+        shown.output = text
+
+
+def _user_text(prompt: Any) -> str | None:
+    """The last user message of an LLM call's input (the Responses API's items or chat
+    messages), or the input itself when it is text."""
+    if isinstance(prompt, str):
+        return prompt
+    for item in reversed(prompt or ()):
+        if _get(item, "role") == "user":
+            return content_text(_get(item, "content"), " ")
+    return None
+
+
+def _parse(value: Any) -> dict[str, Any]:
+    """A tool's arguments (JSON text) as a dict."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = orjson.loads(value) if value else {}
+    except (orjson.JSONDecodeError, TypeError):
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"input": value}

@@ -1,0 +1,70 @@
+"""``HookwireTracingProcessor``: an OpenAI Agents SDK tracing processor feeding hookwire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.tracing import Span, Trace, TracingProcessor
+
+from ...context import check_request_context
+from ...dispatch import CallbackManager, Callbacks
+from .._common import Emit, send
+from .bridge import Bridge
+
+__all__ = ["HookwireTracingProcessor"]
+
+
+class HookwireTracingProcessor(TracingProcessor):
+    """A ``TracingProcessor`` that sends the SDK's traces and spans to hookwire handlers.
+
+    ``callbacks``: hookwire handlers (or a ``CallbackManager``); ``**context``: request context
+    for every event (``user_id``, ``org_id``, ...; a trace's ``metadata`` may set them too, and
+    its ``group_id`` is the ``conversation_id`` unless one is set). Add it with
+    ``agents.add_trace_processor(processor)`` (the SDK's own export to OpenAI stays) or
+    ``agents.set_trace_processors([processor])`` (hookwire only).
+    """
+
+    def __init__(self, callbacks: Callbacks = None, **context: Any) -> None:
+        self._bridge = Bridge(callbacks, check_request_context(context))
+
+    @property
+    def manager(self) -> CallbackManager:
+        """The hookwire ``CallbackManager`` the events go to."""
+        return self._bridge.manager
+
+    def _send(self, where: str, make: Any, item: Any) -> None:
+        bridge = self._bridge
+        try:
+            emits: list[Emit] = make(item)
+        except Exception as exc:
+            bridge.failed(where, exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, where)
+
+    def on_trace_start(self, trace: Trace) -> None:
+        """A trace began: ``on_run_start`` of a workflow run."""
+        self._send("on_trace_start", self._bridge.trace_start, trace)
+
+    def on_trace_end(self, trace: Trace) -> None:
+        """A trace ended: ``on_run_end``."""
+        self._send("on_trace_end", self._bridge.trace_end, trace)
+
+    def on_span_start(self, span: Span[Any]) -> None:
+        """A span began: ``on_run_start`` for an agent."""
+        self._send("on_span_start", self._bridge.span_start, span)
+
+    def on_span_end(self, span: Span[Any]) -> None:
+        """A span ended: an LLM call, a tool call, a handoff or an agent's end."""
+        self._send("on_span_end", self._bridge.span_end, span)
+
+    def shutdown(self) -> None:
+        """Flush the hookwire handlers (the SDK calls it at exit)."""
+        self.force_flush()
+
+    def force_flush(self) -> None:
+        """Flush the hookwire handlers that work in the background."""
+        try:
+            self._bridge.manager.flush()
+        except Exception as exc:  # at exit: logged, never raised into the SDK
+            self._bridge.failed("force_flush", exc)

@@ -1,0 +1,41 @@
+"""The outbox: events on their way out to other systems, kept in the store until a relay has
+delivered them (``hookwire.export``).
+
+:class:`Outbox` (in :mod:`.api`) declares what an outbox does; ``Outbox(url)`` gives the
+implementation registered below for the URL's backend: :class:`SQLiteOutbox` (:mod:`.sqlite`)
+or :class:`PostgresOutbox` (:mod:`.postgres`), both built on :class:`SQLOutbox` (:mod:`.sql`).
+:mod:`.records` holds the rows.
+"""
+
+from __future__ import annotations
+
+from .api import Outbox, backends
+from .postgres import PostgresOutbox
+from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
+from .sql import SQLOutbox
+from .sqlite import SQLiteOutbox
+
+__all__ = [
+    "DEAD",
+    "DELIVERED",
+    "PENDING",
+    "Delivery",
+    "Outbox",
+    "OutboxEvent",
+    "PostgresOutbox",
+    "SQLOutbox",
+    "SQLiteOutbox",
+]
+
+
+def _sqlite_outbox(url: str) -> type[Outbox]:
+    return SQLiteOutbox
+
+
+def _postgres_outbox(url: str) -> type[Outbox]:
+    return PostgresOutbox
+
+
+# The one place a URL's backend is matched with its implementation.
+backends.register("sqlite", _sqlite_outbox)
+backends.register("postgresql", _postgres_outbox)

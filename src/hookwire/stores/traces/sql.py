@@ -1,0 +1,418 @@
+"""The trace store on SQLAlchemy Core, for SQLite and PostgreSQL alike (each dialect gives
+its ``insert`` for ``ON CONFLICT``).
+
+A span is written as an upsert merged column by column (``hookwire.stores.traces.spans``:
+the start's values stay, the end's fill in, retries add up), so the write path never reads.
+Lists are keyset pages on ``(started_at, span_id)`` over indexes made for them (roots only
+for the runs list: ``hookwire.stores.schema``), never ``OFFSET``.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from ...errors import InvalidInputError, StoreError
+from ..conversations import Page
+from ..engine import ensure_schema, get_engine, get_write_engine, json_loads, redact
+from ..schema import span_contents, spans
+from .api import RunFilter, TraceStore
+from .spans import ADDED, CONTENT, FIRST, merge
+
+__all__ = ["PostgresTraceStore", "SQLTraceStore", "SQLiteTraceStore", "Statements"]
+
+_s = spans.c
+_COLUMNS = [c.name for c in spans.columns]
+_LIST = list(spans.columns)
+#: Spans deleted per statement while pruning (a transaction each: writers are not held long).
+PRUNE_BATCH = 5000
+_MAX_CURSOR = 512
+
+
+class Statements:
+    """The two upserts, built once per dialect (SQLAlchemy then compiles each once)."""
+
+    def __init__(self, insert: Callable[[Any], Any]) -> None:
+        up = insert(spans)
+        ex = up.excluded
+        merged: dict[str, Any] = {}
+        for name in _COLUMNS:
+            if name == "span_id":
+                continue
+            if name in FIRST:
+                merged[name] = func.coalesce(_s[name], ex[name])
+            elif name in ADDED:
+                merged[name] = _s[name] + ex[name]
+            elif name == "status":  # a late "running" (a retry's patch) never reopens a span
+                merged[name] = func.coalesce(func.nullif(ex[name], "running"), _s[name])
+            elif name == "input_preview":
+                merged[name] = func.coalesce(_s[name], ex[name])
+            else:
+                merged[name] = func.coalesce(ex[name], _s[name])
+        self.spans = up.on_conflict_do_update(index_elements=["span_id"], set_=merged)
+        cup = insert(span_contents)
+        cex = cup.excluded
+        c = span_contents.c
+        self.contents = cup.on_conflict_do_update(
+            index_elements=["span_id"],
+            set_={
+                "input": func.coalesce(c.input, cex.input),
+                "output": func.coalesce(cex.output, c.output),
+            },
+        )
+
+
+def encode_cursor(at: datetime, span_id: str) -> str:
+    """The cursor of the page after the span ``span_id`` that started at ``at``."""
+    raw = orjson.dumps([at.isoformat(timespec="microseconds"), span_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """``(started_at, span_id)`` of a cursor :func:`encode_cursor` made; anything else raises
+    ``InvalidInputError``."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        if not cursor.isascii() or len(cursor) > _MAX_CURSOR:
+            raise ValueError(cursor)
+        at, span_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(at), str(span_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidInputError(
+            "the page cursor is not one this store made; pass the next_cursor of the page "
+            "before, or none for the first page"
+        ) from None
+
+
+def _row(row: Any) -> dict[str, Any]:
+    # plain str keys: SQLAlchemy's are a str subclass, which JSON encoders may refuse
+    return {str(k): v for k, v in row._mapping.items()}
+
+
+class SQLTraceStore(TraceStore):
+    """Spans in an SQL database (see the module)."""
+
+    statements: ClassVar[Statements]
+
+    def __init__(self, url: str | None = None) -> None:
+        from ..engine import resolve_url
+
+        self.url = resolve_url(url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact(self.url)!r})"
+
+    async def _ready(self) -> None:
+        try:
+            await ensure_schema(self.url)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("opening the database", exc) from exc
+
+    def _fail(self, doing: str, exc: Exception) -> StoreError:
+        return StoreError(f"{doing} in {redact(self.url)} failed: {exc}")
+
+    async def open(self) -> None:
+        """Check the schema and connect once (the pool keeps the connection)."""
+        await self._ready()
+        try:
+            async with get_write_engine(self.url).connect():
+                pass
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("opening the database", exc) from exc
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def record(self, patches: Sequence[Mapping[str, Any]]) -> None:
+        if not patches:
+            return
+        merged: dict[str, dict[str, Any]] = {}
+        for patch in patches:
+            found = merged.get(patch["span_id"])
+            if found is None:
+                merged[patch["span_id"]] = dict(patch)
+            else:
+                merge(found, patch)
+        rows: list[dict[str, Any]] = []
+        contents: list[dict[str, Any]] = []
+        for patch in merged.values():
+            row = {name: patch.get(name) for name in _COLUMNS}
+            row["retries"] = patch.get("retries") or 0
+            row["status"] = patch.get("status") or "running"
+            rows.append(row)
+            if any(patch.get(k) is not None for k in CONTENT):
+                contents.append({"span_id": row["span_id"], **{k: patch.get(k) for k in CONTENT}})
+        await self._ready()
+        try:
+            async with get_write_engine(self.url).begin() as conn:
+                await conn.execute(self.statements.spans, rows)
+                if contents:
+                    await conn.execute(self.statements.contents, contents)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail(f"recording {len(rows)} span(s)", exc) from exc
+
+    async def prune(self, *, before: datetime | None = None, max_spans: int | None = None) -> int:
+        if max_spans is not None and max_spans < 0:
+            raise InvalidInputError(f"max_spans must be 0 or more, not {max_spans}")
+        await self._ready()
+        deleted = 0
+        try:
+            if before is not None:
+                deleted += await self._delete_before(before)
+            if max_spans is not None:
+                over = await self.count() - max_spans
+                while over > 0:
+                    cutoff = await self._cutoff(over)
+                    if cutoff is None:
+                        break
+                    n = await self._delete_before(cutoff, inclusive=True)
+                    deleted += n
+                    over -= n
+                    if n == 0:
+                        break
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("pruning spans", exc) from exc
+        return deleted
+
+    async def _cutoff(self, spans_over: int) -> datetime | None:
+        """The start of the newest root that must go for ``spans_over`` spans to go (at most
+        one batch's worth at a time)."""
+        async with get_engine(self.url).connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(_s.started_at, _s.trace_id)
+                    .where(_s.parent_id.is_(None))
+                    .order_by(_s.started_at, _s.span_id)
+                    .limit(min(spans_over, PRUNE_BATCH))
+                )
+            ).all()
+            if not rows:
+                return None
+            # a trace's spans all go with its root: take roots until enough spans are covered
+            total = 0
+            for at, trace_id in rows:
+                total += (
+                    await conn.execute(
+                        select(func.count()).select_from(spans).where(_s.trace_id == trace_id)
+                    )
+                ).scalar_one()
+                if total >= spans_over:
+                    return at  # type: ignore[no-any-return]
+            return rows[-1][0]  # type: ignore[no-any-return]
+
+    async def _delete_before(self, before: datetime, inclusive: bool = False) -> int:
+        old = _s.started_at <= before if inclusive else _s.started_at < before
+        traces = select(_s.trace_id).where(_s.parent_id.is_(None), old).scalar_subquery()
+        deleted = 0
+        async with get_write_engine(self.url).begin() as conn:
+            # contents first (SQLite deletes cascade only with foreign keys on; both are sure)
+            doomed = select(_s.span_id).where(or_(_s.trace_id.in_(traces), old))
+            await conn.execute(delete(span_contents).where(span_contents.c.span_id.in_(doomed)))
+            result = await conn.execute(delete(spans).where(or_(_s.trace_id.in_(traces), old)))
+            deleted += result.rowcount or 0
+        return deleted
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def runs(
+        self, where: RunFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        limit = _limit(limit)
+        where = where or RunFilter()
+        conds: list[ColumnElement[bool]] = [_s.parent_id.is_(None)]
+        for name in ("user_id", "model", "agent", "status"):
+            value = getattr(where, name)
+            if value:
+                conds.append(_s[name] == value)
+        if where.since is not None:
+            conds.append(_s.started_at >= where.since)
+        if where.until is not None:
+            conds.append(_s.started_at < where.until)
+        if where.min_cost is not None:
+            conds.append(_s.cost >= where.min_cost)
+        if where.search:
+            conds.append(self._search(where.search))
+        after = decode_cursor(cursor)
+        if after is not None:
+            at, span_id = after
+            conds.append(or_(_s.started_at < at, and_(_s.started_at == at, _s.span_id < span_id)))
+        query = (
+            select(*_LIST)
+            .where(*conds)
+            .order_by(_s.started_at.desc(), _s.span_id.desc())
+            .limit(limit + 1)
+        )
+        return await self._page(query, limit)
+
+    def _search(self, words: str) -> ColumnElement[bool]:
+        """Runs whose input or output holds ``words`` (case-insensitively, in any language),
+        through the trigram index of the backend (``_content_search``); text shorter than a
+        trigram is looked for in the previews."""
+        if len(words) >= 3:
+            return _s.span_id.in_(self._content_search(words))
+        pattern = "%" + _escape_like(words.lower()) + "%"
+        return or_(
+            func.lower(_s.input_preview).like(pattern, escape="\\"),
+            func.lower(_s.output_preview).like(pattern, escape="\\"),
+        )
+
+    @abc.abstractmethod
+    def _content_search(self, words: str) -> Any:
+        """A query of the ``span_id`` of the contents holding ``words`` (3 characters or more)."""
+
+    async def children(
+        self,
+        trace_id: str,
+        parent_id: str | None = None,
+        *,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> Page:
+        limit = _limit(limit)
+        inner = spans.alias("inner")
+        below = (
+            select(func.count())
+            .select_from(inner)
+            .where(inner.c.parent_id == _s.span_id)
+            .scalar_subquery()
+            .label("children")
+        )
+        conds: list[ColumnElement[bool]] = [_s.trace_id == trace_id]
+        conds.append(_s.parent_id.is_(None) if parent_id is None else _s.parent_id == parent_id)
+        after = decode_cursor(cursor)
+        if after is not None:
+            at, span_id = after
+            conds.append(or_(_s.started_at > at, and_(_s.started_at == at, _s.span_id > span_id)))
+        query = (
+            select(*_LIST, below).where(*conds).order_by(_s.started_at, _s.span_id).limit(limit + 1)
+        )
+        return await self._page(query, limit)
+
+    async def _page(self, query: Any, limit: int) -> Page:
+        await self._ready()
+        try:
+            async with get_engine(self.url).connect() as conn:
+                rows = [_row(r) for r in (await conn.execute(query)).all()]
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading spans", exc) from exc
+        more = len(rows) > limit
+        rows = rows[:limit]
+        following = encode_cursor(rows[-1]["started_at"], rows[-1]["span_id"]) if more else None
+        return Page(rows, following)
+
+    async def span(self, span_id: str) -> dict[str, Any] | None:
+        await self._ready()
+        c = span_contents.c
+        query = (
+            select(*_LIST, c.input, c.output)
+            .select_from(spans.outerjoin(span_contents, c.span_id == _s.span_id))
+            .where(_s.span_id == span_id)
+        )
+        try:
+            async with get_engine(self.url).connect() as conn:
+                row = (await conn.execute(query)).first()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading a span", exc) from exc
+        if row is None:
+            return None
+        out = _row(row)
+        for key in CONTENT:
+            if out[key] is not None:
+                out[key] = json_loads(out[key])
+        return out
+
+    async def health(self, since: datetime, *, sample: int = 100_000) -> dict[str, Any]:
+        await self._ready()
+        recent = _s.started_at >= since
+        kinds = (
+            select(_s.kind, _s.status, func.count().label("spans"))
+            .where(recent)
+            .group_by(_s.kind, _s.status)
+        )
+        errors = (
+            select(_s.error_type, func.count().label("count"))
+            .where(recent, _s.status == "error", _s.kind != "retry")
+            .group_by(_s.error_type)
+            .order_by(func.count().desc())
+        )
+        retries = select(func.coalesce(func.sum(_s.retries), 0)).where(recent)
+        calls = (
+            select(_s.started_at, _s.status, _s.latency_ms, _s.ttft_ms)
+            .where(recent, _s.kind == "llm")
+            .order_by(_s.started_at.desc())
+            .limit(sample)
+        )
+        try:
+            async with get_engine(self.url).connect() as conn:
+                return {
+                    "kinds": [_row(r) for r in (await conn.execute(kinds)).all()],
+                    "errors": [_row(r) for r in (await conn.execute(errors)).all()],
+                    "retries": int((await conn.execute(retries)).scalar_one()),
+                    "calls": [_row(r) for r in (await conn.execute(calls)).all()],
+                }
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("reading health figures", exc) from exc
+
+    async def count(self) -> int:
+        await self._ready()
+        try:
+            async with get_engine(self.url).connect() as conn:
+                n = (await conn.execute(select(func.count()).select_from(spans))).scalar_one()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("counting spans", exc) from exc
+        return int(n)
+
+
+def _limit(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+        raise InvalidInputError(f"limit must be a number from 1 to 10000, not {limit!r}")
+    return limit
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SQLiteTraceStore(SQLTraceStore):
+    """Spans in an SQLite file."""
+
+    statements = Statements(sqlite_insert)
+
+    def _content_search(self, words: str) -> Any:
+        # one FTS5 phrase of the trigram tokenizer: a substring, case-insensitive
+        phrase = '"' + words.replace('"', '""') + '"'
+        found = text("SELECT rowid FROM span_search WHERE span_search MATCH :phrase")
+        c = span_contents.c
+        return select(c.span_id).where(c.seq.in_(found.bindparams(phrase=phrase)))
+
+
+class PostgresTraceStore(SQLTraceStore):
+    """Spans in PostgreSQL."""
+
+    statements = Statements(postgres_insert)
+
+    def _content_search(self, words: str) -> Any:
+        # written as the pg_trgm index of migration 0006_traces is, so that the planner uses it
+        matches = text(
+            "(coalesce(span_contents.input, '') || ' ' || coalesce(span_contents.output, '')) "
+            "ILIKE :pattern"
+        ).bindparams(pattern="%" + _escape_like(words) + "%")
+        return select(span_contents.c.span_id).where(matches)
