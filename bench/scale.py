@@ -9,6 +9,8 @@ For each, the best of ``--rounds`` of:
   day, month), ``--by user --since 7d`` (whole days from the totals, partial ones from the
   ledger) and ``--by user`` summed from the ledger's rows alone (what ``costs`` did before);
 - the ledger's write rate (rows/s, 2,000 new calls in batches of 500) at that size;
+- 1,000 concurrent runs (``RLM.arun``, 50 ms of model latency) without handlers, with four
+  handlers, and with four handlers and a budget (see ``_burst.py``);
 - on PostgreSQL, the share of HOT updates of ``conversations`` while 2,000 messages are
   written (``pg_stat_user_tables``), and the growth of its indexes, with ``updated_at`` moved
   by every write and at most once a minute (``PostgresConversationStore.touch_every``, the
@@ -20,6 +22,7 @@ Conversations and messages are made in SQL (fast at any size); the ledger is wri
     python bench/scale.py                        # 10^4 and 10^5: a few minutes
     python bench/scale.py --sizes 10000,100000,1000000
     python bench/scale.py --no-postgres
+    python bench/scale.py --burst-only          # the 1,000 concurrent runs alone
 
 Query plans of the PostgreSQL reads are in ``bench/pg_plans.py``.
 """
@@ -43,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import _burst
 from _postgres import SERVER, server_up
 from hookwire.stores import engine, runner
 from hookwire.stores.conversations import ConversationStore
@@ -229,8 +233,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated row counts")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--burst-only", action="store_true", help="only 1,000 concurrent runs")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.burst_only:
+        _print(_bursts(not args.no_postgres and server_up(), args.rounds))
+        return
     postgres = not args.no_postgres and server_up()
     results: dict[tuple[str, int], dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as directory:
@@ -238,6 +246,7 @@ def main() -> None:
             print(f"SQLite, {n:,}", file=sys.stderr)
             url = _sqlite_url(directory, n)
             results[("SQLite", n)] = runner.run_sync(_measure(url, n, args.rounds), None)
+            results[("SQLite", n)].update(asyncio.run(_burst.measure(url, args.rounds)))
             print(f"  {results[('SQLite', n)]}", file=sys.stderr)  # kept if a later size fails
             os.remove(url.split("///", 1)[1])
             if postgres:
@@ -247,11 +256,32 @@ def main() -> None:
                 pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
                 try:
                     results[("PostgreSQL", n)] = runner.run_sync(_measure(pg, n, args.rounds), None)
+                    results[("PostgreSQL", n)].update(asyncio.run(_burst.measure(pg, args.rounds)))
                     print(f"  {results[('PostgreSQL', n)]}", file=sys.stderr)
                 finally:
                     runner.run_sync(engine.dispose_engines(), 30)
                     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _print(results)
+
+
+def _bursts(postgres: bool, rounds: int) -> dict[tuple[str, int], dict[str, str]]:
+    """The 1,000 concurrent runs alone, on a new SQLite file and PostgreSQL database."""
+    results: dict[tuple[str, int], dict[str, str]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        url = _sqlite_url(directory, 0)
+        runner.run_sync(engine.upgrade(url), None)
+        results[("SQLite", 0)] = asyncio.run(_burst.measure(url, rounds))
+    if postgres:
+        name = f"hookwire_scale_{uuid.uuid4().hex[:8]}"
+        _pg_admin(f'CREATE DATABASE "{name}"')
+        pg = SERVER.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        try:
+            runner.run_sync(engine.upgrade(pg), None)
+            results[("PostgreSQL", 0)] = asyncio.run(_burst.measure(pg, rounds))
+        finally:
+            runner.run_sync(engine.dispose_engines(), 30)
+            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return results
 
 
 def _print(results: dict[tuple[str, int], dict[str, str]]) -> None:

@@ -524,21 +524,24 @@ def test_a_lease_serves_calls_and_is_given_back(db_url: str) -> None:
     def reserved() -> Decimal:
         return runner.run_sync(h.store.reserved("user", user, "day"))
 
-    first = _start(m)  # checked against the database; a lease is taken in the background
-    _until(lambda: reserved() == ONE_CALL * 5)
+    # Checked against the database; after the second (a user who comes back within a
+    # lease's life), a lease is taken in the background.
+    first = [_start(m), _start(m)]
+    _until(lambda: reserved() == ONE_CALL * 6)
     served = [_start(m) for _ in range(3)]
     # Served from the lease: nothing reserved call by call (a second lease may have been taken
     # once the first was half used).
-    assert reserved() in (ONE_CALL * 5, ONE_CALL * 9)
-    for rid in [first, *served]:
+    assert reserved() in (ONE_CALL * 6, ONE_CALL * 10)
+    for rid in [*first, *served]:
         m.on_llm_end(response(20, 100), run_id=rid)
     assert h.flush(30)
     # The lease is given back at flush, and every call is spent once.
     assert reserved() == 0
-    assert runner.run_sync(h.store.spent("user", user, "day")) == 4 * cost_of(20, 100)
+    assert runner.run_sync(h.store.spent("user", user, "day")) == 5 * cost_of(20, 100)
     # Left alone, a lease is given back after its life.
-    rid = _start(m)
-    m.on_llm_end(response(20, 100), run_id=rid)
+    for _ in range(2):
+        rid = _start(m)
+        m.on_llm_end(response(20, 100), run_id=rid)
     _until(lambda: reserved() == ONE_CALL * 4)
     _until(lambda: reserved() == 0)
 
@@ -574,13 +577,14 @@ def test_a_processs_own_lease_does_not_refuse_its_calls(db_url: str) -> None:
         database_url=db_url, user_id=user, budgets=Budget(limit, period=None), budget_lease=10
     )
     m = CallbackManager([h])
-    rid = _start(m)
-    m.on_llm_end(response(20, 100), run_id=rid)
+    for _ in range(2):
+        rid = _start(m)
+        m.on_llm_end(response(20, 100), run_id=rid)
     _until(lambda: bool(h._leases.leases))
     # Spent elsewhere: what is left fits the lease's ten calls and two more, but the eleventh
     # is refused while the lease is still counted.
     h.call_accounting_sync(
-        output_tokens=0, prompt_tokens=0, cost=limit - cost_of(20, 100) - ONE_CALL * 12,
+        output_tokens=0, prompt_tokens=0, cost=limit - 2 * cost_of(20, 100) - ONE_CALL * 12,
         run_id="elsewhere",
     )  # fmt: skip
     made = 0
@@ -619,6 +623,7 @@ def call():
     return leased
 
 call()
+call()  # a second call within a lease's life: a lease is taken
 # A lease, and the ledger writer idle (a fork in the middle of a write is another matter).
 while not h._leases.leases or h.pending:
     time.sleep(0.01)
@@ -862,16 +867,17 @@ async def main():
     await h.asummary()  # the database opened before the start
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # all processes start together
-    # First one call, checked against the database, and once the lease taken after it is
-    # granted or refused, one more: while the budget has room for every process's lease, that
-    # call is served by it (leases are used when they can be), however slow the machine.
-    results = [await call(0.0)]
+    # First two calls, checked against the database, and once the lease taken after the
+    # second is granted or refused, one more: while the budget has room for every process's
+    # lease, that call is served by it (leases are used when they can be), however slow the
+    # machine.
+    results = [await call(0.0), await call(0.0)]
     while h._leases._acquiring:
         await asyncio.sleep(0.005)
     results.append(await call(0.0))
     print("warm", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # then the rest, all processes together
-    return results + await asyncio.gather(*(call(stagger) for _ in range(n - 2)))
+    return results + await asyncio.gather(*(call(stagger) for _ in range(n - 3)))
 
 results = asyncio.run(main())
 assert h.flush(60)
@@ -937,7 +943,7 @@ def test_fifty_concurrent_calls_from_four_processes_hold_the_budget(
     assert "refused" in outcomes
     assert "made" in outcomes
     if stagger:
-        # Every process's second call, at least: the four leases fit in the budget then.
+        # Every process's third call, at least: the four leases fit in the budget then.
         assert outcomes.count("made (leased)") >= 4
     else:
         assert "made (leased)" not in outcomes

@@ -20,6 +20,7 @@ import pytest
 
 from hookwire import CallbackManager, LLMResponse, Usage, pricing
 from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
+from hookwire.callbacks.accounting.budgets import worst_case
 from hookwire.errors import BudgetExceeded, ConfigurationError
 from hookwire.llms import OpenAIClient
 from hookwire.stores import runner
@@ -247,3 +248,36 @@ def test_bad_check_timeouts(bad: object) -> None:
 def test_bad_unpriced_prices() -> None:
     with pytest.raises(ConfigurationError, match="unpriced_price"):
         AccountingCallbackHandler(database_url="sqlite:///a.db", unpriced_price=Decimal("5"))  # type: ignore[arg-type]
+
+
+# -- leases with many users ----------------------------------------------------------------------
+
+
+def test_no_lease_for_a_user_seen_once_and_one_for_a_user_who_comes_back(db_url: str) -> None:
+    h = AccountingCallbackHandler(
+        database_url=db_url, budgets=Budget(100, period="day"), budget_lease=8
+    )
+    m = CallbackManager([h])
+    # A thousand users of one call each would otherwise take a thousand leases, each lapsing
+    # unused: two round trips more per call than the check alone.
+    users = [uid() for _ in range(5)]
+    for user in users:
+        m.on_llm_end(answer(20), run_id=start(m, user_id=user), user_id=user)
+    assert not h._leases._acquiring and not h._leases.leases
+    assert h.flush(30)
+    for user in users:
+        assert runner.run_sync(h.store.reserved("user", user, "day")) == 0
+    # A user who comes back within a lease's life gets one, sized by how often they call
+    # (here: back to back, so the most budget_lease allows).
+    regular = uid()
+    for _ in range(2):
+        m.on_llm_end(answer(20), run_id=start(m, user_id=regular), user_id=regular)
+    _until(lambda: bool(h._leases.leases))
+    (lease,) = h._leases.leases.values()
+    calls = lease.size / worst_case("gpt-4o", PROMPT, 100, "openai", None)
+    assert calls == int(calls) and 2 <= calls <= 8
+    rid = start(m, user_id=regular)
+    assert rid in h._leases.covered  # served without a round trip
+    m.on_llm_end(answer(20), run_id=rid, user_id=regular)
+    assert h.flush(30)
+    assert runner.run_sync(h.store.reserved("user", regular, "day")) == 0

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import math
 import os
 import threading
 import time
@@ -149,6 +150,8 @@ LEASE_LIFE: Final = 1.0
 LEASE_HEADROOM: Final = 4
 
 _Signature = tuple[tuple[str, str, str | None, str, str, Decimal], ...]
+#: The most sets of budgets whose call rate a handler remembers.
+_SEEN_MAX: Final = 4096
 
 
 @dataclass(slots=True, eq=False)
@@ -194,6 +197,8 @@ class BudgetLeases:
         self.covered: dict[str, _Lease] = {}
         self._acquiring: dict[_Signature, concurrent.futures.Future[None]] = {}
         self._pause: dict[_Signature, float] = {}
+        #: Per set of budgets: when its last call came, and the mean time between its calls.
+        self._seen: dict[_Signature, tuple[float, float]] = {}
         self._pid = os.getpid()
 
     def take(self, run_id: str, claims: Sequence[Claim], serve: bool = True) -> bool:
@@ -215,6 +220,8 @@ class BudgetLeases:
         with self._lock:
             if serve and run_id in self.covered:
                 return True  # the same run checked twice: served once
+            if serve:
+                self._saw(sig, t)
             lease = self.leases.get(sig)
             served = (
                 serve
@@ -230,15 +237,42 @@ class BudgetLeases:
                 self.covered[run_id] = lease
                 renew = t >= lease.renew_at or lease.left < lease.size / 2
             else:
-                renew = not serve  # the call is checked first, then a lease taken
+                # The call is checked first, then a lease taken: if its budgets have had
+                # another call within a lease's life (else it would lapse unused: a lease for
+                # a user seen once costs two round trips more than their one check).
+                renew = not serve and sig in self._seen and self._seen[sig][1] < LEASE_LIFE
             renew = renew and sig not in self._acquiring and t >= self._pause.get(sig, 0.0)
             if renew:
                 future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
-                    self._acquire(sig, claims, amount * self.calls, now),
+                    self._acquire(sig, claims, amount * self._size(sig), now),
                     runner.get_loop(),
                 )
                 self._acquiring[sig] = future
         return served
+
+    def _saw(self, sig: _Signature, t: float) -> None:
+        """Count a call of ``sig``'s budgets (lock held)."""
+        seen = self._seen
+        last = seen.get(sig)
+        if last is None:
+            if len(seen) >= _SEEN_MAX:
+                # One entry per budget key (user, org, agent): keep those seen lately.
+                for k in [k for k, (at, _) in seen.items() if at < t - LEASE_LIFE]:
+                    del seen[k]
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+            seen[sig] = (t, float("inf"))
+            return
+        at, mean = last
+        gap = t - at
+        # A moving mean of the gaps between calls; a long silence starts it again.
+        seen[sig] = (t, gap if mean == float("inf") or gap > LEASE_LIFE else (mean + gap) / 2)
+
+    def _size(self, sig: _Signature) -> int:
+        """Calls a lease of ``sig``'s budgets serves: as many as come in a lease's life at
+        the rate seen (at least 2, at most ``calls``)."""
+        mean = self._seen[sig][1] if sig in self._seen else LEASE_LIFE
+        return max(2, min(self.calls, math.ceil(LEASE_LIFE / max(mean, 1e-6))))
 
     async def _acquire(
         self, sig: _Signature, claims: Sequence[Claim], size: Decimal, now: datetime
@@ -319,6 +353,7 @@ class BudgetLeases:
             self.covered.clear()
             self._acquiring.clear()
             self._pause.clear()
+            self._seen.clear()
             self._pid = os.getpid()
 
     def ended(self, run_id: str) -> bool:

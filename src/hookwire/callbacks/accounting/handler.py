@@ -175,14 +175,20 @@ class AccountingCallbackHandler(BaseCallback):
     call to a model without a known price reserves at; ``None``: the dearest known prices,
     since its answer may be billed under another model's name.
 
-    ``budget_lease`` (calls; ``0`` turns it off) lets a process reserve that many calls' worst
-    case ahead, in one background round trip, and check its next calls against it without
-    going to the database: a budget then costs a call no round trip. The lease is counted by
-    every process's check as reserved, is granted only while the budget has room for
-    ``LEASE_HEADROOM`` more leases (so near the limit every call is checked one by one, as
-    without leases), serves calls for ``LEASE_LIFE`` second, and is given back once its calls
-    have ended (or at ``flush``, ``close`` and exit). A process can so hold back up to one
-    lease of a budget from other processes for about a second.
+    ``budget_lease`` (calls; ``0`` turns it off) lets a process reserve up to that many calls'
+    worst case ahead, in one background round trip, and check its next calls against it
+    without going to the database: a budget then costs a call no round trip. A lease is taken
+    for budgets whose calls come back within ``LEASE_LIFE`` (never for a user seen once), sized
+    by their rate (the calls that come in ``LEASE_LIFE`` at it, at least 2), and renewed while
+    they keep coming. It is counted by every process's check as reserved, is granted only while
+    the budget has room for ``LEASE_HEADROOM`` more leases (so near the limit every call is
+    checked one by one, as without leases), serves calls for ``LEASE_LIFE`` second, and is
+    given back once its calls have ended (or at ``flush``, ``close`` and exit). A process can
+    so hold back up to one lease of a budget from other processes for about a second.
+
+    Checks that go to the database at the same time (a burst of calls in one event loop, or
+    from several threads on SQLite) are made together, in one transaction, each admitted or
+    refused as it would be alone (``hookwire.stores.ledger.batching``).
     """
 
     name = "AccountingCallbackHandler"
@@ -204,7 +210,7 @@ class AccountingCallbackHandler(BaseCallback):
         reservation_ttl: float = 600.0,
         fail_open: bool = True,
         settle_wait: float = 2.0,
-        budget_lease: int = 16,
+        budget_lease: int = 64,
         check_timeout: float = 2.0,
         unpriced_price: pricing.ModelPrices | None = None,
     ) -> None:

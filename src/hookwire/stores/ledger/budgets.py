@@ -15,17 +15,23 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BudgetExceeded, StoreError
 from .records import Claim, ledger_key, period_name, period_start
 
+if TYPE_CHECKING:
+    from .batching import Ask
+
 __all__ = [
     "RESERVE_CALL",
     "RESERVE_CALL_PYFORMAT",
+    "RESERVE_MANY",
+    "RESERVE_MANY_PYFORMAT",
     "exceeded",
     "keyed",
     "reserve_args",
+    "reserve_many_args",
     "timed_out",
     "within",
 ]
@@ -34,6 +40,20 @@ _UTC = timezone.utc
 
 # The claims go as one JSON text: psycopg adapts a str in C, where its array adaptation is
 # Python code that cost more than the rest of the check on the client.
+# A batch of checks (``batching``) in one statement, so one transaction and one round trip:
+# the function runs once per call, in the arrays' order (a function scan yields its rows in
+# order, and the nested loop calls the function for each as it comes), and each call sees
+# the reservations the calls before it made (the function is volatile).
+_MANY = (
+    "SELECT r.refused, r.committed FROM unnest({}::text[], {}::jsonb[], {}::timestamptz[], "
+    "{}::timestamptz[]) WITH ORDINALITY AS a(run_id, claims, now, expires, n) "
+    "CROSS JOIN LATERAL hookwire_reserve(a.run_id, a.claims, a.now, a.expires) AS r "
+    "ORDER BY a.n"
+)
+#: A batch of checks through asyncpg: one answer per call, in order.
+RESERVE_MANY = _MANY.format("$1", "$2", "$3", "$4")
+#: A batch of checks through psycopg.
+RESERVE_MANY_PYFORMAT = _MANY.format("%s", "%s::text[]", "%s", "%s")
 #: The check through asyncpg (``$n`` parameters).
 RESERVE_CALL = "SELECT refused, committed FROM hookwire_reserve($1, $2::jsonb, $3, $4)"
 #: The check through psycopg (``%s`` parameters).
@@ -118,7 +138,21 @@ def reserve_args(
     run_id: str, claims: list[tuple[Claim, str]], now: datetime, expires: datetime
 ) -> tuple[Any, ...]:
     """The arguments of ``hookwire_reserve`` for :func:`keyed` claims."""
-    encoded = json.dumps(
+    return (run_id, _encoded(claims), now, expires)
+
+
+def reserve_many_args(asks: Sequence[Ask]) -> tuple[Any, ...]:
+    """The arguments of :data:`RESERVE_MANY` for a batch of checks (in that order)."""
+    return (
+        [a.run_id for a in asks],
+        [_encoded(a.claims) for a in asks],
+        [a.now for a in asks],
+        [a.expires for a in asks],
+    )
+
+
+def _encoded(claims: list[tuple[Claim, str]]) -> str:
+    return json.dumps(
         [
             {
                 "scope": c.scope,
@@ -133,4 +167,3 @@ def reserve_args(
             for c, s in claims
         ]
     )
-    return (run_id, encoded, now, expires)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -25,11 +25,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from ...errors import BudgetExceeded
 from .. import runner
 from ..engine import get_write_engine
 from ..schema import Money, budget_reservations, budget_totals, usage_ledger
-from .budgets import RESERVE_CALL, RESERVE_CALL_PYFORMAT, exceeded, keyed, reserve_args, within
+from .batching import Ask, Outcome
+from .budgets import (
+    RESERVE_CALL,
+    RESERVE_CALL_PYFORMAT,
+    RESERVE_MANY_PYFORMAT,
+    exceeded,
+    keyed,
+    reserve_args,
+    reserve_many_args,
+    within,
+)
 from .connections import budget_engine, budget_pool, psycopg_available, sync_give_back, sync_take
+from .postgres_batch import reserve_batch, row_key
 from .records import Claim
 from .sql import BATCH, SQLUsageLedger, Statements
 
@@ -91,7 +103,6 @@ class PostgresUsageLedger(SQLUsageLedger):
         # through a small SQLAlchemy engine
         asyncpg = self.url.startswith("postgresql+asyncpg")
         self._direct_async = asyncpg
-        self._call_reserve = self._call_asyncpg if asyncpg else self._call_sqlalchemy
 
     async def _settle_after_commit(self, run_ids: list[str]) -> None:
         """Remove the reservations of ``run_ids`` (and, now and then, the expired ones) and
@@ -181,32 +192,55 @@ class PostgresUsageLedger(SQLUsageLedger):
         if not self._schema_checked:
             await runner.run(self._ready())
             self._schema_checked = True
-        await self._reserve(run_id, *keyed(claims, ttl, now))
+        await self._batched(run_id, claims, ttl, now)
 
-    async def _reserve(
-        self, run_id: str, ordered: _Keyed, now: datetime, expires: datetime
-    ) -> None:
-        args = reserve_args(run_id, ordered, now, expires)
+    def _batch_group(self, claims: _Keyed) -> Hashable:
+        # Through asyncpg a batch locks all its keys' rows first, in order (see
+        # .postgres_batch): any checks may share it. Through another driver it calls
+        # hookwire_reserve per check, which locks a check's rows as it goes: checks of one
+        # claim each share a batch (sorted by key, so taken in order), and a check of several
+        # claims only with checks of the same keys.
+        if self._direct_async or len(claims) == 1:
+            return None
+        return tuple(row_key(c, start) for c, start in claims)
+
+    async def _reserve_many(self, asks: list[Ask]) -> list[Outcome]:
         try:
-            refused, committed = await self._call_reserve(args)
+            if self._direct_async:
+                pool = await budget_pool(self.url)
+                async with pool.acquire() as conn:
+                    if len(asks) == 1:  # one round trip
+                        a = asks[0]
+                        row = await conn.fetchrow(
+                            RESERVE_CALL, *reserve_args(a.run_id, a.claims, a.now, a.expires)
+                        )
+                        answers = [(row["refused"], row["committed"])]
+                    else:
+                        return await reserve_batch(conn, asks, min(a.now for a in asks))
+                order = [0]
+            else:
+                # Sorted by key (stable: one key's checks keep their order), so that the rows
+                # are locked in the order every other transaction locks them.
+                order = sorted(range(len(asks)), key=lambda i: row_key(*asks[i].claims[0]))
+                answers = await self._call_sqlalchemy(reserve_many_args([asks[i] for i in order]))
+        except BudgetExceeded:
+            raise
         except Exception as exc:  # SQLAlchemy's, the driver's (a missing function, a lost server)
             raise self._fail("checking a budget", exc) from exc
-        self._check_refused(ordered, refused, committed)
+        outcomes: list[Outcome] = [None] * len(asks)
+        for i, (refused, committed) in zip(order, answers, strict=True):
+            if int(refused):
+                outcomes[i] = exceeded(asks[i].claims[int(refused) - 1][0], Decimal(committed))
+        return outcomes
 
-    async def _call_asyncpg(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
-        pool = await budget_pool(self.url)
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow(RESERVE_CALL, *args)
-        return row["refused"], row["committed"]
-
-    async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    async def _call_sqlalchemy(self, args: tuple[Any, ...]) -> list[tuple[Any, Any]]:
         async with budget_engine(self.url).connect() as conn:
             raw = await conn.get_raw_connection()
             cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                RESERVE_CALL_PYFORMAT, args
+                RESERVE_MANY_PYFORMAT, args
             )
-            fetched = await cursor.fetchone()
-        return fetched[0], fetched[1]
+            fetched = await cursor.fetchall()
+        return [(row[0], row[1]) for row in fetched]
 
     @staticmethod
     def _check_refused(ordered: _Keyed, refused: Any, committed: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -16,10 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..._logonce import LogOnce
 from ...errors import ConfigurationError, StoreError
+from .. import runner
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
 from ..schema import budget_reservations, usage_ledger, usage_totals
 from . import rollups
 from .api import UsageLedger
+from .batching import Ask, Outcome, ReserveBatcher
 from .budgets import keyed
 from .records import (
     ESTIMATED,
@@ -107,6 +109,7 @@ class SQLUsageLedger(UsageLedger):
         self.url = resolve_url(url)
         self._schema_checked = False
         self._cost_log = LogOnce()
+        self._batcher: ReserveBatcher | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
@@ -273,13 +276,34 @@ class SQLUsageLedger(UsageLedger):
         if not claims:
             return
         await self._ready()
-        await self._reserve(run_id, *keyed(claims, ttl, now))
+        await self._batched(run_id, claims, ttl, now)
+
+    async def _batched(
+        self, run_id: str, claims: Sequence[Claim], ttl: float, now: datetime | None
+    ) -> None:
+        """Check and reserve in the next transaction of the checks of this loop (see
+        :mod:`.batching`)."""
+        batcher = self._batcher
+        if batcher is None:
+            batcher = self._batcher = ReserveBatcher(
+                self._reserve_many, self._give_back, self._batch_group
+            )
+        await batcher.reserve(run_id, *keyed(claims, ttl, now))
+
+    async def _give_back(self, run_ids: list[str]) -> None:
+        """Release the reservations of checks whose callers stopped waiting (on the store
+        loop, where ``record`` runs)."""
+        await runner.run(self.release(run_ids))
+
+    def _batch_group(self, claims: list[tuple[Claim, str]]) -> Hashable:
+        """Which checks may share a transaction: all of them by default (a backend whose
+        transactions wait for each other's locks says otherwise)."""
+        return None
 
     @abc.abstractmethod
-    async def _reserve(
-        self, run_id: str, claims: list[tuple[Claim, str]], now: datetime, expires: datetime
-    ) -> None:
-        """Check and reserve :func:`~.budgets.keyed` claims, atomically."""
+    async def _reserve_many(self, asks: list[Ask]) -> Sequence[Outcome]:
+        """Check and reserve the calls of a batch in one transaction, in order, each as its
+        own check would (see :mod:`.batching`)."""
 
     @staticmethod
     def _committed_total(row: Any) -> Decimal:

@@ -1,0 +1,146 @@
+"""A batch of budget checks in one PostgreSQL transaction, on an asyncpg connection.
+
+``hookwire_reserve`` checks one call; run once per call of a batch it costs the server about
+0.5 ms a call, and more for calls of one key (each updates the key's ``budget_totals`` row
+again, and every update leaves one more row version for the next to walk): 300 ms for 500
+calls. Here a batch locks each of its keys' rows once, in the one order every check and
+settlement takes them (so that no two transactions wait for each other), reads the keys'
+spent cost after holding the locks (a settlement commits the ledger rows first, then takes
+the reservations off: whoever holds the lock sees both or neither), admits or refuses the
+calls in order as ``hookwire_reserve`` would, one after another, and writes the admitted
+calls' reservations and the totals' new sums in two statements.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .batching import Ask, Outcome
+from .budgets import exceeded
+from .records import Claim, period_name
+
+__all__ = ["reserve_batch", "row_key"]
+
+_Key = tuple[str, str, str, str, str]
+
+_KEYS = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY"
+_MATCH = "(x.scope, x.key, x.period, x.period_start, x.currency) = (k.s, k.k, k.p, k.st, k.c)"
+# Committed before the batch's transaction: a row another transaction is inserting would
+# otherwise be waited for out of order.
+_ENSURE = (
+    "INSERT INTO budget_totals (scope, key, period, period_start, currency, reserved) "
+    f"SELECT k.s, k.k, k.p, k.st, k.c, 0 FROM {_KEYS} AS k(s, k, p, st, c, n) ORDER BY k.n "
+    "ON CONFLICT DO NOTHING"
+)
+# The locks in the keys' order (sorted in Python, as every check and settlement sorts them):
+# the rows are locked as the sorted rows come.
+_LOCK = (
+    f"SELECT k.n, x.reserved FROM {_KEYS} AS k(s, k, p, st, c, n) "
+    f"JOIN budget_totals x ON {_MATCH} ORDER BY k.n FOR UPDATE OF x"
+)
+_SPENT = f"SELECT k.n, x.cost FROM {_KEYS} AS k(s, k, p, st, c, n) JOIN usage_totals x ON {_MATCH}"
+# Reservations of calls that never came back, on keys the batch refuses a call for (as
+# hookwire_reserve does); SKIP LOCKED: a reservation being settled is the settler's.
+_SWEEP = (
+    "WITH gone AS (DELETE FROM budget_reservations r WHERE (r.run_id, r.scope, r.key, r.period)"
+    " IN (SELECT x.run_id, x.scope, x.key, x.period FROM budget_reservations x "
+    f"JOIN {_KEYS} AS k(s, k, p, st, c, n) ON {_MATCH} WHERE x.expires_at <= $6 "
+    "FOR UPDATE OF x SKIP LOCKED) "
+    "RETURNING r.scope, r.key, r.period, r.period_start, r.currency, r.amount) "
+    "SELECT scope, key, period, period_start, currency, sum(amount) FROM gone "
+    "GROUP BY scope, key, period, period_start, currency"
+)
+# A run checked twice keeps its first reservation (counted once): the new rows tell.
+_RESERVE = (
+    "INSERT INTO budget_reservations "
+    "(run_id, scope, key, period, period_start, currency, amount, expires_at) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::numeric[], $8::timestamptz[]) ON CONFLICT DO NOTHING "
+    "RETURNING scope, key, period, period_start, currency, amount"
+)
+# An upsert: a row removed since _ENSURE (by a prune) is made again, not missed.
+_ADD = (
+    "INSERT INTO budget_totals AS x (scope, key, period, period_start, currency, reserved) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::numeric[]) ON CONFLICT (scope, key, period, period_start, currency) "
+    "DO UPDATE SET reserved = x.reserved + excluded.reserved"
+)
+
+
+def row_key(c: Claim, start: str) -> _Key:
+    """The claim's row of ``budget_totals``, in the table's key order."""
+    return (c.scope, c.key, period_name(c.period), start, c.currency)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _walk(asks: Sequence[Ask], committed: dict[_Key, Decimal]) -> list[Outcome]:
+    """Admit or refuse each call in order, as one-by-one checks would."""
+    running = dict(committed)
+    outcomes: list[Outcome] = []
+    for a in asks:
+        refused: Outcome = None
+        for c, start in a.claims:
+            total = running[row_key(c, start)]
+            if total >= c.limit:
+                refused = exceeded(c, total)
+                break
+        outcomes.append(refused)
+        if refused is None:
+            for c, start in a.claims:
+                running[row_key(c, start)] += c.amount
+    return outcomes
+
+
+async def reserve_batch(conn: Any, asks: Sequence[Ask], now: datetime) -> list[Outcome]:
+    """Check and reserve ``asks`` in order, in one transaction on the asyncpg connection
+    ``conn`` (see the module); ``now``: the check's time, for expired reservations."""
+    keys = sorted({row_key(c, start) for a in asks for c, start in a.claims})
+    columns = _columns(keys)
+    await conn.execute(_ENSURE, *columns)
+    async with conn.transaction():
+        # A reservation lost in a server crash only frees budget early.
+        await conn.execute("SET LOCAL synchronous_commit TO OFF")
+        committed = dict.fromkeys(keys, Decimal(0))
+        for n, reserved in await conn.fetch(_LOCK, *columns):
+            committed[keys[n - 1]] += reserved
+        for n, cost in await conn.fetch(_SPENT, *columns):
+            committed[keys[n - 1]] += cost or 0
+        outcomes = _walk(asks, committed)
+        delta: dict[_Key, Decimal] = defaultdict(Decimal)
+        refused = sorted(
+            {row_key(*_refusing(a, o)) for a, o in zip(asks, outcomes, strict=True) if o}
+        )
+        if refused:
+            for *key, amount in await conn.fetch(_SWEEP, *_columns(refused), now):
+                committed[tuple(key)] -= amount
+                delta[tuple(key)] -= amount
+            outcomes = _walk(asks, committed)
+        rows = [
+            (a.run_id, *row_key(c, start), c.amount, a.expires)
+            for a, o in zip(asks, outcomes, strict=True)
+            if o is None
+            for c, start in a.claims
+        ]
+        if rows:
+            for *key, amount in await conn.fetch(_RESERVE, *_columns(rows)):
+                delta[tuple(key)] += amount
+        if delta:
+            changed = sorted(delta.items())
+            await conn.execute(_ADD, *_columns([k for k, _ in changed]), [d for _, d in changed])
+    return outcomes
+
+
+def _refusing(a: Ask, outcome: Outcome) -> tuple[Claim, str]:
+    """The claim of ``a`` that refused it."""
+    assert outcome is not None
+    for c, start in a.claims:
+        if (c.scope, c.key, c.period) == (outcome.scope, outcome.key, outcome.period):
+            return c, start
+    return a.claims[0]
