@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookwire import AsyncBaseCallback, BaseCallback, CallbackManager, request_context
-from hookwire.callbacks.filelog import _raw
+from hookwire.callbacks.forwarding import forwards
 from hookwire.events import HOOKS
 
 CTX = st.dictionaries(
@@ -82,11 +82,11 @@ class Raw(BaseCallback):
             full["provider"] = provider
         self.got.append((args, full))
 
-    @_raw
+    @forwards
     def on_llm_end(self, *args: Any, **kw: Any) -> None:
         self.hook_calls += 1
 
-    @_raw
+    @forwards
     def on_tool_end(self, *args: Any, **kw: Any) -> None:
         self.hook_calls += 1
 

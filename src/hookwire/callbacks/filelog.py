@@ -27,15 +27,16 @@ import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import orjson
 
 from .._workers import BackgroundQueue
 from ..errors import ConfigurationError
-from ..events import HOOKS, HookSpec, hook_methods
+from ..events import HOOKS
 from ..logschema import Redactor, dumps_record, line_from_parts
-from .base import BaseCallback, hook_signature
+from .base import BaseCallback
+from .forwarding import forward_hooks
 
 try:  # POSIX only; without it rotation is still correct within one process.
     import fcntl
@@ -52,16 +53,6 @@ _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLO
 
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
-_EMPTY: Final[dict[str, Any]] = {}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _raw(fn: F) -> F:
-    # Tells CallbackManager that this hook only queues the event, so it may call
-    # ``_hookwire_raw`` instead (a subclass overriding the hook loses the mark, and is called).
-    fn.__hookwire_raw__ = True  # type: ignore[attr-defined]
-    return fn
 
 
 @atexit.register
@@ -185,7 +176,7 @@ class FileLogCallback(BaseCallback):
         return f"FileLogCallback({str(self.log_path)!r})"
 
     # -- the app thread's side: one append per event ----------------------------------------
-    # The hooks (one per entry of HOOKS, made by _forwarder below) pass their keywords as the
+    # The hooks (one per entry of HOOKS, made by forward_hooks below) pass their keywords as the
     # whole record (run_id None) when called directly.
 
     def _hookwire_raw(
@@ -201,7 +192,7 @@ class FileLogCallback(BaseCallback):
     ) -> None:
         """Queue one event: what ``CallbackManager`` has at hand, without keyword dicts.
 
-        ``CallbackManager`` calls this instead of the ``on_*`` hooks marked ``_raw``; the
+        ``CallbackManager`` calls this instead of the ``on_*`` hooks ``forward_hooks`` made; the
         record is what those hooks would have received (see ``line_from_parts``). ``ctx`` and
         ``kw`` are read, never changed: they may be shared with other handlers.
         """
@@ -454,23 +445,7 @@ class _LogFile:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
 
-def _forwarder(spec: HookSpec) -> Callable[..., None]:
-    """``FileLogCallback``'s method for one hook: it queues the event's line."""
-    hook, names = spec.name, spec.args
-    n = len(names)
-
-    @_raw
-    def forward(self: FileLogCallback, *args: Any, **kwargs: Any) -> None:
-        if len(args) < n:  # payload given by name: the line has it under "data" all the same
-            for name in names[len(args) :]:
-                if name not in kwargs:
-                    break
-                args = (*args, kwargs.pop(name))
-        self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
-
-    forward.__doc__ = f"Log ``{hook}`` (a line whose ``event`` is ``{spec.event.name}``)."
-    forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
-    return forward
-
-
-hook_methods(FileLogCallback, _forwarder)
+forward_hooks(
+    FileLogCallback,
+    lambda spec: f"Log ``{spec.name}`` (a line whose ``event`` is ``{spec.event.name}``).",
+)

@@ -18,31 +18,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import orjson
 
 from .._logonce import LogOnce
 from .._workers import BackgroundQueue
-from ..events import HOOKS, HookSpec, hook_methods
-from ..ids import new_id
+from ..events import HOOKS
 from ..logschema import Redactor, default_redactor, line_from_parts
 from ..stores import runner
 from ..stores.traces import TraceStore, spans_from_records
-from .base import BaseCallback, hook_signature
+from .base import BaseCallback
+from .forwarding import forward_hooks
 
 __all__ = ["TraceStoreCallback", "TraceWriter", "trace_writer"]
 
 logger = logging.getLogger("hookwire")
 
 _BATCH: Final = 2000
-_EMPTY: Final[dict[str, Any]] = {}
 #: Seconds one batch's write may take before it is given up (and counted as failed).
 WRITE_TIMEOUT: Final = 60.0
 
-F = TypeVar("F", bound=Callable[..., Any])
 Item = tuple[Redactor, bytes]
 
 
@@ -105,13 +102,6 @@ def trace_writer(
         if writer is None or writer.store is not store:
             writer = _WRITERS[id(store)] = TraceWriter(store, queue_size, drop_when_full)
         return writer
-
-
-def _raw(fn: F) -> F:
-    # Tells CallbackManager that this hook only queues the event, so it may call
-    # ``_hookwire_raw`` instead (a subclass overriding the hook loses the mark, and is called).
-    fn.__hookwire_raw__ = True  # type: ignore[attr-defined]
-    return fn
 
 
 class TraceStoreCallback(BaseCallback):
@@ -200,26 +190,6 @@ class TraceStoreCallback(BaseCallback):
         self.flush()
 
 
-def _forwarder(spec: HookSpec) -> Callable[..., None]:
-    """``TraceStoreCallback``'s method for one hook: it queues the event's line."""
-    hook, names = spec.name, spec.args
-    n = len(names)
-
-    @_raw
-    def forward(self: TraceStoreCallback, *args: Any, **kwargs: Any) -> None:
-        if len(args) < n:  # payload given by name
-            for name in names[len(args) :]:
-                if name not in kwargs:
-                    break
-                args = (*args, kwargs.pop(name))
-        # called directly (not through a manager): a span needs an id and a time
-        kwargs.setdefault("run_id", new_id())
-        kwargs.setdefault("timestamp", time.time())
-        self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
-
-    forward.__doc__ = f"Record ``{hook}`` as (part of) a span."
-    forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
-    return forward
-
-
-hook_methods(TraceStoreCallback, _forwarder)
+forward_hooks(
+    TraceStoreCallback, lambda spec: f"Record ``{spec.name}`` as (part of) a span.", stamp=True
+)

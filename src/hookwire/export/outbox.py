@@ -21,15 +21,16 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import orjson
 
 from .._logonce import LogOnce
 from .._workers import BackgroundQueue, past_exit_deadline
-from ..callbacks.base import BaseCallback, hook_signature
+from ..callbacks.base import BaseCallback
+from ..callbacks.forwarding import forward_hooks
 from ..errors import ConfigurationError
-from ..events import HOOKS, HookSpec, hook_methods
+from ..events import HOOKS
 from ..ids import id_at
 from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
 from ..sampling import always_kept, check_rate, over_threshold, trace_kept
@@ -41,22 +42,13 @@ __all__ = ["OutboxCallback", "sink_names"]
 logger = logging.getLogger("hookwire")
 
 _UTC = timezone.utc
-_EMPTY: Final[dict[str, Any]] = {}
 #: Events written per transaction at most.
 BATCH: Final = 1000
 #: Seconds one write may take before it is given up and retried (rows are idempotent by
 #: event id and sink, so a write that did commit is not doubled).
 WRITE_TIMEOUT: Final = 30.0
 
-F = TypeVar("F", bound=Callable[..., Any])
 _Item = tuple[str, Any, Any, bytes]  # hook, ordering key, timestamp, JSON
-
-
-def _raw(fn: F) -> F:
-    # Tells CallbackManager that this hook only queues the event, so it may call
-    # ``_hookwire_raw`` with its parts instead (see ``hookwire.dispatch``).
-    fn.__hookwire_raw__ = True  # type: ignore[attr-defined]
-    return fn
 
 
 def sink_names(sinks: Iterable[Any]) -> list[str]:
@@ -312,23 +304,4 @@ def _body(red: Redactor, line: bytes) -> bytes:
     return red.json_bytes(line).rstrip(b"\n")
 
 
-def _forwarder(spec: HookSpec) -> Callable[..., None]:
-    """``OutboxCallback``'s method for one hook: it queues the event."""
-    hook, names = spec.name, spec.args
-    n = len(names)
-
-    @_raw
-    def forward(self: OutboxCallback, *args: Any, **kwargs: Any) -> None:
-        if len(args) < n:  # payload given by name
-            for name in names[len(args) :]:
-                if name not in kwargs:
-                    break
-                args = (*args, kwargs.pop(name))
-        self._hookwire_raw(hook, args, None, None, _EMPTY, kwargs, None, None)
-
-    forward.__doc__ = f"Write ``{hook}`` to the outbox."
-    forward.__signature__ = hook_signature(spec)  # type: ignore[attr-defined]
-    return forward
-
-
-hook_methods(OutboxCallback, _forwarder)
+forward_hooks(OutboxCallback, lambda spec: f"Write ``{spec.name}`` to the outbox.")
