@@ -447,7 +447,7 @@ def test_spans_in_between_are_skipped_for_the_parent(otel: Setup) -> None:
     run_id = format(agent.get_span_context().span_id, "016x")
     (end,) = otel.recorder.of("on_llm_end")
     assert end["parent_run_id"] == run_id and end["depth"] == 1
-    assert end["response"].usage == Usage() and end["response"].cost is None
+    assert end["response"].usage.estimated  # no counts on the span: unknown, not 0
     assert otel.processor.open_spans == 0
     assert otel.processor._open == {}
 
@@ -550,6 +550,45 @@ def test_a_span_with_an_error_status_and_no_error_type_is_an_llm_error(otel: Set
         span.set_status(Status(StatusCode.ERROR, "the server hung up"))
     error = otel.recorder.of("on_llm_error")[0]["error"]
     assert "the server hung up" in str(error)
+
+
+def test_a_span_without_token_counts_is_an_estimate_never_zero(otel: Setup) -> None:
+    # An instrumentation that writes no gen_ai.usage.* (or a call cut short): unknown usage,
+    # estimated from what the span shows and priced at that bound, as on every other path.
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}]
+    answer = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Paris."}],
+            "finish_reason": "stop",
+        }
+    ]
+    with otel.tracer.start_as_current_span(
+        "chat gpt-4o",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.input.messages": json.dumps(messages),
+            "gen_ai.output.messages": json.dumps(answer),
+        },
+    ):
+        pass
+    with otel.tracer.start_as_current_span(
+        "embeddings text-embedding-3-small",
+        attributes={
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "text-embedding-3-small",
+        },
+    ):
+        pass
+    (end,) = otel.recorder.of("on_llm_end")
+    usage = end["response"].usage
+    assert usage.estimated and usage.prompt_tokens >= 3 and usage.completion_tokens >= 1
+    assert end["response"].cost is not None and end["response"].cost > 0
+    (embedded,) = otel.recorder.of("on_embedding_end")
+    assert embedded["response"].usage.estimated and embedded["response"].usage.prompt_tokens >= 1
 
 
 def test_request_context_is_added_and_checked() -> None:

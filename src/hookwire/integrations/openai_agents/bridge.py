@@ -33,6 +33,7 @@ from agents.tracing.span_data import (
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import LLMError
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
+from ...llms.estimate import estimate_usage, prompt_bound
 from ...llms.protocol import content_text
 from .._common import Emit, FailureLog, child_base, price
 
@@ -283,7 +284,10 @@ class Bridge:
         if model:
             base["model"] = model
         base["provider"] = provider
-        cost = price(model, usage, provider) if usage is not None else None
+        if usage is None:
+            # No usage on the span: unknown, estimated from the prompt and answer, never 0.
+            usage = estimate_usage(prompt_bound(prompt), content, calls)
+        cost = price(model, usage, provider)
         emits: list[Emit] = []
         self._flush(shown, _user_text(prompt), emits)
         emits.append(("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}}))
@@ -299,7 +303,7 @@ class Bridge:
         _add(shown, usage, cost, model, content)
         result = LLMResponse(
             content=content,
-            usage=usage or Usage(),
+            usage=usage,
             model=model,
             finish_reason=str(finish) if finish else None,
             tool_calls=calls,

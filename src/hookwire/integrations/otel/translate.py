@@ -28,6 +28,7 @@ from ...errors import (
     ToolError,
 )
 from ...events import EmbeddingResponse, LLMResponse, ToolCall, Usage, utcnow
+from ...llms.estimate import UNKNOWN_USAGE, prompt_bound, with_estimate
 from .._common import price
 from . import openinference as oi
 
@@ -369,9 +370,9 @@ def llm_response(
             finish = reasons[0]
     _, answered = model(attrs)
     name = provider(attrs)
-    return LLMResponse(
+    response = LLMResponse(
         content or "",
-        usage=call_usage if call_usage is not None else Usage(),
+        usage=call_usage if call_usage is not None else UNKNOWN_USAGE,
         model=answered,
         finish_reason=finish,
         tool_calls=tool_calls,
@@ -380,6 +381,10 @@ def llm_response(
         cost=price(answered, call_usage, name) if call_usage is not None else None,
         created_at=_utc(ended_ns) if ended_ns else utcnow(),
     )
+    if call_usage is None:
+        # A span without token counts: unknown, estimated from what it shows, never 0.
+        response = with_estimate(response, answered, name, prompt(attrs, events), None)
+    return response
 
 
 def _utc(ns: int) -> datetime:
@@ -392,13 +397,15 @@ def embedding(attrs: Mapping[str, Any], call_usage: Usage | None) -> tuple[Any, 
     dimensions = _count(attrs, EMBEDDING_DIMENSIONS)
     _, answered = model(attrs)
     name = provider(attrs)
+    # A span without token counts: the input's bound, estimated (and priced), never 0.
+    used = call_usage if call_usage is not None else Usage(prompt_bound(texts), 0, estimated=True)
     response = EmbeddingResponse(
         model=answered,
-        usage=call_usage if call_usage is not None else Usage(),
+        usage=used,
         count=len(texts),
         dimensions=dimensions if dimensions is not None else dims,
         provider=name,
-        cost=price(answered, call_usage, name) if call_usage is not None else None,
+        cost=price(answered, used, name),
     )
     return (texts or _text(attrs, oi.INPUT_VALUE)), response
 
