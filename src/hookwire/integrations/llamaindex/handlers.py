@@ -4,6 +4,7 @@ and ``instrument`` / ``uninstrument``, which put them on a LlamaIndex dispatcher
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 # re-exported from llama_index_instrumentation, which mypy does not take as an export
@@ -17,7 +18,7 @@ from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 
 from ...dispatch import CallbackManager, Callbacks
-from .._common import send
+from .._common import Emit, send
 from .bridge import Bridge
 
 __all__ = ["LlamaIndexInstrumentation", "instrument", "uninstrument"]
@@ -27,6 +28,18 @@ def _bind(handler: object, bridge: Bridge) -> None:
     # In the instance's __dict__, past pydantic's __setattr__: a pydantic private attribute is
     # read through the model's __getattr__, a few µs on every event and span.
     object.__setattr__(handler, "_bridge", bridge)
+
+
+def _relay(bridge: Bridge, where: str, translate: Callable[[], list[Emit]]) -> None:
+    """Send what ``translate`` makes of a LlamaIndex event or span; a failure to translate it
+    is logged (LlamaIndex would swallow it) and nothing is sent."""
+    try:
+        emits = translate()
+    except Exception as exc:
+        bridge.failed(where, exc)
+        return
+    if emits:
+        send(bridge.manager, emits, bridge.failed, where)
 
 
 class _EventHandler(BaseEventHandler):
@@ -46,14 +59,7 @@ class _EventHandler(BaseEventHandler):
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         """One LlamaIndex event: its hook calls."""
         bridge = self._bridge
-        where = type(event).__name__
-        try:
-            emits = bridge.event(event)
-        except Exception as exc:
-            bridge.failed(where, exc)
-            return
-        if emits:
-            send(bridge.manager, emits, bridge.failed, where)
+        _relay(bridge, type(event).__name__, lambda: bridge.event(event))
 
 
 class _SpanHandler(BaseSpanHandler[BaseSpan]):
@@ -82,13 +88,8 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span began: a run or a tool, if it is one."""
         bridge = self._bridge
-        try:
-            emits = bridge.span_enter(id_, bound_args.arguments, instance, parent_id)
-        except Exception as exc:
-            bridge.failed("span_enter", exc)
-            return
-        if emits:
-            send(bridge.manager, emits, bridge.failed, "span_enter")
+        args = bound_args.arguments
+        _relay(bridge, "span_enter", lambda: bridge.span_enter(id_, args, instance, parent_id))
 
     def span_exit(
         self,
@@ -100,13 +101,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span returned."""
         bridge = self._bridge
-        try:
-            emits = bridge.span_exit(id_, result)
-        except Exception as exc:
-            bridge.failed("span_exit", exc)
-            return
-        if emits:
-            send(bridge.manager, emits, bridge.failed, "span_exit")
+        _relay(bridge, "span_exit", lambda: bridge.span_exit(id_, result))
 
     def span_drop(
         self,
@@ -118,13 +113,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span raised."""
         bridge = self._bridge
-        try:
-            emits = bridge.span_drop(id_, err)
-        except Exception as exc:
-            bridge.failed("span_drop", exc)
-            return
-        if emits:
-            send(bridge.manager, emits, bridge.failed, "span_drop")
+        _relay(bridge, "span_drop", lambda: bridge.span_drop(id_, err))
 
     # LlamaIndex's abstract steps of its own span bookkeeping, which the methods above replace.
     def new_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
