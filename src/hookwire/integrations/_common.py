@@ -24,7 +24,16 @@ from ..errors import (
 )
 from ..llms.prices import price
 
-__all__ = ["Emit", "FailureLog", "caused_by", "child_base", "price", "send", "to_hookwire_error"]
+__all__ = [
+    "Emit",
+    "FailureLog",
+    "caused_by",
+    "child_base",
+    "end_keywords",
+    "price",
+    "send",
+    "to_hookwire_error",
+]
 
 #: One hook call: the hook's name, its positional arguments, its keywords.
 Emit = tuple[str, tuple[Any, ...], dict[str, Any]]
@@ -179,3 +188,21 @@ def send(manager: CallbackManager, emits: Iterable[Emit], failed: FailureLog, wh
                 failed(where, exc)
         except Exception as exc:
             failed(where, exc)
+
+
+def end_keywords(
+    base: Mapping[str, Any], start: float, now: float, first_token: float | None
+) -> dict[str, Any]:
+    """The keywords of a framework's ``on_llm_end``: ``base`` (ids and context), the latency
+    from ``start`` to ``now`` and, for a call that streamed (its ``first_token`` seen), its
+    time to first token (``perf_counter`` seconds all). A framework retries inside the call, so
+    it is one attempt."""
+    kw = {
+        **base,
+        "latency_ms": (now - start) * 1000.0,
+        "attempts": 1,
+        "stream": first_token is not None,
+    }
+    if first_token is not None:
+        kw["ttft_ms"] = (first_token - start) * 1000.0
+    return kw

@@ -27,7 +27,7 @@ from ...errors import BudgetExceeded, CallbackAbort
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, Usage
 from ...frozen import freeze
 from ...llms.openai_wire import answer_keywords
-from .._common import FailureLog, caused_by, price, to_hookwire_error
+from .._common import FailureLog, caused_by, end_keywords, price, to_hookwire_error
 from . import convert
 
 __all__ = ["Bridge", "Emit", "Start"]
@@ -492,16 +492,9 @@ class Bridge:
             id=str(rid) if rid else None,
             cost=cost,
         )
-        kw = {
-            **run.base,
-            "latency_ms": (now - run.start) * 1000.0,
-            "attempts": 1,
-            "stream": run.first_token is not None,
-            # How the answer was served, where the model's metadata says (ChatOpenAI's does).
-            **answer_keywords(meta),
-        }
-        if run.first_token is not None:
-            kw["ttft_ms"] = (run.first_token - run.start) * 1000.0
+        kw = end_keywords(run.base, run.start, now, run.first_token)
+        # How the answer was served, where the model's metadata says (ChatOpenAI's does).
+        kw.update(answer_keywords(meta))
         return [("on_llm_end", (result,), kw)]
 
     def llm_error(self, error: BaseException, run_id: UUID, partial: Any = None) -> list[Emit]:

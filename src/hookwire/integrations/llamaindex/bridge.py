@@ -32,7 +32,15 @@ from ...dispatch import CallbackManager, Callbacks
 from ...events import EmbeddingResponse, LLMResponse, ToolCall, Usage
 from ...llms.estimate import estimate_usage, prompt_bound
 from ...llms.protocol import content_text
-from .._common import Emit, FailureLog, caused_by, child_base, price, to_hookwire_error
+from .._common import (
+    Emit,
+    FailureLog,
+    caused_by,
+    child_base,
+    end_keywords,
+    price,
+    to_hookwire_error,
+)
 
 __all__ = ["Bridge"]
 
@@ -471,14 +479,7 @@ class Bridge:
             id=str(rid) if rid else None,
             cost=cost,
         )
-        kw = {
-            **call.base,
-            "latency_ms": (now - call.start) * 1000.0,
-            "attempts": 1,
-            "stream": call.first_token is not None,
-        }
-        if call.first_token is not None:
-            kw["ttft_ms"] = (call.first_token - call.start) * 1000.0
+        kw = end_keywords(call.base, call.start, now, call.first_token)
         return [("on_llm_end", (result,), kw)]
 
     def _call_failed(self, call: _Call, error: BaseException) -> list[Emit]:
