@@ -35,7 +35,7 @@ from ...errors import LLMError
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
 from ...llms.estimate import estimate_usage, prompt_bound
 from ...llms.protocol import content_text
-from .._common import Emit, FailureLog, child_base, price
+from .._common import Emit, FailureLog, child_base, field, price
 
 __all__ = ["Bridge"]
 
@@ -87,30 +87,12 @@ def _latency(span: Span[Any]) -> float | None:
     return delta.total_seconds() * 1000.0
 
 
-#: Whether objects of a type are mappings, by type: an isinstance check against the Mapping
-#: ABC costs more than the rest of a lookup in the SDK's pydantic models and dicts.
-_MAPPING: dict[type, bool] = {dict: True, type(None): False}
-
-
-def _get(obj: Any, key: str) -> Any:
-    cls = type(obj)
-    mapping = _MAPPING.get(cls)
-    if mapping is None:
-        mapping = isinstance(obj, Mapping)
-        if len(_MAPPING) < 256:
-            _MAPPING[cls] = mapping
-    return obj.get(key) if mapping else getattr(obj, key, None)
+_get = field
 
 
 def _fields(obj: Any, keys: tuple[str, ...]) -> list[Any]:
     """``_get(obj, key)`` for each of ``keys``, the object's kind told once."""
-    cls = type(obj)
-    mapping = _MAPPING.get(cls)
-    if mapping is None:
-        mapping = isinstance(obj, Mapping)
-        if len(_MAPPING) < 256:
-            _MAPPING[cls] = mapping
-    if mapping:
+    if type(obj) is dict or isinstance(obj, Mapping):
         get = obj.get
         return [get(k) for k in keys]
     return [getattr(obj, k, None) for k in keys]
