@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import random
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,6 @@ from hookwire.sampling import (
     trace_rate,
 )
 from hookwire.stores import runner
-from hookwire.stores.outbox import Outbox
-from hookwire.stores.traces import TraceStore
 
 # -- the decision ------------------------------------------------------------------------------
 
@@ -274,8 +271,8 @@ _CASES = ("filelog", "console", "outbox", "trace_store", "otel")
 
 
 @pytest.fixture(params=_CASES)
-def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Case]:
-    yield _Case(request.param, tmp_path)
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> _Case:
+    return _Case(request.param, tmp_path)
 
 
 def _turn(manager: CallbackManager, name: str, kind: str = "plain", **trace_kw: Any) -> str:
