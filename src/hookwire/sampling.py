@@ -133,6 +133,8 @@ def trace_rate(trace_id: str) -> float | None:
 
 
 _Item = tuple[str, tuple[Any, ...], dict[str, Any]]  # hook, arguments, keywords
+#: Decisions a sampler remembers (traces open at once, with room to spare).
+_DECISIONS_KEPT: Final = 4096
 
 
 class TraceSampler:
@@ -141,9 +143,9 @@ class TraceSampler:
     the module docstring)."""
 
     __slots__ = (
+        "_decided",
         "_held",
         "_kept",
-        "_last",
         "_lock",
         "evicted",
         "held",
@@ -181,22 +183,25 @@ class TraceSampler:
         self._lock = threading.Lock()
         self._held: OrderedDict[str, list[_Item]] = OrderedDict()
         self._kept: OrderedDict[str, None] = OrderedDict()  # left out by the hash, then kept
-        self._last: tuple[str, bool] = ("", False)
+        self._decided: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"TraceSampler(rate={self.rate}, held={self.held})"
 
     def in_sample(self, trace_id: str) -> bool:
         """Whether the hash keeps ``trace_id`` at this sampler's rate (and the trace's own)."""
-        last = self._last
-        if last[0] == trace_id:
-            return last[1]
+        decided = self._decided
+        kept = decided.get(trace_id)
+        if kept is not None:
+            return kept
         rate = self.rate
         own = _TRACE_RATES.get(trace_id)
         if own is not None and own < rate:
             rate = own
         kept = trace_kept(trace_id, rate)
-        self._last = (trace_id, kept)
+        if len(decided) >= _DECISIONS_KEPT:
+            decided.clear()  # a cache: a trace seen again is hashed again, to the same answer
+        decided[trace_id] = kept
         return kept
 
     def admit(self, hook: str, args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
