@@ -115,7 +115,7 @@ def _dropped_ids(rate: float, n: int) -> list[str]:
 
 def test_a_trace_left_out_is_held_until_an_error_keeps_it_or_its_end_drops_it() -> None:
     seen: list[tuple[str, str]] = []
-    sampler = TraceSampler(0.5, lambda hook, args, kw: seen.append((hook, kw["trace_id"])))
+    sampler = TraceSampler(0.5, lambda item: seen.append((item[0], item[2]["trace_id"])))
     a, b = _dropped_ids(0.5, 2)
     for tid in (a, b):
         assert not sampler.admit("on_run_start", (None,), {"trace_id": tid, "run_id": tid})
@@ -137,11 +137,11 @@ def test_a_trace_left_out_is_held_until_an_error_keeps_it_or_its_end_drops_it() 
 
 
 def test_the_hold_is_bounded() -> None:
-    sampler = TraceSampler(0.0, lambda *a: None, max_held=10)
+    sampler = TraceSampler(0.0, lambda item: None, max_held=10)
     for i in range(25):
         sampler.admit("on_llm_start", ("x",), {"trace_id": f"t{i}", "run_id": f"r{i}"})
     assert sampler.held <= 10 and sampler.evicted == 15
-    none = TraceSampler(0.0, lambda *a: None, max_held=0)
+    none = TraceSampler(0.0, lambda item: None, max_held=0)
     assert not none.admit("on_llm_start", ("x",), {"run_id": "r"}) and none.held == 0
 
 
@@ -149,7 +149,7 @@ def test_a_trace_rate_lowers_the_handlers_for_that_trace_only() -> None:
     kept, dropped = "id-kept", _dropped_ids(0.5, 1)[0]
     while not trace_kept(kept, 0.5):
         kept += "x"
-    sampler = TraceSampler(1.0, lambda *a: None)
+    sampler = TraceSampler(1.0, lambda item: None)
     set_trace_rate(dropped, 0.5)
     set_trace_rate(kept, 0.5)
     try:
