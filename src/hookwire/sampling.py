@@ -90,6 +90,18 @@ def always_kept(hook: str) -> bool:
     return spec is not None and "error" in spec.args
 
 
+#: Per hook: (always kept, ends a run), read for every event of a trace left out.
+_KINDS: dict[str, tuple[bool, bool]] = {}
+
+
+def _kind(hook: str) -> tuple[bool, bool]:
+    spec = HOOKS.get(hook)
+    kind = (always_kept(hook), spec is not None and spec.ends_run)
+    if spec is not None:  # a hook declared later is added when first seen
+        _KINDS[hook] = kind
+    return kind
+
+
 def over_threshold(
     kw: Mapping[str, Any],
     latency_ms: float | None,
@@ -249,16 +261,21 @@ class TraceSampler:
     ) -> bool:
         """A trace the hash leaves out: keep the event (and hand over the trace's held ones),
         hold it, or drop the trace at its end."""
-        spec = HOOKS.get(hook)
-        ends = spec is not None and spec.ends_run and run_id == tid
+        kind = _KINDS.get(hook)
+        if kind is None:
+            kind = _kind(hook)
+        ends = kind[1] and run_id == tid
         keep = (
-            always_kept(hook)
+            kind[0]
             or kw.get("error") is not None
-            or over_threshold(
-                kw,
-                self.keep_over_ms,
-                self.keep_over_cost,
-                args[0] if args and spec is not None and spec.ends_run else None,
+            or (
+                (self.keep_over_ms is not None or self.keep_over_cost is not None)
+                and over_threshold(
+                    kw,
+                    self.keep_over_ms,
+                    self.keep_over_cost,
+                    args[0] if kind[1] and args else None,
+                )
             )
         )
         with self._lock:
