@@ -54,6 +54,19 @@ _INSERT = (
 )
 
 
+#: The same for PostgreSQL, from one array per column, in the arrays' order (the order of
+#: ``seq``, which is each key's delivery order).
+_INSERT_ARRAYS = (
+    'INSERT INTO outbox (event_id, sink, "key", event, created_at, body, available_at, state, '
+    "attempts) SELECT e, s, k, n, c, b, a, 'pending', 0 FROM unnest({}::text[], {}::text[], "
+    "{}::text[], {}::text[], {}::timestamptz[], {}::text[], {}::timestamptz[]) "
+    "WITH ORDINALITY AS u(e, s, k, n, c, b, a, i) ORDER BY i "
+    "ON CONFLICT (event_id, sink) DO NOTHING"
+)
+#: Parameter styles of PostgreSQL's drivers (arrays bind as one value).
+_ARRAY_STYLES = frozenset({"numeric_dollar", "format", "pyformat"})
+
+
 def _placeholders(paramstyle: str, n: int) -> list[str]:
     if paramstyle == "qmark":
         return ["?"] * n
@@ -86,6 +99,18 @@ def _in_list(
         return f"{column} = ANY(%s)", [list(values)]
     marks = ",".join(_placeholders(paramstyle, len(values)))
     return f"{column} IN ({marks})", list(values)
+
+
+def _not_in_seqs(paramstyle: str, seqs: Sequence[int], first: int) -> tuple[str, list[Any]]:
+    """``seq`` is none of ``seqs`` (as ``_in_list``). On PostgreSQL a subquery, which it
+    hashes: ``<> ALL`` of an array compares each row with every element (26 ms against 6 ms
+    for a claim of 2,000 rows, EXPLAIN ANALYZE)."""
+    if paramstyle == "numeric_dollar":
+        return f"seq NOT IN (SELECT unnest(${first}::bigint[]))", [list(seqs)]
+    if paramstyle in ("format", "pyformat"):
+        return "seq NOT IN (SELECT unnest(%s::bigint[]))", [list(seqs)]
+    marks = ",".join(_placeholders(paramstyle, len(seqs)))
+    return f"seq NOT IN ({marks})", list(seqs)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -150,10 +175,17 @@ class SQLOutbox(Outbox):
         ]
 
         async def go(conn: Any) -> None:
+            style = conn.dialect.paramstyle
+            if style in _ARRAY_STYLES:
+                # PostgreSQL: one statement for the whole batch, a column an array.
+                columns = [list(c) for c in zip(*rows, strict=True)]
+                sql = _INSERT_ARRAYS.format(*_placeholders(style, 7))
+                await conn.exec_driver_sql(sql, tuple(columns))
+                return
             # The driver's own executemany of one plain statement: SQLAlchemy's per-row
             # parameter processing cost more than the insert (10,000 rows/s against 40,000
             # on SQLite, measured with bench/export.py); the values are bound, never spliced.
-            sql = _INSERT.format(*_placeholders(conn.dialect.paramstyle, 7))
+            sql = _INSERT.format(*_placeholders(style, 7))
             for i in range(0, len(rows), BATCH):
                 await conn.exec_driver_sql(sql, rows[i : i + BATCH])
 
@@ -190,11 +222,11 @@ class SQLOutbox(Outbox):
             # whole backlog).
             m = _placeholders(style, 2)
             key_in, key_args = _in_list(style, '"key"', keys, 3)
-            seq_in, seq_args = _in_list(style, "seq", mine, 3 + len(key_args))
+            seq_out, seq_args = _not_in_seqs(style, mine, 3 + len(key_args))
             blocking = (
                 'SELECT "key", MIN(seq) FROM outbox WHERE sink = {} AND seq < {} AND '
-                "state = 'pending' AND {} AND NOT ({}) GROUP BY \"key\""
-            ).format(*m, key_in, seq_in)
+                "state = 'pending' AND {} AND {} GROUP BY \"key\""
+            ).format(*m, key_in, seq_out)
             first_outside = dict(
                 (await conn.exec_driver_sql(blocking, (sink, mine[-1], *key_args, *seq_args))).all()
             )
