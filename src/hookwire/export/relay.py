@@ -47,7 +47,9 @@ STORE_TIMEOUT = 60.0
 class Relay:
     """Delivers the outbox of ``url`` (or ``store``) to ``sinks`` (see the module).
 
-    ``batch_size``: rows per claim and per ``send``; ``lease``: seconds a claim holds its
+    ``batch_size``: rows per claim (sent in slices of the sink's ``max_batch``, if it has
+    one; a claim is a few statements whatever its size, so bigger claims cost less per
+    event); ``lease``: seconds a claim holds its
     rows (longer than a ``send`` may take); ``backoff`` / ``max_backoff``: the first and the
     longest wait between attempts (seconds); ``dead_after``: seconds a row may keep failing
     before it is marked dead; ``poll``: seconds :meth:`run` sleeps when nothing is due.
@@ -59,7 +61,7 @@ class Relay:
         url: str | None = None,
         *,
         store: Outbox | None = None,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         lease: float = 60.0,
         backoff: float = 0.5,
         max_backoff: float = 300.0,
