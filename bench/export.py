@@ -72,11 +72,11 @@ def app_thread_cost(url: str, n: int) -> tuple[float, float]:
     return best_outbox * 1e6, best_noop * 1e6
 
 
-def end_to_end(url: str, sink: Any, n: int) -> tuple[float, float]:
+def end_to_end(url: str, sink: Any, n: int, batch: int = BATCH) -> tuple[float, float]:
     """Events/s (wall) and events per CPU-second of this process (all its threads: the app,
     the outbox worker, the relay, the store loop and the webhook receiver)."""
     handler = OutboxCallback([sink], url, hooks=["on_memory_store"])
-    relay = Relay([sink], url, batch_size=BATCH, poll=0.005)
+    relay = Relay([sink], url, batch_size=batch, poll=0.005)
     cpu = time.process_time()
     start = time.perf_counter()
     thread = relay.start()
@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs per case")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database")
+    parser.add_argument("--batch", type=int, default=BATCH, help="rows per relay claim")
+    parser.add_argument("--skip-app", action="store_true", help="end to end only")
     args = parser.parse_args()
     n = args.events
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
@@ -138,6 +140,8 @@ def main() -> None:
         if args.only == "postgresql":
             del databases["sqlite"]
         for kind, url in databases.items():
+            if args.skip_app:
+                break
             outbox_us, noop_us = app_thread_cost(url, n)
             print(
                 f"{kind}: app thread per event: OutboxCallback {outbox_us:.2f} µs, "
@@ -148,10 +152,16 @@ def main() -> None:
         print("|---|---|---:|---:|---|")
         for kind, url in databases.items():
             hook = WebhookSink(webhook_url, "bench", name=f"webhook-{kind}")
-            _row(kind, "webhook", [end_to_end(url, hook, n) for _ in range(args.rounds)])
+            _row(
+                kind, "webhook", [end_to_end(url, hook, n, args.batch) for _ in range(args.rounds)]
+            )
             try:
                 redis = RedisStreamSink(stream=f"bench:{uuid.uuid4().hex[:6]}", name=f"r-{kind}")
-                _row(kind, "Redis", [end_to_end(url, redis, n) for _ in range(args.rounds)])
+                _row(
+                    kind,
+                    "Redis",
+                    [end_to_end(url, redis, n, args.batch) for _ in range(args.rounds)],
+                )
                 redis._client.delete(redis.stream)
             except Exception as exc:  # Redis not running: the webhook figures stand
                 print(f"{kind:<10} Redis: skipped ({exc!r})", file=sys.stderr)
