@@ -1,11 +1,13 @@
 """``OutboxCallback``: every event written to the outbox in the store, for a relay to deliver.
 
-The app thread turns the event into its JSON record (``hookwire.logschema``, as
-``FileLogCallback`` does), gives it a UUIDv7 id and an ordering key (the conversation, else
-the trace, else the run), and puts it on a bounded ``hookwire._workers.BackgroundQueue``; the
-``hookwire-outbox`` worker redacts secrets and inserts whole batches, one transaction each,
-one row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the
-outbox in the order they were emitted, which is the order a relay delivers each key in.
+The app thread only queues the event's parts on a bounded ``hookwire._workers.BackgroundQueue``
+(an event holding a container the app may change later, a tool's input dict say, is first
+turned into its JSON record there, so it is written as it was emitted); the
+``hookwire-outbox`` worker builds each record (``hookwire.logschema``, as ``FileLogCallback``
+writes it), gives it a UUIDv7 id and an ordering key (the conversation, else the trace, else
+the run), redacts secrets over the whole batch at once and inserts it in one transaction, one
+row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the outbox in
+the order they were emitted, which is the order a relay delivers each key in.
 
 If the outbox cannot be written (the database down, the disk full), a batch is retried with
 a backoff for ``retry_for`` seconds, then dropped and counted (``dropped``, and so
