@@ -134,4 +134,7 @@ def new_app(name: str | None = None, *, help: str) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # Plain help: Typer's Rich help imports Rich's Markdown, Syntax and Traceback (with
+        # markdown-it and Pygments), which took two thirds of ``hookwire --help``'s start-up.
+        rich_markup_mode=None,
     )

@@ -16,7 +16,6 @@ stderr, exit status 1; usage errors exit 2.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -34,6 +33,8 @@ app = new_app(
 
 def hookwire_version() -> str:
     """The installed hookwire's version (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("hookwire")
     except PackageNotFoundError:  # run from a source tree that was never installed
