@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError, MigrationError, StoreError
 from ..redaction import redact_url
-from .revisions import MIGRATIONS, file_heads, open_sqlite_at
+from .revisions import DEFAULT_SQLITE_FILE, MIGRATIONS, file_heads, open_sqlite_at
 
 __all__ = [
     "DATABASE_BACKENDS",
@@ -60,8 +60,6 @@ __all__ = [
     "upgrade",
 ]
 
-#: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
-DEFAULT_SQLITE_FILE = "hookwire.db"
 
 #: The URL schemes :func:`resolve_url` resolves (the databases SQLAlchemy serves for hookwire).
 DATABASE_BACKENDS = frozenset({"sqlite", "postgresql", "postgres"})

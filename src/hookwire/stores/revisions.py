@@ -13,8 +13,16 @@ import re
 import sqlite3
 from pathlib import Path
 
-__all__ = ["MIGRATIONS", "file_heads", "open_sqlite_at", "sqlite_revision"]
+__all__ = [
+    "DEFAULT_SQLITE_FILE",
+    "MIGRATIONS",
+    "file_heads",
+    "open_sqlite_at",
+    "sqlite_revision",
+]
 
+#: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
+DEFAULT_SQLITE_FILE = "hookwire.db"
 #: The folder of hookwire's Alembic migrations (``versions/`` holds one file each).
 MIGRATIONS = Path(__file__).with_name("migrations")
 
