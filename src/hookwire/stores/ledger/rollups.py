@@ -16,10 +16,9 @@ say): their group is the ``all`` scope's sums less the keyed sums, per period.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal, localcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import ConfigurationError
 from .records import GROUP_KEYS, SCOPES, as_utc, ledger_key
@@ -71,8 +70,7 @@ SUMS = (
 _MONEY = ("cost", "estimated_cost")
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """One read of a summary: from the totals (``period``: ``day``, ``month`` or ``all``,
     ``period_start`` in ``[first, last)`` as text, ``None``: unbounded) or, when ``period`` is
     ``None``, from the ledger over ``first <= created_at < last`` (datetimes)."""
@@ -82,8 +80,7 @@ class Piece:
     last: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """How to answer a covered summary: the totals' ``scope``, its key when filtered
     (``key``), whether the calls without a key form a group of their own (``keyless``), and
     the pieces of the time range."""
@@ -94,8 +91,7 @@ class Plan:
     pieces: tuple[Piece, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
+class Read(NamedTuple):
     """One query of a summary, for a backend to run: the ledger's sums over ``piece``
     (``scope`` ``None``), or the sums of ``usage_totals`` rows of ``scope`` in ``piece``
     (with ``key`` when not ``None``), grouped by ``groups`` (the scope's own group is the
