@@ -372,8 +372,9 @@ usage_totals = Table(
     # the calls whose usage hookwire estimated (source ``estimated``), which summaries show apart
     *_sums("estimated_calls", "estimated_prompt_tokens", "estimated_completion_tokens"),
     *_sums("estimated_tokens", "estimated_cost", "estimated_priced_calls"),
-    # a summary's rows of one scope and period (every user's month), without the other periods
-    Index("ix_usage_totals_period", "scope", "period", "period_start"),
+    # a summary's rows of one scope and period (every user's month), without the other periods;
+    # with the whole key, so that a lookup of one row through it seeks (migration 0008)
+    Index("ix_usage_totals_period", "scope", "period", "period_start", "key", "currency"),
 )
 
 budget_reservations = Table(
