@@ -477,8 +477,16 @@ spans = Table(
     _root_index("ix_spans_root_model", "model", "started_at", "span_id"),
     _root_index("ix_spans_root_agent", "agent", "started_at", "span_id"),
     _root_index("ix_spans_root_status", "status", "started_at", "span_id"),
-    # a span's children, in order (a trace opens one level at a time)
-    Index("ix_spans_parent_started", "parent_id", "started_at", "span_id"),
+    # a span's children, in order (a trace opens one level at a time); of child spans only,
+    # so that no planner takes it for the runs (``parent_id IS NULL``) over their own indexes
+    Index(
+        "ix_spans_parent_started",
+        "parent_id",
+        "started_at",
+        "span_id",
+        sqlite_where=text("parent_id IS NOT NULL"),
+        postgresql_where=text("parent_id IS NOT NULL"),
+    ),
     Index("ix_spans_trace", "trace_id"),
     # retention (the oldest spans first), and the health view's counts of a time window,
     # read from the index alone

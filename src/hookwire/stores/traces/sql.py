@@ -20,10 +20,13 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     and_,
+    column,
     delete,
+    exists,
     func,
     or_,
     select,
+    table,
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
@@ -47,6 +50,9 @@ _LIST = list(spans.columns)
 #: Spans deleted per statement while pruning (a transaction each: writers are not held long).
 PRUNE_BATCH = 5000
 _MAX_CURSOR = 512
+#: Matches of a search looked up by key at most (more: the runs are walked; SQLite builds
+#: before 3.32 take 999 parameters).
+SEARCH_FEW = 500
 #: Span ids looked up per statement (SQLite builds before 3.32 allow 999 parameters).
 _LOOKUP = 900
 _READ = [_s[c] for c in READ_COLUMNS]
@@ -301,7 +307,10 @@ class SQLTraceStore(TraceStore):
         if where.min_cost is not None:
             conds.append(_s.cost >= where.min_cost)
         if where.search:
-            conds.append(self._search(where.search))
+            found = await self._found(where.search)
+            if found is not None and not found:
+                return Page([], None)
+            conds.append(self._search(where.search) if found is None else _s.span_id.in_(found))
         after = decode_cursor(cursor)
         if after is not None:
             at, span_id = after
@@ -316,10 +325,15 @@ class SQLTraceStore(TraceStore):
 
     def _search(self, words: str) -> ColumnElement[bool]:
         """Runs whose input or output holds ``words`` (case-insensitively, in any language),
-        through the trigram index of the backend (``_content_search``); text shorter than a
-        trigram is looked for in the previews."""
+        for a word in many runs (:meth:`_found` serves the rare ones): each run, newest first,
+        is tested against its own contents (``_content_search`` on that row alone), so the
+        page stops at its 50th match; text shorter than a trigram is looked for in the
+        previews."""
         if len(words) >= 3:
-            return _s.span_id.in_(self._content_search(words))
+            mine = self._content_search(words).where(span_contents.c.span_id == _s.span_id)
+            # OFFSET: a fence, so that PostgreSQL keeps the test per run instead of joining
+            # all the word's matches first (its choice on a table without statistics)
+            return exists(mine.offset(0))
         pattern = "%" + _escape_like(words.lower()) + "%"
         return or_(
             func.lower(_s.input_preview).like(pattern, escape="\\"),
@@ -329,6 +343,30 @@ class SQLTraceStore(TraceStore):
     @abc.abstractmethod
     def _content_search(self, words: str) -> Any:
         """A query of the ``span_id`` of the contents holding ``words`` (3 characters or more)."""
+
+    async def _found(self, words: str) -> list[str] | None:
+        """The spans whose contents hold ``words`` when they are few (at most
+        :data:`SEARCH_FEW`), found through the trigram index alone; ``None`` when they are
+        more, or ``words`` is too short for trigrams.
+
+        The runs list then looks up those few spans by key: a rare word costs what its
+        matches do, whatever the statistics say (a planner that walks the runs newest first
+        and tests each against the matches reads every run for a word in none). A common
+        word is searched the other way, by walking the runs: its matches come soon."""
+        if len(words) < 3:
+            return None
+        await self._ready()
+        try:
+            async with get_engine(self.url).connect() as conn:
+                await self._index_only(conn)
+                query = self._content_search(words).limit(SEARCH_FEW + 1)
+                ids = [r[0] for r in (await conn.execute(query)).all()]
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("searching contents", exc) from exc
+        return ids if len(ids) <= SEARCH_FEW else None
+
+    async def _index_only(self, conn: Any) -> None:
+        """Make ``conn``'s transaction read contents through the trigram index only."""
 
     async def children(
         self,
@@ -517,6 +555,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: SQLite's full-text index of the contents (migration 0006_traces; not in the metadata).
+_SPAN_SEARCH = table("span_search", column("rowid"), column("span_search"))
+
+
 class SQLiteTraceStore(SQLTraceStore):
     """Spans in an SQLite file."""
 
@@ -525,17 +567,27 @@ class SQLiteTraceStore(SQLTraceStore):
     statements = Statements(sqlite_insert)
 
     def _content_search(self, words: str) -> Any:
-        # one FTS5 phrase of the trigram tokenizer: a substring, case-insensitive
+        # one FTS5 phrase of the trigram tokenizer: a substring, case-insensitive; the
+        # full-text index's matches drive the join (each looked up by key)
         phrase = '"' + words.replace('"', '""') + '"'
-        found = text("SELECT rowid FROM span_search WHERE span_search MATCH :phrase")
         c = span_contents.c
-        return select(c.span_id).where(c.seq.in_(found.bindparams(phrase=phrase)))
+        return (
+            select(c.span_id)
+            .select_from(_SPAN_SEARCH.join(span_contents, c.seq == _SPAN_SEARCH.c.rowid))
+            .where(_SPAN_SEARCH.c.span_search.match(phrase))
+        )
 
 
 class PostgresTraceStore(SQLTraceStore):
     """Spans in PostgreSQL."""
 
     statements = Statements(postgres_insert)
+
+    async def _index_only(self, conn: Any) -> None:
+        # With LIMIT and no statistics (a table just loaded, or a generic plan), the planner
+        # may take a scan of every content as cheaper than the pg_trgm index; for this
+        # transaction alone, it is not.
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
 
     def _content_search(self, words: str) -> Any:
         # written as the pg_trgm index of migration 0006_traces is, so that the planner uses it

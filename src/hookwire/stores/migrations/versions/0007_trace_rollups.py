@@ -4,6 +4,10 @@ kind, a logarithmic histogram of latencies and times to first token), kept by th
 writer in the transaction of the spans; the health and cost views read them instead of the
 spans. Existing spans are counted here (``hookwire.stores.traces.rollups.rebuild``).
 
+``ix_spans_parent_started`` (a span's children) becomes an index of child spans only: with
+every root under ``parent_id IS NULL`` in it, SQLite's planner took it for the runs list and
+its filters over their own indexes, reading every run.
+
 Revision ID: 0007_trace_rollups
 Revises: 0006_traces
 Create Date: 2026-12-07
@@ -21,6 +25,8 @@ revision = "0007_trace_rollups"
 down_revision = "0006_traces"
 branch_labels = None
 depends_on = None
+
+_CHILD = sa.text("parent_id IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -52,6 +58,14 @@ def upgrade() -> None:
         sa.Column("spans", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("hour", "kind", "metric", "bucket", name="pk_span_latency"),
     )
+    op.drop_index("ix_spans_parent_started", table_name="spans")
+    op.create_index(
+        "ix_spans_parent_started",
+        "spans",
+        ["parent_id", "started_at", "span_id"],
+        sqlite_where=_CHILD,
+        postgresql_where=_CHILD,
+    )
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         # spans written meanwhile would be missed by the count, or counted twice
@@ -60,5 +74,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_spans_parent_started", table_name="spans")
+    op.create_index("ix_spans_parent_started", "spans", ["parent_id", "started_at", "span_id"])
     op.drop_table("span_latency")
     op.drop_table("span_rollups")
