@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -49,6 +51,15 @@ class App:
         return self.traces.flush(timeout)
 
 
+@pytest.fixture
+def pg_traces(pg_database_url: str) -> Iterator[str]:
+    """The session's PostgreSQL database, its spans deleted afterwards (those of calls whose
+    run was dropped too: no other test's health view should count them)."""
+    yield pg_database_url
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    runner.run_sync(TraceStore(pg_database_url).prune(before=later))
+
+
 def stored(url: str) -> int:
     return runner.run_sync(TraceStore(url).count())
 
@@ -63,8 +74,9 @@ def outage_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.mark.postgres
 def test_a_postgres_down_and_back_loses_no_span(
-    pg_database_url: str, pg_proxy: Any, caplog: pytest.LogCaptureFixture
+    pg_traces: str, pg_proxy: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    pg_database_url = pg_traces
     caplog.set_level(logging.DEBUG, logger="hookwire")
     before = stored(pg_database_url)
     app = App(pg_proxy.url(pg_database_url))
@@ -92,8 +104,9 @@ def test_a_postgres_down_and_back_loses_no_span(
 
 @pytest.mark.postgres
 def test_an_unreachable_postgres_drops_and_counts_beyond_the_bound(
-    pg_database_url: str, pg_proxy: Any, caplog: pytest.LogCaptureFixture
+    pg_traces: str, pg_proxy: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    pg_database_url = pg_traces
     caplog.set_level(logging.DEBUG, logger="hookwire")
     app = App(pg_proxy.url(pg_database_url), queue_size=50)
     app.turn()
