@@ -152,3 +152,25 @@ def test_mask_applies_to_every_text_value(tmp_path: pytest.TempPathFactory) -> N
     assert handler.flush(30)
     body = orjson.loads(runner.run_sync(Outbox(url).rows())[0]["body"])
     assert body["data"]["content"] == "[EMAIL] paid with [CARD], [REDACTED]"
+
+
+def test_an_event_is_written_as_it_was_when_emitted(tmp_path: pytest.TempPathFactory) -> None:
+    # Values that cannot change are serialised by the worker, containers at once: a tool
+    # input the app changes after the hook returned is written as it was.
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    handler = OutboxCallback(["s"], url, hooks=["on_tool_start", "on_memory_store"])
+    manager = CallbackManager([handler])
+    tool_input = {"q": "before"}
+    with trace("t", callbacks=manager, conversation_id="c9"):
+        manager.on_tool_start("search", tool_input)
+        tool_input["q"] = "after"
+        manager.on_memory_store("a note", importance=3)
+    manager.on_memory_store("direct", conversation_id="c8", run_id="r1", timestamp=12.5)
+    assert handler.flush(30)
+    rows = runner.run_sync(Outbox(url).rows())
+    bodies = [orjson.loads(r["body"]) for r in rows]
+    assert bodies[0]["data"] == {"tool_name": "search", "tool_input": {"q": "before"}}
+    assert bodies[1]["data"] == {"content": "a note"} and bodies[1]["importance"] == 3
+    assert [r["key"] for r in rows] == ["c9", "c9", "c8"]
+    assert bodies[2]["timestamp"] == 12.5 and bodies[2]["data"] == {"content": "direct"}
+    assert rows[2]["created_at"].timestamp() == 12.5

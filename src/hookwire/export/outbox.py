@@ -1,11 +1,13 @@
 """``OutboxCallback``: every event written to the outbox in the store, for a relay to deliver.
 
-The app thread turns the event into its JSON record (``hookwire.logschema``, as
-``FileLogCallback`` does), gives it a UUIDv7 id and an ordering key (the conversation, else
-the trace, else the run), and puts it on a bounded ``hookwire._workers.BackgroundQueue``; the
-``hookwire-outbox`` worker redacts secrets and inserts whole batches, one transaction each,
-one row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the
-outbox in the order they were emitted, which is the order a relay delivers each key in.
+The app thread only queues the event's parts on a bounded ``hookwire._workers.BackgroundQueue``
+(an event holding a container the app may change later, a tool's input dict say, is first
+turned into its JSON record there, so it is written as it was emitted); the
+``hookwire-outbox`` worker builds each record (``hookwire.logschema``, as ``FileLogCallback``
+writes it), gives it a UUIDv7 id and an ordering key (the conversation, else the trace, else
+the run), redacts secrets over the whole batch at once and inserts it in one transaction, one
+row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the outbox in
+the order they were emitted, which is the order a relay delivers each key in.
 
 If the outbox cannot be written (the database down, the disk full), a batch is retried with
 a backoff for ``retry_for`` seconds, then dropped and counted (``dropped``, and so
@@ -30,7 +32,7 @@ from .._workers import BackgroundQueue, past_exit_deadline
 from ..callbacks.base import BaseCallback
 from ..callbacks.forwarding import forward_hooks
 from ..errors import ConfigurationError
-from ..events import HOOKS
+from ..events import HOOKS, LLMResponse, Usage
 from ..ids import id_at
 from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
 from ..sampling import always_kept, check_rate, over_threshold, trace_kept
@@ -48,7 +50,12 @@ BATCH: Final = 1000
 #: event id and sink, so a write that did commit is not doubled).
 WRITE_TIMEOUT: Final = 30.0
 
-_Item = tuple[str, Any, Any, bytes]  # hook, ordering key, timestamp, JSON
+#: What the app thread queues: the event's parts, ``(hook, args, run_id, timestamp, ctx, kw,
+#: model, provider)``, or when they hold containers the app may change, ``(hook, key,
+#: timestamp, JSON)``.
+_Item = tuple[Any, ...]
+#: Types whose values cannot change once emitted (hookwire's own records are frozen).
+_FIXED: Final = frozenset({str, int, float, bool, type(None), Decimal, LLMResponse, Usage})
 
 
 def sink_names(sinks: Iterable[Any]) -> list[str]:
@@ -188,24 +195,45 @@ class OutboxCallback(BaseCallback):
             return
         if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
             return
-        direct = run_id is None  # called directly: the keywords are the whole record
-        rid = kw.get("run_id") if direct else run_id
-        ts = kw.get("timestamp") if direct else timestamp
-        if not isinstance(ts, (int, float)):
-            ts = time.time()
-        key = (
-            kw.get("conversation_id")
-            or ctx.get("conversation_id")
-            or kw.get("trace_id")
-            or ctx.get("trace_id")
-            or rid
-            or ""
+        if run_id is None:  # called directly: the keywords are the whole record
+            ts = kw.get("timestamp")
+            if not isinstance(ts, (int, float)):
+                ts = time.time()
+        else:
+            ts = timestamp if timestamp is not None else time.time()
+        for value in args:
+            if type(value) not in _FIXED:
+                return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+        if kw:
+            for value in kw.values():
+                if type(value) not in _FIXED:
+                    return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+        # Only values that cannot change are queued as they are: the worker builds the record
+        # (its key, JSON, id) from them, as it would have been built here.
+        self._offer(
+            (hook, args, run_id, ts, ctx, kw, model, provider),
+            0.0 if self.failing else self.put_wait,
         )
+
+    def _offer_line(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        run_id: Any,
+        ts: float,
+        ctx: Mapping[str, Any],
+        kw: dict[str, Any],
+        model: Any,
+        provider: Any,
+    ) -> None:
+        # A container (a list of messages, a tool's input) may be changed by the app once the
+        # hook returns: the event is serialised now, as it was when emitted.
+        key = _key(run_id, ctx, kw)
         line = line_from_parts(
             hook,
             args,
             run_id,
-            timestamp,
+            ts,
             ctx,
             kw,
             model,
@@ -213,7 +241,6 @@ class OutboxCallback(BaseCallback):
             self.include_prompts,
             self.include_responses,
         )
-        # What can wait (the id, the event's name, the key's type) is left to the worker.
         self._offer((hook, key, ts, line), 0.0 if self.failing else self.put_wait)
 
     def _kept(self, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> bool:
@@ -243,18 +270,9 @@ class OutboxCallback(BaseCallback):
     # -- on the outbox worker -----------------------------------------------------------------
 
     def _write(self, batch: list[_Item]) -> None:
-        red = self._redactor
-        # The ids are given here, once: a batch retried keeps them.
-        events = [
-            OutboxEvent(
-                id_at(ts),
-                key if type(key) is str and len(key) <= 255 else str(key)[:255],
-                EVENT_NAMES[hook],
-                datetime.fromtimestamp(ts, _UTC),
-                _body(red, line),
-            )
-            for hook, key, ts, line in batch
-        ]
+        events = self._events(batch)
+        if not events:
+            return
         delay, deadline = 0.05, time.monotonic() + self.retry_for
         while True:
             try:
@@ -280,6 +298,48 @@ class OutboxCallback(BaseCallback):
             self._lost_log.reset()
         self.failing = False
 
+    def _events(self, batch: list[_Item]) -> list[OutboxEvent]:
+        """The batch's outbox rows: each event's key, record and id, then one redaction pass
+        over all the records (the scan for secrets costs per call, not per byte)."""
+        heads: list[tuple[str, str, float]] = []
+        lines: list[bytes] = []
+        include_prompts, include_responses = self.include_prompts, self.include_responses
+        for item in batch:
+            if len(item) == 4:
+                hook, key, ts, line = item
+            else:
+                hook, args, run_id, ts, ctx, kw, model, provider = item
+                key = _key(run_id, ctx, kw)
+                try:
+                    line = line_from_parts(
+                        hook,
+                        args,
+                        run_id,
+                        ts,
+                        ctx,
+                        kw,
+                        model,
+                        provider,
+                        include_prompts,
+                        include_responses,
+                    )
+                except Exception as exc:
+                    self._lost += 1
+                    self._lost_log("hookwire: an event (%s) could not be serialised: %r", hook, exc)
+                    continue
+            heads.append(
+                (hook, key if type(key) is str and len(key) <= 255 else str(key)[:255], ts)
+            )
+            lines.append(line)
+        if not lines:
+            return []
+        bodies = _bodies(self._redactor, lines)
+        # The ids are given here, once: a batch retried keeps them.
+        return [
+            OutboxEvent(id_at(ts), key, EVENT_NAMES[hook], datetime.fromtimestamp(ts, _UTC), body)
+            for (hook, key, ts), body in zip(heads, bodies, strict=True)
+        ]
+
 
 def _redactor(
     redact: Iterable[Any] | Callable[[str], str] | None, mask: Callable[[str], str] | None
@@ -296,12 +356,24 @@ def _redactor(
     return Redactor(both)
 
 
-def _body(red: Redactor, line: bytes) -> bytes:
-    # Secrets out before the event leaves the process (as ``hookwire.logschema.to_line``);
-    # the line's newline is not the body's.
+def _bodies(red: Redactor, lines: list[bytes]) -> list[bytes]:
+    # Secrets out before the events leave the process (as ``hookwire.logschema.to_line``).
+    # JSON lines hold no raw newline, so the batch is redacted as one text and cut again.
     if red.walks_values:
-        line = dumps_record(red.walk(orjson.loads(line)))
-    return red.json_bytes(line).rstrip(b"\n")
+        lines = [dumps_record(red.walk(orjson.loads(line))) for line in lines]
+    return red.json_bytes(b"".join(lines)).split(b"\n")[:-1]
+
+
+def _key(run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> Any:
+    """The ordering key: the conversation, else the trace, else the run."""
+    return (
+        kw.get("conversation_id")
+        or ctx.get("conversation_id")
+        or kw.get("trace_id")
+        or ctx.get("trace_id")
+        or (kw.get("run_id") if run_id is None else run_id)
+        or ""
+    )
 
 
 forward_hooks(OutboxCallback, lambda spec: f"Write ``{spec.name}`` to the outbox.")
