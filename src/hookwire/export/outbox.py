@@ -35,7 +35,8 @@ from ..errors import ConfigurationError
 from ..events import HOOKS, LLMResponse, Usage
 from ..ids import id_at
 from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
-from ..sampling import always_kept, check_rate, over_threshold, trace_kept
+from ..masking import Mask, masked_redactor
+from ..sampling import sample
 from ..stores import runner
 from ..stores.outbox import Outbox, OutboxEvent
 
@@ -82,13 +83,13 @@ class OutboxCallback(BaseCallback):
     ``include_prompts`` / ``include_responses`` (content left out as ``FileLogCallback``
     does). For filters that differ per sink, use one handler per sink. ``redact`` adds your
     own patterns or a function ``(str) -> str`` to the built-in redaction of secrets, and
-    ``mask`` a function applied to every text value (``hookwire.masking.mask_pii`` masks
-    e-mails, phone and card numbers), before the event leaves the process.
+    ``mask`` masks every text value before the event leaves the process (``hookwire.masking``:
+    a function ``(str) -> str``, ``True`` for ``mask_pii``; by default the process-wide one).
 
     ``sample_rate`` keeps that fraction of traces, whole (``hookwire.sampling``: decided from
-    the trace id, alike in every process; 0.0 keeps none); events with an error (errors,
-    retries, budget refusals) and those whose ``latency_ms`` or ``cost`` reach
-    ``keep_over_ms`` / ``keep_over_cost`` are always kept.
+    the trace id, alike in every process; 0.0 keeps none; ``None``, the default, keeps all);
+    a trace with an error (errors, retries, budget refusals) or with a ``latency_ms`` or
+    ``cost`` reaching ``keep_over_ms`` / ``keep_over_cost`` is kept whole all the same.
 
     ``queue_size`` bounds the events waiting for the database; see the module for what
     happens when it cannot be written. ``pending`` and ``dropped`` show in
@@ -110,8 +111,8 @@ class OutboxCallback(BaseCallback):
         include_responses: bool = True,
         include_tokens: bool = False,
         redact: Iterable[Any] | Callable[[str], str] | None = None,
-        mask: Callable[[str], str] | None = None,
-        sample_rate: float = 1.0,
+        mask: Mask = None,
+        sample_rate: float | None = None,
         keep_over_ms: float | None = None,
         keep_over_cost: Decimal | float | None = None,
         queue_size: int = 100_000,
@@ -133,10 +134,7 @@ class OutboxCallback(BaseCallback):
         #: Whether the last write failed (its batch is being retried).
         self.failing = False
         self._lost = 0
-        self.sample_rate = check_rate(sample_rate)
-        self.keep_over_ms = keep_over_ms
-        self.keep_over_cost = keep_over_cost
-        self._redactor = _redactor(redact, mask)
+        self._redactor = masked_redactor(redact, mask)
         self._lost_log = LogOnce()
         self._queue: BackgroundQueue[_Item] = BackgroundQueue(
             f"OutboxCallback({self.store!r})",
@@ -150,6 +148,9 @@ class OutboxCallback(BaseCallback):
         self._offer = self._queue.offer
         wanted = self._wanted(hooks, include_tokens)
         self.ignore_hooks(*(h for h in HOOKS if h not in wanted))
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
 
     @staticmethod
     def _wanted(hooks: Collection[str] | None, include_tokens: bool) -> set[str]:
@@ -192,8 +193,6 @@ class OutboxCallback(BaseCallback):
         """Queue one event from what ``CallbackManager`` has at hand (see
         ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
         if self._filtering and not self._kept(ctx, kw):
-            return
-        if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
             return
         if run_id is None:  # called directly: the keywords are the whole record
             ts = kw.get("timestamp")
@@ -247,14 +246,6 @@ class OutboxCallback(BaseCallback):
         if self.users is not None and (kw.get("user_id") or ctx.get("user_id")) not in self.users:
             return False
         return self.agents is None or (kw.get("agent") or ctx.get("agent")) in self.agents
-
-    def _sampled(
-        self, hook: str, run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]
-    ) -> bool:
-        trace_id = kw.get("trace_id") or ctx.get("trace_id") or run_id or kw.get("run_id")
-        if trace_id is not None and trace_kept(str(trace_id), self.sample_rate):
-            return True
-        return always_kept(hook) or over_threshold(kw, self.keep_over_ms, self.keep_over_cost)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -339,21 +330,6 @@ class OutboxCallback(BaseCallback):
             OutboxEvent(id_at(ts), key, EVENT_NAMES[hook], datetime.fromtimestamp(ts, _UTC), body)
             for (hook, key, ts), body in zip(heads, bodies, strict=True)
         ]
-
-
-def _redactor(
-    redact: Iterable[Any] | Callable[[str], str] | None, mask: Callable[[str], str] | None
-) -> Redactor:
-    if mask is None:
-        return Redactor(redact)
-    if redact is None:
-        return Redactor(mask)
-    users = Redactor(redact)
-
-    def both(text: str) -> str:
-        return mask(users.user(text))
-
-    return Redactor(both)
 
 
 def _bodies(red: Redactor, lines: list[bytes]) -> list[bytes]:
