@@ -1,14 +1,17 @@
 """The dashboard's reads on a large trace store: how long each view's query takes.
 
-Seeds ``--runs`` runs of 5 spans each (a run, an LLM call, a retry, a tool call, a memory
-read) through ``TraceStore.record`` (the write path ``TraceStoreCallback`` uses; its rate is
-printed), one trace of 10,000 spans under one run, then times, wall clock, best of 5 rounds,
-through ``hookwire.ui.api.DashboardApi`` (what the pages call, without the HTTP hop): the runs
-page (first, and a deep one by keyset), a filtered page, a search, a 10,000-span trace's first
-level, and the health view over 24 hours. Target: each under 200 ms at 1,000,000 runs.
+Loads ``--runs`` runs of 10 spans each over 30 days, and one trace of 10,000 spans, in bulk
+inside the database (``_ui_bulk``: the rows the write path makes, indexes made afterwards),
+then counts the hourly rollups (``TraceStore.rebuild_rollups``, timed); PostgreSQL's tables
+are left unanalysed, as just loaded. Then times, wall clock, best of 5 rounds, through
+``hookwire.ui.api.DashboardApi`` (what the pages call, without the HTTP hop): the runs page
+(first, and 20 pages down by keyset), filtered pages, a search, a 10,000-span trace's first
+level, the cost view over 30 days and the health view over 24 hours. Target: each under
+200 ms at 1,000,000 runs. ``--via-store`` writes 5-span runs through ``TraceStore.record``
+(the write path ``TraceStoreCallback`` uses) instead, and prints its rate.
 
-    python bench/ui.py --runs 100000            # SQLite, in a temporary directory
-    python bench/ui.py --runs 100000 --pg       # PostgreSQL too (HOOKWIRE_BENCH_PG)
+    python bench/ui.py --runs 1000000            # SQLite, in a temporary directory
+    python bench/ui.py --runs 1000000 --pg       # PostgreSQL too (HOOKWIRE_BENCH_PG)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _postgres import SERVER, server_up
 from _timing import options
+from _ui_bulk import SPANS_PER_RUN, load_postgres, load_sqlite
 from hookwire.stores import engine, runner
 from hookwire.stores.traces import TraceStore, spans_from_records
 from hookwire.ui.api import DashboardApi
@@ -92,10 +96,29 @@ def best(fn: Callable[[], Any], rounds: int = 5) -> float:
     return min(times) * 1000
 
 
-def measure(url: str, runs: int) -> None:
+def load(url: str, runs: int, via_store: bool) -> str:
+    """Fill the database; returns what was loaded and how fast."""
     runner.run_sync(engine.upgrade(url), 600)
     store = TraceStore(url)
-    rate = seed(store, runs)
+    if via_store:
+        rate = seed(store, runs)
+        return f"{runs * 5 + 10_001:,} spans; written at {rate:,.0f} spans/s"
+    now = time.time()
+    if url.startswith("sqlite"):
+        took = load_sqlite(url.split("///", 1)[1], runs, now)
+    else:
+        took = load_postgres(url.replace("+asyncpg", ""), runs, now)
+    started = time.perf_counter()
+    counted = runner.run_sync(store.rebuild_rollups(), 7200)
+    rollup = time.perf_counter() - started
+    return (
+        f"{runs * SPANS_PER_RUN + 10_001:,} spans loaded in {took:,.0f} s; rollups of "
+        f"{counted:,} spans rebuilt in {rollup:,.0f} s"
+    )
+
+
+def measure(url: str, runs: int, via_store: bool) -> None:
+    loaded = load(url, runs, via_store)
     api = DashboardApi(url)
     deep = api.get("/api/runs", {"limit": ["50"]})
     for _ in range(20):  # 20 pages down by keyset
@@ -112,10 +135,10 @@ def measure(url: str, runs: int) -> None:
         "10,000-span trace, first level": lambda: api.get(
             "/api/trace/wide/children", {"parent": ["wide"]}
         ),
+        "costs, 30 days": lambda: api.get("/api/costs", {"days": ["30"]}),
         "health, 24 hours": lambda: api.get("/api/health", {"hours": ["24"]}),
     }
-    print(f"\n{engine.redact(url).split('://')[0]}: {runs:,} runs, "
-          f"{runs * 5 + 10_001:,} spans; written at {rate:,.0f} spans/s")  # fmt: skip
+    print(f"\n{engine.redact(url).split('://')[0]}: {runs:,} runs, {loaded}")
     for name, fn in cases.items():
         print(f"  {name:34} {best(fn):8.1f} ms")
 
@@ -124,9 +147,16 @@ def main() -> None:
     parser = options(__doc__)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--pg", action="store_true", help="PostgreSQL too")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--via-store", action="store_true", help="write 5-span runs through TraceStore.record"
+    )
+    parser.add_argument("--dir", default=None, help="where the SQLite file goes (a temp dir)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(f"sqlite+aiosqlite:///{tmp}/ui.db", args.runs)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            measure(f"sqlite+aiosqlite:///{tmp}/ui.db", args.runs, args.via_store)
+            runner.run_sync(engine.dispose_engines(), 60)
     if args.pg and server_up():
         import asyncio
 
@@ -144,7 +174,7 @@ def main() -> None:
 
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
         try:
-            measure(f"{SERVER}/{name}", args.runs)
+            measure(f"{SERVER}/{name}", args.runs, args.via_store)
             runner.run_sync(engine.dispose_engines(), 60)
         finally:
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,4 +1,4 @@
-"""``hookwire traces prune``: retention by age and by size."""
+"""``hookwire traces``: retention by age and by size, and rebuilding the rollups."""
 
 from __future__ import annotations
 
@@ -55,3 +55,10 @@ def test_prune_needs_to_be_told_what_to_delete(db_url: str) -> None:
     assert "--older-than 30d" in result.output
     result = runner.invoke(app, ["traces", "prune", "--older-than", "soon", "--db", db_url])
     assert result.exit_code == 2
+
+
+def test_rebuild_rollups_counts_the_ended_spans(db_url: str) -> None:
+    _seed(db_url)
+    result = runner.invoke(app, ["traces", "rebuild-rollups", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "counted 8 ended span(s)" in result.output  # 4 runs, 4 memory stores

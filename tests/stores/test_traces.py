@@ -180,3 +180,21 @@ def test_search_finds_runs_by_their_whole_input_and_output(db_url: str) -> None:
     assert found("needle in") == []  # a run's own input and output, not its children's
     assert found("ok") == ["b"]  # shorter than a trigram: the previews
     assert found('say "hi"') == []
+
+
+def test_a_word_in_many_runs_is_searched_run_by_run(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hookwire.stores.traces import sql
+
+    store = store_of(db_url)
+    records = []
+    for n in range(1, 8):
+        records += trace(n, T0 + n)
+    runner.run_sync(store.record(spans_from_records(records)))
+    monkeypatch.setattr(sql, "SEARCH_FEW", 2)  # "question" is in 7 runs: more than a few
+    page = runner.run_sync(store.runs(RunFilter(search="question"), limit=3))
+    assert [r["span_id"] for r in page.items] == ["r7", "r6", "r5"]
+    rest = runner.run_sync(store.runs(RunFilter(search="question"), cursor=page.next_cursor))
+    assert [r["span_id"] for r in rest.items] == ["r4", "r3", "r2", "r1"]
+    assert runner.run_sync(store.runs(RunFilter(search="question 3"))).items[0]["span_id"] == "r3"

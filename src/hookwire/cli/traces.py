@@ -3,6 +3,9 @@
 - ``hookwire traces prune --older-than 30d [--max-spans N] [--db URL]``: delete the traces that
   started before then, and with ``--max-spans`` the oldest traces until at most N spans are
   left (a size cap). A trace goes whole: its root and every span under it.
+- ``hookwire traces rebuild-rollups [--db URL]``: recount the hourly rollups the health and
+  cost views read from the spans (writing and pruning keep them; this is for spans loaded
+  into the tables some other way).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from .command import Command, CommandError, new_app
 from .costs import parse_when
 from .database import DbOption, database_url, run
 
-__all__ = ["prune", "register"]
+__all__ = ["prune", "rebuild_rollups", "register"]
 
 
 def prune(
@@ -58,8 +61,18 @@ def prune(
     typer.echo(f"deleted {deleted:,} span(s); {left:,} left")
 
 
+def rebuild_rollups(db: DbOption = None) -> None:
+    """Recount the hourly rollups of the health and cost views from the spans."""
+    from ..stores.traces import TraceStore
+
+    store = TraceStore.for_url(database_url(db, must_exist=True))
+    counted = run(store.rebuild_rollups())
+    typer.echo(f"counted {counted:,} ended span(s) into the hourly rollups")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``hookwire traces`` and its commands to ``app``."""
-    group = new_app(help="Traces recorded by TraceStoreCallback: retention.")
+    group = new_app(help="Traces recorded by TraceStoreCallback: retention, rollups.")
     group.command("prune", cls=Command)(prune)
+    group.command("rebuild-rollups", cls=Command)(rebuild_rollups)
     app.add_typer(group, name="traces")

@@ -45,6 +45,13 @@ all (``hookwire.stores.migrations``). The tables are written for SQLite and Post
     ``span_search`` kept by triggers, on PostgreSQL a ``pg_trgm`` GIN index (migration
     ``0006_traces``; neither is in this metadata).
 
+``span_rollups`` and ``span_latency``
+    per-hour sums of the spans that ended (migration ``0007_trace_rollups``), kept in the
+    transaction that writes them: spans, tokens by kind, cost and latency by hour, kind,
+    status, error type, model and currency; and how many latencies (and times to first
+    token) fell in each bucket of a logarithmic histogram, which merges across hours into
+    percentiles (``hookwire.stores.traces.rollups``). The health view reads only these.
+
 ``budget_totals``
     on PostgreSQL, the sum of ``budget_reservations`` per scope, key, period and currency,
     kept with them, so that a budget check updates one row instead of summing the
@@ -107,6 +114,8 @@ __all__ = [
     "metadata",
     "outbox",
     "span_contents",
+    "span_latency",
+    "span_rollups",
     "spans",
     "usage_ledger",
     "usage_totals",
@@ -448,8 +457,16 @@ spans = Table(
     _root_index("ix_spans_root_model", "model", "started_at", "span_id"),
     _root_index("ix_spans_root_agent", "agent", "started_at", "span_id"),
     _root_index("ix_spans_root_status", "status", "started_at", "span_id"),
-    # a span's children, in order (a trace opens one level at a time)
-    Index("ix_spans_parent_started", "parent_id", "started_at", "span_id"),
+    # a span's children, in order (a trace opens one level at a time); of child spans only,
+    # so that no planner takes it for the runs (``parent_id IS NULL``) over their own indexes
+    Index(
+        "ix_spans_parent_started",
+        "parent_id",
+        "started_at",
+        "span_id",
+        sqlite_where=text("parent_id IS NOT NULL"),
+        postgresql_where=text("parent_id IS NOT NULL"),
+    ),
     Index("ix_spans_trace", "trace_id"),
     # retention (the oldest spans first), and the health view's counts of a time window,
     # read from the index alone
@@ -471,6 +488,39 @@ span_contents = Table(
     ),
     Column("input", Text(), nullable=True),
     Column("output", Text(), nullable=True),
+)
+
+_HOUR_KEY = ("hour", "kind")
+
+span_rollups = Table(
+    "span_rollups",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    # "" for none: a key column, and NULLs never conflict in an upsert
+    Column("error_type", String(255), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("spans", BigInteger(), nullable=False),
+    Column("input_tokens", BigInteger(), nullable=False),
+    Column("output_tokens", BigInteger(), nullable=False),
+    Column("cached_tokens", BigInteger(), nullable=False),
+    Column("reasoning_tokens", BigInteger(), nullable=False),
+    Column("cost", Money(), nullable=False),
+    Column("latency_ms", Float(), nullable=False),
+    PrimaryKeyConstraint(*_HOUR_KEY, "status", "error_type", "model", "currency"),
+)
+
+span_latency = Table(
+    "span_latency",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("metric", String(8), nullable=False),  # "latency" or "ttft"
+    Column("bucket", Integer(), nullable=False),
+    Column("spans", BigInteger(), nullable=False),
+    PrimaryKeyConstraint(*_HOUR_KEY, "metric", "bucket"),
 )
 
 # -- events out -------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ Routes (all ``GET``, answers JSON; a bad parameter is a 400 saying which and why
   page at a time, each with how many children it has: a trace opens one level at a time.
 - ``/api/span/<span id>``: one span with its whole input and output.
 - ``/api/costs?days=30``: spend by day and model, totals by user, org, agent and model, tokens
-  by kind, and spend against the budgets the dashboard was given (``hookwire.ui.spend``).
+  by kind, and spend against the budgets the dashboard was given (``hookwire.ui.spend``);
+  ``traced``: the traces' calls, tokens by kind and cost per day and model.
 - ``/api/health?hours=24``: calls, errors by type, retries, latency and time to first token
-  percentiles (p50, p95, p99), and the same per hour.
+  percentiles (p50, p95, p99), and the same per hour, from the traces' hourly rollups (whole
+  hours: the window starts at the top of its first hour).
 - ``/api/conversations`` and ``/api/conversation/<id>``: the chat history, each message
   linked to its run.
 - ``/api/runs/since?after=<ISO time>``: the runs that started after a time (the live view).
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
@@ -39,9 +41,6 @@ _UTC = timezone.utc
 #: Seconds a read may take before the page is told the database does not answer.
 READ_TIMEOUT: Final = 30.0
 _STATUSES: Final = ("running", "ok", "error")
-#: The latest LLM calls of the health view's window whose latencies make its percentiles and
-#: per-hour series (reading 100,000 took 1.5 s in bench/ui.py; 10,000 keep p99 meaningful).
-HEALTH_SAMPLE: Final = 10_000
 
 
 class ApiError(Exception):
@@ -214,34 +213,16 @@ class DashboardApi:
                 out[f"by_{key}"] = sorted(rows, key=lambda r: r["cost"] or 0, reverse=True)
             out["total"] = await ledger.summary((), since=since)
             out["budgets"] = [r for b in self.budgets for r in await spend_against(ledger, b)]
+            # tokens by kind per day and model, as the traces' hourly rollups have them
+            out["traced"] = await self.traces.usage(datetime.combine(since, time(), _UTC))
             return out
 
         return self._run(read())
 
     def health(self, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         hours = _int(query, "hours", 24, 24 * 90)
-        since = datetime.now(_UTC) - timedelta(hours=hours)
-        found = self._run(self.traces.health(since, sample=HEALTH_SAMPLE))
-        calls = found.pop("calls")
-
-        def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
-            latency = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
-            ttft = [r["ttft_ms"] for r in rows if r["ttft_ms"] is not None]
-            return {
-                "calls": len(rows),
-                "errors": sum(1 for r in rows if r["status"] == "error"),
-                **{f"latency_p{q}": percentile(latency, q / 100) for q in (50, 95, 99)},
-                **{f"ttft_p{q}": percentile(ttft, q / 100) for q in (50, 95, 99)},
-            }
-
-        hourly: dict[datetime, list[dict[str, Any]]] = {}
-        for r in calls:
-            hourly.setdefault(
-                r["started_at"].replace(minute=0, second=0, microsecond=0), []
-            ).append(r)
+        found = self._run(self.traces.health(datetime.now(_UTC) - timedelta(hours=hours)))
         found["hours"] = hours
-        found["llm"] = figures(calls)
-        found["series"] = [{"hour": hour, **figures(rows)} for hour, rows in sorted(hourly.items())]
         return found
 
     # -- conversations ------------------------------------------------------------------------

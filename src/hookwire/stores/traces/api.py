@@ -91,11 +91,26 @@ class TraceStore(Store):
         """One span with its whole ``input`` and ``output`` (decoded JSON), or ``None``."""
 
     @abc.abstractmethod
-    async def health(self, since: datetime, *, sample: int = 100_000) -> dict[str, Any]:
-        """How calls went since ``since``: ``kinds`` (spans by kind and status), ``errors``
-        (by error type), ``retries``, and ``calls``: the LLM calls' ``started_at``,
-        ``status``, ``latency_ms`` and ``ttft_ms``, newest first, at most ``sample`` of them
-        (for percentiles and series over time)."""
+    async def health(self, since: datetime) -> dict[str, Any]:
+        """How the spans that ended from ``since``'s hour on went, from the per-hour rollups
+        (``hookwire.stores.traces.rollups``): ``kinds`` (spans by kind and status),
+        ``errors`` (by error type), ``retries``, ``llm`` (the LLM calls: ``calls``,
+        ``errors``, ``latency_p50``/``p95``/``p99`` and ``ttft_p50``/``p95``/``p99`` in ms)
+        and ``series``: the same per ``hour``, oldest first."""
+
+    @abc.abstractmethod
+    async def usage(self, since: datetime) -> list[dict[str, Any]]:
+        """The LLM calls that ended from ``since``'s hour on, per UTC ``day`` (ISO date),
+        ``model`` and ``currency``: ``calls``, tokens by kind (``input_tokens``,
+        ``output_tokens``, ``cached_tokens``, ``reasoning_tokens``) and ``cost``."""
+
+    @abc.abstractmethod
+    async def rebuild_rollups(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> int:
+        """Recount the per-hour rollups from ``since``'s hour to before ``until``'s (``None``:
+        all) from the stored spans; returns the spans counted. Writing and pruning keep them;
+        this is for spans loaded into the tables some other way."""
 
     @abc.abstractmethod
     async def count(self) -> int:

@@ -347,7 +347,17 @@ async function showCosts(params) {
       c["by_" + key].map((r) => [r[key] ?? "(none)", fmt.int(r.calls), fmt.int(r.total_tokens),
         fmt.cost(r.cost)])),
   ]);
-  put(main(), 
+  // the traces' own rollups: tokens by kind per model (calls recorded by TraceStoreCallback)
+  const traced = {};
+  for (const r of c.traced || []) {
+    const t = traced[r.model || "(unknown)"] ||= { calls: 0, input: 0, output: 0, cached: 0,
+      reasoning: 0, cost: 0 };
+    t.calls += r.calls; t.input += r.input_tokens; t.output += r.output_tokens;
+    t.cached += r.cached_tokens; t.reasoning += r.reasoning_tokens; t.cost += Number(r.cost || 0);
+  }
+  const tracedRows = Object.entries(traced).map(([model, t]) => [model, fmt.int(t.calls),
+    fmt.int(t.input), fmt.int(t.output), fmt.int(t.cached), fmt.int(t.reasoning), fmt.cost(t.cost)]);
+  put(main(),
     el("h2", {}, `Costs, last ${days} days`),
     el("div", { class: "tiles" },
       tile("spent", fmt.cost(total.cost || 0)), tile("calls", fmt.int(total.calls || 0)),
@@ -361,7 +371,10 @@ async function showCosts(params) {
           ["burn rate", 1], ["projected", 1]], budgetRows)
       : el("p", { class: "muted" }, "No budgets given: start with hookwire ui --budget user=5/month"),
     el("h3", {}, "Spend by day and model"), barChart(dayList, series),
-    groups);
+    groups,
+    el("h3", {}, "Traced LLM calls: tokens by kind"),
+    table([["model"], ["calls", 1], ["input", 1], ["output", 1], ["cached", 1],
+      ["reasoning", 1], ["cost", 1]], tracedRows));
 }
 
 function tile(label, value) {

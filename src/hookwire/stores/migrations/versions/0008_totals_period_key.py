@@ -8,7 +8,7 @@ it takes now, the five columns are its index condition; summaries of a scope's p
 seek on its first three.
 
 Revision ID: 0008_totals_period_key
-Revises: 0006_traces
+Revises: 0007_trace_rollups
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008_totals_period_key"
-down_revision = "0006_traces"
+down_revision = "0007_trace_rollups"
 branch_labels = None
 depends_on = None
 
