@@ -129,6 +129,27 @@ def test_prune_by_age_and_by_size(db_url: str) -> None:
     assert runner.run_sync(store.prune(before=cutoff - timedelta(days=1))) == 0
 
 
+def test_prune_by_size_takes_spans_whose_run_was_never_stored(db_url: str) -> None:
+    """A process killed mid-run leaves child spans with no root: a size cap takes them first,
+    oldest first, and keeps the whole traces."""
+    store = store_of(db_url)
+    records = []
+    for n in range(4):  # 3 spans each (the call, its retry, the tool), no run span
+        records += [r for r in trace(n, T0 + n * 86400) if not r["event"].startswith("run")]
+    for n in range(4, 6):  # whole traces, newer
+        records += trace(n, T0 + n * 86400)
+    runner.run_sync(store.record(spans_from_records(records)))
+    assert runner.run_sync(store.count()) == 12 + 8
+    assert runner.run_sync(store.prune(max_spans=14)) == 6
+    assert runner.run_sync(store.span("r1-llm")) is None
+    assert runner.run_sync(store.span("r2-llm")) is not None
+    assert runner.run_sync(store.prune(max_spans=8)) == 6
+    assert runner.run_sync(store.span("r3-llm")) is None
+    assert [r["span_id"] for r in runner.run_sync(store.runs()).items] == ["r5", "r4"]
+    assert runner.run_sync(store.prune(max_spans=0)) == 8
+    assert runner.run_sync(store.count()) == 0
+
+
 def test_the_migration_makes_the_tables_of_the_schema(db_url: str) -> None:
     """What 0006_traces creates is what ``hookwire.stores.schema`` declares (columns, types,
     indexes), so neither drifts from the other."""

@@ -61,8 +61,9 @@ class TraceStore(Store):
     @abc.abstractmethod
     async def prune(self, *, before: datetime | None = None, max_spans: int | None = None) -> int:
         """Delete the spans (and contents) of traces whose root started before ``before``,
-        then, with ``max_spans``, the oldest traces until at most that many spans are left.
-        Returns the number of spans deleted."""
+        then, with ``max_spans``, spans whose run was never stored (oldest first) and then the
+        oldest whole traces until at most that many spans are left. Returns the number of
+        spans deleted."""
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -217,6 +217,12 @@ class SQLTraceStore(TraceStore):
                 deleted += await self._delete_before(before)
             if max_spans is not None:
                 over = await self.count() - max_spans
+                if over > 0:
+                    # Spans whose run was never stored (its start lost to a killed process or
+                    # a full queue) cannot be opened from the runs list: they go first.
+                    n = await self._delete_orphans(over)
+                    deleted += n
+                    over -= n
                 while over > 0:
                     cutoff = await self._cutoff(over)
                     if cutoff is None:
@@ -256,11 +262,38 @@ class SQLTraceStore(TraceStore):
                     return at  # type: ignore[no-any-return]
             return rows[-1][0]  # type: ignore[no-any-return]
 
+    async def _delete_orphans(self, most: int) -> int:
+        """Delete up to ``most`` of the oldest spans whose trace has no root span."""
+        root = spans.alias("root")
+        orphans = (
+            select(_s.span_id)
+            .where(
+                _s.parent_id.is_not(None),
+                ~select(root.c.span_id)
+                .where(root.c.trace_id == _s.trace_id, root.c.parent_id.is_(None))
+                .exists(),
+            )
+            .order_by(_s.started_at)
+            .limit(min(most, PRUNE_BATCH))
+        )
+        deleted = 0
+        while deleted < most:
+            async with get_engine(self.url).connect() as conn:
+                ids = list((await conn.execute(orphans)).scalars())
+            if not ids:
+                break
+            ids = ids[: most - deleted]
+            deleted += await self._delete_where(_s.span_id.in_(ids))
+        return deleted
+
     async def _delete_before(self, before: datetime, inclusive: bool = False) -> int:
         old = _s.started_at <= before if inclusive else _s.started_at < before
         traces = select(_s.trace_id).where(_s.parent_id.is_(None), old).scalar_subquery()
+        return await self._delete_where(or_(_s.trace_id.in_(traces), old))
+
+    async def _delete_where(self, going: ColumnElement[bool]) -> int:
+        """Delete the spans ``going`` selects, their contents, and recount their hours."""
         deleted = 0
-        going = or_(_s.trace_id.in_(traces), old)
         async with get_write_engine(self.url).begin() as conn:
             lo, hi = (
                 await conn.execute(
