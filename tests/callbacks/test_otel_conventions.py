@@ -289,6 +289,59 @@ def test_openai_attributes_from_the_request_and_the_end_keywords(otel: OTel) -> 
     assert a["openai.response.system_fingerprint"] == "fp_1"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_openai_clients_calls_carry_how_the_answer_was_served(
+    otel: OTel, stream: bool, mode: str
+) -> None:
+    # OpenAIClient's own calls, through the openai SDK and the wire: the answer's
+    # system_fingerprint and service_tier reach on_llm_end and the span.
+    from hookwire.testing import RecordingCallback
+
+    rec = RecordingCallback()
+    with OpenAIServer() as server:
+        server.script(Reply("Paris."))
+        client = OpenAIClient(
+            base_url=server.base_url, model="gpt-4o", callbacks=[otel.handler, rec]
+        )
+        if mode == "sync":
+            response = client.generate("Capital?", stream=stream, service_tier="auto")
+            client.close()
+        else:
+
+            async def call() -> LLMResponse:
+                try:
+                    return await client.agenerate("Capital?", stream=stream, service_tier="auto")
+                finally:
+                    await client.aclose()
+
+            response = asyncio.run(call())
+    served = {"system_fingerprint": "fp_hookwire_test", "service_tier": "default"}
+    assert dict(response.response_metadata) == served
+    (end,) = rec.of("llm_end")
+    assert {k: end[k] for k in served} == served
+    a = _attrs(otel.span("chat gpt-4o"))
+    assert a["openai.request.service_tier"] == "auto"
+    assert a["openai.response.service_tier"] == "default"
+    assert a["openai.response.system_fingerprint"] == "fp_hookwire_test"
+    assert ("gen_ai.request.stream" in a) is stream
+
+
+def test_a_stream_the_caller_stops_keeps_how_it_was_served(otel: OTel) -> None:
+    with OpenAIServer() as server:
+        server.script(Reply("One two three four five six."))
+        client = OpenAIClient(base_url=server.base_url, model="gpt-4o", callbacks=otel.manager)
+        pieces = client.stream("Count.")
+        next(pieces)
+        pieces.close()  # type: ignore[attr-defined]
+        client.close()
+    a = _attrs(otel.span("chat gpt-4o"))
+    assert a["openai.response.system_fingerprint"] == "fp_hookwire_test"
+    assert a["openai.response.service_tier"] == "default"
+    assert "gen_ai.response.finish_reasons" not in a
+    assert not [k for k in a if k.startswith("gen_ai.usage.")]  # estimated: left out
+
+
 def test_openai_api_type_only_for_openai_providers(otel: OTel) -> None:
     call = otel.manager.on_llm_start([], model="m", provider="anthropic")
     otel.manager.on_llm_end(LLMResponse("x"), run_id=call)

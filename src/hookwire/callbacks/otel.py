@@ -117,8 +117,6 @@ _CONTEXT_ATTRS: Final = (
 )
 
 _perf = time.perf_counter
-# Read only where ``Usage`` has them (a failed getattr costs an exception on every call).
-_CACHE_CREATION: Final = hasattr(Usage, "cache_creation_tokens")
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
@@ -441,10 +439,8 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens is not None:
                 attrs[CACHE_READ_TOKENS] = usage.cached_tokens
-            if _CACHE_CREATION:
-                created = getattr(usage, "cache_creation_tokens", None)
-                if created is not None:
-                    attrs[c.CACHE_CREATION_TOKENS] = created
+            if usage.cache_creation_tokens is not None:
+                attrs[c.CACHE_CREATION_TOKENS] = usage.cache_creation_tokens
             if usage.reasoning_tokens is not None:
                 attrs[REASONING_TOKENS] = usage.reasoning_tokens
         cost = getattr(response, "cost", None)
