@@ -204,3 +204,42 @@ def test_an_lcel_chain_reads_as_a_workflow_around_its_call(
     assert not [k for k in seq.attrs if k.startswith("gen_ai.usage.")]
     assert bool([k for k in call.attrs if k.startswith("gen_ai.usage.")]) is not streamed
     assert call.attrs["gen_ai.response.finish_reasons"] == ["stop"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
+def test_an_anthropic_call_writes_its_cache_reads_and_writes(streamed: bool) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hookwire.integrations.anthropic import instrument
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = OpenTelemetryCallback(tracer_provider=provider, metrics=False)
+    usage = {"prompt_tokens": 1000, "cached_tokens": 600, "cache_creation_tokens": 300}
+    with OpenAIServer() as server:
+        server.script(Reply("Paris.", usage=usage))
+        client = anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+        instrument(client, callbacks=[otel])
+        try:
+            kw: Any = {"model": "claude-haiku-4-5", "max_tokens": 50}
+            question = [{"role": "user", "content": "Capital of France?"}]
+            if streamed:
+                with client.messages.stream(messages=question, **kw) as stream:
+                    "".join(stream.text_stream)
+            else:
+                client.messages.create(messages=question, **kw)
+        finally:
+            client.close()
+            otel.close()
+    (span,) = exporter.get_finished_spans()
+    a = dict(span.attributes or {})
+    provider.shutdown()
+    assert set(a) - {k for k in a if k.startswith("hookwire.")} <= set(CONVENTIONS)
+    assert a["gen_ai.provider.name"] == "anthropic"
+    assert a["gen_ai.usage.input_tokens"] == 1000
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 600
+    assert a["gen_ai.usage.cache_creation.input_tokens"] == 300
+    assert "openai.api.type" not in a
