@@ -6,6 +6,7 @@ and not, against the local OpenAI-compatible server, exported over OTLP/HTTP to 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -243,3 +244,62 @@ def test_an_anthropic_call_writes_its_cache_reads_and_writes(streamed: bool) -> 
     assert a["gen_ai.usage.cache_read.input_tokens"] == 600
     assert a["gen_ai.usage.cache_creation.input_tokens"] == 300
     assert "openai.api.type" not in a
+
+
+def test_an_openai_client_stream_with_an_image_gives_parts_details_and_chunk_metrics() -> None:
+    # Through the real openai SDK: non-text parts as uri / blob parts, the opt-in details
+    # event, and the streaming metrics.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hookwire.callbacks import otel_conventions as c
+    from hookwire.llms import OpenAIClient
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    otel = OpenTelemetryCallback(
+        tracer_provider=provider, meter_provider=meters, capture_content=True, content_event=True
+    )
+    question = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    ]
+    with OpenAIServer() as server:
+        server.script(Reply("A cat on a mat, sleeping."))
+        client = OpenAIClient(base_url=server.base_url, model="gpt-4o", callbacks=[otel])
+        try:
+            assert [p for p in client.stream(question) if isinstance(p, str)]
+        finally:
+            client.close()
+            otel.close()
+    (span,) = exporter.get_finished_spans()
+    a = dict(span.attributes or {})
+    parts = json.loads(str(a["gen_ai.input.messages"]))[0]["parts"]
+    assert [p["type"] for p in parts] == ["text", "uri", "blob"]
+    assert parts[1]["uri"] == "https://x.test/cat.png" and parts[2]["mime_type"] == "image/png"
+    (details,) = [e for e in span.events if e.name == c.DETAILS_EVENT]
+    assert json.loads(str((details.attributes or {})["gen_ai.input.messages"]))[0]["parts"] == (
+        parts
+    )
+    names = {
+        m.name: m
+        for rm in reader.get_metrics_data().resource_metrics  # type: ignore[union-attr]
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    for name in (c.TTFC_METRIC, c.TPOC_METRIC, "gen_ai.client.operation.duration"):
+        (point,) = names[name].data.data_points  # type: ignore[attr-defined]
+        assert point.count == 1
+    provider.shutdown()
+    meters.shutdown()

@@ -315,3 +315,25 @@ def test_hookwire_costs_shows_a_streamed_chatopenai_call_apart(
     assert row["estimated_cost"] == sinks.response().cost > 0
     table = cli.invoke(app, ["costs", "--db", db_url, "--user", sinks.user], env=env).output
     assert "usage unknown" in table and "estimate ≤" in table
+
+
+def test_a_chatopenai_stream_the_caller_stops_early_is_booked_as_an_estimate(
+    openai_server: OpenAIServer, sinks: Sinks
+) -> None:
+    from hookwire.integrations.langchain import HookwireCallbackHandler
+
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    openai_server.script(Reply(ANSWER))
+    llm = chat_openai(
+        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
+    )
+    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
+    stream = llm.stream(MESSAGES, config={"callbacks": [handler]})
+    for chunk in stream:
+        if chunk.content:
+            break
+    stream.close()  # the caller goes away: LangChain sees GeneratorExit
+    response = sinks.check_booked_as_an_estimate()
+    assert sinks.rec.of("on_llm_end")[0]["cancelled"] is True
+    assert response.finish_reason is None
+    assert ANSWER.startswith(response.content) and response.content != ANSWER
