@@ -26,6 +26,7 @@ otlp = pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporte
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402  (after the skips)
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
+from opentelemetry import trace as otel_trace  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
 )
@@ -40,9 +41,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:create_react_agent has been move
 CONTEXT = {"user_id": "u1", "conversation_id": "c1"}
 
 
+#: The OpenTelemetry span current inside each run of the ``weather`` tool: the app's own spans
+#: there nest under it.
+CURRENT: list[int] = []
+
+
 @tool
 def weather(city: str) -> str:
     """The weather in a city."""
+    CURRENT.append(otel_trace.get_current_span().get_span_context().span_id)
     return f"Sunny in {city}"
 
 
@@ -175,6 +182,8 @@ def test_a_react_turn_reads_as_one_agent_with_usage_only_on_its_calls(
     assert tool_span.name == "execute_tool weather"
     assert tool_span.attrs["gen_ai.tool.description"] == "The weather in a city."
     assert tool_span.attrs["gen_ai.tool.call.id"]
+    # hookwire's tool span is the current span while the tool runs (in LangGraph's threads too)
+    assert CURRENT[-1] == int.from_bytes(tool_span.span_id, "big")
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
