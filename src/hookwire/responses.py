@@ -203,13 +203,12 @@ class LLMResponse:
         _resp_id(self, id)
         _resp_cost(self, cost)
         _resp_currency(self, currency)
-        if type(response_metadata) is not FrozenDict:
-            response_metadata = (
-                FrozenDict(response_metadata)
-                if response_metadata is not _FACTORY and response_metadata
-                else _NO_METADATA
-            )
-        _resp_metadata(self, response_metadata)
+        if response_metadata is _FACTORY or not response_metadata:
+            _resp_metadata(self, _NO_METADATA)
+        elif type(response_metadata) is FrozenDict:
+            _resp_metadata(self, response_metadata)
+        else:
+            _resp_metadata(self, FrozenDict(response_metadata))
 
     def __str__(self) -> str:
         return self.content
