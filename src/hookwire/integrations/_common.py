@@ -30,6 +30,7 @@ __all__ = [
     "caused_by",
     "child_base",
     "end_keywords",
+    "field",
     "price",
     "send",
     "to_hookwire_error",
@@ -206,3 +207,20 @@ def end_keywords(
     if first_token is not None:
         kw["ttft_ms"] = (first_token - start) * 1000.0
     return kw
+
+
+#: Whether the objects of a type are mappings, by type: an isinstance check against the
+#: Mapping ABC costs more than the rest of a lookup in a framework's pydantic models and dicts.
+_MAPPING: dict[type, bool] = {dict: True, type(None): False}
+
+
+def field(obj: Any, key: str) -> Any:
+    """``obj[key]`` of a mapping, ``obj.key`` of an object (``None`` when it has none): a
+    framework's answers are either."""
+    cls = type(obj)
+    mapping = _MAPPING.get(cls)
+    if mapping is None:
+        mapping = isinstance(obj, Mapping)
+        if len(_MAPPING) < 256:  # types made on the fly must not grow it without end
+            _MAPPING[cls] = mapping
+    return obj.get(key) if mapping else getattr(obj, key, None)

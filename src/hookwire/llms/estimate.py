@@ -51,21 +51,26 @@ def estimate_prompt_tokens(prompt: Any) -> int:
     (``{"type": "image_url", ...}``) counts ``IMAGE_TOKENS``."""
     if prompt is None:
         return 0
-    if isinstance(prompt, str):
+    # Types are told with ``type(...) is`` first: an isinstance check against the Mapping ABC
+    # costs about as much as counting a short message.
+    cls = type(prompt)
+    if cls is str or (cls is not dict and isinstance(prompt, str)):
         return len(prompt.encode("utf-8", "replace")) + 8
-    if isinstance(prompt, Mapping):
+    if cls is dict or (cls is not list and cls is not tuple and isinstance(prompt, Mapping)):
         if prompt.get("type") in _IMAGE_PARTS:
             return IMAGE_TOKENS
         total = 8
         for v in prompt.values():
-            total += (
-                estimate_prompt_tokens(v)
-                if not isinstance(v, str)
-                else len(v.encode("utf-8", "replace")) + 1
-            )
+            if isinstance(v, str):
+                total += len(v.encode("utf-8", "replace")) + 1
+            else:
+                total += estimate_prompt_tokens(v)
         return total
-    if isinstance(prompt, (list, tuple)):
-        return 3 + sum(estimate_prompt_tokens(m) for m in prompt)
+    if cls is list or cls is tuple or isinstance(prompt, (list, tuple)):
+        total = 3
+        for m in prompt:
+            total += estimate_prompt_tokens(m)
+        return total
     return len(str(prompt).encode("utf-8", "replace")) + 8
 
 

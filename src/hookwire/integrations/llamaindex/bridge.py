@@ -38,6 +38,7 @@ from .._common import (
     caused_by,
     child_base,
     end_keywords,
+    field,
     price,
     to_hookwire_error,
 )
@@ -127,9 +128,8 @@ class _Call:
         self.provider: str | None = base.get("provider")
 
 
-def _get(obj: Any, key: str) -> Any:
-    """``obj[key]`` of a dict, ``obj.key`` of an object (LlamaIndex's raw answers are either)."""
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+#: ``obj[key]`` of a dict, ``obj.key`` of an object (LlamaIndex's raw answers are either).
+_get = field
 
 
 def _uid(span_id: str) -> str:

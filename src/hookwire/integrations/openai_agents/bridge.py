@@ -35,7 +35,7 @@ from ...errors import LLMError
 from ...events import REQUEST_CONTEXT_KEYS, LLMResponse, ToolCall, Usage
 from ...llms.estimate import estimate_usage, prompt_bound
 from ...llms.protocol import content_text
-from .._common import Emit, FailureLog, child_base, price
+from .._common import Emit, FailureLog, child_base, field, price
 
 __all__ = ["Bridge"]
 
@@ -47,6 +47,7 @@ class _Run:
 
     __slots__ = (
         "base",
+        "child",
         "cost",
         "deferred",
         "kind",
@@ -63,6 +64,8 @@ class _Run:
         self.shown = shown
         self.kind = "hidden"
         self.base: dict[str, Any] = {}
+        #: What the runs inside it inherit from ``base`` (made on the first one's start).
+        self.child: dict[str, Any] | None = None
         self.usage: Usage | None = None
         self.cost: Decimal | None = None
         self.model: str | None = None
@@ -84,22 +87,82 @@ def _latency(span: Span[Any]) -> float | None:
     return delta.total_seconds() * 1000.0
 
 
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+_get = field
+
+
+def _fields(obj: Any, keys: tuple[str, ...]) -> list[Any]:
+    """``_get(obj, key)`` for each of ``keys``, the object's kind told once."""
+    if type(obj) is dict or isinstance(obj, Mapping):
+        get = obj.get
+        return [get(k) for k in keys]
+    return [getattr(obj, k, None) for k in keys]
+
+
+_RESPONSE_FIELDS = ("model", "usage", "output_text", "output", "id", "status")
+_CALL_FIELDS = ("type", "call_id", "name", "arguments")
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "input_tokens_details",
+    "output_tokens_details",
+)
+
+
+#: A span's data class -> its kind ("agent", "llm", "function", "handoff" or "other"); the
+#: SpanData classes are ABCs, whose isinstance checks cost more than a dict lookup.
+_KINDS: dict[type, str] = {}
+
+
+def _kind(data: Any) -> str:
+    cls = type(data)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if isinstance(data, AgentSpanData):
+            kind = "agent"
+        elif isinstance(data, (ResponseSpanData, GenerationSpanData)):
+            kind = "llm"
+        elif isinstance(data, FunctionSpanData):
+            kind = "function"
+        elif isinstance(data, HandoffSpanData):
+            kind = "handoff"
+        else:
+            kind = "other"
+        if len(_KINDS) < 256:
+            _KINDS[cls] = kind
+    return kind
+
+
+def _base(span_id: str, shown: _Run | None, context: Mapping[str, Any]) -> dict[str, Any]:
+    """``child_base`` for a span under ``shown``, with what it inherits made once per run."""
+    if shown is None:
+        return child_base(span_id, None, context)
+    child = shown.child
+    if child is None:
+        child = shown.child = child_base("", shown.base, context)
+        del child["run_id"]
+    base = {"run_id": span_id}
+    base.update(child)
+    return base
 
 
 def _usage(u: Any) -> Usage | None:
     """A usage in the Responses API's shape (or the SDK's dict of it)."""
     if u is None:
         return None
-    prompt = _get(u, "input_tokens") or _get(u, "prompt_tokens") or 0
-    completion = _get(u, "output_tokens") or _get(u, "completion_tokens") or 0
+    prompt, completion, total, inputs, outputs = _fields(u, _USAGE_FIELDS)
+    # Chat Completions' names only when the Responses API's are missing: asking a pydantic
+    # model for a field it lacks raises (and catches) an AttributeError, tens of µs.
+    if not prompt:
+        prompt = _get(u, "prompt_tokens")
+    if not completion:
+        completion = _get(u, "completion_tokens")
     return Usage(
-        prompt_tokens=int(prompt),
-        completion_tokens=int(completion),
-        total_tokens=int(_get(u, "total_tokens") or -1),
-        cached_tokens=_get(_get(u, "input_tokens_details"), "cached_tokens"),
-        reasoning_tokens=_get(_get(u, "output_tokens_details"), "reasoning_tokens"),
+        int(prompt or 0),
+        int(completion or 0),
+        int(total or -1),
+        cached_tokens=_get(inputs, "cached_tokens"),
+        reasoning_tokens=_get(outputs, "reasoning_tokens"),
     )
 
 
@@ -174,10 +237,10 @@ class Bridge:
         run = _Run(span.parent_id or span.trace_id, shown)
         self._remember(span.span_id, run)
         data = span.span_data
-        if not isinstance(data, AgentSpanData):
+        if _kind(data) != "agent":
             return []
         run.kind, run.shown = "agent", run
-        run.base = child_base(span.span_id, shown.base if shown else None, self.context)
+        run.base = _base(span.span_id, shown, self.context)
         run.base["name"] = data.name
         run.base["kind"] = "agent"
         run.base["agent"] = data.name
@@ -190,18 +253,19 @@ class Bridge:
         if run is None:
             return []
         data = span.span_data
-        if isinstance(data, AgentSpanData):
+        kind = _kind(data)
+        if kind == "agent":
             # The SDK's errors are messages, not chained exceptions: a failure inside the run
             # (already pending) is the one that ended it.
             if span.error and run.pending is None:
                 run.pending = (_error(span, "agent"), "run", False)
             return self._end(run)
-        if isinstance(data, (ResponseSpanData, GenerationSpanData)):
+        if kind == "llm":
             return self._llm(span, run)
-        if isinstance(data, FunctionSpanData):
+        if kind == "function":
             args = _parse(data.input)
             return self._tool(span, run, data.name, args, data.output)
-        if isinstance(data, HandoffSpanData):
+        if kind == "handoff":
             args = {"from_agent": data.from_agent, "to_agent": data.to_agent}
             return self._tool(span, run, "handoff", args, data.to_agent)
         if span.error and run.shown is not None and run.shown.pending is None:
@@ -251,28 +315,23 @@ class Bridge:
     def _llm(self, span: Span[Any], run: _Run) -> list[Emit]:
         data = span.span_data
         shown = run.shown
-        base = child_base(span.span_id, shown.base if shown else None, self.context)
+        base = _base(span.span_id, shown, self.context)
         provider = "openai"
         content = ""
         calls: tuple[ToolCall, ...] = ()
         finish = rid = None
-        if isinstance(data, ResponseSpanData):
+        if type(data) is ResponseSpanData or isinstance(data, ResponseSpanData):
             response = data.response
             prompt = data.input
-            model = _get(response, "model")
-            usage = _usage(data.usage or _get(response, "usage"))
-            content = str(_get(response, "output_text") or "") if response is not None else ""
+            model, raw_usage, text, output, rid, status = _fields(response, _RESPONSE_FIELDS)
+            usage = _usage(data.usage or raw_usage)
+            content = str(text or "") if response is not None else ""
             calls = tuple(
-                ToolCall(
-                    id=str(_get(i, "call_id") or ""),
-                    name=str(_get(i, "name") or ""),
-                    arguments=str(_get(i, "arguments") or ""),
-                )
-                for i in (_get(response, "output") or ())
-                if _get(i, "type") == "function_call"
+                ToolCall(id=str(call_id or ""), name=str(name or ""), arguments=str(args or ""))
+                for kind, call_id, name, args in (_fields(i, _CALL_FIELDS) for i in output or ())
+                if kind == "function_call"
             )
-            rid = _get(response, "id")
-            finish = "tool_calls" if calls else _get(response, "status")
+            finish = "tool_calls" if calls else status
         else:
             prompt = data.input
             model = data.model
@@ -318,7 +377,7 @@ class Bridge:
         self, span: Span[Any], run: _Run, name: str, args: dict[str, Any], output: Any
     ) -> list[Emit]:
         shown = run.shown
-        base = child_base(span.span_id, shown.base if shown else None, self.context)
+        base = _base(span.span_id, shown, self.context)
         emits: list[Emit] = []
         self._flush(shown, None, emits)
         emits.append(("on_tool_start", (name, args), base))
