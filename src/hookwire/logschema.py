@@ -134,6 +134,8 @@ def response_to_dict(r: LLMResponse, content: bool = True) -> dict[str, Any]:
         "cost": None if cost is None else str(cost),
         "currency": r.currency,
     }
+    if r.response_metadata:
+        out["response_metadata"] = dict(r.response_metadata)
     if not content:
         del out["content"]
     return out

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .frozen import FrozenDict
 from .slots import FACTORY as _FACTORY
 from .slots import slot_setters
 
@@ -157,6 +159,10 @@ class LLMResponse:
 
     ``created_at`` is a timezone-aware UTC datetime. ``cost`` is the call's price in
     ``currency`` when hookwire knows the model's price, else ``None`` (never 0 for unknown).
+
+    ``response_metadata`` is what the provider said about how it served the call besides
+    the fields above (OpenAI's ``system_fingerprint`` and ``service_tier``), read-only;
+    hookwire's clients pass each entry to ``on_llm_end`` as a keyword of the same name.
     """
 
     content: str
@@ -169,6 +175,8 @@ class LLMResponse:
     id: str | None = None
     cost: Decimal | None = None
     currency: str = "USD"
+    # Left out of the hash (a dict is unhashable); last, so the positional order is kept.
+    response_metadata: Mapping[str, str] = field(default_factory=FrozenDict, hash=False)
 
     # Written out for the same reason as Usage's (built once per LLM call).
     def __init__(
@@ -183,6 +191,7 @@ class LLMResponse:
         id: str | None = None,
         cost: Decimal | None = None,
         currency: str = "USD",
+        response_metadata: Mapping[str, str] = _FACTORY,
     ) -> None:
         _resp_content(self, content)
         _resp_usage(self, Usage() if usage is _FACTORY else usage)
@@ -194,13 +203,19 @@ class LLMResponse:
         _resp_id(self, id)
         _resp_cost(self, cost)
         _resp_currency(self, currency)
+        if response_metadata is _FACTORY or not response_metadata:
+            _resp_metadata(self, _NO_METADATA)
+        elif type(response_metadata) is FrozenDict:
+            _resp_metadata(self, response_metadata)
+        else:
+            _resp_metadata(self, FrozenDict(response_metadata))
 
     def __str__(self) -> str:
         return self.content
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the response."""
-        return {
+        """A JSON-ready dict of the response (``response_metadata`` only when it has some)."""
+        out: dict[str, Any] = {
             "content": self.content,
             "usage": self.usage.to_dict(),
             "model": self.model,
@@ -212,6 +227,13 @@ class LLMResponse:
             "cost": None if self.cost is None else str(self.cost),
             "currency": self.currency,
         }
+        if self.response_metadata:
+            out["response_metadata"] = dict(self.response_metadata)
+        return out
+
+
+#: The ``response_metadata`` of a response that has none (one shared, read-only).
+_NO_METADATA: Any = FrozenDict()
 
 
 (
@@ -225,6 +247,7 @@ class LLMResponse:
     _resp_id,
     _resp_cost,
     _resp_currency,
+    _resp_metadata,
 ) = slot_setters(
     LLMResponse,
     "content",
@@ -237,6 +260,7 @@ class LLMResponse:
     "id",
     "cost",
     "currency",
+    "response_metadata",
 )
 
 

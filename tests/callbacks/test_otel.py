@@ -483,16 +483,26 @@ def test_tool_error_and_content(otel_content: OTel) -> None:
     assert ea["gen_ai.tool.call.result"] == "raw text"
 
 
-def test_memory_operations_are_events_on_the_enclosing_span(otel: OTel) -> None:
+def test_memory_operations_are_memory_spans_under_the_enclosing_span(otel: OTel) -> None:
     with hookwire.trace("rlm", callbacks=otel.manager):
         otel.manager.on_memory_store("the user likes tea", memory="BufferMemory")
         otel.manager.on_memory_recall("tea?", ["likes tea", "no sugar"], memory="BufferMemory")
     run = otel.span("invoke_workflow rlm")
-    events = {e.name: dict(e.attributes or {}) for e in run.events}
-    assert events["hookwire.memory.store"] == {"hookwire.memory": "BufferMemory"}
-    assert events["hookwire.memory.recall"] == {
+    store, recall = otel.span("create_memory"), otel.span("search_memory")
+    for span in (store, recall):
+        assert span.parent is not None and span.parent.span_id == run.context.span_id
+        assert span.kind is SpanKind.INTERNAL
+    assert dict(store.attributes or {}) == {
+        "gen_ai.operation.name": "create_memory",
+        "gen_ai.memory.store.id": "BufferMemory",
         "hookwire.memory": "BufferMemory",
-        "hookwire.memory.results": 2,
+        "gen_ai.memory.record.count": 1,
+    }
+    assert dict(recall.attributes or {}) == {
+        "gen_ai.operation.name": "search_memory",
+        "gen_ai.memory.store.id": "BufferMemory",
+        "hookwire.memory": "BufferMemory",
+        "gen_ai.memory.record.count": 2,
         "gen_ai.retrieval.documents": '[{"id":"0"},{"id":"1"}]',
     }
 
@@ -501,22 +511,22 @@ def test_memory_content_when_captured(otel_content: OTel) -> None:
     with hookwire.trace("rlm", callbacks=otel_content.manager):
         otel_content.manager.on_memory_store("likes tea")
         otel_content.manager.on_memory_recall("tea?", ["likes tea"])
-    events = {
-        e.name: dict(e.attributes or {}) for e in otel_content.span("invoke_workflow rlm").events
-    }
-    assert events["hookwire.memory.store"]["hookwire.memory.content"] == "likes tea"
-    recall = events["hookwire.memory.recall"]
-    assert recall["gen_ai.retrieval.query.text"] == "tea?"
-    documents = json.loads(str(recall["gen_ai.retrieval.documents"]))
-    assert documents == [{"id": "0", "content": "likes tea"}]
+    store = dict(otel_content.span("create_memory").attributes or {})
+    assert json.loads(str(store["gen_ai.memory.records"])) == [{"content": "likes tea"}]
+    recall = dict(otel_content.span("search_memory").attributes or {})
+    assert recall["gen_ai.memory.query.text"] == "tea?"
+    records = json.loads(str(recall["gen_ai.memory.records"]))
+    assert records == [{"id": "0", "content": "likes tea"}]
+    assert json.loads(str(recall["gen_ai.retrieval.documents"])) == records
 
 
-def test_memory_outside_a_run_goes_to_the_apps_span(otel: OTel) -> None:
+def test_memory_outside_a_run_goes_under_the_apps_span(otel: OTel) -> None:
     tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("job"):
         otel.manager.on_memory_store("x")
-    assert [e.name for e in otel.span("job").events] == ["hookwire.memory.store"]
-    otel.manager.on_memory_store("no span at all")  # no current span: nothing breaks
+    store = otel.span("create_memory")
+    assert store.parent is not None and store.parent.span_id == otel.span("job").context.span_id
+    otel.manager.on_memory_store("no span at all")  # no current span: a root span, no error
 
 
 def test_run_end_with_usage_cost_and_error(otel: OTel) -> None:

@@ -5,14 +5,18 @@ outside its own ``hookwire.`` namespace, with the conventions' words it relies o
 the open-telemetry/semantic-conventions repository's docs/gen-ai/gen-ai-spans.md,
 gen-ai-agent-spans.md, gen-ai-events.md, gen-ai-metrics.md and the attribute registry
 (docs/registry/attributes/gen-ai.md, openai.md, user.md, session.md) as of commit 953276ff4d
-(2026-05-05), the last before the GenAI conventions moved to their own repository.
+(2026-05-05), the last before the GenAI conventions moved to their own repository; the memory
+attributes are that repository's (open-telemetry/semantic-conventions-genai,
+model/gen-ai/spans.yaml ``gen_ai.memory.client`` and the registry), merged there later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,9 +76,18 @@ CONVENTIONS: dict[str, str] = {
     "gen_ai.tool.definitions": "Opt-In",
     "gen_ai.input.messages": "Opt-In. Instrumentations MUST follow Input messages JSON schema.",
     "gen_ai.output.messages": "Opt-In. Instrumentations MUST follow Output messages JSON schema",
-    "gen_ai.retrieval.query.text": "Opt-In",
     "gen_ai.retrieval.documents": "Opt-In. The documents retrieved. (example: "
     '[{"id": "doc_123", "score": 0.95}, ...])',
+    "gen_ai.memory.store.id": "Conditionally Required if applicable. The unique identifier of "
+    "the memory store. Semantic conventions for individual components SHOULD document what "
+    "`gen_ai.memory.store.id` maps to within the implementation.",
+    "gen_ai.memory.record.count": "Recommended if the operation involves memory records and the "
+    "count is available. For `search_memory` operations, this is the number of memory records "
+    "returned by the operation. For `create_memory` operations, this is the number of memory "
+    "records the operation attempted to create.",
+    "gen_ai.memory.query.text": "Opt-In. The search query used to retrieve memories.",
+    "gen_ai.memory.records": "Opt-In. The memory records stored or retrieved in a memory "
+    "operation.",
     "server.address": "Recommended. GenAI server address.",
     "server.port": "Conditionally Required If `server.address` is set.",
     "error.type": "The `error.type` SHOULD match the error code returned by the Generative AI "
@@ -93,8 +106,8 @@ EXCEPTION_EVENT = {"exception.type", "exception.message", "exception.stacktrace"
 
 #: The well-known operation names and provider names (registry: gen-ai.md).
 OPERATIONS = {
-    "chat", "create_agent", "embeddings", "execute_tool", "generate_content", "invoke_agent",
-    "invoke_workflow", "retrieval", "text_completion",
+    "chat", "create_agent", "create_memory", "embeddings", "execute_tool", "generate_content",
+    "invoke_agent", "invoke_workflow", "retrieval", "search_memory", "text_completion",
 }  # fmt: skip
 
 
@@ -162,6 +175,7 @@ def test_every_attribute_written_is_in_the_conventions_table(otel_all: OTel) -> 
     # the conventions module names nothing the table does not
     names = {v for k, v in vars(c).items() if k.isupper() and isinstance(v, str)}
     names -= {c.DETAILS_EVENT, c.TTFC_METRIC, c.TPOC_METRIC, c.OTHER_PROVIDER, c.TRACER_NAME}
+    names -= {c.RETRIEVAL_QUERY}  # read from other instrumentations' spans, never written
     assert names <= set(CONVENTIONS) | EXCEPTION_EVENT | {"gen_ai.token.type"}
 
 
@@ -289,6 +303,59 @@ def test_openai_attributes_from_the_request_and_the_end_keywords(otel: OTel) -> 
     assert a["openai.response.system_fingerprint"] == "fp_1"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_openai_clients_calls_carry_how_the_answer_was_served(
+    otel: OTel, stream: bool, mode: str
+) -> None:
+    # OpenAIClient's own calls, through the openai SDK and the wire: the answer's
+    # system_fingerprint and service_tier reach on_llm_end and the span.
+    from hookwire.testing import RecordingCallback
+
+    rec = RecordingCallback()
+    with OpenAIServer() as server:
+        server.script(Reply("Paris."))
+        client = OpenAIClient(
+            base_url=server.base_url, model="gpt-4o", callbacks=[otel.handler, rec]
+        )
+        if mode == "sync":
+            response = client.generate("Capital?", stream=stream, service_tier="auto")
+            client.close()
+        else:
+
+            async def call() -> LLMResponse:
+                try:
+                    return await client.agenerate("Capital?", stream=stream, service_tier="auto")
+                finally:
+                    await client.aclose()
+
+            response = asyncio.run(call())
+    served = {"system_fingerprint": "fp_hookwire_test", "service_tier": "default"}
+    assert dict(response.response_metadata) == served
+    (end,) = rec.of("llm_end")
+    assert {k: end[k] for k in served} == served
+    a = _attrs(otel.span("chat gpt-4o"))
+    assert a["openai.request.service_tier"] == "auto"
+    assert a["openai.response.service_tier"] == "default"
+    assert a["openai.response.system_fingerprint"] == "fp_hookwire_test"
+    assert ("gen_ai.request.stream" in a) is stream
+
+
+def test_a_stream_the_caller_stops_keeps_how_it_was_served(otel: OTel) -> None:
+    with OpenAIServer() as server:
+        server.script(Reply("One two three four five six."))
+        client = OpenAIClient(base_url=server.base_url, model="gpt-4o", callbacks=otel.manager)
+        pieces = client.stream("Count.")
+        next(pieces)
+        pieces.close()  # type: ignore[attr-defined]
+        client.close()
+    a = _attrs(otel.span("chat gpt-4o"))
+    assert a["openai.response.system_fingerprint"] == "fp_hookwire_test"
+    assert a["openai.response.service_tier"] == "default"
+    assert "gen_ai.response.finish_reasons" not in a
+    assert not [k for k in a if k.startswith("gen_ai.usage.")]  # estimated: left out
+
+
 def test_openai_api_type_only_for_openai_providers(otel: OTel) -> None:
     call = otel.manager.on_llm_start([], model="m", provider="anthropic")
     otel.manager.on_llm_end(LLMResponse("x"), run_id=call)
@@ -406,16 +473,20 @@ def test_retrieval_documents_are_objects_with_id_and_score(otel: OTel, otel_all:
     for o in (otel, otel_all):
         with hookwire.trace("t", callbacks=o.manager):
             o.manager.on_memory_recall("tea?", results)
-    (event,) = otel.span("invoke_workflow t").events
-    assert json.loads(str((event.attributes or {})["gen_ai.retrieval.documents"])) == [
+    recall = _attrs(otel.span("search_memory"))
+    assert json.loads(str(recall["gen_ai.retrieval.documents"])) == [
         {"id": "d1", "score": 0.9},
         {"id": "1"},
     ]
-    (event,) = otel_all.span("invoke_workflow t").events
-    assert json.loads(str((event.attributes or {})["gen_ai.retrieval.documents"])) == [
+    assert "gen_ai.memory.records" not in recall  # opt-in: it holds the content
+    recall = _attrs(otel_all.span("search_memory"))
+    documents = [
         {"id": "d1", "score": 0.9, "content": "tea"},
         {"id": "1", "content": "plain text"},
     ]
+    assert json.loads(str(recall["gen_ai.retrieval.documents"])) == documents
+    # the conventions' memory records: content required, id and score when known
+    assert json.loads(str(recall["gen_ai.memory.records"])) == documents
 
 
 def test_non_text_parts_are_uri_and_blob_parts() -> None:
@@ -467,3 +538,53 @@ def test_current_spans_off_leaves_the_apps_context_alone() -> None:
         assert parent_id(o.span("app")) is None
     finally:
         o.shutdown()
+
+
+# -- docs/ecosystem.md against the table ---------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ecosystem.md"
+
+#: Names the page gives that are no span attribute hookwire writes: metrics, the details event,
+#: the metrics' token type, the memory span's type, and what the deliberate differences name
+#: as not written.
+NOT_ATTRIBUTES = {
+    "gen_ai.client.token.usage", "gen_ai.client.operation.duration", c.TTFC_METRIC, c.TPOC_METRIC,
+    c.DETAILS_EVENT, "gen_ai.token.type", "gen_ai.memory.client",
+}  # fmt: skip
+NOT_WRITTEN = {
+    "gen_ai.agent.id", "gen_ai.agent.description", "gen_ai.agent.version",
+    "gen_ai.system_instructions",
+}  # fmt: skip
+_NAMESPACES = ("gen_ai.", "openai.", "server.", "user.", "session.", "error.")
+
+
+def _documented() -> set[str]:
+    """The attribute names docs/ecosystem.md's OpenTelemetry section gives, its shorthand
+    (`gen_ai.request.temperature` / `.max_tokens`) written out."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("### What you see") : text.index("### Options")]
+    known = set(CONVENTIONS) | NOT_ATTRIBUTES | NOT_WRITTEN
+    names: set[str] = set()
+    last = ""
+    for token in re.findall(r"`(\.?[a-z_]+(?:\.[a-z_0-9]+)*)`", section):
+        if token.startswith("."):
+            parts = last.split(".")
+            candidates = [".".join(parts[:i]) + token for i in range(len(parts) - 1, 0, -1)]
+            token = next((n for n in candidates if n in known), candidates[0])
+        elif "." in token:
+            last = token
+        if token.startswith(_NAMESPACES):
+            names.add(token)
+    return names
+
+
+def test_the_docs_list_every_attribute_of_the_table_and_name_what_is_not_written() -> None:
+    documented = _documented()
+    assert set(CONVENTIONS) - documented == set(), "written but not documented"
+    extra = documented - set(CONVENTIONS) - NOT_ATTRIBUTES
+    assert extra == NOT_WRITTEN, "documented but neither written nor named as not written"
+    differences = DOC.read_text(encoding="utf-8").split("### Deliberate differences")[1]
+    differences = differences.split("### Options")[0]
+    for name in NOT_WRITTEN:
+        short = name.rsplit(".", 1)[1]
+        assert f"`{name}`" in differences or f"`.{short}`" in differences, name

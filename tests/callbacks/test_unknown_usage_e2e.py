@@ -283,3 +283,57 @@ def test_costs_show_calls_of_unknown_usage_apart() -> None:
     (item,) = json.loads(render_json([row]), parse_float=Decimal)
     assert item["estimated_cost"] == Decimal("0.004")  # exact, not a rounded float
     assert item["estimated_calls"] == 1
+
+
+def test_hookwire_costs_shows_a_streamed_chatopenai_call_apart(
+    openai_server: OpenAIServer, sinks: Sinks, db_url: str
+) -> None:
+    # The whole path a user sees: LangChain's ChatOpenAI streams from a custom base URL (no
+    # usage comes), the ledger books an estimate, and `hookwire costs` shows it apart.
+    from typer.testing import CliRunner
+
+    from hookwire.cli import app
+    from hookwire.integrations.langchain import HookwireCallbackHandler
+
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    openai_server.script(Reply(ANSWER))
+    llm = chat_openai(
+        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
+    )
+    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
+    assert "".join(str(c.content) for c in llm.stream(MESSAGES, config={"callbacks": [handler]}))
+    usage = sinks.response().usage
+    sinks.accounting.flush()
+    cli = CliRunner()
+    env = {"COLUMNS": "200"}
+    result = cli.invoke(app, ["costs", "--db", db_url, "--user", sinks.user, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output, parse_float=Decimal)
+    assert row["cost"] is None and row["prompt_tokens"] == row["completion_tokens"] == 0
+    assert row["unknown_cost_calls"] == row["estimated_calls"] == 1
+    assert row["estimated_tokens"] == usage.total_tokens
+    assert row["estimated_cost"] == sinks.response().cost > 0
+    table = cli.invoke(app, ["costs", "--db", db_url, "--user", sinks.user], env=env).output
+    assert "usage unknown" in table and "estimate ≤" in table
+
+
+def test_a_chatopenai_stream_the_caller_stops_early_is_booked_as_an_estimate(
+    openai_server: OpenAIServer, sinks: Sinks
+) -> None:
+    from hookwire.integrations.langchain import HookwireCallbackHandler
+
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    openai_server.script(Reply(ANSWER))
+    llm = chat_openai(
+        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
+    )
+    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
+    stream = llm.stream(MESSAGES, config={"callbacks": [handler]})
+    for chunk in stream:
+        if chunk.content:
+            break
+    stream.close()  # the caller goes away: LangChain sees GeneratorExit
+    response = sinks.check_booked_as_an_estimate()
+    assert sinks.rec.of("on_llm_end")[0]["cancelled"] is True
+    assert response.finish_reason is None
+    assert ANSWER.startswith(response.content) and response.content != ANSWER

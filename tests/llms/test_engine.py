@@ -397,3 +397,57 @@ async def test_an_async_stream_the_caller_closes_ends_at_once_with_what_it_was_s
     assert (hooks[0], hooks[-1], "on_llm_error" in hooks) == ("on_llm_start", "on_llm_end", False)
     (end,) = rec.of("llm_end")
     assert end["cancelled"] is True and end["response"].usage.estimated
+
+
+# -- response_metadata: what the provider said about how it served the call ----------------------
+
+SERVED = {"system_fingerprint": "fp_1", "service_tier": "flex"}
+
+
+@pytest.mark.parametrize("how", ["generate", "generate-streamed", "stream", "agenerate"])
+def test_a_providers_response_metadata_reaches_on_llm_end_as_keywords(how: str) -> None:
+    # The call's own keywords win over a name the provider repeats.
+    meta = {**SERVED, "attempts": "not this"}
+    head = StreamEnd(None, None, "m-2", "r-1", (), {"service_tier": "early"})
+    end = StreamEnd("stop", Usage(3, 2), "m-2", "r-1", (), meta)
+    rec = RecordingCallback()
+    if how == "generate" or how == "agenerate":
+        llm: BaseLLM = Bare(_answer(response_metadata=meta), callbacks=[rec])
+    else:
+        llm = Scripted([head, "He", "llo", end], callbacks=[rec])
+    if how == "generate":
+        response = llm.generate("x", stream=False)
+    elif how == "agenerate":
+        response = asyncio.run(llm.agenerate("x", stream=False))
+    elif how == "generate-streamed":
+        response = llm.generate("x", stream=True)
+    else:
+        response = list(llm.stream("x"))[-1]  # type: ignore[assignment]
+    assert dict(response.response_metadata) == meta  # the last StreamEnd's
+    (ended,) = rec.of("llm_end")
+    assert {k: ended[k] for k in SERVED} == SERVED
+    assert ended["attempts"] == 1
+
+
+def test_a_stopped_stream_keeps_the_metadata_of_its_early_end() -> None:
+    head = StreamEnd(None, None, "m-2", "r-1", (), SERVED)
+    rec = RecordingCallback()
+    items = Scripted([head, "He", "llo", END], callbacks=[rec]).stream("x")
+    assert next(items) == "He"
+    items.close()  # type: ignore[attr-defined]
+    (ended,) = rec.of("llm_end")
+    assert ended["cancelled"] is True and ended["response"].id == "r-1"
+    assert {k: ended[k] for k in SERVED} == SERVED
+
+
+def test_response_metadata_is_read_only_and_left_out_of_the_hash() -> None:
+    given = dict(SERVED)
+    r = LLMResponse("x", response_metadata=given)
+    given["service_tier"] = "changed"
+    assert r.response_metadata == SERVED
+    with pytest.raises(TypeError):
+        r.response_metadata["x"] = "y"  # type: ignore[index]
+    assert hash(r) == hash(dataclasses.replace(r, response_metadata={}))
+    assert LLMResponse("x").response_metadata == {} and "response_metadata" not in (
+        LLMResponse("x").to_dict()
+    )

@@ -889,3 +889,79 @@ def test_an_infinite_token_count_is_malformed(openai_server: OpenAIServer, make:
     openai_server.script(Raw(body.replace("Infinity", "1e400")))
     with pytest.raises(errors.MalformedResponseError):
         make(openai_server).generate(MSGS)
+
+
+# -- how the answer was served (response_metadata) -------------------------------------------
+
+SERVED = {"system_fingerprint": "fp_hookwire_test", "service_tier": "default"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "streamed"])
+def test_how_the_answer_was_served_is_on_the_response_and_on_llm_end(
+    openai_server: OpenAIServer, make: Make, stream: bool
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script("Paris.")
+    if stream:
+        items = list(make(openai_server, rec).stream(MSGS))
+        response = items[-1]
+        assert isinstance(response, LLMResponse) and items[:-1] == ["Paris."]
+    else:
+        response = make(openai_server, rec).generate(MSGS, stream=False)
+    assert dict(response.response_metadata) == SERVED
+    assert response.to_dict()["response_metadata"] == SERVED
+    (end,) = rec.of("llm_end")
+    assert {k: end[k] for k in SERVED} == SERVED
+    assert end["response"] is response
+
+
+def test_a_stream_the_caller_stops_keeps_its_id_and_how_it_was_served(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script("one two three four")
+    items = make(openai_server, rec).stream(MSGS)
+    assert next(items) == "one "
+    items.close()  # type: ignore[attr-defined]
+    (end,) = rec.of("llm_end")
+    assert end["cancelled"] is True
+    partial = end["response"]
+    assert partial.id is not None and partial.id.startswith("chatcmpl-")
+    assert partial.finish_reason is None and partial.usage.estimated
+    assert dict(partial.response_metadata) == SERVED
+    assert {k: end[k] for k in SERVED} == SERVED
+
+
+async def test_async_calls_keep_how_the_answer_was_served(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    rec = RecordingCallback()
+    openai_server.script("Paris.", "Paris.", "one two three four")
+    llm = make(openai_server, rec)
+    whole = await llm.agenerate(MSGS, stream=False)
+    items = [item async for item in llm.astream(MSGS)]
+    streamed = items[-1]
+    assert isinstance(streamed, LLMResponse)
+    stopped = llm.astream(MSGS)
+    assert await stopped.__anext__() == "one "
+    await stopped.aclose()  # type: ignore[attr-defined]
+    ends = rec.of("llm_end")
+    assert [e.get("cancelled", False) for e in ends] == [False, False, True]
+    for response, end in zip((whole, streamed, ends[2]["response"]), ends, strict=True):
+        assert dict(response.response_metadata) == SERVED
+        assert {k: end[k] for k in SERVED} == SERVED
+    assert ends[2]["response"].id is not None
+
+
+def test_a_stream_that_breaks_after_its_head_is_still_retried(
+    openai_server: OpenAIServer, make: Make
+) -> None:
+    # The early StreamEnd a stream gives (its head, without a finish) is never an answer.
+    openai_server.script(Drop(after=2, text="one two three four"), "one two three four")
+    rec = RecordingCallback()
+    items = list(make(openai_server, rec).stream(MSGS))
+    response = items[-1]
+    assert isinstance(response, LLMResponse)
+    assert "".join(items[:-1]) == response.content == "one two three four"
+    assert dict(response.response_metadata) == SERVED
+    assert len(rec.of("retry")) == 1

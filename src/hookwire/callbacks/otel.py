@@ -15,7 +15,8 @@ the deliberate differences):
   summed usage is ``hookwire.usage.*``: ``gen_ai.usage.*`` is only on the calls' spans, so a
   backend summing a trace counts each call once. Runs and tools are the current span while
   open, so the app's own spans inside them nest under them;
-- memory operations are events on the enclosing span (the conventions define no memory span);
+- a memory operation is an ``INTERNAL`` span ``create_memory`` / ``search_memory`` (the
+  conventions' memory span) under the enclosing span;
 - a hook declared with ``hookwire.events.declare_hook`` is an ``INTERNAL`` span named after its
   record from a start hook to an end hook (``HookSpec.starts_run`` / ``ends_run``), otherwise
   a span event ``hookwire.<record name>`` on the enclosing span; its arguments are
@@ -119,8 +120,6 @@ _CONTEXT_ATTRS: Final = (
 )
 
 _perf = time.perf_counter
-# Read only where ``Usage`` has them (a failed getattr costs an exception on every call).
-_CACHE_CREATION: Final = hasattr(Usage, "cache_creation_tokens")
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
@@ -469,10 +468,8 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens is not None:
                 attrs[CACHE_READ_TOKENS] = usage.cached_tokens
-            if _CACHE_CREATION:
-                created = getattr(usage, "cache_creation_tokens", None)
-                if created is not None:
-                    attrs[c.CACHE_CREATION_TOKENS] = created
+            if usage.cache_creation_tokens is not None:
+                attrs[c.CACHE_CREATION_TOKENS] = usage.cache_creation_tokens
             if usage.reasoning_tokens is not None:
                 attrs[REASONING_TOKENS] = usage.reasoning_tokens
         cost = getattr(response, "cost", None)
@@ -660,33 +657,37 @@ class OpenTelemetryCallback(BaseCallback):
     # -- memory, errors, budgets ------------------------------------------------------------
 
     def on_memory_store(self, content: Any, **kwargs: Any) -> None:
-        """Add a ``hookwire.memory.store`` event to the enclosing span."""
-        attrs: dict[str, Any] = {}
-        memory = kwargs.get("memory")
-        if memory is not None:
-            attrs["hookwire.memory"] = str(memory)
+        """A ``create_memory`` span under the enclosing span (the conventions' memory span)."""
+        attrs = c.memory_attributes("create_memory", kwargs.get("memory"), 1)
         if self.capture_content:
-            attrs["hookwire.memory.content"] = (
-                self._text(content) if isinstance(content, str) else self._json(content)
-            )
-        self._parent_span(kwargs).add_event("hookwire.memory.store", attrs)
+            attrs[c.MEMORY_RECORDS] = self._json([{"content": content}])
+        self._instant(attrs, kwargs)
 
     def on_memory_recall(self, query: Any, results: Any, **kwargs: Any) -> None:
-        """Add a ``hookwire.memory.recall`` event to the enclosing span."""
-        attrs: dict[str, Any] = {}
-        memory = kwargs.get("memory")
-        if memory is not None:
-            attrs["hookwire.memory"] = str(memory)
-        if isinstance(results, Sequence):
-            attrs["hookwire.memory.results"] = len(results)
+        """A ``search_memory`` span under the enclosing span, with the records it found
+        (their ids and scores also as ``gen_ai.retrieval.documents``: retrievers report here)."""
         documents = c.retrieval_documents(results if isinstance(results, Sequence) else ())
-        if not self.capture_content:
+        attrs = c.memory_attributes("search_memory", kwargs.get("memory"), len(documents))
+        if self.capture_content:
+            attrs[c.MEMORY_QUERY] = self._text(str(query))
+            attrs[c.MEMORY_RECORDS] = self._json(documents)
+        else:
             for doc in documents:
                 doc.pop("content", None)
-        else:
-            attrs[c.RETRIEVAL_QUERY] = self._text(str(query))
         attrs[c.RETRIEVAL_DOCUMENTS] = self._json(documents)
-        self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
+        self._instant(attrs, kwargs)
+
+    def _instant(self, attrs: dict[str, Any], kw: Mapping[str, Any]) -> None:
+        """A span named after its operation that begins and ends now (hookwire reports a
+        memory operation once it is done), under the enclosing span, with the request
+        context."""
+        for key, attr in _CONTEXT_ATTRS:
+            value = kw.get(key)
+            if value is not None:
+                attrs[attr] = value
+        ctx = otel_trace.set_span_in_context(self._parent_span(kw))
+        # INTERNAL: hookwire's memories run in the app's process.
+        self._tracer.start_span(attrs[OPERATION], ctx, _INTERNAL, attrs).end()
 
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
         """End the refused call's span (no ``on_llm_end`` follows a refusal) as an error."""

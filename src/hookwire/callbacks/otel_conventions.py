@@ -68,6 +68,10 @@ INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 RETRIEVAL_QUERY: Final = "gen_ai.retrieval.query.text"
 RETRIEVAL_DOCUMENTS: Final = "gen_ai.retrieval.documents"
+MEMORY_STORE_ID: Final = "gen_ai.memory.store.id"
+MEMORY_RECORD_COUNT: Final = "gen_ai.memory.record.count"
+MEMORY_QUERY: Final = "gen_ai.memory.query.text"
+MEMORY_RECORDS: Final = "gen_ai.memory.records"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 USER_ID: Final = "user.id"
@@ -264,6 +268,17 @@ def retrieval_documents(results: Any) -> list[dict[str, Any]]:
             doc["content"] = content
         out.append(doc)
     return out
+
+
+def memory_attributes(operation: str, memory: Any, count: int) -> dict[str, Any]:
+    """The attributes of a memory span (the conventions' ``gen_ai.memory.client``) that hold
+    no content: ``operation`` (``create_memory``, ``search_memory``), the store (``memory``,
+    the memory's name, also as ``hookwire.memory``) and how many records (``count``). The
+    opt-in records and query are the caller's to add, redacted as its content is."""
+    attrs: dict[str, Any] = {OPERATION: operation, MEMORY_RECORD_COUNT: count}
+    if memory is not None:
+        attrs[MEMORY_STORE_ID] = attrs["hookwire.memory"] = str(memory)
+    return attrs
 
 
 def json_text(value: Any) -> str:

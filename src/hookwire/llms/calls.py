@@ -35,6 +35,7 @@ _PARAM_NAMES = (
     "response_format",
     "n",
     "user",
+    "service_tier",
 )
 
 _perf = time.perf_counter
@@ -105,8 +106,9 @@ class Call:
             out["tools"] = [t["function"]["name"] for t in request.tools]
         return out
 
-    def end_kw(self) -> dict[str, Any]:
-        """The keywords of the call's ``on_llm_end`` / ``on_llm_error``."""
+    def end_kw(self, response_metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The keywords of the call's ``on_llm_end`` / ``on_llm_error``; for an answer, its
+        ``response_metadata`` too (the call's own keywords win over a name it repeats)."""
         kw = {
             **self.kw,
             "latency_ms": (_perf() - self.t0) * 1000.0,
@@ -115,6 +117,9 @@ class Call:
         }
         if self.ttft is not None:
             kw["ttft_ms"] = self.ttft
+        if response_metadata:
+            for key, value in response_metadata.items():
+                kw.setdefault(key, value)
         return kw
 
     def aborted(self, abort: CallbackAbort) -> Events:

@@ -71,6 +71,9 @@ __all__ = ["BaseLLM"]
 #: carrying it, as a failure does, and it is raised on unchanged.
 _STOPS = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
 
+#: The ``response_metadata`` of a streamed answer whose provider said nothing more.
+_NO_METADATA: Mapping[str, str] = types.MappingProxyType({})
+
 
 class BaseLLM:
     """Events, retries, streaming and cost around a client's single attempts.
@@ -310,6 +313,7 @@ class BaseLLM:
             id=response.id,
             cost=cost,
             currency=response.currency,
+            response_metadata=response.response_metadata,
         )
 
     # -- stream assembly (shared) -------------------------------------------------------------
@@ -337,8 +341,8 @@ class BaseLLM:
                 prompt_bound(request.messages, request.tools), text, end.tool_calls
             )
         # Priced here, so _finish finds the record complete and need not copy it. Positional
-        # (content, usage, model, created_at, finish_reason, tool_calls, provider, id, cost):
-        # keywords to a class cost a dict per call.
+        # (content, usage, model, created_at, finish_reason, tool_calls, provider, id, cost,
+        # currency, response_metadata): keywords to a class cost a dict per call.
         return LLMResponse(
             text,
             usage,
@@ -349,6 +353,8 @@ class BaseLLM:
             provider,
             end.id,
             price(model, usage, provider),
+            "USD",
+            end.response_metadata or _NO_METADATA,
         )
 
     def _stopped(self, call: Call, stop: BaseException) -> Events:
@@ -373,8 +379,10 @@ class BaseLLM:
             provider=self.provider,
             id=end.id if end is not None else None,
             cost=price(model, usage, self.provider),
+            response_metadata=(end.response_metadata if end is not None else None) or {},
         )
-        return [("on_llm_end", (partial,), {**call.end_kw(), "cancelled": True})]
+        kw = call.end_kw(partial.response_metadata)
+        return [("on_llm_end", (partial,), {**kw, "cancelled": True})]
 
     def _unexpected(self, call: Call, exc: BaseException) -> LLMError:
         return LLMError(
@@ -560,7 +568,7 @@ class BaseLLM:
 
     def _end(self, call: Call, response: LLMResponse) -> LLMResponse:
         response = self._finish(call, response)
-        kw = call.end_kw()
+        kw = call.end_kw(response.response_metadata)
         for m in call.managers:
             m.on_llm_end(response, **kw)
         return response
@@ -682,7 +690,7 @@ class BaseLLM:
 
     async def _aend(self, call: Call, response: LLMResponse) -> LLMResponse:
         response = self._finish(call, response)
-        kw = call.end_kw()
+        kw = call.end_kw(response.response_metadata)
         for m in call.managers:
             await m.aon_llm_end(response, **kw)
         return response

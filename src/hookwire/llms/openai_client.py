@@ -275,15 +275,27 @@ class OpenAIClient(BaseLLM):
         ).http_response
 
     @staticmethod
-    def _tokens(http: Any, acc: JSONChunks) -> Generator[str, None, None]:
+    def _tokens(
+        http: Any, acc: JSONChunks, head: bool = False
+    ) -> Generator[str | StreamEnd, None, None]:
         """The text pieces of a streamed answer's body, what else it says kept in ``acc``; the
         HTTP library's failures mapped as the SDK's stream maps them; the response closed at
         the end (read to its end it has closed itself: a cheap test), on a failure, or when
-        the reader stops early."""
+        the reader stops early. With ``head``, ``acc.head()`` is yielded before the first
+        token (see ``ChunkState.head``)."""
         feed = acc.feed_json
         timeouts, failures = transport_errors(http)
         try:
-            for data in sse_data(http.iter_lines(), http.http_version == "HTTP/2"):
+            events = sse_data(http.iter_lines(), http.http_version == "HTTP/2")
+            if head:
+                for data in events:
+                    token = feed(data)
+                    if acc.id is not None or token:
+                        yield acc.head()
+                        if token:
+                            yield token
+                        break
+            for data in events:
                 token = feed(data)
                 if token:
                     yield token
@@ -298,7 +310,7 @@ class OpenAIClient(BaseLLM):
         try:
             http = self._open_stream(request)
             acc = JSONChunks(http.request)
-            yield from self._tokens(http, acc)
+            yield from self._tokens(http, acc, head=True)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, request) from exc
         yield acc.end()
@@ -317,7 +329,7 @@ class OpenAIClient(BaseLLM):
             tokens = self._tokens(http, acc)
             try:
                 for token in tokens:
-                    on_token(token)
+                    on_token(token)  # type: ignore[arg-type]  # str: no head asked for
             finally:
                 tokens.close()  # at once, also when a handler raised (not when freed)
         except (openai.OpenAIError, ValueError) as exc:
@@ -334,7 +346,15 @@ class OpenAIClient(BaseLLM):
             feed = acc.feed_json
             timeouts, failures = transport_errors(http)
             try:
-                async for data in asse_data(http.aiter_lines(), http.http_version == "HTTP/2"):
+                events = asse_data(http.aiter_lines(), http.http_version == "HTTP/2")
+                async for data in events:  # up to the first token, then the head (see _tokens)
+                    token = feed(data)
+                    if acc.id is not None or token:
+                        yield acc.head()
+                        if token:
+                            yield token
+                        break
+                async for data in events:
                     token = feed(data)
                     if token:
                         yield token

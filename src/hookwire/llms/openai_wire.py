@@ -341,16 +341,12 @@ def answer_keywords(answer: Any) -> dict[str, str]:
     return found
 
 
-def response_from_json(
-    body: bytes, request_model: str, provider: str, keywords: dict[str, str] | None = None
-) -> LLMResponse:
-    """The ``LLMResponse`` in a chat completion's JSON body, priced (``ValueError`` when the
-    body is not one; ``MalformedResponseError`` when it has no choices). ``request_model`` is
-    the model asked for, used when the answer names none; ``keywords``, when given, receives
-    the answer's ``answer_keywords``."""
+def response_from_json(body: bytes, request_model: str, provider: str) -> LLMResponse:
+    """The ``LLMResponse`` in a chat completion's JSON body, priced, its ``answer_keywords``
+    as its ``response_metadata`` (``ValueError`` when the body is not one;
+    ``MalformedResponseError`` when it has no choices). ``request_model`` is the model asked
+    for, used when the answer names none."""
     data = orjson.loads(body)
-    if keywords is not None and type(data) is dict:
-        keywords.update(answer_keywords(data))
     choices = data.get("choices") if type(data) is dict else None
     if not choices:
         raise MalformedResponseError(
@@ -386,7 +382,7 @@ def response_from_json(
     usage = usage_from_json(data.get("usage")) or UNKNOWN_USAGE
     # Priced here, so the engine (BaseLLM._finish) finds the record complete and need not copy it.
     # Positional (content, usage, model, created_at, finish_reason, tool_calls, provider,
-    # id, cost): keywords to a class cost a dict per call.
+    # id, cost, currency, response_metadata): keywords to a class cost a dict per call.
     return LLMResponse(
         content or "",
         usage,
@@ -397,6 +393,8 @@ def response_from_json(
         provider,
         response_id,
         None if usage.estimated else price(model, usage, provider),
+        "USD",
+        answer_keywords(data),
     )
 
 
@@ -460,6 +458,12 @@ class ChunkState:
             for n, (i, name, args) in sorted(self.calls.items())
         )
 
+    def head(self) -> StreamEnd:
+        """What the stream said so far of its answer (id, model, ``response_metadata``), as a
+        ``StreamEnd`` without a finish: a client yields it early, so that a stream the caller
+        stops keeps them (the engine takes the last ``StreamEnd`` a stream gave)."""
+        return StreamEnd(None, None, self.model, self.id, (), self.keywords)
+
     def end(self) -> StreamEnd:
         calls = self.tool_calls()
         for call in calls:
@@ -468,7 +472,7 @@ class ChunkState:
             except ValueError:
                 # Arguments cut short: the stream ended before the model finished them.
                 self.finish_reason = None
-        return StreamEnd(self.finish_reason, self.usage, self.model, self.id, calls)
+        return StreamEnd(self.finish_reason, self.usage, self.model, self.id, calls, self.keywords)
 
 
 class JSONChunks(ChunkState):

@@ -128,7 +128,12 @@ _req_messages, _req_model, _req_params, _req_tools = slot_setters(
 class StreamEnd:
     """The last item of a client's ``_stream``: how the model finished, and the usage.
 
-    ``finish_reason=None`` means the stream stopped before the model said it was done.
+    ``finish_reason=None`` means the stream stopped before the model said it was done. A
+    stream may yield more than one (the last counts): an early one, without a finish, keeps
+    what is known of the answer (``id``, ``model``, ``response_metadata``) for a stream the
+    caller stops before its end.
+    ``response_metadata`` becomes the answer's ``LLMResponse.response_metadata`` (what the
+    provider said about how it served the call, passed to ``on_llm_end`` as keywords).
     """
 
     finish_reason: str | None
@@ -136,6 +141,7 @@ class StreamEnd:
     model: str | None = None
     id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    response_metadata: Mapping[str, str] | None = None
 
     # Written out, as Usage's (see hookwire.events): one ends every streamed call.
     def __init__(
@@ -145,16 +151,18 @@ class StreamEnd:
         model: str | None = None,
         id: str | None = None,
         tool_calls: tuple[ToolCall, ...] = (),
+        response_metadata: Mapping[str, str] | None = None,
     ) -> None:
         _end_finish_reason(self, finish_reason)
         _end_usage(self, usage)
         _end_model(self, model)
         _end_id(self, id)
         _end_tool_calls(self, tool_calls)
+        _end_metadata(self, response_metadata)
 
 
-_end_finish_reason, _end_usage, _end_model, _end_id, _end_tool_calls = slot_setters(
-    StreamEnd, "finish_reason", "usage", "model", "id", "tool_calls"
+_end_finish_reason, _end_usage, _end_model, _end_id, _end_tool_calls, _end_metadata = slot_setters(
+    StreamEnd, "finish_reason", "usage", "model", "id", "tool_calls", "response_metadata"
 )
 
 

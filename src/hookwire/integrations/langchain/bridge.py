@@ -555,9 +555,13 @@ class Bridge:
         call_id = kwargs.get("tool_call_id")
         if call_id:
             run.base["tool_call_id"] = str(call_id)
+        kw = dict(run.base)
+        description = serialized.get("description") if serialized else None
+        if isinstance(description, str) and description:
+            kw["tool_description"] = description  # the start's only, as run_tool passes it
         emits: list[Emit] = []
         self._flush(self._parent(run), input_str, emits)
-        emits.append(("on_tool_start", (name, dict(inputs)), dict(run.base)))
+        emits.append(("on_tool_start", (name, dict(inputs)), kw))
         return emits
 
     def tool_end(self, output: Any, run_id: UUID) -> list[Emit]:

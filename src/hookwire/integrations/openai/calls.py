@@ -235,7 +235,7 @@ class Call:
         ]
 
     def finished(self, response: LLMResponse | EmbeddingResponse, **extra: Any) -> Events:
-        """The answer: what to send (once)."""
+        """The answer: what to send (once); its ``response_metadata`` as keywords."""
         if self.ended:
             return _NONE
         self.ended = True
@@ -257,6 +257,8 @@ class Call:
             response = dataclasses.replace(
                 response, usage=usage, cost=price(model, usage, provider) if model else None
             )
+        if type(response) is LLMResponse and response.response_metadata:
+            extra = {**response.response_metadata, **extra}
         return [(end_hook, (response,), self.end_kw(**extra))]
 
     def completed(self, body: bytes) -> Events:
@@ -268,4 +270,4 @@ class Call:
         except Exception as exc:
             failures(self.endpoint.name, exc)
             return _NONE
-        return self.finished(response, **reader.keywords)
+        return self.finished(response)

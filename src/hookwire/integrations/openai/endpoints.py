@@ -71,15 +71,14 @@ def _tool_names(tools: Any) -> list[str]:
 class Reader:
     """Reads one call's answer: ``body`` for a whole JSON answer, ``event`` for each streamed
     event then ``result`` for what the stream said. ``done`` is set once the stream's own end
-    arrived (an answer cut short is reported ``cancelled``); ``error`` holds an error event;
-    ``keywords`` what the answer said about how it was served (``answer_keywords``), for
-    ``on_llm_end``."""
+    arrived (an answer cut short is reported ``cancelled``); ``error`` holds an error event.
+    What the answer said about how it was served (``answer_keywords``) is the responses'
+    ``response_metadata``."""
 
     __slots__ = (
         "done",
         "error",
         "hide",
-        "keywords",
         "model",
         "parts",
         "provider",
@@ -96,7 +95,6 @@ class Reader:
         self.done = False
         self.skip = False
         self.error: BaseException | None = None
-        self.keywords: dict[str, str] = {}
 
     def body(self, data: bytes) -> LLMResponse | EmbeddingResponse:
         """The answer in a whole JSON body (``ValueError`` when it is not one)."""
@@ -119,7 +117,7 @@ class _Chat(Reader):
         self.chunks = JSONChunks(request)
 
     def body(self, data: bytes) -> LLMResponse:
-        return response_from_json(data, self.model or "", self.provider, self.keywords)
+        return response_from_json(data, self.model or "", self.provider)
 
     def event(self, name: str | None, data: str) -> str | None:
         if data.startswith("[DONE]"):
@@ -143,7 +141,6 @@ class _Chat(Reader):
 
     def result(self) -> LLMResponse:
         end = self.chunks.end()
-        self.keywords = self.chunks.keywords
         usage = end.usage
         model = end.model or self.model
         finish = end.finish_reason if self.done else None
@@ -156,6 +153,7 @@ class _Chat(Reader):
             provider=self.provider,
             id=end.id,
             cost=price(model, usage, self.provider) if usage else None,
+            response_metadata=end.response_metadata or {},
         )
 
 
@@ -273,7 +271,6 @@ class _Responses(Reader):
             finish = status if isinstance(status, str) else None
         usage = _responses_usage(answer.get("usage"))
         model = answer.get("model") or self.model
-        self.keywords = answer_keywords(answer)
         return LLMResponse(
             "".join(texts),
             usage or UNKNOWN_USAGE,
@@ -283,6 +280,7 @@ class _Responses(Reader):
             provider=self.provider,
             id=answer.get("id"),
             cost=price(model, usage, self.provider) if usage else None,
+            response_metadata=answer_keywords(answer),
         )
 
     def event(self, name: str | None, data: str) -> str | None:

@@ -105,7 +105,7 @@ class Observer:
             failures("the end of a stream", exc)
             call.ended = True
             return _NONE
-        extra: dict[str, Any] = dict(reader.keywords)
+        extra: dict[str, Any] = {}
         if self.ttft is not None:
             extra["ttft_ms"] = (self.ttft - call.t0) * 1000.0
         if not reader.done:
