@@ -23,6 +23,12 @@ Conversations and messages are made in SQL (fast at any size); the ledger is wri
     python bench/scale.py --sizes 10000,100000,1000000
     python bench/scale.py --no-postgres
     python bench/scale.py --burst-only          # the 1,000 concurrent runs alone
+    python bench/scale.py --cli-only            # CLI start-up alone
+
+CLI start-up (``--cli-only``): ``hookwire --help``, and ``hookwire costs`` (table and
+``--json``) on a 50-call SQLite file, each run ``--cli-runs`` times as a new process: the median
+wall time and the median CPU time (user + system, from ``getrusage``; what load does not
+inflate).
 
 Query plans of the PostgreSQL reads are in ``bench/pg_plans.py``.
 """
@@ -33,6 +39,9 @@ import argparse
 import asyncio
 import os
 import random
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -234,8 +243,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--burst-only", action="store_true", help="only 1,000 concurrent runs")
+    parser.add_argument("--cli-only", action="store_true", help="only CLI start-up")
+    parser.add_argument("--cli-runs", type=int, default=11)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.cli_only:
+        _print({("CLI", 0): _cli(args.cli_runs)})
+        return
     if args.burst_only:
         _print(_bursts(not args.no_postgres and server_up(), args.rounds))
         return
@@ -282,6 +296,46 @@ def _bursts(postgres: bool, rounds: int) -> dict[tuple[str, int], dict[str, str]
             runner.run_sync(engine.dispose_engines(), 30)
             _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
+
+
+def _run_cli(argv: list[str], pycache: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``hookwire`` process."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    # with bytecode, as an installed package has it (pip compiles it)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from hookwire.cli import main; main()", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _cli(runs: int) -> dict[str, str]:
+    """``hookwire --help`` and ``hookwire costs`` on a small SQLite file: median ms."""
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        url = _sqlite_url(directory, 50)
+        runner.run_sync(UsageLedger(url).record(_records(50, 0, "cli")), None)
+        commands = {
+            "hookwire --help": ["--help"],
+            "hookwire costs --by user (table)": ["costs", "--by", "user", "--db", url],
+            "hookwire costs --by user --json": ["costs", "--by", "user", "--json", "--db", url],
+        }
+        for name, argv in commands.items():
+            _run_cli(argv, directory)  # compiled, cached
+            times = [_run_cli(argv, directory) for _ in range(runs)]
+            wall = statistics.median(w for w, _ in times) * 1000
+            cpu = statistics.median(c for _, c in times) * 1000
+            out[f"{name}: wall / CPU"] = f"{wall:.0f} / {cpu:.0f}"
+    return out
 
 
 def _print(results: dict[tuple[str, int], dict[str, str]]) -> None:

@@ -5,26 +5,37 @@ handlers (``hookwire.callbacks``) turn them into console output, logs, metrics, 
 usage accounting, traces, or whatever you write. The runners (``RLM``, ``ConversationAgent``)
 and clients (``hookwire.llms``) emit them; ``CallbackManager`` dispatches them.
 
-Names from the runtime are imported lazily, so ``import hookwire`` stays cheap.
+Every name is imported on first use (PEP 562), so ``import hookwire`` stays cheap and a
+command line that needs none of the runtime (``hookwire --help``, ``hookwire costs``) does not
+load it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
-from ._lazy import LazyNames
-from .callbacks.base import AsyncBaseCallback, BaseCallback
-from .context import current_context, current_run, request_context
-from .dispatch import CallbackManager
-from .events import EmbeddingResponse, LLMResponse, ToolCall, Usage
-from .ids import new_id
-from .redaction import redact_logs
-from .tracing import trace
+from ._lazy import LazyFilter, LazyNames
+
+if TYPE_CHECKING:
+    from .agents import ConversationAgent
+    from .callbacks.base import AsyncBaseCallback, BaseCallback
+    from .config import Settings
+    from .context import current_context, current_run, request_context
+    from .dispatch import CallbackManager
+    from .events import EmbeddingResponse, LLMResponse, ToolCall, Usage
+    from .ids import new_id
+    from .llms import LocalLLM, OpenAIClient
+    from .rlm import RLM
+    from .tools import tool
+    from .tracing import trace
 
 __version__ = "0.1.0"
 
-# A handler's exception that quotes a key (a 401 echoing it) is logged without it.
-redact_logs("hookwire", "hookwire.pricing")
+# A handler's exception that quotes a key (a 401 echoing it) is logged without it; the
+# redactor itself is imported with the first record.
+for _name in ("hookwire", "hookwire.pricing"):
+    logging.getLogger(_name).addFilter(LazyFilter("hookwire.redaction", "RedactingFilter"))
 
 __all__ = [
     "RLM",
@@ -52,11 +63,23 @@ _LAZY = LazyNames(
     __name__,
     {
         "RLM": ".rlm",
+        "AsyncBaseCallback": ".callbacks.base",
+        "BaseCallback": ".callbacks.base",
+        "CallbackManager": ".dispatch",
         "ConversationAgent": ".agents",
-        "OpenAIClient": ".llms",
+        "EmbeddingResponse": ".events",
+        "LLMResponse": ".events",
         "LocalLLM": ".llms",
+        "OpenAIClient": ".llms",
         "Settings": ".config",
+        "ToolCall": ".events",
+        "Usage": ".events",
+        "current_context": ".context",
+        "current_run": ".context",
+        "new_id": ".ids",
+        "request_context": ".context",
         "tool": ".tools",
+        "trace": ".tracing",
     },
 )
 

@@ -4,11 +4,12 @@ name whose optional dependency is missing fails only when it is used."""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LazyNames", "missing_extra"]
+__all__ = ["LazyFilter", "LazyNames", "missing_extra"]
 
 
 class LazyNames:
@@ -36,6 +37,25 @@ class LazyNames:
         value = getattr(importlib.import_module(module, self._package), name)
         self._namespace[name] = value
         return value
+
+
+class LazyFilter:
+    """A ``logging`` filter that imports the filter class ``name`` of ``module`` when the
+    first record passes, and hands every record to an instance of it: a logger can carry a
+    filter whose module is costly to import, at no cost until something is logged."""
+
+    __slots__ = ("_filter", "_module", "_name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module = module
+        self._name = name
+        self._filter: logging.Filter | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether the real filter lets ``record`` through (having changed it as it does)."""
+        if self._filter is None:
+            self._filter = getattr(importlib.import_module(self._module), self._name)()
+        return bool(self._filter.filter(record))
 
 
 def missing_extra(exc: ModuleNotFoundError, what: str, extra: str) -> ModuleNotFoundError:

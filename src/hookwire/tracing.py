@@ -25,6 +25,7 @@ from .dispatch import CallbackManager, Callbacks
 from .errors import ConfigurationError
 from .frozen import freeze
 from .ids import new_id
+from .sampling import check_rate, end_trace_rate, set_trace_rate
 
 __all__ = ["trace"]
 
@@ -44,6 +45,12 @@ class trace:
     As a context manager it yields the ``Run`` (set ``run.output`` to report an output); as a
     decorator, on sync or async functions, the call's arguments are the input and its return
     value the output. A fresh run is opened for each use.
+
+    ``sample_rate`` samples the trace this run opens (an outermost run; a nested run is part
+    of its trace's decision and its ``sample_rate`` is ignored): the handlers that sample
+    (given a ``sample_rate`` of their own, ``1.0`` included) keep it if it is in the smaller of
+    the two rates, decided from the trace id as theirs is (``hookwire.sampling``). Handlers
+    that do not sample, and accounting, budgets and chat history, see every trace.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class trace:
         tags: Iterable[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        sample_rate: float | None = None,
         **context: Any,
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -66,6 +74,8 @@ class trace:
         self._tags = tuple(tags) if tags else ()
         self._metadata = dict(metadata) if metadata else None
         self._run_id = run_id
+        self._sample_rate = None if sample_rate is None else check_rate(sample_rate)
+        self._sampled: str | None = None
         self._context = check_request_context(context) if context else _EMPTY
         self._scope: RunScope | None = None
         self.run: Run | None = None
@@ -88,6 +98,9 @@ class trace:
             self._start_kw = {"trace_id": run_id, "run_id": run_id, "name": name}
             self._child = {"trace_id": run_id, "parent_run_id": run_id, "depth": 1}
             run = self.run = Run(name, run_id, run_id, None, 0)
+            if self._sample_rate is not None:
+                self._sampled = run_id
+                set_trace_rate(run_id, self._sample_rate)
             return run
         trace_id = parent.get("trace_id") or run_id
         depth = parent.get("depth", 0)
@@ -106,6 +119,9 @@ class trace:
         self._child = child
         run = Run(self.name, run_id, trace_id, parent.get("parent_run_id"), depth)
         self.run = run
+        if self._sample_rate is not None and trace_id == run_id:
+            self._sampled = run_id
+            set_trace_rate(run_id, self._sample_rate)
         return run
 
     def _activate(self, run: Run) -> None:
@@ -117,6 +133,12 @@ class trace:
         if self._scope is not None:
             exit_run(self._scope)
             self._scope = None
+
+    def _forget(self) -> None:
+        # After the run's end event: that event is part of the trace's decision too.
+        if self._sampled is not None:
+            end_trace_rate(self._sampled)
+            self._sampled = None
 
     def _end_kw(self, error: BaseException | None) -> dict[str, Any]:
         kw = dict(self._start_kw)
@@ -144,8 +166,11 @@ class trace:
     ) -> None:
         self._close()
         manager = self._manager
-        if manager is not None and self.run is not None:
-            manager.on_run_end(self.run.output, **self._end_kw(exc))
+        try:
+            if manager is not None and self.run is not None:
+                manager.on_run_end(self.run.output, **self._end_kw(exc))
+        finally:
+            self._forget()
 
     # -- async --------------------------------------------------------------------------------
 
@@ -165,8 +190,11 @@ class trace:
     ) -> None:
         self._close()
         manager = self._manager
-        if manager is not None and self.run is not None:
-            await manager.aon_run_end(self.run.output, **self._end_kw(exc))
+        try:
+            if manager is not None and self.run is not None:
+                await manager.aon_run_end(self.run.output, **self._end_kw(exc))
+        finally:
+            self._forget()
 
     # -- decorator ----------------------------------------------------------------------------
 
@@ -177,6 +205,7 @@ class trace:
             input=input,
             tags=self._tags,
             metadata=self._metadata,
+            sample_rate=self._sample_rate,
             **self._context,
         )
         return t

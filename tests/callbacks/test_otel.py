@@ -325,6 +325,50 @@ def test_otel_adds_a_redacted_stacktrace_only_with_content_capture(otel_content:
                 assert "AuthenticationError" in str(attrs["exception.stacktrace"])
 
 
+def test_otel_masks_error_messages_statuses_and_stacktraces_alike() -> None:
+    o = OTel(capture_content=True, mask=True)
+    try:
+        _fail_everywhere(o.manager, _raised(f"jane@example.com, +1 415-555-0100:\n{_ECHO}"))
+        for span in o.spans():
+            texts = [str(span.status.description)]
+            texts += [str(dict(e.attributes or {})) for e in span.events]
+            for text in texts:
+                assert "jane@example.com" not in text and "415-555-0100" not in text
+                assert _KEY not in text and "QZtok123456" not in text
+            assert "[EMAIL]" in str(span.status.description)
+            assert "[PHONE]" in texts[1]
+    finally:
+        o.shutdown()
+
+
+def test_held_spans_keep_the_times_of_their_events() -> None:
+    import time
+
+    o = OTel(sample_rate=0.0)
+    try:
+        m = o.manager
+        run = m.on_run_start("go", name="agent", timestamp=time.time() - 5.0)
+        call = m.on_llm_start(MESSAGES, model="gpt-4o", parent_run_id=run, trace_id=run)
+        m.on_llm_end(LLMResponse("4", Usage(1, 1)), run_id=call, trace_id=run)
+        assert o.spans() == []  # held: the trace is not in the sample (yet)
+        m.on_retry(1, 2, RuntimeError("again"), run_id=call, trace_id=run)
+        m.on_run_end(None, run_id=run, name="agent", trace_id=run)
+        agent, chat = o.span("invoke_workflow agent"), o.span("chat gpt-4o")
+        assert parent_id(chat) == agent.context.span_id
+        assert agent.start_time is not None and chat.start_time is not None
+        assert chat.end_time is not None and agent.end_time is not None
+        # The run's span starts when its event said (5 s ago), not when it was handed over.
+        assert time.time_ns() - agent.start_time > 4_000_000_000
+        assert agent.start_time < chat.start_time <= chat.end_time <= agent.end_time
+        # Not sampled and without an error: nothing at all.
+        run = m.on_run_start("quiet", name="quiet")
+        m.on_run_end(None, run_id=run, name="quiet")
+        assert {s.name for s in o.spans()} == {"invoke_workflow agent", "chat gpt-4o"}
+        assert o.handler.sampler is not None and o.handler.sampler.held == 0
+    finally:
+        o.shutdown()
+
+
 def test_otel_captured_content_keeps_no_key(otel_content: OTel) -> None:
     m = otel_content.manager
     secret = f"use\t{_KEY} or Bearer QZtok123456"

@@ -58,3 +58,16 @@ def test_content_switches_leave_prompts_and_answers_out(db_url: str) -> None:
     tool = next(s for s in spans if s["kind"] == "tool")
     assert tool["name"] == "lookup" and tool["status"] == "ok"
     manager.close()
+
+
+def test_a_redact_function_adds_to_the_built_in_rules(db_url: str) -> None:
+    store = _empty(db_url)
+    handler = TraceStoreCallback(db_url, redact=lambda text: text.replace("private", "[P]"))
+    manager = CallbackManager([handler])
+    manager.on_memory_store(f"private note, key {SECRET}")
+    assert handler.flush()
+    (span,) = runner.run_sync(store.runs()).items
+    detail = runner.run_sync(store.span(span["span_id"]))
+    assert SECRET not in str(detail) and "private" not in str(detail)
+    assert "[REDACTED]" in str(detail) and "[P] note" in str(detail)
+    manager.close()

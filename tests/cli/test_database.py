@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hookwire.cli.command import CommandError
-from hookwire.cli.database import database_url
+from hookwire.cli.database import database_url, sqlite_file
 from hookwire.errors import ConfigurationError
 
 
@@ -45,3 +45,46 @@ def test_a_blank_hookwire_database_url_is_an_error_that_says_what_to_do(
             f"hookwire {' '.join(args)}: error: HOOKWIRE_DATABASE_URL is set but empty"
         )
     assert list(tmp_path.iterdir()) == []  # no ./hookwire.db made in its place
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        None,
+        "sqlite:///x/hookwire.db",
+        "sqlite+aiosqlite:///x/hookwire.db",
+        " sqlite:///x/hookwire.db ",
+        "sqlite+pysqlite:///~/x.db",
+        "sqlite:////abs/x.db",
+    ],
+)
+def test_the_sqlite_file_is_the_one_the_stores_open(
+    db: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOOKWIRE_DATABASE_URL", raising=False)
+    url = database_url(db, must_exist=False)
+    assert f"sqlite+aiosqlite:///{sqlite_file(db)}" == url
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        "postgresql://h/app",
+        "sqlite:///:memory:",
+        "sqlite:///file:x.db?mode=ro&uri=true",
+        "sqlite:///x%20y.db",
+        "sqlite:///x.db?timeout=3",
+    ],
+)
+def test_other_databases_are_left_to_the_stores(db: str) -> None:
+    assert sqlite_file(db) is None
+
+
+def test_the_environment_names_the_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", f"sqlite:///{tmp_path}/h.db")
+    assert sqlite_file(None) == str(tmp_path / "h.db")
+    monkeypatch.setenv("HOOKWIRE_DATABASE_URL", "postgresql://h/app")
+    assert sqlite_file(None) is None

@@ -44,3 +44,32 @@ def test_the_console_script_is_the_package_main() -> None:
     (script,) = entry_points(group="console_scripts", name="hookwire")
     assert script.value == "hookwire.cli:main"
     assert script.load() is hookwire.cli.main
+
+
+def test_commands_lists_every_command_of_the_app() -> None:
+    import typer.main
+
+    from hookwire.cli.root import COMMANDS
+
+    group = typer.main.get_command(app)
+    assert set(group.commands) - {"version"} == set(COMMANDS)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "built"),
+    [
+        (["costs", "--by", "user"], ["costs"]),
+        (["--version"], None),
+        (["import", "x.jsonl"], ["import"]),
+        (["--help"], None),
+        ([], None),
+        (["nope"], None),
+        (["history", "list"], ["history"]),
+    ],
+)
+def test_the_console_script_builds_the_command_it_runs(
+    args: list[str], built: list[str] | None
+) -> None:
+    from hookwire.cli.root import COMMANDS, _asked
+
+    assert _asked(args) == (built or list(COMMANDS))

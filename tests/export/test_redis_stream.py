@@ -92,3 +92,29 @@ def test_redis_down_is_a_delivery_error(tmp_path: pytest.TempPathFactory) -> Non
     relay.run_once()
     status = runner.run_sync(Outbox(url).status())
     assert status[0]["failing"] == 1
+
+
+def test_a_command_redis_refuses_is_a_delivery_error_and_the_link_stays_usable(
+    redis_url: str, stream: str
+) -> None:
+    from datetime import datetime, timezone
+
+    import redis
+
+    from hookwire.stores.outbox import Delivery
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(stream, "not a stream")
+    sink = RedisStreamSink(redis_url, stream=stream)
+    at = datetime.now(timezone.utc)
+    batch = [Delivery(i, f"id-{i}", "redis", "k", "e", at, b'{"n":%d}' % i, 0) for i in range(3)]
+    with pytest.raises(DeliveryError, match="3 of 3"):
+        sink.send(batch)
+    client.delete(stream)
+    sink.send(batch)  # every reply of the failed pipeline was read: the next one is clean
+    entries = client.xrange(stream)
+    assert [e[1][b"id"] for e in entries] == [b"id-0", b"id-1", b"id-2"]
+    assert entries[2][1][b"body"] == b'{"n":2}' and entries[0][1][b"key"] == b"k"
+    assert entries[0][1][b"created_at"] == at.isoformat().encode()
+    client.close()
+    sink.close()

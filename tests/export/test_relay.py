@@ -5,14 +5,16 @@ down, and (PostgreSQL) two relays sharing one outbox."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from hookwire import CallbackManager, trace
+from hookwire.errors import DeliveryError
 from hookwire.export import OutboxCallback, Relay, WebhookSink
 from hookwire.stores import runner
-from hookwire.stores.outbox import DEAD, DELIVERED, PENDING, Outbox
+from hookwire.stores.outbox import DEAD, DELIVERED, PENDING, Delivery, Outbox
 
 from .conftest import SECRET, Receiver
 
@@ -191,3 +193,59 @@ def test_a_hung_receiver_never_holds_up_the_app(
     finish = _relay(db_url, receiver, sink_name)
     finish.run(until_idle=True)
     assert _order(receiver) == {"c0": ["c0-0", "c0-1", "c0-2"]}
+
+
+class _Slices(WebhookSink):
+    """A webhook sink that fails the request numbered ``fail_at`` once (1-based)."""
+
+    def __init__(self, url: str, name: str, max_batch: int, fail_at: int | None) -> None:
+        super().__init__(url, SECRET, name=name, max_batch=max_batch)
+        self.sent = 0
+        self.fail_at = fail_at
+
+    def send(self, batch: Sequence[Delivery]) -> None:
+        self.sent += 1
+        if self.sent == self.fail_at:
+            raise DeliveryError("the receiver is restarting")
+        super().send(batch)
+
+
+def test_a_claim_goes_out_in_slices_of_max_batch_in_order(
+    db_url: str, receiver: Receiver, sink_name: str
+) -> None:
+    _emit(db_url, sink_name, conversations=3, per=5)
+    sink = _Slices(receiver.url, sink_name, max_batch=4, fail_at=None)
+    relay = Relay([sink], db_url, batch_size=10, poll=0.01)
+    relay.run(until_idle=True)
+    relay.stop()
+    assert max(len(r["body"]["events"]) for r in receiver.requests) == 4
+    assert _order(receiver) == {f"c{c}": [f"c{c}-{n}" for n in range(5)] for c in range(3)}
+    assert receiver.all_deliveries() == 45  # each event once: no slice was sent twice
+
+
+def test_a_failed_slice_holds_back_the_rest_and_keeps_what_went_before(
+    db_url: str, receiver: Receiver, sink_name: str
+) -> None:
+    _emit(db_url, sink_name, conversations=3, per=5)
+    sink = _Slices(receiver.url, sink_name, max_batch=4, fail_at=2)
+    relay = Relay([sink], db_url, batch_size=45, poll=0.01, backoff=0.01, max_backoff=0.05)
+    relay.run(until_idle=True)
+    relay.stop()
+    # The first slice is marked delivered and never sent again; the failed one and all after
+    # it are retried, and each conversation still arrives in order.
+    assert receiver.all_deliveries() == 45
+    assert relay.counts == {"delivered": 45, "retried": 41, "dead": 0}
+    assert _order(receiver) == {f"c{c}": [f"c{c}-{n}" for n in range(5)] for c in range(3)}
+
+
+def test_batch_boundaries_keep_each_conversation_in_order(
+    db_url: str, receiver: Receiver, sink_name: str
+) -> None:
+    # Claims of 7 rows cut the interleaved conversations at every possible place; a first
+    # attempt that fails leaves the claim's rows waiting while the rows after them are due.
+    _emit(db_url, sink_name, conversations=4, per=6)
+    receiver.respond(500)
+    relay = _relay(db_url, receiver, sink_name, batch_size=7)
+    relay.run(until_idle=True)
+    relay.stop()
+    assert _order(receiver) == {f"c{c}": [f"c{c}-{n}" for n in range(6)] for c in range(4)}

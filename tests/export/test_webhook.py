@@ -95,3 +95,5 @@ def test_a_sink_needs_a_url_and_a_secret() -> None:
         WebhookSink("ftp://x", "k")
     with pytest.raises(ConfigurationError, match="secret"):
         WebhookSink("http://127.0.0.1/x", "")
+    with pytest.raises(ConfigurationError, match="max_batch"):
+        WebhookSink("http://127.0.0.1/x", "k", max_batch=0)

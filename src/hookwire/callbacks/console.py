@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ConfigurationError
-from ..redaction import default_redactor
+from ..masking import Mask, masked_text
+from ..sampling import sample
 from ..terminal import visible
 from .base import BaseCallback
 
@@ -110,6 +111,13 @@ class ConsoleCallback(BaseCallback):
     them on or off). ``max_text`` bounds how much of a prompt or answer is shown.
     ``show_stream=True`` also shows streamed answers live, as they arrive (up to
     ``max_text`` characters; a retried stream starts a new line marked with its attempt).
+
+    Secrets are always redacted; ``mask`` also masks personal data in what is shown
+    (``hookwire.masking``: a function, or ``True`` for ``mask_pii``; by default the
+    process-wide one). ``sample_rate`` shows that fraction of traces, whole
+    (``hookwire.sampling``; ``None``, the default, shows all); a trace with an error, a retry,
+    a budget refusal or a call over ``keep_over_ms`` / ``keep_over_cost`` is shown whole all
+    the same (its earlier events when that event comes).
     """
 
     name = "ConsoleCallback"
@@ -124,6 +132,10 @@ class ConsoleCallback(BaseCallback):
         max_text: int = 80,
         color: bool | None = None,
         show_stream: bool = False,
+        mask: Mask = None,
+        sample_rate: float | None = None,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
     ) -> None:
         if not isinstance(max_text, int) or max_text < 10:
             raise ConfigurationError(f"max_text must be at least 10 characters, not {max_text!r}")
@@ -147,7 +159,7 @@ class ConsoleCallback(BaseCallback):
         self._sym = _UNICODE if encoding in ("utf8", "utf16", "utf32") else _ASCII
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
         self._lock = threading.Lock()
-        self._redact = default_redactor().text
+        self._redact = masked_text(mask)
         # The stream being shown live: (run_id, attempt, characters shown).
         self._live: tuple[str, int, int] | None = None
         self.show_stream = show_stream and verbose
@@ -168,6 +180,9 @@ class ConsoleCallback(BaseCallback):
                 setattr(self, hook, getattr(BaseCallback, hook).__get__(self))
             # Runs still need their LLM calls counted for the summary line.
             self.on_llm_end = self._count_llm_end  # type: ignore[method-assign]
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
 
     # -- formatting ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ import logging
 import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +45,8 @@ from ..logschema import (
     snapshot,
     snapshot_parts,
 )
+from ..masking import Mask, masked_redactor
+from ..sampling import sample
 from .base import BaseCallback
 from .forwarding import forward_hooks
 
@@ -92,7 +95,13 @@ class FileLogCallback(BaseCallback):
     ``max_bytes`` > 0 rotates the file when the next lines would take it past that size,
     keeping ``backup_count`` older files (``log.1`` is the newest). ``redact`` adds your own
     secret patterns (regular expressions) or a function ``(str) -> str`` to the built-in
-    redaction of API keys, bearer tokens and passwords in URLs, which always applies.
+    redaction of API keys, bearer tokens and passwords in URLs, which always applies;
+    ``mask`` masks personal data in every text value (``hookwire.masking``: a function, or
+    ``True`` for ``mask_pii``; by default the process-wide one).
+
+    ``sample_rate`` logs that fraction of traces, whole (``hookwire.sampling``; ``None``, the
+    default, logs all); a trace with an error, a retry, a budget refusal or a call over
+    ``keep_over_ms`` / ``keep_over_cost`` is logged whole all the same.
 
     The queue holds at most ``queue_size`` events; when it is full the app waits (nothing is
     lost), or with ``drop_when_full=True`` the event is dropped and counted in ``dropped``.
@@ -112,6 +121,10 @@ class FileLogCallback(BaseCallback):
         max_bytes: int = 0,
         backup_count: int = 5,
         redact: Iterable[Any] | Callable[[str], str] | None = None,
+        mask: Mask = None,
+        sample_rate: float | None = None,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
         queue_size: int = 100_000,
         drop_when_full: bool = False,
         fsync: bool = False,
@@ -138,7 +151,7 @@ class FileLogCallback(BaseCallback):
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self.fsync = fsync
-        self._redactor = Redactor(redact)
+        self._redactor = masked_redactor(redact, mask)
         self._unserialisable = 0
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +182,9 @@ class FileLogCallback(BaseCallback):
         if not include_tokens:
             # Leave the streamed hooks un-overridden so the dispatcher never calls them.
             self.ignore_hooks(*(hook for hook, spec in HOOKS.items() if spec.streamed))
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
         _LIVE.add(self)
 
     # The switches are read where the lines are made: on the writer, from the file side.

@@ -60,6 +60,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from .. import __version__
 from ..errors import ConfigurationError
 from ..events import HookSpec, LLMResponse, Usage, hook_methods
+from ..masking import Mask, masked_text, resolve_mask
+from ..sampling import sample
 from . import otel_conventions as c
 from .base import BaseCallback, hook_signature
 from .otel_conventions import (
@@ -124,11 +126,9 @@ _INTERNAL = SpanKind.INTERNAL
 _ABANDONED = "hookwire.abandoned"
 
 
-_json = c.json_text
 _parts = c.message_parts
 input_messages = c.input_messages
 output_messages = c.output_messages
-_redact: Final = c.redact
 
 
 _error_type = c.error_type
@@ -185,6 +185,13 @@ class OpenTelemetryCallback(BaseCallback):
     with ``error.type = "hookwire.abandoned"`` (an LLM call whose end never came), so a lost
     event can never grow memory without end.
 
+    ``mask`` masks personal data in captured content and in error messages and statuses, after
+    the secrets are redacted (``hookwire.masking``: a function, or ``True`` for ``mask_pii``;
+    by default the process-wide one). ``sample_rate`` exports that fraction of traces, whole
+    (``hookwire.sampling``; ``None``, the default, exports all); a trace with an error, a
+    retry, a budget refusal or a call over ``keep_over_ms`` / ``keep_over_cost`` is exported
+    whole all the same, its held spans with the times their events had.
+
     The handler runs inline (span bookkeeping is in-memory; exporting is the span processor's
     job, normally a ``BatchSpanProcessor`` with its own thread).
     """
@@ -201,6 +208,10 @@ class OpenTelemetryCallback(BaseCallback):
         max_open_spans: int = 10_000,
         content_event: bool = False,
         current_spans: bool = True,
+        mask: Mask = None,
+        sample_rate: float | None = None,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
     ) -> None:
         if max_open_spans <= 0:
             raise ConfigurationError(
@@ -216,6 +227,11 @@ class OpenTelemetryCallback(BaseCallback):
         self.current_spans = current_spans
         self.max_open_spans = max_open_spans
         self._open: dict[str, _Open] = {}
+        self._text = masked_text(mask)
+        self._json = c.json_dumper(resolve_mask(mask))
+        # Nanoseconds since the epoch while a held event is handed over: its spans start and
+        # end when their events happened, not when the trace was found worth keeping.
+        self._replay_time: int | None = None
         self._tokens: Histogram | None = None
         self._duration: Histogram | None = None
         self._ttfc: Histogram | None = None
@@ -247,6 +263,18 @@ class OpenTelemetryCallback(BaseCallback):
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
             )
 
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
+
+    def _hookwire_replay(self, fn: Callable[..., Any], args: tuple[Any, ...], kw: Any) -> None:
+        ts = kw.get("timestamp")
+        self._replay_time = int(ts * 1e9) if isinstance(ts, (int, float)) else None
+        try:
+            fn(*args, **kw)
+        finally:
+            self._replay_time = None
+
     # -- bookkeeping ------------------------------------------------------------------------
 
     @property
@@ -271,7 +299,7 @@ class OpenTelemetryCallback(BaseCallback):
             value = kw.get(key)
             if value is not None:
                 attrs[attr] = value
-        span = self._tracer.start_span(name, ctx, kind, attrs)
+        span = self._tracer.start_span(name, ctx, kind, attrs, start_time=self._replay_time)
         entry = _Open(span, metric_attrs, is_run, parent)
         if current and self.current_spans:
             # The app's own spans inside a run or a tool nest under hookwire's span.
@@ -305,7 +333,7 @@ class OpenTelemetryCallback(BaseCallback):
     def _finish(self, entry: _Open) -> None:
         """End ``entry``'s span after its children, and stop it being the current span."""
         self._end_children(entry)
-        entry.span.end()
+        entry.span.end(self._replay_time)
         token = entry.token
         if token is not None:
             entry.token = None
@@ -327,7 +355,7 @@ class OpenTelemetryCallback(BaseCallback):
         # An error's message may quote what the app sent (a 401 that echoes the API key): the
         # backend gets it through the FileLog redactor, always; its traceback only with
         # capture_content, as it quotes source lines and every chained error's message.
-        message = _redact(str(error))
+        message = self._text(str(error))
         span.set_status(Status(StatusCode.ERROR, message))
         if isinstance(error, BaseException):
             attrs: dict[str, Any] = {
@@ -335,7 +363,7 @@ class OpenTelemetryCallback(BaseCallback):
                 EXCEPTION_MESSAGE: message,
             }
             if self.capture_content:
-                attrs[EXCEPTION_STACKTRACE] = _redact(
+                attrs[EXCEPTION_STACKTRACE] = self._text(
                     "".join(traceback.format_exception(type(error), error, error.__traceback__))
                 )
             span.add_event("exception", attrs)
@@ -394,7 +422,7 @@ class OpenTelemetryCallback(BaseCallback):
             elif key == "tools" and self.capture_content:
                 definitions = c.tool_definitions(value)
                 if definitions:
-                    attrs[c.TOOL_DEFINITIONS] = _json(definitions)
+                    attrs[c.TOOL_DEFINITIONS] = self._json(definitions)
         if provider == "openai" or provider == "azure.ai.openai":
             attrs[c.OPENAI_API_TYPE] = kwargs.get("api_type") or "chat_completions"
         conversation = kwargs.get("conversation_id")
@@ -404,7 +432,7 @@ class OpenTelemetryCallback(BaseCallback):
         if kwargs.get("stream"):
             attrs[c.REQUEST_STREAM] = True
         if self.capture_content:
-            attrs[INPUT_MESSAGES] = input_messages(prompt)
+            attrs[INPUT_MESSAGES] = input_messages(prompt, self._json)
         name = f"{operation} {model}" if model else operation
         entry = self._start(name, _CLIENT, attrs, kwargs, metric_attrs)
         if self.content_event:
@@ -462,13 +490,13 @@ class OpenTelemetryCallback(BaseCallback):
         if kwargs.get("service_tier"):
             attrs[c.OPENAI_RESPONSE_TIER] = kwargs["service_tier"]
         if self.capture_content and isinstance(response, LLMResponse):
-            attrs[OUTPUT_MESSAGES] = output_messages(response)
+            attrs[OUTPUT_MESSAGES] = output_messages(response, self._json)
         span.set_attributes(attrs)
         if self.content_event and isinstance(response, LLMResponse):
             self._details_event(entry, response)
         # An LLM call's span is never made current: no context to restore.
         self._end_children(entry)
-        span.end()
+        span.end(self._replay_time)
         if entry.metric_attrs is not None:
             self._record_duration(entry, kwargs, None)
             tokens = self._tokens
@@ -503,9 +531,9 @@ class OpenTelemetryCallback(BaseCallback):
             if key.startswith(("gen_ai.", "server.", "openai.")):
                 attrs[key] = value
         if INPUT_MESSAGES not in attrs and entry.prompt is not None:
-            attrs[INPUT_MESSAGES] = input_messages(entry.prompt)
+            attrs[INPUT_MESSAGES] = input_messages(entry.prompt, self._json)
         if OUTPUT_MESSAGES not in attrs:
-            attrs[OUTPUT_MESSAGES] = output_messages(response)
+            attrs[OUTPUT_MESSAGES] = output_messages(response, self._json)
         span.add_event(c.DETAILS_EVENT, attrs)
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
@@ -553,7 +581,7 @@ class OpenTelemetryCallback(BaseCallback):
             attrs[c.TOOL_DESCRIPTION] = description
         if self.capture_content:
             attrs[TOOL_ARGS] = (
-                _redact(tool_input) if isinstance(tool_input, str) else _json(tool_input)
+                self._text(tool_input) if isinstance(tool_input, str) else self._json(tool_input)
             )
         self._start(f"execute_tool {tool_name}", _INTERNAL, attrs, kwargs, current=True)
 
@@ -563,7 +591,9 @@ class OpenTelemetryCallback(BaseCallback):
         if entry is None:
             return
         if self.capture_content:
-            out = _redact(tool_output) if isinstance(tool_output, str) else _json(tool_output)
+            out = (
+                self._text(tool_output) if isinstance(tool_output, str) else self._json(tool_output)
+            )
             entry.span.set_attribute(TOOL_RESULT, out)
         self._finish(entry)
 
@@ -581,7 +611,7 @@ class OpenTelemetryCallback(BaseCallback):
         """Open an ``invoke_agent {name}`` span for an agent, else ``invoke_workflow {name}``."""
         name = kwargs.get("name") or "run"
         attrs: dict[str, Any]
-        agent = _is_agent(name, kwargs)
+        agent = c.is_agent(name, kwargs)
         if agent:
             provider = kwargs.get("provider")
             attrs = {OPERATION: "invoke_agent", AGENT_NAME: name}
@@ -598,7 +628,7 @@ class OpenTelemetryCallback(BaseCallback):
             attrs["hookwire.tags"] = tuple(str(t) for t in tags)
         if self.capture_content and input is not None:
             attrs[INPUT_MESSAGES] = input_messages(
-                input if isinstance(input, str) else _json(input)
+                input if isinstance(input, str) else self._json(input), self._json
             )
         entry = self._start(span_name, _INTERNAL, attrs, kwargs, is_run=True, current=True)
         entry.needs_provider = agent and not kwargs.get("provider")
@@ -621,9 +651,9 @@ class OpenTelemetryCallback(BaseCallback):
         if error is not None:
             self._fail(entry, error, kwargs)
         elif self.capture_content and output is not None:
-            text = output if isinstance(output, str) else _json(output)
+            text = output if isinstance(output, str) else self._json(output)
             span.set_attribute(
-                OUTPUT_MESSAGES, _json([{"role": "assistant", "parts": _parts(text)}])
+                OUTPUT_MESSAGES, self._json([{"role": "assistant", "parts": _parts(text)}])
             )
         self._finish(entry)
 
@@ -637,7 +667,7 @@ class OpenTelemetryCallback(BaseCallback):
             attrs["hookwire.memory"] = str(memory)
         if self.capture_content:
             attrs["hookwire.memory.content"] = (
-                _redact(content) if isinstance(content, str) else _json(content)
+                self._text(content) if isinstance(content, str) else self._json(content)
             )
         self._parent_span(kwargs).add_event("hookwire.memory.store", attrs)
 
@@ -654,8 +684,8 @@ class OpenTelemetryCallback(BaseCallback):
             for doc in documents:
                 doc.pop("content", None)
         else:
-            attrs[c.RETRIEVAL_QUERY] = _redact(str(query))
-        attrs[c.RETRIEVAL_DOCUMENTS] = _json(documents)
+            attrs[c.RETRIEVAL_QUERY] = self._text(str(query))
+        attrs[c.RETRIEVAL_DOCUMENTS] = self._json(documents)
         self._parent_span(kwargs).add_event("hookwire.memory.recall", attrs)
 
     def on_budget_exceeded(self, error: BaseException, **kwargs: Any) -> None:
@@ -696,29 +726,15 @@ class OpenTelemetryCallback(BaseCallback):
             self._abandon(run_id)
 
 
-#: ``on_run_start``'s ``kind`` values that are agents (LangChain's agents, LangGraph graphs).
-_AGENT_KINDS: Final = frozenset({"agent", "graph"})
-
-
-def _is_agent(name: str, kw: Mapping[str, Any]) -> bool:
-    """Whether a run is an agent's: its ``kind`` says so, or (no kind given) it is the run
-    of the agent the request context names (``hookwire.agents`` sets ``agent=``)."""
-    kind = kw.get("kind")
-    if kind is not None:
-        return kind in _AGENT_KINDS
-    agent = kw.get("agent")
-    return agent is not None and agent == name
-
-
-def _attribute(value: Any) -> Any:
+def _attribute(handler: OpenTelemetryCallback, value: Any) -> Any:
     """``value`` as an OpenTelemetry attribute value (a scalar, else its JSON text)."""
     if isinstance(value, str):
-        return _redact(value)
+        return handler._text(value)
     if isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, BaseException):
         return _error_type(value)
-    return _json(value)
+    return handler._json(value)
 
 
 def _exported(spec: HookSpec) -> Callable[..., None] | None:
@@ -731,7 +747,7 @@ def _exported(spec: HookSpec) -> Callable[..., None] | None:
         attrs: dict[str, Any] = {}
         for name, value in zip(names, args, strict=False):
             if value is not None and (self.capture_content or name not in content):
-                attrs[f"hookwire.{name}"] = _attribute(value)
+                attrs[f"hookwire.{name}"] = _attribute(self, value)
         return attrs
 
     def error(args: tuple[Any, ...]) -> BaseException | None:

@@ -9,19 +9,21 @@ every name here against the conventions' text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
 
 from ..events import LLMResponse
-from ..redaction import default_redactor
+from ..redaction import Redactor, default_redactor
 
 __all__ = [
     "PROVIDER_NAMES",
     "REQUEST_PARAMS",
     "error_type",
     "input_messages",
+    "is_agent",
+    "json_dumper",
     "json_text",
     "message_parts",
     "output_messages",
@@ -269,8 +271,13 @@ def json_text(value: Any) -> str:
     return _redact_json(orjson.dumps(value, default=str)).decode()
 
 
-def input_messages(prompt: Any) -> str:
-    """``prompt`` (a text or a list of chat messages) as ``gen_ai.input.messages`` JSON."""
+_json_text: Final = json_text
+
+
+def input_messages(prompt: Any, dump: Callable[[Any], str] | None = None) -> str:
+    """``prompt`` (a text or a list of chat messages) as ``gen_ai.input.messages`` JSON;
+    ``dump`` turns it into text (``json_text`` by default: a handler's own adds its mask)."""
+    json_text = dump or _json_text
     if not isinstance(prompt, (list, tuple)):
         return json_text([{"role": "user", "parts": message_parts(prompt)}])
     out: list[dict[str, Any]] = []
@@ -303,8 +310,9 @@ def input_messages(prompt: Any) -> str:
     return json_text(out)
 
 
-def output_messages(response: LLMResponse) -> str:
-    """``response`` as ``gen_ai.output.messages`` JSON."""
+def output_messages(response: LLMResponse, dump: Callable[[Any], str] | None = None) -> str:
+    """``response`` as ``gen_ai.output.messages`` JSON (``dump``: as for ``input_messages``)."""
+    json_text = dump or _json_text
     parts = message_parts(response.content)
     for tc in response.tool_calls:
         parts.append({"type": "tool_call", "id": tc.id, "name": tc.name, "arguments": tc.arguments})
@@ -313,6 +321,32 @@ def output_messages(response: LLMResponse) -> str:
     if response.finish_reason:
         message["finish_reason"] = response.finish_reason
     return json_text([message])
+
+
+#: ``on_run_start``'s ``kind`` values that are agents (LangChain's agents, LangGraph graphs).
+_AGENT_KINDS: Final = frozenset({"agent", "graph"})
+
+
+def is_agent(name: str, kw: Mapping[str, Any]) -> bool:
+    """Whether a run is an agent's: its ``kind`` says so, or (no kind given) it is the run
+    of the agent the request context names (``hookwire.agents`` sets ``agent=``)."""
+    kind = kw.get("kind")
+    if kind is not None:
+        return kind in _AGENT_KINDS
+    agent = kw.get("agent")
+    return agent is not None and agent == name
+
+
+def json_dumper(mask: Callable[[str], str] | None) -> Callable[[Any], str]:
+    """``json_text``, or with ``mask`` a function that also masks every string of the value."""
+    if mask is None:
+        return json_text
+    walker = Redactor(mask)
+
+    def dump(value: Any) -> str:
+        return json_text(walker.walk(orjson.loads(orjson.dumps(value, default=str))))
+
+    return dump
 
 
 # Secrets never reach the tracing backend: errors, and content when it is captured, go through

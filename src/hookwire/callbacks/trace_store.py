@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 import orjson
@@ -26,7 +27,9 @@ import orjson
 from .._logonce import LogOnce
 from .._workers import BackgroundQueue
 from ..events import HOOKS
-from ..logschema import Redactor, default_redactor, line_from_parts
+from ..logschema import Redactor, line_from_parts
+from ..masking import Mask, masked_redactor
+from ..sampling import sample
 from ..stores import runner
 from ..stores.traces import TraceStore, spans_from_records
 from .base import BaseCallback
@@ -68,10 +71,9 @@ class TraceWriter:
         records = []
         for redactor, line in batch:
             try:
-                if redactor.walks_values:
-                    records.append(redactor.walk(orjson.loads(line)))
-                    continue
-                records.append(orjson.loads(redactor.json_bytes(line)))
+                record = orjson.loads(redactor.json_bytes(line))
+                # The user's rules and mask on top of the built-in ones, never instead.
+                records.append(redactor.walk(record) if redactor.walks_values else record)
             except Exception as exc:  # a user's redact function failed: drop, never leak
                 self._log("hookwire: a span could not be redacted and was dropped: %r", exc)
         patches = spans_from_records(records)
@@ -112,7 +114,13 @@ class TraceStoreCallback(BaseCallback):
     ledger's; or ``store=`` any ``TraceStore``. ``include_prompts`` / ``include_responses``
     and ``redact`` are FileLog's: prompts, tool inputs and memory contents (answers, tool
     outputs and memory results) are left out when off; secrets are always redacted, with your
-    own patterns or function added by ``redact``.
+    own patterns or function added by ``redact``, and personal data masked by ``mask``
+    (``hookwire.masking``: a function, or ``True`` for ``mask_pii``; by default the
+    process-wide one).
+
+    ``sample_rate`` records that fraction of traces, whole (``hookwire.sampling``; ``None``,
+    the default, records all); a trace with an error, a retry, a budget refusal or a call
+    over ``keep_over_ms`` / ``keep_over_cost`` is recorded whole all the same.
 
     ``flush()`` waits until the spans queued are written.
     """
@@ -127,16 +135,23 @@ class TraceStoreCallback(BaseCallback):
         include_prompts: bool = True,
         include_responses: bool = True,
         redact: Iterable[Any] | Callable[[str], str] | None = None,
+        mask: Mask = None,
+        sample_rate: float | None = None,
+        keep_over_ms: float | None = None,
+        keep_over_cost: Decimal | float | None = None,
         queue_size: int = 100_000,
         drop_when_full: bool = False,
     ) -> None:
         self.store = store if store is not None else TraceStore.for_url(database_url)
         self.include_prompts = include_prompts
         self.include_responses = include_responses
-        self._redactor = default_redactor() if redact is None else Redactor(redact)
+        self._redactor = masked_redactor(redact, mask)
         self._writer = trace_writer(self.store, queue_size, drop_when_full)
         self._put = self._writer.queue.put
         self.ignore_hooks(*(hook for hook, spec in HOOKS.items() if spec.streamed))
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
 
     def __repr__(self) -> str:
         return f"TraceStoreCallback({self.store!r})"

@@ -18,7 +18,7 @@ with ``app.command(name, cls=Command)`` on a Typer app made by :func:`new_app`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -53,9 +53,66 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class _PlainValues:
+    """How Typer turns the text of an option into its value, for a parameter of text (``str``,
+    ``list[str]``), a flag, or one with a ``parser``: recent Typers build a Pydantic
+    ``TypeAdapter`` for every parameter, and importing Pydantic took a third of ``hookwire
+    costs``' start-up. Any other parameter keeps Typer's own (the same ``coerce`` contract)."""
+
+    __slots__ = ("_flag", "_many", "_parse")
+
+    def __init__(self, parse: Callable[[Any], Any] | None, many: bool, flag: bool) -> None:
+        self._parse = parse
+        self._many = many
+        self._flag = flag
+
+    def _one(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self._flag:
+            return bool(value)
+        if self._parse is None:
+            return value if isinstance(value, str) else str(value)
+        try:
+            return self._parse(value)
+        except ValueError as exc:  # what Typer's own coercion reports as a bad value
+            raise typer.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        """``value`` (Click's text, a tuple of them, or the default) as the command gets it."""
+        if value is None:
+            return () if self._many else None
+        if not self._many:
+            return self._one(value, param, ctx)
+        if isinstance(value, str):
+            raise typer.BadParameter("Value must be an iterable.", ctx=ctx, param=param)
+        return [self._one(item, param, ctx) for item in value]
+
+
+def _plain_values(param: Any) -> None:
+    """Give ``param`` :class:`_PlainValues` where it applies (a Typer that coerces through
+    Pydantic keeps its coercion, built on first use, in ``_runtime_param``)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+        return
+    if descriptor.file_annotation is not None:
+        return
+    parse = descriptor.parameter_info.parser
+    annotation = descriptor.annotation
+    many = bool(param.multiple or param.nargs == -1)
+    flag = annotation is bool and bool(getattr(param, "is_flag", False)) and not many
+    if parse is None and not flag and annotation != (list[str] if many else str):
+        return
+    param._runtime_param = _PlainValues(parse, many, flag)
+
+
 class Command(TyperCommand):
     """A ``hookwire`` subcommand: a ``HookwireError`` or ``OSError`` it raises becomes a
     :class:`CommandError` naming it."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse ``args`` into ``ctx``, text options without Pydantic (:class:`_PlainValues`)."""
+        for param in self.get_params(ctx):  # with --help
+            _plain_values(param)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command, turning the errors it may meet into :class:`CommandError`."""
@@ -97,6 +154,12 @@ class Group(TyperGroup):
     """The ``hookwire`` command (and its command groups): prints every error in the one style
     and exits with its status."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse ``args`` into ``ctx``, text options and flags without Pydantic."""
+        for param in self.get_params(ctx):  # with --help
+            _plain_values(param)
+        return super().parse_args(ctx, args)
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -134,4 +197,7 @@ def new_app(name: str | None = None, *, help: str) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # Plain help: Typer's Rich help imports Rich's Markdown, Syntax and Traceback (with
+        # markdown-it and Pygments), which took two thirds of ``hookwire --help``'s start-up.
+        rich_markup_mode=None,
     )

@@ -31,7 +31,7 @@ import orjson
 import typer
 
 from .command import Command
-from .database import DbOption, database_url, run
+from .database import DbOption, database_url, run, sqlite_file
 
 __all__ = ["costs", "parse_when", "register", "render_json", "render_table"]
 
@@ -226,10 +226,18 @@ def costs(
         for k, v in {"user": user, "org": org, "agent": agent, "model": model}.items()
         if v is not None
     }
-    from ..stores.ledger import UsageLedger
+    rows = None
+    path = sqlite_file(db)
+    if path is not None:
+        # An SQLite file at the schema's head is read through sqlite3: no SQLAlchemy to import.
+        from ..stores.ledger.sqlite_read import summary
 
-    ledger = UsageLedger.for_url(database_url(db, must_exist=True))
-    rows = run(ledger.summary(groups, since=since, until=until, where=where))
+        rows = summary(path, groups, since=since, until=until, where=where)
+    if rows is None:
+        from ..stores.ledger import UsageLedger
+
+        ledger = UsageLedger.for_url(database_url(db, must_exist=True))
+        rows = run(ledger.summary(groups, since=since, until=until, where=where))
     if as_json:
         typer.echo(render_json(rows))
         return

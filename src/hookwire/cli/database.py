@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,7 +16,7 @@ import typer
 
 from .command import CommandError
 
-__all__ = ["DbOption", "database_url", "run"]
+__all__ = ["DbOption", "database_url", "run", "sqlite_file"]
 
 T = TypeVar("T")
 
@@ -50,6 +52,26 @@ def database_url(db: str | None, *, must_exist: bool) -> str:
                 "pass --db URL or set HOOKWIRE_DATABASE_URL"
             )
     return url
+
+
+# An SQLite URL whose file is a plain path (no query, no percent-encoding), as SQLAlchemy reads
+# it: sqlite:///relative/path, sqlite:////absolute/path.
+_PLAIN_SQLITE = re.compile(r"^sqlite(?:\+aiosqlite|\+pysqlite)?:///([^?#%@]+)$")
+
+
+def sqlite_file(db: str | None) -> str | None:
+    """The absolute path of the SQLite file ``--db`` names (or ``HOOKWIRE_DATABASE_URL``, else
+    ``./hookwire.db``), found without SQLAlchemy, for the commands that read it through
+    ``sqlite3``; ``None`` for any other database, or an URL only the stores resolve."""
+    raw = os.environ.get("HOOKWIRE_DATABASE_URL") if db is None else db
+    if raw is None:
+        from ..stores.revisions import DEFAULT_SQLITE_FILE
+
+        return str(Path(DEFAULT_SQLITE_FILE).resolve())
+    plain = _PLAIN_SQLITE.match(raw.strip())
+    if plain is None or plain.group(1) == ":memory:" or plain.group(1).startswith("file:"):
+        return None
+    return str(Path(plain.group(1)).expanduser().resolve())
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

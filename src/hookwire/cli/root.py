@@ -12,28 +12,47 @@
 
 Errors follow one style (``hookwire.cli.command``): ``hookwire <command>: error: ...`` on
 stderr, exit status 1; usage errors exit 2.
+
+The console script builds the ``hookwire`` command with only the command it is asked to run
+(Typer reads the signature of every command it is given, and each module imports what its
+command needs): ``hookwire costs`` never loads ``hookwire ui``'s module. ``app`` has them all.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+import importlib
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import costs, db, demo, events, history, importing, report, traces, ui
 from .command import new_app
 
-__all__ = ["app", "hookwire_version", "main"]
+if TYPE_CHECKING:
+    app: typer.Typer
 
-app = new_app(
-    "hookwire",
-    help="Event hooks for LLM applications: run the demo, read logs, history and costs.",
-)
+__all__ = ["COMMANDS", "app", "build_app", "hookwire_version", "main"]
+
+#: Each command of ``hookwire`` and the module of ``hookwire.cli`` that adds it (``register``),
+#: in the order they are added.
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "report": "report",
+    "history": "history",
+    "costs": "costs",
+    "db": "db",
+    "events": "events",
+    "traces": "traces",
+    "import": "importing",
+    "ui": "ui",
+}
 
 
 def hookwire_version() -> str:
     """The installed hookwire's version (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("hookwire")
     except PackageNotFoundError:  # run from a source tree that was never installed
@@ -48,7 +67,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     _version: Annotated[
         bool,
@@ -63,16 +81,42 @@ def _root(
     """Event hooks for LLM applications."""
 
 
-@app.command("version", hidden=True)
 def version_command() -> None:
     """Print hookwire's version (``hookwire --version`` says it with the name)."""
     typer.echo(hookwire_version())
 
 
-for _module in (demo, report, history, costs, db, events, traces, importing, ui):
-    _module.register(app)
+def build_app(commands: Iterable[str] = COMMANDS) -> typer.Typer:
+    """The ``hookwire`` command with ``--version`` and the commands named (of
+    :data:`COMMANDS`)."""
+    built = new_app(
+        "hookwire",
+        help="Event hooks for LLM applications: run the demo, read logs, history and costs.",
+    )
+    built.callback()(_root)
+    built.command("version", hidden=True)(version_command)
+    for name in commands:
+        importlib.import_module(f".{COMMANDS[name]}", __package__).register(built)
+    return built
+
+
+def _asked(args: Sequence[str]) -> list[str]:
+    """The command ``args`` runs, as a list of at most one name of :data:`COMMANDS`: the first
+    argument that is not an option (``hookwire``'s own options take no value); all of them
+    when it names none (help, or an error that lists them)."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return [arg] if arg in COMMANDS else list(COMMANDS)
+    return list(COMMANDS)
+
+
+def __getattr__(name: str) -> Any:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()["app"] = value = build_app()
+    return value
 
 
 def main() -> None:
     """Entry point of the ``hookwire`` console script."""
-    app()
+    build_app(_asked(sys.argv[1:]))()

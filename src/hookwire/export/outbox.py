@@ -1,11 +1,13 @@
 """``OutboxCallback``: every event written to the outbox in the store, for a relay to deliver.
 
-The app thread turns the event into its JSON record (``hookwire.logschema``, as
-``FileLogCallback`` does), gives it a UUIDv7 id and an ordering key (the conversation, else
-the trace, else the run), and puts it on a bounded ``hookwire._workers.BackgroundQueue``; the
-``hookwire-outbox`` worker redacts secrets and inserts whole batches, one transaction each,
-one row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the
-outbox in the order they were emitted, which is the order a relay delivers each key in.
+The app thread only queues the event's parts on a bounded ``hookwire._workers.BackgroundQueue``
+(an event holding a container the app may change later, a tool's input dict say, is first
+turned into its JSON record there, so it is written as it was emitted); the
+``hookwire-outbox`` worker builds each record (``hookwire.logschema``, as ``FileLogCallback``
+writes it), gives it a UUIDv7 id and an ordering key (the conversation, else the trace, else
+the run), redacts secrets over the whole batch at once and inserts it in one transaction, one
+row per event and sink (``hookwire.stores.outbox``). Events of one handler reach the outbox in
+the order they were emitted, which is the order a relay delivers each key in.
 
 If the outbox cannot be written (the database down, the disk full), a batch is retried with
 a backoff for ``retry_for`` seconds, then dropped and counted (``dropped``, and so
@@ -30,10 +32,11 @@ from .._workers import BackgroundQueue, past_exit_deadline
 from ..callbacks.base import BaseCallback
 from ..callbacks.forwarding import forward_hooks
 from ..errors import ConfigurationError
-from ..events import HOOKS
+from ..events import HOOKS, LLMResponse, Usage
 from ..ids import id_at
 from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
-from ..sampling import always_kept, check_rate, over_threshold, trace_kept
+from ..masking import Mask, masked_redactor
+from ..sampling import sample
 from ..stores import runner
 from ..stores.outbox import Outbox, OutboxEvent
 
@@ -48,7 +51,12 @@ BATCH: Final = 1000
 #: event id and sink, so a write that did commit is not doubled).
 WRITE_TIMEOUT: Final = 30.0
 
-_Item = tuple[str, Any, Any, bytes]  # hook, ordering key, timestamp, JSON
+#: What the app thread queues: the event's parts, ``(hook, args, run_id, timestamp, ctx, kw,
+#: model, provider)``, or when they hold containers the app may change, ``(hook, key,
+#: timestamp, JSON)``.
+_Item = tuple[Any, ...]
+#: Types whose values cannot change once emitted (hookwire's own records are frozen).
+_FIXED: Final = frozenset({str, int, float, bool, type(None), Decimal, LLMResponse, Usage})
 
 
 def sink_names(sinks: Iterable[Any]) -> list[str]:
@@ -75,13 +83,13 @@ class OutboxCallback(BaseCallback):
     ``include_prompts`` / ``include_responses`` (content left out as ``FileLogCallback``
     does). For filters that differ per sink, use one handler per sink. ``redact`` adds your
     own patterns or a function ``(str) -> str`` to the built-in redaction of secrets, and
-    ``mask`` a function applied to every text value (``hookwire.masking.mask_pii`` masks
-    e-mails, phone and card numbers), before the event leaves the process.
+    ``mask`` masks every text value before the event leaves the process (``hookwire.masking``:
+    a function ``(str) -> str``, ``True`` for ``mask_pii``; by default the process-wide one).
 
     ``sample_rate`` keeps that fraction of traces, whole (``hookwire.sampling``: decided from
-    the trace id, alike in every process; 0.0 keeps none); events with an error (errors,
-    retries, budget refusals) and those whose ``latency_ms`` or ``cost`` reach
-    ``keep_over_ms`` / ``keep_over_cost`` are always kept.
+    the trace id, alike in every process; 0.0 keeps none; ``None``, the default, keeps all);
+    a trace with an error (errors, retries, budget refusals) or with a ``latency_ms`` or
+    ``cost`` reaching ``keep_over_ms`` / ``keep_over_cost`` is kept whole all the same.
 
     ``queue_size`` bounds the events waiting for the database; see the module for what
     happens when it cannot be written. ``pending`` and ``dropped`` show in
@@ -103,8 +111,8 @@ class OutboxCallback(BaseCallback):
         include_responses: bool = True,
         include_tokens: bool = False,
         redact: Iterable[Any] | Callable[[str], str] | None = None,
-        mask: Callable[[str], str] | None = None,
-        sample_rate: float = 1.0,
+        mask: Mask = None,
+        sample_rate: float | None = None,
         keep_over_ms: float | None = None,
         keep_over_cost: Decimal | float | None = None,
         queue_size: int = 100_000,
@@ -126,10 +134,7 @@ class OutboxCallback(BaseCallback):
         #: Whether the last write failed (its batch is being retried).
         self.failing = False
         self._lost = 0
-        self.sample_rate = check_rate(sample_rate)
-        self.keep_over_ms = keep_over_ms
-        self.keep_over_cost = keep_over_cost
-        self._redactor = _redactor(redact, mask)
+        self._redactor = masked_redactor(redact, mask)
         self._lost_log = LogOnce()
         self._queue: BackgroundQueue[_Item] = BackgroundQueue(
             f"OutboxCallback({self.store!r})",
@@ -143,6 +148,9 @@ class OutboxCallback(BaseCallback):
         self._offer = self._queue.offer
         wanted = self._wanted(hooks, include_tokens)
         self.ignore_hooks(*(h for h in HOOKS if h not in wanted))
+        self.sampler = sample(
+            self, sample_rate, keep_over_ms=keep_over_ms, keep_over_cost=keep_over_cost
+        )
 
     @staticmethod
     def _wanted(hooks: Collection[str] | None, include_tokens: bool) -> set[str]:
@@ -186,26 +194,45 @@ class OutboxCallback(BaseCallback):
         ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
         if self._filtering and not self._kept(ctx, kw):
             return
-        if self.sample_rate < 1.0 and not self._sampled(hook, run_id, ctx, kw):
-            return
-        direct = run_id is None  # called directly: the keywords are the whole record
-        rid = kw.get("run_id") if direct else run_id
-        ts = kw.get("timestamp") if direct else timestamp
-        if not isinstance(ts, (int, float)):
-            ts = time.time()
-        key = (
-            kw.get("conversation_id")
-            or ctx.get("conversation_id")
-            or kw.get("trace_id")
-            or ctx.get("trace_id")
-            or rid
-            or ""
+        if run_id is None:  # called directly: the keywords are the whole record
+            ts = kw.get("timestamp")
+            if not isinstance(ts, (int, float)):
+                ts = time.time()
+        else:
+            ts = timestamp if timestamp is not None else time.time()
+        for value in args:
+            if type(value) not in _FIXED:
+                return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+        if kw:
+            for value in kw.values():
+                if type(value) not in _FIXED:
+                    return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+        # Only values that cannot change are queued as they are: the worker builds the record
+        # (its key, JSON, id) from them, as it would have been built here.
+        self._offer(
+            (hook, args, run_id, ts, ctx, kw, model, provider),
+            0.0 if self.failing else self.put_wait,
         )
+
+    def _offer_line(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        run_id: Any,
+        ts: float,
+        ctx: Mapping[str, Any],
+        kw: dict[str, Any],
+        model: Any,
+        provider: Any,
+    ) -> None:
+        # A container (a list of messages, a tool's input) may be changed by the app once the
+        # hook returns: the event is serialised now, as it was when emitted.
+        key = _key(run_id, ctx, kw)
         line = line_from_parts(
             hook,
             args,
             run_id,
-            timestamp,
+            ts,
             ctx,
             kw,
             model,
@@ -213,21 +240,12 @@ class OutboxCallback(BaseCallback):
             self.include_prompts,
             self.include_responses,
         )
-        # What can wait (the id, the event's name, the key's type) is left to the worker.
         self._offer((hook, key, ts, line), 0.0 if self.failing else self.put_wait)
 
     def _kept(self, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> bool:
         if self.users is not None and (kw.get("user_id") or ctx.get("user_id")) not in self.users:
             return False
         return self.agents is None or (kw.get("agent") or ctx.get("agent")) in self.agents
-
-    def _sampled(
-        self, hook: str, run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]
-    ) -> bool:
-        trace_id = kw.get("trace_id") or ctx.get("trace_id") or run_id or kw.get("run_id")
-        if trace_id is not None and trace_kept(str(trace_id), self.sample_rate):
-            return True
-        return always_kept(hook) or over_threshold(kw, self.keep_over_ms, self.keep_over_cost)
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -243,18 +261,9 @@ class OutboxCallback(BaseCallback):
     # -- on the outbox worker -----------------------------------------------------------------
 
     def _write(self, batch: list[_Item]) -> None:
-        red = self._redactor
-        # The ids are given here, once: a batch retried keeps them.
-        events = [
-            OutboxEvent(
-                id_at(ts),
-                key if type(key) is str and len(key) <= 255 else str(key)[:255],
-                EVENT_NAMES[hook],
-                datetime.fromtimestamp(ts, _UTC),
-                _body(red, line),
-            )
-            for hook, key, ts, line in batch
-        ]
+        events = self._events(batch)
+        if not events:
+            return
         delay, deadline = 0.05, time.monotonic() + self.retry_for
         while True:
             try:
@@ -280,28 +289,67 @@ class OutboxCallback(BaseCallback):
             self._lost_log.reset()
         self.failing = False
 
+    def _events(self, batch: list[_Item]) -> list[OutboxEvent]:
+        """The batch's outbox rows: each event's key, record and id, then one redaction pass
+        over all the records (the scan for secrets costs per call, not per byte)."""
+        heads: list[tuple[str, str, float]] = []
+        lines: list[bytes] = []
+        include_prompts, include_responses = self.include_prompts, self.include_responses
+        for item in batch:
+            if len(item) == 4:
+                hook, key, ts, line = item
+            else:
+                hook, args, run_id, ts, ctx, kw, model, provider = item
+                key = _key(run_id, ctx, kw)
+                try:
+                    line = line_from_parts(
+                        hook,
+                        args,
+                        run_id,
+                        ts,
+                        ctx,
+                        kw,
+                        model,
+                        provider,
+                        include_prompts,
+                        include_responses,
+                    )
+                except Exception as exc:
+                    self._lost += 1
+                    self._lost_log("hookwire: an event (%s) could not be serialised: %r", hook, exc)
+                    continue
+            heads.append(
+                (hook, key if type(key) is str and len(key) <= 255 else str(key)[:255], ts)
+            )
+            lines.append(line)
+        if not lines:
+            return []
+        bodies = _bodies(self._redactor, lines)
+        # The ids are given here, once: a batch retried keeps them.
+        return [
+            OutboxEvent(id_at(ts), key, EVENT_NAMES[hook], datetime.fromtimestamp(ts, _UTC), body)
+            for (hook, key, ts), body in zip(heads, bodies, strict=True)
+        ]
 
-def _redactor(
-    redact: Iterable[Any] | Callable[[str], str] | None, mask: Callable[[str], str] | None
-) -> Redactor:
-    if mask is None:
-        return Redactor(redact)
-    if redact is None:
-        return Redactor(mask)
-    users = Redactor(redact)
 
-    def both(text: str) -> str:
-        return mask(users.user(text))
-
-    return Redactor(both)
-
-
-def _body(red: Redactor, line: bytes) -> bytes:
-    # Secrets out before the event leaves the process (as ``hookwire.logschema.to_line``);
-    # the line's newline is not the body's.
+def _bodies(red: Redactor, lines: list[bytes]) -> list[bytes]:
+    # Secrets out before the events leave the process (as ``hookwire.logschema.to_line``).
+    # JSON lines hold no raw newline, so the batch is redacted as one text and cut again.
     if red.walks_values:
-        line = dumps_record(red.walk(orjson.loads(line)))
-    return red.json_bytes(line).rstrip(b"\n")
+        lines = [dumps_record(red.walk(orjson.loads(line))) for line in lines]
+    return red.json_bytes(b"".join(lines)).split(b"\n")[:-1]
+
+
+def _key(run_id: Any, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> Any:
+    """The ordering key: the conversation, else the trace, else the run."""
+    return (
+        kw.get("conversation_id")
+        or ctx.get("conversation_id")
+        or kw.get("trace_id")
+        or ctx.get("trace_id")
+        or (kw.get("run_id") if run_id is None else run_id)
+        or ""
+    )
 
 
 forward_hooks(OutboxCallback, lambda spec: f"Write ``{spec.name}`` to the outbox.")

@@ -47,7 +47,9 @@ STORE_TIMEOUT = 60.0
 class Relay:
     """Delivers the outbox of ``url`` (or ``store``) to ``sinks`` (see the module).
 
-    ``batch_size``: rows per claim and per ``send``; ``lease``: seconds a claim holds its
+    ``batch_size``: rows per claim (sent in slices of the sink's ``max_batch``, if it has
+    one; a claim is a few statements whatever its size, so bigger claims cost less per
+    event); ``lease``: seconds a claim holds its
     rows (longer than a ``send`` may take); ``backoff`` / ``max_backoff``: the first and the
     longest wait between attempts (seconds); ``dead_after``: seconds a row may keep failing
     before it is marked dead; ``poll``: seconds :meth:`run` sleeps when nothing is due.
@@ -59,7 +61,7 @@ class Relay:
         url: str | None = None,
         *,
         store: Outbox | None = None,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         lease: float = 60.0,
         backoff: float = 0.5,
         max_backoff: float = 300.0,
@@ -108,23 +110,37 @@ class Relay:
         return done
 
     def _deliver(self, sink: Sink, batch: list[Delivery]) -> int:
-        seqs = [d.seq for d in batch]
+        # A sink may take fewer events per send than a claim holds (``Sink.max_batch``): the
+        # claim goes out in slices, in order. A slice that fails fails the rest of the claim
+        # with it (nothing after it overtakes it); the delivered ones are marked in one go.
+        size = sink.max_batch or len(batch)
+        done: list[int] = []
+        ok = True
         try:
-            sink.send(batch)
-        except DeliveryRefused as exc:
-            self._store(self.store.dead(seqs, str(exc), exc.response))
-            self.counts["dead"] += len(batch)
-            logger.warning("hookwire: %s refused %d event(s): %s", sink.name, len(batch), exc)
-            return 0
-        except Exception as exc:
-            self._failed(sink, batch, exc)
-            return 0
-        self._store(self.store.delivered(seqs))
-        self.counts["delivered"] += len(batch)
-        if self._failure_log.logged:
+            for i in range(0, len(batch), size):
+                part = batch[i : i + size]
+                try:
+                    sink.send(part)
+                except DeliveryRefused as exc:
+                    self._store(self.store.dead([d.seq for d in part], str(exc), exc.response))
+                    self.counts["dead"] += len(part)
+                    logger.warning(
+                        "hookwire: %s refused %d event(s): %s", sink.name, len(part), exc
+                    )
+                    continue
+                except Exception as exc:
+                    ok = False
+                    self._failed(sink, batch[i:], exc)
+                    break
+                done.extend(d.seq for d in part)
+        finally:
+            if done:
+                self._store(self.store.delivered(done))
+                self.counts["delivered"] += len(done)
+        if ok and done and self._failure_log.logged:
             logger.warning("hookwire: sink %s takes events again", sink.name)
             self._failure_log.reset()
-        return len(batch)
+        return len(done)
 
     def _failed(self, sink: Sink, batch: list[Delivery], exc: Exception) -> None:
         now = datetime.now(_UTC)

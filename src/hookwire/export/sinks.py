@@ -35,6 +35,9 @@ class Sink:
     and override :meth:`send`."""
 
     name: str = "sink"
+    #: Events per ``send`` at most (``None``: a relay's whole claim); a relay sends a bigger
+    #: claim in slices, in order.
+    max_batch: int | None = None
 
     def send(self, batch: Sequence[Delivery]) -> None:
         """Deliver ``batch`` (see the module)."""

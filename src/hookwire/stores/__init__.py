@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .engine import ensure_schema, get_engine, resolve_url, upgrade
-from .runner import run, run_sync
-
 if TYPE_CHECKING:
     from .conversations import ConversationStore, Owner, Page
+    from .engine import ensure_schema, get_engine, resolve_url, upgrade
     from .ledger import Claim, UsageLedger, UsageRecord
     from .outbox import Outbox
+    from .runner import run, run_sync
     from .traces import RunFilter, TraceStore
 
 __all__ = [
@@ -52,13 +51,20 @@ __all__ = [
 _CONVERSATIONS = frozenset({"ConversationStore", "Owner", "Page"})
 _LEDGER = frozenset({"Claim", "UsageLedger", "UsageRecord"})
 _TRACES = frozenset({"RunFilter", "TraceStore"})
+_ENGINE = frozenset({"ensure_schema", "get_engine", "resolve_url", "upgrade"})
+_RUNNER = frozenset({"run", "run_sync"})
 
 
-# The stores are imported when first named: ``import hookwire.stores.engine`` (the CLI's
-# ``db upgrade``, a new process's first read) need not load both kinds of store.
+# Everything is imported when first named: ``import hookwire.stores.engine`` (the CLI's
+# ``db upgrade``, a new process's first read) need not load both kinds of store, and
+# ``hookwire costs`` on an SQLite file reads it without SQLAlchemy.
 def __getattr__(name: str) -> Any:
-    if name in _CONVERSATIONS:
-        from . import conversations as module
+    if name in _ENGINE:
+        from . import engine as module
+    elif name in _RUNNER:
+        from . import runner as module  # type: ignore[no-redef]
+    elif name in _CONVERSATIONS:
+        from . import conversations as module  # type: ignore[no-redef]
     elif name in _LEDGER:
         from . import ledger as module  # type: ignore[no-redef]
     elif name in _TRACES:

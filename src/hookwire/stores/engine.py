@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError, MigrationError, StoreError
 from ..redaction import redact_url
+from .revisions import DEFAULT_SQLITE_FILE, MIGRATIONS, file_heads, open_sqlite_at
 
 __all__ = [
     "DATABASE_BACKENDS",
@@ -61,8 +60,6 @@ __all__ = [
     "upgrade",
 ]
 
-#: The database used when neither an URL nor ``HOOKWIRE_DATABASE_URL`` is given.
-DEFAULT_SQLITE_FILE = "hookwire.db"
 
 #: The URL schemes :func:`resolve_url` resolves (the databases SQLAlchemy serves for hookwire).
 DATABASE_BACKENDS = frozenset({"sqlite", "postgresql", "postgres"})
@@ -73,7 +70,7 @@ _ACCEPTED = (
     "postgresql+psycopg://)"
 )
 
-_MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATIONS = MIGRATIONS
 #: How long an SQLite connection waits for another writer's lock, in seconds.
 SQLITE_BUSY_SECONDS = 30.0
 #: The settings of every SQLite connection hookwire opens (SQLAlchemy's and the plain
@@ -394,40 +391,15 @@ def _load_script() -> None:
         _script = ScriptDirectory.from_config(_alembic_config())
 
 
-# ``revision = "..."`` and ``down_revision = "..." | None`` as the migration template writes
-# them. Importing Alembic and loading its scripts takes 100 to 250 ms, most of the first store
-# operation of a process when the database is already at the head; these two lines of each
-# file are all that check needs (tests compare the result with Alembic's).
-_REVISION_LINE = re.compile(
-    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"\n]+)"|'([^'\n]+)'|(None))\s*$""",
-    re.MULTILINE,
-)
 _file_heads_cache: list[str] | None = None
 
 
 def _file_heads() -> list[str] | None:
-    """The heads of the migration files read as text, or ``None`` if a file does not have
-    exactly one plain ``revision`` and ``down_revision`` line (Alembic then decides)."""
+    """The heads of the migration files read as text (``revisions.file_heads``, cached), or
+    ``None`` when Alembic must decide."""
     global _file_heads_cache
-    if _file_heads_cache is not None:
-        return _file_heads_cache
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (_MIGRATIONS / "versions").glob("*.py"):
-        found: dict[str, list[str | None]] = {"revision": [], "down_revision": []}
-        for name, double, single, none in _REVISION_LINE.findall(path.read_text("utf-8")):
-            found[name].append(None if none else double or single)
-        if len(found["revision"]) != 1 or len(found["down_revision"]) != 1:
-            return None
-        revision, parent = found["revision"][0], found["down_revision"][0]
-        if revision is None:
-            return None
-        revisions.add(revision)
-        if parent is not None:
-            parents.add(parent)
-    if not revisions or not parents <= revisions:
-        return None
-    _file_heads_cache = sorted(revisions - parents)
+    if _file_heads_cache is None:
+        _file_heads_cache = file_heads(_MIGRATIONS / "versions")
     return _file_heads_cache
 
 
@@ -547,18 +519,11 @@ def _sqlite_file_at_head(url: str) -> bool:
     heads = _file_heads()
     if heads is None or len(heads) != 1:
         return False
-    try:
-        # mode=ro: a file that is not there stays not there (ensure_schema creates it)
-        conn = sqlite3.connect(Path(database).as_uri() + "?mode=ro", uri=True, timeout=30.0)
-    except (sqlite3.Error, ValueError):
+    conn = open_sqlite_at(database, heads[0], timeout=30.0)
+    if conn is None:
         return False
-    try:
-        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-    return rows == [(heads[0],)]
+    conn.close()
+    return True
 
 
 async def ensure_schema(url: str | None = None) -> None:

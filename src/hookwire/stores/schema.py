@@ -90,6 +90,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .values import MONEY_CONTEXT, MONEY_SCALE, has_lone_surrogate, money_from_units, tidy
+
 __all__ = [
     "CONVERSATION_STATES",
     "MONEY_SCALE",
@@ -116,18 +118,6 @@ SENDERS: tuple[str, ...] = ("end_user", "assistant", "system", "tool")
 CONVERSATION_STATES: tuple[str, ...] = ("normal", "human-intervention")
 
 _UTC = _dt.timezone.utc
-
-
-def has_lone_surrogate(value: str) -> bool:
-    """Whether ``value`` holds a lone surrogate (such as ``'\\ud800'``): not valid Unicode,
-    so no text column of either database (UTF-8) can store it."""
-    if value.isascii():  # the common case, without copying the text
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 #: Constraint names are explicit so migrations can refer to them on every database.
@@ -271,10 +261,9 @@ messages = Table(
 # -- usage accounting -------------------------------------------------------------------------
 
 #: Decimal places kept of every amount of money (a millionth of a millionth of the currency).
-MONEY_SCALE = 12
 _MONEY_QUANTUM = _decimal.Decimal(1).scaleb(-MONEY_SCALE)
 _MONEY_UNITS = 10**MONEY_SCALE
-_MONEY_CTX = _decimal.Context(prec=60, rounding=_decimal.ROUND_HALF_EVEN)
+_MONEY_CTX = MONEY_CONTEXT
 
 
 class Money(TypeDecorator[_decimal.Decimal]):
@@ -305,18 +294,8 @@ class Money(TypeDecorator[_decimal.Decimal]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            amount = _decimal.Decimal(int(value)).scaleb(-MONEY_SCALE, _MONEY_CTX)
-        else:
-            amount = _decimal.Decimal(value)
-        return _tidy(amount)
-
-
-def _tidy(amount: _decimal.Decimal) -> _decimal.Decimal:
-    """``amount`` without the storage's trailing zeros (``0.012``, not ``0.012000000000``),
-    and never in exponent form (``10``, not ``1E+1``)."""
-    if amount == amount.to_integral_value():
-        return amount.quantize(_decimal.Decimal(1), context=_MONEY_CTX)
-    return amount.normalize(_MONEY_CTX)
+            return money_from_units(value)
+        return tidy(_decimal.Decimal(value))
 
 
 usage_ledger = Table(
@@ -393,8 +372,9 @@ usage_totals = Table(
     # the calls whose usage hookwire estimated (source ``estimated``), which summaries show apart
     *_sums("estimated_calls", "estimated_prompt_tokens", "estimated_completion_tokens"),
     *_sums("estimated_tokens", "estimated_cost", "estimated_priced_calls"),
-    # a summary's rows of one scope and period (every user's month), without the other periods
-    Index("ix_usage_totals_period", "scope", "period", "period_start"),
+    # a summary's rows of one scope and period (every user's month), without the other periods;
+    # with the whole key, so that a lookup of one row through it seeks (migration 0008)
+    Index("ix_usage_totals_period", "scope", "period", "period_start", "key", "currency"),
 )
 
 budget_reservations = Table(

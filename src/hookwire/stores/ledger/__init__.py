@@ -17,9 +17,9 @@ connections of PostgreSQL budget checks).
 
 from __future__ import annotations
 
-from .api import UsageLedger, backends
-from .connections import close_sync_budget_connections, dispose_budget_pools
-from .postgres import PostgresUsageLedger
+from typing import TYPE_CHECKING, Any
+
+from ..._lazy import LazyNames
 from .records import (
     ESTIMATED,
     GROUP_KEYS,
@@ -32,8 +32,14 @@ from .records import (
     ledger_key,
     period_start,
 )
-from .sql import SQLUsageLedger
-from .sqlite import SQLiteUsageLedger
+
+if TYPE_CHECKING:
+    from .api import UsageLedger
+    from .api import backends as backends  # not in __all__: the registry, for plug-ins
+    from .connections import close_sync_budget_connections, dispose_budget_pools
+    from .postgres import PostgresUsageLedger
+    from .sql import SQLUsageLedger
+    from .sqlite import SQLiteUsageLedger
 
 __all__ = [
     "ESTIMATED",
@@ -54,15 +60,21 @@ __all__ = [
     "period_start",
 ]
 
+# The ledger's classes are imported when first named (they need SQLAlchemy): the records and
+# the plan of a summary (``.rollups``) are read without it by ``hookwire costs`` on SQLite.
+_LAZY = LazyNames(
+    __name__,
+    {
+        "UsageLedger": ".api",
+        "backends": ".api",
+        "close_sync_budget_connections": ".connections",
+        "dispose_budget_pools": ".connections",
+        "PostgresUsageLedger": ".postgres",
+        "SQLUsageLedger": ".sql",
+        "SQLiteUsageLedger": ".sqlite",
+    },
+)
 
-def _sqlite_ledger(url: str) -> type[UsageLedger]:
-    return SQLiteUsageLedger
 
-
-def _postgres_ledger(url: str) -> type[UsageLedger]:
-    return PostgresUsageLedger
-
-
-# The one place a URL's backend is matched with its implementation.
-backends.register("sqlite", _sqlite_ledger)
-backends.register("postgresql", _postgres_ledger)
+def __getattr__(name: str) -> Any:
+    return _LAZY(name)

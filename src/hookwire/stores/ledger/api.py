@@ -147,3 +147,21 @@ class UsageLedger(Store):
 
 
 backends = UsageLedger.backends
+
+
+def _sqlite_ledger(url: str) -> type[UsageLedger]:
+    from .sqlite import SQLiteUsageLedger
+
+    return SQLiteUsageLedger
+
+
+def _postgres_ledger(url: str) -> type[UsageLedger]:
+    from .postgres import PostgresUsageLedger
+
+    return PostgresUsageLedger
+
+
+# The one place a URL's backend is matched with its implementation (imported when a URL of
+# the backend is first used).
+backends.register("sqlite", _sqlite_ledger)
+backends.register("postgresql", _postgres_ledger)

@@ -37,12 +37,21 @@ _ENSURE = (
     "ON CONFLICT DO NOTHING"
 )
 # The locks in the keys' order (sorted in Python, as every check and settlement sorts them):
-# the rows are locked as the sorted rows come.
+# each key's row is looked up and locked as the keys come, by its whole key (a subquery per
+# key, which no plan can turn into a scan of the table, with or without statistics).
 _LOCK = (
-    f"SELECT k.n, x.reserved FROM {_KEYS} AS k(s, k, p, st, c, n) "
-    f"JOIN budget_totals x ON {_MATCH} ORDER BY k.n FOR UPDATE OF x"
+    f"SELECT k.n, x.reserved FROM {_KEYS} AS k(s, k, p, st, c, n) CROSS JOIN LATERAL "
+    "(SELECT b.reserved FROM budget_totals b WHERE b.scope = k.s AND b.key = k.k "
+    "AND b.period = k.p AND b.period_start = k.st AND b.currency = k.c FOR UPDATE) x "
+    "ORDER BY k.n"
 )
-_SPENT = f"SELECT k.n, x.cost FROM {_KEYS} AS k(s, k, p, st, c, n) JOIN usage_totals x ON {_MATCH}"
+# One lookup per key, by its whole key (a scalar subquery: no plan can scan the table or hash
+# it, with or without statistics; migration 0008 gives either index the whole key).
+_SPENT = (
+    "SELECT k.n, (SELECT x.cost FROM usage_totals x WHERE x.scope = k.s AND x.key = k.k "
+    "AND x.period = k.p AND x.period_start = k.st AND x.currency = k.c) "
+    f"FROM {_KEYS} AS k(s, k, p, st, c, n)"
+)
 # Reservations of calls that never came back, on keys the batch refuses a call for (as
 # hookwire_reserve does); SKIP LOCKED: a reservation being settled is the settler's.
 _SWEEP = (

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ...errors import ConfigurationError
-from ..schema import has_lone_surrogate
+from ..values import has_lone_surrogate
 
 __all__ = [
     "ESTIMATED",

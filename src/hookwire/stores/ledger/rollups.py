@@ -15,24 +15,27 @@ say): their group is the ``all`` scope's sums less the keyed sums, per period.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal, localcontext
-from typing import Any
+from typing import Any, NamedTuple
 
-from .records import SCOPES
+from ...errors import ConfigurationError
+from .records import GROUP_KEYS, SCOPES, as_utc, ledger_key
 
 __all__ = [
     "DAY_MONTH_SCOPES",
     "SUMS",
     "Piece",
     "Plan",
+    "Read",
     "add",
+    "arguments",
     "finish",
     "from_totals",
     "plan",
     "subtract",
+    "summarise",
 ]
 
 #: The scopes the totals keep per day and month only (the budget scopes, ``SCOPES``, also
@@ -67,8 +70,7 @@ SUMS = (
 _MONEY = ("cost", "estimated_cost")
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """One read of a summary: from the totals (``period``: ``day``, ``month`` or ``all``,
     ``period_start`` in ``[first, last)`` as text, ``None``: unbounded) or, when ``period`` is
     ``None``, from the ledger over ``first <= created_at < last`` (datetimes)."""
@@ -78,8 +80,7 @@ class Piece:
     last: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """How to answer a covered summary: the totals' ``scope``, its key when filtered
     (``key``), whether the calls without a key form a group of their own (``keyless``), and
     the pieces of the time range."""
@@ -88,6 +89,18 @@ class Plan:
     key: str | None
     keyless: bool
     pieces: tuple[Piece, ...]
+
+
+class Read(NamedTuple):
+    """One query of a summary, for a backend to run: the ledger's sums over ``piece``
+    (``scope`` ``None``), or the sums of ``usage_totals`` rows of ``scope`` in ``piece``
+    (with ``key`` when not ``None``), grouped by ``groups`` (the scope's own group is the
+    totals' key; day and month their period)."""
+
+    piece: Piece
+    scope: str | None
+    key: str | None
+    groups: tuple[str, ...]
 
 
 def _day(at: datetime) -> datetime:
@@ -180,6 +193,86 @@ def plan(
             period = "month"
         return Plan(scope, key, keyless, (Piece(period, None, None),))
     return Plan(scope, key, keyless, tuple(_split(start, end, by == "day")))
+
+
+def arguments(
+    by: Sequence[str] | str,
+    since: datetime | date | str | None,
+    until: datetime | date | str | None,
+    where: Mapping[str, str] | None,
+) -> tuple[list[str], datetime | None, datetime | None, dict[str, str]]:
+    """``UsageLedger.summary``'s arguments checked and in the form every backend reads: the
+    groups, ``[start, end)`` in UTC, and the filters with their keys in ledger form. Raises
+    ``ConfigurationError`` for a group or filter that does not exist or a group named twice."""
+    groups = [by] if isinstance(by, str) else list(by)
+    for g in groups:
+        if g not in GROUP_KEYS:
+            raise ConfigurationError(
+                f"cannot group usage by {g!r}; choose from {', '.join(GROUP_KEYS)}"
+            )
+    if len(set(groups)) != len(groups):
+        raise ConfigurationError(f"by={groups!r} names a group twice")
+    filters: dict[str, str] = {}
+    for name, value in (where or {}).items():
+        if name in SCOPES:
+            filters[name] = ledger_key(value) if isinstance(value, str) else value
+        elif name in ("model", "provider"):
+            filters[name] = value
+        else:
+            raise ConfigurationError(
+                f"cannot filter usage by {name!r}; choose from user, org, agent, model, provider"
+            )
+    return groups, as_utc(since, "since"), as_utc(until, "until"), filters
+
+
+def summarise(
+    groups: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    how: Plan | None,
+    fetch: Callable[[Read], Iterable[Mapping[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The rows of a summary (as :func:`finish` gives them) from the reads ``fetch`` runs:
+    the ledger's rows over ``[start, end)`` when ``how`` is ``None``, else the pieces of
+    ``how``. ``fetch`` gives each read's rows (the groups, ``currency`` and the sums: of
+    :data:`SUMS` from the ledger, of the totals' columns from the totals)."""
+    pieces = (Piece(None, start, end),) if how is None else how.pieces
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for piece in pieces:
+        if piece.period is None:
+            add(merged, fetch(Read(piece, None, None, tuple(groups))), groups)
+        else:
+            assert how is not None
+            _add_from_totals(merged, how, piece, groups, fetch)
+    return finish(merged, groups)
+
+
+def _add_from_totals(
+    merged: dict[tuple[Any, ...], dict[str, Any]],
+    how: Plan,
+    piece: Piece,
+    groups: Sequence[str],
+    fetch: Callable[[Read], Iterable[Mapping[str, Any]]],
+) -> None:
+    rows = [from_totals(row) for row in fetch(Read(piece, how.scope, how.key, tuple(groups)))]
+    add(merged, rows, groups)
+    if not how.keyless:
+        return
+    # The calls without a key: every call's sums less the keyed ones, per period.
+    periods = tuple(g for g in groups if g in ("day", "month"))
+    everything: dict[tuple[Any, ...], dict[str, Any]] = {}
+    keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    add(everything, [from_totals(r) for r in fetch(Read(piece, "all", "", periods))], periods)
+    add(keyed, rows, periods)
+    rest = subtract(everything, keyed)
+    add(
+        merged,
+        [
+            {**dict(zip((*periods, "currency"), k, strict=True)), how.scope: None, **sums}
+            for k, sums in rest.items()
+        ],
+        groups,
+    )
 
 
 def _zero() -> dict[str, Any]:

@@ -25,18 +25,16 @@ from .batching import Ask, Outcome, ReserveBatcher
 from .budgets import keyed
 from .records import (
     ESTIMATED,
-    GROUP_KEYS,
     PERIODS,
     SCOPES,
     Claim,
     UsageRecord,
-    as_utc,
     ledger_key,
     period_name,
     period_start,
     row_of,
 )
-from .rollups import DAY_MONTH_SCOPES, Piece, Plan
+from .rollups import DAY_MONTH_SCOPES, Read
 
 __all__ = ["BATCH", "SQLUsageLedger", "Statements"]
 
@@ -376,47 +374,26 @@ class SQLUsageLedger(UsageLedger):
         until: datetime | date | str | None = None,
         where: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        groups = [by] if isinstance(by, str) else list(by)
-        for g in groups:
-            if g not in GROUP_KEYS:
-                raise ConfigurationError(
-                    f"cannot group usage by {g!r}; choose from {', '.join(GROUP_KEYS)}"
-                )
-        if len(set(groups)) != len(groups):
-            raise ConfigurationError(f"by={groups!r} names a group twice")
-        start = as_utc(since, "since")
-        end = as_utc(until, "until")
-        filters: dict[str, str] = {}
-        for name, value in (where or {}).items():
-            if name in SCOPES:
-                filters[name] = ledger_key(value) if isinstance(value, str) else value
-            elif name in ("model", "provider"):
-                filters[name] = value
-            else:
-                raise ConfigurationError(
-                    f"cannot filter usage by {name!r}; choose from user, org, agent, model, "
-                    "provider"
-                )
+        groups, start, end, filters = rollups.arguments(by, since, until, where)
         how = rollups.plan(groups, start, end, filters) if self.summaries_from_totals else None
-        pieces = (Piece(None, start, end),) if how is None else how.pieces
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+        def fetch(conn: Any, read: Read) -> list[dict[str, Any]]:
+            if read.scope is None:
+                stmt = self._ledger_sums(read.groups, read.piece.first, read.piece.last, filters)
+            else:
+                stmt = self._totals_sums(read)
+            return [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(stmt)]
+
         await self._ready()
         try:
             async with get_engine(self.url).connect() as conn:
-                for piece in pieces:
-                    if piece.period is None:
-                        stmt = self._ledger_sums(groups, piece.first, piece.last, filters)
-                        rollups.add(merged, await self._mappings(conn, stmt), groups)
-                    else:
-                        assert how is not None
-                        await self._add_from_totals(conn, merged, how, piece, groups)
+                return await conn.run_sync(
+                    lambda sync: rollups.summarise(
+                        groups, start, end, how, lambda read: fetch(sync, read)
+                    )
+                )
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("summarising usage", exc) from exc
-        return rollups.finish(merged, groups)
-
-    @staticmethod
-    async def _mappings(conn: Any, stmt: Any) -> list[dict[str, Any]]:
-        return [{str(k): v for k, v in row._mapping.items()} for row in await conn.execute(stmt)]
 
     def _ledger_sums(
         self,
@@ -469,12 +446,12 @@ class SQLUsageLedger(UsageLedger):
         )
 
     @staticmethod
-    def _totals_sums(how: Plan, piece: Piece, scope: str, groups: Sequence[str]) -> Any:
-        """The sums of ``usage_totals`` rows of ``scope`` in ``piece``, grouped as ``groups``
-        (its scope's group, if any, is the key; day and month the period)."""
+    def _totals_sums(read: Read) -> Any:
+        """The sums of the ``usage_totals`` rows ``read`` names, grouped as it says."""
         t = usage_totals.c
+        piece = read.piece
         cols: list[ColumnElement[Any]] = []
-        for g in groups:
+        for g in read.groups:
             if g in ("day", "month"):
                 length = 10 if g == "day" else 7
                 start = (
@@ -483,11 +460,9 @@ class SQLUsageLedger(UsageLedger):
                 cols.append(start.label(g))
             else:
                 cols.append(t.key.label(g))
-        conditions = [t.scope == scope, t.period == piece.period]
-        if scope == how.scope and how.key is not None:
-            conditions.append(t.key == how.key)
-        elif scope == "all":
-            conditions.append(t.key == "")
+        conditions = [t.scope == read.scope, t.period == piece.period]
+        if read.key is not None:
+            conditions.append(t.key == read.key)
         if piece.first is not None:
             conditions.append(t.period_start >= piece.first)
         if piece.last is not None:
@@ -500,38 +475,6 @@ class SQLUsageLedger(UsageLedger):
             )
             .where(*conditions)
             .group_by(*cols, t.currency)
-        )
-
-    async def _add_from_totals(
-        self,
-        conn: Any,
-        merged: dict[tuple[Any, ...], dict[str, Any]],
-        how: Plan,
-        piece: Piece,
-        groups: Sequence[str],
-    ) -> None:
-        stmt = self._totals_sums(how, piece, how.scope, groups)
-        rows = [rollups.from_totals(row) for row in await self._mappings(conn, stmt)]
-        rollups.add(merged, rows, groups)
-        if not how.keyless:
-            return
-        # The calls without a key: every call's sums less the keyed ones, per period.
-        periods = [g for g in groups if g in ("day", "month")]
-        everything: dict[tuple[Any, ...], dict[str, Any]] = {}
-        keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
-        stmt = self._totals_sums(how, piece, "all", periods)
-        rollups.add(
-            everything, [rollups.from_totals(r) for r in await self._mappings(conn, stmt)], periods
-        )
-        rollups.add(keyed, rows, periods)
-        rest = rollups.subtract(everything, keyed)
-        rollups.add(
-            merged,
-            [
-                {**dict(zip((*periods, "currency"), k, strict=True)), how.scope: None, **sums}
-                for k, sums in rest.items()
-            ],
-            groups,
         )
 
     async def records(

@@ -20,7 +20,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    literal,
     or_,
     select,
     update,
@@ -29,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import StoreError
 from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
-from ..schema import UTCDateTime, outbox
+from ..schema import outbox
 from .api import Outbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 
@@ -55,6 +54,19 @@ _INSERT = (
 )
 
 
+#: The same for PostgreSQL, from one array per column, in the arrays' order (the order of
+#: ``seq``, which is each key's delivery order).
+_INSERT_ARRAYS = (
+    'INSERT INTO outbox (event_id, sink, "key", event, created_at, body, available_at, state, '
+    "attempts) SELECT e, s, k, n, c, b, a, 'pending', 0 FROM unnest({}::text[], {}::text[], "
+    "{}::text[], {}::text[], {}::timestamptz[], {}::text[], {}::timestamptz[]) "
+    "WITH ORDINALITY AS u(e, s, k, n, c, b, a, i) ORDER BY i "
+    "ON CONFLICT (event_id, sink) DO NOTHING"
+)
+#: Parameter styles of PostgreSQL's drivers (arrays bind as one value).
+_ARRAY_STYLES = frozenset({"numeric_dollar", "format", "pyformat"})
+
+
 def _placeholders(paramstyle: str, n: int) -> list[str]:
     if paramstyle == "qmark":
         return ["?"] * n
@@ -65,9 +77,49 @@ def _placeholders(paramstyle: str, n: int) -> list[str]:
     raise StoreError(f"the database driver's parameter style {paramstyle!r} is not supported")
 
 
-def _when(now: datetime | None) -> Any:
-    # Typed as the column, so SQLite stores it in the column's own format.
-    return literal(_now(now), UTCDateTime())
+#: Due rows of a sink, in order: sink, now, now; the limit; the lock clause.
+_CLAIM = (
+    'SELECT seq, event_id, sink, "key", event, created_at, body, attempts FROM outbox '
+    "WHERE sink = {} AND state = 'pending' AND available_at <= {} "
+    "AND (claimed_until IS NULL OR claimed_until < {}) ORDER BY seq LIMIT {}{}"
+)
+#: Rows per ``UPDATE`` (SQLite binds at most 32,766 values; PostgreSQL gets one array).
+_UPDATE_BATCH = 5000
+
+
+def _in_list(
+    paramstyle: str, column: str, values: Sequence[Any], first: int
+) -> tuple[str, list[Any]]:
+    """``column`` is one of ``values``, and its parameters; ``first`` is the number of its
+    first placeholder. PostgreSQL gets one array (``= ANY``), so its statement stays the same
+    whatever the count."""
+    if paramstyle == "numeric_dollar":
+        return f"{column} = ANY(${first})", [list(values)]
+    if paramstyle in ("format", "pyformat"):
+        return f"{column} = ANY(%s)", [list(values)]
+    marks = ",".join(_placeholders(paramstyle, len(values)))
+    return f"{column} IN ({marks})", list(values)
+
+
+def _not_in_seqs(paramstyle: str, seqs: Sequence[int], first: int) -> tuple[str, list[Any]]:
+    """``seq`` is none of ``seqs`` (as ``_in_list``). On PostgreSQL a subquery, which it
+    hashes: ``<> ALL`` of an array compares each row with every element (26 ms against 6 ms
+    for a claim of 2,000 rows, EXPLAIN ANALYZE)."""
+    if paramstyle == "numeric_dollar":
+        return f"seq NOT IN (SELECT unnest(${first}::bigint[]))", [list(seqs)]
+    if paramstyle in ("format", "pyformat"):
+        return "seq NOT IN (SELECT unnest(%s::bigint[]))", [list(seqs)]
+    marks = ",".join(_placeholders(paramstyle, len(seqs)))
+    return f"seq NOT IN ({marks})", list(seqs)
+
+
+def _parse_time(value: Any) -> datetime:
+    # SQLite keeps UTCDateTime as ISO 8601 text; PostgreSQL's driver gives datetimes.
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_UTC)  # type: ignore[no-any-return]
+    return value  # type: ignore[no-any-return]
 
 
 class SQLOutbox(Outbox):
@@ -123,10 +175,17 @@ class SQLOutbox(Outbox):
         ]
 
         async def go(conn: Any) -> None:
+            style = conn.dialect.paramstyle
+            if style in _ARRAY_STYLES:
+                # PostgreSQL: one statement for the whole batch, a column an array.
+                columns = [list(c) for c in zip(*rows, strict=True)]
+                sql = _INSERT_ARRAYS.format(*_placeholders(style, 7))
+                await conn.exec_driver_sql(sql, tuple(columns))
+                return
             # The driver's own executemany of one plain statement: SQLAlchemy's per-row
             # parameter processing cost more than the insert (10,000 rows/s against 40,000
             # on SQLite, measured with bench/export.py); the values are bound, never spliced.
-            sql = _INSERT.format(*_placeholders(conn.dialect.paramstyle, 7))
+            sql = _INSERT.format(*_placeholders(style, 7))
             for i in range(0, len(rows), BATCH):
                 await conn.exec_driver_sql(sql, rows[i : i + BATCH])
 
@@ -142,76 +201,76 @@ class SQLOutbox(Outbox):
         self, sink: str, relay: str, limit: int, lease: float, now: datetime | None = None
     ) -> list[Delivery]:
         now = _now(now)
-        due = (
-            select(_o.seq, _o.event_id, _o.sink, _o.key, _o.event, _o.created_at, _o.body)
-            .add_columns(_o.attempts)
-            .where(
-                _o.sink == sink,
-                _o.state == PENDING,
-                _o.available_at <= now,
-                or_(_o.claimed_until.is_(None), _o.claimed_until < now),
-            )
-            .order_by(_o.seq)
-            .limit(limit)
-        )
-        if self.skip_locked:
-            due = due.with_for_update(skip_locked=True)
+        stamp = self.stamp
+        at, until = stamp(now), stamp(now + timedelta(seconds=lease))
+        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
 
         async def go(conn: Any) -> list[Delivery]:
-            found = (await conn.execute(due)).all()
+            # Plain statements through the driver, like ``enqueue``: SQLAlchemy's compiling of
+            # a few hundred bound seqs, and its per-row processing, cost more than the query.
+            style = conn.dialect.paramstyle
+            m = _placeholders(style, 3)
+            found = (
+                await conn.exec_driver_sql(_CLAIM.format(*m, int(limit), lock), (sink, at, at))
+            ).all()
             if not found:
                 return []
-            mine = {r.seq for r in found}
-            keys = sorted({r.key for r in found})
+            mine = [r[0] for r in found]
+            keys = sorted({r[3] for r in found})
             # The first pending row outside the claim, per key: rows after it must wait. Only
             # rows before the claim's last can be such a row (an index range, not the key's
             # whole backlog).
+            m = _placeholders(style, 2)
+            key_in, key_args = _in_list(style, '"key"', keys, 3)
+            seq_out, seq_args = _not_in_seqs(style, mine, 3 + len(key_args))
             blocking = (
-                select(_o.key, func.min(_o.seq))
-                .where(
-                    _o.sink == sink,
-                    _o.key.in_(keys),
-                    _o.state == PENDING,
-                    _o.seq < found[-1].seq,
-                    _o.seq.not_in(sorted(mine)),
-                )
-                .group_by(_o.key)
+                'SELECT "key", MIN(seq) FROM outbox WHERE sink = {} AND seq < {} AND '
+                "state = 'pending' AND {} AND {} GROUP BY \"key\""
+            ).format(*m, key_in, seq_out)
+            first_outside = dict(
+                (await conn.exec_driver_sql(blocking, (sink, mine[-1], *key_args, *seq_args))).all()
             )
-            first_outside = dict((await conn.execute(blocking)).all())
-            kept = [r for r in found if r.key not in first_outside or r.seq < first_outside[r.key]]
+            kept = (
+                [r for r in found if r[3] not in first_outside or r[0] < first_outside[r[3]]]
+                if first_outside
+                else found
+            )
             if kept:
-                until = now + timedelta(seconds=lease)
-                await conn.execute(
-                    update(outbox)
-                    .where(_o.seq.in_(_SEQS))
-                    .values(claimed_until=until, claimed_by=relay),
-                    {"seqs": [r.seq for r in kept]},
+                seqs = [r[0] for r in kept]
+                m = _placeholders(style, 2)
+                seq_in, seq_args = _in_list(style, "seq", seqs, 3)
+                await conn.exec_driver_sql(
+                    "UPDATE outbox SET claimed_until = {}, claimed_by = {} WHERE {}".format(
+                        *m, seq_in
+                    ),
+                    (until, relay, *seq_args),
                 )
+            parse = _parse_time
             return [
-                Delivery(
-                    r.seq,
-                    r.event_id,
-                    r.sink,
-                    r.key,
-                    r.event,
-                    r.created_at,
-                    r.body.encode("utf-8"),
-                    r.attempts,
-                )
-                for r in kept
+                Delivery(seq, event_id, sink_, key, event, parse(created), body.encode(), attempts)
+                for seq, event_id, sink_, key, event, created, body, attempts in kept
             ]
 
         claimed: list[Delivery] = await self._write("claiming outbox rows", go)
         return claimed
 
-    async def _update(self, doing: str, seqs: Sequence[int], **values: Any) -> None:
+    async def _update(
+        self, doing: str, seqs: Sequence[int], assignments: str, values: Sequence[Any]
+    ) -> None:
+        """``UPDATE outbox SET <assignments>`` on the rows ``seqs``; ``assignments`` holds one
+        ``{}`` per value, for the driver's placeholder."""
         if not seqs:
             return
-        statement = update(outbox).where(_o.seq.in_(_SEQS)).values(**values)
 
         async def go(conn: Any) -> None:
-            for i in range(0, len(seqs), BATCH):
-                await conn.execute(statement, {"seqs": list(seqs[i : i + BATCH])})
+            style = conn.dialect.paramstyle
+            for i in range(0, len(seqs), _UPDATE_BATCH):
+                chunk = list(seqs[i : i + _UPDATE_BATCH])
+                seq_in, seq_args = _in_list(style, "seq", chunk, len(values) + 1)
+                sql = f"UPDATE outbox SET {assignments} WHERE {seq_in}"
+                await conn.exec_driver_sql(
+                    sql.format(*_placeholders(style, len(values))), (*values, *seq_args)
+                )
 
         await self._write(doing, go)
 
@@ -219,10 +278,8 @@ class SQLOutbox(Outbox):
         await self._update(
             "marking outbox rows delivered",
             seqs,
-            state=DELIVERED,
-            attempts=_o.attempts + 1,
-            delivered_at=_now(now),
-            claimed_until=None,
+            "state = 'delivered', attempts = attempts + 1, delivered_at = {}, claimed_until = NULL",
+            (self.stamp(_now(now)),),
         )
 
     async def failed(
@@ -231,11 +288,9 @@ class SQLOutbox(Outbox):
         await self._update(
             "marking outbox rows failed",
             seqs,
-            attempts=_o.attempts + 1,
-            available_at=retry_at,
-            failing_since=func.coalesce(_o.failing_since, _when(now)),
-            last_error=error,
-            claimed_until=None,
+            "attempts = attempts + 1, available_at = {}, failing_since = "
+            "COALESCE(failing_since, {}), last_error = {}, claimed_until = NULL",
+            (self.stamp(retry_at), self.stamp(_now(now)), error),
         )
 
     async def dead(
@@ -248,16 +303,13 @@ class SQLOutbox(Outbox):
         await self._update(
             "marking outbox rows dead",
             seqs,
-            state=DEAD,
-            attempts=_o.attempts + 1,
-            failing_since=func.coalesce(_o.failing_since, _when(now)),
-            last_error=error,
-            response=response,
-            claimed_until=None,
+            "state = 'dead', attempts = attempts + 1, failing_since = "
+            "COALESCE(failing_since, {}), last_error = {}, response = {}, claimed_until = NULL",
+            (self.stamp(_now(now)), error, response),
         )
 
     async def release(self, seqs: Sequence[int]) -> None:
-        await self._update("giving outbox rows back", seqs, claimed_until=None)
+        await self._update("giving outbox rows back", seqs, "claimed_until = NULL", ())
 
     async def failing_since(self, seqs: Sequence[int]) -> dict[int, datetime]:
         if not seqs:
