@@ -30,6 +30,7 @@ from hookwire.logschema import (
     line_from_parts,
     parse_line,
     record_from_call,
+    snapshot_parts,
     to_line,
     to_record,
 )
@@ -473,3 +474,16 @@ def test_property_filelog_line_is_the_reference_record(event: tuple[Any, ...]) -
     assert orjson.loads(out) == orjson.loads(red.json_bytes(reference))
     assert parse_line(out)["event"] == EVENT_NAMES[hook]
     assert b"sk-" not in out or REDACTED.encode() in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=_dispatched())
+def test_property_a_snapshot_makes_the_same_line(event: tuple[Any, ...]) -> None:
+    # FileLogCallback queues the parts (what the app may still change serialised first) and
+    # makes the line on its writer: the line must be the one made from the originals.
+    hook, args, run_id, timestamp, ctx, kw, model, provider = event
+    kept = dict(kw)
+    snap_args, snap_kw = snapshot_parts(args, kw)
+    assert kw == kept  # only read
+    later = line_from_parts(hook, snap_args, run_id, timestamp, ctx, dict(snap_kw), model, provider)
+    assert later == line_from_parts(hook, args, run_id, timestamp, ctx, kw, model, provider)

@@ -57,6 +57,7 @@ from .redaction import REDACTED, Redactor, default_redactor
 
 __all__ = [
     "EVENT_NAMES",
+    "IMMUTABLE_TYPES",
     "REDACTED",
     "SCHEMA_VERSION",
     "Redactor",
@@ -69,6 +70,8 @@ __all__ = [
     "parse_line",
     "record_from_call",
     "response_to_dict",
+    "snapshot",
+    "snapshot_parts",
     "to_line",
     "to_record",
 ]
@@ -286,6 +289,42 @@ def line_from_parts(
         # Splice the fixed head in front of the serialised keywords: no new dict per event.
         return head + body[1:]
     return body
+
+
+#: Types whose values cannot change once made (``LLMResponse`` and ``Usage`` are frozen
+#: dataclasses of such values): an event holding only these may be serialised later and still
+#: be logged as it was when emitted.
+IMMUTABLE_TYPES: Final[frozenset[type]] = frozenset(
+    {str, int, float, bool, type(None), Decimal, LLMResponse, Usage}
+)
+_immutable: Final = IMMUTABLE_TYPES.issuperset
+_Fragment: Final = orjson.Fragment
+
+
+def snapshot(value: Any) -> Any:
+    """``value`` as it is now, for a line made later (on another thread): a value of
+    ``IMMUTABLE_TYPES`` itself, anything else its JSON (an ``orjson.Fragment``, embedded as
+    is), so that a change the app makes after the event does not reach the line. The line
+    made with it is the one made with ``value``, byte for byte."""
+    if type(value) in IMMUTABLE_TYPES:
+        return value
+    try:
+        return _Fragment(_dumps(value, default=json_default))
+    except TypeError:  # as line_from_parts falls back for the whole record
+        return _Fragment(
+            orjson.dumps(_plain(value), default=json_default, option=orjson.OPT_NON_STR_KEYS)
+        )
+
+
+def snapshot_parts(
+    args: tuple[Any, ...], kw: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kw`` with every value ``snapshot`` (``kw`` is only read)."""
+    if not _immutable(map(type, args)):
+        args = tuple(map(snapshot, args))
+    if kw and not _immutable(map(type, kw.values())):
+        kw = {k: snapshot(v) for k, v in kw.items()}
+    return args, kw
 
 
 def line_from_call(

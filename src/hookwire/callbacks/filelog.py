@@ -1,8 +1,10 @@
 """``FileLogCallback``: every event as one JSON line in a file, written off the app thread.
 
-The app thread turns the event into its JSON line (``hookwire.logschema``, orjson) and puts
-it on a ``hookwire._workers.BackgroundQueue``; the shared ``hookwire-filelog`` worker thread
-redacts secrets and appends whole batches with one ``write(2)`` each on a file opened with
+The app thread puts the event's parts on a ``hookwire._workers.BackgroundQueue`` (what the
+app could still change, serialised first: ``logschema.snapshot_parts``); the shared
+``hookwire-filelog`` worker thread, woken about once per batch, makes the JSON lines
+(``hookwire.logschema``, orjson), redacts secrets and appends whole batches with one
+``write(2)`` each on a file opened with
 ``O_APPEND`` (``_LogFile``, which the queue holds: a handler dropped with lines still queued
 gets them written, and its file is closed once they are). On Linux and the BSDs a
 ``write`` to a regular file is applied whole, at the end of the file, under the file's lock,
@@ -35,7 +37,14 @@ import orjson
 from .._workers import BackgroundQueue
 from ..errors import ConfigurationError
 from ..events import HOOKS
-from ..logschema import Redactor, dumps_record, line_from_parts
+from ..logschema import (
+    IMMUTABLE_TYPES,
+    Redactor,
+    dumps_record,
+    line_from_parts,
+    snapshot,
+    snapshot_parts,
+)
 from ..masking import Mask, masked_redactor
 from ..sampling import sample
 from .base import BaseCallback
@@ -54,6 +63,12 @@ _BATCH: Final = 8192
 _LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
+
+_IMMUTABLE: Final = IMMUTABLE_TYPES
+_immutable: Final = IMMUTABLE_TYPES.issuperset
+
+#: What the app thread queues per event: ``_hookwire_raw``'s arguments, the line's parts.
+_Parts = tuple[str, tuple[Any, ...], Any, Any, Mapping[str, Any], dict[str, Any], Any, Any]
 
 _LIVE: weakref.WeakSet[FileLogCallback] = weakref.WeakSet()
 
@@ -132,8 +147,6 @@ class FileLogCallback(BaseCallback):
                 f"log_path {self.log_path} is a directory; give a file name, like "
                 f"{self.log_path / 'hookwire.jsonl'}"
             )
-        self.include_prompts = include_prompts
-        self.include_responses = include_responses
         self.include_tokens = include_tokens
         self.max_bytes = max_bytes
         self.backup_count = backup_count
@@ -147,6 +160,8 @@ class FileLogCallback(BaseCallback):
                 f"cannot create the directory of log file {self.log_path}: {exc.strerror or exc}"
             ) from exc
         self._file = _LogFile(self.log_path, max_bytes, backup_count, fsync, self._redactor)
+        self.include_prompts = include_prompts
+        self.include_responses = include_responses
         try:
             self._file.open()
         except OSError as exc:
@@ -154,7 +169,7 @@ class FileLogCallback(BaseCallback):
                 f"cannot open the log file {self.log_path}: {exc.strerror or exc}; "
                 "choose a log_path in a writable directory"
             ) from exc
-        self._queue: BackgroundQueue[bytes] = BackgroundQueue(
+        self._queue: BackgroundQueue[_Parts] = BackgroundQueue(
             f"FileLogCallback({self.log_path})",
             self._file.write_batch,
             maxsize=queue_size,
@@ -172,6 +187,25 @@ class FileLogCallback(BaseCallback):
         )
         _LIVE.add(self)
 
+    # The switches are read where the lines are made: on the writer, from the file side.
+    @property
+    def include_prompts(self) -> bool:
+        """Whether prompts, tool inputs and memory contents are logged."""
+        return self._file.prompts
+
+    @include_prompts.setter
+    def include_prompts(self, value: bool) -> None:
+        self._file.prompts = value
+
+    @property
+    def include_responses(self) -> bool:
+        """Whether answers, tool outputs and memory results are logged."""
+        return self._file.responses
+
+    @include_responses.setter
+    def include_responses(self, value: bool) -> None:
+        self._file.responses = value
+
     @property
     def written(self) -> int:
         """Lines written since this handler was created."""
@@ -186,7 +220,12 @@ class FileLogCallback(BaseCallback):
     @property
     def failed(self) -> int:
         """Events that could not be written (serialisation or I/O errors); they are logged."""
-        return self._unserialisable + self._file.failed + self._queue.failed
+        return (
+            self._unserialisable
+            + self._file.unserialisable
+            + self._file.failed
+            + self._queue.failed
+        )
 
     def __repr__(self) -> str:
         return f"FileLogCallback({str(self.log_path)!r})"
@@ -212,28 +251,26 @@ class FileLogCallback(BaseCallback):
         record is what those hooks would have received (see ``line_from_parts``). ``ctx`` and
         ``kw`` are read, never changed: they may be shared with other handlers.
         """
+        # The line is made on the writer, a batch at a time: this thread only queues the
+        # parts (bench/README.md, observers). What the app may still change after this call
+        # (a list of messages it appends the answer to, a tool's input dict) is serialised
+        # here, alone; strings, numbers and frozen responses are kept as they are. The run
+        # context is immutable by contract (hookwire.context.enter_run). The checks are
+        # written out: this runs for every event, and a call or map() per check costs more.
         try:
-            # Serialised here, on the caller's thread: only bytes cross to the writer. Handing
-            # it the objects instead was measured slower: the queued tuples and dicts are
-            # containers the cyclic GC keeps walking while they wait (see bench/README.md),
-            # and the line shows the event as it was when emitted.
-            line = line_from_parts(
-                hook,
-                args,
-                run_id,
-                timestamp,
-                ctx,
-                kw,
-                model,
-                provider,
-                self.include_prompts,
-                self.include_responses,
-            )
+            for value in args:
+                if type(value) not in _IMMUTABLE:
+                    args = tuple(map(snapshot, args))
+                    break
+            if kw and not _immutable(map(type, kw.values())):
+                kw = snapshot_parts((), kw)[1]
+            if type(model) not in _IMMUTABLE or type(provider) not in _IMMUTABLE:
+                model, provider = snapshot(model), snapshot(provider)
         except Exception as exc:
             self._unserialisable += 1
             self._file.warn_once(f"an event ({hook}) could not be serialised: {exc!r}")
             return
-        self._put(line)
+        self._put((hook, args, run_id, timestamp, ctx, kw, model, provider))
 
     # -- draining ---------------------------------------------------------------------------
 
@@ -260,7 +297,8 @@ class FileLogCallback(BaseCallback):
 
 
 class _LogFile:
-    """The file side, run by the worker: redaction, rotation and one ``write(2)`` per batch.
+    """The file side, run by the worker: the lines, redaction, rotation and one ``write(2)``
+    per batch.
 
     The queue holds it (not the handler), so lines queued by a handler that is dropped are
     still written, and the file is closed when the last of them is.
@@ -274,10 +312,13 @@ class _LogFile:
         self.backup_count = backup_count
         self.fsync = fsync
         self.redactor = redactor
+        self.prompts = True
+        self.responses = True
         self.fd = -1
         self.lock_fd = -1
         self.written = 0
         self.failed = 0
+        self.unserialisable = 0
         self.warned = False
         #: Whether the last write failed (a full disk): ``flush()`` says so.
         self.failing = False
@@ -291,7 +332,16 @@ class _LogFile:
         except Exception:
             pass
 
-    def write_batch(self, items: list[bytes]) -> None:
+    def write_batch(self, events: list[_Parts]) -> None:
+        prompts, responses = self.prompts, self.responses
+        items: list[bytes] = []
+        add = items.append
+        for parts in events:
+            try:
+                add(line_from_parts(*parts, prompts, responses))
+            except Exception as exc:
+                self.unserialisable += 1
+                self.warn_once(f"an event ({parts[0]}) could not be serialised: {exc!r}")
         red = self.redactor
         if red.walks_values:
             items = [line for line in map(self._user_redact, items) if line]
