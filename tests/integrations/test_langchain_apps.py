@@ -59,11 +59,20 @@ def chat(server: OpenAIServer, **kw: Any) -> Any:
     )
 
 
-def react_turn(server: OpenAIServer, handler: Any, tools: list[Any] | None = None) -> Any:
+def drive(agent: Any, question: str, handler: Any, streamed: bool = False) -> Any:
+    """One turn of ``agent``, invoked or streamed token by token (``stream_mode="messages"``)."""
+    turn = {"messages": [("user", question)]}
+    config: Any = {"callbacks": [handler]}
+    if not streamed:
+        return agent.invoke(turn, config=config)
+    return list(agent.stream(turn, config=config, stream_mode="messages"))
+
+
+def react_turn(
+    server: OpenAIServer, handler: Any, tools: list[Any] | None = None, streamed: bool = False
+) -> Any:
     agent = prebuilt.create_react_agent(chat(server), tools or [weather])
-    return agent.invoke(
-        {"messages": [("user", "Weather in Paris?")]}, config={"callbacks": [handler]}
-    )
+    return drive(agent, "Weather in Paris?", handler, streamed)
 
 
 def runs(rec: RecordingCallback) -> list[tuple[str, str]]:
@@ -186,12 +195,13 @@ def test_how_the_answer_was_served_reaches_on_llm_end(
     assert (end["system_fingerprint"], end["service_tier"]) == ("fp_hookwire_test", "default")
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
 def test_a_429_in_a_react_turn_is_one_on_error_at_stage_llm(
-    server: OpenAIServer, rec: RecordingCallback
+    server: OpenAIServer, rec: RecordingCallback, streamed: bool
 ) -> None:
     server.script(ErrorReply(429, "slow down"))
     with pytest.raises(Exception, match="429"):
-        react_turn(server, HookwireCallbackHandler([rec]))
+        react_turn(server, HookwireCallbackHandler([rec]), streamed=streamed)
     (llm_error,) = rec.of("on_llm_error")
     assert isinstance(llm_error["error"], RateLimitError)
     (on_error,) = rec.of("on_error")
@@ -200,18 +210,16 @@ def test_a_429_in_a_react_turn_is_one_on_error_at_stage_llm(
     assert on_error["run_id"] == rec.of("on_run_start")[0]["run_id"]
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
 def test_a_failing_tool_in_a_react_turn_is_one_on_error(
-    server: OpenAIServer, rec: RecordingCallback
+    server: OpenAIServer, rec: RecordingCallback, streamed: bool
 ) -> None:
     server.script(ToolCallReply("broken", {"city": "Paris"}), Reply("Sorry."))
     agent = prebuilt.create_react_agent(
         chat(server), prebuilt.ToolNode([broken], handle_tool_errors=False)
     )
     with pytest.raises(ValueError, match="no station"):
-        agent.invoke(
-            {"messages": [("user", "Weather?")]},
-            config={"callbacks": [HookwireCallbackHandler([rec])]},
-        )
+        drive(agent, "Weather?", HookwireCallbackHandler([rec]), streamed)
     (on_error,) = rec.of("on_error")
     assert on_error["stage"] == "tool"
     (tool_error,) = rec.of("on_tool_error")
@@ -223,12 +231,16 @@ class _Refuse(BaseCallback):
         raise BudgetExceeded("user u1 is over 1 USD", scope="user", key="u1")
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
 def test_a_budget_refusal_in_a_react_turn_is_one_on_error_and_no_langchain_warning(
-    server: OpenAIServer, rec: RecordingCallback, caplog: pytest.LogCaptureFixture
+    server: OpenAIServer,
+    rec: RecordingCallback,
+    caplog: pytest.LogCaptureFixture,
+    streamed: bool,
 ) -> None:
     caplog.set_level(logging.WARNING)
     with pytest.raises(BudgetExceeded):
-        react_turn(server, HookwireCallbackHandler([_Refuse(), rec]))
+        react_turn(server, HookwireCallbackHandler([_Refuse(), rec]), streamed=streamed)
     (on_error,) = rec.of("on_error")
     assert on_error["stage"] == "budget"
     assert len(rec.of("on_budget_exceeded")) == 1
