@@ -3,7 +3,8 @@
 Both talk to the same local OpenAI-compatible server (``hookwire.testing.OpenAIServer``) in
 the same process, interleaved call by call, so network and server time are the same for both
 and the difference is hookwire: the run, the events to three handlers, retries bookkeeping,
-the response records.
+the response records. Two more rows record every call in the trace store (SQLite, written
+in the background), as the demo does.
 
     PYTHONPATH=src python bench/runtime.py [--calls 400]
 
@@ -18,15 +19,17 @@ import gc
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import orjson
 
 from hookwire import RLM
-from hookwire.callbacks import BaseCallback
+from hookwire.callbacks import BaseCallback, TraceStoreCallback
 from hookwire.llms import OpenAIClient
 
 PROMPT = "What is the capital of France?"
@@ -297,6 +300,9 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]
     rlm_inline = RLM(client, callbacks=[Latency(), Usage(), Latency()])
     rlm = RLM(client, callbacks=[Latency(), Usage(), Store()])
     rlm_stream = RLM(client, callbacks=[Latency(), Usage(), Tokens()])
+    traces_dir = tempfile.TemporaryDirectory(prefix="hookwire-bench-")
+    traces = TraceStoreCallback(f"sqlite:///{Path(traces_dir.name) / 'traces.db'}")
+    rlm_traced = RLM(client, callbacks=[traces])
 
     rows: list[tuple[str, Figures, Figures, Figures]] = []
     for label, bare, hooked, raw in (
@@ -308,12 +314,21 @@ def run(calls: int, base_url: str) -> list[tuple[str, Figures, Figures, Figures]
             lambda: rlm_stream.run(PROMPT),
             raw_stream,
         ),
+        ("JSON call, trace store", bare_json, lambda: rlm_traced.run(PROMPT), raw_json),
+        (
+            "streamed call, trace store",
+            bare_stream,
+            lambda: "".join(rlm_traced.stream(PROMPT)),
+            raw_stream,
+        ),
     ):
         base, hook, plain = measure(calls, bare, hooked, raw)
         rows.append((label, base, hook, plain))
     rlm_inline.callbacks.close()
     rlm.callbacks.close()
     rlm_stream.callbacks.close()
+    rlm_traced.callbacks.close()
+    traces_dir.cleanup()
     client.close()
     sdk.close()
     return rows
