@@ -347,3 +347,14 @@ def test_accounting_metrics_and_history_have_no_sample_rate() -> None:
 
     for cls in (AccountingCallbackHandler, ChatHistoryCallbackHandler, MetricsCallback):
         assert "sample_rate" not in inspect.signature(cls).parameters
+
+
+def test_the_managers_stats_show_what_a_sampling_handler_holds(tmp_path: Path) -> None:
+    log = FileLogCallback(tmp_path / "log.jsonl", sample_rate=0.0)
+    manager = CallbackManager([log, BaseCallback()])
+    assert manager.stats()["sampling"] == {"FileLogCallback": {"held": 0, "evicted": 0}}
+    with trace("request", callbacks=manager):
+        manager.on_llm_start("hi")
+        assert manager.stats()["sampling"]["FileLogCallback"]["held"] >= 2
+    assert manager.stats()["sampling"]["FileLogCallback"] == {"held": 0, "evicted": 0}
+    log.close()

@@ -555,7 +555,9 @@ class CallbackManager:
         """Counters: handler errors by ``"Handler.hook"``; per handler name, the events
         ``queued`` now and the events ``dropped`` (lost): its background queue was full, or
         what the handler counts itself in its ``pending`` and ``dropped`` (a log line a full
-        disk refused, a usage row or a chat turn beyond the bound kept during an outage)."""
+        disk refused, a usage row or a chat turn beyond the bound kept during an outage);
+        per sampling handler (``sample_rate=``), the events ``held`` now for traces not yet
+        decided and those ``evicted`` past its bound (see ``hookwire.sampling``)."""
         with _lock:
             errors = {f"{n}.{h}": c for (n, h), c in (self._errors or {}).items()}
             queues = list((self._queues or {}).values())
@@ -567,12 +569,21 @@ class CallbackManager:
                 if isinstance(own, int) and not isinstance(own, bool):
                     name = handler_name(handler)
                     table[name] = table.get(name, 0) + own
+        sampling: dict[str, dict[str, int]] = {}
+        for handler in self._handlers:
+            sampler = getattr(handler, "sampler", None)
+            held, evicted = getattr(sampler, "held", None), getattr(sampler, "evicted", None)
+            if isinstance(held, int) and isinstance(evicted, int):
+                row = sampling.setdefault(handler_name(handler), {"held": 0, "evicted": 0})
+                row["held"] += held
+                row["evicted"] += evicted
         return {
             "handlers": len(self._handlers),
             "errors": errors,
             "errors_total": sum(errors.values()),
             "queued": queued,
             "dropped": dropped,
+            "sampling": sampling,
         }
 
     # -- draining ---------------------------------------------------------------------------
