@@ -253,9 +253,7 @@ class Bridge:
         self.spans[id_] = span
         method = id_[:-37].rpartition(".")[2]
         emits: list[Emit] = []
-        if method in _RUN_METHODS and isinstance(
-            instance, (BaseQueryEngine, BaseChatEngine, Workflow)
-        ):
+        if method in _RUN_METHODS and _is_runnable(instance):
             if shown is not None and shown.kind != "tool" and shown.name == type(instance).__name__:
                 return emits  # the same engine's inner call (a chat's call to its query)
             kind = "agent" if _is_agent(instance) else "workflow"
@@ -553,6 +551,21 @@ def _add(shown: _Span | None, usage: Usage | None, cost: Decimal | None, model: 
     if cost is not None:
         shown.cost = cost if shown.cost is None else shown.cost + cost
     shown.model = model or shown.model
+
+
+#: Whether a class's ``query`` / ``chat`` / ``run`` span is a run, by class: the classes are
+#: ABCs, and an LLM's ``chat`` asks on every call.
+_RUNNABLE: dict[type, bool] = {}
+
+
+def _is_runnable(instance: Any) -> bool:
+    cls = type(instance)
+    known = _RUNNABLE.get(cls)
+    if known is None:
+        known = isinstance(instance, (BaseQueryEngine, BaseChatEngine, Workflow))
+        if len(_RUNNABLE) < 1024:  # bounded: classes made on the fly
+            _RUNNABLE[cls] = known
+    return known
 
 
 def _is_agent(instance: Any) -> bool:

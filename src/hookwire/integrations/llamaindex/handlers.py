@@ -4,7 +4,6 @@ and ``instrument`` / ``uninstrument``, which put them on a LlamaIndex dispatcher
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 # re-exported from llama_index_instrumentation, which mypy does not take as an export
@@ -18,7 +17,7 @@ from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 
 from ...dispatch import CallbackManager, Callbacks
-from .._common import Emit, send
+from .._common import send
 from .bridge import Bridge
 
 __all__ = ["LlamaIndexInstrumentation", "instrument", "uninstrument"]
@@ -28,18 +27,6 @@ def _bind(handler: object, bridge: Bridge) -> None:
     # In the instance's __dict__, past pydantic's __setattr__: a pydantic private attribute is
     # read through the model's __getattr__, a few µs on every event and span.
     object.__setattr__(handler, "_bridge", bridge)
-
-
-def _relay(bridge: Bridge, where: str, translate: Callable[[], list[Emit]]) -> None:
-    """Send what ``translate`` makes of a LlamaIndex event or span; a failure to translate it
-    is logged (LlamaIndex would swallow it) and nothing is sent."""
-    try:
-        emits = translate()
-    except Exception as exc:
-        bridge.failed(where, exc)
-        return
-    if emits:
-        send(bridge.manager, emits, bridge.failed, where)
 
 
 class _EventHandler(BaseEventHandler):
@@ -58,8 +45,17 @@ class _EventHandler(BaseEventHandler):
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         """One LlamaIndex event: its hook calls."""
+        # Written out in each method (no shared helper taking a closure): LlamaIndex sends every
+        # event and span through here, and a call frame and a lambda each are a fair share of
+        # the bridge's cost. A failure to translate is logged (LlamaIndex would swallow it).
         bridge = self._bridge
-        _relay(bridge, type(event).__name__, lambda: bridge.event(event))
+        try:
+            emits = bridge.event(event)
+        except Exception as exc:
+            bridge.failed(type(event).__name__, exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, type(event).__name__)
 
 
 class _SpanHandler(BaseSpanHandler[BaseSpan]):
@@ -88,8 +84,13 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span began: a run or a tool, if it is one."""
         bridge = self._bridge
-        args = bound_args.arguments
-        _relay(bridge, "span_enter", lambda: bridge.span_enter(id_, args, instance, parent_id))
+        try:
+            emits = bridge.span_enter(id_, bound_args.arguments, instance, parent_id)
+        except Exception as exc:
+            bridge.failed("span_enter", exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, "span_enter")
 
     def span_exit(
         self,
@@ -101,7 +102,13 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span returned."""
         bridge = self._bridge
-        _relay(bridge, "span_exit", lambda: bridge.span_exit(id_, result))
+        try:
+            emits = bridge.span_exit(id_, result)
+        except Exception as exc:
+            bridge.failed("span_exit", exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, "span_exit")
 
     def span_drop(
         self,
@@ -113,7 +120,13 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         """A span raised."""
         bridge = self._bridge
-        _relay(bridge, "span_drop", lambda: bridge.span_drop(id_, err))
+        try:
+            emits = bridge.span_drop(id_, err)
+        except Exception as exc:
+            bridge.failed("span_drop", exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, "span_drop")
 
     # LlamaIndex's abstract steps of its own span bookkeeping, which the methods above replace.
     def new_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
