@@ -172,7 +172,7 @@ def _usage(response: Any) -> Usage | None:
     """The usage a response reports: its raw answer's ``usage`` (OpenAI's shape, or the
     Responses API's), else the counts LlamaIndex copies into ``additional_kwargs``."""
     raw = getattr(response, "raw", None)
-    u = _get(raw, "usage")
+    u = _get(raw, "usage") if raw is not None else None
     if u is not None:
         prompt = _get(u, "prompt_tokens") or _get(u, "input_tokens") or 0
         completion = _get(u, "completion_tokens") or _get(u, "output_tokens") or 0
@@ -389,8 +389,10 @@ class Bridge:
         if hook == "on_llm_start":
             params = {"model": base.get("model")}
             extra = getattr(event, "additional_kwargs", None) or {}
+            # A call's own keyword arguments over the LLM's settings.
+            merged = {**model_dict, **extra} if extra else model_dict
             for key in _PARAM_KEYS:
-                value = extra.get(key, model_dict.get(key))
+                value = merged.get(key)
                 if value is not None:
                     params[key] = value
             tools = extra.get("tools")
@@ -459,14 +461,16 @@ class Bridge:
         if usage is None:
             # LlamaIndex's OpenAI LLM drops the usage chunk of a stream: an estimate, never 0.
             usage = estimate_usage(prompt_bound(call.prompt), content, calls)
-        model = str(_get(raw, "model") or call.model or "") or None
+        model = str((_get(raw, "model") if raw is not None else None) or call.model or "") or None
         cost = price(model, usage, call.provider)
         _add(call.shown, usage, cost, model)
         if not self.manager.listens("on_llm_end"):
             return []
-        choices = _get(raw, "choices") or ()
-        finish = _get(choices[0], "finish_reason") if choices else _get(raw, "status")
-        rid = _get(raw, "id")
+        finish = rid = None
+        if raw is not None:  # LlamaIndex's own LLMs (MockLLM) have no raw answer
+            choices = _get(raw, "choices") or ()
+            finish = _get(choices[0], "finish_reason") if choices else _get(raw, "status")
+            rid = _get(raw, "id")
         result = LLMResponse(
             content=content,
             usage=usage,
