@@ -8,7 +8,8 @@ For each, the best of ``--rounds`` of:
 - every ``hookwire costs`` grouping over all time (none, user, org, agent, model, provider,
   day, month), ``--by user --since 7d`` (whole days from the totals, partial ones from the
   ledger) and ``--by user`` summed from the ledger's rows alone (what ``costs`` did before);
-- the ledger's write rate (rows/s, 2,000 new calls in batches of 500) at that size;
+- the ledger's write rate at that size (rows/s, the median of 2,000 new calls of its N/10 users in
+  batches of 500): calls of the last minute, as live traffic writes, and back-dated over 90 days;
 - 1,000 concurrent runs (``RLM.arun``, 50 ms of model latency) without handlers, with four
   handlers, and with four handlers and a budget (see ``_burst.py``);
 - on PostgreSQL, the share of HOT updates of ``conversations`` while 2,000 messages are
@@ -24,6 +25,10 @@ Conversations and messages are made in SQL (fast at any size); the ledger is wri
     python bench/scale.py --no-postgres
     python bench/scale.py --burst-only          # the 1,000 concurrent runs alone
     python bench/scale.py --cli-only            # CLI start-up alone
+    python bench/scale.py --writes-only --sizes 10000,100000,1000000
+
+``--writes-only``: SQLite ledger writes alone, the ledger and its totals filled in SQL (a few
+minutes at 10^6 instead of an hour through ``record``).
 
 CLI start-up (``--cli-only``): ``hookwire --help``, and ``hookwire costs`` (table and
 ``--json``) on a 50-call SQLite file, each run ``--cli-runs`` times as a new process: the median
@@ -40,6 +45,7 @@ import asyncio
 import os
 import random
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -47,6 +53,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -60,6 +67,8 @@ from _postgres import SERVER, server_up
 from hookwire.stores import engine, runner
 from hookwire.stores.conversations import ConversationStore
 from hookwire.stores.ledger import UsageLedger, UsageRecord
+from hookwire.stores.ledger.records import SCOPES
+from hookwire.stores.ledger.rollups import DAY_MONTH_SCOPES
 
 UTC = timezone.utc
 NOW = datetime.now(UTC)
@@ -76,13 +85,15 @@ GROUPINGS: list[tuple[str, list[str], dict[str, Any]]] = [
 ]
 
 
-def _records(n: int, start: int, tag: str) -> list[UsageRecord]:
+def _records(
+    n: int, start: int, tag: str, users: int, seconds: int = 90 * 86400
+) -> list[UsageRecord]:
+    """``n`` calls of ``users`` users, made over the last ``seconds``."""
     rnd = random.Random(start)
-    users = max(1, n // 10)
     return [
         UsageRecord(
             run_id=f"{tag}-{i}",
-            created_at=NOW - timedelta(seconds=rnd.randint(0, 90 * 86400)),
+            created_at=NOW - timedelta(seconds=rnd.randint(0, seconds)),
             prompt_tokens=rnd.randint(10, 2000),
             completion_tokens=rnd.randint(10, 500),
             total_tokens=2500,
@@ -100,7 +111,7 @@ def _records(n: int, start: int, tag: str) -> list[UsageRecord]:
 async def _fill_ledger(ledger: UsageLedger, n: int) -> None:
     step = 20_000
     for start in range(0, n, step):
-        batch = _records(min(step, n - start), start, "fill")
+        batch = _records(min(step, n - start), start, "fill", max(1, n // 10))
         for i in range(0, len(batch), 500):
             await ledger.record(batch[i : i + 500])
 
@@ -172,11 +183,7 @@ async def _measure(url: str, n: int, rounds: int) -> dict[str, str]:
     )
     del ledger.summaries_from_totals  # type: ignore[attr-defined]
 
-    fresh = _records(2000, 10**9, uuid.uuid4().hex[:6])
-    t = time.perf_counter()
-    for i in range(0, len(fresh), 500):
-        await ledger.record(fresh[i : i + 500])
-    out["ledger writes (rows/s)"] = f"{len(fresh) / (time.perf_counter() - t):,.0f}"
+    out.update(await _write_rates(ledger, n, rounds))
 
     if not engine.is_sqlite(url):
         out.update(await _hot_rows(url))
@@ -226,6 +233,67 @@ async def _hot_ratio(url: str, store: ConversationStore) -> tuple[str, str]:
     return f"{hot:,} of {updates:,}", f"{(after[2] - before[2]) // 1024:,}"
 
 
+async def _write_rates(ledger: UsageLedger, n: int, rounds: int) -> dict[str, str]:
+    """Rows/s of 2,000 new calls of the ledger's N/10 users in batches of 500 (the median of
+    ``rounds``): made in the last minute (live traffic), and back-dated over 90 days."""
+    out: dict[str, str] = {}
+    for name, seconds in (("ledger writes (rows/s)", 60), ("back-dated (rows/s)", 90 * 86400)):
+        rates = []
+        for r in range(max(3, rounds)):
+            fresh = _records(2000, 10**9 + r, uuid.uuid4().hex[:6], max(1, n // 10), seconds)
+            t = time.perf_counter()
+            for i in range(0, len(fresh), 500):
+                await ledger.record(fresh[i : i + 500])
+            rates.append(len(fresh) / (time.perf_counter() - t))
+        out[name] = f"{statistics.median(rates):,.0f}"
+    return out
+
+
+def _fill_sqlite_ledger(path: str, n: int) -> None:
+    """``n`` ledger rows of N/10 users over 90 days, and their totals, made in SQL: what
+    ``UsageLedger.record`` would keep, in seconds instead of an hour at 10^6."""
+    scopes = [(s, c, ("day", "month", "all")) for s, c in SCOPES.items()]
+    scopes += [(s, c, ("day", "month")) for s, c in DAY_MONTH_SCOPES.items()]
+    start = {"day": "substr(created_at, 1, 10)", "month": "substr(created_at, 1, 7)", "all": "''"}
+    with closing(sqlite3.connect(path)) as con:
+        con.execute(_LEDGER_SQL, (n, max(1, n // 10)))
+        for scope, column, periods in scopes:
+            for p in periods:
+                con.execute(_TOTALS_SQL.format(scope, column or "''", p, start[p]))
+        con.commit()
+
+
+_LEDGER_SQL = (
+    "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?) "
+    "INSERT INTO usage_ledger (run_id, created_at, user_id, org_id, agent, model, provider, "
+    "prompt_tokens, completion_tokens, total_tokens, cost, currency, source) "
+    "SELECT 'fill-' || i, strftime('%Y-%m-%dT%H:%M:%S.000000+00:00', 'now', "
+    "'-' || (abs(random()) % 7776000) || ' seconds'), 'user-' || (abs(random()) % ?), "
+    "'org-' || (i % 20), 'agent-' || (i % 5), 'model-' || (i % 4), 'openai', 100, 50, 150, "
+    "1000000, 'USD', 'auto' FROM s"
+)
+_TOTALS_SQL = (
+    "INSERT INTO usage_totals (scope, key, period, period_start, currency, calls, prompt_tokens, "
+    "completion_tokens, cost, total_tokens) SELECT '{0}', {1}, '{2}', {3}, currency, count(*), "
+    "sum(prompt_tokens), sum(completion_tokens), sum(cost), sum(total_tokens) "
+    "FROM usage_ledger GROUP BY 2, 4, 5"
+)
+
+
+def _writes(sizes: list[int], rounds: int) -> dict[tuple[str, int], dict[str, str]]:
+    results: dict[tuple[str, int], dict[str, str]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for n in sizes:
+            url = _sqlite_url(directory, n)
+            runner.run_sync(engine.upgrade(url), None)
+            _fill_sqlite_ledger(url.split("///", 1)[1], n)
+            rates = runner.run_sync(_write_rates(UsageLedger(url), n, rounds), None)
+            results[("SQLite", n)] = {**rates, "load average": f"{os.getloadavg()[0]:.1f}"}
+            print(f"  {n:,}: {results[('SQLite', n)]}", file=sys.stderr)
+            runner.run_sync(engine.dispose_engines(), 30)
+    return results
+
+
 def _sqlite_url(directory: str, n: int) -> str:
     return f"sqlite+aiosqlite:///{directory}/scale-{n}.db"
 
@@ -243,12 +311,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--burst-only", action="store_true", help="only 1,000 concurrent runs")
+    parser.add_argument("--writes-only", action="store_true", help="only SQLite ledger writes")
     parser.add_argument("--cli-only", action="store_true", help="only CLI start-up")
     parser.add_argument("--cli-runs", type=int, default=11)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.cli_only:
         _print({("CLI", 0): _cli(args.cli_runs)})
+        return
+    if args.writes_only:
+        _print(_writes(sizes, args.rounds))
         return
     if args.burst_only:
         _print(_bursts(not args.no_postgres and server_up(), args.rounds))
@@ -323,7 +395,7 @@ def _cli(runs: int) -> dict[str, str]:
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as directory:
         url = _sqlite_url(directory, 50)
-        runner.run_sync(UsageLedger(url).record(_records(50, 0, "cli")), None)
+        runner.run_sync(UsageLedger(url).record(_records(50, 0, "cli", 5)), None)
         commands = {
             "hookwire --help": ["--help"],
             "hookwire costs --by user (table)": ["costs", "--by", "user", "--db", url],
