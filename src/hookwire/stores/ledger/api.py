@@ -13,7 +13,8 @@ The coroutines run on the store loop (``hookwire.stores.runner``: callers wrap t
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -149,19 +150,21 @@ class UsageLedger(Store):
 backends = UsageLedger.backends
 
 
-def _sqlite_ledger(url: str) -> type[UsageLedger]:
-    from .sqlite import SQLiteUsageLedger
+def _implementation(module: str, name: str) -> Callable[[str], type[UsageLedger]]:
+    """A builder that imports ``name`` from ``module`` when a URL of its backend is first used.
 
-    return SQLiteUsageLedger
+    Named by string because the implementations import this module (they subclass
+    ``UsageLedger``): the import graph stays one-way, and the package can register them here
+    without importing SQLAlchemy for ``hookwire costs`` on SQLite, which never builds one.
+    """
+
+    def build(url: str) -> type[UsageLedger]:
+        cls: type[UsageLedger] = getattr(importlib.import_module(module, __package__), name)
+        return cls
+
+    return build
 
 
-def _postgres_ledger(url: str) -> type[UsageLedger]:
-    from .postgres import PostgresUsageLedger
-
-    return PostgresUsageLedger
-
-
-# The one place a URL's backend is matched with its implementation (imported when a URL of
-# the backend is first used).
-backends.register("sqlite", _sqlite_ledger)
-backends.register("postgresql", _postgres_ledger)
+# The one place a URL's backend is matched with its implementation.
+backends.register("sqlite", _implementation(".sqlite", "SQLiteUsageLedger"))
+backends.register("postgresql", _implementation(".postgres", "PostgresUsageLedger"))
