@@ -58,6 +58,7 @@ from .ids import id_at, new_id
 __all__ = [
     "Entry",
     "Plan",
+    "declared_keywords",
     "handler_entries",
     "no_op",
     "overrides",
@@ -78,7 +79,7 @@ def overrides(handler: Any, name: str) -> Callable[..., Any] | None:
     return fn  # type: ignore[no-any-return]
 
 
-def _declared(fn: Callable[..., Any]) -> frozenset[str] | None:
+def declared_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
     """The keyword names ``fn`` takes, or ``None`` if it takes ``**kwargs`` (or cannot say)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -100,7 +101,7 @@ def _unbound(handler: Any, name: str, is_async: bool, own: bool) -> Callable[...
     """
     found = None if own else inspect.getattr_static(type(handler), name, None)
     fn: Callable[..., Any] | None = found if inspect.isfunction(found) else None
-    names = _declared(fn or getattr(handler, name))
+    names = declared_keywords(fn or getattr(handler, name))
     if fn is not None and names is None:
         return fn
 

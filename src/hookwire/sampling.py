@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from .callpath import declared_keywords
 from .errors import ConfigurationError
 from .events import HOOKS
 
@@ -381,7 +382,7 @@ def _ignore(*args: Any, **kw: Any) -> None:
 def _caller(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn``, or for a hook without ``**kwargs`` a function giving it only the keywords it
     declares (as a manager would); the gate itself reads the trace's ids from all of them."""
-    names = _declared(fn)
+    names = declared_keywords(fn)
     if names is None:
         return fn
 
@@ -400,17 +401,6 @@ def _gate(sampler: TraceSampler, hook: str, fn: Callable[..., Any]) -> Callable[
         return None
 
     return gated
-
-
-def _declared(fn: Callable[..., Any]) -> frozenset[str] | None:
-    """The keyword names ``fn`` takes, or ``None`` if it takes ``**kwargs`` (or cannot say)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 # A handler whose hooks all hand their event to ``_hookwire_raw`` (FileLog, the trace store,
