@@ -26,6 +26,7 @@ from hookwire.callbacks.accounting import (
     Budget,
     estimate_prompt_tokens,
 )
+from hookwire.callbacks.accounting import budgets as lease_budgets
 from hookwire.errors import BudgetExceeded, ConfigurationError, InvalidUsageError
 from hookwire.stores import runner
 from hookwire.stores.ledger import UsageLedger, ledger_key
@@ -513,7 +514,12 @@ def _until(condition: Any, timeout: float = 10.0) -> None:
 ONE_CALL = pricing.estimate("gpt-4o", estimate_prompt_tokens(PROMPT), 100)
 
 
-def test_a_lease_serves_calls_and_is_given_back(db_url: str) -> None:
+def test_a_lease_serves_calls_and_is_given_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lease is sized by the call rate (the calls that come in its life): a longer life keeps
+    # it at budget_lease's 4 calls however slowly a loaded machine makes these checks.
+    monkeypatch.setattr(lease_budgets, "LEASE_LIFE", 4.0)
     user = uid()
     h = AccountingCallbackHandler(
         database_url=db_url, user_id=user, budgets=Budget("10", period="day"), budget_lease=4
@@ -549,9 +555,11 @@ def test_a_lease_serves_calls_and_is_given_back(db_url: str) -> None:
 def test_no_lease_near_the_limit_or_for_unpriced_calls(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/a.db"
     assert ONE_CALL is not None
-    # Room for the lease and three more, not four: every call is checked one by one.
+    # Room for three calls, but not for the smallest lease (2 calls, with LEASE_HEADROOM
+    # leases' worth left over): every call is checked one by one, whatever the call rate
+    # (which sizes a lease).
     near = AccountingCallbackHandler(
-        database_url=url, user_id="near", budgets=Budget(ONE_CALL * Decimal("19.5"), period=None),
+        database_url=url, user_id="near", budgets=Budget(ONE_CALL * Decimal("9.5"), period=None),
         budget_lease=4,
     )  # fmt: skip
     m = CallbackManager([near])
