@@ -96,8 +96,12 @@ def test_a_file_at_another_revision_is_left_to_the_store(tmp_path: Path) -> None
     path = tmp_path / "old.db"
     runner.run_sync(engine.upgrade(f"sqlite+aiosqlite:///{path}", "0003_budget_totals"))
     assert summary(str(path)) is None
-    with sqlite3.connect(path) as conn:  # nor a file without hookwire's schema
+    conn = sqlite3.connect(path)  # nor a file without hookwire's schema
+    try:
         conn.execute("DROP TABLE alembic_version")
+        conn.commit()
+    finally:
+        conn.close()  # (a sqlite3 connection's ``with`` commits but does not close it)
     assert summary(str(path)) is None
 
 
