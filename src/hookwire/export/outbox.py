@@ -32,9 +32,9 @@ from .._workers import BackgroundQueue, past_exit_deadline
 from ..callbacks.base import BaseCallback
 from ..callbacks.forwarding import forward_hooks
 from ..errors import ConfigurationError
-from ..events import HOOKS, LLMResponse, Usage
+from ..events import HOOKS
 from ..ids import id_at
-from ..logschema import EVENT_NAMES, Redactor, dumps_record, line_from_parts
+from ..logschema import EVENT_NAMES, IMMUTABLE_TYPES, Redactor, dumps_record, line_from_parts
 from ..masking import Mask, masked_redactor
 from ..sampling import sample
 from ..stores import runner
@@ -55,8 +55,8 @@ WRITE_TIMEOUT: Final = 30.0
 #: model, provider)``, or when they hold containers the app may change, ``(hook, key,
 #: timestamp, JSON)``.
 _Item = tuple[Any, ...]
-#: Types whose values cannot change once emitted (hookwire's own records are frozen).
-_FIXED: Final = frozenset({str, int, float, bool, type(None), Decimal, LLMResponse, Usage})
+#: Whether every value's type is one whose values cannot change once emitted (FileLog's rule).
+_fixed: Final = IMMUTABLE_TYPES.issuperset
 
 
 def sink_names(sinks: Iterable[Any]) -> list[str]:
@@ -200,13 +200,8 @@ class OutboxCallback(BaseCallback):
                 ts = time.time()
         else:
             ts = timestamp if timestamp is not None else time.time()
-        for value in args:
-            if type(value) not in _FIXED:
-                return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
-        if kw:
-            for value in kw.values():
-                if type(value) not in _FIXED:
-                    return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+        if not _fixed(map(type, args)) or (kw and not _fixed(map(type, kw.values()))):
+            return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
         # Only values that cannot change are queued as they are: the worker builds the record
         # (its key, JSON, id) from them, as it would have been built here.
         self._offer(
