@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_turn import turn
 
-from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire import CallbackManager
 from hookwire.callbacks import ChatHistoryCallbackHandler, FileLogCallback
 from hookwire.callbacks.accounting import AccountingCallbackHandler
 from hookwire.callbacks.accounting.ledger_queue import PUT_WAIT
@@ -47,14 +48,7 @@ class App:
 
     def turn(self) -> None:
         """One turn of the app: a run around an LLM call; times the whole of it."""
-        i, m = self.calls, self.manager
-        started = time.monotonic()
-        run_id = m.on_run_start(f"question {i}")
-        llm = m.on_llm_start(f"question {i}", model="gpt-4o", parent_run_id=run_id)
-        response = LLMResponse(f"answer {i}", usage=Usage(12, 7), model="gpt-4o")
-        m.on_llm_end(response, run_id=llm, model="gpt-4o", parent_run_id=run_id)
-        m.on_run_end(f"answer {i}", run_id=run_id)
-        self.slowest = max(self.slowest, time.monotonic() - started)
+        self.slowest = max(self.slowest, turn(self.manager, self.calls))
         self.calls += 1
 
     def stored(self, direct_url: str) -> tuple[int, int]:

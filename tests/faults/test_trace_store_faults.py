@@ -8,14 +8,14 @@ Figures are printed (run with ``-s``); only bounds that cannot flake are asserte
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from app_turn import turn
 
-from hookwire import CallbackManager, LLMResponse, Usage
+from hookwire import CallbackManager
 from hookwire.callbacks import TraceStoreCallback
 from hookwire.callbacks.trace_store import PUT_WAIT
 from hookwire.stores import runner
@@ -37,14 +37,7 @@ class App:
         self.turns = 0
 
     def turn(self) -> None:
-        i, m = self.turns, self.manager
-        started = time.monotonic()
-        run_id = m.on_run_start(f"question {i}")
-        llm = m.on_llm_start(f"question {i}", model="gpt-4o", parent_run_id=run_id)
-        response = LLMResponse(f"answer {i}", usage=Usage(12, 7), model="gpt-4o")
-        m.on_llm_end(response, run_id=llm, model="gpt-4o", parent_run_id=run_id)
-        m.on_run_end(f"answer {i}", run_id=run_id)
-        self.slowest = max(self.slowest, time.monotonic() - started)
+        self.slowest = max(self.slowest, turn(self.manager, self.turns))
         self.turns += 1
 
     def flush(self, timeout: float) -> bool:
