@@ -3,11 +3,13 @@ sink, claims in order per key, leases, retries, dead rows, status and replay."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from hookwire.errors import StoreError
 from hookwire.ids import new_id
 from hookwire.stores import runner
 from hookwire.stores.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent
@@ -111,6 +113,25 @@ def test_on_postgres_a_claim_closed_without_commit_gives_its_rows_back_at_once(
     again = runner.run_sync(box.take(sink, "r2", limit=10, lease=60))
     assert [d.seq for d in again.rows] == [d.seq for d in held.rows]
     runner.run_sync(again.close())
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_hung_claim_ends_after_its_lease(pg_database_url: str, sink: str) -> None:
+    box = Outbox(pg_database_url)
+    runner.run_sync(box.enqueue(_events(["a"]), [sink]))
+    hung = runner.run_sync(box.take(sink, "r1", limit=10, lease=0.5))
+    assert len(hung.rows) == 1
+    deadline = time.monotonic() + 30
+    while not (again := runner.run_sync(box.take(sink, "r2", limit=10, lease=60))).rows:
+        assert time.monotonic() < deadline, "the server never ended the hung claim"
+        time.sleep(0.1)
+    assert [d.seq for d in again.rows] == [d.seq for d in hung.rows]
+    runner.run_sync(again.delivered([again.rows[0].seq]))
+    runner.run_sync(again.close())
+    with pytest.raises(StoreError):  # the hung relay's marks come too late: they are refused
+        runner.run_sync(hung.delivered([hung.rows[0].seq]))
+    runner.run_sync(hung.close(commit=False))
+    assert [r["state"] for r in runner.run_sync(box.rows(sink=sink))] == [DELIVERED]
 
 
 def test_dead_rows_keep_the_response_and_replay(box: Outbox, sink: str) -> None:
