@@ -10,8 +10,9 @@
   ones with ``--dead``) older than that, so the outbox stays small.
 - ``hookwire events tail --stream NAME [--redis URL] [--count N]``: the last entries of a
   Redis stream that ``RedisStreamSink`` writes to.
-- ``hookwire events relay [--webhook URL --secret-env VAR] [--redis URL --stream NAME]``:
-  deliver the outbox until interrupted (or ``--until-idle``), as ``hookwire.export.Relay``.
+- ``hookwire events relay [--webhook URL --secret-env VAR] [--redis URL --stream NAME]
+  [--batch-size N] [--poll SECONDS]``: deliver the outbox until interrupted (or
+  ``--until-idle``), as ``hookwire.export.Relay``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,12 @@ def relay(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once nothing is pending.")
     ] = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Rows per claim (bigger claims cost less per event).", min=1)
+    ] = 1000,
+    poll: Annotated[
+        float, typer.Option(help="Seconds to wait when nothing is due (the idle latency).", min=0)
+    ] = 0.2,
     db: DbOption = None,
 ) -> None:
     """Deliver the outbox to a webhook and/or a Redis stream, at least once."""
@@ -164,7 +171,7 @@ def relay(
         sinks.append(RedisStreamSink(redis_url, stream=stream, name=redis_name))
     if not sinks:
         raise typer.BadParameter("name at least one sink: --webhook URL or --redis URL")
-    worker = Relay(sinks, database_url(db, must_exist=True))
+    worker = Relay(sinks, database_url(db, must_exist=True), batch_size=batch_size, poll=poll)
     try:
         worker.run(until_idle=until_idle)
     except KeyboardInterrupt:
