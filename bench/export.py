@@ -212,13 +212,13 @@ def _wait(done: Any, what: str, timeout: float = 300.0, every: float = 0.002) ->
 
 
 def deployed(
-    url: str, sink: str, n: int, batch: int, receiver: Receiver | None
+    url: str, sink: str, n: int, batch: int, receiver: Receiver | None, poll: float = 0.005
 ) -> dict[str, float]:
     """One end-to-end run as deployed (see the module): events/s (wall) and the CPU µs per
     event of each stage (``app``, ``relay``, ``receiver``, ``server``: PostgreSQL's)."""
     tag = uuid.uuid4().hex[:6]
     relay = [sys.executable, "-c", "from hookwire.cli import main; main()", "events", "relay"]
-    relay += ["--db", url, "--batch-size", str(batch), "--poll", "0.005"]
+    relay += ["--db", url, "--batch-size", str(batch), "--poll", str(poll)]
     if sink == "webhook":
         assert receiver is not None
         name = f"webhook-{tag}"
@@ -340,6 +340,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs per case")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database")
     parser.add_argument("--batch", type=int, default=BATCH, help="rows per relay claim")
+    parser.add_argument(
+        "--poll", type=float, default=0.005, help="the relay's wait when idle (seconds)"
+    )
     parser.add_argument("--skip-app", action="store_true", help="end to end only")
     parser.add_argument(
         "--skip-one-process", action="store_true", help="no in-process reference rows"
@@ -381,7 +384,7 @@ def main() -> None:
             for kind, url in databases.items():
                 for sink in ("webhook", "Redis"):
                     runs = [
-                        deployed(url, sink.lower(), n, args.batch, receiver)
+                        deployed(url, sink.lower(), n, args.batch, receiver, args.poll)
                         for _ in range(args.rounds)
                     ]
                     _deployed_row(kind, sink, runs)

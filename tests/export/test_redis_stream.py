@@ -22,7 +22,8 @@ pytestmark = pytest.mark.redis
 def stream(redis_url: str) -> Iterator[str]:
     import redis
 
-    name = f"hookwire-test:{uuid.uuid4().hex[:10]}"
+    # a "%" in the name: the sink writes its commands with %-formatting
+    name = f"hookwire-test:%d:{uuid.uuid4().hex[:10]}"
     yield name
     client = redis.Redis.from_url(redis_url)
     client.delete(name)

@@ -36,6 +36,7 @@ def _bulk(value: bytes) -> bytes:
 
 
 _KEY, _EVENT, _CREATED, _BODY = (_bulk(f) for f in (b"key", b"event", b"created_at", b"body"))
+_SLOT = b"$%d\r\n%s\r\n"
 
 
 class RedisStreamSink(Sink):
@@ -58,11 +59,10 @@ class RedisStreamSink(Sink):
         self.stream = stream
         self.maxlen = maxlen
         self.name = name
-        self._head = b"".join(
-            _bulk(part)
-            for part in (b"XADD", stream.encode(), b"MAXLEN", b"~", b"%d" % maxlen, b"*", b"id")
-        )
-        self._head = b"*16\r\n" + self._head
+        # One XADD, its five values left as %-slots (``_SLOT``); a ``%`` in the name escaped.
+        head = (b"XADD", stream.encode(), b"MAXLEN", b"~", b"%d" % maxlen, b"*", b"id")
+        self._entry = b"*16\r\n" + b"".join(_bulk(p) for p in head).replace(b"%", b"%%")
+        self._entry += _SLOT + _KEY + _SLOT + _EVENT + _SLOT + _CREATED + _SLOT + _BODY + _SLOT
         try:
             self._client = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -81,20 +81,14 @@ class RedisStreamSink(Sink):
         # The commands are written here and sent on one of redis-py's connections: its own
         # pipeline encodes each argument in Python, which cost about 10 times more than Redis
         # took to add the entries (bench/export.py, bench/README.md).
-        head = self._head
-        data = b"".join(
-            head
-            + _bulk(d.event_id.encode())
-            + _KEY
-            + _bulk(d.key.encode())
-            + _EVENT
-            + _bulk(d.event.encode())
-            + _CREATED
-            + _bulk(d.created_at.isoformat().encode())
-            + _BODY
-            + _bulk(d.body)
-            for d in batch
-        )
+        # One %-format per entry: a third less than concatenating its ten parts.
+        entry = self._entry
+        parts = []
+        for d in batch:
+            i, k, e = d.event_id.encode(), d.key.encode(), d.event.encode()
+            c, b = d.created_at.isoformat().encode(), d.body
+            parts.append(entry % (len(i), i, len(k), k, len(e), e, len(c), c, len(b), b))
+        data = b"".join(parts)
         pool = self._client.connection_pool
         errors = []
         try:

