@@ -445,6 +445,19 @@ def test_estimate_is_the_worst_case() -> None:
         pricing.estimate("gpt-4o", -1, 1)
 
 
+def test_an_estimate_asked_again_follows_new_prices_and_still_checks_its_counts() -> None:
+    pricing.set_price("est", input_mtok=1, output_mtok=2)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(3)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(3)  # answered again
+    pricing.set_price("est", input_mtok=10, output_mtok=20)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(30)
+    pricing.estimate("est", 1, 1)
+    with pytest.raises(InvalidUsageError):
+        pricing.estimate("est", True, 1)  # equal to 1 as a key, but not a count
+    pricing.clear_prices()
+    assert pricing.estimate("est", 1_000_000, 1_000_000) is None
+
+
 def test_model_prices_cost_checks_usage() -> None:
     prices = pricing.price_of("gpt-4o")
     assert prices is not None

