@@ -29,7 +29,7 @@ from ...errors import (
 from ...events import LLMResponse, ToolCall, Usage
 from ...llms.estimate import UNKNOWN_USAGE
 from ...llms.prices import price
-from ..openai.endpoints import Endpoint, Reader
+from ..openai.endpoints import Endpoint, Reader, decoded_once
 
 __all__ = ["MESSAGES", "MessagesEndpoint", "MessagesReader", "stream_error", "usage_of"]
 
@@ -56,6 +56,11 @@ _STREAM_ERRORS: Mapping[str, tuple[type[LLMError], int]] = {
     "overloaded_error": (ServerError, 529),
 }
 
+
+#: Events that say nothing the reader keeps (by their SSE event name): their data is not
+#: decoded. ``ping`` keeps the connection alive; ``content_block_stop`` ends a block the
+#: deltas already told.
+_UNREAD = frozenset({"ping", "content_block_stop"})
 
 #: The SDK's markers of an argument left out (still in the body ``request`` is given).
 _LEFT_OUT = (anthropic.Omit, anthropic.NotGiven)
@@ -146,10 +151,26 @@ class MessagesReader(Reader):
         self.stop = answer.get("stop_reason")
         return self._response("".join(texts), usage_of(answer.get("usage")), tuple(calls))
 
+    def _reads(self, name: str | None) -> bool:
+        """Whether the data of an event named ``name`` is to be read (``message_stop`` says
+        all it says by its name)."""
+        if name == "message_stop":
+            self.done = True
+            return False
+        return name not in _UNREAD
+
     def event(self, name: str | None, data: str) -> str | None:
-        event = orjson.loads(data)
+        return self.read(name, orjson.loads(data)) if self._reads(name) else None
+
+    def sse(self, sse: Any) -> str | None:
+        name = sse.event
+        return self.read(name, decoded_once(sse)) if self._reads(name) else None
+
+    def read(self, name: str | None, event: Any) -> str | None:
+        """Read one event, its data decoded (``name``: its SSE event name, if it came with
+        one): its text, if any."""
         if type(event) is not dict:
-            raise ValueError(f"a stream event that is not a JSON object: {data[:200]}")
+            raise ValueError(f"a stream event that is not a JSON object: {event!r:.200}")
         kind = event.get("type") or name
         if kind == "content_block_delta":
             delta = event.get("delta")
