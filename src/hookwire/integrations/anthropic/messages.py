@@ -57,10 +57,10 @@ _STREAM_ERRORS: Mapping[str, tuple[type[LLMError], int]] = {
 }
 
 
-#: Events that say nothing the reader keeps (by their SSE event name): their data is not
-#: decoded. ``ping`` keeps the connection alive; ``content_block_stop`` ends a block the
-#: deltas already told.
-_UNREAD = frozenset({"ping", "content_block_stop"})
+#: Events whose data says nothing the reader keeps (by their SSE event name): it is not
+#: decoded. ``ping`` keeps the connection alive, ``content_block_stop`` ends a block the
+#: deltas told, ``message_stop`` ends the stream (its name says it all).
+_UNREAD = frozenset({"ping", "content_block_stop", "message_stop"})
 
 #: The SDK's markers of an argument left out (still in the body ``request`` is given).
 _LEFT_OUT = (anthropic.Omit, anthropic.NotGiven)
@@ -151,20 +151,18 @@ class MessagesReader(Reader):
         self.stop = answer.get("stop_reason")
         return self._response("".join(texts), usage_of(answer.get("usage")), tuple(calls))
 
-    def _reads(self, name: str | None) -> bool:
-        """Whether the data of an event named ``name`` is to be read (``message_stop`` says
-        all it says by its name)."""
-        if name == "message_stop":
-            self.done = True
-            return False
-        return name not in _UNREAD
-
     def event(self, name: str | None, data: str) -> str | None:
-        return self.read(name, orjson.loads(data)) if self._reads(name) else None
+        if name in _UNREAD:
+            self.done = self.done or name == "message_stop"
+            return None
+        return self.read(name, orjson.loads(data))
 
     def sse(self, sse: Any) -> str | None:
         name = sse.event
-        return self.read(name, decoded_once(sse)) if self._reads(name) else None
+        if name in _UNREAD:
+            self.done = self.done or name == "message_stop"
+            return None
+        return self.read(name, decoded_once(sse))
 
     def read(self, name: str | None, event: Any) -> str | None:
         """Read one event, its data decoded (``name``: its SSE event name, if it came with
@@ -176,12 +174,13 @@ class MessagesReader(Reader):
             delta = event.get("delta")
             if type(delta) is not dict:
                 return None
-            if delta.get("type") == "text_delta":
+            part = delta.get("type")
+            if part == "text_delta":
                 text = delta.get("text")
-                if isinstance(text, str) and text:
+                if type(text) is str and text:
                     self.parts.append(text)
                     return text
-            elif delta.get("type") == "input_json_delta":
+            elif part == "input_json_delta":
                 tool = self.tools.get(event.get("index"))  # type: ignore[arg-type]
                 if tool is not None:
                     tool[2].append(str(delta.get("partial_json") or ""))
@@ -214,13 +213,18 @@ class MessagesReader(Reader):
     def _count(self, usage: Any) -> None:
         if type(usage) is dict:
             # message_delta's counts are cumulative; a count it leaves out (or null) stands.
-            self.usage.update((k, v) for k, v in usage.items() if v is not None)
+            counts = self.usage
+            for key, value in usage.items():
+                if value is not None:
+                    counts[key] = value
 
     def result(self) -> LLMResponse:
-        calls = tuple(
-            ToolCall(id=str(i or ""), name=str(n or ""), arguments="".join(p) or "{}")
-            for i, n, p in self.tools.values()
-        )
+        calls: tuple[ToolCall, ...] = ()
+        if self.tools:
+            calls = tuple(
+                ToolCall(id=str(i or ""), name=str(n or ""), arguments="".join(p) or "{}")
+                for i, n, p in self.tools.values()
+            )
         # Before message_delta the output is not counted: the usage is estimated instead.
         usage = usage_of(self.usage) if self.finished else None
         if not self.done:
