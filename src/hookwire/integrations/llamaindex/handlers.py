@@ -50,7 +50,8 @@ class _EventHandler(BaseEventHandler):
         # the bridge's cost. A failure to translate is logged (LlamaIndex would swallow it).
         bridge = self._bridge
         try:
-            emits = bridge.event(event)
+            handle = bridge.by_type.get(type(event)) or bridge.handler_of(type(event))
+            emits = handle(event)
         except Exception as exc:
             bridge.failed(type(event).__name__, exc)
             return
