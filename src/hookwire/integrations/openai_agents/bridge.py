@@ -205,6 +205,9 @@ class Bridge:
         self.manager = CallbackManager.ensure(callbacks)
         self.context = dict(context)
         self.runs: dict[str, _Run] = {}
+        #: How many runs may still hold back their start (at least as many as do): at 0, an
+        #: LLM or tool call need not walk up its runs to look (most calls of a run).
+        self.held = 0
         #: Logs failures of the bridge itself (the event is skipped).
         self.failed = FailureLog("the OpenAI Agents SDK bridge", "the event is skipped")
 
@@ -231,6 +234,7 @@ class Bridge:
         run.base["name"] = trace.name
         run.base["kind"] = "workflow"
         run.deferred = True
+        self.held += 1
         self._remember(trace.trace_id, run)
 
     def trace_end(self, trace: Trace) -> list[Emit]:
@@ -244,13 +248,18 @@ class Bridge:
 
     def span_start(self, span: Span[Any]) -> None:
         """An agent span is an agent run (its ``on_run_start`` held back for its input); the
-        other spans are only remembered, for what is inside them."""
+        other spans are only remembered, for what is inside them, except an LLM call's."""
+        data = span.span_data
+        kind = _kind(data)
+        if kind == "llm":
+            # No span is opened inside an LLM call's, and the SDK fills it in as it ends: its
+            # run is found then (a record per call less).
+            return
         parent = self.runs.get(span.parent_id or span.trace_id)
         shown = parent.shown if parent is not None else None
         run = _Run(span.parent_id or span.trace_id, shown)
         self._remember(span.span_id, run)
-        data = span.span_data
-        if _kind(data) != "agent":
+        if kind != "agent":
             return
         run.kind, run.shown = "agent", run
         run.base = _base(span.span_id, shown, self.context)
@@ -258,22 +267,24 @@ class Bridge:
         run.base["kind"] = "agent"
         run.base["agent"] = data.name
         run.deferred = True
+        self.held += 1
 
     def span_end(self, span: Span[Any]) -> list[Emit]:
         """The hooks of an ended span: an LLM call, a tool call, a handoff, an agent run."""
+        data = span.span_data
+        kind = _kind(data)
+        if kind == "llm":
+            parent = self.runs.get(span.parent_id or span.trace_id)
+            return self._llm(span, parent.shown if parent is not None else None)
         run = self.runs.pop(span.span_id, None)
         if run is None:
             return []
-        data = span.span_data
-        kind = _kind(data)
         if kind == "agent":
             # The SDK's errors are messages, not chained exceptions: a failure inside the run
             # (already pending) is the one that ended it.
             if span.error and run.pending is None:
                 run.pending = (_error(span, "agent"), "run", False)
             return self._end(run)
-        if kind == "llm":
-            return self._llm(span, run)
         if kind == "function" or kind == "handoff":
             if not span.error:
                 listens = self.manager.listens
@@ -296,11 +307,14 @@ class Bridge:
         the input that just became known: the user's text in ``prompt`` (an LLM call's input;
         ``None`` for none). Only the first call of a run has held-back starts, so the text is
         found only then."""
+        if not self.held:
+            return
         held: list[_Run] = []
         while run is not None:
             if run.deferred:
                 held.append(run)
                 run.deferred = False
+                self.held -= 1
             above = self.runs.get(run.parent) if run.parent is not None else None
             run = above.shown if above is not None else None
         if not held:
@@ -336,9 +350,9 @@ class Bridge:
             emits.append(("on_error", (pending[0],), {**run.base, "stage": pending[1]}))
         return emits
 
-    def _llm(self, span: Span[Any], run: _Run) -> list[Emit]:
+    def _llm(self, span: Span[Any], shown: _Run | None) -> list[Emit]:
+        """An LLM call's hooks, under ``shown`` (the run it is in)."""
         data = span.span_data
-        shown = run.shown
         base = _base(span.span_id, shown, self.context)
         provider = "openai"
         content = ""
