@@ -32,11 +32,11 @@ class HookwireTracingProcessor(TracingProcessor):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
-    # Each hook written out (no shared helper taking the bridge's method): the SDK calls these
-    # four times per span, and a frame and a bound method per call are a fair share of the
-    # bridge's cost. A failure to translate is logged, never raised into the SDK. A trace's
-    # and a span's start send nothing (their ``on_run_start`` waits for the input), so they
-    # only tell the bridge.
+    # Each hook written out (no shared helper taking the bridge's method): the SDK calls them
+    # at every trace's and span's start and end, and a frame and a bound method per call are a
+    # fair share of the bridge's cost. A failure to translate is logged, never raised into the
+    # SDK. A trace's and a span's start send nothing (their ``on_run_start`` waits for the
+    # input), so they only tell the bridge.
     def on_trace_start(self, trace: Trace) -> None:
         """A trace began: a workflow run (its ``on_run_start`` waits for its input)."""
         bridge = self._bridge
