@@ -23,7 +23,7 @@ What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
         if timestamp is None:
             timestamp = now()
             if run_id is None:
-                run_id = id_at(timestamp)
+                run_id = ...               # ids.id_at, written out
         elif run_id is None:
             run_id = new_id()
         ctx = get()
@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 
 from .context import hook_context
 from .events import HOOKS, event_from_call
-from .ids import id_at, new_id
+from .ids import id_parts, new_id
 
 __all__ = [
     "Entry",
@@ -410,9 +410,13 @@ def write_dispatcher(
     optional = _optional_keywords(hook)
     argnames = HOOKS[hook].args
     payload = "(" + "".join(f"{a}, " for a in argnames) + ")"
+    next_n, id_cell, id_tails, fresh_id = id_parts()
     ns: dict[str, Any] = {
         "new_id": new_id,
-        "id_at": id_at,
+        "next_n": next_n,
+        "id_cell": id_cell,
+        "id_tails": id_tails,
+        "fresh_id": fresh_id,
         "now": time.time,
         "get": hook_context,
         "make_event": event_from_call,
@@ -457,7 +461,13 @@ def write_dispatcher(
         "    if timestamp is None:",
         "        timestamp = now()",
         "        if run_id is None:",
-        "            run_id = id_at(timestamp)",
+        # ids.id_at written out: a call would be a Python frame on every start event.
+        "            n = next_n()",
+        "            end, hi, prefix = id_cell[0]",
+        "            if timestamp < end and n >> 12 == hi:",
+        "                run_id = prefix + id_tails[n & 0xFFF]",
+        "            else:",
+        "                run_id = fresh_id(n, timestamp)",
         "    elif run_id is None:",
         "        run_id = new_id()",
         "    ctx = get()",
