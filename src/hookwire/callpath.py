@@ -15,6 +15,10 @@ read the handlers from the manager (``_manager._handlers``), so the same code se
 manager of a shape. Each source is registered with ``linecache``, so a traceback through a
 dispatcher shows its lines, and kept as ``fn.__hookwire_source__``.
 
+A handler whose hooks only queue the event (``FileLogCallback``) may declare a ``Sink``: its
+dispatchers then append the event's parts to the handler's queue themselves, and the handler
+is entered only when they cannot (a full queue, a value to copy that its snapshot refuses).
+
 What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
 
     def on_llm_end(_manager, /, response, run_id=None, timestamp=None, model=None,
