@@ -69,24 +69,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def collect_and_freeze() -> None:
-    """A full garbage collection, then every object that survived it moved out of the
-    collector's sight (``gc.freeze``).
-
-    A full collection walks every tracked object: with LangChain, LlamaIndex, LiteLLM and the
-    OpenTelemetry SDK imported that is millions, 1-5 s per collection, and the fixtures below
-    collect after each of some 450 tests. What survives a full collection is alive, so later
-    collections need not walk it again: they then cost what the next test made. (An object
-    frozen here that becomes cyclic garbage later is never freed: a few objects' memory in a
-    test run.)
-    """
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every test module is imported by now, and with it LangChain, LlamaIndex, LiteLLM and the
+    # OpenTelemetry SDK: millions of objects that a full garbage collection walks, 1-5 s each
+    # time, and the openai_server fixture below collects after each of some 450 tests. What
+    # survives this collection is the imports' own, alive to the end: frozen (gc.freeze), later
+    # collections walk only what tests made.
     gc.collect()
     gc.freeze()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Every test module, and what it imports, is loaded by now.
-    collect_and_freeze()
 
 
 @pytest.fixture
@@ -99,7 +89,7 @@ def openai_server() -> Iterator[OpenAIServer]:
     # runs in (filterwarnings=error makes that a failure of an unrelated test).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        collect_and_freeze()
+        gc.collect()
 
 
 @pytest.fixture(params=["offline", "online"])
