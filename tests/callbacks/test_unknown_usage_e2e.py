@@ -162,17 +162,22 @@ def test_an_openai_sdk_stream_the_caller_stops_early_is_booked_as_an_estimate(
     assert ANSWER.startswith(response.content) and response.content != ANSWER
 
 
+def _client(openai_server: OpenAIServer, sinks: Sinks, **kw: Any) -> OpenAIClient:
+    """hookwire's ``OpenAIClient`` at ``openai_server`` for ``sinks``, one attempt a call."""
+    return OpenAIClient(
+        api_key="sk-test",
+        base_url=openai_server.base_url,
+        callbacks=sinks.callbacks,
+        retry=RetryPolicy(max_attempts=1),
+        **kw,
+    )
+
+
 def test_an_openai_client_stream_without_usage_is_booked_as_an_estimate(
     openai_server: OpenAIServer, sinks: Sinks
 ) -> None:
     openai_server.script(Reply(ANSWER))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        stream_usage=False,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks, stream_usage=False)
     try:
         items = list(llm.stream(MESSAGES, model="gpt-4o"))
         assert "".join(i for i in items if isinstance(i, str)) == ANSWER
@@ -188,12 +193,7 @@ async def test_an_openai_client_stream_the_caller_stops_early_is_booked_as_an_es
 ) -> None:
     # The server bills the prompt and what it streamed before the caller went away.
     openai_server.script(Reply(ANSWER))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks)
     try:
         if mode == "sync":
             tokens = llm.stream(MESSAGES, model="gpt-4o")
@@ -229,12 +229,7 @@ def test_an_openai_client_answer_without_usage_is_booked_as_an_estimate(
         ],
     }
     openai_server.script(Raw(json.dumps(body)))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks)
     try:
         assert llm.generate(MESSAGES, model="gpt-4o", stream=False).content == ANSWER
     finally:
