@@ -9,7 +9,7 @@ or :class:`PostgresOutbox` (:mod:`.postgres`), both built on :class:`SQLOutbox` 
 
 from __future__ import annotations
 
-from .api import Outbox, backends
+from .api import Claim, Outbox, backends
 from .postgres import PostgresOutbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 from .sql import SQLOutbox
@@ -19,6 +19,7 @@ __all__ = [
     "DEAD",
     "DELIVERED",
     "PENDING",
+    "Claim",
     "Delivery",
     "Outbox",
     "OutboxEvent",
