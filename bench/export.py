@@ -5,7 +5,8 @@ the outbox on SQLite and on PostgreSQL.
 App-thread cost: ``thread_time`` of emitting N ``on_memory_store`` events through a manager
 holding an ``OutboxCallback`` (the worker inserts on its own thread), next to the same
 manager holding an inline no-op handler, best of 3 rounds. End to end: wall time from the
-first emit to the relay finding nothing pending (``Relay.run(until_idle=True)``), N events.
+first emit to the relay finding nothing pending (``Relay.run(until_idle=True)``), N events;
+on PostgreSQL also the server's CPU and WAL bytes per event (a local server: ``/proc``).
 Targets (issue "Events out"): >= 20,000 events/s end to end; <= 2 µs per event on the app
 thread.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from _postgres import SERVER, server_up
+from _postgres import SERVER, create_database, drop_database, server_up
 from _timing import options
 from hookwire import CallbackManager, trace
 from hookwire.callbacks import BaseCallback
@@ -72,9 +73,49 @@ def app_thread_cost(url: str, n: int) -> tuple[float, float]:
     return best_outbox * 1e6, best_noop * 1e6
 
 
+def _server_cpu() -> float | None:
+    """CPU seconds of every PostgreSQL process of this machine (Linux ``/proc``), or None:
+    the server's work per event, which the load moves less than its wall time. Other
+    clients of the same server count too: read it on a server nobody else is busy with."""
+    total, found = 0, False
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            stat = Path(f"/proc/{pid}/stat").read_text() if comm == "postgres" else ""
+        except OSError:
+            continue
+        if stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total, found = total + int(fields[11]) + int(fields[12]), True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def _wal() -> int:
+    """The server's WAL position, in bytes."""
+
+    async def read() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(f"{SERVER}/postgres")
+        try:
+            return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+#: Per PostgreSQL run: the server's CPU µs and WAL bytes per event.
+SERVER_COST: list[tuple[float | None, float]] = []
+
+
 def end_to_end(url: str, sink: Any, n: int, batch: int = BATCH) -> tuple[float, float]:
     """Events/s (wall) and events per CPU-second of this process (all its threads: the app,
-    the outbox worker, the relay, the store loop and the webhook receiver)."""
+    the outbox worker, the relay, the store loop and the webhook receiver); on PostgreSQL,
+    the server's cost per event goes to ``SERVER_COST``."""
+    pg = url.startswith("postgresql")
+    if pg:
+        wal, server = _wal(), _server_cpu()
     handler = OutboxCallback([sink], url, hooks=["on_memory_store"])
     relay = Relay([sink], url, batch_size=batch, poll=0.005)
     cpu = time.process_time()
@@ -86,25 +127,18 @@ def end_to_end(url: str, sink: Any, n: int, batch: int = BATCH) -> tuple[float, 
     thread.join()
     relay._stop.clear()
     relay.run(until_idle=True)
-    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    result = n / (time.perf_counter() - start), n / (time.process_time() - cpu)
+    if pg:
+        after = _server_cpu()
+        used = None if after is None or server is None else (after - server) / n * 1e6
+        SERVER_COST.append((used, (_wal() - wal) / n))
+    return result
 
 
 def _pg_database() -> str | None:
     if not server_up():
         return None
-    name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = f"{SERVER}/{name}"
+    url = create_database()
     runner.run_sync(engine.upgrade(url), 120)
     return url
 
@@ -112,8 +146,14 @@ def _pg_database() -> str | None:
 def _row(kind: str, sink: str, runs: list[tuple[float, float]]) -> None:
     wall = statistics.median(r[0] for r in runs)
     cpu = statistics.median(r[1] for r in runs)
+    server = ""
+    if kind == "postgresql" and SERVER_COST:
+        costs = SERVER_COST[-len(runs) :]
+        used = [c[0] for c in costs if c[0] is not None]
+        server = f"{statistics.median(used):.1f}" if used else "?"
+        server += f" / {statistics.median(c[1] for c in costs):,.0f}"
     print(
-        f"| {kind} | {sink} | {wall:,.0f} | {cpu:,.0f} | "
+        f"| {kind} | {sink} | {wall:,.0f} | {cpu:,.0f} | {server} | "
         f"{', '.join(f'{r[0]:,.0f}' for r in runs)} |",
         flush=True,
     )
@@ -148,8 +188,11 @@ def main() -> None:
                 f"inline no-op handler {noop_us:.2f} µs (target <= 2 µs)",
                 flush=True,
             )
-        print("| outbox | sink | events/s (median) | events per CPU-second | runs |")
-        print("|---|---|---:|---:|---|")
+        print(
+            "| outbox | sink | events/s (median) | events per CPU-second | "
+            "server CPU µs / WAL bytes per event | runs |"
+        )
+        print("|---|---|---:|---:|---:|---|")
         for kind, url in databases.items():
             hook = WebhookSink(webhook_url, "bench", name=f"webhook-{kind}")
             _row(
@@ -169,7 +212,7 @@ def main() -> None:
     server.shutdown()
     if pg is not None:
         runner.run_sync(engine.dispose_engines(), 60)
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pg.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        drop_database(pg)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import os
 import socket
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,16 @@ def redis_url() -> str:
     """URL of the test Redis server."""
     _need("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every test module is imported by now, and with it LangChain, LlamaIndex, LiteLLM and the
+    # OpenTelemetry SDK: millions of objects that a full garbage collection walks, 1-5 s each
+    # time, and the openai_server fixture below collects after each of some 450 tests. What
+    # survives this collection is the imports' own, alive to the end: frozen (gc.freeze), later
+    # collections walk only what tests made.
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
@@ -174,14 +185,9 @@ def _pg_admin(sql: str) -> None:
     asyncio.run(go())
 
 
-@pytest.fixture(scope="session")
-def pg_database_url(pg_url: str) -> Iterator[str]:
-    """A FRESH PostgreSQL database for this test session, at hookwire's schema head.
-
-    Other test sessions (other branches, other engineers) use the same server at the same
-    time, so each session creates its own ``hookwire_t_<random>`` database and drops it at the
-    end. The URL uses the asyncpg driver.
-    """
+@contextmanager
+def _fresh_pg_database() -> Iterator[str]:
+    """A new PostgreSQL database at hookwire's schema head (asyncpg URL), dropped after."""
     import uuid
 
     from hookwire.stores import engine, runner
@@ -197,6 +203,18 @@ def pg_database_url(pg_url: str) -> Iterator[str]:
             runner.run_sync(engine.dispose_engines(), timeout=30)
         finally:
             _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_url: str) -> Iterator[str]:
+    """A FRESH PostgreSQL database for this test session, at hookwire's schema head.
+
+    Other test sessions (other branches, other engineers) use the same server at the same
+    time, so each session creates its own ``hookwire_t_<random>`` database and drops it at the
+    end. The URL uses the asyncpg driver.
+    """
+    with _fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -234,19 +252,6 @@ def own_db_url(
         path = tmp_path_factory.mktemp("db") / "hookwire.db"
         yield f"sqlite+aiosqlite:///{path}"
         return
-    import uuid
-
-    from hookwire.stores import engine, runner
-
     request.getfixturevalue("pg_url")  # skips without the server
-    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        runner.run_sync(engine.upgrade(url), timeout=120)
+    with _fresh_pg_database() as url:
         yield url
-    finally:
-        try:
-            runner.run_sync(engine.dispose_engines(), timeout=30)
-        finally:
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

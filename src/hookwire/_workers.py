@@ -708,6 +708,11 @@ async def _finish_loop_work(deadline: float | None) -> None:
             await asyncio.wait_for(
                 closer(), None if deadline is None else deadline - time.monotonic()
             )
+        except (asyncio.CancelledError, asyncio.TimeoutError, TimeoutError):
+            # The exit bound ran out (asyncio's TimeoutError is the builtin from 3.11 on):
+            # the closers left would have no time either.
+            logger.warning("hookwire: closing the background loop's connections was cut short")
+            return
         except BaseException:
             logger.exception("hookwire: a background loop closer failed at exit")
 
@@ -725,8 +730,16 @@ def _stop_loop(deadline: float | None) -> None:
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
         run_coroutine(_finish_loop_work(deadline), remaining)
+    except TimeoutError:
+        # Expected when a database never took the queue: a traceback would only say where
+        # hookwire waited.
+        logger.warning(
+            "hookwire: the background loop did not finish its work within the exit bound "
+            "(%s s); what it still held is lost",
+            EXIT_TIMEOUT,
+        )
     except BaseException:
-        logger.warning("hookwire: the background loop did not finish in time", exc_info=True)
+        logger.warning("hookwire: the background loop failed at exit", exc_info=True)
     if thread is not None and thread.is_alive():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.1))

@@ -153,6 +153,31 @@ def test_filelog_keeps_no_authorization_value_without_a_scheme(tmp_path: Path) -
     callback.close()
 
 
+def test_filelog_keeps_no_secret_from_a_python_repr_of_headers_or_arguments(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    secrets = ("Zm9vYmFyYmF6cXV4MTIz", "k-live-123456", "hunter2x", "tok-98765")
+    text = (
+        f"request failed: headers={{'authorization': '{secrets[0]}'}}, "
+        f"kwargs={{'api_key': '{secrets[1]}', 'password': '{secrets[2]}', "
+        f"'access_token': '{secrets[3]}'}}"
+    )
+    manager.on_llm_start(text, model="m")
+    manager.on_tool_end("http", text)
+    manager.on_error(RuntimeError(text), stage="tool")
+    manager.flush()
+    written = path.read_text()
+    for secret in secrets:
+        assert secret not in written
+    assert _read(path)[1]["data"]["tool_output"].startswith(
+        "request failed: headers={'authorization': '[REDACTED]'}, kwargs={'api_key': "
+    )
+    callback.close()
+
+
 def test_many_threads_lines_stay_whole_and_in_order(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     callback = FileLogCallback(path)

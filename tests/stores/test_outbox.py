@@ -3,11 +3,13 @@ sink, claims in order per key, leases, retries, dead rows, status and replay."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from hookwire.errors import StoreError
 from hookwire.ids import new_id
 from hookwire.stores import runner
 from hookwire.stores.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent
@@ -77,6 +79,61 @@ def test_an_expired_lease_gives_rows_back(box: Outbox, sink: str) -> None:
     assert len(runner.run_sync(box.claim(sink, "r", 10, lease=5, now=after))) == 1
 
 
+def test_a_relays_claim_holds_its_rows_until_closed(box: Outbox, sink: str) -> None:
+    runner.run_sync(box.enqueue(_events(["a", "a", "b", "a"]), [sink]))
+    first = runner.run_sync(box.take(sink, "r1", limit=2, lease=60))
+    assert [d.key for d in first.rows] == ["a", "a"]
+    # another relay skips the held rows and the a after them, as with ``claim``
+    second = runner.run_sync(box.take(sink, "r2", limit=10, lease=60))
+    assert [d.key for d in second.rows] == ["b"]
+    runner.run_sync(second.delivered([second.rows[0].seq]))
+    runner.run_sync(second.close())
+    runner.run_sync(first.delivered([first.rows[0].seq]))
+    runner.run_sync(first.failed([first.rows[1].seq], "boom", datetime.now(UTC)))
+    runner.run_sync(first.close())
+    rows = {r["seq"]: r for r in runner.run_sync(box.rows(sink=sink))}
+    marked = [rows[d.seq] for d in first.rows]
+    assert [r["state"] for r in marked] == [DELIVERED, PENDING]
+    assert [r["attempts"] for r in marked] == [1, 1] and marked[1]["last_error"] == "boom"
+    assert [d.key for d in runner.run_sync(box.claim(sink, "r3", 10, lease=60))] == ["a", "a"]
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_claim_closed_without_commit_gives_its_rows_back_at_once(
+    pg_database_url: str, sink: str
+) -> None:
+    box = Outbox(pg_database_url)
+    runner.run_sync(box.enqueue(_events(["a", "a"]), [sink]))
+    held = runner.run_sync(box.take(sink, "r1", limit=10, lease=60))
+    assert len(held.rows) == 2
+    assert runner.run_sync(box.take(sink, "r2", limit=10, lease=60)).rows == []
+    runner.run_sync(held.delivered([held.rows[0].seq]))
+    runner.run_sync(held.close(commit=False))  # as a relay that died: nothing it marked stays
+    assert {r["state"] for r in runner.run_sync(box.rows(sink=sink))} == {PENDING}
+    again = runner.run_sync(box.take(sink, "r2", limit=10, lease=60))
+    assert [d.seq for d in again.rows] == [d.seq for d in held.rows]
+    runner.run_sync(again.close())
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_hung_claim_ends_after_its_lease(pg_database_url: str, sink: str) -> None:
+    box = Outbox(pg_database_url)
+    runner.run_sync(box.enqueue(_events(["a"]), [sink]))
+    hung = runner.run_sync(box.take(sink, "r1", limit=10, lease=0.5))
+    assert len(hung.rows) == 1
+    deadline = time.monotonic() + 30
+    while not (again := runner.run_sync(box.take(sink, "r2", limit=10, lease=60))).rows:
+        assert time.monotonic() < deadline, "the server never ended the hung claim"
+        time.sleep(0.1)
+    assert [d.seq for d in again.rows] == [d.seq for d in hung.rows]
+    runner.run_sync(again.delivered([again.rows[0].seq]))
+    runner.run_sync(again.close())
+    with pytest.raises(StoreError):  # the hung relay's marks come too late: they are refused
+        runner.run_sync(hung.delivered([hung.rows[0].seq]))
+    runner.run_sync(hung.close(commit=False))
+    assert [r["state"] for r in runner.run_sync(box.rows(sink=sink))] == [DELIVERED]
+
+
 def test_dead_rows_keep_the_response_and_replay(box: Outbox, sink: str) -> None:
     runner.run_sync(box.enqueue(_events(["a", "b"]), [sink]))
     a, b = runner.run_sync(box.claim(sink, "r", 10, lease=60))
@@ -115,3 +172,34 @@ def test_migration_0005_adds_and_removes_the_outbox(tmp_path: pytest.TempPathFac
     assert "outbox" in runner.run_sync(tables())
     runner.run_sync(down())
     assert "outbox" not in runner.run_sync(tables())
+
+
+def test_migration_0009_keeps_only_pending_rows_in_the_claim_indexes(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    import sqlite3
+
+    from hookwire.stores import engine
+
+    path = f"{tmp_path}/m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    assert (
+        runner.run_sync(engine.upgrade(url, "0008_totals_period_key")) == "0008_totals_period_key"
+    )
+    box = Outbox(url)
+    assert runner.run_sync(engine.upgrade(url)) == "0009_outbox_pending"
+    runner.run_sync(box.enqueue(_events(["a", "b"]), ["s"]))
+    runner.run_sync(box.delivered([runner.run_sync(box.claim("s", "r", 1, lease=60))[0].seq]))
+    with sqlite3.connect(path) as conn:
+        made = dict(
+            conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'outbox'").fetchall()
+        )
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM outbox WHERE sink = 's' AND state = 'pending' "
+            "ORDER BY seq"
+        ).fetchall()
+    assert "ix_outbox_sink_state_seq" not in made and "ix_outbox_sink_key_state_seq" not in made
+    for name in ("ix_outbox_pending", "ix_outbox_pending_key"):
+        assert made[name].endswith("WHERE state = 'pending'")
+    assert "ix_outbox_pending" in str(plan)  # the claim's query reads the partial index
+    assert [r["state"] for r in runner.run_sync(box.rows(sink="s"))] == [DELIVERED, PENDING]

@@ -1,11 +1,12 @@
 """``Relay``: delivers the outbox's rows to sinks, at least once, in order per key.
 
-A round, for each sink: claim up to ``batch_size`` due rows (``Outbox.claim``: rows other
+A round, for each sink: claim up to ``batch_size`` due rows (``Outbox.take``: rows other
 relays hold are skipped on PostgreSQL, and rows that would overtake an earlier pending row of
 their key are left), ``send`` them, and mark them delivered, failed or dead. Run as many
 relays as you like, in any processes, on one PostgreSQL outbox; each row is held by one relay
-at a time (its lease, ``lease`` seconds: a relay that dies mid-delivery gives its rows back
-when the lease runs out, and they are delivered again: at least once).
+at a time (its lease, ``lease`` seconds at most: a relay that dies mid-delivery gives its
+rows back, on PostgreSQL at once, on SQLite when the lease runs out, and they are delivered
+again: at least once).
 
 A failed batch is retried after an exponential backoff with jitter (tenacity's ``wait``
 strategies, computed from the attempts the outbox counted, so the schedule survives
@@ -32,7 +33,7 @@ from .._logonce import LogOnce
 from ..errors import ConfigurationError, DeliveryRefused
 from ..ids import new_id
 from ..stores import runner
-from ..stores.outbox import Delivery, Outbox
+from ..stores.outbox import Claim, Delivery, Outbox
 from .sinks import Sink
 
 __all__ = ["Relay"]
@@ -101,18 +102,25 @@ class Relay:
         """One round over every sink; returns the rows it delivered."""
         done = 0
         for sink in self.sinks:
-            batch = runner.run_sync(
-                self.store.claim(sink.name, self.relay_id, self.batch_size, self.lease),
+            claim = runner.run_sync(
+                self.store.take(sink.name, self.relay_id, self.batch_size, self.lease),
                 STORE_TIMEOUT,
             )
-            if batch:
-                done += self._deliver(sink, batch)
+            committed = False
+            try:
+                if claim.rows:
+                    done += self._deliver(sink, claim)
+                committed = True
+            finally:
+                # Without the commit (the store failed mid-way), the rows not marked go back.
+                self._store(claim.close(commit=committed))
         return done
 
-    def _deliver(self, sink: Sink, batch: list[Delivery]) -> int:
+    def _deliver(self, sink: Sink, claim: Claim) -> int:
         # A sink may take fewer events per send than a claim holds (``Sink.max_batch``): the
         # claim goes out in slices, in order. A slice that fails fails the rest of the claim
         # with it (nothing after it overtakes it); the delivered ones are marked in one go.
+        batch = claim.rows
         size = sink.max_batch or len(batch)
         done: list[int] = []
         ok = True
@@ -122,7 +130,7 @@ class Relay:
                 try:
                     sink.send(part)
                 except DeliveryRefused as exc:
-                    self._store(self.store.dead([d.seq for d in part], str(exc), exc.response))
+                    self._store(claim.dead([d.seq for d in part], str(exc), exc.response))
                     self.counts["dead"] += len(part)
                     logger.warning(
                         "hookwire: %s refused %d event(s): %s", sink.name, len(part), exc
@@ -130,31 +138,31 @@ class Relay:
                     continue
                 except Exception as exc:
                     ok = False
-                    self._failed(sink, batch[i:], exc)
+                    self._failed(sink, claim, batch[i:], exc)
                     break
                 done.extend(d.seq for d in part)
         finally:
             if done:
-                self._store(self.store.delivered(done))
+                self._store(claim.delivered(done))
                 self.counts["delivered"] += len(done)
         if ok and done and self._failure_log.logged:
             logger.warning("hookwire: sink %s takes events again", sink.name)
             self._failure_log.reset()
         return len(done)
 
-    def _failed(self, sink: Sink, batch: list[Delivery], exc: Exception) -> None:
+    def _failed(self, sink: Sink, claim: Claim, batch: list[Delivery], exc: Exception) -> None:
         now = datetime.now(_UTC)
         seqs = [d.seq for d in batch]
-        since = self._store(self.store.failing_since(seqs))
+        since = self._store(claim.failing_since(seqs))
         expired = [s for s, t in since.items() if (now - t).total_seconds() >= self.dead_after]
         if expired:
-            self._store(self.store.dead(expired, f"failing for {self.dead_after:.0f} s: {exc}"))
+            self._store(claim.dead(expired, f"failing for {self.dead_after:.0f} s: {exc}"))
             self.counts["dead"] += len(expired)
         retry = [s for s in seqs if s not in set(expired)]
         if retry:
             attempts = max(d.attempts for d in batch) + 1
             wait = self.backoff(attempts, getattr(exc, "retry_after", None))
-            self._store(self.store.failed(retry, repr(exc), now + timedelta(seconds=wait), now))
+            self._store(claim.failed(retry, repr(exc), now + timedelta(seconds=wait), now))
             self.counts["retried"] += len(retry)
         self._failure_log(
             "hookwire: sink %s could not take %d event(s), retrying with a backoff (further "

@@ -551,8 +551,22 @@ outbox = Table(
     CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="state"),
     # an event is delivered to a sink under one id (a replay resets the row, never copies it)
     Index("uq_outbox_event_id_sink", "event_id", "sink", unique=True),
-    # a relay's claim: the oldest pending rows of a sink
-    Index("ix_outbox_sink_state_seq", "sink", "state", "seq"),
+    # a relay's claim: the oldest pending rows of a sink; pending rows only, so marking a row
+    # delivered or dead adds nothing to them (migration 0009)
+    Index(
+        "ix_outbox_pending",
+        "sink",
+        "seq",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
     # the order check: an earlier pending row of the same sink and key
-    Index("ix_outbox_sink_key_state_seq", "sink", "key", "state", "seq"),
+    Index(
+        "ix_outbox_pending_key",
+        "sink",
+        "key",
+        "seq",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
 )

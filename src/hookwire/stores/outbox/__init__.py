@@ -9,7 +9,7 @@ or :class:`PostgresOutbox` (:mod:`.postgres`), both built on :class:`SQLOutbox` 
 
 from __future__ import annotations
 
-from .api import Outbox, backends
+from .api import Claim, Outbox, backends
 from .postgres import PostgresOutbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 from .sql import SQLOutbox
@@ -19,6 +19,7 @@ __all__ = [
     "DEAD",
     "DELIVERED",
     "PENDING",
+    "Claim",
     "Delivery",
     "Outbox",
     "OutboxEvent",
@@ -28,14 +29,6 @@ __all__ = [
 ]
 
 
-def _sqlite_outbox(url: str) -> type[Outbox]:
-    return SQLiteOutbox
-
-
-def _postgres_outbox(url: str) -> type[Outbox]:
-    return PostgresOutbox
-
-
 # The one place a URL's backend is matched with its implementation.
-backends.register("sqlite", _sqlite_outbox)
-backends.register("postgresql", _postgres_outbox)
+backends.register_class("sqlite", SQLiteOutbox)
+backends.register_class("postgresql", PostgresOutbox)

@@ -7,7 +7,10 @@ the store loop (``hookwire.stores.runner``).
 A row is one event for one sink. The app's worker :meth:`~Outbox.enqueue` s events; a relay
 :meth:`~Outbox.claim` s the rows it may deliver now (a lease: a relay that dies gives them
 back when it runs out), then marks each :meth:`~Outbox.delivered`, :meth:`~Outbox.failed`
-(tried again later) or :meth:`~Outbox.dead`.
+(tried again later) or :meth:`~Outbox.dead`. A relay goes through :meth:`~Outbox.take`,
+whose :class:`Claim` marks the rows it holds: by default with those same calls; on
+PostgreSQL the claim's transaction stays open until the claim is closed, its row locks being
+the lease, so each row is written once (when marked) instead of twice.
 """
 
 from __future__ import annotations
@@ -20,7 +23,39 @@ from typing import Any
 from ..registry import Store, StoreRegistry
 from .records import Delivery, OutboxEvent
 
-__all__ = ["Outbox", "backends"]
+__all__ = ["Claim", "Outbox", "backends"]
+
+
+class Claim:
+    """Rows a relay holds (:meth:`Outbox.take`): ``rows``, and how it marks them. Marks take
+    effect when the claim is closed with ``commit=True`` (at once, for this default claim,
+    which marks through ``store``); :meth:`close` must be called once the rows are marked."""
+
+    def __init__(self, store: Outbox, rows: list[Delivery]) -> None:
+        self.store = store
+        self.rows = rows
+
+    async def delivered(self, seqs: Sequence[int], now: datetime | None = None) -> None:
+        """As :meth:`Outbox.delivered`."""
+        await self.store.delivered(seqs, now)
+
+    async def failed(
+        self, seqs: Sequence[int], error: str, retry_at: datetime, now: datetime | None = None
+    ) -> None:
+        """As :meth:`Outbox.failed`."""
+        await self.store.failed(seqs, error, retry_at, now)
+
+    async def dead(self, seqs: Sequence[int], error: str, response: str | None = None) -> None:
+        """As :meth:`Outbox.dead`."""
+        await self.store.dead(seqs, error, response)
+
+    async def failing_since(self, seqs: Sequence[int]) -> dict[int, datetime]:
+        """As :meth:`Outbox.failing_since`."""
+        return await self.store.failing_since(seqs)
+
+    async def close(self, commit: bool = True) -> None:
+        """Make the marks final (``commit``), or give the rows not marked back: here they
+        stay leased until the lease runs out, as a relay that died would leave them."""
 
 
 class Outbox(Store):
@@ -45,6 +80,11 @@ class Outbox(Store):
         """Up to ``limit`` pending rows of ``sink`` that are due, in order, that no other
         relay holds, and whose key has no earlier row still pending outside them (so a key's
         events go out in order, across relays); held by ``relay`` for ``lease`` seconds."""
+
+    async def take(self, sink: str, relay: str, limit: int, lease: float) -> Claim:
+        """:meth:`claim`, for a relay that marks the rows through the :class:`Claim` and then
+        closes it."""
+        return Claim(self, await self.claim(sink, relay, limit, lease))
 
     @abc.abstractmethod
     async def delivered(self, seqs: Sequence[int], now: datetime | None = None) -> None:

@@ -5,7 +5,9 @@ A claim is one write transaction: the oldest due rows of the sink (on PostgreSQL
 UPDATE SKIP LOCKED``, so relays in several processes take different rows without waiting
 for each other; on SQLite ``BEGIN IMMEDIATE`` makes claims take turns), less the rows whose
 key has an earlier pending row outside the claim (held by another relay, or waiting for its
-next attempt): those would overtake it. The rows kept get the relay's lease."""
+next attempt): those would overtake it. The rows kept get the relay's lease: written into
+them (``claimed_until``), or on PostgreSQL, for a relay's :meth:`~SQLOutbox.take`, the claim's
+transaction held open until the relay has marked them."""
 
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import StoreError
-from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
+from ..engine import get_engine, get_write_engine
 from ..schema import outbox
-from .api import Outbox
+from ..sqlstore import SQLStore
+from .api import Claim, Outbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 
 __all__ = ["BATCH", "SQLOutbox"]
@@ -122,36 +125,16 @@ def _parse_time(value: Any) -> datetime:
     return value  # type: ignore[no-any-return]
 
 
-class SQLOutbox(Outbox):
+class SQLOutbox(SQLStore, Outbox):
     """The outbox in a SQL database (an implementation's base: it may set
     :attr:`skip_locked` and :meth:`stamp`)."""
 
     #: Whether claims lock rows and skip those other relays hold (PostgreSQL).
     skip_locked: ClassVar[bool] = False
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact(self.url)!r})"
-
-    def _fail(self, doing: str, exc: Exception) -> StoreError:
-        return StoreError(f"{doing} in {redact(self.url)} failed: {exc}")
-
-    async def _ready(self) -> None:
-        try:
-            await ensure_schema(self.url)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
-
     async def open(self) -> None:
         """Check the schema and connect once, so the pool has a connection at exit."""
-        await self._ready()
-        try:
-            async with get_write_engine(self.url).connect():
-                pass
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
+        await self._connect_once()
 
     async def _write(self, doing: str, statements: Callable[[Any], Any]) -> Any:
         await self._ready()
@@ -201,97 +184,135 @@ class SQLOutbox(Outbox):
         self, sink: str, relay: str, limit: int, lease: float, now: datetime | None = None
     ) -> list[Delivery]:
         now = _now(now)
-        stamp = self.stamp
-        at, until = stamp(now), stamp(now + timedelta(seconds=lease))
-        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
+        at, until = self.stamp(now), self.stamp(now + timedelta(seconds=lease))
 
         async def go(conn: Any) -> list[Delivery]:
-            # Plain statements through the driver, like ``enqueue``: SQLAlchemy's compiling of
-            # a few hundred bound seqs, and its per-row processing, cost more than the query.
-            style = conn.dialect.paramstyle
-            m = _placeholders(style, 3)
-            found = (
-                await conn.exec_driver_sql(_CLAIM.format(*m, int(limit), lock), (sink, at, at))
-            ).all()
-            if not found:
-                return []
-            mine = [r[0] for r in found]
-            keys = sorted({r[3] for r in found})
-            # The first pending row outside the claim, per key: rows after it must wait. Only
-            # rows before the claim's last can be such a row (an index range, not the key's
-            # whole backlog).
-            m = _placeholders(style, 2)
-            key_in, key_args = _in_list(style, '"key"', keys, 3)
-            seq_out, seq_args = _not_in_seqs(style, mine, 3 + len(key_args))
-            blocking = (
-                'SELECT "key", MIN(seq) FROM outbox WHERE sink = {} AND seq < {} AND '
-                "state = 'pending' AND {} AND {} GROUP BY \"key\""
-            ).format(*m, key_in, seq_out)
-            first_outside = dict(
-                (await conn.exec_driver_sql(blocking, (sink, mine[-1], *key_args, *seq_args))).all()
-            )
-            kept = (
-                [r for r in found if r[3] not in first_outside or r[0] < first_outside[r[3]]]
-                if first_outside
-                else found
-            )
+            kept = await self._claimable(conn, sink, limit, at)
             if kept:
-                seqs = [r[0] for r in kept]
-                m = _placeholders(style, 2)
-                seq_in, seq_args = _in_list(style, "seq", seqs, 3)
-                await conn.exec_driver_sql(
-                    "UPDATE outbox SET claimed_until = {}, claimed_by = {} WHERE {}".format(
-                        *m, seq_in
-                    ),
-                    (until, relay, *seq_args),
+                await _set(
+                    conn,
+                    [d.seq for d in kept],
+                    "claimed_until = {}, claimed_by = {}",
+                    (until, relay),
                 )
-            parse = _parse_time
-            return [
-                Delivery(seq, event_id, sink_, key, event, parse(created), body.encode(), attempts)
-                for seq, event_id, sink_, key, event, created, body, attempts in kept
-            ]
+            return kept
 
         claimed: list[Delivery] = await self._write("claiming outbox rows", go)
         return claimed
 
-    async def _update(
-        self, doing: str, seqs: Sequence[int], assignments: str, values: Sequence[Any]
-    ) -> None:
-        """``UPDATE outbox SET <assignments>`` on the rows ``seqs``; ``assignments`` holds one
-        ``{}`` per value, for the driver's placeholder."""
-        if not seqs:
-            return
+    async def take(self, sink: str, relay: str, limit: int, lease: float) -> Claim:
+        if not self.skip_locked:
+            return await super().take(sink, relay, limit, lease)
+        # The claim's transaction is the lease: its row locks keep other relays off the rows
+        # until it ends, and a relay that dies ends it (its connection closes; one that hangs
+        # is cut off by the server after ``lease`` seconds idle). Each row is then written
+        # once, when marked, where a written lease cost a second row write (bench/README.md).
+        await self._ready()
+        try:
+            conn = await get_write_engine(self.url).connect()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail("claiming outbox rows", exc) from exc
+        try:
+            await conn.begin()
+            await conn.exec_driver_sql(
+                f"SET LOCAL idle_in_transaction_session_timeout = {max(1, int(lease * 1000))}"
+            )
+            kept = await self._claimable(conn, sink, limit, self.stamp(_now(None)))
+            if kept:
+                return _HeldClaim(self, kept, conn)
+            await conn.rollback()
+        except (SQLAlchemyError, OSError) as exc:
+            await conn.close()
+            raise self._fail("claiming outbox rows", exc) from exc
+        except BaseException:
+            await conn.close()
+            raise
+        await conn.close()
+        return Claim(self, [])
 
-        async def go(conn: Any) -> None:
-            style = conn.dialect.paramstyle
-            for i in range(0, len(seqs), _UPDATE_BATCH):
-                chunk = list(seqs[i : i + _UPDATE_BATCH])
-                seq_in, seq_args = _in_list(style, "seq", chunk, len(values) + 1)
-                sql = f"UPDATE outbox SET {assignments} WHERE {seq_in}"
-                await conn.exec_driver_sql(
-                    sql.format(*_placeholders(style, len(values))), (*values, *seq_args)
-                )
+    async def _claimable(self, conn: Any, sink: str, limit: int, at: Any) -> list[Delivery]:
+        """The rows a claim of ``sink`` takes, in a write transaction on ``conn`` (see the
+        module): locked, on PostgreSQL."""
+        # Plain statements through the driver, like ``enqueue``: SQLAlchemy's compiling of
+        # a few hundred bound seqs, and its per-row processing, cost more than the query.
+        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
+        style = conn.dialect.paramstyle
+        m = _placeholders(style, 3)
+        found = (
+            await conn.exec_driver_sql(_CLAIM.format(*m, int(limit), lock), (sink, at, at))
+        ).all()
+        if not found:
+            return []
+        mine = [r[0] for r in found]
+        keys = sorted({r[3] for r in found})
+        # The first pending row outside the claim, per key: rows after it must wait. Only
+        # rows before the claim's last can be such a row (an index range, not the key's
+        # whole backlog).
+        m = _placeholders(style, 2)
+        key_in, key_args = _in_list(style, '"key"', keys, 3)
+        seq_out, seq_args = _not_in_seqs(style, mine, 3 + len(key_args))
+        blocking = (
+            'SELECT "key", MIN(seq) FROM outbox WHERE sink = {} AND seq < {} AND '
+            "state = 'pending' AND {} AND {} GROUP BY \"key\""
+        ).format(*m, key_in, seq_out)
+        first_outside = dict(
+            (await conn.exec_driver_sql(blocking, (sink, mine[-1], *key_args, *seq_args))).all()
+        )
+        kept = (
+            [r for r in found if r[3] not in first_outside or r[0] < first_outside[r[3]]]
+            if first_outside
+            else found
+        )
+        parse = _parse_time
+        return [
+            Delivery(seq, event_id, sink_, key, event, parse(created), body.encode(), attempts)
+            for seq, event_id, sink_, key, event, created, body, attempts in kept
+        ]
 
-        await self._write(doing, go)
-
-    async def delivered(self, seqs: Sequence[int], now: datetime | None = None) -> None:
-        await self._update(
-            "marking outbox rows delivered",
-            seqs,
+    def _delivered(self, now: datetime | None) -> tuple[str, tuple[Any, ...]]:
+        return (
             "state = 'delivered', attempts = attempts + 1, delivered_at = {}, claimed_until = NULL",
             (self.stamp(_now(now)),),
         )
 
-    async def failed(
-        self, seqs: Sequence[int], error: str, retry_at: datetime, now: datetime | None = None
-    ) -> None:
-        await self._update(
-            "marking outbox rows failed",
-            seqs,
+    def _failed(
+        self, error: str, retry_at: datetime, now: datetime | None
+    ) -> tuple[str, tuple[Any, ...]]:
+        return (
             "attempts = attempts + 1, available_at = {}, failing_since = "
             "COALESCE(failing_since, {}), last_error = {}, claimed_until = NULL",
             (self.stamp(retry_at), self.stamp(_now(now)), error),
         )
+
+    def _dead(
+        self, error: str, response: str | None, now: datetime | None
+    ) -> tuple[str, tuple[Any, ...]]:
+        return (
+            "state = 'dead', attempts = attempts + 1, failing_since = "
+            "COALESCE(failing_since, {}), last_error = {}, response = {}, claimed_until = NULL",
+            (self.stamp(_now(now)), error, response),
+        )
+
+    async def _update(
+        self, doing: str, seqs: Sequence[int], assignments: str, values: Sequence[Any]
+    ) -> None:
+        """``UPDATE outbox SET <assignments>`` on the rows ``seqs``, in a transaction of its
+        own (see ``_set``)."""
+        if not seqs:
+            return
+
+        async def go(conn: Any) -> None:
+            await _set(conn, seqs, assignments, values)
+
+        await self._write(doing, go)
+
+    async def delivered(self, seqs: Sequence[int], now: datetime | None = None) -> None:
+        await self._update("marking outbox rows delivered", seqs, *self._delivered(now))
+
+    async def failed(
+        self, seqs: Sequence[int], error: str, retry_at: datetime, now: datetime | None = None
+    ) -> None:
+        await self._update("marking outbox rows failed", seqs, *self._failed(error, retry_at, now))
 
     async def dead(
         self,
@@ -300,30 +321,27 @@ class SQLOutbox(Outbox):
         response: str | None = None,
         now: datetime | None = None,
     ) -> None:
-        await self._update(
-            "marking outbox rows dead",
-            seqs,
-            "state = 'dead', attempts = attempts + 1, failing_since = "
-            "COALESCE(failing_since, {}), last_error = {}, response = {}, claimed_until = NULL",
-            (self.stamp(_now(now)), error, response),
-        )
+        await self._update("marking outbox rows dead", seqs, *self._dead(error, response, now))
 
     async def release(self, seqs: Sequence[int]) -> None:
         await self._update("giving outbox rows back", seqs, "claimed_until = NULL", ())
+
+    async def _failing_since(self, conn: Any, seqs: Sequence[int]) -> dict[int, datetime]:
+        query = select(_o.seq, _o.failing_since).where(
+            _o.seq.in_(_SEQS), _o.failing_since.is_not(None)
+        )
+        rows = (await conn.execute(query, {"seqs": list(seqs)})).all()
+        return {r.seq: r.failing_since for r in rows}
 
     async def failing_since(self, seqs: Sequence[int]) -> dict[int, datetime]:
         if not seqs:
             return {}
         await self._ready()
-        query = select(_o.seq, _o.failing_since).where(
-            _o.seq.in_(_SEQS), _o.failing_since.is_not(None)
-        )
         try:
             async with get_engine(self.url).connect() as conn:
-                rows = (await conn.execute(query, {"seqs": list(seqs)})).all()
+                return await self._failing_since(conn, seqs)
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("reading the outbox", exc) from exc
-        return {r.seq: r.failing_since for r in rows}
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -425,3 +443,66 @@ class SQLOutbox(Outbox):
                 return [dict(r._mapping) for r in (await conn.execute(query)).all()]
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("reading the outbox", exc) from exc
+
+
+async def _set(conn: Any, seqs: Sequence[int], assignments: str, values: Sequence[Any]) -> None:
+    """``UPDATE outbox SET <assignments>`` on the rows ``seqs``, on ``conn``; ``assignments``
+    holds one ``{}`` per value, for the driver's placeholder."""
+    style = conn.dialect.paramstyle
+    for i in range(0, len(seqs), _UPDATE_BATCH):
+        chunk = list(seqs[i : i + _UPDATE_BATCH])
+        seq_in, seq_args = _in_list(style, "seq", chunk, len(values) + 1)
+        sql = f"UPDATE outbox SET {assignments} WHERE {seq_in}"
+        await conn.exec_driver_sql(
+            sql.format(*_placeholders(style, len(values))), (*values, *seq_args)
+        )
+
+
+class _HeldClaim(Claim):
+    """A claim whose transaction is still open on ``conn`` (``SQLOutbox.take``): its marks
+    are written in it, and :meth:`close` commits them and ends the lease."""
+
+    def __init__(self, store: SQLOutbox, rows: list[Delivery], conn: Any) -> None:
+        super().__init__(store, rows)
+        self._box = store
+        self._conn = conn
+
+    async def _mark(self, doing: str, seqs: Sequence[int], change: tuple[str, Any]) -> None:
+        if not seqs:
+            return
+        try:
+            await _set(self._conn, seqs, *change)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._box._fail(doing, exc) from exc
+
+    async def delivered(self, seqs: Sequence[int], now: datetime | None = None) -> None:
+        await self._mark("marking outbox rows delivered", seqs, self._box._delivered(now))
+
+    async def failed(
+        self, seqs: Sequence[int], error: str, retry_at: datetime, now: datetime | None = None
+    ) -> None:
+        change = self._box._failed(error, retry_at, now)
+        await self._mark("marking outbox rows failed", seqs, change)
+
+    async def dead(self, seqs: Sequence[int], error: str, response: str | None = None) -> None:
+        await self._mark("marking outbox rows dead", seqs, self._box._dead(error, response, None))
+
+    async def failing_since(self, seqs: Sequence[int]) -> dict[int, datetime]:
+        if not seqs:
+            return {}
+        try:
+            return await self._box._failing_since(self._conn, seqs)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._box._fail("reading the outbox", exc) from exc
+
+    async def close(self, commit: bool = True) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if commit:
+                await conn.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._box._fail("marking outbox rows", exc) from exc
+        finally:
+            await conn.close()  # without a commit, a rollback: the rows are free again
