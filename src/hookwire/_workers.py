@@ -332,19 +332,8 @@ class BackgroundQueue(Generic[T]):
     def put(self, item: T) -> None:
         """Queue ``item``; when the queue is full, wait for room (or drop it).
 
-        A producer on a hot path may write this out where it is, without the call (what
-        ``hookwire.callpath`` does for a handler's sink)::
-
-            if len(q.items) < q.maxsize:
-                q.items.append(item)
-                if not q.scheduled:
-                    q.schedule()
-            else:
-                q.put(item)
-
-        ``items`` (the deque), ``maxsize`` and ``scheduled`` are for that, read-only; the
-        append comes before the look at ``scheduled`` (see the module docstring).
-        """
+        A hot path may write this body out, reading ``items``, ``maxsize`` and ``scheduled``
+        and calling ``schedule()`` as it does, append first (``hookwire.callpath.Sink``)."""
         # The hot path: no lock, no wake-up; the worker is involved only when the queue is
         # not scheduled yet (about once per linger under steady traffic).
         items = self.items
