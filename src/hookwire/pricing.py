@@ -241,7 +241,10 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str | None], ModelPrices | _Dynamic | None] = {}
 # Overrides: lower-cased model -> {provider or None: ModelPrices}
 _overrides: dict[str, dict[str | None, ModelPrices]] = {}
+# Unknown models already warned about. Bounded: model names can come from requests and from
+# servers' answers, and a warning per name beyond this many would flood the log anyway.
 _warned: set[str] = set()
+_WARNED_MAX = 1000
 _env_loaded = False
 # (model, provider, prompt tokens, max tokens) -> (the prices it was made from, the estimate):
 # a budgeted call asks for one before every call, and the same few shapes come again and
@@ -385,18 +388,19 @@ def _warn_unknown(model: str, provider: str | None) -> None:
     if model in _warned:
         return
     with _lock:
-        if model in _warned:
+        if model in _warned or len(_warned) >= _WARNED_MAX:
             return
         _warned.add(model)
-    where = f" at provider {provider!r}" if provider else ""
+    # The name as Python writes it (control characters escaped), cut to a length a log line
+    # can carry: it may come from a server's answer.
+    shown = repr(model) if len(model) <= 200 else repr(model[:200]) + f" (cut; {len(model)} chars)"
+    where = f" at provider {provider[:200]!r}" if provider else ""
     logger.warning(
-        "hookwire: no price known for model %r%s; its calls are recorded with an unknown cost "
-        "(None). Add a price with hookwire.pricing.set_price(%r, input_mtok=..., "
-        'output_mtok=...) or a [models."%s"] table in the HOOKWIRE_PRICES file',
-        model,
+        "hookwire: no price known for model %s%s; its calls are recorded with an unknown cost "
+        "(None). Add a price with hookwire.pricing.set_price(model, input_mtok=..., "
+        'output_mtok=...) or a [models."<model>"] table in the HOOKWIRE_PRICES file',
+        shown,
         where,
-        model,
-        model,
     )
 
 
