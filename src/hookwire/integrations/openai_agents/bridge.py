@@ -29,6 +29,7 @@ from agents.tracing.span_data import (
     HandoffSpanData,
     ResponseSpanData,
 )
+from openai.types.responses import Response, ResponseUsage
 
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import LLMError
@@ -150,6 +151,17 @@ def _usage(u: Any) -> Usage | None:
     """A usage in the Responses API's shape (or the SDK's dict of it)."""
     if u is None:
         return None
+    if type(u) is ResponseUsage:
+        # The SDK's own type (the usual case): its fields read directly, with none of the
+        # general path's checks and lookups below (about a third of this function's cost).
+        inputs, outputs = u.input_tokens_details, u.output_tokens_details
+        return Usage(
+            int(u.input_tokens or 0),
+            int(u.output_tokens or 0),
+            int(u.total_tokens or -1),
+            cached_tokens=inputs.cached_tokens if inputs is not None else None,
+            reasoning_tokens=outputs.reasoning_tokens if outputs is not None else None,
+        )
     prompt, completion, total, inputs, outputs = _fields(u, _USAGE_FIELDS)
     # Chat Completions' names only when the Responses API's are missing: asking a pydantic
     # model for a field it lacks raises (and catches) an AttributeError, tens of µs.
@@ -193,6 +205,9 @@ class Bridge:
         self.manager = CallbackManager.ensure(callbacks)
         self.context = dict(context)
         self.runs: dict[str, _Run] = {}
+        #: How many runs may still hold back their start (at least as many as do): at 0, an
+        #: LLM or tool call need not walk up its runs to look (most calls of a run).
+        self.held = 0
         #: Logs failures of the bridge itself (the event is skipped).
         self.failed = FailureLog("the OpenAI Agents SDK bridge", "the event is skipped")
 
@@ -203,8 +218,9 @@ class Bridge:
 
     # -- traces -----------------------------------------------------------------------------
 
-    def trace_start(self, trace: Trace) -> list[Emit]:
-        """``on_run_start`` of a workflow run named after the trace."""
+    def trace_start(self, trace: Trace) -> None:
+        """A workflow run named after the trace, its ``on_run_start`` held back for its
+        input."""
         run = _Run(None, None)
         run.kind, run.shown = "workflow", run
         context = dict(self.context)
@@ -218,8 +234,8 @@ class Bridge:
         run.base["name"] = trace.name
         run.base["kind"] = "workflow"
         run.deferred = True
+        self.held += 1
         self._remember(trace.trace_id, run)
-        return []
 
     def trace_end(self, trace: Trace) -> list[Emit]:
         """``on_run_end`` with the usage and cost of the calls inside it."""
@@ -230,58 +246,80 @@ class Bridge:
 
     # -- spans ------------------------------------------------------------------------------
 
-    def span_start(self, span: Span[Any]) -> list[Emit]:
-        """``on_run_start`` for an agent span; the other spans are only remembered."""
+    def span_start(self, span: Span[Any]) -> None:
+        """An agent span is an agent run (its ``on_run_start`` held back for its input); the
+        other spans are only remembered, for what is inside them, except an LLM call's."""
+        data = span.span_data
+        kind = _kind(data)
+        if kind == "llm":
+            # No span is opened inside an LLM call's, and the SDK fills it in as it ends: its
+            # run is found then (a record per call less).
+            return
         parent = self.runs.get(span.parent_id or span.trace_id)
         shown = parent.shown if parent is not None else None
         run = _Run(span.parent_id or span.trace_id, shown)
         self._remember(span.span_id, run)
-        data = span.span_data
-        if _kind(data) != "agent":
-            return []
+        if kind != "agent":
+            return
         run.kind, run.shown = "agent", run
         run.base = _base(span.span_id, shown, self.context)
         run.base["name"] = data.name
         run.base["kind"] = "agent"
         run.base["agent"] = data.name
         run.deferred = True
-        return []
+        self.held += 1
 
     def span_end(self, span: Span[Any]) -> list[Emit]:
         """The hooks of an ended span: an LLM call, a tool call, a handoff, an agent run."""
+        data = span.span_data
+        kind = _kind(data)
+        if kind == "llm":
+            parent = self.runs.get(span.parent_id or span.trace_id)
+            return self._llm(span, parent.shown if parent is not None else None)
         run = self.runs.pop(span.span_id, None)
         if run is None:
             return []
-        data = span.span_data
-        kind = _kind(data)
         if kind == "agent":
             # The SDK's errors are messages, not chained exceptions: a failure inside the run
             # (already pending) is the one that ended it.
             if span.error and run.pending is None:
                 run.pending = (_error(span, "agent"), "run", False)
             return self._end(run)
-        if kind == "llm":
-            return self._llm(span, run)
-        if kind == "function":
-            args = _parse(data.input)
-            return self._tool(span, run, data.name, args, data.output)
-        if kind == "handoff":
+        if kind == "function" or kind == "handoff":
+            if not span.error:
+                listens = self.manager.listens
+                if not (listens("on_tool_start") or listens("on_tool_end")):
+                    # Nobody hears a tool call that went well: its arguments, output and
+                    # keywords are not built, only the held-back run starts are due.
+                    emits: list[Emit] = []
+                    self._flush(run.shown, None, emits)
+                    return emits
+            if kind == "function":
+                return self._tool(span, run, data.name, _parse(data.input), data.output)
             args = {"from_agent": data.from_agent, "to_agent": data.to_agent}
             return self._tool(span, run, "handoff", args, data.to_agent)
         if span.error and run.shown is not None and run.shown.pending is None:
             run.shown.pending = (_error(span, "step"), "run", False)
         return []
 
-    def _flush(self, run: _Run | None, text: str | None, emits: list[Emit]) -> None:
+    def _flush(self, run: _Run | None, prompt: Any, emits: list[Emit]) -> None:
         """Send the held-back starts of ``run`` and the runs around it, outermost first, with
-        the input ``text`` that just became known."""
+        the input that just became known: the user's text in ``prompt`` (an LLM call's input;
+        ``None`` for none). Only the first call of a run has held-back starts, so the text is
+        found only then."""
+        if not self.held:
+            return
         held: list[_Run] = []
         while run is not None:
             if run.deferred:
                 held.append(run)
                 run.deferred = False
+                self.held -= 1
             above = self.runs.get(run.parent) if run.parent is not None else None
             run = above.shown if above is not None else None
+        if not held:
+            return
+        text = _user_text(prompt)
         for r in reversed(held):
             emits.append(("on_run_start", (text,), r.base))
 
@@ -312,25 +350,40 @@ class Bridge:
             emits.append(("on_error", (pending[0],), {**run.base, "stage": pending[1]}))
         return emits
 
-    def _llm(self, span: Span[Any], run: _Run) -> list[Emit]:
+    def _llm(self, span: Span[Any], shown: _Run | None) -> list[Emit]:
+        """An LLM call's hooks, under ``shown`` (the run it is in)."""
         data = span.span_data
-        shown = run.shown
         base = _base(span.span_id, shown, self.context)
         provider = "openai"
         content = ""
         calls: tuple[ToolCall, ...] = ()
         finish = rid = None
+        model: Any
         if type(data) is ResponseSpanData or isinstance(data, ResponseSpanData):
             response = data.response
             prompt = data.input
-            model, raw_usage, text, output, rid, status = _fields(response, _RESPONSE_FIELDS)
+            if type(response) is Response:
+                # The SDK's own type (the usual case): fields read directly, and the text and
+                # tool calls found in one pass (``output_text`` is a property walking
+                # ``output`` again).
+                model, raw_usage, rid, status = (
+                    response.model,
+                    response.usage,
+                    response.id,
+                    response.status,
+                )
+                content, calls = _answer(response.output)
+            else:
+                model, raw_usage, text, output, rid, status = _fields(response, _RESPONSE_FIELDS)
+                content = str(text or "") if response is not None else ""
+                calls = tuple(
+                    ToolCall(id=str(call_id or ""), name=str(name or ""), arguments=str(args or ""))
+                    for kind, call_id, name, args in (
+                        _fields(i, _CALL_FIELDS) for i in output or ()
+                    )
+                    if kind == "function_call"
+                )
             usage = _usage(data.usage or raw_usage)
-            content = str(text or "") if response is not None else ""
-            calls = tuple(
-                ToolCall(id=str(call_id or ""), name=str(name or ""), arguments=str(args or ""))
-                for kind, call_id, name, args in (_fields(i, _CALL_FIELDS) for i in output or ())
-                if kind == "function_call"
-            )
             finish = "tool_calls" if calls else status
         else:
             prompt = data.input
@@ -348,29 +401,32 @@ class Bridge:
             usage = estimate_usage(prompt_bound(prompt), content, calls)
         cost = price(model, usage, provider)
         emits: list[Emit] = []
-        self._flush(shown, _user_text(prompt), emits)
-        emits.append(("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}}))
-        latency = _latency(span)
-        kw = {**base, "attempts": 1}
-        if latency is not None:
-            kw["latency_ms"] = latency
+        self._flush(shown, prompt, emits)
+        listens = self.manager.listens
+        # The keyword dicts and the LLMResponse only for hooks some handler hears: each would
+        # be built per LLM call for a no-op.
+        if listens("on_llm_start"):
+            emits.append(
+                ("on_llm_start", (prompt,), {**base, "invocation_params": {"model": model}})
+            )
         if span.error:
             error = _error(span, "LLM call")
-            emits.append(("on_llm_error", (error,), kw))
+            emits.append(("on_llm_error", (error,), _end_keywords(span, base)))
             self._fail(shown, error, "llm", emits, base)
             return emits
         _add(shown, usage, cost, model, content)
-        result = LLMResponse(
-            content=content,
-            usage=usage,
-            model=model,
-            finish_reason=str(finish) if finish else None,
-            tool_calls=calls,
-            provider=provider,
-            id=str(rid) if rid else None,
-            cost=cost,
-        )
-        emits.append(("on_llm_end", (result,), kw))
+        if listens("on_llm_end"):
+            result = LLMResponse(
+                content=content,
+                usage=usage,
+                model=model,
+                finish_reason=str(finish) if finish else None,
+                tool_calls=calls,
+                provider=provider,
+                id=str(rid) if rid else None,
+                cost=cost,
+            )
+            emits.append(("on_llm_end", (result,), _end_keywords(span, base)))
         return emits
 
     def _tool(
@@ -445,3 +501,34 @@ def _parse(value: Any) -> dict[str, Any]:
     except (orjson.JSONDecodeError, TypeError):
         parsed = None
     return parsed if isinstance(parsed, dict) else {"input": value}
+
+
+def _end_keywords(span: Span[Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords of an LLM call's end: ``base``, one attempt and the span's latency."""
+    kw = {**base, "attempts": 1}
+    latency = _latency(span)
+    if latency is not None:
+        kw["latency_ms"] = latency
+    return kw
+
+
+def _answer(output: Any) -> tuple[str, tuple[ToolCall, ...]]:
+    """The text and the tool calls of a Responses API ``Response.output``, as
+    ``Response.output_text`` and its ``function_call`` items say them."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for item in output or ():
+        kind = item.type
+        if kind == "message":
+            for part in item.content:
+                if part.type == "output_text" and part.text is not None:
+                    texts.append(part.text)
+        elif kind == "function_call":
+            calls.append(
+                ToolCall(
+                    id=str(item.call_id or ""),
+                    name=str(item.name or ""),
+                    arguments=str(item.arguments or ""),
+                )
+            )
+    return "".join(texts), tuple(calls)

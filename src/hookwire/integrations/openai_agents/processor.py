@@ -8,7 +8,7 @@ from agents.tracing import Span, Trace, TracingProcessor
 
 from ...context import check_request_context
 from ...dispatch import CallbackManager, Callbacks
-from .._common import Emit, send
+from .._common import send
 from .bridge import Bridge
 
 __all__ = ["HookwireTracingProcessor"]
@@ -32,31 +32,48 @@ class HookwireTracingProcessor(TracingProcessor):
         """The hookwire ``CallbackManager`` the events go to."""
         return self._bridge.manager
 
-    def _send(self, where: str, make: Any, item: Any) -> None:
+    # Each hook written out (no shared helper taking the bridge's method): the SDK calls them
+    # at every trace's and span's start and end, and a frame and a bound method per call are a
+    # fair share of the bridge's cost. A failure to translate is logged, never raised into the
+    # SDK. A trace's and a span's start send nothing (their ``on_run_start`` waits for the
+    # input), so they only tell the bridge.
+    def on_trace_start(self, trace: Trace) -> None:
+        """A trace began: a workflow run (its ``on_run_start`` waits for its input)."""
         bridge = self._bridge
         try:
-            emits: list[Emit] = make(item)
+            bridge.trace_start(trace)
         except Exception as exc:
-            bridge.failed(where, exc)
-            return
-        if emits:
-            send(bridge.manager, emits, bridge.failed, where)
-
-    def on_trace_start(self, trace: Trace) -> None:
-        """A trace began: ``on_run_start`` of a workflow run."""
-        self._send("on_trace_start", self._bridge.trace_start, trace)
+            bridge.failed("on_trace_start", exc)
 
     def on_trace_end(self, trace: Trace) -> None:
         """A trace ended: ``on_run_end``."""
-        self._send("on_trace_end", self._bridge.trace_end, trace)
+        bridge = self._bridge
+        try:
+            emits = bridge.trace_end(trace)
+        except Exception as exc:
+            bridge.failed("on_trace_end", exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, "on_trace_end")
 
     def on_span_start(self, span: Span[Any]) -> None:
-        """A span began: ``on_run_start`` for an agent."""
-        self._send("on_span_start", self._bridge.span_start, span)
+        """A span began: an agent run (its ``on_run_start`` waits for its input)."""
+        bridge = self._bridge
+        try:
+            bridge.span_start(span)
+        except Exception as exc:
+            bridge.failed("on_span_start", exc)
 
     def on_span_end(self, span: Span[Any]) -> None:
         """A span ended: an LLM call, a tool call, a handoff or an agent's end."""
-        self._send("on_span_end", self._bridge.span_end, span)
+        bridge = self._bridge
+        try:
+            emits = bridge.span_end(span)
+        except Exception as exc:
+            bridge.failed("on_span_end", exc)
+            return
+        if emits:
+            send(bridge.manager, emits, bridge.failed, "on_span_end")
 
     def shutdown(self) -> None:
         """Flush the hookwire handlers (the SDK calls it at exit)."""
