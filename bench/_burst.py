@@ -7,7 +7,9 @@ no-op); the same four with a daily budget per user that none of the runs reaches
 runs for one user (one budget key: the checks race for its row) and for 1,000 users (one run
 each); and the same 1,000 users with ``budget_lease=0``. Each round takes every case in turn
 (the order rotated); the figure is a case's best round, in seconds from the first ``arun`` to
-the last answer (the ledger's rows are written after, untimed).
+the last answer (the ledger's rows are written after, untimed). Budget checks are made with
+``fail_open=False`` and a 120 s ``check_timeout``: on a loaded machine the defaults would let
+slow checks through unchecked, and a budget would look cheaper than it is.
 
 And budget leases with many users: 2,000 ``arun`` one after another (no model latency),
 cycling over 1,000 users (so each user calls every 1,000 calls), with leases (the default)
@@ -61,8 +63,13 @@ def _cases(url: str) -> dict[str, tuple[list[Any], Callable[[int], dict[str, str
     tag = uuid.uuid4().hex[:6]
 
     def four(**accounting: Any) -> list[Any]:
+        # A check that cannot answer in time must not pass as a cheap one: with the default
+        # fail_open=True and a 2 s check_timeout a loaded machine lets calls through unchecked.
+        # Here it waits, and a check that still cannot answer fails the run.
         return [
-            AccountingCallbackHandler(database_url=url, **accounting),
+            AccountingCallbackHandler(
+                database_url=url, fail_open=False, check_timeout=120.0, **accounting
+            ),
             MetricsCallback(),
             _Noop(),
             _AsyncNoop(),
@@ -132,9 +139,11 @@ async def _users_in_turn(url: str, rounds: int) -> dict[str, str]:
     tag = uuid.uuid4().hex[:6]
     budget = Budget(1_000_000, period="day")
     handlers = {
-        "leases": AccountingCallbackHandler(database_url=url, budgets=budget),
+        "leases": AccountingCallbackHandler(
+            database_url=url, budgets=budget, fail_open=False, check_timeout=120.0
+        ),
         "budget_lease=0": AccountingCallbackHandler(
-            database_url=url, budgets=budget, budget_lease=0
+            database_url=url, budgets=budget, budget_lease=0, fail_open=False, check_timeout=120.0
         ),
     }
     rlms = {

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from _postgres import SERVER, server_up
+from _postgres import fresh_database, server_up
 from hookwire import CallbackManager, LLMResponse, Usage, pricing
 from hookwire.callbacks.accounting import AccountingCallbackHandler, Budget
 from hookwire.stores import runner
@@ -187,30 +187,17 @@ def bench_budget_pg() -> None:
     if not server_up():
         row("budget check, PostgreSQL", "skipped: PostgreSQL is not up (HOOKWIRE_BENCH_PG)")
         return
-    import asyncpg
-
     from hookwire.stores import engine
 
-    # A database of its own, dropped at the end: the server is shared.
-    name = f"hookwire_bench_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{SERVER}/postgres")
+    with fresh_database() as url:
         try:
-            await conn.execute(sql)
+            _bench_budget_pg(url.replace("postgresql://", "postgresql+asyncpg://"))
         finally:
-            await conn.close()
+            from hookwire.stores.ledger import close_sync_budget_connections, dispose_budget_pools
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        _bench_budget_pg(f"{SERVER}/{name}".replace("postgresql://", "postgresql+asyncpg://"))
-    finally:
-        from hookwire.stores.ledger import close_sync_budget_connections, dispose_budget_pools
-
-        close_sync_budget_connections()
-        runner.run_sync(dispose_budget_pools())
-        runner.run_sync(engine.dispose_engines())
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            close_sync_budget_connections()
+            runner.run_sync(dispose_budget_pools())
+            runner.run_sync(engine.dispose_engines())
 
 
 def _bench_budget_pg(pg_url: str) -> None:

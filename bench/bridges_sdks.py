@@ -6,7 +6,7 @@ Run from the repository root::
     PYTHONPATH=src .venv/bin/python bench/bridges_sdks.py --quick    # fewer iterations
 
 - Anthropic: ``messages.create`` (JSON) and a streamed ``messages.create`` read to its end
-  (9 text deltas), answered in process by an ``httpx2.MockTransport`` (the SDK's whole stack
+  (10 text deltas), answered in process by an ``httpx2.MockTransport`` (the SDK's whole stack
   runs, no socket), on a plain client against one instrumented with a hookwire handler whose
   LLM and token hooks do nothing. The SDK has no callback of its own: the target is the
   overhead, at most 50 µs per call.

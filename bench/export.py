@@ -25,7 +25,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from _postgres import SERVER, server_up
+from _postgres import SERVER, create_database, drop_database, server_up
 from _timing import options
 from hookwire import CallbackManager, trace
 from hookwire.callbacks import BaseCallback
@@ -135,22 +135,10 @@ def end_to_end(url: str, sink: Any, n: int, batch: int = BATCH) -> tuple[float, 
     return result
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def _pg_database() -> str | None:
     if not server_up():
         return None
-    name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = f"{SERVER}/{name}"
+    url = create_database()
     runner.run_sync(engine.upgrade(url), 120)
     return url
 
@@ -224,7 +212,7 @@ def main() -> None:
     server.shutdown()
     if pg is not None:
         runner.run_sync(engine.dispose_engines(), 60)
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pg.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        drop_database(pg)
 
 
 if __name__ == "__main__":

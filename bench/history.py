@@ -41,7 +41,7 @@ from typing import Any
 
 warnings.filterwarnings("ignore")  # langchain's deprecation notices are not the point here
 
-from _postgres import SERVER, server_up  # noqa: E402
+from _postgres import fresh_database, server_up  # noqa: E402
 from _timing import options  # noqa: E402
 from hookwire.callbacks.chat_history import ChatHistoryCallbackHandler  # noqa: E402
 from hookwire.stores import engine, runner  # noqa: E402
@@ -248,19 +248,6 @@ async def langchain_read(url: str, count: int, async_url: str | None) -> tuple[f
     return best, median
 
 
-def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    async def go() -> None:
-        conn = await asyncpg.connect(f"{SERVER}/test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
-
 def run_backend(
     label: str, hw_url: str, lc_sync_url: str, lc_async_url: str, total: int, details: int
 ) -> dict[str, float]:
@@ -379,20 +366,19 @@ def main() -> None:
     if args.no_postgres or not server_up():
         print("\n(PostgreSQL skipped)")
         return
-    name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        run_backend(
-            "PostgreSQL (one fresh database, both libraries)",
-            f"{SERVER}/{name}",
-            f"postgresql+psycopg://{SERVER.split('://', 1)[1]}/{name}",
-            f"postgresql+asyncpg://{SERVER.split('://', 1)[1]}/{name}",
-            args.messages,
-            args.details,
-        )
-    finally:
-        runner.run_sync(engine.dispose_engines(), timeout=30)
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        where = url.split("://", 1)[1]
+        try:
+            run_backend(
+                "PostgreSQL (one fresh database, both libraries)",
+                url,
+                f"postgresql+psycopg://{where}",
+                f"postgresql+asyncpg://{where}",
+                args.messages,
+                args.details,
+            )
+        finally:
+            runner.run_sync(engine.dispose_engines(), timeout=30)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import history
-from _postgres import SERVER
+from _postgres import create_database, drop_database
 from _timing import options
 from hookwire.stores import engine, runner
 
@@ -49,9 +48,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
-    history._pg_admin(f'CREATE DATABASE "{name}"')
-    url = f"{SERVER}/{name}"
+    url = create_database()
     try:
         runner.run_sync(engine.upgrade(url), timeout=120)
         asyncio.run(history.hookwire_concurrent(url, 800))  # connections, caches
@@ -68,7 +65,7 @@ def main() -> None:
             )
     finally:
         runner.run_sync(engine.dispose_engines(), timeout=30)
-        history._pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(url)
 
 
 if __name__ == "__main__":

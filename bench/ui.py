@@ -19,14 +19,13 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _postgres import SERVER, server_up
+from _postgres import fresh_database, server_up
 from _timing import options
 from _ui_bulk import SPANS_PER_RUN, load_postgres, load_sqlite
 from hookwire.stores import engine, runner
@@ -158,26 +157,9 @@ def main() -> None:
             measure(f"sqlite+aiosqlite:///{tmp}/ui.db", args.runs, args.via_store)
             runner.run_sync(engine.dispose_engines(), 60)
     if args.pg and server_up():
-        import asyncio
-
-        import asyncpg
-
-        name = f"hookwire_bench_{uuid.uuid4().hex[:8]}"
-        base = SERVER.replace("postgresql://", "postgres://")
-
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(f"{base}/postgres")
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            measure(f"{SERVER}/{name}", args.runs, args.via_store)
+        with fresh_database() as url:
+            measure(url, args.runs, args.via_store)
             runner.run_sync(engine.dispose_engines(), 60)
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

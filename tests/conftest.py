@@ -12,6 +12,7 @@ import os
 import socket
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,24 +70,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def collect_and_freeze() -> None:
-    """A full garbage collection, then every object that survived it moved out of the
-    collector's sight (``gc.freeze``).
-
-    A full collection walks every tracked object: with LangChain, LlamaIndex, LiteLLM and the
-    OpenTelemetry SDK imported that is millions, 1-5 s per collection, and the fixtures below
-    collect after each of some 450 tests. What survives a full collection is alive, so later
-    collections need not walk it again: they then cost what the next test made. (An object
-    frozen here that becomes cyclic garbage later is never freed: a few objects' memory in a
-    test run.)
-    """
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every test module is imported by now, and with it LangChain, LlamaIndex, LiteLLM and the
+    # OpenTelemetry SDK: millions of objects that a full garbage collection walks, 1-5 s each
+    # time, and the openai_server fixture below collects after each of some 450 tests. What
+    # survives this collection is the imports' own, alive to the end: frozen (gc.freeze), later
+    # collections walk only what tests made.
     gc.collect()
     gc.freeze()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Every test module, and what it imports, is loaded by now.
-    collect_and_freeze()
 
 
 @pytest.fixture
@@ -99,7 +90,7 @@ def openai_server() -> Iterator[OpenAIServer]:
     # runs in (filterwarnings=error makes that a failure of an unrelated test).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        collect_and_freeze()
+        gc.collect()
 
 
 @pytest.fixture(params=["offline", "online"])
@@ -194,14 +185,9 @@ def _pg_admin(sql: str) -> None:
     asyncio.run(go())
 
 
-@pytest.fixture(scope="session")
-def pg_database_url(pg_url: str) -> Iterator[str]:
-    """A FRESH PostgreSQL database for this test session, at hookwire's schema head.
-
-    Other test sessions (other branches, other engineers) use the same server at the same
-    time, so each session creates its own ``hookwire_t_<random>`` database and drops it at the
-    end. The URL uses the asyncpg driver.
-    """
+@contextmanager
+def _fresh_pg_database() -> Iterator[str]:
+    """A new PostgreSQL database at hookwire's schema head (asyncpg URL), dropped after."""
     import uuid
 
     from hookwire.stores import engine, runner
@@ -217,6 +203,18 @@ def pg_database_url(pg_url: str) -> Iterator[str]:
             runner.run_sync(engine.dispose_engines(), timeout=30)
         finally:
             _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_url: str) -> Iterator[str]:
+    """A FRESH PostgreSQL database for this test session, at hookwire's schema head.
+
+    Other test sessions (other branches, other engineers) use the same server at the same
+    time, so each session creates its own ``hookwire_t_<random>`` database and drops it at the
+    end. The URL uses the asyncpg driver.
+    """
+    with _fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -254,19 +252,6 @@ def own_db_url(
         path = tmp_path_factory.mktemp("db") / "hookwire.db"
         yield f"sqlite+aiosqlite:///{path}"
         return
-    import uuid
-
-    from hookwire.stores import engine, runner
-
     request.getfixturevalue("pg_url")  # skips without the server
-    name = f"hookwire_t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        runner.run_sync(engine.upgrade(url), timeout=120)
+    with _fresh_pg_database() as url:
         yield url
-    finally:
-        try:
-            runner.run_sync(engine.dispose_engines(), timeout=30)
-        finally:
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -168,6 +168,26 @@ def test_unknown_model_is_none_with_one_warning(caplog: pytest.LogCaptureFixture
     assert "set_price" in warnings[0].getMessage()
 
 
+def test_an_unknown_model_name_from_a_server_is_warned_about_escaped_cut_and_in_bounds(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pricing, "_warned", set())
+    usage = Usage(prompt_tokens=1)
+    with caplog.at_level(logging.WARNING, logger="hookwire.pricing"):
+        name = "evil\x00\x1b[2J" + "m" * 100_000
+        assert pricing.cost(name, usage) is None
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\x00" not in message and "\x1b" not in message
+    assert len(message) < 1000 and f"(cut; {len(name)} chars)" in message
+    caplog.clear()
+    # A warning per name, up to a bound: a flood of names is not a flood of log lines.
+    with caplog.at_level(logging.WARNING, logger="hookwire.pricing"):
+        for i in range(pricing._WARNED_MAX + 50):
+            pricing.cost(f"unknown-{i}", usage)
+    assert len(caplog.records) == pricing._WARNED_MAX - 1
+
+
 def test_unknown_provider_is_unknown_not_guessed(caplog: pytest.LogCaptureFixture) -> None:
     # A self-hosted model served by vLLM is not billed at OpenAI's price.
     with caplog.at_level(logging.WARNING, logger="hookwire.pricing"):
@@ -443,6 +463,19 @@ def test_estimate_is_the_worst_case() -> None:
     assert pricing.estimate("no-such-model-xyz", 1, 1) is None
     with pytest.raises(InvalidUsageError):
         pricing.estimate("gpt-4o", -1, 1)
+
+
+def test_an_estimate_asked_again_follows_new_prices_and_still_checks_its_counts() -> None:
+    pricing.set_price("est", input_mtok=1, output_mtok=2)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(3)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(3)  # answered again
+    pricing.set_price("est", input_mtok=10, output_mtok=20)
+    assert pricing.estimate("est", 1_000_000, 1_000_000) == Decimal(30)
+    pricing.estimate("est", 1, 1)
+    with pytest.raises(InvalidUsageError):
+        pricing.estimate("est", True, 1)  # equal to 1 as a key, but not a count
+    pricing.clear_prices()
+    assert pricing.estimate("est", 1_000_000, 1_000_000) is None
 
 
 def test_model_prices_cost_checks_usage() -> None:

@@ -71,7 +71,7 @@ def test_property_a_bearer_token_after_any_text_never_reaches_a_line(
     name=st.sampled_from(
         ["Authorization", "authorization", "AUTHORIZATION", "Proxy-Authorization"]
     ),
-    sep=st.sampled_from([": ", ":", "=", ":\t", '": "']),
+    sep=st.sampled_from([": ", ":", "=", ":\t", '": "', "': '", "='"]),
     scheme=st.sampled_from(["", "Bearer ", "ApiKey ", "Digest "]),
     value=_TOKEN,
     **_AROUND,
@@ -80,6 +80,31 @@ def test_property_an_authorization_value_never_reaches_a_line(
     before: str, boundary: str, name: str, sep: str, scheme: str, value: str, after: str
 ) -> None:
     _never_written(before + boundary + name + sep + scheme + value + after, value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(
+        ["api_key", "x-api-key", "password", "client_secret", "access_token", "refresh-token"]
+    ),
+    sep=st.sampled_from(["': '", "'='", "'=", ": '", "': \t'"]),
+    value=_TOKEN,
+    **_AROUND,
+)
+def test_property_a_secret_in_a_python_repr_never_reaches_a_line(
+    before: str, boundary: str, name: str, sep: str, value: str, after: str
+) -> None:
+    # A dict of headers or keyword arguments printed by Python: {'api_key': '...'}.
+    _never_written(before + boundary + "'" + name + sep + value + "'" + after, value)
+
+
+def test_a_secret_in_a_python_repr_is_redacted_and_its_quotes_kept() -> None:
+    r = Redactor()
+    assert r.text("Headers({'authorization': 'abc123xyz', 'x': 'y'})") == (
+        f"Headers({{'authorization': '{REDACTED}', 'x': 'y'}})"
+    )
+    assert r.text("call(api_key='k-123456', n=1)") == f"call(api_key='{REDACTED}', n=1)"
+    assert r.text("{'access_token': 'abcdef123'}") == f"{{'access_token': '{REDACTED}'}}"
 
 
 def test_an_authorization_header_without_a_scheme_is_redacted() -> None:

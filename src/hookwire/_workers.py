@@ -13,7 +13,7 @@ failure are handled once:
   connections (which belong to the loop that opened them).
 
 How a queue and its worker meet, without a lock per item: a queue is in its worker's
-``active`` deque exactly while ``_scheduled`` is true. ``put`` appends and, only when the flag
+``active`` deque exactly while ``scheduled`` is true. ``put`` appends and, only when the flag
 is false, takes the worker's lock to schedule the queue (and wakes the worker if it sleeps).
 The worker takes a batch from the queue at the head of ``active``, handles it, then either
 rotates the queue to the back or, when it is empty, clears the flag and looks once more (an
@@ -103,9 +103,9 @@ class _Worker:
 
     def schedule(self, queue: BackgroundQueue[Any]) -> None:
         with self.lock:
-            if queue._scheduled:
+            if queue.scheduled:
                 return
-            queue._scheduled = True
+            queue.scheduled = True
             self.active.append(queue)
             if self.sleeping:
                 self.wake.set()
@@ -138,12 +138,12 @@ class _Worker:
         queue._serve()
         with self.lock:
             self.active.popleft()
-            if queue._items:
+            if queue.items:
                 self.active.append(queue)
             else:
-                queue._scheduled = False
-                if queue._items:  # appended by a put that still saw the flag set
-                    queue._scheduled = True
+                queue.scheduled = False
+                if queue.items:  # appended by a put that still saw the flag set
+                    queue.scheduled = True
                     self.active.append(queue)
 
     def drain_inline(self, deadline: float | None) -> None:
@@ -275,20 +275,20 @@ class BackgroundQueue(Generic[T]):
         "_full_logged",
         "_handle",
         "_in_hand",
-        "_items",
         "_linger",
         "_logged",
         "_markers",
-        "_maxsize",
         "_room",
-        "_scheduled",
         "_serving",
         "_worker",
         "drop_when_full",
         "dropped",
         "failed",
+        "items",
         "max_batch",
+        "maxsize",
         "name",
+        "scheduled",
     )
 
     def __init__(
@@ -310,51 +310,59 @@ class BackgroundQueue(Generic[T]):
         #: Items whose ``handle()`` raised.
         self.failed = 0
         self._handle = handle
-        self._items: collections.deque[Any] = collections.deque()
-        self._maxsize = max(1, maxsize)
+        self.items: collections.deque[Any] = collections.deque()
+        self.maxsize = max(1, maxsize)
         self._linger = linger
         self._worker = _worker(worker)
-        self._scheduled = False
+        self.scheduled = False
         self._serving = False
-        self._in_hand = 0  # items taken from _items and not handled yet
+        self._in_hand = 0  # items taken from items and not handled yet
         self._blocked = False
         self._room: threading.Event | None = None
         self._logged = False
         self._full_logged = False
-        self._markers = 0  # flush markers in _items, not counted as pending
+        self._markers = 0  # flush markers in items, not counted as pending
         _remember(self)
 
     @property
     def pending(self) -> int:
         """Items queued and not yet handled."""
-        return len(self._items) + self._in_hand - self._markers
+        return len(self.items) + self._in_hand - self._markers
 
     def put(self, item: T) -> None:
-        """Queue ``item``; when the queue is full, wait for room (or drop it)."""
+        """Queue ``item``; when the queue is full, wait for room (or drop it).
+
+        A hot path may write this body out, reading ``items``, ``maxsize`` and ``scheduled``
+        and calling ``schedule()`` as it does, append first (``hookwire.callpath.Sink``)."""
         # The hot path: no lock, no wake-up; the worker is involved only when the queue is
         # not scheduled yet (about once per linger under steady traffic).
-        items = self._items
-        if len(items) < self._maxsize:
+        items = self.items
+        if len(items) < self.maxsize:
             items.append(item)
-            if not self._scheduled:
+            if not self.scheduled:
                 self._worker.schedule(self)
         else:
             self._put_full(item)
+
+    def schedule(self) -> None:
+        """Have the worker take this queue's items (what ``put`` does after an append that
+        found ``scheduled`` false)."""
+        self._worker.schedule(self)
 
     async def aput(self, item: T) -> None:
         """:meth:`put` for asyncio: waits for room without blocking the event loop."""
         if self.drop_when_full:
             return self.put(item)
-        items, worker = self._items, self._worker
+        items, worker = self.items, self._worker
         delay = 0.0005
-        while len(items) >= self._maxsize:
+        while len(items) >= self.maxsize:
             if worker.on_thread() or not worker.ensure_running():
                 break  # nothing would make room while we wait: go over the bound
             worker.wake.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
         items.append(item)
-        if not self._scheduled:
+        if not self.scheduled:
             worker.schedule(self)
 
     def offer(self, item: T, timeout: float) -> bool:
@@ -363,7 +371,7 @@ class BackgroundQueue(Generic[T]):
 
         For producers that must not wait long on a consumer that cannot keep up (a database
         that is down): the bound holds, and what it cost is counted."""
-        if len(self._items) < self._maxsize:
+        if len(self.items) < self.maxsize:
             self.put(item)
             return True
         return self._put_full(item, _deadline(timeout))
@@ -379,11 +387,11 @@ class BackgroundQueue(Generic[T]):
                     "hookwire: background queue %s is full (%d items): items are dropped and "
                     "counted until it has room (CallbackManager.stats())",
                     self.name,
-                    self._maxsize,
+                    self.maxsize,
                 )
             return False
-        items = self._items
-        while len(items) >= self._maxsize:
+        items = self.items
+        while len(items) >= self.maxsize:
             if worker.on_thread() or not worker.ensure_running():
                 break  # waiting would wait for ourselves: go over the bound
             if deadline is not None and time.monotonic() >= deadline:
@@ -395,11 +403,11 @@ class BackgroundQueue(Generic[T]):
             self._room.clear()
             self._blocked = True
             worker.wake.set()
-            if len(items) >= self._maxsize:
+            if len(items) >= self.maxsize:
                 wait = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
                 self._room.wait(max(wait, 0.0))
         items.append(item)
-        if not self._scheduled:
+        if not self.scheduled:
             worker.schedule(self)
         return True
 
@@ -438,18 +446,18 @@ class BackgroundQueue(Generic[T]):
         return done
 
     def _items_ready(self) -> bool:
-        return self._blocked or bool(self._markers) or len(self._items) >= self.max_batch
+        return self._blocked or bool(self._markers) or len(self.items) >= self.max_batch
 
     def _mark(self) -> _Flush | None:
         # Items first, then the serving flag: a batch taken after the first read shows in
         # the second.
-        if not self._items and not self._serving:
+        if not self.items and not self._serving:
             return None
         marker = _Flush()
         with self._worker.lock:
             self._markers += 1
-            self._items.append(marker)
-        if not self._scheduled:
+            self.items.append(marker)
+        if not self.scheduled:
             self._worker.schedule(self)
         self._worker.wake.set()  # cut the linger short
         return marker
@@ -471,9 +479,9 @@ class BackgroundQueue(Generic[T]):
         """Take one batch and handle it; a flush marker in it is set once the items before
         it are handled."""
         self._serving = True
-        popleft = self._items.popleft
+        popleft = self.items.popleft
         try:
-            taken = [popleft() for _ in range(min(len(self._items), self.max_batch))]
+            taken = [popleft() for _ in range(min(len(self.items), self.max_batch))]
             if self._blocked:
                 self._blocked = False
                 if self._room is not None:
@@ -485,7 +493,7 @@ class BackgroundQueue(Generic[T]):
                 self._call(taken)
                 return
             with self._worker.lock:
-                self._markers -= marks  # out of _items: pending counts them no more
+                self._markers -= marks  # out of items: pending counts them no more
             self._in_hand = len(taken) - marks
             segment: list[T] = []
             for item in taken:
@@ -519,10 +527,10 @@ class BackgroundQueue(Generic[T]):
             )
 
     def _reset_in_child(self) -> None:
-        self._items.clear()
+        self.items.clear()
         self._in_hand = 0
         self._markers = 0
-        self._scheduled = self._serving = self._blocked = False
+        self.scheduled = self._serving = self._blocked = False
         self._room = None
 
 
@@ -689,6 +697,11 @@ async def _finish_loop_work(deadline: float | None) -> None:
             await asyncio.wait_for(
                 closer(), None if deadline is None else deadline - time.monotonic()
             )
+        except (asyncio.CancelledError, asyncio.TimeoutError, TimeoutError):
+            # The exit bound ran out (asyncio's TimeoutError is the builtin from 3.11 on):
+            # the closers left would have no time either.
+            logger.warning("hookwire: closing the background loop's connections was cut short")
+            return
         except BaseException:
             logger.exception("hookwire: a background loop closer failed at exit")
 
@@ -706,8 +719,16 @@ def _stop_loop(deadline: float | None) -> None:
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
         run_coroutine(_finish_loop_work(deadline), remaining)
+    except TimeoutError:
+        # Expected when a database never took the queue: a traceback would only say where
+        # hookwire waited.
+        logger.warning(
+            "hookwire: the background loop did not finish its work within the exit bound "
+            "(%s s); what it still held is lost",
+            EXIT_TIMEOUT,
+        )
     except BaseException:
-        logger.warning("hookwire: the background loop did not finish in time", exc_info=True)
+        logger.warning("hookwire: the background loop failed at exit", exc_info=True)
     if thread is not None and thread.is_alive():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.1))

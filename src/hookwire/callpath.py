@@ -15,6 +15,10 @@ read the handlers from the manager (``_manager._handlers``), so the same code se
 manager of a shape. Each source is registered with ``linecache``, so a traceback through a
 dispatcher shows its lines, and kept as ``fn.__hookwire_source__``.
 
+A handler whose hooks only queue the event (``FileLogCallback``) may declare a ``Sink``: its
+dispatchers then append the event's parts to the handler's queue themselves, and the handler
+is entered only when they cannot (a full queue, a value to copy that its snapshot refuses).
+
 What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
 
     def on_llm_end(_manager, /, response, run_id=None, timestamp=None, model=None,
@@ -23,7 +27,7 @@ What a generated dispatcher does, for ``on_llm_end`` with one plain handler::
         if timestamp is None:
             timestamp = now()
             if run_id is None:
-                run_id = id_at(timestamp)
+                run_id = ...               # ids.id_at, written out
         elif run_id is None:
             run_id = new_id()
         ctx = get()
@@ -49,15 +53,16 @@ import inspect
 import linecache
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .context import hook_context
 from .events import HOOKS, event_from_call
-from .ids import id_at, new_id
+from .ids import id_parts, new_id
 
 __all__ = [
     "Entry",
     "Plan",
+    "Sink",
     "declared_keywords",
     "handler_entries",
     "no_op",
@@ -124,12 +129,40 @@ def _unbound(handler: Any, name: str, is_async: bool, own: bool) -> Callable[...
     return call
 
 
+class Sink(NamedTuple):
+    """How a dispatcher may queue a raw handler's event itself, with no call into the handler.
+
+    Declared as ``_hookwire_raw.__hookwire_sink__`` by a handler whose ``_hookwire_raw`` only
+    queues ``(hook, args, run_id, timestamp, ctx, kw, model, provider)`` on a
+    ``hookwire._workers.BackgroundQueue`` (``FileLogCallback``). On the function, so a subclass
+    that overrides ``_hookwire_raw`` (the sampler's) is called as before. The dispatcher then
+    appends that tuple to the queue where it stands (``BackgroundQueue.put`` written out):
+    entering a Python function costs about 1,400 instructions, more than the rest of the
+    event's queueing (bench/README.md, observers). What the app could change later is
+    snapshotted first; anything else (a full queue, extra keywords of mutable types, a value
+    the snapshot refuses) goes to ``_hookwire_raw`` as before, which decides.
+    """
+
+    #: The handler's attribute holding its ``BackgroundQueue``.
+    queue: str
+    #: Types queued as they are (their values cannot change).
+    immutable: frozenset[type]
+    #: A value of another type, as it is now: ``wrap(dumps(value, default=default))`` (the
+    #: handler's snapshot, in C calls: a Python function would cost the frame this saves; a
+    #: ``functools.partial`` for the keyword was measured 300 ns slower). Raising sends the
+    #: event to ``_hookwire_raw``.
+    dumps: Callable[..., Any]
+    default: Callable[[Any], Any]
+    wrap: Callable[[Any], Any]
+
+
 class Entry:
     """One handler's method for one hook, and how it is called.
 
     ``pos`` is the handler's place in the manager's handler tuple; ``fn`` takes the handler
     first. ``raw`` is the handler class's ``_hookwire_raw`` when the hook only forwards to it
-    (see ``dispatch``): it is then called with the dispatcher's parts instead of keywords.
+    (see ``dispatch``): it is then called with the dispatcher's parts instead of keywords;
+    ``sink`` is its ``Sink`` when it declares one.
     """
 
     __slots__ = (
@@ -141,6 +174,7 @@ class Entry:
         "pos",
         "raise_error",
         "raw",
+        "sink",
         "wants_event",
     )
 
@@ -166,6 +200,7 @@ class Entry:
         self.kind = QUEUE if background else (AWAIT if is_async else INLINE)
         self.raise_error = raise_error
         self.raw = raw if self.kind == INLINE and not wants_event else None
+        self.sink: Sink | None = getattr(self.raw, "__hookwire_sink__", None)
 
     def call(self, handler: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
         """Call the entry's function now (a queued event, on the worker)."""
@@ -308,6 +343,52 @@ def _compile(source: str, hook: str, ns: dict[str, Any], what: str) -> Callable[
     return fn
 
 
+def _sink_put(
+    i: int, e: Entry, call: str, argnames: Sequence[str], tail: Sequence[str], with_kw: bool
+) -> list[str]:
+    """The statements queueing entry ``i``'s event on its sink (``Sink``), with ``call`` (to
+    its ``_hookwire_raw``) where they cannot. ``tail``: model and provider, each a name or
+    ``None`` (known not given); ``with_kw``: the app passed extra keywords."""
+    assert e.sink is not None
+
+    def snap(name: str) -> str:  # written out: an immutable value costs a type check
+        return f"({name} if type({name}) in imm{i} else wrap{i}(dumps{i}({name}, default=dft{i})))"
+
+    parts = ", ".join(
+        [
+            "hook",
+            "(" + "".join(f"{snap(a)}, " for a in argnames) + ")",
+            "run_id, timestamp, ctx, kw",
+            *(o if o == "None" else snap(o) for o in tail),
+        ]
+    )
+    check = []
+    if with_kw:
+        # Queued as they are only when all immutable, else _hookwire_raw copies them. A loop:
+        # ``issuperset(map(type, ...))`` builds a set and a map, about 120 ns more for one.
+        check = [
+            "for v in kw.values():",
+            f"    if type(v) not in imm{i}:",
+            "        q = None",
+            "        break",
+        ]
+    return [
+        f"q = hs[{e.pos}].{e.sink.queue}",
+        *check,
+        f"if {'q is not None and ' if with_kw else ''}len(items := q.items) < q.maxsize:",
+        "    try:",
+        f"        parts = ({parts})",
+        "    except Exception:",
+        f"        {call}",
+        "    else:",
+        "        items.append(parts)",
+        "        if not q.scheduled:",
+        "            q.schedule()",
+        "else:",
+        f"    {call}",
+    ]
+
+
 def _call(i: int, e: Entry, is_async: bool, payload: str, kwpart: str, raw: str) -> str:
     """The statement that calls entry ``i``."""
     handler = f"hs[{e.pos}]"
@@ -341,9 +422,13 @@ def write_dispatcher(
     optional = _optional_keywords(hook)
     argnames = HOOKS[hook].args
     payload = "(" + "".join(f"{a}, " for a in argnames) + ")"
+    next_n, id_cell, id_tails, fresh_id = id_parts()
     ns: dict[str, Any] = {
         "new_id": new_id,
-        "id_at": id_at,
+        "next_n": next_n,
+        "id_cell": id_cell,
+        "id_tails": id_tails,
+        "fresh_id": fresh_id,
         "now": time.time,
         "get": hook_context,
         "make_event": event_from_call,
@@ -352,6 +437,8 @@ def write_dispatcher(
     }
     for i, e in enumerate(entries):
         ns[f"fn{i}"], ns[f"e{i}"], ns[f"raw{i}"] = e.fn, e, e.raw
+        if e.sink is not None:
+            _, ns[f"imm{i}"], ns[f"dumps{i}"], ns[f"dft{i}"], ns[f"wrap{i}"] = e.sink
     # What the calls need besides the payload: the merged keyword dict (plain handlers), the
     # keywords as one dict (queued, background-loop and on_event handlers: ``full``), the
     # typed record (on_event). Raw handlers take model and provider by name and the rest in
@@ -363,12 +450,18 @@ def write_dispatcher(
     )
     need_event = any(e.wants_event for e in entries)
 
-    def calls(kwpart: str, indent: str) -> list[str]:
+    def calls(kwpart: str, indent: str, given: tuple[str, ...] | None = None) -> list[str]:
+        # ``given``: the optional keywords known to be given (None: unknown, extra keywords).
         out: list[str] = []
         for i, e in enumerate(entries):
+            body = [_call(i, e, is_async, payload, kwpart, raw_tail)]
+            if e.sink is not None:
+                tail = [o if given is None or o in given else "None" for o in optional]
+                tail += ["None"] * (2 - len(tail))
+                body = _sink_put(i, e, body[0], argnames, tail, given is None)
             out += [
                 f"{indent}try:",
-                f"{indent}    {_call(i, e, is_async, payload, kwpart, raw_tail)}",
+                *(f"{indent}    {line}" for line in body),
                 f"{indent}except Exception as exc:",
                 f"{indent}    _manager._report(e{i}, exc)",
             ]
@@ -380,7 +473,13 @@ def write_dispatcher(
         "    if timestamp is None:",
         "        timestamp = now()",
         "        if run_id is None:",
-        "            run_id = id_at(timestamp)",
+        # ids.id_at written out: a call would be a Python frame on every start event.
+        "            n = next_n()",
+        "            end, hi, prefix = id_cell[0]",
+        "            if timestamp < end and n >> 12 == hi:",
+        "                run_id = prefix + id_tails[n & 0xFFF]",
+        "            else:",
+        "                run_id = fresh_id(n, timestamp)",
         "    elif run_id is None:",
         "        run_id = new_id()",
         "    ctx = get()",
@@ -420,7 +519,7 @@ def write_dispatcher(
         if need_event:
             out.append(f"{indent}event = make_event(hook, {payload}, full)")
         kwpart = "run_id=run_id, timestamp=timestamp" + "".join(f", {o}={o}" for o in given)
-        return out + calls(kwpart + (", **ctx" if in_run else ""), indent)
+        return out + calls(kwpart + (", **ctx" if in_run else ""), indent, given)
 
     lines.append("    elif ctx:")
     lines += bare(optional, (), "        ", True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 
-__all__ = ["id_at", "new_id"]
+__all__ = ["id_at", "id_parts", "new_id"]
 
 # Run ids are UUIDv7 text (RFC 9562, "method 1": a counter in the random bits). Formatting a
 # 128-bit number as text is what an id costs (``str(uuid_utils.uuid7())``: 0.2 µs, a fifth of
@@ -79,3 +80,14 @@ def id_at(now: float) -> str:
     if now < end and n >> 12 == hi:
         return prefix + _TAILS[n & 0xFFF]
     return _fresh_id(n, now)
+
+
+def id_parts() -> tuple[
+    Callable[[], int], list[tuple[float, int, str]], tuple[str, ...], Callable[[int, float], str]
+]:
+    """What :func:`id_at` reads, ``(next_n, cell, tails, fresh)``, for a caller that writes it
+    out where it stands (``hookwire.callpath``'s dispatchers: a call is a Python frame, about
+    1,000 instructions, on every start event). For ``n = next_n()`` and
+    ``end, hi, prefix = cell[0]``, the id is ``prefix + tails[n & 0xFFF]`` when
+    ``now < end and n >> 12 == hi``, else ``fresh(n, now)``."""
+    return _next_n, _ID_CELL, _TAILS, _fresh_id

@@ -241,8 +241,15 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str | None], ModelPrices | _Dynamic | None] = {}
 # Overrides: lower-cased model -> {provider or None: ModelPrices}
 _overrides: dict[str, dict[str | None, ModelPrices]] = {}
+# Unknown models already warned about. Bounded: model names can come from requests and from
+# servers' answers, and a warning per name beyond this many would flood the log anyway.
 _warned: set[str] = set()
+_WARNED_MAX = 1000
 _env_loaded = False
+# (model, provider, prompt tokens, max tokens) -> (the prices it was made from, the estimate):
+# a budgeted call asks for one before every call, and the same few shapes come again and
+# again (4x cheaper from here). Used only while _cache still holds those very prices.
+_estimates: dict[tuple[str, str | None, int, int], tuple[ModelPrices, Decimal]] = {}
 
 
 class _Dynamic:
@@ -381,18 +388,19 @@ def _warn_unknown(model: str, provider: str | None) -> None:
     if model in _warned:
         return
     with _lock:
-        if model in _warned:
+        if model in _warned or len(_warned) >= _WARNED_MAX:
             return
         _warned.add(model)
-    where = f" at provider {provider!r}" if provider else ""
+    # The name as Python writes it (control characters escaped), cut to a length a log line
+    # can carry: it may come from a server's answer.
+    shown = repr(model) if len(model) <= 200 else repr(model[:200]) + f" (cut; {len(model)} chars)"
+    where = f" at provider {provider[:200]!r}" if provider else ""
     logger.warning(
-        "hookwire: no price known for model %r%s; its calls are recorded with an unknown cost "
-        "(None). Add a price with hookwire.pricing.set_price(%r, input_mtok=..., "
-        'output_mtok=...) or a [models."%s"] table in the HOOKWIRE_PRICES file',
-        model,
+        "hookwire: no price known for model %s%s; its calls are recorded with an unknown cost "
+        "(None). Add a price with hookwire.pricing.set_price(model, input_mtok=..., "
+        'output_mtok=...) or a [models."<model>"] table in the HOOKWIRE_PRICES file',
+        shown,
         where,
-        model,
-        model,
     )
 
 
@@ -454,6 +462,13 @@ def estimate(
 
     Budgets reserve this before a call and settle the real cost after it.
     """
+    key = (model, provider, prompt_tokens, max_completion_tokens)
+    entry = _cache.get(key[:2], _MISSING)
+    # ``type(...) is int``: True and 1 are one dict key, and a bool is not a count.
+    if type(prompt_tokens) is int and type(max_completion_tokens) is int:
+        hit = _estimates.get(key)
+        if hit is not None and hit[0] is entry:
+            return hit[1]
     from .events import Usage
 
     usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_completion_tokens)
@@ -475,6 +490,10 @@ def estimate(
         # A prompt written to the cache costs more than one read (Anthropic: 1.25x input).
         written = Usage(prompt_tokens, max_completion_tokens, cache_creation_tokens=prompt_tokens)
         worst = max(worst, prices._cost(written))
+    if _cache.get(key[:2]) is prices:  # not time-dependent prices (a _Dynamic)
+        if len(_estimates) >= _CACHE_LIMIT:
+            _estimates.clear()
+        _estimates[key] = (prices, worst)
     return worst
 
 

@@ -46,21 +46,25 @@ REDACTED: Final = "[REDACTED]"
 # a separator is a space or a tab, raw or escaped.
 _SEP = rb"(?:[ \t]|\\t)"
 _SCHEMES = rb"(?i:bearer|basic|token)"
+# The key and its value may be quoted as in JSON ("...", \"...\" in JSON text) or as in a
+# Python repr ('...': a dict of headers or keyword arguments in an error message); a value
+# opened with ' ends at the next '.
+_KEY_END = rb'[A-Za-z_\-]*(?:\\?"|\')?' + _SEP + rb"*[:=]" + _SEP + rb'*(?:\\?"|(?P<q>\'))?'
 _VALUE_AFTER_KEY = re.compile(
-    rb'[A-Za-z_\-]*(?:\\?")?' + _SEP + rb"*[:=]" + _SEP + rb'*(?:\\?")?'
-    rb"(?!\[REDACTED\])(?!" + _SCHEMES + _SEP + rb")([^\"\\\s,&;}]+)"
+    _KEY_END + rb"(?!\[REDACTED\])(?!" + _SCHEMES + _SEP + rb")"
+    rb"(?P<v>(?:(?(q)[^'\"\\\s,&;}]|[^\"\\\s,&;}]))+)"
 )
 # An Authorization value is a secret whatever its scheme (or none): all of it, up to the end
 # of the value (a quote) or of the line; a known scheme's name is kept.
 _AUTHORIZATION = re.compile(
-    rb'[A-Za-z_\-]*(?:\\?")?' + _SEP + rb"*[:=]" + _SEP + rb'*(?:\\?")?'
-    rb"(?!\[REDACTED\])(?:" + _SCHEMES + _SEP + rb"+)?([^\"\\\r\n]+)"
+    _KEY_END + rb"(?!\[REDACTED\])(?:" + _SCHEMES + _SEP + rb"+)?"
+    rb"(?P<v>(?:(?(q)[^'\"\\\r\n]|[^\"\\\r\n]))+)"
 )
 # A credential, unlike a word of prose, has a digit, or "=" padding, or several capitals in a
 # long run of letters (base64).
 _CREDENTIAL_BODY = (
     rb"(?=[A-Za-z._~+/\-]*[0-9]|[A-Za-z0-9._~+/\-]{8,}=|"
-    rb"(?=[A-Za-z0-9._~+/\-]{12})(?:[a-z._~+/\-]*[A-Z]){2})([A-Za-z0-9._~+/\-]{8,}=*)"
+    rb"(?=[A-Za-z0-9._~+/\-]{12})(?:[a-z._~+/\-]*[A-Z]){2})(?P<v>[A-Za-z0-9._~+/\-]{8,}=*)"
 )
 _AFTER_SCHEME = re.compile(_SEP + rb"+" + _CREDENTIAL_BODY)
 _CREDENTIAL = re.compile(_SEP + rb"*" + _CREDENTIAL_BODY)
@@ -99,7 +103,7 @@ _RULES: Final[tuple[tuple[tuple[str, ...], str, re.Pattern[bytes] | None], ...]]
     ),
     (("uthorization", "UTHORIZATION"), "keyname", _AUTHORIZATION),
     (
-        (*(p + c for p in ("_token", "-token") for c in '"\\=:'), "_TOKEN="),
+        (*(p + c for p in ("_token", "-token") for c in "\"\\=:'"), "_TOKEN="),
         "tokenkey",
         _VALUE_AFTER_KEY,
     ),
@@ -178,7 +182,7 @@ def _secret_span(
         return None
     if kind == "whole":
         return start, m.end()
-    return m.start(1), m.end(1)
+    return m.span("v")
 
 
 def _redact_spans(data: bytes, hits: list[tuple[int, int, int]], json: bool = False) -> bytes:

@@ -36,11 +36,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .callpath import declared_keywords
 from .errors import ConfigurationError
 from .events import HOOKS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .callbacks.forwarding import RawParts
 
 __all__ = [
     "TraceSampler",
@@ -228,28 +233,18 @@ class TraceSampler:
             return True
         return self._decide(tid, hook, args, kw, kw.get("run_id"), (hook, args, kw))
 
-    def admit_parts(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        timestamp: Any,
-        ctx: Mapping[str, Any],
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> bool:
+    def admit_parts(self, *parts: Unpack[RawParts]) -> bool:
         """``admit`` for an event given as a ``CallbackManager`` hands it to
         ``_hookwire_raw`` (``hookwire.callbacks.forwarding``); ``ctx`` and ``kw`` are only
         read, and held as they are."""
+        hook, args, run_id, _, ctx, kw, _, _ = parts
         tid = kw.get("trace_id") or ctx.get("trace_id") or run_id or kw.get("run_id")
         if tid is None:
             return True
         tid = tid if type(tid) is str else str(tid)
         if self.in_sample(tid):
             return True
-        item = (hook, args, run_id, timestamp, ctx, kw, model, provider)
-        return self._decide(tid, hook, args, kw, run_id or kw.get("run_id"), item)
+        return self._decide(tid, hook, args, kw, run_id or kw.get("run_id"), parts)
 
     def _decide(
         self,
@@ -457,21 +452,9 @@ def _sample_parts(
 def _parts_class(cls: type) -> type:
     base_raw = inspect.getattr_static(cls, "_hookwire_raw")
 
-    def _hookwire_raw(
-        self: Any,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        timestamp: Any,
-        ctx: Mapping[str, Any],
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> None:
-        if self._hookwire_sampler.admit_parts(
-            hook, args, run_id, timestamp, ctx, kw, model, provider
-        ):
-            base_raw(self, hook, args, run_id, timestamp, ctx, kw, model, provider)
+    def _hookwire_raw(self: Any, *parts: Unpack[RawParts]) -> None:
+        if self._hookwire_sampler.admit_parts(*parts):
+            base_raw(self, *parts)
 
     ns = {
         "_hookwire_raw": _hookwire_raw,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import gc
 import logging
 import os
@@ -15,11 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hookwire import CallbackManager, LLMResponse, Usage, trace
 from hookwire.callbacks import FileLogCallback
+from hookwire.context import hook_context
 from hookwire.errors import ConfigurationError, RateLimitError
-from hookwire.logschema import parse_line
+from hookwire.events import HOOKS
+from hookwire.logschema import dumps_record, parse_line, record_from_call
 
 
 def _read(path: Path) -> list[dict]:
@@ -144,6 +150,31 @@ def test_filelog_keeps_no_authorization_value_without_a_scheme(tmp_path: Path) -
     assert "a1b2c3d4e5" not in text
     assert _read(path)[0]["data"]["tool_input"] == {"headers": {"Authorization": "[REDACTED]"}}
     assert _read(path)[1]["data"]["tool_output"] == "Authorization: [REDACTED]\nok"
+    callback.close()
+
+
+def test_filelog_keeps_no_secret_from_a_python_repr_of_headers_or_arguments(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.jsonl"
+    callback = FileLogCallback(path)
+    manager = CallbackManager([callback])
+    secrets = ("Zm9vYmFyYmF6cXV4MTIz", "k-live-123456", "hunter2x", "tok-98765")
+    text = (
+        f"request failed: headers={{'authorization': '{secrets[0]}'}}, "
+        f"kwargs={{'api_key': '{secrets[1]}', 'password': '{secrets[2]}', "
+        f"'access_token': '{secrets[3]}'}}"
+    )
+    manager.on_llm_start(text, model="m")
+    manager.on_tool_end("http", text)
+    manager.on_error(RuntimeError(text), stage="tool")
+    manager.flush()
+    written = path.read_text()
+    for secret in secrets:
+        assert secret not in written
+    assert _read(path)[1]["data"]["tool_output"].startswith(
+        "request failed: headers={'authorization': '[REDACTED]'}, kwargs={'api_key': "
+    )
     callback.close()
 
 
@@ -565,3 +596,69 @@ def test_a_dropped_handler_keeps_no_thread_or_file_and_loses_nothing(tmp_path: P
         time.sleep(0.01)
     assert len(os.listdir("/proc/self/fd")) <= files
     assert threading.active_count() <= threads
+
+
+_JSONISH = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),  # beyond 64 bits too: the snapshot's fallback
+        st.floats(),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+def _change(value: object) -> None:
+    if isinstance(value, list):
+        value.append("changed later")
+        for item in value[:-1]:
+            _change(item)
+    elif isinstance(value, dict):
+        for item in list(value.values()):
+            _change(item)
+        value["changed"] = "later"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hook=st.sampled_from(sorted(HOOKS)),
+    data=st.data(),
+    in_run=st.booleans(),
+)
+def test_property_a_line_through_the_manager_is_the_event_as_emitted(
+    tmp_path_factory: pytest.TempPathFactory, hook: str, data: st.DataObject, in_run: bool
+) -> None:
+    # The manager queues FileLog's event itself (callpath.Sink), snapshotting what the app
+    # may change: the line is the reference record of the event as it was, whatever the app
+    # changes afterwards.
+    args = tuple(data.draw(_JSONISH) for _ in HOOKS[hook].args)
+    kw = data.draw(st.dictionaries(st.sampled_from(("latency_ms", "extra", "v")), _JSONISH))
+    optional = hook.startswith("on_llm_") and hook != "on_llm_new_token"
+    named = {o: data.draw(st.one_of(st.none(), st.text(max_size=5))) for o in ("model", "provider")}
+    path = tmp_path_factory.mktemp("sink") / "a.jsonl"
+    callback = FileLogCallback(path, include_tokens=True)
+    manager = CallbackManager([callback])
+    before = copy.deepcopy((args, kw))
+    with contextlib.ExitStack() as stack:
+        if in_run:
+            stack.enter_context(trace("run", callbacks=CallbackManager([]), user_id="u"))
+        ctx = hook_context()
+        getattr(manager, hook)(
+            *args, run_id="r", timestamp=1.5, **kw, **(named if optional else {})
+        )
+    for value in (*args, *kw.values()):
+        _change(value)
+    manager.flush()
+    args, kw = before
+    merged = {"run_id": "r", "timestamp": 1.5, **ctx, **kw}
+    merged.update({k: v for k, v in named.items() if optional and v is not None})
+    reference = callback._redactor.json_bytes(dumps_record(record_from_call(hook, args, merged)))
+    assert path.read_bytes() == reference
+    callback.close()

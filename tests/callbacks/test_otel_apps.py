@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_otel import _Receiver
 from test_otel_conventions import CONVENTIONS
 
 from hookwire.callbacks import OpenTelemetryCallback
@@ -51,18 +48,6 @@ def weather(city: str) -> str:
     """The weather in a city."""
     CURRENT.append(otel_trace.get_current_span().get_span_context().span_id)
     return f"Sunny in {city}"
-
-
-@pytest.fixture
-def receiver() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 class Span:

@@ -123,6 +123,25 @@ def sdk_stream(openai_server: OpenAIServer, sinks: Sinks) -> Iterator[SDKStream]
     client.close()
 
 
+@pytest.fixture
+def chatopenai_stream(openai_server: OpenAIServer, sinks: Sinks) -> SDKStream:
+    """Streams ``ANSWER`` through LangChain's ``ChatOpenAI`` at ``openai_server`` (a custom
+    base URL), with hookwire's LangChain handler for ``sinks``."""
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    from hookwire.integrations.langchain import HookwireCallbackHandler
+
+    llm = chat_openai(
+        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
+    )
+    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
+
+    def stream() -> Any:
+        openai_server.script(Reply(ANSWER))
+        return llm.stream(MESSAGES, config={"callbacks": [handler]})
+
+    return stream
+
+
 def test_an_openai_sdk_stream_with_include_usage_false_is_booked_as_an_estimate(
     sinks: Sinks, sdk_stream: SDKStream
 ) -> None:
@@ -143,17 +162,22 @@ def test_an_openai_sdk_stream_the_caller_stops_early_is_booked_as_an_estimate(
     assert ANSWER.startswith(response.content) and response.content != ANSWER
 
 
+def _client(openai_server: OpenAIServer, sinks: Sinks, **kw: Any) -> OpenAIClient:
+    """hookwire's ``OpenAIClient`` at ``openai_server`` for ``sinks``, one attempt a call."""
+    return OpenAIClient(
+        api_key="sk-test",
+        base_url=openai_server.base_url,
+        callbacks=sinks.callbacks,
+        retry=RetryPolicy(max_attempts=1),
+        **kw,
+    )
+
+
 def test_an_openai_client_stream_without_usage_is_booked_as_an_estimate(
     openai_server: OpenAIServer, sinks: Sinks
 ) -> None:
     openai_server.script(Reply(ANSWER))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        stream_usage=False,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks, stream_usage=False)
     try:
         items = list(llm.stream(MESSAGES, model="gpt-4o"))
         assert "".join(i for i in items if isinstance(i, str)) == ANSWER
@@ -169,12 +193,7 @@ async def test_an_openai_client_stream_the_caller_stops_early_is_booked_as_an_es
 ) -> None:
     # The server bills the prompt and what it streamed before the caller went away.
     openai_server.script(Reply(ANSWER))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks)
     try:
         if mode == "sync":
             tokens = llm.stream(MESSAGES, model="gpt-4o")
@@ -210,12 +229,7 @@ def test_an_openai_client_answer_without_usage_is_booked_as_an_estimate(
         ],
     }
     openai_server.script(Raw(json.dumps(body)))
-    llm = OpenAIClient(
-        api_key="sk-test",
-        base_url=openai_server.base_url,
-        callbacks=sinks.callbacks,
-        retry=RetryPolicy(max_attempts=1),
-    )
+    llm = _client(openai_server, sinks)
     try:
         assert llm.generate(MESSAGES, model="gpt-4o", stream=False).content == ANSWER
     finally:
@@ -224,17 +238,9 @@ def test_an_openai_client_answer_without_usage_is_booked_as_an_estimate(
 
 
 def test_a_langchain_chatopenai_stream_to_a_custom_base_url_is_booked_as_an_estimate(
-    openai_server: OpenAIServer, sinks: Sinks
+    openai_server: OpenAIServer, sinks: Sinks, chatopenai_stream: SDKStream
 ) -> None:
-    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
-    from hookwire.integrations.langchain import HookwireCallbackHandler
-
-    openai_server.script(Reply(ANSWER))
-    llm = chat_openai(
-        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
-    )
-    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
-    chunks = list(llm.stream(MESSAGES, config={"callbacks": [handler]}))
+    chunks = list(chatopenai_stream())
     assert "".join(str(c.content) for c in chunks) == ANSWER
     # What every vLLM, Ollama, Azure or proxy user sends: no stream_options, so no usage.
     assert "stream_options" not in openai_server.requests[0]
@@ -286,22 +292,15 @@ def test_costs_show_calls_of_unknown_usage_apart() -> None:
 
 
 def test_hookwire_costs_shows_a_streamed_chatopenai_call_apart(
-    openai_server: OpenAIServer, sinks: Sinks, db_url: str
+    sinks: Sinks, db_url: str, chatopenai_stream: SDKStream
 ) -> None:
     # The whole path a user sees: LangChain's ChatOpenAI streams from a custom base URL (no
     # usage comes), the ledger books an estimate, and `hookwire costs` shows it apart.
     from typer.testing import CliRunner
 
     from hookwire.cli import app
-    from hookwire.integrations.langchain import HookwireCallbackHandler
 
-    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
-    openai_server.script(Reply(ANSWER))
-    llm = chat_openai(
-        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
-    )
-    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
-    assert "".join(str(c.content) for c in llm.stream(MESSAGES, config={"callbacks": [handler]}))
+    assert "".join(str(c.content) for c in chatopenai_stream())
     usage = sinks.response().usage
     sinks.accounting.flush()
     cli = CliRunner()
@@ -318,17 +317,9 @@ def test_hookwire_costs_shows_a_streamed_chatopenai_call_apart(
 
 
 def test_a_chatopenai_stream_the_caller_stops_early_is_booked_as_an_estimate(
-    openai_server: OpenAIServer, sinks: Sinks
+    sinks: Sinks, chatopenai_stream: SDKStream
 ) -> None:
-    from hookwire.integrations.langchain import HookwireCallbackHandler
-
-    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
-    openai_server.script(Reply(ANSWER))
-    llm = chat_openai(
-        model="gpt-4o", base_url=openai_server.base_url, api_key="test", max_retries=0
-    )
-    handler = HookwireCallbackHandler(callbacks=sinks.callbacks)
-    stream = llm.stream(MESSAGES, config={"callbacks": [handler]})
+    stream = chatopenai_stream()
     for chunk in stream:
         if chunk.content:
             break

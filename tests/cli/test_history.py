@@ -125,6 +125,21 @@ def test_default_database_is_the_file_in_cwd(
     assert (tmp_path / "hookwire.db").exists()
 
 
+@pytest.mark.parametrize("command", [["history", "list"], ["history", "show", "c-1"]])
+def test_history_on_a_mistyped_sqlite_path_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    mistyped = tmp_path / "no-such-dir" / "hookwire.db"
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{mistyped}"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"hookwire {' '.join(command[:2])}: error: there is no database at {mistyped}"
+    )
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{tmp_path}/typo.db", "--json"])
+    assert result.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_url_is_a_clear_error() -> None:
     result = runner.invoke(app, ["history", "list", "--db", "mysql://x/y"])
     assert result.exit_code == 1

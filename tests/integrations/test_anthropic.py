@@ -4,6 +4,7 @@ server's Messages API (``hookwire.testing.openai_server``, route ``/v1/messages`
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -259,6 +260,57 @@ def test_an_error_event_in_a_stream(
     assert isinstance(error, ServerError) and error.status_code == 529
 
 
+def test_streamed_events_reach_the_app_as_from_a_plain_client(
+    openai_server: OpenAIServer, rec: RecordingCallback, client: Any
+) -> None:
+    # The instrumentation reads the SDK's own decoding of each event's data, and skips the
+    # events it has no use for by name: what the app gets must be what a plain client gets.
+    def event(kind: str, **fields: Any) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+    usage = {"input_tokens": 5, "output_tokens": 1}
+    start = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL}
+    start |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
+    tool = {"type": "tool_use", "id": "tu_1", "name": "get_weather", "input": {}}
+    body = "".join(
+        [
+            event("message_start", message=start),
+            event("ping"),
+            event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+            event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hm"}),
+            event("content_block_stop", index=0),
+            event("content_block_start", index=1, content_block=tool),
+            event(
+                "content_block_delta",
+                index=1,
+                delta={"type": "input_json_delta", "partial_json": '{"city": "Paris"}'},
+            ),
+            event("content_block_stop", index=1),
+            # An integer no 64-bit decoder keeps: the SDK's own decoding gives it exactly.
+            event(
+                "message_delta",
+                delta={"stop_reason": "tool_use"},
+                usage={"output_tokens": 7, "x": 2**70},
+            ),
+            event("message_stop"),
+        ]
+    )
+    seen = []
+    for app in (client, client_for(openai_server)):
+        openai_server.script(Raw(body))
+        stream = app.messages.create(model=MODEL, max_tokens=50, messages=MESSAGES, stream=True)
+        seen.append([e.model_dump() for e in stream])
+    assert seen[0] == seen[1]
+    assert seen[0][-2]["usage"]["x"] == 2**70
+    assert [c["token"] for c in rec.of("on_llm_new_token")] == ["Hm"]
+    (end,) = rec.of("on_llm_end")
+    response = end["response"]
+    assert (response.content, response.finish_reason) == ("Hm", "tool_use")
+    assert response.tool_calls[0].arguments == '{"city": "Paris"}'
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (5, 7)
+    assert "cancelled" not in end.kwargs
+
+
 def test_a_dropped_stream_is_an_error(
     openai_server: OpenAIServer, rec: RecordingCallback, client: Any
 ) -> None:
@@ -396,3 +448,37 @@ async def test_async_stream_left_early(openai_server: OpenAIServer) -> None:
     assert end["response"].content == "a "
     await client.close()
     gc.collect()
+
+
+class _Editor(BaseCallback):
+    """A handler that tries to rewrite the request it is shown."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        for name, edit in (
+            ("content", lambda: prompt[-1].__setitem__("content", "EDITED")),
+            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
+            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
+        ):
+            try:
+                edit()
+            except TypeError:
+                self.refused.append(name)
+
+
+@pytest.mark.parametrize("system", [None, "Be brief."])
+def test_a_handler_cannot_change_the_request_the_sdk_sends(
+    openai_server: OpenAIServer, system: str | None
+) -> None:
+    editor = _Editor()
+    client = instrument(client_for(openai_server), callbacks=[editor])
+    extra = {"system": system} if system else {}
+    client.messages.create(
+        model=MODEL, max_tokens=50, messages=MESSAGES, stop_sequences=["END"], **extra
+    )
+    assert editor.refused == ["content", "message", "params"]
+    (body,) = openai_server.requests
+    assert body["messages"] == MESSAGES
+    assert body["stop_sequences"] == ["END"]

@@ -263,3 +263,35 @@ def test_a_sync_refusal_is_reported_and_the_call_still_sent(
     assert len(openai_server.requests) == 1
     assert "use litellm.acompletion()" in caplog.text
     assert rec.hooks() == ["on_budget_exceeded", "on_llm_end"]
+
+
+class _Editor(BaseCallback):
+    """A handler that tries to rewrite the request it is shown."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        for name, edit in (
+            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
+            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
+            ("params", lambda: kwargs["invocation_params"].__setitem__("temperature", 2)),
+        ):
+            try:
+                edit()
+            except TypeError:
+                self.refused.append(name)
+
+
+async def test_a_handler_cannot_change_the_request_litellm_sends(
+    openai_server: OpenAIServer,
+) -> None:
+    editor = _Editor()
+    use(editor)
+    messages = [{"role": "user", "content": "hello"}]
+    litellm.completion(**{**args(openai_server, temperature=0.5), "messages": messages})
+    await litellm.acompletion(**{**args(openai_server, temperature=0.5), "messages": messages})
+    assert editor.refused == ["content", "message", "params"] * 2
+    for body in openai_server.requests:
+        assert body["messages"] == [{"role": "user", "content": "hello"}]
+        assert body["temperature"] == 0.5

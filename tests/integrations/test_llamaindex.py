@@ -21,6 +21,7 @@ from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.llms import ChatMessage
 from llama_index.core.tools import FunctionTool
 from llama_index.embeddings.openai import OpenAIEmbedding
+from turns import TOOL_TURN
 
 import hookwire
 from hookwire.errors import BadRequestError, RateLimitError
@@ -199,16 +200,7 @@ async def test_an_agent_with_a_tool_is_an_agent_run_with_its_calls_and_tool(
     result = await agent.run(user_msg="What is 6 times 7?")
 
     assert str(result) == "It is 42."
-    assert _without_tokens(recorder) == [
-        "on_run_start",
-        "on_llm_start",
-        "on_llm_end",
-        "on_tool_start",
-        "on_tool_end",
-        "on_llm_start",
-        "on_llm_end",
-        "on_run_end",
-    ]
+    assert _without_tokens(recorder) == TOOL_TURN
     run = recorder.of("on_run_start")[0]
     assert run["kind"] == "agent" and run["name"] == "FunctionAgent"
     assert run["input"] == "What is 6 times 7?"

@@ -478,3 +478,38 @@ def test_an_instrumentation_failure_never_reaches_the_app(
     # what could be told was: the calls started, and the stream's end came with what it had
     assert rec.hooks().count("on_llm_start") == 2
     assert rec.hooks().count("on_llm_end") == 1
+
+
+class _Editor(BaseCallback):
+    """A handler that tries to rewrite the request it is shown."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+        for name, edit in (
+            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
+            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
+            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
+        ):
+            try:
+                edit()
+            except TypeError:
+                self.refused.append(name)
+
+
+async def test_a_handler_cannot_change_the_request_the_sdk_sends(
+    openai_server: OpenAIServer,
+) -> None:
+    editor = _Editor()
+    messages = [{"role": "user", "content": "hello"}]
+    client = instrument(client_for(openai_server), callbacks=[editor])
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages, stop=["\n\n"])
+    async with instrument(aclient_for(openai_server), callbacks=[editor]) as aclient:
+        await aclient.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stop=["\n\n"], stream=False
+        )
+    assert editor.refused == ["content", "message", "params"] * 2
+    for body in openai_server.requests:
+        assert body["messages"] == [{"role": "user", "content": "hello"}]
+        assert body["stop"] == ["\n\n"]

@@ -12,6 +12,7 @@ pytest.importorskip("agents")
 from agents import Agent, Runner, function_tool, set_default_openai_client, set_trace_processors
 from agents.tracing import set_tracing_disabled
 from openai import AsyncOpenAI
+from turns import TOOL_TURN
 
 import hookwire
 from hookwire.callbacks import BaseCallback
@@ -51,18 +52,8 @@ def _agent(**kw: object) -> Agent:
     return Agent(name="calc", instructions="Compute.", model="gpt-4o-mini", **kw)  # type: ignore[arg-type]
 
 
-TURN_WITH_TOOL = [
-    "on_run_start",
-    "on_run_start",
-    "on_llm_start",
-    "on_llm_end",
-    "on_tool_start",
-    "on_tool_end",
-    "on_llm_start",
-    "on_llm_end",
-    "on_run_end",
-    "on_run_end",
-]
+#: The Runner's run around the agent's.
+TURN_WITH_TOOL = ["on_run_start", *TOOL_TURN, "on_run_end"]
 
 
 async def test_an_agent_with_a_tool_is_a_run_with_its_llm_calls_and_tool(

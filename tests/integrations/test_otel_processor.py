@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from turns import TOOL_TURN
 
 from hookwire import CallbackManager, Usage, pricing
 from hookwire.callbacks import BaseCallback, OpenTelemetryCallback
@@ -294,16 +295,7 @@ def test_a_pydantic_ai_agent_run_with_a_tool(otel: Setup) -> None:
             }
         )
 
-    assert otel.hooks() == [
-        "on_run_start",
-        "on_llm_start",
-        "on_llm_end",
-        "on_tool_start",
-        "on_tool_end",
-        "on_llm_start",
-        "on_llm_end",
-        "on_run_end",
-    ]
+    assert otel.hooks() == TOOL_TURN
     first_start = otel.recorder.of("on_llm_start")[0]
     assert first_start["prompt"] == [
         {"role": "system", "content": "Be brief."},
@@ -809,16 +801,7 @@ async def test_a_real_pydantic_ai_agent_with_a_tool(
         Agent.instrument_all(False)
         await client.close()
 
-    assert otel.hooks() == [
-        "on_run_start",
-        "on_llm_start",
-        "on_llm_end",
-        "on_tool_start",
-        "on_tool_end",
-        "on_llm_start",
-        "on_llm_end",
-        "on_run_end",
-    ]
+    assert otel.hooks() == TOOL_TURN
     run = otel.recorder.of("on_run_start")[0]
     assert (run["name"], run["kind"]) == ("helper", "agent")
     first, second = (c["response"] for c in otel.recorder.of("on_llm_end"))

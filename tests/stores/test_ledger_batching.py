@@ -257,3 +257,31 @@ async def test_a_batch_past_check_timeout_fails_open_or_closed_and_gives_back(
 
     await _until(_drained(ledger))
     assert await runner.run(ledger.reserved("user", user, "day")) == 0
+
+
+async def test_a_key_whose_row_went_away_is_made_again_and_still_counted(pg_only: str) -> None:
+    # The ledger makes a key's budget_totals row once and remembers it; a prune or a new
+    # database at the same address can remove it behind the ledger's back.
+    import asyncpg
+
+    user = f"g-{uuid.uuid4().hex[:10]}"
+    claim = [Claim("user", user, "day", Decimal("1"), Decimal("0.3"))]
+    ledger = UsageLedger(pg_only)
+    await _warm(ledger)
+
+    async def batch(tag: str) -> list[Any]:
+        return await asyncio.gather(
+            *(ledger.areserve(f"{user}-{tag}-{i}", claim) for i in range(2)),
+            return_exceptions=True,
+        )
+
+    assert await batch("a") == [None, None]
+    conn = await asyncpg.connect(pg_only.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("DELETE FROM budget_totals WHERE key = $1", user)
+        assert await batch("b") == [None, None]
+        reserved = await conn.fetchval("SELECT reserved FROM budget_totals WHERE key = $1", user)
+    finally:
+        await conn.close()
+    assert reserved == Decimal("0.6")  # the new batch's; the first's went with the row
+    assert await runner.run(ledger.reserved("user", user, "day")) == Decimal("1.2")

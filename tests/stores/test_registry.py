@@ -187,7 +187,7 @@ async def test_accounting_takes_any_usage_ledger() -> None:
 def test_a_scheme_of_its_own_serves_handlers_by_url() -> None:
     # registered for a scheme that is no database: the URL reaches the implementation as given
     ConversationStore.backends.register("memory", lambda url: MemoryStore)
-    UsageLedger.backends.register("memory", lambda url: MemoryLedger)
+    UsageLedger.backends.register_class("memory", MemoryLedger)
     try:
         chat = ChatHistoryCallbackHandler(
             user_data={"user_id": "u1"}, database_url="memory://chats"

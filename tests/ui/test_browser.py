@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seed_data import Seeded, serve, trace_records
+from seed_data import Seeded, trace_records
 
 from hookwire.stores import runner
 from hookwire.stores.traces import spans_from_records
@@ -62,16 +62,6 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture
-def served(seeded: Seeded) -> Iterator[tuple[DashboardServer, Seeded]]:
-    server = serve(seeded.url)
-    try:
-        yield server, seeded
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _shot(driver: Any, folder: Path, name: str) -> None:
     """Keep a screenshot of the view, and check that it shows something."""
     png = driver.get_screenshot_as_png()
@@ -89,12 +79,12 @@ def _all_text(driver: Any, element_id: str) -> str:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_every_view_in_chromium(
-    browser: Any, served: tuple[DashboardServer, Seeded], tmp_path: Path
+    browser: Any, dashboard: tuple[DashboardServer, Seeded], tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server, seeded = served
+    server, seeded = dashboard
     wait = WebDriverWait(browser, WAIT)
     browser.get(server.url)
 

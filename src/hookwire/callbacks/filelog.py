@@ -35,12 +35,14 @@ from typing import Any, Final
 import orjson
 
 from .._workers import BackgroundQueue
+from ..callpath import Sink
 from ..errors import ConfigurationError
 from ..events import HOOKS
 from ..logschema import (
     IMMUTABLE_TYPES,
     Redactor,
     dumps_record,
+    json_default,
     line_from_parts,
     snapshot,
     snapshot_parts,
@@ -510,6 +512,13 @@ class _LogFile:
             if fcntl is not None:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
+
+# A manager queues the parts itself (``callpath.Sink``), as ``_hookwire_raw`` would, without
+# entering it (a Python frame: about 1,400 instructions of the app thread's event); the
+# snapshot is ``logschema.snapshot`` written out, whose fallback ``_hookwire_raw`` keeps.
+FileLogCallback._hookwire_raw.__hookwire_sink__ = Sink(  # type: ignore[attr-defined]
+    "_queue", IMMUTABLE_TYPES, orjson.dumps, json_default, orjson.Fragment
+)
 
 forward_hooks(
     FileLogCallback,

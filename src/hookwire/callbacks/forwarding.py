@@ -11,14 +11,21 @@ overrides a hook loses the mark on it, and that hook is called as any other.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeAlias, TypeVar
 
 from ..events import HookSpec, hook_methods
 from ..ids import new_id
 from .base import hook_signature
 
-__all__ = ["forward_hooks", "forwards"]
+__all__ = ["RawParts", "forward_hooks", "forwards"]
+
+#: What a ``CallbackManager`` passes ``_hookwire_raw``, in order: ``hook, args, run_id,
+#: timestamp, ctx, kw, model, provider``. ``ctx`` and ``kw`` may be shared with other handlers:
+#: read them, never change them. Implementations take it as ``*parts: Unpack[RawParts]``.
+RawParts: TypeAlias = tuple[
+    str, tuple[Any, ...], Any, Any, Mapping[str, Any], dict[str, Any], Any, Any
+]
 
 _EMPTY: Final[dict[str, Any]] = {}
 

@@ -29,9 +29,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -46,6 +46,11 @@ from ..stores.traces import TraceStore, spans_from_records
 from .accounting.ledger_queue import Failure, failure_kind
 from .base import BaseCallback
 from .forwarding import forward_hooks
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .forwarding import RawParts
 
 __all__ = ["TraceStoreCallback", "TraceWriter", "trace_writer"]
 
@@ -304,33 +309,12 @@ class TraceStoreCallback(BaseCallback):
         written are dropped and counted (for a store that will not come back)."""
         self._writer.give_up(timeout)
 
-    def _hookwire_raw(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        timestamp: Any,
-        ctx: Mapping[str, Any],
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> None:
+    def _hookwire_raw(self, *parts: Unpack[RawParts]) -> None:
         """Queue one event: what ``CallbackManager`` has at hand (as ``FileLogCallback``)."""
         try:
-            line = line_from_parts(
-                hook,
-                args,
-                run_id,
-                timestamp,
-                ctx,
-                kw,
-                model,
-                provider,
-                self.include_prompts,
-                self.include_responses,
-            )
+            line = line_from_parts(*parts, self.include_prompts, self.include_responses)
         except Exception as exc:
-            logger.debug("hookwire: an event (%s) could not be serialised: %r", hook, exc)
+            logger.debug("hookwire: an event (%s) could not be serialised: %r", parts[0], exc)
             return
         self._put((self._redactor, line))
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -39,6 +39,11 @@ from ..masking import Mask, masked_redactor
 from ..sampling import sample
 from ..stores import runner
 from ..stores.outbox import Outbox, OutboxEvent
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..callbacks.forwarding import RawParts
 
 __all__ = ["OutboxCallback", "sink_names"]
 
@@ -179,19 +184,10 @@ class OutboxCallback(BaseCallback):
 
     # -- the app thread's side: one append per event ----------------------------------------
 
-    def _hookwire_raw(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        timestamp: Any,
-        ctx: Mapping[str, Any],
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> None:
+    def _hookwire_raw(self, *parts: Unpack[RawParts]) -> None:
         """Queue one event from what ``CallbackManager`` has at hand (see
         ``FileLogCallback._hookwire_raw``); ``ctx`` and ``kw`` are only read."""
+        hook, args, run_id, timestamp, ctx, kw, model, provider = parts
         if self._filtering and not self._kept(ctx, kw):
             return
         if run_id is None:  # called directly: the keywords are the whole record
@@ -200,41 +196,19 @@ class OutboxCallback(BaseCallback):
                 ts = time.time()
         else:
             ts = timestamp if timestamp is not None else time.time()
+        stamped: RawParts = (hook, args, run_id, ts, ctx, kw, model, provider)
         if not _fixed(map(type, args)) or (kw and not _fixed(map(type, kw.values()))):
-            return self._offer_line(hook, args, run_id, ts, ctx, kw, model, provider)
+            return self._offer_line(stamped)
         # Only values that cannot change are queued as they are: the worker builds the record
         # (its key, JSON, id) from them, as it would have been built here.
-        self._offer(
-            (hook, args, run_id, ts, ctx, kw, model, provider),
-            0.0 if self.failing else self.put_wait,
-        )
+        self._offer(stamped, 0.0 if self.failing else self.put_wait)
 
-    def _offer_line(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        run_id: Any,
-        ts: float,
-        ctx: Mapping[str, Any],
-        kw: dict[str, Any],
-        model: Any,
-        provider: Any,
-    ) -> None:
+    def _offer_line(self, parts: RawParts) -> None:
         # A container (a list of messages, a tool's input) may be changed by the app once the
         # hook returns: the event is serialised now, as it was when emitted.
+        hook, _, run_id, ts, ctx, kw, _, _ = parts
         key = _key(run_id, ctx, kw)
-        line = line_from_parts(
-            hook,
-            args,
-            run_id,
-            ts,
-            ctx,
-            kw,
-            model,
-            provider,
-            self.include_prompts,
-            self.include_responses,
-        )
+        line = line_from_parts(*parts, self.include_prompts, self.include_responses)
         self._offer((hook, key, ts, line), 0.0 if self.failing else self.put_wait)
 
     def _kept(self, ctx: Mapping[str, Any], kw: Mapping[str, Any]) -> bool:

@@ -15,6 +15,8 @@ implementation as ``store=``.
 - ``hookwire.stores.engine``: ``resolve_url``, ``get_engine``, ``ensure_schema``, ``upgrade``
   (the database, its engine, its Alembic-versioned schema).
 - ``hookwire.stores.schema``: the one SQLAlchemy Core ``metadata`` of every table.
+- ``hookwire.stores.sqlstore``: ``SQLStore``, what the SQL implementations share (URL, schema
+  check, errors).
 - ``hookwire.stores.runner``: ``run_sync`` / ``run``: store coroutines on one background loop.
 """
 

@@ -44,6 +44,11 @@ class StoreRegistry(Generic[S]):
         with self._lock:
             self._builders[backend] = builder
 
+    def register_class(self, backend: str, cls: type[S]) -> None:
+        """Serve every URL of ``backend`` with ``cls`` (``register`` with a builder that
+        always gives it)."""
+        self.register(backend, lambda url: cls)
+
     def unregister(self, backend: str) -> None:
         """Serve URLs of ``backend`` no more."""
         with self._lock:

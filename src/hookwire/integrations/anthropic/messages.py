@@ -29,7 +29,7 @@ from ...errors import (
 from ...events import LLMResponse, ToolCall, Usage
 from ...llms.estimate import UNKNOWN_USAGE
 from ...llms.prices import price
-from ..openai.endpoints import Endpoint, Reader
+from ..openai.endpoints import Endpoint, Reader, decoded_once
 
 __all__ = ["MESSAGES", "MessagesEndpoint", "MessagesReader", "stream_error", "usage_of"]
 
@@ -56,6 +56,11 @@ _STREAM_ERRORS: Mapping[str, tuple[type[LLMError], int]] = {
     "overloaded_error": (ServerError, 529),
 }
 
+
+#: Events whose data says nothing the reader keeps (by their SSE event name): it is not
+#: decoded. ``ping`` keeps the connection alive, ``content_block_stop`` ends a block the
+#: deltas told, ``message_stop`` ends the stream (its name says it all).
+_UNREAD = frozenset({"ping", "content_block_stop", "message_stop"})
 
 #: The SDK's markers of an argument left out (still in the body ``request`` is given).
 _LEFT_OUT = (anthropic.Omit, anthropic.NotGiven)
@@ -147,20 +152,35 @@ class MessagesReader(Reader):
         return self._response("".join(texts), usage_of(answer.get("usage")), tuple(calls))
 
     def event(self, name: str | None, data: str) -> str | None:
-        event = orjson.loads(data)
+        if name in _UNREAD:
+            self.done = self.done or name == "message_stop"
+            return None
+        return self.read(name, orjson.loads(data))
+
+    def sse(self, sse: Any) -> str | None:
+        name = sse.event
+        if name in _UNREAD:
+            self.done = self.done or name == "message_stop"
+            return None
+        return self.read(name, decoded_once(sse))
+
+    def read(self, name: str | None, event: Any) -> str | None:
+        """Read one event, its data decoded (``name``: its SSE event name, if it came with
+        one): its text, if any."""
         if type(event) is not dict:
-            raise ValueError(f"a stream event that is not a JSON object: {data[:200]}")
+            raise ValueError(f"a stream event that is not a JSON object: {event!r:.200}")
         kind = event.get("type") or name
         if kind == "content_block_delta":
             delta = event.get("delta")
             if type(delta) is not dict:
                 return None
-            if delta.get("type") == "text_delta":
+            part = delta.get("type")
+            if part == "text_delta":
                 text = delta.get("text")
-                if isinstance(text, str) and text:
+                if type(text) is str and text:
                     self.parts.append(text)
                     return text
-            elif delta.get("type") == "input_json_delta":
+            elif part == "input_json_delta":
                 tool = self.tools.get(event.get("index"))  # type: ignore[arg-type]
                 if tool is not None:
                     tool[2].append(str(delta.get("partial_json") or ""))
@@ -193,13 +213,18 @@ class MessagesReader(Reader):
     def _count(self, usage: Any) -> None:
         if type(usage) is dict:
             # message_delta's counts are cumulative; a count it leaves out (or null) stands.
-            self.usage.update((k, v) for k, v in usage.items() if v is not None)
+            counts = self.usage
+            for key, value in usage.items():
+                if value is not None:
+                    counts[key] = value
 
     def result(self) -> LLMResponse:
-        calls = tuple(
-            ToolCall(id=str(i or ""), name=str(n or ""), arguments="".join(p) or "{}")
-            for i, n, p in self.tools.values()
-        )
+        calls: tuple[ToolCall, ...] = ()
+        if self.tools:
+            calls = tuple(
+                ToolCall(id=str(i or ""), name=str(n or ""), arguments="".join(p) or "{}")
+                for i, n, p in self.tools.values()
+            )
         # Before message_delta the output is not counted: the usage is estimated instead.
         usage = usage_of(self.usage) if self.finished else None
         if not self.done:

@@ -37,6 +37,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from ...context import check_request_context, hook_context
 from ...dispatch import CallbackManager, Callbacks
 from ...errors import BudgetExceeded, CallbackAbort
+from ...frozen import freeze
 from ...ids import new_id
 from .._common import FailureLog, to_hookwire_error
 from .convert import invocation_params, provider_name, response_of
@@ -135,14 +136,16 @@ class HookwireLogger(CustomLogger):
             if len(self._calls) >= _MAX_OPEN:
                 del self._calls[next(iter(self._calls))]
             self._calls[call_id] = call
-        return call, params.get("messages")
+        # Read-only copies (LiteLLM sends these very messages after the event): a handler
+        # cannot change the request.
+        return call, freeze(params.get("messages"))
 
     def _start_kw(self, call: _Call, params: Mapping[str, Any]) -> dict[str, Any]:
         optional = params.get("optional_params")
         source = optional if isinstance(optional, Mapping) else params
         return {
             **call.kw,
-            "invocation_params": invocation_params(call.model, source),
+            "invocation_params": freeze(invocation_params(call.model, source)),
             "stream": bool(params.get("stream") or source.get("stream")),
         }
 
@@ -196,7 +199,7 @@ class HookwireLogger(CustomLogger):
             failures("a call's start", exc)
             return
         try:
-            self.manager.on_llm_start(messages, **kw)
+            self.manager.on_llm_start(freeze(messages), **kw)
         except CallbackAbort as abort:
             # LiteLLM would log and swallow it, and send the call anyway: say so once.
             if not self._warned_sync_refusal:

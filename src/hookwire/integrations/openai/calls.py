@@ -18,6 +18,7 @@ import openai
 from ...dispatch import CallbackManager
 from ...errors import BudgetExceeded, CallbackAbort
 from ...events import EmbeddingResponse, LLMResponse, Usage
+from ...frozen import freeze
 from ...ids import new_id
 from ...llms.estimate import prompt_bound, with_estimate
 from ...llms.openai_wire import map_openai_error
@@ -162,13 +163,15 @@ class Call:
         return "on_llm_start", "on_llm_end", "on_llm_error"
 
     def start_args(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """The start event's payload and keywords."""
+        """The start event's payload and keywords. The payload holds the request body's own
+        messages (the SDK sends that body after the event): handlers get read-only copies,
+        so they cannot change the request."""
         payload, params = self.endpoint.start(body)
-        kw = {**self.kw, "invocation_params": params, **self.inst.server}
+        kw = {**self.kw, "invocation_params": freeze(params), **self.inst.server}
         if not self.endpoint.embedding:
             kw["stream"] = self.stream
             kw["api_type"] = _API_TYPES.get(self.endpoint.name, self.endpoint.name)
-        return payload, kw
+        return freeze(payload), kw
 
     def reader(self) -> Reader:
         """A reader of this call's answer."""

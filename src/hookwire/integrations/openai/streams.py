@@ -43,12 +43,14 @@ class Observer:
     """One streamed answer being read: the events each of its server-sent events calls for,
     and its end."""
 
-    __slots__ = ("broken", "call", "index", "reader", "reading", "tokens", "ttft")
+    __slots__ = ("broken", "call", "index", "reader", "reading", "token_kw", "tokens", "ttft")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.reader = call.reader()
         self.tokens = call.inst.manager.listens("on_llm_new_token")
+        #: The keywords of every token event but its ``index``, made at the first token.
+        self.token_kw: dict[str, Any] | None = None
         self.index = 0
         self.ttft: float | None = None
         self.broken = False
@@ -57,33 +59,49 @@ class Observer:
         self.reading = False
 
     def event(self, name: str | None, data: str) -> Events:
-        """Read one event (``reader.skip`` then says whether to keep it from the app)."""
-        reader = self.reader
-        reader.skip = False
+        """Read one event of a body the app reads itself: its events."""
         if self.broken:
             return _NONE
         try:
-            token = reader.event(name, data)
+            token = self.reader.event(name, data)
         except Exception as exc:
-            if reader.error is None:
-                failures("a stream event", exc)
-                self.broken = True
+            return self._unreadable(exc)
+        return self._token(token) if token else _NONE
+
+    def passed(self, sse: Any) -> Events:
+        """Read one of the SDK's server-sent events: its events, or ``HIDDEN``."""
+        if self.broken:
             return _NONE
-        if not token:
-            return _NONE
+        reader = self.reader
+        reader.skip = False
+        try:
+            token = reader.sse(sse)
+        except Exception as exc:
+            return self._unreadable(exc)
+        if reader.skip:
+            return HIDDEN
+        return self._token(token) if token else _NONE
+
+    def _unreadable(self, exc: Exception) -> Events:
+        # An error event is the reader's to report; anything else stops the reading.
+        if self.reader.error is None:
+            failures("a stream event", exc)
+            self.broken = True
+        return _NONE
+
+    def _token(self, token: str) -> Events:
+        """A piece of text came: the first one's time, and its token event."""
         if self.ttft is None:
             self.ttft = _perf()
         if not self.tokens:
             return _NONE
+        kw = self.token_kw
+        if kw is None:
+            call = self.call
+            kw = self.token_kw = {**call.kw, "attempt": call.attempts or 1}
         index = self.index
         self.index = index + 1
-        kw = {**self.call.kw, "attempt": self.call.attempts or 1, "index": index}
-        return [("on_llm_new_token", (token,), kw)]
-
-    def passed(self, sse: Any) -> Events:
-        """Read one of the SDK's server-sent events: its events, or ``HIDDEN``."""
-        events = self.event(sse.event, sse.data)
-        return HIDDEN if self.reader.skip else events
+        return [("on_llm_new_token", (token,), {**kw, "index": index})]
 
     def ended(self, body: bytes | None = None) -> Events:
         """The answer's end: with what came (``cancelled=True`` if it had not finished), or

@@ -161,7 +161,8 @@ def sync_take(url: str, timeout: float | None = None) -> Any:
     # autocommit: the server-side function is the whole transaction; prepare_threshold=0:
     # the one statement is prepared on first use and reused by every later check.
     limit = 10.0 if timeout is None else timeout
-    conn = psycopg.connect(
+    factory: Any = _bounded_connection_class() or psycopg.Connection
+    conn = factory.connect(
         dsn(url),
         autocommit=True,
         prepare_threshold=0,
@@ -169,10 +170,45 @@ def sync_take(url: str, timeout: float | None = None) -> Any:
         # A check stuck on the server (a lock another session holds) ends as an error too.
         options=f"-c statement_timeout={math.ceil(limit * 1000)}",
     )
+    if factory is not psycopg.Connection:
+        conn.hookwire_timeout = limit  # each wait for the server ends after it
     cursor = conn.cursor()
     with _sync_lock:
         _sync_open.append(cursor)
     return cursor
+
+
+_bounded: list[type[Any] | None] = []
+
+
+def _bounded_connection_class() -> type[Any] | None:
+    """A psycopg ``Connection`` whose every wait for the server ends after its
+    ``hookwire_timeout`` seconds, or None where psycopg's ``wait`` takes no timeout (before
+    3.2). ``statement_timeout`` cannot end a check whose connection went silent after it
+    was opened (a network that drops packets, a frozen server): the server never gets it,
+    or never answers; without this the check waited for TCP to give up (about 15 minutes).
+    A check cut short leaves its connection mid-statement: it is closed, not kept."""
+    if _bounded:
+        return _bounded[0]
+    import inspect
+
+    import psycopg
+
+    params = inspect.signature(psycopg.Connection.wait).parameters
+    if "interval" not in params or "timeout" not in params:
+        _bounded.append(None)
+        return None
+
+    class BoundedConnection(psycopg.Connection):
+        hookwire_timeout: float | None = None
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            if timeout is None:
+                timeout = self.hookwire_timeout
+            return super().wait(gen, interval, timeout)
+
+    _bounded.append(BoundedConnection)
+    return BoundedConnection
 
 
 _IDLE_IN_SESSION = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction left open

@@ -98,6 +98,8 @@ class PostgresUsageLedger(SQLUsageLedger):
     def __init__(self, url: str | None = None) -> None:
         super().__init__(url)
         self._swept_at = -SWEEP_EVERY
+        #: The budget keys whose ``budget_totals`` row this process has made (postgres_batch).
+        self._known_keys: set[tuple[str, str, str, str, str]] = set()
         self._direct_sync = psycopg_available()
         # asyncpg's own pool where the URL's driver is asyncpg, else the driver's connection
         # through a small SQLAlchemy engine
@@ -216,7 +218,9 @@ class PostgresUsageLedger(SQLUsageLedger):
                         )
                         answers = [(row["refused"], row["committed"])]
                     else:
-                        return await reserve_batch(conn, asks, min(a.now for a in asks))
+                        return await reserve_batch(
+                            conn, asks, min(a.now for a in asks), self._known_keys
+                        )
                 order = [0]
             else:
                 # Sorted by key (stable: one key's checks keep their order), so that the rows

@@ -116,11 +116,13 @@ class Claim:
 
 def period_start(period: str | None, at: datetime) -> str:
     """The key of the period containing ``at`` (UTC): ``2026-11-23``, ``2026-11``, or ``""``."""
-    at = at.astimezone(_UTC)
+    # Formatted by hand: strftime costs about 10x more, and a budgeted call takes several.
     if period == "day":
-        return at.strftime("%Y-%m-%d")
+        at = at.astimezone(_UTC)
+        return f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
     if period == "month":
-        return at.strftime("%Y-%m")
+        at = at.astimezone(_UTC)
+        return f"{at.year:04d}-{at.month:02d}"
     return ""
 
 

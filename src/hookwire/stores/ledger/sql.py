@@ -15,10 +15,11 @@ from sqlalchemy import ColumnElement, Table, and_, case, func, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..._logonce import LogOnce
-from ...errors import ConfigurationError, StoreError
+from ...errors import ConfigurationError
 from .. import runner
-from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
+from ..engine import get_engine, get_write_engine
 from ..schema import budget_reservations, usage_ledger, usage_totals
+from ..sqlstore import SQLStore
 from . import rollups
 from .api import UsageLedger
 from .batching import Ask, Outcome, ReserveBatcher
@@ -92,7 +93,7 @@ def _money(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(value)
 
 
-class SQLUsageLedger(UsageLedger):
+class SQLUsageLedger(SQLStore, UsageLedger):
     """The ledger in a SQL database (an implementation's base: it adds the budget check,
     ``_reserve``, the ``_period_column`` and how reservations are settled)."""
 
@@ -104,22 +105,10 @@ class SQLUsageLedger(UsageLedger):
     max_cost: ClassVar[Decimal]
 
     def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url)
+        super().__init__(url)
         self._schema_checked = False
         self._cost_log = LogOnce()
         self._batcher: ReserveBatcher | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact(self.url)!r})"
-
-    async def _ready(self) -> None:
-        try:
-            await ensure_schema(self.url)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
-
-    def _fail(self, doing: str, exc: Exception) -> StoreError:
-        return StoreError(f"{doing} in {redact(self.url)} failed: {exc}")
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -70,12 +70,7 @@ class SQLiteUsageLedger(SQLUsageLedger):
     async def open(self) -> None:
         """Check the schema and connect once: the pool keeps the connection, and with it
         aiosqlite's thread, which could not be started at exit from Python 3.12 on."""
-        await self._ready()
-        try:
-            async with get_write_engine(self.url).connect():
-                pass
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
+        await self._connect_once()
 
     async def _settle_in_transaction(self, conn: Any, run_ids: list[str]) -> None:
         for i in range(0, len(run_ids), BATCH):

@@ -29,14 +29,6 @@ __all__ = [
 ]
 
 
-def _sqlite_outbox(url: str) -> type[Outbox]:
-    return SQLiteOutbox
-
-
-def _postgres_outbox(url: str) -> type[Outbox]:
-    return PostgresOutbox
-
-
 # The one place a URL's backend is matched with its implementation.
-backends.register("sqlite", _sqlite_outbox)
-backends.register("postgresql", _postgres_outbox)
+backends.register_class("sqlite", SQLiteOutbox)
+backends.register_class("postgresql", PostgresOutbox)

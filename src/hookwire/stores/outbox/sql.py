@@ -29,8 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import StoreError
-from ..engine import ensure_schema, get_engine, get_write_engine, redact, resolve_url
+from ..engine import get_engine, get_write_engine
 from ..schema import outbox
+from ..sqlstore import SQLStore
 from .api import Claim, Outbox
 from .records import DEAD, DELIVERED, PENDING, Delivery, OutboxEvent
 
@@ -124,36 +125,16 @@ def _parse_time(value: Any) -> datetime:
     return value  # type: ignore[no-any-return]
 
 
-class SQLOutbox(Outbox):
+class SQLOutbox(SQLStore, Outbox):
     """The outbox in a SQL database (an implementation's base: it may set
     :attr:`skip_locked` and :meth:`stamp`)."""
 
     #: Whether claims lock rows and skip those other relays hold (PostgreSQL).
     skip_locked: ClassVar[bool] = False
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact(self.url)!r})"
-
-    def _fail(self, doing: str, exc: Exception) -> StoreError:
-        return StoreError(f"{doing} in {redact(self.url)} failed: {exc}")
-
-    async def _ready(self) -> None:
-        try:
-            await ensure_schema(self.url)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
-
     async def open(self) -> None:
         """Check the schema and connect once, so the pool has a connection at exit."""
-        await self._ready()
-        try:
-            async with get_write_engine(self.url).connect():
-                pass
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
+        await self._connect_once()
 
     async def _write(self, doing: str, statements: Callable[[Any], Any]) -> Any:
         await self._ready()

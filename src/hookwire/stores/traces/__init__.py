@@ -25,14 +25,6 @@ __all__ = [
 ]
 
 
-def _sqlite_store(url: str) -> type[TraceStore]:
-    return SQLiteTraceStore
-
-
-def _postgres_store(url: str) -> type[TraceStore]:
-    return PostgresTraceStore
-
-
 # The one place a URL's backend is matched with its implementation.
-backends.register("sqlite", _sqlite_store)
-backends.register("postgresql", _postgres_store)
+backends.register_class("sqlite", SQLiteTraceStore)
+backends.register_class("postgresql", PostgresTraceStore)

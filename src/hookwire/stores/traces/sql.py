@@ -33,10 +33,11 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from ...errors import InvalidInputError, StoreError
+from ...errors import InvalidInputError
 from ..conversations import Page
-from ..engine import ensure_schema, get_engine, get_write_engine, json_loads, redact
+from ..engine import get_engine, get_write_engine, json_loads
 from ..schema import span_contents, span_latency, span_rollups, spans
+from ..sqlstore import SQLStore
 from .api import RunFilter, TraceStore
 from .rollups import ENDED, READ_COLUMNS, Rollup, Upserts, hour_of, hours_between, quantile
 from .rollups import rebuild as rebuild_rollups
@@ -120,37 +121,15 @@ def _row(row: Any) -> dict[str, Any]:
     return {str(k): v for k, v in row._mapping.items()}
 
 
-class SQLTraceStore(TraceStore):
+class SQLTraceStore(SQLStore, TraceStore):
     """Spans in an SQL database (see the module)."""
 
     statements: ClassVar[Statements]
     _dialect: ClassVar[str] = "postgresql"
 
-    def __init__(self, url: str | None = None) -> None:
-        from ..engine import resolve_url
-
-        self.url = resolve_url(url)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact(self.url)!r})"
-
-    async def _ready(self) -> None:
-        try:
-            await ensure_schema(self.url)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
-
-    def _fail(self, doing: str, exc: Exception) -> StoreError:
-        return StoreError(f"{doing} in {redact(self.url)} failed: {exc}")
-
     async def open(self) -> None:
         """Check the schema and connect once (the pool keeps the connection)."""
-        await self._ready()
-        try:
-            async with get_write_engine(self.url).connect():
-                pass
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("opening the database", exc) from exc
+        await self._connect_once()
 
     # -- writing ------------------------------------------------------------------------------
 

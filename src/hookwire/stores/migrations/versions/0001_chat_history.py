@@ -1,9 +1,4 @@
-"""Chat history: conversations and messages.
-
-Revision ID: 0001_chat_history
-Revises:
-Create Date: 2026-11-23
-"""
+"""Chat history: conversations and messages."""
 
 from __future__ import annotations
 
@@ -17,8 +12,6 @@ from hookwire.stores.schema import UTCDateTime
 
 revision = "0001_chat_history"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def _json() -> sa.types.TypeEngine[Any]:

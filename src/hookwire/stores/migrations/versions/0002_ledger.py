@@ -1,9 +1,4 @@
-"""Usage accounting: the ledger, its running totals, and budget reservations.
-
-Revision ID: 0002_ledger
-Revises: 0001_chat_history
-Create Date: 2026-11-23
-"""
+"""Usage accounting: the ledger, its running totals, and budget reservations."""
 
 from __future__ import annotations
 
@@ -14,8 +9,6 @@ from hookwire.stores.schema import Money, UTCDateTime
 
 revision = "0002_ledger"
 down_revision = "0001_chat_history"
-branch_labels = None
-depends_on = None
 
 
 #: The budget check on PostgreSQL, as one server-side call (one round trip instead of five):

@@ -4,10 +4,6 @@
 ``budget_reservations`` (on PostgreSQL; SQLite sums the reservations in its check and leaves
 the table empty). The check becomes one row update under that row's lock plus one read of the
 key's spent cost, instead of advisory locks and two sums.
-
-Revision ID: 0003_budget_totals
-Revises: 0002_ledger
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -22,8 +18,6 @@ from hookwire.stores.schema import Money
 
 revision = "0003_budget_totals"
 down_revision = "0002_ledger"
-branch_labels = None
-depends_on = None
 
 #: The budget check on PostgreSQL, one call per check. For each claim, in the order given
 #: (callers sort them, so two checks never wait for each other's rows in opposite orders):

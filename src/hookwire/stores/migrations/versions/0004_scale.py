@@ -14,10 +14,6 @@ and rows per day and month of the scopes ``model``, ``provider`` and ``all`` (ke
 every call, with or without a user, org or agent), and an index by scope and period. The
 totals are rebuilt from the ledger under a lock that holds ledger writers back, so they
 match it exactly.
-
-Revision ID: 0004_scale
-Revises: 0003_budget_totals
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -29,8 +25,6 @@ from hookwire.stores.schema import Money
 
 revision = "0004_scale"
 down_revision = "0003_budget_totals"
-branch_labels = None
-depends_on = None
 
 #: The columns 0004 adds to ``usage_totals``.
 NEW_TOTALS = (

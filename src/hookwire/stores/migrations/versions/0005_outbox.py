@@ -1,9 +1,4 @@
-"""The outbox: events on their way out to other systems, one row per event and sink.
-
-Revision ID: 0005_outbox
-Revises: 0004_scale
-Create Date: 2026-12-07
-"""
+"""The outbox: events on their way out to other systems, one row per event and sink."""
 
 from __future__ import annotations
 
@@ -14,8 +9,6 @@ from hookwire.stores.schema import UTCDateTime
 
 revision = "0005_outbox"
 down_revision = "0004_scale"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

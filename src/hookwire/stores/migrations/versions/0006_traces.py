@@ -3,10 +3,6 @@ and ``span_contents`` (their whole inputs and outputs), for ``hookwire ui``.
 
 The runs list reads root spans only, so its indexes are partial (``WHERE parent_id IS NULL``):
 the far more numerous child spans cost them nothing.
-
-Revision ID: 0006_traces
-Revises: 0005_outbox
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from hookwire.stores.schema import Money, UTCDateTime
 
 revision = "0006_traces"
 down_revision = "0005_outbox"
-branch_labels = None
-depends_on = None
 
 _ROOT = sa.text("parent_id IS NULL")
 #: Indexes of root spans: name, columns.

@@ -7,10 +7,6 @@ spans. Existing spans are counted here (``hookwire.stores.traces.rollups.rebuild
 ``ix_spans_parent_started`` (a span's children) becomes an index of child spans only: with
 every root under ``parent_id IS NULL`` in it, SQLite's planner took it for the runs list and
 its filters over their own indexes, reading every run.
-
-Revision ID: 0007_trace_rollups
-Revises: 0006_traces
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ from hookwire.stores.traces.rollups import rebuild
 
 revision = "0007_trace_rollups"
 down_revision = "0006_traces"
-branch_labels = None
-depends_on = None
 
 _CHILD = sa.text("parent_id IS NOT NULL")
 

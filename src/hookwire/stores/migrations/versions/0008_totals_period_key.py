@@ -6,10 +6,6 @@ take it (both indexes estimate one row) and then filters every key of the day: o
 with 40,000 users a day, a batch of 1,000 checks read 44 million rows (50 s). Whichever index
 it takes now, the five columns are its index condition; summaries of a scope's period still
 seek on its first three.
-
-Revision ID: 0008_totals_period_key
-Revises: 0007_trace_rollups
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from alembic import op
 
 revision = "0008_totals_period_key"
 down_revision = "0007_trace_rollups"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

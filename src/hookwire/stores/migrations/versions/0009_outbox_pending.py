@@ -6,10 +6,6 @@ A row leaves them when it is delivered or dead, and a delivered row is never put
 them: on PostgreSQL marking 2,000 rows delivered wrote 12,300 WAL records in 94 ms with the
 full indexes and 8,100 in 38 ms with these (``EXPLAIN (ANALYZE, WAL)``). Claims read the
 same rows, from smaller indexes.
-
-Revision ID: 0009_outbox_pending
-Revises: 0008_totals_period_key
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ from alembic import op
 
 revision = "0009_outbox_pending"
 down_revision = "0008_totals_period_key"
-branch_labels = None
-depends_on = None
 
 _PENDING = "state = 'pending'"
 
