@@ -6,8 +6,8 @@ Run from the repository root::
     PYTHONPATH=src .venv/bin/python bench/bridges.py            # full run
     PYTHONPATH=src .venv/bin/python bench/bridges.py --quick    # fewer iterations
 
-The LlamaIndex and Agents SDK rows in CPU instructions (load does not move them), each case
-dumped as its own callgrind part (read them with ``callgrind_annotate``; needs ``gcc`` and
+The LlamaIndex and Agents SDK rows in CPU instructions (load does not move them), and the
+Agents SDK run's hook calls alone (``agents_parts``), each case dumped as its own callgrind part (read them with ``callgrind_annotate``; needs ``gcc`` and
 ``valgrind/callgrind.h``, as bench/runtime_instr.py does)::
 
     PYTHONPATH=src valgrind --tool=callgrind --instr-atstart=no \\
@@ -361,7 +361,7 @@ def openai_agents(number: int, repeat: int, cg_calls: int = 0) -> None:
         "Agents SDK run, hookwire": case(HookwireTracingProcessor([HWRunNoop()])),
     }
     if cg_calls:
-        instructions(cases, cg_calls)
+        instructions({**cases, **agents_parts(case)}, cg_calls)
         set_trace_processors([])
         return
     t = best_of(cases, number, repeat)
@@ -372,6 +372,52 @@ def openai_agents(number: int, repeat: int, cg_calls: int = 0) -> None:
         [("agent, response, tool", *t.values())],
         "<= 1.2x",
     )
+
+
+def agents_parts(case: Callable[[Any], Callable[[], None]]) -> dict[str, Callable[[], None]]:
+    """Where the Agents SDK bridge's instructions go: the run's hook calls, recorded once, then
+    made again through a manager alone (``dispatch``) and straight to the no-op handler's
+    methods with the keywords it received (``handlers``). The bridge's translation is the
+    hookwire case less ``dispatch``; ``handlers`` is what any hook call costs a handler that
+    takes ``**kwargs``, whatever the manager does."""
+    from hookwire import BaseCallback, CallbackManager
+    from hookwire.integrations.openai_agents import HookwireTracingProcessor
+
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    class Recorder(BaseCallback):
+        def _keep(self, hook: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+            calls.append((hook, args, kw))
+
+        def on_run_start(self, input: Any, **kwargs: Any) -> None:
+            self._keep("on_run_start", (input,), kwargs)
+
+        def on_run_end(self, output: Any, **kwargs: Any) -> None:
+            self._keep("on_run_end", (output,), kwargs)
+
+        def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
+            self._keep("on_llm_start", (prompt,), kwargs)
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            self._keep("on_llm_end", (response,), kwargs)
+
+    case(HookwireTracingProcessor([Recorder()]))()
+    manager, noop = CallbackManager([HWRunNoop()]), HWRunNoop()
+    # The manager is given the bridge's keywords: the ones it adds itself are left out.
+    through = [
+        (getattr(manager, h), a, {k: v for k, v in kw.items() if k != "timestamp"})
+        for h, a, kw in calls
+    ]
+    direct = [(getattr(noop, h), a, kw) for h, a, kw in calls]
+
+    def replay(made: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> None:
+        for fn, args, kw in made:
+            fn(*args, **kw)
+
+    return {
+        f"Agents SDK run's {len(calls)} hook calls, dispatch": lambda: replay(through),
+        f"Agents SDK run's {len(calls)} hook calls, handlers": lambda: replay(direct),
+    }
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_event_from_call_splits_payload_context_and_extra() -> None:
     assert ev.kwargs()["delay"] == 0.5
 
 
-@pytest.mark.parametrize("cls", [Usage, LLMResponse, LLMRequest, StreamEnd])
+@pytest.mark.parametrize("cls", [Usage, LLMResponse, LLMRequest, StreamEnd, ToolCall])
 def test_hand_written_inits_match_the_fields(cls: type) -> None:
     # These records write their __init__ out (it is on every LLM call's path); it must take
     # exactly the dataclass's fields, in order, with the same defaults.

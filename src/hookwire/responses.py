@@ -127,6 +127,14 @@ class ToolCall:
     name: str
     arguments: str = "{}"
 
+    # Written out for the same reason as Usage's (built for each tool call of every LLM call).
+    def __init__(self, id: str, name: str, arguments: str = "{}") -> None:
+        _tool_id(self, id)
+        _tool_name(self, name)
+        _tool_arguments(self, arguments)
+
+
+_tool_id, _tool_name, _tool_arguments = slot_setters(ToolCall, "id", "name", "arguments")
 
 (
     _usage_prompt,
