@@ -103,6 +103,11 @@ def app_thread_cost(url: str, n: int) -> tuple[float, float]:
     for _ in range(3):
         handler = OutboxCallback(["bench"], url, hooks=["on_memory_store"])
         manager = CallbackManager([handler])
+        # The app's steady state: a new outbox's schema is made and its connections opened in
+        # the background at first, and that work, sharing the GIL and the caches, would be
+        # counted against the app. A round first, not counted.
+        _emit(manager, n)
+        handler.flush(120)
         best_outbox = min(best_outbox, _emit(manager, n) / n)
         handler.flush(120)
         best_noop = min(best_noop, _emit(CallbackManager([_Noop()]), n) / n)
