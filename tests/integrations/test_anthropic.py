@@ -35,6 +35,7 @@ from hookwire.testing.openai_server import (  # noqa: E402
     Reply,
     ToolCallReply,
 )
+from request_editor import RequestEditor  # noqa: E402
 
 MODEL = "claude-haiku-4-5"
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
@@ -450,29 +451,11 @@ async def test_async_stream_left_early(openai_server: OpenAIServer) -> None:
     gc.collect()
 
 
-class _Editor(BaseCallback):
-    """A handler that tries to rewrite the request it is shown."""
-
-    def __init__(self) -> None:
-        self.refused: list[str] = []
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        for name, edit in (
-            ("content", lambda: prompt[-1].__setitem__("content", "EDITED")),
-            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
-            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
-        ):
-            try:
-                edit()
-            except TypeError:
-                self.refused.append(name)
-
-
 @pytest.mark.parametrize("system", [None, "Be brief."])
 def test_a_handler_cannot_change_the_request_the_sdk_sends(
     openai_server: OpenAIServer, system: str | None
 ) -> None:
-    editor = _Editor()
+    editor = RequestEditor()
     client = instrument(client_for(openai_server), callbacks=[editor])
     extra = {"system": system} if system else {}
     client.messages.create(

@@ -22,6 +22,7 @@ from hookwire.errors import AuthenticationError, BudgetExceeded, RateLimitError 
 from hookwire.integrations.litellm import HookwireLogger  # noqa: E402
 from hookwire.testing import RecordingCallback  # noqa: E402
 from hookwire.testing.openai_server import ErrorReply, OpenAIServer, Reply, ToolCallReply  # noqa: E402
+from request_editor import RequestEditor  # noqa: E402
 
 MODEL = "openai/gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
@@ -265,28 +266,10 @@ def test_a_sync_refusal_is_reported_and_the_call_still_sent(
     assert rec.hooks() == ["on_budget_exceeded", "on_llm_end"]
 
 
-class _Editor(BaseCallback):
-    """A handler that tries to rewrite the request it is shown."""
-
-    def __init__(self) -> None:
-        self.refused: list[str] = []
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        for name, edit in (
-            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
-            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
-            ("params", lambda: kwargs["invocation_params"].__setitem__("temperature", 2)),
-        ):
-            try:
-                edit()
-            except TypeError:
-                self.refused.append(name)
-
-
 async def test_a_handler_cannot_change_the_request_litellm_sends(
     openai_server: OpenAIServer,
 ) -> None:
-    editor = _Editor()
+    editor = RequestEditor(lambda params: params.__setitem__("temperature", 2))
     use(editor)
     messages = [{"role": "user", "content": "hello"}]
     litellm.completion(**{**args(openai_server, temperature=0.5), "messages": messages})

@@ -23,6 +23,7 @@ from hookwire.errors import (
 from hookwire.integrations.openai import instrument, is_instrumented, uninstrument
 from hookwire.testing import RecordingCallback
 from hookwire.testing.openai_server import Drop, ErrorReply, OpenAIServer, Reply, ToolCallReply
+from request_editor import RequestEditor
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -480,28 +481,10 @@ def test_an_instrumentation_failure_never_reaches_the_app(
     assert rec.hooks().count("on_llm_end") == 1
 
 
-class _Editor(BaseCallback):
-    """A handler that tries to rewrite the request it is shown."""
-
-    def __init__(self) -> None:
-        self.refused: list[str] = []
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        for name, edit in (
-            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
-            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
-            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
-        ):
-            try:
-                edit()
-            except TypeError:
-                self.refused.append(name)
-
-
 async def test_a_handler_cannot_change_the_request_the_sdk_sends(
     openai_server: OpenAIServer,
 ) -> None:
-    editor = _Editor()
+    editor = RequestEditor()
     messages = [{"role": "user", "content": "hello"}]
     client = instrument(client_for(openai_server), callbacks=[editor])
     client.chat.completions.create(model="gpt-4o-mini", messages=messages, stop=["\n\n"])

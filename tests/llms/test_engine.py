@@ -26,6 +26,7 @@ from hookwire.llms.engine import BaseLLM
 from hookwire.llms.protocol import LLMRequest, StreamEnd
 from hookwire.llms.retry import RetryPolicy
 from hookwire.testing import RecordingCallback
+from request_editor import RequestEditor
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -277,30 +278,12 @@ def test_plain_streamed_path_is_taken_and_reads_the_providers_stream_into() -> N
     assert rec.of("llm_end")[0]["stream"] is True
 
 
-class _Editor(BaseCallback):
-    """A handler that tries to rewrite the request it is shown."""
-
-    def __init__(self) -> None:
-        self.refused: list[str] = []
-
-    def on_llm_start(self, prompt: Any, **kwargs: Any) -> None:
-        for name, edit in (
-            ("content", lambda: prompt[0].__setitem__("content", "EDITED")),
-            ("message", lambda: prompt.append({"role": "user", "content": "more"})),
-            ("params", lambda: kwargs["invocation_params"]["stop"].append("EDITED")),
-        ):
-            try:
-                edit()
-            except TypeError:
-                self.refused.append(name)
-
-
 async def test_a_handler_cannot_change_the_request_sent_to_the_model(
     openai_server: Any,
 ) -> None:
     from hookwire.llms import OpenAIClient
 
-    editor = _Editor()
+    editor = RequestEditor()
     client = OpenAIClient(api_key="sk-test", base_url=openai_server.base_url, callbacks=[editor])
     messages = [{"role": "user", "content": "hello"}]
     stop = ["\n\n"]
