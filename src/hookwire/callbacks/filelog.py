@@ -61,7 +61,12 @@ __all__ = ["FileLogCallback"]
 
 logger = logging.getLogger("hookwire")
 
-_BATCH: Final = 8192
+# Events the writer turns into lines and writes at a time. Small on purpose: a batch's queued
+# events are still in the CPU's caches when their lines are made, and its lines (about 22 KB)
+# when they are joined, scanned for secrets and written. Measured (bench/observers.py's
+# requests, prebuilt manager): the writer took 5.0 µs an event with 8,192, 3.3 with 256, 2.0
+# with 64 (256,000 events/s end to end against 142,000); the app thread's cost did not move.
+_BATCH: Final = 64
 _LINGER: Final = 0.002  # seconds the writer waits for more events before it sleeps
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
