@@ -24,8 +24,10 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// Replace what ``node`` shows (arrays among ``children`` are spread, as in ``el``).
+// Replace what ``node`` shows (arrays among ``children`` are spread, as in ``el``). No node:
+// the view an answer was for is gone (the user moved on before it came), nothing to show.
 function put(node, ...children) {
+  if (!node) return;
   node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 }
 
