@@ -24,6 +24,8 @@ from hookwire.stores.schema import (
 )
 
 UTC = timezone.utc
+# The tests' clock, and prune's (now=NOW): a run that crosses midnight between the import and a
+# test still prunes the days the rows were written for.
 NOW = datetime.now(UTC)
 
 
@@ -57,12 +59,12 @@ async def test_old_ledger_rows_and_totals_go_and_budgets_read_the_same(own_db_ur
     before = {p: await ledger.spent("user", "u1", p) for p in ("day", "month", None)}
     whole = await ledger.summary(["user"])
 
-    counted = await runner.run(prune(own_db_url, Retention(batch=2), dry_run=True))
+    counted = await runner.run(prune(own_db_url, Retention(batch=2), dry_run=True, now=NOW))
     assert counted["usage_ledger"] == 3
     assert counted["usage_totals (day)"] > 0
     assert await _count(own_db_url, usage_ledger) == 5  # a dry run deletes nothing
 
-    done = await runner.run(prune(own_db_url, Retention(batch=2)))  # batches of 2
+    done = await runner.run(prune(own_db_url, Retention(batch=2), now=NOW))  # batches of 2
     assert done == counted
     assert await _count(own_db_url, usage_ledger) == 2
     t = usage_totals.c
@@ -70,7 +72,7 @@ async def test_old_ledger_rows_and_totals_go_and_budgets_read_the_same(own_db_ur
     # budgets in force read what they read before; all-time sums stay whole
     assert {p: await ledger.spent("user", "u1", p) for p in ("day", "month", None)} == before
     assert await ledger.summary(["user"]) == whole
-    again = await runner.run(prune(own_db_url, Retention(batch=2)))
+    again = await runner.run(prune(own_db_url, Retention(batch=2), now=NOW))
     assert set(again.values()) == {0}
 
 
@@ -80,7 +82,7 @@ async def test_the_periods_in_force_and_the_last_are_kept_whatever_the_retention
     ledger = UsageLedger(own_db_url)
     await ledger.record([_call("u2", NOW - timedelta(days=d)) for d in (0, 1, 2, 40, 70)])
     retention = Retention(ledger_days=1, day_totals_days=1, month_totals=1)
-    await runner.run(prune(own_db_url, retention))
+    await runner.run(prune(own_db_url, retention, now=NOW))
     t = usage_totals.c
     days = await _count(own_db_url, usage_totals, t.period == "day", t.scope == "user")
     months = await _count(own_db_url, usage_totals, t.period == "month", t.scope == "user")
@@ -96,7 +98,7 @@ async def test_retention_zero_keeps_every_row(own_db_url: str) -> None:
     ledger = UsageLedger(own_db_url)
     await ledger.record([_call("u3", NOW - timedelta(days=900))])
     keep = Retention(ledger_days=0, day_totals_days=0, month_totals=0)
-    done = await runner.run(prune(own_db_url, keep))
+    done = await runner.run(prune(own_db_url, keep, now=NOW))
     assert "usage_ledger" not in done and "usage_totals (day)" not in done
     assert await _count(own_db_url, usage_ledger) == 1
 
@@ -117,10 +119,12 @@ async def test_old_conversations_go_with_their_messages_only_when_asked(own_db_u
             )
 
     await runner.run(age())
-    assert "conversations" not in await runner.run(prune(own_db_url))  # kept by default
-    counted = await runner.run(prune(own_db_url, Retention(conversation_days=365), dry_run=True))
+    assert "conversations" not in await runner.run(prune(own_db_url, now=NOW))  # kept by default
+    counted = await runner.run(
+        prune(own_db_url, Retention(conversation_days=365), dry_run=True, now=NOW)
+    )
     assert counted["conversations"] == 1
-    await runner.run(prune(own_db_url, Retention(conversation_days=365)))
+    await runner.run(prune(own_db_url, Retention(conversation_days=365), now=NOW))
     listed = [c["id"] for c in (await store.list_conversations(me)).items]
     assert listed == [recent]
     assert await _count(own_db_url, messages) == 2
@@ -138,7 +142,7 @@ async def test_expired_reservations_of_ended_periods_go_live_ones_stay(own_db_ur
     await ledger.reserve("run-old", [gone], ttl=60, now=NOW - timedelta(days=3))
     live = Claim("user", "u5", "day", Decimal(100), Decimal(1))
     await ledger.reserve("run-live", [live], ttl=600)
-    done = await runner.run(prune(own_db_url))
+    done = await runner.run(prune(own_db_url, now=NOW))
     assert done["budget_reservations"] == 1
     r = budget_reservations.c
     assert await _count(own_db_url, budget_reservations, r.key == "u5") == 1
